@@ -1,0 +1,52 @@
+# tdpmmu top-level entry points.  See README.md.
+#   make deps   install missing build dependencies (apt-get, as root)
+#   make demo   deps + release build + run `tdpmmu demo`
+#   make check  deps + Debug ASan+UBSan build + every test through CTest
+#   make build  release build only
+
+DEBS := cmake ninja-build pkg-config liburcu-dev libcmocka-dev clang gcc
+BUILD ?= build
+JOBS ?= $(shell nproc)
+
+.PHONY: all deps build demo check check-asan clean format
+
+all: build
+
+deps:
+	@missing=""; \
+	for p in $(DEBS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "deps: all present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "deps: installing$$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "deps: missing$$missing; run: sudo apt-get install -y$$missing"; exit 1; fi
+
+$(BUILD)/release/build.ninja:
+	cmake -S . -B $(BUILD)/release -G Ninja -DCMAKE_BUILD_TYPE=Release
+
+build: deps $(BUILD)/release/build.ninja
+	cmake --build $(BUILD)/release -j $(JOBS)
+
+demo: build
+	$(BUILD)/release/tdpmmu demo
+
+$(BUILD)/asan/build.ninja:
+	cmake -S . -B $(BUILD)/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+	  -DTDP_SANITIZE=address,undefined -DTDP_WERROR=ON
+
+check-asan: deps $(BUILD)/asan/build.ninja
+	cmake --build $(BUILD)/asan -j $(JOBS)
+	cd $(BUILD)/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j 1
+
+check: check-asan
+
+format:
+	clang-format -i include/*.h src/*.[ch] src/host/*.[ch] tools/tdpmmu/*.[ch] tests/*.[ch]
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,363 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tdpmmu.h - the public API of tdpmmu, a userspace two-dimensional-paging
+ * MMU with the design of the Linux KVM x86 TDP MMU, plus the machine it runs
+ * on: an embedded host whose memory moves, and vCPUs with a software TLB and
+ * page walker.
+ *
+ * Conventions
+ *  - Every function that can fail returns 0 or a positive value on success
+ *    and a negative errno value on failure.  Each function lists the errno
+ *    values it returns and what each one means for it.  A failed call
+ *    changes nothing.
+ *  - Constructors return the new object through an out parameter.
+ *  - Addresses and sizes are bytes.  Guest-physical addresses (gpa) and host
+ *    virtual addresses (hva) are in the simulated machine; they are not
+ *    pointers in this process.
+ *  - There is no global state visible to the caller.  (Internally the
+ *    library registers each thread that touches a VM with liburcu, once,
+ *    and unregisters it at thread exit.)
+ *  - Thread-safety is stated per function.  "Any thread" means the function
+ *    may run concurrently with any other function on the same objects
+ *    except the matching destroy.
+ *
+ * Object lifetimes: a host outlives its VMs, a VM outlives its vCPUs.
+ * Destroy vCPUs before their VM and VMs before their host.
+ */
+#ifndef TDPMMU_H
+#define TDPMMU_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TDP_PAGE_SIZE 4096ull
+#define TDP_HUGE_2M (2ull << 20)
+#define TDP_HUGE_1G (1ull << 30)
+
+/* ------------------------------------------------------------------ */
+/* Host                                                                */
+/* ------------------------------------------------------------------ */
+
+struct tdp_host;
+
+/* Protection bits of a host mapping (tdp_host_mmap, tdp_host_mprotect). */
+#define TDP_PROT_NONE 0u
+#define TDP_PROT_READ 1u
+#define TDP_PROT_WRITE 2u
+#define TDP_PROT_EXEC 4u
+
+struct tdp_host_config {
+	/* Bytes of host-physical memory (the frame pool).  Rounded up to
+	 * 1 GiB.  The pool is reserved, not committed: untouched frames cost
+	 * nothing.  0 selects 4 GiB. */
+	uint64_t mem_bytes;
+};
+
+/*
+ * tdp_host_create - create an embedded host with its own frame pool.
+ * @cfg: configuration, may be NULL for defaults.
+ * @out: receives the host.
+ * Errors: -EINVAL bad configuration (mem_bytes above 1 TiB);
+ *         -ENOMEM the pool could not be reserved.
+ * Thread-safety: any thread.
+ */
+int tdp_host_create(const struct tdp_host_config *cfg, struct tdp_host **out);
+
+/*
+ * tdp_host_destroy - unmap everything and free the host.  Every VM created
+ * on it must have been destroyed.  NULL is ignored.
+ * Thread-safety: no other call on this host may run concurrently.
+ */
+void tdp_host_destroy(struct tdp_host *h);
+
+/*
+ * tdp_host_mmap - map @len bytes of anonymous memory backed by folios of
+ * @folio_size bytes (4 KiB, 2 MiB or 1 GiB), with protection @prot.  The
+ * returned hva is aligned to the folio size.  Frames are allocated on first
+ * touch (by a guest access or tdp_host_read/write) and are zero-filled.
+ * @flags: must be 0.
+ * Errors: -EINVAL len is 0, not a multiple of folio_size, folio_size is not
+ *         one of the three sizes, unknown prot or flags bits, or a NULL
+ *         @hva;  -ENOMEM no hva space left (the hva space is 2^47 bytes).
+ * Thread-safety: any thread.
+ */
+int tdp_host_mmap(struct tdp_host *h, uint64_t len, unsigned prot,
+		  uint64_t folio_size, unsigned flags, uint64_t *hva);
+
+/*
+ * tdp_host_munmap - unmap [hva, hva+len).  The range must lie inside
+ * mappings and may cover parts of them; huge folios partly covered are split
+ * first.  VMs are told through their notifier before any frame is freed.
+ * Errors: -EINVAL unaligned or zero len, or overflow;  -ENOENT some page of
+ *         the range is not mapped (nothing is changed).
+ * Thread-safety: any thread.
+ */
+int tdp_host_munmap(struct tdp_host *h, uint64_t hva, uint64_t len);
+
+/*
+ * tdp_host_mprotect - change the protection of [hva, hva+len).  Removing a
+ * permission invalidates VM mappings of the range first, so guests see the
+ * new protection from their next access on.
+ * Errors: -EINVAL unaligned, zero len, overflow or unknown prot bits;
+ *         -ENOENT part of the range is not mapped.
+ * Thread-safety: any thread.
+ */
+int tdp_host_mprotect(struct tdp_host *h, uint64_t hva, uint64_t len,
+		      unsigned prot);
+
+/*
+ * tdp_host_migrate - move the populated pages of [hva, hva+len) to new
+ * frames, keeping their contents (NUMA balancing / compaction).  Huge folios
+ * partly covered are split first; whole ones move as a whole.  Old frames
+ * are freed (and poisoned) once no VM can reach them.
+ * Errors: -EINVAL as for munmap;  -ENOENT part of the range is not mapped;
+ *         -ENOMEM no free frames for the copy (nothing changed).
+ * Thread-safety: any thread.
+ */
+int tdp_host_migrate(struct tdp_host *h, uint64_t hva, uint64_t len);
+
+/*
+ * tdp_host_swap_out - write the populated pages of [hva, hva+len) to the
+ * host's swap store and free their frames.  The next touch allocates new
+ * frames and brings the contents back.  Huge folios partly covered are
+ * split first.
+ * Errors: -EINVAL as for munmap;  -ENOENT part of the range is not mapped;
+ *         -ENOMEM the swap store could not grow (nothing changed).
+ * Thread-safety: any thread.
+ */
+int tdp_host_swap_out(struct tdp_host *h, uint64_t hva, uint64_t len);
+
+/*
+ * tdp_host_split - split every huge folio that intersects [hva, hva+len)
+ * into 4 KiB frames.  Frames and contents stay; the host mapping level
+ * drops, so VMs lose their huge mappings of the range.
+ * Errors: -EINVAL as for munmap;  -ENOENT part of the range is not mapped.
+ * Thread-safety: any thread.
+ */
+int tdp_host_split(struct tdp_host *h, uint64_t hva, uint64_t len);
+
+/*
+ * tdp_host_read / tdp_host_write - copy between the host's memory at
+ * [hva, hva+len) and @buf, faulting pages in (allocate or swap in) as
+ * needed.  Ranges may cross pages, folios and mappings.
+ * Errors: -EINVAL NULL buf with len > 0, or overflow;  -EFAULT part of the
+ *         range is not mapped;  -EACCES the mapping lacks TDP_PROT_READ
+ *         (read) or TDP_PROT_WRITE (write);  -ENOMEM no frame to fault in.
+ *         On error nothing was copied.
+ * Thread-safety: any thread.  Concurrent guest accesses to the same bytes
+ * are not ordered with the copy (as with real shared memory).
+ */
+int tdp_host_read(struct tdp_host *h, uint64_t hva, void *buf, uint64_t len);
+int tdp_host_write(struct tdp_host *h, uint64_t hva, const void *buf,
+		   uint64_t len);
+
+struct tdp_host_stats {
+	uint64_t frames_total;	 /* 4 KiB frames in the pool */
+	uint64_t frames_used;	 /* frames allocated (mapped or pinned) */
+	uint64_t frame_refs;	 /* sum of all frame reference counts */
+	uint64_t pinned_refs;	 /* references held by VMs (faults in flight) */
+	uint64_t swapped_pages;	 /* 4 KiB pages in the swap store */
+	uint64_t migrations;	 /* pages moved by tdp_host_migrate */
+	uint64_t swap_outs;	 /* pages written to swap */
+	uint64_t swap_ins;	 /* pages read back from swap */
+	uint64_t splits;	 /* huge folios split */
+	uint64_t notifier_calls; /* invalidate-start calls made to VMs */
+};
+
+/*
+ * tdp_host_get_stats - snapshot the host's counters into @out.
+ * Thread-safety: any thread; counters are read individually, not as one
+ * atomic snapshot.
+ */
+void tdp_host_get_stats(struct tdp_host *h, struct tdp_host_stats *out);
+
+/* ------------------------------------------------------------------ */
+/* VM                                                                  */
+/* ------------------------------------------------------------------ */
+
+struct tdp_vm;
+
+#define TDP_MAX_MEMSLOTS 512u
+#define TDP_MAX_VCPUS 1024u
+
+struct tdp_vm_config {
+	unsigned root_level;	/* 4 (48-bit gpa) or 5 (57-bit gpa); 0 = 4 */
+	unsigned nr_as;		/* address spaces, 1 or 2 (SMM); 0 = 1 */
+	unsigned max_vcpus;	/* 1..TDP_MAX_VCPUS; 0 = 64 */
+	uint64_t max_huge;	/* largest leaf: 4 KiB, 2 MiB or 1 GiB; 0 = 1 GiB */
+};
+
+/*
+ * tdp_vm_create - create a VM on host @h and subscribe it to the host's
+ * notifiers.
+ * Errors: -EINVAL a configuration field out of range;  -ENOMEM.
+ * Thread-safety: any thread.
+ */
+int tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
+		  struct tdp_vm **out);
+
+/*
+ * tdp_vm_destroy - tear the VM down: unsubscribe from the host, invalidate
+ * and zap every root, wait for every deferred free.  All its vCPUs must have
+ * been destroyed.  NULL is ignored.
+ * Thread-safety: no other call on this VM may run concurrently.
+ */
+void tdp_vm_destroy(struct tdp_vm *vm);
+
+/* Memslot flags */
+#define TDP_MEM_READONLY 1u
+
+struct tdp_memslot {
+	unsigned as_id;	/* address space, < nr_as */
+	unsigned slot;	/* slot id, < TDP_MAX_MEMSLOTS */
+	uint64_t gpa;	/* 4 KiB aligned */
+	uint64_t size;	/* 4 KiB multiple; 0 deletes the slot */
+	uint64_t hva;	/* 4 KiB aligned; the whole range must be mapped */
+	unsigned flags; /* TDP_MEM_* */
+};
+
+/*
+ * tdp_vm_set_memslot - create, delete, move or re-flag a memslot.
+ *  - new id:                      create;
+ *  - size 0:                      delete (existing mappings are zapped);
+ *  - same id, hva and size:       move (new gpa) and/or change flags;
+ * Mappings that the change makes wrong are zapped and every vCPU TLB is
+ * flushed before the call returns.
+ * Errors: -EINVAL as_id >= nr_as, slot id out of range, gpa/size/hva not
+ *         4 KiB aligned, gpa+size or hva+size overflow or exceed the gpa
+ *         width of the root level, unknown flags, or an existing slot whose
+ *         size or hva would change;
+ *         -EEXIST the range overlaps another slot of the same address
+ *         space;  -ENOENT deleting a slot that does not exist;
+ *         -EFAULT part of [hva, hva+size) is not mapped in the host.
+ * Thread-safety: any thread; memslot updates of one VM are serialised.
+ */
+int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *slot);
+
+/*
+ * tdp_vm_zap_gfn_range - zap every mapping of [gpa, gpa+size) in every root
+ * of address space @as_id and flush every vCPU TLB.  Guests refault.
+ * Errors: -EINVAL bad as_id, unaligned, zero size or overflow.
+ * Thread-safety: any thread.
+ */
+int tdp_vm_zap_gfn_range(struct tdp_vm *vm, unsigned as_id, uint64_t gpa,
+			 uint64_t size);
+
+/*
+ * tdp_vm_invalidate_roots - mark every root obsolete; vCPUs load new roots
+ * before their next guest access; the old roots are zapped and freed once
+ * the last vCPU lets go.  (The slow reset of KVM's kvm_mmu_reset_context.)
+ * Errors: none today; returns 0.
+ * Thread-safety: any thread.
+ */
+int tdp_vm_invalidate_roots(struct tdp_vm *vm);
+
+struct tdp_stats {
+	/* faults (KVM vcpu stats, summed over vCPUs) */
+	uint64_t pf_taken;	/* faults that reached the fault handler */
+	uint64_t pf_fixed;	/* faults that installed a leaf */
+	uint64_t pf_spurious;	/* faults already fixed by someone else */
+	uint64_t pf_retry;	/* faults retried (invalidation race, lost
+				   compare-exchange, invalid slot or root) */
+	uint64_t pf_mmio;	/* accesses with no memslot (-EFAULT exits) */
+	uint64_t pf_ro_exit;	/* writes to read-only slots (-EACCES exits) */
+	/* mappings (KVM vm stats; instantaneous) */
+	uint64_t pages_4k, pages_2m, pages_1g;
+	/* tables and roots (instantaneous) */
+	uint64_t pt_pages;	/* non-root table pages linked */
+	uint64_t pt_pages_alloc;/* table pages allocated, incl. roots and
+				   pages waiting for a deferred free */
+	uint64_t roots;		/* roots allocated (valid and invalid) */
+	uint64_t frame_refs;	/* host frame references held by the VM */
+	/* TLB */
+	uint64_t remote_tlb_flush;	   /* remote flushes performed */
+	uint64_t remote_tlb_flush_requests;/* flush requests sent to vCPUs */
+	uint64_t remote_tlb_flush_ns;	   /* total time spent in them */
+	uint64_t tlb_hits, tlb_misses;	   /* summed over vCPUs */
+	/* notifiers and zaps */
+	uint64_t invalidations;	/* notifier invalidate-start calls */
+	uint64_t zapped_leaves;	/* leaves zapped for any reason */
+	uint64_t root_reloads;	/* vCPU root loads */
+	uint64_t memslot_updates;
+};
+
+/*
+ * tdp_vm_get_stats - snapshot the VM's counters into @out.
+ * Thread-safety: any thread; counters are read individually.
+ */
+void tdp_vm_get_stats(struct tdp_vm *vm, struct tdp_stats *out);
+
+/*
+ * tdp_vm_audit - check the invariants of DESIGN.md that can be checked on
+ * a quiescent VM: every present leaf maps a gfn inside a memslot of its
+ * address space to the frame the host currently maps there (I1), with no
+ * more permission than slot and host allow (I13) and at a level the host
+ * folio and slot alignment allow; the table page, leaf and root counters
+ * equal what a walk finds; every valid root holds the MMU's reference (I3).
+ * If @report is not NULL, a description of the first problems found is
+ * written there (NUL-terminated, truncated to @len).
+ * Returns the number of problems found (0 = clean), or -EBUSY if a vCPU is
+ * in guest mode or a host operation is running.
+ * Thread-safety: call with no guest access, memslot update or host
+ * operation in flight on this VM's host.
+ */
+int tdp_vm_audit(struct tdp_vm *vm, char *report, size_t len);
+
+/* ------------------------------------------------------------------ */
+/* vCPU                                                                */
+/* ------------------------------------------------------------------ */
+
+struct tdp_vcpu;
+
+/*
+ * tdp_vcpu_create - create vCPU @id of @vm.
+ * Errors: -EINVAL id >= max_vcpus;  -EEXIST id already in use;  -ENOMEM.
+ * Thread-safety: any thread.
+ */
+int tdp_vcpu_create(struct tdp_vm *vm, unsigned id, struct tdp_vcpu **out);
+
+/*
+ * tdp_vcpu_destroy - drop the vCPU's roots and free it.  NULL is ignored.
+ * Thread-safety: no other call on this vCPU may run concurrently.
+ */
+void tdp_vcpu_destroy(struct tdp_vcpu *v);
+
+/*
+ * tdp_vcpu_read / tdp_vcpu_write / tdp_vcpu_fetch - guest accesses of @len
+ * bytes at @gpa, through the vCPU's TLB and page walker as hardware would
+ * do them, faulting (and retrying) as needed.  Accesses may cross pages,
+ * folios and memslots; they are split into per-page pieces, each of which
+ * is atomic with respect to TLB flushes (a flush never tears a piece).
+ * Errors: -EFAULT part of the range has no memslot (an MMIO exit) or its
+ *         host memory is not mapped or not accessible;
+ *         -EACCES a write to a read-only memslot;
+ *         -EINVAL NULL buf with len > 0, or gpa+len overflows the gpa
+ *         width;  -ENOMEM no frame or table page could be allocated.
+ *         On -EFAULT/-EACCES the bytes before the faulting page have been
+ *         transferred (as a real CPU would have done them).
+ * Thread-safety: one thread at a time per vCPU (the vCPU's thread);
+ * different vCPUs run concurrently with each other and with everything
+ * else.
+ */
+int tdp_vcpu_read(struct tdp_vcpu *v, uint64_t gpa, void *buf, uint64_t len);
+int tdp_vcpu_write(struct tdp_vcpu *v, uint64_t gpa, const void *buf,
+		   uint64_t len);
+int tdp_vcpu_fetch(struct tdp_vcpu *v, uint64_t gpa, void *buf, uint64_t len);
+
+/*
+ * tdp_vcpu_set_as - switch the vCPU to address space @as_id (0 normal, 1
+ * SMM); its next access uses that space's root.
+ * Errors: -EINVAL as_id >= nr_as.
+ * Thread-safety: the vCPU's thread.
+ */
+int tdp_vcpu_set_as(struct tdp_vcpu *v, unsigned as_id);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TDPMMU_H */
