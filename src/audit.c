@@ -1,0 +1,242 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * audit.c - tdp_vm_audit: invariant check of a quiescent VM.
+ *
+ * It walks every root under mmu_lock (write), collecting present leaves,
+ * table and root counts; then, with mmu_lock dropped (lock order: the host
+ * mmap lock is never taken under mmu_lock), it compares each leaf against
+ * the memslots and the host's current hva -> pfn map.  Deferred frees are
+ * drained first (rcu_barrier) so the allocator's count is exact.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "assert.h"
+#include "vm.h"
+
+struct leaf {
+	uint64_t gfn, spte;
+	uint8_t level, as_id;
+};
+
+struct audit {
+	char *report;
+	size_t len, used;
+	int problems;
+	struct leaf *leaves;
+	size_t nleaves, cap;
+	long tables, roots, leaves_by_level[4];
+};
+
+__attribute__((format(printf, 2, 3))) static void problem(struct audit *a,
+							  const char *fmt, ...)
+{
+	va_list ap;
+
+	a->problems++;
+	if (!a->report || a->used + 1 >= a->len)
+		return;
+	va_start(ap, fmt);
+	int n = vsnprintf(a->report + a->used, a->len - a->used, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		a->used += (size_t)n;
+	if (a->used + 1 < a->len) {
+		a->report[a->used++] = '\n';
+		a->report[a->used] = 0;
+	} else {
+		a->used = a->len;
+	}
+}
+
+static void add_leaf(struct audit *a, uint64_t gfn, uint64_t spte, int level,
+		     unsigned as_id)
+{
+	if (a->nleaves == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 1024;
+		struct leaf *n = realloc(a->leaves, cap * sizeof(*n));
+
+		if (!n) {
+			problem(a, "audit: out of memory");
+			return;
+		}
+		a->leaves = n;
+		a->cap = cap;
+	}
+	a->leaves[a->nleaves++] = (struct leaf){ gfn, spte, (uint8_t)level,
+						 (uint8_t)as_id };
+}
+
+static void walk_table(struct audit *a, uint64_t *spt, int level, uint64_t gfn,
+		       unsigned as_id)
+{
+	for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++) {
+		uint64_t s = __atomic_load_n(&spt[i], __ATOMIC_ACQUIRE);
+		uint64_t g = gfn + (uint64_t)i * level_pages(level);
+
+		if (!spte_present(s)) {
+			if (s != SPTE_NONPRESENT && s != SPTE_FROZEN)
+				problem(a, "gfn %#llx level %d: odd non-present"
+					   " value %#llx",
+					(unsigned long long)g, level,
+					(unsigned long long)s);
+			if (spte_frozen(s))
+				problem(a, "gfn %#llx level %d: frozen entry "
+					   "in a live table",
+					(unsigned long long)g, level);
+			continue;
+		}
+		if (spte_is_leaf(s, level)) {
+			if (level > TDP_LEVEL_1G)
+				problem(a, "leaf above 1 GiB at gfn %#llx",
+					(unsigned long long)g);
+			else
+				a->leaves_by_level[level]++;
+			add_leaf(a, g, s, level, as_id);
+			continue;
+		}
+		struct tdp_pt_page *sp = sptep_to_sp(spte_to_table(s));
+
+		a->tables++;
+		if (sp->level != level - 1 || sp->gfn != g ||
+		    sp->ptep != &spt[i] || !sp->in_use)
+			problem(a, "table at gfn %#llx level %d has a wrong "
+				   "header (level %d gfn %#llx)",
+				(unsigned long long)g, level - 1, sp->level,
+				(unsigned long long)sp->gfn);
+		walk_table(a, sp->spt, level - 1, g, as_id);
+	}
+}
+
+static void check_leaf(struct tdp_vm *vm, struct audit *a, struct leaf *l)
+{
+	const struct memslot *slot;
+	uint64_t hva, pfn;
+	unsigned order, prot;
+	int r;
+
+	tdp_rcu_read_lock();
+	slot = memslots_lookup(vm_memslots(vm, l->as_id), l->gfn);
+	if (!slot || slot->invalid) {
+		problem(a, "as %u gfn %#llx: mapped but no memslot (I13)",
+			l->as_id, (unsigned long long)l->gfn);
+		goto out;
+	}
+	if (l->gfn + level_pages(l->level) > memslot_end(slot) ||
+	    l->level > vm_max_mapping_level(vm, slot, l->gfn, 18)) {
+		problem(a, "as %u gfn %#llx: level %d leaf not allowed by the "
+			   "memslot",
+			l->as_id, (unsigned long long)l->gfn, l->level);
+		goto out;
+	}
+	if ((l->spte & SPTE_W) && (slot->flags & TDP_MEM_READONLY))
+		problem(a, "as %u gfn %#llx: writable leaf in a read-only "
+			   "slot (I13)",
+			l->as_id, (unsigned long long)l->gfn);
+	hva = memslot_gfn_to_hva(slot, l->gfn);
+	r = host_lookup(vm->host, hva, &pfn, &order, &prot);
+	if (r) {
+		problem(a, "as %u gfn %#llx: mapped to frame %#llx but hva "
+			   "%#llx is %s (stale translation, I1)",
+			l->as_id, (unsigned long long)l->gfn,
+			(unsigned long long)spte_pfn(l->spte),
+			(unsigned long long)hva,
+			r == -ENOENT ? "not populated" : "not mapped");
+		goto out;
+	}
+	if (pfn != spte_pfn(l->spte))
+		problem(a, "as %u gfn %#llx: maps frame %#llx, host has %#llx "
+			   "(stale translation, I1)",
+			l->as_id, (unsigned long long)l->gfn,
+			(unsigned long long)spte_pfn(l->spte),
+			(unsigned long long)pfn);
+	if (l->level > vm_max_mapping_level(vm, slot, l->gfn, order))
+		problem(a, "as %u gfn %#llx: level %d leaf over a host folio "
+			   "of order %u",
+			l->as_id, (unsigned long long)l->gfn, l->level, order);
+	if ((l->spte & SPTE_W) && !(prot & TDP_PROT_WRITE))
+		problem(a, "as %u gfn %#llx: writable leaf, host mapping is "
+			   "not writable (I13)",
+			l->as_id, (unsigned long long)l->gfn);
+out:
+	tdp_rcu_read_unlock();
+}
+
+static void audit_roots(struct tdp_vm *vm, struct audit *a)
+{
+	struct tdp_mmu *mmu = &vm->mmu;
+	struct tdp_pt_page *root;
+
+	cds_list_for_each_entry(root, &mmu->roots.list, link) {
+		int refs = root_invalid(root) ? 0 : 1;
+
+		a->roots++;
+		for (unsigned i = 0; i < vm->cfg.max_vcpus; i++) {
+			struct tdp_vcpu *v = atomic_load(&vm->vcpus[i]);
+
+			if (v && (v->root[0] == root || v->root[1] == root))
+				refs++;
+		}
+		if (atomic_load(&root->refcount) != refs)
+			problem(a, "root %p: refcount %d, expected %d (I3)",
+				(void *)root->spt, atomic_load(&root->refcount),
+				refs);
+		if (root_invalid(root) && root->scheduled_to_zap)
+			problem(a, "root %p: invalid but never zapped",
+				(void *)root->spt);
+		walk_table(a, root->spt, root->level, 0, root->as_id);
+	}
+}
+
+int tdp_vm_audit(struct tdp_vm *vm, char *report, size_t len)
+{
+	struct audit a = { .report = report, .len = len };
+	struct tdp_mmu *mmu = &vm->mmu;
+	long cached = 0, alloc;
+
+	if (report && len)
+		report[0] = 0;
+	pthread_mutex_lock(&vm->vcpus_lock);
+	for (unsigned i = 0; i < vm->cfg.max_vcpus; i++) {
+		struct tdp_vcpu *v = atomic_load(&vm->vcpus[i]);
+
+		if (v && (atomic_load(&v->mode) & 1)) {
+			pthread_mutex_unlock(&vm->vcpus_lock);
+			return -EBUSY;
+		}
+		if (v)
+			cached += v->cache.n;
+	}
+	tdp_rcu_barrier();
+	tdp_write_lock(&mmu->lock);
+	audit_roots(vm, &a);
+	alloc = atomic_load(&mmu->alloc.allocated);
+	tdp_write_unlock(&mmu->lock);
+	pthread_mutex_unlock(&vm->vcpus_lock);
+
+	for (int l = TDP_LEVEL_4K; l <= TDP_LEVEL_1G; l++)
+		if (a.leaves_by_level[l] != stat_read(vm->stats.pages[l]))
+			problem(&a, "pages at level %d: counter %lld, walk %ld",
+				l, (long long)stat_read(vm->stats.pages[l]),
+				a.leaves_by_level[l]);
+	if (a.tables != stat_read(vm->stats.pt_pages))
+		problem(&a, "table pages: counter %lld, walk %ld",
+			(long long)stat_read(vm->stats.pt_pages), a.tables);
+	if (a.roots != atomic_load(&mmu->roots.nr_roots))
+		problem(&a, "roots: counter %ld, list %ld",
+			atomic_load(&mmu->roots.nr_roots), a.roots);
+	if (alloc != a.tables + a.roots + cached)
+		problem(&a, "allocator: %ld pages out, %ld tables + %ld roots + "
+			    "%ld cached (leak)",
+			alloc, a.tables, a.roots, cached);
+	if (stat_read(vm->stats.frame_refs) != 0)
+		problem(&a, "%lld frame references held at quiescence",
+			(long long)stat_read(vm->stats.frame_refs));
+	for (size_t i = 0; i < a.nleaves; i++)
+		check_leaf(vm, &a, &a.leaves[i]);
+	free(a.leaves);
+	return a.problems;
+}

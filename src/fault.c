@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fault.c - the fault handler: memslot lookup, host frame lookup, mapping
+ * level, and the call into tdp_mmu_map under mmu_lock.
+ *
+ * Order of steps (KVM's kvm_tdp_mmu_page_fault):
+ *   1. enter the memslot RCU section; look up the slot (none: MMIO exit,
+ *      -EFAULT; invalid: being deleted/moved, retry; write to a read-only
+ *      slot: -EACCES);
+ *   2. sample the invalidation sequence (notifier.h), THEN ask the host for
+ *      the frame (host_gup takes a reference and may sleep on the host's
+ *      mmap lock; mmu_lock is not held here: lock order host -> mmu);
+ *   3. top up the table-page cache (no lock held);
+ *   4. take mmu_lock; retry if the vCPU's root went invalid or an
+ *      invalidation overlapping the gfn began since the sample (I5);
+ *      otherwise map;
+ *   5. drop mmu_lock, the frame reference and the RCU section.
+ * Every retry returns 0: the access loop re-enters guest mode (processing
+ * any pending reload or flush request) and walks again.
+ *
+ * Lock mode: this release takes mmu_lock for write (exclusive faults);
+ * tdp_mmu_map is written with compare-exchange so the read lock works too.
+ */
+#include <errno.h>
+#include <sched.h>
+
+#include "assert.h"
+#include "vm.h"
+
+static int order_to_level(unsigned order)
+{
+	if (order >= HOST_ORDER_1G)
+		return TDP_LEVEL_1G;
+	if (order >= HOST_ORDER_2M)
+		return TDP_LEVEL_2M;
+	return TDP_LEVEL_4K;
+}
+
+int vm_max_mapping_level(const struct tdp_vm *vm, const struct memslot *slot,
+			 uint64_t gfn, unsigned host_order)
+{
+	int level = order_to_level(host_order);
+
+	if (level > vm->mmu.max_level)
+		level = vm->mmu.max_level;
+	for (; level > TDP_LEVEL_4K; level--) {
+		uint64_t n = level_pages(level);
+		uint64_t base = gfn & ~(n - 1);
+
+		if (base < slot->base_gfn || base + n > memslot_end(slot))
+			continue;
+		if ((slot->base_gfn ^ (slot->hva >> 12)) & (n - 1))
+			continue;
+		break;
+	}
+	return level;
+}
+
+int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
+{
+	struct tdp_vm *vm = v->vm;
+	struct tdp_mmu *mmu = &vm->mmu;
+	const struct memslot *slot;
+	struct tdp_fault f = { 0 };
+	enum tdp_map_ret ret;
+	struct tdp_pt_page *root;
+	struct host_gup g;
+	uint64_t mmu_seq;
+	int r;
+
+	stat_inc(v->st.pf_taken);
+	f.gfn = gpa >> 12;
+	f.as_id = v->as_id;
+	f.write = acc == ACC_WRITE;
+	f.exec = acc == ACC_FETCH;
+
+	tdp_rcu_read_lock();
+	slot = memslots_lookup(vm_memslots(vm, v->as_id), f.gfn);
+	if (!slot) {
+		r = -EFAULT;
+		stat_inc(v->st.pf_mmio);
+		goto out_rcu;
+	}
+	if (slot->invalid) {
+		r = 0;
+		stat_inc(v->st.pf_retry);
+		sched_yield();
+		goto out_rcu;
+	}
+	if (f.write && (slot->flags & TDP_MEM_READONLY)) {
+		r = -EACCES;
+		stat_inc(v->st.pf_ro_exit);
+		goto out_rcu;
+	}
+
+	mmu_seq = mn_seq_sample(&vm->mn);
+	r = host_gup(vm->host, memslot_gfn_to_hva(slot, f.gfn), f.write, &g);
+	if (r)
+		goto out_rcu;
+	stat_inc(vm->stats.frame_refs);
+	if (f.exec && !g.executable) {
+		r = -EFAULT;
+		goto out_put;
+	}
+	if (vm->hooks.fault_after_gup)
+		vm->hooks.fault_after_gup(v, f.gfn, vm->hooks.arg);
+
+	f.pfn = g.pfn;
+	f.host_writable = g.writable;
+	f.map_writable = g.writable && !(slot->flags & TDP_MEM_READONLY);
+	f.executable = g.executable;
+	f.goal_level = vm_max_mapping_level(vm, slot, f.gfn, g.order);
+	r = pt_cache_topup(&mmu->alloc, &v->cache, mmu->root_level);
+	if (r)
+		goto out_put;
+
+	tdp_write_lock(&mmu->lock);
+	root = v->root[v->as_id];
+	if (!root || root_invalid(root) ||
+	    mn_retry_gfn(&vm->mn, mmu_seq, f.gfn))
+		ret = MAP_RETRY;
+	else
+		ret = tdp_mmu_map(mmu, root, &f, &v->cache);
+	tdp_write_unlock(&mmu->lock);
+
+	switch (ret) {
+	case MAP_FIXED:
+		stat_inc(v->st.pf_fixed);
+		break;
+	case MAP_SPURIOUS:
+		stat_inc(v->st.pf_spurious);
+		break;
+	case MAP_RETRY:
+		stat_inc(v->st.pf_retry);
+		break;
+	}
+	r = 0;
+out_put:
+	host_put_frame(vm->host, g.ref_pfn);
+	stat_add(vm->stats.frame_refs, -1);
+out_rcu:
+	tdp_rcu_read_unlock();
+	return r;
+}

@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hw.c - the simulated hardware: per-vCPU TLB, paging-structure cache, the
+ * page walker, and the guest access entry points.
+ *
+ * What hardware may do concurrently with software (and so what software
+ * must tolerate):
+ *  - walk any root a vCPU has loaded, at any time while that vCPU is in
+ *    guest mode, without mmu_lock and without RCU: entries are read with
+ *    acquire loads;
+ *  - set A on entries it uses and D on a leaf it writes through, with a
+ *    compare-exchange against the value it read (like a locked RMW; a
+ *    changed entry makes it re-walk), so it never writes into an entry
+ *    software has changed;
+ *  - keep translations (TLB) and level-1 table pointers (paging-structure
+ *    cache) across guest-mode windows until a flush request arrives; a
+ *    cached table pointer can reach a table software has already unlinked,
+ *    which is why tables are freed only after a remote flush (I2);
+ *  - on a violation, drop the cached entries for that address (as x86 does
+ *    on a fault), exit guest mode and let the fault handler run.
+ * The TLB belongs to its vCPU's thread; other threads only send requests.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "assert.h"
+#include "vm.h"
+#include "wordcopy.h"
+
+void tlb_flush_all(struct tdp_tlb *t)
+{
+	memset(t, 0, sizeof(*t));
+}
+
+static struct tlb_entry *tlb_slot(struct tdp_tlb *t, uint64_t gfn, int level)
+{
+	return &t->e[level][(gfn >> level_shift(level)) % TLB_SETS];
+}
+
+static void tlb_drop_gfn(struct tdp_tlb *t, uint64_t gfn)
+{
+	for (int level = TDP_LEVEL_4K; level <= TDP_LEVEL_1G; level++) {
+		struct tlb_entry *e = tlb_slot(t, gfn, level);
+
+		if (e->tag == (gfn >> level_shift(level)) + 1)
+			e->tag = 0;
+	}
+	t->psc[(gfn >> 9) % PSC_SETS].tag = 0;
+}
+
+static bool perms_allow(uint8_t perms, enum tdp_access acc)
+{
+	switch (acc) {
+	case ACC_WRITE:
+		return perms & SPTE_W;
+	case ACC_FETCH:
+		return perms & SPTE_X;
+	default:
+		return perms & SPTE_R;
+	}
+}
+
+/* TLB lookup: the frame of @gfn, or ~0 on a miss. */
+static uint64_t tlb_lookup(struct tdp_tlb *t, uint64_t gfn,
+			   enum tdp_access acc)
+{
+	for (int level = TDP_LEVEL_4K; level <= TDP_LEVEL_1G; level++) {
+		struct tlb_entry *e = tlb_slot(t, gfn, level);
+
+		if (e->tag != (gfn >> level_shift(level)) + 1)
+			continue;
+		if (!perms_allow(e->perms, acc))
+			return ~0ull;
+		if (acc == ACC_WRITE && !e->dirty)
+			return ~0ull; /* walk to set D */
+		return e->pfn + (gfn & (level_pages(level) - 1));
+	}
+	return ~0ull;
+}
+
+/* Set @bits in the entry, as hardware's locked update would.  false: the
+ * entry changed under us, re-walk. */
+static bool hw_set_bits(uint64_t *sptep, uint64_t spte, uint64_t bits)
+{
+	if ((spte & bits) == bits)
+		return true;
+	return __atomic_compare_exchange_n(sptep, &spte, spte | bits, false,
+					   __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+
+/* Walk the root for @gfn.  Returns the frame or ~0 on a violation. */
+static uint64_t hw_walk(struct tdp_vcpu *v, uint64_t gfn, enum tdp_access acc)
+{
+	struct tdp_tlb *t = &v->tlb;
+	struct tdp_pt_page *root = v->root[v->as_id];
+	struct psc_entry *pe = &t->psc[(gfn >> 9) % PSC_SETS];
+
+restart:;
+	uint64_t *table = root->spt;
+	int level = root->level;
+
+	if (pe->tag == (gfn >> 9) + 1) {
+		table = pe->table;
+		level = TDP_LEVEL_4K;
+	}
+	for (;;) {
+		uint64_t *sptep = &table[spte_index(gfn, level)];
+		uint64_t spte = __atomic_load_n(sptep, __ATOMIC_ACQUIRE);
+
+		if (!(spte & SPTE_RWX))
+			goto violation;
+		if (!spte_is_leaf(spte, level)) {
+			if (!hw_set_bits(sptep, spte, SPTE_A))
+				goto restart;
+			table = spte_to_table(spte);
+			level--;
+			if (level == TDP_LEVEL_4K) {
+				pe->tag = (gfn >> 9) + 1;
+				pe->table = table;
+			}
+			continue;
+		}
+		if (!perms_allow((uint8_t)(spte & SPTE_RWX), acc))
+			goto violation;
+		if (!hw_set_bits(sptep, spte,
+				 SPTE_A | (acc == ACC_WRITE ? SPTE_D : 0)))
+			goto restart;
+		if (level <= TDP_LEVEL_1G) {
+			struct tlb_entry *e = tlb_slot(t, gfn, level);
+
+			e->tag = (gfn >> level_shift(level)) + 1;
+			e->pfn = spte_pfn(spte);
+			e->perms = (uint8_t)(spte & SPTE_RWX);
+			e->dirty = acc == ACC_WRITE || (spte & SPTE_D);
+		}
+		return spte_pfn(spte) + (gfn & (level_pages(level) - 1));
+	}
+violation:
+	tlb_drop_gfn(t, gfn);
+	return ~0ull;
+}
+
+static uint64_t hw_translate(struct tdp_vcpu *v, uint64_t gfn,
+			     enum tdp_access acc)
+{
+	uint64_t pfn = tlb_lookup(&v->tlb, gfn, acc);
+
+	if (pfn != ~0ull) {
+		stat_inc(v->st.tlb_hits);
+		return pfn;
+	}
+	stat_inc(v->st.tlb_misses);
+	return hw_walk(v, gfn, acc);
+}
+
+static int vcpu_access(struct tdp_vcpu *v, uint64_t gpa, void *buf,
+		       uint64_t len, enum tdp_access acc)
+{
+	uint8_t *base;
+	uint8_t *p = buf;
+
+	if (!v || (!buf && len))
+		return -EINVAL;
+	if (gpa + len < gpa || gpa + len > vm_max_gpa(v->vm))
+		return -EINVAL;
+	base = host_frame_base(v->vm->host);
+	while (len) {
+		uint64_t off = gpa & (TDP_PAGE_SIZE - 1);
+		uint64_t n = TDP_PAGE_SIZE - off < len ? TDP_PAGE_SIZE - off
+							: len;
+
+		for (;;) {
+			uint64_t pfn;
+			int r = vcpu_enter_guest(v);
+
+			if (r)
+				return r;
+			pfn = hw_translate(v, gpa >> 12, acc);
+			if (pfn != ~0ull) {
+				uint8_t *frame = base + (pfn << 12) + off;
+
+				if (acc == ACC_WRITE)
+					wordcopy_to_frame(frame, p, n);
+				else
+					wordcopy_from_frame(p, frame, n);
+				vcpu_exit_guest(v);
+				break;
+			}
+			vcpu_exit_guest(v);
+			r = tdp_page_fault(v, gpa, acc);
+			if (r)
+				return r;
+		}
+		gpa += n;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int tdp_vcpu_read(struct tdp_vcpu *v, uint64_t gpa, void *buf, uint64_t len)
+{
+	return vcpu_access(v, gpa, buf, len, ACC_READ);
+}
+
+int tdp_vcpu_write(struct tdp_vcpu *v, uint64_t gpa, const void *buf,
+		   uint64_t len)
+{
+	return vcpu_access(v, gpa, (void *)buf, len, ACC_WRITE);
+}
+
+int tdp_vcpu_fetch(struct tdp_vcpu *v, uint64_t gpa, void *buf, uint64_t len)
+{
+	return vcpu_access(v, gpa, buf, len, ACC_FETCH);
+}

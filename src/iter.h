@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iter.h - pre-order walk of one root over a gfn range.
+ *
+ * The iterator visits, in gfn order, every entry whose range intersects
+ * [start, end) at levels root_level..min_level, stepping down into present
+ * tables, sideways, and up.  It reads entries with acquire loads and keeps
+ * a snapshot in old_spte.
+ *
+ * Rules:
+ *  - Walk inside tdp_rcu_read_lock(): tables reached through the iterator
+ *    may be unlinked concurrently and are freed only after a grace period.
+ *  - After a yield (tdp_iter_mark_yielded) every pointer and value the
+ *    iterator holds is stale: the next tdp_iter_next() restarts from the
+ *    root at next_gfn, so the remaining range is still visited, once.
+ *  - old_spte is a snapshot; writers compare-exchange against it (and
+ *    refresh it on failure) or exchange and use the returned value.
+ */
+#ifndef TDP_ITER_H
+#define TDP_ITER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pt.h"
+#include "spte.h"
+
+struct tdp_iter {
+	uint64_t next_gfn;    /* where a restart resumes */
+	uint64_t yielded_gfn; /* next_gfn at the last yield (progress check) */
+	uint64_t *pt_path[TDP_MAX_LEVEL + 1];
+	uint64_t *sptep;
+	uint64_t old_spte;
+	uint64_t gfn;	      /* first gfn of the current entry */
+	uint64_t end;
+	int level, min_level, root_level;
+	bool valid, yielded;
+};
+
+static inline uint64_t tdp_iter_load(const uint64_t *sptep)
+{
+	return __atomic_load_n(sptep, __ATOMIC_ACQUIRE);
+}
+
+void tdp_iter_start(struct tdp_iter *it, struct tdp_pt_page *root,
+		    int min_level, uint64_t start, uint64_t end);
+void tdp_iter_next(struct tdp_iter *it);
+void tdp_iter_restart(struct tdp_iter *it);
+
+static inline void tdp_iter_mark_yielded(struct tdp_iter *it)
+{
+	it->yielded = true;
+	it->yielded_gfn = it->next_gfn;
+}
+
+/* The gfn after the last one of the current entry. */
+static inline uint64_t tdp_iter_entry_end(const struct tdp_iter *it)
+{
+	return it->gfn + level_pages(it->level);
+}
+
+#define for_each_tdp_pte_min_level(_it, _root, _min, _start, _end)            \
+	for (tdp_iter_start(&(_it), (_root), (_min), (_start), (_end));        \
+	     (_it).valid && (_it).gfn < (_it).end; tdp_iter_next(&(_it)))
+
+#define for_each_tdp_pte(_it, _root, _start, _end)                             \
+	for_each_tdp_pte_min_level(_it, _root, TDP_LEVEL_4K, _start, _end)
+
+#endif

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lock.h - mmu_lock: a reader/writer lock that can tell its holder that
+ * another thread is waiting (for yielding), plus lockdep-style assertions.
+ *
+ * Who takes it how (the rules every caller asserts):
+ *  - write: faults (issue [1] serialises every MMU change), host-notifier
+ *    unmaps, zaps of valid roots, root invalidation, memslot zaps;
+ *  - read: (none yet: parallel faults arrive with the read-lock protocols);
+ *  - not at all: the simulated hardware (TLB, page walker), which relies on
+ *    atomic entries and on remote TLB flushes instead.
+ *
+ * The lock is writer-preferring so a stream of readers cannot starve a
+ * notifier (I9).  tdp_lock_needbreak() reports a waiting thread of either
+ * kind; long walks use it to yield (see mmu.c).
+ *
+ * Held-state tracking is per thread (a small thread-local table), so
+ * assertions are exact for the calling thread, as lockdep's are.
+ */
+#ifndef TDP_LOCK_H
+#define TDP_LOCK_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "assert.h"
+
+struct tdp_lock {
+	pthread_rwlock_t rw;
+	atomic_int waiters;
+};
+
+enum tdp_lock_mode { TDP_UNLOCKED = 0, TDP_READ = 1, TDP_WRITE = 2 };
+
+int tdp_lock_init(struct tdp_lock *l);
+void tdp_lock_destroy(struct tdp_lock *l);
+void tdp_read_lock(struct tdp_lock *l);
+void tdp_read_unlock(struct tdp_lock *l);
+void tdp_write_lock(struct tdp_lock *l);
+void tdp_write_unlock(struct tdp_lock *l);
+
+/* Someone is waiting for the lock. */
+static inline bool tdp_lock_needbreak(struct tdp_lock *l)
+{
+	return atomic_load_explicit(&l->waiters, memory_order_relaxed) > 0;
+}
+
+/* How the calling thread holds @l. */
+enum tdp_lock_mode tdp_lock_held_mode(const struct tdp_lock *l);
+
+#define tdp_assert_held_write(l) TDP_ASSERT(tdp_lock_held_mode(l) == TDP_WRITE)
+#define tdp_assert_held(l) TDP_ASSERT(tdp_lock_held_mode(l) != TDP_UNLOCKED)
+#define tdp_assert_not_held(l)                                                 \
+	TDP_ASSERT(tdp_lock_held_mode(l) == TDP_UNLOCKED)
+
+#endif

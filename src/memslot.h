@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * memslot.h - memslot sets per address space: gfn -> hva.
+ *
+ * A set is immutable once published.  Updaters (holding the VM's
+ * slots_lock) build a new set, publish it with rcu_assign_pointer and free
+ * the old one after a grace period; readers (the fault path, notifiers, the
+ * audit) look slots up inside tdp_rcu_read_lock() and may keep a slot
+ * pointer until they leave it.
+ *
+ * The generation protocol: every published set carries a generation one
+ * higher than the previous one.  Deleting or moving a slot first publishes
+ * a set in which the old slot is marked invalid (faults on it retry instead
+ * of seeing "no memslot"), waits for a grace period so no fault still works
+ * from the valid copy, zaps the slot's gfns, then publishes the final set.
+ */
+#ifndef TDP_MEMSLOT_H
+#define TDP_MEMSLOT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct memslot {
+	uint64_t base_gfn;
+	uint64_t npages;
+	uint64_t hva;
+	unsigned id;
+	unsigned as_id;
+	unsigned flags;	 /* TDP_MEM_* */
+	bool invalid;	 /* being deleted or moved: faults retry */
+};
+
+struct memslots {
+	uint64_t generation;
+	unsigned n;
+	struct memslot slots[]; /* sorted by base_gfn, non-overlapping */
+};
+
+static inline uint64_t memslot_end(const struct memslot *s)
+{
+	return s->base_gfn + s->npages;
+}
+
+static inline uint64_t memslot_gfn_to_hva(const struct memslot *s,
+					  uint64_t gfn)
+{
+	return s->hva + ((gfn - s->base_gfn) << 12);
+}
+
+/* The slot containing @gfn, or NULL.  Binary search. */
+const struct memslot *memslots_lookup(const struct memslots *set,
+				      uint64_t gfn);
+/* The slot with id @id, or NULL.  Linear. */
+const struct memslot *memslots_find_id(const struct memslots *set,
+				       unsigned id);
+/* A new set: @old without slot @remove_id (if not ~0u), plus @add (if not
+ * NULL), with generation old->generation + 1.  NULL on -ENOMEM. */
+struct memslots *memslots_replace(const struct memslots *old,
+				  unsigned remove_id, const struct memslot *add);
+/* Does [gfn, gfn+npages) overlap a slot other than @except_id? */
+bool memslots_overlap(const struct memslots *set, uint64_t gfn,
+		      uint64_t npages, unsigned except_id);
+
+#endif

@@ -1,0 +1,423 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mmu.c - TDP MMU operations.  The rules per operation are in mmu.h; the
+ * rules for entries (I4) are:
+ *  - under the read lock every change is a compare-exchange against the
+ *    iterator's snapshot; failure means someone else changed the entry and
+ *    the caller retries;
+ *  - a frozen entry is written only by the thread that froze it;
+ *  - under the write lock a present leaf is still changed with an atomic
+ *    exchange, because the hardware walker sets A/D on it without the lock;
+ *    the exchange returns the real old value, which is what gets accounted.
+ */
+#include "mmu.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+
+#include "assert.h"
+
+static void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
+				uint64_t gfn, uint64_t old, uint64_t new,
+				int level, struct tdp_flush_ctx *ctx);
+
+int tdp_mmu_init(struct tdp_mmu *mmu, int root_level, int max_level,
+		 struct vm_stats *stats, void (*flush)(void *), void *arg)
+{
+	int r;
+
+	memset(mmu, 0, sizeof(*mmu));
+	mmu->root_level = root_level;
+	mmu->max_level = max_level;
+	mmu->stats = stats;
+	mmu->flush_remote_tlbs = flush;
+	mmu->flush_arg = arg;
+	r = tdp_lock_init(&mmu->lock);
+	if (r)
+		return r;
+	r = pt_alloc_init(&mmu->alloc);
+	if (r)
+		goto err_lock;
+	r = roots_init(&mmu->roots, &mmu->alloc, &mmu->lock);
+	if (r)
+		goto err_alloc;
+	return 0;
+err_alloc:
+	pt_alloc_destroy(&mmu->alloc);
+err_lock:
+	tdp_lock_destroy(&mmu->lock);
+	return r;
+}
+
+void tdp_mmu_destroy(struct tdp_mmu *mmu)
+{
+	roots_destroy(&mmu->roots);
+	pt_alloc_destroy(&mmu->alloc);
+	tdp_lock_destroy(&mmu->lock);
+}
+
+void tdp_mmu_flush_and_free(struct tdp_mmu *mmu, struct tdp_flush_ctx *ctx)
+{
+	struct tdp_pt_page *sp, *next;
+
+	tdp_assert_held(&mmu->lock);
+	if ((ctx->flush || ctx->removed) && !ctx->no_flush)
+		mmu->flush_remote_tlbs(mmu->flush_arg);
+	ctx->flush = false;
+	for (sp = ctx->removed; sp; sp = next) {
+		next = sp->next;
+		sp->next = NULL;
+		pt_free_page_rcu(sp);
+	}
+	ctx->removed = NULL;
+}
+
+/* ---------------------------------------------------------------- */
+/* Entry writes                                                      */
+/* ---------------------------------------------------------------- */
+
+/* Can bits of this entry change without mmu_lock? (spte.h) */
+static bool spte_needs_atomic_write(uint64_t spte, int level)
+{
+	return spte_is_present_leaf(spte, level);
+}
+
+/* Write lock: set *sptep from @old to @new; returns the real old value. */
+static uint64_t write_spte(uint64_t *sptep, uint64_t old, uint64_t new,
+			   int level)
+{
+	if (spte_needs_atomic_write(old, level))
+		return __atomic_exchange_n(sptep, new, __ATOMIC_ACQ_REL);
+	__atomic_store_n(sptep, new, __ATOMIC_RELEASE);
+	return old;
+}
+
+/* Write-locked update through an iterator, accounted. */
+static void tdp_mmu_iter_set_spte(struct tdp_mmu *mmu, struct tdp_iter *it,
+				  unsigned as_id, uint64_t new,
+				  struct tdp_flush_ctx *ctx)
+{
+	tdp_assert_held_write(&mmu->lock);
+	TDP_ASSERT(!spte_frozen(it->old_spte) && !spte_frozen(new));
+	it->old_spte = write_spte(it->sptep, it->old_spte, new, it->level);
+	handle_changed_spte(mmu, as_id, it->gfn, it->old_spte, new, it->level,
+			    ctx);
+	it->old_spte = new;
+}
+
+/* Compare-exchange update (any lock mode).  On failure returns -EBUSY and
+ * refreshes it->old_spte. */
+static int tdp_mmu_set_spte_atomic(struct tdp_mmu *mmu, struct tdp_iter *it,
+				   unsigned as_id, uint64_t new,
+				   struct tdp_flush_ctx *ctx)
+{
+	uint64_t old = it->old_spte;
+
+	tdp_assert_held(&mmu->lock);
+	TDP_ASSERT(!spte_frozen(old));
+	if (!__atomic_compare_exchange_n(it->sptep, &it->old_spte, new, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return -EBUSY;
+	handle_changed_spte(mmu, as_id, it->gfn, old, new, it->level, ctx);
+	it->old_spte = new;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* Accounting                                                        */
+/* ---------------------------------------------------------------- */
+
+static void account_leaf(struct tdp_mmu *mmu, int level, long delta)
+{
+	if (level <= TDP_LEVEL_1G)
+		stat_add(mmu->stats->pages[level], delta);
+}
+
+/* @sp was unlinked by this thread: freeze and account its children. */
+static void handle_removed_pt(struct tdp_mmu *mmu, struct tdp_pt_page *sp,
+			      struct tdp_flush_ctx *ctx)
+{
+	int level = sp->level;
+
+	for (int i = 0; i < SPTE_ENT_PER_PAGE; i++) {
+		uint64_t *sptep = &sp->spt[i];
+		uint64_t gfn = sp->gfn + (uint64_t)i * level_pages(level);
+		uint64_t old;
+
+		/* Another thread may hold the child frozen for a moment
+		 * (read-lock protocol); wait until it lets go, then take it. */
+		for (;;) {
+			old = __atomic_exchange_n(sptep, SPTE_FROZEN,
+						  __ATOMIC_ACQ_REL);
+			if (!spte_frozen(old))
+				break;
+			sched_yield();
+		}
+		handle_changed_spte(mmu, sp->as_id, gfn, old, SPTE_FROZEN,
+				    level, ctx);
+	}
+	stat_add(mmu->stats->pt_pages, -1);
+	sp->next = ctx->removed;
+	ctx->removed = sp;
+}
+
+/*
+ * The one place every entry change is accounted: leaf counts per level,
+ * removed tables, flush owed.  A table is removed iff the entry was a
+ * present table and is now not present or a leaf (KVM c8e5a0d0e9bc).
+ */
+static void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
+				uint64_t gfn, uint64_t old, uint64_t new,
+				int level, struct tdp_flush_ctx *ctx)
+{
+	bool was_leaf = spte_is_present_leaf(old, level);
+	bool is_leaf = spte_is_present_leaf(new, level);
+
+	if (old == new)
+		return;
+	TDP_ASSERT_MSG(!(was_leaf && is_leaf &&
+			 spte_pfn(old) != spte_pfn(new)),
+		       "leaf of gfn %#llx changed frame %#llx -> %#llx without "
+		       "a zap (missed invalidation)",
+		       (unsigned long long)gfn,
+		       (unsigned long long)spte_pfn(old),
+		       (unsigned long long)spte_pfn(new));
+	TDP_ASSERT_MSG(!(spte_is_table(old, level) &&
+			 spte_is_table(new, level)),
+		       "table entry of gfn %#llx replaced by another table",
+		       (unsigned long long)gfn);
+	if (is_leaf)
+		TDP_ASSERT(spte_writable_ok(new));
+
+	if (was_leaf && !is_leaf) {
+		account_leaf(mmu, level, -1);
+		stat_inc(mmu->stats->zapped_leaves);
+	} else if (!was_leaf && is_leaf) {
+		account_leaf(mmu, level, 1);
+	}
+	if (was_leaf && leaf_change_needs_flush(old, new))
+		ctx->flush = true;
+	if (spte_is_table(old, level))
+		handle_removed_pt(mmu, sptep_to_sp(spte_to_table(old)), ctx);
+}
+
+/* ---------------------------------------------------------------- */
+/* Yielding                                                          */
+/* ---------------------------------------------------------------- */
+
+#define YIELD_CHECK_STEPS 1024
+
+/*
+ * Yield mmu_lock if someone waits for it, but only after forward progress
+ * since the last yield (I9; KVM's yielded_gfn), and only after doing the
+ * flush and frees the walk owes (I6; KVM a835429cda91).  Returns true if it
+ * yielded: the caller must `continue` so the iterator restarts from the
+ * root.
+ */
+static bool tdp_mmu_iter_cond_resched(struct tdp_mmu *mmu, struct tdp_iter *it,
+				      struct tdp_flush_ctx *ctx,
+				      unsigned *steps)
+{
+	tdp_assert_held_write(&mmu->lock);
+	if (it->next_gfn == it->yielded_gfn)
+		return false;
+	if (++*steps < YIELD_CHECK_STEPS && !tdp_lock_needbreak(&mmu->lock))
+		return false;
+	*steps = 0;
+	tdp_mmu_flush_and_free(mmu, ctx);
+	tdp_rcu_read_unlock();
+	tdp_write_unlock(&mmu->lock);
+	sched_yield();
+	tdp_write_lock(&mmu->lock);
+	tdp_rcu_read_lock();
+	tdp_iter_mark_yielded(it);
+	return true;
+}
+
+/* ---------------------------------------------------------------- */
+/* Map                                                               */
+/* ---------------------------------------------------------------- */
+
+static bool leaf_allows(uint64_t spte, const struct tdp_fault *f)
+{
+	if (f->write && !(spte & SPTE_W))
+		return false;
+	if (f->exec && !(spte & SPTE_X))
+		return false;
+	return spte & SPTE_R;
+}
+
+static enum tdp_map_ret map_target_level(struct tdp_mmu *mmu,
+					 struct tdp_iter *it,
+					 const struct tdp_fault *f,
+					 struct tdp_flush_ctx *ctx)
+{
+	uint64_t pfn = f->pfn & ~(level_pages(it->level) - 1);
+	uint64_t new = make_leaf_spte(pfn, it->level, f->map_writable,
+				      f->host_writable, f->executable,
+				      f->write);
+
+	if (spte_is_present_leaf(it->old_spte, it->level)) {
+		TDP_ASSERT_MSG(spte_pfn(it->old_spte) == pfn,
+			       "gfn %#llx mapped to frame %#llx, fault wants "
+			       "%#llx: missed invalidation",
+			       (unsigned long long)it->gfn,
+			       (unsigned long long)spte_pfn(it->old_spte),
+			       (unsigned long long)pfn);
+		if (leaf_allows(it->old_spte, f))
+			return MAP_SPURIOUS;
+		/* Permission upgrade: keep what hardware recorded. */
+		new |= it->old_spte & (SPTE_A | SPTE_D);
+	}
+	if (tdp_mmu_set_spte_atomic(mmu, it, f->as_id, new, ctx))
+		return MAP_RETRY;
+	return MAP_FIXED;
+}
+
+enum tdp_map_ret tdp_mmu_map(struct tdp_mmu *mmu, struct tdp_pt_page *root,
+			     const struct tdp_fault *f, struct pt_cache *cache)
+{
+	struct tdp_flush_ctx ctx = { 0 };
+	enum tdp_map_ret ret = MAP_RETRY;
+	struct tdp_iter it;
+
+	tdp_assert_held(&mmu->lock);
+	TDP_ASSERT(!root_invalid(root));
+	tdp_rcu_read_lock();
+	for_each_tdp_pte(it, root, f->gfn, f->gfn + 1) {
+		struct tdp_pt_page *sp;
+		bool split;
+
+		if (spte_frozen(it.old_spte))
+			break;
+		if (it.level == f->goal_level) {
+			ret = map_target_level(mmu, &it, f, &ctx);
+			break;
+		}
+		if (spte_is_table(it.old_spte, it.level))
+			continue;
+
+		/* Need a table here: the entry is empty, or a huge leaf that
+		 * must be split for a smaller mapping (same translation, so
+		 * no flush is owed). */
+		split = spte_is_present_leaf(it.old_spte, it.level);
+		sp = pt_cache_take(cache);
+		sp->gfn = gfn_round_for_level(f->gfn, it.level);
+		sp->level = (int8_t)(it.level - 1);
+		sp->as_id = (uint8_t)f->as_id;
+		sp->ptep = it.sptep;
+		if (split)
+			for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++)
+				sp->spt[i] = make_small_spte(it.old_spte,
+							     it.level, i);
+		if (tdp_mmu_set_spte_atomic(mmu, &it, f->as_id,
+					    make_table_spte(sp->spt), &ctx)) {
+			pt_free_page(sp); /* never reachable */
+			break;
+		}
+		stat_inc(mmu->stats->pt_pages);
+		if (split)
+			account_leaf(mmu, it.level - 1, SPTE_ENT_PER_PAGE);
+	}
+	/* A huge leaf that replaced a table: flush before the removed
+	 * tables can be freed, inside this RCU section (I2). */
+	if (ctx.flush || ctx.removed)
+		tdp_mmu_flush_and_free(mmu, &ctx);
+	tdp_rcu_read_unlock();
+	return ret;
+}
+
+/* ---------------------------------------------------------------- */
+/* Zap                                                               */
+/* ---------------------------------------------------------------- */
+
+static void zap_leafs_root(struct tdp_mmu *mmu, struct tdp_pt_page *root,
+			   uint64_t start, uint64_t end, bool can_yield,
+			   struct tdp_flush_ctx *ctx)
+{
+	unsigned steps = 0;
+	struct tdp_iter it;
+
+	/* One RCU section per root (seed 004). */
+	tdp_rcu_read_lock();
+	for_each_tdp_pte(it, root, start, end) {
+		if (can_yield &&
+		    tdp_mmu_iter_cond_resched(mmu, &it, ctx, &steps))
+			continue;
+		if (!spte_is_present_leaf(it.old_spte, it.level))
+			continue;
+		tdp_mmu_iter_set_spte(mmu, &it, root->as_id, SPTE_NONPRESENT,
+				      ctx);
+	}
+	if (ctx->removed)
+		tdp_mmu_flush_and_free(mmu, ctx);
+	tdp_rcu_read_unlock();
+}
+
+void tdp_mmu_zap_leafs(struct tdp_mmu *mmu, int as_id, uint64_t start,
+		       uint64_t end, bool include_invalid, bool can_yield,
+		       struct tdp_flush_ctx *ctx)
+{
+	struct tdp_pt_page *root;
+
+	tdp_assert_held_write(&mmu->lock);
+	for_each_root_yield_safe(&mmu->roots, root, as_id, !include_invalid)
+		zap_leafs_root(mmu, root, start, end, can_yield, ctx);
+}
+
+/*
+ * Zap a whole root: first every entry at 1 GiB level, then every top-level
+ * entry, so that the walk reaches a yield point between 1 GiB subtrees
+ * (KVM's multi-pass tdp_mmu_zap_root).  The walk is not bounded by any
+ * memslot: it visits every entry of the root (KVM 524a1e4e381f).
+ */
+static void zap_root(struct tdp_mmu *mmu, struct tdp_pt_page *root,
+		     struct tdp_flush_ctx *ctx)
+{
+	int passes[2] = { TDP_LEVEL_1G, root->level };
+	uint64_t end = tdp_mmu_max_gfn(mmu);
+
+	TDP_ASSERT(root_invalid(root) && ctx->no_flush);
+	for (int p = 0; p < 2; p++) {
+		int zap_level = passes[p];
+		unsigned steps = 0;
+		struct tdp_iter it;
+
+		tdp_rcu_read_lock();
+		for_each_tdp_pte_min_level(it, root, zap_level, 0, end) {
+			if (tdp_mmu_iter_cond_resched(mmu, &it, ctx, &steps))
+				continue;
+			if (!spte_present(it.old_spte) || it.level > zap_level)
+				continue;
+			tdp_mmu_iter_set_spte(mmu, &it, root->as_id,
+					      SPTE_NONPRESENT, ctx);
+		}
+		if (ctx->removed || ctx->flush)
+			tdp_mmu_flush_and_free(mmu, ctx);
+		tdp_rcu_read_unlock();
+	}
+}
+
+int tdp_mmu_invalidate_roots(struct tdp_mmu *mmu)
+{
+	return roots_invalidate_all(&mmu->roots);
+}
+
+void tdp_mmu_zap_invalidated_roots(struct tdp_mmu *mmu)
+{
+	struct tdp_flush_ctx ctx = { .no_flush = true };
+	struct tdp_pt_page *root;
+
+	tdp_write_lock(&mmu->lock);
+	for_each_root_yield_safe(&mmu->roots, root, -1, false) {
+		if (!root->scheduled_to_zap)
+			continue;
+		root->scheduled_to_zap = false;
+		zap_root(mmu, root, &ctx);
+		/* Only now may the MMU's own reference go (root.h). */
+		root_put(&mmu->roots, root);
+	}
+	tdp_mmu_flush_and_free(mmu, &ctx);
+	tdp_write_unlock(&mmu->lock);
+}

@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mmu.h - the TDP MMU operations: map (the fault's table work), zap a gfn
+ * range, zap a root, invalidate roots; handle_changed_spte() is the single
+ * place that accounts every entry change.
+ *
+ * Per operation (lock mode / may it yield / who flushes):
+ *  - tdp_mmu_map:            mmu_lock held by the caller (write in this
+ *                            release; written with compare-exchange so the
+ *                            read lock works too) / no yield / flushes
+ *                            itself when it replaces a table by a huge leaf,
+ *                            before leaving its RCU section.
+ *  - tdp_mmu_zap_leafs:      write / yields if asked, flushing first /
+ *                            returns with ctx->flush owed: the caller
+ *                            flushes (tdp_mmu_flush_and_free) before it
+ *                            releases mmu_lock (I6).
+ *  - tdp_mmu_zap_invalidated_roots: takes mmu_lock for write itself /
+ *                            yields / no flush: vCPUs already dropped the
+ *                            roots and flushed (vcpu.c); tables are still
+ *                            freed through RCU.
+ *  - tdp_mmu_invalidate_roots: write / no yield / the caller sends the
+ *                            vCPU reload request in the same section.
+ *
+ * Table removal: a table leaves a tree when its parent entry goes from
+ * table to non-present or to a huge leaf.  handle_removed_pt() freezes
+ * every child (exchange with SPTE_FROZEN, retrying while another thread
+ * holds it frozen), accounts what the children mapped, and queues the page
+ * on ctx->removed.  Queued pages are freed by tdp_mmu_flush_and_free():
+ * remote TLB flush first, then call_rcu (I2), and always before the RCU
+ * section that unlinked them ends, also at yield points.
+ */
+#ifndef TDP_MMU_H
+#define TDP_MMU_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "iter.h"
+#include "lock.h"
+#include "pt.h"
+#include "root.h"
+#include "stats.h"
+
+struct tdp_mmu {
+	struct tdp_lock lock; /* mmu_lock */
+	struct tdp_roots roots;
+	struct pt_alloc alloc;
+	struct vm_stats *stats;
+	int root_level;
+	int max_level; /* largest leaf level allowed */
+	/* Remote TLB flush with wait for acknowledgement (vcpu.c). */
+	void (*flush_remote_tlbs)(void *arg);
+	void *flush_arg;
+};
+
+/* What a walk owes before mmu_lock is released or yielded. */
+struct tdp_flush_ctx {
+	bool flush;			/* a leaf lost permission or frame */
+	bool no_flush;			/* zapping invalid roots: vCPUs have
+					   dropped them and flushed already */
+	struct tdp_pt_page *removed;	/* unlinked tables awaiting free */
+};
+
+enum tdp_map_ret { MAP_FIXED = 0, MAP_SPURIOUS, MAP_RETRY };
+
+/* What the fault path learned, for tdp_mmu_map. */
+struct tdp_fault {
+	uint64_t gfn;
+	uint64_t pfn;	    /* 4 KiB frame for gfn */
+	int goal_level;	    /* level of the leaf to install */
+	unsigned as_id;
+	bool write, exec;   /* the access */
+	bool map_writable;  /* slot and host allow writes */
+	bool host_writable; /* host mapping allows writes */
+	bool executable;
+};
+
+int tdp_mmu_init(struct tdp_mmu *mmu, int root_level, int max_level,
+		 struct vm_stats *stats, void (*flush)(void *), void *arg);
+/* All roots must be gone (tdp_mmu_teardown first). */
+void tdp_mmu_destroy(struct tdp_mmu *mmu);
+
+/* Flush owed TLB entries and free removed tables (after the flush).
+ * mmu_lock held; call before releasing it or leaving RCU. */
+void tdp_mmu_flush_and_free(struct tdp_mmu *mmu, struct tdp_flush_ctx *ctx);
+
+enum tdp_map_ret tdp_mmu_map(struct tdp_mmu *mmu, struct tdp_pt_page *root,
+			     const struct tdp_fault *f, struct pt_cache *cache);
+
+/* Zap leaves of [start, end) in every root of @as_id (-1: all), valid ones
+ * or (@include_invalid) all.  Write lock. */
+void tdp_mmu_zap_leafs(struct tdp_mmu *mmu, int as_id, uint64_t start,
+		       uint64_t end, bool include_invalid, bool can_yield,
+		       struct tdp_flush_ctx *ctx);
+
+/* Invalidate every valid root.  Write lock.  Returns how many. */
+int tdp_mmu_invalidate_roots(struct tdp_mmu *mmu);
+/* Zap every root scheduled by invalidation, then drop the MMU's reference.
+ * Takes mmu_lock (write) itself. */
+void tdp_mmu_zap_invalidated_roots(struct tdp_mmu *mmu);
+
+/* Highest gfn + 1 a root of this MMU can map. */
+static inline uint64_t tdp_mmu_max_gfn(const struct tdp_mmu *mmu)
+{
+	return 1ull << (9u * (unsigned)mmu->root_level);
+}
+
+#endif

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * root.h - roots: the top table of a TDP tree, shared by every vCPU with the
+ * same role (address space, level), reference-counted (seeds 000, 001).
+ *
+ * References:
+ *  - A new root starts with 2: the MMU's own, kept until the root is
+ *    invalidated, and the allocating vCPU's.
+ *  - Each vCPU holds one per root it has loaded; it drops it on reload.
+ *  - Root iterators hold one on the root they hand out, so the loop body
+ *    may drop mmu_lock and yield; they drop it when moving on.  Leaving the
+ *    loop early requires root_iter_break() (or keeping the reference on
+ *    purpose, as root allocation does).
+ *  - root_get() is increment-unless-zero; readers asking for valid roots
+ *    never take a reference on an invalid one (KVM 614f6970aa70).
+ *
+ * Invalidation (mmu_lock held for write) marks a root invalid and schedules
+ * the zap; the zapper zaps the whole tree and only then drops the MMU's
+ * reference (mmu.c).  The LAST put (any lock mode, or none) asserts the
+ * root is invalid and empty, unlinks it from the RCU list under list_lock
+ * and frees it after a grace period.  A valid root can never reach zero.
+ *
+ * The root list is an RCU list: modified only under list_lock, read under
+ * RCU (iterators) or with mmu_lock held for write (stable).
+ */
+#ifndef TDP_ROOT_H
+#define TDP_ROOT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "lock.h"
+#include "pt.h"
+
+struct tdp_roots {
+	struct cds_list_head list;
+	pthread_mutex_t list_lock;
+	struct pt_alloc *alloc;
+	struct tdp_lock *mmu_lock; /* for assertions */
+	atomic_long nr_roots;
+};
+
+int roots_init(struct tdp_roots *r, struct pt_alloc *alloc,
+	       struct tdp_lock *mmu_lock);
+void roots_destroy(struct tdp_roots *r);
+
+/* Find a valid root of this role and take a reference, or make one (with
+ * the MMU's and the caller's references) from @cache.  mmu_lock held. */
+struct tdp_pt_page *root_get_or_alloc(struct tdp_roots *r, unsigned as_id,
+				      int level, struct pt_cache *cache);
+
+bool root_get(struct tdp_pt_page *root);
+void root_put(struct tdp_roots *r, struct tdp_pt_page *root);
+
+static inline bool root_invalid(struct tdp_pt_page *root)
+{
+	return atomic_load_explicit(&root->invalid, memory_order_acquire);
+}
+
+/* Mark every valid root invalid and schedule its zap.  Write lock.
+ * Returns the number of roots invalidated. */
+int roots_invalidate_all(struct tdp_roots *r);
+
+/* as_id < 0: every address space. */
+struct tdp_pt_page *root_next(struct tdp_roots *r, struct tdp_pt_page *prev,
+			      int as_id, bool only_valid);
+
+#define for_each_root_yield_safe(r, root, as_id, only_valid)                   \
+	for ((root) = root_next((r), NULL, (as_id), (only_valid)); (root);     \
+	     (root) = root_next((r), (root), (as_id), (only_valid)))
+
+/* Leave a for_each_root_yield_safe loop early, dropping its reference. */
+static inline void root_iter_break(struct tdp_roots *r,
+				   struct tdp_pt_page *root)
+{
+	root_put(r, root);
+}
+
+/* Plain walk, no references: mmu_lock must be held for write. */
+#define for_each_root_locked(r, root)                                          \
+	cds_list_for_each_entry((root), &(r)->list, link)
+
+#endif

@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vcpu.c - vCPU mode, requests, kicks with acknowledgement, root loading.
+ *
+ * The request/mode ordering (a Dekker pair, both sides sequentially
+ * consistent):
+ *   vCPU:       mode = (epoch << 1) | 1;   then read requests
+ *   requester:  requests |= req;           then read mode
+ * Either the vCPU sees the request before it touches its TLB, or the
+ * requester sees the vCPU in guest mode and waits until that guest-mode
+ * window ends (the mode word changes).  So when vm_kick_all() returns,
+ * every vCPU has either processed the request or will before its next
+ * guest access.  Guest-mode windows never block, so the wait is short.
+ *
+ * Roots: a vCPU holds a reference on each root it loaded.  Roots are
+ * invalidated under mmu_lock (write) and REQ_RELOAD_ROOTS is sent in the
+ * same critical section, with a wait; the vCPU drops invalid roots and
+ * loads a valid one (under mmu_lock, so it cannot pick an invalid one)
+ * before it enters guest mode, and flushes its TLB.  So a vCPU never
+ * enters guest mode on an invalid root (I3).
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "assert.h"
+#include "vm.h"
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void vm_kick_all(struct tdp_vm *vm, unsigned req)
+{
+	unsigned n = vm->cfg.max_vcpus;
+
+	tdp_rcu_read_lock();
+	for (unsigned i = 0; i < n; i++) {
+		struct tdp_vcpu *v = atomic_load(&vm->vcpus[i]);
+
+		if (v) {
+			atomic_fetch_or(&v->requests, req);
+			stat_inc(vm->stats.remote_tlb_flush_requests);
+		}
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct tdp_vcpu *v = atomic_load(&vm->vcpus[i]);
+		uint64_t w;
+
+		if (!v)
+			continue;
+		w = atomic_load(&v->mode);
+		if (!(w & 1))
+			continue;
+		while (atomic_load(&v->mode) == w)
+			sched_yield();
+	}
+	tdp_rcu_read_unlock();
+}
+
+void vm_flush_remote_tlbs(void *arg)
+{
+	struct tdp_vm *vm = arg;
+	uint64_t t0 = now_ns();
+
+	vm_kick_all(vm, REQ_TLB_FLUSH);
+	stat_inc(vm->stats.remote_tlb_flush);
+	stat_add(vm->stats.remote_tlb_flush_ns, now_ns() - t0);
+}
+
+/* Load a valid root for the current address space.  Outside guest mode. */
+static int vcpu_load_root(struct tdp_vcpu *v)
+{
+	struct tdp_mmu *mmu = &v->vm->mmu;
+	int r;
+
+	r = pt_cache_topup(&mmu->alloc, &v->cache, 1);
+	if (r)
+		return r;
+	tdp_read_lock(&mmu->lock);
+	v->root[v->as_id] = root_get_or_alloc(&mmu->roots, v->as_id,
+					      mmu->root_level, &v->cache);
+	TDP_ASSERT(!root_invalid(v->root[v->as_id]));
+	tdp_read_unlock(&mmu->lock);
+	stat_inc(v->vm->stats.root_reloads);
+	/* A new root may reuse memory the TLB has seen: flush locally. */
+	tlb_flush_all(&v->tlb);
+	return 0;
+}
+
+static void vcpu_drop_roots(struct tdp_vcpu *v, bool only_invalid)
+{
+	for (unsigned as = 0; as < 2; as++) {
+		struct tdp_pt_page *root = v->root[as];
+
+		if (!root || (only_invalid && !root_invalid(root)))
+			continue;
+		root_put(&v->vm->mmu.roots, root);
+		v->root[as] = NULL;
+	}
+}
+
+static int vcpu_handle_requests(struct tdp_vcpu *v)
+{
+	unsigned req = atomic_exchange(&v->requests, 0);
+
+	if (req & REQ_RELOAD_ROOTS)
+		vcpu_drop_roots(v, true);
+	if (req & REQ_TLB_FLUSH)
+		tlb_flush_all(&v->tlb);
+	if (!v->root[v->as_id])
+		return vcpu_load_root(v);
+	return 0;
+}
+
+int vcpu_enter_guest(struct tdp_vcpu *v)
+{
+	for (;;) {
+		int r;
+
+		v->epoch++;
+		atomic_store(&v->mode, (v->epoch << 1) | 1);
+		if (!atomic_load(&v->requests) && v->root[v->as_id])
+			return 0;
+		atomic_store(&v->mode, v->epoch << 1);
+		r = vcpu_handle_requests(v);
+		if (r)
+			return r;
+	}
+}
+
+void vcpu_exit_guest(struct tdp_vcpu *v)
+{
+	atomic_store_explicit(&v->mode, v->epoch << 1, memory_order_release);
+}
+
+int tdp_vcpu_create(struct tdp_vm *vm, unsigned id, struct tdp_vcpu **out)
+{
+	struct tdp_vcpu *v;
+	int r = 0;
+
+	if (!vm || !out)
+		return -EINVAL;
+	if (id >= vm->cfg.max_vcpus)
+		return -EINVAL;
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->vm = vm;
+	v->id = id;
+	atomic_init(&v->mode, 0);
+	atomic_init(&v->requests, 0);
+	pthread_mutex_lock(&vm->vcpus_lock);
+	if (atomic_load(&vm->vcpus[id]))
+		r = -EEXIST;
+	else
+		atomic_store(&vm->vcpus[id], v);
+	pthread_mutex_unlock(&vm->vcpus_lock);
+	if (r) {
+		free(v);
+		return r;
+	}
+	*out = v;
+	return 0;
+}
+
+static void vcpu_stats_add(struct vcpu_stats *dst, struct vcpu_stats *src)
+{
+	stat_add(dst->pf_taken, stat_read(src->pf_taken));
+	stat_add(dst->pf_fixed, stat_read(src->pf_fixed));
+	stat_add(dst->pf_spurious, stat_read(src->pf_spurious));
+	stat_add(dst->pf_retry, stat_read(src->pf_retry));
+	stat_add(dst->pf_mmio, stat_read(src->pf_mmio));
+	stat_add(dst->pf_ro_exit, stat_read(src->pf_ro_exit));
+	stat_add(dst->tlb_hits, stat_read(src->tlb_hits));
+	stat_add(dst->tlb_misses, stat_read(src->tlb_misses));
+}
+
+void vcpu_stats_sum(struct tdp_vm *vm, struct vcpu_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&vm->vcpus_lock);
+	vcpu_stats_add(out, &vm->retired);
+	for (unsigned i = 0; i < vm->cfg.max_vcpus; i++) {
+		struct tdp_vcpu *v = atomic_load(&vm->vcpus[i]);
+
+		if (v)
+			vcpu_stats_add(out, &v->st);
+	}
+	pthread_mutex_unlock(&vm->vcpus_lock);
+}
+
+void tdp_vcpu_destroy(struct tdp_vcpu *v)
+{
+	struct tdp_vm *vm;
+
+	if (!v)
+		return;
+	vm = v->vm;
+	pthread_mutex_lock(&vm->vcpus_lock);
+	atomic_store(&vm->vcpus[v->id], NULL);
+	vcpu_stats_add(&vm->retired, &v->st);
+	pthread_mutex_unlock(&vm->vcpus_lock);
+	/* Flushers iterate vcpus[] under RCU. */
+	tdp_synchronize_rcu();
+	vcpu_drop_roots(v, false);
+	pt_cache_drain(&v->cache);
+	free(v);
+}
+
+int tdp_vcpu_set_as(struct tdp_vcpu *v, unsigned as_id)
+{
+	if (!v || as_id >= v->vm->cfg.nr_as)
+		return -EINVAL;
+	if (v->as_id != as_id) {
+		v->as_id = as_id;
+		tlb_flush_all(&v->tlb);
+	}
+	return 0;
+}

@@ -1,0 +1,358 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vm.c - VM lifecycle, memslot updates, host-notifier callbacks, public
+ * zap/invalidate calls and stats.  Lock order and lifetimes: vm.h.
+ *
+ * Memslot update protocol (see memslot.h):
+ *   slots_lock held throughout;
+ *   delete / move / gaining read-only:
+ *     publish a set with the old slot marked invalid -> synchronize_rcu
+ *     (no fault still uses the valid copy) -> zap the old gfns in every
+ *     root, flush (mmu_lock write) -> publish the final set ->
+ *     synchronize_rcu -> free the old sets;
+ *   create / losing read-only: publish -> synchronize_rcu -> free.
+ * Both new sets are allocated before anything is published, so -ENOMEM
+ * changes nothing.
+ *
+ * Notifier protocol (notifier.h): invalidate_start, under mmu_lock write,
+ * begins the invalidation, adds each affected slot's gfn range and zaps it
+ * in every root of the address space (valid or not, so roots being torn
+ * down are reached too), then flushes before unlocking (I1, I6).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "assert.h"
+#include "vm.h"
+
+#define MAX_HVA (1ull << 47)
+
+static struct tdp_vm *hn_to_vm(struct tdp_host_notifier *n)
+{
+	return caa_container_of(n, struct tdp_vm, hn);
+}
+
+/* Zap [gfn, gfn+n) of @as_id in every root and flush.  Write lock held. */
+static void vm_zap_gfns_locked(struct tdp_vm *vm, unsigned as_id,
+			       uint64_t gfn, uint64_t npages)
+{
+	struct tdp_flush_ctx ctx = { 0 };
+
+	tdp_mmu_zap_leafs(&vm->mmu, (int)as_id, gfn, gfn + npages, true, true,
+			  &ctx);
+	tdp_mmu_flush_and_free(&vm->mmu, &ctx);
+}
+
+static void vm_invalidate_start(struct tdp_host_notifier *n, uint64_t start,
+				uint64_t end)
+{
+	struct tdp_vm *vm = hn_to_vm(n);
+
+	stat_inc(vm->stats.invalidations);
+	tdp_write_lock(&vm->mmu.lock);
+	mn_begin(&vm->mn);
+	tdp_rcu_read_lock();
+	for (unsigned as = 0; as < vm->cfg.nr_as; as++) {
+		struct memslots *set = vm_memslots(vm, as);
+
+		for (unsigned i = 0; set && i < set->n; i++) {
+			const struct memslot *s = &set->slots[i];
+			uint64_t hs = s->hva, he = s->hva + (s->npages << 12);
+			uint64_t a, b;
+
+			if (end <= hs || he <= start)
+				continue;
+			a = s->base_gfn + (((start > hs ? start : hs) - hs) >> 12);
+			b = s->base_gfn + (((end < he ? end : he) - hs) >> 12);
+			mn_range_add(&vm->mn, a, b);
+			vm_zap_gfns_locked(vm, as, a, b - a);
+		}
+	}
+	tdp_rcu_read_unlock();
+	tdp_write_unlock(&vm->mmu.lock);
+}
+
+static void vm_invalidate_end(struct tdp_host_notifier *n, uint64_t start,
+			      uint64_t end)
+{
+	struct tdp_vm *vm = hn_to_vm(n);
+
+	tdp_write_lock(&vm->mmu.lock);
+	mn_end(&vm->mn);
+	tdp_write_unlock(&vm->mmu.lock);
+}
+
+const struct tdp_host_notifier_ops vm_notifier_ops = {
+	.invalidate_start = vm_invalidate_start,
+	.invalidate_end = vm_invalidate_end,
+};
+
+static int vm_config_normalize(const struct tdp_vm_config *in,
+			       struct tdp_vm_config *out)
+{
+	struct tdp_vm_config c = { 0 };
+
+	if (in)
+		c = *in;
+	if (!c.root_level)
+		c.root_level = 4;
+	if (!c.nr_as)
+		c.nr_as = 1;
+	if (!c.max_vcpus)
+		c.max_vcpus = 64;
+	if (!c.max_huge)
+		c.max_huge = TDP_HUGE_1G;
+	if (c.root_level != 4 && c.root_level != 5)
+		return -EINVAL;
+	if (c.nr_as > 2 || c.max_vcpus > TDP_MAX_VCPUS)
+		return -EINVAL;
+	if (c.max_huge != TDP_PAGE_SIZE && c.max_huge != TDP_HUGE_2M &&
+	    c.max_huge != TDP_HUGE_1G)
+		return -EINVAL;
+	*out = c;
+	return 0;
+}
+
+static int huge_to_level(uint64_t sz)
+{
+	return sz == TDP_HUGE_1G ? TDP_LEVEL_1G
+	       : sz == TDP_HUGE_2M ? TDP_LEVEL_2M
+				   : TDP_LEVEL_4K;
+}
+
+int tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
+		  struct tdp_vm **out)
+{
+	struct tdp_vm *vm;
+	int r;
+
+	if (!h || !out)
+		return -EINVAL;
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return -ENOMEM;
+	r = vm_config_normalize(cfg, &vm->cfg);
+	if (r)
+		goto err_free;
+	r = -ENOMEM;
+	vm->vcpus = calloc(vm->cfg.max_vcpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		goto err_free;
+	for (unsigned as = 0; as < vm->cfg.nr_as; as++) {
+		vm->memslots[as] = memslots_replace(NULL, ~0u, NULL);
+		if (!vm->memslots[as])
+			goto err_slots;
+	}
+	r = tdp_mmu_init(&vm->mmu, (int)vm->cfg.root_level,
+			 huge_to_level(vm->cfg.max_huge), &vm->stats,
+			 vm_flush_remote_tlbs, vm);
+	if (r)
+		goto err_slots;
+	vm->mn.mmu_lock = &vm->mmu.lock;
+	pthread_mutex_init(&vm->slots_lock, NULL);
+	pthread_mutex_init(&vm->vcpus_lock, NULL);
+	vm->host = h;
+	vm->hn.ops = &vm_notifier_ops;
+	host_notifier_register(h, &vm->hn);
+	*out = vm;
+	return 0;
+err_slots:
+	for (unsigned as = 0; as < 2; as++)
+		free(vm->memslots[as]);
+	free(vm->vcpus);
+err_free:
+	free(vm);
+	return r;
+}
+
+void tdp_vm_destroy(struct tdp_vm *vm)
+{
+	if (!vm)
+		return;
+	for (unsigned i = 0; i < vm->cfg.max_vcpus; i++)
+		TDP_ASSERT_MSG(!atomic_load(&vm->vcpus[i]),
+			       "tdp_vm_destroy with vCPU %u still alive", i);
+	/* No notifier runs once this returns. */
+	host_notifier_unregister(vm->host, &vm->hn);
+	tdp_write_lock(&vm->mmu.lock);
+	tdp_mmu_invalidate_roots(&vm->mmu);
+	tdp_write_unlock(&vm->mmu.lock);
+	tdp_mmu_zap_invalidated_roots(&vm->mmu);
+	/* Every deferred table and root free has run after this. */
+	tdp_rcu_barrier();
+	for (unsigned as = 0; as < 2; as++)
+		free(vm->memslots[as]);
+	tdp_mmu_destroy(&vm->mmu);
+	pthread_mutex_destroy(&vm->slots_lock);
+	pthread_mutex_destroy(&vm->vcpus_lock);
+	free(vm->vcpus);
+	free(vm);
+}
+
+/* ---------------------------------------------------------------- */
+/* Memslots                                                          */
+/* ---------------------------------------------------------------- */
+
+static int memslot_check_args(struct tdp_vm *vm, const struct tdp_memslot *s)
+{
+	if (!s || s->as_id >= vm->cfg.nr_as || s->slot >= TDP_MAX_MEMSLOTS)
+		return -EINVAL;
+	if (s->flags & ~TDP_MEM_READONLY)
+		return -EINVAL;
+	if (!s->size)
+		return 0;
+	if ((s->gpa | s->size | s->hva) & (TDP_PAGE_SIZE - 1))
+		return -EINVAL;
+	if (s->gpa + s->size < s->gpa || s->gpa + s->size > vm_max_gpa(vm))
+		return -EINVAL;
+	if (s->hva + s->size < s->hva || s->hva + s->size > MAX_HVA)
+		return -EINVAL;
+	return 0;
+}
+
+static void publish(struct tdp_vm *vm, unsigned as_id, struct memslots *set)
+{
+	struct memslots *old = vm->memslots[as_id];
+
+	rcu_assign_pointer(vm->memslots[as_id], set);
+	tdp_synchronize_rcu();
+	free(old);
+}
+
+int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
+{
+	struct memslots *cur, *set_inv = NULL, *set_final = NULL;
+	const struct memslot *old;
+	struct memslot new = { 0 }, inv;
+	bool zap;
+	int r;
+
+	if (!vm)
+		return -EINVAL;
+	r = memslot_check_args(vm, s);
+	if (r)
+		return r;
+	pthread_mutex_lock(&vm->slots_lock);
+	cur = vm->memslots[s->as_id];
+	old = memslots_find_id(cur, s->slot);
+	new = (struct memslot){ .base_gfn = s->gpa >> 12,
+				.npages = s->size >> 12,
+				.hva = s->hva,
+				.id = s->slot,
+				.as_id = s->as_id,
+				.flags = s->flags };
+	if (!s->size) {
+		r = old ? 0 : -ENOENT;
+	} else if (old) {
+		if (old->npages != new.npages || old->hva != new.hva)
+			r = -EINVAL;
+	}
+	if (r)
+		goto out;
+	if (s->size) {
+		if (old && old->base_gfn == new.base_gfn &&
+		    old->flags == new.flags)
+			goto out; /* nothing changes */
+		if (memslots_overlap(cur, new.base_gfn, new.npages, s->slot)) {
+			r = -EEXIST;
+			goto out;
+		}
+		if (!host_range_mapped(vm->host, s->hva, s->size)) {
+			r = -EFAULT;
+			goto out;
+		}
+	}
+	zap = old && (!s->size || old->base_gfn != new.base_gfn ||
+		      (new.flags & ~old->flags & TDP_MEM_READONLY));
+	r = -ENOMEM;
+	if (zap) {
+		inv = *old;
+		inv.invalid = true;
+		set_inv = memslots_replace(cur, s->slot, &inv);
+		if (!set_inv)
+			goto out;
+	}
+	set_final = memslots_replace(set_inv ? set_inv : cur, s->slot,
+				     s->size ? &new : NULL);
+	if (!set_final) {
+		free(set_inv);
+		goto out;
+	}
+	if (zap) {
+		publish(vm, s->as_id, set_inv);
+		tdp_write_lock(&vm->mmu.lock);
+		vm_zap_gfns_locked(vm, s->as_id, inv.base_gfn, inv.npages);
+		tdp_write_unlock(&vm->mmu.lock);
+	}
+	publish(vm, s->as_id, set_final);
+	stat_inc(vm->stats.memslot_updates);
+	r = 0;
+out:
+	pthread_mutex_unlock(&vm->slots_lock);
+	return r;
+}
+
+/* ---------------------------------------------------------------- */
+/* Zaps, stats                                                       */
+/* ---------------------------------------------------------------- */
+
+int tdp_vm_zap_gfn_range(struct tdp_vm *vm, unsigned as_id, uint64_t gpa,
+			 uint64_t size)
+{
+	if (!vm || as_id >= vm->cfg.nr_as || !size)
+		return -EINVAL;
+	if ((gpa | size) & (TDP_PAGE_SIZE - 1))
+		return -EINVAL;
+	if (gpa + size < gpa || gpa + size > vm_max_gpa(vm))
+		return -EINVAL;
+	tdp_write_lock(&vm->mmu.lock);
+	vm_zap_gfns_locked(vm, as_id, gpa >> 12, size >> 12);
+	tdp_write_unlock(&vm->mmu.lock);
+	return 0;
+}
+
+int tdp_vm_invalidate_roots(struct tdp_vm *vm)
+{
+	if (!vm)
+		return -EINVAL;
+	tdp_write_lock(&vm->mmu.lock);
+	tdp_mmu_invalidate_roots(&vm->mmu);
+	/* Same critical section: no vCPU can enter guest mode on an invalid
+	 * root without seeing the request first (vcpu.c). */
+	vm_kick_all(vm, REQ_RELOAD_ROOTS | REQ_TLB_FLUSH);
+	tdp_write_unlock(&vm->mmu.lock);
+	tdp_mmu_zap_invalidated_roots(&vm->mmu);
+	return 0;
+}
+
+void tdp_vm_get_stats(struct tdp_vm *vm, struct tdp_stats *o)
+{
+	struct vcpu_stats vs;
+	struct vm_stats *s = &vm->stats;
+
+	memset(o, 0, sizeof(*o));
+	vcpu_stats_sum(vm, &vs);
+	o->pf_taken = stat_read(vs.pf_taken);
+	o->pf_fixed = stat_read(vs.pf_fixed);
+	o->pf_spurious = stat_read(vs.pf_spurious);
+	o->pf_retry = stat_read(vs.pf_retry);
+	o->pf_mmio = stat_read(vs.pf_mmio);
+	o->pf_ro_exit = stat_read(vs.pf_ro_exit);
+	o->tlb_hits = stat_read(vs.tlb_hits);
+	o->tlb_misses = stat_read(vs.tlb_misses);
+	o->pages_4k = (uint64_t)stat_read(s->pages[TDP_LEVEL_4K]);
+	o->pages_2m = (uint64_t)stat_read(s->pages[TDP_LEVEL_2M]);
+	o->pages_1g = (uint64_t)stat_read(s->pages[TDP_LEVEL_1G]);
+	o->pt_pages = (uint64_t)stat_read(s->pt_pages);
+	o->pt_pages_alloc = (uint64_t)atomic_load(&vm->mmu.alloc.allocated);
+	o->roots = (uint64_t)atomic_load(&vm->mmu.roots.nr_roots);
+	o->frame_refs = (uint64_t)stat_read(s->frame_refs);
+	o->remote_tlb_flush = stat_read(s->remote_tlb_flush);
+	o->remote_tlb_flush_requests = stat_read(s->remote_tlb_flush_requests);
+	o->remote_tlb_flush_ns = stat_read(s->remote_tlb_flush_ns);
+	o->invalidations = stat_read(s->invalidations);
+	o->zapped_leaves = stat_read(s->zapped_leaves);
+	o->root_reloads = stat_read(s->root_reloads);
+	o->memslot_updates = stat_read(s->memslot_updates);
+}

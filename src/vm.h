@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vm.h - the VM and vCPU objects, tying the MMU to memslots, the host
+ * notifier and the simulated hardware.  Top layer: includes everything
+ * below it.
+ *
+ * Locks, in the order they may be taken:
+ *   slots_lock (memslot updates) -> host mmap lock -> mmu_lock ->
+ *   roots list_lock / pt allocator lock
+ *   vcpus_lock (vCPU create/destroy) is taken alone.
+ * The fault path takes the host mmap lock (host_gup) only while NOT holding
+ * mmu_lock.  A remote TLB flush may be requested with mmu_lock held: it
+ * waits only for vCPUs in guest mode, which never block.
+ *
+ * Lifetimes: memslot sets and vCPU pointers in vcpus[] are RCU-protected;
+ * a vCPU is freed after a grace period following its removal from vcpus[].
+ */
+#ifndef TDP_VM_H
+#define TDP_VM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "host/host.h"
+#include "memslot.h"
+#include "mmu.h"
+#include "notifier.h"
+#include "tdpmmu.h"
+
+/* ---- simulated hardware state (hw.c) ---- */
+#define TLB_SETS 64
+#define PSC_SETS 16
+
+struct tlb_entry {
+	uint64_t tag;	/* gfn >> level_shift(level), +1 so 0 = empty */
+	uint64_t pfn;	/* first frame of the mapping */
+	uint8_t perms;	/* SPTE_R/W/X */
+	bool dirty;	/* D known set: writes need no walk */
+};
+
+struct psc_entry {
+	uint64_t tag;	  /* gfn >> 9, +1 so 0 = empty */
+	uint64_t *table;  /* the level-1 table for it */
+};
+
+struct tdp_tlb {
+	struct tlb_entry e[4][TLB_SETS]; /* by level 1..3 */
+	struct psc_entry psc[PSC_SETS];
+};
+
+/* ---- vCPU ---- */
+enum { REQ_TLB_FLUSH = 1u << 0, REQ_RELOAD_ROOTS = 1u << 1 };
+
+struct vcpu_stats {
+	atomic_ullong pf_taken, pf_fixed, pf_spurious, pf_retry, pf_mmio,
+		pf_ro_exit, tlb_hits, tlb_misses;
+};
+
+struct tdp_vcpu {
+	struct tdp_vm *vm;
+	unsigned id;
+	unsigned as_id;
+	/* (epoch << 1) | in_guest; written by the vCPU thread only */
+	atomic_ullong mode;
+	uint64_t epoch;
+	atomic_uint requests;
+	struct tdp_pt_page *root[2]; /* loaded roots, each with a reference */
+	struct pt_cache cache;
+	struct tdp_tlb tlb;
+	struct vcpu_stats st;
+	struct rcu_head rcu;
+};
+
+/* ---- test hooks: deterministic races in tests ---- */
+struct vm_test_hooks {
+	/* fault path: after host_gup returned the frame, before mmu_lock */
+	void (*fault_after_gup)(struct tdp_vcpu *v, uint64_t gfn, void *arg);
+	void *arg;
+};
+
+/* ---- VM ---- */
+struct tdp_vm {
+	struct tdp_host *host;
+	struct tdp_host_notifier hn;
+	struct tdp_vm_config cfg;
+	struct tdp_mmu mmu;
+	struct vm_stats stats;
+	struct mn_state mn;
+	pthread_mutex_t slots_lock;
+	struct memslots *memslots[2]; /* RCU */
+	pthread_mutex_t vcpus_lock;
+	struct tdp_vcpu *_Atomic *vcpus; /* [cfg.max_vcpus], RCU */
+	struct vcpu_stats retired;	  /* counters of destroyed vCPUs */
+	struct vm_test_hooks hooks;
+};
+
+static inline struct memslots *vm_memslots(struct tdp_vm *vm, unsigned as_id)
+{
+	TDP_ASSERT(tdp_rcu_read_held());
+	return rcu_dereference(vm->memslots[as_id]);
+}
+
+static inline uint64_t vm_max_gpa(const struct tdp_vm *vm)
+{
+	return 1ull << (12 + 9 * vm->cfg.root_level);
+}
+
+/* vcpu.c */
+void vm_flush_remote_tlbs(void *vm);
+void vm_kick_all(struct tdp_vm *vm, unsigned req);
+int vcpu_enter_guest(struct tdp_vcpu *v);
+void vcpu_exit_guest(struct tdp_vcpu *v);
+void vcpu_stats_sum(struct tdp_vm *vm, struct vcpu_stats *out);
+
+/* hw.c */
+void tlb_flush_all(struct tdp_tlb *t);
+
+/* fault.c: handle a violation at @gpa.  0: retry the access;
+ * -EFAULT, -EACCES, -ENOMEM: exit to the caller. */
+enum tdp_access { ACC_READ, ACC_WRITE, ACC_FETCH };
+int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc);
+
+/* Largest level at which @gfn can be mapped: within the host folio, the
+ * VM's limit, inside the slot, and with gfn and hva congruent (fault.c). */
+int vm_max_mapping_level(const struct tdp_vm *vm, const struct memslot *slot,
+			 uint64_t gfn, unsigned host_order);
+
+/* notifier callbacks (vm.c) */
+extern const struct tdp_host_notifier_ops vm_notifier_ops;
+
+#endif

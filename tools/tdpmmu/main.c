@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: MIT */
+/* main.c - the tdpmmu command-line tool: subcommand dispatch. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: tdpmmu <command> [options]\n"
+		   "commands:\n"
+		   "  demo     run the demo VM: 2 vCPUs, 1 GiB, host memory "
+		   "moving under load\n"
+		   "  help     this text\n"
+		   "Run 'tdpmmu <command> --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "demo"))
+		return cmd_demo(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
+	    !strcmp(argv[1], "-h")) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "tdpmmu: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}
