@@ -156,6 +156,9 @@ static void host_chaos(struct demo *d, struct hostops *o)
 		uint64_t hva = d->hva[which];
 		int r;
 
+		/* Swap-out and split break huge folios; confine them to the
+		 * lower half of each slot so the upper half of the 2 MiB slot
+		 * keeps huge mappings (migrate moves whole folios). */
 		switch (cli_rand(&seed) % 3) {
 		case 0: /* migrate a 2 MiB region */
 			off &= ~((2ull << 20) - 1);
@@ -163,12 +166,12 @@ static void host_chaos(struct demo *d, struct hostops *o)
 			o->migrate++;
 			break;
 		case 1: /* swap out 64 KiB */
-			off &= ~((64ull << 10) - 1);
+			off = (off % (d->slot_size / 2)) & ~((64ull << 10) - 1);
 			r = tdp_host_swap_out(d->host, hva + off, 64ull << 10);
 			o->swap++;
 			break;
 		default: /* split a 2 MiB folio (slot 0 only has them) */
-			off &= ~((2ull << 20) - 1);
+			off = (off % (d->slot_size / 2)) & ~((2ull << 20) - 1);
 			r = tdp_host_split(d->host, d->hva[0] + off,
 					   2ull << 20);
 			o->split++;
