@@ -51,6 +51,9 @@ struct tdp_host;
 #define TDP_PROT_WRITE 2u
 #define TDP_PROT_EXEC 4u
 
+/* Flags of tdp_host_mmap */
+#define TDP_MAP_FIXED 1u
+
 struct tdp_host_config {
 	/* Bytes of host-physical memory (the frame pool).  Rounded up to
 	 * 1 GiB.  The pool is reserved, not committed: untouched frames cost
@@ -80,10 +83,13 @@ void tdp_host_destroy(struct tdp_host *h);
  * @folio_size bytes (4 KiB, 2 MiB or 1 GiB), with protection @prot.  The
  * returned hva is aligned to the folio size.  Frames are allocated on first
  * touch (by a guest access or tdp_host_read/write) and are zero-filled.
- * @flags: must be 0.
+ * @flags: 0, or TDP_MAP_FIXED: map exactly at *@hva (which must be aligned
+ *         to folio_size), failing if any page there is already mapped.
  * Errors: -EINVAL len is 0, not a multiple of folio_size, folio_size is not
- *         one of the three sizes, unknown prot or flags bits, or a NULL
- *         @hva;  -ENOMEM no hva space left (the hva space is 2^47 bytes).
+ *         one of the three sizes, unknown prot or flags bits, a NULL @hva,
+ *         or a fixed hva that is unaligned or beyond 2^47;
+ *         -EEXIST TDP_MAP_FIXED and part of the range is mapped;
+ *         -ENOMEM no hva space left (the hva space is 2^47 bytes).
  * Thread-safety: any thread.
  */
 int tdp_host_mmap(struct tdp_host *h, uint64_t len, unsigned prot,
