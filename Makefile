@@ -1,14 +1,16 @@
 # tdpmmu top-level entry points.  See README.md.
 #   make deps   install missing build dependencies (apt-get, as root)
 #   make demo   deps + release build + run `tdpmmu demo`
-#   make check  deps + Debug ASan+UBSan build + every test through CTest
+#   make check  deps + Debug ASan+UBSan build and TSan build, every test
+#               through CTest in both
+#   make check-asan / make check-tsan   one of the two
 #   make build  release build only
 
 DEBS := cmake ninja-build pkg-config liburcu-dev libcmocka-dev clang gcc
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build demo check check-asan clean format
+.PHONY: all deps build demo check check-asan check-tsan clean format
 
 all: build
 
@@ -43,7 +45,18 @@ check-asan: deps $(BUILD)/asan/build.ninja
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j 1
 
-check: check-asan
+# liburcu is not built with TSan; see tests/tsan.supp and src/rcu.h.
+$(BUILD)/tsan/build.ninja:
+	cmake -S . -B $(BUILD)/tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+	  -DTDP_SANITIZE=thread -DTDP_INJECT=OFF -DTDP_WERROR=ON
+
+check-tsan: deps $(BUILD)/tsan/build.ninja
+	cmake --build $(BUILD)/tsan -j $(JOBS)
+	cd $(BUILD)/tsan && \
+	  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+	  ctest --output-on-failure -j 1
+
+check: check-asan check-tsan
 
 format:
 	clang-format -i include/*.h src/*.[ch] src/host/*.[ch] tools/tdpmmu/*.[ch] tests/*.[ch]

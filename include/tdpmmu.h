@@ -196,12 +196,19 @@ struct tdp_vm_config {
 	unsigned nr_as;		/* address spaces, 1 or 2 (SMM); 0 = 1 */
 	unsigned max_vcpus;	/* 1..TDP_MAX_VCPUS; 0 = 64 */
 	uint64_t max_huge;	/* largest leaf: 4 KiB, 2 MiB or 1 GiB; 0 = 1 GiB */
+	unsigned flags;		/* TDP_VM_* */
 };
+
+/* Take mmu_lock for write in every fault, as KVM did before its
+ * parallel-fault series (the `exclusive` benchmark baseline).  Default:
+ * faults run in parallel under the read lock. */
+#define TDP_VM_EXCLUSIVE_FAULTS 1u
 
 /*
  * tdp_vm_create - create a VM on host @h and subscribe it to the host's
  * notifiers.
- * Errors: -EINVAL a configuration field out of range;  -ENOMEM.
+ * Errors: -EINVAL a configuration field out of range or unknown flags;
+ *         -ENOMEM.
  * Thread-safety: any thread.
  */
 int tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,

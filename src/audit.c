@@ -165,26 +165,28 @@ out:
 	tdp_rcu_read_unlock();
 }
 
-static void audit_roots(struct tdp_vm *vm, struct audit *a)
+static void audit_roots(struct tdp_vm *vm, struct audit *a,
+			struct tdp_pt_page **vroots, unsigned nvroots)
 {
 	struct tdp_mmu *mmu = &vm->mmu;
 	struct tdp_pt_page *root;
 
-	cds_list_for_each_entry(root, &mmu->roots.list, link) {
+	for_each_root_locked(&mmu->roots, root) {
 		int refs = root_invalid(root) ? 0 : 1;
 
 		a->roots++;
-		for (unsigned i = 0; i < vm->cfg.max_vcpus; i++) {
-			struct tdp_vcpu *v = atomic_load(&vm->vcpus[i]);
-
-			if (v && (v->root[0] == root || v->root[1] == root))
+		for (unsigned i = 0; i < nvroots; i++)
+			if (vroots[i] == root)
 				refs++;
-		}
-		if (atomic_load(&root->refcount) != refs)
+		if (atomic_load(&root->refcount) == 0)
+			problem(a, "root %p: refcount 0 but still listed "
+				   "(leaked: its last put did not free it)",
+				(void *)root->spt);
+		else if (atomic_load(&root->refcount) != refs)
 			problem(a, "root %p: refcount %d, expected %d (I3)",
 				(void *)root->spt, atomic_load(&root->refcount),
 				refs);
-		if (root_invalid(root) && root->scheduled_to_zap)
+		if (root_invalid(root) && atomic_load(&root->scheduled_to_zap))
 			problem(a, "root %p: invalid but never zapped",
 				(void *)root->spt);
 		walk_table(a, root->spt, root->level, 0, root->as_id);
@@ -195,27 +197,40 @@ int tdp_vm_audit(struct tdp_vm *vm, char *report, size_t len)
 {
 	struct audit a = { .report = report, .len = len };
 	struct tdp_mmu *mmu = &vm->mmu;
+	struct tdp_pt_page **vroots;
+	unsigned nvroots = 0;
 	long cached = 0, alloc;
 
 	if (report && len)
 		report[0] = 0;
-	pthread_mutex_lock(&vm->vcpus_lock);
+	vroots = calloc(2 * (size_t)vm->cfg.max_vcpus, sizeof(*vroots));
+	if (!vroots)
+		return -ENOMEM;
+	/* Snapshot the (quiescent) vCPUs; never hold vcpus_lock while taking
+	 * mmu_lock (vm.h lock order). */
+	pthread_rwlock_rdlock(&vm->vcpus_lock);
 	for (unsigned i = 0; i < vm->cfg.max_vcpus; i++) {
 		struct tdp_vcpu *v = atomic_load(&vm->vcpus[i]);
 
-		if (v && (atomic_load(&v->mode) & 1)) {
-			pthread_mutex_unlock(&vm->vcpus_lock);
+		if (!v)
+			continue;
+		if (atomic_load(&v->mode) & 1) {
+			pthread_rwlock_unlock(&vm->vcpus_lock);
+			free(vroots);
 			return -EBUSY;
 		}
-		if (v)
-			cached += v->cache.n;
+		cached += v->cache.n;
+		for (unsigned as = 0; as < 2; as++)
+			if (v->root[as])
+				vroots[nvroots++] = v->root[as];
 	}
+	pthread_rwlock_unlock(&vm->vcpus_lock);
 	tdp_rcu_barrier();
 	tdp_write_lock(&mmu->lock);
-	audit_roots(vm, &a);
+	audit_roots(vm, &a, vroots, nvroots);
 	alloc = atomic_load(&mmu->alloc.allocated);
 	tdp_write_unlock(&mmu->lock);
-	pthread_mutex_unlock(&vm->vcpus_lock);
+	free(vroots);
 
 	for (int l = TDP_LEVEL_4K; l <= TDP_LEVEL_1G; l++)
 		if (a.leaves_by_level[l] != stat_read(vm->stats.pages[l]))

@@ -18,8 +18,9 @@
  * Every retry returns 0: the access loop re-enters guest mode (processing
  * any pending reload or flush request) and walks again.
  *
- * Lock mode: this release takes mmu_lock for write (exclusive faults);
- * tdp_mmu_map is written with compare-exchange so the read lock works too.
+ * Lock mode: mmu_lock for read, so faults run in parallel (tdp_mmu_map
+ * changes entries only by compare-exchange); for write with
+ * TDP_VM_EXCLUSIVE_FAULTS, the pre-parallel baseline.
  */
 #include <errno.h>
 #include <sched.h>
@@ -60,6 +61,7 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 {
 	struct tdp_vm *vm = v->vm;
 	struct tdp_mmu *mmu = &vm->mmu;
+	bool exclusive = vm->cfg.flags & TDP_VM_EXCLUSIVE_FAULTS;
 	const struct memslot *slot;
 	struct tdp_fault f = { 0 };
 	enum tdp_map_ret ret;
@@ -114,14 +116,21 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 	if (r)
 		goto out_put;
 
-	tdp_write_lock(&mmu->lock);
+	if (exclusive)
+		tdp_write_lock(&mmu->lock);
+	else
+		tdp_read_lock(&mmu->lock);
 	root = v->root[v->as_id];
 	if (!root || root_invalid(root) ||
-	    mn_retry_gfn(&vm->mn, mmu_seq, f.gfn))
+	    (mn_retry_gfn(&vm->mn, mmu_seq, f.gfn) &&
+	     !INJECTED(mmu->inject, INJ_SKIP_INVALIDATE_RETRY)))
 		ret = MAP_RETRY;
 	else
 		ret = tdp_mmu_map(mmu, root, &f, &v->cache);
-	tdp_write_unlock(&mmu->lock);
+	if (exclusive)
+		tdp_write_unlock(&mmu->lock);
+	else
+		tdp_read_unlock(&mmu->lock);
 
 	switch (ret) {
 	case MAP_FIXED:

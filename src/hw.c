@@ -95,6 +95,12 @@ static uint64_t hw_walk(struct tdp_vcpu *v, uint64_t gfn, enum tdp_access acc)
 	struct tdp_pt_page *root = v->root[v->as_id];
 	struct psc_entry *pe = &t->psc[(gfn >> 9) % PSC_SETS];
 
+	/* I3: once the invalidating thread saw every vCPU acknowledge the
+	 * reload request, no vCPU may walk the root any more. */
+	TDP_ASSERT_MSG(!(root_invalid(root) && atomic_load(&root->acked)),
+		       "vCPU %u walks invalid root %p after the reload request "
+		       "was acknowledged",
+		       v->id, (void *)root->spt);
 restart:;
 	uint64_t *table = root->spt;
 	int level = root->level;
@@ -107,6 +113,11 @@ restart:;
 		uint64_t *sptep = &table[spte_index(gfn, level)];
 		uint64_t spte = __atomic_load_n(sptep, __ATOMIC_ACQUIRE);
 
+		/* Tables are freed only after a flush that drops every
+		 * cached pointer to them (I2): a walk never sees one. */
+		TDP_ASSERT_MSG(spte != PT_POISON,
+			       "vCPU %u walked freed table %p (gfn %#llx)",
+			       v->id, (void *)table, (unsigned long long)gfn);
 		if (!(spte & SPTE_RWX))
 			goto violation;
 		if (!spte_is_leaf(spte, level)) {
@@ -175,10 +186,16 @@ static int vcpu_access(struct tdp_vcpu *v, uint64_t gpa, void *buf,
 
 			if (r)
 				return r;
+			if (v->vm->hooks.guest_entered)
+				v->vm->hooks.guest_entered(v, gpa,
+							   v->vm->hooks.arg);
 			pfn = hw_translate(v, gpa >> 12, acc);
 			if (pfn != ~0ull) {
 				uint8_t *frame = base + (pfn << 12) + off;
 
+				if (v->vm->hooks.in_guest)
+					v->vm->hooks.in_guest(v, gpa,
+							      v->vm->hooks.arg);
 				if (acc == ACC_WRITE)
 					wordcopy_to_frame(frame, p, n);
 				else

@@ -13,6 +13,9 @@
  *  - After a yield (tdp_iter_mark_yielded) every pointer and value the
  *    iterator holds is stale: the next tdp_iter_next() restarts from the
  *    root at next_gfn, so the remaining range is still visited, once.
+ *    Yield BEFORE processing the current entry (as the callers' `continue`
+ *    does): the restart visits that entry again, and the upper-level
+ *    entries on its path, but nothing below next_gfn.
  *  - old_spte is a snapshot; writers compare-exchange against it (and
  *    refresh it on failure) or exchange and use the returned value.
  */
@@ -22,6 +25,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "assert.h"
 #include "pt.h"
 #include "spte.h"
 
@@ -37,9 +41,14 @@ struct tdp_iter {
 	bool valid, yielded;
 };
 
+/* A software walk never reaches a freed table (I2): RCU guarantees it. */
 static inline uint64_t tdp_iter_load(const uint64_t *sptep)
 {
-	return __atomic_load_n(sptep, __ATOMIC_ACQUIRE);
+	uint64_t s = __atomic_load_n(sptep, __ATOMIC_ACQUIRE);
+
+	TDP_ASSERT_MSG(s != PT_POISON, "software walk read freed table %p",
+		       (const void *)sptep);
+	return s;
 }
 
 void tdp_iter_start(struct tdp_iter *it, struct tdp_pt_page *root,

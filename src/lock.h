@@ -3,10 +3,13 @@
  * lock.h - mmu_lock: a reader/writer lock that can tell its holder that
  * another thread is waiting (for yielding), plus lockdep-style assertions.
  *
- * Who takes it how (the rules every caller asserts):
- *  - write: faults (issue [1] serialises every MMU change), host-notifier
- *    unmaps, zaps of valid roots, root invalidation, memslot zaps;
- *  - read: (none yet: parallel faults arrive with the read-lock protocols);
+ * Who takes it how (as KVM divides them; callers assert the mode):
+ *  - read: faults (tdp_mmu_map changes entries only by compare-exchange),
+ *    root allocation, root puts (every put, including a vCPU dropping its
+ *    roots), the zap of invalidated roots;
+ *  - write: host-notifier unmaps, zaps of valid roots (memslot updates,
+ *    tdp_vm_zap_gfn_range), root invalidation, faults of a VM created with
+ *    TDP_VM_EXCLUSIVE_FAULTS (the pre-parallel baseline), the audit;
  *  - not at all: the simulated hardware (TLB, page walker), which relies on
  *    atomic entries and on remote TLB flushes instead.
  *

@@ -3,7 +3,7 @@
  * memslot.h - memslot sets per address space: gfn -> hva.
  *
  * A set is immutable once published.  Updaters (holding the VM's
- * slots_lock) build a new set, publish it with rcu_assign_pointer and free
+ * slots_lock) build a new set, publish it with tdp_rcu_assign_pointer and free
  * the old one after a grace period; readers (the fault path, notifiers, the
  * audit) look slots up inside tdp_rcu_read_lock() and may keep a slot
  * pointer until they leave it.

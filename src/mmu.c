@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <string.h>
+#include <time.h>
 
 #include "assert.h"
 
@@ -42,6 +43,8 @@ int tdp_mmu_init(struct tdp_mmu *mmu, int root_level, int max_level,
 	r = roots_init(&mmu->roots, &mmu->alloc, &mmu->lock);
 	if (r)
 		goto err_alloc;
+	mmu->alloc.inject = &mmu->inject;
+	mmu->roots.inject = &mmu->inject;
 	return 0;
 err_alloc:
 	pt_alloc_destroy(&mmu->alloc);
@@ -62,6 +65,15 @@ void tdp_mmu_flush_and_free(struct tdp_mmu *mmu, struct tdp_flush_ctx *ctx)
 	struct tdp_pt_page *sp, *next;
 
 	tdp_assert_held(&mmu->lock);
+	if (INJECTED(mmu->inject, INJ_FREE_BEFORE_FLUSH)) {
+		/* the tables go back to the allocator before any vCPU has
+		 * dropped its cached pointers to them */
+		for (sp = ctx->removed; sp; sp = next) {
+			next = sp->next;
+			pt_free_page(sp);
+		}
+		ctx->removed = NULL;
+	}
 	if ((ctx->flush || ctx->removed) && !ctx->no_flush)
 		mmu->flush_remote_tlbs(mmu->flush_arg);
 	ctx->flush = false;
@@ -84,10 +96,11 @@ static bool spte_needs_atomic_write(uint64_t spte, int level)
 }
 
 /* Write lock: set *sptep from @old to @new; returns the real old value. */
-static uint64_t write_spte(uint64_t *sptep, uint64_t old, uint64_t new,
-			   int level)
+static uint64_t write_spte(struct tdp_mmu *mmu, uint64_t *sptep, uint64_t old,
+			   uint64_t new, int level)
 {
-	if (spte_needs_atomic_write(old, level))
+	if (spte_needs_atomic_write(old, level) &&
+	    !INJECTED(mmu->inject, INJ_PLAIN_STORE_LOSES_DIRTY))
 		return __atomic_exchange_n(sptep, new, __ATOMIC_ACQ_REL);
 	__atomic_store_n(sptep, new, __ATOMIC_RELEASE);
 	return old;
@@ -100,7 +113,10 @@ static void tdp_mmu_iter_set_spte(struct tdp_mmu *mmu, struct tdp_iter *it,
 {
 	tdp_assert_held_write(&mmu->lock);
 	TDP_ASSERT(!spte_frozen(it->old_spte) && !spte_frozen(new));
-	it->old_spte = write_spte(it->sptep, it->old_spte, new, it->level);
+	if (mmu->hooks.zap_before_write)
+		mmu->hooks.zap_before_write(mmu->hooks.arg, it->sptep);
+	it->old_spte = write_spte(mmu, it->sptep, it->old_spte, new,
+				  it->level);
 	handle_changed_spte(mmu, as_id, it->gfn, it->old_spte, new, it->level,
 			    ctx);
 	it->old_spte = new;
@@ -154,6 +170,8 @@ static void handle_removed_pt(struct tdp_mmu *mmu, struct tdp_pt_page *sp,
 				break;
 			sched_yield();
 		}
+		if (mmu->hooks.child_frozen)
+			mmu->hooks.child_frozen(mmu->hooks.arg, sp, (unsigned)i);
 		handle_changed_spte(mmu, sp->as_id, gfn, old, SPTE_FROZEN,
 				    level, ctx);
 	}
@@ -190,14 +208,21 @@ static void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
 	if (is_leaf)
 		TDP_ASSERT(spte_writable_ok(new));
 
-	if (was_leaf && !is_leaf) {
+	if (was_leaf && spte_is_table(new, level)) {
+		/* A split: the caller filled the table with the same
+		 * translation (and accounts the children); no flush owed. */
+		account_leaf(mmu, level, -1);
+	} else if (was_leaf && !is_leaf) {
 		account_leaf(mmu, level, -1);
 		stat_inc(mmu->stats->zapped_leaves);
+		if (old & SPTE_D)
+			stat_inc(mmu->stats->zapped_dirty);
+		ctx->flush = true;
 	} else if (!was_leaf && is_leaf) {
 		account_leaf(mmu, level, 1);
-	}
-	if (was_leaf && leaf_change_needs_flush(old, new))
+	} else if (was_leaf && leaf_change_needs_flush(old, new)) {
 		ctx->flush = true;
+	}
 	if (spte_is_table(old, level))
 		handle_removed_pt(mmu, sptep_to_sp(spte_to_table(old)), ctx);
 }
@@ -206,32 +231,81 @@ static void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
 /* Yielding                                                          */
 /* ---------------------------------------------------------------- */
 
-#define YIELD_CHECK_STEPS 1024
+/* A walk yields when a thread waits for mmu_lock, or when it has held the
+ * lock for longer than this (checked every YIELD_CHECK_STEPS entries). */
+#define YIELD_BUDGET_NS 1000000ull
+#define YIELD_CHECK_STEPS 64
+
+struct yield_state {
+	uint64_t since_ns;
+	unsigned steps;
+	bool shared;
+};
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void yield_init(struct yield_state *y, bool shared)
+{
+	y->since_ns = mono_ns();
+	y->steps = 0;
+	y->shared = shared;
+}
+
+static bool yield_wanted(struct tdp_mmu *mmu, struct yield_state *y)
+{
+	if (mmu->hooks.force_yield && mmu->hooks.force_yield(mmu->hooks.arg))
+		return true;
+	if (tdp_lock_needbreak(&mmu->lock))
+		return true;
+	if (++y->steps < YIELD_CHECK_STEPS)
+		return false;
+	y->steps = 0;
+	return mono_ns() - y->since_ns > YIELD_BUDGET_NS;
+}
 
 /*
- * Yield mmu_lock if someone waits for it, but only after forward progress
- * since the last yield (I9; KVM's yielded_gfn), and only after doing the
- * flush and frees the walk owes (I6; KVM a835429cda91).  Returns true if it
+ * Yield mmu_lock if someone waits for it or the time budget is spent, but
+ * only after forward progress since the last yield (I9; KVM's yielded_gfn),
+ * and only after doing the flush and frees the walk owes, while still
+ * inside the RCU section (I2, I6; KVM a835429cda91).  Returns true if it
  * yielded: the caller must `continue` so the iterator restarts from the
  * root.
  */
 static bool tdp_mmu_iter_cond_resched(struct tdp_mmu *mmu, struct tdp_iter *it,
 				      struct tdp_flush_ctx *ctx,
-				      unsigned *steps)
+				      struct yield_state *y)
 {
-	tdp_assert_held_write(&mmu->lock);
-	if (it->next_gfn == it->yielded_gfn)
+	TDP_ASSERT(tdp_lock_held_mode(&mmu->lock) ==
+		   (y->shared ? TDP_READ : TDP_WRITE));
+	if (it->next_gfn == it->yielded_gfn &&
+	    !INJECTED(mmu->inject, INJ_YIELD_WITHOUT_PROGRESS))
 		return false;
-	if (++*steps < YIELD_CHECK_STEPS && !tdp_lock_needbreak(&mmu->lock))
+	if (!yield_wanted(mmu, y))
 		return false;
-	*steps = 0;
-	tdp_mmu_flush_and_free(mmu, ctx);
+	if (!INJECTED(mmu->inject, INJ_YIELD_WITHOUT_FLUSH) || ctx->removed)
+		tdp_mmu_flush_and_free(mmu, ctx);
 	tdp_rcu_read_unlock();
-	tdp_write_unlock(&mmu->lock);
+	if (y->shared)
+		tdp_read_unlock(&mmu->lock);
+	else
+		tdp_write_unlock(&mmu->lock);
+	stat_inc(mmu->stats->mmu_yields);
+	if (mmu->hooks.in_yield)
+		mmu->hooks.in_yield(mmu->hooks.arg);
 	sched_yield();
-	tdp_write_lock(&mmu->lock);
+	if (y->shared)
+		tdp_read_lock(&mmu->lock);
+	else
+		tdp_write_lock(&mmu->lock);
 	tdp_rcu_read_lock();
 	tdp_iter_mark_yielded(it);
+	yield_init(y, y->shared);
 	return true;
 }
 
@@ -258,6 +332,8 @@ static enum tdp_map_ret map_target_level(struct tdp_mmu *mmu,
 				      f->host_writable, f->executable,
 				      f->write);
 
+	if (mmu->hooks.map_before_set)
+		mmu->hooks.map_before_set(mmu->hooks.arg, it->sptep);
 	if (spte_is_present_leaf(it->old_spte, it->level)) {
 		TDP_ASSERT_MSG(spte_pfn(it->old_spte) == pfn,
 			       "gfn %#llx mapped to frame %#llx, fault wants "
@@ -332,38 +408,59 @@ enum tdp_map_ret tdp_mmu_map(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 /* Zap                                                               */
 /* ---------------------------------------------------------------- */
 
-static void zap_leafs_root(struct tdp_mmu *mmu, struct tdp_pt_page *root,
+/*
+ * Zap [start, end) in one root: every leaf that intersects the range, and
+ * every table whose whole range lies inside it (so unmapping a large range
+ * also gives its tables back).  Write lock.  Removed tables are flushed
+ * and freed before this root's RCU section ends (seed 004: one section per
+ * root; I2).
+ */
+static void zap_range_root(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 			   uint64_t start, uint64_t end, bool can_yield,
 			   struct tdp_flush_ctx *ctx)
 {
-	unsigned steps = 0;
+	struct yield_state y;
 	struct tdp_iter it;
 
-	/* One RCU section per root (seed 004). */
+	yield_init(&y, false);
 	tdp_rcu_read_lock();
 	for_each_tdp_pte(it, root, start, end) {
-		if (can_yield &&
-		    tdp_mmu_iter_cond_resched(mmu, &it, ctx, &steps))
+		if (can_yield && tdp_mmu_iter_cond_resched(mmu, &it, ctx, &y))
 			continue;
-		if (!spte_is_present_leaf(it.old_spte, it.level))
+		if (!spte_present(it.old_spte))
 			continue;
+		if (!spte_is_leaf(it.old_spte, it.level) &&
+		    (it.gfn < start || tdp_iter_entry_end(&it) > end))
+			continue; /* partly covered table: descend */
 		tdp_mmu_iter_set_spte(mmu, &it, root->as_id, SPTE_NONPRESENT,
 				      ctx);
+	}
+	if (ctx->removed && INJECTED(mmu->inject, INJ_RCU_EXIT_BEFORE_FLUSH)) {
+		/* queue the frees and leave the section; the flush comes
+		 * later, from the caller, after a grace period may be over */
+		struct tdp_pt_page *sp, *next;
+
+		for (sp = ctx->removed; sp; sp = next) {
+			next = sp->next;
+			pt_free_page_rcu(sp);
+		}
+		ctx->removed = NULL;
+		ctx->flush = true;
 	}
 	if (ctx->removed)
 		tdp_mmu_flush_and_free(mmu, ctx);
 	tdp_rcu_read_unlock();
 }
 
-void tdp_mmu_zap_leafs(struct tdp_mmu *mmu, int as_id, uint64_t start,
-		       uint64_t end, bool include_invalid, bool can_yield,
-		       struct tdp_flush_ctx *ctx)
+void tdp_mmu_zap_gfn_range(struct tdp_mmu *mmu, int as_id, uint64_t start,
+			   uint64_t end, bool include_invalid, bool can_yield,
+			   struct tdp_flush_ctx *ctx)
 {
 	struct tdp_pt_page *root;
 
 	tdp_assert_held_write(&mmu->lock);
 	for_each_root_yield_safe(&mmu->roots, root, as_id, !include_invalid)
-		zap_leafs_root(mmu, root, start, end, can_yield, ctx);
+		zap_range_root(mmu, root, start, end, can_yield, ctx);
 }
 
 /*
@@ -371,27 +468,44 @@ void tdp_mmu_zap_leafs(struct tdp_mmu *mmu, int as_id, uint64_t start,
  * entry, so that the walk reaches a yield point between 1 GiB subtrees
  * (KVM's multi-pass tdp_mmu_zap_root).  The walk is not bounded by any
  * memslot: it visits every entry of the root (KVM 524a1e4e381f).
+ * @shared: mmu_lock is held for read, so entries are compare-exchanged and
+ * removed tables frozen child by child (a lost exchange re-reads and
+ * retries the same entry).
  */
 static void zap_root(struct tdp_mmu *mmu, struct tdp_pt_page *root,
-		     struct tdp_flush_ctx *ctx)
+		     bool shared, struct tdp_flush_ctx *ctx)
 {
 	int passes[2] = { TDP_LEVEL_1G, root->level };
 	uint64_t end = tdp_mmu_max_gfn(mmu);
+	bool bounded = INJECTED(mmu->inject, INJ_TEARDOWN_BELOW_MAX_GFN);
 
 	TDP_ASSERT(root_invalid(root) && ctx->no_flush);
+	if (bounded) /* KVM 524a1e4e381f: bounded by the memslots */
+		end = mmu->max_slot_gfn;
 	for (int p = 0; p < 2; p++) {
 		int zap_level = passes[p];
-		unsigned steps = 0;
+		struct yield_state y;
 		struct tdp_iter it;
 
+		yield_init(&y, shared);
 		tdp_rcu_read_lock();
 		for_each_tdp_pte_min_level(it, root, zap_level, 0, end) {
-			if (tdp_mmu_iter_cond_resched(mmu, &it, ctx, &steps))
+retry:
+			if (tdp_mmu_iter_cond_resched(mmu, &it, ctx, &y))
 				continue;
 			if (!spte_present(it.old_spte) || it.level > zap_level)
 				continue;
-			tdp_mmu_iter_set_spte(mmu, &it, root->as_id,
-					      SPTE_NONPRESENT, ctx);
+			if (bounded && tdp_iter_entry_end(&it) > end)
+				continue; /* "only entries wholly in range" */
+			if (!shared) {
+				tdp_mmu_iter_set_spte(mmu, &it, root->as_id,
+						      SPTE_NONPRESENT, ctx);
+			} else if (tdp_mmu_set_spte_atomic(mmu, &it,
+							   root->as_id,
+							   SPTE_NONPRESENT,
+							   ctx)) {
+				goto retry;
+			}
 		}
 		if (ctx->removed || ctx->flush)
 			tdp_mmu_flush_and_free(mmu, ctx);
@@ -404,20 +518,26 @@ int tdp_mmu_invalidate_roots(struct tdp_mmu *mmu)
 	return roots_invalidate_all(&mmu->roots);
 }
 
-void tdp_mmu_zap_invalidated_roots(struct tdp_mmu *mmu)
+void tdp_mmu_zap_invalidated_roots(struct tdp_mmu *mmu, bool shared)
 {
 	struct tdp_flush_ctx ctx = { .no_flush = true };
 	struct tdp_pt_page *root;
 
-	tdp_write_lock(&mmu->lock);
+	if (shared)
+		tdp_read_lock(&mmu->lock);
+	else
+		tdp_write_lock(&mmu->lock);
 	for_each_root_yield_safe(&mmu->roots, root, -1, false) {
-		if (!root->scheduled_to_zap)
+		/* Exactly one zapper takes each scheduled root. */
+		if (!atomic_exchange(&root->scheduled_to_zap, false))
 			continue;
-		root->scheduled_to_zap = false;
-		zap_root(mmu, root, &ctx);
+		zap_root(mmu, root, shared, &ctx);
 		/* Only now may the MMU's own reference go (root.h). */
 		root_put(&mmu->roots, root);
 	}
 	tdp_mmu_flush_and_free(mmu, &ctx);
-	tdp_write_unlock(&mmu->lock);
+	if (shared)
+		tdp_read_unlock(&mmu->lock);
+	else
+		tdp_write_unlock(&mmu->lock);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "assert.h"
+#include "inject.h"
 
 #ifdef __SANITIZE_ADDRESS__
 #include <sanitizer/asan_interface.h>
@@ -97,8 +98,9 @@ struct tdp_pt_page *pt_alloc_page(struct pt_alloc *a)
 	sp->level = 0;
 	sp->as_id = 0;
 	sp->is_root = false;
-	sp->scheduled_to_zap = false;
+	atomic_init(&sp->scheduled_to_zap, false);
 	atomic_init(&sp->invalid, false);
+	atomic_init(&sp->acked, false);
 	atomic_init(&sp->refcount, 0);
 	sp->in_use = 1;
 	atomic_fetch_add(&a->allocated, 1);
@@ -124,12 +126,18 @@ static void pt_free_rcu_cb(struct rcu_head *head)
 {
 	struct tdp_pt_page *sp = caa_container_of(head, struct tdp_pt_page, rcu);
 
-	tdp_tsan_acquire(&tdp_rcu_tsan_sync);
+	tdp_rcu_cb_begin();
 	pt_free_page(sp);
+	tdp_rcu_cb_end();
 }
 
 void pt_free_page_rcu(struct tdp_pt_page *sp)
 {
+	if (sp->alloc->inject &&
+	    INJECTED(*sp->alloc->inject, INJ_FREE_WITHOUT_GRACE)) {
+		pt_free_page(sp);
+		return;
+	}
 	tdp_call_rcu(&sp->rcu, pt_free_rcu_cb);
 }
 

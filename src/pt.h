@@ -42,10 +42,12 @@ struct tdp_pt_page {
 	int8_t level;		/* level of the entries in spt */
 	uint8_t as_id;
 	bool is_root;
-	bool scheduled_to_zap;	/* root: invalidated, zap owed (mmu_lock) */
+	atomic_bool scheduled_to_zap; /* root: invalidated, zap owed */
 	atomic_bool invalid;	/* root: obsolete (set under mmu_lock write) */
+	atomic_bool acked;	/* root: invalid, and every vCPU has seen the
+				   reload request (none may walk it now) */
 	atomic_int refcount;	/* root: references (root.c) */
-	struct cds_list_head link; /* root: on mmu->roots (RCU list) */
+	struct tdp_rcu_list link; /* root: on mmu->roots (RCU list) */
 	struct rcu_head rcu;
 	struct tdp_pt_page *next; /* free list / deferred-free list */
 	struct pt_alloc *alloc;
@@ -66,6 +68,7 @@ struct pt_alloc {
 	void **chunks;
 	size_t nchunks, cap;
 	atomic_long allocated; /* pages handed out and not yet freed */
+	const int *inject;     /* the owning MMU's injection switch */
 };
 
 int pt_alloc_init(struct pt_alloc *a);

@@ -9,7 +9,7 @@
 
 __thread bool tdp_rcu_registered;
 __thread int tdp_rcu_depth;
-char tdp_rcu_tsan_sync;
+char tdp_rcu_tsan_sync, tdp_rcu_tsan_done;
 
 static pthread_key_t rcu_key;
 static pthread_once_t rcu_once = PTHREAD_ONCE_INIT;
@@ -40,6 +40,8 @@ void tdp_rcu_register_slow(void)
 
 void tdp_call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *))
 {
+	/* what this thread did to the object happens before the callback */
+	tdp_tsan_release(&tdp_rcu_tsan_sync);
 	tdp_rcu_ensure_registered();
 	urcu_memb_call_rcu(head, fn);
 }
@@ -57,5 +59,5 @@ void tdp_rcu_barrier(void)
 	TDP_ASSERT(!tdp_rcu_read_held());
 	tdp_rcu_ensure_registered();
 	urcu_memb_barrier();
-	tdp_tsan_acquire(&tdp_rcu_tsan_sync);
+	tdp_tsan_acquire(&tdp_rcu_tsan_done);
 }

@@ -17,10 +17,17 @@
  * thread exits (pthread key destructor), so callers never see it.
  *
  * ThreadSanitizer: liburcu 0.13 is not instrumented, so TSan cannot see
- * that a grace period orders a reader's accesses before the callback's
- * free.  tdp_call_rcu() and tdp_synchronize_rcu() annotate the edges:
- * every read-side unlock releases a per-process sync object, and the
- * callback / the return of synchronize acquires it.
+ * the two edges our code relies on, and the wrapper annotates them:
+ *  - grace period: every read-side unlock, and tdp_call_rcu() itself,
+ *    release tdp_rcu_tsan_sync; a callback (tdp_rcu_cb_begin) and the
+ *    return of tdp_synchronize_rcu() acquire it, so accesses made inside
+ *    any earlier section, or by the thread that queued the callback,
+ *    happen before the free;
+ *  - barrier: a callback ends with tdp_rcu_cb_end(), releasing
+ *    tdp_rcu_tsan_done; tdp_rcu_barrier() acquires it on return, so
+ *    everything the callbacks did happens before the caller continues
+ *    (e.g. destroying the allocator they freed into).
+ * Every callback passed to tdp_call_rcu() must call both.
  */
 #ifndef TDP_RCU_H
 #define TDP_RCU_H
@@ -35,8 +42,8 @@ void tdp_rcu_register_slow(void);
 extern __thread bool tdp_rcu_registered;
 extern __thread int tdp_rcu_depth;
 
-/* The sync object of the TSan grace-period annotation. */
-extern char tdp_rcu_tsan_sync;
+/* The sync objects of the TSan annotations. */
+extern char tdp_rcu_tsan_sync, tdp_rcu_tsan_done;
 #ifdef TDP_TSAN
 void __tsan_acquire(void *addr);
 void __tsan_release(void *addr);
@@ -73,6 +80,68 @@ static inline void tdp_rcu_read_unlock(void)
 static inline bool tdp_rcu_read_held(void)
 {
 	return tdp_rcu_depth > 0;
+}
+
+static inline void tdp_rcu_cb_begin(void)
+{
+	tdp_tsan_acquire(&tdp_rcu_tsan_sync);
+}
+
+static inline void tdp_rcu_cb_end(void)
+{
+	tdp_tsan_release(&tdp_rcu_tsan_done);
+}
+
+/* Publish / read an RCU-protected pointer (C11 release / acquire, visible
+ * to TSan, unlike liburcu's volatile rcu_assign_pointer/rcu_dereference). */
+#define tdp_rcu_assign_pointer(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
+#define tdp_rcu_dereference(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
+
+/*
+ * A minimal RCU list, written with C11 atomics so that ThreadSanitizer sees
+ * the publication (liburcu's cds_list_*_rcu use volatile accesses it cannot
+ * see).  Writers serialise on a lock of their own; readers walk ->next with
+ * tdp_rcu_list_next() inside tdp_rcu_read_lock().  A deleted node keeps its
+ * ->next, so a reader standing on it can still move on.  ->prev is for
+ * writers only.
+ */
+struct tdp_rcu_list {
+	struct tdp_rcu_list *next, *prev;
+};
+
+static inline void tdp_rcu_list_init(struct tdp_rcu_list *head)
+{
+	head->next = head->prev = head;
+}
+
+static inline bool tdp_rcu_list_empty(const struct tdp_rcu_list *head)
+{
+	return __atomic_load_n(&head->next, __ATOMIC_ACQUIRE) == head;
+}
+
+static inline struct tdp_rcu_list *
+tdp_rcu_list_next(const struct tdp_rcu_list *n)
+{
+	return __atomic_load_n(&n->next, __ATOMIC_ACQUIRE);
+}
+
+/* Insert @n first.  Writer lock held. */
+static inline void tdp_rcu_list_add(struct tdp_rcu_list *n,
+				    struct tdp_rcu_list *head)
+{
+	struct tdp_rcu_list *first = head->next;
+
+	__atomic_store_n(&n->next, first, __ATOMIC_RELAXED);
+	n->prev = head;
+	first->prev = n;
+	__atomic_store_n(&head->next, n, __ATOMIC_RELEASE);
+}
+
+/* Unlink @n.  Writer lock held; free @n only after a grace period. */
+static inline void tdp_rcu_list_del(struct tdp_rcu_list *n)
+{
+	n->next->prev = n->prev;
+	__atomic_store_n(&n->prev->next, n->next, __ATOMIC_RELEASE);
 }
 
 /* Defer @fn(@head) until every current reader has left its section. */

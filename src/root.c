@@ -3,11 +3,14 @@
 #include "root.h"
 
 #include "assert.h"
+#include "inject.h"
+
+#include <sched.h>
 
 int roots_init(struct tdp_roots *r, struct pt_alloc *alloc,
 	       struct tdp_lock *mmu_lock)
 {
-	CDS_INIT_LIST_HEAD(&r->list);
+	tdp_rcu_list_init(&r->list);
 	r->alloc = alloc;
 	r->mmu_lock = mmu_lock;
 	atomic_init(&r->nr_roots, 0);
@@ -16,7 +19,7 @@ int roots_init(struct tdp_roots *r, struct pt_alloc *alloc,
 
 void roots_destroy(struct tdp_roots *r)
 {
-	TDP_ASSERT_MSG(cds_list_empty(&r->list), "roots left at destroy");
+	TDP_ASSERT_MSG(tdp_rcu_list_empty(&r->list), "roots left at destroy");
 	pthread_mutex_destroy(&r->list_lock);
 }
 
@@ -42,21 +45,48 @@ static void root_assert_empty(struct tdp_pt_page *root)
 	}
 }
 
-void root_put(struct tdp_roots *r, struct tdp_pt_page *root)
+static void root_free(struct tdp_roots *r, struct tdp_pt_page *root)
 {
-	int old = atomic_fetch_sub(&root->refcount, 1);
-
-	TDP_ASSERT_MSG(old > 0, "root refcount underflow");
-	if (old != 1)
-		return;
 	/* The last reference: a valid root always holds the MMU's own. */
 	TDP_ASSERT_MSG(root_invalid(root), "last put of a valid root");
 	root_assert_empty(root);
 	pthread_mutex_lock(&r->list_lock);
-	cds_list_del_rcu(&root->link);
+	tdp_rcu_list_del(&root->link);
 	pthread_mutex_unlock(&r->list_lock);
 	atomic_fetch_sub(&r->nr_roots, 1);
 	pt_free_page_rcu(root);
+}
+
+/* Seed 001's rejected idea: decrement unless the count is one, and if it
+ * was one, set it to zero.  Between the two, root_get() can take a
+ * reference that the store then wipes out. */
+static bool put_dec_not_one_buggy(struct tdp_pt_page *root)
+{
+	int c = atomic_load(&root->refcount);
+
+	while (c != 1)
+		if (atomic_compare_exchange_weak(&root->refcount, &c, c - 1))
+			return false;
+	sched_yield();
+	atomic_store(&root->refcount, 0);
+	return true;
+}
+
+void root_put(struct tdp_roots *r, struct tdp_pt_page *root)
+{
+	int old;
+
+	TDP_ASSERT_MSG(root->in_use, "put of a freed root %p", (void *)root);
+	tdp_assert_held(r->mmu_lock);
+	if (INJECTED(*r->inject, INJ_PUT_DEC_NOT_ONE)) {
+		if (put_dec_not_one_buggy(root))
+			root_free(r, root);
+		return;
+	}
+	old = atomic_fetch_sub(&root->refcount, 1);
+	TDP_ASSERT_MSG(old > 0, "root refcount underflow");
+	if (old == 1)
+		root_free(r, root);
 }
 
 struct tdp_pt_page *root_get_or_alloc(struct tdp_roots *r, unsigned as_id,
@@ -66,14 +96,17 @@ struct tdp_pt_page *root_get_or_alloc(struct tdp_roots *r, unsigned as_id,
 
 	tdp_assert_held(r->mmu_lock);
 	pthread_mutex_lock(&r->list_lock);
-	cds_list_for_each_entry(root, &r->list, link) {
-		if (root->as_id != as_id || root->level != level ||
-		    root_invalid(root))
+	for_each_root_locked(r, root) {
+		if (root->as_id != as_id || root->level != level)
+			continue;
+		if (root_invalid(root) &&
+		    !INJECTED(*r->inject, INJ_REF_INVALID_ROOT))
 			continue;
 		/* Cannot fail: a valid root holds the MMU's reference, and
 		 * invalidation needs mmu_lock for write, which we exclude. */
-		TDP_ASSERT(root_get(root));
-		goto out;
+		if (root_get(root))
+			goto out;
+		TDP_ASSERT(INJECTED(*r->inject, INJ_REF_INVALID_ROOT));
 	}
 	root = pt_cache_take(cache);
 	root->is_root = true;
@@ -81,7 +114,7 @@ struct tdp_pt_page *root_get_or_alloc(struct tdp_roots *r, unsigned as_id,
 	root->as_id = (uint8_t)as_id;
 	root->gfn = 0;
 	atomic_store(&root->refcount, 2);
-	cds_list_add_rcu(&root->link, &r->list);
+	tdp_rcu_list_add(&root->link, &r->list);
 	atomic_fetch_add(&r->nr_roots, 1);
 out:
 	pthread_mutex_unlock(&r->list_lock);
@@ -97,7 +130,7 @@ int roots_invalidate_all(struct tdp_roots *r)
 	for_each_root_locked(r, root) {
 		if (root_invalid(root))
 			continue;
-		root->scheduled_to_zap = true;
+		atomic_store(&root->scheduled_to_zap, true);
 		atomic_store_explicit(&root->invalid, true,
 				      memory_order_release);
 		n++;
@@ -105,13 +138,50 @@ int roots_invalidate_all(struct tdp_roots *r)
 	return n;
 }
 
-static bool root_match(struct tdp_pt_page *root, int as_id, bool only_valid)
+void roots_mark_acked(struct tdp_roots *r)
+{
+	struct tdp_pt_page *root;
+
+	tdp_assert_held_write(r->mmu_lock);
+	for_each_root_locked(r, root)
+		if (root_invalid(root))
+			atomic_store(&root->acked, true);
+}
+
+static bool root_match(struct tdp_roots *r, struct tdp_pt_page *root,
+		       int as_id, bool only_valid)
 {
 	if (as_id >= 0 && root->as_id != (unsigned)as_id)
 		return false;
+	if (INJECTED(*r->inject, INJ_REF_INVALID_ROOT))
+		return true;
 	return !(only_valid && root_invalid(root));
 }
 
+static struct tdp_pt_page *unpinned_lookup(struct tdp_roots *r,
+					   struct tdp_pt_page *root)
+{
+	for (unsigned i = 0; i < 8; i++)
+		if (r->unpinned[i].root == root)
+			return r->unpinned[i].next;
+	return NULL;
+}
+
+static void unpinned_save(struct tdp_roots *r, struct tdp_pt_page *root,
+			  struct tdp_pt_page *next)
+{
+	unsigned slot = ((uintptr_t)root >> 6) % 8;
+
+	r->unpinned[slot].root = root;
+	r->unpinned[slot].next = next;
+}
+
+/*
+ * Move from @prev to the next matching root, taking a reference on it
+ * BEFORE dropping @prev's: prev's link stays valid while we hold prev, and
+ * RCU keeps it readable even if another thread is unlinking it.  Roots
+ * whose count already reached zero are being freed and are skipped.
+ */
 struct tdp_pt_page *root_next(struct tdp_roots *r, struct tdp_pt_page *prev,
 			      int as_id, bool only_valid)
 {
@@ -119,20 +189,32 @@ struct tdp_pt_page *root_next(struct tdp_roots *r, struct tdp_pt_page *prev,
 
 	tdp_assert_held(r->mmu_lock);
 	tdp_rcu_read_lock();
-	if (prev)
-		next = cds_list_entry(rcu_dereference(prev->link.next),
-				      struct tdp_pt_page, link);
+	if (prev && INJECTED(*r->inject, INJ_UNPINNED_NEXT_ROOT) &&
+	    (next = unpinned_lookup(r, prev)))
+		; /* seed 000: the pointer saved when prev was handed out,
+		   * not pinned, used after the lock was dropped */
+	else if (prev)
+		next = link_to_root(tdp_rcu_list_next(&prev->link));
 	else
-		next = cds_list_entry(rcu_dereference(r->list.next),
-				      struct tdp_pt_page, link);
+		next = link_to_root(tdp_rcu_list_next(&r->list));
 	while (&next->link != &r->list) {
-		if (root_match(next, as_id, only_valid) && root_get(next))
+		TDP_ASSERT_MSG(next->in_use, "freed root %p on the root list",
+			       (void *)next);
+		if (root_match(r, next, as_id, only_valid) && root_get(next))
 			break;
-		next = cds_list_entry(rcu_dereference(next->link.next),
-				      struct tdp_pt_page, link);
+		next = link_to_root(tdp_rcu_list_next(&next->link));
 	}
+	if (INJECTED(*r->inject, INJ_UNPINNED_NEXT_ROOT) &&
+	    &next->link != &r->list)
+		unpinned_save(r, next,
+			      link_to_root(tdp_rcu_list_next(&next->link)));
 	tdp_rcu_read_unlock();
-	if (prev)
-		root_put(r, prev);
+	if (prev) {
+		if (INJECTED(*r->inject, INJ_ROOT_LEAK_AFTER_YIELD))
+			/* seed 000: the iterator's put never frees */
+			atomic_fetch_sub(&prev->refcount, 1);
+		else
+			root_put(r, prev);
+	}
 	return &next->link == &r->list ? NULL : next;
 }

@@ -20,8 +20,10 @@
  * root is invalid and empty, unlinks it from the RCU list under list_lock
  * and frees it after a grace period.  A valid root can never reach zero.
  *
- * The root list is an RCU list: modified only under list_lock, read under
- * RCU (iterators) or with mmu_lock held for write (stable).
+ * Every put runs with mmu_lock held (read or write; vCPUs drop their roots
+ * under the read lock, as KVM's kvm_mmu_free_roots does), so the root list,
+ * an RCU list modified only under list_lock, is stable under the write
+ * lock and is walked under RCU otherwise (iterators).
  */
 #ifndef TDP_ROOT_H
 #define TDP_ROOT_H
@@ -34,11 +36,17 @@
 #include "pt.h"
 
 struct tdp_roots {
-	struct cds_list_head list;
+	struct tdp_rcu_list list;
 	pthread_mutex_t list_lock;
 	struct pt_alloc *alloc;
 	struct tdp_lock *mmu_lock; /* for assertions */
 	atomic_long nr_roots;
+	const int *inject;	   /* the owning MMU's injection switch */
+	/* INJ_UNPINNED_NEXT_ROOT only: the next pointer each root had when an
+	 * iterator handed it out, kept without a reference */
+	struct {
+		struct tdp_pt_page *root, *next;
+	} unpinned[8];
 };
 
 int roots_init(struct tdp_roots *r, struct pt_alloc *alloc,
@@ -61,6 +69,10 @@ static inline bool root_invalid(struct tdp_pt_page *root)
 /* Mark every valid root invalid and schedule its zap.  Write lock.
  * Returns the number of roots invalidated. */
 int roots_invalidate_all(struct tdp_roots *r);
+/* After every vCPU acknowledged the reload request sent in the same
+ * write-locked section: mark the invalid roots acknowledged, so a vCPU
+ * found walking one is caught (hw.c).  Write lock. */
+void roots_mark_acked(struct tdp_roots *r);
 
 /* as_id < 0: every address space. */
 struct tdp_pt_page *root_next(struct tdp_roots *r, struct tdp_pt_page *prev,
@@ -77,8 +89,15 @@ static inline void root_iter_break(struct tdp_roots *r,
 	root_put(r, root);
 }
 
-/* Plain walk, no references: mmu_lock must be held for write. */
+static inline struct tdp_pt_page *link_to_root(struct tdp_rcu_list *l)
+{
+	return caa_container_of(l, struct tdp_pt_page, link);
+}
+
+/* Plain walk, no references: mmu_lock must be held for write, which
+ * excludes every put (they run under mmu_lock), so the list is stable. */
 #define for_each_root_locked(r, root)                                          \
-	cds_list_for_each_entry((root), &(r)->list, link)
+	for ((root) = link_to_root((r)->list.next); &(root)->link != &(r)->list; \
+	     (root) = link_to_root((root)->link.next))
 
 #endif

@@ -20,6 +20,8 @@ struct vm_stats {
 	atomic_ullong tlb_hits, tlb_misses;
 	atomic_ullong invalidations, zapped_leaves, root_reloads,
 		memslot_updates;
+	atomic_ullong zapped_dirty; /* leaves zapped with D set */
+	atomic_ullong mmu_yields;   /* walks that dropped mmu_lock */
 };
 
 #define stat_add(field, n)                                                     \

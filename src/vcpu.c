@@ -40,7 +40,7 @@ void vm_kick_all(struct tdp_vm *vm, unsigned req)
 {
 	unsigned n = vm->cfg.max_vcpus;
 
-	tdp_rcu_read_lock();
+	pthread_rwlock_rdlock(&vm->vcpus_lock);
 	for (unsigned i = 0; i < n; i++) {
 		struct tdp_vcpu *v = atomic_load(&vm->vcpus[i]);
 
@@ -61,7 +61,7 @@ void vm_kick_all(struct tdp_vm *vm, unsigned req)
 		while (atomic_load(&v->mode) == w)
 			sched_yield();
 	}
-	tdp_rcu_read_unlock();
+	pthread_rwlock_unlock(&vm->vcpus_lock);
 }
 
 void vm_flush_remote_tlbs(void *arg)
@@ -96,6 +96,9 @@ static int vcpu_load_root(struct tdp_vcpu *v)
 
 static void vcpu_drop_roots(struct tdp_vcpu *v, bool only_invalid)
 {
+	struct tdp_lock *lock = &v->vm->mmu.lock;
+
+	tdp_read_lock(lock);
 	for (unsigned as = 0; as < 2; as++) {
 		struct tdp_pt_page *root = v->root[as];
 
@@ -104,6 +107,7 @@ static void vcpu_drop_roots(struct tdp_vcpu *v, bool only_invalid)
 		root_put(&v->vm->mmu.roots, root);
 		v->root[as] = NULL;
 	}
+	tdp_read_unlock(lock);
 }
 
 static int vcpu_handle_requests(struct tdp_vcpu *v)
@@ -156,12 +160,12 @@ int tdp_vcpu_create(struct tdp_vm *vm, unsigned id, struct tdp_vcpu **out)
 	v->id = id;
 	atomic_init(&v->mode, 0);
 	atomic_init(&v->requests, 0);
-	pthread_mutex_lock(&vm->vcpus_lock);
+	pthread_rwlock_wrlock(&vm->vcpus_lock);
 	if (atomic_load(&vm->vcpus[id]))
 		r = -EEXIST;
 	else
 		atomic_store(&vm->vcpus[id], v);
-	pthread_mutex_unlock(&vm->vcpus_lock);
+	pthread_rwlock_unlock(&vm->vcpus_lock);
 	if (r) {
 		free(v);
 		return r;
@@ -185,7 +189,7 @@ static void vcpu_stats_add(struct vcpu_stats *dst, struct vcpu_stats *src)
 void vcpu_stats_sum(struct tdp_vm *vm, struct vcpu_stats *out)
 {
 	memset(out, 0, sizeof(*out));
-	pthread_mutex_lock(&vm->vcpus_lock);
+	pthread_rwlock_rdlock(&vm->vcpus_lock);
 	vcpu_stats_add(out, &vm->retired);
 	for (unsigned i = 0; i < vm->cfg.max_vcpus; i++) {
 		struct tdp_vcpu *v = atomic_load(&vm->vcpus[i]);
@@ -193,7 +197,7 @@ void vcpu_stats_sum(struct tdp_vm *vm, struct vcpu_stats *out)
 		if (v)
 			vcpu_stats_add(out, &v->st);
 	}
-	pthread_mutex_unlock(&vm->vcpus_lock);
+	pthread_rwlock_unlock(&vm->vcpus_lock);
 }
 
 void tdp_vcpu_destroy(struct tdp_vcpu *v)
@@ -203,12 +207,11 @@ void tdp_vcpu_destroy(struct tdp_vcpu *v)
 	if (!v)
 		return;
 	vm = v->vm;
-	pthread_mutex_lock(&vm->vcpus_lock);
+	/* Once this returns no flusher looks at v (vm.h). */
+	pthread_rwlock_wrlock(&vm->vcpus_lock);
 	atomic_store(&vm->vcpus[v->id], NULL);
 	vcpu_stats_add(&vm->retired, &v->st);
-	pthread_mutex_unlock(&vm->vcpus_lock);
-	/* Flushers iterate vcpus[] under RCU. */
-	tdp_synchronize_rcu();
+	pthread_rwlock_unlock(&vm->vcpus_lock);
 	vcpu_drop_roots(v, false);
 	pt_cache_drain(&v->cache);
 	free(v);

@@ -39,7 +39,7 @@ static void vm_zap_gfns_locked(struct tdp_vm *vm, unsigned as_id,
 {
 	struct tdp_flush_ctx ctx = { 0 };
 
-	tdp_mmu_zap_leafs(&vm->mmu, (int)as_id, gfn, gfn + npages, true, true,
+	tdp_mmu_zap_gfn_range(&vm->mmu, (int)as_id, gfn, gfn + npages, true, true,
 			  &ctx);
 	tdp_mmu_flush_and_free(&vm->mmu, &ctx);
 }
@@ -107,6 +107,8 @@ static int vm_config_normalize(const struct tdp_vm_config *in,
 		return -EINVAL;
 	if (c.nr_as > 2 || c.max_vcpus > TDP_MAX_VCPUS)
 		return -EINVAL;
+	if (c.flags & ~TDP_VM_EXCLUSIVE_FAULTS)
+		return -EINVAL;
 	if (c.max_huge != TDP_PAGE_SIZE && c.max_huge != TDP_HUGE_2M &&
 	    c.max_huge != TDP_HUGE_1G)
 		return -EINVAL;
@@ -151,7 +153,7 @@ int tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
 		goto err_slots;
 	vm->mn.mmu_lock = &vm->mmu.lock;
 	pthread_mutex_init(&vm->slots_lock, NULL);
-	pthread_mutex_init(&vm->vcpus_lock, NULL);
+	pthread_rwlock_init(&vm->vcpus_lock, NULL);
 	vm->host = h;
 	vm->hn.ops = &vm_notifier_ops;
 	host_notifier_register(h, &vm->hn);
@@ -178,14 +180,14 @@ void tdp_vm_destroy(struct tdp_vm *vm)
 	tdp_write_lock(&vm->mmu.lock);
 	tdp_mmu_invalidate_roots(&vm->mmu);
 	tdp_write_unlock(&vm->mmu.lock);
-	tdp_mmu_zap_invalidated_roots(&vm->mmu);
+	tdp_mmu_zap_invalidated_roots(&vm->mmu, false);
 	/* Every deferred table and root free has run after this. */
 	tdp_rcu_barrier();
 	for (unsigned as = 0; as < 2; as++)
 		free(vm->memslots[as]);
 	tdp_mmu_destroy(&vm->mmu);
 	pthread_mutex_destroy(&vm->slots_lock);
-	pthread_mutex_destroy(&vm->vcpus_lock);
+	pthread_rwlock_destroy(&vm->vcpus_lock);
 	free(vm->vcpus);
 	free(vm);
 }
@@ -215,7 +217,10 @@ static void publish(struct tdp_vm *vm, unsigned as_id, struct memslots *set)
 {
 	struct memslots *old = vm->memslots[as_id];
 
-	rcu_assign_pointer(vm->memslots[as_id], set);
+	if (set->n && memslot_end(&set->slots[set->n - 1]) >
+			      vm->mmu.max_slot_gfn)
+		vm->mmu.max_slot_gfn = memslot_end(&set->slots[set->n - 1]);
+	tdp_rcu_assign_pointer(vm->memslots[as_id], set);
 	tdp_synchronize_rcu();
 	free(old);
 }
@@ -321,8 +326,9 @@ int tdp_vm_invalidate_roots(struct tdp_vm *vm)
 	/* Same critical section: no vCPU can enter guest mode on an invalid
 	 * root without seeing the request first (vcpu.c). */
 	vm_kick_all(vm, REQ_RELOAD_ROOTS | REQ_TLB_FLUSH);
+	roots_mark_acked(&vm->mmu.roots);
 	tdp_write_unlock(&vm->mmu.lock);
-	tdp_mmu_zap_invalidated_roots(&vm->mmu);
+	tdp_mmu_zap_invalidated_roots(&vm->mmu, true);
 	return 0;
 }
 

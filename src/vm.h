@@ -6,14 +6,17 @@
  *
  * Locks, in the order they may be taken:
  *   slots_lock (memslot updates) -> host mmap lock -> mmu_lock ->
- *   roots list_lock / pt allocator lock
- *   vcpus_lock (vCPU create/destroy) is taken alone.
+ *   vcpus_lock (read: remote flushes) -> roots list_lock / pt allocator
+ *   vcpus_lock is a reader-preferring rwlock: flushers take it for read
+ *   (so they never wait for each other, nor for a grace period); vCPU
+ *   create/destroy take it for write and never take mmu_lock under it.
  * The fault path takes the host mmap lock (host_gup) only while NOT holding
  * mmu_lock.  A remote TLB flush may be requested with mmu_lock held: it
  * waits only for vCPUs in guest mode, which never block.
  *
- * Lifetimes: memslot sets and vCPU pointers in vcpus[] are RCU-protected;
- * a vCPU is freed after a grace period following its removal from vcpus[].
+ * Lifetimes: memslot sets are RCU-protected; a vCPU is freed after it was
+ * removed from vcpus[] under vcpus_lock (write), so no flusher still
+ * looks at it.
  */
 #ifndef TDP_VM_H
 #define TDP_VM_H
@@ -75,6 +78,10 @@ struct tdp_vcpu {
 struct vm_test_hooks {
 	/* fault path: after host_gup returned the frame, before mmu_lock */
 	void (*fault_after_gup)(struct tdp_vcpu *v, uint64_t gfn, void *arg);
+	/* guest mode: entered, before the translation */
+	void (*guest_entered)(struct tdp_vcpu *v, uint64_t gpa, void *arg);
+	/* guest mode: translation done, before the data is copied */
+	void (*in_guest)(struct tdp_vcpu *v, uint64_t gpa, void *arg);
 	void *arg;
 };
 
@@ -88,8 +95,8 @@ struct tdp_vm {
 	struct mn_state mn;
 	pthread_mutex_t slots_lock;
 	struct memslots *memslots[2]; /* RCU */
-	pthread_mutex_t vcpus_lock;
-	struct tdp_vcpu *_Atomic *vcpus; /* [cfg.max_vcpus], RCU */
+	pthread_rwlock_t vcpus_lock;
+	struct tdp_vcpu *_Atomic *vcpus; /* [cfg.max_vcpus], vcpus_lock */
 	struct vcpu_stats retired;	  /* counters of destroyed vCPUs */
 	struct vm_test_hooks hooks;
 };
@@ -97,7 +104,7 @@ struct tdp_vm {
 static inline struct memslots *vm_memslots(struct tdp_vm *vm, unsigned as_id)
 {
 	TDP_ASSERT(tdp_rcu_read_held());
-	return rcu_dereference(vm->memslots[as_id]);
+	return tdp_rcu_dereference(vm->memslots[as_id]);
 }
 
 static inline uint64_t vm_max_gpa(const struct tdp_vm *vm)

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: MIT */
+/* inject.c - names of the bug-injection switches (see inject.h). */
+#include "inject.h"
+
+#include <string.h>
+
+static const char *const names[INJ_COUNT] = {
+	[INJ_NONE] = "none",
+	[INJ_ROOT_LEAK_AFTER_YIELD] = "root-leak-after-yield",
+	[INJ_UNPINNED_NEXT_ROOT] = "unpinned-next-root",
+	[INJ_PUT_DEC_NOT_ONE] = "put-dec-not-one",
+	[INJ_FREE_WITHOUT_GRACE] = "free-without-grace",
+	[INJ_YIELD_WITHOUT_FLUSH] = "yield-without-flush",
+	[INJ_FREE_BEFORE_FLUSH] = "free-before-flush",
+	[INJ_SKIP_INVALIDATE_RETRY] = "skip-invalidate-retry",
+	[INJ_PLAIN_STORE_LOSES_DIRTY] = "plain-store-loses-dirty",
+	[INJ_YIELD_WITHOUT_PROGRESS] = "yield-without-progress",
+	[INJ_TEARDOWN_BELOW_MAX_GFN] = "teardown-below-max-gfn",
+	[INJ_REF_INVALID_ROOT] = "ref-invalid-root",
+	[INJ_RCU_EXIT_BEFORE_FLUSH] = "rcu-exit-before-flush",
+};
+
+const char *tdp_inject_name(int id)
+{
+	return id >= 0 && id < INJ_COUNT ? names[id] : NULL;
+}
+
+int tdp_inject_lookup(const char *name)
+{
+	for (int i = 0; i < INJ_COUNT; i++)
+		if (!strcmp(names[i], name))
+			return i;
+	return -1;
+}

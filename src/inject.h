@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * inject.h - bug injection for the torture test and the protocol tests.
+ *
+ * Each switch puts back, at the place where it lived, one historical bug
+ * from the seeds or KVM's history (docs/torture.md lists them).  They exist
+ * only in builds configured with TDP_INJECT (the Debug build `make check`
+ * uses); in other builds INJECTED() is the constant false and the code is
+ * gone.  The state is per VM (struct tdp_mmu.inject), never global, and is
+ * set before the VM runs.  Nothing here reports that a bug was injected:
+ * detection must come from the oracles.
+ */
+#ifndef TDP_INJECT_H
+#define TDP_INJECT_H
+
+enum tdp_inject_id {
+	INJ_NONE = 0,
+	INJ_ROOT_LEAK_AFTER_YIELD,
+	INJ_UNPINNED_NEXT_ROOT,
+	INJ_PUT_DEC_NOT_ONE,
+	INJ_FREE_WITHOUT_GRACE,
+	INJ_YIELD_WITHOUT_FLUSH,
+	INJ_FREE_BEFORE_FLUSH,
+	INJ_SKIP_INVALIDATE_RETRY,
+	INJ_PLAIN_STORE_LOSES_DIRTY,
+	INJ_YIELD_WITHOUT_PROGRESS,
+	INJ_TEARDOWN_BELOW_MAX_GFN,
+	INJ_REF_INVALID_ROOT,
+	INJ_RCU_EXIT_BEFORE_FLUSH,
+	INJ_COUNT
+};
+
+/* The name used by `tdpmmu torture --inject`, or NULL. */
+const char *tdp_inject_name(int id);
+/* The id of @name, or -1. */
+int tdp_inject_lookup(const char *name);
+
+#ifdef TDP_INJECT
+#define TDP_INJECT_AVAILABLE 1
+#define INJECTED(state, id) __builtin_expect((state) == (id), 0)
+#else
+#define TDP_INJECT_AVAILABLE 0
+#define INJECTED(state, id) ((void)(state), 0)
+#endif
+
+#endif
