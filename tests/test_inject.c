@@ -1,0 +1,540 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_inject.c - the protocol tests can fail: each deterministic scenario
+ * is run with one historical bug put back (src/inject.h) in a forked
+ * child, and must be detected there: by an explicit oracle (the child
+ * exits with DETECTED), an assertion of the library (abort), a sanitizer,
+ * or a time limit (livelock).  The same scenario without the injection
+ * must run clean (exit CLEAN).  Skipped in builds without TDP_INJECT.
+ *
+ * put-dec-not-one needs a real race and is left to the torture test.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "vm.h"
+
+#define CLEAN 0
+#define DETECTED 42
+
+struct fx {
+	struct tdp_host *h;
+	struct tdp_vm *vm;
+	struct tdp_vcpu *v, *v2;
+	uint64_t hva;
+};
+
+/* Inside the child, failures of setup are plain aborts. */
+#define CHECK(c)                                                               \
+	do {                                                                   \
+		if (!(c))                                                      \
+			abort();                                               \
+	} while (0)
+
+static void fx_init(struct fx *f, int inject, uint64_t size, uint64_t folio,
+		    unsigned nr_as)
+{
+	struct tdp_host_config hc = { .mem_bytes = 1 * GiB };
+	struct tdp_vm_config vc = { .max_vcpus = 4, .nr_as = nr_as };
+
+	memset(f, 0, sizeof(*f));
+	CHECK(!tdp_host_create(&hc, &f->h));
+	CHECK(!tdp_host_mmap(f->h, size, TDP_PROT_READ | TDP_PROT_WRITE, folio,
+			     0, &f->hva));
+	CHECK(!tdp_vm_create(f->h, &vc, &f->vm));
+	f->vm->mmu.inject = inject;
+	for (unsigned as = 0; as < nr_as; as++) {
+		struct tdp_memslot s = { .as_id = as, .slot = 0, .gpa = 0,
+					 .size = size, .hva = f->hva };
+		CHECK(!tdp_vm_set_memslot(f->vm, &s));
+	}
+	CHECK(!tdp_vcpu_create(f->vm, 0, &f->v));
+}
+
+static int fx_fini(struct fx *f)
+{
+	char report[512];
+	int problems = 0;
+
+	if (f->v)
+		problems = tdp_vm_audit(f->vm, report, sizeof(report));
+	tdp_vcpu_destroy(f->v);
+	tdp_vcpu_destroy(f->v2);
+	tdp_vm_destroy(f->vm);
+	tdp_host_destroy(f->h);
+	return problems ? DETECTED : CLEAN;
+}
+
+static struct tdp_stats stats(struct fx *f)
+{
+	struct tdp_stats s;
+
+	tdp_vm_get_stats(f->vm, &s);
+	return s;
+}
+
+static void touch(struct tdp_vcpu *v, uint64_t gpa)
+{
+	uint8_t b[8] = { 1 };
+
+	CHECK(!tdp_vcpu_write(v, gpa, b, sizeof(b)));
+}
+
+struct event {
+	atomic_int set;
+};
+
+static void ev_set(struct event *e)
+{
+	atomic_store(&e->set, 1);
+}
+
+static void ev_wait(struct event *e)
+{
+	while (!atomic_load(&e->set))
+		usleep(100);
+}
+
+/* Run @fn(@inject) in a child; return its exit code, or DETECTED if it
+ * died (abort, sanitizer, time limit). */
+static int run_child(int (*fn)(int), int inject)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0) {
+		alarm(8); /* a livelock is a detection too */
+		_exit(fn(inject));
+	}
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st);
+	return DETECTED;
+}
+
+static void expect(int (*fn)(int), const char *name)
+{
+	int id = tdp_inject_lookup(name);
+
+	assert_true(id > 0);
+	assert_int_equal(run_child(fn, INJ_NONE), CLEAN);
+	assert_int_equal(run_child(fn, id), DETECTED);
+}
+
+/* ---- yield-without-flush: a yield with a zap's flush still owed ---- */
+
+struct yctx {
+	struct fx *f;
+	unsigned calls;
+	bool missed_flush;
+	uint64_t flushes;
+};
+
+static bool every_32(void *arg)
+{
+	return ++((struct yctx *)arg)->calls % 32 == 0;
+}
+
+static void check_flushed(void *arg)
+{
+	struct yctx *y = arg;
+	uint64_t now = stats(y->f).remote_tlb_flush;
+
+	if (now <= y->flushes)
+		y->missed_flush = true;
+	y->flushes = now;
+}
+
+static int sc_yield_flush(int inject)
+{
+	struct fx f;
+	struct yctx y = { .f = &f };
+
+	fx_init(&f, inject, 4 * MiB, TDP_PAGE_SIZE, 1);
+	for (uint64_t p = 0; p < 1024; p++)
+		touch(f.v, p * 4096);
+	y.flushes = stats(&f).remote_tlb_flush;
+	f.vm->mmu.hooks = (struct tdp_mmu_hooks){ .force_yield = every_32,
+						  .in_yield = check_flushed,
+						  .arg = &y };
+	/* not wholly covering a table: leaf zaps, whose flush is owed */
+	CHECK(!tdp_vm_zap_gfn_range(f.vm, 0, 4096, 4 * MiB - 8192));
+	memset(&f.vm->mmu.hooks, 0, sizeof(f.vm->mmu.hooks));
+	if (y.missed_flush)
+		return DETECTED;
+	return fx_fini(&f);
+}
+
+static void test_yield_without_flush(void **s)
+{
+	(void)s;
+	expect(sc_yield_flush, "yield-without-flush");
+}
+
+/* ---- yield-without-progress: yielding at the same gfn forever ---- */
+
+static bool always(void *arg)
+{
+	(void)arg;
+	return true;
+}
+
+static int sc_progress(int inject)
+{
+	struct fx f;
+
+	fx_init(&f, inject, 2 * MiB, TDP_PAGE_SIZE, 1);
+	for (uint64_t p = 0; p < 64; p++)
+		touch(f.v, p * 4096);
+	f.vm->mmu.hooks.force_yield = always;
+	CHECK(!tdp_vm_zap_gfn_range(f.vm, 0, 0, 2 * MiB));
+	memset(&f.vm->mmu.hooks, 0, sizeof(f.vm->mmu.hooks));
+	return fx_fini(&f);
+}
+
+static void test_yield_without_progress(void **s)
+{
+	(void)s;
+	expect(sc_progress, "yield-without-progress");
+}
+
+/* ---- plain-store-loses-dirty ---- */
+
+static void hw_sets_dirty(void *arg, uint64_t *sptep)
+{
+	uint64_t v = __atomic_load_n(sptep, __ATOMIC_ACQUIRE);
+
+	(void)arg;
+	if (spte_present(v) && !(v & SPTE_D))
+		__atomic_fetch_or(sptep, SPTE_D, __ATOMIC_ACQ_REL);
+}
+
+static int sc_dirty(int inject)
+{
+	struct fx f;
+	uint8_t b[8];
+
+	fx_init(&f, inject, 2 * MiB, TDP_PAGE_SIZE, 1);
+	CHECK(!tdp_vcpu_read(f.v, 0, b, sizeof(b)));
+	f.vm->mmu.hooks.zap_before_write = hw_sets_dirty;
+	CHECK(!tdp_vm_zap_gfn_range(f.vm, 0, 0, 4096));
+	memset(&f.vm->mmu.hooks, 0, sizeof(f.vm->mmu.hooks));
+	if (stat_read(f.vm->stats.zapped_dirty) != 1)
+		return DETECTED;
+	return fx_fini(&f);
+}
+
+static void test_plain_store_loses_dirty(void **s)
+{
+	(void)s;
+	expect(sc_dirty, "plain-store-loses-dirty");
+}
+
+/* ---- root-leak-after-yield: the iterator's last put never frees ---- */
+
+static int sc_root_leak(int inject)
+{
+	struct tdp_mmu *mmu;
+	struct tdp_pt_page *root;
+	struct fx f;
+
+	fx_init(&f, inject, 2 * MiB, TDP_PAGE_SIZE, 1);
+	mmu = &f.vm->mmu;
+	touch(f.v, 0);
+	tdp_vcpu_destroy(f.v);
+	f.v = NULL;
+	tdp_read_lock(&mmu->lock);
+	root = root_next(&mmu->roots, NULL, -1, true);
+	tdp_read_unlock(&mmu->lock);
+	CHECK(!tdp_vm_invalidate_roots(f.vm));
+	tdp_read_lock(&mmu->lock);
+	CHECK(!root_next(&mmu->roots, root, -1, true));
+	tdp_read_unlock(&mmu->lock);
+	/* the audit's root accounting is the oracle */
+	if (tdp_vm_audit(f.vm, NULL, 0) || stats(&f).roots)
+		return DETECTED;
+	return fx_fini(&f);
+}
+
+static void test_root_leak_after_yield(void **s)
+{
+	(void)s;
+	expect(sc_root_leak, "root-leak-after-yield");
+}
+
+/* ---- unpinned-next-root: the saved next root is freed meanwhile ---- */
+
+static int sc_unpinned(int inject)
+{
+	struct tdp_mmu *mmu;
+	struct tdp_pt_page *root;
+	struct fx f;
+
+	fx_init(&f, inject, 2 * MiB, TDP_PAGE_SIZE, 2);
+	mmu = &f.vm->mmu;
+	CHECK(!tdp_vcpu_create(f.vm, 1, &f.v2));
+	touch(f.v, 0);
+	CHECK(!tdp_vcpu_set_as(f.v2, 1));
+	touch(f.v2, 0); /* a second root, after the first on the list */
+	/* roots are listed newest first: the iterator takes v2's root and
+	 * (with the bug) remembers v's, unpinned */
+	tdp_read_lock(&mmu->lock);
+	root = root_next(&mmu->roots, NULL, -1, false);
+	tdp_read_unlock(&mmu->lock);
+	CHECK(root == f.v2->root[1]);
+	/* while the iterator "yields", the other root goes away */
+	tdp_vcpu_destroy(f.v);
+	f.v = NULL;
+	CHECK(!tdp_vm_invalidate_roots(f.vm));
+	tdp_rcu_barrier();
+	tdp_read_lock(&mmu->lock);
+	while ((root = root_next(&mmu->roots, root, -1, false)))
+		;
+	tdp_read_unlock(&mmu->lock);
+	return fx_fini(&f);
+}
+
+static void test_unpinned_next_root(void **s)
+{
+	(void)s;
+	expect(sc_unpinned, "unpinned-next-root");
+}
+
+/* ---- ref-invalid-root: a vCPU reloads onto an invalid root ---- */
+
+static int sc_ref_invalid(int inject)
+{
+	struct fx f;
+
+	fx_init(&f, inject, 2 * MiB, TDP_PAGE_SIZE, 1);
+	CHECK(!tdp_vcpu_create(f.vm, 1, &f.v2));
+	touch(f.v, 0);
+	touch(f.v2, 4096);
+	/* v2 keeps its (now invalid) root: it does not run again */
+	CHECK(!tdp_vm_invalidate_roots(f.vm));
+	touch(f.v, 8192); /* reload must pick a valid root */
+	if (root_invalid(f.v->root[0]))
+		return DETECTED;
+	return fx_fini(&f);
+}
+
+static void test_ref_invalid_root(void **s)
+{
+	(void)s;
+	expect(sc_ref_invalid, "ref-invalid-root");
+}
+
+/* ---- teardown-below-max-gfn: teardown must visit every entry ---- */
+
+static int sc_teardown(int inject)
+{
+	struct fx f;
+
+	fx_init(&f, inject, 2 * MiB, TDP_PAGE_SIZE, 1);
+	touch(f.v, 0);
+	/* VM destroy zaps the roots; a root left non-empty aborts */
+	return fx_fini(&f);
+}
+
+static void test_teardown_below_max_gfn(void **s)
+{
+	(void)s;
+	expect(sc_teardown, "teardown-below-max-gfn");
+}
+
+/* ---- skip-invalidate-retry: the fault installs a frame the host took */
+
+static void migrate_in_window(struct tdp_vcpu *v, uint64_t gfn, void *arg)
+{
+	struct fx *f = arg;
+	static int once;
+
+	(void)v;
+	if (once++)
+		return;
+	CHECK(!tdp_host_migrate(f->h, f->hva + gfn * 4096, 4096));
+}
+
+static int sc_retry(int inject)
+{
+	struct fx f;
+	uint8_t b[8] = { 7 };
+
+	fx_init(&f, inject, 2 * MiB, TDP_PAGE_SIZE, 1);
+	CHECK(!tdp_host_write(f.h, f.hva, b, sizeof(b)));
+	f.vm->hooks.fault_after_gup = migrate_in_window;
+	f.vm->hooks.arg = &f;
+	CHECK(!tdp_vcpu_read(f.v, 0, b, sizeof(b)));
+	f.vm->hooks.fault_after_gup = NULL;
+	/* the audit compares every leaf with the host's current frame */
+	return fx_fini(&f);
+}
+
+static void test_skip_invalidate_retry(void **s)
+{
+	(void)s;
+	expect(sc_retry, "skip-invalidate-retry");
+}
+
+/* ---- free-without-grace: a software walker inside RCU ---- */
+
+struct walker {
+	uint64_t *table;
+	struct event ready, leave;
+	uint64_t seen;
+};
+
+static void *walker(void *arg)
+{
+	struct walker *w = arg;
+
+	tdp_rcu_read_lock();
+	ev_set(&w->ready);
+	ev_wait(&w->leave);
+	w->seen = tdp_iter_load(&w->table[0]); /* asserts on freed tables */
+	tdp_rcu_read_unlock();
+	return NULL;
+}
+
+static uint64_t *level1_table(struct tdp_pt_page *root, uint64_t gfn)
+{
+	uint64_t *t = root->spt;
+
+	for (int l = root->level; l > TDP_LEVEL_4K; l--)
+		t = spte_to_table(t[spte_index(gfn, l)]);
+	return t;
+}
+
+static int sc_grace(int inject)
+{
+	struct walker w = { 0 };
+	pthread_t th;
+	struct fx f;
+
+	fx_init(&f, inject, 2 * MiB, TDP_PAGE_SIZE, 1);
+	touch(f.v, 0);
+	w.table = level1_table(f.v->root[0], 0);
+	pthread_create(&th, NULL, walker, &w);
+	ev_wait(&w.ready);
+	CHECK(!tdp_vm_invalidate_roots(f.vm));
+	ev_set(&w.leave);
+	pthread_join(th, NULL);
+	if (w.seen != SPTE_FROZEN)
+		return DETECTED;
+	return fx_fini(&f);
+}
+
+static void test_free_without_grace(void **s)
+{
+	(void)s;
+	expect(sc_grace, "free-without-grace");
+}
+
+/* ---- free-before-flush / rcu-exit-before-flush: a vCPU with a cached
+ * pointer to a table that a zap removes walks it before the flush ---- */
+
+struct stale {
+	struct fx *f;
+	atomic_int armed;
+	struct event paused, release;
+};
+
+static void pause_after_entry(struct tdp_vcpu *v, uint64_t gpa, void *arg)
+{
+	struct stale *s = arg;
+
+	(void)v;
+	(void)gpa;
+	if (!atomic_exchange(&s->armed, 0))
+		return;
+	ev_set(&s->paused);
+	ev_wait(&s->release);
+}
+
+static void *zapper(void *arg)
+{
+	struct stale *s = arg;
+
+	/* the whole 2 MiB region: its level-1 table is removed */
+	CHECK(!tdp_vm_zap_gfn_range(s->f->vm, 0, 0, 2 * MiB));
+	return NULL;
+}
+
+static void *vcpu_read_8192(void *arg)
+{
+	struct stale *s = arg;
+	uint8_t b[8];
+
+	CHECK(!tdp_vcpu_read(s->f->v, 8192, b, sizeof(b)));
+	return NULL;
+}
+
+static int sc_stale_psc(int inject)
+{
+	struct stale s = { 0 };
+	pthread_t tz, tv;
+	struct fx f;
+
+	fx_init(&f, inject, 2 * MiB, TDP_PAGE_SIZE, 1);
+	s.f = &f;
+	touch(f.v, 0);
+	touch(f.v, 4096); /* now the PSC caches the level-1 table */
+	f.vm->hooks.guest_entered = pause_after_entry;
+	f.vm->hooks.arg = &s;
+	atomic_store(&s.armed, 1);
+	/* the vCPU enters guest mode for gpa 8192 (a TLB miss) and stops
+	 * before its walk */
+	pthread_create(&tv, NULL, vcpu_read_8192, &s);
+	ev_wait(&s.paused);
+	/* the zap removes the table; it must not be freed before the flush,
+	 * which waits for this guest-mode window to end */
+	pthread_create(&tz, NULL, zapper, &s);
+	usleep(200 * 1000);
+	ev_set(&s.release); /* the vCPU walks through its cached pointer */
+	pthread_join(tv, NULL);
+	pthread_join(tz, NULL);
+	f.vm->hooks.guest_entered = NULL;
+	return fx_fini(&f);
+}
+
+static void test_free_before_flush(void **s)
+{
+	(void)s;
+	expect(sc_stale_psc, "free-before-flush");
+}
+
+static void test_rcu_exit_before_flush(void **s)
+{
+	(void)s;
+	expect(sc_stale_psc, "rcu-exit-before-flush");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_yield_without_flush),
+		cmocka_unit_test(test_yield_without_progress),
+		cmocka_unit_test(test_plain_store_loses_dirty),
+		cmocka_unit_test(test_root_leak_after_yield),
+		cmocka_unit_test(test_unpinned_next_root),
+		cmocka_unit_test(test_ref_invalid_root),
+		cmocka_unit_test(test_teardown_below_max_gfn),
+		cmocka_unit_test(test_skip_invalidate_retry),
+		cmocka_unit_test(test_free_without_grace),
+		cmocka_unit_test(test_free_before_flush),
+		cmocka_unit_test(test_rcu_exit_before_flush),
+	};
+
+	if (!TDP_INJECT_AVAILABLE) {
+		print_message("bug injection not compiled in: skipped\n");
+		return 0;
+	}
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
