@@ -1,0 +1,1581 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pool.c - the embedded host: a frame pool, a host virtual address space
+ * (hva -> pfn, folios of 4 KiB / 2 MiB / 1 GiB) and the operations that
+ * move memory under the guest (munmap, mprotect, migrate, swap-out, split).
+ *
+ * Data:
+ *  - The pool is one MAP_NORESERVE reservation, 1 GiB aligned; pfn N lives
+ *    at pool + N * 4096.  Frames come from the buddy allocator (buddy.c).
+ *  - h->refs[pfn] is the reference count of the folio headed by pfn (tail
+ *    frames of a huge folio have count 0 until the folio is split).
+ *  - VMAs (start, end, folio order, prot) live in a sorted array, looked up
+ *    by binary search.  Per-page state lives in a 4-level radix tree keyed
+ *    by hva (h->root, 512 entries a node, leaves of 512 ptes = 2 MiB): a pte
+ *    is 0 (not populated), present (pfn, folio order) or swapped (pointer to
+ *    a malloc'd 4 KiB copy).  The tree only has entries inside VMAs.
+ *
+ * Locking:
+ *  - h->mmap_lock, a writer-preferring rwlock, protects the VMA array, the
+ *    radix tree, the pte values, the notifier list and the test hook.
+ *    Lookups (host_gup fast path, host_lookup, host_range_mapped, the copy
+ *    of tdp_host_read/write) take it for read.  Every operation that
+ *    changes hva -> pfn (munmap, mprotect, migrate, swap-out, split,
+ *    populate) holds it for write from start to end, notifier calls
+ *    included.  h->wr_owner records the writer so that host_lookup and
+ *    host_range_mapped work from inside notifier callbacks and the test
+ *    hook (they then run under the caller's write lock); any call that
+ *    would have to take the lock again from there fails with -EDEADLK.
+ *  - The buddy allocator has its own leaf mutex; frame reference counts and
+ *    the statistics are atomics.  host_put_frame() takes no host lock.
+ *
+ * Lifetime of frames:
+ *  - A mapping holds one reference on the head of each folio it maps; a
+ *    host_gup() pin holds one more until host_put_frame().
+ *  - An operation that changes the mapping of [start, end) calls every
+ *    notifier's invalidate_start(), then the test hook, then changes the
+ *    ptes (copying frame contents only now: guests may write until
+ *    invalidate_start returns), then invalidate_end(), and only then drops
+ *    the mapping references of the old frames.
+ *  - When a head's count reaches 0 the whole folio is filled with
+ *    HOST_POISON_WORD and returned to the buddy allocator, by whoever
+ *    dropped the last reference (with or without the mmap lock).
+ *  - Splitting keeps frames and contents: the head keeps its count, each
+ *    tail frame becomes an order-0 folio with count 1 (its mapping ref).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "host/buddy.h"
+#include "host/host.h"
+#include "wordcopy.h"
+
+#define PAGE_SIZE_   (1ull << HOST_PAGE_SHIFT)
+#define HVA_LIMIT    (1ull << 47)
+#define HVA_FIRST    (1ull << 30)
+#define POOL_ALIGN   (1ull << 30)
+#define POOL_MAX     (1ull << 40)
+#define POOL_DEFAULT (4ull << 30)
+#define PROT_ALL     (TDP_PROT_READ | TDP_PROT_WRITE | TDP_PROT_EXEC)
+
+#define ALIGN_DOWN(x, a) ((x) & ~((a)-1))
+#define ALIGN_UP(x, a)	 (((x) + (a)-1) & ~((a)-1))
+
+/* pte encoding */
+#define PTE_PRESENT	1ull
+#define PTE_SWAP	2ull
+#define PTE_ORDER_SHIFT 2
+#define PTE_ORDER_MASK	0x1full
+
+/* radix tree: 4 levels of 512, covering 2^48 bytes of hva */
+#define RADIX_BITS	 9
+#define RADIX_FANOUT	 (1u << RADIX_BITS)
+#define RADIX_LEVELS	 4
+#define RADIX_LEAF_SHIFT (HOST_PAGE_SHIFT + RADIX_BITS) /* 2 MiB */
+
+struct rnode {
+	union {
+		struct rnode *child[RADIX_FANOUT];
+		uint64_t pte[RADIX_FANOUT];
+	};
+};
+
+struct host_vma {
+	uint64_t start;
+	uint64_t end;
+	unsigned order; /* folio order: 0, 9 or 18 */
+	unsigned prot;
+};
+
+struct host_stats {
+	uint64_t frames_used;
+	uint64_t frame_refs;
+	uint64_t pinned_refs;
+	uint64_t swapped_pages;
+	uint64_t migrations;
+	uint64_t swap_outs;
+	uint64_t swap_ins;
+	uint64_t splits;
+	uint64_t notifier_calls;
+};
+
+struct tdp_host {
+	pthread_rwlock_t mmap_lock;
+	pthread_t wr_owner; /* atomic; 0 when not write-locked */
+
+	uint8_t *pool;
+	uint64_t pool_bytes;
+	uint64_t nr_frames;
+	uint32_t *refs; /* atomic, per frame */
+	struct buddy buddy;
+
+	/* under mmap_lock */
+	struct host_vma *vmas;
+	size_t nr_vmas;
+	size_t cap_vmas;
+	uint64_t mmap_cursor;
+	struct rnode *root;
+	struct tdp_host_notifier *notifiers;
+	void (*hook_fn)(void *arg, uint64_t start, uint64_t end);
+	void *hook_arg;
+
+	struct host_stats st; /* atomics */
+};
+
+#define STAT_ADD(h, f, v) __atomic_add_fetch(&(h)->st.f, (v), __ATOMIC_RELAXED)
+#define STAT_SUB(h, f, v) __atomic_sub_fetch(&(h)->st.f, (v), __ATOMIC_RELAXED)
+#define STAT_GET(h, f)	  __atomic_load_n(&(h)->st.f, __ATOMIC_RELAXED)
+
+/* ------------------------------------------------------------------ */
+/* small helpers                                                       */
+/* ------------------------------------------------------------------ */
+
+static uint64_t folio_bytes(unsigned order)
+{
+	return PAGE_SIZE_ << order;
+}
+
+static int folio_order_of(uint64_t folio_size)
+{
+	if (folio_size == TDP_PAGE_SIZE)
+		return HOST_ORDER_4K;
+	if (folio_size == TDP_HUGE_2M)
+		return HOST_ORDER_2M;
+	if (folio_size == TDP_HUGE_1G)
+		return HOST_ORDER_1G;
+	return -1;
+}
+
+static uint8_t *frame_ptr(struct tdp_host *h, uint64_t pfn)
+{
+	return h->pool + (pfn << HOST_PAGE_SHIFT);
+}
+
+static uint64_t pte_mk_present(uint64_t pfn, unsigned order)
+{
+	return (pfn << HOST_PAGE_SHIFT) | ((uint64_t)order << PTE_ORDER_SHIFT) |
+	       PTE_PRESENT;
+}
+
+static uint64_t pte_mk_swap(void *copy)
+{
+	return (uint64_t)(uintptr_t)copy | PTE_SWAP;
+}
+
+static bool pte_present(uint64_t e)
+{
+	return e & PTE_PRESENT;
+}
+
+static bool pte_swapped(uint64_t e)
+{
+	return e & PTE_SWAP;
+}
+
+static uint64_t pte_pfn(uint64_t e)
+{
+	return e >> HOST_PAGE_SHIFT;
+}
+
+static unsigned pte_order(uint64_t e)
+{
+	return (e >> PTE_ORDER_SHIFT) & PTE_ORDER_MASK;
+}
+
+static void *pte_swap_copy(uint64_t e)
+{
+	return (void *)(uintptr_t)(e & ~PTE_SWAP);
+}
+
+/* pfn of the head of the folio that maps the page at @hva through @e */
+static uint64_t pte_head_pfn(uint64_t e, uint64_t hva)
+{
+	uint64_t fs = ALIGN_DOWN(hva, folio_bytes(pte_order(e)));
+
+	return pte_pfn(e) - ((hva - fs) >> HOST_PAGE_SHIFT);
+}
+
+/* -EINVAL for a bad page range of munmap & co, else 0 */
+static int check_page_range(struct tdp_host *h, uint64_t hva, uint64_t len)
+{
+	if (!h || !len || (hva | len) & (PAGE_SIZE_ - 1))
+		return -EINVAL;
+	if (len > UINT64_MAX - hva)
+		return -EINVAL;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* mmap lock                                                           */
+/* ------------------------------------------------------------------ */
+
+static bool in_write_section(struct tdp_host *h)
+{
+	pthread_t owner = __atomic_load_n(&h->wr_owner, __ATOMIC_RELAXED);
+
+	return owner && pthread_equal(owner, pthread_self());
+}
+
+static int mmap_write_lock(struct tdp_host *h)
+{
+	if (in_write_section(h))
+		return -EDEADLK;
+	pthread_rwlock_wrlock(&h->mmap_lock);
+	__atomic_store_n(&h->wr_owner, pthread_self(), __ATOMIC_RELAXED);
+	return 0;
+}
+
+static void mmap_write_unlock(struct tdp_host *h)
+{
+	__atomic_store_n(&h->wr_owner, (pthread_t)0, __ATOMIC_RELAXED);
+	pthread_rwlock_unlock(&h->mmap_lock);
+}
+
+/* Returns false if the caller already holds the lock for write (inside a
+ * notifier callback or the test hook): nothing is taken then. */
+static bool mmap_read_lock(struct tdp_host *h)
+{
+	if (in_write_section(h))
+		return false;
+	pthread_rwlock_rdlock(&h->mmap_lock);
+	return true;
+}
+
+static void mmap_read_unlock(struct tdp_host *h, bool taken)
+{
+	if (taken)
+		pthread_rwlock_unlock(&h->mmap_lock);
+}
+
+/* ------------------------------------------------------------------ */
+/* frames and references                                               */
+/* ------------------------------------------------------------------ */
+
+static void frame_zero(struct tdp_host *h, uint64_t pfn, unsigned order)
+{
+	uint8_t *p = frame_ptr(h, pfn);
+	uint64_t n = folio_bytes(order);
+
+	/* huge blocks: hand the memory back, it reads as zero afterwards */
+	if (order >= HOST_ORDER_2M && !madvise(p, n, MADV_DONTNEED))
+		return;
+	wordfill_frame(p, 0, n);
+}
+
+/* Allocate a folio with one reference.  Returns its pfn or -ENOMEM. */
+static int64_t frame_alloc(struct tdp_host *h, unsigned order, bool zero)
+{
+	bool dirty;
+	int64_t pfn = buddy_alloc(&h->buddy, order, &dirty);
+
+	if (pfn < 0)
+		return pfn;
+	if (zero && dirty)
+		frame_zero(h, (uint64_t)pfn, order);
+	__atomic_store_n(&h->refs[pfn], 1, __ATOMIC_RELAXED);
+	STAT_ADD(h, frames_used, 1ull << order);
+	STAT_ADD(h, frame_refs, 1);
+	return pfn;
+}
+
+/* Give back a folio from frame_alloc() that was never mapped. */
+static void frame_unalloc(struct tdp_host *h, uint64_t pfn, unsigned order)
+{
+	__atomic_store_n(&h->refs[pfn], 0, __ATOMIC_RELAXED);
+	STAT_SUB(h, frame_refs, 1);
+	STAT_SUB(h, frames_used, 1ull << order);
+	buddy_free(&h->buddy, pfn);
+}
+
+static void frame_get(struct tdp_host *h, uint64_t head)
+{
+	__atomic_add_fetch(&h->refs[head], 1, __ATOMIC_RELAXED);
+	STAT_ADD(h, frame_refs, 1);
+}
+
+/* The last reference is gone: poison the folio and free it. */
+static void frame_release(struct tdp_host *h, uint64_t head)
+{
+	int order = buddy_order(&h->buddy, head);
+
+	if (order < 0) {
+		fprintf(stderr,
+			"tdpmmu host: pfn %#llx freed but not allocated\n",
+			(unsigned long long)head);
+		return;
+	}
+	wordfill_frame(frame_ptr(h, head), HOST_POISON_WORD,
+		       folio_bytes((unsigned)order));
+	STAT_SUB(h, frames_used, 1ull << order);
+	buddy_free(&h->buddy, head);
+}
+
+static void frame_put(struct tdp_host *h, uint64_t head)
+{
+	uint32_t *ref = &h->refs[head];
+	uint32_t old = __atomic_load_n(ref, __ATOMIC_RELAXED);
+
+	do {
+		if (!old) {
+			fprintf(stderr,
+				"tdpmmu host: reference underflow on pfn "
+				"%#llx\n",
+				(unsigned long long)head);
+			return;
+		}
+	} while (!__atomic_compare_exchange_n(
+		ref, &old, old - 1, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
+	STAT_SUB(h, frame_refs, 1);
+	if (old == 1)
+		frame_release(h, head);
+}
+
+/* ------------------------------------------------------------------ */
+/* radix tree of ptes                                                  */
+/* ------------------------------------------------------------------ */
+
+static unsigned level_shift(unsigned level)
+{
+	return HOST_PAGE_SHIFT + RADIX_BITS * (RADIX_LEVELS - 1 - level);
+}
+
+static unsigned radix_index(uint64_t hva, unsigned level)
+{
+	return (hva >> level_shift(level)) & (RADIX_FANOUT - 1);
+}
+
+/*
+ * The leaf covering @hva, or NULL.  *@next is set to the first hva after
+ * the region the returned leaf (or the missing subtree) covers.
+ */
+static uint64_t *leaf_find(struct tdp_host *h, uint64_t hva, uint64_t *next)
+{
+	struct rnode *n = h->root;
+
+	for (unsigned level = 0; level < RADIX_LEVELS - 1; level++) {
+		n = n->child[radix_index(hva, level)];
+		if (!n) {
+			*next = (hva | ((1ull << level_shift(level)) - 1)) + 1;
+			return NULL;
+		}
+	}
+	*next = (hva | ((1ull << RADIX_LEAF_SHIFT) - 1)) + 1;
+	return n->pte;
+}
+
+static uint64_t *pte_lookup(struct tdp_host *h, uint64_t hva)
+{
+	uint64_t next;
+	uint64_t *leaf = leaf_find(h, hva, &next);
+
+	return leaf ? &leaf[radix_index(hva, RADIX_LEVELS - 1)] : NULL;
+}
+
+static uint64_t pte_get(struct tdp_host *h, uint64_t hva)
+{
+	uint64_t *pte = pte_lookup(h, hva);
+
+	return pte ? *pte : 0;
+}
+
+/* Like pte_lookup, allocating missing nodes.  NULL on -ENOMEM. */
+static uint64_t *pte_alloc(struct tdp_host *h, uint64_t hva)
+{
+	struct rnode *n = h->root;
+
+	for (unsigned level = 0; level < RADIX_LEVELS - 1; level++) {
+		struct rnode **slot = &n->child[radix_index(hva, level)];
+
+		if (!*slot) {
+			*slot = calloc(1, sizeof(struct rnode));
+			if (!*slot)
+				return NULL;
+		}
+		n = *slot;
+	}
+	return &n->pte[radix_index(hva, RADIX_LEVELS - 1)];
+}
+
+static bool node_empty(const struct rnode *n)
+{
+	for (unsigned i = 0; i < RADIX_FANOUT; i++)
+		if (n->pte[i])
+			return false;
+	return true;
+}
+
+/* Free the empty nodes below @n (at @level) that intersect [start, end);
+ * returns true if @n is empty afterwards. */
+static bool radix_prune(struct rnode *n, unsigned level, uint64_t start,
+			uint64_t end)
+{
+	uint64_t span, next;
+
+	if (level == RADIX_LEVELS - 1)
+		return node_empty(n);
+	span = 1ull << level_shift(level);
+	for (uint64_t a = start; a < end; a = next) {
+		unsigned i = radix_index(a, level);
+
+		next = (a | (span - 1)) + 1;
+		if (next > end)
+			next = end;
+		if (n->child[i] &&
+		    radix_prune(n->child[i], level + 1, a, next)) {
+			free(n->child[i]);
+			n->child[i] = NULL;
+		}
+	}
+	return node_empty(n);
+}
+
+static void radix_free_all(struct rnode *n, unsigned level)
+{
+	if (level < RADIX_LEVELS - 1)
+		for (unsigned i = 0; i < RADIX_FANOUT; i++)
+			if (n->child[i])
+				radix_free_all(n->child[i], level + 1);
+	free(n);
+}
+
+typedef int (*pte_fn)(struct tdp_host *h, uint64_t hva, uint64_t *pte,
+		      void *arg);
+
+/* Call @fn on every non-zero pte of [start, end), in address order.  @fn
+ * may change ptes (also ptes ahead of it).  Stops at the first non-zero
+ * return and returns it. */
+static int pte_walk(struct tdp_host *h, uint64_t start, uint64_t end, pte_fn fn,
+		    void *arg)
+{
+	uint64_t next;
+
+	for (uint64_t a = start; a < end; a = next) {
+		uint64_t *leaf = leaf_find(h, a, &next);
+
+		if (next > end)
+			next = end;
+		if (!leaf)
+			continue;
+		for (uint64_t p = a; p < next; p += PAGE_SIZE_) {
+			uint64_t *pte = &leaf[radix_index(p, RADIX_LEVELS - 1)];
+			int ret;
+
+			if (!*pte)
+				continue;
+			ret = fn(h, p, pte, arg);
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+static int pte_any(struct tdp_host *h, uint64_t hva, uint64_t *pte, void *arg)
+{
+	return 1;
+}
+
+/* true if no page of [start, end) is populated or swapped */
+static bool range_empty(struct tdp_host *h, uint64_t start, uint64_t end)
+{
+	return !pte_walk(h, start, end, pte_any, NULL);
+}
+
+/* true if every page of [start, end) is present */
+static bool range_present(struct tdp_host *h, uint64_t start, uint64_t end)
+{
+	uint64_t next;
+
+	for (uint64_t a = start; a < end; a = next) {
+		if (!leaf_find(h, a, &next))
+			return false;
+		if (next > end)
+			next = end;
+		for (uint64_t p = a; p < next; p += PAGE_SIZE_)
+			if (!pte_present(pte_get(h, p)))
+				return false;
+	}
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* VMAs                                                                */
+/* ------------------------------------------------------------------ */
+
+/* index of the first VMA that ends above @hva (nr_vmas if none) */
+static size_t vma_lower(struct tdp_host *h, uint64_t hva)
+{
+	size_t lo = 0, hi = h->nr_vmas;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (h->vmas[mid].end <= hva)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static struct host_vma *vma_find(struct tdp_host *h, uint64_t hva)
+{
+	size_t i = vma_lower(h, hva);
+
+	if (i < h->nr_vmas && h->vmas[i].start <= hva)
+		return &h->vmas[i];
+	return NULL;
+}
+
+/* true if every page of [start, end) is in some VMA */
+static bool range_covered(struct tdp_host *h, uint64_t start, uint64_t end)
+{
+	size_t i = vma_lower(h, start);
+
+	for (uint64_t a = start; a < end; i++) {
+		if (i >= h->nr_vmas || h->vmas[i].start > a)
+			return false;
+		a = h->vmas[i].end;
+	}
+	return true;
+}
+
+/* true if no VMA intersects [start, end) */
+static bool range_unmapped(struct tdp_host *h, uint64_t start, uint64_t end)
+{
+	size_t i = vma_lower(h, start);
+
+	return i == h->nr_vmas || h->vmas[i].start >= end;
+}
+
+static int vma_reserve(struct tdp_host *h, size_t extra)
+{
+	size_t cap = h->cap_vmas ? h->cap_vmas : 16;
+	struct host_vma *v;
+
+	if (h->nr_vmas + extra <= h->cap_vmas)
+		return 0;
+	while (cap < h->nr_vmas + extra)
+		cap *= 2;
+	v = realloc(h->vmas, cap * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	h->vmas = v;
+	h->cap_vmas = cap;
+	return 0;
+}
+
+/* Insert at index @i; capacity must have been reserved. */
+static void vma_insert(struct tdp_host *h, size_t i, const struct host_vma *v)
+{
+	memmove(&h->vmas[i + 1], &h->vmas[i],
+		(h->nr_vmas - i) * sizeof(*h->vmas));
+	h->vmas[i] = *v;
+	h->nr_vmas++;
+}
+
+/* Make @addr a VMA boundary; capacity for one more must be reserved. */
+static void vma_split_at(struct tdp_host *h, uint64_t addr)
+{
+	size_t i = vma_lower(h, addr);
+	struct host_vma upper;
+
+	if (i == h->nr_vmas || h->vmas[i].start >= addr)
+		return;
+	upper = h->vmas[i];
+	upper.start = addr;
+	h->vmas[i].end = addr;
+	vma_insert(h, i + 1, &upper);
+}
+
+/* Remove the covered range [start, end); capacity for 2 more reserved. */
+static void vma_remove_range(struct tdp_host *h, uint64_t start, uint64_t end)
+{
+	size_t i, j;
+
+	vma_split_at(h, start);
+	vma_split_at(h, end);
+	i = vma_lower(h, start);
+	for (j = i; j < h->nr_vmas && h->vmas[j].end <= end; j++)
+		;
+	memmove(&h->vmas[i], &h->vmas[j], (h->nr_vmas - j) * sizeof(*h->vmas));
+	h->nr_vmas -= j - i;
+}
+
+/* First hva >= @from, aligned to @align, with [hva, hva+len) free and
+ * below HVA_LIMIT.  Returns false if there is none. */
+static bool find_gap(struct tdp_host *h, uint64_t from, uint64_t len,
+		     uint64_t align, uint64_t *out)
+{
+	uint64_t a = ALIGN_UP(from, align);
+	size_t i = vma_lower(h, a);
+
+	for (;;) {
+		if (a > HVA_LIMIT || len > HVA_LIMIT - a)
+			return false;
+		if (i == h->nr_vmas || h->vmas[i].start >= a + len) {
+			*out = a;
+			return true;
+		}
+		a = ALIGN_UP(h->vmas[i].end, align);
+		while (i < h->nr_vmas && h->vmas[i].end <= a)
+			i++;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* notifiers                                                           */
+/* ------------------------------------------------------------------ */
+
+static void notify_start(struct tdp_host *h, uint64_t start, uint64_t end)
+{
+	for (struct tdp_host_notifier *n = h->notifiers; n; n = n->next) {
+		if (!n->ops || !n->ops->invalidate_start)
+			continue;
+		n->ops->invalidate_start(n, start, end);
+		STAT_ADD(h, notifier_calls, 1);
+	}
+}
+
+static void notify_end(struct tdp_host *h, uint64_t start, uint64_t end)
+{
+	for (struct tdp_host_notifier *n = h->notifiers; n; n = n->next)
+		if (n->ops && n->ops->invalidate_end)
+			n->ops->invalidate_end(n, start, end);
+}
+
+static void call_hook(struct tdp_host *h, uint64_t start, uint64_t end)
+{
+	if (h->hook_fn)
+		h->hook_fn(h->hook_arg, start, end);
+}
+
+/* ------------------------------------------------------------------ */
+/* splitting huge folios                                               */
+/* ------------------------------------------------------------------ */
+
+/* Split the huge folio that maps @hva (if any) into order-0 frames. */
+static void split_folio(struct tdp_host *h, uint64_t hva)
+{
+	uint64_t e = pte_get(h, hva);
+	unsigned order = pte_order(e);
+	uint64_t n, fs, head;
+
+	if (!pte_present(e) || !order)
+		return;
+	n = 1ull << order;
+	fs = ALIGN_DOWN(hva, folio_bytes(order));
+	head = pte_head_pfn(e, hva);
+	buddy_split(&h->buddy, head);
+	for (uint64_t i = 1; i < n; i++)
+		__atomic_store_n(&h->refs[head + i], 1, __ATOMIC_RELAXED);
+	STAT_ADD(h, frame_refs, n - 1);
+	STAT_ADD(h, splits, 1);
+	for (uint64_t i = 0; i < n; i++)
+		*pte_lookup(h, fs + (i << HOST_PAGE_SHIFT)) =
+			pte_mk_present(head + i, 0);
+}
+
+/* Split the huge folios that [start, end) covers only partly. */
+static void split_partial(struct tdp_host *h, uint64_t start, uint64_t end)
+{
+	uint64_t e = pte_get(h, start);
+
+	if (pte_present(e) && start % folio_bytes(pte_order(e)))
+		split_folio(h, start);
+	e = pte_get(h, end - PAGE_SIZE_);
+	if (pte_present(e) && end % folio_bytes(pte_order(e)))
+		split_folio(h, end - PAGE_SIZE_);
+}
+
+static int split_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte, void *arg)
+{
+	if (pte_present(*pte) && pte_order(*pte))
+		split_folio(h, hva);
+	return 0;
+}
+
+/* Split every huge folio that intersects [start, end). */
+static void split_all(struct tdp_host *h, uint64_t start, uint64_t end)
+{
+	pte_walk(h, start, end, split_cb, NULL);
+}
+
+/* Widen [*start, *end) to the folios it covers partly: the range whose
+ * mapping level changes when they are split. */
+static void widen_to_folios(struct tdp_host *h, uint64_t *start, uint64_t *end)
+{
+	uint64_t e = pte_get(h, *start);
+
+	if (pte_present(e))
+		*start = ALIGN_DOWN(*start, folio_bytes(pte_order(e)));
+	e = pte_get(h, *end - PAGE_SIZE_);
+	if (pte_present(e))
+		*end = ALIGN_UP(*end, folio_bytes(pte_order(e)));
+}
+
+/* ------------------------------------------------------------------ */
+/* population                                                          */
+/* ------------------------------------------------------------------ */
+
+static int swap_in(struct tdp_host *h, uint64_t *pte)
+{
+	void *copy = pte_swap_copy(*pte);
+	int64_t pfn = frame_alloc(h, 0, false);
+
+	if (pfn < 0)
+		return -ENOMEM;
+	wordcopy_to_frame(frame_ptr(h, (uint64_t)pfn), copy, PAGE_SIZE_);
+	free(copy);
+	*pte = pte_mk_present((uint64_t)pfn, 0);
+	STAT_SUB(h, swapped_pages, 1);
+	STAT_ADD(h, swap_ins, 1);
+	return 0;
+}
+
+/* Map a new zeroed huge folio at @fs (inside @v, all pages unpopulated). */
+static int populate_folio(struct tdp_host *h, const struct host_vma *v,
+			  uint64_t fs)
+{
+	uint64_t size = folio_bytes(v->order);
+	int64_t pfn;
+
+	for (uint64_t a = fs; a < fs + size; a += 1ull << RADIX_LEAF_SHIFT)
+		if (!pte_alloc(h, a))
+			return -ENOMEM;
+	pfn = frame_alloc(h, v->order, true);
+	if (pfn < 0)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < size >> HOST_PAGE_SHIFT; i++)
+		*pte_lookup(h, fs + (i << HOST_PAGE_SHIFT)) =
+			pte_mk_present((uint64_t)pfn + i, v->order);
+	return 0;
+}
+
+/* Can the page at @hva be populated with a huge folio of @v? */
+static bool folio_fits(struct tdp_host *h, const struct host_vma *v,
+		       uint64_t hva)
+{
+	uint64_t size = folio_bytes(v->order);
+	uint64_t fs = ALIGN_DOWN(hva, size);
+
+	if (!v->order || fs < v->start || fs + size > v->end)
+		return false;
+	return range_empty(h, fs, fs + size);
+}
+
+/* Fault in the page at @hva of @v.  Write lock held. */
+static int populate_page(struct tdp_host *h, const struct host_vma *v,
+			 uint64_t hva)
+{
+	uint64_t *pte = pte_alloc(h, hva);
+	int64_t pfn;
+
+	if (!pte)
+		return -ENOMEM;
+	if (pte_swapped(*pte))
+		return swap_in(h, pte);
+	if (pte_present(*pte))
+		return 0;
+	if (folio_fits(h, v, hva) &&
+	    !populate_folio(h, v, ALIGN_DOWN(hva, folio_bytes(v->order))))
+		return 0;
+	/* fall back to a small frame, as THP does */
+	pfn = frame_alloc(h, 0, true);
+	if (pfn < 0)
+		return -ENOMEM;
+	*pte_lookup(h, hva) = pte_mk_present((uint64_t)pfn, 0);
+	return 0;
+}
+
+/* Fault in every page of the covered range [start, end). */
+static int populate_range(struct tdp_host *h, uint64_t start, uint64_t end)
+{
+	for (uint64_t p = start; p < end; p += PAGE_SIZE_) {
+		int ret;
+
+		if (pte_present(pte_get(h, p)))
+			continue;
+		ret = populate_page(h, vma_find(h, p), p);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* create / destroy / stats                                            */
+/* ------------------------------------------------------------------ */
+
+static int pool_reserve(struct tdp_host *h, uint64_t bytes)
+{
+	uint64_t len = bytes + POOL_ALIGN;
+	uint8_t *p, *base;
+
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return -ENOMEM;
+	base = (uint8_t *)ALIGN_UP((uintptr_t)p, POOL_ALIGN);
+	if (base > p)
+		munmap(p, base - p);
+	if (p + len > base + bytes)
+		munmap(base + bytes, p + len - (base + bytes));
+	h->pool = base;
+	h->pool_bytes = bytes;
+	h->nr_frames = bytes >> HOST_PAGE_SHIFT;
+	return 0;
+}
+
+static int rwlock_init_writer_pref(pthread_rwlock_t *l)
+{
+	pthread_rwlockattr_t attr;
+	int ret;
+
+	if (pthread_rwlockattr_init(&attr))
+		return -ENOMEM;
+	pthread_rwlockattr_setkind_np(
+		&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	ret = pthread_rwlock_init(l, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	return ret ? -ENOMEM : 0;
+}
+
+int tdp_host_create(const struct tdp_host_config *cfg, struct tdp_host **out)
+{
+	uint64_t bytes = cfg ? cfg->mem_bytes : 0;
+	size_t refs_len;
+	struct tdp_host *h;
+	int ret = -ENOMEM;
+
+	if (!out || bytes > POOL_MAX)
+		return -EINVAL;
+	bytes = bytes ? ALIGN_UP(bytes, POOL_ALIGN) : POOL_DEFAULT;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	if (pool_reserve(h, bytes))
+		goto free_host;
+	refs_len = h->nr_frames * sizeof(*h->refs);
+	h->refs = mmap(NULL, refs_len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (h->refs == MAP_FAILED)
+		goto free_pool;
+	if (buddy_init(&h->buddy, h->nr_frames))
+		goto free_refs;
+	h->root = calloc(1, sizeof(*h->root));
+	if (!h->root)
+		goto free_buddy;
+	if (rwlock_init_writer_pref(&h->mmap_lock))
+		goto free_root;
+	h->mmap_cursor = HVA_FIRST;
+	*out = h;
+	return 0;
+
+free_root:
+	free(h->root);
+free_buddy:
+	buddy_fini(&h->buddy);
+free_refs:
+	munmap(h->refs, refs_len);
+free_pool:
+	munmap(h->pool, h->pool_bytes);
+free_host:
+	free(h);
+	return ret;
+}
+
+static int free_swap_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte,
+			void *arg)
+{
+	if (pte_swapped(*pte))
+		free(pte_swap_copy(*pte));
+	return 0;
+}
+
+void tdp_host_destroy(struct tdp_host *h)
+{
+	unsigned nr = 0;
+
+	if (!h)
+		return;
+	for (struct tdp_host_notifier *n = h->notifiers; n; n = n->next)
+		nr++;
+	if (nr) {
+		fprintf(stderr,
+			"tdp_host_destroy: %u notifier(s) still registered on "
+			"host %p: destroy every VM before its host\n",
+			nr, (void *)h);
+		abort();
+	}
+	pte_walk(h, 0, HVA_LIMIT, free_swap_cb, NULL);
+	radix_free_all(h->root, 0);
+	free(h->vmas);
+	pthread_rwlock_destroy(&h->mmap_lock);
+	buddy_fini(&h->buddy);
+	munmap(h->refs, h->nr_frames * sizeof(*h->refs));
+	munmap(h->pool, h->pool_bytes);
+	free(h);
+}
+
+void tdp_host_get_stats(struct tdp_host *h, struct tdp_host_stats *out)
+{
+	if (!h || !out)
+		return;
+	memset(out, 0, sizeof(*out));
+	out->frames_total = h->nr_frames;
+	out->frames_used = STAT_GET(h, frames_used);
+	out->frame_refs = STAT_GET(h, frame_refs);
+	out->pinned_refs = STAT_GET(h, pinned_refs);
+	out->swapped_pages = STAT_GET(h, swapped_pages);
+	out->migrations = STAT_GET(h, migrations);
+	out->swap_outs = STAT_GET(h, swap_outs);
+	out->swap_ins = STAT_GET(h, swap_ins);
+	out->splits = STAT_GET(h, splits);
+	out->notifier_calls = STAT_GET(h, notifier_calls);
+}
+
+/* ------------------------------------------------------------------ */
+/* mmap / munmap / mprotect / split                                    */
+/* ------------------------------------------------------------------ */
+
+int tdp_host_mmap(struct tdp_host *h, uint64_t len, unsigned prot,
+		  uint64_t folio_size, unsigned flags, uint64_t *hva)
+{
+	int order = folio_order_of(folio_size);
+	struct host_vma v;
+	uint64_t a = 0;
+	int ret;
+
+	if (!h || !hva || !len || order < 0 || len % folio_size)
+		return -EINVAL;
+	if ((prot & ~PROT_ALL) || (flags & ~TDP_MAP_FIXED))
+		return -EINVAL;
+	if (flags & TDP_MAP_FIXED) {
+		a = *hva;
+		if (a % folio_size || a > HVA_LIMIT || len > HVA_LIMIT - a)
+			return -EINVAL;
+	} else if (len > HVA_LIMIT - HVA_FIRST) {
+		return -ENOMEM;
+	}
+	ret = mmap_write_lock(h);
+	if (ret)
+		return ret;
+	ret = vma_reserve(h, 1);
+	if (ret)
+		goto out;
+	if (flags & TDP_MAP_FIXED) {
+		if (!range_unmapped(h, a, a + len))
+			ret = -EEXIST;
+	} else if (!find_gap(h, h->mmap_cursor, len, folio_size, &a) &&
+		   !find_gap(h, HVA_FIRST, len, folio_size, &a)) {
+		ret = -ENOMEM;
+	}
+	if (ret)
+		goto out;
+	v = (struct host_vma){.start = a,
+			      .end = a + len,
+			      .order = (unsigned)order,
+			      .prot = prot};
+	vma_insert(h, vma_lower(h, a), &v);
+	if (!(flags & TDP_MAP_FIXED))
+		h->mmap_cursor = a + len;
+	*hva = a;
+out:
+	mmap_write_unlock(h);
+	return ret;
+}
+
+static int unmap_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte, void *arg)
+{
+	uint64_t e = *pte;
+
+	*pte = 0;
+	if (pte_swapped(e)) {
+		free(pte_swap_copy(e));
+		STAT_SUB(h, swapped_pages, 1);
+		return 0;
+	}
+	/* huge folios are wholly inside the range: drop at the head */
+	if (hva % folio_bytes(pte_order(e)) == 0)
+		frame_put(h, pte_pfn(e));
+	return 0;
+}
+
+/* Write-lock @h and check that [hva, hva+len) is mapped. */
+static int lock_covered(struct tdp_host *h, uint64_t hva, uint64_t len)
+{
+	int ret = mmap_write_lock(h);
+
+	if (ret)
+		return ret;
+	if (!range_covered(h, hva, hva + len)) {
+		mmap_write_unlock(h);
+		return -ENOENT;
+	}
+	return 0;
+}
+
+int tdp_host_munmap(struct tdp_host *h, uint64_t hva, uint64_t len)
+{
+	uint64_t end = hva + len, s = hva, e = end;
+	int ret = check_page_range(h, hva, len);
+
+	if (ret)
+		return ret;
+	ret = lock_covered(h, hva, len);
+	if (ret)
+		return ret;
+	ret = vma_reserve(h, 2);
+	if (ret)
+		goto out;
+	widen_to_folios(h, &s, &e);
+	notify_start(h, s, e);
+	call_hook(h, s, e);
+	split_partial(h, hva, end);
+	vma_remove_range(h, hva, end);
+	notify_end(h, s, e);
+	/* nothing can reach the old frames now: drop the mapping refs */
+	pte_walk(h, hva, end, unmap_cb, NULL);
+	radix_prune(h->root, 0, hva, end);
+out:
+	mmap_write_unlock(h);
+	return ret;
+}
+
+/* true if some VMA in the covered range [start, end) has a bit that
+ * @prot lacks */
+static bool prot_removed(struct tdp_host *h, uint64_t start, uint64_t end,
+			 unsigned prot)
+{
+	for (size_t i = vma_lower(h, start);
+	     i < h->nr_vmas && h->vmas[i].start < end; i++)
+		if (h->vmas[i].prot & ~prot)
+			return true;
+	return false;
+}
+
+int tdp_host_mprotect(struct tdp_host *h, uint64_t hva, uint64_t len,
+		      unsigned prot)
+{
+	uint64_t end = hva + len, s = hva, e = end;
+	bool notify;
+	int ret = check_page_range(h, hva, len);
+
+	if (ret)
+		return ret;
+	if (prot & ~PROT_ALL)
+		return -EINVAL;
+	ret = lock_covered(h, hva, len);
+	if (ret)
+		return ret;
+	ret = vma_reserve(h, 2);
+	if (ret)
+		goto out;
+	widen_to_folios(h, &s, &e);
+	/* notify when a permission goes or a huge folio must be split */
+	notify = prot_removed(h, hva, end, prot) || s != hva || e != end;
+	if (notify)
+		notify_start(h, s, e);
+	call_hook(h, s, e);
+	split_partial(h, hva, end);
+	vma_split_at(h, hva);
+	vma_split_at(h, end);
+	for (size_t i = vma_lower(h, hva);
+	     i < h->nr_vmas && h->vmas[i].start < end; i++)
+		h->vmas[i].prot = prot;
+	if (notify)
+		notify_end(h, s, e);
+out:
+	mmap_write_unlock(h);
+	return ret;
+}
+
+int tdp_host_split(struct tdp_host *h, uint64_t hva, uint64_t len)
+{
+	uint64_t end = hva + len, s = hva, e = end;
+	int ret = check_page_range(h, hva, len);
+
+	if (ret)
+		return ret;
+	ret = lock_covered(h, hva, len);
+	if (ret)
+		return ret;
+	widen_to_folios(h, &s, &e);
+	notify_start(h, s, e);
+	call_hook(h, s, e);
+	split_all(h, hva, end);
+	notify_end(h, s, e);
+	mmap_write_unlock(h);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* migrate / swap-out                                                  */
+/* ------------------------------------------------------------------ */
+
+/* One folio to move (migrate) or one page to swap out. */
+struct move {
+	uint64_t hva;	  /* first page */
+	uint64_t old_pfn; /* head of the old folio (after partial splits) */
+	uint64_t new_pfn; /* migrate: new folio */
+	void *copy;	  /* swap-out: the 4 KiB copy */
+	unsigned order;
+};
+
+struct plan {
+	uint64_t start, end;
+	struct move *m;
+	size_t n;
+	bool whole; /* keep whole huge folios (migrate) or not (swap-out) */
+};
+
+/*
+ * Record the folio or page at @hva.  Whole huge folios inside the range are
+ * one move of their order (seen at their head); pages of huge folios that
+ * the range covers partly, or of any folio when !whole, are order-0 moves
+ * of their own frame (which they will be once split).
+ */
+static int plan_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte, void *arg)
+{
+	struct plan *pl = arg;
+	uint64_t e = *pte;
+	unsigned order = pte_order(e);
+	uint64_t size = folio_bytes(order);
+	uint64_t fs = ALIGN_DOWN(hva, size);
+
+	if (!pte_present(e))
+		return 0;
+	if (order && pl->whole && fs >= pl->start && fs + size <= pl->end) {
+		if (hva != fs)
+			return 0;
+	} else {
+		order = 0;
+	}
+	if (pl->m)
+		pl->m[pl->n] = (struct move){
+			.hva = hva, .old_pfn = pte_pfn(e), .order = order};
+	pl->n++;
+	return 0;
+}
+
+/* Build the list of moves of [start, end).  -ENOMEM on failure. */
+static int plan_build(struct tdp_host *h, struct plan *pl, uint64_t start,
+		      uint64_t end, bool whole)
+{
+	*pl = (struct plan){.start = start, .end = end, .whole = whole};
+	pte_walk(h, start, end, plan_cb, pl);
+	if (!pl->n)
+		return 0;
+	pl->m = calloc(pl->n, sizeof(*pl->m));
+	if (!pl->m)
+		return -ENOMEM;
+	pl->n = 0;
+	pte_walk(h, start, end, plan_cb, pl);
+	return 0;
+}
+
+static void plan_drop_old(struct tdp_host *h, struct plan *pl)
+{
+	for (size_t i = 0; i < pl->n; i++)
+		frame_put(h, pl->m[i].old_pfn);
+}
+
+/* Allocate the new folios of a migration, all or nothing. */
+static int migrate_alloc(struct tdp_host *h, struct plan *pl)
+{
+	size_t i;
+
+	for (i = 0; i < pl->n; i++) {
+		int64_t pfn = frame_alloc(h, pl->m[i].order, false);
+
+		if (pfn < 0)
+			goto undo;
+		pl->m[i].new_pfn = (uint64_t)pfn;
+	}
+	return 0;
+undo:
+	while (i--)
+		frame_unalloc(h, pl->m[i].new_pfn, pl->m[i].order);
+	return -ENOMEM;
+}
+
+static void migrate_one(struct tdp_host *h, const struct move *m)
+{
+	uint64_t n = 1ull << m->order;
+
+	wordcopy_frame_to_frame(frame_ptr(h, m->new_pfn),
+				frame_ptr(h, m->old_pfn),
+				folio_bytes(m->order));
+	for (uint64_t i = 0; i < n; i++)
+		*pte_lookup(h, m->hva + (i << HOST_PAGE_SHIFT)) =
+			pte_mk_present(m->new_pfn + i, m->order);
+	STAT_ADD(h, migrations, n);
+}
+
+int tdp_host_migrate(struct tdp_host *h, uint64_t hva, uint64_t len)
+{
+	uint64_t end = hva + len, s = hva, e = end;
+	struct plan pl;
+	int ret = check_page_range(h, hva, len);
+
+	if (ret)
+		return ret;
+	ret = lock_covered(h, hva, len);
+	if (ret)
+		return ret;
+	ret = plan_build(h, &pl, hva, end, true);
+	if (ret)
+		goto out;
+	ret = migrate_alloc(h, &pl);
+	if (ret)
+		goto free_plan;
+	widen_to_folios(h, &s, &e);
+	notify_start(h, s, e);
+	call_hook(h, s, e);
+	split_partial(h, hva, end);
+	for (size_t i = 0; i < pl.n; i++)
+		migrate_one(h, &pl.m[i]);
+	notify_end(h, s, e);
+	plan_drop_old(h, &pl);
+free_plan:
+	free(pl.m);
+out:
+	mmap_write_unlock(h);
+	return ret;
+}
+
+/* Allocate the swap copies, all or nothing. */
+static int swap_alloc(struct plan *pl)
+{
+	size_t i;
+
+	for (i = 0; i < pl->n; i++) {
+		pl->m[i].copy = malloc(PAGE_SIZE_);
+		if (!pl->m[i].copy)
+			goto undo;
+	}
+	return 0;
+undo:
+	while (i--)
+		free(pl->m[i].copy);
+	return -ENOMEM;
+}
+
+static void swap_out_one(struct tdp_host *h, const struct move *m)
+{
+	wordcopy_from_frame(m->copy, frame_ptr(h, m->old_pfn), PAGE_SIZE_);
+	*pte_lookup(h, m->hva) = pte_mk_swap(m->copy);
+}
+
+int tdp_host_swap_out(struct tdp_host *h, uint64_t hva, uint64_t len)
+{
+	uint64_t end = hva + len, s = hva, e = end;
+	struct plan pl;
+	int ret = check_page_range(h, hva, len);
+
+	if (ret)
+		return ret;
+	ret = lock_covered(h, hva, len);
+	if (ret)
+		return ret;
+	ret = plan_build(h, &pl, hva, end, false);
+	if (ret)
+		goto out;
+	ret = swap_alloc(&pl);
+	if (ret)
+		goto free_plan;
+	widen_to_folios(h, &s, &e);
+	notify_start(h, s, e);
+	call_hook(h, s, e);
+	split_all(h, hva, end);
+	for (size_t i = 0; i < pl.n; i++)
+		swap_out_one(h, &pl.m[i]);
+	notify_end(h, s, e);
+	plan_drop_old(h, &pl);
+	STAT_ADD(h, swapped_pages, pl.n);
+	STAT_ADD(h, swap_outs, pl.n);
+free_plan:
+	free(pl.m);
+out:
+	mmap_write_unlock(h);
+	return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* read / write                                                        */
+/* ------------------------------------------------------------------ */
+
+/* 0, -EFAULT or -EACCES for an access to [start, end); the first problem
+ * in address order wins. */
+static int access_check(struct tdp_host *h, uint64_t start, uint64_t end,
+			unsigned need)
+{
+	size_t i = vma_lower(h, start);
+
+	for (uint64_t a = start; a < end; i++) {
+		if (i >= h->nr_vmas || h->vmas[i].start > a)
+			return -EFAULT;
+		if (!(h->vmas[i].prot & need))
+			return -EACCES;
+		a = h->vmas[i].end;
+	}
+	return 0;
+}
+
+static void access_copy(struct tdp_host *h, uint64_t hva, uint8_t *buf,
+			uint64_t len, bool write)
+{
+	while (len) {
+		uint64_t off = hva & (PAGE_SIZE_ - 1);
+		uint64_t n = PAGE_SIZE_ - off < len ? PAGE_SIZE_ - off : len;
+		uint8_t *frame = frame_ptr(h, pte_pfn(pte_get(h, hva))) + off;
+
+		if (write)
+			wordcopy_to_frame(frame, buf, n);
+		else
+			wordcopy_from_frame(buf, frame, n);
+		hva += n;
+		buf += n;
+		len -= n;
+	}
+}
+
+static int host_access(struct tdp_host *h, uint64_t hva, uint8_t *buf,
+		       uint64_t len, bool write)
+{
+	unsigned need = write ? TDP_PROT_WRITE : TDP_PROT_READ;
+	uint64_t ps, pe;
+	int ret;
+
+	if (!h || (!buf && len) || len > UINT64_MAX - hva)
+		return -EINVAL;
+	if (!len)
+		return 0;
+	ps = ALIGN_DOWN(hva, PAGE_SIZE_);
+	pe = ALIGN_UP(hva + len, PAGE_SIZE_);
+	for (unsigned tries = 0;; tries++) {
+		bool taken = mmap_read_lock(h);
+		bool present = false;
+
+		ret = access_check(h, hva, hva + len, need);
+		if (!ret)
+			present = range_present(h, ps, pe);
+		if (!ret && present)
+			access_copy(h, hva, buf, len, write);
+		mmap_read_unlock(h, taken);
+		if (ret || present)
+			return ret;
+		if (!taken)
+			return -EDEADLK;
+
+		/* fault the range in, then copy under the read lock again;
+		 * after a few lost races copy under the write lock */
+		mmap_write_lock(h);
+		ret = access_check(h, hva, hva + len, need);
+		if (!ret)
+			ret = populate_range(h, ps, pe);
+		if (!ret && tries >= 2) {
+			access_copy(h, hva, buf, len, write);
+			mmap_write_unlock(h);
+			return 0;
+		}
+		mmap_write_unlock(h);
+		if (ret)
+			return ret;
+	}
+}
+
+int tdp_host_read(struct tdp_host *h, uint64_t hva, void *buf, uint64_t len)
+{
+	return host_access(h, hva, buf, len, false);
+}
+
+int tdp_host_write(struct tdp_host *h, uint64_t hva, const void *buf,
+		   uint64_t len)
+{
+	return host_access(h, hva, (uint8_t *)buf, len, true);
+}
+
+/* ------------------------------------------------------------------ */
+/* internal interface (host.h)                                         */
+/* ------------------------------------------------------------------ */
+
+/* Pin the present page at @hva; -EAGAIN if it must be faulted in first
+ * (only when !populate). */
+static int gup_locked(struct tdp_host *h, uint64_t hva, bool write,
+		      bool populate, struct host_gup *out)
+{
+	struct host_vma *v = vma_find(h, hva);
+	uint64_t e, head;
+	int ret;
+
+	if (!v || !(v->prot & TDP_PROT_READ))
+		return -EFAULT;
+	if (write && !(v->prot & TDP_PROT_WRITE))
+		return -EFAULT;
+	e = pte_get(h, hva);
+	if (!pte_present(e)) {
+		if (!populate)
+			return -EAGAIN;
+		ret = populate_page(h, v, hva);
+		if (ret)
+			return ret;
+		e = pte_get(h, hva);
+	}
+	head = pte_head_pfn(e, hva);
+	frame_get(h, head);
+	STAT_ADD(h, pinned_refs, 1);
+	*out = (struct host_gup){
+		.pfn = pte_pfn(e),
+		.ref_pfn = head,
+		.order = pte_order(e),
+		.writable = v->prot & TDP_PROT_WRITE,
+		.executable = v->prot & TDP_PROT_EXEC,
+	};
+	return 0;
+}
+
+int host_gup(struct tdp_host *h, uint64_t hva, bool write, struct host_gup *out)
+{
+	bool taken;
+	int ret;
+
+	if (!h || !out)
+		return -EINVAL;
+	hva = ALIGN_DOWN(hva, PAGE_SIZE_);
+	taken = mmap_read_lock(h);
+	ret = gup_locked(h, hva, write, false, out);
+	mmap_read_unlock(h, taken);
+	if (ret != -EAGAIN)
+		return ret;
+	if (!taken)
+		return -EDEADLK;
+	mmap_write_lock(h);
+	ret = gup_locked(h, hva, write, true, out);
+	mmap_write_unlock(h);
+	return ret;
+}
+
+void host_put_frame(struct tdp_host *h, uint64_t ref_pfn)
+{
+	if (!h || ref_pfn >= h->nr_frames) {
+		fprintf(stderr, "tdpmmu host: put of bad pfn %#llx\n",
+			(unsigned long long)ref_pfn);
+		return;
+	}
+	STAT_SUB(h, pinned_refs, 1);
+	frame_put(h, ref_pfn);
+}
+
+uint8_t *host_frame_base(struct tdp_host *h)
+{
+	return h ? h->pool : NULL;
+}
+
+int host_lookup(struct tdp_host *h, uint64_t hva, uint64_t *pfn,
+		unsigned *order, unsigned *prot)
+{
+	struct host_vma *v;
+	bool taken;
+	uint64_t e;
+	int ret = 0;
+
+	if (!h)
+		return -EINVAL;
+	hva = ALIGN_DOWN(hva, PAGE_SIZE_);
+	taken = mmap_read_lock(h);
+	v = vma_find(h, hva);
+	e = v ? pte_get(h, hva) : 0;
+	if (!v) {
+		ret = -EFAULT;
+	} else if (!pte_present(e)) {
+		ret = -ENOENT;
+	} else {
+		if (pfn)
+			*pfn = pte_pfn(e);
+		if (order)
+			*order = pte_order(e);
+		if (prot)
+			*prot = v->prot;
+	}
+	mmap_read_unlock(h, taken);
+	return ret;
+}
+
+bool host_range_mapped(struct tdp_host *h, uint64_t hva, uint64_t len)
+{
+	bool taken, ret;
+
+	if (!h || len > UINT64_MAX - hva)
+		return false;
+	if (!len)
+		return true;
+	taken = mmap_read_lock(h);
+	ret = range_covered(h, ALIGN_DOWN(hva, PAGE_SIZE_), hva + len);
+	mmap_read_unlock(h, taken);
+	return ret;
+}
+
+void host_notifier_register(struct tdp_host *h, struct tdp_host_notifier *n)
+{
+	struct tdp_host_notifier *p;
+
+	if (!h || !n)
+		return;
+	if (mmap_write_lock(h)) {
+		fprintf(stderr, "tdpmmu host: notifier registered from a "
+				"notifier callback; ignored\n");
+		return;
+	}
+	for (p = h->notifiers; p && p != n; p = p->next)
+		;
+	if (!p) {
+		n->next = h->notifiers;
+		h->notifiers = n;
+	}
+	mmap_write_unlock(h);
+}
+
+void host_notifier_unregister(struct tdp_host *h, struct tdp_host_notifier *n)
+{
+	struct tdp_host_notifier **pp;
+
+	if (!h || !n)
+		return;
+	if (mmap_write_lock(h)) {
+		fprintf(stderr, "tdpmmu host: notifier unregistered from a "
+				"notifier callback; ignored\n");
+		return;
+	}
+	for (pp = &h->notifiers; *pp; pp = &(*pp)->next) {
+		if (*pp == n) {
+			*pp = n->next;
+			n->next = NULL;
+			break;
+		}
+	}
+	mmap_write_unlock(h);
+}
+
+void host_set_test_hook(struct tdp_host *h,
+			void (*fn)(void *arg, uint64_t start, uint64_t end),
+			void *arg)
+{
+	bool nested;
+
+	if (!h)
+		return;
+	nested = in_write_section(h);
+	if (!nested)
+		mmap_write_lock(h);
+	h->hook_fn = fn;
+	h->hook_arg = arg;
+	if (!nested)
+		mmap_write_unlock(h);
+}

@@ -1,0 +1,1351 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_host.c - the embedded host (src/host/pool.c, src/host/buddy.c):
+ * argument errors, mappings, folios, read/write, munmap, mprotect, migrate,
+ * swap, split, notifiers, pins and a concurrent migrate-while-accessing
+ * stress.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "host/buddy.h"
+#include "host/host.h"
+
+#define PG	4096ull
+#define HVA_TOP (1ull << 47)
+
+/* ------------------------------------------------------------------ */
+/* helpers                                                             */
+/* ------------------------------------------------------------------ */
+
+static struct tdp_host *mkhost(uint64_t bytes)
+{
+	struct tdp_host_config cfg = {.mem_bytes = bytes};
+	struct tdp_host *h = NULL;
+
+	assert_int_equal(tdp_host_create(&cfg, &h), 0);
+	assert_non_null(h);
+	return h;
+}
+
+static uint64_t map(struct tdp_host *h, uint64_t len, unsigned prot,
+		    uint64_t folio)
+{
+	uint64_t hva = 0;
+
+	assert_int_equal(tdp_host_mmap(h, len, prot, folio, 0, &hva), 0);
+	assert_int_equal(hva % folio, 0);
+	return hva;
+}
+
+static struct tdp_host_stats stats(struct tdp_host *h)
+{
+	struct tdp_host_stats s;
+
+	tdp_host_get_stats(h, &s);
+	return s;
+}
+
+static const uint64_t *frame_words(struct tdp_host *h, uint64_t pfn)
+{
+	return (const uint64_t *)(host_frame_base(h) + pfn * PG);
+}
+
+static bool frame_poisoned(struct tdp_host *h, uint64_t pfn)
+{
+	const uint64_t *w = frame_words(h, pfn);
+
+	for (unsigned i = 0; i < 512; i++)
+		if (__atomic_load_n(&w[i], __ATOMIC_RELAXED) !=
+		    HOST_POISON_WORD)
+			return false;
+	return true;
+}
+
+static void put_page(struct tdp_host *h, uint64_t hva, uint64_t gen)
+{
+	uint64_t buf[512];
+
+	th_fill_page(buf, hva, gen);
+	assert_int_equal(tdp_host_write(h, hva, buf, PG), 0);
+}
+
+static void check_page(struct tdp_host *h, uint64_t hva, uint64_t gen)
+{
+	uint64_t buf[512];
+
+	assert_int_equal(tdp_host_read(h, hva, buf, PG), 0);
+	assert_int_equal(th_check_page(buf, hva, gen), 0);
+}
+
+static uint64_t lookup_pfn(struct tdp_host *h, uint64_t hva, unsigned *order)
+{
+	uint64_t pfn = ~0ull;
+	unsigned o = ~0u, prot;
+
+	assert_int_equal(host_lookup(h, hva, &pfn, &o, &prot), 0);
+	if (order)
+		*order = o;
+	return pfn;
+}
+
+static void assert_empty(struct tdp_host *h)
+{
+	struct tdp_host_stats s = stats(h);
+
+	assert_int_equal(s.frames_used, 0);
+	assert_int_equal(s.frame_refs, 0);
+	assert_int_equal(s.pinned_refs, 0);
+	assert_int_equal(s.swapped_pages, 0);
+}
+
+/* Recording notifier: checks from inside the callbacks what the host maps
+ * at @probe. */
+struct rec {
+	struct tdp_host_notifier n;
+	struct tdp_host *h;
+	uint64_t probe;
+	int starts, ends, hooks;
+	uint64_t start, end;
+	int start_ret, end_ret, hook_ret;
+	uint64_t start_pfn, end_pfn, hook_pfn;
+	unsigned start_order, end_order;
+	bool in_window;
+	bool bad_order; /* end before start, or nested */
+};
+
+static int probe(struct rec *r, uint64_t *pfn, unsigned *order)
+{
+	unsigned prot;
+
+	return host_lookup(r->h, r->probe, pfn, order, &prot);
+}
+
+static void rec_start(struct tdp_host_notifier *n, uint64_t start, uint64_t end)
+{
+	struct rec *r = (struct rec *)n;
+
+	if (r->in_window)
+		r->bad_order = true;
+	r->in_window = true;
+	r->starts++;
+	r->start = start;
+	r->end = end;
+	r->start_ret = probe(r, &r->start_pfn, &r->start_order);
+}
+
+static void rec_end(struct tdp_host_notifier *n, uint64_t start, uint64_t end)
+{
+	struct rec *r = (struct rec *)n;
+
+	if (!r->in_window || start != r->start || end != r->end)
+		r->bad_order = true;
+	r->in_window = false;
+	r->ends++;
+	r->end_ret = probe(r, &r->end_pfn, &r->end_order);
+}
+
+static const struct tdp_host_notifier_ops rec_ops = {
+	.invalidate_start = rec_start,
+	.invalidate_end = rec_end,
+};
+
+static void rec_hook(void *arg, uint64_t start, uint64_t end)
+{
+	struct rec *r = arg;
+	unsigned order;
+
+	r->hooks++;
+	r->hook_ret = probe(r, &r->hook_pfn, &order);
+}
+
+static void rec_init(struct rec *r, struct tdp_host *h)
+{
+	memset(r, 0, sizeof(*r));
+	r->n.ops = &rec_ops;
+	r->h = h;
+	host_notifier_register(h, &r->n);
+	host_set_test_hook(h, rec_hook, r);
+}
+
+static void rec_fini(struct rec *r)
+{
+	host_set_test_hook(r->h, NULL, NULL);
+	host_notifier_unregister(r->h, &r->n);
+	assert_false(r->bad_order);
+	assert_false(r->in_window);
+}
+
+static long rss_kib(void)
+{
+	long pages = 0, rss = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+		rss = -1;
+	fclose(f);
+	return rss < 0 ? -1 : rss * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* ------------------------------------------------------------------ */
+/* buddy allocator                                                     */
+/* ------------------------------------------------------------------ */
+
+static void test_buddy(void **state)
+{
+	struct buddy b;
+	uint64_t n = 2ull << BUDDY_MAX_ORDER;
+	int64_t p[4];
+	bool dirty = true;
+
+	assert_int_equal(buddy_init(&b, 0), -EINVAL);
+	assert_int_equal(buddy_init(&b, 1000), -EINVAL);
+	assert_int_equal(buddy_init(&b, n), 0);
+	assert_int_equal(buddy_free_frames(&b), n);
+	assert_int_equal(buddy_alloc(&b, BUDDY_MAX_ORDER + 1, NULL), -EINVAL);
+
+	p[0] = buddy_alloc(&b, 0, &dirty);
+	assert_int_equal(p[0], 0);
+	assert_false(dirty);
+	p[1] = buddy_alloc(&b, 9, &dirty);
+	assert_true(p[1] > 0);
+	assert_int_equal(p[1] % 512, 0);
+	p[2] = buddy_alloc(&b, 18, NULL);
+	assert_int_equal(p[2], 1ull << 18);
+	assert_int_equal(buddy_alloc(&b, 18, NULL), -ENOMEM);
+	assert_int_equal(buddy_order(&b, p[1]), 9);
+	assert_int_equal(buddy_order(&b, p[1] + 1), -EINVAL);
+	assert_int_equal(buddy_free(&b, p[1] + 1), -EINVAL);
+	assert_int_equal(buddy_free_frames(&b), n - 1 - 512 - (1u << 18));
+
+	/* split a 2M block and free it frame by frame: it coalesces */
+	assert_int_equal(buddy_split(&b, p[1]), 9);
+	assert_int_equal(buddy_order(&b, p[1]), 0);
+	assert_int_equal(buddy_order(&b, p[1] + 7), 0);
+	for (unsigned i = 0; i < 512; i++)
+		assert_int_equal(buddy_free(&b, p[1] + i), 0);
+	assert_int_equal(buddy_free(&b, p[1]), -EINVAL); /* double free */
+	assert_int_equal(buddy_free(&b, p[0]), 0);
+	assert_int_equal(buddy_free(&b, p[2]), 0);
+	assert_int_equal(buddy_free_frames(&b), n);
+	/* everything coalesced back into two 1 GiB blocks */
+	p[0] = buddy_alloc(&b, 18, &dirty);
+	assert_true(dirty); /* frames of it were handed out before */
+	p[3] = buddy_alloc(&b, 18, &dirty);
+	assert_true(p[0] >= 0 && p[3] >= 0);
+	assert_int_equal(buddy_alloc(&b, 0, NULL), -ENOMEM);
+	buddy_fini(&b);
+}
+
+/* ------------------------------------------------------------------ */
+/* create / mmap                                                       */
+/* ------------------------------------------------------------------ */
+
+static void test_create(void **state)
+{
+	struct tdp_host_config cfg = {.mem_bytes = (1ull << 40) + 1};
+	struct tdp_host *h = (void *)0x1;
+	long before;
+	int ret;
+
+	assert_int_equal(tdp_host_create(&cfg, &h), -EINVAL);
+	assert_ptr_equal(h, (void *)0x1);
+	assert_int_equal(tdp_host_create(NULL, NULL), -EINVAL);
+
+	/* defaults: 4 GiB, and reserving it costs (almost) nothing */
+	before = rss_kib();
+	assert_int_equal(tdp_host_create(NULL, &h), 0);
+	assert_int_equal(stats(h).frames_total, (4ull << 30) / PG);
+	if (before > 0)
+		assert_true(rss_kib() - before < 8 * 1024);
+	assert_int_equal((uintptr_t)host_frame_base(h) % (1ull << 30), 0);
+	assert_empty(h);
+	tdp_host_destroy(h);
+
+	cfg.mem_bytes = 1; /* rounded up to 1 GiB */
+	assert_int_equal(tdp_host_create(&cfg, &h), 0);
+	assert_int_equal(stats(h).frames_total, (1ull << 30) / PG);
+	tdp_host_destroy(h);
+
+	cfg.mem_bytes = 1ull << 40; /* the largest pool */
+	ret = tdp_host_create(&cfg, &h);
+#ifdef TDP_TSAN
+	/* TSan only maps application memory in a few 1.5 TiB windows */
+	if (ret == -ENOMEM)
+		return;
+#endif
+	assert_int_equal(ret, 0);
+	assert_int_equal(stats(h).frames_total, (1ull << 40) / PG);
+	tdp_host_destroy(h);
+	tdp_host_destroy(NULL);
+}
+
+static void test_mmap_args(void **state)
+{
+	struct tdp_host *h = mkhost(1ull << 30);
+	uint64_t hva = 0, fixed = 16ull << 30;
+
+	assert_int_equal(tdp_host_mmap(NULL, PG, 3, PG, 0, &hva), -EINVAL);
+	assert_int_equal(tdp_host_mmap(h, 0, 3, PG, 0, &hva), -EINVAL);
+	assert_int_equal(tdp_host_mmap(h, PG + 1, 3, PG, 0, &hva), -EINVAL);
+	assert_int_equal(tdp_host_mmap(h, PG, 3, TDP_HUGE_2M, 0, &hva),
+			 -EINVAL);
+	assert_int_equal(tdp_host_mmap(h, TDP_HUGE_2M, 3, TDP_HUGE_1G, 0, &hva),
+			 -EINVAL);
+	assert_int_equal(tdp_host_mmap(h, 8 * PG, 3, 8 * PG, 0, &hva), -EINVAL);
+	assert_int_equal(tdp_host_mmap(h, PG, 3, 0, 0, &hva), -EINVAL);
+	assert_int_equal(tdp_host_mmap(h, PG, 8, PG, 0, &hva), -EINVAL);
+	assert_int_equal(tdp_host_mmap(h, PG, 3, PG, 2, &hva), -EINVAL);
+	assert_int_equal(tdp_host_mmap(h, PG, 3, PG, 0, NULL), -EINVAL);
+	hva = fixed + PG;
+	assert_int_equal(tdp_host_mmap(h, TDP_HUGE_2M, 3, TDP_HUGE_2M,
+				       TDP_MAP_FIXED, &hva),
+			 -EINVAL);
+	hva = HVA_TOP;
+	assert_int_equal(tdp_host_mmap(h, PG, 3, PG, TDP_MAP_FIXED, &hva),
+			 -EINVAL);
+	hva = HVA_TOP - PG;
+	assert_int_equal(tdp_host_mmap(h, 2 * PG, 3, PG, TDP_MAP_FIXED, &hva),
+			 -EINVAL);
+	hva = ~0ull & ~(PG - 1);
+	assert_int_equal(tdp_host_mmap(h, 2 * PG, 3, PG, TDP_MAP_FIXED, &hva),
+			 -EINVAL);
+	assert_int_equal(tdp_host_mmap(h, HVA_TOP, 3, PG, 0, &hva), -ENOMEM);
+	assert_int_equal(hva, ~0ull & ~(PG - 1)); /* untouched on error */
+	/* nothing got mapped */
+	assert_false(host_range_mapped(h, 0, HVA_TOP));
+	assert_int_equal(host_lookup(h, 1ull << 30, NULL, NULL, NULL), -EFAULT);
+
+	/* the last page below 2^47 can be mapped */
+	hva = HVA_TOP - PG;
+	assert_int_equal(tdp_host_mmap(h, PG, 3, PG, TDP_MAP_FIXED, &hva), 0);
+	assert_int_equal(hva, HVA_TOP - PG);
+	assert_true(host_range_mapped(h, hva, PG));
+	assert_int_equal(tdp_host_munmap(h, hva, PG), 0);
+
+	/* non-fixed mappings are aligned and do not overlap */
+	{
+		uint64_t a = map(h, 3 * PG, 3, PG);
+		uint64_t b = map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
+		uint64_t c = map(h, TDP_HUGE_1G, 3, TDP_HUGE_1G);
+
+		assert_true(a >= (1ull << 30) && a + 3 * PG <= HVA_TOP);
+		assert_true(b >= a + 3 * PG || b + 2 * TDP_HUGE_2M <= a);
+		assert_true(c >= b + 2 * TDP_HUGE_2M || c + TDP_HUGE_1G <= b);
+		assert_true(c >= a + 3 * PG || c + TDP_HUGE_1G <= a);
+		assert_true(host_range_mapped(h, a, 3 * PG));
+		assert_false(host_range_mapped(h, a, 4 * PG));
+		assert_int_equal(tdp_host_munmap(h, a, 3 * PG), 0);
+		assert_int_equal(tdp_host_munmap(h, b, 2 * TDP_HUGE_2M), 0);
+		assert_int_equal(tdp_host_munmap(h, c, TDP_HUGE_1G), 0);
+	}
+	assert_empty(h);
+	tdp_host_destroy(h);
+}
+
+static void test_mmap_fixed(void **state)
+{
+	struct tdp_host *h = mkhost(1ull << 30);
+	uint64_t base = 64ull << 30, hva;
+
+	hva = base;
+	assert_int_equal(tdp_host_mmap(h, TDP_HUGE_2M, 3, TDP_HUGE_2M,
+				       TDP_MAP_FIXED, &hva),
+			 0);
+	assert_int_equal(hva, base);
+	put_page(h, base + 5 * PG, 1);
+
+	/* any overlap: -EEXIST, and the old mapping is untouched */
+	hva = base + TDP_HUGE_2M - PG;
+	assert_int_equal(tdp_host_mmap(h, 2 * PG, 3, PG, TDP_MAP_FIXED, &hva),
+			 -EEXIST);
+	hva = base - TDP_HUGE_2M;
+	assert_int_equal(tdp_host_mmap(h, 4 * TDP_HUGE_2M, 3, TDP_HUGE_2M,
+				       TDP_MAP_FIXED, &hva),
+			 -EEXIST);
+	hva = base;
+	assert_int_equal(tdp_host_mmap(h, PG, 3, PG, TDP_MAP_FIXED, &hva),
+			 -EEXIST);
+	check_page(h, base + 5 * PG, 1);
+	assert_false(host_range_mapped(h, base + TDP_HUGE_2M, PG));
+
+	/* adjacent on both sides is fine */
+	hva = base + TDP_HUGE_2M;
+	assert_int_equal(tdp_host_mmap(h, PG, 3, PG, TDP_MAP_FIXED, &hva), 0);
+	hva = base - PG;
+	assert_int_equal(tdp_host_mmap(h, PG, 1, PG, TDP_MAP_FIXED, &hva), 0);
+	assert_true(host_range_mapped(h, base - PG, TDP_HUGE_2M + 2 * PG));
+
+	/* after munmap the range can be mapped again, and is zero */
+	assert_int_equal(tdp_host_munmap(h, base, TDP_HUGE_2M), 0);
+	hva = base;
+	assert_int_equal(
+		tdp_host_mmap(h, TDP_HUGE_2M, 3, PG, TDP_MAP_FIXED, &hva), 0);
+	{
+		uint64_t buf[512];
+
+		assert_int_equal(tdp_host_read(h, base + 5 * PG, buf, PG), 0);
+		for (unsigned i = 0; i < 512; i++)
+			assert_int_equal(buf[i], 0);
+	}
+	assert_int_equal(tdp_host_munmap(h, base - PG, TDP_HUGE_2M + 2 * PG),
+			 0);
+	assert_false(host_range_mapped(h, base - PG, PG));
+	assert_empty(h);
+	tdp_host_destroy(h);
+}
+
+/* ------------------------------------------------------------------ */
+/* argument errors of the range operations                             */
+/* ------------------------------------------------------------------ */
+
+typedef int (*range_op)(struct tdp_host *h, uint64_t hva, uint64_t len);
+
+static int op_mprotect_ro(struct tdp_host *h, uint64_t hva, uint64_t len)
+{
+	return tdp_host_mprotect(h, hva, len, TDP_PROT_READ);
+}
+
+static void test_range_args(void **state)
+{
+	static const range_op ops[] = {
+		tdp_host_munmap,   op_mprotect_ro, tdp_host_migrate,
+		tdp_host_swap_out, tdp_host_split,
+	};
+	struct tdp_host *h = mkhost(1ull << 30);
+	uint64_t a = map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	struct tdp_host_stats s0;
+	uint64_t pfn, pfn1 = 0;
+	unsigned order, prot;
+	struct rec r;
+
+	put_page(h, a, 7);
+	pfn = lookup_pfn(h, a, &order);
+	assert_int_equal(order, 9);
+	rec_init(&r, h);
+	s0 = stats(h);
+	for (unsigned i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		range_op op = ops[i];
+
+		assert_int_equal(op(NULL, a, PG), -EINVAL);
+		assert_int_equal(op(h, a + 1, PG), -EINVAL);
+		assert_int_equal(op(h, a, PG + 1), -EINVAL);
+		assert_int_equal(op(h, a, 0), -EINVAL);
+		assert_int_equal(op(h, a, ~0ull & ~(PG - 1)), -EINVAL);
+		assert_int_equal(op(h, ~0ull & ~(PG - 1), 2 * PG), -EINVAL);
+		/* not mapped, wholly or partly */
+		assert_int_equal(op(h, 4096 * PG, PG), -ENOENT);
+		assert_int_equal(op(h, a - PG, 2 * PG), -ENOENT);
+		assert_int_equal(op(h, a, 2 * TDP_HUGE_2M + PG), -ENOENT);
+		assert_int_equal(op(h, HVA_TOP, PG), -ENOENT);
+	}
+	assert_int_equal(tdp_host_mprotect(h, a, PG, 8), -EINVAL);
+	assert_int_equal(tdp_host_mprotect(h, a, PG, ~0u), -EINVAL);
+
+	/* nothing changed, nobody was told */
+	assert_int_equal(r.starts, 0);
+	assert_int_equal(r.hooks, 0);
+	assert_int_equal(host_lookup(h, a + PG, &pfn1, &order, &prot), 0);
+	assert_int_equal(pfn1, pfn + 1);
+	assert_int_equal(order, 9);
+	assert_int_equal(prot, 3);
+	s0 = stats(h);
+	assert_int_equal(s0.frames_used, 512);
+	assert_int_equal(s0.frame_refs, 1);
+	assert_int_equal(s0.splits + s0.migrations + s0.swap_outs, 0);
+	check_page(h, a, 7);
+	rec_fini(&r);
+	assert_int_equal(tdp_host_munmap(h, a, 2 * TDP_HUGE_2M), 0);
+	assert_empty(h);
+	tdp_host_destroy(h);
+}
+
+/* ------------------------------------------------------------------ */
+/* read / write                                                        */
+/* ------------------------------------------------------------------ */
+
+static void test_rw_args(void **state)
+{
+	struct tdp_host *h = mkhost(1ull << 30);
+	uint64_t a = map(h, 4 * PG, 3, PG);
+	uint8_t buf[2 * PG], zero[2 * PG];
+
+	memset(buf, 0x5a, sizeof(buf));
+	memset(zero, 0, sizeof(zero));
+	assert_int_equal(tdp_host_read(NULL, a, buf, 8), -EINVAL);
+	assert_int_equal(tdp_host_write(NULL, a, buf, 8), -EINVAL);
+	assert_int_equal(tdp_host_read(h, a, NULL, 8), -EINVAL);
+	assert_int_equal(tdp_host_write(h, a, NULL, 8), -EINVAL);
+	assert_int_equal(tdp_host_read(h, ~0ull - 4, buf, 8), -EINVAL);
+	assert_int_equal(tdp_host_write(h, ~0ull - 4, buf, 8), -EINVAL);
+	assert_int_equal(tdp_host_read(h, a, NULL, 0), 0);
+	assert_int_equal(tdp_host_write(h, 12345, buf, 0), 0);
+	assert_int_equal(tdp_host_read(h, HVA_TOP - 8, buf, 16), -EFAULT);
+
+	/* partly unmapped: -EFAULT and nothing copied or faulted in */
+	assert_int_equal(tdp_host_write(h, a + 3 * PG, buf, 2 * PG), -EFAULT);
+	assert_int_equal(tdp_host_write(h, a - 8, buf, 16), -EFAULT);
+	assert_int_equal(stats(h).frames_used, 0);
+	assert_int_equal(host_lookup(h, a + 3 * PG, NULL, NULL, NULL), -ENOENT);
+	assert_int_equal(tdp_host_read(h, a + 3 * PG, buf, 2 * PG), -EFAULT);
+	assert_int_equal(buf[0], 0x5a);
+	assert_int_equal(buf[2 * PG - 1], 0x5a);
+	assert_int_equal(tdp_host_read(h, a + 3 * PG, buf, PG), 0);
+	assert_memory_equal(buf, zero, PG);
+	assert_int_equal(stats(h).frames_used, 1);
+	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
+	assert_empty(h);
+	tdp_host_destroy(h);
+}
+
+/* write a pattern over [hva, hva+len) at an odd offset, read it back */
+static void rw_span(struct tdp_host *h, uint64_t hva, uint64_t len,
+		    uint64_t seed)
+{
+	uint8_t *w = malloc(len), *r = malloc(len);
+	uint64_t st = seed | 1;
+
+	assert_non_null(w);
+	assert_non_null(r);
+	for (uint64_t i = 0; i < len; i++)
+		w[i] = (uint8_t)th_rand(&st);
+	assert_int_equal(tdp_host_write(h, hva, w, len), 0);
+	memset(r, 0, len);
+	assert_int_equal(tdp_host_read(h, hva, r, len), 0);
+	assert_memory_equal(w, r, len);
+	/* and byte by byte at a few places */
+	for (uint64_t i = 0; i < len; i += len / 7 + 1) {
+		uint8_t c;
+
+		assert_int_equal(tdp_host_read(h, hva + i, &c, 1), 0);
+		assert_int_equal(c, w[i]);
+	}
+	free(w);
+	free(r);
+}
+
+static void test_rw_folios(void **state)
+{
+	struct tdp_host *h = mkhost(2ull << 30);
+	uint64_t a4 = map(h, 8 * PG, 3, PG);
+	uint64_t a2 = map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	uint64_t a1 = map(h, TDP_HUGE_1G, 3, TDP_HUGE_1G);
+	uint64_t pfn, pfn2;
+	unsigned order;
+
+	/* 4 KiB: unaligned span across pages */
+	rw_span(h, a4 + 100, 5 * PG + 17, 1);
+	pfn = lookup_pfn(h, a4 + PG, &order);
+	assert_int_equal(order, 0);
+	assert_int_equal(stats(h).frames_used, 6);
+
+	/* 2 MiB: the first touch populates the whole folio */
+	rw_span(h, a2 + TDP_HUGE_2M - 3 * PG - 5, 6 * PG + 11, 2);
+	pfn = lookup_pfn(h, a2, &order);
+	assert_int_equal(order, 9);
+	assert_int_equal(pfn % 512, 0);
+	assert_int_equal(lookup_pfn(h, a2 + 77 * PG, NULL), pfn + 77);
+	pfn2 = lookup_pfn(h, a2 + TDP_HUGE_2M, &order);
+	assert_int_equal(order, 9);
+	assert_int_equal(pfn2 % 512, 0);
+	assert_int_equal(stats(h).frames_used, 6 + 1024);
+	assert_int_equal(stats(h).frame_refs, 6 + 2);
+
+	/* 1 GiB */
+	rw_span(h, a1 + TDP_HUGE_1G / 2 - 9, 3 * PG, 3);
+	pfn = lookup_pfn(h, a1 + TDP_HUGE_1G / 2, &order);
+	assert_int_equal(order, 18);
+	assert_int_equal((pfn - 131072) % (1u << 18), 0);
+	assert_int_equal(lookup_pfn(h, a1, NULL) % (1u << 18), 0);
+	assert_int_equal(stats(h).frames_used, 6 + 1024 + (1u << 18));
+	/* untouched parts read as zero */
+	{
+		uint64_t buf[512];
+
+		assert_int_equal(
+			tdp_host_read(h, a1 + TDP_HUGE_1G - PG, buf, PG), 0);
+		for (unsigned i = 0; i < 512; i++)
+			assert_int_equal(buf[i], 0);
+	}
+	assert_int_equal(tdp_host_munmap(h, a4, 8 * PG), 0);
+	assert_int_equal(tdp_host_munmap(h, a2, 2 * TDP_HUGE_2M), 0);
+	assert_int_equal(stats(h).frames_used, 1u << 18);
+	assert_int_equal(stats(h).frame_refs, 1);
+	/* destroy with the 1 GiB folio mapped (no 1 GiB poison fill) */
+	tdp_host_destroy(h);
+}
+
+static void test_rw_adjacent(void **state)
+{
+	struct tdp_host *h = mkhost(1ull << 30);
+	uint64_t base = 8ull << 30, hva;
+
+	/* 4K mapping | 2M mapping | 4K mapping, back to back */
+	hva = base - 2 * PG;
+	assert_int_equal(tdp_host_mmap(h, 2 * PG, 3, PG, TDP_MAP_FIXED, &hva),
+			 0);
+	hva = base;
+	assert_int_equal(tdp_host_mmap(h, TDP_HUGE_2M, 3, TDP_HUGE_2M,
+				       TDP_MAP_FIXED, &hva),
+			 0);
+	hva = base + TDP_HUGE_2M;
+	assert_int_equal(tdp_host_mmap(h, 2 * PG, 3, PG, TDP_MAP_FIXED, &hva),
+			 0);
+	rw_span(h, base - PG - 3, PG + 6, 4);
+	rw_span(h, base + TDP_HUGE_2M - 5, PG + 9, 5);
+	rw_span(h, base - 2 * PG, TDP_HUGE_2M + 4 * PG, 6);
+	/* read-only neighbour: writing across it fails, reading works */
+	assert_int_equal(
+		tdp_host_mprotect(h, base + TDP_HUGE_2M, 2 * PG, TDP_PROT_READ),
+		0);
+	{
+		uint8_t b[32], c[32];
+
+		memset(b, 0xee, sizeof(b));
+		assert_int_equal(
+			tdp_host_read(h, base + TDP_HUGE_2M - 16, c, 32), 0);
+		assert_int_equal(
+			tdp_host_write(h, base + TDP_HUGE_2M - 16, b, 32),
+			-EACCES);
+		/* nothing written, not even the writable first half */
+		assert_int_equal(
+			tdp_host_read(h, base + TDP_HUGE_2M - 16, b, 32), 0);
+		assert_memory_equal(b, c, 32);
+	}
+	assert_int_equal(
+		tdp_host_munmap(h, base - 2 * PG, TDP_HUGE_2M + 4 * PG), 0);
+	assert_empty(h);
+	tdp_host_destroy(h);
+}
+
+/* ------------------------------------------------------------------ */
+/* munmap / mprotect                                                   */
+/* ------------------------------------------------------------------ */
+
+static void test_munmap(void **state)
+{
+	struct tdp_host *h = mkhost(1ull << 30);
+	uint64_t a = map(h, 8 * PG, 3, PG);
+	uint64_t b = map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	uint64_t pfn, x, buf[1024];
+	unsigned order;
+
+	for (unsigned i = 0; i < 8; i++)
+		put_page(h, a + i * PG, i);
+	pfn = lookup_pfn(h, a + 3 * PG, NULL);
+	/* hole in the middle */
+	assert_int_equal(tdp_host_munmap(h, a + 2 * PG, 3 * PG), 0);
+	assert_true(frame_poisoned(h, pfn));
+	assert_int_equal(tdp_host_read(h, a + 3 * PG, &x, 8), -EFAULT);
+	assert_int_equal(tdp_host_read(h, a + PG, buf, 2 * PG), -EFAULT);
+	assert_int_equal(host_lookup(h, a + 2 * PG, NULL, NULL, NULL), -EFAULT);
+	assert_int_equal(tdp_host_munmap(h, a, 8 * PG), -ENOENT);
+	check_page(h, a + PG, 1);
+	check_page(h, a + 5 * PG, 5);
+	assert_int_equal(stats(h).frames_used, 5);
+
+	/* partial munmap of a 2 MiB folio splits it; the rest stays */
+	put_page(h, b + 10 * PG, 10);
+	put_page(h, b + 300 * PG, 300);
+	pfn = lookup_pfn(h, b, &order);
+	assert_int_equal(order, 9);
+	assert_int_equal(tdp_host_munmap(h, b + 256 * PG, 16 * PG), 0);
+	assert_int_equal(stats(h).splits, 1);
+	assert_int_equal(lookup_pfn(h, b + 10 * PG, &order), pfn + 10);
+	assert_int_equal(order, 0);
+	assert_int_equal(lookup_pfn(h, b + 300 * PG, &order), pfn + 300);
+	check_page(h, b + 10 * PG, 10);
+	check_page(h, b + 300 * PG, 300);
+	assert_true(frame_poisoned(h, pfn + 260));
+	assert_false(frame_poisoned(h, pfn + 255));
+	assert_int_equal(stats(h).frames_used, 5 + 512 - 16);
+	assert_int_equal(stats(h).frame_refs, 5 + 512 - 16);
+	/* the untouched second folio is still populated huge on touch */
+	put_page(h, b + TDP_HUGE_2M, 1);
+	lookup_pfn(h, b + TDP_HUGE_2M + PG, &order);
+	assert_int_equal(order, 9);
+
+	/* one munmap over several mappings (and the hole is refused) */
+	assert_int_equal(tdp_host_munmap(h, b, 2 * TDP_HUGE_2M), -ENOENT);
+	assert_int_equal(tdp_host_munmap(h, b, 256 * PG), 0);
+	assert_int_equal(
+		tdp_host_munmap(h, b + 272 * PG, 2 * TDP_HUGE_2M - 272 * PG),
+		0);
+	assert_int_equal(tdp_host_munmap(h, a, 2 * PG), 0);
+	assert_int_equal(tdp_host_munmap(h, a + 5 * PG, 3 * PG), 0);
+	assert_false(host_range_mapped(h, a, 8 * PG));
+	assert_empty(h);
+	tdp_host_destroy(h);
+}
+
+static void test_mprotect(void **state)
+{
+	struct tdp_host *h = mkhost(1ull << 30);
+	uint64_t a = map(h, 4 * PG, 3, PG);
+	uint64_t b = map(h, TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	uint64_t x = 0, pfn;
+	unsigned order, prot;
+	struct rec r;
+
+	put_page(h, a + PG, 1);
+	rec_init(&r, h);
+	r.probe = a + PG;
+
+	/* adding a permission: no notifier */
+	assert_int_equal(tdp_host_mprotect(h, a, 4 * PG, 7), 0);
+	assert_int_equal(r.starts, 0);
+	assert_int_equal(r.hooks, 1);
+
+	/* read-only: write -EACCES (nothing written), read ok */
+	assert_int_equal(tdp_host_mprotect(h, a + PG, PG, TDP_PROT_READ), 0);
+	assert_int_equal(r.starts, 1);
+	assert_int_equal(r.start, a + PG);
+	assert_int_equal(r.end, a + 2 * PG);
+	assert_int_equal(stats(h).notifier_calls, 1);
+	put_page(h, a, 3); /* neighbours keep their prot */
+	{
+		uint64_t buf[512];
+
+		th_fill_page(buf, a + PG, 9);
+		assert_int_equal(tdp_host_write(h, a + PG, buf, PG), -EACCES);
+	}
+	check_page(h, a + PG, 1);
+	assert_int_equal(host_lookup(h, a + PG, &pfn, &order, &prot), 0);
+	assert_int_equal(prot, TDP_PROT_READ);
+	assert_int_equal(host_lookup(h, a + 2 * PG, NULL, NULL, &prot),
+			 -ENOENT);
+
+	/* no access at all: read -EACCES too */
+	assert_int_equal(tdp_host_mprotect(h, a + PG, PG, TDP_PROT_NONE), 0);
+	assert_int_equal(tdp_host_read(h, a + PG, &x, 8), -EACCES);
+	assert_int_equal(tdp_host_read(h, a + PG - 8, &x, 16), -EACCES);
+	/* write-only is not readable either */
+	assert_int_equal(tdp_host_mprotect(h, a + PG, PG, TDP_PROT_WRITE), 0);
+	assert_int_equal(tdp_host_read(h, a + PG, &x, 8), -EACCES);
+	assert_int_equal(tdp_host_write(h, a + PG, &x, 8), 0);
+	/* and back */
+	assert_int_equal(tdp_host_mprotect(h, a, 4 * PG, 3), 0);
+	assert_int_equal(tdp_host_read(h, a + PG, &x, 8), 0);
+	assert_int_equal(x, 0);
+
+	/* partial mprotect of a populated 2 MiB folio splits it */
+	put_page(h, b + 20 * PG, 20);
+	pfn = lookup_pfn(h, b, &order);
+	assert_int_equal(order, 9);
+	r.probe = b + 20 * PG;
+	r.starts = 0;
+	assert_int_equal(tdp_host_mprotect(h, b + 16 * PG, 32 * PG, 7), 0);
+	assert_int_equal(r.starts, 1); /* the mapping level changed */
+	assert_int_equal(r.start, b);
+	assert_int_equal(r.end, b + TDP_HUGE_2M);
+	assert_int_equal(r.start_order, 9);
+	assert_int_equal(r.end_order, 0);
+	assert_int_equal(lookup_pfn(h, b + 20 * PG, &order), pfn + 20);
+	assert_int_equal(order, 0);
+	check_page(h, b + 20 * PG, 20);
+	rec_fini(&r);
+	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
+	assert_int_equal(tdp_host_munmap(h, b, TDP_HUGE_2M), 0);
+	assert_empty(h);
+	tdp_host_destroy(h);
+}
+
+/* ------------------------------------------------------------------ */
+/* migrate / swap / split                                              */
+/* ------------------------------------------------------------------ */
+
+static void test_migrate(void **state)
+{
+	struct tdp_host *h = mkhost(1ull << 30);
+	uint64_t a = map(h, 4 * PG, 3, PG);
+	uint64_t b = map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	uint64_t old, nw, oldb;
+	unsigned order;
+	struct rec r;
+
+	for (unsigned i = 0; i < 3; i++) /* page 3 stays unpopulated */
+		put_page(h, a + i * PG, 10 + i);
+	old = lookup_pfn(h, a + PG, NULL);
+	rec_init(&r, h);
+	r.probe = a + PG;
+	assert_int_equal(tdp_host_migrate(h, a, 4 * PG), 0);
+	nw = lookup_pfn(h, a + PG, &order);
+	assert_true(nw != old);
+	assert_int_equal(order, 0);
+	assert_true(frame_poisoned(h, old));
+	for (unsigned i = 0; i < 3; i++)
+		check_page(h, a + i * PG, 10 + i);
+	assert_int_equal(host_lookup(h, a + 3 * PG, NULL, NULL, NULL), -ENOENT);
+	assert_int_equal(stats(h).migrations, 3);
+	assert_int_equal(stats(h).frames_used, 3);
+	/* the notifier saw the old frame at start and the new at end */
+	assert_int_equal(r.starts, 1);
+	assert_int_equal(r.ends, 1);
+	assert_int_equal(r.start, a);
+	assert_int_equal(r.end, a + 4 * PG);
+	assert_int_equal(r.start_ret, 0);
+	assert_int_equal(r.start_pfn, old);
+	assert_int_equal(r.hook_ret, 0);
+	assert_int_equal(r.hook_pfn, old);
+	assert_int_equal(r.end_ret, 0);
+	assert_int_equal(r.end_pfn, nw);
+
+	/* a whole 2 MiB folio moves as a folio */
+	put_page(h, b + 33 * PG, 33);
+	put_page(h, b + TDP_HUGE_2M + 7 * PG, 7);
+	oldb = lookup_pfn(h, b, NULL);
+	r.probe = b + 33 * PG;
+	assert_int_equal(tdp_host_migrate(h, b, TDP_HUGE_2M), 0);
+	nw = lookup_pfn(h, b, &order);
+	assert_int_equal(order, 9);
+	assert_true(nw != oldb);
+	assert_int_equal(nw % 512, 0);
+	assert_int_equal(r.start_pfn, oldb + 33);
+	assert_int_equal(r.start_order, 9);
+	assert_int_equal(r.end_pfn, nw + 33);
+	assert_int_equal(r.end_order, 9);
+	assert_true(frame_poisoned(h, oldb));
+	assert_true(frame_poisoned(h, oldb + 511));
+	check_page(h, b + 33 * PG, 33);
+	assert_int_equal(stats(h).migrations, 3 + 512);
+	assert_int_equal(stats(h).splits, 0);
+
+	/* part of a folio: split first, only the range moves */
+	oldb = lookup_pfn(h, b + TDP_HUGE_2M, NULL);
+	r.probe = b + TDP_HUGE_2M + 7 * PG;
+	assert_int_equal(tdp_host_migrate(h, b + TDP_HUGE_2M + 4 * PG, 8 * PG),
+			 0);
+	assert_int_equal(r.start, b + TDP_HUGE_2M); /* widened to the folio */
+	assert_int_equal(r.end, b + 2 * TDP_HUGE_2M);
+	assert_int_equal(stats(h).splits, 1);
+	assert_int_equal(stats(h).migrations, 3 + 512 + 8);
+	nw = lookup_pfn(h, b + TDP_HUGE_2M + 7 * PG, &order);
+	assert_int_equal(order, 0);
+	assert_true(nw != oldb + 7);
+	assert_true(frame_poisoned(h, oldb + 7));
+	assert_int_equal(lookup_pfn(h, b + TDP_HUGE_2M + 3 * PG, &order),
+			 oldb + 3);
+	assert_int_equal(order, 0);
+	check_page(h, b + TDP_HUGE_2M + 7 * PG, 7);
+	assert_int_equal(stats(h).frames_used, 3 + 1024);
+	rec_fini(&r);
+	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
+	assert_int_equal(tdp_host_munmap(h, b, 2 * TDP_HUGE_2M), 0);
+	assert_empty(h);
+	tdp_host_destroy(h);
+}
+
+static void test_migrate_enomem(void **state)
+{
+	struct tdp_host *h = mkhost(1ull << 30);
+	uint64_t big = map(h, TDP_HUGE_1G, 3, TDP_HUGE_1G);
+	uint64_t a, pfn, x = 1;
+	struct tdp_host_stats s0, s1;
+	struct rec r;
+	unsigned order;
+
+	/* the 1 GiB folio takes the whole pool */
+	put_page(h, big + 12345 * PG, 5);
+	pfn = lookup_pfn(h, big, &order);
+	assert_int_equal(order, 18);
+	a = map(h, PG, 3, PG);
+	assert_int_equal(tdp_host_write(h, a, &x, 8), -ENOMEM);
+	assert_int_equal(tdp_host_read(h, a, &x, 8), -ENOMEM);
+	{
+		struct host_gup g;
+
+		assert_int_equal(host_gup(h, a, false, &g), -ENOMEM);
+	}
+	rec_init(&r, h);
+	s0 = stats(h);
+	assert_int_equal(tdp_host_migrate(h, big, TDP_HUGE_1G), -ENOMEM);
+	assert_int_equal(tdp_host_migrate(h, big + PG, PG), -ENOMEM);
+	s1 = stats(h);
+	assert_memory_equal(&s0, &s1, sizeof(s0));
+	assert_int_equal(r.starts, 0);
+	assert_int_equal(lookup_pfn(h, big + 3 * PG, &order), pfn + 3);
+	assert_int_equal(order, 18);
+	check_page(h, big + 12345 * PG, 5);
+	rec_fini(&r);
+	/* swap-out of one page splits the folio and frees the frame */
+	assert_int_equal(tdp_host_swap_out(h, big + PG, PG), 0);
+	assert_int_equal(stats(h).frames_used, (1u << 18) - 1);
+	assert_int_equal(tdp_host_write(h, a, &x, 8), 0);
+	assert_int_equal(tdp_host_munmap(h, a, PG), 0);
+	assert_int_equal(tdp_host_munmap(h, big, 16 * PG), 0);
+	assert_int_equal(stats(h).frames_used, (1u << 18) - 16);
+	assert_int_equal(stats(h).frame_refs, (1u << 18) - 16);
+	assert_int_equal(stats(h).swapped_pages, 0);
+	tdp_host_destroy(h);
+}
+
+static void test_swap(void **state)
+{
+	struct tdp_host *h = mkhost(1ull << 30);
+	uint64_t a = map(h, 4 * PG, 3, PG);
+	uint64_t b = map(h, TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	uint64_t pfn;
+	unsigned order;
+	struct tdp_host_stats s;
+	struct rec r;
+
+	for (unsigned i = 0; i < 3; i++)
+		put_page(h, a + i * PG, 20 + i);
+	pfn = lookup_pfn(h, a + PG, NULL);
+	rec_init(&r, h);
+	r.probe = a + PG;
+	assert_int_equal(tdp_host_swap_out(h, a, 4 * PG), 0);
+	assert_int_equal(r.start_ret, 0);
+	assert_int_equal(r.start_pfn, pfn);
+	assert_int_equal(r.end_ret, -ENOENT);
+	s = stats(h);
+	assert_int_equal(s.frames_used, 0);
+	assert_int_equal(s.frame_refs, 0);
+	assert_int_equal(s.swapped_pages, 3);
+	assert_int_equal(s.swap_outs, 3);
+	assert_true(frame_poisoned(h, pfn));
+	assert_int_equal(host_lookup(h, a + PG, NULL, NULL, NULL), -ENOENT);
+	/* swapping out again does nothing more */
+	assert_int_equal(tdp_host_swap_out(h, a, 4 * PG), 0);
+	assert_int_equal(stats(h).swap_outs, 3);
+	check_page(h, a + PG, 21);
+	s = stats(h);
+	assert_int_equal(s.swap_ins, 1);
+	assert_int_equal(s.swapped_pages, 2);
+	assert_int_equal(s.frames_used, 1);
+	check_page(h, a, 20);
+	check_page(h, a + 2 * PG, 22);
+	assert_int_equal(stats(h).swap_ins, 3);
+	assert_int_equal(stats(h).swapped_pages, 0);
+
+	/* a huge folio is split, its pages come back as 4 KiB frames */
+	put_page(h, b + 5 * PG, 5);
+	put_page(h, b + 500 * PG, 500);
+	assert_int_equal(tdp_host_swap_out(h, b, TDP_HUGE_2M), 0);
+	assert_int_equal(stats(h).splits, 1);
+	assert_int_equal(stats(h).swapped_pages, 512);
+	assert_int_equal(stats(h).frames_used, 3);
+	check_page(h, b + 500 * PG, 500);
+	lookup_pfn(h, b + 500 * PG, &order);
+	assert_int_equal(order, 0);
+	assert_int_equal(host_lookup(h, b + 5 * PG, NULL, NULL, NULL), -ENOENT);
+	/* munmap frees swapped copies */
+	assert_int_equal(tdp_host_munmap(h, b, TDP_HUGE_2M), 0);
+	assert_int_equal(stats(h).swapped_pages, 0);
+	rec_fini(&r);
+	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
+	assert_empty(h);
+	tdp_host_destroy(h);
+}
+
+static void test_split(void **state)
+{
+	struct tdp_host *h = mkhost(2ull << 30);
+	uint64_t b = map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	uint64_t g = map(h, TDP_HUGE_1G, 3, TDP_HUGE_1G);
+	uint64_t pfn, pfn1;
+	unsigned order;
+	struct rec r;
+
+	put_page(h, b + 3 * PG, 3);
+	put_page(h, b + TDP_HUGE_2M + 3 * PG, 4);
+	pfn = lookup_pfn(h, b + 3 * PG, NULL);
+	pfn1 = lookup_pfn(h, b + TDP_HUGE_2M + 3 * PG, NULL);
+	rec_init(&r, h);
+	r.probe = b + 3 * PG;
+	/* one page of the first folio: the whole folio is split */
+	assert_int_equal(tdp_host_split(h, b + 8 * PG, PG), 0);
+	assert_int_equal(r.start, b);
+	assert_int_equal(r.end, b + TDP_HUGE_2M);
+	assert_int_equal(r.start_pfn, pfn);
+	assert_int_equal(r.start_order, 9);
+	assert_int_equal(r.end_pfn, pfn);
+	assert_int_equal(r.end_order, 0);
+	assert_int_equal(lookup_pfn(h, b + 3 * PG, &order), pfn);
+	assert_int_equal(order, 0);
+	lookup_pfn(h, b + TDP_HUGE_2M, &order);
+	assert_int_equal(order, 9);
+	check_page(h, b + 3 * PG, 3);
+	assert_int_equal(stats(h).splits, 1);
+	assert_int_equal(stats(h).frame_refs, 512 + 1);
+	assert_int_equal(stats(h).frames_used, 1024);
+	/* splitting split pages again changes nothing */
+	assert_int_equal(tdp_host_split(h, b, TDP_HUGE_2M), 0);
+	assert_int_equal(stats(h).splits, 1);
+	/* 1 GiB folio */
+	put_page(h, g + 1000 * PG, 1000);
+	pfn = lookup_pfn(h, g + 1000 * PG, &order);
+	assert_int_equal(order, 18);
+	assert_int_equal(tdp_host_split(h, g, TDP_HUGE_1G), 0);
+	assert_int_equal(lookup_pfn(h, g + 1000 * PG, &order), pfn);
+	assert_int_equal(order, 0);
+	check_page(h, g + 1000 * PG, 1000);
+	assert_int_equal(stats(h).splits, 2);
+	/* the split frames are freed one by one */
+	assert_int_equal(tdp_host_munmap(h, g, TDP_HUGE_1G / 2), 0);
+	assert_true(frame_poisoned(h, pfn));
+	assert_int_equal(stats(h).frames_used, 1024 + (1u << 17));
+	assert_int_equal(
+		tdp_host_munmap(h, g + TDP_HUGE_1G / 2, TDP_HUGE_1G / 2), 0);
+	check_page(h, b + TDP_HUGE_2M + 3 * PG, 4);
+	assert_int_equal(lookup_pfn(h, b + TDP_HUGE_2M + 3 * PG, NULL), pfn1);
+	rec_fini(&r);
+	assert_int_equal(tdp_host_munmap(h, b, 2 * TDP_HUGE_2M), 0);
+	assert_empty(h);
+	/* the freed frames coalesced: a 1 GiB folio can be had again */
+	g = map(h, 2 * TDP_HUGE_1G, 3, TDP_HUGE_1G);
+	put_page(h, g, 1);
+	put_page(h, g + TDP_HUGE_1G, 1);
+	lookup_pfn(h, g, &order);
+	assert_int_equal(order, 18);
+	lookup_pfn(h, g + TDP_HUGE_1G, &order);
+	assert_int_equal(order, 18);
+	/* destroy with memory populated and swapped (LSan checks that the
+	 * swap copies are freed); skips poisoning 2 GiB */
+	assert_int_equal(tdp_host_swap_out(h, g + 5 * PG, PG), 0);
+	assert_int_equal(stats(h).swapped_pages, 1);
+	tdp_host_destroy(h);
+}
+
+/* ------------------------------------------------------------------ */
+/* notifiers and pins                                                  */
+/* ------------------------------------------------------------------ */
+
+static void test_notifier(void **state)
+{
+	struct tdp_host *h = mkhost(1ull << 30);
+	uint64_t a = map(h, 4 * PG, 3, PG);
+	struct rec r, r2;
+
+	put_page(h, a, 1);
+	rec_init(&r, h);
+	memset(&r2, 0, sizeof(r2));
+	r2.n.ops = &rec_ops;
+	r2.h = h;
+	host_notifier_register(h, &r2.n);
+	host_notifier_register(h, &r2.n); /* twice: still one subscription */
+	r.probe = r2.probe = a;
+
+	/* munmap: mapped at start and in the hook, gone at end */
+	assert_int_equal(tdp_host_munmap(h, a, PG), 0);
+	assert_int_equal(r.starts, 1);
+	assert_int_equal(r2.starts, 1);
+	assert_int_equal(r.hooks, 1);
+	assert_int_equal(r.start_ret, 0);
+	assert_int_equal(r.hook_ret, 0);
+	assert_int_equal(r.end_ret, -EFAULT);
+	assert_int_equal(r2.end_ret, -EFAULT);
+	assert_int_equal(stats(h).notifier_calls, 2);
+
+	host_notifier_unregister(h, &r2.n);
+	assert_int_equal(tdp_host_split(h, a + PG, PG), 0);
+	assert_int_equal(r.starts, 2);
+	assert_int_equal(r2.starts, 1);
+	assert_int_equal(stats(h).notifier_calls, 3);
+	assert_int_equal(r.start_ret, -EFAULT); /* probe is unmapped */
+	rec_fini(&r);
+	assert_int_equal(tdp_host_munmap(h, a + PG, 3 * PG), 0);
+	assert_int_equal(r.starts, 2);
+	assert_empty(h);
+	tdp_host_destroy(h);
+}
+
+static struct tdp_host *reentry_host;
+static int reentry_ret[4];
+
+static void reentry_hook(void *arg, uint64_t start, uint64_t end)
+{
+	struct host_gup g;
+	uint64_t x;
+
+	reentry_ret[0] = tdp_host_munmap(reentry_host, start, PG);
+	reentry_ret[1] = tdp_host_read(reentry_host, start, &x, 8);
+	reentry_ret[2] = host_gup(reentry_host, start + PG, false, &g);
+	reentry_ret[3] = host_range_mapped(reentry_host, start, PG);
+	if (!reentry_ret[2])
+		host_put_frame(reentry_host, g.ref_pfn);
+}
+
+static void test_reentry(void **state)
+{
+	struct tdp_host *h = mkhost(1ull << 30);
+	uint64_t a = map(h, 2 * PG, 3, PG), x = 42;
+
+	assert_int_equal(tdp_host_write(h, a, &x, 8), 0);
+	reentry_host = h;
+	host_set_test_hook(h, reentry_hook, NULL);
+	assert_int_equal(tdp_host_migrate(h, a, PG), 0);
+	host_set_test_hook(h, NULL, NULL);
+	assert_int_equal(reentry_ret[0], -EDEADLK);
+	assert_int_equal(reentry_ret[1], 0);	    /* present: fine */
+	assert_int_equal(reentry_ret[2], -EDEADLK); /* would populate */
+	assert_int_equal(reentry_ret[3], 1);
+	x = 0;
+	assert_int_equal(tdp_host_read(h, a, &x, 8), 0);
+	assert_int_equal(x, 42);
+	assert_int_equal(tdp_host_munmap(h, a, 2 * PG), 0);
+	assert_empty(h);
+	tdp_host_destroy(h);
+}
+
+static void test_gup(void **state)
+{
+	struct tdp_host *h = mkhost(1ull << 30);
+	uint64_t a = map(h, 2 * PG, 3, PG);
+	uint64_t ro = map(h, PG, TDP_PROT_READ | TDP_PROT_EXEC, PG);
+	uint64_t no = map(h, PG, TDP_PROT_NONE, PG);
+	uint64_t b = map(h, TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	struct host_gup g, g2;
+	struct tdp_host_stats s;
+
+	assert_int_equal(host_gup(NULL, a, false, &g), -EINVAL);
+	assert_int_equal(host_gup(h, a, false, NULL), -EINVAL);
+	assert_int_equal(host_gup(h, 4096 * PG, false, &g), -EFAULT);
+	assert_int_equal(host_gup(h, ro, true, &g), -EFAULT);
+	assert_int_equal(host_gup(h, no, false, &g), -EFAULT);
+	assert_int_equal(stats(h).frames_used, 0);
+
+	assert_int_equal(host_gup(h, ro + 100, false, &g), 0);
+	assert_false(g.writable);
+	assert_true(g.executable);
+	assert_int_equal(g.order, 0);
+	assert_int_equal(g.pfn, g.ref_pfn);
+	host_put_frame(h, g.ref_pfn);
+
+	/* pin: the frame outlives munmap, un-poisoned, until the put */
+	put_page(h, a, 77);
+	assert_int_equal(host_gup(h, a + 8, true, &g), 0);
+	assert_true(g.writable);
+	assert_false(g.executable);
+	assert_int_equal(g.pfn, lookup_pfn(h, a, NULL));
+	assert_int_equal(g.ref_pfn, g.pfn);
+	s = stats(h);
+	assert_int_equal(s.pinned_refs, 1);
+	assert_int_equal(s.frame_refs, 3); /* a, ro and the pin */
+	assert_int_equal(tdp_host_munmap(h, a, 2 * PG), 0);
+	s = stats(h);
+	assert_int_equal(s.pinned_refs, 1);
+	assert_int_equal(s.frame_refs, 2);
+	assert_int_equal(s.frames_used, 2);
+	assert_false(frame_poisoned(h, g.pfn));
+	assert_int_equal(th_check_page(frame_words(h, g.pfn), a, 77), 0);
+	host_put_frame(h, g.ref_pfn);
+	assert_true(frame_poisoned(h, g.pfn));
+	s = stats(h);
+	assert_int_equal(s.pinned_refs, 0);
+	assert_int_equal(s.frames_used, 1);
+
+	/* huge folio: the head holds the pins; split keeps them there */
+	assert_int_equal(host_gup(h, b + 5 * PG + 1, true, &g), 0);
+	assert_int_equal(g.order, 9);
+	assert_int_equal(g.ref_pfn % 512, 0);
+	assert_int_equal(g.pfn, g.ref_pfn + 5);
+	assert_int_equal(host_gup(h, b, false, &g2), 0);
+	assert_int_equal(g2.pfn, g.ref_pfn);
+	assert_int_equal(stats(h).frame_refs, 1 + 3);
+	assert_int_equal(tdp_host_split(h, b, PG), 0);
+	assert_int_equal(stats(h).frame_refs, 1 + 3 + 511);
+	assert_int_equal(tdp_host_munmap(h, b, TDP_HUGE_2M), 0);
+	/* the tails went with the mapping, the pinned head stays */
+	assert_int_equal(stats(h).frames_used, 1 + 1);
+	assert_true(frame_poisoned(h, g.pfn));
+	assert_false(frame_poisoned(h, g.ref_pfn));
+	host_put_frame(h, g.ref_pfn);
+	assert_false(frame_poisoned(h, g.ref_pfn));
+	host_put_frame(h, g2.ref_pfn);
+	assert_true(frame_poisoned(h, g.ref_pfn));
+	assert_int_equal(tdp_host_munmap(h, ro, PG), 0);
+	assert_int_equal(tdp_host_munmap(h, no, PG), 0);
+	assert_empty(h);
+	tdp_host_destroy(h);
+}
+
+static void test_destroy_with_notifier(void **state)
+{
+	pid_t pid = fork();
+	int status;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct tdp_host *h = NULL;
+		static struct rec r;
+
+		if (tdp_host_create(NULL, &h))
+			_exit(3);
+		r.n.ops = &rec_ops;
+		host_notifier_register(h, &r.n);
+		if (!freopen("/dev/null", "w", stderr))
+			_exit(4);
+		tdp_host_destroy(h); /* must abort */
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGABRT);
+}
+
+/* ------------------------------------------------------------------ */
+/* concurrency                                                         */
+/* ------------------------------------------------------------------ */
+
+#define CC_PAGES 1024 /* 2 folios of 2 MiB + 512 4 KiB pages */
+
+struct cc {
+	struct tdp_host *h;
+	uint64_t huge, small;
+	uint64_t stop_ns;
+	volatile int stop;
+	uint64_t mismatches, rounds; /* access thread */
+	uint64_t errors, ops;	     /* mover thread */
+};
+
+static uint64_t cc_hva(struct cc *c, unsigned i)
+{
+	return i < 512 ? c->huge + i * 2 * PG : c->small + (i - 512) * PG;
+}
+
+static void *cc_access(void *arg)
+{
+	struct cc *c = arg;
+	uint64_t gen[CC_PAGES] = {0}, buf[512], st = 99;
+
+	while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
+		unsigned i = th_rand(&st) % CC_PAGES;
+		uint64_t hva = cc_hva(c, i);
+
+		if (tdp_host_read(c->h, hva, buf, PG) ||
+		    th_check_page(buf, hva, gen[i]))
+			c->mismatches++;
+		gen[i]++;
+		th_fill_page(buf, hva, gen[i]);
+		if (tdp_host_write(c->h, hva, buf, PG))
+			c->mismatches++;
+		c->rounds++;
+	}
+	return NULL;
+}
+
+static void *cc_mover(void *arg)
+{
+	struct cc *c = arg;
+	uint64_t st = 7;
+
+	while (th_now_ns() < c->stop_ns) {
+		uint64_t r = th_rand(&st);
+		uint64_t base = r & 1 ? c->huge : c->small;
+		uint64_t size = r & 1 ? 2 * TDP_HUGE_2M : 512 * PG;
+		uint64_t off = (r >> 8) % (size / PG) * PG;
+		uint64_t len = ((r >> 24) % 64 + 1) * PG;
+		int ret;
+
+		if (off + len > size)
+			len = size - off;
+		switch ((r >> 4) % 4) {
+		case 0:
+		case 1:
+			ret = tdp_host_migrate(c->h, base + off, len);
+			break;
+		case 2:
+			ret = tdp_host_swap_out(c->h, base + off, len);
+			break;
+		default:
+			ret = tdp_host_split(c->h, base + off, len);
+			break;
+		}
+		if (ret)
+			c->errors++;
+		c->ops++;
+		sched_yield();
+	}
+	__atomic_store_n(&c->stop, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void test_concurrent(void **state)
+{
+	struct cc c = {0};
+	pthread_t t[2];
+	struct rec r;
+
+	c.h = mkhost(1ull << 30);
+	c.huge = map(c.h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	c.small = map(c.h, 512 * PG, 3, PG);
+	/* generation 0: the pattern of gen 0, written before the start */
+	for (unsigned i = 0; i < CC_PAGES; i++) {
+		uint64_t buf[512];
+
+		th_fill_page(buf, cc_hva(&c, i), 0);
+		assert_int_equal(tdp_host_write(c.h, cc_hva(&c, i), buf, PG),
+				 0);
+	}
+	rec_init(&r, c.h);
+	host_set_test_hook(c.h, NULL, NULL);
+	c.stop_ns = th_now_ns() + 2000000000ull;
+	assert_int_equal(pthread_create(&t[0], NULL, cc_access, &c), 0);
+	assert_int_equal(pthread_create(&t[1], NULL, cc_mover, &c), 0);
+	pthread_join(t[1], NULL);
+	pthread_join(t[0], NULL);
+	assert_int_equal(c.mismatches, 0);
+	assert_int_equal(c.errors, 0);
+	assert_true(c.rounds > 100);
+	assert_true(c.ops > 10);
+	assert_int_equal(r.starts, (int)c.ops);
+	assert_int_equal(stats(c.h).notifier_calls, c.ops);
+	host_notifier_unregister(c.h, &r.n);
+	{
+		struct tdp_host_stats s = stats(c.h);
+
+		print_message(
+			"concurrent: %llu accesses, %llu host ops: %llu pages "
+			"migrated, %llu swapped out, %llu in, %llu splits\n",
+			(unsigned long long)c.rounds, (unsigned long long)c.ops,
+			(unsigned long long)s.migrations,
+			(unsigned long long)s.swap_outs,
+			(unsigned long long)s.swap_ins,
+			(unsigned long long)s.splits);
+		assert_true(s.migrations > 0);
+		assert_true(s.swap_ins > 0);
+	}
+	assert_int_equal(tdp_host_munmap(c.h, c.huge, 2 * TDP_HUGE_2M), 0);
+	assert_int_equal(tdp_host_munmap(c.h, c.small, 512 * PG), 0);
+	assert_empty(c.h);
+	tdp_host_destroy(c.h);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_buddy),
+		cmocka_unit_test(test_create),
+		cmocka_unit_test(test_mmap_args),
+		cmocka_unit_test(test_mmap_fixed),
+		cmocka_unit_test(test_range_args),
+		cmocka_unit_test(test_rw_args),
+		cmocka_unit_test(test_rw_folios),
+		cmocka_unit_test(test_rw_adjacent),
+		cmocka_unit_test(test_munmap),
+		cmocka_unit_test(test_mprotect),
+		cmocka_unit_test(test_migrate),
+		cmocka_unit_test(test_migrate_enomem),
+		cmocka_unit_test(test_swap),
+		cmocka_unit_test(test_split),
+		cmocka_unit_test(test_notifier),
+		cmocka_unit_test(test_reentry),
+		cmocka_unit_test(test_gup),
+		cmocka_unit_test(test_destroy_with_notifier),
+		cmocka_unit_test(test_concurrent),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
