@@ -78,13 +78,21 @@ static long allocated(struct mmu_fixture *f)
 	return atomic_load(&f->mmu.alloc.allocated);
 }
 
+/* Every put runs under mmu_lock (root.h). */
+static void put_root(struct mmu_fixture *f, struct tdp_pt_page *r)
+{
+	tdp_read_lock(&f->mmu.lock);
+	root_put(&f->mmu.roots, r);
+	tdp_read_unlock(&f->mmu.lock);
+}
+
 /* Invalidate everything, drop the MMU's references and wait for frees. */
 static void invalidate_and_zap(struct mmu_fixture *f)
 {
 	tdp_write_lock(&f->mmu.lock);
 	tdp_mmu_invalidate_roots(&f->mmu);
 	tdp_write_unlock(&f->mmu.lock);
-	tdp_mmu_zap_invalidated_roots(&f->mmu);
+	tdp_mmu_zap_invalidated_roots(&f->mmu, true);
 	tdp_rcu_barrier();
 }
 
@@ -125,10 +133,10 @@ static void test_reuse_by_role(void **state)
 	assert_int_equal(atomic_load(&f->mmu.roots.nr_roots), 3);
 
 	/* drop the callers' references: the MMU's keep them alive */
-	root_put(&f->mmu.roots, a);
-	root_put(&f->mmu.roots, b);
-	root_put(&f->mmu.roots, c);
-	root_put(&f->mmu.roots, d);
+	put_root(f, a);
+	put_root(f, b);
+	put_root(f, c);
+	put_root(f, d);
 	assert_int_equal(refs(a), 1);
 	assert_int_equal(refs(c), 1);
 	assert_int_equal(atomic_load(&f->mmu.roots.nr_roots), 3);
@@ -136,7 +144,7 @@ static void test_reuse_by_role(void **state)
 	b = get_root(f, 0, 4);
 	assert_ptr_equal(a, b);
 	assert_int_equal(refs(a), 2);
-	root_put(&f->mmu.roots, b);
+	put_root(f, b);
 
 	invalidate_and_zap(f);
 	assert_int_equal(atomic_load(&f->mmu.roots.nr_roots), 0);
@@ -172,25 +180,25 @@ static void test_invalidate_makes_new_root(void **state)
 	assert_int_equal(atomic_load(&f->mmu.roots.nr_roots), 3);
 
 	/* the zap drops the MMU's reference of the invalidated roots only */
-	tdp_mmu_zap_invalidated_roots(&f->mmu);
+	tdp_mmu_zap_invalidated_roots(&f->mmu, true);
 	assert_int_equal(refs(a), 1);
 	assert_int_equal(refs(c), 1);
 	assert_int_equal(refs(b), 2);
 	assert_false(a->scheduled_to_zap);
 	assert_int_equal(atomic_load(&f->mmu.roots.nr_roots), 3);
 	/* a second zap does not drop anything again */
-	tdp_mmu_zap_invalidated_roots(&f->mmu);
+	tdp_mmu_zap_invalidated_roots(&f->mmu, true);
 	assert_int_equal(refs(a), 1);
 
 	/* root_get on a live invalid root still works (refcount > 0) */
 	assert_true(root_get(a));
 	assert_int_equal(refs(a), 2);
-	root_put(&f->mmu.roots, a);
+	put_root(f, a);
 
 	/* the last put unlinks and frees (after a grace period) */
-	root_put(&f->mmu.roots, a);
+	put_root(f, a);
 	assert_int_equal(atomic_load(&f->mmu.roots.nr_roots), 2);
-	root_put(&f->mmu.roots, c);
+	put_root(f, c);
 	assert_int_equal(atomic_load(&f->mmu.roots.nr_roots), 1);
 	tdp_rcu_barrier();
 	/* b came from the (already counted) cache; a and c are freed */
@@ -209,7 +217,7 @@ static void test_invalidate_makes_new_root(void **state)
 	}
 	tdp_write_unlock(&f->mmu.lock);
 
-	root_put(&f->mmu.roots, b);
+	put_root(f, b);
 	invalidate_and_zap(f);
 	assert_int_equal(atomic_load(&f->mmu.roots.nr_roots), 0);
 	fixture_free(f);
@@ -344,7 +352,7 @@ static void test_root_iterators(void **state)
 	/* The body may yield mmu_lock while holding the iterator's reference;
 	 * a root invalidated and zapped meanwhile stays alive until the
 	 * iterator moves on, and its last put (by the iterator) frees it. */
-	root_put(&f->mmu.roots, inv); /* inv: only the MMU's ref left */
+	put_root(f, inv); /* inv: only the MMU's ref left */
 	tdp_write_lock(&f->mmu.lock);
 	n = 0;
 	for_each_root_yield_safe(&f->mmu.roots, root, -1, false) {
@@ -354,7 +362,7 @@ static void test_root_iterators(void **state)
 		}
 		assert_int_equal(refs(inv), 2);
 		tdp_write_unlock(&f->mmu.lock);
-		tdp_mmu_zap_invalidated_roots(&f->mmu); /* drops MMU ref */
+		tdp_mmu_zap_invalidated_roots(&f->mmu, true); /* drops MMU ref */
 		tdp_write_lock(&f->mmu.lock);
 		assert_int_equal(refs(inv), 1); /* only ours */
 		assert_int_equal(atomic_load(&f->mmu.roots.nr_roots), 3);
@@ -364,8 +372,8 @@ static void test_root_iterators(void **state)
 	tdp_write_unlock(&f->mmu.lock);
 	assert_int_equal(atomic_load(&f->mmu.roots.nr_roots), 2);
 
-	root_put(&f->mmu.roots, r0);
-	root_put(&f->mmu.roots, r1);
+	put_root(f, r0);
+	put_root(f, r1);
 	invalidate_and_zap(f);
 	assert_int_equal(atomic_load(&f->mmu.roots.nr_roots), 0);
 	fixture_free(f);
@@ -424,7 +432,7 @@ static void test_zap_and_last_put(void **state)
 
 	/* a zap of valid roots owes a flush, done before unlock */
 	tdp_write_lock(&f->mmu.lock);
-	tdp_mmu_zap_leafs(&f->mmu, 0, 0x12345, 0x12346, false, false, &ctx);
+	tdp_mmu_zap_gfn_range(&f->mmu, 0, 0x12345, 0x12346, false, false, &ctx);
 	assert_true(ctx.flush);
 	tdp_mmu_flush_and_free(&f->mmu, &ctx);
 	tdp_write_unlock(&f->mmu.lock);
@@ -433,15 +441,15 @@ static void test_zap_and_last_put(void **state)
 	assert_int_equal(stat_read(f->stats.pages[3]), 1);
 	/* zapping an empty range: nothing owed */
 	tdp_write_lock(&f->mmu.lock);
-	tdp_mmu_zap_leafs(&f->mmu, 0, 0x12345, 0x12346, false, false, &ctx);
+	tdp_mmu_zap_gfn_range(&f->mmu, 0, 0x12345, 0x12346, false, false, &ctx);
 	assert_false(ctx.flush);
 	tdp_mmu_flush_and_free(&f->mmu, &ctx);
 	tdp_write_unlock(&f->mmu.lock);
 	assert_int_equal(f->flushes, 1);
 
 	/* the callers drop their references; the MMU's keep the roots */
-	root_put(&f->mmu.roots, a);
-	root_put(&f->mmu.roots, b);
+	put_root(f, a);
+	put_root(f, b);
 	assert_int_equal(refs(a), 1);
 	assert_int_equal(atomic_load(&f->mmu.roots.nr_roots), 2);
 
@@ -451,7 +459,7 @@ static void test_zap_and_last_put(void **state)
 	tdp_write_lock(&f->mmu.lock);
 	assert_int_equal(tdp_mmu_invalidate_roots(&f->mmu), 2);
 	tdp_write_unlock(&f->mmu.lock);
-	tdp_mmu_zap_invalidated_roots(&f->mmu);
+	tdp_mmu_zap_invalidated_roots(&f->mmu, true);
 	assert_int_equal(f->flushes, 1);
 	assert_int_equal(atomic_load(&f->mmu.roots.nr_roots), 0);
 	assert_int_equal(stat_read(f->stats.pages[1]), 0);
@@ -463,7 +471,7 @@ static void test_zap_and_last_put(void **state)
 	assert_int_equal(allocated(f), f->cache.n);
 	assert_true(allocated(f) <= base);
 	tdp_write_lock(&f->mmu.lock);
-	assert_true(cds_list_empty(&f->mmu.roots.list));
+	assert_true(tdp_rcu_list_empty(&f->mmu.roots.list));
 	tdp_write_unlock(&f->mmu.lock);
 	fixture_free(f);
 }
@@ -484,7 +492,7 @@ static void test_held_root_survives_zap(void **state)
 		assert_false(spte_present(a->spt[i]));
 	assert_int_equal(stat_read(f->stats.pt_pages), 0);
 	assert_int_equal(stat_read(f->stats.pages[1]), 0);
-	root_put(&f->mmu.roots, a);
+	put_root(f, a);
 	assert_int_equal(atomic_load(&f->mmu.roots.nr_roots), 0);
 	fixture_free(f);
 }
@@ -509,8 +517,8 @@ static void test_last_put_of_valid_root_aborts(void **state)
 			_exit(3);
 		f = fixture_new(4);
 		a = get_root(f, 0, 4);
-		root_put(&f->mmu.roots, a);
-		root_put(&f->mmu.roots, a); /* drops the MMU's reference */
+		put_root(f, a);
+		put_root(f, a); /* drops the MMU's reference */
 		_exit(0);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
