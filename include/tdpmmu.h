@@ -270,6 +270,27 @@ int tdp_vm_zap_gfn_range(struct tdp_vm *vm, unsigned as_id, uint64_t gpa,
  */
 int tdp_vm_invalidate_roots(struct tdp_vm *vm);
 
+struct tdp_translation {
+	uint64_t pfn;	    /* host frame backing the gpa's 4 KiB page */
+	uint64_t size;	    /* size of the leaf: 4 KiB, 2 MiB or 1 GiB */
+	unsigned prot;	    /* TDP_PROT_* the leaf allows */
+	bool accessed;	    /* Accessed bit of the leaf */
+	bool dirty;	    /* Dirty bit of the leaf */
+};
+
+/*
+ * tdp_vm_translate - report how @gpa is mapped right now in the valid root
+ * of address space @as_id, without faulting anything in and without
+ * mmu_lock (an RCU walk, like KVM's lockless walks).  The answer may be
+ * stale as soon as it is returned.
+ * Errors: -EINVAL bad as_id, gpa beyond the gpa width, or NULL @out;
+ *         -ENOENT no valid root of that address space (no vCPU has run in
+ *         it) or the gpa is not mapped.
+ * Thread-safety: any thread, lock-free.
+ */
+int tdp_vm_translate(struct tdp_vm *vm, unsigned as_id, uint64_t gpa,
+		     struct tdp_translation *out);
+
 struct tdp_stats {
 	/* faults (KVM vcpu stats, summed over vCPUs) */
 	uint64_t pf_taken;	/* faults that reached the fault handler */
