@@ -2,8 +2,8 @@
 /*
  * test_host.c - the embedded host (src/host/pool.c, src/host/buddy.c):
  * argument errors, mappings, folios, read/write, munmap, mprotect, migrate,
- * swap, split, notifiers, pins and a concurrent migrate-while-accessing
- * stress.
+ * swap, split, dirty state and the swap cache (host_mark_dirty, clean
+ * swap-out, lost Dirty bits), notifiers, pins and concurrent stresses.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -19,6 +19,7 @@
 #include "helpers.h"
 #include "host/buddy.h"
 #include "host/host.h"
+#include "wordcopy.h"
 
 #define PG	4096ull
 #define HVA_TOP (1ull << 47)
@@ -1019,6 +1020,673 @@ static void test_split(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* dirty state and the swap cache                                      */
+/* ------------------------------------------------------------------ */
+
+/* Write generation @gen of the page at @hva straight into its frame, as a
+ * guest store through a writable VM mapping does: the host does not see
+ * it, only a Dirty bit that the VM may report (or lose). */
+static void frame_write(struct tdp_host *h, uint64_t hva, uint64_t gen)
+{
+	uint64_t buf[512];
+
+	th_fill_page(buf, hva, gen);
+	wordcopy_to_frame(host_frame_base(h) + lookup_pfn(h, hva, NULL) * PG,
+			  buf, PG);
+}
+
+/* Swap out [hva, hva+len) and return how many clean pages it reused. */
+static uint64_t swap_out_clean(struct tdp_host *h, uint64_t hva, uint64_t len)
+{
+	uint64_t before = stats(h).swap_out_clean;
+
+	assert_int_equal(tdp_host_swap_out(h, hva, len), 0);
+	return stats(h).swap_out_clean - before;
+}
+
+/* A "guest" with a writable mapping of the page at @hva: in
+ * invalidate_start (the VM zaps its mapping) it makes a last write of
+ * generation @gen, whose Dirty bit it reports or, with !report, loses. */
+struct marker {
+	struct tdp_host_notifier n;
+	struct tdp_host *h;
+	uint64_t hva, gen;
+	bool report;
+	int calls;
+};
+
+static void marker_start(struct tdp_host_notifier *n, uint64_t start,
+			 uint64_t end)
+{
+	struct marker *m = (struct marker *)n;
+	uint64_t pfn;
+	unsigned order, prot;
+	uint64_t buf[512];
+
+	if (m->hva < start || m->hva >= end ||
+	    host_lookup(m->h, m->hva, &pfn, &order, &prot))
+		return;
+	m->calls++;
+	th_fill_page(buf, m->hva, m->gen);
+	wordcopy_to_frame(host_frame_base(m->h) + pfn * PG, buf, PG);
+	if (m->report) /* the host holds its mmap lock for write now */
+		host_mark_dirty(m->h, pfn, 1);
+}
+
+static const struct tdp_host_notifier_ops marker_ops = {
+	.invalidate_start = marker_start,
+};
+
+static void marker_init(struct marker *m, struct tdp_host *h, uint64_t hva,
+			uint64_t gen, bool report)
+{
+	memset(m, 0, sizeof(*m));
+	m->n.ops = &marker_ops;
+	m->h = h;
+	m->hva = hva;
+	m->gen = gen;
+	m->report = report;
+	host_notifier_register(h, &m->n);
+}
+
+static void test_swapcache_clean(void **state)
+{
+	struct tdp_host *h = mkhost(1ull << 30);
+	uint64_t a = map(h, 4 * PG, 3, PG);
+	uint64_t pfn;
+	struct host_gup g;
+	struct tdp_host_stats s;
+
+	assert_int_equal(host_page_dirty(NULL, a), -EINVAL);
+	put_page(h, a, 1);
+	put_page(h, a + PG, 2);
+	assert_int_equal(host_page_dirty(h, a), 1); /* new: no copy */
+	assert_int_equal(host_page_dirty(h, a + 2 * PG), -ENOENT);
+	assert_int_equal(host_page_dirty(h, a + 4 * PG), -EFAULT);
+	assert_int_equal(swap_out_clean(h, a, 4 * PG), 0);
+	s = stats(h);
+	assert_int_equal(s.swap_outs, 2);
+	assert_int_equal(s.swap_out_clean, 0);
+	assert_int_equal(host_swap_cached(h), 0);
+	assert_int_equal(host_page_dirty(h, a), -ENOENT);
+
+	/* swap-in by read: the page is clean and keeps its copy */
+	check_page(h, a, 1);
+	assert_int_equal(host_page_dirty(h, a), 0);
+	s = stats(h);
+	assert_int_equal(s.swap_ins, 1);
+	assert_int_equal(s.swapped_pages, 1);
+	assert_int_equal(s.frames_used, 1);
+	assert_int_equal(host_swap_cached(h), 1);
+	/* reading and pinning for read leave it clean */
+	check_page(h, a, 1);
+	assert_int_equal(host_gup(h, a, false, &g), 0);
+	host_put_frame(h, g.ref_pfn);
+	assert_int_equal(host_page_dirty(h, a), 0);
+
+	/* swap-out reuses the copy: the frame goes without being copied */
+	pfn = lookup_pfn(h, a, NULL);
+	assert_int_equal(swap_out_clean(h, a, 4 * PG), 1);
+	s = stats(h);
+	assert_int_equal(s.swap_outs, 3);
+	assert_int_equal(s.swapped_pages, 2);
+	assert_int_equal(s.frames_used, 0);
+	assert_int_equal(host_swap_cached(h), 0);
+	assert_true(frame_poisoned(h, pfn));
+	check_page(h, a, 1);
+	check_page(h, a + PG, 2);
+	assert_int_equal(host_swap_cached(h), 2);
+	/* both clean now; swap-in by host_gup(read) is clean too */
+	assert_int_equal(swap_out_clean(h, a, 4 * PG), 2);
+	assert_int_equal(host_gup(h, a + PG, false, &g), 0);
+	host_put_frame(h, g.ref_pfn);
+	assert_int_equal(host_page_dirty(h, a + PG), 0);
+	assert_int_equal(swap_out_clean(h, a, 4 * PG), 1);
+	check_page(h, a, 1);
+	check_page(h, a + PG, 2);
+	s = stats(h);
+	assert_int_equal(s.swap_outs, 6);
+	assert_int_equal(s.swap_out_clean, 4);
+	assert_int_equal(s.swap_ins, 6);
+	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
+	assert_int_equal(host_swap_cached(h), 0);
+	assert_empty(h);
+	tdp_host_destroy(h);
+}
+
+/* Each way of dirtying a clean page makes swap-out write it again. */
+static void test_swapcache_dirty(void **state)
+{
+	struct tdp_host *h = mkhost(1ull << 30);
+	uint64_t a = map(h, 8 * PG, 3, PG), x = 0x1234;
+	uint64_t buf[512];
+	struct host_gup g;
+
+	for (unsigned i = 0; i < 8; i++)
+		put_page(h, a + i * PG, 10 + i);
+	assert_int_equal(swap_out_clean(h, a, 8 * PG), 0);
+	for (unsigned i = 0; i < 8; i++)
+		check_page(h, a + i * PG, 10 + i); /* clean */
+	for (unsigned i = 0; i < 8; i++)
+		assert_int_equal(host_page_dirty(h, a + i * PG), 0);
+	assert_int_equal(host_swap_cached(h), 8);
+
+	/* 0: tdp_host_write of the whole page; 1: of 8 bytes */
+	put_page(h, a, 20);
+	assert_int_equal(tdp_host_write(h, a + PG + 16, &x, 8), 0);
+	/* 2: host_gup for write, the pinner writes the frame */
+	assert_int_equal(host_gup(h, a + 2 * PG, true, &g), 0);
+	assert_int_equal(host_page_dirty(h, a + 2 * PG), 1);
+	th_fill_page(buf, a + 2 * PG, 22);
+	wordcopy_to_frame(host_frame_base(h) + g.pfn * PG, buf, PG);
+	host_put_frame(h, g.ref_pfn);
+	/* 3: a guest store whose Dirty bit the VM reports */
+	frame_write(h, a + 3 * PG, 23);
+	host_mark_dirty(h, lookup_pfn(h, a + 3 * PG, NULL), 1);
+	/* 4: host_mark_dirty alone (the VM saw D, content unchanged) */
+	host_mark_dirty(h, lookup_pfn(h, a + 4 * PG, NULL), 1);
+	/* 5, 6, 7: untouched, clean */
+	for (unsigned i = 0; i < 5; i++)
+		assert_int_equal(host_page_dirty(h, a + i * PG), 1);
+	for (unsigned i = 5; i < 8; i++)
+		assert_int_equal(host_page_dirty(h, a + i * PG), 0);
+	assert_int_equal(host_swap_cached(h), 8); /* stale copies are kept */
+	assert_int_equal(swap_out_clean(h, a, 8 * PG), 3);
+	assert_int_equal(stats(h).swapped_pages, 8);
+	assert_int_equal(host_swap_cached(h), 0);
+
+	check_page(h, a, 20);
+	assert_int_equal(tdp_host_read(h, a + PG, buf, PG), 0);
+	assert_int_equal(buf[2], x);
+	buf[2] = th_pattern(a + PG, 11, 2);
+	assert_int_equal(th_check_page(buf, a + PG, 11), 0);
+	check_page(h, a + 2 * PG, 22);
+	check_page(h, a + 3 * PG, 23);
+	for (unsigned i = 4; i < 8; i++)
+		check_page(h, a + i * PG, 10 + i);
+
+	/* swap-in by host_gup(write) is dirty at once */
+	assert_int_equal(swap_out_clean(h, a, 8 * PG), 8);
+	assert_int_equal(host_gup(h, a + 6 * PG, true, &g), 0);
+	assert_int_equal(host_page_dirty(h, a + 6 * PG), 1);
+	th_fill_page(buf, a + 6 * PG, 26);
+	wordcopy_to_frame(host_frame_base(h) + g.pfn * PG, buf, PG);
+	host_put_frame(h, g.ref_pfn);
+	/* so is swap-in by tdp_host_write */
+	put_page(h, a + 7 * PG, 27);
+	assert_int_equal(host_page_dirty(h, a + 7 * PG), 1);
+	assert_int_equal(swap_out_clean(h, a, 8 * PG), 0);
+	check_page(h, a + 6 * PG, 26);
+	check_page(h, a + 7 * PG, 27);
+	assert_int_equal(tdp_host_munmap(h, a, 8 * PG), 0);
+	assert_empty(h);
+	assert_int_equal(host_swap_cached(h), 0);
+	tdp_host_destroy(h);
+}
+
+/* The model has teeth: a guest write whose Dirty bit nobody reports is
+ * lost at the next swap-out, exactly as in Linux. */
+static void test_swapcache_lost_dirty(void **state)
+{
+	struct tdp_host *h = mkhost(1ull << 30);
+	uint64_t a = map(h, 4 * PG, 3, PG);
+	struct marker m;
+
+	put_page(h, a, 1);
+	assert_int_equal(swap_out_clean(h, a, PG), 0);
+	check_page(h, a, 1);  /* clean, copy retained */
+	frame_write(h, a, 2); /* the guest writes, D is lost */
+	check_page(h, a, 2);  /* the frame has it ... */
+	assert_int_equal(host_page_dirty(h, a), 0);
+	assert_int_equal(swap_out_clean(h, a, PG), 1);
+	check_page(h, a, 1); /* ... but reclaim threw it away */
+
+	/* a VM that writes the clean page and reports the Dirty bit from
+	 * invalidate_start: the write is kept */
+	put_page(h, a + PG, 4);
+	assert_int_equal(swap_out_clean(h, a + PG, PG), 0);
+	check_page(h, a + PG, 4); /* clean */
+	marker_init(&m, h, a + PG, 5, true);
+	assert_int_equal(swap_out_clean(h, a + PG, PG), 0);
+	assert_int_equal(m.calls, 1);
+	check_page(h, a + PG, 5); /* clean again */
+	/* the same VM losing the bit: its last write is gone */
+	m.report = false;
+	m.gen = 6;
+	assert_int_equal(swap_out_clean(h, a + PG, PG), 1);
+	assert_int_equal(m.calls, 2);
+	check_page(h, a + PG, 5);
+	host_notifier_unregister(h, &m.n);
+	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
+	assert_empty(h);
+	tdp_host_destroy(h);
+}
+
+static struct tdp_host *hook_mark_host;
+static uint64_t hook_mark_hva;
+
+static void hook_mark(void *arg, uint64_t start, uint64_t end)
+{
+	uint64_t pfn;
+	unsigned order, prot;
+
+	if (!host_lookup(hook_mark_host, hook_mark_hva, &pfn, &order, &prot))
+		host_mark_dirty(hook_mark_host, pfn, 1);
+}
+
+static void test_swapcache_migrate(void **state)
+{
+	struct tdp_host *h = mkhost(1ull << 30);
+	uint64_t a = map(h, 4 * PG, 3, PG);
+	uint64_t old, nw;
+	struct marker m;
+
+	for (unsigned i = 0; i < 4; i++)
+		put_page(h, a + i * PG, 30 + i);
+	assert_int_equal(swap_out_clean(h, a, 4 * PG), 0);
+	for (unsigned i = 0; i < 4; i++)
+		check_page(h, a + i * PG, 30 + i);
+
+	/* page 0: clean, and the copy goes with it */
+	old = lookup_pfn(h, a, NULL);
+	assert_int_equal(tdp_host_migrate(h, a, PG), 0);
+	nw = lookup_pfn(h, a, NULL);
+	assert_true(nw != old);
+	assert_int_equal(host_page_dirty(h, a), 0);
+	assert_int_equal(host_swap_cached(h), 4);
+	/* a late mark of the old frame does not touch the page */
+	host_mark_dirty(h, old, 1);
+	assert_int_equal(host_page_dirty(h, a), 0);
+	check_page(h, a, 30);
+
+	/* page 1: dirty before the migration, dirty after */
+	host_mark_dirty(h, lookup_pfn(h, a + PG, NULL), 1);
+	assert_int_equal(tdp_host_migrate(h, a + PG, PG), 0);
+	assert_int_equal(host_page_dirty(h, a + PG), 1);
+
+	/* page 2: the VM reports D in invalidate_start of the migration;
+	 * the write it made then is copied and the page stays dirty */
+	marker_init(&m, h, a + 2 * PG, 42, true);
+	assert_int_equal(tdp_host_migrate(h, a + 2 * PG, PG), 0);
+	host_notifier_unregister(h, &m.n);
+	assert_int_equal(m.calls, 1);
+	assert_int_equal(host_page_dirty(h, a + 2 * PG), 1);
+	check_page(h, a + 2 * PG, 42);
+
+	/* page 3: marked from the test hook (after invalidate_start) */
+	hook_mark_host = h;
+	hook_mark_hva = a + 3 * PG;
+	host_set_test_hook(h, hook_mark, NULL);
+	assert_int_equal(tdp_host_migrate(h, a + 3 * PG, PG), 0);
+	host_set_test_hook(h, NULL, NULL);
+	assert_int_equal(host_page_dirty(h, a + 3 * PG), 1);
+
+	/* swap-out: only page 0 is clean; all contents right */
+	assert_int_equal(swap_out_clean(h, a, 4 * PG), 1);
+	check_page(h, a, 30);
+	check_page(h, a + PG, 31);
+	check_page(h, a + 2 * PG, 42);
+	check_page(h, a + 3 * PG, 33);
+
+	/* a lost Dirty bit before a migration still loses the write: the
+	 * frame's content moves, the stale copy with it */
+	frame_write(h, a, 50);
+	assert_int_equal(tdp_host_migrate(h, a, 4 * PG), 0);
+	check_page(h, a, 50);
+	assert_int_equal(host_page_dirty(h, a), 0);
+	assert_int_equal(swap_out_clean(h, a, PG), 1);
+	check_page(h, a, 30);
+	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
+	assert_empty(h);
+	assert_int_equal(host_swap_cached(h), 0);
+	tdp_host_destroy(h);
+}
+
+static void test_swapcache_huge(void **state)
+{
+	struct tdp_host *h = mkhost(1ull << 30);
+	uint64_t b = map(h, TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	unsigned order;
+
+	put_page(h, b + 5 * PG, 5);
+	put_page(h, b + 7 * PG, 7);
+	lookup_pfn(h, b, &order);
+	assert_int_equal(order, 9);
+	assert_int_equal(host_page_dirty(h, b + 5 * PG), 1);
+	assert_int_equal(host_page_dirty(h, b + 6 * PG), 1); /* zero, new */
+	/* marks on a huge folio change nothing: it has no copies */
+	host_mark_dirty(h, lookup_pfn(h, b, NULL), 512);
+	assert_int_equal(swap_out_clean(h, b, TDP_HUGE_2M), 0);
+	assert_int_equal(stats(h).swapped_pages, 512);
+	/* pages come back one by one, as clean 4 KiB pages */
+	check_page(h, b + 5 * PG, 5);
+	check_page(h, b + 7 * PG, 7);
+	lookup_pfn(h, b + 5 * PG, &order);
+	assert_int_equal(order, 0);
+	assert_int_equal(host_page_dirty(h, b + 5 * PG), 0);
+	assert_int_equal(host_page_dirty(h, b + 7 * PG), 0);
+	put_page(h, b + 7 * PG, 8);
+	assert_int_equal(host_page_dirty(h, b + 7 * PG), 1);
+	assert_int_equal(swap_out_clean(h, b, TDP_HUGE_2M), 1);
+	assert_int_equal(stats(h).swapped_pages, 512);
+	check_page(h, b + 5 * PG, 5);
+	check_page(h, b + 7 * PG, 8);
+	assert_int_equal(tdp_host_munmap(h, b, TDP_HUGE_2M), 0);
+	assert_empty(h);
+	assert_int_equal(host_swap_cached(h), 0);
+	tdp_host_destroy(h);
+}
+
+/* Retained copies go with the mapping (LSan checks that they are freed). */
+static void test_swapcache_unmap(void **state)
+{
+	struct tdp_host *h = mkhost(1ull << 30);
+	uint64_t a = map(h, 8 * PG, 3, PG);
+	struct host_gup g;
+
+	for (unsigned i = 0; i < 8; i++)
+		put_page(h, a + i * PG, 60 + i);
+	assert_int_equal(swap_out_clean(h, a, 8 * PG), 0);
+	for (unsigned i = 0; i < 8; i++)
+		check_page(h, a + i * PG, 60 + i);
+	assert_int_equal(host_swap_cached(h), 8);
+	put_page(h, a + PG, 70); /* dirty: its stale copy is kept too */
+	assert_int_equal(host_swap_cached(h), 8);
+
+	/* munmap of part of the range frees those copies */
+	assert_int_equal(tdp_host_munmap(h, a, 2 * PG), 0);
+	assert_int_equal(host_swap_cached(h), 6);
+	/* a pinned page loses its copy with its mapping; the frame stays */
+	assert_int_equal(host_gup(h, a + 2 * PG, false, &g), 0);
+	assert_int_equal(tdp_host_munmap(h, a + 2 * PG, 2 * PG), 0);
+	assert_int_equal(host_swap_cached(h), 4);
+	assert_int_equal(stats(h).frames_used, 5);
+	assert_int_equal(th_check_page(frame_words(h, g.pfn), a + 2 * PG, 62),
+			 0);
+	host_mark_dirty(h, g.pfn, 1); /* unmapped: ignored */
+	host_put_frame(h, g.ref_pfn);
+	assert_true(frame_poisoned(h, g.pfn));
+	assert_int_equal(stats(h).frames_used, 4);
+	/* destroy with retained copies (and a swapped page) left */
+	assert_int_equal(swap_out_clean(h, a + 4 * PG, PG), 1);
+	tdp_host_destroy(h);
+}
+
+static void test_mark_dirty_args(void **state)
+{
+	struct tdp_host *h = mkhost(1ull << 30);
+	uint64_t n = stats(h).frames_total;
+	uint64_t a = map(h, 2 * PG, 3, PG), pfn;
+	uint64_t c = map(h, 80 * PG, 3, PG), lo = UINT64_MAX, hi = 0;
+
+	/* out of range: ignored, never a crash (ASan checks the bitmap) */
+	host_mark_dirty(NULL, 0, 1);
+	host_mark_dirty(h, n, 1);
+	host_mark_dirty(h, UINT64_MAX, UINT64_MAX);
+	host_mark_dirty(h, n - 1, UINT64_MAX);
+	host_mark_dirty(h, 0, 0);
+	host_mark_dirty(h, 0, UINT64_MAX); /* every frame */
+	assert_int_equal(host_swap_cached(NULL), 0);
+
+	/* bits set on free frames do not survive allocation */
+	put_page(h, a, 1);
+	pfn = lookup_pfn(h, a, NULL);
+	assert_int_equal(swap_out_clean(h, a, PG), 0);
+	host_mark_dirty(h, pfn, 1); /* a stale mark of the freed frame */
+	host_mark_dirty(h, 0, n);
+	check_page(h, a, 1);
+	assert_int_equal(lookup_pfn(h, a, NULL), pfn); /* the same frame */
+	assert_int_equal(host_page_dirty(h, a), 0);
+	/* marking a neighbour frame leaves the page clean */
+	put_page(h, a + PG, 2);
+	assert_true(lookup_pfn(h, a + PG, NULL) != pfn);
+	host_mark_dirty(h, lookup_pfn(h, a + PG, NULL), 1);
+	assert_int_equal(host_page_dirty(h, a), 0);
+	host_mark_dirty(h, pfn, 1);
+	assert_int_equal(host_page_dirty(h, a), 1);
+
+	/* a range mark reaches every frame of it, across bitmap words, and
+	 * no further */
+	for (unsigned i = 0; i < 80; i++)
+		put_page(h, c + i * PG, i);
+	assert_int_equal(swap_out_clean(h, c, 80 * PG), 0);
+	for (unsigned i = 0; i < 80; i++) {
+		uint64_t p;
+
+		check_page(h, c + i * PG, i);
+		p = lookup_pfn(h, c + i * PG, NULL);
+		lo = p < lo ? p : lo;
+		hi = p > hi ? p : hi;
+	}
+	for (unsigned i = 0; i < 80; i++)
+		assert_int_equal(host_page_dirty(h, c + i * PG), 0);
+	host_mark_dirty(h, lo + 1, hi - lo - 1);
+	for (unsigned i = 0; i < 80; i++) {
+		uint64_t p = lookup_pfn(h, c + i * PG, NULL);
+
+		assert_int_equal(host_page_dirty(h, c + i * PG),
+				 p != lo && p != hi);
+	}
+	/* frames allocated and freed next to dirty ones leave their bits:
+	 * page a is dirty, its neighbours come and go */
+	assert_int_equal(host_page_dirty(h, a), 1);
+	assert_int_equal(tdp_host_munmap(h, a + PG, PG), 0);
+	assert_int_equal(tdp_host_migrate(h, c, 80 * PG), 0);
+	assert_int_equal(swap_out_clean(h, c, 80 * PG), 2);
+	for (unsigned i = 0; i < 80; i++)
+		put_page(h, c + i * PG, 100 + i);
+	assert_int_equal(host_page_dirty(h, a), 1);
+	assert_int_equal(swap_out_clean(h, a, PG), 0);
+	check_page(h, a, 1);
+	assert_int_equal(tdp_host_munmap(h, a, PG), 0);
+	assert_int_equal(tdp_host_munmap(h, c, 80 * PG), 0);
+	assert_empty(h);
+	tdp_host_destroy(h);
+}
+
+/* A minimal VM on 512 pages: mappings installed after host_gup with the
+ * notifier sequence check, guest stores through them setting a Dirty bit,
+ * invalidate_start zaps and reports D with host_mark_dirty (from inside
+ * the callback, under the host's write lock).  Runs against swap-out,
+ * migrate, split and host reads; every read must see the last write. */
+#define MV_PAGES 512
+
+struct mvm {
+	struct tdp_host_notifier n;
+	struct tdp_host *h;
+	pthread_mutex_t lock;
+	uint64_t base;
+	uint64_t pfn[MV_PAGES];
+	bool mapped[MV_PAGES], dirty[MV_PAGES];
+	unsigned in_progress;
+	uint64_t seq;
+	uint64_t stop_ns;
+	int stop;
+	uint64_t mismatches, rounds, retries, marks; /* guest */
+	uint64_t errors, ops;			     /* mover */
+};
+
+static void mv_start(struct tdp_host_notifier *n, uint64_t start, uint64_t end)
+{
+	struct mvm *v = (struct mvm *)n;
+
+	pthread_mutex_lock(&v->lock);
+	v->in_progress++;
+	for (unsigned i = 0; i < MV_PAGES; i++) {
+		uint64_t hva = v->base + i * PG;
+
+		if (hva < start || hva >= end || !v->mapped[i])
+			continue;
+		if (v->dirty[i]) {
+			host_mark_dirty(v->h, v->pfn[i], 1);
+			v->marks++;
+		}
+		v->mapped[i] = false;
+	}
+	pthread_mutex_unlock(&v->lock);
+}
+
+static void mv_end(struct tdp_host_notifier *n, uint64_t start, uint64_t end)
+{
+	struct mvm *v = (struct mvm *)n;
+
+	pthread_mutex_lock(&v->lock);
+	v->in_progress--;
+	v->seq++;
+	pthread_mutex_unlock(&v->lock);
+}
+
+static const struct tdp_host_notifier_ops mv_ops = {
+	.invalidate_start = mv_start,
+	.invalidate_end = mv_end,
+};
+
+/* One guest access to page @i through the VM's mapping (faulting it in:
+ * host_gup for write only on a write fault, but mapped writable always,
+ * as KVM does).  Returns with v->lock held and page i mapped. */
+static void mv_map(struct mvm *v, unsigned i, bool write)
+{
+	for (;;) {
+		struct host_gup g;
+		uint64_t seq;
+
+		pthread_mutex_lock(&v->lock);
+		if (v->mapped[i])
+			return;
+		seq = v->seq;
+		pthread_mutex_unlock(&v->lock);
+		if (host_gup(v->h, v->base + i * PG, write, &g)) {
+			v->mismatches++;
+			continue;
+		}
+		pthread_mutex_lock(&v->lock);
+		if (!v->in_progress && v->seq == seq) {
+			v->mapped[i] = true;
+			v->dirty[i] = false;
+			v->pfn[i] = g.pfn;
+			host_put_frame(v->h, g.ref_pfn);
+			return;
+		}
+		pthread_mutex_unlock(&v->lock);
+		host_put_frame(v->h, g.ref_pfn);
+		v->retries++;
+	}
+}
+
+static void *mv_guest(void *arg)
+{
+	struct mvm *v = arg;
+	uint64_t gen[MV_PAGES] = {0}, buf[512], st = 5;
+
+	while (!__atomic_load_n(&v->stop, __ATOMIC_ACQUIRE)) {
+		uint64_t r = th_rand(&st);
+		unsigned i = r % MV_PAGES;
+		uint64_t hva = v->base + i * PG;
+		bool write = (r >> 16) & 1;
+		uint8_t *frame;
+
+		mv_map(v, i, write);
+		frame = host_frame_base(v->h) + v->pfn[i] * PG;
+		if (write) {
+			gen[i]++;
+			th_fill_page(buf, hva, gen[i]);
+			wordcopy_to_frame(frame, buf, PG);
+			v->dirty[i] = true; /* the hardware sets D */
+		} else {
+			wordcopy_from_frame(buf, frame, PG);
+			if (th_check_page(buf, hva, gen[i]))
+				v->mismatches++;
+		}
+		pthread_mutex_unlock(&v->lock);
+		v->rounds++;
+	}
+	return NULL;
+}
+
+static void *mv_mover(void *arg)
+{
+	struct mvm *v = arg;
+	uint64_t st = 11, buf[512];
+
+	while (th_now_ns() < v->stop_ns) {
+		uint64_t r = th_rand(&st);
+		uint64_t off = (r >> 8) % MV_PAGES * PG;
+		uint64_t len = ((r >> 24) % 32 + 1) * PG;
+		int ret = 0;
+
+		if (off + len > MV_PAGES * PG)
+			len = MV_PAGES * PG - off;
+		switch ((r >> 4) % 4) {
+		case 0:
+			ret = tdp_host_swap_out(v->h, v->base + off, len);
+			break;
+		case 1:
+			ret = tdp_host_migrate(v->h, v->base + off, len);
+			break;
+		case 2: /* out, in clean behind the guest's back, out
+			 * again: mostly clean, unless the guest wrote */
+			ret = tdp_host_swap_out(v->h, v->base + off, len);
+			for (uint64_t p = 0; p < len && !ret; p += PG)
+				ret = tdp_host_read(v->h, v->base + off + p,
+						    buf, PG);
+			if (!ret)
+				ret = tdp_host_swap_out(v->h, v->base + off,
+							len);
+			break;
+		default:
+			ret = tdp_host_split(v->h, v->base + off, len);
+			break;
+		}
+		if (ret)
+			v->errors++;
+		v->ops++;
+		sched_yield();
+	}
+	__atomic_store_n(&v->stop, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void test_swapcache_concurrent(void **state)
+{
+	static struct mvm v;
+	pthread_t t[2];
+	struct tdp_host_stats s;
+
+	memset(&v, 0, sizeof(v));
+	v.h = mkhost(1ull << 30);
+	v.base = map(v.h, MV_PAGES * PG, 3, TDP_HUGE_2M);
+	for (unsigned i = 0; i < MV_PAGES; i++)
+		put_page(v.h, v.base + i * PG, 0);
+	assert_int_equal(pthread_mutex_init(&v.lock, NULL), 0);
+	v.n.ops = &mv_ops;
+	host_notifier_register(v.h, &v.n);
+	v.stop_ns = th_now_ns() + 1500000000ull;
+	assert_int_equal(pthread_create(&t[0], NULL, mv_guest, &v), 0);
+	assert_int_equal(pthread_create(&t[1], NULL, mv_mover, &v), 0);
+	pthread_join(t[1], NULL);
+	pthread_join(t[0], NULL);
+	host_notifier_unregister(v.h, &v.n);
+	s = stats(v.h);
+	print_message("swap cache: %llu guest accesses, %llu host ops, %llu "
+		      "marks, %llu swap-outs of which %llu clean\n",
+		      (unsigned long long)v.rounds, (unsigned long long)v.ops,
+		      (unsigned long long)v.marks,
+		      (unsigned long long)s.swap_outs,
+		      (unsigned long long)s.swap_out_clean);
+	assert_int_equal(v.mismatches, 0);
+	assert_int_equal(v.errors, 0);
+	assert_true(v.rounds > 100);
+	assert_true(v.marks > 0);
+	assert_true(s.swap_out_clean > 0);
+	assert_true(s.swap_out_clean < s.swap_outs);
+	assert_int_equal(tdp_host_munmap(v.h, v.base, MV_PAGES * PG), 0);
+	assert_empty(v.h);
+	assert_int_equal(host_swap_cached(v.h), 0);
+	pthread_mutex_destroy(&v.lock);
+	tdp_host_destroy(v.h);
+}
+
+/* ------------------------------------------------------------------ */
 /* notifiers and pins                                                  */
 /* ------------------------------------------------------------------ */
 
@@ -1340,6 +2008,14 @@ int main(void)
 		cmocka_unit_test(test_migrate_enomem),
 		cmocka_unit_test(test_swap),
 		cmocka_unit_test(test_split),
+		cmocka_unit_test(test_swapcache_clean),
+		cmocka_unit_test(test_swapcache_dirty),
+		cmocka_unit_test(test_swapcache_lost_dirty),
+		cmocka_unit_test(test_swapcache_migrate),
+		cmocka_unit_test(test_swapcache_huge),
+		cmocka_unit_test(test_swapcache_unmap),
+		cmocka_unit_test(test_mark_dirty_args),
+		cmocka_unit_test(test_swapcache_concurrent),
 		cmocka_unit_test(test_notifier),
 		cmocka_unit_test(test_reentry),
 		cmocka_unit_test(test_gup),

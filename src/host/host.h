@@ -30,6 +30,25 @@
  *    invalidate_end() after; frames are freed only after invalidate_start
  *    has returned, so a VM that honours the protocol never reads a freed
  *    frame.
+ *
+ * Dirty state (Linux reclaim's use of PG_dirty and the swap cache):
+ *  - Every present 4 KiB page is CLEAN or DIRTY.  A page swapped back in
+ *    keeps its swap copy (the "retained copy", at most one per page) and is
+ *    clean: its content equals the copy.  It becomes dirty when
+ *    tdp_host_write() writes it, when host_gup(write=true) returns it, or
+ *    when host_mark_dirty() names its frame.  Newly allocated (zero-filled)
+ *    pages have no copy and are dirty; migration keeps state and copy.
+ *  - tdp_host_swap_out() decides after invalidate_start has returned: a
+ *    clean page's frame is dropped WITHOUT copying and its retained copy
+ *    becomes the swapped page (stat swap_out_clean); a dirty page is copied
+ *    as before.  So a write that bypasses the host (a guest store through
+ *    a writable VM mapping) survives reclaim only if the VM reports it:
+ *    a VM that removes or write-protects a mapping whose Dirty bit is set
+ *    must call host_mark_dirty() (KVM's kvm_set_pfn_dirty) on its frames,
+ *    at the latest from inside invalidate_start.  A lost Dirty bit loses
+ *    the guest's data at the next swap-out.
+ *  - Frames are marked dirty lock-free (one bit per frame); the copies are
+ *    managed under the mmap lock.
  */
 #ifndef TDP_HOST_HOST_H
 #define TDP_HOST_HOST_H
@@ -89,6 +108,35 @@ int host_gup(struct tdp_host *h, uint64_t hva, bool write,
 
 /* Drop the reference host_gup() took (pass out->ref_pfn).  Lock-free. */
 void host_put_frame(struct tdp_host *h, uint64_t ref_pfn);
+
+/*
+ * host_mark_dirty - the VM saw a Dirty bit on a mapping of frames
+ * [pfn, pfn+npages) when it removed or write-protected that mapping: mark
+ * those pages dirty (KVM's kvm_set_pfn_dirty).  Called from inside
+ * invalidate_start callbacks (the host's mmap lock is then held for write
+ * by the calling host operation) or with no host lock held at all; must
+ * not deadlock in either case.  Frames not mapped (anymore) are ignored.
+ * Lock-free: atomic bit operations only.  Marks on frames that are free,
+ * or freed and allocated again since, have no effect that matters (a
+ * frame's bit is cleared when it is allocated and when it is freed, and a
+ * newly allocated page is dirty anyway); at worst a page is written to
+ * swap that did not need to be.
+ */
+void host_mark_dirty(struct tdp_host *h, uint64_t pfn, uint64_t npages);
+
+/*
+ * host_page_dirty - without faulting anything in, report the reclaim state
+ * of the page at @hva: 1 if it is present and dirty (swap-out must write
+ * it), 0 if it is present and clean (swap-out reuses its retained copy),
+ * -ENOENT if it is mapped but not present, -EFAULT if not mapped.  Takes
+ * the mmap lock for read (works from notifier callbacks).  For tests and
+ * audits.
+ */
+int host_page_dirty(struct tdp_host *h, uint64_t hva);
+
+/* Swap copies retained by present pages (the swap cache; swapped-out pages
+ * are counted by tdp_host_stats.swapped_pages).  Lock-free. */
+uint64_t host_swap_cached(struct tdp_host *h);
 
 /* Base of the frame pool: frame pfn lives at base + (pfn << 12). */
 uint8_t *host_frame_base(struct tdp_host *h);

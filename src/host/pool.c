@@ -14,6 +14,18 @@
  *    by hva (h->root, 512 entries a node, leaves of 512 ptes = 2 MiB): a pte
  *    is 0 (not populated), present (pfn, folio order) or swapped (pointer to
  *    a malloc'd 4 KiB copy).  The tree only has entries inside VMAs.
+ *  - Dirty state, per frame (so that host_mark_dirty() needs no hva):
+ *    h->swapc[pfn] is the retained swap copy ("swap cache") of the page
+ *    that frame pfn backs, or NULL; h->fdirty is a bitmap with one bit per
+ *    frame, set when the page may differ from its retained copy.  A present
+ *    page is CLEAN iff its frame has a retained copy and its dirty bit is
+ *    clear; otherwise it is DIRTY.  Swap-in stores the copy in swapc[] and
+ *    clears the bit; tdp_host_write, host_gup(write) and host_mark_dirty
+ *    set it; migration moves both to the new frame.  A dirty page's copy
+ *    is stale but kept as the buffer of its next swap-out, so there is at
+ *    most one copy per page.  Only order-0 folios ever have a retained copy
+ *    (swap-in allocates order-0 frames; huge folios are born zero-filled
+ *    and dirty, and their tails start without copies when split).
  *
  * Locking:
  *  - h->mmap_lock, a writer-preferring rwlock, protects the VMA array, the
@@ -28,6 +40,16 @@
  *    would have to take the lock again from there fails with -EDEADLK.
  *  - The buddy allocator has its own leaf mutex; frame reference counts and
  *    the statistics are atomics.  host_put_frame() takes no host lock.
+ *  - h->swapc[] is read and written only under mmap_lock (written only
+ *    with it held for write, so readers under the read lock are safe).
+ *  - h->fdirty bits are only changed with atomic RMW ops (set, or clear of
+ *    a partial word) or atomic stores of whole words that belong to one
+ *    folio being allocated or freed.  host_mark_dirty() takes no lock at
+ *    all, so it may be called under the write lock from invalidate_start
+ *    or with no host lock held.  Setting a bit needs no lock because
+ *    reclaim reads it only after invalidate_start has returned, and every
+ *    legitimate mark (by a VM that still maps the frame, or the host's own
+ *    writers under the mmap lock) happens before that.
  *
  * Lifetime of frames:
  *  - A mapping holds one reference on the head of each folio it maps; a
@@ -38,8 +60,14 @@
  *    invalidate_start returns), then invalidate_end(), and only then drops
  *    the mapping references of the old frames.
  *  - When a head's count reaches 0 the whole folio is filled with
- *    HOST_POISON_WORD and returned to the buddy allocator, by whoever
- *    dropped the last reference (with or without the mmap lock).
+ *    HOST_POISON_WORD, its dirty bits are cleared and it is returned to the
+ *    buddy allocator, by whoever dropped the last reference (with or
+ *    without the mmap lock).  frame_alloc() clears the bits again.
+ *  - Retained copies live from swap-in until the page is swapped out again
+ *    (the copy becomes the swapped pte's, rewritten first if dirty), its
+ *    frame is unmapped (freed before the mapping reference is dropped, so a
+ *    frame that outlives its mapping through a pin has none) or the host
+ *    is destroyed.  swapc[pfn] is therefore NULL whenever pfn is free.
  *  - Splitting keeps frames and contents: the head keeps its count, each
  *    tail frame becomes an order-0 folio with count 1 (its mapping ref).
  */
@@ -102,6 +130,8 @@ struct host_stats {
 	uint64_t swap_ins;
 	uint64_t splits;
 	uint64_t notifier_calls;
+	uint64_t swap_out_clean;
+	uint64_t swap_cached; /* retained copies (non-NULL swapc[]) */
 };
 
 struct tdp_host {
@@ -111,7 +141,9 @@ struct tdp_host {
 	uint8_t *pool;
 	uint64_t pool_bytes;
 	uint64_t nr_frames;
-	uint32_t *refs; /* atomic, per frame */
+	uint32_t *refs;	  /* atomic, per frame */
+	uint64_t *fdirty; /* atomic bitmap, one dirty bit per frame */
+	void **swapc;	  /* per frame: retained swap copy; under mmap_lock */
 	struct buddy buddy;
 
 	/* under mmap_lock */
@@ -253,6 +285,52 @@ static void mmap_read_unlock(struct tdp_host *h, bool taken)
 }
 
 /* ------------------------------------------------------------------ */
+/* frame dirty bits                                                    */
+/* ------------------------------------------------------------------ */
+
+static uint64_t bits_mask(uint64_t first, uint64_t n)
+{
+	return (n >= 64 ? ~0ull : (1ull << n) - 1) << first;
+}
+
+/* Set the dirty bits of frames [pfn, pfn + n), all < nr_frames. */
+static void frame_set_dirty(struct tdp_host *h, uint64_t pfn, uint64_t n)
+{
+	while (n) {
+		uint64_t bit = pfn & 63;
+		uint64_t c = 64 - bit < n ? 64 - bit : n;
+
+		__atomic_fetch_or(&h->fdirty[pfn >> 6], bits_mask(bit, c),
+				  __ATOMIC_RELAXED);
+		pfn += c;
+		n -= c;
+	}
+}
+
+static bool frame_test_dirty(struct tdp_host *h, uint64_t pfn)
+{
+	return __atomic_load_n(&h->fdirty[pfn >> 6], __ATOMIC_RELAXED) &
+	       (1ull << (pfn & 63));
+}
+
+/* Clear the dirty bits of the folio [pfn, pfn + 2^order), naturally
+ * aligned: whole words belong to it alone. */
+static void frame_clear_dirty(struct tdp_host *h, uint64_t pfn, unsigned order)
+{
+	uint64_t n = 1ull << order;
+
+	if (n < 64) {
+		__atomic_fetch_and(&h->fdirty[pfn >> 6],
+				   ~bits_mask(pfn & 63, n), __ATOMIC_RELAXED);
+		return;
+	}
+	/* skip zero words: an untouched bitmap page stays untouched */
+	for (uint64_t w = pfn >> 6; w < (pfn + n) >> 6; w++)
+		if (__atomic_load_n(&h->fdirty[w], __ATOMIC_RELAXED))
+			__atomic_store_n(&h->fdirty[w], 0, __ATOMIC_RELAXED);
+}
+
+/* ------------------------------------------------------------------ */
 /* frames and references                                               */
 /* ------------------------------------------------------------------ */
 
@@ -277,6 +355,7 @@ static int64_t frame_alloc(struct tdp_host *h, unsigned order, bool zero)
 		return pfn;
 	if (zero && dirty)
 		frame_zero(h, (uint64_t)pfn, order);
+	frame_clear_dirty(h, (uint64_t)pfn, order);
 	__atomic_store_n(&h->refs[pfn], 1, __ATOMIC_RELAXED);
 	STAT_ADD(h, frames_used, 1ull << order);
 	STAT_ADD(h, frame_refs, 1);
@@ -289,6 +368,7 @@ static void frame_unalloc(struct tdp_host *h, uint64_t pfn, unsigned order)
 	__atomic_store_n(&h->refs[pfn], 0, __ATOMIC_RELAXED);
 	STAT_SUB(h, frame_refs, 1);
 	STAT_SUB(h, frames_used, 1ull << order);
+	frame_clear_dirty(h, pfn, order);
 	buddy_free(&h->buddy, pfn);
 }
 
@@ -311,6 +391,7 @@ static void frame_release(struct tdp_host *h, uint64_t head)
 	}
 	wordfill_frame(frame_ptr(h, head), HOST_POISON_WORD,
 		       folio_bytes((unsigned)order));
+	frame_clear_dirty(h, head, (unsigned)order);
 	STAT_SUB(h, frames_used, 1ull << order);
 	buddy_free(&h->buddy, head);
 }
@@ -333,6 +414,33 @@ static void frame_put(struct tdp_host *h, uint64_t head)
 	STAT_SUB(h, frame_refs, 1);
 	if (old == 1)
 		frame_release(h, head);
+}
+
+/* ------------------------------------------------------------------ */
+/* retained swap copies (swap cache)                                   */
+/* ------------------------------------------------------------------ */
+
+/* Is the present page @e (mapping some hva) dirty?  mmap lock held. */
+static bool page_dirty(struct tdp_host *h, uint64_t e)
+{
+	uint64_t pfn = pte_pfn(e);
+
+	return pte_order(e) || !h->swapc[pfn] || frame_test_dirty(h, pfn);
+}
+
+/* Free the retained copy of the present page @e, if any.  Write lock. */
+static void swapc_drop(struct tdp_host *h, uint64_t e)
+{
+	void **slot;
+
+	if (pte_order(e)) /* huge folios never have copies */
+		return;
+	slot = &h->swapc[pte_pfn(e)];
+	if (!*slot)
+		return;
+	free(*slot);
+	*slot = NULL;
+	STAT_SUB(h, swap_cached, 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -731,10 +839,12 @@ static int swap_in(struct tdp_host *h, uint64_t *pte)
 	if (pfn < 0)
 		return -ENOMEM;
 	wordcopy_to_frame(frame_ptr(h, (uint64_t)pfn), copy, PAGE_SIZE_);
-	free(copy);
+	/* keep the copy: the page is clean (frame_alloc cleared its bit) */
+	h->swapc[pfn] = copy;
 	*pte = pte_mk_present((uint64_t)pfn, 0);
 	STAT_SUB(h, swapped_pages, 1);
 	STAT_ADD(h, swap_ins, 1);
+	STAT_ADD(h, swap_cached, 1);
 	return 0;
 }
 
@@ -846,6 +956,16 @@ static int rwlock_init_writer_pref(pthread_rwlock_t *l)
 	return ret ? -ENOMEM : 0;
 }
 
+static size_t fdirty_len(const struct tdp_host *h)
+{
+	return (h->nr_frames + 63) / 64 * sizeof(*h->fdirty);
+}
+
+static size_t swapc_len(const struct tdp_host *h)
+{
+	return h->nr_frames * sizeof(*h->swapc);
+}
+
 int tdp_host_create(const struct tdp_host_config *cfg, struct tdp_host **out)
 {
 	uint64_t bytes = cfg ? cfg->mem_bytes : 0;
@@ -866,8 +986,16 @@ int tdp_host_create(const struct tdp_host_config *cfg, struct tdp_host **out)
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (h->refs == MAP_FAILED)
 		goto free_pool;
-	if (buddy_init(&h->buddy, h->nr_frames))
+	h->fdirty = mmap(NULL, fdirty_len(h), PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (h->fdirty == MAP_FAILED)
 		goto free_refs;
+	h->swapc = mmap(NULL, swapc_len(h), PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (h->swapc == MAP_FAILED)
+		goto free_fdirty;
+	if (buddy_init(&h->buddy, h->nr_frames))
+		goto free_swapc;
 	h->root = calloc(1, sizeof(*h->root));
 	if (!h->root)
 		goto free_buddy;
@@ -881,6 +1009,10 @@ free_root:
 	free(h->root);
 free_buddy:
 	buddy_fini(&h->buddy);
+free_swapc:
+	munmap(h->swapc, swapc_len(h));
+free_fdirty:
+	munmap(h->fdirty, fdirty_len(h));
 free_refs:
 	munmap(h->refs, refs_len);
 free_pool:
@@ -895,6 +1027,8 @@ static int free_swap_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte,
 {
 	if (pte_swapped(*pte))
 		free(pte_swap_copy(*pte));
+	else
+		swapc_drop(h, *pte);
 	return 0;
 }
 
@@ -918,6 +1052,8 @@ void tdp_host_destroy(struct tdp_host *h)
 	free(h->vmas);
 	pthread_rwlock_destroy(&h->mmap_lock);
 	buddy_fini(&h->buddy);
+	munmap(h->swapc, swapc_len(h));
+	munmap(h->fdirty, fdirty_len(h));
 	munmap(h->refs, h->nr_frames * sizeof(*h->refs));
 	munmap(h->pool, h->pool_bytes);
 	free(h);
@@ -938,6 +1074,7 @@ void tdp_host_get_stats(struct tdp_host *h, struct tdp_host_stats *out)
 	out->swap_ins = STAT_GET(h, swap_ins);
 	out->splits = STAT_GET(h, splits);
 	out->notifier_calls = STAT_GET(h, notifier_calls);
+	out->swap_out_clean = STAT_GET(h, swap_out_clean);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1001,6 +1138,7 @@ static int unmap_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte, void *arg)
 		STAT_SUB(h, swapped_pages, 1);
 		return 0;
 	}
+	swapc_drop(h, e);
 	/* huge folios are wholly inside the range: drop at the head */
 	if (hva % folio_bytes(pte_order(e)) == 0)
 		frame_put(h, pte_pfn(e));
@@ -1126,6 +1264,7 @@ struct move {
 	uint64_t new_pfn; /* migrate: new folio */
 	void *copy;	  /* swap-out: the 4 KiB copy */
 	unsigned order;
+	bool cached; /* copy is the page's retained copy (else malloc'd) */
 };
 
 struct plan {
@@ -1157,9 +1296,16 @@ static int plan_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte, void *arg)
 	} else {
 		order = 0;
 	}
-	if (pl->m)
-		pl->m[pl->n] = (struct move){
-			.hva = hva, .old_pfn = pte_pfn(e), .order = order};
+	if (pl->m) {
+		/* only order-0 folios have retained copies */
+		void *copy = pte_order(e) ? NULL : h->swapc[pte_pfn(e)];
+
+		pl->m[pl->n] = (struct move){.hva = hva,
+					     .old_pfn = pte_pfn(e),
+					     .order = order,
+					     .copy = copy,
+					     .cached = copy != NULL};
+	}
 	pl->n++;
 	return 0;
 }
@@ -1212,6 +1358,15 @@ static void migrate_one(struct tdp_host *h, const struct move *m)
 	wordcopy_frame_to_frame(frame_ptr(h, m->new_pfn),
 				frame_ptr(h, m->old_pfn),
 				folio_bytes(m->order));
+	/* same content, same state: the retained copy and the dirty bit (as
+	 * the VMs left it in invalidate_start) go with it.  Huge folios have
+	 * no copies and are dirty whatever their bits say. */
+	if (m->cached) {
+		h->swapc[m->new_pfn] = m->copy;
+		h->swapc[m->old_pfn] = NULL;
+		if (frame_test_dirty(h, m->old_pfn))
+			frame_set_dirty(h, m->new_pfn, 1);
+	}
 	for (uint64_t i = 0; i < n; i++)
 		*pte_lookup(h, m->hva + (i << HOST_PAGE_SHIFT)) =
 			pte_mk_present(m->new_pfn + i, m->order);
@@ -1250,12 +1405,15 @@ out:
 	return ret;
 }
 
-/* Allocate the swap copies, all or nothing. */
+/* Allocate the swap copies of the pages without a retained one, all or
+ * nothing. */
 static int swap_alloc(struct plan *pl)
 {
 	size_t i;
 
 	for (i = 0; i < pl->n; i++) {
+		if (pl->m[i].cached)
+			continue;
 		pl->m[i].copy = malloc(PAGE_SIZE_);
 		if (!pl->m[i].copy)
 			goto undo;
@@ -1263,13 +1421,25 @@ static int swap_alloc(struct plan *pl)
 	return 0;
 undo:
 	while (i--)
-		free(pl->m[i].copy);
+		if (!pl->m[i].cached)
+			free(pl->m[i].copy);
 	return -ENOMEM;
 }
 
+/* After invalidate_start: the VMs have reported their Dirty bits.  A clean
+ * page gives its retained copy to the swap pte as it is; anything else is
+ * copied (into its stale retained copy if it has one). */
 static void swap_out_one(struct tdp_host *h, const struct move *m)
 {
-	wordcopy_from_frame(m->copy, frame_ptr(h, m->old_pfn), PAGE_SIZE_);
+	if (m->cached) {
+		h->swapc[m->old_pfn] = NULL;
+		STAT_SUB(h, swap_cached, 1);
+	}
+	if (m->cached && !frame_test_dirty(h, m->old_pfn))
+		STAT_ADD(h, swap_out_clean, 1);
+	else
+		wordcopy_from_frame(m->copy, frame_ptr(h, m->old_pfn),
+				    PAGE_SIZE_);
 	*pte_lookup(h, m->hva) = pte_mk_swap(m->copy);
 }
 
@@ -1334,12 +1504,15 @@ static void access_copy(struct tdp_host *h, uint64_t hva, uint8_t *buf,
 	while (len) {
 		uint64_t off = hva & (PAGE_SIZE_ - 1);
 		uint64_t n = PAGE_SIZE_ - off < len ? PAGE_SIZE_ - off : len;
-		uint8_t *frame = frame_ptr(h, pte_pfn(pte_get(h, hva))) + off;
+		uint64_t pfn = pte_pfn(pte_get(h, hva));
+		uint8_t *frame = frame_ptr(h, pfn) + off;
 
-		if (write)
+		if (write) {
+			frame_set_dirty(h, pfn, 1);
 			wordcopy_to_frame(frame, buf, n);
-		else
+		} else {
 			wordcopy_from_frame(buf, frame, n);
+		}
 		hva += n;
 		buf += n;
 		len -= n;
@@ -1431,6 +1604,9 @@ static int gup_locked(struct tdp_host *h, uint64_t hva, bool write,
 	head = pte_head_pfn(e, hva);
 	frame_get(h, head);
 	STAT_ADD(h, pinned_refs, 1);
+	/* Linux GUP for write dirties the page: the caller is going to write */
+	if (write)
+		frame_set_dirty(h, pte_pfn(e), 1);
 	*out = (struct host_gup){
 		.pfn = pte_pfn(e),
 		.ref_pfn = head,
@@ -1471,6 +1647,40 @@ void host_put_frame(struct tdp_host *h, uint64_t ref_pfn)
 	}
 	STAT_SUB(h, pinned_refs, 1);
 	frame_put(h, ref_pfn);
+}
+
+void host_mark_dirty(struct tdp_host *h, uint64_t pfn, uint64_t npages)
+{
+	if (!h || pfn >= h->nr_frames)
+		return;
+	if (npages > h->nr_frames - pfn)
+		npages = h->nr_frames - pfn;
+	frame_set_dirty(h, pfn, npages);
+}
+
+int host_page_dirty(struct tdp_host *h, uint64_t hva)
+{
+	bool taken;
+	uint64_t e;
+	int ret;
+
+	if (!h)
+		return -EINVAL;
+	hva = ALIGN_DOWN(hva, PAGE_SIZE_);
+	taken = mmap_read_lock(h);
+	if (!vma_find(h, hva)) {
+		ret = -EFAULT;
+	} else {
+		e = pte_get(h, hva);
+		ret = pte_present(e) ? page_dirty(h, e) : -ENOENT;
+	}
+	mmap_read_unlock(h, taken);
+	return ret;
+}
+
+uint64_t host_swap_cached(struct tdp_host *h)
+{
+	return h ? STAT_GET(h, swap_cached) : 0;
 }
 
 uint8_t *host_frame_base(struct tdp_host *h)
