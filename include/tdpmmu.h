@@ -173,6 +173,10 @@ struct tdp_host_stats {
 	uint64_t swap_ins;	 /* pages read back from swap */
 	uint64_t splits;	 /* huge folios split */
 	uint64_t notifier_calls; /* invalidate-start calls made to VMs */
+	/* Of swap_outs: clean pages (unchanged since their swap-in, as far as
+	 * the host and the VMs' Dirty bits tell) whose retained swap copy was
+	 * reused: the frame was dropped without being written. */
+	uint64_t swap_out_clean;
 };
 
 /*
@@ -335,8 +339,9 @@ void tdp_vm_get_stats(struct tdp_vm *vm, struct tdp_stats *out);
  * equal what a walk finds; every valid root holds the MMU's reference (I3).
  * If @report is not NULL, a description of the first problems found is
  * written there (NUL-terminated, truncated to @len).
- * Returns the number of problems found (0 = clean), or -EBUSY if a vCPU is
- * in guest mode or a host operation is running.
+ * Returns the number of problems found (0 = clean), -EBUSY if a vCPU is in
+ * guest mode or a host invalidation is in progress (between a host
+ * operation's notifier start and end), or -ENOMEM.
  * Thread-safety: call with no guest access, memslot update or host
  * operation in flight on this VM's host.
  */

@@ -115,10 +115,10 @@ static void check_leaf(struct tdp_vm *vm, struct audit *a, struct leaf *l)
 {
 	const struct memslot *slot;
 	uint64_t hva, pfn;
-	unsigned order, prot;
+	unsigned order, prot, idx;
 	int r;
 
-	tdp_rcu_read_lock();
+	idx = tdp_srcu_read_lock(&vm->srcu);
 	slot = memslots_lookup(vm_memslots(vm, l->as_id), l->gfn);
 	if (!slot || slot->invalid) {
 		problem(a, "as %u gfn %#llx: mapped but no memslot (I13)",
@@ -162,7 +162,7 @@ static void check_leaf(struct tdp_vm *vm, struct audit *a, struct leaf *l)
 			   "not writable (I13)",
 			l->as_id, (unsigned long long)l->gfn);
 out:
-	tdp_rcu_read_unlock();
+	tdp_srcu_read_unlock(&vm->srcu, idx);
 }
 
 static void audit_roots(struct tdp_vm *vm, struct audit *a,
@@ -203,6 +203,10 @@ int tdp_vm_audit(struct tdp_vm *vm, char *report, size_t len)
 
 	if (report && len)
 		report[0] = 0;
+	/* a host operation between invalidate start and end: the host's
+	 * mapping and ours legitimately disagree until it ends */
+	if (atomic_load(&vm->mn.in_progress))
+		return -EBUSY;
 	vroots = calloc(2 * (size_t)vm->cfg.max_vcpus, sizeof(*vroots));
 	if (!vroots)
 		return -ENOMEM;

@@ -4,7 +4,7 @@
  * level, and the call into tdp_mmu_map under mmu_lock.
  *
  * Order of steps (KVM's kvm_tdp_mmu_page_fault):
- *   1. enter the memslot RCU section; look up the slot (none: MMIO exit,
+ *   1. enter the memslot srcu section; look up the slot (none: MMIO exit,
  *      -EFAULT; invalid: being deleted/moved, retry; write to a read-only
  *      slot: -EACCES);
  *   2. sample the invalidation sequence (notifier.h), THEN ask the host for
@@ -14,7 +14,10 @@
  *   4. take mmu_lock; retry if the vCPU's root went invalid or an
  *      invalidation overlapping the gfn began since the sample (I5);
  *      otherwise map;
- *   5. drop mmu_lock, the frame reference and the RCU section.
+ *   5. drop mmu_lock, the frame reference and the srcu section.
+ * The srcu section spans steps 1-5, so a memslot update that waits for it
+ * (vm.c) knows every fault that saw the old slot has installed its
+ * mapping, which its zap then removes.
  * Every retry returns 0: the access loop re-enters guest mode (processing
  * any pending reload or flush request) and walks again.
  *
@@ -68,6 +71,7 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 	struct tdp_pt_page *root;
 	struct host_gup g;
 	uint64_t mmu_seq;
+	unsigned srcu_idx;
 	int r;
 
 	stat_inc(v->st.pf_taken);
@@ -76,7 +80,7 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 	f.write = acc == ACC_WRITE;
 	f.exec = acc == ACC_FETCH;
 
-	tdp_rcu_read_lock();
+	srcu_idx = tdp_srcu_read_lock(&vm->srcu);
 	slot = memslots_lookup(vm_memslots(vm, v->as_id), f.gfn);
 	if (!slot) {
 		r = -EFAULT;
@@ -148,6 +152,6 @@ out_put:
 	host_put_frame(vm->host, g.ref_pfn);
 	stat_add(vm->stats.frame_refs, -1);
 out_rcu:
-	tdp_rcu_read_unlock();
+	tdp_srcu_read_unlock(&vm->srcu, srcu_idx);
 	return r;
 }

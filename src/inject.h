@@ -8,7 +8,10 @@
  * uses); in other builds INJECTED() is the constant false and the code is
  * gone.  The state is per VM (struct tdp_mmu.inject), never global, and is
  * set before the VM runs.  Nothing here reports that a bug was injected:
- * detection must come from the oracles.
+ * detection must come from the oracles.  A switch may widen its own race
+ * window (yield the CPU or sleep inside it) so that a torture run meets
+ * the bug in seconds rather than days, as the real bugs were met under
+ * production load; that changes timing only, never what the code does.
  */
 #ifndef TDP_INJECT_H
 #define TDP_INJECT_H

@@ -3,6 +3,7 @@
 #include "lock.h"
 
 #include <errno.h>
+#include <sched.h>
 
 #define HELD_MAX 8
 
@@ -93,6 +94,21 @@ void tdp_write_lock(struct tdp_lock *l)
 		atomic_fetch_sub_explicit(&l->waiters, 1, memory_order_relaxed);
 	}
 	held_add(l, TDP_WRITE);
+}
+
+void tdp_lock_yield(struct tdp_lock *l, enum tdp_lock_mode mode)
+{
+	TDP_ASSERT(tdp_lock_held_mode(l) == mode && mode != TDP_UNLOCKED);
+	atomic_fetch_add_explicit(&l->waiters, 1, memory_order_relaxed);
+	held_del(l, mode);
+	pthread_rwlock_unlock(&l->rw);
+	sched_yield();
+	if (mode == TDP_READ)
+		pthread_rwlock_rdlock(&l->rw);
+	else
+		pthread_rwlock_wrlock(&l->rw);
+	held_add(l, mode);
+	atomic_fetch_sub_explicit(&l->waiters, 1, memory_order_relaxed);
 }
 
 void tdp_write_unlock(struct tdp_lock *l)

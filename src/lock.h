@@ -49,6 +49,17 @@ static inline bool tdp_lock_needbreak(struct tdp_lock *l)
 	return atomic_load_explicit(&l->waiters, memory_order_relaxed) > 0;
 }
 
+/*
+ * Drop @l (held in @mode), let others run, take it again in the same mode
+ * (KVM's cond_resched_rwlock_*).  While away the caller counts as a waiter,
+ * so a thread that took the lock meanwhile sees tdp_lock_needbreak() and
+ * hands it back in turn: two walkers alternate instead of one starving the
+ * other.  This is why walks must yield only after progress (mmu.c): two
+ * walkers that yield at the same place would hand the lock to each other
+ * forever.
+ */
+void tdp_lock_yield(struct tdp_lock *l, enum tdp_lock_mode mode);
+
 /* How the calling thread holds @l. */
 enum tdp_lock_mode tdp_lock_held_mode(const struct tdp_lock *l);
 

@@ -4,9 +4,9 @@
  *
  * A set is immutable once published.  Updaters (holding the VM's
  * slots_lock) build a new set, publish it with tdp_rcu_assign_pointer and free
- * the old one after a grace period; readers (the fault path, notifiers, the
- * audit) look slots up inside tdp_rcu_read_lock() and may keep a slot
- * pointer until they leave it.
+ * the old one after an srcu grace period of the VM's memslot domain
+ * (srcu.h); readers (the fault path, notifiers, the audit) look slots up
+ * inside tdp_srcu_read_lock() and may keep a slot pointer until they leave.
  *
  * The generation protocol: every published set carries a generation one
  * higher than the previous one.  Deleting or moving a slot first publishes

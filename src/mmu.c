@@ -16,6 +16,7 @@
 #include <sched.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "assert.h"
 
@@ -99,9 +100,11 @@ static bool spte_needs_atomic_write(uint64_t spte, int level)
 static uint64_t write_spte(struct tdp_mmu *mmu, uint64_t *sptep, uint64_t old,
 			   uint64_t new, int level)
 {
-	if (spte_needs_atomic_write(old, level) &&
-	    !INJECTED(mmu->inject, INJ_PLAIN_STORE_LOSES_DIRTY))
-		return __atomic_exchange_n(sptep, new, __ATOMIC_ACQ_REL);
+	if (spte_needs_atomic_write(old, level)) {
+		if (!INJECTED(mmu->inject, INJ_PLAIN_STORE_LOSES_DIRTY))
+			return __atomic_exchange_n(sptep, new, __ATOMIC_ACQ_REL);
+		sched_yield(); /* widen the window: hardware may set D now */
+	}
 	__atomic_store_n(sptep, new, __ATOMIC_RELEASE);
 	return old;
 }
@@ -215,8 +218,14 @@ static void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
 	} else if (was_leaf && !is_leaf) {
 		account_leaf(mmu, level, -1);
 		stat_inc(mmu->stats->zapped_leaves);
-		if (old & SPTE_D)
+		if (old & SPTE_D) {
+			/* the only record that the guest wrote these frames
+			 * is about to go: hand it to the host (I4) */
 			stat_inc(mmu->stats->zapped_dirty);
+			if (mmu->mark_dirty)
+				mmu->mark_dirty(mmu->mark_dirty_arg,
+						spte_pfn(old), level_pages(level));
+		}
 		ctx->flush = true;
 	} else if (!was_leaf && is_leaf) {
 		account_leaf(mmu, level, 1);
@@ -291,18 +300,24 @@ static bool tdp_mmu_iter_cond_resched(struct tdp_mmu *mmu, struct tdp_iter *it,
 	if (!INJECTED(mmu->inject, INJ_YIELD_WITHOUT_FLUSH) || ctx->removed)
 		tdp_mmu_flush_and_free(mmu, ctx);
 	tdp_rcu_read_unlock();
-	if (y->shared)
-		tdp_read_unlock(&mmu->lock);
-	else
-		tdp_write_unlock(&mmu->lock);
 	stat_inc(mmu->stats->mmu_yields);
-	if (mmu->hooks.in_yield)
-		mmu->hooks.in_yield(mmu->hooks.arg);
-	sched_yield();
-	if (y->shared)
-		tdp_read_lock(&mmu->lock);
-	else
-		tdp_write_lock(&mmu->lock);
+	if (mmu->hooks.in_yield || INJECTED(mmu->inject, INJ_YIELD_WITHOUT_FLUSH)) {
+		/* hooks (and a widened bug window) run with the lock dropped */
+		if (y->shared)
+			tdp_read_unlock(&mmu->lock);
+		else
+			tdp_write_unlock(&mmu->lock);
+		if (mmu->hooks.in_yield)
+			mmu->hooks.in_yield(mmu->hooks.arg);
+		else
+			usleep(200);
+		if (y->shared)
+			tdp_read_lock(&mmu->lock);
+		else
+			tdp_write_lock(&mmu->lock);
+	} else {
+		tdp_lock_yield(&mmu->lock, y->shared ? TDP_READ : TDP_WRITE);
+	}
 	tdp_rcu_read_lock();
 	tdp_iter_mark_yielded(it);
 	yield_init(y, y->shared);
@@ -446,6 +461,9 @@ static void zap_range_root(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 		}
 		ctx->removed = NULL;
 		ctx->flush = true;
+		tdp_rcu_read_unlock();
+		usleep(2000); /* widen the window: let the grace period end */
+		return;
 	}
 	if (ctx->removed)
 		tdp_mmu_flush_and_free(mmu, ctx);

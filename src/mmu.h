@@ -75,6 +75,10 @@ struct tdp_mmu {
 	/* Remote TLB flush with wait for acknowledgement (vcpu.c). */
 	void (*flush_remote_tlbs)(void *arg);
 	void *flush_arg;
+	/* A leaf with the Dirty bit set went away: tell the host its frames
+	 * were written (KVM's kvm_set_pfn_dirty; host.h host_mark_dirty). */
+	void (*mark_dirty)(void *arg, uint64_t pfn, uint64_t npages);
+	void *mark_dirty_arg;
 };
 
 /* What a walk owes before mmu_lock is released or yielded. */

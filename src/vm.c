@@ -6,11 +6,11 @@
  * Memslot update protocol (see memslot.h):
  *   slots_lock held throughout;
  *   delete / move / gaining read-only:
- *     publish a set with the old slot marked invalid -> synchronize_rcu
+ *     publish a set with the old slot marked invalid -> srcu synchronize
  *     (no fault still uses the valid copy) -> zap the old gfns in every
  *     root, flush (mmu_lock write) -> publish the final set ->
- *     synchronize_rcu -> free the old sets;
- *   create / losing read-only: publish -> synchronize_rcu -> free.
+ *     srcu synchronize -> free the old sets;
+ *   create / losing read-only: publish -> srcu synchronize -> free.
  * Both new sets are allocated before anything is published, so -ENOMEM
  * changes nothing.
  *
@@ -48,11 +48,12 @@ static void vm_invalidate_start(struct tdp_host_notifier *n, uint64_t start,
 				uint64_t end)
 {
 	struct tdp_vm *vm = hn_to_vm(n);
+	unsigned idx;
 
 	stat_inc(vm->stats.invalidations);
 	tdp_write_lock(&vm->mmu.lock);
 	mn_begin(&vm->mn);
-	tdp_rcu_read_lock();
+	idx = tdp_srcu_read_lock(&vm->srcu);
 	for (unsigned as = 0; as < vm->cfg.nr_as; as++) {
 		struct memslots *set = vm_memslots(vm, as);
 
@@ -69,7 +70,7 @@ static void vm_invalidate_start(struct tdp_host_notifier *n, uint64_t start,
 			vm_zap_gfns_locked(vm, as, a, b - a);
 		}
 	}
-	tdp_rcu_read_unlock();
+	tdp_srcu_read_unlock(&vm->srcu, idx);
 	tdp_write_unlock(&vm->mmu.lock);
 }
 
@@ -87,6 +88,13 @@ const struct tdp_host_notifier_ops vm_notifier_ops = {
 	.invalidate_start = vm_invalidate_start,
 	.invalidate_end = vm_invalidate_end,
 };
+
+static void vm_mark_dirty(void *arg, uint64_t pfn, uint64_t npages)
+{
+	struct tdp_vm *vm = arg;
+
+	host_mark_dirty(vm->host, pfn, npages);
+}
 
 static int vm_config_normalize(const struct tdp_vm_config *in,
 			       struct tdp_vm_config *out)
@@ -152,6 +160,9 @@ int tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
 	if (r)
 		goto err_slots;
 	vm->mn.mmu_lock = &vm->mmu.lock;
+	tdp_srcu_init(&vm->srcu);
+	vm->mmu.mark_dirty = vm_mark_dirty;
+	vm->mmu.mark_dirty_arg = vm;
 	pthread_mutex_init(&vm->slots_lock, NULL);
 	pthread_rwlock_init(&vm->vcpus_lock, NULL);
 	vm->host = h;
@@ -221,7 +232,7 @@ static void publish(struct tdp_vm *vm, unsigned as_id, struct memslots *set)
 			      vm->mmu.max_slot_gfn)
 		vm->mmu.max_slot_gfn = memslot_end(&set->slots[set->n - 1]);
 	tdp_rcu_assign_pointer(vm->memslots[as_id], set);
-	tdp_synchronize_rcu();
+	tdp_srcu_synchronize(&vm->srcu);
 	free(old);
 }
 

@@ -14,7 +14,8 @@
  * mmu_lock.  A remote TLB flush may be requested with mmu_lock held: it
  * waits only for vCPUs in guest mode, which never block.
  *
- * Lifetimes: memslot sets are RCU-protected; a vCPU is freed after it was
+ * Lifetimes: memslot sets are protected by the VM's srcu domain (not the
+ * table-freeing RCU: srcu.h says why); a vCPU is freed after it was
  * removed from vcpus[] under vcpus_lock (write), so no flusher still
  * looks at it.
  */
@@ -28,6 +29,7 @@
 #include "memslot.h"
 #include "mmu.h"
 #include "notifier.h"
+#include "srcu.h"
 #include "tdpmmu.h"
 
 /* ---- simulated hardware state (hw.c) ---- */
@@ -94,7 +96,8 @@ struct tdp_vm {
 	struct vm_stats stats;
 	struct mn_state mn;
 	pthread_mutex_t slots_lock;
-	struct memslots *memslots[2]; /* RCU */
+	struct tdp_srcu srcu;	      /* protects memslots[] (srcu.h) */
+	struct memslots *memslots[2]; /* published with release stores */
 	pthread_rwlock_t vcpus_lock;
 	struct tdp_vcpu *_Atomic *vcpus; /* [cfg.max_vcpus], vcpus_lock */
 	struct vcpu_stats retired;	  /* counters of destroyed vCPUs */
@@ -103,7 +106,7 @@ struct tdp_vm {
 
 static inline struct memslots *vm_memslots(struct tdp_vm *vm, unsigned as_id)
 {
-	TDP_ASSERT(tdp_rcu_read_held());
+	TDP_ASSERT(tdp_srcu_read_held());
 	return tdp_rcu_dereference(vm->memslots[as_id]);
 }
 
