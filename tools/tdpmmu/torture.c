@@ -1,0 +1,1371 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * torture.c - `tdpmmu torture`: random operations from many threads for a
+ * set time, with oracles for the invariants of DESIGN.md, in the spirit of
+ * Linux's rcutorture.  Its value is that it fails, by itself and quickly,
+ * when one of the historical bugs (src/inject.h) is put back.
+ *
+ * Threads
+ *   vCPUs      random reads and writes of private and shared pages, lockless
+ *              translations, address-space switches;
+ *   host       migrate, swap-out, split, mprotect, munmap + mmap again;
+ *   zappers    two of them: zap gfn ranges, invalidate and reload roots;
+ *   memslots   delete + re-add, move, read-only toggle;
+ *   main       checkpoints (audit + full content check), watchdog, progress.
+ *
+ * Keeping the oracle exact while the MMU races freely: operations that
+ * legitimately change what a page holds (munmap + mmap, memslot churn)
+ * take a per-region or per-slot rwlock for write; vCPUs take them for read
+ * (trylock, skipping busy ones).  Everything else (migrate, swap-out,
+ * split, mprotect, zaps, root resets, other vCPUs) races with the accesses.
+ *
+ * Content: in every 64 KiB chunk, page 0 is shared and pages 1..15 belong
+ * to one vCPU.  A private page holds a full-page pattern of its generation
+ * (0 = zeroes).  In a shared page, word w belongs to vCPU w and holds
+ * (page, w, seq); a reader requires committed-before <= seq <= issued-after
+ * for every word, so stale frames, poison and lost writes all show.
+ *
+ * Determinism: each thread draws its operations from its own generator
+ * seeded with (--seed, thread), so a seed replays the same choices; the
+ * interleaving is the machine's.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "host/host.h"
+#include "inject.h"
+#include "vm.h"
+
+#define PAGE 4096ull
+#define REGION (2ull << 20)
+#define CHUNK_PAGES 16
+#define NSLOTS 4
+#define MAX_VCPUS 64
+#define LOG_DEPTH 4
+#define WATCHDOG_S 10
+
+/* ------------------------------------------------------------------ */
+/* Operations                                                          */
+/* ------------------------------------------------------------------ */
+
+enum op {
+	OP_READ, OP_WRITE, OP_TRANSLATE, OP_ASSWITCH,		  /* vCPUs */
+	OP_MIGRATE, OP_SWAPOUT, OP_SPLIT, OP_MPROTECT, OP_UNMAP, /* host */
+	OP_ZAP, OP_RESET,					  /* zapper */
+	OP_SLOT_DELETE, OP_SLOT_MOVE, OP_SLOT_RO,		  /* memslots */
+	OP_COUNT
+};
+
+static const char *const op_names[OP_COUNT] = {
+	"read", "write", "translate", "asswitch", "migrate", "swapout",
+	"split", "mprotect", "unmap", "zap", "reset", "slot-delete",
+	"slot-move", "slot-ro",
+};
+
+static const unsigned op_default_weight[OP_COUNT] = {
+	[OP_READ] = 6, [OP_WRITE] = 6, [OP_TRANSLATE] = 1, [OP_ASSWITCH] = 1,
+	[OP_MIGRATE] = 4, [OP_SWAPOUT] = 4, [OP_SPLIT] = 1, [OP_MPROTECT] = 1,
+	[OP_UNMAP] = 2, [OP_ZAP] = 6, [OP_RESET] = 2, [OP_SLOT_DELETE] = 1,
+	[OP_SLOT_MOVE] = 1, [OP_SLOT_RO] = 1,
+};
+
+enum thread_kind { T_VCPU, T_HOST, T_ZAPPER, T_SLOTS, T_KINDS };
+static const enum op kind_first[T_KINDS] = { OP_READ, OP_MIGRATE, OP_ZAP,
+					     OP_SLOT_DELETE };
+static const enum op kind_end[T_KINDS] = { OP_MIGRATE, OP_ZAP, OP_SLOT_DELETE,
+					   OP_COUNT };
+
+/* ------------------------------------------------------------------ */
+/* State                                                               */
+/* ------------------------------------------------------------------ */
+
+struct slot {
+	uint64_t hva, size, folio;
+	uint64_t gpa[2];	/* its two possible places */
+	atomic_int where;	/* index into gpa[] */
+	pthread_rwlock_t lock;	/* write: memslot churn */
+};
+
+struct region {
+	pthread_rwlock_t lock;	/* write: munmap + mmap (contents reset) */
+	atomic_uint prot_seq;	/* 4k+1 RO asked, +2 RO done, +3 RW asked */
+};
+
+struct shared_word {
+	atomic_uint issued, committed;
+};
+
+struct thread {
+	struct torture *t;
+	enum thread_kind kind;
+	unsigned id;		/* vCPU id for vCPU threads */
+	struct tdp_vcpu *vcpu;	/* checker vCPU for host/slot threads */
+	uint64_t seed;
+	uint64_t hot, hot_left;	/* vCPUs: current working chunk */
+	atomic_ullong progress;
+	pthread_t th;
+	uint64_t ops[OP_COUNT];
+};
+
+struct torture {
+	/* configuration */
+	uint64_t duration_s, seed, mem;
+	unsigned nvcpu, nr_as, weights[OP_COUNT];
+	int inject;
+	bool quiet, json, progress_tty;
+	/* machine */
+	struct tdp_host *h;
+	struct tdp_vm *vm;
+	struct slot slots[NSLOTS];
+	uint64_t slot_size, npages, nregions;
+	struct region *regions;
+	uint32_t *gen;			/* private pages, owner only */
+	struct shared_word *shared;	/* [npages / CHUNK_PAGES][nvcpu] */
+	_Atomic uint64_t *log;		/* [npages][LOG_DEPTH] */
+	atomic_uint *log_pos;
+	/* threads */
+	struct thread *threads;
+	unsigned nthreads;
+	atomic_ullong hot[MAX_VCPUS];	/* each vCPU's working chunk */
+	atomic_bool stop, pause;
+	atomic_uint parked;
+	/* outcome */
+	atomic_bool failed;
+	pthread_mutex_t fail_lock;
+	char oracle[64], message[4096];
+	double fail_at;
+	uint64_t t0, checkpoints, verified_pages;
+	struct tdp_stats final; /* taken before teardown */
+
+};
+
+static struct torture *g_torture; /* for the SIGABRT reporter only */
+
+static double elapsed(struct torture *t)
+{
+	return (cli_now_ns() - t->t0) / 1e9;
+}
+
+/* First failure wins; the rest of the run stops. */
+__attribute__((format(printf, 3, 4))) static void fail(struct torture *t,
+						       const char *oracle,
+						       const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&t->fail_lock);
+	if (!atomic_load(&t->failed)) {
+		snprintf(t->oracle, sizeof(t->oracle), "%s", oracle);
+		va_start(ap, fmt);
+		vsnprintf(t->message, sizeof(t->message), fmt, ap);
+		va_end(ap);
+		t->fail_at = elapsed(t);
+		atomic_store(&t->failed, true);
+		atomic_store(&t->stop, true);
+	}
+	pthread_mutex_unlock(&t->fail_lock);
+}
+
+/* ------------------------------------------------------------------ */
+/* Pages                                                               */
+/* ------------------------------------------------------------------ */
+
+static unsigned page_slot(struct torture *t, uint64_t p)
+{
+	return (unsigned)(p * PAGE / t->slot_size);
+}
+
+static uint64_t page_off(struct torture *t, uint64_t p)
+{
+	return p * PAGE % t->slot_size;
+}
+
+static uint64_t page_hva(struct torture *t, uint64_t p)
+{
+	return t->slots[page_slot(t, p)].hva + page_off(t, p);
+}
+
+static uint64_t page_region(uint64_t p)
+{
+	return p * PAGE / REGION;
+}
+
+static bool page_shared(uint64_t p)
+{
+	return p % CHUNK_PAGES == 0;
+}
+
+static unsigned page_owner(struct torture *t, uint64_t p)
+{
+	return (unsigned)((p / CHUNK_PAGES) % t->nvcpu);
+}
+
+static struct shared_word *shared_word(struct torture *t, uint64_t p,
+				       unsigned w)
+{
+	return &t->shared[(p / CHUNK_PAGES) * t->nvcpu + w];
+}
+
+/* A shared page's word: bit 63 set, never the host poison word. */
+static uint64_t shared_enc(uint64_t p, unsigned w, uint32_t seq)
+{
+	return (1ull << 63) | ((p & 0x7fffffull) << 40) |
+	       ((uint64_t)w << 32) | seq;
+}
+
+static uint64_t private_word(uint64_t p, uint32_t gen, unsigned i)
+{
+	return gen ? cli_pattern(p, gen, i) : 0;
+}
+
+/* ---- per-page recent-operation log, for failure reports ---- */
+
+static void page_log(struct torture *t, uint64_t p, enum op op, unsigned tid,
+		     uint32_t aux)
+{
+	unsigned pos = atomic_fetch_add_explicit(&t->log_pos[p], 1,
+						 memory_order_relaxed);
+	uint64_t ms = (uint64_t)(elapsed(t) * 1000.0);
+	uint64_t e = (ms << 32) | ((uint64_t)op << 24) |
+		     ((uint64_t)(tid & 0xff) << 16) | (aux & 0xffff);
+
+	atomic_store_explicit(&t->log[p * LOG_DEPTH + pos % LOG_DEPTH], e,
+			      memory_order_relaxed);
+}
+
+static void log_range(struct torture *t, uint64_t first, uint64_t n,
+		      enum op op, unsigned tid)
+{
+	for (uint64_t p = first; p < first + n && p < t->npages; p++)
+		page_log(t, p, op, tid, 0);
+}
+
+static size_t describe_log(struct torture *t, uint64_t p, char *buf,
+			   size_t len)
+{
+	size_t used = 0;
+
+	used += (size_t)snprintf(buf, len, "recent operations on the page:");
+	for (unsigned i = 0; i < LOG_DEPTH && used < len; i++) {
+		uint64_t e = atomic_load(&t->log[p * LOG_DEPTH + i]);
+
+		if (!e)
+			continue;
+		used += (size_t)snprintf(buf + used, len - used,
+					 " [%.3fs %s by thread %u aux %u]",
+					 (e >> 32) / 1000.0,
+					 op_names[(e >> 24) & 0xff],
+					 (unsigned)((e >> 16) & 0xff),
+					 (unsigned)(e & 0xffff));
+	}
+	return used;
+}
+
+/* ------------------------------------------------------------------ */
+/* Checks                                                              */
+/* ------------------------------------------------------------------ */
+
+static void report_mismatch(struct torture *t, const char *who, uint64_t p,
+			    unsigned word, uint64_t want, uint64_t found,
+			    const char *what)
+{
+	char log[1024];
+	unsigned s = page_slot(t, p);
+	uint64_t gpa = t->slots[s].gpa[atomic_load(&t->slots[s].where)] +
+		       page_off(t, p) + word * 8;
+
+	describe_log(t, p, log, sizeof(log));
+	fail(t, found == HOST_POISON_WORD ? "content (poisoned frame)"
+					   : "content",
+	     "%s read gpa %#" PRIx64 " (hva %#" PRIx64 ", %s page %" PRIu64
+	     " word %u): expected %s%#" PRIx64 ", found %#" PRIx64 "%s; %s",
+	     who, gpa, page_hva(t, p) + word * 8,
+	     page_shared(p) ? "shared" : "private", p, word, what, want, found,
+	     found == HOST_POISON_WORD ? " (the host's poison: a freed frame)"
+				       : "",
+	     log);
+}
+
+/* Check words [first, first+n) of private page @p read into @buf. */
+static void check_private(struct torture *t, const char *who, uint64_t p,
+			  const uint64_t *buf, unsigned first, unsigned n)
+{
+	uint32_t gen = t->gen[p];
+
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t want = private_word(p, gen, first + i);
+
+		if (buf[i] != want) {
+			report_mismatch(t, who, p, first + i, want, buf[i], "");
+			return;
+		}
+	}
+}
+
+/* Check a whole shared page against [before, after] snapshots. */
+static void check_shared(struct torture *t, const char *who, uint64_t p,
+			 const uint64_t *buf, const uint32_t *before,
+			 const uint32_t *after)
+{
+	for (unsigned w = 0; w < PAGE / 8; w++) {
+		uint64_t v = buf[w];
+
+		if (w >= t->nvcpu) {
+			if (v)
+				report_mismatch(t, who, p, w, 0, v, "");
+			if (v)
+				return;
+			continue;
+		}
+		if (!v && !before[w])
+			continue;
+		if (!v || (v >> 32) != (shared_enc(p, w, 0) >> 32) ||
+		    (uint32_t)v < before[w] || (uint32_t)v > after[w]) {
+			report_mismatch(t, who, p, w,
+					shared_enc(p, w, before[w]), v,
+					"at least ");
+			return;
+		}
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* vCPU operations                                                     */
+/* ------------------------------------------------------------------ */
+
+/* Lock what an access to page @p needs; false if busy. */
+static bool access_begin(struct torture *t, uint64_t p)
+{
+	struct slot *s = &t->slots[page_slot(t, p)];
+
+	if (pthread_rwlock_tryrdlock(&s->lock))
+		return false;
+	if (pthread_rwlock_tryrdlock(&t->regions[page_region(p)].lock)) {
+		pthread_rwlock_unlock(&s->lock);
+		return false;
+	}
+	return true;
+}
+
+static void access_end(struct torture *t, uint64_t p)
+{
+	pthread_rwlock_unlock(&t->regions[page_region(p)].lock);
+	pthread_rwlock_unlock(&t->slots[page_slot(t, p)].lock);
+}
+
+static uint64_t page_gpa(struct torture *t, uint64_t p)
+{
+	struct slot *s = &t->slots[page_slot(t, p)];
+
+	return s->gpa[atomic_load(&s->where)] + page_off(t, p);
+}
+
+static void unexpected(struct torture *t, struct thread *th, const char *op,
+		       uint64_t p, int r)
+{
+	fail(t, "access result",
+	     "vCPU %u: %s of gpa %#" PRIx64 " (page %" PRIu64
+	     ") returned %d (%s) although its memslot and host memory are "
+	     "present and accessible",
+	     th->id, op, page_gpa(t, p), p, r, strerror(-r));
+}
+
+static void vcpu_read(struct torture *t, struct thread *th, uint64_t p)
+{
+	uint64_t buf[2 * PAGE / 8];
+	uint32_t before[MAX_VCPUS], after[MAX_VCPUS];
+	char who[32];
+	int r;
+
+	snprintf(who, sizeof(who), "vCPU %u", th->id);
+	if (page_shared(p)) {
+		for (unsigned w = 0; w < t->nvcpu; w++)
+			before[w] = atomic_load(&shared_word(t, p, w)->committed);
+		r = tdp_vcpu_read(th->vcpu, page_gpa(t, p), buf, PAGE);
+		for (unsigned w = 0; w < t->nvcpu; w++)
+			after[w] = atomic_load(&shared_word(t, p, w)->issued);
+		if (r)
+			unexpected(t, th, "read", p, r);
+		else
+			check_shared(t, who, p, buf, before, after);
+		return;
+	}
+	/* a private page: a random word range, sometimes two pages */
+	unsigned first = (unsigned)(cli_rand(&th->seed) % (PAGE / 8));
+	unsigned n = 1 + (unsigned)(cli_rand(&th->seed) % (PAGE / 8 - first));
+	bool two = (p + 1) % CHUNK_PAGES != 0 && (cli_rand(&th->seed) & 3) == 0;
+
+	if (two) {
+		r = tdp_vcpu_read(th->vcpu, page_gpa(t, p), buf, 2 * PAGE);
+		if (r)
+			return unexpected(t, th, "read", p, r);
+		check_private(t, who, p, buf, 0, PAGE / 8);
+		check_private(t, who, p + 1, buf + PAGE / 8, 0, PAGE / 8);
+		return;
+	}
+	r = tdp_vcpu_read(th->vcpu, page_gpa(t, p) + first * 8, buf, n * 8);
+	if (r)
+		return unexpected(t, th, "read", p, r);
+	check_private(t, who, p, buf, first, n);
+}
+
+static void vcpu_write(struct torture *t, struct thread *th, uint64_t p)
+{
+	struct region *rg = &t->regions[page_region(p)];
+	unsigned s1 = atomic_load(&rg->prot_seq), s2;
+	uint64_t buf[PAGE / 8];
+	int r;
+
+	if (page_shared(p)) {
+		struct shared_word *sw = shared_word(t, p, th->id);
+		uint32_t seq = atomic_load(&sw->issued) + 1;
+		uint64_t v = shared_enc(p, th->id, seq);
+
+		atomic_store(&sw->issued, seq);
+		r = tdp_vcpu_write(th->vcpu, page_gpa(t, p) + th->id * 8, &v,
+				   8);
+		s2 = atomic_load(&rg->prot_seq);
+		if (!r)
+			atomic_store(&sw->committed, seq);
+		else
+			atomic_store(&sw->issued, seq - 1);
+	} else {
+		uint32_t gen = t->gen[p] + 1;
+
+		for (unsigned i = 0; i < PAGE / 8; i++)
+			buf[i] = private_word(p, gen, i);
+		r = tdp_vcpu_write(th->vcpu, page_gpa(t, p), buf, PAGE);
+		s2 = atomic_load(&rg->prot_seq);
+		if (!r) {
+			t->gen[p] = gen;
+			page_log(t, p, OP_WRITE, th->id, gen);
+		}
+	}
+	/* -EFAULT is right only while an mprotect window overlapped us */
+	if (r == -EFAULT && !(s1 == s2 && s1 % 4 == 0))
+		return;
+	if (!r && s1 == s2 && s1 % 4 == 2)
+		fail(t, "isolation (I13)",
+		     "vCPU %u wrote gpa %#" PRIx64 " while its host memory was "
+		     "read-only for the whole access",
+		     th->id, page_gpa(t, p));
+	else if (r)
+		unexpected(t, th, "write", p, r);
+}
+
+static void vcpu_op(struct torture *t, struct thread *th, enum op op)
+{
+	uint64_t p;
+
+	/* Locality, as real guests have: bursts of accesses within one
+	 * 64 KiB chunk, so TLBs hold translations that zaps must flush. */
+	if (!th->hot_left) {
+		th->hot = cli_rand(&th->seed) % (t->npages / CHUNK_PAGES);
+		th->hot_left = 1 + cli_rand(&th->seed) % 256;
+		atomic_store(&t->hot[th->id], th->hot);
+	}
+	th->hot_left--;
+	if (cli_rand(&th->seed) % 4 == 0) /* and some far away: TLB misses */
+		p = cli_rand(&th->seed) % t->npages;
+	else
+		p = th->hot * CHUNK_PAGES + cli_rand(&th->seed) % CHUNK_PAGES;
+
+	switch (op) {
+	case OP_ASSWITCH:
+		tdp_vcpu_set_as(th->vcpu,
+				(unsigned)(cli_rand(&th->seed) % t->nr_as));
+		return;
+	case OP_TRANSLATE: {
+		struct tdp_translation tr;
+		unsigned as = (unsigned)(cli_rand(&th->seed) % t->nr_as);
+		int r = tdp_vm_translate(t->vm, as,
+					 cli_rand(&th->seed) % (4 * t->mem) &
+						 ~(PAGE - 1),
+					 &tr);
+
+		if (r && r != -ENOENT)
+			fail(t, "access result", "tdp_vm_translate: %d", r);
+		return;
+	}
+	default:
+		break;
+	}
+	/* reads and writes: another vCPU's private page becomes ours to read
+	 * only through the shared page of its chunk */
+	if (!page_shared(p) && page_owner(t, p) != th->id)
+		p -= p % CHUNK_PAGES; /* its chunk's shared page */
+	if (!access_begin(t, p))
+		return;
+	if (op == OP_READ)
+		vcpu_read(t, th, p);
+	else
+		vcpu_write(t, th, p);
+	access_end(t, p);
+}
+
+/* ------------------------------------------------------------------ */
+/* Host operations                                                     */
+/* ------------------------------------------------------------------ */
+
+/* Half the time, where some vCPU is working now: races need company. */
+static uint64_t pick_page(struct torture *t, struct thread *th)
+{
+	if (cli_rand(&th->seed) & 1) {
+		unsigned v = (unsigned)(cli_rand(&th->seed) % t->nvcpu);
+
+		return atomic_load(&t->hot[v]) * CHUNK_PAGES;
+	}
+	return cli_rand(&th->seed) % t->npages;
+}
+
+/* A page-aligned range inside one region: 4K, 64K or the region. */
+static void random_range(struct torture *t, struct thread *th,
+			 uint64_t *first, uint64_t *n)
+{
+	uint64_t r = page_region(pick_page(t, th));
+	uint64_t base = r * REGION / PAGE;
+
+	switch (cli_rand(&th->seed) % 3) {
+	case 0:
+		*first = base + cli_rand(&th->seed) % (REGION / PAGE);
+		*n = 1;
+		break;
+	case 1:
+		*first = base + (cli_rand(&th->seed) % 32) * 16;
+		*n = 16;
+		break;
+	default:
+		*first = base;
+		*n = REGION / PAGE;
+		break;
+	}
+}
+
+static void host_check(struct torture *t, const char *what, int r)
+{
+	if (r)
+		fail(t, "host operation", "%s failed: %d (%s)", what, r,
+		     strerror(-r));
+}
+
+static void host_unmap(struct torture *t, struct thread *th)
+{
+	uint64_t r = cli_rand(&th->seed) % t->nregions;
+	uint64_t first = r * REGION / PAGE;
+	struct slot *s = &t->slots[page_slot(t, first)];
+	uint64_t hva = page_hva(t, first), at = hva, b;
+	int e;
+
+	pthread_rwlock_wrlock(&t->regions[r].lock);
+	host_check(t, "munmap", tdp_host_munmap(t->h, hva, REGION));
+	/* I13: the guest cannot reach memory the host no longer maps */
+	if (pthread_rwlock_tryrdlock(&s->lock) == 0) {
+		e = tdp_vcpu_read(th->vcpu, page_gpa(t, first), &b, 8);
+		if (e != -EFAULT)
+			fail(t, "isolation (I13)",
+			     "read of gpa %#" PRIx64 " after its host memory "
+			     "was unmapped returned %d",
+			     page_gpa(t, first), e);
+		pthread_rwlock_unlock(&s->lock);
+	}
+	host_check(t, "mmap",
+		   tdp_host_mmap(t->h, REGION, TDP_PROT_READ | TDP_PROT_WRITE,
+				 s->folio == TDP_HUGE_1G ? TDP_HUGE_2M : s->folio,
+				 TDP_MAP_FIXED, &at));
+	/* fresh memory: every page reads as zeroes */
+	for (uint64_t p = first; p < first + REGION / PAGE; p++) {
+		t->gen[p] = 0;
+		if (page_shared(p))
+			for (unsigned w = 0; w < t->nvcpu; w++) {
+				atomic_store(&shared_word(t, p, w)->issued, 0);
+				atomic_store(&shared_word(t, p, w)->committed,
+					     0);
+			}
+		page_log(t, p, OP_UNMAP, th->id, 0);
+	}
+	pthread_rwlock_unlock(&t->regions[r].lock);
+}
+
+static void host_mprotect(struct torture *t, struct thread *th)
+{
+	uint64_t r = cli_rand(&th->seed) % t->nregions;
+	uint64_t first = r * REGION / PAGE, hva = page_hva(t, first);
+	struct region *rg = &t->regions[r];
+
+	/* region lock for read: no munmap underneath us */
+	pthread_rwlock_rdlock(&rg->lock);
+	atomic_fetch_add(&rg->prot_seq, 1); /* 4k+1: RO asked */
+	host_check(t, "mprotect RO",
+		   tdp_host_mprotect(t->h, hva, REGION, TDP_PROT_READ));
+	atomic_fetch_add(&rg->prot_seq, 1); /* 4k+2: RO in force */
+	log_range(t, first, REGION / PAGE, OP_MPROTECT, th->id);
+	usleep(200);
+	atomic_fetch_add(&rg->prot_seq, 1); /* 4k+3: RW asked */
+	host_check(t, "mprotect RW",
+		   tdp_host_mprotect(t->h, hva, REGION,
+				     TDP_PROT_READ | TDP_PROT_WRITE));
+	atomic_fetch_add(&rg->prot_seq, 1); /* 4k+4: RW in force */
+	pthread_rwlock_unlock(&rg->lock);
+}
+
+static void host_op(struct torture *t, struct thread *th, enum op op)
+{
+	uint64_t first, n;
+
+	if (op == OP_UNMAP)
+		return host_unmap(t, th);
+	if (op == OP_MPROTECT)
+		return host_mprotect(t, th);
+	random_range(t, th, &first, &n);
+	/* region lock for read: the range stays mapped */
+	pthread_rwlock_rdlock(&t->regions[page_region(first)].lock);
+	log_range(t, first, n, op, th->id);
+	switch (op) {
+	case OP_MIGRATE:
+		host_check(t, "migrate", tdp_host_migrate(t->h,
+							  page_hva(t, first),
+							  n * PAGE));
+		break;
+	case OP_SWAPOUT:
+		host_check(t, "swap-out",
+			   tdp_host_swap_out(t->h, page_hva(t, first),
+					     n * PAGE));
+		break;
+	default:
+		host_check(t, "split", tdp_host_split(t->h, page_hva(t, first),
+						      n * PAGE));
+		break;
+	}
+	pthread_rwlock_unlock(&t->regions[page_region(first)].lock);
+}
+
+/* ------------------------------------------------------------------ */
+/* Zapper and memslot churn                                            */
+/* ------------------------------------------------------------------ */
+
+static void zapper_op(struct torture *t, struct thread *th, enum op op)
+{
+	if (op == OP_RESET) {
+		host_check(t, "invalidate roots",
+			   tdp_vm_invalidate_roots(t->vm));
+		return;
+	}
+	uint64_t len = PAGE << (cli_rand(&th->seed) % 11); /* 4K .. 4M */
+	uint64_t gpa = cli_rand(&th->seed) % 2 ? page_gpa(t, pick_page(t, th))
+					       : cli_rand(&th->seed) %
+							 (2 * NSLOTS *
+							  t->slot_size);
+
+	if (cli_rand(&th->seed) % 64 == 0) { /* now and then, everything */
+		gpa = 0;
+		len = 2 * NSLOTS * t->slot_size;
+	}
+	gpa &= ~(len - 1);
+	unsigned as = (unsigned)(cli_rand(&th->seed) % t->nr_as);
+
+	host_check(t, "zap", tdp_vm_zap_gfn_range(t->vm, as, gpa, len));
+}
+
+static int set_slot(struct torture *t, unsigned i, unsigned as, uint64_t size,
+		    unsigned flags)
+{
+	struct slot *s = &t->slots[i];
+	struct tdp_memslot ms = { .as_id = as, .slot = i,
+				  .gpa = s->gpa[atomic_load(&s->where)],
+				  .size = size, .hva = s->hva,
+				  .flags = flags };
+
+	return tdp_vm_set_memslot(t->vm, &ms);
+}
+
+/* With the slot locked for write: check one page reads as expected. */
+static void slot_check_page(struct torture *t, struct thread *th, uint64_t p)
+{
+	uint64_t buf[PAGE / 8];
+	uint32_t before[MAX_VCPUS];
+	int r;
+
+	if (pthread_rwlock_tryrdlock(&t->regions[page_region(p)].lock))
+		return;
+	r = tdp_vcpu_read(th->vcpu, page_gpa(t, p), buf, PAGE);
+	if (r)
+		fail(t, "access result", "read of gpa %#" PRIx64
+		     " after a memslot change returned %d", page_gpa(t, p), r);
+	else if (page_shared(p)) {
+		for (unsigned w = 0; w < t->nvcpu; w++)
+			before[w] = atomic_load(&shared_word(t, p, w)->committed);
+		check_shared(t, "memslot checker", p, buf, before, before);
+	} else {
+		check_private(t, "memslot checker", p, buf, 0, PAGE / 8);
+	}
+	pthread_rwlock_unlock(&t->regions[page_region(p)].lock);
+}
+
+static void slots_op(struct torture *t, struct thread *th, enum op op)
+{
+	unsigned i = (unsigned)(cli_rand(&th->seed) % NSLOTS);
+	struct slot *s = &t->slots[i];
+	uint64_t first = i * t->slot_size / PAGE;
+	uint64_t p = first + cli_rand(&th->seed) % (t->slot_size / PAGE);
+	uint64_t old_gpa, b = 0;
+	int r;
+
+	uint64_t r0 = first * PAGE / REGION, nr = t->slot_size / REGION;
+
+	tdp_vcpu_set_as(th->vcpu, 0);
+	pthread_rwlock_wrlock(&s->lock);
+	/* a memslot needs all of its host memory mapped (-EFAULT otherwise):
+	 * hold the slot's regions against munmap */
+	for (uint64_t k = 0; k < nr; k++)
+		pthread_rwlock_rdlock(&t->regions[r0 + k].lock);
+	log_range(t, p, 1, op, th->id);
+	switch (op) {
+	case OP_SLOT_DELETE:
+		for (unsigned as = 0; as < t->nr_as; as++)
+			host_check(t, "memslot delete", set_slot(t, i, as, 0, 0));
+		r = tdp_vcpu_read(th->vcpu, page_gpa(t, p), &b, 8);
+		if (r != -EFAULT)
+			fail(t, "isolation (I13)",
+			     "read of gpa %#" PRIx64 " in a deleted memslot "
+			     "returned %d, not an MMIO exit",
+			     page_gpa(t, p), r);
+		for (unsigned as = 0; as < t->nr_as; as++)
+			host_check(t, "memslot re-add",
+				   set_slot(t, i, as, t->slot_size, 0));
+		break;
+	case OP_SLOT_MOVE:
+		old_gpa = page_gpa(t, p);
+		atomic_store(&s->where, !atomic_load(&s->where));
+		for (unsigned as = 0; as < t->nr_as; as++)
+			host_check(t, "memslot move",
+				   set_slot(t, i, as, t->slot_size, 0));
+		r = tdp_vcpu_read(th->vcpu, old_gpa, &b, 8);
+		if (r != -EFAULT)
+			fail(t, "isolation (I13)",
+			     "read of gpa %#" PRIx64 " after its memslot moved "
+			     "away returned %d",
+			     old_gpa, r);
+		break;
+	default: /* read-only toggle */
+		for (unsigned as = 0; as < t->nr_as; as++)
+			host_check(t, "memslot read-only",
+				   set_slot(t, i, as, t->slot_size,
+					    TDP_MEM_READONLY));
+		b = 0x1234;
+		if (!page_shared(p) &&
+		    pthread_rwlock_tryrdlock(&t->regions[page_region(p)].lock) ==
+			    0) {
+			r = tdp_vcpu_write(th->vcpu, page_gpa(t, p), &b, 8);
+			if (r != -EACCES)
+				fail(t, "isolation (I13)",
+				     "write to gpa %#" PRIx64 " in a read-only "
+				     "memslot returned %d",
+				     page_gpa(t, p), r);
+			pthread_rwlock_unlock(
+				&t->regions[page_region(p)].lock);
+		}
+		for (unsigned as = 0; as < t->nr_as; as++)
+			host_check(t, "memslot read-write",
+				   set_slot(t, i, as, t->slot_size, 0));
+		break;
+	}
+	slot_check_page(t, th, p);
+	for (uint64_t k = 0; k < nr; k++)
+		pthread_rwlock_unlock(&t->regions[r0 + k].lock);
+	pthread_rwlock_unlock(&s->lock);
+}
+
+/* ------------------------------------------------------------------ */
+/* Threads                                                             */
+/* ------------------------------------------------------------------ */
+
+static enum op pick_op(struct torture *t, struct thread *th)
+{
+	unsigned total = 0, x;
+	enum op first = kind_first[th->kind], end = kind_end[th->kind];
+
+	for (enum op o = first; o < end; o++)
+		total += t->weights[o];
+	if (!total)
+		return OP_COUNT;
+	x = (unsigned)(cli_rand(&th->seed) % total);
+	for (enum op o = first; o < end; o++) {
+		if (x < t->weights[o])
+			return o;
+		x -= t->weights[o];
+	}
+	return OP_COUNT;
+}
+
+static void park(struct torture *t, struct thread *th)
+{
+	atomic_fetch_add(&t->parked, 1);
+	while (atomic_load(&t->pause) && !atomic_load(&t->stop))
+		usleep(200);
+	atomic_fetch_sub(&t->parked, 1);
+	(void)th;
+}
+
+static void *thread_main(void *arg)
+{
+	struct thread *th = arg;
+	struct torture *t = th->t;
+
+	while (!atomic_load(&t->stop)) {
+		enum op op;
+
+		if (atomic_load(&t->pause)) {
+			park(t, th);
+			continue;
+		}
+		op = pick_op(t, th);
+		if (op == OP_COUNT) { /* nothing enabled for this thread */
+			usleep(1000);
+			atomic_fetch_add(&th->progress, 1);
+			continue;
+		}
+		switch (th->kind) {
+		case T_VCPU:
+			vcpu_op(t, th, op);
+			break;
+		case T_HOST:
+			host_op(t, th, op);
+			usleep(100);
+			break;
+		case T_ZAPPER:
+			zapper_op(t, th, op);
+			usleep(100);
+			break;
+		default:
+			slots_op(t, th, op);
+			usleep(500);
+			break;
+		}
+		th->ops[op]++;
+		atomic_fetch_add(&th->progress, 1);
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Checkpoints, watchdog                                               */
+/* ------------------------------------------------------------------ */
+
+/* Every page, through the host, against the model (threads parked). */
+static void verify_all(struct torture *t)
+{
+	uint64_t buf[PAGE / 8];
+	uint32_t c[MAX_VCPUS];
+
+	for (uint64_t p = 0; p < t->npages && !atomic_load(&t->failed); p++) {
+		int r = tdp_host_read(t->h, page_hva(t, p), buf, PAGE);
+
+		if (r) {
+			fail(t, "host operation", "host read of page %" PRIu64
+			     " failed: %d", p, r);
+			return;
+		}
+		if (page_shared(p)) {
+			for (unsigned w = 0; w < t->nvcpu; w++)
+				c[w] = atomic_load(
+					&shared_word(t, p, w)->committed);
+			check_shared(t, "checkpoint host read", p, buf, c, c);
+		} else {
+			check_private(t, "checkpoint host read", p, buf, 0,
+				      PAGE / 8);
+		}
+		t->verified_pages++;
+	}
+}
+
+static void audit(struct torture *t, const char *when)
+{
+	char report[2048];
+	int n = tdp_vm_audit(t->vm, report, sizeof(report));
+
+	if (n > 0)
+		fail(t, "audit", "%s: %d problem(s): %s", when, n, report);
+	else if (n < 0)
+		fail(t, "audit", "%s: audit failed: %d", when, n);
+}
+
+/* Park every thread, audit, check all content, resume.  false if the
+ * threads did not park within the watchdog time. */
+static bool checkpoint(struct torture *t)
+{
+	uint64_t deadline = cli_now_ns() + WATCHDOG_S * 1000000000ull;
+
+	atomic_store(&t->pause, true);
+	while (atomic_load(&t->parked) < t->nthreads) {
+		if (atomic_load(&t->stop))
+			break;
+		if (cli_now_ns() > deadline) {
+			fail(t, "watchdog",
+			     "threads did not reach the checkpoint within "
+			     "%d s (%u of %u parked): a thread is stuck",
+			     WATCHDOG_S, atomic_load(&t->parked), t->nthreads);
+			return false;
+		}
+		usleep(500);
+	}
+	if (!atomic_load(&t->stop)) {
+		audit(t, "checkpoint");
+		verify_all(t);
+		t->checkpoints++;
+	}
+	atomic_store(&t->pause, false);
+	return true;
+}
+
+static const char *kind_name(enum thread_kind k)
+{
+	static const char *const n[T_KINDS] = { "vCPU", "host", "zapper",
+						"memslot" };
+
+	return n[k];
+}
+
+/* Runs the clock; returns when time is up or something failed. */
+static void supervise(struct torture *t)
+{
+	uint64_t *seen = calloc(t->nthreads, sizeof(*seen));
+	uint64_t *since = calloc(t->nthreads, sizeof(*since));
+	uint64_t end = t->t0 + t->duration_s * 1000000000ull;
+	uint64_t next_cp = cli_now_ns() + 2000000000ull;
+	uint64_t next_line = 0;
+
+	for (unsigned i = 0; i < t->nthreads; i++)
+		since[i] = cli_now_ns();
+	while (!atomic_load(&t->stop) && cli_now_ns() < end) {
+		uint64_t now = cli_now_ns();
+
+		usleep(100 * 1000);
+		for (unsigned i = 0; i < t->nthreads; i++) {
+			uint64_t pr = atomic_load(&t->threads[i].progress);
+
+			if (pr != seen[i]) {
+				seen[i] = pr;
+				since[i] = now;
+			} else if (now - since[i] >
+				   WATCHDOG_S * 1000000000ull) {
+				fail(t, "watchdog",
+				     "%s thread %u made no progress for %d s",
+				     kind_name(t->threads[i].kind),
+				     t->threads[i].id, WATCHDOG_S);
+			}
+		}
+		if (now >= next_cp && now + 1000000000ull < end) {
+			if (!checkpoint(t))
+				break;
+			now = cli_now_ns();
+			for (unsigned i = 0; i < t->nthreads; i++)
+				since[i] = now;
+			next_cp = now + 3000000000ull;
+		}
+		if (t->progress_tty && now >= next_line) {
+			struct tdp_stats st;
+
+			tdp_vm_get_stats(t->vm, &st);
+			fprintf(stderr,
+				"\r[%5.1fs/%" PRIu64 "s] faults %" PRIu64
+				"  retries %" PRIu64 "  flushes %" PRIu64
+				"  checkpoints %" PRIu64 "   ",
+				elapsed(t), t->duration_s, st.pf_fixed,
+				st.pf_retry, st.remote_tlb_flush,
+				t->checkpoints);
+			next_line = now + 1000000000ull;
+		}
+	}
+	if (t->progress_tty)
+		fputc('\n', stderr);
+	free(seen);
+	free(since);
+}
+
+/* ------------------------------------------------------------------ */
+/* Setup, teardown, reporting                                          */
+/* ------------------------------------------------------------------ */
+
+static int setup(struct torture *t)
+{
+	struct tdp_host_config hc = { .mem_bytes = 2 * t->mem + (1ull << 30) };
+	struct tdp_vm_config vc = { .nr_as = t->nr_as,
+				    .max_vcpus = t->nvcpu + 2 };
+	uint64_t chunks;
+	int r;
+
+	t->slot_size = t->mem / NSLOTS;
+	t->npages = t->mem / PAGE;
+	t->nregions = t->mem / REGION;
+	chunks = t->npages / CHUNK_PAGES;
+	t->regions = calloc(t->nregions, sizeof(*t->regions));
+	t->gen = calloc(t->npages, sizeof(*t->gen));
+	t->shared = calloc(chunks * t->nvcpu, sizeof(*t->shared));
+	t->log = calloc(t->npages * LOG_DEPTH, sizeof(*t->log));
+	t->log_pos = calloc(t->npages, sizeof(*t->log_pos));
+	if (!t->regions || !t->gen || !t->shared || !t->log || !t->log_pos)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < t->nregions; i++)
+		pthread_rwlock_init(&t->regions[i].lock, NULL);
+	r = tdp_host_create(&hc, &t->h);
+	if (r)
+		return r;
+	r = tdp_vm_create(t->h, &vc, &t->vm);
+	if (r)
+		return r;
+	t->vm->mmu.inject = t->inject;
+	for (unsigned i = 0; i < NSLOTS; i++) {
+		struct slot *s = &t->slots[i];
+
+		s->size = t->slot_size;
+		s->folio = i % 2 ? TDP_PAGE_SIZE : TDP_HUGE_2M;
+		s->gpa[0] = 2ull * i * t->slot_size;
+		s->gpa[1] = s->gpa[0] + t->slot_size;
+		pthread_rwlock_init(&s->lock, NULL);
+		r = tdp_host_mmap(t->h, s->size, TDP_PROT_READ | TDP_PROT_WRITE,
+				  s->folio, 0, &s->hva);
+		for (unsigned as = 0; !r && as < t->nr_as; as++)
+			r = set_slot(t, i, as, s->size, 0);
+		if (r)
+			return r;
+	}
+	t->nthreads = t->nvcpu + 4; /* + host, 2 zappers, memslots */
+	t->threads = calloc(t->nthreads, sizeof(*t->threads));
+	if (!t->threads)
+		return -ENOMEM;
+	for (unsigned i = 0; i < t->nthreads; i++) {
+		struct thread *th = &t->threads[i];
+
+		th->t = t;
+		/* two zappers: yielding walkers must also yield to each
+		 * other without livelock (I9) */
+		th->kind = i < t->nvcpu		 ? T_VCPU
+			   : i == t->nvcpu	 ? T_HOST
+			   : i <= t->nvcpu + 2 ? T_ZAPPER
+					       : T_SLOTS;
+		th->id = i;
+		th->seed = t->seed * 0x9e3779b97f4a7c15ull + i + 1;
+		/* host and memslot threads own a checker vCPU */
+		if (th->kind == T_VCPU || th->kind == T_HOST ||
+		    th->kind == T_SLOTS) {
+			unsigned vid = th->kind == T_VCPU   ? i
+				       : th->kind == T_HOST ? t->nvcpu
+							    : t->nvcpu + 1;
+			r = tdp_vcpu_create(t->vm, vid, &th->vcpu);
+			if (r)
+				return r;
+		}
+	}
+	return 0;
+}
+
+/* Everything back to zero: roots, tables, frame references (I12). */
+static void teardown(struct torture *t)
+{
+	struct tdp_host_stats hs;
+
+	for (unsigned i = 0; t->threads && i < t->nthreads; i++)
+		tdp_vcpu_destroy(t->threads[i].vcpu);
+	if (t->vm && !atomic_load(&t->failed)) {
+		struct tdp_stats st;
+
+		tdp_vm_invalidate_roots(t->vm);
+		tdp_rcu_barrier();
+		tdp_vm_get_stats(t->vm, &st);
+		if (st.roots || st.pt_pages || st.pt_pages_alloc ||
+		    st.frame_refs || st.pages_4k || st.pages_2m || st.pages_1g)
+			fail(t, "accounting (I12)",
+			     "with every vCPU gone and the roots reset: %" PRIu64
+			     " roots, %" PRIu64 " table pages (%" PRIu64
+			     " allocated), %" PRIu64 " frame references, %" PRIu64
+			     "/%" PRIu64 "/%" PRIu64 " leaves",
+			     st.roots, st.pt_pages, st.pt_pages_alloc,
+			     st.frame_refs, st.pages_4k, st.pages_2m,
+			     st.pages_1g);
+	}
+	tdp_vm_destroy(t->vm); /* asserts nothing is left */
+	for (unsigned i = 0; t->h && i < NSLOTS; i++)
+		if (t->slots[i].hva)
+			tdp_host_munmap(t->h, t->slots[i].hva, t->slot_size);
+	if (t->h) {
+		tdp_host_get_stats(t->h, &hs);
+		if (!atomic_load(&t->failed) &&
+		    (hs.frames_used || hs.frame_refs || hs.pinned_refs))
+			fail(t, "accounting (I12)",
+			     "after the VM and every mapping are gone: %" PRIu64
+			     " frames used, %" PRIu64 " references, %" PRIu64
+			     " pinned",
+			     hs.frames_used, hs.frame_refs, hs.pinned_refs);
+		tdp_host_destroy(t->h);
+	}
+	for (uint64_t i = 0; t->regions && i < t->nregions; i++)
+		pthread_rwlock_destroy(&t->regions[i].lock);
+	free(t->regions);
+	free(t->gen);
+	free(t->shared);
+	free((void *)t->log);
+	free(t->log_pos);
+}
+
+static void print_summary(struct torture *t)
+{
+	struct tdp_stats st = t->final;
+	uint64_t ops[OP_COUNT] = { 0 };
+	bool ok = !atomic_load(&t->failed);
+
+	for (unsigned i = 0; t->threads && i < t->nthreads; i++)
+		for (int o = 0; o < OP_COUNT; o++)
+			ops[o] += t->threads[i].ops[o];
+	if (t->json) {
+		printf("{\"result\":\"%s\",\"seed\":%" PRIu64
+		       ",\"duration_s\":%.3f,\"vcpus\":%u,\"mem\":%" PRIu64
+		       ",\"inject\":\"%s\"",
+		       ok ? "pass" : "fail", t->seed, elapsed(t), t->nvcpu,
+		       t->mem, tdp_inject_name(t->inject));
+		if (!ok) {
+			printf(",\"oracle\":\"%s\",\"detected_after_s\":%.3f,"
+			       "\"message\":\"",
+			       t->oracle, t->fail_at);
+			for (const char *c = t->message; *c; c++)
+				printf(*c == '"' || *c == '\\' ? "\\%c" : "%c",
+				       *c);
+			printf("\"");
+		}
+		printf(",\"checkpoints\":%" PRIu64 ",\"ops\":{", t->checkpoints);
+		for (int o = 0; o < OP_COUNT; o++)
+			printf("%s\"%s\":%" PRIu64, o ? "," : "", op_names[o],
+			       ops[o]);
+		printf("},\"stats\":{\"pf_fixed\":%" PRIu64
+		       ",\"pf_retry\":%" PRIu64 ",\"remote_tlb_flush\":%" PRIu64
+		       ",\"invalidations\":%" PRIu64 ",\"root_reloads\":%" PRIu64
+		       "}}\n",
+		       st.pf_fixed, st.pf_retry, st.remote_tlb_flush,
+		       st.invalidations, st.root_reloads);
+		return;
+	}
+	if (!t->quiet) {
+		printf("torture: %.1f s, seed %" PRIu64 ", %u vCPUs, %" PRIu64
+		       " MiB, %u address space(s), injection %s\n",
+		       elapsed(t), t->seed, t->nvcpu, t->mem >> 20, t->nr_as,
+		       tdp_inject_name(t->inject));
+		printf("  ops:");
+		for (int o = 0; o < OP_COUNT; o++)
+			printf(" %s %" PRIu64, op_names[o], ops[o]);
+		printf("\n  checkpoints %" PRIu64 " (%" PRIu64
+		       " pages verified), faults %" PRIu64 ", retries %" PRIu64
+		       ", flushes %" PRIu64 ", invalidations %" PRIu64
+		       ", root reloads %" PRIu64 "\n",
+		       t->checkpoints, t->verified_pages, st.pf_fixed,
+		       st.pf_retry, st.remote_tlb_flush, st.invalidations,
+		       st.root_reloads);
+	}
+	if (ok)
+		printf("torture: PASSED (every oracle held)\n");
+	else
+		printf("torture: FAILED: oracle=%s at %.3f s (seed %" PRIu64
+		       "): %s\n",
+		       t->oracle, t->fail_at, t->seed, t->message);
+}
+
+/* A library assertion or a sanitizer aborts the process, a use of freed
+ * memory may crash it: say which and when. */
+static void on_abort(int sig)
+{
+	char buf[200];
+	struct torture *t = g_torture;
+	int n;
+
+	if (t) {
+		n = snprintf(buf, sizeof(buf),
+			     "torture: FAILED: oracle=%s at %.3f s (seed "
+			     "%" PRIu64 ")\n",
+			     sig == SIGABRT ? "assertion (library invariant "
+					      "check or sanitizer)"
+					    : "crash (memory fault)",
+			     elapsed(t), t->seed);
+		if (n > 0 && write(STDOUT_FILENO, buf, (size_t)n) < 0)
+			n = 0;
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: tdpmmu torture [options]\n"
+		"  --duration SECONDS  how long to run (default 10)\n"
+		"  --seed N            random seed; replays the same choice of "
+		"operations (default 1)\n"
+		"  --vcpus N           vCPU threads, 1..%d (default 2)\n"
+		"  --mem SIZE          guest memory, multiple of 8M (default 32M)\n"
+		"  --as N              address spaces, 1 or 2 (default 2)\n"
+		"  --ops LIST          operation weights, e.g. "
+		"'zap=0,unmap=5'; 0 disables\n"
+		"  --inject NAME       put back a historical bug (test builds)\n"
+		"  --quiet             only the verdict line\n"
+		"  --json              a JSON summary instead of text\n"
+		"operations:",
+		MAX_VCPUS);
+	for (int o = 0; o < OP_COUNT; o++)
+		fprintf(f, " %s=%u", op_names[o], op_default_weight[o]);
+	fprintf(f, "\ninjections%s:",
+		TDP_INJECT_AVAILABLE ? "" : " (not compiled into this build)");
+	for (int i = 1; i < INJ_COUNT; i++)
+		fprintf(f, " %s", tdp_inject_name(i));
+	fprintf(f, "\nexit status: 0 when every oracle held, 1 when one "
+		   "failed, 2 on bad usage\n");
+}
+
+static int parse_ops(struct torture *t, char *list)
+{
+	for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+		char *eq = strchr(tok, '=');
+		int o;
+
+		if (!eq)
+			return -1;
+		*eq = 0;
+		for (o = 0; o < OP_COUNT; o++)
+			if (!strcmp(op_names[o], tok))
+				break;
+		if (o == OP_COUNT)
+			return -1;
+		t->weights[o] = (unsigned)strtoul(eq + 1, NULL, 0);
+	}
+	return 0;
+}
+
+int cmd_torture(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "duration", required_argument, NULL, 'd' },
+		{ "seed", required_argument, NULL, 's' },
+		{ "vcpus", required_argument, NULL, 'v' },
+		{ "mem", required_argument, NULL, 'm' },
+		{ "as", required_argument, NULL, 'a' },
+		{ "ops", required_argument, NULL, 'o' },
+		{ "inject", required_argument, NULL, 'i' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 } };
+	struct torture *t = calloc(1, sizeof(*t));
+	int c, r;
+	bool ok;
+
+	if (!t)
+		return 1;
+	t->duration_s = 10;
+	t->seed = 1;
+	t->nvcpu = 2;
+	t->mem = 32ull << 20;
+	t->nr_as = 2;
+	memcpy(t->weights, op_default_weight, sizeof(t->weights));
+	pthread_mutex_init(&t->fail_lock, NULL);
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd': t->duration_s = strtoull(optarg, NULL, 0); break;
+		case 's': t->seed = strtoull(optarg, NULL, 0); break;
+		case 'v': t->nvcpu = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 'a': t->nr_as = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 'm':
+			if (cli_parse_size(optarg, &t->mem))
+				t->mem = 0;
+			break;
+		case 'o':
+			if (parse_ops(t, optarg)) {
+				fprintf(stderr, "torture: bad --ops entry\n");
+				usage(stderr);
+				return 2;
+			}
+			break;
+		case 'i':
+			t->inject = tdp_inject_lookup(optarg);
+			if (t->inject < 0) {
+				fprintf(stderr, "torture: unknown injection "
+						"'%s'\n", optarg);
+				usage(stderr);
+				return 2;
+			}
+			if (t->inject && !TDP_INJECT_AVAILABLE) {
+				fprintf(stderr, "torture: bug injection is not "
+						"compiled into this build "
+						"(configure with -DTDP_INJECT=ON)\n");
+				return 2;
+			}
+			break;
+		case 'q': t->quiet = true; break;
+		case 'j': t->json = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!t->nvcpu || t->nvcpu > MAX_VCPUS || !t->mem ||
+	    t->mem % (NSLOTS * REGION) || t->mem > (64ull << 30) ||
+	    !t->duration_s || t->duration_s > 86400 ||
+	    (t->nr_as != 1 && t->nr_as != 2)) {
+		fprintf(stderr, "torture: bad --vcpus, --mem, --as or "
+				"--duration\n");
+		usage(stderr);
+		return 2;
+	}
+	t->progress_tty = !t->quiet && !t->json && isatty(STDERR_FILENO);
+	g_torture = t;
+	signal(SIGABRT, on_abort);
+	signal(SIGSEGV, on_abort);
+	signal(SIGBUS, on_abort);
+	t->t0 = cli_now_ns();
+	r = setup(t);
+	if (r) {
+		fprintf(stderr, "torture: setup failed: %s\n", strerror(-r));
+		return 1;
+	}
+	for (unsigned i = 0; i < t->nthreads; i++)
+		pthread_create(&t->threads[i].th, NULL, thread_main,
+			       &t->threads[i]);
+	supervise(t);
+	atomic_store(&t->stop, true);
+	atomic_store(&t->pause, false);
+	if (atomic_load(&t->failed) && !strcmp(t->oracle, "watchdog")) {
+		/* threads may be stuck for good: report and leave */
+		tdp_vm_get_stats(t->vm, &t->final);
+		print_summary(t);
+		fflush(stdout);
+		_exit(1);
+	}
+	for (unsigned i = 0; i < t->nthreads; i++)
+		pthread_join(t->threads[i].th, NULL);
+	if (!atomic_load(&t->failed)) {
+		audit(t, "end");
+		verify_all(t);
+	}
+	tdp_vm_get_stats(t->vm, &t->final);
+	if (atomic_load(&t->failed)) {
+		/* report first: teardown of a broken VM may abort */
+		print_summary(t);
+		fflush(stdout);
+		g_torture = NULL;
+		teardown(t);
+	} else {
+		teardown(t);
+		print_summary(t);
+	}
+	ok = !atomic_load(&t->failed);
+	g_torture = NULL;
+	pthread_mutex_destroy(&t->fail_lock);
+	free(t->threads);
+	free(t);
+	return ok ? 0 : 1;
+}
