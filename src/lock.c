@@ -10,6 +10,7 @@
 struct held {
 	const struct tdp_lock *lock;
 	enum tdp_lock_mode mode;
+	int flush_owed;
 };
 
 static __thread struct held held[HELD_MAX];
@@ -30,10 +31,35 @@ static void held_add(const struct tdp_lock *l, enum tdp_lock_mode m)
 		if (!held[i].lock) {
 			held[i].lock = l;
 			held[i].mode = m;
+			held[i].flush_owed = 0;
 			return;
 		}
 	}
 	TDP_ASSERT_MSG(0, "too many locks held");
+}
+
+static struct held *held_find(const struct tdp_lock *l)
+{
+	for (int i = 0; i < HELD_MAX; i++)
+		if (held[i].lock == l)
+			return &held[i];
+	return NULL;
+}
+
+void tdp_lock_owe_flush(struct tdp_lock *l)
+{
+	struct held *h = held_find(l);
+
+	TDP_ASSERT_MSG(h, "a flush is owed without holding mmu_lock");
+	h->flush_owed++;
+}
+
+void tdp_lock_paid_flush(struct tdp_lock *l)
+{
+	struct held *h = held_find(l);
+
+	if (h)
+		h->flush_owed = 0;
 }
 
 static void held_del(const struct tdp_lock *l, enum tdp_lock_mode m)
@@ -42,6 +68,9 @@ static void held_del(const struct tdp_lock *l, enum tdp_lock_mode m)
 		if (held[i].lock == l) {
 			TDP_ASSERT_MSG(held[i].mode == m,
 				       "unlock mode differs from lock mode");
+			TDP_ASSERT_MSG(!held[i].flush_owed,
+				       "I6: mmu_lock released or yielded with "
+				       "a TLB flush still owed");
 			held[i].lock = NULL;
 			held[i].mode = TDP_UNLOCKED;
 			return;

@@ -60,6 +60,16 @@ static inline bool tdp_lock_needbreak(struct tdp_lock *l)
  */
 void tdp_lock_yield(struct tdp_lock *l, enum tdp_lock_mode mode);
 
+/*
+ * I6 bookkeeping: a thread that changed an entry so that a TLB flush is
+ * owed calls tdp_lock_owe_flush(); the flush calls tdp_lock_paid_flush().
+ * Releasing or yielding the lock with a flush still owed is a bug (another
+ * thread could see the entry gone while vCPUs still use it), and every
+ * unlock asserts it, as lockdep asserts lock rules.
+ */
+void tdp_lock_owe_flush(struct tdp_lock *l);
+void tdp_lock_paid_flush(struct tdp_lock *l);
+
 /* How the calling thread holds @l. */
 enum tdp_lock_mode tdp_lock_held_mode(const struct tdp_lock *l);
 

@@ -75,8 +75,10 @@ void tdp_mmu_flush_and_free(struct tdp_mmu *mmu, struct tdp_flush_ctx *ctx)
 		}
 		ctx->removed = NULL;
 	}
-	if ((ctx->flush || ctx->removed) && !ctx->no_flush)
+	if ((ctx->flush || ctx->removed) && !ctx->no_flush) {
 		mmu->flush_remote_tlbs(mmu->flush_arg);
+		tdp_lock_paid_flush(&mmu->lock);
+	}
 	ctx->flush = false;
 	for (sp = ctx->removed; sp; sp = next) {
 		next = sp->next;
@@ -103,7 +105,7 @@ static uint64_t write_spte(struct tdp_mmu *mmu, uint64_t *sptep, uint64_t old,
 	if (spte_needs_atomic_write(old, level)) {
 		if (!INJECTED(mmu->inject, INJ_PLAIN_STORE_LOSES_DIRTY))
 			return __atomic_exchange_n(sptep, new, __ATOMIC_ACQ_REL);
-		sched_yield(); /* widen the window: hardware may set D now */
+		usleep(20); /* widen the window: hardware may set D now */
 	}
 	__atomic_store_n(sptep, new, __ATOMIC_RELEASE);
 	return old;
@@ -147,6 +149,16 @@ static int tdp_mmu_set_spte_atomic(struct tdp_mmu *mmu, struct tdp_iter *it,
 /* Accounting                                                        */
 /* ---------------------------------------------------------------- */
 
+/* A leaf lost a permission or its frame: a flush is owed before the lock
+ * is released (I6; checked by the lock layer).  Not for invalid roots,
+ * which no vCPU can use any more. */
+static void owe_flush(struct tdp_mmu *mmu, struct tdp_flush_ctx *ctx)
+{
+	if (!ctx->flush && !ctx->no_flush)
+		tdp_lock_owe_flush(&mmu->lock);
+	ctx->flush = true;
+}
+
 static void account_leaf(struct tdp_mmu *mmu, int level, long delta)
 {
 	if (level <= TDP_LEVEL_1G)
@@ -166,7 +178,15 @@ static void handle_removed_pt(struct tdp_mmu *mmu, struct tdp_pt_page *sp,
 
 		/* Another thread may hold the child frozen for a moment
 		 * (read-lock protocol); wait until it lets go, then take it. */
-		for (;;) {
+		if (INJECTED(mmu->inject, INJ_PLAIN_STORE_LOSES_DIRTY) &&
+		    tdp_lock_held_mode(&mmu->lock) == TDP_WRITE) {
+			/* KVM before ba3a6120a4e7: "we own the removed table
+			 * under the write lock", so read, then plain store */
+			old = __atomic_load_n(sptep, __ATOMIC_ACQUIRE);
+			if (spte_is_present_leaf(old, level))
+				usleep(20); /* widen: hardware may set D */
+			__atomic_store_n(sptep, SPTE_FROZEN, __ATOMIC_RELEASE);
+		} else for (;;) {
 			old = __atomic_exchange_n(sptep, SPTE_FROZEN,
 						  __ATOMIC_ACQ_REL);
 			if (!spte_frozen(old))
@@ -226,11 +246,11 @@ static void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
 				mmu->mark_dirty(mmu->mark_dirty_arg,
 						spte_pfn(old), level_pages(level));
 		}
-		ctx->flush = true;
+		owe_flush(mmu, ctx);
 	} else if (!was_leaf && is_leaf) {
 		account_leaf(mmu, level, 1);
 	} else if (was_leaf && leaf_change_needs_flush(old, new)) {
-		ctx->flush = true;
+		owe_flush(mmu, ctx);
 	}
 	if (spte_is_table(old, level))
 		handle_removed_pt(mmu, sptep_to_sp(spte_to_table(old)), ctx);
@@ -460,7 +480,7 @@ static void zap_range_root(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 			pt_free_page_rcu(sp);
 		}
 		ctx->removed = NULL;
-		ctx->flush = true;
+		owe_flush(mmu, ctx);
 		tdp_rcu_read_unlock();
 		usleep(2000); /* widen the window: let the grace period end */
 		return;

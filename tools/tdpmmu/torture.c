@@ -11,7 +11,8 @@
  *   host       migrate, swap-out, split, mprotect, munmap + mmap again;
  *   zappers    two of them: zap gfn ranges, invalidate and reload roots;
  *   memslots   delete + re-add, move, read-only toggle;
- *   main       checkpoints (audit + full content check), watchdog, progress.
+ *   main       checkpoints (audit, full content check, dirty-recording
+ *              check), watchdog, progress.
  *
  * Keeping the oracle exact while the MMU races freely: operations that
  * legitimately change what a page holds (munmap + mmap, memslot churn)
@@ -52,7 +53,7 @@
 #define CHUNK_PAGES 16
 #define NSLOTS 4
 #define MAX_VCPUS 64
-#define LOG_DEPTH 4
+#define LOG_DEPTH 8
 #define WATCHDOG_S 10
 
 /* ------------------------------------------------------------------ */
@@ -113,6 +114,13 @@ struct thread {
 	struct tdp_vcpu *vcpu;	/* checker vCPU for host/slot threads */
 	uint64_t seed;
 	uint64_t hot, hot_left;	/* vCPUs: current working chunk */
+	/* vCPUs: pages written recently, re-checked a little later */
+	struct {
+		uint64_t page;
+		uint64_t at_ns;
+		uint32_t ms;
+	} recent[8];
+	unsigned recent_head, recent_n;
 	atomic_ullong progress;
 	pthread_t th;
 	uint64_t ops[OP_COUNT];
@@ -134,6 +142,12 @@ struct torture {
 	struct shared_word *shared;	/* [npages / CHUNK_PAGES][nvcpu] */
 	_Atomic uint64_t *log;		/* [npages][LOG_DEPTH] */
 	atomic_uint *log_pos;
+	/* ms since start, 0 = never: when the newest successful write of a
+	 * page began, and when the newest swap-out / replacement of it began
+	 * and ended */
+	atomic_uint *last_write, *swap_start, *swap_end;
+	/* root resets running now (two zappers may overlap), and done */
+	atomic_uint resets_active, resets_done;
 	/* threads */
 	struct thread *threads;
 	unsigned nthreads;
@@ -147,14 +161,24 @@ struct torture {
 	double fail_at;
 	uint64_t t0, checkpoints, verified_pages;
 	struct tdp_stats final; /* taken before teardown */
+	uint64_t yields, zapped_dirty;
 
 };
 
 static struct torture *g_torture; /* for the SIGABRT reporter only */
 
+static void recheck_recent_writes(struct torture *t, struct thread *th);
+static void remember_write(struct torture *t, struct thread *th, uint64_t p,
+			   uint32_t ms);
+
 static double elapsed(struct torture *t)
 {
 	return (cli_now_ns() - t->t0) / 1e9;
+}
+
+static uint32_t now_ms(struct torture *t)
+{
+	return (uint32_t)((cli_now_ns() - t->t0) / 1000000) + 1;
 }
 
 /* First failure wins; the rest of the run stops. */
@@ -415,6 +439,7 @@ static void vcpu_read(struct torture *t, struct thread *th, uint64_t p)
 		return;
 	}
 	r = tdp_vcpu_read(th->vcpu, page_gpa(t, p) + first * 8, buf, n * 8);
+	page_log(t, p, OP_READ, th->id, 1000 + th->vcpu->as_id);
 	if (r)
 		return unexpected(t, th, "read", p, r);
 	check_private(t, who, p, buf, first, n);
@@ -424,6 +449,7 @@ static void vcpu_write(struct torture *t, struct thread *th, uint64_t p)
 {
 	struct region *rg = &t->regions[page_region(p)];
 	unsigned s1 = atomic_load(&rg->prot_seq), s2;
+	uint32_t start = now_ms(t); /* the write lands after this */
 	uint64_t buf[PAGE / 8];
 	int r;
 
@@ -436,10 +462,13 @@ static void vcpu_write(struct torture *t, struct thread *th, uint64_t p)
 		r = tdp_vcpu_write(th->vcpu, page_gpa(t, p) + th->id * 8, &v,
 				   8);
 		s2 = atomic_load(&rg->prot_seq);
-		if (!r)
+		if (!r) {
 			atomic_store(&sw->committed, seq);
-		else
+			atomic_store(&t->last_write[p], start);
+			remember_write(t, th, p, start);
+		} else {
 			atomic_store(&sw->issued, seq - 1);
+		}
 	} else {
 		uint32_t gen = t->gen[p] + 1;
 
@@ -449,7 +478,9 @@ static void vcpu_write(struct torture *t, struct thread *th, uint64_t p)
 		s2 = atomic_load(&rg->prot_seq);
 		if (!r) {
 			t->gen[p] = gen;
-			page_log(t, p, OP_WRITE, th->id, gen);
+			atomic_store(&t->last_write[p], start);
+			remember_write(t, th, p, start);
+			page_log(t, p, OP_WRITE, th->id, gen * 10 + th->vcpu->as_id);
 		}
 	}
 	/* -EFAULT is right only while an mprotect window overlapped us */
@@ -505,6 +536,7 @@ static void vcpu_op(struct torture *t, struct thread *th, enum op op)
 	 * only through the shared page of its chunk */
 	if (!page_shared(p) && page_owner(t, p) != th->id)
 		p -= p % CHUNK_PAGES; /* its chunk's shared page */
+	recheck_recent_writes(t, th);
 	if (!access_begin(t, p))
 		return;
 	if (op == OP_READ)
@@ -568,6 +600,8 @@ static void host_unmap(struct torture *t, struct thread *th)
 	int e;
 
 	pthread_rwlock_wrlock(&t->regions[r].lock);
+	for (uint64_t p = first; p < first + REGION / PAGE; p++)
+		atomic_store(&t->swap_start[p], now_ms(t));
 	host_check(t, "munmap", tdp_host_munmap(t->h, hva, REGION));
 	/* I13: the guest cannot reach memory the host no longer maps */
 	if (pthread_rwlock_tryrdlock(&s->lock) == 0) {
@@ -592,6 +626,7 @@ static void host_unmap(struct torture *t, struct thread *th)
 				atomic_store(&shared_word(t, p, w)->committed,
 					     0);
 			}
+		atomic_store(&t->swap_end[p], now_ms(t));
 		page_log(t, p, OP_UNMAP, th->id, 0);
 	}
 	pthread_rwlock_unlock(&t->regions[r].lock);
@@ -638,9 +673,13 @@ static void host_op(struct torture *t, struct thread *th, enum op op)
 							  n * PAGE));
 		break;
 	case OP_SWAPOUT:
+		for (uint64_t q = first; q < first + n; q++)
+			atomic_store(&t->swap_start[q], now_ms(t));
 		host_check(t, "swap-out",
 			   tdp_host_swap_out(t->h, page_hva(t, first),
 					     n * PAGE));
+		for (uint64_t q = first; q < first + n; q++)
+			atomic_store(&t->swap_end[q], now_ms(t));
 		break;
 	default:
 		host_check(t, "split", tdp_host_split(t->h, page_hva(t, first),
@@ -657,8 +696,13 @@ static void host_op(struct torture *t, struct thread *th, enum op op)
 static void zapper_op(struct torture *t, struct thread *th, enum op op)
 {
 	if (op == OP_RESET) {
+		/* until the old roots are zapped, their Dirty bits are the
+		 * only record of some writes: the dirty check steps aside */
+		atomic_fetch_add(&t->resets_active, 1);
 		host_check(t, "invalidate roots",
 			   tdp_vm_invalidate_roots(t->vm));
+		atomic_fetch_add(&t->resets_done, 1);
+		atomic_fetch_sub(&t->resets_active, 1);
 		return;
 	}
 	uint64_t len = PAGE << (cli_rand(&th->seed) % 11); /* 4K .. 4M */
@@ -675,6 +719,11 @@ static void zapper_op(struct torture *t, struct thread *th, enum op op)
 	unsigned as = (unsigned)(cli_rand(&th->seed) % t->nr_as);
 
 	host_check(t, "zap", tdp_vm_zap_gfn_range(t->vm, as, gpa, len));
+	for (uint64_t q = 0; q < t->npages; q++) {
+		uint64_t g = page_gpa(t, q);
+		if (g >= gpa && g < gpa + len)
+			page_log(t, q, OP_ZAP, th->id, as);
+	}
 }
 
 static int set_slot(struct torture *t, unsigned i, unsigned as, uint64_t size,
@@ -889,6 +938,119 @@ static void verify_all(struct torture *t)
 	}
 }
 
+/*
+ * No guest write goes unrecorded (I4): a page written after it was last
+ * swapped out or replaced must still show the write somewhere: a Dirty bit
+ * in a leaf that maps it, or the host's dirty state (the MMU reports D when
+ * it zaps a leaf; the host keeps it until the next swap-out).  Otherwise
+ * reclaim would throw the write away.  Threads are parked.
+ */
+/* Is the write of page @p at @w recorded dirty somewhere? */
+static bool dirty_seen(struct torture *t, uint64_t p, uint32_t w)
+{
+	struct tdp_translation tr;
+	int d;
+
+	/* Only a write that began after the newest swap-out (or
+	 * replacement) of the page had ended must still be recorded: one
+	 * that overlapped it may have landed before its copy, legitimately
+	 * clean afterwards. */
+	if (!w || atomic_load(&t->swap_start[p]) >= w ||
+	    atomic_load(&t->swap_end[p]) >= w ||
+	    atomic_load(&t->last_write[p]) != w)
+		return true;
+	for (unsigned as = 0; as < t->nr_as; as++)
+		if (tdp_vm_translate(t->vm, as, page_gpa(t, p), &tr) == 0 &&
+		    tr.dirty)
+			return true;
+	d = host_page_dirty(t->h, page_hva(t, p));
+	/* -ENOENT: swapped out (the content check covers it); -EFAULT:
+	 * being unmapped and replaced right now */
+	return d != 0 || atomic_load(&t->swap_start[p]) >= w;
+}
+
+/* @quiescent: threads are parked (checkpoint).  Otherwise zaps may be in
+ * flight: a leaf exchanged away is reported to the host a moment later,
+ * and a root reset keeps Dirty bits in invalid roots until it zaps them;
+ * so a suspected loss is looked at again, and skipped across a reset. */
+static void dirty_recorded(struct torture *t, uint64_t p, uint32_t w,
+			   bool quiescent)
+{
+	unsigned done = atomic_load(&t->resets_done);
+	bool active = atomic_load(&t->resets_active);
+	char log[1024];
+
+	if (dirty_seen(t, p, w))
+		return;
+	if (!quiescent) {
+		if (active)
+			return;
+		usleep(1000);
+		if (atomic_load(&t->resets_active) ||
+		    atomic_load(&t->resets_done) != done || dirty_seen(t, p, w))
+			return;
+	}
+	describe_log(t, p, log, sizeof(log));
+	{
+		struct tdp_translation tr[2] = { 0 };
+		int tres[2] = { -1, -1 };
+		uint64_t pfn = 0;
+		unsigned order = 0, prot = 0;
+
+		for (unsigned as = 0; as < t->nr_as; as++)
+			tres[as] = tdp_vm_translate(t->vm, as, page_gpa(t, p),
+						    &tr[as]);
+		host_lookup(t->h, page_hva(t, p), &pfn, &order, &prot);
+
+		fail(t, "dirty tracking (I4)",
+		     "page %" PRIu64 " (gpa %#" PRIx64 ") was written at %.3f s "
+		     "but neither a leaf nor the host records it dirty: the "
+		     "next swap-out would drop the write (as0: %d pfn %#" PRIx64
+		     " d%d, as1: %d pfn %#" PRIx64 " d%d, host pfn %#" PRIx64
+		     " dirty %d); %s",
+		     p, page_gpa(t, p), w / 1000.0, tres[0], tr[0].pfn,
+		     tr[0].dirty, tres[1], tr[1].pfn, tr[1].dirty, pfn,
+		     host_page_dirty(t->h, page_hva(t, p)), log);
+	}
+}
+
+static void check_dirty_recorded(struct torture *t)
+{
+	for (uint64_t p = 0; p < t->npages && !atomic_load(&t->failed); p++)
+		dirty_recorded(t, p, atomic_load(&t->last_write[p]), true);
+}
+
+/* A vCPU re-checks the pages it wrote, ~2 ms later: a lost Dirty bit is
+ * short-lived (the next write fault dirties the page again), so look soon. */
+static void recheck_recent_writes(struct torture *t, struct thread *th)
+{
+	uint64_t now = cli_now_ns();
+
+	while (th->recent_n) {
+		unsigned i = (th->recent_head + 8 - th->recent_n) % 8;
+
+		if (now - th->recent[i].at_ns < 2000000)
+			break;
+		/* only the page's newest write counts */
+		dirty_recorded(t, th->recent[i].page, th->recent[i].ms, false);
+		th->recent_n--;
+	}
+}
+
+static void remember_write(struct torture *t, struct thread *th, uint64_t p,
+			   uint32_t ms)
+{
+	unsigned i = th->recent_head;
+
+	th->recent[i].page = p;
+	th->recent[i].at_ns = cli_now_ns();
+	th->recent[i].ms = ms;
+	th->recent_head = (i + 1) % 8;
+	if (th->recent_n < 8)
+		th->recent_n++;
+	(void)t;
+}
+
 static void audit(struct torture *t, const char *when)
 {
 	char report[2048];
@@ -922,6 +1084,7 @@ static bool checkpoint(struct torture *t)
 	if (!atomic_load(&t->stop)) {
 		audit(t, "checkpoint");
 		verify_all(t);
+		check_dirty_recorded(t);
 		t->checkpoints++;
 	}
 	atomic_store(&t->pause, false);
@@ -971,7 +1134,7 @@ static void supervise(struct torture *t)
 			now = cli_now_ns();
 			for (unsigned i = 0; i < t->nthreads; i++)
 				since[i] = now;
-			next_cp = now + 3000000000ull;
+			next_cp = now + 1000000000ull;
 		}
 		if (t->progress_tty && now >= next_line) {
 			struct tdp_stats st;
@@ -1014,7 +1177,11 @@ static int setup(struct torture *t)
 	t->shared = calloc(chunks * t->nvcpu, sizeof(*t->shared));
 	t->log = calloc(t->npages * LOG_DEPTH, sizeof(*t->log));
 	t->log_pos = calloc(t->npages, sizeof(*t->log_pos));
-	if (!t->regions || !t->gen || !t->shared || !t->log || !t->log_pos)
+	t->last_write = calloc(t->npages, sizeof(*t->last_write));
+	t->swap_start = calloc(t->npages, sizeof(*t->swap_start));
+	t->swap_end = calloc(t->npages, sizeof(*t->swap_end));
+	if (!t->regions || !t->gen || !t->shared || !t->log || !t->log_pos ||
+	    !t->last_write || !t->swap_start || !t->swap_end)
 		return -ENOMEM;
 	for (uint64_t i = 0; i < t->nregions; i++)
 		pthread_rwlock_init(&t->regions[i].lock, NULL);
@@ -1116,6 +1283,9 @@ static void teardown(struct torture *t)
 	free(t->shared);
 	free((void *)t->log);
 	free(t->log_pos);
+	free(t->last_write);
+	free(t->swap_start);
+	free(t->swap_end);
 }
 
 static void print_summary(struct torture *t)
@@ -1165,10 +1335,11 @@ static void print_summary(struct torture *t)
 		printf("\n  checkpoints %" PRIu64 " (%" PRIu64
 		       " pages verified), faults %" PRIu64 ", retries %" PRIu64
 		       ", flushes %" PRIu64 ", invalidations %" PRIu64
-		       ", root reloads %" PRIu64 "\n",
+		       ", root reloads %" PRIu64 ", walk yields %" PRIu64
+		       ", dirty leaves zapped %" PRIu64 "\n",
 		       t->checkpoints, t->verified_pages, st.pf_fixed,
 		       st.pf_retry, st.remote_tlb_flush, st.invalidations,
-		       st.root_reloads);
+		       st.root_reloads, t->yields, t->zapped_dirty);
 	}
 	if (ok)
 		printf("torture: PASSED (every oracle held)\n");
@@ -1352,6 +1523,8 @@ int cmd_torture(int argc, char **argv)
 		verify_all(t);
 	}
 	tdp_vm_get_stats(t->vm, &t->final);
+	t->yields = stat_read(t->vm->stats.mmu_yields);
+	t->zapped_dirty = stat_read(t->vm->stats.zapped_dirty);
 	if (atomic_load(&t->failed)) {
 		/* report first: teardown of a broken VM may abort */
 		print_summary(t);
