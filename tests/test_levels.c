@@ -207,8 +207,8 @@ static void run_case(struct levels_env *e, const struct lcase *c,
 	assert_int_equal(st.pages_4k + st.pages_2m + st.pages_1g, 1);
 
 	/* the same answer from vm_max_mapping_level() */
-	tdp_rcu_read_lock();
 	{
+		unsigned idx = tdp_srcu_read_lock(&vm->srcu);
 		const struct memslot *slot =
 			memslots_lookup(vm_memslots(vm, 0), c->access >> 12);
 
@@ -216,8 +216,8 @@ static void run_case(struct levels_env *e, const struct lcase *c,
 		assert_int_equal(vm_max_mapping_level(vm, slot,
 						      c->access >> 12, order),
 				 c->level);
+		tdp_srcu_read_unlock(&vm->srcu, idx);
 	}
-	tdp_rcu_read_unlock();
 
 	r = tdp_vm_audit(vm, rep, sizeof(rep));
 	if (r)

@@ -125,15 +125,16 @@ struct snap {
 static void snapshot(struct env *e, unsigned as, struct snap *s)
 {
 	struct memslots *set;
+	unsigned idx;
 
 	memset(s, 0, sizeof(*s));
-	tdp_rcu_read_lock();
+	idx = tdp_srcu_read_lock(&e->vm->srcu);
 	set = vm_memslots(e->vm, as);
 	s->generation = set->generation;
 	s->n = set->n;
 	assert_true(set->n <= 64);
 	memcpy(s->slots, set->slots, set->n * sizeof(set->slots[0]));
-	tdp_rcu_read_unlock();
+	tdp_srcu_read_unlock(&e->vm->srcu, idx);
 	s->updates = stats(e).memslot_updates;
 }
 
