@@ -10,7 +10,7 @@ DEBS := cmake ninja-build pkg-config liburcu-dev libcmocka-dev clang gcc
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build demo check check-asan check-tsan clean format
+.PHONY: all deps build demo check check-asan check-tsan torture-report clean format
 
 all: build
 
@@ -57,6 +57,14 @@ check-tsan: deps $(BUILD)/tsan/build.ninja
 	  ctest --output-on-failure -j 1
 
 check: check-asan check-tsan
+
+# Measure every bug injection over 5 seeds into docs/torture.md (~10 min).
+$(BUILD)/inject/build.ninja:
+	cmake -S . -B $(BUILD)/inject -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTDP_INJECT=ON
+
+torture-report: deps $(BUILD)/inject/build.ninja
+	cmake --build $(BUILD)/inject -j $(JOBS)
+	scripts/torture-report.sh $(BUILD)/inject
 
 format:
 	clang-format -i include/*.h src/*.[ch] src/host/*.[ch] tools/tdpmmu/*.[ch] tests/*.[ch]

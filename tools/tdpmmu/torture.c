@@ -75,7 +75,7 @@ static const char *const op_names[OP_COUNT] = {
 };
 
 static const unsigned op_default_weight[OP_COUNT] = {
-	[OP_READ] = 6, [OP_WRITE] = 6, [OP_TRANSLATE] = 1, [OP_ASSWITCH] = 1,
+	[OP_READ] = 6, [OP_WRITE] = 6, [OP_TRANSLATE] = 3, [OP_ASSWITCH] = 1,
 	[OP_MIGRATE] = 4, [OP_SWAPOUT] = 4, [OP_SPLIT] = 1, [OP_MPROTECT] = 1,
 	[OP_UNMAP] = 2, [OP_ZAP] = 6, [OP_RESET] = 2, [OP_SLOT_DELETE] = 1,
 	[OP_SLOT_MOVE] = 1, [OP_SLOT_RO] = 1,
@@ -113,7 +113,7 @@ struct thread {
 	unsigned id;		/* vCPU id for vCPU threads */
 	struct tdp_vcpu *vcpu;	/* checker vCPU for host/slot threads */
 	uint64_t seed;
-	uint64_t hot, hot_left;	/* vCPUs: current working chunk */
+	uint64_t hot, hot_left;	/* vCPUs: current working 2 MiB region */
 	/* vCPUs: pages written recently, re-checked a little later */
 	struct {
 		uint64_t page;
@@ -151,7 +151,7 @@ struct torture {
 	/* threads */
 	struct thread *threads;
 	unsigned nthreads;
-	atomic_ullong hot[MAX_VCPUS];	/* each vCPU's working chunk */
+	atomic_ullong hot[MAX_VCPUS];	/* each vCPU's working region */
 	atomic_bool stop, pause;
 	atomic_uint parked;
 	/* outcome */
@@ -500,17 +500,20 @@ static void vcpu_op(struct torture *t, struct thread *th, enum op op)
 	uint64_t p;
 
 	/* Locality, as real guests have: bursts of accesses within one
-	 * 64 KiB chunk, so TLBs hold translations that zaps must flush. */
+	 * 2 MiB region, more pages than the TLB holds, so TLBs hold
+	 * translations that zaps must flush and walks go through cached
+	 * table pointers that table removal must flush. */
 	if (!th->hot_left) {
-		th->hot = cli_rand(&th->seed) % (t->npages / CHUNK_PAGES);
-		th->hot_left = 1 + cli_rand(&th->seed) % 256;
+		th->hot = cli_rand(&th->seed) % t->nregions;
+		th->hot_left = 1 + cli_rand(&th->seed) % 1024;
 		atomic_store(&t->hot[th->id], th->hot);
 	}
 	th->hot_left--;
-	if (cli_rand(&th->seed) % 4 == 0) /* and some far away: TLB misses */
+	if (cli_rand(&th->seed) % 8 == 0) /* and some far away */
 		p = cli_rand(&th->seed) % t->npages;
 	else
-		p = th->hot * CHUNK_PAGES + cli_rand(&th->seed) % CHUNK_PAGES;
+		p = th->hot * (REGION / PAGE) +
+		    cli_rand(&th->seed) % (REGION / PAGE);
 
 	switch (op) {
 	case OP_ASSWITCH:
@@ -520,10 +523,14 @@ static void vcpu_op(struct torture *t, struct thread *th, enum op op)
 	case OP_TRANSLATE: {
 		struct tdp_translation tr;
 		unsigned as = (unsigned)(cli_rand(&th->seed) % t->nr_as);
-		int r = tdp_vm_translate(t->vm, as,
-					 cli_rand(&th->seed) % (4 * t->mem) &
-						 ~(PAGE - 1),
-					 &tr);
+		/* mostly where vCPUs work: a lockless walk racing table
+		 * removal is what RCU is for */
+		uint64_t gpa = cli_rand(&th->seed) % 4
+				       ? page_gpa(t, th->hot * (REGION / PAGE) +
+							     cli_rand(&th->seed) %
+								     (REGION / PAGE))
+				       : cli_rand(&th->seed) % (4 * t->mem);
+		int r = tdp_vm_translate(t->vm, as, gpa & ~(PAGE - 1), &tr);
 
 		if (r && r != -ENOENT)
 			fail(t, "access result", "tdp_vm_translate: %d", r);
@@ -556,7 +563,8 @@ static uint64_t pick_page(struct torture *t, struct thread *th)
 	if (cli_rand(&th->seed) & 1) {
 		unsigned v = (unsigned)(cli_rand(&th->seed) % t->nvcpu);
 
-		return atomic_load(&t->hot[v]) * CHUNK_PAGES;
+		return atomic_load(&t->hot[v]) * (REGION / PAGE) +
+		       cli_rand(&th->seed) % (REGION / PAGE);
 	}
 	return cli_rand(&th->seed) % t->npages;
 }

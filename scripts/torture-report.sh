@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Measures, for every bug injection, which oracle catches it and how fast,
+# over 5 seeds, and writes docs/torture.md's table (between the markers).
+# Usage: scripts/torture-report.sh BUILD_DIR   (a build with TDP_INJECT=ON)
+set -euo pipefail
+cli="$1/tdpmmu"
+doc="$(dirname "$0")/../docs/torture.md"
+seeds="1 2 3 4 5"
+table=$(mktemp)
+{
+  echo "| injection | caught by | detected (of 5 seeds, within 30 s) | median detection time |"
+  echo "|---|---|---|---|"
+  for inj in $("$cli" torture --help | sed -n 's/^injections[^:]*: //p'); do
+    times=(); oracles=(); hits=0
+    for s in $seeds; do
+      out=$("$cli" torture --inject "$inj" --duration 30 --seed "$s" --quiet 2>/dev/null || true)
+      line=$(echo "$out" | grep -E "^torture: FAILED: oracle=" | head -1 || true)
+      if [ -n "$line" ]; then
+        hits=$((hits + 1))
+        oracles+=("$(echo "$line" | sed -E 's/.*oracle=(.*) at [0-9.]+ s.*/\1/')")
+        times+=("$(echo "$line" | sed -E 's/.* at ([0-9.]+) s.*/\1/')")
+      fi
+    done
+    if [ "$hits" -gt 0 ]; then
+      med=$(printf "%s\n" "${times[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+      orc=$(printf "%s\n" "${oracles[@]}" | sort | uniq -c | sort -rn | awk '{$1=""; print substr($0,2)}' | paste -sd ';' | sed 's/;/; /g')
+      echo "| \`$inj\` | $orc | $hits / 5 | ${med} s |"
+    else
+      echo "| \`$inj\` | (not detected) | 0 / 5 | - |"
+    fi
+  done
+} > "$table"
+awk -v tf="$table" '
+  /<!-- table begin -->/ { print; while ((getline l < tf) > 0) print l; skip = 1; next }
+  /<!-- table end -->/ { skip = 0 }
+  !skip { print }' "$doc" > "$doc.new" && mv "$doc.new" "$doc"
+echo "updated $doc"
