@@ -3,6 +3,7 @@
 
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 uint64_t th_pattern(uint64_t addr, uint64_t gen, unsigned i)
 {
@@ -49,4 +50,15 @@ uint64_t th_rand(uint64_t *s)
 	x ^= x >> 27;
 	*s = x;
 	return x * 0x2545f4914f6cdd1dull;
+}
+
+void ev_set(struct event *e)
+{
+	__atomic_store_n(&e->set, 1, __ATOMIC_RELEASE);
+}
+
+void ev_wait(struct event *e)
+{
+	while (!__atomic_load_n(&e->set, __ATOMIC_ACQUIRE))
+		usleep(100);
 }

@@ -22,6 +22,13 @@ void th_fill_page(void *buf, uint64_t addr, uint64_t gen);
 int th_check_page(const void *buf, uint64_t addr, uint64_t gen);
 /* Monotonic nanoseconds. */
 uint64_t th_now_ns(void);
+/* A one-shot event between two threads of a test. */
+struct event {
+	int set; /* accessed atomically */
+};
+void ev_set(struct event *e);
+void ev_wait(struct event *e);
+
 /* xorshift64* PRNG */
 uint64_t th_rand(uint64_t *state);
 

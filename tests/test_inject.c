@@ -86,21 +86,6 @@ static void touch(struct tdp_vcpu *v, uint64_t gpa)
 	CHECK(!tdp_vcpu_write(v, gpa, b, sizeof(b)));
 }
 
-struct event {
-	atomic_int set;
-};
-
-static void ev_set(struct event *e)
-{
-	atomic_store(&e->set, 1);
-}
-
-static void ev_wait(struct event *e)
-{
-	while (!atomic_load(&e->set))
-		usleep(100);
-}
-
 /* Run @fn(@inject) in a child; return its exit code, or DETECTED if it
  * died (abort, sanitizer, time limit). */
 static int run_child(int (*fn)(int), int inject)

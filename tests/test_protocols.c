@@ -71,22 +71,6 @@ static void write_pages(struct fx *f, uint64_t first, uint64_t n,
 	}
 }
 
-/* A small one-shot event. */
-struct event {
-	atomic_int set;
-};
-
-static void ev_set(struct event *e)
-{
-	atomic_store(&e->set, 1);
-}
-
-static void ev_wait(struct event *e)
-{
-	while (!atomic_load(&e->set))
-		usleep(100);
-}
-
 /* ------------------------------------------------------------------ */
 /* A zap that yields restarts from the root: every leaf present when it  */
 /* started is zapped exactly once, a leaf re-created behind the walk     */
