@@ -12,15 +12,21 @@ table=$(mktemp)
   echo "|---|---|---|---|"
   for inj in $("$cli" torture --help | sed -n 's/^injections[^:]*: //p'); do
     times=(); oracles=(); hits=0
+    err=$(mktemp)
     for s in $seeds; do
-      out=$("$cli" torture --inject "$inj" --duration 30 --seed "$s" --quiet 2>/dev/null || true)
+      out=$("$cli" torture --inject "$inj" --duration 30 --seed "$s" --quiet 2>"$err" || true)
       line=$(echo "$out" | grep -E "^torture: FAILED: oracle=" | head -1 || true)
       if [ -n "$line" ]; then
         hits=$((hits + 1))
-        oracles+=("$(echo "$line" | sed -E 's/.*oracle=(.*) at [0-9.]+ s.*/\1/')")
-        times+=("$(echo "$line" | sed -E 's/.* at ([0-9.]+) s.*/\1/')")
+        orc=$(echo "$line" | sed -E 's/^torture: FAILED: oracle=(.*) at [0-9.]+ s \(seed [0-9]+\).*/\1/')
+        # name the library check that fired: "file: condition: message"
+        bug=$(grep -m1 -E "tdpmmu BUG at " "$err" | sed -E 's|.*/src/([a-z_/]+\.[ch]):[0-9]+: |\1: |; s/ *\(?0x[0-9a-f]+\)?//g; s/ *\(gfn *\)//; s/: *$//' | cut -c1-90 || true)
+        case "$orc" in assertion*) [ -n "$bug" ] && orc="assertion ($bug)";; esac
+        oracles+=("$orc")
+        times+=("$(echo "$line" | sed -E 's/^torture: FAILED: oracle=.* at ([0-9.]+) s \(seed [0-9]+\).*/\1/')")
       fi
     done
+    rm -f "$err"
     if [ "$hits" -gt 0 ]; then
       med=$(printf "%s\n" "${times[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
       orc=$(printf "%s\n" "${oracles[@]}" | sort | uniq -c | sort -rn | awk '{$1=""; print substr($0,2)}' | paste -sd ';' | sed 's/;/; /g')
