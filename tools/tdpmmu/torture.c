@@ -521,19 +521,24 @@ static void vcpu_op(struct torture *t, struct thread *th, enum op op)
 				(unsigned)(cli_rand(&th->seed) % t->nr_as));
 		return;
 	case OP_TRANSLATE: {
+		/* a burst of lockless walks, mostly where vCPUs work: a walk
+		 * racing table removal is what RCU is for */
 		struct tdp_translation tr;
 		unsigned as = (unsigned)(cli_rand(&th->seed) % t->nr_as);
-		/* mostly where vCPUs work: a lockless walk racing table
-		 * removal is what RCU is for */
-		uint64_t gpa = cli_rand(&th->seed) % 4
-				       ? page_gpa(t, th->hot * (REGION / PAGE) +
-							     cli_rand(&th->seed) %
-								     (REGION / PAGE))
-				       : cli_rand(&th->seed) % (4 * t->mem);
-		int r = tdp_vm_translate(t->vm, as, gpa & ~(PAGE - 1), &tr);
+		uint64_t first = cli_rand(&th->seed) % 4
+					 ? th->hot * (REGION / PAGE) +
+						   cli_rand(&th->seed) %
+							   (REGION / PAGE - 32)
+					 : cli_rand(&th->seed) % (t->npages - 32);
 
-		if (r && r != -ENOENT)
-			fail(t, "access result", "tdp_vm_translate: %d", r);
+		for (unsigned i = 0; i < 32; i++) {
+			int r = tdp_vm_translate(t->vm, as,
+						 page_gpa(t, first + i), &tr);
+
+			if (r && r != -ENOENT)
+				fail(t, "access result",
+				     "tdp_vm_translate: %d", r);
+		}
 		return;
 	}
 	default:
