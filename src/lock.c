@@ -125,13 +125,17 @@ void tdp_write_lock(struct tdp_lock *l)
 	held_add(l, TDP_WRITE);
 }
 
-void tdp_lock_yield(struct tdp_lock *l, enum tdp_lock_mode mode)
+void tdp_lock_yield(struct tdp_lock *l, enum tdp_lock_mode mode,
+		    void (*away)(void *arg), void *arg)
 {
 	TDP_ASSERT(tdp_lock_held_mode(l) == mode && mode != TDP_UNLOCKED);
 	atomic_fetch_add_explicit(&l->waiters, 1, memory_order_relaxed);
 	held_del(l, mode);
 	pthread_rwlock_unlock(&l->rw);
-	sched_yield();
+	if (away)
+		away(arg);
+	else
+		sched_yield();
 	if (mode == TDP_READ)
 		pthread_rwlock_rdlock(&l->rw);
 	else

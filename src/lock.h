@@ -56,9 +56,11 @@ static inline bool tdp_lock_needbreak(struct tdp_lock *l)
  * hands it back in turn: two walkers alternate instead of one starving the
  * other.  This is why walks must yield only after progress (mmu.c): two
  * walkers that yield at the same place would hand the lock to each other
- * forever.
+ * forever.  @away, if not NULL, runs while the lock is dropped (test hooks);
+ * otherwise the thread just yields the CPU.
  */
-void tdp_lock_yield(struct tdp_lock *l, enum tdp_lock_mode mode);
+void tdp_lock_yield(struct tdp_lock *l, enum tdp_lock_mode mode,
+		    void (*away)(void *arg), void *arg);
 
 /*
  * I6 bookkeeping: a thread that changed an entry so that a TLB flush is

@@ -298,6 +298,18 @@ static bool yield_wanted(struct tdp_mmu *mmu, struct yield_state *y)
 	return mono_ns() - y->since_ns > YIELD_BUDGET_NS;
 }
 
+/* Runs while a walk has mmu_lock dropped: the test hook, or a widened
+ * window for the yield-without-flush bug (inject.h). */
+static void yield_away(void *arg)
+{
+	struct tdp_mmu *mmu = arg;
+
+	if (mmu->hooks.in_yield)
+		mmu->hooks.in_yield(mmu->hooks.arg);
+	else
+		usleep(200);
+}
+
 /*
  * Yield mmu_lock if someone waits for it or the time budget is spent, but
  * only after forward progress since the last yield (I9; KVM's yielded_gfn),
@@ -321,23 +333,12 @@ static bool tdp_mmu_iter_cond_resched(struct tdp_mmu *mmu, struct tdp_iter *it,
 		tdp_mmu_flush_and_free(mmu, ctx);
 	tdp_rcu_read_unlock();
 	stat_inc(mmu->stats->mmu_yields);
-	if (mmu->hooks.in_yield || INJECTED(mmu->inject, INJ_YIELD_WITHOUT_FLUSH)) {
-		/* hooks (and a widened bug window) run with the lock dropped */
-		if (y->shared)
-			tdp_read_unlock(&mmu->lock);
-		else
-			tdp_write_unlock(&mmu->lock);
-		if (mmu->hooks.in_yield)
-			mmu->hooks.in_yield(mmu->hooks.arg);
-		else
-			usleep(200);
-		if (y->shared)
-			tdp_read_lock(&mmu->lock);
-		else
-			tdp_write_lock(&mmu->lock);
-	} else {
-		tdp_lock_yield(&mmu->lock, y->shared ? TDP_READ : TDP_WRITE);
-	}
+	tdp_lock_yield(&mmu->lock, y->shared ? TDP_READ : TDP_WRITE,
+		       mmu->hooks.in_yield ||
+				       INJECTED(mmu->inject, INJ_YIELD_WITHOUT_FLUSH)
+			       ? yield_away
+			       : NULL,
+		       mmu);
 	tdp_rcu_read_lock();
 	tdp_iter_mark_yielded(it);
 	yield_init(y, y->shared);

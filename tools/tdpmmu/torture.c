@@ -168,6 +168,8 @@ struct torture {
 static struct torture *g_torture; /* for the SIGABRT reporter only */
 
 static void recheck_recent_writes(struct torture *t, struct thread *th);
+static void expect_mmio_exit(struct torture *t, struct thread *th,
+			     uint64_t gpa, const char *why);
 static void remember_write(struct torture *t, struct thread *th, uint64_t p,
 			   uint32_t ms);
 
@@ -609,8 +611,7 @@ static void host_unmap(struct torture *t, struct thread *th)
 	uint64_t r = cli_rand(&th->seed) % t->nregions;
 	uint64_t first = r * REGION / PAGE;
 	struct slot *s = &t->slots[page_slot(t, first)];
-	uint64_t hva = page_hva(t, first), at = hva, b;
-	int e;
+	uint64_t hva = page_hva(t, first), at = hva;
 
 	pthread_rwlock_wrlock(&t->regions[r].lock);
 	for (uint64_t p = first; p < first + REGION / PAGE; p++)
@@ -618,18 +619,13 @@ static void host_unmap(struct torture *t, struct thread *th)
 	host_check(t, "munmap", tdp_host_munmap(t->h, hva, REGION));
 	/* I13: the guest cannot reach memory the host no longer maps */
 	if (pthread_rwlock_tryrdlock(&s->lock) == 0) {
-		e = tdp_vcpu_read(th->vcpu, page_gpa(t, first), &b, 8);
-		if (e != -EFAULT)
-			fail(t, "isolation (I13)",
-			     "read of gpa %#" PRIx64 " after its host memory "
-			     "was unmapped returned %d",
-			     page_gpa(t, first), e);
+		expect_mmio_exit(t, th, page_gpa(t, first),
+				 "after its host memory was unmapped");
 		pthread_rwlock_unlock(&s->lock);
 	}
 	host_check(t, "mmap",
 		   tdp_host_mmap(t->h, REGION, TDP_PROT_READ | TDP_PROT_WRITE,
-				 s->folio == TDP_HUGE_1G ? TDP_HUGE_2M : s->folio,
-				 TDP_MAP_FIXED, &at));
+				 s->folio, TDP_MAP_FIXED, &at));
 	/* fresh memory: every page reads as zeroes */
 	for (uint64_t p = first; p < first + REGION / PAGE; p++) {
 		t->gen[p] = 0;
@@ -751,6 +747,27 @@ static int set_slot(struct torture *t, unsigned i, unsigned as, uint64_t size,
 	return tdp_vm_set_memslot(t->vm, &ms);
 }
 
+/* The same memslot change in every address space. */
+static void set_slot_all(struct torture *t, unsigned i, uint64_t size,
+			 unsigned flags, const char *what)
+{
+	for (unsigned as = 0; as < t->nr_as; as++)
+		host_check(t, what, set_slot(t, i, as, size, flags));
+}
+
+/* I13: @gpa must no longer reach memory: an access is an MMIO exit. */
+static void expect_mmio_exit(struct torture *t, struct thread *th,
+			     uint64_t gpa, const char *why)
+{
+	uint64_t b;
+	int r = tdp_vcpu_read(th->vcpu, gpa, &b, 8);
+
+	if (r != -EFAULT)
+		fail(t, "isolation (I13)",
+		     "read of gpa %#" PRIx64 " %s returned %d, not -EFAULT",
+		     gpa, why, r);
+}
+
 /* With the slot locked for write: check one page reads as expected. */
 static void slot_check_page(struct torture *t, struct thread *th, uint64_t p)
 {
@@ -794,36 +811,19 @@ static void slots_op(struct torture *t, struct thread *th, enum op op)
 	log_range(t, p, 1, op, th->id);
 	switch (op) {
 	case OP_SLOT_DELETE:
-		for (unsigned as = 0; as < t->nr_as; as++)
-			host_check(t, "memslot delete", set_slot(t, i, as, 0, 0));
-		r = tdp_vcpu_read(th->vcpu, page_gpa(t, p), &b, 8);
-		if (r != -EFAULT)
-			fail(t, "isolation (I13)",
-			     "read of gpa %#" PRIx64 " in a deleted memslot "
-			     "returned %d, not an MMIO exit",
-			     page_gpa(t, p), r);
-		for (unsigned as = 0; as < t->nr_as; as++)
-			host_check(t, "memslot re-add",
-				   set_slot(t, i, as, t->slot_size, 0));
+		set_slot_all(t, i, 0, 0, "memslot delete");
+		expect_mmio_exit(t, th, page_gpa(t, p), "in a deleted memslot");
+		set_slot_all(t, i, t->slot_size, 0, "memslot re-add");
 		break;
 	case OP_SLOT_MOVE:
 		old_gpa = page_gpa(t, p);
 		atomic_store(&s->where, !atomic_load(&s->where));
-		for (unsigned as = 0; as < t->nr_as; as++)
-			host_check(t, "memslot move",
-				   set_slot(t, i, as, t->slot_size, 0));
-		r = tdp_vcpu_read(th->vcpu, old_gpa, &b, 8);
-		if (r != -EFAULT)
-			fail(t, "isolation (I13)",
-			     "read of gpa %#" PRIx64 " after its memslot moved "
-			     "away returned %d",
-			     old_gpa, r);
+		set_slot_all(t, i, t->slot_size, 0, "memslot move");
+		expect_mmio_exit(t, th, old_gpa, "after its memslot moved away");
 		break;
 	default: /* read-only toggle */
-		for (unsigned as = 0; as < t->nr_as; as++)
-			host_check(t, "memslot read-only",
-				   set_slot(t, i, as, t->slot_size,
-					    TDP_MEM_READONLY));
+		set_slot_all(t, i, t->slot_size, TDP_MEM_READONLY,
+			     "memslot read-only");
 		b = 0x1234;
 		if (!page_shared(p) &&
 		    pthread_rwlock_tryrdlock(&t->regions[page_region(p)].lock) ==
@@ -837,9 +837,7 @@ static void slots_op(struct torture *t, struct thread *th, enum op op)
 			pthread_rwlock_unlock(
 				&t->regions[page_region(p)].lock);
 		}
-		for (unsigned as = 0; as < t->nr_as; as++)
-			host_check(t, "memslot read-write",
-				   set_slot(t, i, as, t->slot_size, 0));
+		set_slot_all(t, i, t->slot_size, 0, "memslot read-write");
 		break;
 	}
 	slot_check_page(t, th, p);
