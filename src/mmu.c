@@ -472,18 +472,21 @@ static void zap_range_root(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 				      ctx);
 	}
 	if (ctx->removed && INJECTED(mmu->inject, INJ_RCU_EXIT_BEFORE_FLUSH)) {
-		/* queue the frees and leave the section; the flush comes
-		 * later, from the caller, after a grace period may be over */
+		/* leave the section with the flush still owed; the frees run
+		 * when the grace period ends, which here is at once (no
+		 * reader is left to wait for), and the flush comes later,
+		 * from the caller */
 		struct tdp_pt_page *sp, *next;
 
-		for (sp = ctx->removed; sp; sp = next) {
-			next = sp->next;
-			pt_free_page_rcu(sp);
-		}
-		ctx->removed = NULL;
 		owe_flush(mmu, ctx);
 		tdp_rcu_read_unlock();
-		usleep(2000); /* widen the window: let the grace period end */
+		tdp_synchronize_rcu();
+		for (sp = ctx->removed; sp; sp = next) {
+			next = sp->next;
+			pt_free_page(sp);
+		}
+		ctx->removed = NULL;
+		usleep(2000); /* widen the window before the late flush */
 		return;
 	}
 	if (ctx->removed)

@@ -53,6 +53,7 @@
 #define CHUNK_PAGES 16
 #define NSLOTS 4
 #define MAX_VCPUS 64
+#define WARM 4 /* regions in a vCPU working set */
 #define LOG_DEPTH 8
 #define WATCHDOG_S 10
 
@@ -151,7 +152,9 @@ struct torture {
 	/* threads */
 	struct thread *threads;
 	unsigned nthreads;
-	atomic_ullong hot[MAX_VCPUS];	/* each vCPU's working region */
+	/* each vCPU's working set: its current 2 MiB region (slot 0) and
+	 * the regions it worked in before (slots 1..WARM-1) */
+	atomic_ullong hot[MAX_VCPUS][WARM];
 	atomic_bool stop, pause;
 	atomic_uint parked;
 	/* outcome */
@@ -506,14 +509,26 @@ static void vcpu_op(struct torture *t, struct thread *th, enum op op)
 	 * translations that zaps must flush and walks go through cached
 	 * table pointers that table removal must flush. */
 	if (!th->hot_left) {
+		for (unsigned w = WARM - 1; w > 0; w--)
+			atomic_store(&t->hot[th->id][w],
+				     atomic_load(&t->hot[th->id][w - 1]));
 		th->hot = cli_rand(&th->seed) % t->nregions;
 		th->hot_left = 1 + cli_rand(&th->seed) % 1024;
-		atomic_store(&t->hot[th->id], th->hot);
+		atomic_store(&t->hot[th->id][0], th->hot);
 	}
 	th->hot_left--;
-	if (cli_rand(&th->seed) % 8 == 0) /* and some far away */
-		p = cli_rand(&th->seed) % t->npages;
-	else
+	/* one access in eight away from the burst: mostly back to a region
+	 * of the working set (whose table pointer the vCPU may still cache;
+	 * table removal there must flush it), sometimes anywhere */
+	if (cli_rand(&th->seed) % 8 == 0) {
+		if (cli_rand(&th->seed) % 4)
+			p = atomic_load(&t->hot[th->id][1 + cli_rand(&th->seed) %
+							      (WARM - 1)]) *
+				    (REGION / PAGE) +
+			    cli_rand(&th->seed) % (REGION / PAGE);
+		else
+			p = cli_rand(&th->seed) % t->npages;
+	} else
 		p = th->hot * (REGION / PAGE) +
 		    cli_rand(&th->seed) % (REGION / PAGE);
 
@@ -564,13 +579,16 @@ static void vcpu_op(struct torture *t, struct thread *th, enum op op)
 /* Host operations                                                     */
 /* ------------------------------------------------------------------ */
 
-/* Half the time, where some vCPU is working now: races need company. */
+/* Half the time, in some vCPU's working set: races need company. */
 static uint64_t pick_page(struct torture *t, struct thread *th)
 {
 	if (cli_rand(&th->seed) & 1) {
 		unsigned v = (unsigned)(cli_rand(&th->seed) % t->nvcpu);
+		unsigned w = cli_rand(&th->seed) & 1
+				     ? 0
+				     : (unsigned)(cli_rand(&th->seed) % WARM);
 
-		return atomic_load(&t->hot[v]) * (REGION / PAGE) +
+		return atomic_load(&t->hot[v][w]) * (REGION / PAGE) +
 		       cli_rand(&th->seed) % (REGION / PAGE);
 	}
 	return cli_rand(&th->seed) % t->npages;
