@@ -162,6 +162,36 @@ int tdp_host_read(struct tdp_host *h, uint64_t hva, void *buf, uint64_t len);
 int tdp_host_write(struct tdp_host *h, uint64_t hva, const void *buf,
 		   uint64_t len);
 
+/*
+ * tdp_host_age - the host's reclaim scan asks whether the pages of
+ * [hva, hva+len) were accessed since they were last aged, and (unless
+ * TDP_AGE_TEST_ONLY) clears that state.  A page is young if the host
+ * itself touched it (tdp_host_read/write, a VM zapping a mapping whose
+ * Accessed bit was set) or a VM's mapping of it has its Accessed bit set;
+ * the VMs are asked through the notifier (Linux's clear_young/test_young).
+ *
+ * VMs age without mmu_lock (RCU and atomic bit clears; the
+ * TDP_VM_LOCKED_AGING baseline takes the lock) and, like KVM, do not flush
+ * TLBs: a vCPU whose TLB still holds a translation made before the aging
+ * keeps using it without setting Accessed again, so such accesses can go
+ * unseen until the translation leaves the TLB.  This is the accuracy
+ * trade-off of clear_young.  TDP_AGE_FLUSH (Linux's clear_flush_young)
+ * flushes every vCPU TLB after clearing, and then every access that starts
+ * after the call returns is seen by the next aging.  Aging never loses a
+ * Dirty bit.
+ *
+ * @young: if not NULL, one bit per 4 KiB page of the range (bit i of word
+ * i / 64 for page i), set for young pages, cleared for the others.
+ * Returns the number of young pages (>= 0).
+ * Errors: -EINVAL unaligned or empty range, overflow, unknown flags;
+ *         -ENOENT part of the range is not mapped.
+ * Thread-safety: any thread.
+ */
+#define TDP_AGE_TEST_ONLY 1u	/* report only; clear nothing */
+#define TDP_AGE_FLUSH 2u	/* clear, then flush vCPU TLBs */
+int tdp_host_age(struct tdp_host *h, uint64_t hva, uint64_t len,
+		 unsigned flags, uint64_t *young);
+
 struct tdp_host_stats {
 	uint64_t frames_total;	 /* 4 KiB frames in the pool */
 	uint64_t frames_used;	 /* frames allocated (mapped or pinned) */
@@ -207,6 +237,28 @@ struct tdp_vm_config {
  * parallel-fault series (the `exclusive` benchmark baseline).  Default:
  * faults run in parallel under the read lock. */
 #define TDP_VM_EXCLUSIVE_FAULTS 1u
+/* Dirty logging by Dirty bits: leaves of logged slots stay writable and a
+ * harvest collects and clears their Dirty bits (as with Intel PML).
+ * Default: write-protect mode, where logged leaves lose W (keeping a
+ * software MMU-writable bit) and the first write to each page after a
+ * harvest faults and is logged. */
+#define TDP_VM_DIRTY_DBIT 2u
+/* Manual protect (KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE with
+ * KVM_DIRTY_LOG_INITIALLY_SET): tdp_vm_get_dirty_log reports without
+ * re-protecting; tdp_vm_clear_dirty_log re-protects a chosen range; when
+ * logging is enabled every page starts reported as dirty and nothing is
+ * protected or split until it is cleared. */
+#define TDP_VM_MANUAL_PROTECT 4u
+/* Age under mmu_lock held for write (the `locked-aging` baseline).
+ * Default: lockless aging under RCU with atomic bit clears. */
+#define TDP_VM_LOCKED_AGING 8u
+/* Never fix write faults without mmu_lock (benchmark baseline).  Default:
+ * a write fault on a leaf write-protected only for dirty logging is fixed
+ * under RCU with a compare-exchange (KVM's fast_page_fault). */
+#define TDP_VM_NO_FAST_FAULT 16u
+/* Do not split huge leaves when dirty logging is enabled (they are split
+ * by the first write faults instead).  Default: eager split. */
+#define TDP_VM_NO_EAGER_SPLIT 32u
 
 /*
  * tdp_vm_create - create a VM on host @h and subscribe it to the host's
@@ -228,6 +280,13 @@ void tdp_vm_destroy(struct tdp_vm *vm);
 
 /* Memslot flags */
 #define TDP_MEM_READONLY 1u
+/* Dirty logging on (see tdp_vm_get_dirty_log).  Setting it on an existing
+ * slot (a flags-only update) write-protects or clears the Dirty bits of
+ * the slot's leaves and, unless TDP_VM_NO_EAGER_SPLIT, splits its huge
+ * leaves to 4 KiB; clearing it rebuilds huge leaves in place where host
+ * folio and slot alignment allow (huge-page recovery).  While it is set,
+ * faults in the slot map 4 KiB leaves only. */
+#define TDP_MEM_LOG_DIRTY 2u
 
 struct tdp_memslot {
 	unsigned as_id;	/* address space, < nr_as */
@@ -273,6 +332,43 @@ int tdp_vm_zap_gfn_range(struct tdp_vm *vm, unsigned as_id, uint64_t gpa,
  * Thread-safety: any thread.
  */
 int tdp_vm_invalidate_roots(struct tdp_vm *vm);
+
+/*
+ * tdp_vm_get_dirty_log - report the pages of memslot @slot of @as_id that
+ * were written since the last report (or since logging was enabled), one
+ * bit per 4 KiB page of the slot in @bitmap ((pages + 63) / 64 words, all
+ * written).  Without TDP_VM_MANUAL_PROTECT the reported pages are
+ * re-protected (write-protect mode) or have their Dirty bits cleared
+ * (TDP_VM_DIRTY_DBIT), and every vCPU TLB is flushed before the call
+ * returns, so every write that starts after it returns is reported by the
+ * next call (I7); a write that overlaps the call is reported by this call
+ * or the next.  With TDP_VM_MANUAL_PROTECT the report is a snapshot that
+ * re-protects nothing: use tdp_vm_clear_dirty_log, then copy.
+ * Errors: -EINVAL as_id >= nr_as, slot id out of range, NULL bitmap, or
+ *         the slot does not have TDP_MEM_LOG_DIRTY;  -ENOENT no such slot.
+ * Thread-safety: any thread; calls for one VM are serialised with each
+ * other and with memslot updates.
+ */
+int tdp_vm_get_dirty_log(struct tdp_vm *vm, unsigned as_id, unsigned slot,
+			 uint64_t *bitmap);
+
+/*
+ * tdp_vm_clear_dirty_log - with TDP_VM_MANUAL_PROTECT: for every page
+ * i (0 <= i < @npages) whose bit is set in @bitmap, forget the report for
+ * page @first + i of the slot and re-protect it (write-protect or clear
+ * its Dirty bit; huge leaves in the range are split first), then flush
+ * every vCPU TLB.  Writes that start after the call returns are reported
+ * by the next tdp_vm_get_dirty_log.
+ * Errors: -EINVAL no TDP_VM_MANUAL_PROTECT, bad as_id or slot id, NULL
+ *         bitmap, @first not a multiple of 64, @npages zero, the range not
+ *         inside the slot, or @npages not a multiple of 64 unless the range
+ *         ends at the slot's end, or the slot is not dirty-logged;
+ *         -ENOENT no such slot.
+ * Thread-safety: as tdp_vm_get_dirty_log.
+ */
+int tdp_vm_clear_dirty_log(struct tdp_vm *vm, unsigned as_id, unsigned slot,
+			   uint64_t first, uint64_t npages,
+			   const uint64_t *bitmap);
 
 struct tdp_translation {
 	uint64_t pfn;	    /* host frame backing the gpa's 4 KiB page */
@@ -322,6 +418,15 @@ struct tdp_stats {
 	uint64_t zapped_leaves;	/* leaves zapped for any reason */
 	uint64_t root_reloads;	/* vCPU root loads */
 	uint64_t memslot_updates;
+	/* accessed and dirty tracking */
+	uint64_t pf_fast;	  /* write faults fixed without mmu_lock */
+	uint64_t dirty_harvests;  /* tdp_vm_get/clear_dirty_log calls */
+	uint64_t dirty_pages;	  /* pages reported dirty, summed */
+	uint64_t eager_splits;	  /* huge leaves split when logging began */
+	uint64_t huge_recovered;  /* huge leaves rebuilt when logging ended */
+	uint64_t recover_flushes; /* TLB flushes done by that recovery */
+	uint64_t age_calls;	  /* aging notifier calls */
+	uint64_t age_young;	  /* pages found young by them */
 };
 
 /*

@@ -20,12 +20,14 @@
 struct leaf {
 	uint64_t gfn, spte;
 	uint8_t level, as_id;
+	bool invalid_root;
 };
 
 struct audit {
 	char *report;
 	size_t len, used;
 	int problems;
+	bool in_invalid_root; /* leaves being collected come from one */
 	struct leaf *leaves;
 	size_t nleaves, cap;
 	long tables, roots, leaves_by_level[4];
@@ -67,7 +69,8 @@ static void add_leaf(struct audit *a, uint64_t gfn, uint64_t spte, int level,
 		a->cap = cap;
 	}
 	a->leaves[a->nleaves++] = (struct leaf){ gfn, spte, (uint8_t)level,
-						 (uint8_t)as_id };
+						 (uint8_t)as_id,
+						 a->in_invalid_root };
 }
 
 static void walk_table(struct audit *a, uint64_t *spt, int level, uint64_t gfn,
@@ -136,6 +139,25 @@ static void check_leaf(struct tdp_vm *vm, struct audit *a, struct leaf *l)
 		problem(a, "as %u gfn %#llx: writable leaf in a read-only "
 			   "slot (I13)",
 			l->as_id, (unsigned long long)l->gfn);
+	/* I7, write-protect mode: W is granted only after the page is in
+	 * the log, and a harvest takes W away with the bit; no vCPU writes
+	 * through an invalid root */
+	if ((l->spte & SPTE_W) && (slot->flags & TDP_MEM_LOG_DIRTY) &&
+	    !(vm->cfg.flags & TDP_VM_DIRTY_DBIT) && !l->invalid_root) {
+		uint64_t i = l->gfn - slot->base_gfn;
+
+		if (l->level > TDP_LEVEL_4K)
+			problem(a, "as %u gfn %#llx: writable level %d leaf "
+				   "in a dirty-logged slot: its writes would "
+				   "be logged as one page (I7)",
+				l->as_id, (unsigned long long)l->gfn, l->level);
+		else if (!(__atomic_load_n(&slot->dirty_bitmap[i / 64],
+					   __ATOMIC_ACQUIRE) &
+			   (1ull << (i % 64))))
+			problem(a, "as %u gfn %#llx: writable leaf in a "
+				   "dirty-logged slot, page not in the log (I7)",
+				l->as_id, (unsigned long long)l->gfn);
+	}
 	hva = memslot_gfn_to_hva(slot, l->gfn);
 	r = host_lookup(vm->host, hva, &pfn, &order, &prot);
 	if (r) {
@@ -189,6 +211,7 @@ static void audit_roots(struct tdp_vm *vm, struct audit *a,
 		if (root_invalid(root) && atomic_load(&root->scheduled_to_zap))
 			problem(a, "root %p: invalid but never zapped",
 				(void *)root->spt);
+		a->in_invalid_root = root_invalid(root);
 		walk_table(a, root->spt, root->level, 0, root->as_id);
 	}
 }

@@ -15,6 +15,14 @@
  *      invalidation overlapping the gfn began since the sample (I5);
  *      otherwise map;
  *   5. drop mmu_lock, the frame reference and the srcu section.
+ *
+ * Dirty logging (TDP_MEM_LOG_DIRTY slots): leaves are 4 KiB only.  In
+ * write-protect mode a write fault first tries the fast path (dirty.c:
+ * no mmu_lock, a compare-exchange that gives W back to a leaf that lost it
+ * only to the log); a read fault maps without W (MMU-writable kept), and a
+ * write fault marks the page in the log BEFORE the leaf with W is
+ * installed (I7).  In Dirty-bit mode leaves are mapped writable and the
+ * harvest reads their Dirty bits.
  * The srcu section spans steps 1-5, so a memslot update that waits for it
  * (vm.c) knows every fault that saw the old slot has installed its
  * mapping, which its zap then removes.
@@ -60,6 +68,18 @@ int vm_max_mapping_level(const struct tdp_vm *vm, const struct memslot *slot,
 	return level;
 }
 
+struct fast_mark {
+	const struct memslot *slot;
+	uint64_t gfn;
+};
+
+static void fast_mark(void *arg)
+{
+	struct fast_mark *fm = arg;
+
+	memslot_mark_dirty(fm->slot, fm->gfn, 1);
+}
+
 int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 {
 	struct tdp_vm *vm = v->vm;
@@ -72,6 +92,7 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 	struct host_gup g;
 	uint64_t mmu_seq;
 	unsigned srcu_idx;
+	bool logged, wp_log;
 	int r;
 
 	stat_inc(v->st.pf_taken);
@@ -98,6 +119,25 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 		stat_inc(v->st.pf_ro_exit);
 		goto out_rcu;
 	}
+	logged = slot->flags & TDP_MEM_LOG_DIRTY;
+	wp_log = logged && !(vm->cfg.flags & TDP_VM_DIRTY_DBIT);
+	if (f.write && !(vm->cfg.flags & TDP_VM_NO_FAST_FAULT)) {
+		struct fast_mark fm = { slot, f.gfn };
+
+		root = v->root[v->as_id];
+		if (root && !root_invalid(root)) {
+			r = tdp_mmu_fast_fault(mmu, root, f.gfn, logged,
+					       wp_log ? fast_mark : NULL, &fm);
+			if (r >= 0) {
+				if (r)
+					stat_inc(v->st.pf_fast);
+				else
+					stat_inc(v->st.pf_spurious);
+				r = 0;
+				goto out_rcu;
+			}
+		}
+	}
 
 	mmu_seq = mn_seq_sample(&vm->mn);
 	r = host_gup(vm->host, memslot_gfn_to_hva(slot, f.gfn), f.write, &g);
@@ -116,6 +156,11 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 	f.map_writable = g.writable && !(slot->flags & TDP_MEM_READONLY);
 	f.executable = g.executable;
 	f.goal_level = vm_max_mapping_level(vm, slot, f.gfn, g.order);
+	if (logged)
+		f.goal_level = TDP_LEVEL_4K;
+	f.wrprot = wp_log && !f.write;
+	if (wp_log && f.write && f.map_writable)
+		memslot_mark_dirty(slot, f.gfn, 1); /* before W exists (I7) */
 	r = pt_cache_topup(&mmu->alloc, &v->cache, mmu->root_level);
 	if (r)
 		goto out_put;

@@ -18,6 +18,9 @@ static const char *const names[INJ_COUNT] = {
 	[INJ_TEARDOWN_BELOW_MAX_GFN] = "teardown-below-max-gfn",
 	[INJ_REF_INVALID_ROOT] = "ref-invalid-root",
 	[INJ_RCU_EXIT_BEFORE_FLUSH] = "rcu-exit-before-flush",
+	[INJ_DIRTY_CLEAR_NO_FLUSH] = "dirty-clear-without-flush",
+	[INJ_AGING_LOSES_DIRTY] = "aging-loses-dirty",
+	[INJ_FAST_FAULT_HUGE_WRITABLE] = "fast-fault-huge-writable",
 };
 
 const char *tdp_inject_name(int id)

@@ -77,6 +77,7 @@ enum tdp_lock_mode tdp_lock_held_mode(const struct tdp_lock *l);
 
 #define tdp_assert_held_write(l) TDP_ASSERT(tdp_lock_held_mode(l) == TDP_WRITE)
 #define tdp_assert_held(l) TDP_ASSERT(tdp_lock_held_mode(l) != TDP_UNLOCKED)
+#define tdp_assert_held_read(l) TDP_ASSERT(tdp_lock_held_mode(l) == TDP_READ)
 #define tdp_assert_not_held(l)                                                 \
 	TDP_ASSERT(tdp_lock_held_mode(l) == TDP_UNLOCKED)
 

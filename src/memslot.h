@@ -28,7 +28,23 @@ struct memslot {
 	unsigned as_id;
 	unsigned flags;	 /* TDP_MEM_* */
 	bool invalid;	 /* being deleted or moved: faults retry */
+	/* TDP_MEM_LOG_DIRTY: one bit per page, changed with atomic RMW
+	 * only; shared by the copies of this slot in successive sets while
+	 * logging stays on; freed after the set that drops it is published
+	 * (a grace period later, vm.c) */
+	uint64_t *dirty_bitmap;
 };
+
+static inline void memslot_mark_dirty(const struct memslot *s, uint64_t gfn,
+				      uint64_t n)
+{
+	for (uint64_t g = gfn; g < gfn + n; g++) {
+		uint64_t i = g - s->base_gfn;
+
+		__atomic_fetch_or(&s->dirty_bitmap[i / 64], 1ull << (i % 64),
+				  __ATOMIC_ACQ_REL);
+	}
+}
 
 struct memslots {
 	uint64_t generation;

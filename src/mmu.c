@@ -11,6 +11,7 @@
  *    the exchange returns the real old value, which is what gets accounted.
  */
 #include "mmu.h"
+#include "mmu_internal.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -20,9 +21,6 @@
 
 #include "assert.h"
 
-static void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
-				uint64_t gfn, uint64_t old, uint64_t new,
-				int level, struct tdp_flush_ctx *ctx);
 
 int tdp_mmu_init(struct tdp_mmu *mmu, int root_level, int max_level,
 		 struct vm_stats *stats, void (*flush)(void *), void *arg)
@@ -129,7 +127,7 @@ static void tdp_mmu_iter_set_spte(struct tdp_mmu *mmu, struct tdp_iter *it,
 
 /* Compare-exchange update (any lock mode).  On failure returns -EBUSY and
  * refreshes it->old_spte. */
-static int tdp_mmu_set_spte_atomic(struct tdp_mmu *mmu, struct tdp_iter *it,
+int tdp_mmu_set_spte_atomic(struct tdp_mmu *mmu, struct tdp_iter *it,
 				   unsigned as_id, uint64_t new,
 				   struct tdp_flush_ctx *ctx)
 {
@@ -152,14 +150,14 @@ static int tdp_mmu_set_spte_atomic(struct tdp_mmu *mmu, struct tdp_iter *it,
 /* A leaf lost a permission or its frame: a flush is owed before the lock
  * is released (I6; checked by the lock layer).  Not for invalid roots,
  * which no vCPU can use any more. */
-static void owe_flush(struct tdp_mmu *mmu, struct tdp_flush_ctx *ctx)
+void owe_flush(struct tdp_mmu *mmu, struct tdp_flush_ctx *ctx)
 {
 	if (!ctx->flush && !ctx->no_flush)
 		tdp_lock_owe_flush(&mmu->lock);
 	ctx->flush = true;
 }
 
-static void account_leaf(struct tdp_mmu *mmu, int level, long delta)
+void account_leaf(struct tdp_mmu *mmu, int level, long delta)
 {
 	if (level <= TDP_LEVEL_1G)
 		stat_add(mmu->stats->pages[level], delta);
@@ -208,7 +206,7 @@ static void handle_removed_pt(struct tdp_mmu *mmu, struct tdp_pt_page *sp,
  * removed tables, flush owed.  A table is removed iff the entry was a
  * present table and is now not present or a leaf (KVM c8e5a0d0e9bc).
  */
-static void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
+void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
 				uint64_t gfn, uint64_t old, uint64_t new,
 				int level, struct tdp_flush_ctx *ctx)
 {
@@ -240,12 +238,22 @@ static void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
 		stat_inc(mmu->stats->zapped_leaves);
 		if (old & SPTE_D) {
 			/* the only record that the guest wrote these frames
-			 * is about to go: hand it to the host (I4) */
+			 * is about to go: hand it to the host (I4) and, when
+			 * Dirty bits are the dirty log, to the log (I7) */
 			stat_inc(mmu->stats->zapped_dirty);
 			if (mmu->mark_dirty)
-				mmu->mark_dirty(mmu->mark_dirty_arg,
-						spte_pfn(old), level_pages(level));
+				mmu->mark_dirty(mmu->cb_arg, spte_pfn(old),
+						level_pages(level));
+			if (mmu->mark_gfn_dirty)
+				mmu->mark_gfn_dirty(mmu->cb_arg, as_id,
+						    gfn_round_for_level(gfn,
+									level),
+						    level_pages(level));
 		}
+		if ((old & SPTE_A) && mmu->mark_accessed)
+			/* and the record that it was used (I8) */
+			mmu->mark_accessed(mmu->cb_arg, spte_pfn(old),
+					   level_pages(level));
 		owe_flush(mmu, ctx);
 	} else if (!was_leaf && is_leaf) {
 		account_leaf(mmu, level, 1);
@@ -265,12 +273,6 @@ static void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
 #define YIELD_BUDGET_NS 1000000ull
 #define YIELD_CHECK_STEPS 64
 
-struct yield_state {
-	uint64_t since_ns;
-	unsigned steps;
-	bool shared;
-};
-
 static uint64_t mono_ns(void)
 {
 	struct timespec ts;
@@ -279,11 +281,14 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void yield_init(struct yield_state *y, bool shared)
+void yield_init(struct yield_state *y, bool shared)
 {
 	y->since_ns = mono_ns();
 	y->steps = 0;
 	y->shared = shared;
+	y->must = false;
+	y->away = NULL;
+	y->away_arg = NULL;
 }
 
 static bool yield_wanted(struct tdp_mmu *mmu, struct yield_state *y)
@@ -318,7 +323,7 @@ static void yield_away(void *arg)
  * yielded: the caller must `continue` so the iterator restarts from the
  * root.
  */
-static bool tdp_mmu_iter_cond_resched(struct tdp_mmu *mmu, struct tdp_iter *it,
+bool tdp_mmu_iter_cond_resched(struct tdp_mmu *mmu, struct tdp_iter *it,
 				      struct tdp_flush_ctx *ctx,
 				      struct yield_state *y)
 {
@@ -327,21 +332,28 @@ static bool tdp_mmu_iter_cond_resched(struct tdp_mmu *mmu, struct tdp_iter *it,
 	if (it->next_gfn == it->yielded_gfn &&
 	    !INJECTED(mmu->inject, INJ_YIELD_WITHOUT_PROGRESS))
 		return false;
-	if (!yield_wanted(mmu, y))
+	if (!yield_wanted(mmu, y) && !y->must)
 		return false;
+	y->must = false;
 	if (!INJECTED(mmu->inject, INJ_YIELD_WITHOUT_FLUSH) || ctx->removed)
 		tdp_mmu_flush_and_free(mmu, ctx);
 	tdp_rcu_read_unlock();
 	stat_inc(mmu->stats->mmu_yields);
-	tdp_lock_yield(&mmu->lock, y->shared ? TDP_READ : TDP_WRITE,
-		       mmu->hooks.in_yield ||
-				       INJECTED(mmu->inject, INJ_YIELD_WITHOUT_FLUSH)
-			       ? yield_away
-			       : NULL,
-		       mmu);
+	if (y->away)
+		tdp_lock_yield(&mmu->lock, y->shared ? TDP_READ : TDP_WRITE,
+			       y->away, y->away_arg);
+	else
+		tdp_lock_yield(&mmu->lock, y->shared ? TDP_READ : TDP_WRITE,
+			       mmu->hooks.in_yield ||
+					       INJECTED(mmu->inject,
+							INJ_YIELD_WITHOUT_FLUSH)
+				       ? yield_away
+				       : NULL,
+			       mmu);
 	tdp_rcu_read_lock();
 	tdp_iter_mark_yielded(it);
-	yield_init(y, y->shared);
+	y->since_ns = mono_ns();
+	y->steps = 0;
 	return true;
 }
 
@@ -367,6 +379,9 @@ static enum tdp_map_ret map_target_level(struct tdp_mmu *mmu,
 	uint64_t new = make_leaf_spte(pfn, it->level, f->map_writable,
 				      f->host_writable, f->executable,
 				      f->write);
+
+	if (f->wrprot)
+		new &= ~(SPTE_W | SPTE_D);
 
 	if (mmu->hooks.map_before_set)
 		mmu->hooks.map_before_set(mmu->hooks.arg, it->sptep);

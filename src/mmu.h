@@ -75,10 +75,19 @@ struct tdp_mmu {
 	/* Remote TLB flush with wait for acknowledgement (vcpu.c). */
 	void (*flush_remote_tlbs)(void *arg);
 	void *flush_arg;
-	/* A leaf with the Dirty bit set went away: tell the host its frames
-	 * were written (KVM's kvm_set_pfn_dirty; host.h host_mark_dirty). */
+	/* Callbacks into the VM, all with @cb_arg, callable in any lock
+	 * mode and inside RCU; none may take mmu_lock.
+	 * A leaf with the Dirty bit set went away or lost its Dirty bit: tell
+	 * the host its frames were written (KVM's kvm_set_pfn_dirty;
+	 * host.h host_mark_dirty). */
 	void (*mark_dirty)(void *arg, uint64_t pfn, uint64_t npages);
-	void *mark_dirty_arg;
+	/* A leaf with the Accessed bit set went away (kvm_set_pfn_accessed). */
+	void (*mark_accessed)(void *arg, uint64_t pfn, uint64_t npages);
+	/* Dirty-bit logging only (NULL otherwise): a leaf with the Dirty bit
+	 * set went away; record its gfns in the dirty log. */
+	void (*mark_gfn_dirty)(void *arg, unsigned as_id, uint64_t gfn,
+			       uint64_t npages);
+	void *cb_arg;
 };
 
 /* What a walk owes before mmu_lock is released or yielded. */
@@ -101,6 +110,8 @@ struct tdp_fault {
 	bool map_writable;  /* slot and host allow writes */
 	bool host_writable; /* host mapping allows writes */
 	bool executable;
+	bool wrprot;	    /* map without W, keeping MMU-writable (dirty
+			       log, write-protect mode, read fault) */
 };
 
 int tdp_mmu_init(struct tdp_mmu *mmu, int root_level, int max_level,
@@ -127,6 +138,80 @@ int tdp_mmu_invalidate_roots(struct tdp_mmu *mmu);
 /* Zap every root scheduled by invalidation, then drop the MMU's reference.
  * Takes mmu_lock itself: for read if @shared, else for write. */
 void tdp_mmu_zap_invalidated_roots(struct tdp_mmu *mmu, bool shared);
+
+/* ---- accessed and dirty tracking (dirty.c, age.c) ---- */
+
+/* Which bit a tdp_mmu_clear_bits pass clears. */
+enum tdp_clear_kind {
+	CLEAR_W, /* write-protect (dirty log, write-protect mode) */
+	CLEAR_D, /* harvest Dirty bits (dirty log, Dirty-bit mode) */
+};
+
+/*
+ * For every valid root of @as_id, clear W or D on the present leaves that
+ * intersect [start, end) and, if @mask is not NULL, a page whose bit is
+ * set in @mask (bit i = gfn start + i).  CLEAR_D hands each Dirty bit to
+ * the host before clearing it (never lost, I4) and sets the bits of the
+ * leaf's pages in @found (relative to start; may be NULL).  mmu_lock
+ * held by the caller, either mode (yields in that mode); compare-
+ * exchange.  Returns with the flush
+ * done (I6/I7: after this returns no vCPU writes without W / without
+ * setting D again).  Returns the number of leaves changed.
+ */
+uint64_t tdp_mmu_clear_bits(struct tdp_mmu *mmu, unsigned as_id,
+			    uint64_t start, uint64_t end, enum tdp_clear_kind k,
+			    const uint64_t *mask, uint64_t *found);
+
+/* Split every huge leaf intersecting [start, end) of @as_id down to 4 KiB
+ * (eager split).  Read lock held by the caller; table pages come from
+ * @cache, topped up with the lock dropped; yields; no flush needed (same
+ * translation).  Returns the number of huge leaves split or -ENOMEM. */
+long tdp_mmu_split_huge_range(struct tdp_mmu *mmu, unsigned as_id,
+			      uint64_t start, uint64_t end,
+			      struct pt_cache *cache);
+
+/* Huge-page recovery: @level_of(arg, gfn) gives the largest leaf level
+ * host folio and slot alignment allow for the huge page containing gfn
+ * (and the frame it must map, in *pfn), or 0 to leave it.  For every
+ * table entry at level >= 2M in [start, end) of @as_id's valid roots
+ * whose level is allowed, build the huge leaf from a present leaf below it
+ * and install it in place (the old subtree is removed and flushed, with
+ * flushes batched to one per yield and one at the end).  @stop(arg, gfn,
+ * n): true when an invalidation of that range raced with the lookups
+ * behind @level_of (checked under the lock before each install; the entry
+ * is left alone).
+ * Read lock held by the caller.  Returns huge leaves built; *flushes gets
+ * the number of TLB flushes done. */
+uint64_t tdp_mmu_recover_huge(struct tdp_mmu *mmu, unsigned as_id,
+			      uint64_t start, uint64_t end,
+			      int (*level_of)(void *arg, uint64_t gfn,
+					      uint64_t *pfn, bool *writable),
+			      bool (*stop)(void *arg, uint64_t gfn,
+					   uint64_t npages),
+			      void *arg,
+			      uint64_t *flushes);
+
+/* Fast page fault: under RCU only, make the 4 KiB (or, if !@logged, any)
+ * leaf of @gfn in @root writable again if it lost W only for dirty
+ * logging (MMU-writable and host-writable still set), with a compare-
+ * exchange.  @mark(arg) runs before the exchange (the dirty log must have
+ * the page before any write can go through).  Returns 1 fixed, 0 already
+ * writable (spurious), -EAGAIN not fixable here (take the slow path). */
+int tdp_mmu_fast_fault(struct tdp_mmu *mmu, struct tdp_pt_page *root,
+		       uint64_t gfn, bool logged, void (*mark)(void *arg),
+		       void *arg);
+
+/* Aging of [start, end) of @as_id: for every present leaf with Accessed
+ * set, call @young(arg, gfn, npages) for its pages in the range and clear
+ * Accessed (unless @test_only) with a compare-exchange, so a concurrent
+ * Dirty bit is never lost (I8).  Lockless (RCU, valid roots, no yield, no
+ * flush) unless @locked (mmu_lock for write, the baseline).  Returns the
+ * number of young leaves. */
+uint64_t tdp_mmu_age_range(struct tdp_mmu *mmu, unsigned as_id,
+			   uint64_t start, uint64_t end, bool test_only,
+			   bool locked,
+			   void (*young)(void *arg, uint64_t gfn, uint64_t n),
+			   void *arg);
 
 /* Highest gfn + 1 a root of this MMU can map. */
 static inline uint64_t tdp_mmu_max_gfn(const struct tdp_mmu *mmu)

@@ -15,6 +15,12 @@
  *    in progress over its gfn or seq moved since its sample.
  * Writers hold mmu_lock for write, so a reader holding mmu_lock sees a
  * consistent state; the sample itself is lock-free.
+ *
+ * Long operations (huge-page recovery) that sampled seq long ago use a
+ * finer test: invalidate-end also records the range it covered under its
+ * new seq in a small history, so mn_range_changed() can tell whether an
+ * invalidation since the sample touched a given range; if the history no
+ * longer reaches back to the sample, the answer is "changed".
  */
 #ifndef TDP_NOTIFIER_H
 #define TDP_NOTIFIER_H
@@ -25,11 +31,16 @@
 
 #include "lock.h"
 
+#define MN_HIST 64
+
 struct mn_state {
 	atomic_ullong seq;
 	atomic_long in_progress;
 	uint64_t range_start, range_end; /* gfns; valid while in_progress */
 	struct tdp_lock *mmu_lock;	  /* for assertions */
+	struct {
+		uint64_t seq, start, end;
+	} hist[MN_HIST];		  /* mmu_lock (write to change) */
 };
 
 static inline uint64_t mn_seq_sample(struct mn_state *mn)
@@ -58,7 +69,13 @@ static inline void mn_range_add(struct mn_state *mn, uint64_t start,
 
 static inline void mn_end(struct mn_state *mn)
 {
+	uint64_t s;
+
 	tdp_assert_held_write(mn->mmu_lock);
+	s = atomic_load(&mn->seq) + 1;
+	mn->hist[s % MN_HIST].seq = s;
+	mn->hist[s % MN_HIST].start = mn->range_start;
+	mn->hist[s % MN_HIST].end = mn->range_end;
 	atomic_fetch_add_explicit(&mn->seq, 1, memory_order_release);
 	TDP_ASSERT(atomic_fetch_sub(&mn->in_progress, 1) > 0);
 }
@@ -71,6 +88,28 @@ static inline bool mn_retry_gfn(struct mn_state *mn, uint64_t mmu_seq,
 	    gfn < mn->range_end)
 		return true;
 	return atomic_load(&mn->seq) != mmu_seq;
+}
+
+/* Did an invalidation overlapping [start, end) begin since @mmu_seq was
+ * sampled?  mmu_lock held (any mode).  May say yes when unsure. */
+static inline bool mn_range_changed(struct mn_state *mn, uint64_t mmu_seq,
+				    uint64_t start, uint64_t end)
+{
+	uint64_t cur;
+
+	tdp_assert_held(mn->mmu_lock);
+	if (atomic_load(&mn->in_progress) && start < mn->range_end &&
+	    mn->range_start < end)
+		return true;
+	cur = atomic_load(&mn->seq);
+	if (cur - mmu_seq >= MN_HIST)
+		return true;
+	for (uint64_t s = mmu_seq + 1; s <= cur; s++)
+		if (mn->hist[s % MN_HIST].seq != s ||
+		    (start < mn->hist[s % MN_HIST].end &&
+		     mn->hist[s % MN_HIST].start < end))
+			return true;
+	return false;
 }
 
 #endif

@@ -46,6 +46,10 @@
 #define SPTE_PFN_MASK (((1ull << 52) - 1) & ~((1ull << 12) - 1))
 #define SPTE_HOST_WRITABLE (1ull << 57)
 #define SPTE_MMU_WRITABLE (1ull << 58)
+/* Flipped by every write-protect pass of the dirty log over a leaf that is
+ * MMU-writable, so a lockless fast fault that read the leaf before the
+ * pass loses its compare-exchange and logs the page again (dirty_log.c). */
+#define SPTE_LOG_SEQ (1ull << 59)
 #define SPTE_SUPPRESS_VE (1ull << 63)
 
 /* The value of a zapped entry. */
@@ -120,20 +124,22 @@ static inline bool spte_writable(uint64_t spte)
 	return spte & SPTE_W;
 }
 
-/* A leaf for @pfn at @level.  @w: writable now; @host_w: host mapping is
- * writable; @x: executable; @dirty: set D (write fault). */
+/* A leaf for @pfn at @level.  @w: slot and host allow writes (W and
+ * MMU-writable; the dirty log may take W away again, keeping MMU-writable);
+ * @host_w: host mapping is writable; @x: executable; @dirty: set D (write
+ * fault). */
 static inline uint64_t make_leaf_spte(uint64_t pfn, int level, bool w,
 				      bool host_w, bool x, bool dirty)
 {
 	uint64_t s = SPTE_MMU_PRESENT | SPTE_R | SPTE_MT_WB | SPTE_IPAT |
-		     SPTE_A | SPTE_MMU_WRITABLE | (pfn << 12);
+		     SPTE_A | (pfn << 12);
 
 	if (level > TDP_LEVEL_4K)
 		s |= SPTE_LARGE;
 	if (host_w)
 		s |= SPTE_HOST_WRITABLE;
 	if (w && host_w)
-		s |= SPTE_W;
+		s |= SPTE_W | SPTE_MMU_WRITABLE;
 	if (x)
 		s |= SPTE_X;
 	if (dirty && (s & SPTE_W))

@@ -22,6 +22,8 @@ struct vm_stats {
 		memslot_updates;
 	atomic_ullong zapped_dirty; /* leaves zapped with D set */
 	atomic_ullong mmu_yields;   /* walks that dropped mmu_lock */
+	atomic_ullong dirty_harvests, dirty_pages, eager_splits,
+		huge_recovered, recover_flushes, age_calls, age_young;
 };
 
 #define stat_add(field, n)                                                     \

@@ -184,6 +184,7 @@ static void vcpu_stats_add(struct vcpu_stats *dst, struct vcpu_stats *src)
 	stat_add(dst->pf_ro_exit, stat_read(src->pf_ro_exit));
 	stat_add(dst->tlb_hits, stat_read(src->tlb_hits));
 	stat_add(dst->tlb_misses, stat_read(src->tlb_misses));
+	stat_add(dst->pf_fast, stat_read(src->pf_fast));
 }
 
 void vcpu_stats_sum(struct tdp_vm *vm, struct vcpu_stats *out)

@@ -84,9 +84,66 @@ static void vm_invalidate_end(struct tdp_host_notifier *n, uint64_t start,
 	tdp_write_unlock(&vm->mmu.lock);
 }
 
+struct age_ctx {
+	const struct memslot *slot;
+	uint64_t start; /* hva of bit 0 */
+	uint64_t *young;
+	uint64_t pages;
+};
+
+static void age_young(void *arg, uint64_t gfn, uint64_t n)
+{
+	struct age_ctx *ac = arg;
+	uint64_t first = (memslot_gfn_to_hva(ac->slot, gfn) - ac->start) >> 12;
+
+	for (uint64_t i = first; i < first + n; i++)
+		ac->young[i / 64] |= 1ull << (i % 64);
+	ac->pages += n;
+}
+
+/* The host's reclaim scan: clear (or test) the young state of the hva
+ * range in every address space.  Lockless unless TDP_VM_LOCKED_AGING
+ * (age.c); called with the host mmap lock held for read. */
+static void vm_age(struct tdp_host_notifier *n, uint64_t start, uint64_t end,
+		   unsigned flags, uint64_t *young)
+{
+	struct tdp_vm *vm = hn_to_vm(n);
+	bool test_only = flags & TDP_AGE_TEST_ONLY;
+	struct age_ctx ac = { .start = start, .young = young };
+	unsigned idx;
+
+	stat_inc(vm->stats.age_calls);
+	idx = tdp_srcu_read_lock(&vm->srcu);
+	for (unsigned as = 0; as < vm->cfg.nr_as; as++) {
+		struct memslots *set = vm_memslots(vm, as);
+
+		for (unsigned i = 0; set && i < set->n; i++) {
+			const struct memslot *s = &set->slots[i];
+			uint64_t hs = s->hva, he = s->hva + (s->npages << 12);
+			uint64_t a, b;
+
+			if (end <= hs || he <= start)
+				continue;
+			a = s->base_gfn + (((start > hs ? start : hs) - hs) >> 12);
+			b = s->base_gfn + (((end < he ? end : he) - hs) >> 12);
+			ac.slot = s;
+			tdp_mmu_age_range(&vm->mmu, as, a, b, test_only,
+					  vm->cfg.flags & TDP_VM_LOCKED_AGING,
+					  age_young, &ac);
+		}
+	}
+	tdp_srcu_read_unlock(&vm->srcu, idx);
+	stat_add(vm->stats.age_young, ac.pages);
+	/* clear_flush_young: accesses through TLB entries made before the
+	 * clear would not set Accessed again */
+	if ((flags & TDP_AGE_FLUSH) && !test_only)
+		vm_flush_remote_tlbs(vm);
+}
+
 const struct tdp_host_notifier_ops vm_notifier_ops = {
 	.invalidate_start = vm_invalidate_start,
 	.invalidate_end = vm_invalidate_end,
+	.age = vm_age,
 };
 
 static void vm_mark_dirty(void *arg, uint64_t pfn, uint64_t npages)
@@ -94,6 +151,13 @@ static void vm_mark_dirty(void *arg, uint64_t pfn, uint64_t npages)
 	struct tdp_vm *vm = arg;
 
 	host_mark_dirty(vm->host, pfn, npages);
+}
+
+static void vm_mark_accessed(void *arg, uint64_t pfn, uint64_t npages)
+{
+	struct tdp_vm *vm = arg;
+
+	host_mark_accessed(vm->host, pfn, npages);
 }
 
 static int vm_config_normalize(const struct tdp_vm_config *in,
@@ -115,7 +179,9 @@ static int vm_config_normalize(const struct tdp_vm_config *in,
 		return -EINVAL;
 	if (c.nr_as > 2 || c.max_vcpus > TDP_MAX_VCPUS)
 		return -EINVAL;
-	if (c.flags & ~TDP_VM_EXCLUSIVE_FAULTS)
+	if (c.flags & ~(TDP_VM_EXCLUSIVE_FAULTS | TDP_VM_DIRTY_DBIT |
+			TDP_VM_MANUAL_PROTECT | TDP_VM_LOCKED_AGING |
+			TDP_VM_NO_FAST_FAULT | TDP_VM_NO_EAGER_SPLIT))
 		return -EINVAL;
 	if (c.max_huge != TDP_PAGE_SIZE && c.max_huge != TDP_HUGE_2M &&
 	    c.max_huge != TDP_HUGE_1G)
@@ -162,7 +228,10 @@ int tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
 	vm->mn.mmu_lock = &vm->mmu.lock;
 	tdp_srcu_init(&vm->srcu);
 	vm->mmu.mark_dirty = vm_mark_dirty;
-	vm->mmu.mark_dirty_arg = vm;
+	vm->mmu.mark_accessed = vm_mark_accessed;
+	if (vm->cfg.flags & TDP_VM_DIRTY_DBIT)
+		vm->mmu.mark_gfn_dirty = vm_mark_gfn_dirty;
+	vm->mmu.cb_arg = vm;
 	pthread_mutex_init(&vm->slots_lock, NULL);
 	pthread_rwlock_init(&vm->vcpus_lock, NULL);
 	vm->host = h;
@@ -194,8 +263,13 @@ void tdp_vm_destroy(struct tdp_vm *vm)
 	tdp_mmu_zap_invalidated_roots(&vm->mmu, false);
 	/* Every deferred table and root free has run after this. */
 	tdp_rcu_barrier();
-	for (unsigned as = 0; as < 2; as++)
-		free(vm->memslots[as]);
+	for (unsigned as = 0; as < 2; as++) {
+		struct memslots *set = vm->memslots[as];
+
+		for (unsigned i = 0; set && i < set->n; i++)
+			free(set->slots[i].dirty_bitmap);
+		free(set);
+	}
 	tdp_mmu_destroy(&vm->mmu);
 	pthread_mutex_destroy(&vm->slots_lock);
 	pthread_rwlock_destroy(&vm->vcpus_lock);
@@ -211,7 +285,7 @@ static int memslot_check_args(struct tdp_vm *vm, const struct tdp_memslot *s)
 {
 	if (!s || s->as_id >= vm->cfg.nr_as || s->slot >= TDP_MAX_MEMSLOTS)
 		return -EINVAL;
-	if (s->flags & ~TDP_MEM_READONLY)
+	if (s->flags & ~(TDP_MEM_READONLY | TDP_MEM_LOG_DIRTY))
 		return -EINVAL;
 	if (!s->size)
 		return 0;
@@ -241,7 +315,8 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 	struct memslots *cur, *set_inv = NULL, *set_final = NULL;
 	const struct memslot *old;
 	struct memslot new = { 0 }, inv;
-	bool zap;
+	uint64_t *new_bm = NULL, *free_bm = NULL;
+	bool zap, log_on, was_on;
 	int r;
 
 	if (!vm)
@@ -281,19 +356,32 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 	}
 	zap = old && (!s->size || old->base_gfn != new.base_gfn ||
 		      (new.flags & ~old->flags & TDP_MEM_READONLY));
+	/* the dirty log: a bitmap lives while logging stays on */
+	log_on = s->size && (new.flags & TDP_MEM_LOG_DIRTY);
+	was_on = old && (old->flags & TDP_MEM_LOG_DIRTY);
 	r = -ENOMEM;
+	if (log_on && was_on) {
+		new.dirty_bitmap = old->dirty_bitmap;
+	} else if (log_on) {
+		new_bm = vm_log_bitmap_alloc(vm, new.npages);
+		if (!new_bm)
+			goto out;
+		new.dirty_bitmap = new_bm;
+	}
+	if (was_on && !log_on)
+		free_bm = old->dirty_bitmap;
 	if (zap) {
 		inv = *old;
 		inv.invalid = true;
 		set_inv = memslots_replace(cur, s->slot, &inv);
 		if (!set_inv)
-			goto out;
+			goto out_bm;
 	}
 	set_final = memslots_replace(set_inv ? set_inv : cur, s->slot,
 				     s->size ? &new : NULL);
 	if (!set_final) {
 		free(set_inv);
-		goto out;
+		goto out_bm;
 	}
 	if (zap) {
 		publish(vm, s->as_id, set_inv);
@@ -302,8 +390,18 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 		tdp_write_unlock(&vm->mmu.lock);
 	}
 	publish(vm, s->as_id, set_final);
+	/* publish() waited for every fault that saw the old slot: from here
+	 * on, faults log (or stop logging) */
+	if (log_on && !was_on && old)
+		vm_log_enable(vm, memslots_find_id(set_final, s->slot));
+	else if (was_on && !log_on && s->size)
+		vm_log_disable(vm, memslots_find_id(set_final, s->slot));
+	free(free_bm);
 	stat_inc(vm->stats.memslot_updates);
 	r = 0;
+	goto out;
+out_bm:
+	free(new_bm);
 out:
 	pthread_mutex_unlock(&vm->slots_lock);
 	return r;
@@ -372,4 +470,12 @@ void tdp_vm_get_stats(struct tdp_vm *vm, struct tdp_stats *o)
 	o->zapped_leaves = stat_read(s->zapped_leaves);
 	o->root_reloads = stat_read(s->root_reloads);
 	o->memslot_updates = stat_read(s->memslot_updates);
+	o->pf_fast = stat_read(vs.pf_fast);
+	o->dirty_harvests = stat_read(s->dirty_harvests);
+	o->dirty_pages = stat_read(s->dirty_pages);
+	o->eager_splits = stat_read(s->eager_splits);
+	o->huge_recovered = stat_read(s->huge_recovered);
+	o->recover_flushes = stat_read(s->recover_flushes);
+	o->age_calls = stat_read(s->age_calls);
+	o->age_young = stat_read(s->age_young);
 }

@@ -58,7 +58,7 @@ enum { REQ_TLB_FLUSH = 1u << 0, REQ_RELOAD_ROOTS = 1u << 1 };
 
 struct vcpu_stats {
 	atomic_ullong pf_taken, pf_fixed, pf_spurious, pf_retry, pf_mmio,
-		pf_ro_exit, tlb_hits, tlb_misses;
+		pf_ro_exit, tlb_hits, tlb_misses, pf_fast;
 };
 
 struct tdp_vcpu {
@@ -134,6 +134,13 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc);
  * VM's limit, inside the slot, and with gfn and hva congruent (fault.c). */
 int vm_max_mapping_level(const struct tdp_vm *vm, const struct memslot *slot,
 			 uint64_t gfn, unsigned host_order);
+
+/* dirty_log.c */
+uint64_t *vm_log_bitmap_alloc(struct tdp_vm *vm, uint64_t npages);
+void vm_mark_gfn_dirty(void *vm, unsigned as_id, uint64_t gfn,
+		       uint64_t npages);
+void vm_log_enable(struct tdp_vm *vm, const struct memslot *s);
+void vm_log_disable(struct tdp_vm *vm, const struct memslot *s);
 
 /* notifier callbacks (vm.c) */
 extern const struct tdp_host_notifier_ops vm_notifier_ops;

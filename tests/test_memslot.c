@@ -204,7 +204,7 @@ static void test_errors_einval(void **state)
 	expect_set_err(&e, 0, ~0u, 2 * MiB, MiB, e.hva, 0, -EINVAL);
 	expect_set_err(&e, 0, TDP_MAX_MEMSLOTS, 0, 0, 0, 0, -EINVAL);
 	/* unknown flags, also on an existing slot and for a delete */
-	expect_set_err(&e, 0, 1, 2 * MiB, MiB, e.hva, 2, -EINVAL);
+	expect_set_err(&e, 0, 1, 2 * MiB, MiB, e.hva, 16, -EINVAL);
 	expect_set_err(&e, 0, 1, 2 * MiB, MiB, e.hva, 1u << 31, -EINVAL);
 	expect_set_err(&e, 0, 0, 0, MiB, e.hva, TDP_MEM_READONLY | 4,
 		       -EINVAL);

@@ -39,7 +39,8 @@ static void check_leaf(uint64_t s, uint64_t pfn, int level, bool w,
 	/* D only for a write fault that got a writable entry */
 	assert_int_equal(!!(s & SPTE_D), dirty && wr);
 	assert_int_equal(!!(s & SPTE_HOST_WRITABLE), host_w);
-	assert_true(s & SPTE_MMU_WRITABLE);
+	/* MMU-writable exactly when the slot and host allow writes */
+	assert_int_equal(!!(s & SPTE_MMU_WRITABLE), wr);
 	assert_int_equal(s & (7ull << 3), SPTE_MT_WB);
 	assert_true(s & SPTE_IPAT);
 	assert_false(s & SPTE_SUPPRESS_VE);

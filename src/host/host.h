@@ -12,7 +12,8 @@
  *    serialises every operation that changes hva -> pfn (munmap, mprotect,
  *    migrate, swap-out, split, fault-in).  host_gup() and tdp_host_read/
  *    write take it for read (for write only to populate a page).
- *  - Notifier callbacks run with the mmap lock held for WRITE.  They may
+ *  - Notifier callbacks run with the mmap lock held for WRITE, except
+ *    age(), which runs with it held for READ (tdp_host_age).  They may
  *    take a VM's mmu_lock and wait for vCPUs to acknowledge TLB flushes.
  *    Lock order is therefore: host mmap lock -> VM mmu_lock.  Code that
  *    holds an mmu_lock must never call into the host (host_gup, host_put
@@ -49,6 +50,25 @@
  *    the guest's data at the next swap-out.
  *  - Frames are marked dirty lock-free (one bit per frame); the copies are
  *    managed under the mmap lock.
+ *
+ * Accessed state (Linux's PG_referenced / page aging):
+ *  - Every present 4 KiB page is OLD or YOUNG on the host side.  It becomes
+ *    young when tdp_host_read() or tdp_host_write() touches it, or when
+ *    host_mark_accessed() names its frame; tdp_host_age() reports it and,
+ *    unless TDP_AGE_TEST_ONLY, makes it old again.  A page is also young if
+ *    some VM's mapping of it has its Accessed bit set: tdp_host_age() asks
+ *    every VM through the age() notifier op.  So a VM that removes a
+ *    mapping whose Accessed bit is set should call host_mark_accessed()
+ *    (KVM's kvm_set_pfn_accessed), or the access goes unseen by the next
+ *    aging (a lost Accessed bit only makes reclaim pick a worse page; no
+ *    data is lost).
+ *  - The state is one bit per 4 KiB frame, also inside huge folios.  It is
+ *    cleared when a folio is allocated and when it is freed (so newly
+ *    populated and swapped-in pages start old unless the access that
+ *    faulted them in was a host read/write), moves with the page on
+ *    migration and stays per frame when a huge folio is split.  Swapped
+ *    out pages are old on the host side.  host_gup() does not mark: a
+ *    guest access is recorded by the Accessed bit of the VM's mapping.
  */
 #ifndef TDP_HOST_HOST_H
 #define TDP_HOST_HOST_H
@@ -76,6 +96,21 @@ struct tdp_host_notifier_ops {
 	/* Called after the mapping changed, still under the mmap lock. */
 	void (*invalidate_end)(struct tdp_host_notifier *n, uint64_t start,
 			       uint64_t end);
+	/* Optional (NULL: the VM is skipped).  Page aging (tdp_host_age):
+	 * [start, end) is an hva range, page aligned.  OR into @young, where
+	 * bit i (bit i % 64 of word i / 64) stands for the page at
+	 * start + i * 4096, the pages that the VM's mappings report young
+	 * (Accessed bit set), and clear that Accessed state unless @flags has
+	 * TDP_AGE_TEST_ONLY; with TDP_AGE_FLUSH, flush the VM's vCPU TLBs
+	 * after clearing.  Never clear a bit of @young, never set one at or
+	 * beyond (end - start) / 4096, never lose a Dirty bit.  Called with
+	 * the host mmap lock held for READ, so the mapping of the range
+	 * cannot change during the call, but other age() calls, host_gup()
+	 * and tdp_host_read/write may run concurrently.  Must not take the
+	 * mmap lock (no host_gup, no tdp_host_* calls that take it);
+	 * host_mark_dirty/host_mark_accessed are fine. */
+	void (*age)(struct tdp_host_notifier *n, uint64_t start, uint64_t end,
+		    unsigned flags, uint64_t *young);
 };
 
 struct tdp_host_notifier {
@@ -123,6 +158,17 @@ void host_put_frame(struct tdp_host *h, uint64_t ref_pfn);
  * swap that did not need to be.
  */
 void host_mark_dirty(struct tdp_host *h, uint64_t pfn, uint64_t npages);
+
+/*
+ * host_mark_accessed - the VM saw an Accessed bit on a mapping of frames
+ * [pfn, pfn+npages) when it removed that mapping: mark those pages young
+ * for the next tdp_host_age() (KVM's kvm_set_pfn_accessed).  Same rules as
+ * host_mark_dirty(): callable from inside invalidate_start callbacks or
+ * with no host lock held, lock-free (atomic bit operations), frames out of
+ * range are ignored, and marks on frames that are free or were reallocated
+ * since only make one page look young once.
+ */
+void host_mark_accessed(struct tdp_host *h, uint64_t pfn, uint64_t npages);
 
 /*
  * host_page_dirty - without faulting anything in, report the reclaim state

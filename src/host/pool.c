@@ -26,6 +26,18 @@
  *    most one copy per page.  Only order-0 folios ever have a retained copy
  *    (swap-in allocates order-0 frames; huge folios are born zero-filled
  *    and dirty, and their tails start without copies when split).
+ *  - Accessed state, per frame (so that host_mark_accessed() needs no hva):
+ *    h->faccessed is a bitmap with one bit per 4 KiB frame, huge folios
+ *    included (each frame of a folio has its own bit), set when the page
+ *    was accessed since it was last aged.  tdp_host_read/write set it for
+ *    every page they touch, host_mark_accessed sets it for the frames a VM
+ *    names; tdp_host_age reports it (young) and clears it unless
+ *    TDP_AGE_TEST_ONLY.  Like the dirty bits it is cleared when a folio is
+ *    allocated and when it is freed, so a swapped-out page is old and a
+ *    swapped-in or newly populated one starts old (the host read/write that
+ *    faulted it in marks it right after); migration ORs the bits of the old
+ *    folio into the new one frame by frame (for every order, unlike dirty
+ *    bits); splitting keeps them per frame.
  *
  * Locking:
  *  - h->mmap_lock, a writer-preferring rwlock, protects the VMA array, the
@@ -34,22 +46,28 @@
  *    of tdp_host_read/write) take it for read.  Every operation that
  *    changes hva -> pfn (munmap, mprotect, migrate, swap-out, split,
  *    populate) holds it for write from start to end, notifier calls
- *    included.  h->wr_owner records the writer so that host_lookup and
- *    host_range_mapped work from inside notifier callbacks and the test
- *    hook (they then run under the caller's write lock); any call that
- *    would have to take the lock again from there fails with -EDEADLK.
+ *    included.  h->wr_owner records the writer so that host_lookup,
+ *    host_range_mapped and tdp_host_age work from inside notifier
+ *    callbacks and the test hook (they then run under the caller's write
+ *    lock); any call that would have to take the lock again from there
+ *    fails with -EDEADLK.
  *  - The buddy allocator has its own leaf mutex; frame reference counts and
  *    the statistics are atomics.  host_put_frame() takes no host lock.
  *  - h->swapc[] is read and written only under mmap_lock (written only
  *    with it held for write, so readers under the read lock are safe).
- *  - h->fdirty bits are only changed with atomic RMW ops (set, or clear of
- *    a partial word) or atomic stores of whole words that belong to one
- *    folio being allocated or freed.  host_mark_dirty() takes no lock at
- *    all, so it may be called under the write lock from invalidate_start
- *    or with no host lock held.  Setting a bit needs no lock because
+ *  - h->fdirty and h->faccessed bits are only changed with atomic RMW ops
+ *    (set, test-and-clear, or clear of a partial word) or atomic stores of
+ *    whole words that belong to one folio being allocated or freed.
+ *    host_mark_dirty() takes no lock at all, so it may be called under the
+ *    write lock from invalidate_start or with no host lock held.  Setting a bit needs no lock because
  *    reclaim reads it only after invalidate_start has returned, and every
  *    legitimate mark (by a VM that still maps the frame, or the host's own
- *    writers under the mmap lock) happens before that.
+ *    writers under the mmap lock) happens before that.  host_mark_accessed()
+ *    is lock-free the same way.  tdp_host_age holds the mmap lock for
+ *    read: the hva -> pfn mapping of the range stays fixed while it tests
+ *    and clears the accessed bits and while the notifiers' age ops run,
+ *    but accesses (tdp_host_read/write, guests) go on; an access that
+ *    races with the clear is seen by this aging or the next.
  *
  * Lifetime of frames:
  *  - A mapping holds one reference on the head of each folio it maps; a
@@ -60,9 +78,10 @@
  *    invalidate_start returns), then invalidate_end(), and only then drops
  *    the mapping references of the old frames.
  *  - When a head's count reaches 0 the whole folio is filled with
- *    HOST_POISON_WORD, its dirty bits are cleared and it is returned to the
- *    buddy allocator, by whoever dropped the last reference (with or
- *    without the mmap lock).  frame_alloc() clears the bits again.
+ *    HOST_POISON_WORD, its dirty and accessed bits are cleared and it is
+ *    returned to the buddy allocator, by whoever dropped the last reference
+ *    (with or without the mmap lock).  frame_alloc() clears the bits
+ *    again.
  *  - Retained copies live from swap-in until the page is swapped out again
  *    (the copy becomes the swapped pte's, rewritten first if dirty), its
  *    frame is unmapped (freed before the mapping reference is dropped, so a
@@ -73,6 +92,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,6 +163,7 @@ struct tdp_host {
 	uint64_t nr_frames;
 	uint32_t *refs;	  /* atomic, per frame */
 	uint64_t *fdirty; /* atomic bitmap, one dirty bit per frame */
+	uint64_t *faccessed; /* atomic bitmap, one accessed bit per frame */
 	void **swapc;	  /* per frame: retained swap copy; under mmap_lock */
 	struct buddy buddy;
 
@@ -285,7 +306,7 @@ static void mmap_read_unlock(struct tdp_host *h, bool taken)
 }
 
 /* ------------------------------------------------------------------ */
-/* frame dirty bits                                                    */
+/* per-frame bitmaps: dirty and accessed bits                          */
 /* ------------------------------------------------------------------ */
 
 static uint64_t bits_mask(uint64_t first, uint64_t n)
@@ -293,41 +314,102 @@ static uint64_t bits_mask(uint64_t first, uint64_t n)
 	return (n >= 64 ? ~0ull : (1ull << n) - 1) << first;
 }
 
-/* Set the dirty bits of frames [pfn, pfn + n), all < nr_frames. */
-static void frame_set_dirty(struct tdp_host *h, uint64_t pfn, uint64_t n)
+/* Set the bits of frames [pfn, pfn + n), all < nr_frames, in @map. */
+static void fbits_set(uint64_t *map, uint64_t pfn, uint64_t n)
 {
 	while (n) {
 		uint64_t bit = pfn & 63;
 		uint64_t c = 64 - bit < n ? 64 - bit : n;
 
-		__atomic_fetch_or(&h->fdirty[pfn >> 6], bits_mask(bit, c),
+		__atomic_fetch_or(&map[pfn >> 6], bits_mask(bit, c),
 				  __ATOMIC_RELAXED);
 		pfn += c;
 		n -= c;
 	}
 }
 
-static bool frame_test_dirty(struct tdp_host *h, uint64_t pfn)
+static bool fbits_test(const uint64_t *map, uint64_t pfn)
 {
-	return __atomic_load_n(&h->fdirty[pfn >> 6], __ATOMIC_RELAXED) &
+	return __atomic_load_n(&map[pfn >> 6], __ATOMIC_RELAXED) &
 	       (1ull << (pfn & 63));
 }
 
-/* Clear the dirty bits of the folio [pfn, pfn + 2^order), naturally
+/* Clear the bit of frame @pfn in @map; returns whether it was set. */
+static bool fbits_test_and_clear(uint64_t *map, uint64_t pfn)
+{
+	uint64_t bit = 1ull << (pfn & 63);
+
+	/* a plain load first: aging mostly finds old pages, and a clear
+	 * would dirty the bitmap's cache line for nothing */
+	if (!(__atomic_load_n(&map[pfn >> 6], __ATOMIC_RELAXED) & bit))
+		return false;
+	return __atomic_fetch_and(&map[pfn >> 6], ~bit, __ATOMIC_RELAXED) &
+	       bit;
+}
+
+/* Clear the bits of the folio [pfn, pfn + 2^order) in @map, naturally
  * aligned: whole words belong to it alone. */
-static void frame_clear_dirty(struct tdp_host *h, uint64_t pfn, unsigned order)
+static void fbits_clear_folio(uint64_t *map, uint64_t pfn, unsigned order)
 {
 	uint64_t n = 1ull << order;
 
 	if (n < 64) {
-		__atomic_fetch_and(&h->fdirty[pfn >> 6],
-				   ~bits_mask(pfn & 63, n), __ATOMIC_RELAXED);
+		__atomic_fetch_and(&map[pfn >> 6], ~bits_mask(pfn & 63, n),
+				   __ATOMIC_RELAXED);
 		return;
 	}
 	/* skip zero words: an untouched bitmap page stays untouched */
 	for (uint64_t w = pfn >> 6; w < (pfn + n) >> 6; w++)
-		if (__atomic_load_n(&h->fdirty[w], __ATOMIC_RELAXED))
-			__atomic_store_n(&h->fdirty[w], 0, __ATOMIC_RELAXED);
+		if (__atomic_load_n(&map[w], __ATOMIC_RELAXED))
+			__atomic_store_n(&map[w], 0, __ATOMIC_RELAXED);
+}
+
+/* OR the bits of folio [from, from + 2^order) into those of the folio
+ * [to, to + 2^order) (both naturally aligned), frame by frame. */
+static void fbits_copy_folio(uint64_t *map, uint64_t from, uint64_t to,
+			     unsigned order)
+{
+	uint64_t n = 1ull << order;
+
+	if (n < 64) {
+		uint64_t v = __atomic_load_n(&map[from >> 6], __ATOMIC_RELAXED) >>
+			     (from & 63) & bits_mask(0, n);
+
+		if (v)
+			__atomic_fetch_or(&map[to >> 6], v << (to & 63),
+					  __ATOMIC_RELAXED);
+		return;
+	}
+	for (uint64_t w = 0; w < n >> 6; w++) {
+		uint64_t v = __atomic_load_n(&map[(from >> 6) + w],
+					     __ATOMIC_RELAXED);
+
+		if (v)
+			__atomic_fetch_or(&map[(to >> 6) + w], v,
+					  __ATOMIC_RELAXED);
+	}
+}
+
+static void frame_set_dirty(struct tdp_host *h, uint64_t pfn, uint64_t n)
+{
+	fbits_set(h->fdirty, pfn, n);
+}
+
+static bool frame_test_dirty(struct tdp_host *h, uint64_t pfn)
+{
+	return fbits_test(h->fdirty, pfn);
+}
+
+static void frame_set_accessed(struct tdp_host *h, uint64_t pfn, uint64_t n)
+{
+	fbits_set(h->faccessed, pfn, n);
+}
+
+/* A folio is born and dies with all its dirty and accessed bits clear. */
+static void frame_clear_state(struct tdp_host *h, uint64_t pfn, unsigned order)
+{
+	fbits_clear_folio(h->fdirty, pfn, order);
+	fbits_clear_folio(h->faccessed, pfn, order);
 }
 
 /* ------------------------------------------------------------------ */
@@ -355,7 +437,7 @@ static int64_t frame_alloc(struct tdp_host *h, unsigned order, bool zero)
 		return pfn;
 	if (zero && dirty)
 		frame_zero(h, (uint64_t)pfn, order);
-	frame_clear_dirty(h, (uint64_t)pfn, order);
+	frame_clear_state(h, (uint64_t)pfn, order);
 	__atomic_store_n(&h->refs[pfn], 1, __ATOMIC_RELAXED);
 	STAT_ADD(h, frames_used, 1ull << order);
 	STAT_ADD(h, frame_refs, 1);
@@ -368,7 +450,7 @@ static void frame_unalloc(struct tdp_host *h, uint64_t pfn, unsigned order)
 	__atomic_store_n(&h->refs[pfn], 0, __ATOMIC_RELAXED);
 	STAT_SUB(h, frame_refs, 1);
 	STAT_SUB(h, frames_used, 1ull << order);
-	frame_clear_dirty(h, pfn, order);
+	frame_clear_state(h, pfn, order);
 	buddy_free(&h->buddy, pfn);
 }
 
@@ -391,7 +473,7 @@ static void frame_release(struct tdp_host *h, uint64_t head)
 	}
 	wordfill_frame(frame_ptr(h, head), HOST_POISON_WORD,
 		       folio_bytes((unsigned)order));
-	frame_clear_dirty(h, head, (unsigned)order);
+	frame_clear_state(h, head, (unsigned)order);
 	STAT_SUB(h, frames_used, 1ull << order);
 	buddy_free(&h->buddy, head);
 }
@@ -956,9 +1038,10 @@ static int rwlock_init_writer_pref(pthread_rwlock_t *l)
 	return ret ? -ENOMEM : 0;
 }
 
-static size_t fdirty_len(const struct tdp_host *h)
+/* bytes of a per-frame bitmap (fdirty, faccessed) */
+static size_t fbits_len(const struct tdp_host *h)
 {
-	return (h->nr_frames + 63) / 64 * sizeof(*h->fdirty);
+	return (h->nr_frames + 63) / 64 * sizeof(uint64_t);
 }
 
 static size_t swapc_len(const struct tdp_host *h)
@@ -986,14 +1069,18 @@ int tdp_host_create(const struct tdp_host_config *cfg, struct tdp_host **out)
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (h->refs == MAP_FAILED)
 		goto free_pool;
-	h->fdirty = mmap(NULL, fdirty_len(h), PROT_READ | PROT_WRITE,
+	h->fdirty = mmap(NULL, fbits_len(h), PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (h->fdirty == MAP_FAILED)
 		goto free_refs;
+	h->faccessed = mmap(NULL, fbits_len(h), PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (h->faccessed == MAP_FAILED)
+		goto free_fdirty;
 	h->swapc = mmap(NULL, swapc_len(h), PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (h->swapc == MAP_FAILED)
-		goto free_fdirty;
+		goto free_faccessed;
 	if (buddy_init(&h->buddy, h->nr_frames))
 		goto free_swapc;
 	h->root = calloc(1, sizeof(*h->root));
@@ -1011,8 +1098,10 @@ free_buddy:
 	buddy_fini(&h->buddy);
 free_swapc:
 	munmap(h->swapc, swapc_len(h));
+free_faccessed:
+	munmap(h->faccessed, fbits_len(h));
 free_fdirty:
-	munmap(h->fdirty, fdirty_len(h));
+	munmap(h->fdirty, fbits_len(h));
 free_refs:
 	munmap(h->refs, refs_len);
 free_pool:
@@ -1053,7 +1142,8 @@ void tdp_host_destroy(struct tdp_host *h)
 	pthread_rwlock_destroy(&h->mmap_lock);
 	buddy_fini(&h->buddy);
 	munmap(h->swapc, swapc_len(h));
-	munmap(h->fdirty, fdirty_len(h));
+	munmap(h->faccessed, fbits_len(h));
+	munmap(h->fdirty, fbits_len(h));
 	munmap(h->refs, h->nr_frames * sizeof(*h->refs));
 	munmap(h->pool, h->pool_bytes);
 	free(h);
@@ -1367,6 +1457,9 @@ static void migrate_one(struct tdp_host *h, const struct move *m)
 		if (frame_test_dirty(h, m->old_pfn))
 			frame_set_dirty(h, m->new_pfn, 1);
 	}
+	/* accessed bits are per 4 KiB frame for every folio order: the new
+	 * folio (born with clear bits) takes them frame by frame */
+	fbits_copy_folio(h->faccessed, m->old_pfn, m->new_pfn, m->order);
 	for (uint64_t i = 0; i < n; i++)
 		*pte_lookup(h, m->hva + (i << HOST_PAGE_SHIFT)) =
 			pte_mk_present(m->new_pfn + i, m->order);
@@ -1507,6 +1600,7 @@ static void access_copy(struct tdp_host *h, uint64_t hva, uint8_t *buf,
 		uint64_t pfn = pte_pfn(pte_get(h, hva));
 		uint8_t *frame = frame_ptr(h, pfn) + off;
 
+		frame_set_accessed(h, pfn, 1);
 		if (write) {
 			frame_set_dirty(h, pfn, 1);
 			wordcopy_to_frame(frame, buf, n);
@@ -1573,6 +1667,100 @@ int tdp_host_write(struct tdp_host *h, uint64_t hva, const void *buf,
 		   uint64_t len)
 {
 	return host_access(h, hva, (uint8_t *)buf, len, true);
+}
+
+/* ------------------------------------------------------------------ */
+/* aging                                                               */
+/* ------------------------------------------------------------------ */
+
+#define AGE_FLAGS (TDP_AGE_TEST_ONLY | TDP_AGE_FLUSH)
+
+struct age_walk {
+	uint64_t start;
+	uint64_t *bitmap;
+	bool clear;
+};
+
+/* Host side of aging: the present page at @hva is young if its frame's
+ * accessed bit is set; clear it unless testing only. */
+static int age_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte, void *arg)
+{
+	struct age_walk *aw = arg;
+	uint64_t pfn, i;
+	bool young;
+
+	if (!pte_present(*pte))
+		return 0; /* swapped out: old, unless a VM says otherwise */
+	pfn = pte_pfn(*pte);
+	young = aw->clear ? fbits_test_and_clear(h->faccessed, pfn)
+			  : fbits_test(h->faccessed, pfn);
+	if (young) {
+		i = (hva - aw->start) >> HOST_PAGE_SHIFT;
+		aw->bitmap[i >> 6] |= 1ull << (i & 63);
+	}
+	return 0;
+}
+
+static void notify_age(struct tdp_host *h, uint64_t start, uint64_t end,
+		       unsigned flags, uint64_t *young)
+{
+	for (struct tdp_host_notifier *n = h->notifiers; n; n = n->next)
+		if (n->ops && n->ops->age)
+			n->ops->age(n, start, end, flags, young);
+}
+
+int tdp_host_age(struct tdp_host *h, uint64_t hva, uint64_t len,
+		 unsigned flags, uint64_t *young)
+{
+	uint64_t end = hva + len, npages, words, count = 0;
+	struct age_walk aw;
+	uint64_t *bm;
+	bool taken;
+	int ret = check_page_range(h, hva, len);
+
+	if (ret)
+		return ret;
+	if (flags & ~AGE_FLAGS)
+		return -EINVAL;
+	npages = len >> HOST_PAGE_SHIFT;
+	words = (npages + 63) / 64;
+	/* the count must fit the int result (and the bitmap a size_t) */
+	if (npages > (uint64_t)INT_MAX || words > SIZE_MAX / sizeof(*bm))
+		return -EINVAL;
+	/* From inside a notifier callback or the test hook the caller's
+	 * write lock covers us (as for host_lookup). */
+	taken = mmap_read_lock(h);
+	if (!range_covered(h, hva, end)) {
+		ret = -ENOENT;
+		goto out;
+	}
+	if (young) {
+		bm = young;
+		memset(bm, 0, words * sizeof(*bm));
+	} else {
+		bm = calloc(words, sizeof(*bm));
+		if (!bm) {
+			ret = -ENOMEM;
+			goto out;
+		}
+	}
+	aw = (struct age_walk){
+		.start = hva, .bitmap = bm, .clear = !(flags & TDP_AGE_TEST_ONLY)};
+	pte_walk(h, hva, end, age_cb, &aw);
+	/* The mmap read lock keeps the mapping of the range fixed while the
+	 * VMs OR in what their mappings say (and clear it). */
+	notify_age(h, hva, end, flags, bm);
+	/* a VM must not report beyond the range; do not count it if it did */
+	if (npages & 63)
+		bm[words - 1] &= bits_mask(0, npages & 63);
+	for (uint64_t w = 0; w < words; w++)
+		count += (uint64_t)__builtin_popcountll(bm[w]);
+	if (!young)
+		free(bm);
+	ret = (int)count;
+out:
+	mmap_read_unlock(h, taken);
+	return ret;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1656,6 +1844,15 @@ void host_mark_dirty(struct tdp_host *h, uint64_t pfn, uint64_t npages)
 	if (npages > h->nr_frames - pfn)
 		npages = h->nr_frames - pfn;
 	frame_set_dirty(h, pfn, npages);
+}
+
+void host_mark_accessed(struct tdp_host *h, uint64_t pfn, uint64_t npages)
+{
+	if (!h || pfn >= h->nr_frames)
+		return;
+	if (npages > h->nr_frames - pfn)
+		npages = h->nr_frames - pfn;
+	frame_set_accessed(h, pfn, npages);
 }
 
 int host_page_dirty(struct tdp_host *h, uint64_t hva)

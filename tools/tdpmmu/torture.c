@@ -65,28 +65,33 @@ enum op {
 	OP_READ, OP_WRITE, OP_TRANSLATE, OP_ASSWITCH,		  /* vCPUs */
 	OP_MIGRATE, OP_SWAPOUT, OP_SPLIT, OP_MPROTECT, OP_UNMAP, /* host */
 	OP_ZAP, OP_RESET,					  /* zapper */
-	OP_SLOT_DELETE, OP_SLOT_MOVE, OP_SLOT_RO,		  /* memslots */
+	OP_SLOT_DELETE, OP_SLOT_MOVE, OP_SLOT_RO, OP_SLOT_LOG,	  /* memslots */
+	OP_HARVEST, OP_AGE,					  /* tracker */
 	OP_COUNT
 };
 
 static const char *const op_names[OP_COUNT] = {
 	"read", "write", "translate", "asswitch", "migrate", "swapout",
 	"split", "mprotect", "unmap", "zap", "reset", "slot-delete",
-	"slot-move", "slot-ro",
+	"slot-move", "slot-ro", "slot-log", "harvest", "age",
 };
 
 static const unsigned op_default_weight[OP_COUNT] = {
 	[OP_READ] = 6, [OP_WRITE] = 6, [OP_TRANSLATE] = 3, [OP_ASSWITCH] = 1,
 	[OP_MIGRATE] = 4, [OP_SWAPOUT] = 4, [OP_SPLIT] = 1, [OP_MPROTECT] = 1,
 	[OP_UNMAP] = 2, [OP_ZAP] = 6, [OP_RESET] = 2, [OP_SLOT_DELETE] = 1,
-	[OP_SLOT_MOVE] = 1, [OP_SLOT_RO] = 1,
+	[OP_SLOT_MOVE] = 1, [OP_SLOT_RO] = 1, [OP_SLOT_LOG] = 1,
+	[OP_HARVEST] = 3, [OP_AGE] = 3,
 };
 
-enum thread_kind { T_VCPU, T_HOST, T_ZAPPER, T_SLOTS, T_KINDS };
+enum thread_kind { T_VCPU, T_HOST, T_ZAPPER, T_SLOTS, T_TRACK, T_KINDS };
 static const enum op kind_first[T_KINDS] = { OP_READ, OP_MIGRATE, OP_ZAP,
-					     OP_SLOT_DELETE };
+					     OP_SLOT_DELETE, OP_HARVEST };
 static const enum op kind_end[T_KINDS] = { OP_MIGRATE, OP_ZAP, OP_SLOT_DELETE,
-					   OP_COUNT };
+					   OP_HARVEST, OP_COUNT };
+
+/* Dirty logging of every memslot (--log). */
+enum log_mode { LOG_OFF, LOG_WP, LOG_WP_LAZY, LOG_DBIT };
 
 /* ------------------------------------------------------------------ */
 /* State                                                               */
@@ -112,6 +117,8 @@ struct thread {
 	struct torture *t;
 	enum thread_kind kind;
 	unsigned id;		/* vCPU id for vCPU threads */
+	uint32_t acc_h, acc_a;	/* vCPUs: harvests / agings done before
+				   the current access began */
 	struct tdp_vcpu *vcpu;	/* checker vCPU for host/slot threads */
 	uint64_t seed;
 	uint64_t hot, hot_left;	/* vCPUs: current working 2 MiB region */
@@ -149,6 +156,17 @@ struct torture {
 	atomic_uint *last_write, *swap_start, *swap_end;
 	/* root resets running now (two zappers may overlap), and done */
 	atomic_uint resets_active, resets_done;
+	/* dirty log (I7) and aging (I8) oracles: a vCPU's successful access
+	 * of page p stores (harvests/agings done before it began) << 32 |
+	 * (harvests/agings begun when it ended) in wpair[p] / apair[p];
+	 * evict[p] is odd while a swap-out or munmap of p runs */
+	enum log_mode log_mode;
+	_Atomic uint64_t *wpair, *apair;
+	atomic_uint *evict;
+	atomic_uint h_started, h_done, a_started, a_done;
+	uint32_t *reported, *last_aged, *evict_snap; /* tracker only */
+	uint64_t *checked_a, *hbm;		      /* tracker only */
+	uint64_t harvests, agings, harvested_pages, young_pages;
 	/* threads */
 	struct thread *threads;
 	unsigned nthreads;
@@ -410,6 +428,24 @@ static void unexpected(struct torture *t, struct thread *th, const char *op,
 	     th->id, op, page_gpa(t, p), p, r, strerror(-r));
 }
 
+/* A successful access of @p by a vCPU: what the dirty-log and aging
+ * oracles need (see struct torture). */
+static void note_access(struct torture *t, struct thread *th, uint64_t p,
+			bool write)
+{
+	/* the page's oldest write not yet seen reported: a later write
+	 * must not hide a lost one */
+	if (write) {
+		uint64_t none = 0;
+
+		atomic_compare_exchange_strong(
+			&t->wpair[p], &none,
+			(uint64_t)th->acc_h << 32 | atomic_load(&t->h_started));
+	}
+	atomic_store(&t->apair[p],
+		     (uint64_t)th->acc_a << 32 | atomic_load(&t->a_started));
+}
+
 static void vcpu_read(struct torture *t, struct thread *th, uint64_t p)
 {
 	uint64_t buf[2 * PAGE / 8];
@@ -428,6 +464,8 @@ static void vcpu_read(struct torture *t, struct thread *th, uint64_t p)
 			unexpected(t, th, "read", p, r);
 		else
 			check_shared(t, who, p, buf, before, after);
+		if (!r)
+			note_access(t, th, p, false);
 		return;
 	}
 	/* a private page: a random word range, sometimes two pages */
@@ -441,6 +479,8 @@ static void vcpu_read(struct torture *t, struct thread *th, uint64_t p)
 			return unexpected(t, th, "read", p, r);
 		check_private(t, who, p, buf, 0, PAGE / 8);
 		check_private(t, who, p + 1, buf + PAGE / 8, 0, PAGE / 8);
+		note_access(t, th, p, false);
+		note_access(t, th, p + 1, false);
 		return;
 	}
 	r = tdp_vcpu_read(th->vcpu, page_gpa(t, p) + first * 8, buf, n * 8);
@@ -448,6 +488,7 @@ static void vcpu_read(struct torture *t, struct thread *th, uint64_t p)
 	if (r)
 		return unexpected(t, th, "read", p, r);
 	check_private(t, who, p, buf, first, n);
+	note_access(t, th, p, false);
 }
 
 static void vcpu_write(struct torture *t, struct thread *th, uint64_t p)
@@ -468,6 +509,7 @@ static void vcpu_write(struct torture *t, struct thread *th, uint64_t p)
 				   8);
 		s2 = atomic_load(&rg->prot_seq);
 		if (!r) {
+			note_access(t, th, p, true);
 			atomic_store(&sw->committed, seq);
 			atomic_store(&t->last_write[p], start);
 			remember_write(t, th, p, start);
@@ -482,6 +524,7 @@ static void vcpu_write(struct torture *t, struct thread *th, uint64_t p)
 		r = tdp_vcpu_write(th->vcpu, page_gpa(t, p), buf, PAGE);
 		s2 = atomic_load(&rg->prot_seq);
 		if (!r) {
+			note_access(t, th, p, true);
 			t->gen[p] = gen;
 			atomic_store(&t->last_write[p], start);
 			remember_write(t, th, p, start);
@@ -568,6 +611,8 @@ static void vcpu_op(struct torture *t, struct thread *th, enum op op)
 	recheck_recent_writes(t, th);
 	if (!access_begin(t, p))
 		return;
+	th->acc_h = atomic_load(&t->h_done);
+	th->acc_a = atomic_load(&t->a_done);
 	if (op == OP_READ)
 		vcpu_read(t, th, p);
 	else
@@ -632,8 +677,10 @@ static void host_unmap(struct torture *t, struct thread *th)
 	uint64_t hva = page_hva(t, first), at = hva;
 
 	pthread_rwlock_wrlock(&t->regions[r].lock);
-	for (uint64_t p = first; p < first + REGION / PAGE; p++)
+	for (uint64_t p = first; p < first + REGION / PAGE; p++) {
 		atomic_store(&t->swap_start[p], now_ms(t));
+		atomic_fetch_add(&t->evict[p], 1);
+	}
 	host_check(t, "munmap", tdp_host_munmap(t->h, hva, REGION));
 	/* I13: the guest cannot reach memory the host no longer maps */
 	if (pthread_rwlock_tryrdlock(&s->lock) == 0) {
@@ -654,6 +701,7 @@ static void host_unmap(struct torture *t, struct thread *th)
 					     0);
 			}
 		atomic_store(&t->swap_end[p], now_ms(t));
+		atomic_fetch_add(&t->evict[p], 1);
 		page_log(t, p, OP_UNMAP, th->id, 0);
 	}
 	pthread_rwlock_unlock(&t->regions[r].lock);
@@ -700,13 +748,17 @@ static void host_op(struct torture *t, struct thread *th, enum op op)
 							  n * PAGE));
 		break;
 	case OP_SWAPOUT:
-		for (uint64_t q = first; q < first + n; q++)
+		for (uint64_t q = first; q < first + n; q++) {
 			atomic_store(&t->swap_start[q], now_ms(t));
+			atomic_fetch_add(&t->evict[q], 1);
+		}
 		host_check(t, "swap-out",
 			   tdp_host_swap_out(t->h, page_hva(t, first),
 					     n * PAGE));
-		for (uint64_t q = first; q < first + n; q++)
+		for (uint64_t q = first; q < first + n; q++) {
 			atomic_store(&t->swap_end[q], now_ms(t));
+			atomic_fetch_add(&t->evict[q], 1);
+		}
 		break;
 	default:
 		host_check(t, "split", tdp_host_split(t->h, page_hva(t, first),
@@ -760,7 +812,9 @@ static int set_slot(struct torture *t, unsigned i, unsigned as, uint64_t size,
 	struct tdp_memslot ms = { .as_id = as, .slot = i,
 				  .gpa = s->gpa[atomic_load(&s->where)],
 				  .size = size, .hva = s->hva,
-				  .flags = flags };
+				  .flags = flags | (size && t->log_mode != LOG_OFF
+							    ? TDP_MEM_LOG_DIRTY
+							    : 0) };
 
 	return tdp_vm_set_memslot(t->vm, &ms);
 }
@@ -832,6 +886,28 @@ static void slots_op(struct torture *t, struct thread *th, enum op op)
 		set_slot_all(t, i, 0, 0, "memslot delete");
 		expect_mmio_exit(t, th, page_gpa(t, p), "in a deleted memslot");
 		set_slot_all(t, i, t->slot_size, 0, "memslot re-add");
+		/* a new slot has a new dirty log: older writes are gone */
+		for (uint64_t q = first; q < first + t->slot_size / PAGE; q++)
+			atomic_store(&t->wpair[q], 0);
+		break;
+	case OP_SLOT_LOG:
+		/* logging off (huge pages recovered in place) and on again
+		 * (eager split or, lazily, write-protected huge leaves) */
+		if (t->log_mode == LOG_OFF)
+			break;
+		for (unsigned as = 0; as < t->nr_as; as++) {
+			struct tdp_memslot ms = {
+				.as_id = as, .slot = i,
+				.gpa = s->gpa[atomic_load(&s->where)],
+				.size = t->slot_size, .hva = s->hva,
+			};
+
+			host_check(t, "memslot logging off",
+				   tdp_vm_set_memslot(t->vm, &ms));
+		}
+		set_slot_all(t, i, t->slot_size, 0, "memslot logging on");
+		for (uint64_t q = first; q < first + t->slot_size / PAGE; q++)
+			atomic_store(&t->wpair[q], 0);
 		break;
 	case OP_SLOT_MOVE:
 		old_gpa = page_gpa(t, p);
@@ -867,6 +943,161 @@ static void slots_op(struct torture *t, struct thread *th, enum op op)
 /* ------------------------------------------------------------------ */
 /* Threads                                                             */
 /* ------------------------------------------------------------------ */
+
+/* ------------------------------------------------------------------ */
+/* Tracker: dirty-log harvests and aging                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * I7: harvest every slot of every address space (one round, number j);
+ * then every write that began after round s ended and ended before round
+ * c + 1 began (wpair) must have been reported by a round after s.  wpair
+ * holds the page's oldest write not yet seen reported, so later writes
+ * cannot hide a lost one.
+ */
+static void harvest_op(struct torture *t, struct thread *th)
+{
+	uint64_t slot_pages = t->slot_size / PAGE, words = (slot_pages + 63) / 64;
+	uint32_t j;
+
+	if (t->log_mode == LOG_OFF)
+		return;
+	j = atomic_fetch_add(&t->h_started, 1) + 1;
+	for (unsigned i = 0; i < NSLOTS; i++) {
+		uint64_t first = i * slot_pages;
+
+		pthread_rwlock_rdlock(&t->slots[i].lock);
+		for (unsigned as = 0; as < t->nr_as; as++) {
+			int r = tdp_vm_get_dirty_log(t->vm, as, i, t->hbm);
+
+			if (r) {
+				fail(t, "dirty log (I7)",
+				     "tdp_vm_get_dirty_log(as %u, slot %u): %d",
+				     as, i, r);
+				break;
+			}
+			for (uint64_t w = 0; w < words; w++)
+				for (uint64_t b = t->hbm[w]; b; b &= b - 1) {
+					uint64_t q = first + w * 64 +
+						     (uint64_t)__builtin_ctzll(b);
+
+					t->reported[q] = j;
+					t->harvested_pages++;
+				}
+		}
+		pthread_rwlock_unlock(&t->slots[i].lock);
+	}
+	atomic_store(&t->h_done, j);
+	t->harvests++;
+	for (uint64_t p = 0; p < t->npages && !atomic_load(&t->failed); p++) {
+		uint64_t pair = atomic_load(&t->wpair[p]);
+		uint32_t s = (uint32_t)(pair >> 32), c = (uint32_t)pair;
+
+		if (!pair || c + 1 > j)
+			continue;
+		if (t->reported[p] > s) {
+			/* reported: the next write starts a new check */
+			atomic_compare_exchange_strong(&t->wpair[p], &pair, 0);
+		} else {
+			struct tdp_translation tr = { 0 };
+			char log[512];
+			int tr_r = tdp_vm_translate(t->vm, 0, page_gpa(t, p),
+						    &tr);
+
+			describe_log(t, p, log, sizeof(log));
+			fail(t, "dirty log (I7)",
+			     "page %" PRIu64 " (gpa %#" PRIx64 ") was written "
+			     "after harvest %u and before harvest %u began, "
+			     "but no harvest since reported it (last report: "
+			     "harvest %u; now in as0: %d, D %d, W %d); recent "
+			     "operations on the page: %s",
+			     p, page_gpa(t, p), s, c + 1, t->reported[p],
+			     tr_r, tr.dirty, !!(tr.prot & TDP_PROT_WRITE),
+			     log);
+		}
+	}
+	(void)th;
+}
+
+/*
+ * I8: age one region, clearing with a TLB flush (clear_flush_young) or
+ * without one, or only testing.  After a flushing aging of a page returned,
+ * every access of it that ended before the next flushing aging began must
+ * make that aging report it young, unless the page was evicted meanwhile
+ * (swap-out or munmap takes its young state with it) or roots were reset
+ * (lockless aging skips invalid roots, as KVM's does).  Non-flushing agings
+ * only have to keep every Dirty bit (the dirty-tracking oracle checks).
+ */
+static void age_op(struct torture *t, struct thread *th)
+{
+	uint64_t first = page_region(pick_page(t, th)) * (REGION / PAGE);
+	uint64_t young[REGION / PAGE / 64];
+	unsigned kind = (unsigned)(cli_rand(&th->seed) % 4);
+	unsigned flags = kind == 0 ? TDP_AGE_TEST_ONLY
+			 : kind == 1 ? 0
+				     : TDP_AGE_FLUSH;
+	unsigned resets = atomic_load(&t->resets_done);
+	uint32_t k;
+	int r;
+
+	/* the region stays mapped (no munmap) while it is aged */
+	pthread_rwlock_rdlock(&t->regions[page_region(first)].lock);
+	k = flags == TDP_AGE_FLUSH ? atomic_fetch_add(&t->a_started, 1) + 1
+				   : 0;
+	r = tdp_host_age(t->h, page_hva(t, first), REGION, flags, young);
+	if (r < 0)
+		fail(t, "aging (I8)", "tdp_host_age: %d", r);
+	t->agings++;
+	t->young_pages += r > 0 ? (uint64_t)r : 0;
+	if (k && r >= 0) {
+		bool reliable = !atomic_load(&t->resets_active) &&
+				atomic_load(&t->resets_done) == resets;
+
+		for (uint64_t i = 0; i < REGION / PAGE; i++) {
+			uint64_t p = first + i;
+			uint64_t pair = atomic_load(&t->apair[p]);
+			uint32_t s = (uint32_t)(pair >> 32), c = (uint32_t)pair;
+			unsigned ev = atomic_load(&t->evict[p]);
+			bool ok_page = reliable && !(ev & 1) &&
+				       ev == t->evict_snap[p] &&
+				       t->last_aged[p];
+
+			if (ok_page && pair && pair != t->checked_a[p] &&
+			    s >= t->last_aged[p] && c < k &&
+			    !(young[i / 64] & (1ull << (i % 64)))) {
+				char log[512];
+
+				describe_log(t, p, log, sizeof(log));
+				fail(t, "aging (I8)",
+				     "page %" PRIu64 " (gpa %#" PRIx64 ") was "
+				     "accessed after aging %u returned and "
+				     "before aging %u began, which reported it "
+				     "old; recent operations on the page: %s",
+				     p, page_gpa(t, p), t->last_aged[p], k, log);
+				break;
+			}
+			if (pair)
+				t->checked_a[p] = pair;
+			t->last_aged[p] = k;
+			t->evict_snap[p] = ev;
+		}
+		atomic_store(&t->a_done, k);
+	} else if (flags == 0 && r >= 0) {
+		/* cleared without a flush: TLB hits may go unseen until the
+		 * next flushing aging, so nothing is owed before it */
+		for (uint64_t i = 0; i < REGION / PAGE; i++)
+			t->last_aged[first + i] = 0;
+	}
+	pthread_rwlock_unlock(&t->regions[page_region(first)].lock);
+}
+
+static void track_op(struct torture *t, struct thread *th, enum op op)
+{
+	if (op == OP_HARVEST)
+		harvest_op(t, th);
+	else
+		age_op(t, th);
+}
 
 static enum op pick_op(struct torture *t, struct thread *th)
 {
@@ -925,9 +1156,13 @@ static void *thread_main(void *arg)
 			zapper_op(t, th, op);
 			usleep(100);
 			break;
-		default:
+		case T_SLOTS:
 			slots_op(t, th, op);
 			usleep(500);
+			break;
+		default:
+			track_op(t, th, op);
+			usleep(200);
 			break;
 		}
 		th->ops[op]++;
@@ -1123,7 +1358,7 @@ static bool checkpoint(struct torture *t)
 static const char *kind_name(enum thread_kind k)
 {
 	static const char *const n[T_KINDS] = { "vCPU", "host", "zapper",
-						"memslot" };
+						"memslot", "tracker" };
 
 	return n[k];
 }
@@ -1193,7 +1428,12 @@ static int setup(struct torture *t)
 {
 	struct tdp_host_config hc = { .mem_bytes = 2 * t->mem + (1ull << 30) };
 	struct tdp_vm_config vc = { .nr_as = t->nr_as,
-				    .max_vcpus = t->nvcpu + 2 };
+				    .max_vcpus = t->nvcpu + 2,
+				    .flags = t->log_mode == LOG_DBIT
+						     ? TDP_VM_DIRTY_DBIT
+						     : t->log_mode == LOG_WP_LAZY
+							       ? TDP_VM_NO_EAGER_SPLIT
+							       : 0 };
 	uint64_t chunks;
 	int r;
 
@@ -1209,8 +1449,18 @@ static int setup(struct torture *t)
 	t->last_write = calloc(t->npages, sizeof(*t->last_write));
 	t->swap_start = calloc(t->npages, sizeof(*t->swap_start));
 	t->swap_end = calloc(t->npages, sizeof(*t->swap_end));
+	t->wpair = calloc(t->npages, sizeof(*t->wpair));
+	t->apair = calloc(t->npages, sizeof(*t->apair));
+	t->evict = calloc(t->npages, sizeof(*t->evict));
+	t->reported = calloc(t->npages, sizeof(*t->reported));
+	t->last_aged = calloc(t->npages, sizeof(*t->last_aged));
+	t->evict_snap = calloc(t->npages, sizeof(*t->evict_snap));
+	t->checked_a = calloc(t->npages, sizeof(*t->checked_a));
+	t->hbm = calloc(t->slot_size / PAGE / 64 + 1, sizeof(*t->hbm));
 	if (!t->regions || !t->gen || !t->shared || !t->log || !t->log_pos ||
-	    !t->last_write || !t->swap_start || !t->swap_end)
+	    !t->last_write || !t->swap_start || !t->swap_end || !t->wpair ||
+	    !t->apair || !t->evict || !t->reported || !t->last_aged ||
+	    !t->evict_snap || !t->checked_a || !t->hbm)
 		return -ENOMEM;
 	for (uint64_t i = 0; i < t->nregions; i++)
 		pthread_rwlock_init(&t->regions[i].lock, NULL);
@@ -1236,7 +1486,7 @@ static int setup(struct torture *t)
 		if (r)
 			return r;
 	}
-	t->nthreads = t->nvcpu + 4; /* + host, 2 zappers, memslots */
+	t->nthreads = t->nvcpu + 5; /* + host, 2 zappers, memslots, tracker */
 	t->threads = calloc(t->nthreads, sizeof(*t->threads));
 	if (!t->threads)
 		return -ENOMEM;
@@ -1249,7 +1499,8 @@ static int setup(struct torture *t)
 		th->kind = i < t->nvcpu		 ? T_VCPU
 			   : i == t->nvcpu	 ? T_HOST
 			   : i <= t->nvcpu + 2 ? T_ZAPPER
-					       : T_SLOTS;
+			   : i == t->nvcpu + 3 ? T_SLOTS
+					       : T_TRACK;
 		th->id = i;
 		th->seed = t->seed * 0x9e3779b97f4a7c15ull + i + 1;
 		/* host and memslot threads own a checker vCPU */
@@ -1315,6 +1566,14 @@ static void teardown(struct torture *t)
 	free(t->last_write);
 	free(t->swap_start);
 	free(t->swap_end);
+	free(t->wpair);
+	free(t->apair);
+	free(t->evict);
+	free(t->reported);
+	free(t->last_aged);
+	free(t->evict_snap);
+	free(t->checked_a);
+	free(t->hbm);
 }
 
 static void print_summary(struct torture *t)
@@ -1369,6 +1628,15 @@ static void print_summary(struct torture *t)
 		       t->checkpoints, t->verified_pages, st.pf_fixed,
 		       st.pf_retry, st.remote_tlb_flush, st.invalidations,
 		       st.root_reloads, t->yields, t->zapped_dirty);
+		printf("  dirty log %s: %" PRIu64 " harvests reported %" PRIu64
+		       " pages, fast faults %" PRIu64 ", eager splits %" PRIu64
+		       ", huge pages recovered %" PRIu64 "; aging: %" PRIu64
+		       " calls found %" PRIu64 " young pages\n",
+		       (const char *[]){ "off", "wp", "wp-lazy",
+					 "dbit" }[t->log_mode],
+		       t->harvests, t->harvested_pages, st.pf_fast,
+		       st.eager_splits, st.huge_recovered, t->agings,
+		       t->young_pages);
 	}
 	if (ok)
 		printf("torture: PASSED (every oracle held)\n");
@@ -1414,6 +1682,9 @@ static void usage(FILE *f)
 		"  --ops LIST          operation weights, e.g. "
 		"'zap=0,unmap=5'; 0 disables\n"
 		"  --inject NAME       put back a historical bug (test builds)\n"
+		"  --log MODE          dirty logging of every memslot: wp "
+		"(write-protect, default), wp-lazy (no eager split),\n"
+		"                      dbit (Dirty bits) or off\n"
 		"  --quiet             only the verdict line\n"
 		"  --json              a JSON summary instead of text\n"
 		"operations:",
@@ -1457,6 +1728,7 @@ int cmd_torture(int argc, char **argv)
 		{ "as", required_argument, NULL, 'a' },
 		{ "ops", required_argument, NULL, 'o' },
 		{ "inject", required_argument, NULL, 'i' },
+		{ "log", required_argument, NULL, 'l' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
@@ -1472,6 +1744,7 @@ int cmd_torture(int argc, char **argv)
 	t->nvcpu = 2;
 	t->mem = 32ull << 20;
 	t->nr_as = 2;
+	t->log_mode = LOG_WP;
 	memcpy(t->weights, op_default_weight, sizeof(t->weights));
 	pthread_mutex_init(&t->fail_lock, NULL);
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1503,6 +1776,21 @@ int cmd_torture(int argc, char **argv)
 				fprintf(stderr, "torture: bug injection is not "
 						"compiled into this build "
 						"(configure with -DTDP_INJECT=ON)\n");
+				return 2;
+			}
+			break;
+		case 'l':
+			if (!strcmp(optarg, "wp"))
+				t->log_mode = LOG_WP;
+			else if (!strcmp(optarg, "wp-lazy"))
+				t->log_mode = LOG_WP_LAZY;
+			else if (!strcmp(optarg, "dbit"))
+				t->log_mode = LOG_DBIT;
+			else if (!strcmp(optarg, "off"))
+				t->log_mode = LOG_OFF;
+			else {
+				fprintf(stderr, "tdpmmu torture: --log must "
+						"be wp, wp-lazy, dbit or off\n");
 				return 2;
 			}
 			break;
