@@ -256,8 +256,10 @@ struct tdp_vm_config {
  * a write fault on a leaf write-protected only for dirty logging is fixed
  * under RCU with a compare-exchange (KVM's fast_page_fault). */
 #define TDP_VM_NO_FAST_FAULT 16u
-/* Do not split huge leaves when dirty logging is enabled (they are split
- * by the first write faults instead).  Default: eager split. */
+/* Do not split huge leaves when dirty logging is enabled.  In write-protect
+ * mode they are write-protected and split by the first write faults; in
+ * Dirty-bit mode they stay writable and a harvest reports every page of a
+ * huge leaf whose Dirty bit is set.  Default: eager split. */
 #define TDP_VM_NO_EAGER_SPLIT 32u
 
 /*

@@ -144,19 +144,23 @@ static void check_leaf(struct tdp_vm *vm, struct audit *a, struct leaf *l)
 	 * through an invalid root */
 	if ((l->spte & SPTE_W) && (slot->flags & TDP_MEM_LOG_DIRTY) &&
 	    !(vm->cfg.flags & TDP_VM_DIRTY_DBIT) && !l->invalid_root) {
-		uint64_t i = l->gfn - slot->base_gfn;
+		/* every page it maps (a huge leaf made writable by a write
+		 * to one page would log that page only) */
+		for (uint64_t g = l->gfn; g < l->gfn + level_pages(l->level);
+		     g++) {
+			uint64_t i = g - slot->base_gfn;
 
-		if (l->level > TDP_LEVEL_4K)
+			if (__atomic_load_n(&slot->dirty_bitmap[i / 64],
+					    __ATOMIC_ACQUIRE) &
+			    (1ull << (i % 64)))
+				continue;
 			problem(a, "as %u gfn %#llx: writable level %d leaf "
-				   "in a dirty-logged slot: its writes would "
-				   "be logged as one page (I7)",
-				l->as_id, (unsigned long long)l->gfn, l->level);
-		else if (!(__atomic_load_n(&slot->dirty_bitmap[i / 64],
-					   __ATOMIC_ACQUIRE) &
-			   (1ull << (i % 64))))
-			problem(a, "as %u gfn %#llx: writable leaf in a "
-				   "dirty-logged slot, page not in the log (I7)",
-				l->as_id, (unsigned long long)l->gfn);
+				   "in a dirty-logged slot, page %#llx not in "
+				   "the log (I7)",
+				l->as_id, (unsigned long long)l->gfn, l->level,
+				(unsigned long long)g);
+			break;
+		}
 	}
 	hva = memslot_gfn_to_hva(slot, l->gfn);
 	r = host_lookup(vm->host, hva, &pfn, &order, &prot);

@@ -159,8 +159,6 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 	if (logged)
 		f.goal_level = TDP_LEVEL_4K;
 	f.wrprot = wp_log && !f.write;
-	if (wp_log && f.write && f.map_writable)
-		memslot_mark_dirty(slot, f.gfn, 1); /* before W exists (I7) */
 	r = pt_cache_topup(&mmu->alloc, &v->cache, mmu->root_level);
 	if (r)
 		goto out_put;
@@ -174,8 +172,13 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 	    (mn_retry_gfn(&vm->mn, mmu_seq, f.gfn) &&
 	     !INJECTED(mmu->inject, INJ_SKIP_INVALIDATE_RETRY)))
 		ret = MAP_RETRY;
-	else
+	else {
+		/* in the log before W exists, and in the same mmu_lock
+		 * section, so a harvest (write lock) sees both or neither */
+		if (wp_log && f.write && f.map_writable)
+			memslot_mark_dirty(slot, f.gfn, 1);
 		ret = tdp_mmu_map(mmu, root, &f, &v->cache);
+	}
 	if (exclusive)
 		tdp_write_unlock(&mmu->lock);
 	else
