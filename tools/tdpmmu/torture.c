@@ -80,7 +80,7 @@ static const unsigned op_default_weight[OP_COUNT] = {
 	[OP_READ] = 6, [OP_WRITE] = 6, [OP_TRANSLATE] = 3, [OP_ASSWITCH] = 1,
 	[OP_MIGRATE] = 4, [OP_SWAPOUT] = 4, [OP_SPLIT] = 1, [OP_MPROTECT] = 1,
 	[OP_UNMAP] = 2, [OP_ZAP] = 6, [OP_RESET] = 2, [OP_SLOT_DELETE] = 1,
-	[OP_SLOT_MOVE] = 1, [OP_SLOT_RO] = 1, [OP_SLOT_LOG] = 1,
+	[OP_SLOT_MOVE] = 1, [OP_SLOT_RO] = 1, [OP_SLOT_LOG] = 2,
 	[OP_HARVEST] = 3, [OP_AGE] = 3,
 };
 
@@ -122,6 +122,8 @@ struct thread {
 	struct tdp_vcpu *vcpu;	/* checker vCPU for host/slot threads */
 	uint64_t seed;
 	uint64_t hot, hot_left;	/* vCPUs: current working 2 MiB region */
+	uint64_t window;	/* vCPUs: first page of a 64-page window in
+				   it, or ~0: the whole region */
 	/* vCPUs: pages written recently, re-checked a little later */
 	struct {
 		uint64_t page;
@@ -557,6 +559,12 @@ static void vcpu_op(struct torture *t, struct thread *th, enum op op)
 				     atomic_load(&t->hot[th->id][w - 1]));
 		th->hot = cli_rand(&th->seed) % t->nregions;
 		th->hot_left = 1 + cli_rand(&th->seed) % 1024;
+		/* half the bursts stay in a window the TLB holds whole, so
+		 * writes hit cached translations that a protection change
+		 * must flush */
+		th->window = cli_rand(&th->seed) & 1
+				     ? (cli_rand(&th->seed) % 8) * 64
+				     : ~0ull;
 		atomic_store(&t->hot[th->id][0], th->hot);
 	}
 	th->hot_left--;
@@ -571,9 +579,13 @@ static void vcpu_op(struct torture *t, struct thread *th, enum op op)
 			    cli_rand(&th->seed) % (REGION / PAGE);
 		else
 			p = cli_rand(&th->seed) % t->npages;
-	} else
+	} else if (th->window != ~0ull) {
+		p = th->hot * (REGION / PAGE) + th->window +
+		    cli_rand(&th->seed) % 64;
+	} else {
 		p = th->hot * (REGION / PAGE) +
 		    cli_rand(&th->seed) % (REGION / PAGE);
+	}
 
 	switch (op) {
 	case OP_ASSWITCH:
