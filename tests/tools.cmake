@@ -13,6 +13,24 @@ if(TARGET tdpmmu_cli)
     PASS_REGULAR_EXPRESSION "all [0-9]+ bytes verified" TIMEOUT 300)
   add_test(NAME cli_unknown_command COMMAND tdpmmu_cli frobnicate)
   set_tests_properties(cli_unknown_command PROPERTIES WILL_FAIL TRUE)
+
+  # Pre-copy live migration, a few seconds in each dirty-logging mode
+  # (the bandwidth limit makes the rounds long enough to dirty pages):
+  # the destination must match the source and the writers' model.
+  foreach(mode default dbit manual)
+    if(mode STREQUAL "default")
+      set(flag "")
+    else()
+      set(flag "--${mode}")
+    endif()
+    add_test(NAME cli_migrate_${mode}
+             COMMAND tdpmmu_cli migrate --mem 64M --bandwidth 32M ${flag})
+    set_tests_properties(cli_migrate_${mode} PROPERTIES
+      PASS_REGULAR_EXPRESSION "verified: all [0-9]+ pages"
+      FAIL_REGULAR_EXPRESSION "MISMATCH|FAILED" TIMEOUT 300)
+  endforeach()
+  add_test(NAME cli_migrate_bad_option COMMAND tdpmmu_cli migrate --rate fast)
+  set_tests_properties(cli_migrate_bad_option PROPERTIES WILL_FAIL TRUE)
 endif()
 
 # The torture test: a clean 60-second run (4+ threads: 2 vCPUs, host, two

@@ -13,6 +13,8 @@ static void usage(FILE *f)
 		   "moving under load\n"
 		   "  torture  random operations from many threads with "
 		   "oracles; --help\n"
+		   "  migrate  pre-copy live migration of a running VM driven "
+		   "by the dirty log\n"
 		   "  help     this text\n"
 		   "Run 'tdpmmu <command> --help' for a command's options.\n");
 }
@@ -27,6 +29,8 @@ int main(int argc, char **argv)
 		return cmd_demo(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "torture"))
 		return cmd_torture(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "migrate"))
+		return cmd_migrate(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
 	    !strcmp(argv[1], "-h")) {
 		usage(stdout);

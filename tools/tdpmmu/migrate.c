@@ -1,0 +1,681 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * migrate.c - `tdpmmu migrate`: pre-copy live migration of a running VM
+ * into a destination buffer, driven by the dirty log.
+ *
+ * One memslot of 2 MiB folios, populated by the vCPUs.  Logging is turned
+ * on (a flags-only memslot update: huge leaves are split eagerly), the
+ * vCPU threads start writing random pages at the requested rate, and the
+ * migration thread copies all memory through tdp_host_read, then harvests
+ * the dirty log and copies the reported pages, round after round, until a
+ * round reports fewer pages than the threshold or --max-iters rounds ran.
+ * Then the vCPUs stop (stop-and-copy): a final harvest and copy, the
+ * downtime measured from the stop request to the end of that copy.  The
+ * destination is checked byte for byte against the source (tdp_host_read)
+ * and against the writers' model of the last value of every page.
+ *
+ * With --manual (TDP_VM_MANUAL_PROTECT) every page starts out reported:
+ * the bulk copy clears and copies 2 MiB at a time, and each round is
+ * get, clear, then copy.  With --dbit the log is kept in Dirty bits.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "tdpmmu.h"
+
+#define PAGE	  ((uint64_t)4096)
+#define MAX_VCPUS 64
+#define GPA_BASE  ((uint64_t)1 << 30)
+#define CHUNK	  (2ull << 20) /* bulk copy / manual clear granule */
+
+struct mig {
+	/* options */
+	uint64_t mem, seed, threshold, max_iters;
+	uint64_t bandwidth; /* bytes per second, 0 = unlimited */
+	unsigned vcpus, rate;
+	bool dbit, manual, json;
+	/* machine */
+	struct tdp_host *host;
+	struct tdp_vm *vm;
+	struct tdp_vcpu *vcpu[MAX_VCPUS];
+	uint64_t hva, npages, nwords;
+	/* the writers' model: generation of each page (owner-written) */
+	uint32_t *gen;
+	uint8_t *dst;
+	uint64_t copied, copy_t0; /* bytes copied since copy_t0 (pacing) */
+	uint64_t *bitmap;
+	atomic_bool stop;
+	/* results */
+	uint64_t *sent; /* per round */
+	uint64_t rounds, bulk_pages, final_pages, total_pages;
+	double bulk_s, downtime_ms, total_s;
+	bool converged;
+};
+
+struct writer {
+	struct mig *m;
+	unsigned id;
+	uint64_t writes;
+	int err;
+};
+
+static void fill(uint64_t *buf, uint64_t gfn, uint64_t gen)
+{
+	for (unsigned i = 0; i < PAGE / 8; i++)
+		buf[i] = cli_pattern(gfn, gen, i);
+}
+
+/* Pages are owned by vCPU in 2 MiB blocks, round robin. */
+static bool owns(const struct mig *m, unsigned id, uint64_t page)
+{
+	return (page >> 9) % m->vcpus == id;
+}
+
+static void *populate_thread(void *arg)
+{
+	struct writer *w = arg;
+	struct mig *m = w->m;
+	uint64_t buf[PAGE / 8];
+
+	for (uint64_t p = 0; p < m->npages && !w->err; p++) {
+		if (!owns(m, w->id, p))
+			continue;
+		m->gen[p] = 1;
+		fill(buf, GPA_BASE / PAGE + p, 1);
+		w->err = tdp_vcpu_write(m->vcpu[w->id], GPA_BASE + p * PAGE,
+					buf, PAGE);
+	}
+	return NULL;
+}
+
+/*
+ * A vCPU writes random whole pages of its own blocks, generation + 1, at
+ * rate% of guest memory per second shared by all vCPUs; paced against the
+ * clock in 1 ms steps.
+ */
+static void *writer_thread(void *arg)
+{
+	struct writer *w = arg;
+	struct mig *m = w->m;
+	uint64_t seed = m->seed * 0x9e3779b97f4a7c15ull + w->id + 1;
+	uint64_t buf[PAGE / 8];
+	uint64_t nblocks = (m->npages >> 9), mine = 0;
+	double per_ns = (double)m->npages * m->rate / 100.0 / m->vcpus / 1e9;
+	uint64_t t0 = cli_now_ns();
+
+	for (uint64_t b = 0; b < nblocks; b++)
+		mine += b % m->vcpus == w->id;
+	if (!mine || !m->rate)
+		return NULL;
+	while (!atomic_load_explicit(&m->stop, memory_order_relaxed)) {
+		double due = (double)(cli_now_ns() - t0) * per_ns;
+
+		if ((double)w->writes >= due) {
+			usleep(1000);
+			continue;
+		}
+		uint64_t r = cli_rand(&seed);
+		uint64_t blk = (r % mine) * m->vcpus + w->id;
+		uint64_t p = (blk << 9) + (r >> 40) % 512;
+		uint32_t g = m->gen[p] + 1;
+
+		fill(buf, GPA_BASE / PAGE + p, g);
+		w->err = tdp_vcpu_write(m->vcpu[w->id], GPA_BASE + p * PAGE,
+					buf, PAGE);
+		if (w->err)
+			break;
+		/* the model changes once the write is done */
+		__atomic_store_n(&m->gen[p], g, __ATOMIC_RELEASE);
+		w->writes++;
+	}
+	return NULL;
+}
+
+/* Copy pages to the destination, paced to --bandwidth. */
+static int copy_pages(struct mig *m, uint64_t first, uint64_t n)
+{
+	int r = tdp_host_read(m->host, m->hva + first * PAGE,
+			      m->dst + first * PAGE, n * PAGE);
+
+	m->copied += n * PAGE;
+	if (!r && m->bandwidth) {
+		uint64_t due = m->copy_t0 +
+			       (uint64_t)((double)m->copied * 1e9 /
+					  (double)m->bandwidth);
+		uint64_t now = cli_now_ns();
+
+		if (due > now) {
+			struct timespec ts = {
+				.tv_sec = (time_t)((due - now) / 1000000000ull),
+				.tv_nsec = (long)((due - now) % 1000000000ull) };
+
+			nanosleep(&ts, NULL);
+		}
+	}
+	return r;
+}
+
+/* Copy the pages set in m->bitmap, in runs; returns the count or < 0. */
+static int64_t copy_dirty(struct mig *m)
+{
+	uint64_t count = 0;
+
+	for (uint64_t p = 0; p < m->npages;) {
+		uint64_t w = m->bitmap[p / 64] >> (p % 64);
+
+		if (!w) {
+			p = (p / 64 + 1) * 64;
+			continue;
+		}
+		p += (uint64_t)__builtin_ctzll(w);
+		uint64_t q = p;
+
+		while (q < m->npages && (m->bitmap[q / 64] >> (q % 64) & 1))
+			q++;
+		int r = copy_pages(m, p, q - p);
+
+		if (r)
+			return r;
+		count += q - p;
+		p = q;
+	}
+	return (int64_t)count;
+}
+
+/* Harvest: get (and with --manual clear what was reported). */
+static int harvest(struct mig *m)
+{
+	int r = tdp_vm_get_dirty_log(m->vm, 0, 0, m->bitmap);
+
+	if (!r && m->manual)
+		r = tdp_vm_clear_dirty_log(m->vm, 0, 0, 0, m->npages,
+					   m->bitmap);
+	return r;
+}
+
+static int bulk_copy(struct mig *m)
+{
+	uint64_t per = CHUNK / PAGE;
+	uint64_t *ones = NULL;
+	int r = 0;
+
+	if (m->manual) {
+		ones = malloc(per / 8);
+		if (!ones)
+			return -ENOMEM;
+		memset(ones, 0xff, per / 8);
+	}
+	for (uint64_t p = 0; p < m->npages && !r; p += per) {
+		uint64_t n = m->npages - p < per ? m->npages - p : per;
+
+		/* manual: every page starts reported; forget (and protect)
+		 * a chunk, then copy it */
+		if (m->manual)
+			r = tdp_vm_clear_dirty_log(m->vm, 0, 0, p, n, ones);
+		if (!r)
+			r = copy_pages(m, p, n);
+	}
+	free(ones);
+	m->bulk_pages = m->npages;
+	return r;
+}
+
+static const char *mode_name(const struct mig *m)
+{
+	if (m->manual)
+		return m->dbit ? "manual-protect, dirty bits"
+			       : "manual-protect, write-protect";
+	return m->dbit ? "dirty bits" : "write-protect";
+}
+
+/* Verify the destination against the source and the model. */
+static int verify(struct mig *m)
+{
+	uint64_t src[PAGE / 8];
+
+	for (uint64_t p = 0; p < m->npages; p++) {
+		const uint64_t *d = (const uint64_t *)(m->dst + p * PAGE);
+		int r = tdp_host_read(m->host, m->hva + p * PAGE, src, PAGE);
+
+		if (r) {
+			fprintf(stderr, "migrate: source read failed: %s\n",
+				strerror(-r));
+			return 1;
+		}
+		for (unsigned i = 0; i < PAGE / 8; i++) {
+			uint64_t want = cli_pattern(GPA_BASE / PAGE + p,
+						    m->gen[p], i);
+			const char *what = NULL;
+			uint64_t exp = 0;
+
+			if (d[i] != src[i]) {
+				what = "source";
+				exp = src[i];
+			} else if (d[i] != want) {
+				what = "writers' model";
+				exp = want;
+			}
+			if (what) {
+				printf("MISMATCH at gpa %#" PRIx64
+				       " (word %u) against the %s: expected "
+				       "%#" PRIx64 ", found %#" PRIx64 "\n",
+				       GPA_BASE + p * PAGE + i * 8, i, what,
+				       exp, d[i]);
+				return 1;
+			}
+		}
+	}
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: tdpmmu migrate [options]\n"
+		"Pre-copy live migration of a running VM into a buffer, "
+		"driven by the dirty log.\n"
+		"  --mem SIZE        guest memory, a multiple of 2M "
+		"(default 1G)\n"
+		"  --vcpus N         vCPU writer threads, 1..%d (default 2)\n"
+		"  --rate PCT        %% of guest memory the vCPUs write per "
+		"second, 0..1000 (default 25)\n"
+		"  --dbit            dirty logging by Dirty bits "
+		"(TDP_VM_DIRTY_DBIT)\n"
+		"  --manual          manual protect: get, clear, then copy "
+		"(TDP_VM_MANUAL_PROTECT)\n"
+		"  --max-iters N     at most N copy rounds before stop-and-copy "
+		"(default 30)\n"
+		"  --threshold PAGES stop-and-copy once a round reports fewer "
+		"pages (default: 1%% of the pages, at least 256)\n"
+		"  --bandwidth SIZE  copy at most SIZE bytes per second, e.g. "
+		"64M (default 0: unlimited)\n"
+		"  --seed N          random seed (default 1)\n"
+		"  --json            print one JSON object\n"
+		"Exit status: 0 verified, 1 failure or mismatch, 2 usage "
+		"error.\n",
+		MAX_VCPUS);
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+
+	if (!s || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	*out = strtoull(s, &end, 0);
+	return errno || *end ? -1 : 0;
+}
+
+static int setup(struct mig *m)
+{
+	struct tdp_host_config hc = { .mem_bytes = m->mem + (1ull << 30) };
+	struct tdp_vm_config vc = { .max_vcpus = m->vcpus,
+				    .flags = (m->dbit ? TDP_VM_DIRTY_DBIT : 0) |
+					     (m->manual ? TDP_VM_MANUAL_PROTECT
+							: 0) };
+	int r;
+
+	m->npages = m->mem / PAGE;
+	m->nwords = (m->npages + 63) / 64;
+	m->gen = calloc(m->npages, sizeof(*m->gen));
+	m->bitmap = calloc(m->nwords, sizeof(*m->bitmap));
+	m->sent = calloc(m->max_iters + 1, sizeof(*m->sent));
+	m->dst = malloc(m->mem);
+	if (!m->gen || !m->bitmap || !m->sent || !m->dst)
+		return -ENOMEM;
+	r = tdp_host_create(&hc, &m->host);
+	if (!r)
+		r = tdp_host_mmap(m->host, m->mem,
+				  TDP_PROT_READ | TDP_PROT_WRITE, TDP_HUGE_2M,
+				  0, &m->hva);
+	if (!r)
+		r = tdp_vm_create(m->host, &vc, &m->vm);
+	if (!r) {
+		struct tdp_memslot s = { .slot = 0, .gpa = GPA_BASE,
+					 .size = m->mem, .hva = m->hva };
+		r = tdp_vm_set_memslot(m->vm, &s);
+	}
+	for (unsigned i = 0; !r && i < m->vcpus; i++)
+		r = tdp_vcpu_create(m->vm, i, &m->vcpu[i]);
+	return r;
+}
+
+static void teardown(struct mig *m)
+{
+	for (unsigned i = 0; i < m->vcpus; i++)
+		tdp_vcpu_destroy(m->vcpu[i]);
+	tdp_vm_destroy(m->vm);
+	tdp_host_destroy(m->host);
+	free(m->gen);
+	free(m->bitmap);
+	free(m->sent);
+	free(m->dst);
+}
+
+static int set_logging(struct mig *m, bool on)
+{
+	struct tdp_memslot s = { .slot = 0, .gpa = GPA_BASE, .size = m->mem,
+				 .hva = m->hva,
+				 .flags = on ? TDP_MEM_LOG_DIRTY : 0 };
+
+	return tdp_vm_set_memslot(m->vm, &s);
+}
+
+static int run_threads(struct mig *m, void *(*fn)(void *), struct writer *w,
+		       pthread_t *th)
+{
+	for (unsigned i = 0; i < m->vcpus; i++) {
+		w[i] = (struct writer){ .m = m, .id = i };
+		if (pthread_create(&th[i], NULL, fn, &w[i])) {
+			atomic_store(&m->stop, true);
+			while (i--)
+				pthread_join(th[i], NULL);
+			return -EAGAIN;
+		}
+	}
+	return 0;
+}
+
+static int join_threads(struct mig *m, struct writer *w, pthread_t *th,
+			uint64_t *writes)
+{
+	int err = 0;
+
+	for (unsigned i = 0; i < m->vcpus; i++) {
+		pthread_join(th[i], NULL);
+		if (w[i].err && !err)
+			err = w[i].err;
+		if (writes)
+			*writes += w[i].writes;
+	}
+	return err;
+}
+
+static void print_json(const struct mig *m, const struct tdp_stats *st,
+		       uint64_t writes, bool verified, int audit)
+{
+	printf("{\"mem_bytes\": %" PRIu64 ", \"vcpus\": %u, \"rate_pct\": %u, "
+	       "\"mode\": \"%s\", \"threshold\": %" PRIu64
+	       ", \"max_iters\": %" PRIu64 ", \"bulk_pages\": %" PRIu64
+	       ", \"bulk_s\": %.3f, \"iterations\": %" PRIu64
+	       ", \"pages_per_iter\": [",
+	       m->mem, m->vcpus, m->rate, mode_name(m), m->threshold,
+	       m->max_iters, m->bulk_pages, m->bulk_s, m->rounds);
+	for (uint64_t i = 0; i < m->rounds; i++)
+		printf("%s%" PRIu64, i ? ", " : "", m->sent[i]);
+	printf("], \"converged\": %s, \"final_pages\": %" PRIu64
+	       ", \"total_pages_sent\": %" PRIu64 ", \"downtime_ms\": %.3f"
+	       ", \"total_s\": %.3f, \"guest_writes\": %" PRIu64
+	       ", \"eager_splits\": %" PRIu64 ", \"pf_fast\": %" PRIu64
+	       ", \"dirty_harvests\": %" PRIu64 ", \"huge_recovered\": %" PRIu64
+	       ", \"audit_problems\": %d, \"verified\": %s}\n",
+	       m->converged ? "true" : "false", m->final_pages,
+	       m->total_pages, m->downtime_ms, m->total_s, writes,
+	       st->eager_splits, st->pf_fast, st->dirty_harvests,
+	       st->huge_recovered, audit, verified ? "true" : "false");
+}
+
+int cmd_migrate(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "mem", required_argument, NULL, 'm' },
+		{ "vcpus", required_argument, NULL, 'v' },
+		{ "rate", required_argument, NULL, 'r' },
+		{ "dbit", no_argument, NULL, 'd' },
+		{ "manual", no_argument, NULL, 'M' },
+		{ "max-iters", required_argument, NULL, 'i' },
+		{ "threshold", required_argument, NULL, 't' },
+		{ "seed", required_argument, NULL, 's' },
+		{ "bandwidth", required_argument, NULL, 'b' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 } };
+	struct mig m = { .mem = 1ull << 30, .vcpus = 2, .rate = 25,
+			 .max_iters = 30, .seed = 1 };
+	struct writer w[MAX_VCPUS];
+	pthread_t th[MAX_VCPUS];
+	struct tdp_stats st;
+	uint64_t v, t0, tstop, writes = 0, threshold = 0;
+	bool have_threshold = false;
+	char report[1024];
+	int c, r, audit, bad;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			if (cli_parse_size(optarg, &m.mem) || !m.mem ||
+			    m.mem % (2ull << 20) || m.mem > (256ull << 30)) {
+				fprintf(stderr, "migrate: bad --mem '%s' (a "
+						"multiple of 2M, at most "
+						"256G)\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'v':
+			if (parse_u64(optarg, &v) || !v || v > MAX_VCPUS) {
+				fprintf(stderr, "migrate: bad --vcpus '%s' "
+						"(1..%d)\n",
+					optarg, MAX_VCPUS);
+				return 2;
+			}
+			m.vcpus = (unsigned)v;
+			break;
+		case 'r':
+			if (parse_u64(optarg, &v) || v > 1000) {
+				fprintf(stderr, "migrate: bad --rate '%s' "
+						"(0..1000)\n",
+					optarg);
+				return 2;
+			}
+			m.rate = (unsigned)v;
+			break;
+		case 'd': m.dbit = true; break;
+		case 'M': m.manual = true; break;
+		case 'i':
+			if (parse_u64(optarg, &m.max_iters) || !m.max_iters ||
+			    m.max_iters > 100000) {
+				fprintf(stderr, "migrate: bad --max-iters '%s' "
+						"(1..100000)\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 't':
+			if (parse_u64(optarg, &threshold)) {
+				fprintf(stderr, "migrate: bad --threshold "
+						"'%s'\n",
+					optarg);
+				return 2;
+			}
+			have_threshold = true;
+			break;
+		case 's':
+			if (parse_u64(optarg, &m.seed)) {
+				fprintf(stderr, "migrate: bad --seed '%s'\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'b':
+			if (cli_parse_size(optarg, &m.bandwidth)) {
+				fprintf(stderr, "migrate: bad --bandwidth "
+						"'%s'\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'j': m.json = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "migrate: unexpected argument '%s'\n",
+			argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	m.threshold = have_threshold ? threshold
+		      : m.mem / PAGE / 100 > 256 ? m.mem / PAGE / 100
+						 : 256;
+
+	r = setup(&m);
+	if (r) {
+		fprintf(stderr, "migrate: setup failed: %s\n", strerror(-r));
+		teardown(&m);
+		return 1;
+	}
+	if (!m.json) {
+		char bw[32] = "unlimited";
+
+		if (m.bandwidth)
+			snprintf(bw, sizeof(bw), "%.1f MiB/s",
+				 m.bandwidth / 1048576.0);
+		printf("tdpmmu migrate: %" PRIu64 " MiB, %u vCPUs writing "
+		       "%u%% of memory per second, %s dirty logging, "
+		       "threshold %" PRIu64 " pages, at most %" PRIu64
+		       " rounds, copy bandwidth %s\n",
+		       m.mem >> 20, m.vcpus, m.rate, mode_name(&m),
+		       m.threshold, m.max_iters, bw);
+	}
+
+	/* populate through the guest: 2 MiB leaves */
+	r = run_threads(&m, populate_thread, w, th);
+	if (!r)
+		r = join_threads(&m, w, th, NULL);
+	if (r) {
+		fprintf(stderr, "migrate: populate failed: %s\n",
+			strerror(-r));
+		teardown(&m);
+		return 1;
+	}
+
+	/* migration starts: logging on, vCPUs running */
+	t0 = cli_now_ns();
+	m.copy_t0 = t0;
+	r = set_logging(&m, true);
+	if (r) {
+		fprintf(stderr, "migrate: enabling dirty logging failed: %s\n",
+			strerror(-r));
+		teardown(&m);
+		return 1;
+	}
+	r = run_threads(&m, writer_thread, w, th);
+	if (r) {
+		fprintf(stderr, "migrate: cannot start vCPU threads\n");
+		teardown(&m);
+		return 1;
+	}
+	r = bulk_copy(&m);
+	m.bulk_s = (cli_now_ns() - t0) / 1e9;
+	m.total_pages = m.bulk_pages;
+	if (!r && !m.json)
+		printf("bulk copy: %" PRIu64 " pages in %.3f s\n",
+		       m.bulk_pages, m.bulk_s);
+	while (!r && m.rounds < m.max_iters) {
+		uint64_t t1 = cli_now_ns();
+		int64_t n;
+
+		r = harvest(&m);
+		if (r)
+			break;
+		n = copy_dirty(&m);
+		if (n < 0) {
+			r = (int)n;
+			break;
+		}
+		m.sent[m.rounds++] = (uint64_t)n;
+		m.total_pages += (uint64_t)n;
+		if (!m.json)
+			printf("round %2" PRIu64 ": %7" PRId64
+			       " dirty pages copied in %.3f s\n",
+			       m.rounds, n, (cli_now_ns() - t1) / 1e9);
+		if ((uint64_t)n < m.threshold) {
+			m.converged = true;
+			break;
+		}
+	}
+
+	/* stop-and-copy */
+	tstop = cli_now_ns();
+	atomic_store(&m.stop, true);
+	c = join_threads(&m, w, th, &writes);
+	if (!r)
+		r = c;
+	if (!r)
+		r = harvest(&m);
+	if (!r) {
+		int64_t n = copy_dirty(&m);
+
+		if (n < 0)
+			r = (int)n;
+		else
+			m.final_pages = (uint64_t)n;
+	}
+	m.downtime_ms = (cli_now_ns() - tstop) / 1e6;
+	m.total_s = (cli_now_ns() - t0) / 1e9;
+	m.total_pages += m.final_pages;
+	if (r) {
+		fprintf(stderr, "migrate: failed: %s\n", strerror(-r));
+		teardown(&m);
+		return 1;
+	}
+	if (!m.json) {
+		printf("%s after %" PRIu64 " round(s)\n",
+		       m.converged ? "converged" : "did not converge",
+		       m.rounds);
+		printf("stop-and-copy: %" PRIu64 " pages, downtime %.3f ms\n",
+		       m.final_pages, m.downtime_ms);
+		printf("total: %" PRIu64 " pages sent (%.2f x guest memory), "
+		       "%" PRIu64 " guest page writes, %.3f s\n",
+		       m.total_pages, (double)m.total_pages / m.npages,
+		       writes, m.total_s);
+	}
+
+	bad = verify(&m);
+	/* migration over: logging off (huge pages come back) */
+	r = set_logging(&m, false);
+	if (r) {
+		fprintf(stderr, "migrate: disabling dirty logging failed: %s\n",
+			strerror(-r));
+		bad = 1;
+	}
+	tdp_vm_get_stats(m.vm, &st);
+	audit = tdp_vm_audit(m.vm, report, sizeof(report));
+	if (audit)
+		fprintf(stderr, "migrate: audit: %s\n",
+			audit < 0 ? strerror(-audit) : report);
+	if (m.json) {
+		print_json(&m, &st, writes, !bad, audit);
+	} else {
+		printf("MMU: %" PRIu64 " huge leaves split eagerly, %" PRIu64
+		       " fast write faults, %" PRIu64 " harvests, %" PRIu64
+		       " huge leaves recovered with %" PRIu64 " flushes, "
+		       "audit %s\n",
+		       st.eager_splits, st.pf_fast, st.dirty_harvests,
+		       st.huge_recovered, st.recover_flushes,
+		       audit ? "FAILED" : "clean");
+		if (!bad)
+			printf("verified: all %" PRIu64 " pages of the "
+			       "destination match the source and the "
+			       "writers' model\n",
+			       m.npages);
+		else
+			printf("FAILED: the destination does not match\n");
+	}
+	teardown(&m);
+	return bad || audit ? 1 : 0;
+}
