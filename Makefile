@@ -5,26 +5,31 @@
 #               through CTest in both
 #   make check-asan / make check-tsan   one of the two
 #   make build  release build only
+#   make bench-report   run the benchmarks into docs/benchmarks.md (~5 min;
+#               installs gnuplot-nox, linux-perf and jq via bench-deps)
 
 DEBS := cmake ninja-build pkg-config liburcu-dev libcmocka-dev clang gcc
+# Only `make bench-report` needs these (bench-deps).
+BENCH_DEBS := gnuplot-nox linux-perf jq
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build demo check check-asan check-tsan torture-report clean format
+.PHONY: all deps bench-deps build demo check check-asan check-tsan torture-report \
+	bench-report clean format
 
 all: build
 
-deps:
+deps bench-deps:
 	@missing=""; \
-	for p in $(DEBS); do \
+	for p in $(if $(filter bench-deps,$@),$(BENCH_DEBS),$(DEBS)); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
-	if [ -z "$$missing" ]; then echo "deps: all present"; \
+	if [ -z "$$missing" ]; then echo "$@: all present"; \
 	elif [ "$$(id -u)" = 0 ]; then \
-	  echo "deps: installing$$missing"; \
+	  echo "$@: installing$$missing"; \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	else echo "deps: missing$$missing; run: sudo apt-get install -y$$missing"; exit 1; fi
+	else echo "$@: missing$$missing; run: sudo apt-get install -y$$missing"; exit 1; fi
 
 $(BUILD)/release/build.ninja:
 	cmake -S . -B $(BUILD)/release -G Ninja -DCMAKE_BUILD_TYPE=Release
@@ -65,6 +70,11 @@ $(BUILD)/inject/build.ninja:
 torture-report: deps $(BUILD)/inject/build.ninja
 	cmake --build $(BUILD)/inject -j $(JOBS)
 	scripts/torture-report.sh $(BUILD)/inject
+
+# Benchmarks on the Release build (TDP_INJECT is off in Release) into
+# docs/benchmarks.md and docs/img/*.png; under 10 minutes on 2 cores.
+bench-report: build bench-deps
+	scripts/bench-report.sh $(BUILD)/release
 
 format:
 	clang-format -i include/*.h src/*.[ch] src/host/*.[ch] tools/tdpmmu/*.[ch] tests/*.[ch]

@@ -57,3 +57,41 @@ if(TARGET tdpmmu_cli)
     endforeach()
   endif()
 endif()
+
+# `tdpmmu bench`: a few seconds each with small memory; every subcommand
+# with --json must verify its data and report its phases and percentiles.
+if(TARGET tdpmmu_cli)
+  set(_bench_keys "\"result\":\"pass\".*\"phases\":.*\"ns_per_op\":.*\"latency_ns\":.*\"p50\":.*\"p99\":.*\"p999\":.*\"max\":")
+  add_test(NAME cli_bench_populate
+           COMMAND tdpmmu_cli bench populate -v 2 -b 8M -i 2 --json)
+  add_test(NAME cli_bench_populate_compare
+           COMMAND tdpmmu_cli bench populate -v 2 -b 8M -s 2m -w 50 -a
+                   --baseline exclusive,floor --compare --json)
+  add_test(NAME cli_bench_access
+           COMMAND tdpmmu_cli bench access -v 2 -b 8M -o -a --json)
+  add_test(NAME cli_bench_memslot
+           COMMAND tdpmmu_cli bench memslot -v 2 -b 8M -x 8 -i 2 --json)
+  add_test(NAME cli_bench_mmu_stress
+           COMMAND tdpmmu_cli bench mmu-stress -v 2 -b 8M -x 2 --json)
+  add_test(NAME cli_bench_translate
+           COMMAND tdpmmu_cli bench translate -b 8M -i 5 --baseline floor
+                   --compare --json)
+  set_tests_properties(cli_bench_populate cli_bench_populate_compare
+    cli_bench_access cli_bench_memslot cli_bench_mmu_stress cli_bench_translate
+    PROPERTIES PASS_REGULAR_EXPRESSION "${_bench_keys}" TIMEOUT 120)
+  set_tests_properties(cli_bench_populate_compare PROPERTIES
+    PASS_REGULAR_EXPRESSION "\"result\":\"pass\".*\"compare\":\\[{\"baseline\":\"exclusive\",\"ratios\":{[^}]*\"Populate memory\":.*\"baseline\":\"floor\"")
+  set_tests_properties(cli_bench_translate PROPERTIES
+    PASS_REGULAR_EXPRESSION "\"result\":\"pass\".*\"tlb_misses_per_access\":.*\"walk_hot_ns\":")
+  # usage errors exit 2
+  add_test(NAME cli_bench_bad_option COMMAND tdpmmu_cli bench populate -v 0)
+  add_test(NAME cli_bench_unknown_baseline
+           COMMAND tdpmmu_cli bench populate -b 8M --baseline nosuch)
+  add_test(NAME cli_bench_bad_cpus COMMAND tdpmmu_cli bench populate -b 8M -c 99999)
+  add_test(NAME cli_bench_dirty_log COMMAND tdpmmu_cli bench dirty-log)
+  set_tests_properties(cli_bench_bad_option cli_bench_unknown_baseline
+    cli_bench_bad_cpus cli_bench_dirty_log PROPERTIES WILL_FAIL TRUE TIMEOUT 60)
+  add_test(NAME cli_bench_help COMMAND tdpmmu_cli bench --help)
+  set_tests_properties(cli_bench_help PROPERTIES
+    PASS_REGULAR_EXPRESSION "populate.*access.*memslot.*mmu-stress.*dirty-log.*translate.*baselines:.*tdp.*exclusive.*floor")
+endif()

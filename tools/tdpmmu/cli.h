@@ -8,6 +8,7 @@
 int cmd_demo(int argc, char **argv);
 int cmd_torture(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* shared helpers (util.c) */
 uint64_t cli_now_ns(void);

@@ -11,6 +11,8 @@ static void usage(FILE *f)
 		   "commands:\n"
 		   "  demo     run the demo VM: 2 vCPUs, 1 GiB, host memory "
 		   "moving under load\n"
+		   "  bench    benchmarks: populate, access, memslot, "
+		   "mmu-stress, translate; --help\n"
 		   "  torture  random operations from many threads with "
 		   "oracles; --help\n"
 		   "  migrate  pre-copy live migration of a running VM driven "
@@ -27,6 +29,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "demo"))
 		return cmd_demo(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "bench"))
+		return cmd_bench(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "torture"))
 		return cmd_torture(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "migrate"))

@@ -1,0 +1,537 @@
+#!/bin/bash
+# bench-report.sh - run the fixed set of `tdpmmu bench` measurements on a
+# Release build, write docs/benchmarks.md (tables, machine, the three target
+# ratios, perf profiles where a target is missed) and docs/img/*.png
+# (gnuplot).  Each measurement runs REPS times (default 3) and the median
+# is reported: the machine may be shared.  Run by `make bench-report`.
+#
+# usage: scripts/bench-report.sh BUILD_DIR      (e.g. build/release)
+set -euo pipefail
+
+BUILD=${1:?usage: bench-report.sh BUILD_DIR}
+CLI=$BUILD/tdpmmu
+REPS=${REPS:-3}
+DOC=docs/benchmarks.md
+IMG=docs/img
+TMP=$(mktemp -d /tmp/bench-report.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+mkdir -p "$IMG"
+[ -x "$CLI" ] || { echo "bench-report: $CLI not built" >&2; exit 1; }
+t_start=$(date +%s)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+log() { echo "bench-report: $*" >&2; }
+
+# run NAME ARGS...: REPS runs of `tdpmmu bench ARGS --json` into
+# $TMP/NAME.N.json; a failed (unverified) run stops the report.
+run() {
+	local name=$1; shift
+	for i in $(seq 1 "$REPS"); do
+		log "$name ($i/$REPS): tdpmmu bench $*"
+		"$CLI" bench "$@" --json > "$TMP/$name.$i.json" ||
+			{ log "FAILED: tdpmmu bench $*"; exit 1; }
+	done
+}
+
+# med NAME JQ-EXPR: median over the repetitions of a number from each run
+med() {
+	local name=$1 expr=$2
+	for i in $(seq 1 "$REPS"); do
+		jq -r "$expr" "$TMP/$name.$i.json"
+	done | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+
+# phase NAME IMPL PHASE FIELD: median of a phase's field for one design
+phase() {
+	med "$1" ".runs[] | select(.impl == \"$2\") | .phases[] | select(.name == \"$3\") | .$4"
+}
+
+fmt() { awk -v v="$1" -v p="${2:-1}" 'BEGIN { printf "%.*f", p, v }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
+
+# compare_table NAME: markdown table of every phase with ops: ns/op per
+# design (median), p99 latency of tdp, ratio tdp/baseline
+compare_table() {
+	local name=$1 impls names
+	impls=$(jq -r '.runs[].impl' "$TMP/$name.1.json")
+	printf '| phase |'
+	for im in $impls; do printf ' %s ns/op |' "$im"; done
+	printf ' tdp p99 |'
+	for im in $impls; do [ "$im" = tdp ] || printf ' tdp / %s |' "$im"; done
+	printf '\n|---|'
+	for im in $impls; do printf -- '---:|'; done
+	printf -- '---:|'
+	for im in $impls; do [ "$im" = tdp ] || printf -- '---:|'; done
+	printf '\n'
+	jq -r '.runs[0].phases[] | select(.ops > 0) | .name' "$TMP/$name.1.json" |
+	while IFS= read -r ph; do
+		local tdp
+		tdp=$(phase "$name" tdp "$ph" ns_per_op)
+		printf '| %s |' "$ph"
+		for im in $impls; do
+			printf ' %s |' "$(fmt "$(phase "$name" "$im" "$ph" ns_per_op)")"
+		done
+		printf ' %s ns |' "$(phase "$name" tdp "$ph" latency_ns.p99)"
+		for im in $impls; do
+			[ "$im" = tdp ] && continue
+			local r
+			r=$(ratio "$tdp" "$(phase "$name" "$im" "$ph" ns_per_op)")
+			printf ' %sx |' "$r"
+			echo "$name:$ph $im $r" >> "$TMP/ratios.txt"
+		done
+		printf '\n'
+	done
+}
+
+# ------------------------------------------------------------------
+# Measurements
+# ------------------------------------------------------------------
+: > "$TMP/ratios.txt"
+run pop1 populate -v 1 -b 512M --baseline exclusive,floor --compare
+for v in 1 2 4; do
+	for im in tdp exclusive floor; do
+		run "scale_${im}_$v" populate -v "$v" -b 256M -i 3 --baseline "$im"
+	done
+done
+run translate translate -b 1G --baseline floor --compare
+run access access -v 2 -b 512M --baseline exclusive,floor --compare
+run memslot memslot -v 2 -b 64M --baseline exclusive --compare
+run stress mmu-stress -v 2 -b 512M --baseline exclusive --compare
+run pop2m populate -v 2 -b 1G -s 2m --baseline exclusive,floor --compare
+
+# ------------------------------------------------------------------
+# Derived numbers and the three targets
+# ------------------------------------------------------------------
+pop_tdp=$(phase pop1 tdp "Populate memory" ns_per_fault)
+pop_floor=$(phase pop1 floor "Populate memory" ns_per_op)
+pop_excl=$(phase pop1 exclusive "Populate memory" ns_per_fault)
+r_floor=$(ratio "$pop_tdp" "$pop_floor")
+
+fps() { phase "scale_$1_$2" "$1" "Populate memory" faults_per_s; }
+refps() { # median over reps of the mean repopulate rate (iterations 2, 3)
+	med "scale_$1_$2" "[.runs[0].phases[] | select(.name | test(\"iteration\")) | .faults_per_s] | add / length"
+}
+for im in tdp exclusive floor; do
+	for v in 1 2 4; do
+		eval "F_${im}_$v=$(fps "$im" "$v")"
+		eval "R_${im}_$v=$(refps "$im" "$v")"
+	done
+done
+s_tdp=$(ratio "$F_tdp_2" "$F_tdp_1")
+s_excl=$(ratio "$F_exclusive_2" "$F_exclusive_1")
+s_floor=$(ratio "$F_floor_2" "$F_floor_1")
+rs_tdp=$(ratio "$R_tdp_2" "$R_tdp_1")
+rs_excl=$(ratio "$R_exclusive_2" "$R_exclusive_1")
+
+tr_hit=$(med translate '.runs[] | select(.impl == "tdp") | .summary.hit_ns')
+tr_hot=$(med translate '.runs[] | select(.impl == "tdp") | .summary.walk_hot_ns')
+tr_cold=$(med translate '.runs[] | select(.impl == "tdp") | .summary.walk_cold_ns')
+tr_fl_hit=$(med translate '.runs[] | select(.impl == "floor") | .summary.hit_ns')
+tr_miss_hot=$(phase translate tdp "TLB miss, hot tables" tlb_misses)
+tr_miss_rate=$(med translate '.runs[] | select(.impl == "tdp") | .phases[] | select(.name == "TLB miss, hot tables") | .extra.tlb_misses_per_access')
+tr_cold_rate=$(med translate '.runs[] | select(.impl == "tdp") | .phases[] | select(.name == "TLB miss, cold tables") | .extra.tlb_misses_per_access')
+tr_hit_rate=$(med translate '.runs[] | select(.impl == "tdp") | .phases[] | select(.name == "TLB hit") | .extra.tlb_hits_per_access')
+: "$tr_miss_hot"
+
+verdict() { # verdict OK-EXPR TEXT-IF-MISSED
+	if awk "BEGIN { exit !($1) }"; then echo "**met**"; else echo "**missed**: $2"; fi
+}
+v1=$(verdict "$r_floor <= 3" "$(ratio "$r_floor" 3)x over the 3x target ($(fmt "$pop_tdp") ns vs $(fmt "$pop_floor") ns per fault)")
+v2a=$(verdict "$s_tdp >= 1.6" "tdp scales $(fmt "$s_tdp" 2)x, $(fmt "$(awk -v s="$s_tdp" 'BEGIN{print (1.6 - s) / 1.6 * 100}')" 0)% short of 1.6x")
+v2b=$(verdict "$s_excl < 1.6" "exclusive scales $(fmt "$s_excl" 2)x")
+v3=$(verdict "$tr_hot < 15" "$(fmt "$(awk -v h="$tr_hot" 'BEGIN{print h - 15}')") ns over")
+
+# ------------------------------------------------------------------
+# Profiles (perf record -e cpu-clock): the fault path and the walk
+# ------------------------------------------------------------------
+perf_note=""
+perf_ok=0
+if command -v perf > /dev/null; then
+	try_perf() { perf record -q -e cpu-clock -o "$TMP/probe.data" true > /dev/null 2>&1; }
+	if ! try_perf; then
+		if [ "$(id -u)" = 0 ] && [ -w /proc/sys/kernel/perf_event_paranoid ]; then
+			old=$(cat /proc/sys/kernel/perf_event_paranoid)
+			echo -1 > /proc/sys/kernel/perf_event_paranoid
+			perf_note="perf_event_paranoid was $old; the report script set it to -1 (root) to profile."
+		fi
+		try_perf || perf_ok=1
+	fi
+else
+	perf_ok=2
+fi
+profile() { # profile NAME ARGS...: top symbols of a run
+	local name=$1; shift
+	perf record -q -e cpu-clock -o "$TMP/$name.data" "$CLI" bench "$@" > /dev/null 2>&1 || true
+	perf report -i "$TMP/$name.data" --stdio --no-children --sort dso,symbol \
+		2> /dev/null | sed -e 's/[ -]*$//' |
+		grep -E '^ +[0-9]' | head -n 25 > "$TMP/$name.top" || true
+}
+# categories of the profile: share of samples per part of the system
+categorize() {
+	awk '
+	{ pct = $1; sub("%", "", pct); dso = $2; sym = ""
+	  for (i = 3; i < NF; i++) if ($i ~ /^\[.\]$/) { sym = $(i + 1); break } }
+	dso ~ /kernel/ { c["kernel (page faults on first touch, mmap)"] += pct; next }
+	sym ~ /pthread_rwlock|pthread_mutex|futex|lll_/ { c["pthread locks (mmu_lock, host mmap_lock, allocator)"] += pct; next }
+	sym ~ /srcu/ { c["memslot SRCU read side"] += pct; next }
+	sym ~ /gup|host_|frame_|buddy/ { c["host frame lookup and refcount (host_gup, put, dirty)"] += pct; next }
+	sym ~ /tdp_mmu|tdp_iter|spte|handle_removed|zap|pt_|root/ { c["MMU table update (tdp_mmu_map, iterators, zap)"] += pct; next }
+	sym ~ /tdp_page_fault|memslot/ { c["fault handler proper (slot lookup, checks)"] += pct; next }
+	sym ~ /vcpu_|hw_|tlb|access_copy|wordcopy/ { c["vCPU entry/exit, TLB, walker, copy"] += pct; next }
+	sym ~ /bench|cli_|clock|rdtsc|vdso|floor/ || dso ~ /vdso/ { c["benchmark harness (timing, patterns, verification)"] += pct; next }
+	{ c["other"] += pct }
+	END { for (k in c) printf "%.1f\t%s\n", c[k], k }' "$1" | sort -rn |
+		awk -F'\t' '{ printf "| %s | %s%% |\n", $2, $1 }'
+}
+if [ "$perf_ok" = 0 ]; then
+	profile prof_pop1 populate -v 1 -b 256M -i 20
+	profile prof_pop2 populate -v 2 -b 256M -i 20
+	profile prof_tr translate -b 64M -i 2000
+fi
+
+# the comparison tables (they also collect the ratios for the plot)
+for t in pop1 pop2m access translate memslot stress; do
+	compare_table "$t" > "$TMP/table.$t.md"
+done
+
+# ------------------------------------------------------------------
+# Plots
+# ------------------------------------------------------------------
+{
+	echo "# vcpus tdp exclusive floor tdp_re exclusive_re ideal"
+	for v in 1 2 4; do
+		echo "$v $(ratio "$(eval echo \$F_tdp_$v)" "$F_tdp_1") $(ratio "$(eval echo \$F_exclusive_$v)" "$F_exclusive_1") $(ratio "$(eval echo \$F_floor_$v)" "$F_floor_1") $(ratio "$(eval echo \$R_tdp_$v)" "$R_tdp_1") $(ratio "$(eval echo \$R_exclusive_$v)" "$R_exclusive_1") $([ "$v" -le 2 ] && echo "$v" || echo 2)"
+	done
+} > "$TMP/scaling.dat"
+gnuplot <<GP
+set terminal pngcairo size 800,500 font ",10"
+set output "$IMG/populate-scaling.png"
+set title "populate (4 KiB faults): throughput relative to 1 vCPU\n(2 cores: 4 vCPUs oversubscribe)"
+set xlabel "vCPU threads"
+set ylabel "faults/s relative to 1 vCPU"
+set xtics (1, 2, 4)
+set key bottom right
+set grid
+set yrange [0:*]
+plot "$TMP/scaling.dat" using 1:2 with linespoints lw 2 title "tdp (parallel faults)", \
+     "" using 1:3 with linespoints lw 2 title "exclusive", \
+     "" using 1:5 with linespoints dt 2 title "tdp, repopulate after zap", \
+     "" using 1:6 with linespoints dt 2 title "exclusive, repopulate after zap", \
+     "" using 1:4 with linespoints title "floor (private tables)", \
+     "" using 1:7 with lines dt 2 lw 2 lc rgb "black" title "ideal on 2 cores"
+GP
+{
+	echo "# label exclusive floor"
+	awk '
+	{ split($0, a, " "); n = split($0, w, " "); r = w[n]; im = w[n-1]
+	  lab = $0; sub(" " im " " r "$", "", lab); gsub(" ", "_", lab)
+	  if (!(lab in seen)) { order[++k] = lab; seen[lab] = 1 }
+	  v[lab, im] = r }
+	END { for (i = 1; i <= k; i++) {
+		l = order[i]; e = v[l, "exclusive"]; f = v[l, "floor"]
+		if (e == "") e = "NaN"; if (f == "") f = "NaN"
+		print "\"" l "\"", e, f } }' "$TMP/ratios.txt" | grep -v "host_memory" || true
+} > "$TMP/ratios.dat"
+gnuplot <<GP
+set terminal pngcairo size 1100,550 font ",9"
+set output "$IMG/ratios.png"
+set title "tdp ns/op divided by each baseline's (log scale; < 1: tdp faster)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set logscale y
+set yrange [0.05:*]
+set grid y
+set xtics rotate by -35 scale 0 noenhanced
+set key top right
+set ylabel "ratio tdp / baseline"
+plot "$TMP/ratios.dat" using 2:xtic(1) title "tdp / exclusive", \
+     "" using 3 title "tdp / floor", 1 with lines dt 2 lc rgb "black" notitle
+GP
+
+# ------------------------------------------------------------------
+# The document
+# ------------------------------------------------------------------
+cores=$(nproc)
+model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+kernel=$(uname -r)
+compiler=$(cc --version | head -n 1)
+t_total=$(( $(date +%s) - t_start ))
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+{
+cat <<MD
+# Benchmarks
+
+Generated by \`make bench-report\` (scripts/bench-report.sh) on
+$(date -u +%Y-%m-%d) from commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo " plus local changes"),
+Release build (\`$BUILD\`, TDP_INJECT off).  Every number is the median
+of $REPS runs; the whole report took ${t_total} s.  The machine may be
+shared with other work, so expect noise of several percent.
+
+## Machine
+
+| | |
+|---|---|
+| cores | $cores (\`nproc\`) |
+| CPU model | $model |
+| memory | $mem |
+| kernel | $kernel |
+| compiler | $compiler |
+| load average (1, 5, 15 min) | before the runs: $load_before; after: $load_after |
+
+**This machine has $cores cores.** Every scaling figure below runs one
+thread per vCPU: more vCPU threads than cores oversubscribe the machine,
+so 4 vCPUs on $cores cores measure time-sharing, not parallelism.
+
+## Targets
+
+| target | measured | verdict |
+|---|---|---|
+| populate ns per 4 KiB fault within 3x of the floor's insert | tdp $(fmt "$pop_tdp") ns, floor $(fmt "$pop_floor") ns: **$(fmt "$r_floor" 2)x** (exclusive $(fmt "$pop_excl") ns) | $v1 |
+| populate, 2 vCPUs vs 1 (faults/s; 2 cores, so 2 threads do not oversubscribe): parallel >= 1.6x | tdp **$(fmt "$s_tdp" 2)x** (repopulate after zap: $(fmt "$rs_tdp" 2)x) | $v2a |
+| ... while exclusive does not | exclusive **$(fmt "$s_excl" 2)x** (repopulate: $(fmt "$rs_excl" 2)x) | $v2b |
+| TLB-miss walk, hot tables, under 15 ns | **$(fmt "$tr_hot" 1) ns** (miss $(fmt "$(awk -v a="$tr_hit" -v b="$tr_hot" 'BEGIN{print a+b}')") ns - hit $(fmt "$tr_hit") ns per access) | $v3 |
+
+How they are measured:
+
+- *populate*: \`tdpmmu bench populate -v 1 -b 512M --baseline exclusive,floor --compare\`.
+  Host memory is written by the host first (\`Populate host memory\`, not
+  timed as MMU work), so the guest phase measures the fault path: one
+  8-byte guest write per 4 KiB page, each a fault that maps a 4 KiB leaf;
+  every access is timed with the TSC (timer overhead subtracted) and the
+  ns/fault is the sum of those times over the faults.  The floor does the
+  same writes through a bare radix table: a lookup that misses, an insert
+  (with table pages from a pre-touched arena) and the store.
+- *scaling*: \`populate -v N -b 256M -i 3 --baseline tdp|exclusive|floor\`,
+  faults per second of the first populate (table pages allocated as they
+  are needed) and of the repopulations after a zap (tables recycled).
+- *translate*: \`translate -b 1G\`: batches of 4096 8-byte reads through
+  \`tdp_vcpu_read\`; *hit*: the same page again and again; *hot miss*: a
+  4 KiB stride through one 2 MiB region (512 pages > 64 TLB sets, one
+  paging-structure-cache entry), *cold miss*: random pages over 1 GiB
+  (paging-structure cache misses, table lines not in cache).  The walk
+  cost is the miss time minus the hit time, which removes the API's
+  per-access cost (guest entry/exit, the copy): the median, over 200
+  rounds, of (miss batch - hit batch) with the three patterns' batches
+  interleaved in each round, so that load from other processes on the
+  shared machine hits both sides of each difference.  The VM's TLB counters
+  confirm the patterns: hit pattern $(fmt "$tr_hit_rate" 3) TLB hits per
+  access, hot pattern $(fmt "$tr_miss_rate" 3) misses per access, cold
+  pattern $(fmt "$tr_cold_rate" 3) misses per access.  The floor's
+  "TLB hit" (a 4-level lookup of one hot entry, no API) costs
+  $(fmt "$tr_fl_hit") ns: the API overhead of a TLB hit is most of
+  the $(fmt "$tr_hit") ns.
+
+MD
+
+if awk "BEGIN { exit !($r_floor > 3 || $s_tdp < 1.6 || $tr_hot >= 15) }"; then
+	echo "## Where the time goes (missed targets)"
+	echo
+	if [ "$perf_ok" != 0 ]; then
+		if [ "$perf_ok" = 2 ]; then
+			echo "perf is not installed (\`make bench-deps\` installs linux-perf): no profile."
+		else
+			echo "perf could not record cpu-clock samples here (perf_event_paranoid=$(cat /proc/sys/kernel/perf_event_paranoid 2>/dev/null), not root or not permitted): no profile. $perf_note"
+		fi
+		echo
+	else
+		[ -n "$perf_note" ] && { echo "$perf_note"; echo; }
+		cat <<MD
+Profiles: \`perf record -e cpu-clock\` of whole runs, \`perf report --stdio
+--no-children\`, grouped by part of the system (the top 25 symbols; the
+raw lists follow).  The runs repeat the populate 20 times (\`-i 20\`) so
+the fault path dominates the profile; the zaps between iterations are in
+it too (under "MMU table update").
+
+MD
+		if awk "BEGIN { exit !($r_floor > 3) }"; then
+			cat <<MD
+### Populate: $(fmt "$r_floor" 2)x the floor, target 3x
+
+The floor's insert is a lookup, at most one table-page allocation per 512
+faults and one store: $(fmt "$pop_floor") ns.  A TDP fault is a guest
+access that misses the TLB, walks, exits, and runs the whole fault
+handler: memslot SRCU section, memslot lookup, invalidation-sequence
+sample, host frame lookup under the host's mmap lock with a reference
+taken and dropped, table-cache top-up, mmu_lock for read, the
+compare-exchange install with statistics, and the access retried through
+the walker.  Each of these is a few to a few tens of nanoseconds, and the
+locks are shared cache lines.  1 vCPU (\`populate -v 1 -b 256M -i 20\`):
+
+| part | share of samples |
+|---|---|
+$(categorize "$TMP/prof_pop1.top")
+
+MD
+		fi
+		if awk "BEGIN { exit !($s_tdp < 1.6) }"; then
+			cat <<MD
+### Scaling: tdp $(fmt "$s_tdp" 2)x with 2 vCPUs, target 1.6x
+
+With two vCPUs every fault still takes shared cache lines in
+read-modify-write: the mmu_lock and host mmap_lock reader counts
+(pthread rwlocks), the SRCU counters, the VM-wide statistics atomics
+(leaf counts, frame references) and the table-page allocator.  Each
+bounces between the two cores on every fault: the time of one fault
+grows from $(fmt "$(phase scale_tdp_1 tdp "Populate memory" ns_per_fault)") ns
+with 1 vCPU to $(fmt "$(phase scale_tdp_2 tdp "Populate memory" ns_per_fault)") ns
+with 2 (exclusive: $(fmt "$(phase scale_exclusive_1 exclusive "Populate memory" ns_per_fault)") ns
+to $(fmt "$(phase scale_exclusive_2 exclusive "Populate memory" ns_per_fault)") ns).
+The first populate also allocates table-page chunks through the
+allocator and the kernel (first touch of the chunk memory, serialised on
+the process's mmap lock); the repopulation after a zap reuses them and
+scales $(fmt "$rs_tdp" 2)x.  Compare the lock and atomics share of the
+2-vCPU profile below with the 1-vCPU one above.  2 vCPUs
+(\`populate -v 2 -b 256M -i 20\`):
+
+| part | share of samples |
+|---|---|
+$(categorize "$TMP/prof_pop2.top")
+
+MD
+		fi
+		if awk "BEGIN { exit !($tr_hot >= 15) }"; then
+			cat <<MD
+### Translate: hot-table walk $(fmt "$tr_hot") ns, target 15 ns
+
+\`translate -b 64M -i 2000\`:
+
+| part | share of samples |
+|---|---|
+$(categorize "$TMP/prof_tr.top")
+
+MD
+		fi
+		for p in prof_pop1 prof_pop2 prof_tr; do
+			[ -s "$TMP/$p.top" ] || continue
+			case $p in
+			prof_pop1) t="populate, 1 vCPU (-b 256M -i 20)" ;;
+			prof_pop2) t="populate, 2 vCPUs (-b 256M -i 20)" ;;
+			prof_tr) t="translate (-b 64M -i 2000)" ;;
+			esac
+			echo "<details><summary>perf top symbols: $t</summary>"
+			echo
+			echo '```'
+			cat "$TMP/$p.top"
+			echo '```'
+			echo
+			echo "</details>"
+			echo
+		done
+	fi
+fi
+
+cat <<MD
+## Populate scaling
+
+![populate scaling](img/populate-scaling.png)
+
+Faults per second (median of $REPS), 256 MiB of 4 KiB pages per vCPU.
+**This machine has $cores cores: the 4-vCPU column oversubscribes it**
+(4 threads time-share $cores cores), so it shows the cost of contention
+and preemption, not parallel speed-up.
+
+| design | 1 vCPU | 2 vCPUs | 4 vCPUs (oversubscribed) | 2 / 1 | repopulate 1 | repopulate 2 | repopulate 2 / 1 |
+|---|---:|---:|---:|---:|---:|---:|---:|
+MD
+for im in tdp exclusive floor; do
+	f1=$(eval echo \$F_${im}_1); f2=$(eval echo \$F_${im}_2); f4=$(eval echo \$F_${im}_4)
+	r1=$(eval echo \$R_${im}_1); r2=$(eval echo \$R_${im}_2)
+	printf '| %s | %s M/s | %s M/s | %s M/s | %sx | %s M/s | %s M/s | %sx |\n' "$im" \
+		"$(fmt "$(awk -v x="$f1" 'BEGIN{print x/1e6}')" 2)" \
+		"$(fmt "$(awk -v x="$f2" 'BEGIN{print x/1e6}')" 2)" \
+		"$(fmt "$(awk -v x="$f4" 'BEGIN{print x/1e6}')" 2)" \
+		"$(ratio "$f2" "$f1")" \
+		"$(fmt "$(awk -v x="$r1" 'BEGIN{print x/1e6}')" 2)" \
+		"$(fmt "$(awk -v x="$r2" 'BEGIN{print x/1e6}')" 2)" \
+		"$(ratio "$r2" "$r1")"
+done
+cat <<MD
+
+The floor gives each vCPU thread a private table (it has no locks to
+share one), so its scaling is the machine's: memory bandwidth and the
+kernel.
+
+## Ratios to the baselines
+
+![ratios](img/ratios.png)
+
+ns per operation (median of $REPS; per access, fault, memslot operation
+or MMU operation as the phase says) and the ratio tdp / baseline (below
+1: tdp is faster).  p99 is tdp's per-operation latency from the
+log-linear histogram.
+
+### populate, 1 vCPU, 512 MiB, 4 KiB folios
+
+$(cat "$TMP/table.pop1.md")
+
+### populate, 2 vCPUs, 1 GiB each, 2 MiB folios
+
+$(cat "$TMP/table.pop2m.md")
+
+### access, 2 vCPUs, 512 MiB each (access_tracking_perf_test without aging)
+
+$(cat "$TMP/table.access.md")
+
+The aging phases (mark idle, write and read idle memory) arrive with the
+aging API.
+
+### translate, 1 vCPU, 1 GiB
+
+$(cat "$TMP/table.translate.md")
+
+### memslot, 2 vCPUs, 64 MiB each, 64 test memslots of 2 MiB, 10 rounds
+
+$(cat "$TMP/table.memslot.md")
+
+Memslot operations run on the main thread while both vCPUs read and
+write their memory.
+
+### mmu-stress, 2 vCPUs, 512 MiB each
+
+$(cat "$TMP/table.stress.md")
+
+## Running the benchmarks
+
+\`tdpmmu bench SUBCOMMAND [options]\` (\`tdpmmu bench --help\`):
+
+- \`populate\`: fault in all guest memory (KVM's demand_paging_test and
+  the populate phase of dirty_log_perf_test);
+- \`access\`: populate, then write and read populated memory
+  (access_tracking_perf_test; the aging phases come with the aging API);
+- \`memslot\`: create, map, move, create+delete and delete many memslots
+  while the vCPUs run (memslot_perf_test, memslot_modification_stress_test);
+- \`mmu-stress\`: write all memory, reset the MMU, rewrite, make the host
+  memory read-only and check that every write is refused with -EFAULT and
+  changed nothing, make it read-write and write again (mmu_stress_test);
+- \`translate\`: TLB hit and miss latency with hot and cold tables;
+- \`dirty-log\`: arrives with dirty logging (exits 2 today).
+
+Options: \`-v\` vCPUs, \`-b\` bytes per vCPU, \`-s 4k|2m|1g\` host folios,
+\`-i\` iterations, \`-w\` percent of populate accesses that write, \`-a\`
+random order, \`-o\` overlapping instead of partitioned memory, \`-x\`
+memslots, \`-c\` CPU list to pin vCPU threads (one more entry pins the main
+thread), \`-r\` seed, \`--json\`, \`--baseline NAME[,NAME]\` and
+\`--compare\` (run tdp and the baselines in one process and print ratios).
+Baselines: \`exclusive\` (every fault under mmu_lock for write), \`floor\`
+(a bare radix table: the speed of light; populate, access and translate
+only).  Every benchmark verifies what it touches (each vCPU owns one word
+of each page, written with a pattern of (gpa, generation, vCPU), checked
+on every read and through \`tdp_host_read\` at the end, plus a VM audit)
+and exits 1 on a mismatch; bad usage exits 2.
+
+Output follows the KVM selftests: one line per phase with its time in
+seconds.nanoseconds, then the derived rates (operations and faults per
+second, ns per operation and per fault, GiB per second) and the latency
+percentiles (p50, p99, p99.9, max) of a log-linear histogram (16 linear
+sub-buckets per power of two: within 6.25 %).  Wall time runs from the
+first vCPU's start to the last one's end; ns per operation is the sum of
+the vCPUs' own per-operation times divided by the operations.
+
+\`make bench-report\` (Release build in build/release, gnuplot-nox,
+linux-perf and jq installed by \`make bench-deps\`) regenerates this page.
+MD
+} > "$DOC"
+log "wrote $DOC and $IMG/*.png in ${t_total}s"

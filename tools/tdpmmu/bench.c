@@ -1,0 +1,1110 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench.c - `tdpmmu bench`: options, the table of designs (the TDP MMU and
+ * its baselines), the benchmark machine (host, VM, memslots, vCPU worker
+ * threads), phases, verification and output (selftest-style text or JSON,
+ * with a ratio table for --compare).
+ *
+ * Threading: see bench.h.  The main thread owns struct bench; workers are
+ * created once per run and released phase by phase through the start/done
+ * barriers, so thread creation and liburcu registration stay outside the
+ * timed phases.  A main-thread operation loop (memslot changes, mprotect,
+ * MMU reset) runs between the barriers while the workers do their part.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bench.h"
+#include "cli.h"
+
+/* ------------------------------------------------------------------ */
+/* Designs.  A baseline is one entry here.                             */
+/* ------------------------------------------------------------------ */
+
+static const struct bench_impl bench_impls[] = {
+	{"tdp", "the TDP MMU: faults in parallel under mmu_lock for read",
+	 IMPL_VM, 0, BENCH_ALL},
+	{"exclusive",
+	 "every fault under mmu_lock for write (TDP_VM_EXCLUSIVE_FAULTS)",
+	 IMPL_VM, TDP_VM_EXCLUSIVE_FAULTS, BENCH_ALL},
+	{"floor",
+	 "a bare 4-level radix table, no locks/RCU/accounting: the speed "
+	 "of light",
+	 IMPL_FLOOR, 0,
+	 BENCH_BIT(BENCH_POPULATE) | BENCH_BIT(BENCH_ACCESS) |
+		 BENCH_BIT(BENCH_TRANSLATE)},
+	/* later: locked-aging, legacy */
+};
+#define NR_IMPLS (sizeof(bench_impls) / sizeof(bench_impls[0]))
+
+static const char *const bench_names[BENCH_KINDS] = {
+	[BENCH_POPULATE] = "populate",	 [BENCH_ACCESS] = "access",
+	[BENCH_MEMSLOT] = "memslot",	 [BENCH_MMU_STRESS] = "mmu-stress",
+	[BENCH_DIRTY_LOG] = "dirty-log", [BENCH_TRANSLATE] = "translate",
+};
+
+static const char *const bench_help[BENCH_KINDS] = {
+	[BENCH_POPULATE] = "fault in guest memory (demand_paging_test, "
+			   "dirty_log_perf_test populate)",
+	[BENCH_ACCESS] = "populate, write and read populated memory "
+			 "(access_tracking_perf_test)",
+	[BENCH_MEMSLOT] = "create, map, move, delete memslots while vCPUs run "
+			  "(memslot_perf_test, memslot_modification_stress)",
+	[BENCH_MMU_STRESS] = "write, reset the MMU, rewrite, read-only with "
+			     "writes refused, read-write (mmu_stress_test)",
+	[BENCH_DIRTY_LOG] = "arrives with dirty logging",
+	[BENCH_TRANSLATE] = "TLB hit and miss latency, hot and cold tables",
+};
+
+/* ------------------------------------------------------------------ */
+/* Clock: the TSC where there is one, calibrated against CLOCK_MONOTONIC */
+/* ------------------------------------------------------------------ */
+
+static double ns_per_tick = 1.0;
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+uint64_t bench_ticks(void)
+{
+	return __rdtsc();
+}
+
+static void calibrate(void)
+{
+	uint64_t n0 = cli_now_ns(), t0 = bench_ticks(), n1, t1;
+
+	do {
+		n1 = cli_now_ns();
+	} while (n1 - n0 < 20000000ull);
+	t1 = bench_ticks();
+	ns_per_tick = (double)(n1 - n0) / (double)(t1 - t0);
+}
+#else
+uint64_t bench_ticks(void)
+{
+	return cli_now_ns();
+}
+
+static void calibrate(void)
+{
+}
+#endif
+
+double bench_ticks_ns(uint64_t ticks)
+{
+	return (double)ticks * ns_per_tick;
+}
+
+/* ------------------------------------------------------------------ */
+/* Helpers for the workloads                                          */
+/* ------------------------------------------------------------------ */
+
+uint64_t bench_expect(uint64_t gfn, uint64_t gen, unsigned vcpu)
+{
+	return cli_pattern(gfn, gen, vcpu);
+}
+
+void bench_mismatch(struct bench *b, const char *who, uint64_t gpa,
+		    uint64_t want, uint64_t got)
+{
+	if (atomic_fetch_add(&b->mismatches, 1) < 5)
+		fprintf(stderr,
+			"bench: MISMATCH (%s) gpa %#" PRIx64
+			": expected %#" PRIx64 " found %#" PRIx64 "\n",
+			who, gpa, want, got);
+}
+
+void bench_error(struct bench *b, const char *who, uint64_t gpa, int err)
+{
+	if (atomic_fetch_add(&b->errors, 1) < 5)
+		fprintf(stderr, "bench: %s at gpa %#" PRIx64 " failed: %s\n",
+			who, gpa, strerror(-err));
+}
+
+void bench_phase_extra(struct bench_phase *p, const char *key, double val)
+{
+	if (p->nextra < BENCH_MAX_EXTRA) {
+		p->extra[p->nextra].key = key;
+		p->extra[p->nextra].val = val;
+		p->nextra++;
+	}
+}
+
+void bench_summary(struct bench *b, const char *key, const char *label,
+		   double val)
+{
+	if (b->nsum < BENCH_MAX_SUMMARY) {
+		b->sum[b->nsum].key = key;
+		b->sum[b->nsum].label = label;
+		b->sum[b->nsum].val = val;
+		b->nsum++;
+	}
+}
+
+/* Read or write the 8-byte word at guest address @gpa of the benchmark's
+ * guest memory the way the host sees it. */
+int bench_host_word(struct bench *b, uint64_t gpa, uint64_t *val, bool write)
+{
+	uint64_t off = gpa - b->gpa;
+
+	if (b->fbuf) {
+		uint64_t *p = (uint64_t *)(b->fbuf + off);
+
+		if (write)
+			*p = *val;
+		else
+			*val = *p;
+		return 0;
+	}
+	return write ? tdp_host_write(b->host, b->hva + off, val, 8)
+		     : tdp_host_read(b->host, b->hva + off, val, 8);
+}
+
+/* Every word a vCPU owns holds what it last wrote, as the host sees it. */
+int bench_verify_host(struct bench *b)
+{
+	for (unsigned i = 0; i < b->o->nvcpu; i++) {
+		struct bench_vcpu *bv = &b->v[i];
+
+		for (uint64_t p = 0; p < bv->npages; p++) {
+			uint64_t gpa = bv->gpa0 + p * BENCH_PAGE + i * 8ull;
+			uint64_t val, want;
+			int r = bench_host_word(b, gpa, &val, false);
+
+			if (r) {
+				bench_error(b, "host read", gpa, r);
+				return -1;
+			}
+			want = bench_expect(gpa >> 12, bv->gen[p], i);
+			if (val != want) {
+				bench_mismatch(b, "host", gpa, want, val);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Phases                                                              */
+/* ------------------------------------------------------------------ */
+
+static void *worker(void *arg)
+{
+	struct bench_vcpu *bv = arg;
+	struct bench *b = bv->b;
+
+	if (b->o->ncpus) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(b->o->cpus[bv->id], &set);
+		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	}
+	for (;;) {
+		pthread_barrier_wait(&b->start);
+		if (atomic_load(&b->quit))
+			break;
+		if (b->fn) {
+			bv->t0 = bench_ticks();
+			b->fn(bv, b->arg);
+			bv->t1 = bench_ticks();
+		}
+		pthread_barrier_wait(&b->done);
+	}
+	return NULL;
+}
+
+static void get_stats(struct bench *b, struct tdp_stats *st)
+{
+	if (b->vm)
+		tdp_vm_get_stats(b->vm, st);
+	else
+		memset(st, 0, sizeof(*st));
+}
+
+static void stats_delta(struct tdp_stats *d, const struct tdp_stats *a,
+			const struct tdp_stats *z)
+{
+	const uint64_t *pa = (const uint64_t *)a, *pz = (const uint64_t *)z;
+	uint64_t *pd = (uint64_t *)d;
+
+	for (size_t i = 0; i < sizeof(*d) / sizeof(uint64_t); i++)
+		pd[i] = pz[i] - pa[i];
+}
+
+struct bench_phase *bench_phase_run(struct bench *b, const char *name,
+				    const char *unit, bench_vcpu_fn fn,
+				    void *arg, bench_main_fn mfn, void *marg)
+{
+	struct bench_phase *p =
+		&b->ph[b->nph < BENCH_MAX_PHASES - 1 ? b->nph++ : b->nph];
+	struct tdp_stats s0, s1;
+	uint64_t t0, t1, vfaults = 0, vops = 0;
+
+	memset(p, 0, sizeof(*p));
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	p->unit = unit;
+	hist_init(&p->lat);
+	for (unsigned i = 0; i < b->o->nvcpu; i++) {
+		struct bench_vcpu *bv = &b->v[i];
+
+		bv->ops = bv->faults = bv->busy_ticks = 0;
+		bv->t0 = bv->t1 = 0;
+		hist_init(&bv->lat);
+	}
+	b->fn = fn;
+	b->arg = arg;
+	atomic_store(&b->stop, false);
+	get_stats(b, &s0);
+	pthread_barrier_wait(&b->start);
+	/* Wall time runs from the first participant's start to the last
+	 * one's end, on the workers' own clocks: the barrier's wake-ups
+	 * (slow on a virtual machine) are not part of the phase. */
+	t0 = ~0ull;
+	t1 = 0;
+	if (mfn) {
+		t0 = bench_ticks();
+		mfn(b, p, marg);
+		t1 = bench_ticks();
+		atomic_store(&b->stop, true);
+	}
+	pthread_barrier_wait(&b->done);
+	for (unsigned i = 0; fn && i < b->o->nvcpu; i++) {
+		if (!mfn && b->v[i].t0 < t0)
+			t0 = b->v[i].t0;
+		if (b->v[i].t1 > t1)
+			t1 = b->v[i].t1;
+	}
+	get_stats(b, &s1);
+	stats_delta(&p->d, &s0, &s1);
+	p->wall_ns = t1 > t0 ? (uint64_t)bench_ticks_ns(t1 - t0) : 0;
+	for (unsigned i = 0; fn && i < b->o->nvcpu; i++) {
+		struct bench_vcpu *bv = &b->v[i];
+
+		vops += bv->ops;
+		vfaults += bv->faults;
+		if (!mfn) {
+			hist_merge(&p->lat, &bv->lat);
+			p->busy_ns += (uint64_t)bench_ticks_ns(
+				bv->busy_ticks ? bv->busy_ticks
+					       : bv->t1 - bv->t0);
+		}
+	}
+	if (mfn) {
+		/* the main thread's operations are the subject; the vCPUs
+		 * ran in the background */
+		p->threads = 1;
+		if (!p->busy_ns)
+			p->busy_ns = p->wall_ns;
+		if (fn) {
+			double rate = 0;
+
+			for (unsigned i = 0; i < b->o->nvcpu; i++) {
+				struct bench_vcpu *bv = &b->v[i];
+
+				if (bv->t1 > bv->t0)
+					rate += (double)bv->ops * 1e9 /
+						bench_ticks_ns(bv->t1 - bv->t0);
+			}
+			bench_phase_extra(p, "vcpu_accesses_per_s", rate);
+		}
+	} else {
+		p->threads = b->o->nvcpu;
+		p->ops = vops;
+		p->faults = b->vm ? p->d.pf_fixed : vfaults;
+		p->lat_what = "per access";
+	}
+	return p;
+}
+
+/* ------------------------------------------------------------------ */
+/* Set-up and teardown of the benchmark machine                        */
+/* ------------------------------------------------------------------ */
+
+static uint64_t round_up(uint64_t x, uint64_t a)
+{
+	return (x + a - 1) / a * a;
+}
+
+static void shuffle(uint32_t *a, uint64_t n, uint64_t *seed)
+{
+	for (uint64_t i = 0; i < n; i++)
+		a[i] = (uint32_t)i;
+	for (uint64_t i = n - 1; i > 0 && n; i--) {
+		uint64_t j = cli_rand(seed) % (i + 1);
+		uint32_t t = a[i];
+
+		a[i] = a[j];
+		a[j] = t;
+	}
+}
+
+static int add_slots(struct bench *b)
+{
+	unsigned x = b->o->kind == BENCH_MEMSLOT ? 1 : b->o->slots;
+	uint64_t piece = round_up(b->size / x, BENCH_PAGE);
+
+	for (unsigned k = 0; k < x; k++) {
+		struct tdp_memslot s = {.slot = k,
+					.gpa = b->gpa + k * piece,
+					.hva = b->hva + k * piece,
+					.size = piece};
+		int r;
+
+		if (k * piece >= b->size)
+			break;
+		if (k == x - 1 || (k + 1) * piece > b->size)
+			s.size = b->size - k * piece;
+		r = tdp_vm_set_memslot(b->vm, &s);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+static void teardown(struct bench *b)
+{
+	if (b->threads_up) {
+		atomic_store(&b->quit, true);
+		pthread_barrier_wait(&b->start);
+		for (unsigned i = 0; i < b->o->nvcpu; i++)
+			pthread_join(b->v[i].th, NULL);
+		pthread_barrier_destroy(&b->start);
+		pthread_barrier_destroy(&b->done);
+		b->threads_up = false;
+	}
+	for (unsigned i = 0; b->v && i < b->o->nvcpu; i++) {
+		tdp_vcpu_destroy(b->v[i].vcpu);
+		floor_destroy(b->v[i].floor);
+		free(b->v[i].gen);
+		free(b->v[i].order);
+		free(b->v[i].tr_gpa);
+		free(b->v[i].tr_out);
+		free(b->v[i].tr_batch_ns);
+	}
+	free(b->v);
+	b->v = NULL;
+	tdp_vm_destroy(b->vm);
+	b->vm = NULL;
+	tdp_host_destroy(b->host);
+	b->host = NULL;
+	free(b->fbuf);
+	b->fbuf = NULL;
+}
+
+static int setup(struct bench *b)
+{
+	const struct bench_opts *o = b->o;
+	uint64_t per = o->bytes, seed = o->seed;
+	int r = -ENOMEM;
+
+	b->gpa = BENCH_GPA_BASE;
+	b->size = o->overlap ? per : per * o->nvcpu;
+	b->map_size = round_up(b->size, o->backing);
+	b->v = calloc(o->nvcpu, sizeof(*b->v));
+	if (!b->v)
+		return -ENOMEM;
+	if (b->impl->kind == IMPL_FLOOR) {
+		b->fbuf = aligned_alloc(BENCH_PAGE, b->map_size);
+		if (!b->fbuf)
+			return -ENOMEM;
+	} else {
+		struct tdp_host_config hc = {
+			.mem_bytes = b->map_size + (1ull << 30) +
+				     (o->kind == BENCH_MEMSLOT
+					      ? (o->slots + 1) * (2ull << 20)
+					      : 0),
+		};
+		struct tdp_vm_config vc = {.max_vcpus = o->nvcpu,
+					   .flags = b->impl->vm_flags};
+
+		r = tdp_host_create(&hc, &b->host);
+		if (!r)
+			r = tdp_host_mmap(b->host, b->map_size,
+					  TDP_PROT_READ | TDP_PROT_WRITE,
+					  o->backing, 0, &b->hva);
+		if (!r)
+			r = tdp_vm_create(b->host, &vc, &b->vm);
+		if (!r)
+			r = add_slots(b);
+		if (r)
+			return r;
+	}
+	for (unsigned i = 0; i < o->nvcpu; i++) {
+		struct bench_vcpu *bv = &b->v[i];
+
+		bv->b = b;
+		bv->id = i;
+		bv->gpa0 = b->gpa + (o->overlap ? 0 : i * per);
+		bv->npages = per / BENCH_PAGE;
+		bv->gen = calloc(bv->npages, sizeof(*bv->gen));
+		if (!bv->gen)
+			return -ENOMEM;
+		if (o->random) {
+			bv->order = malloc(bv->npages * sizeof(*bv->order));
+			if (!bv->order)
+				return -ENOMEM;
+			shuffle(bv->order, bv->npages, &seed);
+		}
+		if (b->vm)
+			r = tdp_vcpu_create(b->vm, i, &bv->vcpu);
+		else
+			r = floor_create(bv->npages, &bv->floor);
+		if (r)
+			return r;
+	}
+	pthread_barrier_init(&b->start, NULL, o->nvcpu + 1);
+	pthread_barrier_init(&b->done, NULL, o->nvcpu + 1);
+	for (unsigned i = 0; i < o->nvcpu; i++) {
+		r = pthread_create(&b->v[i].th, NULL, worker, &b->v[i]);
+		if (r) {
+			/* the barrier would never fill: give up loudly */
+			fprintf(stderr, "bench: pthread_create: %s\n",
+				strerror(r));
+			exit(1);
+		}
+	}
+	b->threads_up = true;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Output                                                              */
+/* ------------------------------------------------------------------ */
+
+static double ns_per_op(const struct bench_phase *p)
+{
+	return p->ops ? (double)p->busy_ns / (double)p->ops : 0;
+}
+
+static double ns_per_fault(const struct bench_phase *p)
+{
+	return p->faults ? (double)p->busy_ns / (double)p->faults : 0;
+}
+
+static double per_s(uint64_t n, uint64_t ns)
+{
+	return ns ? (double)n * 1e9 / (double)ns : 0;
+}
+
+static double gib_s(const struct bench_phase *p)
+{
+	return p->wall_ns ? (double)p->bytes / (1ull << 30) * 1e9 /
+				    (double)p->wall_ns
+			  : 0;
+}
+
+static void fmt_ns(char *buf, size_t n, uint64_t ns)
+{
+	if (ns < 10000)
+		snprintf(buf, n, "%" PRIu64 "ns", ns);
+	else if (ns < 10000000)
+		snprintf(buf, n, "%.1fus", (double)ns / 1e3);
+	else
+		snprintf(buf, n, "%.1fms", (double)ns / 1e6);
+}
+
+static const char *plural(const char *unit)
+{
+	size_t n = strlen(unit);
+
+	return n && unit[n - 1] == 's' ? "es" : "s";
+}
+
+static void print_phase(const struct bench_phase *p)
+{
+	char a[32], c[32], d[32], e[32];
+
+	printf("%s time: %" PRIu64 ".%09" PRIu64 "s\n", p->name,
+	       p->wall_ns / UINT64_C(1000000000),
+	       p->wall_ns % UINT64_C(1000000000));
+	if (!p->ops)
+		return;
+	printf("    %" PRIu64 " %s%s, %.4g %s%s/s, %.1f ns/%s", p->ops, p->unit,
+	       plural(p->unit), per_s(p->ops, p->wall_ns), p->unit,
+	       plural(p->unit), ns_per_op(p), p->unit);
+	if (p->faults)
+		printf("; %" PRIu64 " faults, %.4g faults/s, %.1f ns/fault",
+		       p->faults, per_s(p->faults, p->wall_ns),
+		       ns_per_fault(p));
+	if (p->bytes)
+		printf("; %.3f GiB/s", gib_s(p));
+	printf("\n");
+	if (p->lat.count) {
+		fmt_ns(a, sizeof(a), hist_quantile(&p->lat, 0.5));
+		fmt_ns(c, sizeof(c), hist_quantile(&p->lat, 0.99));
+		fmt_ns(d, sizeof(d), hist_quantile(&p->lat, 0.999));
+		fmt_ns(e, sizeof(e), p->lat.max);
+		printf("    latency %s: p50 %s p99 %s p99.9 %s max %s\n",
+		       p->lat_what ? p->lat_what : "", a, c, d, e);
+	}
+	for (unsigned i = 0; i < p->nextra; i++)
+		printf("    %s: %.4g\n", p->extra[i].key, p->extra[i].val);
+}
+
+static void json_phase(const struct bench_phase *p)
+{
+	printf("{\"name\":\"%s\",\"unit\":\"%s\",\"seconds\":%.9f,"
+	       "\"ops\":%" PRIu64 ",\"faults\":%" PRIu64 ",\"bytes\":%" PRIu64
+	       ",\"threads\":%u,\"ops_per_s\":%.6g,\"ns_per_op\":%.3f,"
+	       "\"faults_per_s\":%.6g,\"ns_per_fault\":%.3f,\"gib_per_s\":%.6g",
+	       p->name, p->unit, (double)p->wall_ns / 1e9, p->ops, p->faults,
+	       p->bytes, p->threads, per_s(p->ops, p->wall_ns), ns_per_op(p),
+	       per_s(p->faults, p->wall_ns), ns_per_fault(p), gib_s(p));
+	printf(",\"latency_ns\":{\"what\":\"%s\",\"count\":%" PRIu64
+	       ",\"p50\":%" PRIu64 ",\"p99\":%" PRIu64 ",\"p999\":%" PRIu64
+	       ",\"max\":%" PRIu64 "}",
+	       p->lat_what ? p->lat_what : "", p->lat.count,
+	       hist_quantile(&p->lat, 0.5), hist_quantile(&p->lat, 0.99),
+	       hist_quantile(&p->lat, 0.999), p->lat.max);
+	printf(",\"stats\":{\"pf_fixed\":%" PRIu64 ",\"pf_spurious\":%" PRIu64
+	       ",\"pf_retry\":%" PRIu64 ",\"tlb_hits\":%" PRIu64
+	       ",\"tlb_misses\":%" PRIu64 ",\"remote_tlb_flush\":%" PRIu64
+	       ",\"zapped_leaves\":%" PRIu64 "}",
+	       p->d.pf_fixed, p->d.pf_spurious, p->d.pf_retry, p->d.tlb_hits,
+	       p->d.tlb_misses, p->d.remote_tlb_flush, p->d.zapped_leaves);
+	printf(",\"extra\":{");
+	for (unsigned i = 0; i < p->nextra; i++)
+		printf("%s\"%s\":%.6g", i ? "," : "", p->extra[i].key,
+		       p->extra[i].val);
+	printf("}}");
+}
+
+static void print_run_text(const struct bench *b)
+{
+	printf("== %s ==\n", b->impl->name);
+	for (unsigned i = 0; i < b->nph; i++)
+		print_phase(&b->ph[i]);
+	for (unsigned i = 0; i < b->nsum; i++)
+		printf("%s: %.2f\n", b->sum[i].label, b->sum[i].val);
+	if (b->note)
+		printf("%s\n", b->note);
+}
+
+static const struct bench_phase *find_phase(const struct bench *b,
+					    const char *name)
+{
+	for (unsigned i = 0; i < b->nph; i++)
+		if (!strcmp(b->ph[i].name, name))
+			return &b->ph[i];
+	return NULL;
+}
+
+/* ratio of the measured design's ns/op to a baseline's, per phase */
+static double phase_ratio(const struct bench_phase *p,
+			  const struct bench_phase *q)
+{
+	double a = ns_per_op(p), z = q ? ns_per_op(q) : 0;
+
+	return z > 0 ? a / z : 0;
+}
+
+static void print_compare_text(struct bench *runs, unsigned n)
+{
+	printf("== comparison: ns per op; ratio = %s / baseline ==\n",
+	       runs[0].impl->name);
+	printf("%-36s %12s", "phase", runs[0].impl->name);
+	for (unsigned k = 1; k < n; k++)
+		printf(" %12s %9s", runs[k].impl->name, "ratio");
+	printf("\n");
+	for (unsigned i = 0; i < runs[0].nph; i++) {
+		const struct bench_phase *p = &runs[0].ph[i];
+
+		if (!p->ops)
+			continue;
+		printf("%-36.36s %12.1f", p->name, ns_per_op(p));
+		for (unsigned k = 1; k < n; k++) {
+			const struct bench_phase *q =
+				find_phase(&runs[k], p->name);
+
+			if (q && q->ops)
+				printf(" %12.1f %8.2fx", ns_per_op(q),
+				       phase_ratio(p, q));
+			else
+				printf(" %12s %9s", "-", "-");
+		}
+		printf("\n");
+	}
+}
+
+static void print_json(struct bench *runs, unsigned n, bool ok)
+{
+	const struct bench_opts *o = runs[0].o;
+
+	printf("{\"bench\":\"%s\",\"result\":\"%s\",\"options\":{\"vcpus\":%u,"
+	       "\"bytes_per_vcpu\":%" PRIu64 ",\"backing\":%" PRIu64
+	       ",\"iterations\":%u,\"write_pct\":%u,\"random\":%s,"
+	       "\"overlap\":%s,\"slots\":%u,\"pinned\":%s},\"runs\":[",
+	       bench_names[o->kind], ok ? "pass" : "fail", o->nvcpu, o->bytes,
+	       o->backing, o->iters, o->write_pct, o->random ? "true" : "false",
+	       o->overlap ? "true" : "false", o->slots,
+	       o->ncpus ? "true" : "false");
+	for (unsigned k = 0; k < n; k++) {
+		const struct bench *b = &runs[k];
+
+		printf("%s{\"impl\":\"%s\",\"mismatches\":%llu,\"errors\":%llu,"
+		       "\"phases\":[",
+		       k ? "," : "", b->impl->name,
+		       (unsigned long long)atomic_load(&runs[k].mismatches),
+		       (unsigned long long)atomic_load(&runs[k].errors));
+		for (unsigned i = 0; i < b->nph; i++) {
+			if (i)
+				printf(",");
+			json_phase(&b->ph[i]);
+		}
+		printf("],\"summary\":{");
+		for (unsigned i = 0; i < b->nsum; i++)
+			printf("%s\"%s\":%.6g", i ? "," : "", b->sum[i].key,
+			       b->sum[i].val);
+		printf("}}");
+	}
+	printf("],\"compare\":[");
+	for (unsigned k = 1; k < n; k++) {
+		bool first = true;
+
+		printf("%s{\"baseline\":\"%s\",\"ratios\":{", k > 1 ? "," : "",
+		       runs[k].impl->name);
+		for (unsigned i = 0; i < runs[0].nph; i++) {
+			const struct bench_phase *p = &runs[0].ph[i];
+			const struct bench_phase *q =
+				find_phase(&runs[k], p->name);
+
+			if (!p->ops || !q || !q->ops)
+				continue;
+			printf("%s\"%s\":%.6g", first ? "" : ",", p->name,
+			       phase_ratio(p, q));
+			first = false;
+		}
+		printf("}}");
+	}
+	printf("]}\n");
+}
+
+/* ------------------------------------------------------------------ */
+/* Options                                                             */
+/* ------------------------------------------------------------------ */
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: tdpmmu bench <subcommand> [options]\n"
+		   "subcommands:\n");
+	for (int k = 0; k < BENCH_KINDS; k++)
+		fprintf(f, "  %-11s %s\n", bench_names[k], bench_help[k]);
+	fprintf(f,
+		"options:\n"
+		"  -v N         vCPU threads, 1..%d (default 1)\n"
+		"  -b SIZE      guest memory per vCPU, 4K multiple (default "
+		"1G; "
+		"memslot 64M, translate 256M)\n"
+		"  -s BACKING   host folio size: 4k, 2m or 1g (default 4k)\n"
+		"  -i N         iterations (default 1; memslot 10, translate "
+		"200 batches)\n"
+		"  -w PCT       percent of populate accesses that write "
+		"(default 100)\n"
+		"  -a           random access order instead of sequential\n"
+		"  -o           all vCPUs share (overlap) one region instead "
+		"of "
+		"partitions\n"
+		"  -x N         memslots the memory is split into (default 1; "
+		"memslot: test slots, default 64)\n"
+		"  -c LIST      pin vCPU i to the i-th cpu of LIST (e.g. 0,1 "
+		"or "
+		"0-1); one extra\n"
+		"               entry pins the main thread\n"
+		"  -r SEED      random seed (default 1)\n"
+		"  --baseline NAME[,NAME]  measure NAME instead of tdp (with "
+		"--compare: also)\n"
+		"  --compare    run tdp and the baseline(s) in one process; "
+		"print ratios\n"
+		"  --json       one JSON object instead of text\n"
+		"baselines:\n",
+		BENCH_MAX_VCPUS);
+	for (size_t i = 0; i < NR_IMPLS; i++) {
+		fprintf(f, "  %-10s %s (", bench_impls[i].name,
+			bench_impls[i].help);
+		for (int k = 0, first = 1; k < BENCH_KINDS; k++)
+			if (bench_impls[i].benches & BENCH_BIT(k) &&
+			    k != BENCH_DIRTY_LOG) {
+				fprintf(f, "%s%s", first ? "" : " ",
+					bench_names[k]);
+				first = 0;
+			}
+		fprintf(f, ")\n");
+	}
+	fprintf(f, "exit status: 0 verified, 1 data mismatch or failure, 2 bad "
+		   "usage\n");
+}
+
+static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int bad(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "tdpmmu bench: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nRun 'tdpmmu bench --help' for the options.\n");
+	return 2;
+}
+
+static int parse_uint(const char *s, unsigned long long max,
+		      unsigned long long *out)
+{
+	char *end;
+
+	if (!s || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	*out = strtoull(s, &end, 10);
+	if (errno || *end || *out > max)
+		return -1;
+	return 0;
+}
+
+static int parse_cpus(struct bench_opts *o, const char *arg)
+{
+	char *copy = strdup(arg), *save = NULL;
+	cpu_set_t online;
+	int r = 0;
+
+	if (!copy)
+		return -1;
+	if (sched_getaffinity(0, sizeof(online), &online))
+		CPU_ZERO(&online);
+	o->ncpus = 0;
+	for (char *tok = strtok_r(copy, ",", &save); tok && !r;
+	     tok = strtok_r(NULL, ",", &save)) {
+		char *dash = strchr(tok, '-');
+		unsigned long long lo, hi;
+
+		if (dash)
+			*dash = 0;
+		if (parse_uint(tok, CPU_SETSIZE - 1, &lo) ||
+		    parse_uint(dash ? dash + 1 : tok, CPU_SETSIZE - 1, &hi) ||
+		    hi < lo) {
+			r = -1;
+			break;
+		}
+		for (unsigned long long c = lo; c <= hi; c++) {
+			if (!CPU_ISSET(c, &online) ||
+			    o->ncpus >= BENCH_MAX_VCPUS + 1) {
+				r = -1;
+				break;
+			}
+			o->cpus[o->ncpus++] = (int)c;
+		}
+	}
+	if (!o->ncpus)
+		r = -1;
+	free(copy);
+	return r;
+}
+
+static const struct bench_impl *find_impl(const char *name)
+{
+	for (size_t i = 0; i < NR_IMPLS; i++)
+		if (!strcmp(bench_impls[i].name, name))
+			return &bench_impls[i];
+	return NULL;
+}
+
+static int parse_baselines(struct bench_opts *o, const char *arg,
+			   const struct bench_impl **list, unsigned *n)
+{
+	char *copy = strdup(arg), *save = NULL;
+
+	if (!copy)
+		return 2;
+	for (char *tok = strtok_r(copy, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		const struct bench_impl *im = find_impl(tok);
+
+		if (!im) {
+			fprintf(stderr,
+				"tdpmmu bench: unknown baseline '%s'; "
+				"known:",
+				tok);
+			for (size_t i = 0; i < NR_IMPLS; i++)
+				fprintf(stderr, " %s", bench_impls[i].name);
+			fprintf(stderr, "\n");
+			free(copy);
+			return 2;
+		}
+		if (*n >= BENCH_MAX_IMPLS - 1) {
+			free(copy);
+			return bad("too many baselines");
+		}
+		list[(*n)++] = im;
+	}
+	free(copy);
+	return 0;
+}
+
+static int run_one(struct bench *b)
+{
+	int r = setup(b);
+
+	if (r) {
+		fprintf(stderr, "tdpmmu bench: set-up failed: %s\n",
+			strerror(-r));
+		return -1;
+	}
+	switch (b->o->kind) {
+	case BENCH_POPULATE:
+		r = bench_populate(b);
+		break;
+	case BENCH_ACCESS:
+		r = bench_access_run(b);
+		break;
+	case BENCH_MEMSLOT:
+		r = bench_memslot(b);
+		break;
+	case BENCH_MMU_STRESS:
+		r = bench_mmu_stress(b);
+		break;
+	case BENCH_TRANSLATE:
+		r = bench_translate(b);
+		break;
+	default:
+		r = -1;
+	}
+	if (!r && b->vm && !atomic_load(&b->errors) &&
+	    !atomic_load(&b->mismatches)) {
+		char rep[512];
+		int a = tdp_vm_audit(b->vm, rep, sizeof(rep));
+
+		if (a) {
+			fprintf(stderr, "tdpmmu bench: audit: %d: %s\n", a,
+				rep);
+			r = -1;
+		}
+	}
+	if (atomic_load(&b->errors) || atomic_load(&b->mismatches))
+		r = -1;
+	return r;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"json", no_argument, NULL, 'J'},
+		{"baseline", required_argument, NULL, 'B'},
+		{"compare", no_argument, NULL, 'C'},
+		{"help", no_argument, NULL, 'h'},
+		{0}};
+	struct bench_opts o = {
+		.nvcpu = 1, .backing = BENCH_PAGE, .write_pct = 100, .seed = 1};
+	const struct bench_impl *base[BENCH_MAX_IMPLS];
+	unsigned nbase = 0;
+	bool have_b = false, have_i = false, have_x = false;
+	unsigned long long u;
+	struct bench *runs;
+	bool ok = true;
+	int c, k;
+
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+	    !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	for (k = 0; k < BENCH_KINDS; k++)
+		if (!strcmp(argv[1], bench_names[k]))
+			break;
+	if (k == BENCH_KINDS)
+		return bad("unknown subcommand '%s'", argv[1]);
+	o.kind = (enum bench_kind)k;
+	argc--;
+	argv++;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "v:b:s:i:w:ax:c:or:h", opts,
+				NULL)) != -1) {
+		switch (c) {
+		case 'v':
+			if (parse_uint(optarg, BENCH_MAX_VCPUS, &u) || !u)
+				return bad("-v wants 1..512 vCPUs, not '%s'",
+					   optarg);
+			o.nvcpu = (unsigned)u;
+			break;
+		case 'b':
+			if (cli_parse_size(optarg, &o.bytes) || !o.bytes ||
+			    o.bytes % BENCH_PAGE || o.bytes > (64ull << 30))
+				return bad("-b wants a 4K multiple up to 64G, "
+					   "not '%s'",
+					   optarg);
+			have_b = true;
+			break;
+		case 's':
+			if (!strcasecmp(optarg, "4k"))
+				o.backing = BENCH_PAGE;
+			else if (!strcasecmp(optarg, "2m"))
+				o.backing = TDP_HUGE_2M;
+			else if (!strcasecmp(optarg, "1g"))
+				o.backing = TDP_HUGE_1G;
+			else
+				return bad("-s wants 4k, 2m or 1g, not '%s'",
+					   optarg);
+			break;
+		case 'i':
+			if (parse_uint(optarg, 1000000, &u) || !u)
+				return bad("-i wants 1..1000000, not '%s'",
+					   optarg);
+			o.iters = (unsigned)u;
+			have_i = true;
+			break;
+		case 'w':
+			if (parse_uint(optarg, 100, &u))
+				return bad("-w wants a percentage 0..100, not "
+					   "'%s'",
+					   optarg);
+			o.write_pct = (unsigned)u;
+			break;
+		case 'a':
+			o.random = true;
+			break;
+		case 'o':
+			o.overlap = true;
+			break;
+		case 'x':
+			if (parse_uint(optarg, TDP_MAX_MEMSLOTS - 2, &u) || !u)
+				return bad("-x wants 1..510 memslots, not '%s'",
+					   optarg);
+			o.slots = (unsigned)u;
+			have_x = true;
+			break;
+		case 'c':
+			if (parse_cpus(&o, optarg))
+				return bad("-c wants a list of online cpus "
+					   "such as 0,1 or 0-1, not '%s'",
+					   optarg);
+			break;
+		case 'r':
+			if (parse_uint(optarg, UINT64_MAX, &u) || !u)
+				return bad("-r wants a non-zero seed, not '%s'",
+					   optarg);
+			o.seed = u;
+			break;
+		case 'J':
+			o.json = true;
+			break;
+		case 'C':
+			o.compare = true;
+			break;
+		case 'B':
+			if (parse_baselines(&o, optarg, base, &nbase))
+				return 2;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			fprintf(stderr, "Run 'tdpmmu bench --help' for the "
+					"options.\n");
+			return 2;
+		}
+	}
+	if (optind < argc)
+		return bad("unexpected argument '%s'", argv[optind]);
+	if (o.kind == BENCH_DIRTY_LOG) {
+		fprintf(stderr, "tdpmmu bench dirty-log: arrives with dirty "
+				"logging (not in this version)\n");
+		return 2;
+	}
+	if (!have_b)
+		o.bytes = o.kind == BENCH_MEMSLOT     ? 64ull << 20
+			  : o.kind == BENCH_TRANSLATE ? 256ull << 20
+						      : 1ull << 30;
+	if (!have_i)
+		o.iters = o.kind == BENCH_MEMSLOT     ? 10
+			  : o.kind == BENCH_TRANSLATE ? 200
+						      : 1;
+	if (!have_x)
+		o.slots = o.kind == BENCH_MEMSLOT ? 64 : 1;
+	if (o.kind != BENCH_MEMSLOT &&
+	    o.bytes * (o.overlap ? 1 : o.nvcpu) / o.slots < BENCH_PAGE)
+		return bad("-x splits the memory into slots smaller than 4K");
+	if (o.kind == BENCH_TRANSLATE && o.bytes < (2ull << 20))
+		return bad("translate needs -b of at least 2M");
+	if ((o.overlap ? 1 : o.nvcpu) * o.bytes > (64ull << 30))
+		return bad("-b: more than 64G of guest memory in total");
+	if (o.ncpus && (o.ncpus < o.nvcpu || o.ncpus > o.nvcpu + 1))
+		return bad("-c wants one cpu per vCPU plus an optional one "
+			   "for the main thread");
+	if (o.compare && !nbase)
+		return bad("--compare needs --baseline NAME");
+	if (o.compare) {
+		o.impls[o.nimpl++] = find_impl("tdp");
+		for (unsigned i = 0; i < nbase; i++)
+			if (base[i] != o.impls[0])
+				o.impls[o.nimpl++] = base[i];
+	} else {
+		if (nbase > 1)
+			return bad("more than one baseline needs --compare");
+		o.impls[o.nimpl++] = nbase ? base[0] : find_impl("tdp");
+	}
+	for (unsigned i = 0; i < o.nimpl; i++)
+		if (!(o.impls[i]->benches & BENCH_BIT(o.kind))) {
+			fprintf(stderr,
+				"tdpmmu bench: baseline '%s' has no %s "
+				"benchmark\n",
+				o.impls[i]->name, bench_names[o.kind]);
+			return 2;
+		}
+	if (o.ncpus > o.nvcpu) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(o.cpus[o.nvcpu], &set);
+		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	}
+	calibrate();
+	runs = calloc(o.nimpl, sizeof(*runs));
+	if (!runs)
+		return 1;
+	if (!o.json)
+		printf("Testing %s: %u vCPU%s, %" PRIu64
+		       " MiB per vCPU (%s), %s backing, %s access, %u "
+		       "memslot%s\n",
+		       bench_names[o.kind], o.nvcpu, o.nvcpu > 1 ? "s" : "",
+		       o.bytes >> 20, o.overlap ? "overlapping" : "partitioned",
+		       o.backing == BENCH_PAGE	  ? "4k"
+		       : o.backing == TDP_HUGE_2M ? "2m"
+						  : "1g",
+		       o.random ? "random" : "sequential", o.slots,
+		       o.slots > 1 ? "s" : "");
+	for (unsigned i = 0; i < o.nimpl; i++) {
+		struct bench *b = &runs[i];
+
+		b->o = &o;
+		b->impl = o.impls[i];
+		if (run_one(b))
+			ok = false;
+		teardown(b);
+		if (!o.json)
+			print_run_text(b);
+	}
+	if (!o.json && o.nimpl > 1)
+		print_compare_text(runs, o.nimpl);
+	if (o.json)
+		print_json(runs, o.nimpl, ok);
+	else
+		printf("bench %s: %s\n", bench_names[o.kind],
+		       ok ? "verified" : "FAILED");
+	free(runs);
+	return ok ? 0 : 1;
+}
