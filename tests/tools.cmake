@@ -76,22 +76,53 @@ if(TARGET tdpmmu_cli)
   add_test(NAME cli_bench_translate
            COMMAND tdpmmu_cli bench translate -b 8M -i 5 --baseline floor
                    --compare --json)
+  # dirty-log in both modes (and manual protect with several slots and
+  # huge folios): every written page must be reported, or it exits 1
+  add_test(NAME cli_bench_dirty_log_wp
+           COMMAND tdpmmu_cli bench dirty-log -v 2 -b 8M -i 3
+                   --baseline nofast,nosplit --compare --json)
+  add_test(NAME cli_bench_dirty_log_dbit
+           COMMAND tdpmmu_cli bench dirty-log -v 2 -b 8M -i 3 -m dbit --json)
+  add_test(NAME cli_bench_dirty_log_manual
+           COMMAND tdpmmu_cli bench dirty-log -v 2 -b 8M -i 2 -M -x 3 -s 2m
+                   -w 50 --json)
+  # the aging phases, lockless and locked
+  add_test(NAME cli_bench_access_aging
+           COMMAND tdpmmu_cli bench access -v 2 -b 8M
+                   --baseline locked-aging --compare --json)
   set_tests_properties(cli_bench_populate cli_bench_populate_compare
     cli_bench_access cli_bench_memslot cli_bench_mmu_stress cli_bench_translate
+    cli_bench_dirty_log_wp cli_bench_dirty_log_dbit cli_bench_dirty_log_manual
+    cli_bench_access_aging
     PROPERTIES PASS_REGULAR_EXPRESSION "${_bench_keys}" TIMEOUT 120)
   set_tests_properties(cli_bench_populate_compare PROPERTIES
     PASS_REGULAR_EXPRESSION "\"result\":\"pass\".*\"compare\":\\[{\"baseline\":\"exclusive\",\"ratios\":{[^}]*\"Populate memory\":.*\"baseline\":\"floor\"")
   set_tests_properties(cli_bench_translate PROPERTIES
     PASS_REGULAR_EXPRESSION "\"result\":\"pass\".*\"tlb_misses_per_access\":.*\"walk_hot_ns\":")
+  set(_dlog_keys "\"result\":\"pass\".*\"dirty_mode\":\"MODE\".*\"name\":\"Enabling dirty logging\".*\"eager_splits\":.*\"name\":\"Iteration 1 dirty memory\".*\"pages_dirtied_per_s\":.*\"pf_fast\":.*\"name\":\"Iteration 1 get dirty log\".*\"harvest_ns_per_page\":.*\"name\":\"Disabling dirty logging\".*\"huge_recovered\":.*\"recover_flushes\":.*\"summary\":{.*\"harvest_ns_per_page\":.*\"pf_fast_per_iter\":")
+  string(REPLACE "MODE" "wp" _dlog_wp "${_dlog_keys}")
+  string(REPLACE "MODE" "dbit" _dlog_dbit "${_dlog_keys}")
+  set_tests_properties(cli_bench_dirty_log_wp PROPERTIES
+    PASS_REGULAR_EXPRESSION "${_dlog_wp}.*\"compare\":\\[{\"baseline\":\"nofast\",\"ratios\":{[^}]*\"Iteration 1 dirty memory\":.*\"baseline\":\"nosplit\"")
+  set_tests_properties(cli_bench_dirty_log_dbit PROPERTIES
+    PASS_REGULAR_EXPRESSION "${_dlog_dbit}")
+  set_tests_properties(cli_bench_dirty_log_manual PROPERTIES
+    PASS_REGULAR_EXPRESSION "\"result\":\"pass\".*\"manual_protect\":true.*\"name\":\"Iteration 2 clear dirty log\".*\"clear_ms_avg\":")
+  set_tests_properties(cli_bench_access_aging PROPERTIES
+    PASS_REGULAR_EXPRESSION "\"result\":\"pass\".*\"impl\":\"tdp\".*\"name\":\"Mark memory idle\".*\"young_pct\":.*\"name\":\"Writing to idle memory\".*\"name\":\"Reading from idle memory\".*\"name\":\"Aging while vCPUs run\".*\"vcpu_accesses_per_s\":.*\"vcpu_rate_ratio\":.*\"impl\":\"locked-aging\".*\"compare\":\\[{\"baseline\":\"locked-aging\",\"ratios\":{[^}]*\"Mark memory idle\":.*\"vcpu_rate_ratios\":{\"Aging while vCPUs run\":")
   # usage errors exit 2
   add_test(NAME cli_bench_bad_option COMMAND tdpmmu_cli bench populate -v 0)
   add_test(NAME cli_bench_unknown_baseline
            COMMAND tdpmmu_cli bench populate -b 8M --baseline nosuch)
   add_test(NAME cli_bench_bad_cpus COMMAND tdpmmu_cli bench populate -b 8M -c 99999)
-  add_test(NAME cli_bench_dirty_log COMMAND tdpmmu_cli bench dirty-log)
+  add_test(NAME cli_bench_bad_dirty_mode
+           COMMAND tdpmmu_cli bench dirty-log -b 8M -m pml)
+  add_test(NAME cli_bench_baseline_unsupported
+           COMMAND tdpmmu_cli bench populate -b 8M --baseline nofast)
   set_tests_properties(cli_bench_bad_option cli_bench_unknown_baseline
-    cli_bench_bad_cpus cli_bench_dirty_log PROPERTIES WILL_FAIL TRUE TIMEOUT 60)
+    cli_bench_bad_cpus cli_bench_bad_dirty_mode cli_bench_baseline_unsupported
+    PROPERTIES WILL_FAIL TRUE TIMEOUT 60)
   add_test(NAME cli_bench_help COMMAND tdpmmu_cli bench --help)
   set_tests_properties(cli_bench_help PROPERTIES
-    PASS_REGULAR_EXPRESSION "populate.*access.*memslot.*mmu-stress.*dirty-log.*translate.*baselines:.*tdp.*exclusive.*floor")
+    PASS_REGULAR_EXPRESSION "populate.*access.*memslot.*mmu-stress.*dirty-log.*translate.*-m MODE.*-M .*baselines:.*tdp.*exclusive.*floor.*nofast.*nosplit.*locked-aging")
 endif()

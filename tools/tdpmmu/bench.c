@@ -42,7 +42,17 @@ static const struct bench_impl bench_impls[] = {
 	 IMPL_FLOOR, 0,
 	 BENCH_BIT(BENCH_POPULATE) | BENCH_BIT(BENCH_ACCESS) |
 		 BENCH_BIT(BENCH_TRANSLATE)},
-	/* later: locked-aging, legacy */
+	{"nofast",
+	 "write faults on dirty-logged pages always take mmu_lock "
+	 "(TDP_VM_NO_FAST_FAULT)",
+	 IMPL_VM, TDP_VM_NO_FAST_FAULT, BENCH_BIT(BENCH_DIRTY_LOG)},
+	{"nosplit",
+	 "no eager split of huge leaves when logging starts "
+	 "(TDP_VM_NO_EAGER_SPLIT)",
+	 IMPL_VM, TDP_VM_NO_EAGER_SPLIT, BENCH_BIT(BENCH_DIRTY_LOG)},
+	{"locked-aging",
+	 "age under mmu_lock held for write (TDP_VM_LOCKED_AGING)", IMPL_VM,
+	 TDP_VM_LOCKED_AGING, BENCH_BIT(BENCH_ACCESS)},
 };
 #define NR_IMPLS (sizeof(bench_impls) / sizeof(bench_impls[0]))
 
@@ -55,13 +65,15 @@ static const char *const bench_names[BENCH_KINDS] = {
 static const char *const bench_help[BENCH_KINDS] = {
 	[BENCH_POPULATE] = "fault in guest memory (demand_paging_test, "
 			   "dirty_log_perf_test populate)",
-	[BENCH_ACCESS] = "populate, write and read populated memory "
+	[BENCH_ACCESS] = "populate, write and read populated memory, age it, "
+			 "write and read idle memory, aging while vCPUs run "
 			 "(access_tracking_perf_test)",
 	[BENCH_MEMSLOT] = "create, map, move, delete memslots while vCPUs run "
 			  "(memslot_perf_test, memslot_modification_stress)",
 	[BENCH_MMU_STRESS] = "write, reset the MMU, rewrite, read-only with "
 			     "writes refused, read-write (mmu_stress_test)",
-	[BENCH_DIRTY_LOG] = "arrives with dirty logging",
+	[BENCH_DIRTY_LOG] = "populate, enable dirty logging, write and "
+			    "harvest N times, disable (dirty_log_perf_test)",
 	[BENCH_TRANSLATE] = "TLB hit and miss latency, hot and cold tables",
 };
 
@@ -354,6 +366,8 @@ static int add_slots(struct bench *b)
 	unsigned x = b->o->kind == BENCH_MEMSLOT ? 1 : b->o->slots;
 	uint64_t piece = round_up(b->size / x, BENCH_PAGE);
 
+	b->nslots = 0;
+	b->slot_pages = piece / BENCH_PAGE;
 	for (unsigned k = 0; k < x; k++) {
 		struct tdp_memslot s = {.slot = k,
 					.gpa = b->gpa + k * piece,
@@ -368,6 +382,7 @@ static int add_slots(struct bench *b)
 		r = tdp_vm_set_memslot(b->vm, &s);
 		if (r)
 			return r;
+		b->nslots = k + 1;
 	}
 	return 0;
 }
@@ -425,8 +440,11 @@ static int setup(struct bench *b)
 					      ? (o->slots + 1) * (2ull << 20)
 					      : 0),
 		};
-		struct tdp_vm_config vc = {.max_vcpus = o->nvcpu,
-					   .flags = b->impl->vm_flags};
+		struct tdp_vm_config vc = {
+			.max_vcpus = o->nvcpu,
+			.flags = b->impl->vm_flags |
+				 (o->dbit ? TDP_VM_DIRTY_DBIT : 0) |
+				 (o->manual ? TDP_VM_MANUAL_PROTECT : 0)};
 
 		r = tdp_host_create(&hc, &b->host);
 		if (!r)
@@ -570,9 +588,16 @@ static void json_phase(const struct bench_phase *p)
 	printf(",\"stats\":{\"pf_fixed\":%" PRIu64 ",\"pf_spurious\":%" PRIu64
 	       ",\"pf_retry\":%" PRIu64 ",\"tlb_hits\":%" PRIu64
 	       ",\"tlb_misses\":%" PRIu64 ",\"remote_tlb_flush\":%" PRIu64
-	       ",\"zapped_leaves\":%" PRIu64 "}",
+	       ",\"zapped_leaves\":%" PRIu64 ",\"pf_fast\":%" PRIu64
+	       ",\"dirty_harvests\":%" PRIu64 ",\"dirty_pages\":%" PRIu64
+	       ",\"eager_splits\":%" PRIu64 ",\"huge_recovered\":%" PRIu64
+	       ",\"recover_flushes\":%" PRIu64 ",\"age_calls\":%" PRIu64
+	       ",\"age_young\":%" PRIu64 "}",
 	       p->d.pf_fixed, p->d.pf_spurious, p->d.pf_retry, p->d.tlb_hits,
-	       p->d.tlb_misses, p->d.remote_tlb_flush, p->d.zapped_leaves);
+	       p->d.tlb_misses, p->d.remote_tlb_flush, p->d.zapped_leaves,
+	       p->d.pf_fast, p->d.dirty_harvests, p->d.dirty_pages,
+	       p->d.eager_splits, p->d.huge_recovered, p->d.recover_flushes,
+	       p->d.age_calls, p->d.age_young);
 	printf(",\"extra\":{");
 	for (unsigned i = 0; i < p->nextra; i++)
 		printf("%s\"%s\":%.6g", i ? "," : "", p->extra[i].key,
@@ -609,6 +634,53 @@ static double phase_ratio(const struct bench_phase *p,
 	return z > 0 ? a / z : 0;
 }
 
+/* The value of extra @key of phase @p, or -1 if it has none. */
+static double phase_extra(const struct bench_phase *p, const char *key)
+{
+	for (unsigned i = 0; p && i < p->nextra; i++)
+		if (!strcmp(p->extra[i].key, key))
+			return p->extra[i].val;
+	return -1;
+}
+
+/* vCPU throughput in the phases where the vCPUs ran in the background of
+ * a main-thread operation (aging, memslot changes): the baseline's rate
+ * divided into tdp's (above 1: the vCPUs got more done under tdp). */
+static void print_vcpu_rates_text(struct bench *runs, unsigned n)
+{
+	bool any = false;
+
+	for (unsigned i = 0; i < runs[0].nph; i++) {
+		const struct bench_phase *p = &runs[0].ph[i];
+		double a = phase_extra(p, "vcpu_accesses_per_s");
+
+		if (a < 0)
+			continue;
+		if (!any) {
+			printf("== vCPU accesses/s in the background; ratio = "
+			       "%s / baseline ==\n",
+			       runs[0].impl->name);
+			printf("%-36s %12s", "phase", runs[0].impl->name);
+			for (unsigned k = 1; k < n; k++)
+				printf(" %12s %9s", runs[k].impl->name,
+				       "ratio");
+			printf("\n");
+			any = true;
+		}
+		printf("%-36.36s %12.4g", p->name, a);
+		for (unsigned k = 1; k < n; k++) {
+			double z = phase_extra(find_phase(&runs[k], p->name),
+					       "vcpu_accesses_per_s");
+
+			if (z > 0)
+				printf(" %12.4g %8.2fx", z, a / z);
+			else
+				printf(" %12s %9s", "-", "-");
+		}
+		printf("\n");
+	}
+}
+
 static void print_compare_text(struct bench *runs, unsigned n)
 {
 	printf("== comparison: ns per op; ratio = %s / baseline ==\n",
@@ -635,6 +707,7 @@ static void print_compare_text(struct bench *runs, unsigned n)
 		}
 		printf("\n");
 	}
+	print_vcpu_rates_text(runs, n);
 }
 
 static void print_json(struct bench *runs, unsigned n, bool ok)
@@ -644,11 +717,13 @@ static void print_json(struct bench *runs, unsigned n, bool ok)
 	printf("{\"bench\":\"%s\",\"result\":\"%s\",\"options\":{\"vcpus\":%u,"
 	       "\"bytes_per_vcpu\":%" PRIu64 ",\"backing\":%" PRIu64
 	       ",\"iterations\":%u,\"write_pct\":%u,\"random\":%s,"
-	       "\"overlap\":%s,\"slots\":%u,\"pinned\":%s},\"runs\":[",
+	       "\"overlap\":%s,\"slots\":%u,\"pinned\":%s,"
+	       "\"dirty_mode\":\"%s\",\"manual_protect\":%s},\"runs\":[",
 	       bench_names[o->kind], ok ? "pass" : "fail", o->nvcpu, o->bytes,
 	       o->backing, o->iters, o->write_pct, o->random ? "true" : "false",
 	       o->overlap ? "true" : "false", o->slots,
-	       o->ncpus ? "true" : "false");
+	       o->ncpus ? "true" : "false", o->dbit ? "dbit" : "wp",
+	       o->manual ? "true" : "false");
 	for (unsigned k = 0; k < n; k++) {
 		const struct bench *b = &runs[k];
 
@@ -685,6 +760,20 @@ static void print_json(struct bench *runs, unsigned n, bool ok)
 			       phase_ratio(p, q));
 			first = false;
 		}
+		printf("},\"vcpu_rate_ratios\":{");
+		first = true;
+		for (unsigned i = 0; i < runs[0].nph; i++) {
+			const struct bench_phase *p = &runs[0].ph[i];
+			double a = phase_extra(p, "vcpu_accesses_per_s");
+			double z = phase_extra(find_phase(&runs[k], p->name),
+					       "vcpu_accesses_per_s");
+
+			if (a < 0 || z <= 0)
+				continue;
+			printf("%s\"%s\":%.6g", first ? "" : ",", p->name,
+			       a / z);
+			first = false;
+		}
 		printf("}}");
 	}
 	printf("]}\n");
@@ -708,7 +797,8 @@ static void usage(FILE *f)
 		"memslot 64M, translate 256M)\n"
 		"  -s BACKING   host folio size: 4k, 2m or 1g (default 4k)\n"
 		"  -i N         iterations (default 1; memslot 10, translate "
-		"200 batches)\n"
+		"200 batches,\n"
+		"               dirty-log 2)\n"
 		"  -w PCT       percent of populate accesses that write "
 		"(default 100)\n"
 		"  -a           random access order instead of sequential\n"
@@ -722,6 +812,10 @@ static void usage(FILE *f)
 		"0-1); one extra\n"
 		"               entry pins the main thread\n"
 		"  -r SEED      random seed (default 1)\n"
+		"  -m MODE      dirty-log: wp (write-protect, default) or dbit "
+		"(Dirty bits)\n"
+		"  -M           dirty-log: manual protect (get, then clear; "
+		"KVM's -g)\n"
 		"  --baseline NAME[,NAME]  measure NAME instead of tdp (with "
 		"--compare: also)\n"
 		"  --compare    run tdp and the baseline(s) in one process; "
@@ -730,11 +824,10 @@ static void usage(FILE *f)
 		"baselines:\n",
 		BENCH_MAX_VCPUS);
 	for (size_t i = 0; i < NR_IMPLS; i++) {
-		fprintf(f, "  %-10s %s (", bench_impls[i].name,
+		fprintf(f, "  %-12s %s (", bench_impls[i].name,
 			bench_impls[i].help);
 		for (int k = 0, first = 1; k < BENCH_KINDS; k++)
-			if (bench_impls[i].benches & BENCH_BIT(k) &&
-			    k != BENCH_DIRTY_LOG) {
+			if (bench_impls[i].benches & BENCH_BIT(k)) {
 				fprintf(f, "%s%s", first ? "" : " ",
 					bench_names[k]);
 				first = 0;
@@ -877,6 +970,9 @@ static int run_one(struct bench *b)
 	case BENCH_TRANSLATE:
 		r = bench_translate(b);
 		break;
+	case BENCH_DIRTY_LOG:
+		r = bench_dirty_log(b);
+		break;
 	default:
 		r = -1;
 	}
@@ -908,9 +1004,10 @@ int cmd_bench(int argc, char **argv)
 		.nvcpu = 1, .backing = BENCH_PAGE, .write_pct = 100, .seed = 1};
 	const struct bench_impl *base[BENCH_MAX_IMPLS];
 	unsigned nbase = 0;
-	bool have_b = false, have_i = false, have_x = false;
+	bool have_b = false, have_i = false, have_x = false, have_m = false;
 	unsigned long long u;
 	struct bench *runs;
+	const char *dlmode = "";
 	bool ok = true;
 	int c, k;
 
@@ -932,7 +1029,7 @@ int cmd_bench(int argc, char **argv)
 	argc--;
 	argv++;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "v:b:s:i:w:ax:c:or:h", opts,
+	while ((c = getopt_long(argc, argv, "v:b:s:i:w:ax:c:or:m:Mh", opts,
 				NULL)) != -1) {
 		switch (c) {
 		case 'v':
@@ -999,6 +1096,20 @@ int cmd_bench(int argc, char **argv)
 					   optarg);
 			o.seed = u;
 			break;
+		case 'm':
+			if (!strcmp(optarg, "wp"))
+				o.dbit = false;
+			else if (!strcmp(optarg, "dbit"))
+				o.dbit = true;
+			else
+				return bad("-m wants wp or dbit, not '%s'",
+					   optarg);
+			have_m = true;
+			break;
+		case 'M':
+			o.manual = true;
+			have_m = true;
+			break;
 		case 'J':
 			o.json = true;
 			break;
@@ -1020,11 +1131,11 @@ int cmd_bench(int argc, char **argv)
 	}
 	if (optind < argc)
 		return bad("unexpected argument '%s'", argv[optind]);
-	if (o.kind == BENCH_DIRTY_LOG) {
-		fprintf(stderr, "tdpmmu bench dirty-log: arrives with dirty "
-				"logging (not in this version)\n");
-		return 2;
-	}
+	if (have_m && o.kind != BENCH_DIRTY_LOG)
+		return bad("-m and -M are options of dirty-log");
+	/* dirty-log tells written pages by their generation (16 bits) */
+	if (o.kind == BENCH_DIRTY_LOG && have_i && o.iters > 60000)
+		return bad("dirty-log: -i wants 1..60000");
 	if (!have_b)
 		o.bytes = o.kind == BENCH_MEMSLOT     ? 64ull << 20
 			  : o.kind == BENCH_TRANSLATE ? 256ull << 20
@@ -1032,6 +1143,7 @@ int cmd_bench(int argc, char **argv)
 	if (!have_i)
 		o.iters = o.kind == BENCH_MEMSLOT     ? 10
 			  : o.kind == BENCH_TRANSLATE ? 200
+			  : o.kind == BENCH_DIRTY_LOG ? 2
 						      : 1;
 	if (!have_x)
 		o.slots = o.kind == BENCH_MEMSLOT ? 64 : 1;
@@ -1076,17 +1188,23 @@ int cmd_bench(int argc, char **argv)
 	runs = calloc(o.nimpl, sizeof(*runs));
 	if (!runs)
 		return 1;
+	if (o.kind == BENCH_DIRTY_LOG)
+		dlmode = o.dbit ? ", dirty log by Dirty bits"
+				: ", dirty log by write protection";
 	if (!o.json)
 		printf("Testing %s: %u vCPU%s, %" PRIu64
 		       " MiB per vCPU (%s), %s backing, %s access, %u "
-		       "memslot%s\n",
+		       "memslot%s%s%s\n",
 		       bench_names[o.kind], o.nvcpu, o.nvcpu > 1 ? "s" : "",
 		       o.bytes >> 20, o.overlap ? "overlapping" : "partitioned",
 		       o.backing == BENCH_PAGE	  ? "4k"
 		       : o.backing == TDP_HUGE_2M ? "2m"
 						  : "1g",
 		       o.random ? "random" : "sequential", o.slots,
-		       o.slots > 1 ? "s" : "");
+		       o.slots > 1 ? "s" : "", dlmode,
+		       o.kind == BENCH_DIRTY_LOG && o.manual
+			       ? ", manual protect"
+			       : "");
 	for (unsigned i = 0; i < o.nimpl; i++) {
 		struct bench *b = &runs[i];
 

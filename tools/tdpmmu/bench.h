@@ -25,15 +25,11 @@
 #define BENCH_MAX_VCPUS	  512 /* one 8-byte word per vCPU in a page */
 #define BENCH_MAX_PHASES  64
 #define BENCH_MAX_IMPLS	  8
-#define BENCH_MAX_EXTRA	  6
-#define BENCH_MAX_SUMMARY 8
+#define BENCH_MAX_EXTRA	  8
+#define BENCH_MAX_SUMMARY 12
 #define BENCH_PAGE	  4096ull
 #define BENCH_GPA_BASE	  (4ull << 30)
 #define FLOOR_NONE	  (~0ull)
-
-/* Set to 1 when the VM API can age memory (clear Accessed bits); the
- * access benchmark's idle-memory phases are already in its step table. */
-#define BENCH_HAVE_AGING 0
 
 enum bench_kind {
 	BENCH_POPULATE,
@@ -67,6 +63,8 @@ struct bench_opts {
 	unsigned write_pct;
 	bool random, overlap, json, compare;
 	unsigned slots; /* -x */
+	bool dbit;	/* dirty-log -m dbit: TDP_VM_DIRTY_DBIT */
+	bool manual;	/* dirty-log -M: TDP_VM_MANUAL_PROTECT */
 	int cpus[BENCH_MAX_VCPUS + 1];
 	unsigned ncpus;
 	uint64_t seed;
@@ -137,6 +135,10 @@ struct bench {
 		double val;
 	} sum[BENCH_MAX_SUMMARY];
 	const char *note; /* one line printed after the phases */
+	/* the memslots of the guest memory (-x): slot k covers pages
+	 * [k * slot_pages, min((k + 1) * slot_pages, size / 4K)) */
+	unsigned nslots;
+	uint64_t slot_pages;
 	/* memslot benchmark's extra memory */
 	uint64_t test_hva, spare_hva;
 };
@@ -193,5 +195,6 @@ int bench_access_run(struct bench *b);
 int bench_memslot(struct bench *b);
 int bench_mmu_stress(struct bench *b);
 int bench_translate(struct bench *b);
+int bench_dirty_log(struct bench *b);
 
 #endif

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * bench_work.c - the workloads of `tdpmmu bench`: populate, access,
- * memslot, mmu-stress and translate, written against the framework of
- * bench.h (phases run by the vCPU worker threads and/or the main thread).
+ * memslot, mmu-stress, translate and dirty-log, written against the
+ * framework of bench.h (phases run by the vCPU worker threads and/or the
+ * main thread).
  *
  * Content and verification: word `id` of every 4 KiB guest page belongs to
  * vCPU `id` and holds bench_expect(gfn, generation, id); each vCPU keeps
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bench.h"
 #include "cli.h"
@@ -186,6 +188,14 @@ static void reset_mappings(struct bench *b)
 			floor_reset(b->v[i].floor);
 }
 
+static double phase_extra_val(const struct bench_phase *p, const char *key)
+{
+	for (unsigned i = 0; i < p->nextra; i++)
+		if (!strcmp(p->extra[i].key, key))
+			return p->extra[i].val;
+	return 0;
+}
+
 static int finish(struct bench *b)
 {
 	if (!atomic_load(&b->errors) && bench_verify_host(b))
@@ -220,12 +230,103 @@ int bench_populate(struct bench *b)
 /* access (access_tracking_perf_test)                                  */
 /* ------------------------------------------------------------------ */
 
-enum access_step_kind { STEP_POPULATE, STEP_WRITE, STEP_READ, STEP_AGE };
+/* Aging goes through the host (tdp_host_age, the reclaim scan's
+ * clear_young), 2 MiB at a time like a page-table walk of the host; a
+ * pass covers all guest memory. */
+#define AGE_CHUNK (2ull << 20)
+
+struct age_pass {
+	uint64_t min_ns; /* keep making passes until this long has passed */
+	unsigned min_passes;
+	uint64_t young, pages; /* results */
+	unsigned passes;
+};
+
+/* One aging pass over the guest memory; the young pages it found, or a
+ * negative errno. */
+static int64_t age_once(struct bench *b, struct bench_phase *p)
+{
+	int64_t young = 0;
+
+	for (uint64_t off = 0; off < b->size; off += AGE_CHUNK) {
+		uint64_t len =
+			b->size - off < AGE_CHUNK ? b->size - off : AGE_CHUNK;
+		uint64_t t0 = bench_ticks();
+		int r = tdp_host_age(b->host, b->hva + off, len, 0, NULL);
+
+		hist_add(&p->lat, (uint64_t)bench_ticks_ns(bench_ticks() - t0));
+		if (r < 0) {
+			bench_error(b, "tdp_host_age", b->gpa + off, r);
+			return r;
+		}
+		young += r;
+		p->ops += len / BENCH_PAGE;
+	}
+	return young;
+}
+
+static int main_age(struct bench *b, struct bench_phase *p, void *arg)
+{
+	struct age_pass *ap = arg;
+	uint64_t t0 = cli_now_ns();
+
+	p->lat_what = "per 2 MiB tdp_host_age call";
+	p->bytes = 0;
+	ap->young = ap->pages = 0;
+	ap->passes = 0;
+	do {
+		int64_t y = age_once(b, p);
+
+		if (y < 0)
+			return (int)y;
+		ap->young += (uint64_t)y;
+		ap->pages += b->size / BENCH_PAGE;
+		ap->passes++;
+	} while (ap->passes < ap->min_passes || cli_now_ns() - t0 < ap->min_ns);
+	return 0;
+}
+
+/* The main thread idles for as long as the aging phase took, while the
+ * vCPUs run: their throughput without aging. */
+static int main_idle(struct bench *b, struct bench_phase *p, void *arg)
+{
+	uint64_t ns = *(const uint64_t *)arg, t0 = cli_now_ns();
+	struct timespec ts = {.tv_nsec = 1000000};
+
+	while (cli_now_ns() - t0 < ns)
+		nanosleep(&ts, NULL);
+	return 0;
+}
+
+static struct bench_phase *age_phase(struct bench *b, const char *name,
+				     bench_vcpu_fn bg, struct age_pass *ap)
+{
+	struct bench_phase *p;
+
+	p = bench_phase_run(b, name, "page", bg, NULL, main_age, ap);
+	bench_phase_extra(p, "young_pages", (double)ap->young / ap->passes);
+	bench_phase_extra(p, "young_pct",
+			  ap->pages ? 100.0 * ap->young / ap->pages : 0);
+	if (ap->passes > 1)
+		bench_phase_extra(p, "passes", ap->passes);
+	bench_phase_extra(p, "ms_per_pass",
+			  (double)p->wall_ns / 1e6 / ap->passes);
+	return p;
+}
+
+enum access_step_kind {
+	STEP_POPULATE,
+	STEP_WRITE,
+	STEP_READ,
+	STEP_AGE,
+	STEP_AGE_BUSY,	  /* aging while the vCPUs run */
+	STEP_NO_AGE_BUSY, /* the vCPUs run as long, without aging */
+};
 
 static const struct access_step {
 	const char *name;
 	enum access_step_kind kind;
-	bool aging; /* needs the aging API (BENCH_HAVE_AGING) */
+	bool aging; /* needs Accessed bits (not the floor) */
 } access_steps[] = {
 	{"Populating memory", STEP_POPULATE, false},
 	{"Writing to populated memory", STEP_WRITE, false},
@@ -233,12 +334,21 @@ static const struct access_step {
 	{"Mark memory idle", STEP_AGE, true},
 	{"Writing to idle memory", STEP_WRITE, true},
 	{"Reading from idle memory", STEP_READ, true},
+	{"Mark memory idle again", STEP_AGE, true},
+	{"Aging while vCPUs run", STEP_AGE_BUSY, true},
+	{"vCPUs run without aging", STEP_NO_AGE_BUSY, true},
 };
+
+/* vCPUs in the background: read, verify and rewrite their memory until
+ * the main thread is done (bench_memslot's too). */
+static void vcpu_background(struct bench_vcpu *bv, void *arg);
 
 int bench_access_run(struct bench *b)
 {
 	uint16_t gen = 0;
 	char name[96];
+	struct bench_phase *idle = NULL, *busy = NULL, *nobusy = NULL;
+	uint64_t busy_ns = 0;
 
 	measure_tick_overhead();
 	host_prefault(b);
@@ -246,10 +356,12 @@ int bench_access_run(struct bench *b)
 		for (size_t s = 0;
 		     s < sizeof(access_steps) / sizeof(access_steps[0]); s++) {
 			const struct access_step *st = &access_steps[s];
+			struct age_pass ap = {.min_passes = 1};
+			struct bench_phase *p;
 
 			if (st->kind == STEP_POPULATE && it)
 				continue;
-			if (st->aging && !BENCH_HAVE_AGING)
+			if (st->aging && !b->vm)
 				continue;
 			if (it)
 				snprintf(name, sizeof(name),
@@ -267,14 +379,56 @@ int bench_access_run(struct bench *b)
 				run_pass(b, name, PASS_READ, gen, 0);
 				break;
 			case STEP_AGE:
-				/* the aging API call goes here */
+				p = age_phase(b, name, NULL, &ap);
+				if (!idle)
+					idle = p;
+				break;
+			case STEP_AGE_BUSY:
+				/* at least 2 passes and 200 ms, so that the
+				 * vCPUs are running through whole passes */
+				ap.min_passes = 2;
+				ap.min_ns = 200000000ull;
+				p = age_phase(b, name, vcpu_background, &ap);
+				busy_ns = p->wall_ns;
+				if (!busy)
+					busy = p;
+				break;
+			case STEP_NO_AGE_BUSY:
+				p = bench_phase_run(b, name, "page",
+						    vcpu_background, NULL,
+						    main_idle, &busy_ns);
+				if (!nobusy)
+					nobusy = p;
 				break;
 			}
+			if (atomic_load(&b->errors) ||
+			    atomic_load(&b->mismatches))
+				return finish(b);
 		}
 	}
-	if (!BENCH_HAVE_AGING)
-		b->note = "Aging phases (mark idle, write/read idle memory): "
-			  "not run; they arrive with the aging API";
+	if (!b->vm) {
+		b->note = "Aging phases: not run (the floor has no Accessed "
+			  "bits)";
+	} else if (idle && busy && nobusy) {
+		double a = phase_extra_val(busy, "vcpu_accesses_per_s");
+		double z = phase_extra_val(nobusy, "vcpu_accesses_per_s");
+
+		bench_summary(b, "idle_ms", "Mark memory idle, ms per pass",
+			      (double)idle->wall_ns / 1e6);
+		bench_summary(b, "idle_young_pct",
+			      "Mark memory idle, % of pages found young",
+			      phase_extra_val(idle, "young_pct"));
+		bench_summary(b, "busy_ms_per_pass",
+			      "Aging while vCPUs run, ms per pass",
+			      phase_extra_val(busy, "ms_per_pass"));
+		bench_summary(b, "vcpu_rate_aging",
+			      "vCPU accesses/s during aging", a);
+		bench_summary(b, "vcpu_rate_no_aging",
+			      "vCPU accesses/s without aging", z);
+		bench_summary(b, "vcpu_rate_ratio",
+			      "vCPU throughput during aging / without",
+			      z > 0 ? a / z : 0);
+	}
 	return finish(b);
 }
 
@@ -377,8 +531,6 @@ static int set_slot(struct bench *b, unsigned id, uint64_t gpa, uint64_t hva,
 	return tdp_vm_set_memslot(b->vm, &s);
 }
 
-/* vCPUs in the background: read, verify and rewrite their base memory
- * until the main thread is done. */
 static void vcpu_background(struct bench_vcpu *bv, void *arg)
 {
 	struct bench *b = bv->b;
@@ -760,4 +912,270 @@ int bench_translate(struct bench *b)
 			"backing?)\n",
 			hot->extra[1].val * 100);
 	return finish(b);
+}
+
+/* ------------------------------------------------------------------ */
+/* dirty-log (dirty_log_perf_test)                                     */
+/* ------------------------------------------------------------------ */
+
+struct dlog {
+	uint64_t **bm;	    /* per slot: the last harvest's bitmap */
+	uint64_t *written;  /* all memory: pages written this iteration */
+	uint64_t reported;  /* pages the last harvest reported */
+	uint64_t pages;	    /* pages of guest memory */
+	unsigned log_flags; /* TDP_MEM_LOG_DIRTY or 0 */
+};
+
+static uint64_t slot_npages(const struct bench *b, unsigned k)
+{
+	uint64_t first = (uint64_t)k * b->slot_pages;
+	uint64_t total = b->size / BENCH_PAGE;
+
+	return total - first < b->slot_pages ? total - first : b->slot_pages;
+}
+
+/* Enable or disable dirty logging: a flags-only update of every slot. */
+static int main_log_flags(struct bench *b, struct bench_phase *p, void *arg)
+{
+	const struct dlog *dl = arg;
+
+	p->lat_what = "per memslot update";
+	for (unsigned k = 0; k < b->nslots; k++) {
+		uint64_t off = (uint64_t)k * b->slot_pages * BENCH_PAGE;
+		struct tdp_memslot s = {.slot = k,
+					.gpa = b->gpa + off,
+					.hva = b->hva + off,
+					.size = slot_npages(b, k) * BENCH_PAGE,
+					.flags = dl->log_flags};
+		uint64_t t0 = bench_ticks();
+		int r = tdp_vm_set_memslot(b->vm, &s);
+
+		hist_add(&p->lat, (uint64_t)bench_ticks_ns(bench_ticks() - t0));
+		if (r) {
+			bench_error(b, "memslot flags update", s.gpa, r);
+			return r;
+		}
+		p->ops++;
+	}
+	return 0;
+}
+
+static int main_get_log(struct bench *b, struct bench_phase *p, void *arg)
+{
+	struct dlog *dl = arg;
+
+	p->lat_what = "per memslot tdp_vm_get_dirty_log";
+	dl->reported = 0;
+	for (unsigned k = 0; k < b->nslots; k++) {
+		uint64_t n = slot_npages(b, k), t0 = bench_ticks();
+		int r = tdp_vm_get_dirty_log(b->vm, 0, k, dl->bm[k]);
+
+		hist_add(&p->lat, (uint64_t)bench_ticks_ns(bench_ticks() - t0));
+		if (r) {
+			bench_error(b, "tdp_vm_get_dirty_log",
+				    b->gpa + k * b->slot_pages * BENCH_PAGE, r);
+			return r;
+		}
+		p->ops += n;
+	}
+	return 0;
+}
+
+static int main_clear_log(struct bench *b, struct bench_phase *p, void *arg)
+{
+	struct dlog *dl = arg;
+
+	p->lat_what = "per memslot tdp_vm_clear_dirty_log";
+	for (unsigned k = 0; k < b->nslots; k++) {
+		uint64_t n = slot_npages(b, k), t0 = bench_ticks();
+		int r = tdp_vm_clear_dirty_log(b->vm, 0, k, 0, n, dl->bm[k]);
+
+		hist_add(&p->lat, (uint64_t)bench_ticks_ns(bench_ticks() - t0));
+		if (r) {
+			bench_error(b, "tdp_vm_clear_dirty_log",
+				    b->gpa + k * b->slot_pages * BENCH_PAGE, r);
+			return r;
+		}
+		p->ops += n;
+	}
+	return 0;
+}
+
+/* Mark in dl->written the pages some vCPU wrote with generation @gen;
+ * the number of such pages. */
+static uint64_t collect_written(struct bench *b, struct dlog *dl, uint16_t gen)
+{
+	uint64_t n = 0;
+
+	memset(dl->written, 0, (dl->pages + 63) / 64 * 8);
+	for (unsigned i = 0; i < b->o->nvcpu; i++) {
+		const struct bench_vcpu *bv = &b->v[i];
+		uint64_t base = (bv->gpa0 - b->gpa) / BENCH_PAGE;
+
+		for (uint64_t p = 0; p < bv->npages; p++) {
+			uint64_t g = base + p;
+
+			if (bv->gen[p] != gen ||
+			    (dl->written[g / 64] >> (g % 64) & 1))
+				continue;
+			dl->written[g / 64] |= 1ull << (g % 64);
+			n++;
+		}
+	}
+	return n;
+}
+
+/* Every page written in the iteration must be in the harvest.  Returns
+ * the pages reported that were not written (allowed: e.g. with manual
+ * protect every page starts out reported). */
+static uint64_t verify_harvest(struct bench *b, struct dlog *dl, unsigned it)
+{
+	uint64_t extra = 0, missing = 0;
+
+	dl->reported = 0;
+	for (unsigned k = 0; k < b->nslots; k++) {
+		uint64_t n = slot_npages(b, k);
+
+		for (uint64_t j = 0; j < n; j++) {
+			uint64_t g = (uint64_t)k * b->slot_pages + j;
+			bool rep = dl->bm[k][j / 64] >> (j % 64) & 1;
+			bool wr = dl->written[g / 64] >> (g % 64) & 1;
+
+			dl->reported += rep;
+			if (rep && !wr)
+				extra++;
+			if (wr && !rep && missing++ < 5)
+				fprintf(stderr,
+					"bench: DIRTY LOG MISSED a write: "
+					"iteration %u, gpa %#" PRIx64
+					" (slot %u page %" PRIu64
+					") was written but not reported\n",
+					it + 1,
+					(uint64_t)(b->gpa + g * BENCH_PAGE), k,
+					j);
+		}
+	}
+	if (missing) {
+		fprintf(stderr,
+			"bench: iteration %u: %" PRIu64
+			" written pages not reported\n",
+			it + 1, missing);
+		atomic_fetch_add(&b->mismatches, missing);
+	}
+	return extra;
+}
+
+int bench_dirty_log(struct bench *b)
+{
+	const struct bench_opts *o = b->o;
+	struct dlog dl = {.pages = b->size / BENCH_PAGE};
+	double sum_dirty = 0, sum_get = 0, sum_clear = 0, sum_rate = 0;
+	double sum_fast = 0, get_pages = 0;
+	struct bench_phase *p;
+	char name[96];
+	int ret = -1;
+
+	measure_tick_overhead();
+	dl.bm = calloc(b->nslots, sizeof(*dl.bm));
+	dl.written = calloc((dl.pages + 63) / 64, 8);
+	if (!dl.bm || !dl.written)
+		goto out;
+	for (unsigned k = 0; k < b->nslots; k++) {
+		dl.bm[k] = calloc((slot_npages(b, k) + 63) / 64, 8);
+		if (!dl.bm[k])
+			goto out;
+	}
+	host_prefault(b);
+	run_pass(b, "Populate memory", PASS_WRITE, 1, 0);
+
+	dl.log_flags = TDP_MEM_LOG_DIRTY;
+	p = bench_phase_run(b, "Enabling dirty logging", "memslot", NULL, NULL,
+			    main_log_flags, &dl);
+	bench_phase_extra(p, "eager_splits", (double)p->d.eager_splits);
+	bench_summary(b, "enable_ms", "Enabling dirty logging, ms",
+		      (double)p->wall_ns / 1e6);
+
+	for (unsigned it = 0; it < o->iters && !atomic_load(&b->errors) &&
+			      !atomic_load(&b->mismatches);
+	     it++) {
+		uint16_t gen = (uint16_t)(it + 2);
+		uint64_t nw, extra;
+
+		snprintf(name, sizeof(name), "Iteration %u dirty memory",
+			 it + 1);
+		p = run_pass(b, name, PASS_MIXED, gen, 0);
+		nw = collect_written(b, &dl, gen);
+		bench_phase_extra(p, "pages_dirtied", (double)nw);
+		bench_phase_extra(p, "pages_dirtied_per_s",
+				  p->wall_ns ? nw * 1e9 / p->wall_ns : 0);
+		bench_phase_extra(p, "pf_fast", (double)p->d.pf_fast);
+		bench_phase_extra(p, "pf_taken", (double)p->d.pf_taken);
+		sum_dirty += p->wall_ns / 1e9;
+		sum_rate += p->wall_ns ? nw * 1e9 / p->wall_ns : 0;
+		sum_fast += (double)p->d.pf_fast;
+
+		snprintf(name, sizeof(name), "Iteration %u get dirty log",
+			 it + 1);
+		p = bench_phase_run(b, name, "page", NULL, NULL, main_get_log,
+				    &dl);
+		extra = verify_harvest(b, &dl, it);
+		bench_phase_extra(p, "harvest_ns_per_page",
+				  dl.pages ? (double)p->wall_ns / dl.pages : 0);
+		bench_phase_extra(p, "dirty_pages", (double)dl.reported);
+		bench_phase_extra(p, "ns_per_dirty_page",
+				  dl.reported ? (double)p->wall_ns / dl.reported
+					      : 0);
+		bench_phase_extra(p, "reported_not_written", (double)extra);
+		sum_get += p->wall_ns / 1e9;
+		get_pages += (double)dl.pages;
+		if (o->manual) {
+			snprintf(name, sizeof(name),
+				 "Iteration %u clear dirty log", it + 1);
+			p = bench_phase_run(b, name, "page", NULL, NULL,
+					    main_clear_log, &dl);
+			bench_phase_extra(
+				p, "harvest_ns_per_page",
+				dl.pages ? (double)p->wall_ns / dl.pages : 0);
+			sum_clear += p->wall_ns / 1e9;
+		}
+	}
+
+	dl.log_flags = 0;
+	p = bench_phase_run(b, "Disabling dirty logging", "memslot", NULL, NULL,
+			    main_log_flags, &dl);
+	bench_phase_extra(p, "huge_recovered", (double)p->d.huge_recovered);
+	bench_phase_extra(p, "recover_flushes", (double)p->d.recover_flushes);
+	bench_summary(b, "disable_ms", "Disabling dirty logging, ms",
+		      (double)p->wall_ns / 1e6);
+	if (o->iters) {
+		double n = o->iters;
+
+		bench_summary(b, "dirty_ms_avg",
+			      "Dirty memory time per iteration, ms",
+			      sum_dirty * 1e3 / n);
+		bench_summary(b, "pages_dirtied_per_s",
+			      "Pages dirtied per second", sum_rate / n);
+		bench_summary(b, "get_ms_avg",
+			      "Get dirty log time per iteration, ms",
+			      sum_get * 1e3 / n);
+		bench_summary(b, "harvest_ns_per_page",
+			      "Harvest (get + clear) ns per page",
+			      get_pages
+				      ? (sum_get + sum_clear) * 1e9 / get_pages
+				      : 0);
+		if (o->manual)
+			bench_summary(b, "clear_ms_avg",
+				      "Clear dirty log time per iteration, ms",
+				      sum_clear * 1e3 / n);
+		bench_summary(b, "pf_fast_per_iter",
+			      "Fast faults (pf_fast) per iteration",
+			      sum_fast / n);
+	}
+	ret = finish(b);
+out:
+	for (unsigned k = 0; dl.bm && k < b->nslots; k++)
+		free(dl.bm[k]);
+	free(dl.bm);
+	free(dl.written);
+	return ret;
 }
