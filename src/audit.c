@@ -191,6 +191,101 @@ out:
 	tdp_srcu_read_unlock(&vm->srcu, idx);
 }
 
+/* The entry of @root mapping @gfn at or above @stop_level: a leaf, a
+ * table entry at @stop_level, or a non-present entry. */
+static uint64_t lookup(struct tdp_pt_page *root, uint64_t gfn, int stop_level,
+		       int *level)
+{
+	uint64_t *table = root->spt;
+
+	for (int l = root->level;; l--) {
+		uint64_t s = __atomic_load_n(&table[spte_index(gfn, l)],
+					     __ATOMIC_ACQUIRE);
+
+		*level = l;
+		if (!spte_present(s) || spte_is_leaf(s, l) || l == stop_level)
+			return s;
+		table = spte_to_table(s);
+	}
+}
+
+/*
+ * What the simulated hardware still caches must agree with the tables
+ * (I1, I2, I6, I7): a vCPU with no request pending may use any TLB entry
+ * without a walk, so the leaf behind it must be present, map the same
+ * frame, allow at least the cached permissions, and, if the entry lets
+ * writes skip the Dirty bit, have D set (else the dirty log and reclaim
+ * miss those writes); a cached table pointer must still be the table the
+ * root links there.  Changes that take any of this away flush first.
+ */
+static void check_tlbs(struct audit *a, struct tdp_vcpu **vs, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct tdp_vcpu *v = vs[i];
+		struct tdp_pt_page *root = v->root[v->as_id];
+		struct tdp_tlb *t = &v->tlb;
+		int lvl;
+
+		if (atomic_load(&v->requests) || !root || root_invalid(root))
+			continue; /* it flushes before it runs again */
+		for (int level = TDP_LEVEL_4K; level <= TDP_LEVEL_1G; level++)
+			for (unsigned k = 0; k < TLB_SETS; k++) {
+				struct tlb_entry *e = &t->e[level][k];
+				uint64_t gfn, s;
+
+				if (!e->tag)
+					continue;
+				gfn = (e->tag - 1) << level_shift(level);
+				s = lookup(root, gfn, TDP_LEVEL_4K, &lvl);
+				if (!spte_is_present_leaf(s, lvl))
+					problem(a, "vCPU %u: TLB maps gfn %#llx, "
+						   "no leaf does (stale TLB, "
+						   "I1)",
+						v->id, (unsigned long long)gfn);
+				else if (spte_pfn(s) +
+						 (gfn & (level_pages(lvl) - 1)) !=
+					 e->pfn)
+					problem(a, "vCPU %u: TLB maps gfn %#llx "
+						   "to frame %#llx, the leaf to "
+						   "%#llx (I1)",
+						v->id, (unsigned long long)gfn,
+						(unsigned long long)e->pfn,
+						(unsigned long long)spte_pfn(s));
+				else if (e->perms & ~(s & SPTE_RWX))
+					problem(a, "vCPU %u: TLB allows %#x at "
+						   "gfn %#llx, the leaf %#llx "
+						   "(flush missed, I6)",
+						v->id, e->perms,
+						(unsigned long long)gfn,
+						(unsigned long long)(s &
+								     SPTE_RWX));
+				else if (e->dirty && (e->perms & SPTE_W) &&
+					 !(s & SPTE_D))
+					problem(a, "vCPU %u: TLB lets writes to "
+						   "gfn %#llx skip the Dirty "
+						   "bit, which the leaf lost "
+						   "(flush missed, I7)",
+						v->id, (unsigned long long)gfn);
+			}
+		for (unsigned k = 0; k < PSC_SETS; k++) {
+			struct psc_entry *pe = &t->psc[k];
+			uint64_t gfn, s;
+
+			if (!pe->tag)
+				continue;
+			gfn = (pe->tag - 1) << 9;
+			s = lookup(root, gfn, TDP_LEVEL_2M, &lvl);
+			if (lvl != TDP_LEVEL_2M || !spte_is_table(s, lvl) ||
+			    spte_to_table(s) != pe->table)
+				problem(a, "vCPU %u: paging-structure cache "
+					   "holds table %p for gfn %#llx, the "
+					   "root links another (I2)",
+					v->id, (void *)pe->table,
+					(unsigned long long)gfn);
+		}
+	}
+}
+
 static void audit_roots(struct tdp_vm *vm, struct audit *a,
 			struct tdp_pt_page **vroots, unsigned nvroots)
 {
@@ -225,7 +320,8 @@ int tdp_vm_audit(struct tdp_vm *vm, char *report, size_t len)
 	struct audit a = { .report = report, .len = len };
 	struct tdp_mmu *mmu = &vm->mmu;
 	struct tdp_pt_page **vroots;
-	unsigned nvroots = 0;
+	struct tdp_vcpu **vs;
+	unsigned nvroots = 0, nvs = 0;
 	long cached = 0, alloc;
 
 	if (report && len)
@@ -235,8 +331,12 @@ int tdp_vm_audit(struct tdp_vm *vm, char *report, size_t len)
 	if (atomic_load(&vm->mn.in_progress))
 		return -EBUSY;
 	vroots = calloc(2 * (size_t)vm->cfg.max_vcpus, sizeof(*vroots));
-	if (!vroots)
+	vs = calloc(vm->cfg.max_vcpus, sizeof(*vs));
+	if (!vroots || !vs) {
+		free(vroots);
+		free(vs);
 		return -ENOMEM;
+	}
 	/* Snapshot the (quiescent) vCPUs; never hold vcpus_lock while taking
 	 * mmu_lock (vm.h lock order). */
 	pthread_rwlock_rdlock(&vm->vcpus_lock);
@@ -248,9 +348,11 @@ int tdp_vm_audit(struct tdp_vm *vm, char *report, size_t len)
 		if (atomic_load(&v->mode) & 1) {
 			pthread_rwlock_unlock(&vm->vcpus_lock);
 			free(vroots);
+			free(vs);
 			return -EBUSY;
 		}
 		cached += v->cache.n;
+		vs[nvs++] = v;
 		for (unsigned as = 0; as < 2; as++)
 			if (v->root[as])
 				vroots[nvroots++] = v->root[as];
@@ -259,9 +361,11 @@ int tdp_vm_audit(struct tdp_vm *vm, char *report, size_t len)
 	tdp_rcu_barrier();
 	tdp_write_lock(&mmu->lock);
 	audit_roots(vm, &a, vroots, nvroots);
+	check_tlbs(&a, vs, nvs);
 	alloc = atomic_load(&mmu->alloc.allocated);
 	tdp_write_unlock(&mmu->lock);
 	free(vroots);
+	free(vs);
 
 	for (int l = TDP_LEVEL_4K; l <= TDP_LEVEL_1G; l++)
 		if (a.leaves_by_level[l] != stat_read(vm->stats.pages[l]))
