@@ -177,8 +177,9 @@ int tdp_host_write(struct tdp_host *h, uint64_t hva, const void *buf,
  * unseen until the translation leaves the TLB.  This is the accuracy
  * trade-off of clear_young.  TDP_AGE_FLUSH (Linux's clear_flush_young)
  * flushes every vCPU TLB after clearing, and then every access that starts
- * after the call returns is seen by the next aging.  Aging never loses a
- * Dirty bit.
+ * after the call returns is seen by the next aging, or, when a zap of
+ * that mapping runs at the same moment and is still handing its Accessed
+ * bit to the host, by the one after.  Aging never loses a Dirty bit.
  *
  * @young: if not NULL, one bit per 4 KiB page of the range (bit i of word
  * i / 64 for page i), set for young pages, cleared for the others.

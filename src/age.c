@@ -28,7 +28,8 @@ static bool clear_accessed(struct tdp_mmu *mmu, uint64_t *sptep,
 		 * cleared, losing a Dirty bit set in between */
 		uint64_t s = *old;
 
-		usleep(100); /* widen: hardware may set D now */
+		if (!(s & SPTE_D))
+			usleep(200); /* widen: hardware may set D now */
 		__atomic_store_n(sptep, s & ~SPTE_A, __ATOMIC_RELEASE);
 		return true;
 	}

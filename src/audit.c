@@ -286,6 +286,46 @@ static void check_tlbs(struct audit *a, struct tdp_vcpu **vs, unsigned n)
 	}
 }
 
+/* I4, with the Dirty-bit ledger (mmu.h; test builds of the torture):
+ * every Dirty bit ever set on a leaf of a frame was reported when it left
+ * the leaf, or is still on one. */
+static void check_dirty_ledger(struct tdp_mmu *mmu, struct audit *a)
+{
+	int *onleaf;
+
+	if (!mmu->dirty_ledger)
+		return;
+	onleaf = calloc(mmu->ledger_frames, sizeof(*onleaf));
+	if (!onleaf) {
+		problem(a, "audit: out of memory");
+		return;
+	}
+	for (size_t i = 0; i < a->nleaves; i++) {
+		const struct leaf *l = &a->leaves[i];
+
+		if (!(l->spte & SPTE_D))
+			continue;
+		for (uint64_t f = spte_pfn(l->spte);
+		     f < spte_pfn(l->spte) + level_pages(l->level) &&
+		     f < mmu->ledger_frames;
+		     f++)
+			onleaf[f]++;
+	}
+	for (uint64_t f = 0; f < mmu->ledger_frames; f++) {
+		int set = atomic_load(&mmu->dirty_ledger[f]);
+
+		if (set == onleaf[f])
+			continue;
+		problem(a, "frame %#llx: %d Dirty bit(s) set and not reported "
+			   "to the host or the log, %d on leaves: %s (I4)",
+			(unsigned long long)f, set, onleaf[f],
+			set > onleaf[f] ? "a Dirty bit was lost"
+					: "reported twice");
+		break;
+	}
+	free(onleaf);
+}
+
 static void audit_roots(struct tdp_vm *vm, struct audit *a,
 			struct tdp_pt_page **vroots, unsigned nvroots)
 {
@@ -362,6 +402,7 @@ int tdp_vm_audit(struct tdp_vm *vm, char *report, size_t len)
 	tdp_write_lock(&mmu->lock);
 	audit_roots(vm, &a, vroots, nvroots);
 	check_tlbs(&a, vs, nvs);
+	check_dirty_ledger(mmu, &a);
 	alloc = atomic_load(&mmu->alloc.allocated);
 	tdp_write_unlock(&mmu->lock);
 	free(vroots);

@@ -136,6 +136,9 @@ restart:;
 		if (!hw_set_bits(sptep, spte,
 				 SPTE_A | (acc == ACC_WRITE ? SPTE_D : 0)))
 			goto restart;
+		if (acc == ACC_WRITE && !(spte & SPTE_D))
+			dirty_ledger_add(&v->vm->mmu, spte_pfn(spte),
+					 level_pages(level), 1);
 		if (level <= TDP_LEVEL_1G) {
 			struct tlb_entry *e = tlb_slot(t, gfn, level);
 

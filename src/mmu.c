@@ -103,7 +103,8 @@ static uint64_t write_spte(struct tdp_mmu *mmu, uint64_t *sptep, uint64_t old,
 	if (spte_needs_atomic_write(old, level)) {
 		if (!INJECTED(mmu->inject, INJ_PLAIN_STORE_LOSES_DIRTY))
 			return __atomic_exchange_n(sptep, new, __ATOMIC_ACQ_REL);
-		usleep(20); /* widen the window: hardware may set D now */
+		if (!(old & SPTE_D))
+			usleep(200); /* widen: hardware may set D now */
 	}
 	__atomic_store_n(sptep, new, __ATOMIC_RELEASE);
 	return old;
@@ -181,8 +182,9 @@ static void handle_removed_pt(struct tdp_mmu *mmu, struct tdp_pt_page *sp,
 			/* KVM before ba3a6120a4e7: "we own the removed table
 			 * under the write lock", so read, then plain store */
 			old = __atomic_load_n(sptep, __ATOMIC_ACQUIRE);
-			if (spte_is_present_leaf(old, level))
-				usleep(20); /* widen: hardware may set D */
+			if (spte_is_present_leaf(old, level) &&
+			    !(old & SPTE_D))
+				usleep(200); /* widen: hardware may set D */
 			__atomic_store_n(sptep, SPTE_FROZEN, __ATOMIC_RELEASE);
 		} else for (;;) {
 			old = __atomic_exchange_n(sptep, SPTE_FROZEN,
@@ -229,6 +231,19 @@ void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
 	if (is_leaf)
 		TDP_ASSERT(spte_writable_ok(new));
 
+	/* the Dirty-bit ledger (test instrumentation, mmu.h): a split
+	 * moves D to the children, which carry it on */
+	if (!(was_leaf && spte_is_table(new, level))) {
+		bool was_d = was_leaf && (old & SPTE_D);
+		bool is_d = is_leaf && (new & SPTE_D);
+
+		if (was_d && !is_d)
+			dirty_ledger_add(mmu, spte_pfn(old), level_pages(level),
+					 -1);
+		else if (is_d && !was_d)
+			dirty_ledger_add(mmu, spte_pfn(new), level_pages(level),
+					 1);
+	}
 	if (was_leaf && spte_is_table(new, level)) {
 		/* A split: the caller filled the table with the same
 		 * translation (and accounts the children); no flush owed. */

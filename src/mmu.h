@@ -33,6 +33,7 @@
 #ifndef TDP_MMU_H
 #define TDP_MMU_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -88,7 +89,24 @@ struct tdp_mmu {
 	void (*mark_gfn_dirty)(void *arg, unsigned as_id, uint64_t gfn,
 			       uint64_t npages);
 	void *cb_arg;
+	/* Test instrumentation (NULL normally): per 4 KiB frame, Dirty bits
+	 * set on leaves mapping it (by the hardware walker or a fault) minus
+	 * Dirty bits taken off leaves with a report to the host or the log.
+	 * At a quiescent point each entry equals the number of leaves with D
+	 * that map the frame, or a Dirty bit was lost (the audit checks). */
+	atomic_int *dirty_ledger;
+	uint64_t ledger_frames;
 };
+
+static inline void dirty_ledger_add(struct tdp_mmu *mmu, uint64_t pfn,
+				    uint64_t n, int d)
+{
+	if (!mmu->dirty_ledger)
+		return;
+	for (uint64_t f = pfn; f < pfn + n && f < mmu->ledger_frames; f++)
+		atomic_fetch_add_explicit(&mmu->dirty_ledger[f], d,
+					  memory_order_relaxed);
+}
 
 /* What a walk owes before mmu_lock is released or yielded. */
 struct tdp_flush_ctx {

@@ -1744,12 +1744,15 @@ int tdp_host_age(struct tdp_host *h, uint64_t hva, uint64_t len,
 			goto out;
 		}
 	}
+	/* The mmap read lock keeps the mapping of the range fixed while the
+	 * VMs OR in what their mappings say (and clear it).  VMs first: a
+	 * mapping zapped while they walk hands its Accessed bit to the frame
+	 * (host_mark_accessed) before the frames are read below, so no
+	 * access falls between the two (I8). */
+	notify_age(h, hva, end, flags, bm);
 	aw = (struct age_walk){
 		.start = hva, .bitmap = bm, .clear = !(flags & TDP_AGE_TEST_ONLY)};
 	pte_walk(h, hva, end, age_cb, &aw);
-	/* The mmap read lock keeps the mapping of the range fixed while the
-	 * VMs OR in what their mappings say (and clear it). */
-	notify_age(h, hva, end, flags, bm);
 	/* a VM must not report beyond the range; do not count it if it did */
 	if (npages & 63)
 		bm[words - 1] &= bits_mask(0, npages & 63);
