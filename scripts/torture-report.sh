@@ -8,13 +8,17 @@ doc="$(dirname "$0")/../docs/torture.md"
 seeds="1 2 3 4 5"
 table=$(mktemp)
 {
-  echo "| injection | caught by | detected (of 5 seeds, within 30 s) | median detection time |"
-  echo "|---|---|---|---|"
+  echo "| injection | run with | caught by | detected (of 5 seeds, within 30 s) | median detection time |"
+  echo "|---|---|---|---|---|"
+  list="$(dirname "$0")/../tests/injections.list"
   for inj in $("$cli" torture --help | sed -n 's/^injections[^:]*: //p'); do
+    args=$(awk -v n="$inj" '$1 == n { $1 = ""; print substr($0, 2) }' "$list")
+    grep -qE "^$inj( |$)" "$list" || { echo "$inj missing from $list" >&2; exit 1; }
     times=(); oracles=(); hits=0
     err=$(mktemp)
     for s in $seeds; do
-      out=$("$cli" torture --inject "$inj" --duration 30 --seed "$s" --quiet 2>"$err" || true)
+      # shellcheck disable=SC2086
+      out=$("$cli" torture --inject "$inj" --duration 30 --seed "$s" --quiet $args 2>"$err" || true)
       line=$(echo "$out" | grep -E "^torture: FAILED: oracle=" | head -1 || true)
       if [ -n "$line" ]; then
         hits=$((hits + 1))
@@ -30,9 +34,9 @@ table=$(mktemp)
     if [ "$hits" -gt 0 ]; then
       med=$(printf "%s\n" "${times[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
       orc=$(printf "%s\n" "${oracles[@]}" | sort | uniq -c | sort -rn | awk '{$1=""; print substr($0,2)}' | paste -sd ';' | sed 's/;/; /g')
-      echo "| \`$inj\` | $orc | $hits / 5 | ${med} s |"
+      echo "| \`$inj\` | ${args:-defaults} | $orc | $hits / 5 | ${med} s |"
     else
-      echo "| \`$inj\` | (not detected) | 0 / 5 | - |"
+      echo "| \`$inj\` | ${args:-defaults} | (not detected) | 0 / 5 | - |"
     fi
   done
 } > "$table"

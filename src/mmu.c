@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -165,11 +166,39 @@ void account_leaf(struct tdp_mmu *mmu, int level, long delta)
 }
 
 /* @sp was unlinked by this thread: freeze and account its children. */
+/* plain-store-loses-dirty: the removed table as it was read, before the
+ * children are written; the window is held open while a present leaf
+ * without D is in it (hardware may set D meanwhile). */
+static uint64_t *plain_store_snapshot(struct tdp_pt_page *sp)
+{
+	uint64_t *snap = malloc(SPTE_ENT_PER_PAGE * sizeof(*snap));
+	bool window = false;
+
+	if (!snap)
+		return NULL;
+	for (int i = 0; i < SPTE_ENT_PER_PAGE; i++) {
+		snap[i] = __atomic_load_n(&sp->spt[i], __ATOMIC_ACQUIRE);
+		if (spte_frozen(snap[i])) {
+			free(snap); /* another thread holds one: no window */
+			return NULL;
+		}
+		window |= spte_is_present_leaf(snap[i], sp->level) &&
+			  !(snap[i] & SPTE_D);
+	}
+	if (window)
+		usleep(500);
+	return snap;
+}
+
 static void handle_removed_pt(struct tdp_mmu *mmu, struct tdp_pt_page *sp,
 			      struct tdp_flush_ctx *ctx)
 {
 	int level = sp->level;
+	uint64_t *snap = NULL;
 
+	if (INJECTED(mmu->inject, INJ_PLAIN_STORE_LOSES_DIRTY) &&
+	    tdp_lock_held_mode(&mmu->lock) == TDP_WRITE)
+		snap = plain_store_snapshot(sp);
 	for (int i = 0; i < SPTE_ENT_PER_PAGE; i++) {
 		uint64_t *sptep = &sp->spt[i];
 		uint64_t gfn = sp->gfn + (uint64_t)i * level_pages(level);
@@ -177,14 +206,11 @@ static void handle_removed_pt(struct tdp_mmu *mmu, struct tdp_pt_page *sp,
 
 		/* Another thread may hold the child frozen for a moment
 		 * (read-lock protocol); wait until it lets go, then take it. */
-		if (INJECTED(mmu->inject, INJ_PLAIN_STORE_LOSES_DIRTY) &&
-		    tdp_lock_held_mode(&mmu->lock) == TDP_WRITE) {
+		if (snap) {
 			/* KVM before ba3a6120a4e7: "we own the removed table
-			 * under the write lock", so read, then plain store */
-			old = __atomic_load_n(sptep, __ATOMIC_ACQUIRE);
-			if (spte_is_present_leaf(old, level) &&
-			    !(old & SPTE_D))
-				usleep(200); /* widen: hardware may set D */
+			 * under the write lock": what was read is written
+			 * over with a plain store */
+			old = snap[i];
 			__atomic_store_n(sptep, SPTE_FROZEN, __ATOMIC_RELEASE);
 		} else for (;;) {
 			old = __atomic_exchange_n(sptep, SPTE_FROZEN,
@@ -198,6 +224,7 @@ static void handle_removed_pt(struct tdp_mmu *mmu, struct tdp_pt_page *sp,
 		handle_changed_spte(mmu, sp->as_id, gfn, old, SPTE_FROZEN,
 				    level, ctx);
 	}
+	free(snap);
 	stat_add(mmu->stats->pt_pages, -1);
 	sp->next = ctx->removed;
 	ctx->removed = sp;

@@ -42,17 +42,19 @@ if(TARGET tdpmmu_cli)
   set_tests_properties(torture_clean_60s PROPERTIES
     PASS_REGULAR_EXPRESSION "torture: PASSED" TIMEOUT 600)
   if(TDP_INJECT)
-    # plain-store-loses-dirty is not yet caught reliably within 30 s
-    # (docs/torture.md has the measurements); it runs with the rest in
-    # `make torture-report`.
-    foreach(inj root-leak-after-yield unpinned-next-root put-dec-not-one
-                free-without-grace
-                yield-without-flush free-before-flush skip-invalidate-retry
-                yield-without-progress teardown-below-max-gfn
-                ref-invalid-root rcu-exit-before-flush)
+    # tests/injections.list: every injection, with the torture options
+    # that run its code path
+    file(STRINGS ${CMAKE_CURRENT_SOURCE_DIR}/injections.list inj_lines
+         REGEX "^[a-z]")
+    foreach(line ${inj_lines})
+      string(REPLACE " " ";" words "${line}")
+      list(GET words 0 inj)
+      list(REMOVE_AT words 0)
+      string(REPLACE ";" " " inj_args "${words}")
       add_test(NAME torture_inject_${inj}
                COMMAND ${CMAKE_COMMAND} -DCLI=$<TARGET_FILE:tdpmmu_cli>
-                       -DINJ=${inj} -P ${CMAKE_CURRENT_SOURCE_DIR}/torture_inject.cmake)
+                       -DINJ=${inj} "-DARGS=${inj_args}"
+                       -P ${CMAKE_CURRENT_SOURCE_DIR}/torture_inject.cmake)
       set_tests_properties(torture_inject_${inj} PROPERTIES TIMEOUT 150)
     endforeach()
   endif()

@@ -1,11 +1,13 @@
 # Runs `tdpmmu torture --inject INJ` and passes only if the torture FAILED
 # by itself within 30 seconds; prints which oracle caught the bug and when.
-# Usage: cmake -DCLI=path -DINJ=name -DSEED=n -P torture_inject.cmake
+# Usage: cmake -DCLI=path -DINJ=name [-DSEED=n] [-DARGS="opts"] -P ...
 if(NOT SEED)
   set(SEED 1)
 endif()
+separate_arguments(extra UNIX_COMMAND "${ARGS}")
 execute_process(
   COMMAND ${CLI} torture --inject ${INJ} --duration 30 --seed ${SEED} --quiet
+          ${extra}
   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 120)
 string(REGEX MATCH "FAILED: oracle=([^\n]*) at ([0-9.]+) s" verdict "${out}")
 if(rc EQUAL 0 OR NOT verdict)
