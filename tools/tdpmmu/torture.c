@@ -102,6 +102,7 @@ struct slot {
 	uint64_t gpa[2];	/* its two possible places */
 	atomic_int where;	/* index into gpa[] */
 	pthread_rwlock_t lock;	/* write: memslot churn */
+	bool log_off;		/* logging paused (slot-log); lock */
 };
 
 struct region {
@@ -438,7 +439,7 @@ static void note_access(struct torture *t, struct thread *th, uint64_t p,
 {
 	/* the page's oldest write not yet seen reported: a later write
 	 * must not hide a lost one */
-	if (write) {
+	if (write && !t->slots[page_slot(t, p)].log_off) {
 		uint64_t none = 0;
 
 		atomic_compare_exchange_strong(
@@ -825,9 +826,10 @@ static int set_slot(struct torture *t, unsigned i, unsigned as, uint64_t size,
 	struct tdp_memslot ms = { .as_id = as, .slot = i,
 				  .gpa = s->gpa[atomic_load(&s->where)],
 				  .size = size, .hva = s->hva,
-				  .flags = flags | (size && t->log_mode != LOG_OFF
-							    ? TDP_MEM_LOG_DIRTY
-							    : 0) };
+				  .flags = flags | (size && t->log_mode != LOG_OFF &&
+							    !s->log_off
+						    ? TDP_MEM_LOG_DIRTY
+						    : 0) };
 
 	return tdp_vm_set_memslot(t->vm, &ms);
 }
@@ -904,21 +906,16 @@ static void slots_op(struct torture *t, struct thread *th, enum op op)
 			atomic_store(&t->wpair[q], 0);
 		break;
 	case OP_SLOT_LOG:
-		/* logging off (huge pages recovered in place) and on again
-		 * (eager split or, lazily, write-protected huge leaves) */
+		/* logging off (huge pages recovered in place; faults may map
+		 * huge pages while it stays off) or on again (eager split or,
+		 * lazily, write-protected huge leaves) */
 		if (t->log_mode == LOG_OFF)
 			break;
-		for (unsigned as = 0; as < t->nr_as; as++) {
-			struct tdp_memslot ms = {
-				.as_id = as, .slot = i,
-				.gpa = s->gpa[atomic_load(&s->where)],
-				.size = t->slot_size, .hva = s->hva,
-			};
-
-			host_check(t, "memslot logging off",
-				   tdp_vm_set_memslot(t->vm, &ms));
-		}
-		set_slot_all(t, i, t->slot_size, 0, "memslot logging on");
+		s->log_off = !s->log_off;
+		set_slot_all(t, i, t->slot_size, 0,
+			     s->log_off ? "memslot logging off"
+					: "memslot logging on");
+		/* writes before logging (re)started are not owed */
 		for (uint64_t q = first; q < first + t->slot_size / PAGE; q++)
 			atomic_store(&t->wpair[q], 0);
 		break;
@@ -980,7 +977,8 @@ static void harvest_op(struct torture *t, struct thread *th)
 		uint64_t first = i * slot_pages;
 
 		pthread_rwlock_rdlock(&t->slots[i].lock);
-		for (unsigned as = 0; as < t->nr_as; as++) {
+		for (unsigned as = 0; !t->slots[i].log_off && as < t->nr_as;
+		     as++) {
 			int r = tdp_vm_get_dirty_log(t->vm, as, i, t->hbm);
 
 			if (r) {
