@@ -67,7 +67,7 @@ static bool put_dec_not_one_buggy(struct tdp_pt_page *root)
 	while (c != 1)
 		if (atomic_compare_exchange_weak(&root->refcount, &c, c - 1))
 			return false;
-	usleep(200); /* widen the window (inject.h) */
+	usleep(1000); /* widen the window (inject.h) */
 	atomic_store(&root->refcount, 0);
 	return true;
 }
