@@ -44,6 +44,20 @@ static void vm_zap_gfns_locked(struct tdp_vm *vm, unsigned as_id,
 	tdp_mmu_flush_and_free(&vm->mmu, &ctx);
 }
 
+/* The gfns [*a, *b) of @s that the hva range [start, end) covers; false if
+ * none. */
+static bool slot_hva_gfns(const struct memslot *s, uint64_t start,
+			  uint64_t end, uint64_t *a, uint64_t *b)
+{
+	uint64_t hs = s->hva, he = s->hva + (s->npages << 12);
+
+	if (end <= hs || he <= start)
+		return false;
+	*a = s->base_gfn + (((start > hs ? start : hs) - hs) >> 12);
+	*b = s->base_gfn + (((end < he ? end : he) - hs) >> 12);
+	return true;
+}
+
 static void vm_invalidate_start(struct tdp_host_notifier *n, uint64_t start,
 				uint64_t end)
 {
@@ -59,13 +73,10 @@ static void vm_invalidate_start(struct tdp_host_notifier *n, uint64_t start,
 
 		for (unsigned i = 0; set && i < set->n; i++) {
 			const struct memslot *s = &set->slots[i];
-			uint64_t hs = s->hva, he = s->hva + (s->npages << 12);
 			uint64_t a, b;
 
-			if (end <= hs || he <= start)
+			if (!slot_hva_gfns(s, start, end, &a, &b))
 				continue;
-			a = s->base_gfn + (((start > hs ? start : hs) - hs) >> 12);
-			b = s->base_gfn + (((end < he ? end : he) - hs) >> 12);
 			mn_range_add(&vm->mn, a, b);
 			vm_zap_gfns_locked(vm, as, a, b - a);
 		}
@@ -119,13 +130,10 @@ static void vm_age(struct tdp_host_notifier *n, uint64_t start, uint64_t end,
 
 		for (unsigned i = 0; set && i < set->n; i++) {
 			const struct memslot *s = &set->slots[i];
-			uint64_t hs = s->hva, he = s->hva + (s->npages << 12);
 			uint64_t a, b;
 
-			if (end <= hs || he <= start)
+			if (!slot_hva_gfns(s, start, end, &a, &b))
 				continue;
-			a = s->base_gfn + (((start > hs ? start : hs) - hs) >> 12);
-			b = s->base_gfn + (((end < he ? end : he) - hs) >> 12);
 			ac.slot = s;
 			tdp_mmu_age_range(&vm->mmu, as, a, b, test_only,
 					  vm->cfg.flags & TDP_VM_LOCKED_AGING,
