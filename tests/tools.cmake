@@ -41,6 +41,14 @@ if(TARGET tdpmmu_cli)
            COMMAND tdpmmu_cli torture --duration 60 --vcpus 2 --seed 1 --quiet)
   set_tests_properties(torture_clean_60s PROPERTIES
     PASS_REGULAR_EXPRESSION "torture: PASSED" TIMEOUT 600)
+  # the other dirty-logging modes (the 60 s run uses write protection)
+  foreach(mode dbit wp-lazy off)
+    add_test(NAME torture_clean_${mode}_20s
+             COMMAND tdpmmu_cli torture --duration 20 --vcpus 2 --seed 2
+                     --log ${mode} --quiet)
+    set_tests_properties(torture_clean_${mode}_20s PROPERTIES
+      PASS_REGULAR_EXPRESSION "torture: PASSED" TIMEOUT 300)
+  endforeach()
   if(TDP_INJECT)
     # tests/injections.list: every injection, with the torture options
     # that run its code path
