@@ -232,6 +232,10 @@ struct tdp_vm_config {
 	unsigned max_vcpus;	/* 1..TDP_MAX_VCPUS; 0 = 64 */
 	uint64_t max_huge;	/* largest leaf: 4 KiB, 2 MiB or 1 GiB; 0 = 1 GiB */
 	unsigned flags;		/* TDP_VM_* */
+	/* Bits of the memslot generation stamped into MMIO entries, 1..30;
+	 * 0 = 18 (as KVM).  Small values make the generation wrap quickly
+	 * (tests): on every wrap all roots are fast-zapped (I10). */
+	unsigned mmio_gen_bits;
 };
 
 /* Take mmu_lock for write in every fault, as KVM did before its
@@ -337,6 +341,19 @@ int tdp_vm_zap_gfn_range(struct tdp_vm *vm, unsigned as_id, uint64_t gpa,
 int tdp_vm_invalidate_roots(struct tdp_vm *vm);
 
 /*
+ * tdp_vm_zap_all_fast - KVM's kvm_mmu_zap_all_fast: under mmu_lock held
+ * for write, mark every root invalid and ask every vCPU to load a new root
+ * before its next guest access (so vCPUs go on at once), then zap the
+ * invalidated roots under the read lock in the caller's thread, yielding,
+ * and only then drop the MMU's references.  When it returns no mapping
+ * made before the call is reachable from a valid root.  Memslot delete
+ * and move use it, and so does a wrap of the MMIO generation.
+ * Errors: -EINVAL NULL vm.
+ * Thread-safety: any thread.
+ */
+int tdp_vm_zap_all_fast(struct tdp_vm *vm);
+
+/*
  * tdp_vm_get_dirty_log - report the pages of memslot @slot of @as_id that
  * were written since the last report (or since logging was enabled), one
  * bit per 4 KiB page of the slot in @bitmap ((pages + 63) / 64 words, all
@@ -403,6 +420,9 @@ struct tdp_stats {
 				   compare-exchange, invalid slot or root) */
 	uint64_t pf_mmio;	/* accesses with no memslot (-EFAULT exits) */
 	uint64_t pf_ro_exit;	/* writes to read-only slots (-EACCES exits) */
+	uint64_t pf_mmio_spte_created; /* MMIO entries installed */
+	uint64_t mmio_fast;	/* MMIO exits served by a current MMIO entry,
+				   without a memslot lookup */
 	/* mappings (KVM vm stats; instantaneous) */
 	uint64_t pages_4k, pages_2m, pages_1g;
 	/* tables and roots (instantaneous) */
@@ -421,6 +441,8 @@ struct tdp_stats {
 	uint64_t zapped_leaves;	/* leaves zapped for any reason */
 	uint64_t root_reloads;	/* vCPU root loads */
 	uint64_t memslot_updates;
+	uint64_t fast_zaps;	  /* tdp_vm_zap_all_fast, incl. internal use */
+	uint64_t mmio_gen_wraps;  /* MMIO generation wrap-arounds */
 	/* accessed and dirty tracking */
 	uint64_t pf_fast;	  /* write faults fixed without mmu_lock */
 	uint64_t dirty_harvests;  /* tdp_vm_get/clear_dirty_log calls */

@@ -81,7 +81,8 @@ static void walk_table(struct audit *a, uint64_t *spt, int level, uint64_t gfn,
 		uint64_t g = gfn + (uint64_t)i * level_pages(level);
 
 		if (!spte_present(s)) {
-			if (s != SPTE_NONPRESENT && s != SPTE_FROZEN)
+			if (s != SPTE_NONPRESENT && s != SPTE_FROZEN &&
+			    !(spte_is_mmio(s) && level == TDP_LEVEL_4K))
 				problem(a, "gfn %#llx level %d: odd non-present"
 					   " value %#llx",
 					(unsigned long long)g, level,

@@ -68,6 +68,55 @@ int vm_max_mapping_level(const struct tdp_vm *vm, const struct memslot *slot,
 	return level;
 }
 
+/* Is the entry for @gfn in @root an MMIO entry of generation @gen?  RCU
+ * walk, no lock. */
+static bool mmio_entry_current(struct tdp_pt_page *root, uint64_t gfn,
+			       uint64_t gen)
+{
+	struct tdp_iter it;
+	bool hit = false;
+
+	tdp_rcu_read_lock();
+	for_each_tdp_pte(it, root, gfn, gfn + 1) {
+		if (it.level == TDP_LEVEL_4K) {
+			hit = spte_is_mmio(it.old_spte) &&
+			      spte_mmio_gen(it.old_spte) == gen;
+			break;
+		}
+	}
+	tdp_rcu_read_unlock();
+	return hit;
+}
+
+/* No memslot at f->gfn: leave an MMIO entry so the next access exits
+ * without the memslot lookup.  Best effort: on any failure the access
+ * still exits as MMIO. */
+static void install_mmio(struct tdp_vcpu *v, struct tdp_fault *f,
+			 uint64_t gen)
+{
+	struct tdp_mmu *mmu = &v->vm->mmu;
+	bool exclusive = v->vm->cfg.flags & TDP_VM_EXCLUSIVE_FAULTS;
+	struct tdp_pt_page *root;
+
+	if (pt_cache_topup(&mmu->alloc, &v->cache, mmu->root_level))
+		return;
+	f->mmio = true;
+	f->mmio_gen = gen;
+	f->goal_level = TDP_LEVEL_4K;
+	if (exclusive)
+		tdp_write_lock(&mmu->lock);
+	else
+		tdp_read_lock(&mmu->lock);
+	root = v->root[v->as_id];
+	if (root && !root_invalid(root) &&
+	    tdp_mmu_map(mmu, root, f, &v->cache) == MAP_FIXED)
+		stat_inc(v->st.pf_mmio_spte_created);
+	if (exclusive)
+		tdp_write_unlock(&mmu->lock);
+	else
+		tdp_read_unlock(&mmu->lock);
+}
+
 struct fast_mark {
 	const struct memslot *slot;
 	uint64_t gfn;
@@ -92,6 +141,7 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 	struct host_gup g;
 	uint64_t mmu_seq;
 	unsigned srcu_idx;
+	uint64_t mmio_gen;
 	bool logged, wp_log;
 	int r;
 
@@ -101,11 +151,26 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 	f.write = acc == ACC_WRITE;
 	f.exec = acc == ACC_FETCH;
 
+	/* an MMIO entry of the current generation: exit at once (KVM's
+	 * handle_mmio_page_fault) */
+	mmio_gen = vm_mmio_gen(vm);
+	root = v->root[v->as_id];
+	if (mmio_gen != ~0ull && root && !root_invalid(root) &&
+	    mmio_entry_current(root, f.gfn, mmio_gen)) {
+		stat_inc(v->st.pf_mmio);
+		stat_inc(v->st.mmio_fast);
+		return -EFAULT;
+	}
+
+	/* sampled before the set is read: an MMIO entry made from this
+	 * lookup carries this generation or an older one (vm.c publish) */
 	srcu_idx = tdp_srcu_read_lock(&vm->srcu);
 	slot = memslots_lookup(vm_memslots(vm, v->as_id), f.gfn);
 	if (!slot) {
 		r = -EFAULT;
 		stat_inc(v->st.pf_mmio);
+		if (mmio_gen != ~0ull)
+			install_mmio(v, &f, mmio_gen);
 		goto out_rcu;
 	}
 	if (slot->invalid) {

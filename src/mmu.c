@@ -422,6 +422,15 @@ static enum tdp_map_ret map_target_level(struct tdp_mmu *mmu,
 				      f->host_writable, f->executable,
 				      f->write);
 
+	if (f->mmio) {
+		new = make_mmio_spte(f->mmio_gen);
+		if (it->old_spte == new)
+			return MAP_SPURIOUS;
+		if (tdp_mmu_set_spte_atomic(mmu, it, f->as_id, new, ctx))
+			return MAP_RETRY;
+		return MAP_FIXED;
+	}
+
 	if (f->wrprot)
 		new &= ~(SPTE_W | SPTE_D);
 

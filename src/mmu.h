@@ -130,6 +130,8 @@ struct tdp_fault {
 	bool executable;
 	bool wrprot;	    /* map without W, keeping MMU-writable (dirty
 			       log, write-protect mode, read fault) */
+	bool mmio;	    /* no memslot: install an MMIO entry */
+	uint64_t mmio_gen;  /* its generation */
 };
 
 int tdp_mmu_init(struct tdp_mmu *mmu, int root_level, int max_level,

@@ -57,6 +57,12 @@
 /* Claimed by one thread for a multi-step update; nobody else may write it.
  * Not present, no R/W/X, no pfn. */
 #define SPTE_FROZEN (SPTE_SUPPRESS_VE | 0x5a0ull)
+/* An MMIO entry (KVM's MMIO SPTE): not present, so an access through it
+ * faults, and the fault handler finds the memslot generation it was made
+ * in (bits 12..41) and, if that is current, exits as MMIO at once. */
+#define SPTE_MMIO_MARK (1ull << 62)
+#define SPTE_MMIO_GEN_SHIFT 12
+#define SPTE_MMIO_GEN_MASK ((1ull << 30) - 1)
 
 #define TDP_LEVEL_4K 1
 #define TDP_LEVEL_2M 2
@@ -92,6 +98,22 @@ static inline bool spte_present(uint64_t spte)
 static inline bool spte_frozen(uint64_t spte)
 {
 	return spte == SPTE_FROZEN;
+}
+
+static inline uint64_t make_mmio_spte(uint64_t gen)
+{
+	return SPTE_SUPPRESS_VE | SPTE_MMIO_MARK |
+	       ((gen & SPTE_MMIO_GEN_MASK) << SPTE_MMIO_GEN_SHIFT);
+}
+
+static inline bool spte_is_mmio(uint64_t spte)
+{
+	return (spte & (SPTE_MMIO_MARK | SPTE_MMU_PRESENT)) == SPTE_MMIO_MARK;
+}
+
+static inline uint64_t spte_mmio_gen(uint64_t spte)
+{
+	return (spte >> SPTE_MMIO_GEN_SHIFT) & SPTE_MMIO_GEN_MASK;
 }
 
 static inline bool spte_is_leaf(uint64_t spte, int level)

@@ -23,7 +23,8 @@ struct vm_stats {
 	atomic_ullong zapped_dirty; /* leaves zapped with D set */
 	atomic_ullong mmu_yields;   /* walks that dropped mmu_lock */
 	atomic_ullong dirty_harvests, dirty_pages, eager_splits,
-		huge_recovered, recover_flushes, age_calls, age_young;
+		huge_recovered, recover_flushes, age_calls, age_young,
+		fast_zaps, mmio_gen_wraps;
 };
 
 #define stat_add(field, n)                                                     \

@@ -185,6 +185,9 @@ static void vcpu_stats_add(struct vcpu_stats *dst, struct vcpu_stats *src)
 	stat_add(dst->tlb_hits, stat_read(src->tlb_hits));
 	stat_add(dst->tlb_misses, stat_read(src->tlb_misses));
 	stat_add(dst->pf_fast, stat_read(src->pf_fast));
+	stat_add(dst->pf_mmio_spte_created,
+		 stat_read(src->pf_mmio_spte_created));
+	stat_add(dst->mmio_fast, stat_read(src->mmio_fast));
 }
 
 void vcpu_stats_sum(struct tdp_vm *vm, struct vcpu_stats *out)

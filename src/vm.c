@@ -7,10 +7,13 @@
  *   slots_lock held throughout;
  *   delete / move / gaining read-only:
  *     publish a set with the old slot marked invalid -> srcu synchronize
- *     (no fault still uses the valid copy) -> zap the old gfns in every
- *     root, flush (mmu_lock write) -> publish the final set ->
- *     srcu synchronize -> free the old sets;
+ *     (no fault still uses the valid copy) -> delete and move: fast zap
+ *     of every root (vm_zap_all_fast); gaining read-only: zap the old
+ *     gfns in every root, flush (mmu_lock write) -> publish the final
+ *     set -> srcu synchronize -> free the old sets;
  *   create / losing read-only: publish -> srcu synchronize -> free.
+ * Every publish moves the memslot generation (odd while in progress) that
+ * MMIO entries are stamped with; see publish().
  * Both new sets are allocated before anything is published, so -ENOMEM
  * changes nothing.
  *
@@ -194,6 +197,10 @@ static int vm_config_normalize(const struct tdp_vm_config *in,
 	if (c.max_huge != TDP_PAGE_SIZE && c.max_huge != TDP_HUGE_2M &&
 	    c.max_huge != TDP_HUGE_1G)
 		return -EINVAL;
+	if (!c.mmio_gen_bits)
+		c.mmio_gen_bits = 18;
+	if (c.mmio_gen_bits > 30)
+		return -EINVAL;
 	*out = c;
 	return 0;
 }
@@ -234,6 +241,7 @@ int tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
 	if (r)
 		goto err_slots;
 	vm->mn.mmu_lock = &vm->mmu.lock;
+	vm->mmio_gen_mask = (1ull << vm->cfg.mmio_gen_bits) - 1;
 	tdp_srcu_init(&vm->srcu);
 	vm->mmu.mark_dirty = vm_mark_dirty;
 	vm->mmu.mark_accessed = vm_mark_accessed;
@@ -306,16 +314,33 @@ static int memslot_check_args(struct tdp_vm *vm, const struct tdp_memslot *s)
 	return 0;
 }
 
+/*
+ * Publish a new memslot set.  The generation goes odd first, so no MMIO
+ * entry matches while faults may still see either set, and even again
+ * after the srcu grace period (every fault that saw the old set is done);
+ * an MMIO entry made by a fault that sampled the even generation before
+ * reading a set is therefore stamped with the generation of that set or
+ * an older one (I10).  If the generation kept in MMIO entries wraps, old
+ * entries could match again: every root is fast-zapped before the
+ * generation becomes even.
+ */
 static void publish(struct tdp_vm *vm, unsigned as_id, struct memslots *set)
 {
 	struct memslots *old = vm->memslots[as_id];
+	uint64_t g;
 
 	if (set->n && memslot_end(&set->slots[set->n - 1]) >
 			      vm->mmu.max_slot_gfn)
 		vm->mmu.max_slot_gfn = memslot_end(&set->slots[set->n - 1]);
+	g = atomic_fetch_add(&vm->slots_gen, 1) + 1; /* odd */
 	tdp_rcu_assign_pointer(vm->memslots[as_id], set);
 	tdp_srcu_synchronize(&vm->srcu);
 	free(old);
+	if ((((g + 1) >> 1) & vm->mmio_gen_mask) == 0) {
+		stat_inc(vm->stats.mmio_gen_wraps);
+		vm_zap_all_fast(vm);
+	}
+	atomic_fetch_add(&vm->slots_gen, 1); /* even */
 }
 
 int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
@@ -392,10 +417,19 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 		goto out_bm;
 	}
 	if (zap) {
+		/* @old lives in the set publish() frees */
+		bool fast = !s->size || inv.base_gfn != new.base_gfn;
+
 		publish(vm, s->as_id, set_inv);
-		tdp_write_lock(&vm->mmu.lock);
-		vm_zap_gfns_locked(vm, s->as_id, inv.base_gfn, inv.npages);
-		tdp_write_unlock(&vm->mmu.lock);
+		if (fast) {
+			/* delete, move: KVM's kvm_mmu_zap_all_fast */
+			vm_zap_all_fast(vm);
+		} else {
+			tdp_write_lock(&vm->mmu.lock);
+			vm_zap_gfns_locked(vm, s->as_id, inv.base_gfn,
+					   inv.npages);
+			tdp_write_unlock(&vm->mmu.lock);
+		}
 	}
 	publish(vm, s->as_id, set_final);
 	/* publish() waited for every fault that saw the old slot: from here
@@ -434,10 +468,11 @@ int tdp_vm_zap_gfn_range(struct tdp_vm *vm, unsigned as_id, uint64_t gpa,
 	return 0;
 }
 
-int tdp_vm_invalidate_roots(struct tdp_vm *vm)
+/* Invalidate every root and have vCPUs reload (write lock, short), then
+ * zap the invalidated roots under the read lock in this thread, yielding
+ * (KVM 0df9dab891ff), and drop the MMU's references. */
+static void invalidate_and_zap(struct tdp_vm *vm)
 {
-	if (!vm)
-		return -EINVAL;
 	tdp_write_lock(&vm->mmu.lock);
 	tdp_mmu_invalidate_roots(&vm->mmu);
 	/* Same critical section: no vCPU can enter guest mode on an invalid
@@ -446,6 +481,27 @@ int tdp_vm_invalidate_roots(struct tdp_vm *vm)
 	roots_mark_acked(&vm->mmu.roots);
 	tdp_write_unlock(&vm->mmu.lock);
 	tdp_mmu_zap_invalidated_roots(&vm->mmu, true);
+}
+
+int tdp_vm_invalidate_roots(struct tdp_vm *vm)
+{
+	if (!vm)
+		return -EINVAL;
+	invalidate_and_zap(vm);
+	return 0;
+}
+
+void vm_zap_all_fast(struct tdp_vm *vm)
+{
+	stat_inc(vm->stats.fast_zaps);
+	invalidate_and_zap(vm);
+}
+
+int tdp_vm_zap_all_fast(struct tdp_vm *vm)
+{
+	if (!vm)
+		return -EINVAL;
+	vm_zap_all_fast(vm);
 	return 0;
 }
 
@@ -486,4 +542,8 @@ void tdp_vm_get_stats(struct tdp_vm *vm, struct tdp_stats *o)
 	o->recover_flushes = stat_read(s->recover_flushes);
 	o->age_calls = stat_read(s->age_calls);
 	o->age_young = stat_read(s->age_young);
+	o->pf_mmio_spte_created = stat_read(vs.pf_mmio_spte_created);
+	o->mmio_fast = stat_read(vs.mmio_fast);
+	o->fast_zaps = stat_read(s->fast_zaps);
+	o->mmio_gen_wraps = stat_read(s->mmio_gen_wraps);
 }

@@ -58,7 +58,8 @@ enum { REQ_TLB_FLUSH = 1u << 0, REQ_RELOAD_ROOTS = 1u << 1 };
 
 struct vcpu_stats {
 	atomic_ullong pf_taken, pf_fixed, pf_spurious, pf_retry, pf_mmio,
-		pf_ro_exit, tlb_hits, tlb_misses, pf_fast;
+		pf_ro_exit, tlb_hits, tlb_misses, pf_fast, pf_mmio_spte_created,
+		mmio_fast;
 };
 
 struct tdp_vcpu {
@@ -98,6 +99,10 @@ struct tdp_vm {
 	pthread_mutex_t slots_lock;
 	struct tdp_srcu srcu;	      /* protects memslots[] (srcu.h) */
 	struct memslots *memslots[2]; /* published with release stores */
+	/* memslot generation, +2 per update, odd while one is in progress
+	 * (MMIO entries never match then); slots_lock to change */
+	atomic_ullong slots_gen;
+	uint64_t mmio_gen_mask;	      /* (1 << cfg.mmio_gen_bits) - 1 */
 	pthread_rwlock_t vcpus_lock;
 	struct tdp_vcpu *_Atomic *vcpus; /* [cfg.max_vcpus], vcpus_lock */
 	struct vcpu_stats retired;	  /* counters of destroyed vCPUs */
@@ -134,6 +139,17 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc);
  * VM's limit, inside the slot, and with gfn and hva congruent (fault.c). */
 int vm_max_mapping_level(const struct tdp_vm *vm, const struct memslot *slot,
 			 uint64_t gfn, unsigned host_order);
+
+/* vm.c: the generation an MMIO entry made now would carry, or ~0 while a
+ * memslot update is in progress. */
+static inline uint64_t vm_mmio_gen(struct tdp_vm *vm)
+{
+	uint64_t g = atomic_load(&vm->slots_gen);
+
+	return g & 1 ? ~0ull : (g >> 1) & vm->mmio_gen_mask;
+}
+
+void vm_zap_all_fast(struct tdp_vm *vm);
 
 /* dirty_log.c */
 uint64_t *vm_log_bitmap_alloc(struct tdp_vm *vm, uint64_t npages);

@@ -285,9 +285,10 @@ static void test_slot_edges_one_vm(void **state)
 	env_fini(&e);
 }
 
-/* A small slot leaves 4K leaves (and their table) behind; after it is
- * deleted and a bigger slot created over the same memory, the next access
- * maps 2M, replacing the emptied 4K table by a huge leaf. */
+/* Dirty logging makes faults map 4K leaves (and their table); after they
+ * are zapped (the table, not wholly covered, stays) and logging is turned
+ * off (nothing to recover: the table is empty), the next access maps 2M,
+ * replacing the emptied 4K table by a huge leaf. */
 static void test_table_replaced_by_huge_leaf(void **state)
 {
 	struct levels_env e;
@@ -295,7 +296,8 @@ static void test_table_replaced_by_huge_leaf(void **state)
 	struct tdp_vcpu *v[2];
 	struct tdp_stats st;
 	uint64_t x, pattern = 0x7777777777777777ull;
-	struct tdp_memslot s = { .gpa = 0, .size = MiB };
+	struct tdp_memslot s = { .gpa = 0, .size = 4 * MiB,
+				 .flags = TDP_MEM_LOG_DIRTY };
 
 	(void)state;
 	env_init(&e);
@@ -314,13 +316,15 @@ static void test_table_replaced_by_huge_leaf(void **state)
 	assert_int_equal(st.pages_2m, 0);
 	assert_int_equal(st.pt_pages, 3);
 
-	s.size = 0;
-	assert_int_equal(tdp_vm_set_memslot(vm, &s), 0);
+	assert_int_equal(tdp_vm_zap_gfn_range(vm, 0, 0, MiB), 0);
 	tdp_vm_get_stats(vm, &st);
 	assert_int_equal(st.pages_4k, 0);
 	assert_int_equal(st.pt_pages, 3); /* the empty tables stay */
-	s.size = 4 * MiB;
+	s.flags = 0;
 	assert_int_equal(tdp_vm_set_memslot(vm, &s), 0);
+	tdp_vm_get_stats(vm, &st);
+	assert_int_equal(st.huge_recovered, 0);
+	assert_int_equal(st.pt_pages, 3);
 	assert_int_equal(tdp_vcpu_read(v[0], 5 * PG, &x, 8), 0);
 	tdp_vm_get_stats(vm, &st);
 	assert_int_equal(st.pages_2m, 1);

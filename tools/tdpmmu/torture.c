@@ -890,6 +890,11 @@ static void slots_op(struct torture *t, struct thread *th, enum op op)
 	uint64_t r0 = first * PAGE / REGION, nr = t->slot_size / REGION;
 
 	tdp_vcpu_set_as(th->vcpu, 0);
+	/* delete and move fast-zap every root: until the old roots are
+	 * zapped, their Dirty and Accessed bits are the only record of some
+	 * accesses, as with a root reset (the dirty and aging checks step
+	 * aside) */
+	atomic_fetch_add(&t->resets_active, 1);
 	pthread_rwlock_wrlock(&s->lock);
 	/* a memslot needs all of its host memory mapped (-EFAULT otherwise):
 	 * hold the slot's regions against munmap */
@@ -948,6 +953,8 @@ static void slots_op(struct torture *t, struct thread *th, enum op op)
 	for (uint64_t k = 0; k < nr; k++)
 		pthread_rwlock_unlock(&t->regions[r0 + k].lock);
 	pthread_rwlock_unlock(&s->lock);
+	atomic_fetch_add(&t->resets_done, 1);
+	atomic_fetch_sub(&t->resets_active, 1);
 }
 
 /* ------------------------------------------------------------------ */
