@@ -60,6 +60,7 @@ static const char *const bench_names[BENCH_KINDS] = {
 	[BENCH_POPULATE] = "populate",	 [BENCH_ACCESS] = "access",
 	[BENCH_MEMSLOT] = "memslot",	 [BENCH_MMU_STRESS] = "mmu-stress",
 	[BENCH_DIRTY_LOG] = "dirty-log", [BENCH_TRANSLATE] = "translate",
+	[BENCH_FAST_ZAP] = "fast-zap",
 };
 
 static const char *const bench_help[BENCH_KINDS] = {
@@ -75,6 +76,8 @@ static const char *const bench_help[BENCH_KINDS] = {
 	[BENCH_DIRTY_LOG] = "populate, enable dirty logging, write and "
 			    "harvest N times, disable (dirty_log_perf_test)",
 	[BENCH_TRANSLATE] = "TLB hit and miss latency, hot and cold tables",
+	[BENCH_FAST_ZAP] = "populate, then zap all roots fast N times while "
+			   "vCPUs run: caller and vCPU root reload latency",
 };
 
 /* ------------------------------------------------------------------ */
@@ -795,10 +798,11 @@ static void usage(FILE *f)
 		"  -b SIZE      guest memory per vCPU, 4K multiple (default "
 		"1G; "
 		"memslot 64M, translate 256M)\n"
-		"  -s BACKING   host folio size: 4k, 2m or 1g (default 4k)\n"
+		"  -s BACKING   host folio size: 4k, 2m or 1g (default 4k; "
+		"fast-zap 1g)\n"
 		"  -i N         iterations (default 1; memslot 10, translate "
 		"200 batches,\n"
-		"               dirty-log 2)\n"
+		"               dirty-log 2, fast-zap 20)\n"
 		"  -w PCT       percent of populate accesses that write "
 		"(default 100)\n"
 		"  -a           random access order instead of sequential\n"
@@ -973,6 +977,9 @@ static int run_one(struct bench *b)
 	case BENCH_DIRTY_LOG:
 		r = bench_dirty_log(b);
 		break;
+	case BENCH_FAST_ZAP:
+		r = bench_fast_zap(b);
+		break;
 	default:
 		r = -1;
 	}
@@ -1005,6 +1012,7 @@ int cmd_bench(int argc, char **argv)
 	const struct bench_impl *base[BENCH_MAX_IMPLS];
 	unsigned nbase = 0;
 	bool have_b = false, have_i = false, have_x = false, have_m = false;
+	bool have_s = false;
 	unsigned long long u;
 	struct bench *runs;
 	const char *dlmode = "";
@@ -1056,6 +1064,7 @@ int cmd_bench(int argc, char **argv)
 			else
 				return bad("-s wants 4k, 2m or 1g, not '%s'",
 					   optarg);
+			have_s = true;
 			break;
 		case 'i':
 			if (parse_uint(optarg, 1000000, &u) || !u)
@@ -1144,7 +1153,10 @@ int cmd_bench(int argc, char **argv)
 		o.iters = o.kind == BENCH_MEMSLOT     ? 10
 			  : o.kind == BENCH_TRANSLATE ? 200
 			  : o.kind == BENCH_DIRTY_LOG ? 2
+			  : o.kind == BENCH_FAST_ZAP  ? 20
 						      : 1;
+	if (!have_s && o.kind == BENCH_FAST_ZAP)
+		o.backing = TDP_HUGE_1G;
 	if (!have_x)
 		o.slots = o.kind == BENCH_MEMSLOT ? 64 : 1;
 	if (o.kind != BENCH_MEMSLOT &&

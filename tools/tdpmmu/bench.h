@@ -38,6 +38,7 @@ enum bench_kind {
 	BENCH_MMU_STRESS,
 	BENCH_DIRTY_LOG,
 	BENCH_TRANSLATE,
+	BENCH_FAST_ZAP,
 	BENCH_KINDS
 };
 #define BENCH_BIT(k) (1u << (k))
@@ -196,5 +197,6 @@ int bench_memslot(struct bench *b);
 int bench_mmu_stress(struct bench *b);
 int bench_translate(struct bench *b);
 int bench_dirty_log(struct bench *b);
+int bench_fast_zap(struct bench *b);
 
 #endif

@@ -20,6 +20,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <string.h>
 #include <time.h>
 
@@ -1178,4 +1179,205 @@ out:
 	free(dl.bm);
 	free(dl.written);
 	return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* fast-zap (kvm_mmu_zap_all_fast)                                     */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The main thread zaps all roots -i times while the vCPUs keep reading
+ * (and every other page rewriting) their memory.  fz.seq is odd while a
+ * tdp_vm_zap_all_fast call is in progress and even otherwise.  A vCPU's
+ * reload window runs from the first access it starts after seeing the
+ * zap begin (or, if it never saw it, after seeing it end) to its first
+ * access after seeing it end, inclusive; the access that loads the new
+ * root and refaults lies inside it, so the window's longest access is the
+ * vCPU's root reload latency for that zap.  Each vCPU then maps all its
+ * memory again (one read per folio) and acknowledges the even sequence
+ * number; the main thread waits for every acknowledgement before the next
+ * zap, so every zap finds all the memory mapped.
+ */
+struct fzap {
+	atomic_uint seq;
+	atomic_uint ack[BENCH_MAX_VCPUS];
+};
+
+/* One read of every folio-size chunk of the vCPU's memory: each maps a
+ * leaf of that size, so every zap finds all the memory mapped. */
+static int fast_zap_remap(struct bench_vcpu *bv)
+{
+	struct bench *b = bv->b;
+	uint64_t step = b->o->backing / BENCH_PAGE;
+
+	for (uint64_t p = 0; p < bv->npages; p += step) {
+		uint64_t gpa = bv->gpa0 + p * BENCH_PAGE + bv->id * 8ull;
+		uint64_t want = bench_expect(gpa >> 12, bv->gen[p], bv->id);
+		uint64_t val;
+		int r = bench_access(bv, gpa, &val, false);
+
+		if (r) {
+			bench_error(b, "guest read (remap)", gpa, r);
+			return r;
+		}
+		if (val != want)
+			bench_mismatch(b, "guest read (remap)", gpa, want, val);
+		bv->ops++;
+	}
+	return 0;
+}
+
+static void vcpu_fast_zap(struct bench_vcpu *bv, void *arg)
+{
+	struct fzap *fz = arg;
+	struct bench *b = bv->b;
+	unsigned done = atomic_load(&fz->seq); /* last even seq handled */
+	bool win = false;
+	uint64_t worst = 0;
+
+	for (uint64_t p = 0;
+	     !atomic_load_explicit(&b->stop, memory_order_relaxed);
+	     p = p + 1 < bv->npages ? p + 1 : 0) {
+		unsigned s = atomic_load_explicit(&fz->seq,
+						  memory_order_acquire);
+		uint64_t gpa = bv->gpa0 + p * BENCH_PAGE + bv->id * 8ull;
+		uint64_t want = bench_expect(gpa >> 12, bv->gen[p], bv->id);
+		uint64_t val, t0, d;
+		int r;
+
+		if ((s & 1) && !win) {
+			win = true;
+			worst = 0;
+		}
+		t0 = bench_ticks();
+		r = bench_access(bv, gpa, &val, false);
+		if (!r && (p & 1))
+			r = bench_access(bv, gpa, &want, true);
+		d = sample_ticks(t0, bench_ticks());
+		bv->busy_ticks += d;
+		if (r) {
+			bench_error(b, "guest access (fast zap)", gpa, r);
+			return;
+		}
+		if (val != want)
+			bench_mismatch(b, "guest read (fast zap)", gpa, want,
+				       val);
+		bv->ops++;
+		if (win && d > worst)
+			worst = d;
+		if (!(s & 1) && s != done) {
+			/* the first access after the zap returned */
+			if (!win || d > worst)
+				worst = d;
+			hist_add(&bv->lat, (uint64_t)bench_ticks_ns(worst));
+			win = false;
+			done = s;
+			/* map all its memory again before the next zap */
+			if (fast_zap_remap(bv))
+				return;
+			atomic_store_explicit(&fz->ack[bv->id], s,
+					      memory_order_release);
+		}
+	}
+}
+
+static void fast_zap_wait(struct bench *b, struct fzap *fz, unsigned s)
+{
+	for (unsigned i = 0; i < b->o->nvcpu; i++)
+		while (atomic_load_explicit(&fz->ack[i],
+					    memory_order_acquire) != s &&
+		       !atomic_load(&b->errors) &&
+		       !atomic_load(&b->mismatches))
+			sched_yield();
+}
+
+static int main_fast_zap(struct bench *b, struct bench_phase *p, void *arg)
+{
+	struct fzap *fz = arg;
+	unsigned s = atomic_load(&fz->seq);
+	/* let the vCPUs run between zaps: they are loading their TLBs */
+	const struct timespec ts = {.tv_nsec = 200000};
+
+	p->lat_what = "per zap (caller)";
+	for (unsigned it = 0; it < b->o->iters; it++) {
+		uint64_t t0;
+		int r;
+
+		fast_zap_wait(b, fz, s);
+		nanosleep(&ts, NULL);
+		if (atomic_load(&b->errors) || atomic_load(&b->mismatches))
+			return -1;
+		atomic_store_explicit(&fz->seq, ++s, memory_order_release);
+		t0 = bench_ticks();
+		r = tdp_vm_zap_all_fast(b->vm);
+		hist_add(&p->lat, (uint64_t)bench_ticks_ns(bench_ticks() - t0));
+		atomic_store_explicit(&fz->seq, ++s, memory_order_release);
+		p->ops++;
+		if (r) {
+			bench_error(b, "fast zap", b->gpa, r);
+			return r;
+		}
+	}
+	fast_zap_wait(b, fz, s);
+	return 0;
+}
+
+int bench_fast_zap(struct bench *b)
+{
+	struct fzap *fz = calloc(1, sizeof(*fz));
+	struct bench_phase *p;
+	struct hist *rl;
+	uint64_t n;
+
+	if (!fz)
+		return -1;
+	rl = malloc(sizeof(*rl));
+	if (!rl) {
+		free(fz);
+		return -1;
+	}
+	hist_init(rl);
+	measure_tick_overhead();
+	/* every page written once: frames allocated and mapped */
+	run_pass(b, "Populate memory", PASS_WRITE, 1, 0);
+	if (!atomic_load(&b->errors) && !atomic_load(&b->mismatches)) {
+		p = bench_phase_run(b, "Fast zap while vCPUs run", "zap",
+				    vcpu_fast_zap, fz, main_fast_zap, fz);
+		for (unsigned i = 0; i < b->o->nvcpu; i++)
+			hist_merge(rl, &b->v[i].lat);
+		n = p->ops ? p->ops : 1;
+		bench_phase_extra(p, "zapped_leaves_per_zap",
+				  (double)p->d.zapped_leaves / (double)n);
+		bench_phase_extra(p, "root_reloads_per_zap",
+				  (double)p->d.root_reloads / (double)n);
+		bench_phase_extra(p, "reloads_measured", (double)rl->count);
+		bench_phase_extra(p, "reload_us_p50",
+				  (double)hist_quantile(rl, 0.5) / 1e3);
+		bench_phase_extra(p, "reload_us_p99",
+				  (double)hist_quantile(rl, 0.99) / 1e3);
+		bench_phase_extra(p, "reload_us_max", (double)rl->max / 1e3);
+		bench_summary(b, "fast_zap_us_p50",
+			      "Fast zap caller latency p50, us",
+			      (double)hist_quantile(&p->lat, 0.5) / 1e3);
+		bench_summary(b, "fast_zap_us_p99",
+			      "Fast zap caller latency p99, us",
+			      (double)hist_quantile(&p->lat, 0.99) / 1e3);
+		bench_summary(b, "fast_zap_us_max",
+			      "Fast zap caller latency max, us",
+			      (double)p->lat.max / 1e3);
+		bench_summary(b, "reload_us_p50",
+			      "vCPU root reload latency p50, us",
+			      (double)hist_quantile(rl, 0.5) / 1e3);
+		bench_summary(b, "reload_us_p99",
+			      "vCPU root reload latency p99, us",
+			      (double)hist_quantile(rl, 0.99) / 1e3);
+		bench_summary(b, "reload_us_max",
+			      "vCPU root reload latency max, us",
+			      (double)rl->max / 1e3);
+		/* after the zaps every page still holds what was written */
+		run_pass(b, "Read memory after zaps", PASS_READ, 1, 0);
+	}
+	free(rl);
+	free(fz);
+	return finish(b);
 }
