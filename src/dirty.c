@@ -204,8 +204,7 @@ retry:
 /* ---------------------------------------------------------------- */
 
 /* Any present leaf below the table entry @spte at @level, or 0. */
-static uint64_t leaf_below(uint64_t spte, int level, int *leaf_level,
-			   uint64_t *leaf_index)
+static uint64_t leaf_below(uint64_t spte, int level, uint64_t *leaf_index)
 {
 	uint64_t idx = 0;
 
@@ -232,7 +231,6 @@ static uint64_t leaf_below(uint64_t spte, int level, int *leaf_level,
 	}
 	if (!spte_is_present_leaf(spte, level))
 		return 0;
-	*leaf_level = level;
 	*leaf_index = idx * level_pages(level); /* gfn offset of that leaf */
 	return spte;
 }
@@ -260,7 +258,7 @@ uint64_t tdp_mmu_recover_huge(struct tdp_mmu *mmu, unsigned as_id,
 		tdp_rcu_read_lock();
 		for_each_tdp_pte_min_level(it, root, TDP_LEVEL_2M, start, end) {
 			uint64_t pfn, leaf, off, new;
-			int max, leaf_level;
+			int max;
 			bool w;
 retry:
 			if (tdp_mmu_iter_cond_resched(mmu, &it, &ctx, &y))
@@ -272,8 +270,7 @@ retry:
 			max = level_of(arg, it.gfn, &pfn, &w);
 			if (max < it.level)
 				continue;
-			leaf = leaf_below(it.old_spte, it.level, &leaf_level,
-					  &off);
+			leaf = leaf_below(it.old_spte, it.level, &off);
 			if (!leaf)
 				continue;
 			/* the leaf below must map the frame the host folio

@@ -106,25 +106,28 @@ out:
 
 /* Write-protect (or clear D on) the slot's pages in @mask (NULL: all);
  * bits of D-bit leaves are ORed into @found.  Flushes. */
+static void protect_locked(struct tdp_vm *vm, const struct memslot *s,
+			   uint64_t first, uint64_t npages,
+			   const uint64_t *mask, uint64_t *found)
+{
+	uint64_t start = s->base_gfn + first;
+
+	/* write lock: no zap is half done (between taking a dirty leaf away
+	 * and handing its bit to the log), no slow fault between its mark
+	 * and its writable leaf */
+	tdp_assert_held_write(&vm->mmu.lock);
+	tdp_mmu_clear_bits(&vm->mmu, s->as_id, start, start + npages,
+			   dbit_mode(vm) ? CLEAR_D : CLEAR_W, mask, found);
+}
+
+/* protect_locked, taking mmu_lock for write */
 static void protect(struct tdp_vm *vm, const struct memslot *s,
 		    uint64_t first, uint64_t npages, const uint64_t *mask,
 		    uint64_t *found)
 {
-	uint64_t start = s->base_gfn + first;
-
-	if (dbit_mode(vm)) {
-		/* write lock: no zap is between taking a dirty leaf away
-		 * and handing its bit to the log */
-		tdp_write_lock(&vm->mmu.lock);
-		tdp_mmu_clear_bits(&vm->mmu, s->as_id, start, start + npages,
-				   CLEAR_D, mask, found);
-		tdp_write_unlock(&vm->mmu.lock);
-	} else {
-		tdp_write_lock(&vm->mmu.lock);
-		tdp_mmu_clear_bits(&vm->mmu, s->as_id, start, start + npages,
-				   CLEAR_W, mask, NULL);
-		tdp_write_unlock(&vm->mmu.lock);
-	}
+	tdp_write_lock(&vm->mmu.lock);
+	protect_locked(vm, s, first, npages, mask, found);
+	tdp_write_unlock(&vm->mmu.lock);
 }
 
 /* Logging was just turned on for @s (already published). */
@@ -293,8 +296,7 @@ int tdp_vm_get_dirty_log(struct tdp_vm *vm, unsigned as_id, unsigned slot,
 		for (uint64_t w = 0; w < words; w++)
 			bitmap[w] = __atomic_exchange_n(&s->dirty_bitmap[w], 0,
 							__ATOMIC_ACQ_REL);
-		tdp_mmu_clear_bits(&vm->mmu, s->as_id, s->base_gfn,
-				   memslot_end(s), CLEAR_D, NULL, bitmap);
+		protect_locked(vm, s, 0, s->npages, NULL, bitmap);
 		for (uint64_t w = 0; w < words; w++)
 			bitmap[w] |= __atomic_exchange_n(&s->dirty_bitmap[w], 0,
 							 __ATOMIC_ACQ_REL);
@@ -306,8 +308,7 @@ int tdp_vm_get_dirty_log(struct tdp_vm *vm, unsigned as_id, unsigned slot,
 		for (uint64_t w = 0; w < words; w++)
 			bitmap[w] = __atomic_exchange_n(&s->dirty_bitmap[w], 0,
 							__ATOMIC_ACQ_REL);
-		tdp_mmu_clear_bits(&vm->mmu, s->as_id, s->base_gfn,
-				   memslot_end(s), CLEAR_W, bitmap, NULL);
+		protect_locked(vm, s, 0, s->npages, bitmap, NULL);
 		tdp_write_unlock(&vm->mmu.lock);
 	}
 	stat_inc(vm->stats.dirty_harvests);
@@ -360,21 +361,12 @@ int tdp_vm_clear_dirty_log(struct tdp_vm *vm, unsigned as_id, unsigned slot,
 		}
 		pt_cache_drain(&cache);
 	}
-	if (dbit_mode(vm)) {
-		for (uint64_t w = 0; w < words; w++)
-			__atomic_fetch_and(&s->dirty_bitmap[first / 64 + w],
-					   ~mask[w], __ATOMIC_ACQ_REL);
-		protect(vm, s, first, npages, mask, NULL);
-	} else {
-		tdp_write_lock(&vm->mmu.lock);
-		for (uint64_t w = 0; w < words; w++)
-			__atomic_fetch_and(&s->dirty_bitmap[first / 64 + w],
-					   ~mask[w], __ATOMIC_ACQ_REL);
-		tdp_mmu_clear_bits(&vm->mmu, s->as_id, s->base_gfn + first,
-				   s->base_gfn + first + npages, CLEAR_W, mask,
-				   NULL);
-		tdp_write_unlock(&vm->mmu.lock);
-	}
+	tdp_write_lock(&vm->mmu.lock);
+	for (uint64_t w = 0; w < words; w++)
+		__atomic_fetch_and(&s->dirty_bitmap[first / 64 + w], ~mask[w],
+				   __ATOMIC_ACQ_REL);
+	protect_locked(vm, s, first, npages, mask, NULL);
+	tdp_write_unlock(&vm->mmu.lock);
 	stat_inc(vm->stats.dirty_harvests);
 	free(mask);
 	r = 0;

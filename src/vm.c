@@ -47,18 +47,41 @@ static void vm_zap_gfns_locked(struct tdp_vm *vm, unsigned as_id,
 	tdp_mmu_flush_and_free(&vm->mmu, &ctx);
 }
 
-/* The gfns [*a, *b) of @s that the hva range [start, end) covers; false if
- * none. */
-static bool slot_hva_gfns(const struct memslot *s, uint64_t start,
-			  uint64_t end, uint64_t *a, uint64_t *b)
+/*
+ * Call @fn for every memslot, in every address space, that the hva range
+ * [start, end) covers part of, with the gfns [a, b) it covers.  The caller
+ * holds the memslot srcu (or slots_lock).
+ */
+static void for_each_slot_in_hva(struct tdp_vm *vm, uint64_t start,
+				 uint64_t end,
+				 void (*fn)(struct tdp_vm *vm, unsigned as,
+					    const struct memslot *s,
+					    uint64_t a, uint64_t b, void *arg),
+				 void *arg)
 {
-	uint64_t hs = s->hva, he = s->hva + (s->npages << 12);
+	for (unsigned as = 0; as < vm->cfg.nr_as; as++) {
+		struct memslots *set = vm_memslots(vm, as);
 
-	if (end <= hs || he <= start)
-		return false;
-	*a = s->base_gfn + (((start > hs ? start : hs) - hs) >> 12);
-	*b = s->base_gfn + (((end < he ? end : he) - hs) >> 12);
-	return true;
+		for (unsigned i = 0; set && i < set->n; i++) {
+			const struct memslot *s = &set->slots[i];
+			uint64_t hs = s->hva, he = s->hva + (s->npages << 12);
+
+			if (end <= hs || he <= start)
+				continue;
+			fn(vm, as, s,
+			   s->base_gfn + (((start > hs ? start : hs) - hs) >> 12),
+			   s->base_gfn + (((end < he ? end : he) - hs) >> 12),
+			   arg);
+		}
+	}
+}
+
+static void invalidate_slot(struct tdp_vm *vm, unsigned as,
+			    const struct memslot *s, uint64_t a, uint64_t b,
+			    void *arg)
+{
+	mn_range_add(&vm->mn, a, b);
+	vm_zap_gfns_locked(vm, as, a, b - a);
 }
 
 static void vm_invalidate_start(struct tdp_host_notifier *n, uint64_t start,
@@ -71,19 +94,7 @@ static void vm_invalidate_start(struct tdp_host_notifier *n, uint64_t start,
 	tdp_write_lock(&vm->mmu.lock);
 	mn_begin(&vm->mn);
 	idx = tdp_srcu_read_lock(&vm->srcu);
-	for (unsigned as = 0; as < vm->cfg.nr_as; as++) {
-		struct memslots *set = vm_memslots(vm, as);
-
-		for (unsigned i = 0; set && i < set->n; i++) {
-			const struct memslot *s = &set->slots[i];
-			uint64_t a, b;
-
-			if (!slot_hva_gfns(s, start, end, &a, &b))
-				continue;
-			mn_range_add(&vm->mn, a, b);
-			vm_zap_gfns_locked(vm, as, a, b - a);
-		}
-	}
+	for_each_slot_in_hva(vm, start, end, invalidate_slot, NULL);
 	tdp_srcu_read_unlock(&vm->srcu, idx);
 	tdp_write_unlock(&vm->mmu.lock);
 }
@@ -103,6 +114,7 @@ struct age_ctx {
 	uint64_t start; /* hva of bit 0 */
 	uint64_t *young;
 	uint64_t pages;
+	bool test_only;
 };
 
 static void age_young(void *arg, uint64_t gfn, uint64_t n)
@@ -115,6 +127,16 @@ static void age_young(void *arg, uint64_t gfn, uint64_t n)
 	ac->pages += n;
 }
 
+static void age_slot(struct tdp_vm *vm, unsigned as, const struct memslot *s,
+		     uint64_t a, uint64_t b, void *arg)
+{
+	struct age_ctx *ac = arg;
+
+	ac->slot = s;
+	tdp_mmu_age_range(&vm->mmu, as, a, b, ac->test_only,
+			  vm->cfg.flags & TDP_VM_LOCKED_AGING, age_young, ac);
+}
+
 /* The host's reclaim scan: clear (or test) the young state of the hva
  * range in every address space.  Lockless unless TDP_VM_LOCKED_AGING
  * (age.c); called with the host mmap lock held for read. */
@@ -123,26 +145,13 @@ static void vm_age(struct tdp_host_notifier *n, uint64_t start, uint64_t end,
 {
 	struct tdp_vm *vm = hn_to_vm(n);
 	bool test_only = flags & TDP_AGE_TEST_ONLY;
-	struct age_ctx ac = { .start = start, .young = young };
+	struct age_ctx ac = { .start = start, .young = young,
+			      .test_only = test_only };
 	unsigned idx;
 
 	stat_inc(vm->stats.age_calls);
 	idx = tdp_srcu_read_lock(&vm->srcu);
-	for (unsigned as = 0; as < vm->cfg.nr_as; as++) {
-		struct memslots *set = vm_memslots(vm, as);
-
-		for (unsigned i = 0; set && i < set->n; i++) {
-			const struct memslot *s = &set->slots[i];
-			uint64_t a, b;
-
-			if (!slot_hva_gfns(s, start, end, &a, &b))
-				continue;
-			ac.slot = s;
-			tdp_mmu_age_range(&vm->mmu, as, a, b, test_only,
-					  vm->cfg.flags & TDP_VM_LOCKED_AGING,
-					  age_young, &ac);
-		}
-	}
+	for_each_slot_in_hva(vm, start, end, age_slot, &ac);
 	tdp_srcu_read_unlock(&vm->srcu, idx);
 	stat_add(vm->stats.age_young, ac.pages);
 	/* clear_flush_young: accesses through TLB entries made before the
