@@ -91,6 +91,24 @@ static bool mmio_entry_current(struct tdp_pt_page *root, uint64_t gfn,
 /* No memslot at f->gfn: leave an MMIO entry so the next access exits
  * without the memslot lookup.  Best effort: on any failure the access
  * still exits as MMIO. */
+/* mmu_lock for a fault: read (parallel faults), or write for the
+ * TDP_VM_EXCLUSIVE_FAULTS baseline */
+static void fault_lock(struct tdp_mmu *mmu, bool exclusive)
+{
+	if (exclusive)
+		tdp_write_lock(&mmu->lock);
+	else
+		tdp_read_lock(&mmu->lock);
+}
+
+static void fault_unlock(struct tdp_mmu *mmu, bool exclusive)
+{
+	if (exclusive)
+		tdp_write_unlock(&mmu->lock);
+	else
+		tdp_read_unlock(&mmu->lock);
+}
+
 static void install_mmio(struct tdp_vcpu *v, struct tdp_fault *f,
 			 uint64_t gen)
 {
@@ -103,18 +121,12 @@ static void install_mmio(struct tdp_vcpu *v, struct tdp_fault *f,
 	f->mmio = true;
 	f->mmio_gen = gen;
 	f->goal_level = TDP_LEVEL_4K;
-	if (exclusive)
-		tdp_write_lock(&mmu->lock);
-	else
-		tdp_read_lock(&mmu->lock);
+	fault_lock(mmu, exclusive);
 	root = v->root[v->as_id];
 	if (root && !root_invalid(root) &&
 	    tdp_mmu_map(mmu, root, f, &v->cache) == MAP_FIXED)
 		stat_inc(v->st.pf_mmio_spte_created);
-	if (exclusive)
-		tdp_write_unlock(&mmu->lock);
-	else
-		tdp_read_unlock(&mmu->lock);
+	fault_unlock(mmu, exclusive);
 }
 
 struct fast_mark {
@@ -228,10 +240,7 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 	if (r)
 		goto out_put;
 
-	if (exclusive)
-		tdp_write_lock(&mmu->lock);
-	else
-		tdp_read_lock(&mmu->lock);
+	fault_lock(mmu, exclusive);
 	root = v->root[v->as_id];
 	if (!root || root_invalid(root) ||
 	    (mn_retry_gfn(&vm->mn, mmu_seq, f.gfn) &&
@@ -244,10 +253,7 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 			memslot_mark_dirty(slot, f.gfn, 1);
 		ret = tdp_mmu_map(mmu, root, &f, &v->cache);
 	}
-	if (exclusive)
-		tdp_write_unlock(&mmu->lock);
-	else
-		tdp_read_unlock(&mmu->lock);
+	fault_unlock(mmu, exclusive);
 
 	switch (ret) {
 	case MAP_FIXED:
