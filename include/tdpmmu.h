@@ -53,6 +53,15 @@ struct tdp_host;
 
 /* Flags of tdp_host_mmap */
 #define TDP_MAP_FIXED 1u
+/* Guest-private memory, a stand-in for Linux's guest_memfd: only VMs map
+ * it (through the private side of TDP_MEM_PRIVATE memslots).  The host
+ * never touches it: tdp_host_read/write, mprotect, migrate, swap_out,
+ * split and age fail with -EPERM on any range that includes a page of it.
+ * Its invalidation takes its own path: tdp_host_punch_hole and
+ * tdp_host_munmap tell VMs through their private invalidation, which zaps
+ * mirror roots under the write lock; the hva invalidation that zaps direct
+ * roots never reaches a private mapping. */
+#define TDP_MAP_GUEST_PRIVATE 2u
 
 struct tdp_host_config {
 	/* Bytes of host-physical memory (the frame pool).  Rounded up to
@@ -104,6 +113,19 @@ int tdp_host_mmap(struct tdp_host *h, uint64_t len, unsigned prot,
  * Thread-safety: any thread.
  */
 int tdp_host_munmap(struct tdp_host *h, uint64_t hva, uint64_t len);
+
+/*
+ * tdp_host_punch_hole - free the frames of [hva, hva+len) of guest-private
+ * memory (guest_memfd's FALLOC_FL_PUNCH_HOLE).  The mapping stays; the
+ * next guest touch gets zero-filled frames.  VMs are told through their
+ * private invalidation before any frame is freed; huge folios partly
+ * covered are split first.
+ * Errors: -EINVAL unaligned or zero len, or overflow;  -ENOENT part of the
+ *         range is not mapped;  -EPERM part of the range is not
+ *         TDP_MAP_GUEST_PRIVATE memory.  On error nothing changed.
+ * Thread-safety: any thread.
+ */
+int tdp_host_punch_hole(struct tdp_host *h, uint64_t hva, uint64_t len);
 
 /*
  * tdp_host_mprotect - change the protection of [hva, hva+len).  Removing a
@@ -236,6 +258,10 @@ struct tdp_vm_config {
 	 * 0 = 18 (as KVM).  Small values make the generation wrap quickly
 	 * (tests): on every wrap all roots are fast-zapped (I10). */
 	unsigned mmio_gen_bits;
+	/* TDP_VM_CONFIDENTIAL only: the gpa bit that marks a shared gpa,
+	 * 30..(gpa width - 1); 0 = the top bit of the gpa width (47 or 56),
+	 * as TDX's GPAW makes it.  Memslots lie below it. */
+	unsigned shared_bit;
 };
 
 /* Take mmu_lock for write in every fault, as KVM did before its
@@ -266,6 +292,28 @@ struct tdp_vm_config {
  * Dirty-bit mode they stay writable and a harvest reports every page of a
  * huge leaf whose Dirty bit is set.  Default: eager split. */
 #define TDP_VM_NO_EAGER_SPLIT 32u
+/*
+ * A confidential VM (KVM's TDX VM type).  The gpa bit cfg.shared_bit
+ * splits the guest-physical space: a gpa with the bit set is a shared
+ * access to the page at the gpa without the bit, a gpa without it is a
+ * private access.  Each vCPU holds two roots: a direct root, which maps
+ * shared accesses to the memslot's hva (ordinary host memory), and a
+ * mirror root, which maps private accesses to the memslot's private_hva
+ * (TDP_MAP_GUEST_PRIVATE memory) with 4 KiB leaves only.  The mirror root
+ * mirrors an external page table owned by a stand-in for the trusted
+ * firmware (TDX's Secure-EPT): every change of a mirror entry is made in
+ * the external table too, through a strict interface that rejects
+ * out-of-order use; mirror leaves are removed only under mmu_lock held
+ * for write.  Fast zaps (memslot delete and move, MMIO generation wrap,
+ * tdp_vm_zap_all_fast, tdp_vm_invalidate_roots) invalidate direct roots
+ * only; memslot delete and move zap the slot's private mappings from the
+ * mirror root under the write lock instead.  Each page of a private
+ * memslot is private or shared (tdp_vm_set_memory_attributes); an access
+ * of the other kind exits with -EPERM, so the VMM can convert the page
+ * and retry (KVM_EXIT_MEMORY_FAULT).  Requires nr_as 1 (no SMM).  Dirty
+ * logging and aging apply to shared memory only.
+ */
+#define TDP_VM_CONFIDENTIAL 64u
 
 /*
  * tdp_vm_create - create a VM on host @h and subscribe it to the host's
@@ -294,14 +342,22 @@ void tdp_vm_destroy(struct tdp_vm *vm);
  * folio and slot alignment allow (huge-page recovery).  While it is set,
  * faults in the slot map 4 KiB leaves only. */
 #define TDP_MEM_LOG_DIRTY 2u
+/* TDP_VM_CONFIDENTIAL only: the slot also has private memory, at
+ * private_hva (TDP_MAP_GUEST_PRIVATE; KVM's guest_memfd binding).  Every
+ * page of it starts private.  Not with TDP_MEM_READONLY or
+ * TDP_MEM_LOG_DIRTY. */
+#define TDP_MEM_PRIVATE 4u
 
 struct tdp_memslot {
 	unsigned as_id;	/* address space, < nr_as */
 	unsigned slot;	/* slot id, < TDP_MAX_MEMSLOTS */
 	uint64_t gpa;	/* 4 KiB aligned */
 	uint64_t size;	/* 4 KiB multiple; 0 deletes the slot */
-	uint64_t hva;	/* 4 KiB aligned; the whole range must be mapped */
+	uint64_t hva;	/* 4 KiB aligned; the whole range must be mapped,
+			   and not guest-private */
 	unsigned flags; /* TDP_MEM_* */
+	uint64_t private_hva; /* TDP_MEM_PRIVATE only: 4 KiB aligned, the
+				 whole range mapped TDP_MAP_GUEST_PRIVATE */
 };
 
 /*
@@ -313,14 +369,37 @@ struct tdp_memslot {
  * flushed before the call returns.
  * Errors: -EINVAL as_id >= nr_as, slot id out of range, gpa/size/hva not
  *         4 KiB aligned, gpa+size or hva+size overflow or exceed the gpa
- *         width of the root level, unknown flags, or an existing slot whose
- *         size or hva would change;
+ *         width of the root level (or, in a confidential VM, reach the
+ *         shared bit), unknown flags, TDP_MEM_PRIVATE outside a
+ *         confidential VM or with TDP_MEM_READONLY or TDP_MEM_LOG_DIRTY,
+ *         or an existing slot whose size, hva, private_hva or
+ *         TDP_MEM_PRIVATE would change;
  *         -EEXIST the range overlaps another slot of the same address
  *         space;  -ENOENT deleting a slot that does not exist;
- *         -EFAULT part of [hva, hva+size) is not mapped in the host.
+ *         -EFAULT part of [hva, hva+size) is not mapped in the host, or
+ *         part of it is guest-private, or (TDP_MEM_PRIVATE) part of
+ *         [private_hva, private_hva+size) is not guest-private memory.
  * Thread-safety: any thread; memslot updates of one VM are serialised.
  */
 int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *slot);
+
+/*
+ * tdp_vm_set_memory_attributes - convert the pages of [gpa, gpa+size) to
+ * private (@attrs = TDP_MEMATTR_PRIVATE) or shared (@attrs = 0): KVM's
+ * KVM_SET_MEMORY_ATTRIBUTES.  Mappings of the old kind are zapped (private
+ * ones from the mirror root, under the write lock) and every vCPU TLB is
+ * flushed before the call returns; faults racing with it retry (the
+ * invalidation sequence, I5).  Converting does not free or clear memory:
+ * the private frames stay in the guest-private mapping (punch a hole to
+ * free them) and the shared ones in the host mapping.
+ * Errors: -EINVAL not a confidential VM, gpa or size not 4 KiB aligned,
+ *         zero size, overflow, unknown @attrs bits, or part of the range
+ *         outside TDP_MEM_PRIVATE memslots (nothing changed).
+ * Thread-safety: any thread; serialised with memslot updates.
+ */
+#define TDP_MEMATTR_PRIVATE 1u
+int tdp_vm_set_memory_attributes(struct tdp_vm *vm, uint64_t gpa,
+				 uint64_t size, unsigned attrs);
 
 /*
  * tdp_vm_zap_gfn_range - zap every mapping of [gpa, gpa+size) in every root
@@ -400,7 +479,9 @@ struct tdp_translation {
 
 /*
  * tdp_vm_translate - report how @gpa is mapped right now in the valid root
- * of address space @as_id, without faulting anything in and without
+ * of address space @as_id (in a confidential VM: the direct root for a
+ * gpa with the shared bit, the mirror root for one without), without
+ * faulting anything in and without
  * mmu_lock (an RCU walk, like KVM's lockless walks).  The answer may be
  * stale as soon as it is returned.
  * Errors: -EINVAL bad as_id, gpa beyond the gpa width, or NULL @out;
@@ -452,6 +533,14 @@ struct tdp_stats {
 	uint64_t recover_flushes; /* TLB flushes done by that recovery */
 	uint64_t age_calls;	  /* aging notifier calls */
 	uint64_t age_young;	  /* pages found young by them */
+	/* confidential VMs */
+	uint64_t conversions;	  /* tdp_vm_set_memory_attributes calls */
+	uint64_t pf_private;	  /* private faults fixed (mirror root) */
+	uint64_t pf_attr_exit;	  /* -EPERM exits: access of the wrong kind */
+	uint64_t ext_ops;	  /* external table operations done */
+	uint64_t ext_errors;	  /* operations the external table rejected:
+				     non-zero means the VM is dead (-EIO) */
+	uint64_t mirror_roots;	  /* mirror roots allocated (instantaneous) */
 };
 
 /*
@@ -506,7 +595,12 @@ void tdp_vcpu_destroy(struct tdp_vcpu *v);
  *         host memory is not mapped or not accessible;
  *         -EACCES a write to a read-only memslot;
  *         -EINVAL NULL buf with len > 0, or gpa+len overflows the gpa
- *         width;  -ENOMEM no frame or table page could be allocated.
+ *         width;  -ENOMEM no frame or table page could be allocated;
+ *         -EPERM (confidential VMs) a private access to a page that is
+ *         shared or not in a TDP_MEM_PRIVATE memslot, or a shared access
+ *         to a private page: convert it (tdp_vm_set_memory_attributes)
+ *         and retry;  -EIO (confidential VMs) the VM is dead: its external
+ *         page table rejected an operation (a bug; KVM_BUG_ON).
  *         On -EFAULT/-EACCES the bytes before the faulting page have been
  *         transferred (as a real CPU would have done them).
  * Thread-safety: one thread at a time per vCPU (the vCPU's thread);

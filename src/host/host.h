@@ -111,6 +111,19 @@ struct tdp_host_notifier_ops {
 	 * host_mark_dirty/host_mark_accessed are fine. */
 	void (*age)(struct tdp_host_notifier *n, uint64_t start, uint64_t end,
 		    unsigned flags, uint64_t *young);
+	/* Optional (NULL: skipped).  The private invalidation path: the
+	 * guest-private pages (TDP_MAP_GUEST_PRIVATE) of [start, end) are
+	 * about to lose their frames (tdp_host_punch_hole, or
+	 * tdp_host_munmap of a range that includes guest-private pages).
+	 * Same locking and contract as invalidate_start/end.  munmap calls,
+	 * in order: invalidate_start, invalidate_private_start, (change),
+	 * invalidate_private_end, invalidate_end, all over the whole range;
+	 * punch_hole calls only the private pair.  No other host operation
+	 * calls them (the others refuse guest-private memory with -EPERM). */
+	void (*invalidate_private_start)(struct tdp_host_notifier *n,
+					 uint64_t start, uint64_t end);
+	void (*invalidate_private_end)(struct tdp_host_notifier *n,
+				       uint64_t start, uint64_t end);
 };
 
 struct tdp_host_notifier {
@@ -129,6 +142,7 @@ struct host_gup {
 	unsigned order;	  /* host mapping level of the folio: 0, 9 or 18 */
 	bool writable;	  /* the mapping allows writes */
 	bool executable;  /* the mapping allows instruction fetch */
+	bool guest_private; /* the mapping is TDP_MAP_GUEST_PRIVATE */
 };
 
 /*
@@ -198,6 +212,12 @@ int host_lookup(struct tdp_host *h, uint64_t hva, uint64_t *pfn,
 
 /* true if every page of [hva, hva+len) is mapped (any prot).  Read lock. */
 bool host_range_mapped(struct tdp_host *h, uint64_t hva, uint64_t len);
+/* true if every page of [hva, hva+len) is mapped TDP_MAP_GUEST_PRIVATE.
+ * Read lock. */
+bool host_range_private(struct tdp_host *h, uint64_t hva, uint64_t len);
+/* true if some page of [hva, hva+len) is mapped TDP_MAP_GUEST_PRIVATE.
+ * Read lock. */
+bool host_range_has_private(struct tdp_host *h, uint64_t hva, uint64_t len);
 
 /* Test hook: when set, called by every host operation after
  * invalidate_start returned and before the mapping changes. */
