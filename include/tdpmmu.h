@@ -93,7 +93,8 @@ void tdp_host_destroy(struct tdp_host *h);
  * returned hva is aligned to the folio size.  Frames are allocated on first
  * touch (by a guest access or tdp_host_read/write) and are zero-filled.
  * @flags: 0, or TDP_MAP_FIXED: map exactly at *@hva (which must be aligned
- *         to folio_size), failing if any page there is already mapped.
+ *         to folio_size), failing if any page there is already mapped;
+ *         may be ORed with TDP_MAP_GUEST_PRIVATE (see above).
  * Errors: -EINVAL len is 0, not a multiple of folio_size, folio_size is not
  *         one of the three sizes, unknown prot or flags bits, a NULL @hva,
  *         or a fixed hva that is unaligned or beyond 2^47;
@@ -107,7 +108,9 @@ int tdp_host_mmap(struct tdp_host *h, uint64_t len, unsigned prot,
 /*
  * tdp_host_munmap - unmap [hva, hva+len).  The range must lie inside
  * mappings and may cover parts of them; huge folios partly covered are split
- * first.  VMs are told through their notifier before any frame is freed.
+ * first.  VMs are told through their notifier before any frame is freed
+ * (and, if the range has guest-private pages, through their private
+ * invalidation too).
  * Errors: -EINVAL unaligned or zero len, or overflow;  -ENOENT some page of
  *         the range is not mapped (nothing is changed).
  * Thread-safety: any thread.
@@ -132,7 +135,8 @@ int tdp_host_punch_hole(struct tdp_host *h, uint64_t hva, uint64_t len);
  * permission invalidates VM mappings of the range first, so guests see the
  * new protection from their next access on.
  * Errors: -EINVAL unaligned, zero len, overflow or unknown prot bits;
- *         -ENOENT part of the range is not mapped.
+ *         -ENOENT part of the range is not mapped;  -EPERM part of the
+ *         range is TDP_MAP_GUEST_PRIVATE memory.  On error nothing changed.
  * Thread-safety: any thread.
  */
 int tdp_host_mprotect(struct tdp_host *h, uint64_t hva, uint64_t len,
@@ -144,7 +148,8 @@ int tdp_host_mprotect(struct tdp_host *h, uint64_t hva, uint64_t len,
  * partly covered are split first; whole ones move as a whole.  Old frames
  * are freed (and poisoned) once no VM can reach them.
  * Errors: -EINVAL as for munmap;  -ENOENT part of the range is not mapped;
- *         -ENOMEM no free frames for the copy (nothing changed).
+ *         -EPERM part of the range is TDP_MAP_GUEST_PRIVATE memory;
+ *         -ENOMEM no free frames for the copy.  On error nothing changed.
  * Thread-safety: any thread.
  */
 int tdp_host_migrate(struct tdp_host *h, uint64_t hva, uint64_t len);
@@ -155,7 +160,8 @@ int tdp_host_migrate(struct tdp_host *h, uint64_t hva, uint64_t len);
  * frames and brings the contents back.  Huge folios partly covered are
  * split first.
  * Errors: -EINVAL as for munmap;  -ENOENT part of the range is not mapped;
- *         -ENOMEM the swap store could not grow (nothing changed).
+ *         -EPERM part of the range is TDP_MAP_GUEST_PRIVATE memory;
+ *         -ENOMEM the swap store could not grow.  On error nothing changed.
  * Thread-safety: any thread.
  */
 int tdp_host_swap_out(struct tdp_host *h, uint64_t hva, uint64_t len);
@@ -164,7 +170,9 @@ int tdp_host_swap_out(struct tdp_host *h, uint64_t hva, uint64_t len);
  * tdp_host_split - split every huge folio that intersects [hva, hva+len)
  * into 4 KiB frames.  Frames and contents stay; the host mapping level
  * drops, so VMs lose their huge mappings of the range.
- * Errors: -EINVAL as for munmap;  -ENOENT part of the range is not mapped.
+ * Errors: -EINVAL as for munmap;  -ENOENT part of the range is not mapped;
+ *         -EPERM part of the range is TDP_MAP_GUEST_PRIVATE memory.  On
+ *         error nothing changed.
  * Thread-safety: any thread.
  */
 int tdp_host_split(struct tdp_host *h, uint64_t hva, uint64_t len);
@@ -175,8 +183,9 @@ int tdp_host_split(struct tdp_host *h, uint64_t hva, uint64_t len);
  * needed.  Ranges may cross pages, folios and mappings.
  * Errors: -EINVAL NULL buf with len > 0, or overflow;  -EFAULT part of the
  *         range is not mapped;  -EACCES the mapping lacks TDP_PROT_READ
- *         (read) or TDP_PROT_WRITE (write);  -ENOMEM no frame to fault in.
- *         On error nothing was copied.
+ *         (read) or TDP_PROT_WRITE (write);  -EPERM the range is mapped
+ *         and accessible but part of it is TDP_MAP_GUEST_PRIVATE memory;
+ *         -ENOMEM no frame to fault in.  On error nothing was copied.
  * Thread-safety: any thread.  Concurrent guest accesses to the same bytes
  * are not ordered with the copy (as with real shared memory).
  */
@@ -207,7 +216,9 @@ int tdp_host_write(struct tdp_host *h, uint64_t hva, const void *buf,
  * i / 64 for page i), set for young pages, cleared for the others.
  * Returns the number of young pages (>= 0).
  * Errors: -EINVAL unaligned or empty range, overflow, unknown flags;
- *         -ENOENT part of the range is not mapped.
+ *         -ENOENT part of the range is not mapped;  -EPERM part of the
+ *         range is TDP_MAP_GUEST_PRIVATE memory (nothing aged, no VM
+ *         asked).
  * Thread-safety: any thread.
  */
 #define TDP_AGE_TEST_ONLY 1u	/* report only; clear nothing */
@@ -225,7 +236,8 @@ struct tdp_host_stats {
 	uint64_t swap_outs;	 /* pages written to swap */
 	uint64_t swap_ins;	 /* pages read back from swap */
 	uint64_t splits;	 /* huge folios split */
-	uint64_t notifier_calls; /* invalidate-start calls made to VMs */
+	uint64_t notifier_calls; /* invalidate-start calls made to VMs
+				  * (private ones included) */
 	/* Of swap_outs: clean pages (unchanged since their swap-in, as far as
 	 * the host and the VMs' Dirty bits tell) whose retained swap copy was
 	 * reused: the frame was dropped without being written. */

@@ -307,7 +307,7 @@ static void test_mmap_args(void **state)
 	assert_int_equal(tdp_host_mmap(h, 8 * PG, 3, 8 * PG, 0, &hva), -EINVAL);
 	assert_int_equal(tdp_host_mmap(h, PG, 3, 0, 0, &hva), -EINVAL);
 	assert_int_equal(tdp_host_mmap(h, PG, 8, PG, 0, &hva), -EINVAL);
-	assert_int_equal(tdp_host_mmap(h, PG, 3, PG, 2, &hva), -EINVAL);
+	assert_int_equal(tdp_host_mmap(h, PG, 3, PG, 4, &hva), -EINVAL);
 	assert_int_equal(tdp_host_mmap(h, PG, 3, PG, 0, NULL), -EINVAL);
 	hva = fixed + PG;
 	assert_int_equal(tdp_host_mmap(h, TDP_HUGE_2M, 3, TDP_HUGE_2M,

@@ -10,8 +10,9 @@
  * Locking:
  *  - The host's mmap lock (a writer-preferring rwlock inside the host)
  *    serialises every operation that changes hva -> pfn (munmap, mprotect,
- *    migrate, swap-out, split, fault-in).  host_gup() and tdp_host_read/
- *    write take it for read (for write only to populate a page).
+ *    migrate, swap-out, split, punch-hole, fault-in).  host_gup() and
+ *    tdp_host_read/write take it for read (for write only to populate a
+ *    page).
  *  - Notifier callbacks run with the mmap lock held for WRITE, except
  *    age(), which runs with it held for READ (tdp_host_age).  They may
  *    take a VM's mmu_lock and wait for vCPUs to acknowledge TLB flushes.
@@ -28,9 +29,10 @@
  *    reaches zero; freed frames are filled with HOST_POISON_WORD.
  *  - An operation that makes frames unreachable through an hva calls every
  *    notifier's invalidate_start() before it changes the mapping and
- *    invalidate_end() after; frames are freed only after invalidate_start
- *    has returned, so a VM that honours the protocol never reads a freed
- *    frame.
+ *    invalidate_end() after (for guest-private pages also, or for
+ *    tdp_host_punch_hole only, invalidate_private_start/end: see the ops);
+ *    frames are freed only after the start callbacks have returned, so a
+ *    VM that honours the protocol never reads a freed frame.
  *
  * Dirty state (Linux reclaim's use of PG_dirty and the swap cache):
  *  - Every present 4 KiB page is CLEAN or DIRTY.  A page swapped back in

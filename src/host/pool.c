@@ -2,18 +2,20 @@
 /*
  * pool.c - the embedded host: a frame pool, a host virtual address space
  * (hva -> pfn, folios of 4 KiB / 2 MiB / 1 GiB) and the operations that
- * move memory under the guest (munmap, mprotect, migrate, swap-out, split).
+ * move memory under the guest (munmap, mprotect, migrate, swap-out, split,
+ * and punch-hole for guest-private memory).
  *
  * Data:
  *  - The pool is one MAP_NORESERVE reservation, 1 GiB aligned; pfn N lives
  *    at pool + N * 4096.  Frames come from the buddy allocator (buddy.c).
  *  - h->refs[pfn] is the reference count of the folio headed by pfn (tail
  *    frames of a huge folio have count 0 until the folio is split).
- *  - VMAs (start, end, folio order, prot) live in a sorted array, looked up
- *    by binary search.  Per-page state lives in a 4-level radix tree keyed
- *    by hva (h->root, 512 entries a node, leaves of 512 ptes = 2 MiB): a pte
- *    is 0 (not populated), present (pfn, folio order) or swapped (pointer to
- *    a malloc'd 4 KiB copy).  The tree only has entries inside VMAs.
+ *  - VMAs (start, end, folio order, prot, guest_private) live in a sorted
+ *    array, looked up by binary search.  Per-page state lives in a 4-level
+ *    radix tree keyed by hva (h->root, 512 entries a node, leaves of 512
+ *    ptes = 2 MiB): a pte is 0 (not populated), present (pfn, folio order)
+ *    or swapped (pointer to a malloc'd 4 KiB copy).  The tree only has
+ *    entries inside VMAs.
  *  - Dirty state, per frame (so that host_mark_dirty() needs no hva):
  *    h->swapc[pfn] is the retained swap copy ("swap cache") of the page
  *    that frame pfn backs, or NULL; h->fdirty is a bitmap with one bit per
@@ -38,16 +40,24 @@
  *    faulted it in marks it right after); migration ORs the bits of the old
  *    folio into the new one frame by frame (for every order, unlike dirty
  *    bits); splitting keeps them per frame.
+ *  - Guest-private memory (TDP_MAP_GUEST_PRIVATE, the VMA's guest_private
+ *    flag, fixed for the VMA's life): populated and pinned like any other
+ *    (host_gup, host_lookup), but the host itself never touches it.  Every
+ *    operation but munmap and punch_hole refuses a range that has a page
+ *    of it (-EPERM, after the argument and "mapped" checks, before
+ *    anything changes), so its pages are never swapped, migrated or split
+ *    except by punch_hole's and munmap's partial splits, and never have a
+ *    swap pte or a retained copy (punch_cb asserts it).
  *
  * Locking:
  *  - h->mmap_lock, a writer-preferring rwlock, protects the VMA array, the
  *    radix tree, the pte values, the notifier list and the test hook.
- *    Lookups (host_gup fast path, host_lookup, host_range_mapped, the copy
- *    of tdp_host_read/write) take it for read.  Every operation that
- *    changes hva -> pfn (munmap, mprotect, migrate, swap-out, split,
- *    populate) holds it for write from start to end, notifier calls
- *    included.  h->wr_owner records the writer so that host_lookup,
- *    host_range_mapped and tdp_host_age work from inside notifier
+ *    Lookups (host_gup fast path, host_lookup, the host_range_* queries,
+ *    the copy of tdp_host_read/write) take it for read.  Every operation
+ *    that changes hva -> pfn (munmap, mprotect, migrate, swap-out, split,
+ *    punch-hole, populate) holds it for write from start to end, notifier
+ *    calls included.  h->wr_owner records the writer so that host_lookup,
+ *    the host_range_* queries and tdp_host_age work from inside notifier
  *    callbacks and the test hook (they then run under the caller's write
  *    lock); any call that would have to take the lock again from there
  *    fails with -EDEADLK.
@@ -77,6 +87,13 @@
  *    ptes (copying frame contents only now: guests may write until
  *    invalidate_start returns), then invalidate_end(), and only then drops
  *    the mapping references of the old frames.
+ *  - The private path (host.h): munmap of a range with a guest-private
+ *    page calls invalidate_private_start() right after invalidate_start()
+ *    and invalidate_private_end() right before invalidate_end(), all over
+ *    the same range.  punch_hole calls only the private pair, with the
+ *    test hook after the start; its VMA stays, so clearing the ptes is the
+ *    change, and like guest_memfd's truncation it drops the mapping
+ *    references as it clears them, before invalidate_private_end().
  *  - When a head's count reaches 0 the whole folio is filled with
  *    HOST_POISON_WORD, its dirty and accessed bits are cleared and it is
  *    returned to the buddy allocator, by whoever dropped the last reference
@@ -99,6 +116,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "assert.h"
 #include "host/buddy.h"
 #include "host/host.h"
 #include "wordcopy.h"
@@ -138,6 +156,7 @@ struct host_vma {
 	uint64_t end;
 	unsigned order; /* folio order: 0, 9 or 18 */
 	unsigned prot;
+	bool guest_private; /* TDP_MAP_GUEST_PRIVATE */
 };
 
 struct host_stats {
@@ -743,6 +762,18 @@ static bool range_unmapped(struct tdp_host *h, uint64_t start, uint64_t end)
 	return i == h->nr_vmas || h->vmas[i].start >= end;
 }
 
+/* true if some VMA that intersects [start, end) has guest_private ==
+ * @guest_private */
+static bool range_has(struct tdp_host *h, uint64_t start, uint64_t end,
+		      bool guest_private)
+{
+	for (size_t i = vma_lower(h, start);
+	     i < h->nr_vmas && h->vmas[i].start < end; i++)
+		if (h->vmas[i].guest_private == guest_private)
+			return true;
+	return false;
+}
+
 static int vma_reserve(struct tdp_host *h, size_t extra)
 {
 	size_t cap = h->cap_vmas ? h->cap_vmas : 16;
@@ -822,21 +853,38 @@ static bool find_gap(struct tdp_host *h, uint64_t from, uint64_t len,
 /* notifiers                                                           */
 /* ------------------------------------------------------------------ */
 
-static void notify_start(struct tdp_host *h, uint64_t start, uint64_t end)
+typedef void (*invalidate_fn)(struct tdp_host_notifier *n, uint64_t start,
+			      uint64_t end);
+
+/* Every notifier's invalidate_start, or with @priv its
+ * invalidate_private_start; notifiers without the op are skipped. */
+static void notify_start(struct tdp_host *h, uint64_t start, uint64_t end,
+			 bool priv)
 {
 	for (struct tdp_host_notifier *n = h->notifiers; n; n = n->next) {
-		if (!n->ops || !n->ops->invalidate_start)
+		invalidate_fn fn = !n->ops ? NULL
+				   : priv  ? n->ops->invalidate_private_start
+					   : n->ops->invalidate_start;
+
+		if (!fn)
 			continue;
-		n->ops->invalidate_start(n, start, end);
+		fn(n, start, end);
 		STAT_ADD(h, notifier_calls, 1);
 	}
 }
 
-static void notify_end(struct tdp_host *h, uint64_t start, uint64_t end)
+/* Every notifier's invalidate_end, or with @priv invalidate_private_end */
+static void notify_end(struct tdp_host *h, uint64_t start, uint64_t end,
+		       bool priv)
 {
-	for (struct tdp_host_notifier *n = h->notifiers; n; n = n->next)
-		if (n->ops && n->ops->invalidate_end)
-			n->ops->invalidate_end(n, start, end);
+	for (struct tdp_host_notifier *n = h->notifiers; n; n = n->next) {
+		invalidate_fn fn = !n->ops ? NULL
+				   : priv  ? n->ops->invalidate_private_end
+					   : n->ops->invalidate_end;
+
+		if (fn)
+			fn(n, start, end);
+	}
 }
 
 static void call_hook(struct tdp_host *h, uint64_t start, uint64_t end)
@@ -1181,7 +1229,8 @@ int tdp_host_mmap(struct tdp_host *h, uint64_t len, unsigned prot,
 
 	if (!h || !hva || !len || order < 0 || len % folio_size)
 		return -EINVAL;
-	if ((prot & ~PROT_ALL) || (flags & ~TDP_MAP_FIXED))
+	if ((prot & ~PROT_ALL) ||
+	    (flags & ~(TDP_MAP_FIXED | TDP_MAP_GUEST_PRIVATE)))
 		return -EINVAL;
 	if (flags & TDP_MAP_FIXED) {
 		a = *hva;
@@ -1208,7 +1257,8 @@ int tdp_host_mmap(struct tdp_host *h, uint64_t len, unsigned prot,
 	v = (struct host_vma){.start = a,
 			      .end = a + len,
 			      .order = (unsigned)order,
-			      .prot = prot};
+			      .prot = prot,
+			      .guest_private = flags & TDP_MAP_GUEST_PRIVATE};
 	vma_insert(h, vma_lower(h, a), &v);
 	if (!(flags & TDP_MAP_FIXED))
 		h->mmap_cursor = a + len;
@@ -1235,45 +1285,96 @@ static int unmap_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte, void *arg)
 	return 0;
 }
 
-/* Write-lock @h and check that [hva, hva+len) is mapped. */
-static int lock_covered(struct tdp_host *h, uint64_t hva, uint64_t len)
+/* The pages a range operation refuses with -EPERM */
+enum refuse {
+	REFUSE_NONE,	/* munmap */
+	REFUSE_PRIVATE, /* the host's own operations: guest-private pages */
+	REFUSE_NORMAL,	/* punch_hole: pages that are not guest-private */
+};
+
+/* Write-lock @h and check that [hva, hva+len) is mapped (-ENOENT) and has
+ * no page that @refuse names (-EPERM).  On error the lock is not held. */
+static int lock_covered(struct tdp_host *h, uint64_t hva, uint64_t len,
+			enum refuse refuse)
 {
 	int ret = mmap_write_lock(h);
 
 	if (ret)
 		return ret;
-	if (!range_covered(h, hva, hva + len)) {
+	if (!range_covered(h, hva, hva + len))
+		ret = -ENOENT;
+	else if (refuse != REFUSE_NONE &&
+		 range_has(h, hva, hva + len, refuse == REFUSE_PRIVATE))
+		ret = -EPERM;
+	if (ret)
 		mmap_write_unlock(h);
-		return -ENOENT;
-	}
-	return 0;
+	return ret;
 }
 
 int tdp_host_munmap(struct tdp_host *h, uint64_t hva, uint64_t len)
 {
 	uint64_t end = hva + len, s = hva, e = end;
+	bool priv;
 	int ret = check_page_range(h, hva, len);
 
 	if (ret)
 		return ret;
-	ret = lock_covered(h, hva, len);
+	ret = lock_covered(h, hva, len, REFUSE_NONE);
 	if (ret)
 		return ret;
 	ret = vma_reserve(h, 2);
 	if (ret)
 		goto out;
+	priv = range_has(h, hva, end, true);
 	widen_to_folios(h, &s, &e);
-	notify_start(h, s, e);
+	notify_start(h, s, e, false);
+	if (priv)
+		notify_start(h, s, e, true);
 	call_hook(h, s, e);
 	split_partial(h, hva, end);
 	vma_remove_range(h, hva, end);
-	notify_end(h, s, e);
+	if (priv)
+		notify_end(h, s, e, true);
+	notify_end(h, s, e, false);
 	/* nothing can reach the old frames now: drop the mapping refs */
 	pte_walk(h, hva, end, unmap_cb, NULL);
 	radix_prune(h->root, 0, hva, end);
 out:
 	mmap_write_unlock(h);
 	return ret;
+}
+
+/* punch_hole: unmap_cb on a guest-private page, which the host never
+ * swaps (swap_out refuses it): so it has no swap pte or retained copy. */
+static int punch_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte, void *arg)
+{
+	TDP_ASSERT_MSG(pte_present(*pte) &&
+			       (pte_order(*pte) || !h->swapc[pte_pfn(*pte)]),
+		       "guest-private page at hva %#llx was swapped",
+		       (unsigned long long)hva);
+	return unmap_cb(h, hva, pte, arg);
+}
+
+int tdp_host_punch_hole(struct tdp_host *h, uint64_t hva, uint64_t len)
+{
+	uint64_t end = hva + len, s = hva, e = end;
+	int ret = check_page_range(h, hva, len);
+
+	if (ret)
+		return ret;
+	ret = lock_covered(h, hva, len, REFUSE_NORMAL);
+	if (ret)
+		return ret;
+	widen_to_folios(h, &s, &e);
+	notify_start(h, s, e, true);
+	call_hook(h, s, e);
+	split_partial(h, hva, end);
+	/* the VMA stays: the next touch populates zero-filled frames */
+	pte_walk(h, hva, end, punch_cb, NULL);
+	radix_prune(h->root, 0, hva, end);
+	notify_end(h, s, e, true);
+	mmap_write_unlock(h);
+	return 0;
 }
 
 /* true if some VMA in the covered range [start, end) has a bit that
@@ -1299,7 +1400,7 @@ int tdp_host_mprotect(struct tdp_host *h, uint64_t hva, uint64_t len,
 		return ret;
 	if (prot & ~PROT_ALL)
 		return -EINVAL;
-	ret = lock_covered(h, hva, len);
+	ret = lock_covered(h, hva, len, REFUSE_PRIVATE);
 	if (ret)
 		return ret;
 	ret = vma_reserve(h, 2);
@@ -1309,7 +1410,7 @@ int tdp_host_mprotect(struct tdp_host *h, uint64_t hva, uint64_t len,
 	/* notify when a permission goes or a huge folio must be split */
 	notify = prot_removed(h, hva, end, prot) || s != hva || e != end;
 	if (notify)
-		notify_start(h, s, e);
+		notify_start(h, s, e, false);
 	call_hook(h, s, e);
 	split_partial(h, hva, end);
 	vma_split_at(h, hva);
@@ -1318,7 +1419,7 @@ int tdp_host_mprotect(struct tdp_host *h, uint64_t hva, uint64_t len,
 	     i < h->nr_vmas && h->vmas[i].start < end; i++)
 		h->vmas[i].prot = prot;
 	if (notify)
-		notify_end(h, s, e);
+		notify_end(h, s, e, false);
 out:
 	mmap_write_unlock(h);
 	return ret;
@@ -1331,14 +1432,14 @@ int tdp_host_split(struct tdp_host *h, uint64_t hva, uint64_t len)
 
 	if (ret)
 		return ret;
-	ret = lock_covered(h, hva, len);
+	ret = lock_covered(h, hva, len, REFUSE_PRIVATE);
 	if (ret)
 		return ret;
 	widen_to_folios(h, &s, &e);
-	notify_start(h, s, e);
+	notify_start(h, s, e, false);
 	call_hook(h, s, e);
 	split_all(h, hva, end);
-	notify_end(h, s, e);
+	notify_end(h, s, e, false);
 	mmap_write_unlock(h);
 	return 0;
 }
@@ -1474,7 +1575,7 @@ int tdp_host_migrate(struct tdp_host *h, uint64_t hva, uint64_t len)
 
 	if (ret)
 		return ret;
-	ret = lock_covered(h, hva, len);
+	ret = lock_covered(h, hva, len, REFUSE_PRIVATE);
 	if (ret)
 		return ret;
 	ret = plan_build(h, &pl, hva, end, true);
@@ -1484,12 +1585,12 @@ int tdp_host_migrate(struct tdp_host *h, uint64_t hva, uint64_t len)
 	if (ret)
 		goto free_plan;
 	widen_to_folios(h, &s, &e);
-	notify_start(h, s, e);
+	notify_start(h, s, e, false);
 	call_hook(h, s, e);
 	split_partial(h, hva, end);
 	for (size_t i = 0; i < pl.n; i++)
 		migrate_one(h, &pl.m[i]);
-	notify_end(h, s, e);
+	notify_end(h, s, e, false);
 	plan_drop_old(h, &pl);
 free_plan:
 	free(pl.m);
@@ -1544,7 +1645,7 @@ int tdp_host_swap_out(struct tdp_host *h, uint64_t hva, uint64_t len)
 
 	if (ret)
 		return ret;
-	ret = lock_covered(h, hva, len);
+	ret = lock_covered(h, hva, len, REFUSE_PRIVATE);
 	if (ret)
 		return ret;
 	ret = plan_build(h, &pl, hva, end, false);
@@ -1554,12 +1655,12 @@ int tdp_host_swap_out(struct tdp_host *h, uint64_t hva, uint64_t len)
 	if (ret)
 		goto free_plan;
 	widen_to_folios(h, &s, &e);
-	notify_start(h, s, e);
+	notify_start(h, s, e, false);
 	call_hook(h, s, e);
 	split_all(h, hva, end);
 	for (size_t i = 0; i < pl.n; i++)
 		swap_out_one(h, &pl.m[i]);
-	notify_end(h, s, e);
+	notify_end(h, s, e, false);
 	plan_drop_old(h, &pl);
 	STAT_ADD(h, swapped_pages, pl.n);
 	STAT_ADD(h, swap_outs, pl.n);
@@ -1575,7 +1676,8 @@ out:
 /* ------------------------------------------------------------------ */
 
 /* 0, -EFAULT or -EACCES for an access to [start, end); the first problem
- * in address order wins. */
+ * in address order wins.  An access that passes is -EPERM if the range has
+ * a guest-private page. */
 static int access_check(struct tdp_host *h, uint64_t start, uint64_t end,
 			unsigned need)
 {
@@ -1588,7 +1690,7 @@ static int access_check(struct tdp_host *h, uint64_t start, uint64_t end,
 			return -EACCES;
 		a = h->vmas[i].end;
 	}
-	return 0;
+	return range_has(h, start, end, true) ? -EPERM : 0;
 }
 
 static void access_copy(struct tdp_host *h, uint64_t hva, uint8_t *buf,
@@ -1734,6 +1836,10 @@ int tdp_host_age(struct tdp_host *h, uint64_t hva, uint64_t len,
 		ret = -ENOENT;
 		goto out;
 	}
+	if (range_has(h, hva, end, true)) {
+		ret = -EPERM;
+		goto out;
+	}
 	if (young) {
 		bm = young;
 		memset(bm, 0, words * sizeof(*bm));
@@ -1804,6 +1910,7 @@ static int gup_locked(struct tdp_host *h, uint64_t hva, bool write,
 		.order = pte_order(e),
 		.writable = v->prot & TDP_PROT_WRITE,
 		.executable = v->prot & TDP_PROT_EXEC,
+		.guest_private = v->guest_private,
 	};
 	return 0;
 }
@@ -1928,6 +2035,35 @@ bool host_range_mapped(struct tdp_host *h, uint64_t hva, uint64_t len)
 		return true;
 	taken = mmap_read_lock(h);
 	ret = range_covered(h, ALIGN_DOWN(hva, PAGE_SIZE_), hva + len);
+	mmap_read_unlock(h, taken);
+	return ret;
+}
+
+bool host_range_private(struct tdp_host *h, uint64_t hva, uint64_t len)
+{
+	uint64_t start;
+	bool taken, ret;
+
+	if (!h || len > UINT64_MAX - hva)
+		return false;
+	if (!len)
+		return true;
+	start = ALIGN_DOWN(hva, PAGE_SIZE_);
+	taken = mmap_read_lock(h);
+	ret = range_covered(h, start, hva + len) &&
+	      !range_has(h, start, hva + len, false);
+	mmap_read_unlock(h, taken);
+	return ret;
+}
+
+bool host_range_has_private(struct tdp_host *h, uint64_t hva, uint64_t len)
+{
+	bool taken, ret;
+
+	if (!h || !len || len > UINT64_MAX - hva)
+		return false;
+	taken = mmap_read_lock(h);
+	ret = range_has(h, ALIGN_DOWN(hva, PAGE_SIZE_), hva + len, true);
 	mmap_read_unlock(h, taken);
 	return ret;
 }
