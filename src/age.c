@@ -12,6 +12,8 @@
  * never lost (I8): a lost exchange re-reads the entry.  An entry that
  * stops being a present leaf (zapped, frozen, replaced by a table) is left
  * alone: whoever changed it accounted its Accessed bit.
+ * Mirror roots are skipped: private memory is not aged (the host cannot
+ * reclaim guest-private memory).
  * With TDP_VM_LOCKED_AGING (the baseline) the same walk runs under
  * mmu_lock held for write, as KVM's aging did before.
  */
@@ -84,7 +86,7 @@ uint64_t tdp_mmu_age_range(struct tdp_mmu *mmu, unsigned as_id,
 	     l = tdp_rcu_list_next(l)) {
 		struct tdp_pt_page *root = link_to_root(l);
 
-		if (root->as_id != as_id || root_invalid(root))
+		if (root->as_id != as_id || root_invalid(root) || root->mirror)
 			continue;
 		n += age_root(mmu, root, start, end, test_only, young, arg);
 	}

@@ -7,6 +7,9 @@
  * mmap lock is never taken under mmu_lock), it compares each leaf against
  * the memslots and the host's current hva -> pfn map.  Deferred frees are
  * drained first (rcu_barrier) so the allocator's count is exact.
+ * Confidential VMs (I11): mirror leaves map only private pages of private
+ * memslots at 4 KiB, direct leaves only shared ones, and the external
+ * table holds exactly the tables and leaves of the mirror root.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -20,7 +23,7 @@
 struct leaf {
 	uint64_t gfn, spte;
 	uint8_t level, as_id;
-	bool invalid_root;
+	bool invalid_root, mirror;
 };
 
 struct audit {
@@ -28,6 +31,9 @@ struct audit {
 	size_t len, used;
 	int problems;
 	bool in_invalid_root; /* leaves being collected come from one */
+	bool in_mirror;	      /* ... from a mirror root */
+	struct ext_table *ext;
+	long mirror_tables, mirror_leaves;
 	struct leaf *leaves;
 	size_t nleaves, cap;
 	long tables, roots, leaves_by_level[4];
@@ -70,7 +76,29 @@ static void add_leaf(struct audit *a, uint64_t gfn, uint64_t spte, int level,
 	}
 	a->leaves[a->nleaves++] = (struct leaf){ gfn, spte, (uint8_t)level,
 						 (uint8_t)as_id,
-						 a->in_invalid_root };
+						 a->in_invalid_root,
+						 a->in_mirror };
+}
+
+/* A present mirror entry must be in the external table too (I11). */
+static void check_ext_entry(struct audit *a, uint64_t gfn, uint64_t s,
+			    int level)
+{
+	bool leaf = spte_is_leaf(s, level);
+	uint64_t pfn = 0;
+	enum ext_kind k = ext_lookup(a->ext, gfn, level, &pfn);
+
+	if (leaf)
+		a->mirror_leaves++;
+	else
+		a->mirror_tables++;
+	if (k != (leaf ? EXT_LEAF : EXT_TABLE) ||
+	    (leaf && pfn != spte_pfn(s)))
+		problem(a, "gfn %#llx level %d: the mirror root has a %s, the "
+			   "external table %s (I11)",
+			(unsigned long long)gfn, level, leaf ? "leaf" : "table",
+			k == EXT_NONE ? "nothing" : k == EXT_LEAF ? "a leaf"
+								 : "a table");
 }
 
 static void walk_table(struct audit *a, uint64_t *spt, int level, uint64_t gfn,
@@ -93,6 +121,8 @@ static void walk_table(struct audit *a, uint64_t *spt, int level, uint64_t gfn,
 					(unsigned long long)g, level);
 			continue;
 		}
+		if (a->in_mirror && !a->in_invalid_root)
+			check_ext_entry(a, g, s, level);
 		if (spte_is_leaf(s, level)) {
 			if (level > TDP_LEVEL_1G)
 				problem(a, "leaf above 1 GiB at gfn %#llx",
@@ -129,6 +159,25 @@ static void check_leaf(struct tdp_vm *vm, struct audit *a, struct leaf *l)
 			l->as_id, (unsigned long long)l->gfn);
 		goto out;
 	}
+	if (vm_confidential(vm) && l->mirror &&
+	    (l->level != TDP_LEVEL_4K || !memslot_gfn_private(slot, l->gfn))) {
+		problem(a, "gfn %#llx: level %d private mapping of a page that "
+			   "is not private memory (I11)",
+			(unsigned long long)l->gfn, l->level);
+		goto out;
+	}
+	if (vm_confidential(vm) && !l->mirror &&
+	    (slot->flags & TDP_MEM_PRIVATE)) {
+		for (uint64_t g = l->gfn; g < l->gfn + level_pages(l->level);
+		     g++)
+			if (memslot_gfn_private(slot, g)) {
+				problem(a, "gfn %#llx: a shared mapping "
+					   "reaches private page %#llx (I13)",
+					(unsigned long long)l->gfn,
+					(unsigned long long)g);
+				goto out;
+			}
+	}
 	if (l->gfn + level_pages(l->level) > memslot_end(slot) ||
 	    l->level > vm_max_mapping_level(vm, slot, l->gfn, 18)) {
 		problem(a, "as %u gfn %#llx: level %d leaf not allowed by the "
@@ -163,7 +212,8 @@ static void check_leaf(struct tdp_vm *vm, struct audit *a, struct leaf *l)
 			break;
 		}
 	}
-	hva = memslot_gfn_to_hva(slot, l->gfn);
+	hva = l->mirror ? memslot_gfn_to_private_hva(slot, l->gfn)
+			: memslot_gfn_to_hva(slot, l->gfn);
 	r = host_lookup(vm->host, hva, &pfn, &order, &prot);
 	if (r) {
 		problem(a, "as %u gfn %#llx: mapped to frame %#llx but hva "
@@ -210,6 +260,19 @@ static uint64_t lookup(struct tdp_pt_page *root, uint64_t gfn, int stop_level,
 	}
 }
 
+/* The root hardware walks for @gfn (a TLB key), and the gfn it looks up
+ * there (hw.c). */
+static struct tdp_pt_page *vcpu_root_for(struct tdp_vcpu *v, uint64_t *gfn)
+{
+	uint64_t shared = v->vm->shared_gfn;
+
+	if (!vm_confidential(v->vm) || (*gfn & shared)) {
+		*gfn &= ~shared;
+		return v->root[v->as_id];
+	}
+	return v->mirror_root;
+}
+
 /*
  * What the simulated hardware still caches must agree with the tables
  * (I1, I2, I6, I7): a vCPU with no request pending may use any TLB entry
@@ -229,6 +292,8 @@ static void check_tlbs(struct audit *a, struct tdp_vcpu **vs, unsigned n)
 
 		if (atomic_load(&v->requests) || !root || root_invalid(root))
 			continue; /* it flushes before it runs again */
+		if (vm_confidential(v->vm) && !v->mirror_root)
+			continue;
 		for (int level = TDP_LEVEL_4K; level <= TDP_LEVEL_1G; level++)
 			for (unsigned k = 0; k < TLB_SETS; k++) {
 				struct tlb_entry *e = &t->e[level][k];
@@ -237,6 +302,7 @@ static void check_tlbs(struct audit *a, struct tdp_vcpu **vs, unsigned n)
 				if (!e->tag)
 					continue;
 				gfn = (e->tag - 1) << level_shift(level);
+				root = vcpu_root_for(v, &gfn);
 				s = lookup(root, gfn, TDP_LEVEL_4K, &lvl);
 				if (!spte_is_present_leaf(s, lvl))
 					problem(a, "vCPU %u: TLB maps gfn %#llx, "
@@ -275,6 +341,7 @@ static void check_tlbs(struct audit *a, struct tdp_vcpu **vs, unsigned n)
 			if (!pe->tag)
 				continue;
 			gfn = (pe->tag - 1) << 9;
+			root = vcpu_root_for(v, &gfn);
 			s = lookup(root, gfn, TDP_LEVEL_2M, &lvl);
 			if (lvl != TDP_LEVEL_2M || !spte_is_table(s, lvl) ||
 			    spte_to_table(s) != pe->table)
@@ -352,13 +419,37 @@ static void audit_roots(struct tdp_vm *vm, struct audit *a,
 			problem(a, "root %p: invalid but never zapped",
 				(void *)root->spt);
 		a->in_invalid_root = root_invalid(root);
+		a->in_mirror = root->mirror;
 		walk_table(a, root->spt, root->level, 0, root->as_id);
 	}
+	a->in_mirror = false;
+}
+
+/* The external table holds nothing the valid mirror root lacks, and the
+ * MMU never had an operation refused (I11). */
+static void check_ext_counts(struct audit *a)
+{
+	struct ext_counts c;
+
+	if (!a->ext)
+		return;
+	ext_get_counts(a->ext, &c);
+	if (c.rejects)
+		problem(a, "the external table refused %llu operation(s): the "
+			   "VM is dead (I11)",
+			(unsigned long long)c.rejects);
+	if ((long)c.tables != a->mirror_tables ||
+	    (long)c.leaves != a->mirror_leaves)
+		problem(a, "external table: %llu tables and %llu leaves, the "
+			   "valid mirror roots: %ld and %ld (I11)",
+			(unsigned long long)c.tables,
+			(unsigned long long)c.leaves, a->mirror_tables,
+			a->mirror_leaves);
 }
 
 int tdp_vm_audit(struct tdp_vm *vm, char *report, size_t len)
 {
-	struct audit a = { .report = report, .len = len };
+	struct audit a = { .report = report, .len = len, .ext = vm->mmu.ext };
 	struct tdp_mmu *mmu = &vm->mmu;
 	struct tdp_pt_page **vroots;
 	struct tdp_vcpu **vs;
@@ -371,7 +462,7 @@ int tdp_vm_audit(struct tdp_vm *vm, char *report, size_t len)
 	 * mapping and ours legitimately disagree until it ends */
 	if (atomic_load(&vm->mn.in_progress))
 		return -EBUSY;
-	vroots = calloc(2 * (size_t)vm->cfg.max_vcpus, sizeof(*vroots));
+	vroots = calloc(3 * (size_t)vm->cfg.max_vcpus, sizeof(*vroots));
 	vs = calloc(vm->cfg.max_vcpus, sizeof(*vs));
 	if (!vroots || !vs) {
 		free(vroots);
@@ -397,11 +488,14 @@ int tdp_vm_audit(struct tdp_vm *vm, char *report, size_t len)
 		for (unsigned as = 0; as < 2; as++)
 			if (v->root[as])
 				vroots[nvroots++] = v->root[as];
+		if (v->mirror_root)
+			vroots[nvroots++] = v->mirror_root;
 	}
 	pthread_rwlock_unlock(&vm->vcpus_lock);
 	tdp_rcu_barrier();
 	tdp_write_lock(&mmu->lock);
 	audit_roots(vm, &a, vroots, nvroots);
+	check_ext_counts(&a);
 	check_tlbs(&a, vs, nvs);
 	check_dirty_ledger(mmu, &a);
 	alloc = atomic_load(&mmu->alloc.allocated);

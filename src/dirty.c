@@ -17,7 +17,10 @@
  *  - a Dirty bit is handed to the host BEFORE it is cleared (I4): between
  *    the two a reclaim of the page sees it dirty either way;
  *  - the dirty log is marked BEFORE W is granted (I7): no write can go
- *    through a writable leaf whose page is not yet in the log.
+ *    through a writable leaf whose page is not yet in the log;
+ *  - direct roots only: private memory (mirror roots) is never logged,
+ *    split or recovered (TDX does not support it), and the fast fault
+ *    never touches a mirror entry (it would bypass the external table).
  */
 #include <errno.h>
 
@@ -53,7 +56,9 @@ uint64_t tdp_mmu_clear_bits(struct tdp_mmu *mmu, unsigned as_id,
 	/* Dirty bits in an invalid root not yet zapped are records of writes
 	 * too (its zap would hand them to the log later): visit it.  W needs
 	 * only the valid roots: no vCPU writes through an invalid one. */
-	for_each_root_yield_safe(&mmu->roots, root, (int)as_id, k == CLEAR_W) {
+	for_each_root_yield_safe(&mmu->roots, root, (int)as_id,
+				 k == CLEAR_W ? ROOT_DIRECT
+					      : ROOT_DIRECT | ROOT_INVALID) {
 		struct yield_state y;
 		struct tdp_iter it;
 
@@ -149,7 +154,7 @@ long tdp_mmu_split_huge_range(struct tdp_mmu *mmu, unsigned as_id,
 	long split = 0;
 
 	tdp_assert_held_read(&mmu->lock);
-	for_each_root_yield_safe(&mmu->roots, root, (int)as_id, true) {
+	for_each_root_yield_safe(&mmu->roots, root, (int)as_id, ROOT_DIRECT) {
 		struct yield_state y;
 		struct tdp_iter it;
 
@@ -250,7 +255,7 @@ uint64_t tdp_mmu_recover_huge(struct tdp_mmu *mmu, unsigned as_id,
 	uint64_t f0 = stat_read(mmu->stats->remote_tlb_flush);
 
 	tdp_assert_held_read(&mmu->lock);
-	for_each_root_yield_safe(&mmu->roots, root, (int)as_id, true) {
+	for_each_root_yield_safe(&mmu->roots, root, (int)as_id, ROOT_DIRECT) {
 		struct yield_state y;
 		struct tdp_iter it;
 
@@ -307,6 +312,7 @@ int tdp_mmu_fast_fault(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 	struct tdp_iter it;
 	int r = -EAGAIN;
 
+	TDP_ASSERT(!root->mirror); /* would bypass the external table */
 	tdp_rcu_read_lock();
 	for_each_tdp_pte(it, root, gfn, gfn + 1) {
 		uint64_t s = it.old_spte;

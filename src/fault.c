@@ -29,6 +29,15 @@
  * Every retry returns 0: the access loop re-enters guest mode (processing
  * any pending reload or flush request) and walks again.
  *
+ * Confidential VMs: the shared bit of the gpa picks the kind of access and
+ * the root (private: the mirror root, mapping the slot's private memory at
+ * 4 KiB; shared: the direct root, mapping its hva); memslots are looked up
+ * without the bit.  The page's memory attribute is read AFTER the
+ * invalidation sequence is sampled, so a conversion racing with the fault
+ * makes it retry (a conversion is an invalidation, confidential.c); an
+ * access of the wrong kind exits with -EPERM.  Private faults take no
+ * fast path, make no MMIO entries and are never dirty-logged.
+ *
  * Lock mode: mmu_lock for read, so faults run in parallel (tdp_mmu_map
  * changes entries only by compare-exchange); for write with
  * TDP_VM_EXCLUSIVE_FAULTS, the pre-parallel baseline.
@@ -154,18 +163,19 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 	uint64_t mmu_seq;
 	unsigned srcu_idx;
 	uint64_t mmio_gen;
-	bool logged, wp_log;
+	bool logged, wp_log, private;
 	int r;
 
 	stat_inc(v->st.pf_taken);
-	f.gfn = gpa >> 12;
+	private = vm_confidential(vm) && !((gpa >> 12) & vm->shared_gfn);
+	f.gfn = (gpa >> 12) & ~vm->shared_gfn;
 	f.as_id = v->as_id;
 	f.write = acc == ACC_WRITE;
 	f.exec = acc == ACC_FETCH;
 
 	/* an MMIO entry of the current generation: exit at once (KVM's
 	 * handle_mmio_page_fault) */
-	mmio_gen = vm_mmio_gen(vm);
+	mmio_gen = private ? ~0ull : vm_mmio_gen(vm);
 	root = v->root[v->as_id];
 	if (mmio_gen != ~0ull && root && !root_invalid(root) &&
 	    mmio_entry_current(root, f.gfn, mmio_gen)) {
@@ -178,6 +188,11 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 	 * lookup carries this generation or an older one (vm.c publish) */
 	srcu_idx = tdp_srcu_read_lock(&vm->srcu);
 	slot = memslots_lookup(vm_memslots(vm, v->as_id), f.gfn);
+	if (!slot && private) {
+		r = -EPERM; /* no private memory there */
+		stat_inc(v->st.pf_attr_exit);
+		goto out_rcu;
+	}
 	if (!slot) {
 		r = -EFAULT;
 		stat_inc(v->st.pf_mmio);
@@ -198,7 +213,7 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 	}
 	logged = slot->flags & TDP_MEM_LOG_DIRTY;
 	wp_log = logged && !(vm->cfg.flags & TDP_VM_DIRTY_DBIT);
-	if (f.write && !(vm->cfg.flags & TDP_VM_NO_FAST_FAULT)) {
+	if (f.write && !private && !(vm->cfg.flags & TDP_VM_NO_FAST_FAULT)) {
 		struct fast_mark fm = { slot, f.gfn };
 
 		root = v->root[v->as_id];
@@ -217,9 +232,20 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 	}
 
 	mmu_seq = mn_seq_sample(&vm->mn);
-	r = host_gup(vm->host, memslot_gfn_to_hva(slot, f.gfn), f.write, &g);
+	if (vm_confidential(vm) && private != memslot_gfn_private(slot, f.gfn)) {
+		r = -EPERM;
+		stat_inc(v->st.pf_attr_exit);
+		goto out_rcu;
+	}
+	r = host_gup(vm->host,
+		     private ? memslot_gfn_to_private_hva(slot, f.gfn)
+			     : memslot_gfn_to_hva(slot, f.gfn),
+		     f.write, &g);
 	if (r)
 		goto out_rcu;
+	/* I13: a shared alias never reaches a private frame (memslot
+	 * checks keep the two kinds of memory apart) */
+	TDP_ASSERT(g.guest_private == private);
 	stat_inc(vm->stats.frame_refs);
 	if (f.exec && !g.executable) {
 		r = -EFAULT;
@@ -233,15 +259,17 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 	f.map_writable = g.writable && !(slot->flags & TDP_MEM_READONLY);
 	f.executable = g.executable;
 	f.goal_level = vm_max_mapping_level(vm, slot, f.gfn, g.order);
-	if (logged)
+	if (logged || private) /* mirror roots map 4 KiB only */
 		f.goal_level = TDP_LEVEL_4K;
+	else if (vm_confidential(vm)) /* never over a private page (I13) */
+		f.goal_level = memslot_shared_level(slot, f.gfn, f.goal_level);
 	f.wrprot = wp_log && !f.write;
 	r = pt_cache_topup(&mmu->alloc, &v->cache, mmu->root_level);
 	if (r)
 		goto out_put;
 
 	fault_lock(mmu, exclusive);
-	root = v->root[v->as_id];
+	root = private ? v->mirror_root : v->root[v->as_id];
 	if (!root || root_invalid(root) ||
 	    (mn_retry_gfn(&vm->mn, mmu_seq, f.gfn) &&
 	     !INJECTED(mmu->inject, INJ_SKIP_INVALIDATE_RETRY)))
@@ -258,6 +286,8 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 	switch (ret) {
 	case MAP_FIXED:
 		stat_inc(v->st.pf_fixed);
+		if (private)
+			stat_inc(v->st.pf_private);
 		break;
 	case MAP_SPURIOUS:
 		stat_inc(v->st.pf_spurious);

@@ -88,12 +88,19 @@ static bool hw_set_bits(uint64_t *sptep, uint64_t spte, uint64_t bits)
 					   __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
 }
 
-/* Walk the root for @gfn.  Returns the frame or ~0 on a violation. */
-static uint64_t hw_walk(struct tdp_vcpu *v, uint64_t gfn, enum tdp_access acc)
+/* Walk the root for @gfn.  Returns the frame or ~0 on a violation.  In a
+ * confidential VM a gfn with the shared bit is looked up without it in
+ * the direct root, and one without it in the mirror root; the TLB and the
+ * paging-structure cache keep the whole gfn, so the two never mix. */
+static uint64_t hw_walk(struct tdp_vcpu *v, uint64_t key, enum tdp_access acc)
 {
 	struct tdp_tlb *t = &v->tlb;
 	struct tdp_pt_page *root = v->root[v->as_id];
-	struct psc_entry *pe = &t->psc[(gfn >> 9) % PSC_SETS];
+	struct psc_entry *pe = &t->psc[(key >> 9) % PSC_SETS];
+	uint64_t gfn = key & ~v->vm->shared_gfn;
+
+	if (vm_confidential(v->vm) && !(key & v->vm->shared_gfn))
+		root = v->mirror_root;
 
 	/* I3: once the invalidating thread saw every vCPU acknowledge the
 	 * reload request, no vCPU may walk the root any more. */
@@ -105,7 +112,7 @@ restart:;
 	uint64_t *table = root->spt;
 	int level = root->level;
 
-	if (pe->tag == (gfn >> 9) + 1) {
+	if (pe->tag == (key >> 9) + 1) {
 		table = pe->table;
 		level = TDP_LEVEL_4K;
 	}
@@ -126,7 +133,7 @@ restart:;
 			table = spte_to_table(spte);
 			level--;
 			if (level == TDP_LEVEL_4K) {
-				pe->tag = (gfn >> 9) + 1;
+				pe->tag = (key >> 9) + 1;
 				pe->table = table;
 			}
 			continue;
@@ -140,9 +147,9 @@ restart:;
 			dirty_ledger_add(&v->vm->mmu, spte_pfn(spte),
 					 level_pages(level), 1);
 		if (level <= TDP_LEVEL_1G) {
-			struct tlb_entry *e = tlb_slot(t, gfn, level);
+			struct tlb_entry *e = tlb_slot(t, key, level);
 
-			e->tag = (gfn >> level_shift(level)) + 1;
+			e->tag = (key >> level_shift(level)) + 1;
 			e->pfn = spte_pfn(spte);
 			e->perms = (uint8_t)(spte & SPTE_RWX);
 			e->dirty = acc == ACC_WRITE || (spte & SPTE_D);
@@ -150,7 +157,7 @@ restart:;
 		return spte_pfn(spte) + (gfn & (level_pages(level) - 1));
 	}
 violation:
-	tlb_drop_gfn(t, gfn);
+	tlb_drop_gfn(t, key);
 	return ~0ull;
 }
 

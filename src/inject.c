@@ -21,6 +21,9 @@ static const char *const names[INJ_COUNT] = {
 	[INJ_DIRTY_CLEAR_NO_FLUSH] = "dirty-clear-without-flush",
 	[INJ_AGING_LOSES_DIRTY] = "aging-loses-dirty",
 	[INJ_FAST_FAULT_HUGE_WRITABLE] = "fast-fault-huge-writable",
+	[INJ_MIRROR_RELOAD_WITH_DIRECT] = "mirror-reload-with-direct",
+	[INJ_FAST_ZAP_MIRROR] = "fast-zap-mirror",
+	[INJ_MIRROR_ZAP_SHARED] = "mirror-zap-shared",
 };
 
 const char *tdp_inject_name(int id)

@@ -33,6 +33,14 @@ struct memslot {
 	 * logging stays on; freed after the set that drops it is published
 	 * (a grace period later, vm.c) */
 	uint64_t *dirty_bitmap;
+	/* TDP_MEM_PRIVATE: the private memory, and one bit per page, set
+	 * while the page is shared (memory attributes; confidential.c).
+	 * Changed with atomic RMW under mmu_lock held for write, inside an
+	 * invalidation (notifier.h), read by faults after their sample;
+	 * shared by the copies of this slot in successive sets, freed with
+	 * the slot */
+	uint64_t private_hva;
+	uint64_t *shared_bitmap;
 };
 
 static inline void memslot_mark_dirty(const struct memslot *s, uint64_t gfn,
@@ -61,6 +69,12 @@ static inline uint64_t memslot_gfn_to_hva(const struct memslot *s,
 					  uint64_t gfn)
 {
 	return s->hva + ((gfn - s->base_gfn) << 12);
+}
+
+static inline uint64_t memslot_gfn_to_private_hva(const struct memslot *s,
+						  uint64_t gfn)
+{
+	return s->private_hva + ((gfn - s->base_gfn) << 12);
 }
 
 /* The slot containing @gfn, or NULL.  Binary search. */

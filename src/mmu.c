@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -122,9 +123,67 @@ static void tdp_mmu_iter_set_spte(struct tdp_mmu *mmu, struct tdp_iter *it,
 		mmu->hooks.zap_before_write(mmu->hooks.arg, it->sptep);
 	it->old_spte = write_spte(mmu, it->sptep, it->old_spte, new,
 				  it->level);
-	handle_changed_spte(mmu, as_id, it->gfn, it->old_spte, new, it->level,
-			    ctx);
+	handle_changed_spte(mmu, as_id, sptep_to_sp(it->sptep)->mirror,
+			    it->gfn, it->old_spte, new, it->level, ctx);
 	it->old_spte = new;
+}
+
+/* ---------------------------------------------------------------- */
+/* Mirror entries (mmu.h; I11)                                       */
+/* ---------------------------------------------------------------- */
+
+/* The external table refused: KVM_BUG_ON.  Counted by the table; the VM
+ * is dead from now on (vCPU accesses fail with -EIO). */
+static void ext_refused(struct tdp_mmu *mmu, int err, const char *op,
+			uint64_t gfn, int level)
+{
+	if (!atomic_exchange(&mmu->dead, true))
+		fprintf(stderr,
+			"tdpmmu: external table refused %s of gfn %#llx "
+			"level %d (%d): the VM is dead\n",
+			op, (unsigned long long)gfn, level, err);
+}
+
+/*
+ * A mirror entry goes from not present to present (a table or a leaf):
+ * freeze it, make the change in the external table, then publish the new
+ * value, or put the old one back if the table refused.  Read lock or
+ * write lock; -EBUSY if the freeze lost a race (it->old_spte refreshed).
+ */
+static int set_mirror_present(struct tdp_mmu *mmu, struct tdp_iter *it,
+			      uint64_t new)
+{
+	uint64_t old = it->old_spte;
+	int r;
+
+	if (!__atomic_compare_exchange_n(it->sptep, &it->old_spte, SPTE_FROZEN,
+					 false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE))
+		return -EBUSY;
+	if (spte_is_leaf(new, it->level))
+		r = ext_set_leaf(mmu->ext, it->gfn, it->level, spte_pfn(new));
+	else
+		r = ext_link_table(mmu->ext, it->gfn, it->level);
+	if (r) {
+		__atomic_store_n(it->sptep, old, __ATOMIC_RELEASE);
+		it->old_spte = old;
+		ext_refused(mmu, r, "install", it->gfn, it->level);
+		return -EBUSY;
+	}
+	__atomic_store_n(it->sptep, new, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/* A mirror leaf went away: remove it from the external table, which
+ * refuses unless mmu_lock is held for write. */
+static void remove_mirror_leaf(struct tdp_mmu *mmu, uint64_t gfn,
+			       uint64_t old, int level)
+{
+	bool wl = tdp_lock_held_mode(&mmu->lock) == TDP_WRITE;
+	int r = ext_remove_leaf(mmu->ext, gfn, level, spte_pfn(old), wl);
+
+	if (r)
+		ext_refused(mmu, r, "leaf removal", gfn, level);
 }
 
 /* Compare-exchange update (any lock mode).  On failure returns -EBUSY and
@@ -134,13 +193,20 @@ int tdp_mmu_set_spte_atomic(struct tdp_mmu *mmu, struct tdp_iter *it,
 				   struct tdp_flush_ctx *ctx)
 {
 	uint64_t old = it->old_spte;
+	bool mirror = sptep_to_sp(it->sptep)->mirror;
 
 	tdp_assert_held(&mmu->lock);
 	TDP_ASSERT(!spte_frozen(old));
-	if (!__atomic_compare_exchange_n(it->sptep, &it->old_spte, new, false,
-					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+	if (mirror && !spte_present(old) && spte_present(new)) {
+		if (set_mirror_present(mmu, it, new))
+			return -EBUSY;
+	} else if (!__atomic_compare_exchange_n(it->sptep, &it->old_spte, new,
+						false, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE)) {
 		return -EBUSY;
-	handle_changed_spte(mmu, as_id, it->gfn, old, new, it->level, ctx);
+	}
+	handle_changed_spte(mmu, as_id, mirror, it->gfn, old, new, it->level,
+			    ctx);
 	it->old_spte = new;
 	return 0;
 }
@@ -221,10 +287,20 @@ static void handle_removed_pt(struct tdp_mmu *mmu, struct tdp_pt_page *sp,
 		}
 		if (mmu->hooks.child_frozen)
 			mmu->hooks.child_frozen(mmu->hooks.arg, sp, (unsigned)i);
-		handle_changed_spte(mmu, sp->as_id, gfn, old, SPTE_FROZEN,
-				    level, ctx);
+		handle_changed_spte(mmu, sp->as_id, sp->mirror, gfn, old,
+				    SPTE_FROZEN, level, ctx);
 	}
 	free(snap);
+	if (sp->mirror) {
+		/* its leaves are gone from the external table: the table
+		 * itself goes now (write lock, or the table refuses) */
+		int r = ext_free_table(mmu->ext, sp->gfn, level + 1,
+				       tdp_lock_held_mode(&mmu->lock) ==
+					       TDP_WRITE);
+
+		if (r)
+			ext_refused(mmu, r, "table free", sp->gfn, level + 1);
+	}
 	stat_add(mmu->stats->pt_pages, -1);
 	sp->next = ctx->removed;
 	ctx->removed = sp;
@@ -235,9 +311,9 @@ static void handle_removed_pt(struct tdp_mmu *mmu, struct tdp_pt_page *sp,
  * removed tables, flush owed.  A table is removed iff the entry was a
  * present table and is now not present or a leaf (KVM c8e5a0d0e9bc).
  */
-void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
-				uint64_t gfn, uint64_t old, uint64_t new,
-				int level, struct tdp_flush_ctx *ctx)
+void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id, bool mirror,
+			 uint64_t gfn, uint64_t old, uint64_t new, int level,
+			 struct tdp_flush_ctx *ctx)
 {
 	bool was_leaf = spte_is_present_leaf(old, level);
 	bool is_leaf = spte_is_present_leaf(new, level);
@@ -276,6 +352,8 @@ void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
 		 * translation (and accounts the children); no flush owed. */
 		account_leaf(mmu, level, -1);
 	} else if (was_leaf && !is_leaf) {
+		if (mirror)
+			remove_mirror_leaf(mmu, gfn, old, level);
 		account_leaf(mmu, level, -1);
 		stat_inc(mmu->stats->zapped_leaves);
 		if (old & SPTE_D) {
@@ -462,6 +540,8 @@ enum tdp_map_ret tdp_mmu_map(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 
 	tdp_assert_held(&mmu->lock);
 	TDP_ASSERT(!root_invalid(root));
+	TDP_ASSERT(!(root->mirror && (f->goal_level != TDP_LEVEL_4K ||
+				      f->mmio)));
 	tdp_rcu_read_lock();
 	for_each_tdp_pte(it, root, f->gfn, f->gfn + 1) {
 		struct tdp_pt_page *sp;
@@ -484,7 +564,10 @@ enum tdp_map_ret tdp_mmu_map(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 		sp->gfn = gfn_round_for_level(f->gfn, it.level);
 		sp->level = (int8_t)(it.level - 1);
 		sp->as_id = (uint8_t)f->as_id;
+		sp->mirror = root->mirror;
 		sp->ptep = it.sptep;
+		/* mirror trees map 4 KiB only: never split there */
+		TDP_ASSERT(!(root->mirror && split));
 		if (split)
 			for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++)
 				sp->spt[i] = make_small_spte(it.old_spte,
@@ -513,20 +596,23 @@ enum tdp_map_ret tdp_mmu_map(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 /*
  * Zap [start, end) in one root: every leaf that intersects the range, and
  * every table whose whole range lies inside it (so unmapping a large range
- * also gives its tables back).  Write lock.  Removed tables are flushed
- * and freed before this root's RCU section ends (seed 004: one section per
- * root; I2).
+ * also gives its tables back).  Write lock, or read lock with
+ * compare-exchanges (a lost one re-reads the entry and tries again).
+ * Removed tables are flushed and freed before this root's RCU section
+ * ends (seed 004: one section per root; I2).
  */
 static void zap_range_root(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 			   uint64_t start, uint64_t end, bool can_yield,
 			   struct tdp_flush_ctx *ctx)
 {
+	bool shared = tdp_lock_held_mode(&mmu->lock) == TDP_READ;
 	struct yield_state y;
 	struct tdp_iter it;
 
-	yield_init(&y, false);
+	yield_init(&y, shared);
 	tdp_rcu_read_lock();
 	for_each_tdp_pte(it, root, start, end) {
+retry:
 		if (can_yield && tdp_mmu_iter_cond_resched(mmu, &it, ctx, &y))
 			continue;
 		if (!spte_present(it.old_spte))
@@ -534,8 +620,12 @@ static void zap_range_root(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 		if (!spte_is_leaf(it.old_spte, it.level) &&
 		    (it.gfn < start || tdp_iter_entry_end(&it) > end))
 			continue; /* partly covered table: descend */
-		tdp_mmu_iter_set_spte(mmu, &it, root->as_id, SPTE_NONPRESENT,
-				      ctx);
+		if (!shared)
+			tdp_mmu_iter_set_spte(mmu, &it, root->as_id,
+					      SPTE_NONPRESENT, ctx);
+		else if (tdp_mmu_set_spte_atomic(mmu, &it, root->as_id,
+						 SPTE_NONPRESENT, ctx))
+			goto retry;
 	}
 	if (ctx->removed && INJECTED(mmu->inject, INJ_RCU_EXIT_BEFORE_FLUSH)) {
 		/* leave the section with the flush still owed; the frees run
@@ -561,13 +651,13 @@ static void zap_range_root(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 }
 
 void tdp_mmu_zap_gfn_range(struct tdp_mmu *mmu, int as_id, uint64_t start,
-			   uint64_t end, bool include_invalid, bool can_yield,
+			   uint64_t end, unsigned types, bool can_yield,
 			   struct tdp_flush_ctx *ctx)
 {
 	struct tdp_pt_page *root;
 
-	tdp_assert_held_write(&mmu->lock);
-	for_each_root_yield_safe(&mmu->roots, root, as_id, !include_invalid)
+	tdp_assert_held(&mmu->lock);
+	for_each_root_yield_safe(&mmu->roots, root, as_id, types)
 		zap_range_root(mmu, root, start, end, can_yield, ctx);
 }
 
@@ -621,9 +711,9 @@ retry:
 	}
 }
 
-int tdp_mmu_invalidate_roots(struct tdp_mmu *mmu)
+int tdp_mmu_invalidate_roots(struct tdp_mmu *mmu, unsigned types)
 {
-	return roots_invalidate_all(&mmu->roots);
+	return roots_invalidate(&mmu->roots, types);
 }
 
 void tdp_mmu_zap_invalidated_roots(struct tdp_mmu *mmu, bool shared)
@@ -635,7 +725,7 @@ void tdp_mmu_zap_invalidated_roots(struct tdp_mmu *mmu, bool shared)
 		tdp_read_lock(&mmu->lock);
 	else
 		tdp_write_lock(&mmu->lock);
-	for_each_root_yield_safe(&mmu->roots, root, -1, false) {
+	for_each_root_yield_safe(&mmu->roots, root, -1, ROOTS_ALL) {
 		/* Exactly one zapper takes each scheduled root. */
 		if (!atomic_exchange(&root->scheduled_to_zap, false))
 			continue;

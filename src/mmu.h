@@ -10,7 +10,8 @@
  *                            compare-exchange / no yield / flushes itself
  *                            when it replaces a table by a huge leaf,
  *                            before leaving its RCU section.
- *  - tdp_mmu_zap_gfn_range:  write / yields if asked, flushing first /
+ *  - tdp_mmu_zap_gfn_range:  write (or read, not for mirror roots) /
+ *                            yields if asked, flushing first /
  *                            returns with ctx->flush owed: the caller
  *                            flushes (tdp_mmu_flush_and_free) before it
  *                            releases mmu_lock (I6).
@@ -29,6 +30,18 @@
  * on ctx->removed.  Queued pages are freed by tdp_mmu_flush_and_free():
  * remote TLB flush first, then call_rcu (I2), and always before the RCU
  * section that unlinked them ends, also at yield points.
+ *
+ * Mirror entries (confidential VMs, I11): every change of an entry in a
+ * mirror tree is made in the external table (ext.h) too.  A mirror entry
+ * becomes present only by compare-exchange under the read lock, in three
+ * steps: freeze it, make the external change (link a table, set a leaf),
+ * then store the new value, or restore the old one if the external table
+ * refused.  Other threads treat the frozen entry as busy and retry.  A
+ * mirror leaf or table is removed only under the write lock (the external
+ * table refuses otherwise): leaves first, then their table.  A refusal is
+ * a bug (KVM_BUG_ON): it is counted, and the VM is dead (tdp_mmu_dead).
+ * Mirror trees have 4 KiB leaves only and are never split, recovered,
+ * write-protected or aged.
  */
 #ifndef TDP_MMU_H
 #define TDP_MMU_H
@@ -37,6 +50,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "ext.h"
 #include "inject.h"
 #include "iter.h"
 #include "lock.h"
@@ -70,6 +84,8 @@ struct tdp_mmu {
 	uint64_t max_slot_gfn; /* highest memslot end (inject only) */
 	struct tdp_roots roots;
 	struct pt_alloc alloc;
+	struct ext_table *ext; /* confidential VMs: what mirror roots mirror */
+	atomic_bool dead;      /* the external table refused an operation */
 	struct vm_stats *stats;
 	int root_level;
 	int max_level; /* largest leaf level allowed */
@@ -146,15 +162,22 @@ void tdp_mmu_flush_and_free(struct tdp_mmu *mmu, struct tdp_flush_ctx *ctx);
 enum tdp_map_ret tdp_mmu_map(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 			     const struct tdp_fault *f, struct pt_cache *cache);
 
-/* Zap [start, end) in every root of @as_id (-1: all), valid ones or
- * (@include_invalid) all: leaves intersecting it and tables wholly inside
- * it.  Write lock. */
+/* Zap [start, end) in every root of @as_id (-1: all) that matches @types
+ * (enum root_types): leaves intersecting it and tables wholly inside it.
+ * Write lock; or read lock (compare-exchanges), but never for mirror
+ * roots: the external table accepts removals only under the write lock. */
 void tdp_mmu_zap_gfn_range(struct tdp_mmu *mmu, int as_id, uint64_t start,
-			   uint64_t end, bool include_invalid, bool can_yield,
+			   uint64_t end, unsigned types, bool can_yield,
 			   struct tdp_flush_ctx *ctx);
 
-/* Invalidate every valid root.  Write lock.  Returns how many. */
-int tdp_mmu_invalidate_roots(struct tdp_mmu *mmu);
+/* Invalidate every valid root of @types.  Write lock.  Returns how many. */
+int tdp_mmu_invalidate_roots(struct tdp_mmu *mmu, unsigned types);
+
+/* The external table refused an operation: the VM must not run on. */
+static inline bool tdp_mmu_dead(struct tdp_mmu *mmu)
+{
+	return atomic_load_explicit(&mmu->dead, memory_order_acquire);
+}
 /* Zap every root scheduled by invalidation, then drop the MMU's reference.
  * Takes mmu_lock itself: for read if @shared, else for write. */
 void tdp_mmu_zap_invalidated_roots(struct tdp_mmu *mmu, bool shared);

@@ -28,8 +28,8 @@ bool tdp_mmu_iter_cond_resched(struct tdp_mmu *mmu, struct tdp_iter *it,
 int tdp_mmu_set_spte_atomic(struct tdp_mmu *mmu, struct tdp_iter *it,
 			    unsigned as_id, uint64_t new,
 			    struct tdp_flush_ctx *ctx);
-void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id, uint64_t gfn,
-			 uint64_t old, uint64_t new, int level,
+void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id, bool mirror,
+			 uint64_t gfn, uint64_t old, uint64_t new, int level,
 			 struct tdp_flush_ctx *ctx);
 void owe_flush(struct tdp_mmu *mmu, struct tdp_flush_ctx *ctx);
 void account_leaf(struct tdp_mmu *mmu, int level, long delta);

@@ -98,6 +98,7 @@ struct tdp_pt_page *pt_alloc_page(struct pt_alloc *a)
 	sp->level = 0;
 	sp->as_id = 0;
 	sp->is_root = false;
+	sp->mirror = false;
 	atomic_init(&sp->scheduled_to_zap, false);
 	atomic_init(&sp->invalid, false);
 	atomic_init(&sp->acked, false);

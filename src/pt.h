@@ -42,6 +42,8 @@ struct tdp_pt_page {
 	int8_t level;		/* level of the entries in spt */
 	uint8_t as_id;
 	bool is_root;
+	bool mirror;		/* in a mirror tree (confidential VMs): every
+				   change goes to the external table too */
 	atomic_bool scheduled_to_zap; /* root: invalidated, zap owed */
 	atomic_bool invalid;	/* root: obsolete (set under mmu_lock write) */
 	atomic_bool acked;	/* root: invalid, and every vCPU has seen the

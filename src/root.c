@@ -14,6 +14,7 @@ int roots_init(struct tdp_roots *r, struct pt_alloc *alloc,
 	r->alloc = alloc;
 	r->mmu_lock = mmu_lock;
 	atomic_init(&r->nr_roots, 0);
+	atomic_init(&r->nr_mirror, 0);
 	return -pthread_mutex_init(&r->list_lock, NULL);
 }
 
@@ -54,6 +55,8 @@ static void root_free(struct tdp_roots *r, struct tdp_pt_page *root)
 	tdp_rcu_list_del(&root->link);
 	pthread_mutex_unlock(&r->list_lock);
 	atomic_fetch_sub(&r->nr_roots, 1);
+	if (root->mirror)
+		atomic_fetch_sub(&r->nr_mirror, 1);
 	pt_free_page_rcu(root);
 }
 
@@ -90,14 +93,16 @@ void root_put(struct tdp_roots *r, struct tdp_pt_page *root)
 }
 
 struct tdp_pt_page *root_get_or_alloc(struct tdp_roots *r, unsigned as_id,
-				      int level, struct pt_cache *cache)
+				      int level, bool mirror,
+				      struct pt_cache *cache)
 {
 	struct tdp_pt_page *root;
 
 	tdp_assert_held(r->mmu_lock);
 	pthread_mutex_lock(&r->list_lock);
 	for_each_root_locked(r, root) {
-		if (root->as_id != as_id || root->level != level)
+		if (root->as_id != as_id || root->level != level ||
+		    root->mirror != mirror)
 			continue;
 		if (root_invalid(root) &&
 		    !INJECTED(*r->inject, INJ_REF_INVALID_ROOT))
@@ -112,23 +117,38 @@ struct tdp_pt_page *root_get_or_alloc(struct tdp_roots *r, unsigned as_id,
 	root->is_root = true;
 	root->level = (int8_t)level;
 	root->as_id = (uint8_t)as_id;
+	root->mirror = mirror;
 	root->gfn = 0;
 	atomic_store(&root->refcount, 2);
 	tdp_rcu_list_add(&root->link, &r->list);
 	atomic_fetch_add(&r->nr_roots, 1);
+	if (mirror)
+		atomic_fetch_add(&r->nr_mirror, 1);
 out:
 	pthread_mutex_unlock(&r->list_lock);
 	return root;
 }
 
-int roots_invalidate_all(struct tdp_roots *r)
+static bool root_match(struct tdp_roots *r, struct tdp_pt_page *root,
+		       int as_id, unsigned types)
+{
+	if (as_id >= 0 && root->as_id != (unsigned)as_id)
+		return false;
+	if (INJECTED(*r->inject, INJ_REF_INVALID_ROOT))
+		types |= ROOT_INVALID;
+	if (root_invalid(root) && !(types & ROOT_INVALID))
+		return false;
+	return types & (root->mirror ? ROOT_MIRROR : ROOT_DIRECT);
+}
+
+int roots_invalidate(struct tdp_roots *r, unsigned types)
 {
 	struct tdp_pt_page *root;
 	int n = 0;
 
 	tdp_assert_held_write(r->mmu_lock);
 	for_each_root_locked(r, root) {
-		if (root_invalid(root))
+		if (root_invalid(root) || !root_match(r, root, -1, types))
 			continue;
 		atomic_store(&root->scheduled_to_zap, true);
 		atomic_store_explicit(&root->invalid, true,
@@ -148,16 +168,6 @@ void roots_mark_acked(struct tdp_roots *r)
 			atomic_store(&root->acked, true);
 }
 
-static bool root_match(struct tdp_roots *r, struct tdp_pt_page *root,
-		       int as_id, bool only_valid)
-{
-	if (as_id >= 0 && root->as_id != (unsigned)as_id)
-		return false;
-	if (INJECTED(*r->inject, INJ_REF_INVALID_ROOT))
-		return true;
-	return !(only_valid && root_invalid(root));
-}
-
 static struct tdp_pt_page *unpinned_lookup(struct tdp_roots *r,
 					   struct tdp_pt_page *root)
 {
@@ -170,8 +180,16 @@ static struct tdp_pt_page *unpinned_lookup(struct tdp_roots *r,
 static void unpinned_save(struct tdp_roots *r, struct tdp_pt_page *root,
 			  struct tdp_pt_page *next)
 {
-	unsigned slot = ((uintptr_t)root >> 6) % 8;
+	int found = -1, empty = -1, slot;
 
+	/* this root's entry, else a free one, else the first */
+	for (int i = 0; i < 8 && found < 0; i++) {
+		if (r->unpinned[i].root == root)
+			found = i;
+		else if (!r->unpinned[i].root && empty < 0)
+			empty = i;
+	}
+	slot = found >= 0 ? found : empty >= 0 ? empty : 0;
 	r->unpinned[slot].root = root;
 	r->unpinned[slot].next = next;
 }
@@ -183,7 +201,7 @@ static void unpinned_save(struct tdp_roots *r, struct tdp_pt_page *root,
  * whose count already reached zero are being freed and are skipped.
  */
 struct tdp_pt_page *root_next(struct tdp_roots *r, struct tdp_pt_page *prev,
-			      int as_id, bool only_valid)
+			      int as_id, unsigned types)
 {
 	struct tdp_pt_page *next;
 
@@ -200,7 +218,7 @@ struct tdp_pt_page *root_next(struct tdp_roots *r, struct tdp_pt_page *prev,
 	while (&next->link != &r->list) {
 		TDP_ASSERT_MSG(next->in_use, "freed root %p on the root list",
 			       (void *)next);
-		if (root_match(r, next, as_id, only_valid) && root_get(next))
+		if (root_match(r, next, as_id, types) && root_get(next))
 			break;
 		next = link_to_root(tdp_rcu_list_next(&next->link));
 	}

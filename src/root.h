@@ -20,6 +20,10 @@
  * root is invalid and empty, unlinks it from the RCU list under list_lock
  * and frees it after a grace period.  A valid root can never reach zero.
  *
+ * Roles: a root is identified by (address space, level, mirror).  Mirror
+ * roots (confidential VMs) mirror the external page table; they are
+ * invalidated only at VM teardown, never by a fast zap (I11).
+ *
  * Every put runs with mmu_lock held (read or write; vCPUs drop their roots
  * under the read lock, as KVM's kvm_mmu_free_roots does), so the root list,
  * an RCU list modified only under list_lock, is stable under the write
@@ -41,6 +45,7 @@ struct tdp_roots {
 	struct pt_alloc *alloc;
 	struct tdp_lock *mmu_lock; /* for assertions */
 	atomic_long nr_roots;
+	atomic_long nr_mirror;	   /* of them, mirror roots */
 	const int *inject;	   /* the owning MMU's injection switch */
 	/* INJ_UNPINNED_NEXT_ROOT only: the next pointer each root had when an
 	 * iterator handed it out, kept without a reference */
@@ -53,10 +58,22 @@ int roots_init(struct tdp_roots *r, struct pt_alloc *alloc,
 	       struct tdp_lock *mmu_lock);
 void roots_destroy(struct tdp_roots *r);
 
+/* Which roots a walk or an invalidation covers (KVM's root types): a
+ * root matches if its kind (direct or mirror) is in the set and, when it
+ * is invalid, ROOT_INVALID is in the set too. */
+enum root_types {
+	ROOT_DIRECT = 1,
+	ROOT_MIRROR = 2,
+	ROOT_INVALID = 4,
+	ROOTS_VALID = ROOT_DIRECT | ROOT_MIRROR,
+	ROOTS_ALL = ROOTS_VALID | ROOT_INVALID,
+};
+
 /* Find a valid root of this role and take a reference, or make one (with
  * the MMU's and the caller's references) from @cache.  mmu_lock held. */
 struct tdp_pt_page *root_get_or_alloc(struct tdp_roots *r, unsigned as_id,
-				      int level, struct pt_cache *cache);
+				      int level, bool mirror,
+				      struct pt_cache *cache);
 
 bool root_get(struct tdp_pt_page *root);
 void root_put(struct tdp_roots *r, struct tdp_pt_page *root);
@@ -66,21 +83,21 @@ static inline bool root_invalid(struct tdp_pt_page *root)
 	return atomic_load_explicit(&root->invalid, memory_order_acquire);
 }
 
-/* Mark every valid root invalid and schedule its zap.  Write lock.
- * Returns the number of roots invalidated. */
-int roots_invalidate_all(struct tdp_roots *r);
+/* Mark every valid root of @types invalid and schedule its zap.  Write
+ * lock.  Returns the number of roots invalidated. */
+int roots_invalidate(struct tdp_roots *r, unsigned types);
 /* After every vCPU acknowledged the reload request sent in the same
  * write-locked section: mark the invalid roots acknowledged, so a vCPU
  * found walking one is caught (hw.c).  Write lock. */
 void roots_mark_acked(struct tdp_roots *r);
 
-/* as_id < 0: every address space. */
+/* as_id < 0: every address space.  @types: enum root_types. */
 struct tdp_pt_page *root_next(struct tdp_roots *r, struct tdp_pt_page *prev,
-			      int as_id, bool only_valid);
+			      int as_id, unsigned types);
 
-#define for_each_root_yield_safe(r, root, as_id, only_valid)                   \
-	for ((root) = root_next((r), NULL, (as_id), (only_valid)); (root);     \
-	     (root) = root_next((r), (root), (as_id), (only_valid)))
+#define for_each_root_yield_safe(r, root, as_id, types)                        \
+	for ((root) = root_next((r), NULL, (as_id), (types)); (root);          \
+	     (root) = root_next((r), (root), (as_id), (types)))
 
 /* Leave a for_each_root_yield_safe loop early, dropping its reference. */
 static inline void root_iter_break(struct tdp_roots *r,

@@ -11,7 +11,8 @@
 
 #include "vm.h"
 
-static struct tdp_pt_page *valid_root_rcu(struct tdp_mmu *mmu, unsigned as_id)
+static struct tdp_pt_page *valid_root_rcu(struct tdp_mmu *mmu, unsigned as_id,
+					  bool mirror)
 {
 	struct tdp_rcu_list *l;
 
@@ -20,7 +21,8 @@ static struct tdp_pt_page *valid_root_rcu(struct tdp_mmu *mmu, unsigned as_id)
 	     l = tdp_rcu_list_next(l)) {
 		struct tdp_pt_page *root = link_to_root(l);
 
-		if (root->as_id == as_id && !root_invalid(root))
+		if (root->as_id == as_id && root->mirror == mirror &&
+		    !root_invalid(root))
 			return root;
 	}
 	return NULL;
@@ -31,13 +33,16 @@ int tdp_vm_translate(struct tdp_vm *vm, unsigned as_id, uint64_t gpa,
 {
 	struct tdp_pt_page *root;
 	struct tdp_iter it;
-	uint64_t gfn = gpa >> 12;
+	uint64_t gfn;
+	bool mirror;
 	int r = -ENOENT;
 
 	if (!vm || !out || as_id >= vm->cfg.nr_as || gpa >= vm_max_gpa(vm))
 		return -EINVAL;
+	gfn = (gpa >> 12) & ~vm->shared_gfn;
+	mirror = vm_confidential(vm) && !((gpa >> 12) & vm->shared_gfn);
 	tdp_rcu_read_lock();
-	root = valid_root_rcu(&vm->mmu, as_id);
+	root = valid_root_rcu(&vm->mmu, as_id, mirror);
 	if (!root)
 		goto out;
 	for_each_tdp_pte(it, root, gfn, gfn + 1) {

@@ -17,7 +17,10 @@
  * same critical section, with a wait; the vCPU drops invalid roots and
  * loads a valid one (under mmu_lock, so it cannot pick an invalid one)
  * before it enters guest mode, and flushes its TLB.  So a vCPU never
- * enters guest mode on an invalid root (I3).
+ * enters guest mode on an invalid root (I3).  In a confidential VM it also
+ * holds the mirror root, loaded with the first direct root and kept until
+ * the vCPU is destroyed (mirror roots are never invalidated while the VM
+ * lives); the reload loads whichever of the two is missing (I11).
  */
 #include <errno.h>
 #include <sched.h>
@@ -74,19 +77,42 @@ void vm_flush_remote_tlbs(void *arg)
 	stat_add(vm->stats.remote_tlb_flush_ns, now_ns() - t0);
 }
 
-/* Load a valid root for the current address space.  Outside guest mode. */
-static int vcpu_load_root(struct tdp_vcpu *v)
+static bool vcpu_roots_loaded(struct tdp_vcpu *v)
+{
+	return v->root[v->as_id] &&
+	       (!vm_confidential(v->vm) || v->mirror_root);
+}
+
+/*
+ * Load whichever root is missing: the direct root of the current address
+ * space and, in a confidential VM, the mirror root (seed 003: a fast zap
+ * or a generation wrap drops only the direct root; loading the mirror
+ * root "with" the direct one would take a second reference on the mirror
+ * root the vCPU already holds, and never reload a mirror root that went
+ * alone).  Outside guest mode.
+ */
+static int vcpu_load_roots(struct tdp_vcpu *v)
 {
 	struct tdp_mmu *mmu = &v->vm->mmu;
+	struct tdp_pt_page **direct = &v->root[v->as_id];
+	bool mirror_missing = !v->mirror_root;
 	int r;
 
-	r = pt_cache_topup(&mmu->alloc, &v->cache, 1);
+	r = pt_cache_topup(&mmu->alloc, &v->cache, 2);
 	if (r)
 		return r;
+	if (INJECTED(mmu->inject, INJ_MIRROR_RELOAD_WITH_DIRECT))
+		mirror_missing = !*direct; /* KVM before Yan Zhao's fix */
 	tdp_read_lock(&mmu->lock);
-	v->root[v->as_id] = root_get_or_alloc(&mmu->roots, v->as_id,
-					      mmu->root_level, &v->cache);
-	TDP_ASSERT(!root_invalid(v->root[v->as_id]));
+	/* mirror first, as KVM does */
+	if (vm_confidential(v->vm) && mirror_missing)
+		v->mirror_root = root_get_or_alloc(&mmu->roots, 0,
+						   mmu->root_level, true,
+						   &v->cache);
+	if (!*direct)
+		*direct = root_get_or_alloc(&mmu->roots, v->as_id,
+					    mmu->root_level, false, &v->cache);
+	TDP_ASSERT(!root_invalid(*direct));
 	tdp_read_unlock(&mmu->lock);
 	stat_inc(v->vm->stats.root_reloads);
 	/* A new root may reuse memory the TLB has seen: flush locally. */
@@ -98,14 +124,17 @@ static void vcpu_drop_roots(struct tdp_vcpu *v, bool only_invalid)
 {
 	struct tdp_lock *lock = &v->vm->mmu.lock;
 
+	struct tdp_pt_page **roots[3] = { &v->root[0], &v->root[1],
+					  &v->mirror_root };
+
 	tdp_read_lock(lock);
-	for (unsigned as = 0; as < 2; as++) {
-		struct tdp_pt_page *root = v->root[as];
+	for (unsigned i = 0; i < 3; i++) {
+		struct tdp_pt_page *root = *roots[i];
 
 		if (!root || (only_invalid && !root_invalid(root)))
 			continue;
 		root_put(&v->vm->mmu.roots, root);
-		v->root[as] = NULL;
+		*roots[i] = NULL;
 	}
 	tdp_read_unlock(lock);
 }
@@ -118,8 +147,8 @@ static int vcpu_handle_requests(struct tdp_vcpu *v)
 		vcpu_drop_roots(v, true);
 	if (req & REQ_TLB_FLUSH)
 		tlb_flush_all(&v->tlb);
-	if (!v->root[v->as_id])
-		return vcpu_load_root(v);
+	if (!vcpu_roots_loaded(v))
+		return vcpu_load_roots(v);
 	return 0;
 }
 
@@ -128,9 +157,12 @@ int vcpu_enter_guest(struct tdp_vcpu *v)
 	for (;;) {
 		int r;
 
+		/* KVM_BUG_ON: the external table refused an operation */
+		if (tdp_mmu_dead(&v->vm->mmu))
+			return -EIO;
 		v->epoch++;
 		atomic_store(&v->mode, (v->epoch << 1) | 1);
-		if (!atomic_load(&v->requests) && v->root[v->as_id])
+		if (!atomic_load(&v->requests) && vcpu_roots_loaded(v))
 			return 0;
 		atomic_store(&v->mode, v->epoch << 1);
 		r = vcpu_handle_requests(v);
@@ -188,6 +220,8 @@ static void vcpu_stats_add(struct vcpu_stats *dst, struct vcpu_stats *src)
 	stat_add(dst->pf_mmio_spte_created,
 		 stat_read(src->pf_mmio_spte_created));
 	stat_add(dst->mmio_fast, stat_read(src->mmio_fast));
+	stat_add(dst->pf_private, stat_read(src->pf_private));
+	stat_add(dst->pf_attr_exit, stat_read(src->pf_attr_exit));
 }
 
 void vcpu_stats_sum(struct tdp_vm *vm, struct vcpu_stats *out)

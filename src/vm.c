@@ -19,8 +19,10 @@
  *
  * Notifier protocol (notifier.h): invalidate_start, under mmu_lock write,
  * begins the invalidation, adds each affected slot's gfn range and zaps it
- * in every root of the address space (valid or not, so roots being torn
- * down are reached too), then flushes before unlocking (I1, I6).
+ * in every direct root of the address space (valid or not, so roots being
+ * torn down are reached too), then flushes before unlocking (I1, I6).
+ * Guest-private memory is invalidated through its own callbacks, which
+ * zap mirror roots (confidential.c).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -36,36 +38,33 @@ static struct tdp_vm *hn_to_vm(struct tdp_host_notifier *n)
 	return caa_container_of(n, struct tdp_vm, hn);
 }
 
-/* Zap [gfn, gfn+n) of @as_id in every root and flush.  Write lock held. */
-static void vm_zap_gfns_locked(struct tdp_vm *vm, unsigned as_id,
-			       uint64_t gfn, uint64_t npages)
+void vm_zap_gfns_locked(struct tdp_vm *vm, unsigned as_id, uint64_t gfn,
+			uint64_t npages, unsigned types)
 {
 	struct tdp_flush_ctx ctx = { 0 };
 
-	tdp_mmu_zap_gfn_range(&vm->mmu, (int)as_id, gfn, gfn + npages, true, true,
-			  &ctx);
+	tdp_mmu_zap_gfn_range(&vm->mmu, (int)as_id, gfn, gfn + npages, types,
+			      true, &ctx);
 	tdp_mmu_flush_and_free(&vm->mmu, &ctx);
 }
 
-/*
- * Call @fn for every memslot, in every address space, that the hva range
- * [start, end) covers part of, with the gfns [a, b) it covers.  The caller
- * holds the memslot srcu (or slots_lock).
- */
-static void for_each_slot_in_hva(struct tdp_vm *vm, uint64_t start,
-				 uint64_t end,
-				 void (*fn)(struct tdp_vm *vm, unsigned as,
-					    const struct memslot *s,
-					    uint64_t a, uint64_t b, void *arg),
-				 void *arg)
+void for_each_slot_in_hva(struct tdp_vm *vm, uint64_t start, uint64_t end,
+			  bool private_side,
+			  void (*fn)(struct tdp_vm *vm, unsigned as,
+				     const struct memslot *s, uint64_t a,
+				     uint64_t b, void *arg),
+			  void *arg)
 {
 	for (unsigned as = 0; as < vm->cfg.nr_as; as++) {
 		struct memslots *set = vm_memslots(vm, as);
 
 		for (unsigned i = 0; set && i < set->n; i++) {
 			const struct memslot *s = &set->slots[i];
-			uint64_t hs = s->hva, he = s->hva + (s->npages << 12);
+			uint64_t hs = private_side ? s->private_hva : s->hva;
+			uint64_t he = hs + (s->npages << 12);
 
+			if (private_side && !(s->flags & TDP_MEM_PRIVATE))
+				continue;
 			if (end <= hs || he <= start)
 				continue;
 			fn(vm, as, s,
@@ -81,7 +80,9 @@ static void invalidate_slot(struct tdp_vm *vm, unsigned as,
 			    void *arg)
 {
 	mn_range_add(&vm->mn, a, b);
-	vm_zap_gfns_locked(vm, as, a, b - a);
+	/* hva mappings live in direct roots only: guest-private memory has
+	 * its own invalidation path (confidential.c) */
+	vm_zap_gfns_locked(vm, as, a, b - a, ROOT_DIRECT | ROOT_INVALID);
 }
 
 static void vm_invalidate_start(struct tdp_host_notifier *n, uint64_t start,
@@ -94,7 +95,7 @@ static void vm_invalidate_start(struct tdp_host_notifier *n, uint64_t start,
 	tdp_write_lock(&vm->mmu.lock);
 	mn_begin(&vm->mn);
 	idx = tdp_srcu_read_lock(&vm->srcu);
-	for_each_slot_in_hva(vm, start, end, invalidate_slot, NULL);
+	for_each_slot_in_hva(vm, start, end, false, invalidate_slot, NULL);
 	tdp_srcu_read_unlock(&vm->srcu, idx);
 	tdp_write_unlock(&vm->mmu.lock);
 }
@@ -151,7 +152,7 @@ static void vm_age(struct tdp_host_notifier *n, uint64_t start, uint64_t end,
 
 	stat_inc(vm->stats.age_calls);
 	idx = tdp_srcu_read_lock(&vm->srcu);
-	for_each_slot_in_hva(vm, start, end, age_slot, &ac);
+	for_each_slot_in_hva(vm, start, end, false, age_slot, &ac);
 	tdp_srcu_read_unlock(&vm->srcu, idx);
 	stat_add(vm->stats.age_young, ac.pages);
 	/* clear_flush_young: accesses through TLB entries made before the
@@ -164,6 +165,8 @@ const struct tdp_host_notifier_ops vm_notifier_ops = {
 	.invalidate_start = vm_invalidate_start,
 	.invalidate_end = vm_invalidate_end,
 	.age = vm_age,
+	.invalidate_private_start = vm_private_invalidate_start,
+	.invalidate_private_end = vm_private_invalidate_end,
 };
 
 static void vm_mark_dirty(void *arg, uint64_t pfn, uint64_t npages)
@@ -201,8 +204,19 @@ static int vm_config_normalize(const struct tdp_vm_config *in,
 		return -EINVAL;
 	if (c.flags & ~(TDP_VM_EXCLUSIVE_FAULTS | TDP_VM_DIRTY_DBIT |
 			TDP_VM_MANUAL_PROTECT | TDP_VM_LOCKED_AGING |
-			TDP_VM_NO_FAST_FAULT | TDP_VM_NO_EAGER_SPLIT))
+			TDP_VM_NO_FAST_FAULT | TDP_VM_NO_EAGER_SPLIT |
+			TDP_VM_CONFIDENTIAL))
 		return -EINVAL;
+	if (c.flags & TDP_VM_CONFIDENTIAL) {
+		unsigned width = 12 + 9 * c.root_level;
+
+		if (!c.shared_bit)
+			c.shared_bit = width - 1;
+		if (c.shared_bit < 30 || c.shared_bit >= width || c.nr_as != 1)
+			return -EINVAL;
+	} else if (c.shared_bit) {
+		return -EINVAL;
+	}
 	if (c.max_huge != TDP_PAGE_SIZE && c.max_huge != TDP_HUGE_2M &&
 	    c.max_huge != TDP_HUGE_1G)
 		return -EINVAL;
@@ -250,6 +264,12 @@ int tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
 	if (r)
 		goto err_slots;
 	vm->mn.mmu_lock = &vm->mmu.lock;
+	if (vm->cfg.flags & TDP_VM_CONFIDENTIAL) {
+		vm->shared_gfn = 1ull << (vm->cfg.shared_bit - 12);
+		r = vm_confidential_init(vm);
+		if (r)
+			goto err_mmu;
+	}
 	vm->mmio_gen_mask = (1ull << vm->cfg.mmio_gen_bits) - 1;
 	tdp_srcu_init(&vm->srcu);
 	vm->mmu.mark_dirty = vm_mark_dirty;
@@ -264,6 +284,8 @@ int tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
 	host_notifier_register(h, &vm->hn);
 	*out = vm;
 	return 0;
+err_mmu:
+	tdp_mmu_destroy(&vm->mmu);
 err_slots:
 	for (unsigned as = 0; as < 2; as++)
 		free(vm->memslots[as]);
@@ -282,17 +304,22 @@ void tdp_vm_destroy(struct tdp_vm *vm)
 			       "tdp_vm_destroy with vCPU %u still alive", i);
 	/* No notifier runs once this returns. */
 	host_notifier_unregister(vm->host, &vm->hn);
+	/* every root, mirror roots too, zapped under the write lock (the
+	 * external table accepts removals only then) */
 	tdp_write_lock(&vm->mmu.lock);
-	tdp_mmu_invalidate_roots(&vm->mmu);
+	tdp_mmu_invalidate_roots(&vm->mmu, ROOTS_VALID);
 	tdp_write_unlock(&vm->mmu.lock);
 	tdp_mmu_zap_invalidated_roots(&vm->mmu, false);
 	/* Every deferred table and root free has run after this. */
 	tdp_rcu_barrier();
+	vm_confidential_destroy(vm);
 	for (unsigned as = 0; as < 2; as++) {
 		struct memslots *set = vm->memslots[as];
 
-		for (unsigned i = 0; set && i < set->n; i++)
+		for (unsigned i = 0; set && i < set->n; i++) {
 			free(set->slots[i].dirty_bitmap);
+			free(set->slots[i].shared_bitmap);
+		}
 		free(set);
 	}
 	tdp_mmu_destroy(&vm->mmu);
@@ -310,7 +337,8 @@ static int memslot_check_args(struct tdp_vm *vm, const struct tdp_memslot *s)
 {
 	if (!s || s->as_id >= vm->cfg.nr_as || s->slot >= TDP_MAX_MEMSLOTS)
 		return -EINVAL;
-	if (s->flags & ~(TDP_MEM_READONLY | TDP_MEM_LOG_DIRTY))
+	if (s->flags & ~(TDP_MEM_READONLY | TDP_MEM_LOG_DIRTY |
+			 TDP_MEM_PRIVATE))
 		return -EINVAL;
 	if (!s->size)
 		return 0;
@@ -319,6 +347,17 @@ static int memslot_check_args(struct tdp_vm *vm, const struct tdp_memslot *s)
 	if (s->gpa + s->size < s->gpa || s->gpa + s->size > vm_max_gpa(vm))
 		return -EINVAL;
 	if (s->hva + s->size < s->hva || s->hva + s->size > MAX_HVA)
+		return -EINVAL;
+	if (vm_confidential(vm) && s->gpa + s->size > vm->shared_gfn << 12)
+		return -EINVAL; /* memslots lie below the shared bit */
+	if (!(s->flags & TDP_MEM_PRIVATE))
+		return 0;
+	if (!vm_confidential(vm) ||
+	    (s->flags & (TDP_MEM_READONLY | TDP_MEM_LOG_DIRTY)))
+		return -EINVAL;
+	if ((s->private_hva & (TDP_PAGE_SIZE - 1)) ||
+	    s->private_hva + s->size < s->private_hva ||
+	    s->private_hva + s->size > MAX_HVA)
 		return -EINVAL;
 	return 0;
 }
@@ -358,6 +397,7 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 	const struct memslot *old;
 	struct memslot new = { 0 }, inv;
 	uint64_t *new_bm = NULL, *free_bm = NULL;
+	uint64_t *new_attr = NULL, *free_attr = NULL;
 	bool zap, log_on, was_on;
 	int r;
 
@@ -374,11 +414,16 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 				.hva = s->hva,
 				.id = s->slot,
 				.as_id = s->as_id,
-				.flags = s->flags };
+				.flags = s->flags,
+				.private_hva = s->flags & TDP_MEM_PRIVATE
+						       ? s->private_hva
+						       : 0 };
 	if (!s->size) {
 		r = old ? 0 : -ENOENT;
 	} else if (old) {
-		if (old->npages != new.npages || old->hva != new.hva)
+		if (old->npages != new.npages || old->hva != new.hva ||
+		    old->private_hva != new.private_hva ||
+		    ((old->flags ^ new.flags) & TDP_MEM_PRIVATE))
 			r = -EINVAL;
 	}
 	if (r)
@@ -391,7 +436,11 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 			r = -EEXIST;
 			goto out;
 		}
-		if (!host_range_mapped(vm->host, s->hva, s->size)) {
+		if (!host_range_mapped(vm->host, s->hva, s->size) ||
+		    host_range_has_private(vm->host, s->hva, s->size) ||
+		    ((new.flags & TDP_MEM_PRIVATE) &&
+		     !host_range_private(vm->host, new.private_hva,
+					 s->size))) {
 			r = -EFAULT;
 			goto out;
 		}
@@ -412,6 +461,18 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 	}
 	if (was_on && !log_on)
 		free_bm = old->dirty_bitmap;
+	/* memory attributes: every page starts private, and the bitmap
+	 * moves with the slot */
+	if (old && s->size) {
+		new.shared_bitmap = old->shared_bitmap;
+	} else if (s->size && (new.flags & TDP_MEM_PRIVATE)) {
+		new_attr = calloc((new.npages + 63) / 64, sizeof(uint64_t));
+		if (!new_attr)
+			goto out_bm;
+		new.shared_bitmap = new_attr;
+	}
+	if (old && !s->size)
+		free_attr = old->shared_bitmap;
 	if (zap) {
 		inv = *old;
 		inv.invalid = true;
@@ -431,12 +492,16 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 
 		publish(vm, s->as_id, set_inv);
 		if (fast) {
-			/* delete, move: KVM's kvm_mmu_zap_all_fast */
+			/* delete, move: KVM's kvm_mmu_zap_all_fast, which
+			 * leaves mirror roots alone: their private mappings
+			 * of the slot go under the write lock */
 			vm_zap_all_fast(vm);
-		} else {
+		}
+		if (!fast || (inv.flags & TDP_MEM_PRIVATE)) {
 			tdp_write_lock(&vm->mmu.lock);
 			vm_zap_gfns_locked(vm, s->as_id, inv.base_gfn,
-					   inv.npages);
+					   inv.npages,
+					   fast ? ROOT_MIRROR : ROOTS_ALL);
 			tdp_write_unlock(&vm->mmu.lock);
 		}
 	}
@@ -448,11 +513,13 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 	else if (was_on && !log_on && s->size)
 		vm_log_disable(vm, memslots_find_id(set_final, s->slot));
 	free(free_bm);
+	free(free_attr);
 	stat_inc(vm->stats.memslot_updates);
 	r = 0;
 	goto out;
 out_bm:
 	free(new_bm);
+	free(new_attr);
 out:
 	pthread_mutex_unlock(&vm->slots_lock);
 	return r;
@@ -472,18 +539,23 @@ int tdp_vm_zap_gfn_range(struct tdp_vm *vm, unsigned as_id, uint64_t gpa,
 	if (gpa + size < gpa || gpa + size > vm_max_gpa(vm))
 		return -EINVAL;
 	tdp_write_lock(&vm->mmu.lock);
-	vm_zap_gfns_locked(vm, as_id, gpa >> 12, size >> 12);
+	vm_zap_gfns_locked(vm, as_id, gpa >> 12, size >> 12, ROOTS_ALL);
 	tdp_write_unlock(&vm->mmu.lock);
 	return 0;
 }
 
-/* Invalidate every root and have vCPUs reload (write lock, short), then
- * zap the invalidated roots under the read lock in this thread, yielding
- * (KVM 0df9dab891ff), and drop the MMU's references. */
+/* Invalidate every direct root and have vCPUs reload (write lock, short),
+ * then zap the invalidated roots under the read lock in this thread,
+ * yielding (KVM 0df9dab891ff), and drop the MMU's references.  Mirror
+ * roots cannot be zapped under the read lock, nor rebuilt without the
+ * firmware's help: they are left alone (I11). */
 static void invalidate_and_zap(struct tdp_vm *vm)
 {
 	tdp_write_lock(&vm->mmu.lock);
-	tdp_mmu_invalidate_roots(&vm->mmu);
+	tdp_mmu_invalidate_roots(&vm->mmu,
+				 INJECTED(vm->mmu.inject, INJ_FAST_ZAP_MIRROR)
+					 ? ROOTS_VALID
+					 : ROOT_DIRECT);
 	/* Same critical section: no vCPU can enter guest mode on an invalid
 	 * root without seeing the request first (vcpu.c). */
 	vm_kick_all(vm, REQ_RELOAD_ROOTS | REQ_TLB_FLUSH);
@@ -555,4 +627,15 @@ void tdp_vm_get_stats(struct tdp_vm *vm, struct tdp_stats *o)
 	o->mmio_fast = stat_read(vs.mmio_fast);
 	o->fast_zaps = stat_read(s->fast_zaps);
 	o->mmio_gen_wraps = stat_read(s->mmio_gen_wraps);
+	o->conversions = stat_read(s->conversions);
+	o->pf_private = stat_read(vs.pf_private);
+	o->pf_attr_exit = stat_read(vs.pf_attr_exit);
+	o->mirror_roots = (uint64_t)atomic_load(&vm->mmu.roots.nr_mirror);
+	if (vm->mmu.ext) {
+		struct ext_counts c;
+
+		ext_get_counts(vm->mmu.ext, &c);
+		o->ext_ops = c.ops;
+		o->ext_errors = c.rejects;
+	}
 }

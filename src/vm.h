@@ -59,7 +59,7 @@ enum { REQ_TLB_FLUSH = 1u << 0, REQ_RELOAD_ROOTS = 1u << 1 };
 struct vcpu_stats {
 	atomic_ullong pf_taken, pf_fixed, pf_spurious, pf_retry, pf_mmio,
 		pf_ro_exit, tlb_hits, tlb_misses, pf_fast, pf_mmio_spte_created,
-		mmio_fast;
+		mmio_fast, pf_private, pf_attr_exit;
 };
 
 struct tdp_vcpu {
@@ -71,6 +71,9 @@ struct tdp_vcpu {
 	uint64_t epoch;
 	atomic_uint requests;
 	struct tdp_pt_page *root[2]; /* loaded roots, each with a reference */
+	/* confidential VMs: the mirror root (private gpas), with a
+	 * reference; loaded with the direct root, kept until destroy */
+	struct tdp_pt_page *mirror_root;
 	struct pt_cache cache;
 	struct tdp_tlb tlb;
 	struct vcpu_stats st;
@@ -107,7 +110,14 @@ struct tdp_vm {
 	struct tdp_vcpu *_Atomic *vcpus; /* [cfg.max_vcpus], vcpus_lock */
 	struct vcpu_stats retired;	  /* counters of destroyed vCPUs */
 	struct vm_test_hooks hooks;
+	/* confidential VMs: the shared bit as a gfn mask (0 otherwise) */
+	uint64_t shared_gfn;
 };
+
+static inline bool vm_confidential(const struct tdp_vm *vm)
+{
+	return vm->shared_gfn != 0;
+}
 
 static inline struct memslots *vm_memslots(struct tdp_vm *vm, unsigned as_id)
 {
@@ -150,6 +160,34 @@ static inline uint64_t vm_mmio_gen(struct tdp_vm *vm)
 }
 
 void vm_zap_all_fast(struct tdp_vm *vm);
+/* Zap [gfn, gfn+npages) of @as_id in the roots of @types (enum
+ * root_types) and flush.  mmu_lock held for write. */
+void vm_zap_gfns_locked(struct tdp_vm *vm, unsigned as_id, uint64_t gfn,
+			uint64_t npages, unsigned types);
+
+/* Call @fn for every memslot, in every address space, that the hva range
+ * [start, end) covers part of (of its private memory if @private_side),
+ * with the gfns [a, b) it covers.  Memslot srcu (or slots_lock) held. */
+void for_each_slot_in_hva(struct tdp_vm *vm, uint64_t start, uint64_t end,
+			  bool private_side,
+			  void (*fn)(struct tdp_vm *vm, unsigned as,
+				     const struct memslot *s, uint64_t a,
+				     uint64_t b, void *arg),
+			  void *arg);
+
+/* confidential.c */
+/* Does a private access to @gfn of @s (NULL: no slot) fit its memory
+ * attribute?  The caller sampled the invalidation sequence first. */
+bool memslot_gfn_private(const struct memslot *s, uint64_t gfn);
+/* The largest level <= @level at which a shared leaf for @gfn of @s maps
+ * shared pages only (@level already fits inside the slot). */
+int memslot_shared_level(const struct memslot *s, uint64_t gfn, int level);
+int vm_confidential_init(struct tdp_vm *vm);
+void vm_confidential_destroy(struct tdp_vm *vm);
+void vm_private_invalidate_start(struct tdp_host_notifier *n, uint64_t start,
+				 uint64_t end);
+void vm_private_invalidate_end(struct tdp_host_notifier *n, uint64_t start,
+			       uint64_t end);
 
 /* dirty_log.c */
 uint64_t *vm_log_bitmap_alloc(struct tdp_vm *vm, uint64_t npages);

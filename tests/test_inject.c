@@ -238,11 +238,11 @@ static int sc_root_leak(int inject)
 	tdp_vcpu_destroy(f.v);
 	f.v = NULL;
 	tdp_read_lock(&mmu->lock);
-	root = root_next(&mmu->roots, NULL, -1, true);
+	root = root_next(&mmu->roots, NULL, -1, ROOTS_VALID);
 	tdp_read_unlock(&mmu->lock);
 	CHECK(!tdp_vm_invalidate_roots(f.vm));
 	tdp_read_lock(&mmu->lock);
-	CHECK(!root_next(&mmu->roots, root, -1, true));
+	CHECK(!root_next(&mmu->roots, root, -1, ROOTS_VALID));
 	tdp_read_unlock(&mmu->lock);
 	/* the audit's root accounting is the oracle */
 	if (tdp_vm_audit(f.vm, NULL, 0) || stats(&f).roots)
@@ -273,7 +273,7 @@ static int sc_unpinned(int inject)
 	/* roots are listed newest first: the iterator takes v2's root and
 	 * (with the bug) remembers v's, unpinned */
 	tdp_read_lock(&mmu->lock);
-	root = root_next(&mmu->roots, NULL, -1, false);
+	root = root_next(&mmu->roots, NULL, -1, ROOTS_ALL);
 	tdp_read_unlock(&mmu->lock);
 	CHECK(root == f.v2->root[1]);
 	/* while the iterator "yields", the other root goes away */
@@ -282,7 +282,7 @@ static int sc_unpinned(int inject)
 	CHECK(!tdp_vm_invalidate_roots(f.vm));
 	tdp_rcu_barrier();
 	tdp_read_lock(&mmu->lock);
-	while ((root = root_next(&mmu->roots, root, -1, false)))
+	while ((root = root_next(&mmu->roots, root, -1, ROOTS_ALL)))
 		;
 	tdp_read_unlock(&mmu->lock);
 	return fx_fini(&f);

@@ -183,7 +183,7 @@ static void test_root_freed_after_iterator(void **state)
 	f.v = NULL;
 
 	tdp_read_lock(&mmu->lock);
-	root = root_next(&mmu->roots, NULL, -1, true);
+	root = root_next(&mmu->roots, NULL, -1, ROOTS_VALID);
 	assert_non_null(root);
 	assert_int_equal(atomic_load(&root->refcount), 2);
 	tdp_read_unlock(&mmu->lock); /* "yield" holding the reference */
@@ -197,7 +197,7 @@ static void test_root_freed_after_iterator(void **state)
 	assert_true(root->in_use);
 
 	tdp_read_lock(&mmu->lock);
-	next = root_next(&mmu->roots, root, -1, true); /* lets go: last put */
+	next = root_next(&mmu->roots, root, -1, ROOTS_VALID); /* lets go: last put */
 	tdp_read_unlock(&mmu->lock);
 	assert_null(next);
 	assert_int_equal(stats(&f).roots, 0);
@@ -220,7 +220,7 @@ static void test_root_iter_break(void **state)
 	mmu = &f.vm->mmu;
 	write_pages(&f, 0, 1, 1);
 	tdp_read_lock(&mmu->lock);
-	for_each_root_yield_safe(&mmu->roots, root, 0, true) {
+	for_each_root_yield_safe(&mmu->roots, root, 0, ROOTS_VALID) {
 		seen = root;
 		inside = atomic_load(&root->refcount);
 		root_iter_break(&mmu->roots, root);

@@ -67,7 +67,7 @@ static struct tdp_pt_page *get_root(struct mmu_fixture *f, unsigned as_id,
 
 	assert_int_equal(pt_cache_topup(&f->mmu.alloc, &f->cache, 1), 0);
 	tdp_write_lock(&f->mmu.lock);
-	root = root_get_or_alloc(&f->mmu.roots, as_id, level, &f->cache);
+	root = root_get_or_alloc(&f->mmu.roots, as_id, level, false, &f->cache);
 	tdp_write_unlock(&f->mmu.lock);
 	assert_non_null(root);
 	return root;
@@ -90,7 +90,7 @@ static void put_root(struct mmu_fixture *f, struct tdp_pt_page *r)
 static void invalidate_and_zap(struct mmu_fixture *f)
 {
 	tdp_write_lock(&f->mmu.lock);
-	tdp_mmu_invalidate_roots(&f->mmu);
+	tdp_mmu_invalidate_roots(&f->mmu, ROOTS_VALID);
 	tdp_write_unlock(&f->mmu.lock);
 	tdp_mmu_zap_invalidated_roots(&f->mmu, true);
 	tdp_rcu_barrier();
@@ -163,8 +163,8 @@ static void test_invalidate_makes_new_root(void **state)
 	base = allocated(f);
 
 	tdp_write_lock(&f->mmu.lock);
-	assert_int_equal(roots_invalidate_all(&f->mmu.roots), 2);
-	assert_int_equal(roots_invalidate_all(&f->mmu.roots), 0);
+	assert_int_equal(roots_invalidate(&f->mmu.roots, ROOTS_VALID), 2);
+	assert_int_equal(roots_invalidate(&f->mmu.roots, ROOTS_VALID), 0);
 	tdp_write_unlock(&f->mmu.lock);
 	assert_true(root_invalid(a));
 	assert_true(root_invalid(c));
@@ -253,7 +253,7 @@ static void test_root_iterators(void **state)
 	(void)state;
 	inv = get_root(f, 0, 4);
 	tdp_write_lock(&f->mmu.lock);
-	roots_invalidate_all(&f->mmu.roots);
+	roots_invalidate(&f->mmu.roots, ROOTS_VALID);
 	tdp_write_unlock(&f->mmu.lock);
 	r0 = get_root(f, 0, 4);
 	r1 = get_root(f, 1, 4);
@@ -263,7 +263,7 @@ static void test_root_iterators(void **state)
 	 * which is dropped when the loop moves on */
 	tdp_write_lock(&f->mmu.lock);
 	n = 0;
-	for_each_root_yield_safe(&f->mmu.roots, root, -1, false) {
+	for_each_root_yield_safe(&f->mmu.roots, root, -1, ROOTS_ALL) {
 		assert_true(n < 8);
 		seen[n] = root;
 		/* each has 2 outside the loop (MMU + caller) */
@@ -287,7 +287,7 @@ static void test_root_iterators(void **state)
 
 	/* only valid: the invalid root is skipped (and never referenced) */
 	n = 0;
-	for_each_root_yield_safe(&f->mmu.roots, root, -1, true) {
+	for_each_root_yield_safe(&f->mmu.roots, root, -1, ROOTS_VALID) {
 		assert_ptr_not_equal(root, inv);
 		assert_false(root_invalid(root));
 		assert_int_equal(refs(root), 3);
@@ -298,24 +298,24 @@ static void test_root_iterators(void **state)
 
 	/* by address space */
 	n = 0;
-	for_each_root_yield_safe(&f->mmu.roots, root, 1, false) {
+	for_each_root_yield_safe(&f->mmu.roots, root, 1, ROOTS_ALL) {
 		assert_ptr_equal(root, r1);
 		n++;
 	}
 	assert_int_equal(n, 1);
 	n = 0;
-	for_each_root_yield_safe(&f->mmu.roots, root, 0, true) {
+	for_each_root_yield_safe(&f->mmu.roots, root, 0, ROOTS_VALID) {
 		assert_ptr_equal(root, r0);
 		n++;
 	}
 	assert_int_equal(n, 1);
 	n = 0;
-	for_each_root_yield_safe(&f->mmu.roots, root, 0, false)
+	for_each_root_yield_safe(&f->mmu.roots, root, 0, ROOTS_ALL)
 		n++;
 	assert_int_equal(n, 2);
 
 	/* early exit with root_iter_break drops the reference */
-	for_each_root_yield_safe(&f->mmu.roots, root, -1, false) {
+	for_each_root_yield_safe(&f->mmu.roots, root, -1, ROOTS_ALL) {
 		assert_int_equal(refs(root), 3);
 		root_iter_break(&f->mmu.roots, root);
 		break;
@@ -325,7 +325,7 @@ static void test_root_iterators(void **state)
 	assert_int_equal(refs(r1), 2);
 
 	/* early exit keeping the reference on purpose */
-	for_each_root_yield_safe(&f->mmu.roots, root, 1, true)
+	for_each_root_yield_safe(&f->mmu.roots, root, 1, ROOTS_VALID)
 		break;
 	assert_ptr_equal(root, r1);
 	assert_int_equal(refs(r1), 3);
@@ -333,18 +333,18 @@ static void test_root_iterators(void **state)
 	assert_int_equal(refs(r1), 2);
 
 	/* manual stepping with root_next */
-	root = root_next(&f->mmu.roots, NULL, -1, true);
+	root = root_next(&f->mmu.roots, NULL, -1, ROOTS_VALID);
 	assert_non_null(root);
 	assert_int_equal(refs(root), 3);
 	{
 		struct tdp_pt_page *next = root_next(&f->mmu.roots, root, -1,
-						     true);
+						     ROOTS_VALID);
 
 		assert_non_null(next);
 		assert_ptr_not_equal(next, root);
 		assert_int_equal(refs(root), 2); /* prev put */
 		assert_int_equal(refs(next), 3);
-		assert_null(root_next(&f->mmu.roots, next, -1, true));
+		assert_null(root_next(&f->mmu.roots, next, -1, ROOTS_VALID));
 		assert_int_equal(refs(next), 2);
 	}
 	tdp_write_unlock(&f->mmu.lock);
@@ -355,7 +355,7 @@ static void test_root_iterators(void **state)
 	put_root(f, inv); /* inv: only the MMU's ref left */
 	tdp_write_lock(&f->mmu.lock);
 	n = 0;
-	for_each_root_yield_safe(&f->mmu.roots, root, -1, false) {
+	for_each_root_yield_safe(&f->mmu.roots, root, -1, ROOTS_ALL) {
 		if (root != inv) {
 			n++;
 			continue;
@@ -432,7 +432,7 @@ static void test_zap_and_last_put(void **state)
 
 	/* a zap of valid roots owes a flush, done before unlock */
 	tdp_write_lock(&f->mmu.lock);
-	tdp_mmu_zap_gfn_range(&f->mmu, 0, 0x12345, 0x12346, false, false, &ctx);
+	tdp_mmu_zap_gfn_range(&f->mmu, 0, 0x12345, 0x12346, ROOTS_VALID, false, &ctx);
 	assert_true(ctx.flush);
 	tdp_mmu_flush_and_free(&f->mmu, &ctx);
 	tdp_write_unlock(&f->mmu.lock);
@@ -441,7 +441,7 @@ static void test_zap_and_last_put(void **state)
 	assert_int_equal(stat_read(f->stats.pages[3]), 1);
 	/* zapping an empty range: nothing owed */
 	tdp_write_lock(&f->mmu.lock);
-	tdp_mmu_zap_gfn_range(&f->mmu, 0, 0x12345, 0x12346, false, false, &ctx);
+	tdp_mmu_zap_gfn_range(&f->mmu, 0, 0x12345, 0x12346, ROOTS_VALID, false, &ctx);
 	assert_false(ctx.flush);
 	tdp_mmu_flush_and_free(&f->mmu, &ctx);
 	tdp_write_unlock(&f->mmu.lock);
@@ -457,7 +457,7 @@ static void test_zap_and_last_put(void **state)
 	 * the last one, so the roots are unlinked and freed after a grace
 	 * period.  Zapping invalidated roots needs no flush (mmu.h). */
 	tdp_write_lock(&f->mmu.lock);
-	assert_int_equal(tdp_mmu_invalidate_roots(&f->mmu), 2);
+	assert_int_equal(tdp_mmu_invalidate_roots(&f->mmu, ROOTS_VALID), 2);
 	tdp_write_unlock(&f->mmu.lock);
 	tdp_mmu_zap_invalidated_roots(&f->mmu, true);
 	assert_int_equal(f->flushes, 1);

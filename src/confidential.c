@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * confidential.c - the VM side of confidential VMs (TDP_VM_CONFIDENTIAL):
+ * memory attributes and conversions, and the private invalidation path.
+ * The MMU side (mirror entries and the external table) is in mmu.c and
+ * ext.c; the vCPU side (two roots) in vcpu.c and hw.c.
+ *
+ * Memory attributes: one bit per page of a TDP_MEM_PRIVATE slot, set while
+ * the page is shared.  A conversion is an invalidation (notifier.h): under
+ * mmu_lock held for write it begins an invalidation over the gfns, zaps
+ * the mappings of the old kind and flips the bits, and ends it in a later
+ * write-locked section.  A fault reads the bit after sampling the
+ * invalidation sequence and re-checks the sequence under mmu_lock before
+ * it installs anything, so it never installs a mapping of the old kind
+ * after the conversion zapped (I5, I13).  Conversions hold slots_lock, so
+ * they are serialised with memslot updates and the bitmap cannot be freed
+ * under them.
+ *
+ * Private invalidation: guest-private host memory (TDP_MAP_GUEST_PRIVATE)
+ * is never reached by the hva notifier; the host calls
+ * invalidate_private_start/end instead (punch hole, munmap).  They follow
+ * the same begin / zap / end protocol on the mirror roots, under the write
+ * lock, as the external table requires for removals (I11).
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "assert.h"
+#include "vm.h"
+
+bool memslot_gfn_private(const struct memslot *s, uint64_t gfn)
+{
+	uint64_t i, w;
+
+	if (!s || !(s->flags & TDP_MEM_PRIVATE))
+		return false;
+	i = gfn - s->base_gfn;
+	w = __atomic_load_n(&s->shared_bitmap[i / 64], __ATOMIC_ACQUIRE);
+	return !(w & (1ull << (i % 64)));
+}
+
+/* Are bits [first, first+n) of @bm all set?  Word at a time. */
+static bool bits_all_set(const uint64_t *bm, uint64_t first, uint64_t n)
+{
+	for (uint64_t i = first; i < first + n;) {
+		unsigned off = i % 64;
+		uint64_t take = 64 - off < first + n - i ? 64 - off
+							 : first + n - i;
+		uint64_t mask = (take == 64 ? ~0ull : ((1ull << take) - 1))
+				<< off;
+
+		if ((__atomic_load_n(&bm[i / 64], __ATOMIC_ACQUIRE) & mask) !=
+		    mask)
+			return false;
+		i += take;
+	}
+	return true;
+}
+
+int memslot_shared_level(const struct memslot *s, uint64_t gfn, int level)
+{
+	if (!(s->flags & TDP_MEM_PRIVATE))
+		return level;
+	for (; level > TDP_LEVEL_4K; level--) {
+		uint64_t n = level_pages(level);
+
+		if (bits_all_set(s->shared_bitmap,
+				 (gfn & ~(n - 1)) - s->base_gfn, n))
+			break;
+	}
+	return level;
+}
+
+int vm_confidential_init(struct tdp_vm *vm)
+{
+	return ext_create((int)vm->cfg.root_level, &vm->mmu.ext);
+}
+
+void vm_confidential_destroy(struct tdp_vm *vm)
+{
+	ext_destroy(vm->mmu.ext);
+	vm->mmu.ext = NULL;
+}
+
+/* ---------------------------------------------------------------- */
+/* Private invalidation                                              */
+/* ---------------------------------------------------------------- */
+
+static struct tdp_vm *hn_to_vm(struct tdp_host_notifier *n)
+{
+	return caa_container_of(n, struct tdp_vm, hn);
+}
+
+static void invalidate_private_slot(struct tdp_vm *vm, unsigned as,
+				    const struct memslot *s, uint64_t a,
+				    uint64_t b, void *arg)
+{
+	mn_range_add(&vm->mn, a, b);
+	vm_zap_gfns_locked(vm, as, a, b - a, ROOT_MIRROR | ROOT_INVALID);
+}
+
+void vm_private_invalidate_start(struct tdp_host_notifier *n, uint64_t start,
+				 uint64_t end)
+{
+	struct tdp_vm *vm = hn_to_vm(n);
+	unsigned idx;
+
+	stat_inc(vm->stats.invalidations);
+	tdp_write_lock(&vm->mmu.lock);
+	mn_begin(&vm->mn);
+	idx = tdp_srcu_read_lock(&vm->srcu);
+	for_each_slot_in_hva(vm, start, end, true, invalidate_private_slot,
+			     NULL);
+	tdp_srcu_read_unlock(&vm->srcu, idx);
+	tdp_write_unlock(&vm->mmu.lock);
+}
+
+void vm_private_invalidate_end(struct tdp_host_notifier *n, uint64_t start,
+			       uint64_t end)
+{
+	struct tdp_vm *vm = hn_to_vm(n);
+
+	tdp_write_lock(&vm->mmu.lock);
+	mn_end(&vm->mn);
+	tdp_write_unlock(&vm->mmu.lock);
+}
+
+/* ---------------------------------------------------------------- */
+/* Conversions                                                       */
+/* ---------------------------------------------------------------- */
+
+/* Is every page of [gfn, end) in a TDP_MEM_PRIVATE slot?  slots_lock. */
+static bool range_private_slots(const struct memslots *set, uint64_t gfn,
+				uint64_t end)
+{
+	while (gfn < end) {
+		const struct memslot *s = memslots_lookup(set, gfn);
+
+		if (!s || !(s->flags & TDP_MEM_PRIVATE))
+			return false;
+		gfn = memslot_end(s);
+	}
+	return true;
+}
+
+/* Flip the attribute bits of [gfn, end).  mmu_lock held for write. */
+static void set_attr_bits(const struct memslots *set, uint64_t gfn,
+			  uint64_t end, bool private)
+{
+	for (; gfn < end; gfn++) {
+		const struct memslot *s = memslots_lookup(set, gfn);
+		uint64_t i = gfn - s->base_gfn, bit = 1ull << (i % 64);
+
+		if (private)
+			__atomic_fetch_and(&s->shared_bitmap[i / 64], ~bit,
+					   __ATOMIC_RELEASE);
+		else
+			__atomic_fetch_or(&s->shared_bitmap[i / 64], bit,
+					  __ATOMIC_RELEASE);
+	}
+}
+
+int tdp_vm_set_memory_attributes(struct tdp_vm *vm, uint64_t gpa,
+				 uint64_t size, unsigned attrs)
+{
+	uint64_t gfn = gpa >> 12, end = (gpa + size) >> 12;
+	bool private = attrs & TDP_MEMATTR_PRIVATE;
+	/* the injected bug: private mappings zapped under the read lock */
+	bool buggy = !private &&
+		     INJECTED(vm ? vm->mmu.inject : 0, INJ_MIRROR_ZAP_SHARED);
+	const struct memslots *set;
+	int r = 0;
+
+	if (!vm || !vm_confidential(vm) || !size || (attrs & ~TDP_MEMATTR_PRIVATE))
+		return -EINVAL;
+	if ((gpa | size) & (TDP_PAGE_SIZE - 1) || gpa + size < gpa ||
+	    gpa + size > vm_max_gpa(vm))
+		return -EINVAL;
+	pthread_mutex_lock(&vm->slots_lock);
+	set = vm->memslots[0]; /* stable under slots_lock */
+	if (!range_private_slots(set, gfn, end)) {
+		r = -EINVAL;
+		goto out;
+	}
+	tdp_write_lock(&vm->mmu.lock);
+	mn_begin(&vm->mn);
+	mn_range_add(&vm->mn, gfn, end);
+	/* to private: shared mappings go; to shared: private ones */
+	if (!buggy)
+		vm_zap_gfns_locked(vm, 0, gfn, end - gfn,
+				   private ? ROOT_DIRECT | ROOT_INVALID
+					   : ROOT_MIRROR | ROOT_INVALID);
+	set_attr_bits(set, gfn, end, private);
+	tdp_write_unlock(&vm->mmu.lock);
+	if (buggy) {
+		tdp_read_lock(&vm->mmu.lock);
+		vm_zap_gfns_locked(vm, 0, gfn, end - gfn, ROOT_MIRROR);
+		tdp_read_unlock(&vm->mmu.lock);
+	}
+	tdp_write_lock(&vm->mmu.lock);
+	mn_end(&vm->mn);
+	tdp_write_unlock(&vm->mmu.lock);
+	stat_inc(vm->stats.conversions);
+out:
+	pthread_mutex_unlock(&vm->slots_lock);
+	return r;
+}
