@@ -164,18 +164,18 @@ int tdp_vm_set_memory_attributes(struct tdp_vm *vm, uint64_t gpa,
 				 uint64_t size, unsigned attrs)
 {
 	uint64_t gfn = gpa >> 12, end = (gpa + size) >> 12;
-	bool private = attrs & TDP_MEMATTR_PRIVATE;
-	/* the injected bug: private mappings zapped under the read lock */
-	bool buggy = !private &&
-		     INJECTED(vm ? vm->mmu.inject : 0, INJ_MIRROR_ZAP_SHARED);
+	bool private = attrs & TDP_MEMATTR_PRIVATE, buggy;
 	const struct memslots *set;
 	int r = 0;
 
-	if (!vm || !vm_confidential(vm) || !size || (attrs & ~TDP_MEMATTR_PRIVATE))
+	if (!vm || !vm_confidential(vm) || !size ||
+	    (attrs & ~TDP_MEMATTR_PRIVATE))
 		return -EINVAL;
 	if ((gpa | size) & (TDP_PAGE_SIZE - 1) || gpa + size < gpa ||
 	    gpa + size > vm_max_gpa(vm))
 		return -EINVAL;
+	/* the injected bug: private mappings zapped under the read lock */
+	buggy = !private && INJECTED(vm->mmu.inject, INJ_MIRROR_ZAP_SHARED);
 	pthread_mutex_lock(&vm->slots_lock);
 	set = vm->memslots[0]; /* stable under slots_lock */
 	if (!range_private_slots(set, gfn, end)) {

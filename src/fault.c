@@ -243,11 +243,11 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 		     f.write, &g);
 	if (r)
 		goto out_rcu;
-	/* I13: a shared alias never reaches a private frame (memslot
-	 * checks keep the two kinds of memory apart) */
-	TDP_ASSERT(g.guest_private == private);
 	stat_inc(vm->stats.frame_refs);
-	if (f.exec && !g.executable) {
+	/* I13: a shared access never reaches guest-private memory, nor a
+	 * private one ordinary memory (the host may have remapped the hva
+	 * since the memslot was checked) */
+	if (g.guest_private != private || (f.exec && !g.executable)) {
 		r = -EFAULT;
 		goto out_put;
 	}

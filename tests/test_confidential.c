@@ -322,6 +322,35 @@ static void test_punch_hole(void **state)
 	env_fini(&e);
 }
 
+/* The host remaps a backing with the other kind of memory after the
+ * memslot was checked: accesses exit with -EFAULT, nothing is mapped. */
+static void test_remapped_backing(void **state)
+{
+	struct env e;
+	uint64_t x, hva;
+
+	(void)state;
+	env_init(&e);
+	assert_int_equal(convert(&e, SLOT_GPA, PG, false), 0);
+	assert_int_equal(tdp_host_munmap(e.h, e.hva, SLOT_SIZE), 0);
+	hva = e.hva;
+	assert_int_equal(tdp_host_mmap(e.h, SLOT_SIZE, RW, PG,
+				       TDP_MAP_FIXED | TDP_MAP_GUEST_PRIVATE,
+				       &hva), 0);
+	assert_int_equal(tdp_vcpu_read(e.v[0], SLOT_GPA | SHARED, &x, 8),
+			 -EFAULT);
+	assert_int_equal(tdp_host_munmap(e.h, e.phva, SLOT_SIZE), 0);
+	hva = e.phva;
+	assert_int_equal(tdp_host_mmap(e.h, SLOT_SIZE, RW, PG, TDP_MAP_FIXED,
+				       &hva), 0);
+	assert_int_equal(tdp_vcpu_read(e.v[0], SLOT_GPA + PG, &x, 8),
+			 -EFAULT);
+	assert_false(mapped(&e, SLOT_GPA | SHARED));
+	assert_false(mapped(&e, SLOT_GPA + PG));
+	assert_int_equal(vstats(&e).frame_refs, 0);
+	env_fini(&e);
+}
+
 /* Fast zap: direct roots only.  Memslot delete: the slot's private
  * mappings go under the write lock, the mirror root stays. */
 static void test_fast_zap_and_delete(void **state)
@@ -542,6 +571,7 @@ int main(void)
 		cmocka_unit_test(test_private_and_shared),
 		cmocka_unit_test(test_tlb_keeps_kinds_apart),
 		cmocka_unit_test(test_punch_hole),
+		cmocka_unit_test(test_remapped_backing),
 		cmocka_unit_test(test_fast_zap_and_delete),
 		cmocka_unit_test(test_move),
 		cmocka_unit_test(test_seed003_generation_wrap),
