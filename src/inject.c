@@ -24,6 +24,8 @@ static const char *const names[INJ_COUNT] = {
 	[INJ_MIRROR_RELOAD_WITH_DIRECT] = "mirror-reload-with-direct",
 	[INJ_FAST_ZAP_MIRROR] = "fast-zap-mirror",
 	[INJ_MIRROR_ZAP_SHARED] = "mirror-zap-shared",
+	[INJ_RMAP_LOCKLESS_ASSERT] = "rmap-lockless-assert",
+	[INJ_RMAP_UNLOCKED_UPDATE] = "rmap-unlocked-update",
 };
 
 const char *tdp_inject_name(int id)
