@@ -274,7 +274,22 @@ struct tdp_vm_config {
 	 * 30..(gpa width - 1); 0 = the top bit of the gpa width (47 or 56),
 	 * as TDX's GPAW makes it.  Memslots lie below it. */
 	unsigned shared_bit;
+	/* TDP_ENGINE_TDP (0, the default) or TDP_ENGINE_LEGACY. */
+	unsigned engine;
 };
+
+/* The MMU engines.  Both serve this whole API with the same results.
+ *  - TDP_ENGINE_TDP: KVM's TDP MMU: faults, dirty-log passes and the zap
+ *    of invalidated roots run in parallel under mmu_lock held for read,
+ *    with atomic entry updates; zaps and aging walk the trees.
+ *  - TDP_ENGINE_LEGACY: KVM's older MMU (tdp_mmu=N), for comparisons:
+ *    every change of an entry runs under mmu_lock held for write; each
+ *    leaf is kept in a per-memslot reverse map, through which host
+ *    invalidations, zaps of gfn ranges, dirty logging and aging reach
+ *    leaves; aging walks the reverse maps without mmu_lock (a read-only
+ *    lock bit per reverse map, KVM 2025).  Not with TDP_VM_CONFIDENTIAL. */
+#define TDP_ENGINE_TDP 0u
+#define TDP_ENGINE_LEGACY 1u
 
 /* Take mmu_lock for write in every fault, as KVM did before its
  * parallel-fault series (the `exclusive` benchmark baseline).  Default:

@@ -22,8 +22,8 @@
 #include "assert.h"
 #include "mmu_internal.h"
 
-static bool clear_accessed(struct tdp_mmu *mmu, uint64_t *sptep,
-			   uint64_t *old, int level)
+bool clear_accessed(struct tdp_mmu *mmu, uint64_t *sptep, uint64_t *old,
+		    int level)
 {
 	if (INJECTED(mmu->inject, INJ_AGING_LOSES_DIRTY)) {
 		/* "only A changes": read, then store the value with A

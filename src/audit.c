@@ -447,6 +447,30 @@ static void check_ext_counts(struct audit *a)
 			a->mirror_leaves);
 }
 
+/* Legacy engine: every leaf is in a reverse map and every reverse-map
+ * entry is a leaf (each entry is checked present as it is counted). */
+static void check_rmaps(struct tdp_vm *vm, struct audit *a)
+{
+	uint64_t n = 0;
+	unsigned idx;
+
+	if (!vm->mmu.legacy)
+		return;
+	idx = tdp_srcu_read_lock(&vm->srcu);
+	for (unsigned as = 0; as < vm->cfg.nr_as; as++) {
+		struct memslots *set = vm_memslots(vm, as);
+
+		for (unsigned i = 0; i < set->n; i++)
+			n += legacy_rmap_entries(&vm->mmu,
+						 set->slots[i].rmaps);
+	}
+	tdp_srcu_read_unlock(&vm->srcu, idx);
+	if (n != a->nleaves)
+		problem(a, "reverse maps hold %llu entries, the roots %zu "
+			   "leaves (legacy engine)",
+			(unsigned long long)n, a->nleaves);
+}
+
 int tdp_vm_audit(struct tdp_vm *vm, char *report, size_t len)
 {
 	struct audit a = { .report = report, .len = len, .ext = vm->mmu.ext };
@@ -496,6 +520,7 @@ int tdp_vm_audit(struct tdp_vm *vm, char *report, size_t len)
 	tdp_write_lock(&mmu->lock);
 	audit_roots(vm, &a, vroots, nvroots);
 	check_ext_counts(&a);
+	check_rmaps(vm, &a);
 	check_tlbs(&a, vs, nvs);
 	check_dirty_ledger(mmu, &a);
 	alloc = atomic_load(&mmu->alloc.allocated);

@@ -41,11 +41,48 @@ static bool any_bit(const uint64_t *bm, uint64_t first, uint64_t n)
 	return false;
 }
 
+int clear_leaf_bit(struct tdp_mmu *mmu, unsigned as_id, uint64_t *sptep,
+		   uint64_t gfn, int level, uint64_t *old, uint64_t start,
+		   uint64_t end, enum tdp_clear_kind k, const uint64_t *mask,
+		   uint64_t *found, struct tdp_flush_ctx *ctx)
+{
+	uint64_t bit = k == CLEAR_W ? SPTE_W : SPTE_D;
+	uint64_t a = gfn > start ? gfn : start;
+	uint64_t b = gfn + level_pages(level) < end ? gfn + level_pages(level)
+						    : end;
+	uint64_t new;
+
+	if (!spte_is_present_leaf(*old, level))
+		return 0;
+	/* write-protect: also an MMU-writable leaf without W, which a fast
+	 * fault may be about to make writable */
+	if (!(*old & bit) && !(k == CLEAR_W && (*old & SPTE_MMU_WRITABLE)))
+		return 0;
+	if (mask && !any_bit(mask, a - start, b - a))
+		return 0;
+	if (k == CLEAR_D && mmu->mark_dirty)
+		mmu->mark_dirty(mmu->cb_arg, spte_pfn(*old), level_pages(level));
+	new = *old & ~bit;
+	if (k == CLEAR_W)
+		new ^= SPTE_LOG_SEQ;
+	if (tdp_mmu_set_sptep_atomic(mmu, as_id, sptep, gfn, level, old, new,
+				     ctx))
+		return -EBUSY;
+	if (k == CLEAR_D) {
+		/* a TLB entry may still allow writes without setting D
+		 * again: flush before returning */
+		if (!INJECTED(mmu->inject, INJ_DIRTY_CLEAR_NO_FLUSH))
+			owe_flush(mmu, ctx);
+		if (found)
+			set_bits(found, a - start, b - a);
+	}
+	return 1;
+}
+
 uint64_t tdp_mmu_clear_bits(struct tdp_mmu *mmu, unsigned as_id,
 			    uint64_t start, uint64_t end, enum tdp_clear_kind k,
 			    const uint64_t *mask, uint64_t *found)
 {
-	uint64_t bit = k == CLEAR_W ? SPTE_W : SPTE_D;
 	struct tdp_flush_ctx ctx = { 0 };
 	struct tdp_pt_page *root;
 	uint64_t changed = 0;
@@ -65,44 +102,16 @@ uint64_t tdp_mmu_clear_bits(struct tdp_mmu *mmu, unsigned as_id,
 		yield_init(&y, shared);
 		tdp_rcu_read_lock();
 		for_each_tdp_pte(it, root, start, end) {
-			uint64_t a, b, new;
+			int r;
 retry:
 			if (tdp_mmu_iter_cond_resched(mmu, &it, &ctx, &y))
 				continue;
-			if (!spte_is_present_leaf(it.old_spte, it.level))
-				continue;
-			/* write-protect: also an MMU-writable leaf without W,
-			 * which a fast fault may be about to make writable */
-			if (!(it.old_spte & bit) &&
-			    !(k == CLEAR_W &&
-			      (it.old_spte & SPTE_MMU_WRITABLE)))
-				continue;
-			a = it.gfn > start ? it.gfn : start;
-			b = tdp_iter_entry_end(&it) < end
-				    ? tdp_iter_entry_end(&it)
-				    : end;
-			if (mask && !any_bit(mask, a - start, b - a))
-				continue;
-			if (k == CLEAR_D && mmu->mark_dirty)
-				mmu->mark_dirty(mmu->cb_arg,
-						spte_pfn(it.old_spte),
-						level_pages(it.level));
-			new = it.old_spte & ~bit;
-			if (k == CLEAR_W)
-				new ^= SPTE_LOG_SEQ;
-			if (tdp_mmu_set_spte_atomic(mmu, &it, as_id, new,
-						    &ctx))
+			r = clear_leaf_bit(mmu, as_id, it.sptep, it.gfn,
+					   it.level, &it.old_spte, start, end,
+					   k, mask, found, &ctx);
+			if (r < 0)
 				goto retry;
-			if (k == CLEAR_D) {
-				/* a TLB entry may still allow writes without
-				 * setting D again: flush before returning */
-				if (!INJECTED(mmu->inject,
-					      INJ_DIRTY_CLEAR_NO_FLUSH))
-					owe_flush(mmu, &ctx);
-				if (found)
-					set_bits(found, a - start, b - a);
-			}
-			changed++;
+			changed += (uint64_t)r;
 		}
 		if (ctx.flush || ctx.removed)
 			tdp_mmu_flush_and_free(mmu, &ctx);
@@ -139,7 +148,8 @@ static int split_refill(struct tdp_mmu *mmu, struct tdp_iter *it,
 	if (ctx->flush || ctx->removed)
 		tdp_mmu_flush_and_free(mmu, ctx);
 	tdp_rcu_read_unlock();
-	tdp_lock_yield(&mmu->lock, TDP_READ, refill_away, &rf);
+	tdp_lock_yield(&mmu->lock, tdp_lock_held_mode(&mmu->lock), refill_away,
+		       &rf);
 	tdp_rcu_read_lock();
 	tdp_iter_mark_yielded(it);
 	return rf.r;
@@ -153,12 +163,13 @@ long tdp_mmu_split_huge_range(struct tdp_mmu *mmu, unsigned as_id,
 	struct tdp_pt_page *root;
 	long split = 0;
 
-	tdp_assert_held_read(&mmu->lock);
+	/* read lock; write lock for the legacy engine */
+	tdp_assert_held(&mmu->lock);
 	for_each_root_yield_safe(&mmu->roots, root, (int)as_id, ROOT_DIRECT) {
 		struct yield_state y;
 		struct tdp_iter it;
 
-		yield_init(&y, true);
+		yield_init(&y, tdp_lock_held_mode(&mmu->lock) == TDP_READ);
 		tdp_rcu_read_lock();
 		for_each_tdp_pte_min_level(it, root, TDP_LEVEL_2M, start, end) {
 			struct tdp_pt_page *sp;
@@ -192,7 +203,7 @@ retry:
 				goto retry;
 			}
 			stat_inc(mmu->stats->pt_pages);
-			account_leaf(mmu, it.level - 1, SPTE_ENT_PER_PAGE);
+			account_split(mmu, sp);
 			split++;
 			/* the walk now descends into the new table, so a
 			 * 1 GiB leaf goes to 2 MiB and on to 4 KiB */
@@ -254,12 +265,13 @@ uint64_t tdp_mmu_recover_huge(struct tdp_mmu *mmu, unsigned as_id,
 	uint64_t built = 0;
 	uint64_t f0 = stat_read(mmu->stats->remote_tlb_flush);
 
-	tdp_assert_held_read(&mmu->lock);
+	/* read lock; write lock for the legacy engine */
+	tdp_assert_held(&mmu->lock);
 	for_each_root_yield_safe(&mmu->roots, root, (int)as_id, ROOT_DIRECT) {
 		struct yield_state y;
 		struct tdp_iter it;
 
-		yield_init(&y, true);
+		yield_init(&y, tdp_lock_held_mode(&mmu->lock) == TDP_READ);
 		tdp_rcu_read_lock();
 		for_each_tdp_pte_min_level(it, root, TDP_LEVEL_2M, start, end) {
 			uint64_t pfn, leaf, off, new;

@@ -94,10 +94,10 @@ static void eager_split(struct tdp_vm *vm, const struct memslot *s)
 		return;
 	if (pt_cache_topup(&vm->mmu.alloc, &cache, PT_CACHE_MAX))
 		goto out; /* huge leaves stay; write faults split them */
-	tdp_read_lock(&vm->mmu.lock);
+	vm_walk_lock(vm);
 	n = tdp_mmu_split_huge_range(&vm->mmu, s->as_id, s->base_gfn,
 				     memslot_end(s), &cache);
-	tdp_read_unlock(&vm->mmu.lock);
+	vm_walk_unlock(vm);
 	if (n > 0)
 		stat_add(vm->stats.eager_splits, (uint64_t)n);
 out:
@@ -115,9 +115,18 @@ static void protect_locked(struct tdp_vm *vm, const struct memslot *s,
 	/* write lock: no zap is half done (between taking a dirty leaf away
 	 * and handing its bit to the log), no slow fault between its mark
 	 * and its writable leaf */
+	enum tdp_clear_kind k = dbit_mode(vm) ? CLEAR_D : CLEAR_W;
+
 	tdp_assert_held_write(&vm->mmu.lock);
-	tdp_mmu_clear_bits(&vm->mmu, s->as_id, start, start + npages,
-			   dbit_mode(vm) ? CLEAR_D : CLEAR_W, mask, found);
+	if (vm->mmu.legacy) {
+		struct legacy_range r = { s->rmaps, s->base_gfn, s->as_id,
+					  start, start + npages };
+
+		legacy_clear_bits(&vm->mmu, &r, k, mask, found);
+		return;
+	}
+	tdp_mmu_clear_bits(&vm->mmu, s->as_id, start, start + npages, k,
+			   mask, found);
 }
 
 /* protect_locked, taking mmu_lock for write */
@@ -217,11 +226,11 @@ void vm_log_disable(struct tdp_vm *vm, const struct memslot *s)
 				    !(s->flags & TDP_MEM_READONLY),
 		};
 	}
-	tdp_read_lock(&vm->mmu.lock);
+	vm_walk_lock(vm);
 	built = tdp_mmu_recover_huge(&vm->mmu, s->as_id, s->base_gfn, end,
 				     recover_level_of, recover_stop, &rc,
 				     &flushes);
-	tdp_read_unlock(&vm->mmu.lock);
+	vm_walk_unlock(vm);
 	stat_add(vm->stats.huge_recovered, built);
 	stat_add(vm->stats.recover_flushes, flushes);
 	free(rc.ri);
@@ -352,12 +361,12 @@ int tdp_vm_clear_dirty_log(struct tdp_vm *vm, unsigned as_id, unsigned slot,
 		struct pt_cache cache = { 0 };
 
 		if (!pt_cache_topup(&vm->mmu.alloc, &cache, PT_CACHE_MAX)) {
-			tdp_read_lock(&vm->mmu.lock);
+			vm_walk_lock(vm);
 			tdp_mmu_split_huge_range(&vm->mmu, s->as_id,
 						 s->base_gfn + first,
 						 s->base_gfn + first + npages,
 						 &cache);
-			tdp_read_unlock(&vm->mmu.lock);
+			vm_walk_unlock(vm);
 		}
 		pt_cache_drain(&cache);
 	}

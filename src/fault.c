@@ -40,7 +40,8 @@
  *
  * Lock mode: mmu_lock for read, so faults run in parallel (tdp_mmu_map
  * changes entries only by compare-exchange); for write with
- * TDP_VM_EXCLUSIVE_FAULTS, the pre-parallel baseline.
+ * TDP_VM_EXCLUSIVE_FAULTS, the pre-parallel baseline, and with the legacy
+ * engine.
  */
 #include <errno.h>
 #include <sched.h>
@@ -122,7 +123,7 @@ static void install_mmio(struct tdp_vcpu *v, struct tdp_fault *f,
 			 uint64_t gen)
 {
 	struct tdp_mmu *mmu = &v->vm->mmu;
-	bool exclusive = v->vm->cfg.flags & TDP_VM_EXCLUSIVE_FAULTS;
+	bool exclusive = vm_exclusive_faults(v->vm);
 	struct tdp_pt_page *root;
 
 	if (pt_cache_topup(&mmu->alloc, &v->cache, mmu->root_level))
@@ -154,7 +155,7 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 {
 	struct tdp_vm *vm = v->vm;
 	struct tdp_mmu *mmu = &vm->mmu;
-	bool exclusive = vm->cfg.flags & TDP_VM_EXCLUSIVE_FAULTS;
+	bool exclusive = vm_exclusive_faults(vm);
 	const struct memslot *slot;
 	struct tdp_fault f = { 0 };
 	enum tdp_map_ret ret;

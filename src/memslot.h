@@ -20,6 +20,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct slot_rmaps;
+
 struct memslot {
 	uint64_t base_gfn;
 	uint64_t npages;
@@ -41,6 +43,9 @@ struct memslot {
 	 * the slot */
 	uint64_t private_hva;
 	uint64_t *shared_bitmap;
+	/* legacy engine: the reverse maps of the slot's leaves (legacy.h);
+	 * shared by the slot's copies, freed with the slot */
+	struct slot_rmaps *rmaps;
 };
 
 static inline void memslot_mark_dirty(const struct memslot *s, uint64_t gfn,

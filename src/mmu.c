@@ -46,6 +46,7 @@ int tdp_mmu_init(struct tdp_mmu *mmu, int root_level, int max_level,
 		goto err_alloc;
 	mmu->alloc.inject = &mmu->inject;
 	mmu->roots.inject = &mmu->inject;
+	rmap_ctx_init(&mmu->rmap, &mmu->lock, &mmu->inject);
 	return 0;
 err_alloc:
 	pt_alloc_destroy(&mmu->alloc);
@@ -123,8 +124,8 @@ static void tdp_mmu_iter_set_spte(struct tdp_mmu *mmu, struct tdp_iter *it,
 		mmu->hooks.zap_before_write(mmu->hooks.arg, it->sptep);
 	it->old_spte = write_spte(mmu, it->sptep, it->old_spte, new,
 				  it->level);
-	handle_changed_spte(mmu, as_id, sptep_to_sp(it->sptep)->mirror,
-			    it->gfn, it->old_spte, new, it->level, ctx);
+	handle_changed_spte(mmu, as_id, it->sptep, it->gfn, it->old_spte, new,
+			    it->level, ctx);
 	it->old_spte = new;
 }
 
@@ -186,26 +187,41 @@ static void remove_mirror_leaf(struct tdp_mmu *mmu, uint64_t gfn,
 		ext_refused(mmu, r, "leaf removal", gfn, level);
 }
 
+int tdp_mmu_set_sptep_atomic(struct tdp_mmu *mmu, unsigned as_id,
+			     uint64_t *sptep, uint64_t gfn, int level,
+			     uint64_t *old, uint64_t new,
+			     struct tdp_flush_ctx *ctx)
+{
+	uint64_t was = *old;
+
+	tdp_assert_held(&mmu->lock);
+	TDP_ASSERT(!spte_frozen(was));
+	if (!__atomic_compare_exchange_n(sptep, old, new, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return -EBUSY;
+	handle_changed_spte(mmu, as_id, sptep, gfn, was, new, level, ctx);
+	*old = new;
+	return 0;
+}
+
 /* Compare-exchange update (any lock mode).  On failure returns -EBUSY and
  * refreshes it->old_spte. */
 int tdp_mmu_set_spte_atomic(struct tdp_mmu *mmu, struct tdp_iter *it,
-				   unsigned as_id, uint64_t new,
-				   struct tdp_flush_ctx *ctx)
+			    unsigned as_id, uint64_t new,
+			    struct tdp_flush_ctx *ctx)
 {
 	uint64_t old = it->old_spte;
-	bool mirror = sptep_to_sp(it->sptep)->mirror;
 
+	if (!sptep_to_sp(it->sptep)->mirror || spte_present(old) ||
+	    !spte_present(new))
+		return tdp_mmu_set_sptep_atomic(mmu, as_id, it->sptep, it->gfn,
+						it->level, &it->old_spte, new,
+						ctx);
 	tdp_assert_held(&mmu->lock);
 	TDP_ASSERT(!spte_frozen(old));
-	if (mirror && !spte_present(old) && spte_present(new)) {
-		if (set_mirror_present(mmu, it, new))
-			return -EBUSY;
-	} else if (!__atomic_compare_exchange_n(it->sptep, &it->old_spte, new,
-						false, __ATOMIC_ACQ_REL,
-						__ATOMIC_ACQUIRE)) {
+	if (set_mirror_present(mmu, it, new))
 		return -EBUSY;
-	}
-	handle_changed_spte(mmu, as_id, mirror, it->gfn, old, new, it->level,
+	handle_changed_spte(mmu, as_id, it->sptep, it->gfn, old, new, it->level,
 			    ctx);
 	it->old_spte = new;
 	return 0;
@@ -229,6 +245,16 @@ void account_leaf(struct tdp_mmu *mmu, int level, long delta)
 {
 	if (level <= TDP_LEVEL_1G)
 		stat_add(mmu->stats->pages[level], delta);
+}
+
+void account_split(struct tdp_mmu *mmu, struct tdp_pt_page *sp)
+{
+	account_leaf(mmu, sp->level, SPTE_ENT_PER_PAGE);
+	if (mmu->legacy)
+		for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++)
+			legacy_rmap_update(mmu, sp->as_id, &sp->spt[i],
+					   sp->gfn + i * level_pages(sp->level),
+					   sp->level, true);
 }
 
 /* @sp was unlinked by this thread: freeze and account its children. */
@@ -287,7 +313,7 @@ static void handle_removed_pt(struct tdp_mmu *mmu, struct tdp_pt_page *sp,
 		}
 		if (mmu->hooks.child_frozen)
 			mmu->hooks.child_frozen(mmu->hooks.arg, sp, (unsigned)i);
-		handle_changed_spte(mmu, sp->as_id, sp->mirror, gfn, old,
+		handle_changed_spte(mmu, sp->as_id, sptep, gfn, old,
 				    SPTE_FROZEN, level, ctx);
 	}
 	free(snap);
@@ -311,15 +337,19 @@ static void handle_removed_pt(struct tdp_mmu *mmu, struct tdp_pt_page *sp,
  * removed tables, flush owed.  A table is removed iff the entry was a
  * present table and is now not present or a leaf (KVM c8e5a0d0e9bc).
  */
-void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id, bool mirror,
-			 uint64_t gfn, uint64_t old, uint64_t new, int level,
-			 struct tdp_flush_ctx *ctx)
+void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
+			 uint64_t *sptep, uint64_t gfn, uint64_t old,
+			 uint64_t new, int level, struct tdp_flush_ctx *ctx)
 {
 	bool was_leaf = spte_is_present_leaf(old, level);
 	bool is_leaf = spte_is_present_leaf(new, level);
+	bool mirror = sptep_to_sp(sptep)->mirror;
 
 	if (old == new)
 		return;
+	/* the legacy engine's reverse maps follow every leaf (legacy.c) */
+	if (mmu->legacy && was_leaf != is_leaf)
+		legacy_rmap_update(mmu, as_id, sptep, gfn, level, is_leaf);
 	TDP_ASSERT_MSG(!(was_leaf && is_leaf &&
 			 spte_pfn(old) != spte_pfn(new)),
 		       "leaf of gfn %#llx changed frame %#llx -> %#llx without "
@@ -579,7 +609,7 @@ enum tdp_map_ret tdp_mmu_map(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 		}
 		stat_inc(mmu->stats->pt_pages);
 		if (split)
-			account_leaf(mmu, it.level - 1, SPTE_ENT_PER_PAGE);
+			account_split(mmu, sp);
 	}
 	/* A huge leaf that replaced a table: flush before the removed
 	 * tables can be freed, inside this RCU section (I2). */

@@ -55,6 +55,7 @@
 #include "iter.h"
 #include "lock.h"
 #include "pt.h"
+#include "rmap.h"
 #include "root.h"
 #include "stats.h"
 
@@ -85,6 +86,12 @@ struct tdp_mmu {
 	struct tdp_roots roots;
 	struct pt_alloc alloc;
 	struct ext_table *ext; /* confidential VMs: what mirror roots mirror */
+	/* The legacy engine (legacy.h): every entry change under the write
+	 * lock, leaves kept in reverse maps found through rmap_of(). */
+	bool legacy;
+	struct rmap_ctx rmap;
+	struct rmap_head *(*rmap_of)(void *cb_arg, unsigned as_id,
+				     uint64_t gfn, int level);
 	atomic_bool dead;      /* the external table refused an operation */
 	struct vm_stats *stats;
 	int root_level;
@@ -206,7 +213,8 @@ uint64_t tdp_mmu_clear_bits(struct tdp_mmu *mmu, unsigned as_id,
 			    const uint64_t *mask, uint64_t *found);
 
 /* Split every huge leaf intersecting [start, end) of @as_id down to 4 KiB
- * (eager split).  Read lock held by the caller; table pages come from
+ * (eager split).  Read lock held by the caller (write lock for the legacy
+ * engine); table pages come from
  * @cache, topped up with the lock dropped; yields; no flush needed (same
  * translation).  Returns the number of huge leaves split or -ENOMEM. */
 long tdp_mmu_split_huge_range(struct tdp_mmu *mmu, unsigned as_id,
@@ -223,7 +231,8 @@ long tdp_mmu_split_huge_range(struct tdp_mmu *mmu, unsigned as_id,
  * n): true when an invalidation of that range raced with the lookups
  * behind @level_of (checked under the lock before each install; the entry
  * is left alone).
- * Read lock held by the caller.  Returns huge leaves built; *flushes gets
+ * Read lock held by the caller (write lock for the legacy engine).
+ * Returns huge leaves built; *flushes gets
  * the number of TLB flushes done. */
 uint64_t tdp_mmu_recover_huge(struct tdp_mmu *mmu, unsigned as_id,
 			      uint64_t start, uint64_t end,

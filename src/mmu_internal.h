@@ -28,10 +28,37 @@ bool tdp_mmu_iter_cond_resched(struct tdp_mmu *mmu, struct tdp_iter *it,
 int tdp_mmu_set_spte_atomic(struct tdp_mmu *mmu, struct tdp_iter *it,
 			    unsigned as_id, uint64_t new,
 			    struct tdp_flush_ctx *ctx);
-void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id, bool mirror,
-			 uint64_t gfn, uint64_t old, uint64_t new, int level,
-			 struct tdp_flush_ctx *ctx);
+void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
+			 uint64_t *sptep, uint64_t gfn, uint64_t old,
+			 uint64_t new, int level, struct tdp_flush_ctx *ctx);
 void owe_flush(struct tdp_mmu *mmu, struct tdp_flush_ctx *ctx);
 void account_leaf(struct tdp_mmu *mmu, int level, long delta);
+/* A huge leaf became table @sp (just linked) with the same translation
+ * in its children: account them. */
+void account_split(struct tdp_mmu *mmu, struct tdp_pt_page *sp);
+/* Compare-exchange *@sptep from *@old to @new (any lock mode), accounted;
+ * -EBUSY with *@old refreshed if it changed.  Not for mirror entries. */
+int tdp_mmu_set_sptep_atomic(struct tdp_mmu *mmu, unsigned as_id,
+			     uint64_t *sptep, uint64_t gfn, int level,
+			     uint64_t *old, uint64_t new,
+			     struct tdp_flush_ctx *ctx);
+/* Clear Accessed by compare-exchange against *@old (age.c); false if the
+ * entry stopped being a present leaf with Accessed. */
+bool clear_accessed(struct tdp_mmu *mmu, uint64_t *sptep, uint64_t *old,
+		    int level);
+
+/* One leaf of a tdp_mmu_clear_bits pass (dirty.c): clear W or D on the
+ * leaf at @sptep (snapshot *@old) if it intersects [start, end) and
+ * @mask.  1 changed, 0 nothing to do, -EBUSY lost a race (*@old
+ * refreshed: try again). */
+int clear_leaf_bit(struct tdp_mmu *mmu, unsigned as_id, uint64_t *sptep,
+		   uint64_t gfn, int level, uint64_t *old, uint64_t start,
+		   uint64_t end, enum tdp_clear_kind k, const uint64_t *mask,
+		   uint64_t *found, struct tdp_flush_ctx *ctx);
+
+/* legacy.c: add (@present) or remove the leaf at @sptep to/from its
+ * reverse map.  mmu_lock held for write. */
+void legacy_rmap_update(struct tdp_mmu *mmu, unsigned as_id, uint64_t *sptep,
+			uint64_t gfn, int level, bool present);
 
 #endif

@@ -410,6 +410,8 @@ size_t rmap_walk_lockless(struct rmap_ctx *ctx, struct rmap_head *head,
 
 	if (!val)
 		return 0;
+	if (INJECTED(*ctx->inject, INJ_RMAP_UNLOCKED_UPDATE))
+		usleep(20); /* widen: hold the head while writers ignore it */
 	if (INJECTED(*ctx->inject, INJ_RMAP_LOCKLESS_ASSERT)) {
 		/* seed 002, before the split: the walk meant for mmu_lock
 		 * holders, asserting that every entry is present */

@@ -38,13 +38,40 @@ static struct tdp_vm *hn_to_vm(struct tdp_host_notifier *n)
 	return caa_container_of(n, struct tdp_vm, hn);
 }
 
+/* Legacy engine: zap [gfn, gfn+npages) through the reverse maps of every
+ * slot it overlaps, in all roots. */
+static void legacy_zap_gfns(struct tdp_vm *vm, unsigned as_id, uint64_t gfn,
+			    uint64_t npages, struct tdp_flush_ctx *ctx)
+{
+	uint64_t end = gfn + npages;
+	struct memslots *set;
+	unsigned idx;
+
+	idx = tdp_srcu_read_lock(&vm->srcu);
+	set = vm_memslots(vm, as_id);
+	for (unsigned i = 0; i < set->n; i++) {
+		const struct memslot *s = &set->slots[i];
+		struct legacy_range r = { s->rmaps, s->base_gfn, as_id,
+					  gfn > s->base_gfn ? gfn : s->base_gfn,
+					  end < memslot_end(s) ? end
+							       : memslot_end(s) };
+
+		if (r.start < r.end)
+			legacy_zap_range(&vm->mmu, &r, ctx);
+	}
+	tdp_srcu_read_unlock(&vm->srcu, idx);
+}
+
 void vm_zap_gfns_locked(struct tdp_vm *vm, unsigned as_id, uint64_t gfn,
 			uint64_t npages, unsigned types)
 {
 	struct tdp_flush_ctx ctx = { 0 };
 
-	tdp_mmu_zap_gfn_range(&vm->mmu, (int)as_id, gfn, gfn + npages, types,
-			      true, &ctx);
+	if (vm->mmu.legacy)
+		legacy_zap_gfns(vm, as_id, gfn, npages, &ctx);
+	else
+		tdp_mmu_zap_gfn_range(&vm->mmu, (int)as_id, gfn, gfn + npages,
+				      types, true, &ctx);
 	tdp_mmu_flush_and_free(&vm->mmu, &ctx);
 }
 
@@ -132,10 +159,18 @@ static void age_slot(struct tdp_vm *vm, unsigned as, const struct memslot *s,
 		     uint64_t a, uint64_t b, void *arg)
 {
 	struct age_ctx *ac = arg;
+	bool locked = vm->cfg.flags & TDP_VM_LOCKED_AGING;
 
 	ac->slot = s;
-	tdp_mmu_age_range(&vm->mmu, as, a, b, ac->test_only,
-			  vm->cfg.flags & TDP_VM_LOCKED_AGING, age_young, ac);
+	if (vm->mmu.legacy) {
+		struct legacy_range r = { s->rmaps, s->base_gfn, as, a, b };
+
+		legacy_age_range(&vm->mmu, &r, ac->test_only, locked,
+				 age_young, ac);
+		return;
+	}
+	tdp_mmu_age_range(&vm->mmu, as, a, b, ac->test_only, locked,
+			  age_young, ac);
 }
 
 /* The host's reclaim scan: clear (or test) the young state of the hva
@@ -183,6 +218,25 @@ static void vm_mark_accessed(void *arg, uint64_t pfn, uint64_t npages)
 	host_mark_accessed(vm->host, pfn, npages);
 }
 
+/* Legacy engine: the reverse map of a leaf.  Every leaf lies in a slot of
+ * the current set (or of the set with that slot marked invalid, while a
+ * delete or move zaps it): zaps finish before a slot leaves the set. */
+static struct rmap_head *vm_rmap_of(void *arg, unsigned as_id, uint64_t gfn,
+				    int level)
+{
+	struct tdp_vm *vm = arg;
+	struct rmap_head *head = NULL;
+	const struct memslot *s;
+	unsigned idx;
+
+	idx = tdp_srcu_read_lock(&vm->srcu);
+	s = memslots_lookup(vm_memslots(vm, as_id), gfn);
+	if (s)
+		head = slot_rmap(s->rmaps, s->base_gfn, gfn, level);
+	tdp_srcu_read_unlock(&vm->srcu, idx);
+	return head;
+}
+
 static int vm_config_normalize(const struct tdp_vm_config *in,
 			       struct tdp_vm_config *out)
 {
@@ -217,6 +271,10 @@ static int vm_config_normalize(const struct tdp_vm_config *in,
 	} else if (c.shared_bit) {
 		return -EINVAL;
 	}
+	if (c.engine > TDP_ENGINE_LEGACY ||
+	    (c.engine == TDP_ENGINE_LEGACY &&
+	     (c.flags & TDP_VM_CONFIDENTIAL)))
+		return -EINVAL;
 	if (c.max_huge != TDP_PAGE_SIZE && c.max_huge != TDP_HUGE_2M &&
 	    c.max_huge != TDP_HUGE_1G)
 		return -EINVAL;
@@ -277,6 +335,8 @@ int tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
 	if (vm->cfg.flags & TDP_VM_DIRTY_DBIT)
 		vm->mmu.mark_gfn_dirty = vm_mark_gfn_dirty;
 	vm->mmu.cb_arg = vm;
+	vm->mmu.legacy = vm->cfg.engine == TDP_ENGINE_LEGACY;
+	vm->mmu.rmap_of = vm_rmap_of;
 	pthread_mutex_init(&vm->slots_lock, NULL);
 	pthread_rwlock_init(&vm->vcpus_lock, NULL);
 	vm->host = h;
@@ -319,6 +379,7 @@ void tdp_vm_destroy(struct tdp_vm *vm)
 		for (unsigned i = 0; set && i < set->n; i++) {
 			free(set->slots[i].dirty_bitmap);
 			free(set->slots[i].shared_bitmap);
+			slot_rmaps_free(set->slots[i].rmaps);
 		}
 		free(set);
 	}
@@ -398,6 +459,7 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 	struct memslot new = { 0 }, inv;
 	uint64_t *new_bm = NULL, *free_bm = NULL;
 	uint64_t *new_attr = NULL, *free_attr = NULL;
+	struct slot_rmaps *new_rm = NULL, *free_rm = NULL;
 	bool zap, log_on, was_on;
 	int r;
 
@@ -473,6 +535,17 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 	}
 	if (old && !s->size)
 		free_attr = old->shared_bitmap;
+	/* legacy engine: reverse maps, kept across moves (empty by then) */
+	if (old && s->size) {
+		new.rmaps = old->rmaps;
+	} else if (s->size && vm->mmu.legacy) {
+		new_rm = slot_rmaps_alloc(new.npages);
+		if (!new_rm)
+			goto out_bm;
+		new.rmaps = new_rm;
+	}
+	if (old && !s->size)
+		free_rm = old->rmaps;
 	if (zap) {
 		inv = *old;
 		inv.invalid = true;
@@ -514,12 +587,14 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 		vm_log_disable(vm, memslots_find_id(set_final, s->slot));
 	free(free_bm);
 	free(free_attr);
+	slot_rmaps_free(free_rm); /* the zap above emptied them */
 	stat_inc(vm->stats.memslot_updates);
 	r = 0;
 	goto out;
 out_bm:
 	free(new_bm);
 	free(new_attr);
+	slot_rmaps_free(new_rm);
 out:
 	pthread_mutex_unlock(&vm->slots_lock);
 	return r;
@@ -561,7 +636,8 @@ static void invalidate_and_zap(struct tdp_vm *vm)
 	vm_kick_all(vm, REQ_RELOAD_ROOTS | REQ_TLB_FLUSH);
 	roots_mark_acked(&vm->mmu.roots);
 	tdp_write_unlock(&vm->mmu.lock);
-	tdp_mmu_zap_invalidated_roots(&vm->mmu, true);
+	/* the legacy engine zaps obsolete roots under the write lock */
+	tdp_mmu_zap_invalidated_roots(&vm->mmu, !vm->mmu.legacy);
 }
 
 int tdp_vm_invalidate_roots(struct tdp_vm *vm)

@@ -26,6 +26,7 @@
 #include <stdatomic.h>
 
 #include "host/host.h"
+#include "legacy.h"
 #include "memslot.h"
 #include "mmu.h"
 #include "notifier.h"
@@ -117,6 +118,29 @@ struct tdp_vm {
 static inline bool vm_confidential(const struct tdp_vm *vm)
 {
 	return vm->shared_gfn != 0;
+}
+
+static inline bool vm_exclusive_faults(const struct tdp_vm *vm)
+{
+	return (vm->cfg.flags & TDP_VM_EXCLUSIVE_FAULTS) || vm->mmu.legacy;
+}
+
+/* mmu_lock for a walk that changes entries by compare-exchange: for read,
+ * or for write with the legacy engine, which changes nothing without it */
+static inline void vm_walk_lock(struct tdp_vm *vm)
+{
+	if (vm->mmu.legacy)
+		tdp_write_lock(&vm->mmu.lock);
+	else
+		tdp_read_lock(&vm->mmu.lock);
+}
+
+static inline void vm_walk_unlock(struct tdp_vm *vm)
+{
+	if (vm->mmu.legacy)
+		tdp_write_unlock(&vm->mmu.lock);
+	else
+		tdp_read_unlock(&vm->mmu.lock);
 }
 
 static inline struct memslots *vm_memslots(struct tdp_vm *vm, unsigned as_id)

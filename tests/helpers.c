@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "helpers.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,4 +62,30 @@ void ev_wait(struct event *e)
 {
 	while (!__atomic_load_n(&e->set, __ATOMIC_ACQUIRE))
 		usleep(100);
+}
+
+/*
+ * The engine under test: every test's tdp_vm_create goes through here
+ * (the tests link with --wrap=tdp_vm_create), so CTest can run the same
+ * tests with TDPMMU_TEST_ENGINE=legacy.  A configuration that asks for an
+ * engine itself, or is confidential (TDP engine only), is left alone.
+ */
+int __real_tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
+			 struct tdp_vm **out);
+int __wrap_tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
+			 struct tdp_vm **out);
+
+int __wrap_tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
+			 struct tdp_vm **out)
+{
+	const char *e = getenv("TDPMMU_TEST_ENGINE");
+	struct tdp_vm_config c = { 0 };
+
+	if (!e || strcmp(e, "legacy"))
+		return __real_tdp_vm_create(h, cfg, out);
+	if (cfg)
+		c = *cfg;
+	if (!c.engine && !(c.flags & TDP_VM_CONFIDENTIAL))
+		c.engine = TDP_ENGINE_LEGACY;
+	return __real_tdp_vm_create(h, &c, out);
 }
