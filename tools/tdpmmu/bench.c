@@ -32,27 +32,39 @@
 
 static const struct bench_impl bench_impls[] = {
 	{"tdp", "the TDP MMU: faults in parallel under mmu_lock for read",
-	 IMPL_VM, 0, BENCH_ALL},
+	 IMPL_VM, 0, BENCH_ALL, TDP_ENGINE_TDP},
 	{"exclusive",
 	 "every fault under mmu_lock for write (TDP_VM_EXCLUSIVE_FAULTS)",
-	 IMPL_VM, TDP_VM_EXCLUSIVE_FAULTS, BENCH_ALL},
+	 IMPL_VM, TDP_VM_EXCLUSIVE_FAULTS, BENCH_ALL, TDP_ENGINE_TDP},
 	{"floor",
 	 "a bare 4-level radix table, no locks/RCU/accounting: the speed "
 	 "of light",
 	 IMPL_FLOOR, 0,
 	 BENCH_BIT(BENCH_POPULATE) | BENCH_BIT(BENCH_ACCESS) |
-		 BENCH_BIT(BENCH_TRANSLATE)},
+		 BENCH_BIT(BENCH_TRANSLATE),
+	 TDP_ENGINE_TDP},
 	{"nofast",
 	 "write faults on dirty-logged pages always take mmu_lock "
 	 "(TDP_VM_NO_FAST_FAULT)",
-	 IMPL_VM, TDP_VM_NO_FAST_FAULT, BENCH_BIT(BENCH_DIRTY_LOG)},
+	 IMPL_VM, TDP_VM_NO_FAST_FAULT, BENCH_BIT(BENCH_DIRTY_LOG),
+	 TDP_ENGINE_TDP},
 	{"nosplit",
 	 "no eager split of huge leaves when logging starts "
 	 "(TDP_VM_NO_EAGER_SPLIT)",
-	 IMPL_VM, TDP_VM_NO_EAGER_SPLIT, BENCH_BIT(BENCH_DIRTY_LOG)},
+	 IMPL_VM, TDP_VM_NO_EAGER_SPLIT, BENCH_BIT(BENCH_DIRTY_LOG),
+	 TDP_ENGINE_TDP},
 	{"locked-aging",
 	 "age under mmu_lock held for write (TDP_VM_LOCKED_AGING)", IMPL_VM,
-	 TDP_VM_LOCKED_AGING, BENCH_BIT(BENCH_ACCESS)},
+	 TDP_VM_LOCKED_AGING, BENCH_BIT(BENCH_ACCESS), TDP_ENGINE_TDP},
+	{"legacy",
+	 "the legacy engine: every change under mmu_lock for write, leaves "
+	 "in reverse maps, lockless rmap aging (TDP_ENGINE_LEGACY)",
+	 IMPL_VM, 0, BENCH_ALL & ~BENCH_BIT(BENCH_TRANSLATE), TDP_ENGINE_LEGACY},
+	{"legacy-locked-aging",
+	 "the legacy engine aging its reverse maps under mmu_lock held for "
+	 "write (KVM before seed 002)",
+	 IMPL_VM, TDP_VM_LOCKED_AGING, BENCH_BIT(BENCH_ACCESS),
+	 TDP_ENGINE_LEGACY},
 };
 #define NR_IMPLS (sizeof(bench_impls) / sizeof(bench_impls[0]))
 
@@ -445,6 +457,7 @@ static int setup(struct bench *b)
 		};
 		struct tdp_vm_config vc = {
 			.max_vcpus = o->nvcpu,
+			.engine = b->impl->engine,
 			.flags = b->impl->vm_flags |
 				 (o->dbit ? TDP_VM_DIRTY_DBIT : 0) |
 				 (o->manual ? TDP_VM_MANUAL_PROTECT : 0)};

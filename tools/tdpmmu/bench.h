@@ -53,6 +53,7 @@ struct bench_impl {
 	enum impl_kind kind;
 	unsigned vm_flags; /* IMPL_VM: tdp_vm_config.flags */
 	unsigned benches;  /* BENCH_BIT()s of the subcommands it supports */
+	unsigned engine;   /* IMPL_VM: tdp_vm_config.engine (0: TDP) */
 };
 
 struct bench_opts {

@@ -44,6 +44,7 @@ struct mig {
 	uint64_t bandwidth; /* bytes per second, 0 = unlimited */
 	unsigned vcpus, rate;
 	bool dbit, manual, json;
+	unsigned engine; /* TDP_ENGINE_* */
 	/* machine */
 	struct tdp_host *host;
 	struct tdp_vm *vm;
@@ -293,6 +294,8 @@ static void usage(FILE *f)
 		"(TDP_VM_DIRTY_DBIT)\n"
 		"  --manual          manual protect: get, clear, then copy "
 		"(TDP_VM_MANUAL_PROTECT)\n"
+		"  --engine NAME     tdp (default) or legacy "
+		"(TDP_ENGINE_LEGACY)\n"
 		"  --max-iters N     at most N copy rounds before stop-and-copy "
 		"(default 30)\n"
 		"  --threshold PAGES stop-and-copy once a round reports fewer "
@@ -321,6 +324,7 @@ static int setup(struct mig *m)
 {
 	struct tdp_host_config hc = { .mem_bytes = m->mem + (1ull << 30) };
 	struct tdp_vm_config vc = { .max_vcpus = m->vcpus,
+				    .engine = m->engine,
 				    .flags = (m->dbit ? TDP_VM_DIRTY_DBIT : 0) |
 					     (m->manual ? TDP_VM_MANUAL_PROTECT
 							: 0) };
@@ -406,11 +410,14 @@ static void print_json(const struct mig *m, const struct tdp_stats *st,
 		       uint64_t writes, bool verified, int audit)
 {
 	printf("{\"mem_bytes\": %" PRIu64 ", \"vcpus\": %u, \"rate_pct\": %u, "
+	       "\"engine\": \"%s\", "
 	       "\"mode\": \"%s\", \"threshold\": %" PRIu64
 	       ", \"max_iters\": %" PRIu64 ", \"bulk_pages\": %" PRIu64
 	       ", \"bulk_s\": %.3f, \"iterations\": %" PRIu64
 	       ", \"pages_per_iter\": [",
-	       m->mem, m->vcpus, m->rate, mode_name(m), m->threshold,
+	       m->mem, m->vcpus, m->rate,
+	       m->engine == TDP_ENGINE_LEGACY ? "legacy" : "tdp", mode_name(m),
+	       m->threshold,
 	       m->max_iters, m->bulk_pages, m->bulk_s, m->rounds);
 	for (uint64_t i = 0; i < m->rounds; i++)
 		printf("%s%" PRIu64, i ? ", " : "", m->sent[i]);
@@ -434,6 +441,7 @@ int cmd_migrate(int argc, char **argv)
 		{ "rate", required_argument, NULL, 'r' },
 		{ "dbit", no_argument, NULL, 'd' },
 		{ "manual", no_argument, NULL, 'M' },
+		{ "engine", required_argument, NULL, 'e' },
 		{ "max-iters", required_argument, NULL, 'i' },
 		{ "threshold", required_argument, NULL, 't' },
 		{ "seed", required_argument, NULL, 's' },
@@ -484,6 +492,14 @@ int cmd_migrate(int argc, char **argv)
 			break;
 		case 'd': m.dbit = true; break;
 		case 'M': m.manual = true; break;
+		case 'e':
+			if (cli_parse_engine(optarg, &m.engine)) {
+				fprintf(stderr, "migrate: bad --engine '%s' "
+						"(tdp or legacy)\n",
+					optarg);
+				return 2;
+			}
+			break;
 		case 'i':
 			if (parse_u64(optarg, &m.max_iters) || !m.max_iters ||
 			    m.max_iters > 100000) {

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 #include <ctype.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "cli.h"
+#include "tdpmmu.h"
 
 uint64_t cli_now_ns(void)
 {
@@ -52,4 +54,15 @@ uint64_t cli_pattern(uint64_t gfn, uint64_t gen, unsigned i)
 	x *= 0xbf58476d1ce4e5b9ull;
 	x ^= x >> 29;
 	return x | 1; /* odd: never the (even) poison word */
+}
+
+int cli_parse_engine(const char *s, unsigned *out)
+{
+	if (!strcmp(s, "tdp"))
+		*out = TDP_ENGINE_TDP;
+	else if (!strcmp(s, "legacy"))
+		*out = TDP_ENGINE_LEGACY;
+	else
+		return -1;
+	return 0;
 }
