@@ -49,6 +49,13 @@ if(TARGET tdpmmu_cli)
     set_tests_properties(torture_clean_${mode}_20s PROPERTIES
       PASS_REGULAR_EXPRESSION "torture: PASSED" TIMEOUT 300)
   endforeach()
+  # a confidential VM: private memslots, conversions, hole punches, mirror
+  # roots and the external table (I11, I13)
+  add_test(NAME torture_clean_confidential_20s
+           COMMAND tdpmmu_cli torture --duration 20 --vcpus 2 --seed 2
+                   --confidential --quiet)
+  set_tests_properties(torture_clean_confidential_20s PROPERTIES
+    PASS_REGULAR_EXPRESSION "torture: PASSED" TIMEOUT 300)
   if(TDP_INJECT)
     # tests/injections.list: every injection, with the torture options
     # that run its code path

@@ -6,25 +6,55 @@
  * when one of the historical bugs (src/inject.h) is put back.
  *
  * Threads
- *   vCPUs      random reads and writes of private and shared pages, lockless
- *              translations, address-space switches;
- *   host       migrate, swap-out, split, mprotect, munmap + mmap again;
- *   zappers    two of them: zap gfn ranges, invalidate and reload roots;
- *   memslots   delete + re-add, move, read-only toggle;
+ *   vCPUs      random reads and writes of owned and common pages, lockless
+ *              translations, address-space switches; in confidential mode
+ *              accesses of the wrong kind, which must exit with -EPERM;
+ *   host       migrate, swap-out, split, mprotect, munmap + mmap again (of
+ *              the ordinary, shared memory); in confidential mode hole
+ *              punches in the guest-private memory;
+ *   zappers    two of them: zap gfn ranges, invalidate and reload roots,
+ *              fast zaps;
+ *   memslots   delete + re-add, move, read-only toggle, dirty logging
+ *              toggle;
+ *   tracker    dirty-log harvests, aging; in confidential mode conversions
+ *              between private and shared;
  *   main       checkpoints (audit, full content check, dirty-recording
  *              check), watchdog, progress.
  *
  * Keeping the oracle exact while the MMU races freely: operations that
  * legitimately change what a page holds (munmap + mmap, memslot churn)
  * take a per-region or per-slot rwlock for write; vCPUs take them for read
- * (trylock, skipping busy ones).  Everything else (migrate, swap-out,
- * split, mprotect, zaps, root resets, other vCPUs) races with the accesses.
+ * (trylock, skipping busy ones).  Conversions and hole punches take a third
+ * per-region rwlock, plock, for write (conversions also their slot's lock
+ * for read: a memslot re-add makes every page private again).  Everything
+ * else (migrate, swap-out, split, mprotect, zaps, root resets, fast zaps,
+ * other vCPUs, and host operations racing with conversions) races with
+ * the accesses.
  *
- * Content: in every 64 KiB chunk, page 0 is shared and pages 1..15 belong
- * to one vCPU.  A private page holds a full-page pattern of its generation
- * (0 = zeroes).  In a shared page, word w belongs to vCPU w and holds
- * (page, w, seq); a reader requires committed-before <= seq <= issued-after
- * for every word, so stale frames, poison and lost writes all show.
+ * Content: in every 64 KiB chunk, page 0 is common (every vCPU writes it)
+ * and pages 1..15 are owned by one vCPU.  An owned page holds a full-page
+ * pattern of its generation (0 = zeroes).  In a common page, word w
+ * belongs to vCPU w and holds (page, w, seq); a reader requires
+ * committed-before <= seq <= issued-after for every word, so stale
+ * frames, poison and lost writes all show.
+ *
+ * Confidential mode (--confidential): the VM is a TDP_VM_CONFIDENTIAL one
+ * and every memslot is TDP_MEM_PRIVATE, with guest-private memory of its
+ * own (4 KiB folios) besides its ordinary hva.  Every page has an
+ * attribute, private (as every page starts, and again after a memslot
+ * re-add) or shared; vCPUs access a private page at its gpa and a shared
+ * one at its gpa with the VM's shared bit set.  The two kinds reach
+ * different memory, so the model above is kept per (page, backing), with
+ * patterns that differ between the backings: reading the wrong memory
+ * shows.  An access returning -EPERM (wrong kind) or -EIO (the external
+ * table refused an operation, I11) fails the run; deliberate accesses of
+ * the wrong kind must return -EPERM (I13).  Checkpoints also require
+ * ext_errors == 0 and at most one mirror root; the private memory, which
+ * the host may not read, is verified there by guest reads of every
+ * private page from a vCPU of the main thread (the private memory of
+ * shared pages is unreachable until they are converted back, and is then
+ * checked by the vCPUs' reads).  Dirty logging (private slots cannot log),
+ * read-only slots and the second address space are off.
  *
  * Determinism: each thread draws its operations from its own generator
  * seeded with (--seed, thread), so a seed replays the same choices; the
@@ -62,20 +92,25 @@
 /* ------------------------------------------------------------------ */
 
 enum op {
-	OP_READ, OP_WRITE, OP_TRANSLATE, OP_ASSWITCH,		  /* vCPUs */
+	OP_READ, OP_WRITE, OP_TRANSLATE, OP_ASSWITCH, OP_WRONG,	  /* vCPUs */
 	OP_MIGRATE, OP_SWAPOUT, OP_SPLIT, OP_MPROTECT, OP_UNMAP, /* host */
-	OP_ZAP, OP_RESET,					  /* zapper */
+	OP_PUNCH,
+	OP_ZAP, OP_RESET, OP_FASTZAP,				  /* zapper */
 	OP_SLOT_DELETE, OP_SLOT_MOVE, OP_SLOT_RO, OP_SLOT_LOG,	  /* memslots */
-	OP_HARVEST, OP_AGE,					  /* tracker */
+	OP_HARVEST, OP_AGE, OP_CONVERT,				  /* tracker */
 	OP_COUNT
 };
 
 static const char *const op_names[OP_COUNT] = {
-	"read", "write", "translate", "asswitch", "migrate", "swapout",
-	"split", "mprotect", "unmap", "zap", "reset", "slot-delete",
-	"slot-move", "slot-ro", "slot-log", "harvest", "age",
+	"read", "write", "translate", "asswitch", "wrong-kind", "migrate",
+	"swapout", "split", "mprotect", "unmap", "punch", "zap", "reset",
+	"fast-zap", "slot-delete", "slot-move", "slot-ro", "slot-log",
+	"harvest", "age", "convert",
 };
 
+/* Operations at weight 0 change nothing in a run: the default mode keeps
+ * its choices (a seed replays what it did before fast-zap, wrong-kind,
+ * punch and convert existed). */
 static const unsigned op_default_weight[OP_COUNT] = {
 	[OP_READ] = 6, [OP_WRITE] = 6, [OP_TRANSLATE] = 3, [OP_ASSWITCH] = 1,
 	[OP_MIGRATE] = 4, [OP_SWAPOUT] = 4, [OP_SPLIT] = 1, [OP_MPROTECT] = 1,
@@ -83,6 +118,29 @@ static const unsigned op_default_weight[OP_COUNT] = {
 	[OP_SLOT_MOVE] = 1, [OP_SLOT_RO] = 1, [OP_SLOT_LOG] = 2,
 	[OP_HARVEST] = 3, [OP_AGE] = 3,
 };
+
+/* --confidential: no second address space, no read-only or dirty-logged
+ * (private) slots; wrong-kind accesses, hole punches, fast zaps and
+ * conversions instead. */
+static const unsigned op_confidential_weight[OP_COUNT] = {
+	[OP_READ] = 6, [OP_WRITE] = 6, [OP_TRANSLATE] = 3, [OP_WRONG] = 1,
+	[OP_MIGRATE] = 4, [OP_SWAPOUT] = 4, [OP_SPLIT] = 1, [OP_MPROTECT] = 1,
+	[OP_UNMAP] = 2, [OP_PUNCH] = 2, [OP_ZAP] = 6, [OP_RESET] = 2,
+	[OP_FASTZAP] = 2, [OP_SLOT_DELETE] = 1, [OP_SLOT_MOVE] = 1,
+	[OP_AGE] = 3, [OP_CONVERT] = 6,
+};
+
+/* Operations only one of the modes can run. */
+static bool op_confidential_only(enum op o)
+{
+	return o == OP_WRONG || o == OP_PUNCH || o == OP_CONVERT;
+}
+
+static bool op_not_confidential(enum op o)
+{
+	return o == OP_ASSWITCH || o == OP_SLOT_RO || o == OP_SLOT_LOG ||
+	       o == OP_HARVEST;
+}
 
 enum thread_kind { T_VCPU, T_HOST, T_ZAPPER, T_SLOTS, T_TRACK, T_KINDS };
 static const enum op kind_first[T_KINDS] = { OP_READ, OP_MIGRATE, OP_ZAP,
@@ -99,6 +157,7 @@ enum log_mode { LOG_OFF, LOG_WP, LOG_WP_LAZY, LOG_DBIT };
 
 struct slot {
 	uint64_t hva, size, folio;
+	uint64_t phva;		/* confidential: its guest-private memory */
 	uint64_t gpa[2];	/* its two possible places */
 	atomic_int where;	/* index into gpa[] */
 	pthread_rwlock_t lock;	/* write: memslot churn */
@@ -107,12 +166,20 @@ struct slot {
 
 struct region {
 	pthread_rwlock_t lock;	/* write: munmap + mmap (contents reset) */
+	/* confidential: write: a conversion (attributes change) or a hole
+	 * punch (private contents reset) of pages of the region */
+	pthread_rwlock_t plock;
 	atomic_uint prot_seq;	/* 4k+1 RO asked, +2 RO done, +3 RW asked */
 };
 
 struct shared_word {
 	atomic_uint issued, committed;
 };
+
+/* Which memory an access of a page reaches: the memslot's hva (always,
+ * outside confidential mode; the shared side of a confidential VM) or its
+ * guest-private memory (the private side). */
+enum backing { B_HVA, B_PRIV, B_COUNT };
 
 struct thread {
 	struct torture *t;
@@ -149,8 +216,15 @@ struct torture {
 	struct slot slots[NSLOTS];
 	uint64_t slot_size, npages, nregions;
 	struct region *regions;
-	uint32_t *gen;			/* private pages, owner only */
-	struct shared_word *shared;	/* [npages / CHUNK_PAGES][nvcpu] */
+	/* the model, per backing (B_PRIV in confidential mode only) */
+	uint32_t *gen[B_COUNT];		  /* owned pages, owner only */
+	struct shared_word *shared[B_COUNT]; /* [npages / CHUNK_PAGES][nvcpu] */
+	/* confidential mode */
+	bool confidential;
+	uint64_t shared_mask;		/* the VM's shared gpa bit, or 0 */
+	atomic_uchar *attr_shared;	/* 1: the page is shared now */
+	struct tdp_vcpu *ckpt_vcpu;	/* the main thread's, checkpoints */
+	uint64_t private_verified;
 	_Atomic uint64_t *log;		/* [npages][LOG_DEPTH] */
 	atomic_uint *log_pos;
 	/* ms since start, 0 = never: when the newest successful write of a
@@ -252,7 +326,7 @@ static uint64_t page_region(uint64_t p)
 	return p * PAGE / REGION;
 }
 
-static bool page_shared(uint64_t p)
+static bool page_common(uint64_t p)
 {
 	return p % CHUNK_PAGES == 0;
 }
@@ -263,21 +337,48 @@ static unsigned page_owner(struct torture *t, uint64_t p)
 }
 
 static struct shared_word *shared_word(struct torture *t, uint64_t p,
-				       unsigned w)
+				       enum backing b, unsigned w)
 {
-	return &t->shared[(p / CHUNK_PAGES) * t->nvcpu + w];
+	return &t->shared[b][(p / CHUNK_PAGES) * t->nvcpu + w];
 }
 
-/* A shared page's word: bit 63 set, never the host poison word. */
-static uint64_t shared_enc(uint64_t p, unsigned w, uint32_t seq)
+/* A common page's word: bit 63 set, never the host poison word; bit 39
+ * tells the private memory from the hva. */
+static uint64_t common_enc(uint64_t p, enum backing b, unsigned w,
+			   uint32_t seq)
 {
 	return (1ull << 63) | ((p & 0x7fffffull) << 40) |
-	       ((uint64_t)w << 32) | seq;
+	       ((uint64_t)b << 39) | ((uint64_t)w << 32) | seq;
 }
 
-static uint64_t private_word(uint64_t p, uint32_t gen, unsigned i)
+/* An owned page's word; the private memory has its own patterns. */
+static uint64_t owned_word(uint64_t p, enum backing b, uint32_t gen,
+			   unsigned i)
 {
-	return gen ? cli_pattern(p, gen, i) : 0;
+	return gen ? cli_pattern(b == B_PRIV ? p | 1ull << 40 : p, gen, i) : 0;
+}
+
+/* ---- confidential mode: attributes ---- */
+
+/* Which memory an access of @p reaches now.  Stable while the caller
+ * holds the page's plock (or its slot's lock) for read. */
+static enum backing page_backing(struct torture *t, uint64_t p)
+{
+	return t->confidential && !atomic_load_explicit(&t->attr_shared[p],
+							memory_order_relaxed)
+		       ? B_PRIV
+		       : B_HVA;
+}
+
+static uint64_t page_private_hva(struct torture *t, uint64_t p)
+{
+	return t->slots[page_slot(t, p)].phva + page_off(t, p);
+}
+
+/* The address of @p's memory in backing @b, for reports. */
+static uint64_t backing_hva(struct torture *t, uint64_t p, enum backing b)
+{
+	return b == B_PRIV ? page_private_hva(t, p) : page_hva(t, p);
 }
 
 /* ---- per-page recent-operation log, for failure reports ---- */
@@ -328,66 +429,83 @@ static size_t describe_log(struct torture *t, uint64_t p, char *buf,
 /* ------------------------------------------------------------------ */
 
 static void report_mismatch(struct torture *t, const char *who, uint64_t p,
-			    unsigned word, uint64_t want, uint64_t found,
-			    const char *what)
+			    enum backing b, unsigned word, uint64_t want,
+			    uint64_t found, const char *what)
 {
 	char log[1024];
 	unsigned s = page_slot(t, p);
 	uint64_t gpa = t->slots[s].gpa[atomic_load(&t->slots[s].where)] +
 		       page_off(t, p) + word * 8;
 
+	if (t->confidential && b == B_HVA)
+		gpa |= t->shared_mask;
 	describe_log(t, p, log, sizeof(log));
 	fail(t, found == HOST_POISON_WORD ? "content (poisoned frame)"
 					   : "content",
-	     "%s read gpa %#" PRIx64 " (hva %#" PRIx64 ", %s page %" PRIu64
+	     "%s read gpa %#" PRIx64 " (%s %#" PRIx64 ", %s page %" PRIu64
 	     " word %u): expected %s%#" PRIx64 ", found %#" PRIx64 "%s; %s",
-	     who, gpa, page_hva(t, p) + word * 8,
-	     page_shared(p) ? "shared" : "private", p, word, what, want, found,
+	     who, gpa, b == B_PRIV ? "guest-private memory at hva" : "hva",
+	     backing_hva(t, p, b) + word * 8,
+	     page_common(p) ? "common" : "owned", p, word, what, want, found,
 	     found == HOST_POISON_WORD ? " (the host's poison: a freed frame)"
 				       : "",
 	     log);
 }
 
-/* Check words [first, first+n) of private page @p read into @buf. */
-static void check_private(struct torture *t, const char *who, uint64_t p,
-			  const uint64_t *buf, unsigned first, unsigned n)
+/* Check words [first, first+n) of owned page @p (backing @b) read into
+ * @buf. */
+static void check_owned(struct torture *t, const char *who, uint64_t p,
+			enum backing b, const uint64_t *buf, unsigned first,
+			unsigned n)
 {
-	uint32_t gen = t->gen[p];
+	uint32_t gen = t->gen[b][p];
 
 	for (unsigned i = 0; i < n; i++) {
-		uint64_t want = private_word(p, gen, first + i);
+		uint64_t want = owned_word(p, b, gen, first + i);
 
 		if (buf[i] != want) {
-			report_mismatch(t, who, p, first + i, want, buf[i], "");
+			report_mismatch(t, who, p, b, first + i, want, buf[i],
+					"");
 			return;
 		}
 	}
 }
 
-/* Check a whole shared page against [before, after] snapshots. */
-static void check_shared(struct torture *t, const char *who, uint64_t p,
-			 const uint64_t *buf, const uint32_t *before,
-			 const uint32_t *after)
+/* Check a whole common page against [before, after] snapshots. */
+static void check_common(struct torture *t, const char *who, uint64_t p,
+			 enum backing b, const uint64_t *buf,
+			 const uint32_t *before, const uint32_t *after)
 {
 	for (unsigned w = 0; w < PAGE / 8; w++) {
 		uint64_t v = buf[w];
 
 		if (w >= t->nvcpu) {
 			if (v)
-				report_mismatch(t, who, p, w, 0, v, "");
+				report_mismatch(t, who, p, b, w, 0, v, "");
 			if (v)
 				return;
 			continue;
 		}
 		if (!v && !before[w])
 			continue;
-		if (!v || (v >> 32) != (shared_enc(p, w, 0) >> 32) ||
+		if (!v || (v >> 32) != (common_enc(p, b, w, 0) >> 32) ||
 		    (uint32_t)v < before[w] || (uint32_t)v > after[w]) {
-			report_mismatch(t, who, p, w,
-					shared_enc(p, w, before[w]), v,
+			report_mismatch(t, who, p, b, w,
+					common_enc(p, b, w, before[w]), v,
 					"at least ");
 			return;
 		}
+	}
+}
+
+/* Snapshot the committed (or issued) sequence numbers of common page @p. */
+static void common_snap(struct torture *t, uint64_t p, enum backing b,
+			bool issued, uint32_t *out)
+{
+	for (unsigned w = 0; w < t->nvcpu; w++) {
+		struct shared_word *sw = shared_word(t, p, b, w);
+
+		out[w] = atomic_load(issued ? &sw->issued : &sw->committed);
 	}
 }
 
@@ -399,10 +517,16 @@ static void check_shared(struct torture *t, const char *who, uint64_t p,
 static bool access_begin(struct torture *t, uint64_t p)
 {
 	struct slot *s = &t->slots[page_slot(t, p)];
+	struct region *rg = &t->regions[page_region(p)];
 
 	if (pthread_rwlock_tryrdlock(&s->lock))
 		return false;
-	if (pthread_rwlock_tryrdlock(&t->regions[page_region(p)].lock)) {
+	if (pthread_rwlock_tryrdlock(&rg->lock)) {
+		pthread_rwlock_unlock(&s->lock);
+		return false;
+	}
+	if (t->confidential && pthread_rwlock_tryrdlock(&rg->plock)) {
+		pthread_rwlock_unlock(&rg->lock);
 		pthread_rwlock_unlock(&s->lock);
 		return false;
 	}
@@ -411,10 +535,15 @@ static bool access_begin(struct torture *t, uint64_t p)
 
 static void access_end(struct torture *t, uint64_t p)
 {
-	pthread_rwlock_unlock(&t->regions[page_region(p)].lock);
+	struct region *rg = &t->regions[page_region(p)];
+
+	if (t->confidential)
+		pthread_rwlock_unlock(&rg->plock);
+	pthread_rwlock_unlock(&rg->lock);
 	pthread_rwlock_unlock(&t->slots[page_slot(t, p)].lock);
 }
 
+/* The gpa of @p, without the shared bit. */
 static uint64_t page_gpa(struct torture *t, uint64_t p)
 {
 	struct slot *s = &t->slots[page_slot(t, p)];
@@ -422,21 +551,71 @@ static uint64_t page_gpa(struct torture *t, uint64_t p)
 	return s->gpa[atomic_load(&s->where)] + page_off(t, p);
 }
 
+/* The gpa that reaches backing @b of @p (the shared bit for the hva of a
+ * confidential VM). */
+static uint64_t backing_gpa(struct torture *t, uint64_t p, enum backing b)
+{
+	return page_gpa(t, p) | (b == B_HVA ? t->shared_mask : 0);
+}
+
+/* The gpa of an access of @p of the right kind (attribute stable). */
+static uint64_t access_gpa(struct torture *t, uint64_t p)
+{
+	return backing_gpa(t, p, page_backing(t, p));
+}
+
+/* A guest access returned -EIO: the external table refused an operation
+ * (KVM_BUG_ON) and the VM is dead (I11). */
+static void vm_dead(struct torture *t, const char *who, const char *op,
+		    uint64_t gpa)
+{
+	fail(t, "external table (I11)",
+	     "external table refused an operation (I11): %s: %s of gpa "
+	     "%#" PRIx64 " returned -EIO, the VM is dead",
+	     who, op, gpa);
+}
+
+/* A guest access that must have succeeded did not. */
+static void access_failed(struct torture *t, const char *who, const char *op,
+			  uint64_t gpa, uint64_t p, int r)
+{
+	if (r == -EIO)
+		vm_dead(t, who, op, gpa);
+	else if (r == -EPERM)
+		fail(t, "memory attributes (I13)",
+		     "%s: %s of gpa %#" PRIx64 " (page %" PRIu64 ", %s as far "
+		     "as the torture knows) returned -EPERM: the VM took it "
+		     "for an access of the wrong kind",
+		     who, op, gpa, p,
+		     page_backing(t, p) == B_PRIV ? "private" : "shared");
+	else
+		fail(t, "access result",
+		     "%s: %s of gpa %#" PRIx64 " (page %" PRIu64
+		     ") returned %d (%s) although its memslot and %s memory "
+		     "are present and accessible",
+		     who, op, gpa, p, r, strerror(-r),
+		     t->confidential && page_backing(t, p) == B_PRIV
+			     ? "guest-private"
+			     : "host");
+}
+
 static void unexpected(struct torture *t, struct thread *th, const char *op,
 		       uint64_t p, int r)
 {
-	fail(t, "access result",
-	     "vCPU %u: %s of gpa %#" PRIx64 " (page %" PRIu64
-	     ") returned %d (%s) although its memslot and host memory are "
-	     "present and accessible",
-	     th->id, op, page_gpa(t, p), p, r, strerror(-r));
+	char who[32];
+
+	snprintf(who, sizeof(who), "vCPU %u", th->id);
+	access_failed(t, who, op, access_gpa(t, p), p, r);
 }
 
 /* A successful access of @p by a vCPU: what the dirty-log and aging
- * oracles need (see struct torture). */
+ * oracles need (see struct torture).  They are about host memory: an
+ * access of guest-private memory is none of their business. */
 static void note_access(struct torture *t, struct thread *th, uint64_t p,
 			bool write)
 {
+	if (page_backing(t, p) != B_HVA)
+		return;
 	/* the page's oldest write not yet seen reported: a later write
 	 * must not hide a lost one */
 	if (write && !t->slots[page_slot(t, p)].log_off) {
@@ -450,48 +629,59 @@ static void note_access(struct torture *t, struct thread *th, uint64_t p,
 		     (uint64_t)th->acc_a << 32 | atomic_load(&t->a_started));
 }
 
+/* For the page log: the vCPU's address space, or in confidential mode
+ * 2 for an access of the private side. */
+static unsigned log_side(struct thread *th, enum backing b)
+{
+	return b == B_PRIV ? 2 : th->vcpu->as_id;
+}
+
 static void vcpu_read(struct torture *t, struct thread *th, uint64_t p)
 {
 	uint64_t buf[2 * PAGE / 8];
 	uint32_t before[MAX_VCPUS], after[MAX_VCPUS];
+	enum backing b = page_backing(t, p);
+	uint64_t gpa = access_gpa(t, p);
 	char who[32];
 	int r;
 
 	snprintf(who, sizeof(who), "vCPU %u", th->id);
-	if (page_shared(p)) {
-		for (unsigned w = 0; w < t->nvcpu; w++)
-			before[w] = atomic_load(&shared_word(t, p, w)->committed);
-		r = tdp_vcpu_read(th->vcpu, page_gpa(t, p), buf, PAGE);
-		for (unsigned w = 0; w < t->nvcpu; w++)
-			after[w] = atomic_load(&shared_word(t, p, w)->issued);
+	if (page_common(p)) {
+		common_snap(t, p, b, false, before);
+		r = tdp_vcpu_read(th->vcpu, gpa, buf, PAGE);
+		common_snap(t, p, b, true, after);
 		if (r)
 			unexpected(t, th, "read", p, r);
 		else
-			check_shared(t, who, p, buf, before, after);
+			check_common(t, who, p, b, buf, before, after);
 		if (!r)
 			note_access(t, th, p, false);
 		return;
 	}
-	/* a private page: a random word range, sometimes two pages */
+	/* an owned page: a random word range, sometimes two pages (of the
+	 * same kind: an access crossing into a page of the other kind would
+	 * be of the wrong kind there) */
 	unsigned first = (unsigned)(cli_rand(&th->seed) % (PAGE / 8));
 	unsigned n = 1 + (unsigned)(cli_rand(&th->seed) % (PAGE / 8 - first));
-	bool two = (p + 1) % CHUNK_PAGES != 0 && (cli_rand(&th->seed) & 3) == 0;
+	bool two = (p + 1) % CHUNK_PAGES != 0 &&
+		   (cli_rand(&th->seed) & 3) == 0 &&
+		   page_backing(t, p + 1) == b;
 
 	if (two) {
-		r = tdp_vcpu_read(th->vcpu, page_gpa(t, p), buf, 2 * PAGE);
+		r = tdp_vcpu_read(th->vcpu, gpa, buf, 2 * PAGE);
 		if (r)
 			return unexpected(t, th, "read", p, r);
-		check_private(t, who, p, buf, 0, PAGE / 8);
-		check_private(t, who, p + 1, buf + PAGE / 8, 0, PAGE / 8);
+		check_owned(t, who, p, b, buf, 0, PAGE / 8);
+		check_owned(t, who, p + 1, b, buf + PAGE / 8, 0, PAGE / 8);
 		note_access(t, th, p, false);
 		note_access(t, th, p + 1, false);
 		return;
 	}
-	r = tdp_vcpu_read(th->vcpu, page_gpa(t, p) + first * 8, buf, n * 8);
-	page_log(t, p, OP_READ, th->id, 1000 + th->vcpu->as_id);
+	r = tdp_vcpu_read(th->vcpu, gpa + first * 8, buf, n * 8);
+	page_log(t, p, OP_READ, th->id, 1000 + log_side(th, b));
 	if (r)
 		return unexpected(t, th, "read", p, r);
-	check_private(t, who, p, buf, first, n);
+	check_owned(t, who, p, b, buf, first, n);
 	note_access(t, th, p, false);
 }
 
@@ -500,51 +690,94 @@ static void vcpu_write(struct torture *t, struct thread *th, uint64_t p)
 	struct region *rg = &t->regions[page_region(p)];
 	unsigned s1 = atomic_load(&rg->prot_seq), s2;
 	uint32_t start = now_ms(t); /* the write lands after this */
+	enum backing b = page_backing(t, p);
+	uint64_t gpa = access_gpa(t, p);
 	uint64_t buf[PAGE / 8];
 	int r;
 
-	if (page_shared(p)) {
-		struct shared_word *sw = shared_word(t, p, th->id);
+	if (page_common(p)) {
+		struct shared_word *sw = shared_word(t, p, b, th->id);
 		uint32_t seq = atomic_load(&sw->issued) + 1;
-		uint64_t v = shared_enc(p, th->id, seq);
+		uint64_t v = common_enc(p, b, th->id, seq);
 
 		atomic_store(&sw->issued, seq);
-		r = tdp_vcpu_write(th->vcpu, page_gpa(t, p) + th->id * 8, &v,
-				   8);
+		r = tdp_vcpu_write(th->vcpu, gpa + th->id * 8, &v, 8);
 		s2 = atomic_load(&rg->prot_seq);
 		if (!r) {
 			note_access(t, th, p, true);
 			atomic_store(&sw->committed, seq);
-			atomic_store(&t->last_write[p], start);
-			remember_write(t, th, p, start);
 		} else {
 			atomic_store(&sw->issued, seq - 1);
 		}
 	} else {
-		uint32_t gen = t->gen[p] + 1;
+		uint32_t gen = t->gen[b][p] + 1;
 
 		for (unsigned i = 0; i < PAGE / 8; i++)
-			buf[i] = private_word(p, gen, i);
-		r = tdp_vcpu_write(th->vcpu, page_gpa(t, p), buf, PAGE);
+			buf[i] = owned_word(p, b, gen, i);
+		r = tdp_vcpu_write(th->vcpu, gpa, buf, PAGE);
 		s2 = atomic_load(&rg->prot_seq);
 		if (!r) {
 			note_access(t, th, p, true);
-			t->gen[p] = gen;
-			atomic_store(&t->last_write[p], start);
-			remember_write(t, th, p, start);
-			page_log(t, p, OP_WRITE, th->id, gen * 10 + th->vcpu->as_id);
+			t->gen[b][p] = gen;
+			page_log(t, p, OP_WRITE, th->id,
+				 gen * 10 + log_side(th, b));
 		}
 	}
-	/* -EFAULT is right only while an mprotect window overlapped us */
-	if (r == -EFAULT && !(s1 == s2 && s1 % 4 == 0))
+	/* the dirty-tracking oracle (I4) is about host memory: the private
+	 * memory is never swapped */
+	if (!r && b == B_HVA) {
+		atomic_store(&t->last_write[p], start);
+		remember_write(t, th, p, start);
+	}
+	/* -EFAULT is right only while an mprotect window overlapped us (of
+	 * the hva: guest-private memory is never reprotected) */
+	if (r == -EFAULT && b == B_HVA && !(s1 == s2 && s1 % 4 == 0))
 		return;
-	if (!r && s1 == s2 && s1 % 4 == 2)
+	if (!r && b == B_HVA && s1 == s2 && s1 % 4 == 2)
 		fail(t, "isolation (I13)",
 		     "vCPU %u wrote gpa %#" PRIx64 " while its host memory was "
 		     "read-only for the whole access",
-		     th->id, page_gpa(t, p));
+		     th->id, gpa);
 	else if (r)
 		unexpected(t, th, "write", p, r);
+}
+
+/* Confidential mode: an access of the wrong kind (a private gpa for a
+ * shared page or the reverse), attribute stable: it must exit with -EPERM
+ * and change nothing (I13).  A write carries a value the content oracle
+ * would notice. */
+static void vcpu_wrong_kind(struct torture *t, struct thread *th, uint64_t p)
+{
+	enum backing b = page_backing(t, p);
+	uint64_t gpa = backing_gpa(t, p, b == B_PRIV ? B_HVA : B_PRIV);
+	uint64_t buf[8] = { 0 };
+	bool write = cli_rand(&th->seed) & 1;
+	unsigned off = (unsigned)(cli_rand(&th->seed) % (PAGE / 64)) * 64;
+	int r;
+
+	if (write) {
+		for (unsigned i = 0; i < 8; i++)
+			buf[i] = 0xbadc0ffee0000000ull | i;
+		r = tdp_vcpu_write(th->vcpu, gpa + off, buf, sizeof(buf));
+	} else {
+		r = tdp_vcpu_read(th->vcpu, gpa + off, buf, sizeof(buf));
+	}
+	page_log(t, p, OP_WRONG, th->id, write);
+	if (r == -EIO) {
+		unexpected(t, th, write ? "wrong-kind write" : "wrong-kind read",
+			   p, r);
+	} else if (r != -EPERM) {
+		char log[512];
+
+		describe_log(t, p, log, sizeof(log));
+		fail(t, "memory attributes (I13)",
+		     "vCPU %u: %s of gpa %#" PRIx64 " (page %" PRIu64 ", %s) "
+		     "returned %d, not -EPERM: an access of the wrong kind "
+		     "%s; %s",
+		     th->id, write ? "write" : "read", gpa + off, p,
+		     b == B_PRIV ? "private" : "shared", r,
+		     r ? "failed otherwise" : "reached memory", log);
+	}
 }
 
 static void vcpu_op(struct torture *t, struct thread *th, enum op op)
@@ -596,7 +829,8 @@ static void vcpu_op(struct torture *t, struct thread *th, enum op op)
 		return;
 	case OP_TRANSLATE: {
 		/* a burst of lockless walks, mostly where vCPUs work: a walk
-		 * racing table removal is what RCU is for */
+		 * racing table removal is what RCU is for; in confidential
+		 * mode of either root (mirror or direct) */
 		struct tdp_translation tr;
 		unsigned as = (unsigned)(cli_rand(&th->seed) % t->nr_as);
 		uint64_t first = cli_rand(&th->seed) % 4
@@ -604,10 +838,14 @@ static void vcpu_op(struct torture *t, struct thread *th, enum op op)
 						   cli_rand(&th->seed) %
 							   (REGION / PAGE - 32)
 					 : cli_rand(&th->seed) % (t->npages - 32);
+		uint64_t kind = t->confidential && (cli_rand(&th->seed) & 1)
+					? t->shared_mask
+					: 0;
 
 		for (unsigned i = 0; i < 32; i++) {
 			int r = tdp_vm_translate(t->vm, as,
-						 page_gpa(t, first + i), &tr);
+						 page_gpa(t, first + i) | kind,
+						 &tr);
 
 			if (r && r != -ENOENT)
 				fail(t, "access result",
@@ -618,10 +856,10 @@ static void vcpu_op(struct torture *t, struct thread *th, enum op op)
 	default:
 		break;
 	}
-	/* reads and writes: another vCPU's private page becomes ours to read
-	 * only through the shared page of its chunk */
-	if (!page_shared(p) && page_owner(t, p) != th->id)
-		p -= p % CHUNK_PAGES; /* its chunk's shared page */
+	/* reads and writes: another vCPU's owned page becomes ours to read
+	 * only through the common page of its chunk */
+	if (!page_common(p) && page_owner(t, p) != th->id)
+		p -= p % CHUNK_PAGES; /* its chunk's common page */
 	recheck_recent_writes(t, th);
 	if (!access_begin(t, p))
 		return;
@@ -629,6 +867,8 @@ static void vcpu_op(struct torture *t, struct thread *th, enum op op)
 	th->acc_a = atomic_load(&t->a_done);
 	if (op == OP_READ)
 		vcpu_read(t, th, p);
+	else if (op == OP_WRONG)
+		vcpu_wrong_kind(t, th, p);
 	else
 		vcpu_write(t, th, p);
 	access_end(t, p);
@@ -696,10 +936,21 @@ static void host_unmap(struct torture *t, struct thread *th)
 		atomic_fetch_add(&t->evict[p], 1);
 	}
 	host_check(t, "munmap", tdp_host_munmap(t->h, hva, REGION));
-	/* I13: the guest cannot reach memory the host no longer maps */
+	/* I13: the guest cannot reach memory the host no longer maps (in
+	 * confidential mode: through a page that is shared now; a private
+	 * one keeps its guest-private memory) */
 	if (pthread_rwlock_tryrdlock(&s->lock) == 0) {
-		expect_mmio_exit(t, th, page_gpa(t, first),
-				 "after its host memory was unmapped");
+		uint64_t q = first, end = first + REGION / PAGE;
+		bool locked = !t->confidential ||
+			      !pthread_rwlock_tryrdlock(&t->regions[r].plock);
+
+		while (locked && q < end && page_backing(t, q) != B_HVA)
+			q++;
+		if (locked && q < end)
+			expect_mmio_exit(t, th, page_gpa(t, q),
+					 "after its host memory was unmapped");
+		if (locked && t->confidential)
+			pthread_rwlock_unlock(&t->regions[r].plock);
 		pthread_rwlock_unlock(&s->lock);
 	}
 	host_check(t, "mmap",
@@ -707,12 +958,14 @@ static void host_unmap(struct torture *t, struct thread *th)
 				 s->folio, TDP_MAP_FIXED, &at));
 	/* fresh memory: every page reads as zeroes */
 	for (uint64_t p = first; p < first + REGION / PAGE; p++) {
-		t->gen[p] = 0;
-		if (page_shared(p))
+		t->gen[B_HVA][p] = 0;
+		if (page_common(p))
 			for (unsigned w = 0; w < t->nvcpu; w++) {
-				atomic_store(&shared_word(t, p, w)->issued, 0);
-				atomic_store(&shared_word(t, p, w)->committed,
-					     0);
+				struct shared_word *sw =
+					shared_word(t, p, B_HVA, w);
+
+				atomic_store(&sw->issued, 0);
+				atomic_store(&sw->committed, 0);
 			}
 		atomic_store(&t->swap_end[p], now_ms(t));
 		atomic_fetch_add(&t->evict[p], 1);
@@ -743,12 +996,79 @@ static void host_mprotect(struct torture *t, struct thread *th)
 	pthread_rwlock_unlock(&rg->lock);
 }
 
+/*
+ * Confidential mode: punch a hole in the guest-private memory of a range
+ * (the pages' private contents become zeroes, generation 0), with the
+ * range's plock held for write.  Then ask the host for one of the
+ * operations it must refuse on guest-private memory: -EPERM, and nothing
+ * changes (the content oracle would see it).
+ */
+static void host_punch(struct torture *t, struct thread *th)
+{
+	uint64_t first, n, hva, young[REGION / PAGE / 64], buf[8];
+	struct region *rg;
+	int r = 0;
+	const char *what = "";
+
+	random_range(t, th, &first, &n);
+	rg = &t->regions[page_region(first)];
+	hva = page_private_hva(t, first);
+	pthread_rwlock_wrlock(&rg->plock);
+	host_check(t, "punch hole", tdp_host_punch_hole(t->h, hva, n * PAGE));
+	for (uint64_t p = first; p < first + n; p++) {
+		t->gen[B_PRIV][p] = 0;
+		if (page_common(p))
+			for (unsigned w = 0; w < t->nvcpu; w++) {
+				struct shared_word *sw =
+					shared_word(t, p, B_PRIV, w);
+
+				atomic_store(&sw->issued, 0);
+				atomic_store(&sw->committed, 0);
+			}
+		page_log(t, p, OP_PUNCH, th->id, 0);
+	}
+	switch (cli_rand(&th->seed) % 6) {
+	case 0:
+		what = "migrate";
+		r = tdp_host_migrate(t->h, hva, n * PAGE);
+		break;
+	case 1:
+		what = "swap-out";
+		r = tdp_host_swap_out(t->h, hva, n * PAGE);
+		break;
+	case 2:
+		what = "split";
+		r = tdp_host_split(t->h, hva, n * PAGE);
+		break;
+	case 3:
+		what = "mprotect";
+		r = tdp_host_mprotect(t->h, hva, n * PAGE, TDP_PROT_READ);
+		break;
+	case 4:
+		what = "age";
+		r = tdp_host_age(t->h, hva, n * PAGE, 0, young);
+		break;
+	default:
+		what = "read";
+		r = tdp_host_read(t->h, hva, buf, sizeof(buf));
+		break;
+	}
+	if (r != -EPERM)
+		fail(t, "isolation (I13)",
+		     "host %s of guest-private memory at hva %#" PRIx64
+		     " (page %" PRIu64 ") returned %d, not -EPERM",
+		     what, hva, first, r);
+	pthread_rwlock_unlock(&rg->plock);
+}
+
 static void host_op(struct torture *t, struct thread *th, enum op op)
 {
 	uint64_t first, n;
 
 	if (op == OP_UNMAP)
 		return host_unmap(t, th);
+	if (op == OP_PUNCH)
+		return host_punch(t, th);
 	if (op == OP_MPROTECT)
 		return host_mprotect(t, th);
 	random_range(t, th, &first, &n);
@@ -788,12 +1108,16 @@ static void host_op(struct torture *t, struct thread *th, enum op op)
 
 static void zapper_op(struct torture *t, struct thread *th, enum op op)
 {
-	if (op == OP_RESET) {
+	if (op == OP_RESET || op == OP_FASTZAP) {
 		/* until the old roots are zapped, their Dirty bits are the
-		 * only record of some writes: the dirty check steps aside */
+		 * only record of some writes: the dirty check steps aside.
+		 * Both leave mirror roots alone (I11). */
 		atomic_fetch_add(&t->resets_active, 1);
-		host_check(t, "invalidate roots",
-			   tdp_vm_invalidate_roots(t->vm));
+		if (op == OP_RESET)
+			host_check(t, "invalidate roots",
+				   tdp_vm_invalidate_roots(t->vm));
+		else
+			host_check(t, "fast zap", tdp_vm_zap_all_fast(t->vm));
 		atomic_fetch_add(&t->resets_done, 1);
 		atomic_fetch_sub(&t->resets_active, 1);
 		return;
@@ -831,6 +1155,12 @@ static int set_slot(struct torture *t, unsigned i, unsigned as, uint64_t size,
 						    ? TDP_MEM_LOG_DIRTY
 						    : 0) };
 
+	/* confidential: always the same guest-private memory, so private
+	 * contents survive delete + re-add and moves */
+	if (t->confidential && size) {
+		ms.flags |= TDP_MEM_PRIVATE;
+		ms.private_hva = s->phva;
+	}
 	return tdp_vm_set_memslot(t->vm, &ms);
 }
 
@@ -842,40 +1172,75 @@ static void set_slot_all(struct torture *t, unsigned i, uint64_t size,
 		host_check(t, what, set_slot(t, i, as, size, flags));
 }
 
-/* I13: @gpa must no longer reach memory: an access is an MMIO exit. */
+/* I13: @gpa must no longer reach memory: an access is an MMIO exit (in
+ * confidential mode, a shared access). */
 static void expect_mmio_exit(struct torture *t, struct thread *th,
 			     uint64_t gpa, const char *why)
 {
 	uint64_t b;
-	int r = tdp_vcpu_read(th->vcpu, gpa, &b, 8);
+	int r;
 
-	if (r != -EFAULT)
+	gpa |= t->shared_mask;
+	r = tdp_vcpu_read(th->vcpu, gpa, &b, 8);
+	if (r == -EIO)
+		vm_dead(t, "checker vCPU", "read", gpa);
+	else if (r != -EFAULT)
 		fail(t, "isolation (I13)",
 		     "read of gpa %#" PRIx64 " %s returned %d, not -EFAULT",
+		     gpa, why, r);
+}
+
+/* Confidential mode, I13: no memslot at @gpa: a private access has no
+ * private memory to reach and exits with -EPERM. */
+static void expect_no_private(struct torture *t, struct thread *th,
+			      uint64_t gpa, const char *why)
+{
+	uint64_t b;
+	int r;
+
+	if (!t->confidential)
+		return;
+	r = tdp_vcpu_read(th->vcpu, gpa, &b, 8);
+	if (r == -EIO)
+		vm_dead(t, "checker vCPU", "private read", gpa);
+	else if (r != -EPERM)
+		fail(t, "isolation (I13)",
+		     "private read of gpa %#" PRIx64 " %s returned %d, not "
+		     "-EPERM",
 		     gpa, why, r);
 }
 
 /* With the slot locked for write: check one page reads as expected. */
 static void slot_check_page(struct torture *t, struct thread *th, uint64_t p)
 {
+	struct region *rg = &t->regions[page_region(p)];
 	uint64_t buf[PAGE / 8];
 	uint32_t before[MAX_VCPUS];
+	enum backing b;
 	int r;
 
-	if (pthread_rwlock_tryrdlock(&t->regions[page_region(p)].lock))
+	if (pthread_rwlock_tryrdlock(&rg->lock))
 		return;
-	r = tdp_vcpu_read(th->vcpu, page_gpa(t, p), buf, PAGE);
-	if (r)
-		fail(t, "access result", "read of gpa %#" PRIx64
-		     " after a memslot change returned %d", page_gpa(t, p), r);
-	else if (page_shared(p)) {
-		for (unsigned w = 0; w < t->nvcpu; w++)
-			before[w] = atomic_load(&shared_word(t, p, w)->committed);
-		check_shared(t, "memslot checker", p, buf, before, before);
-	} else {
-		check_private(t, "memslot checker", p, buf, 0, PAGE / 8);
+	/* no hole punch under us */
+	if (t->confidential && pthread_rwlock_tryrdlock(&rg->plock)) {
+		pthread_rwlock_unlock(&rg->lock);
+		return;
 	}
-	pthread_rwlock_unlock(&t->regions[page_region(p)].lock);
+	b = page_backing(t, p);
+	r = tdp_vcpu_read(th->vcpu, access_gpa(t, p), buf, PAGE);
+	if (r)
+		access_failed(t, "memslot checker",
+			      "read after a memslot change", access_gpa(t, p),
+			      p, r);
+	else if (page_common(p)) {
+		common_snap(t, p, b, false, before);
+		check_common(t, "memslot checker", p, b, buf, before, before);
+	} else {
+		check_owned(t, "memslot checker", p, b, buf, 0, PAGE / 8);
+	}
+	if (t->confidential)
+		pthread_rwlock_unlock(&rg->plock);
+	pthread_rwlock_unlock(&rg->lock);
 }
 
 static void slots_op(struct torture *t, struct thread *th, enum op op)
@@ -905,10 +1270,17 @@ static void slots_op(struct torture *t, struct thread *th, enum op op)
 	case OP_SLOT_DELETE:
 		set_slot_all(t, i, 0, 0, "memslot delete");
 		expect_mmio_exit(t, th, page_gpa(t, p), "in a deleted memslot");
+		expect_no_private(t, th, page_gpa(t, p),
+				  "in a deleted memslot");
 		set_slot_all(t, i, t->slot_size, 0, "memslot re-add");
-		/* a new slot has a new dirty log: older writes are gone */
-		for (uint64_t q = first; q < first + t->slot_size / PAGE; q++)
+		/* a new slot has a new dirty log: older writes are gone; and
+		 * new memory attributes: every page is private again */
+		for (uint64_t q = first; q < first + t->slot_size / PAGE; q++) {
 			atomic_store(&t->wpair[q], 0);
+			if (t->confidential)
+				atomic_store_explicit(&t->attr_shared[q], 0,
+						      memory_order_relaxed);
+		}
 		break;
 	case OP_SLOT_LOG:
 		/* logging off (huge pages recovered in place; faults may map
@@ -929,12 +1301,14 @@ static void slots_op(struct torture *t, struct thread *th, enum op op)
 		atomic_store(&s->where, !atomic_load(&s->where));
 		set_slot_all(t, i, t->slot_size, 0, "memslot move");
 		expect_mmio_exit(t, th, old_gpa, "after its memslot moved away");
+		expect_no_private(t, th, old_gpa,
+				  "after its memslot moved away");
 		break;
 	default: /* read-only toggle */
 		set_slot_all(t, i, t->slot_size, TDP_MEM_READONLY,
 			     "memslot read-only");
 		b = 0x1234;
-		if (!page_shared(p) &&
+		if (!page_common(p) &&
 		    pthread_rwlock_tryrdlock(&t->regions[page_region(p)].lock) ==
 			    0) {
 			r = tdp_vcpu_write(th->vcpu, page_gpa(t, p), &b, 8);
@@ -962,7 +1336,7 @@ static void slots_op(struct torture *t, struct thread *th, enum op op)
 /* ------------------------------------------------------------------ */
 
 /* ------------------------------------------------------------------ */
-/* Tracker: dirty-log harvests and aging                               */
+/* Tracker: dirty-log harvests, aging, conversions                     */
 /* ------------------------------------------------------------------ */
 
 /*
@@ -1099,7 +1473,8 @@ static void age_op(struct torture *t, struct thread *th)
 
 				for (unsigned as = 0; as < t->nr_as; as++)
 					tres[as] = tdp_vm_translate(
-						t->vm, as, page_gpa(t, p),
+						t->vm, as,
+						page_gpa(t, p) | t->shared_mask,
 						&tr[as]);
 				describe_log(t, p, log, sizeof(log));
 				fail(t, "aging (I8)",
@@ -1137,10 +1512,54 @@ static void age_op(struct torture *t, struct thread *th)
 	pthread_rwlock_unlock(&t->regions[page_region(first)].lock);
 }
 
+/*
+ * Confidential mode: convert a range inside one region (a page, a chunk or
+ * the whole region; half the time where vCPUs work) to the attribute the
+ * first page of it does not have, with the region's plock held for write
+ * (and the slot's lock for read: a memslot re-add makes every page private
+ * again).  It races with accesses elsewhere, fast zaps, root resets, zaps,
+ * memslot churn of the other slots, and host operations on the same
+ * region's hva (migrate, swap-out, split, mprotect, munmap).
+ */
+static void convert_op(struct torture *t, struct thread *th)
+{
+	uint64_t first, n;
+	struct slot *s;
+	struct region *rg;
+	bool to_private;
+	int r;
+
+	random_range(t, th, &first, &n);
+	s = &t->slots[page_slot(t, first)];
+	rg = &t->regions[page_region(first)];
+	pthread_rwlock_rdlock(&s->lock);
+	pthread_rwlock_wrlock(&rg->plock);
+	to_private = page_backing(t, first) == B_HVA;
+	r = tdp_vm_set_memory_attributes(t->vm, page_gpa(t, first), n * PAGE,
+					 to_private ? TDP_MEMATTR_PRIVATE : 0);
+	if (r)
+		fail(t, "memory attributes (I13)",
+		     "converting gpa %#" PRIx64 "+%#" PRIx64 " (pages %" PRIu64
+		     "..%" PRIu64 ") to %s failed: %d (%s)",
+		     page_gpa(t, first), (uint64_t)(n * PAGE), first,
+		     first + n - 1,
+		     to_private ? "private" : "shared", r, strerror(-r));
+	else
+		for (uint64_t q = first; q < first + n; q++) {
+			atomic_store_explicit(&t->attr_shared[q], !to_private,
+					      memory_order_relaxed);
+			page_log(t, q, OP_CONVERT, th->id, to_private);
+		}
+	pthread_rwlock_unlock(&rg->plock);
+	pthread_rwlock_unlock(&s->lock);
+}
+
 static void track_op(struct torture *t, struct thread *th, enum op op)
 {
 	if (op == OP_HARVEST)
 		harvest_op(t, th);
+	else if (op == OP_CONVERT)
+		convert_op(t, th);
 	else
 		age_op(t, th);
 }
@@ -1221,7 +1640,10 @@ static void *thread_main(void *arg)
 /* Checkpoints, watchdog                                               */
 /* ------------------------------------------------------------------ */
 
-/* Every page, through the host, against the model (threads parked). */
+/* Every page's hva, through the host, against the model; in confidential
+ * mode also the guest-private memory of every private page, by guest
+ * reads from the main thread's vCPU (the host may not read it).  Threads
+ * are parked. */
 static void verify_all(struct torture *t)
 {
 	uint64_t buf[PAGE / 8];
@@ -1235,16 +1657,38 @@ static void verify_all(struct torture *t)
 			     " failed: %d", p, r);
 			return;
 		}
-		if (page_shared(p)) {
-			for (unsigned w = 0; w < t->nvcpu; w++)
-				c[w] = atomic_load(
-					&shared_word(t, p, w)->committed);
-			check_shared(t, "checkpoint host read", p, buf, c, c);
+		if (page_common(p)) {
+			common_snap(t, p, B_HVA, false, c);
+			check_common(t, "checkpoint host read", p, B_HVA, buf,
+				     c, c);
 		} else {
-			check_private(t, "checkpoint host read", p, buf, 0,
-				      PAGE / 8);
+			check_owned(t, "checkpoint host read", p, B_HVA, buf,
+				    0, PAGE / 8);
 		}
 		t->verified_pages++;
+	}
+	for (uint64_t p = 0; t->confidential && p < t->npages &&
+			     !atomic_load(&t->failed);
+	     p++) {
+		uint64_t gpa = page_gpa(t, p);
+		int r;
+
+		if (page_backing(t, p) != B_PRIV)
+			continue;
+		r = tdp_vcpu_read(t->ckpt_vcpu, gpa, buf, PAGE);
+		if (r) {
+			access_failed(t, "checkpoint vCPU", "read", gpa, p, r);
+			return;
+		}
+		if (page_common(p)) {
+			common_snap(t, p, B_PRIV, false, c);
+			check_common(t, "checkpoint guest read", p, B_PRIV,
+				     buf, c, c);
+		} else {
+			check_owned(t, "checkpoint guest read", p, B_PRIV,
+				    buf, 0, PAGE / 8);
+		}
+		t->private_verified++;
 	}
 }
 
@@ -1270,7 +1714,8 @@ static bool dirty_seen(struct torture *t, uint64_t p, uint32_t w)
 	    atomic_load(&t->last_write[p]) != w)
 		return true;
 	for (unsigned as = 0; as < t->nr_as; as++)
-		if (tdp_vm_translate(t->vm, as, page_gpa(t, p), &tr) == 0 &&
+		if (tdp_vm_translate(t->vm, as, page_gpa(t, p) | t->shared_mask,
+				     &tr) == 0 &&
 		    tr.dirty)
 			return true;
 	d = host_page_dirty(t->h, page_hva(t, p));
@@ -1308,7 +1753,9 @@ static void dirty_recorded(struct torture *t, uint64_t p, uint32_t w,
 		unsigned order = 0, prot = 0;
 
 		for (unsigned as = 0; as < t->nr_as; as++)
-			tres[as] = tdp_vm_translate(t->vm, as, page_gpa(t, p),
+			tres[as] = tdp_vm_translate(t->vm, as,
+						    page_gpa(t, p) |
+							    t->shared_mask,
 						    &tr[as]);
 		host_lookup(t->h, page_hva(t, p), &pfn, &order, &prot);
 
@@ -1370,6 +1817,23 @@ static void audit(struct torture *t, const char *when)
 		fail(t, "audit", "%s: %d problem(s): %s", when, n, report);
 	else if (n < 0)
 		fail(t, "audit", "%s: audit failed: %d", when, n);
+	if (t->confidential && !atomic_load(&t->failed)) {
+		struct tdp_stats st;
+
+		/* I11: the external table never refused anything, and the
+		 * one mirror root is never duplicated (nor leaked) */
+		tdp_vm_get_stats(t->vm, &st);
+		if (st.ext_errors)
+			fail(t, "external table (I11)",
+			     "%s: external table refused an operation (I11): "
+			     "%" PRIu64 " refused of %" PRIu64 " operations",
+			     when, st.ext_errors, st.ext_ops);
+		else if (st.mirror_roots > 1)
+			fail(t, "external table (I11)",
+			     "%s: %" PRIu64 " mirror roots allocated, at most "
+			     "one may exist",
+			     when, st.mirror_roots);
+	}
 }
 
 /* Park every thread, audit, check all content, resume.  false if the
@@ -1472,9 +1936,13 @@ static void supervise(struct torture *t)
 
 static int setup(struct torture *t)
 {
-	struct tdp_host_config hc = { .mem_bytes = 2 * t->mem + (1ull << 30) };
+	/* guest memory (plus, confidential, as much guest-private memory),
+	 * and room for migration copies */
+	struct tdp_host_config hc = { .mem_bytes = (t->confidential ? 3 : 2) *
+							   t->mem +
+						   (1ull << 30) };
 	struct tdp_vm_config vc = { .nr_as = t->nr_as,
-				    .max_vcpus = t->nvcpu + 2,
+				    .max_vcpus = t->nvcpu + 3,
 				    .flags = t->log_mode == LOG_DBIT
 						     ? TDP_VM_DIRTY_DBIT
 						     : t->log_mode == LOG_WP_LAZY
@@ -1488,8 +1956,20 @@ static int setup(struct torture *t)
 	t->nregions = t->mem / REGION;
 	chunks = t->npages / CHUNK_PAGES;
 	t->regions = calloc(t->nregions, sizeof(*t->regions));
-	t->gen = calloc(t->npages, sizeof(*t->gen));
-	t->shared = calloc(chunks * t->nvcpu, sizeof(*t->shared));
+	for (enum backing b = B_HVA; b < (t->confidential ? B_COUNT : B_PRIV);
+	     b++) {
+		t->gen[b] = calloc(t->npages, sizeof(*t->gen[b]));
+		t->shared[b] = calloc(chunks * t->nvcpu, sizeof(*t->shared[b]));
+		if (!t->gen[b] || !t->shared[b])
+			return -ENOMEM;
+	}
+	if (t->confidential) {
+		/* every page starts private */
+		t->attr_shared = calloc(t->npages, sizeof(*t->attr_shared));
+		if (!t->attr_shared)
+			return -ENOMEM;
+		vc.flags |= TDP_VM_CONFIDENTIAL;
+	}
 	t->log = calloc(t->npages * LOG_DEPTH, sizeof(*t->log));
 	t->log_pos = calloc(t->npages, sizeof(*t->log_pos));
 	t->last_write = calloc(t->npages, sizeof(*t->last_write));
@@ -1504,13 +1984,15 @@ static int setup(struct torture *t)
 	t->owed_a = calloc(t->npages, sizeof(*t->owed_a));
 	t->checked_a = calloc(t->npages, sizeof(*t->checked_a));
 	t->hbm = calloc(t->slot_size / PAGE / 64 + 1, sizeof(*t->hbm));
-	if (!t->regions || !t->gen || !t->shared || !t->log || !t->log_pos ||
+	if (!t->regions || !t->log || !t->log_pos ||
 	    !t->last_write || !t->swap_start || !t->swap_end || !t->wpair ||
 	    !t->apair || !t->evict || !t->reported || !t->last_aged ||
 	    !t->evict_snap || !t->owed_a || !t->checked_a || !t->hbm)
 		return -ENOMEM;
-	for (uint64_t i = 0; i < t->nregions; i++)
+	for (uint64_t i = 0; i < t->nregions; i++) {
 		pthread_rwlock_init(&t->regions[i].lock, NULL);
+		pthread_rwlock_init(&t->regions[i].plock, NULL);
+	}
 	r = tdp_host_create(&hc, &t->h);
 	if (r)
 		return r;
@@ -1518,6 +2000,9 @@ static int setup(struct torture *t)
 	if (r)
 		return r;
 	t->vm->mmu.inject = t->inject;
+	/* the shared bit the VM chose (the top gpa bit by default) */
+	if (t->confidential)
+		t->shared_mask = 1ull << t->vm->cfg.shared_bit;
 	/* the Dirty-bit ledger: the audit then proves no Dirty bit is lost */
 	{
 		struct tdp_host_stats hs;
@@ -1539,6 +2024,12 @@ static int setup(struct torture *t)
 		pthread_rwlock_init(&s->lock, NULL);
 		r = tdp_host_mmap(t->h, s->size, TDP_PROT_READ | TDP_PROT_WRITE,
 				  s->folio, 0, &s->hva);
+		/* its guest-private memory, 4 KiB folios */
+		if (!r && t->confidential)
+			r = tdp_host_mmap(t->h, s->size,
+					  TDP_PROT_READ | TDP_PROT_WRITE,
+					  TDP_PAGE_SIZE, TDP_MAP_GUEST_PRIVATE,
+					  &s->phva);
 		for (unsigned as = 0; !r && as < t->nr_as; as++)
 			r = set_slot(t, i, as, s->size, 0);
 		if (r)
@@ -1572,6 +2063,10 @@ static int setup(struct torture *t)
 				return r;
 		}
 	}
+	/* confidential: the main thread reads private memory at checkpoints
+	 * through a vCPU of its own */
+	if (t->confidential)
+		return tdp_vcpu_create(t->vm, t->nvcpu + 2, &t->ckpt_vcpu);
 	return 0;
 }
 
@@ -1582,22 +2077,33 @@ static void teardown(struct torture *t)
 
 	for (unsigned i = 0; t->threads && i < t->nthreads; i++)
 		tdp_vcpu_destroy(t->threads[i].vcpu);
+	tdp_vcpu_destroy(t->ckpt_vcpu);
 	if (t->vm && !atomic_load(&t->failed)) {
 		struct tdp_stats st;
 
 		tdp_vm_invalidate_roots(t->vm);
+		/* confidential: the reset leaves the mirror root alone (only
+		 * the VM's destruction takes it); zap everything below the
+		 * shared bit, under the write lock, so only its root page is
+		 * left */
+		if (t->confidential)
+			host_check(t, "zap at teardown",
+				   tdp_vm_zap_gfn_range(t->vm, 0, 0,
+							t->shared_mask));
 		tdp_rcu_barrier();
 		tdp_vm_get_stats(t->vm, &st);
-		if (st.roots || st.pt_pages || st.pt_pages_alloc ||
+		if (st.roots != st.mirror_roots || st.mirror_roots > 1 ||
+		    st.pt_pages || st.pt_pages_alloc != st.mirror_roots ||
 		    st.frame_refs || st.pages_4k || st.pages_2m || st.pages_1g)
 			fail(t, "accounting (I12)",
 			     "with every vCPU gone and the roots reset: %" PRIu64
-			     " roots, %" PRIu64 " table pages (%" PRIu64
-			     " allocated), %" PRIu64 " frame references, %" PRIu64
-			     "/%" PRIu64 "/%" PRIu64 " leaves",
-			     st.roots, st.pt_pages, st.pt_pages_alloc,
-			     st.frame_refs, st.pages_4k, st.pages_2m,
-			     st.pages_1g);
+			     " roots (%" PRIu64 " mirror), %" PRIu64
+			     " table pages (%" PRIu64 " allocated), %" PRIu64
+			     " frame references, %" PRIu64 "/%" PRIu64
+			     "/%" PRIu64 " leaves",
+			     st.roots, st.mirror_roots, st.pt_pages,
+			     st.pt_pages_alloc, st.frame_refs, st.pages_4k,
+			     st.pages_2m, st.pages_1g);
 	}
 	{
 		atomic_int *ledger = t->vm ? t->vm->mmu.dirty_ledger : NULL;
@@ -1605,9 +2111,12 @@ static void teardown(struct torture *t)
 		tdp_vm_destroy(t->vm); /* asserts nothing is left */
 		free(ledger);
 	}
-	for (unsigned i = 0; t->h && i < NSLOTS; i++)
+	for (unsigned i = 0; t->h && i < NSLOTS; i++) {
 		if (t->slots[i].hva)
 			tdp_host_munmap(t->h, t->slots[i].hva, t->slot_size);
+		if (t->slots[i].phva)
+			tdp_host_munmap(t->h, t->slots[i].phva, t->slot_size);
+	}
 	if (t->h) {
 		tdp_host_get_stats(t->h, &hs);
 		if (!atomic_load(&t->failed) &&
@@ -1619,11 +2128,16 @@ static void teardown(struct torture *t)
 			     hs.frames_used, hs.frame_refs, hs.pinned_refs);
 		tdp_host_destroy(t->h);
 	}
-	for (uint64_t i = 0; t->regions && i < t->nregions; i++)
+	for (uint64_t i = 0; t->regions && i < t->nregions; i++) {
 		pthread_rwlock_destroy(&t->regions[i].lock);
+		pthread_rwlock_destroy(&t->regions[i].plock);
+	}
 	free(t->regions);
-	free(t->gen);
-	free(t->shared);
+	for (enum backing b = B_HVA; b < B_COUNT; b++) {
+		free(t->gen[b]);
+		free(t->shared[b]);
+	}
+	free(t->attr_shared);
 	free((void *)t->log);
 	free(t->log_pos);
 	free(t->last_write);
@@ -1652,9 +2166,10 @@ static void print_summary(struct torture *t)
 	if (t->json) {
 		printf("{\"result\":\"%s\",\"seed\":%" PRIu64
 		       ",\"duration_s\":%.3f,\"vcpus\":%u,\"mem\":%" PRIu64
-		       ",\"inject\":\"%s\"",
+		       ",\"inject\":\"%s\",\"confidential\":%s",
 		       ok ? "pass" : "fail", t->seed, elapsed(t), t->nvcpu,
-		       t->mem, tdp_inject_name(t->inject));
+		       t->mem, tdp_inject_name(t->inject),
+		       t->confidential ? "true" : "false");
 		if (!ok) {
 			printf(",\"oracle\":\"%s\",\"detected_after_s\":%.3f,"
 			       "\"message\":\"",
@@ -1671,9 +2186,16 @@ static void print_summary(struct torture *t)
 		printf("},\"stats\":{\"pf_fixed\":%" PRIu64
 		       ",\"pf_retry\":%" PRIu64 ",\"remote_tlb_flush\":%" PRIu64
 		       ",\"invalidations\":%" PRIu64 ",\"root_reloads\":%" PRIu64
-		       "}}\n",
+		       ",\"fast_zaps\":%" PRIu64 ",\"conversions\":%" PRIu64
+		       ",\"punches\":%" PRIu64 ",\"pf_private\":%" PRIu64
+		       ",\"pf_attr_exit\":%" PRIu64 ",\"ext_ops\":%" PRIu64
+		       ",\"ext_errors\":%" PRIu64 ",\"mirror_roots\":%" PRIu64
+		       ",\"private_pages_verified\":%" PRIu64 "}}\n",
 		       st.pf_fixed, st.pf_retry, st.remote_tlb_flush,
-		       st.invalidations, st.root_reloads);
+		       st.invalidations, st.root_reloads, st.fast_zaps,
+		       st.conversions, ops[OP_PUNCH], st.pf_private,
+		       st.pf_attr_exit, st.ext_ops, st.ext_errors,
+		       st.mirror_roots, t->private_verified);
 		return;
 	}
 	if (!t->quiet) {
@@ -1701,6 +2223,18 @@ static void print_summary(struct torture *t)
 		       t->harvests, t->harvested_pages, st.pf_fast,
 		       st.eager_splits, st.huge_recovered, t->agings,
 		       t->young_pages);
+		if (t->confidential)
+			printf("  confidential: %" PRIu64
+			       " conversions, %" PRIu64 " holes punched, %" PRIu64
+			       " fast zaps, %" PRIu64
+			       " private faults, %" PRIu64 " wrong-kind exits, "
+			       "external table %" PRIu64 " ops %" PRIu64
+			       " errors, %" PRIu64 " mirror root(s), %" PRIu64
+			       " private pages verified by guest reads\n",
+			       st.conversions, ops[OP_PUNCH], st.fast_zaps,
+			       st.pf_private, st.pf_attr_exit, st.ext_ops,
+			       st.ext_errors, st.mirror_roots,
+			       t->private_verified);
 	}
 	if (ok)
 		printf("torture: PASSED (every oracle held)\n");
@@ -1749,12 +2283,23 @@ static void usage(FILE *f)
 		"  --log MODE          dirty logging of every memslot: wp "
 		"(write-protect, default), wp-lazy (no eager split),\n"
 		"                      dbit (Dirty bits) or off\n"
+		"  --confidential      a confidential VM (TDX-like): private "
+		"memslots, conversions,\n"
+		"                      hole punches; one address space, "
+		"--log off\n"
 		"  --quiet             only the verdict line\n"
 		"  --json              a JSON summary instead of text\n"
 		"operations:",
 		MAX_VCPUS);
 	for (int o = 0; o < OP_COUNT; o++)
-		fprintf(f, " %s=%u", op_names[o], op_default_weight[o]);
+		if (!op_confidential_only((enum op)o))
+			fprintf(f, " %s=%u", op_names[o],
+				op_default_weight[o]);
+	fprintf(f, "\noperations with --confidential:");
+	for (int o = 0; o < OP_COUNT; o++)
+		if (!op_not_confidential((enum op)o))
+			fprintf(f, " %s=%u", op_names[o],
+				op_confidential_weight[o]);
 	fprintf(f, "\ninjections%s:",
 		TDP_INJECT_AVAILABLE ? "" : " (not compiled into this build)");
 	for (int i = 1; i < INJ_COUNT; i++)
@@ -1793,11 +2338,15 @@ int cmd_torture(int argc, char **argv)
 		{ "ops", required_argument, NULL, 'o' },
 		{ "inject", required_argument, NULL, 'i' },
 		{ "log", required_argument, NULL, 'l' },
+		{ "confidential", no_argument, NULL, 'c' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 } };
 	struct torture *t = calloc(1, sizeof(*t));
+	char *ops_args[16];
+	unsigned nops_args = 0;
+	bool as_given = false, log_given = false;
 	int c, r;
 	bool ok;
 
@@ -1809,24 +2358,28 @@ int cmd_torture(int argc, char **argv)
 	t->mem = 32ull << 20;
 	t->nr_as = 2;
 	t->log_mode = LOG_WP;
-	memcpy(t->weights, op_default_weight, sizeof(t->weights));
 	pthread_mutex_init(&t->fail_lock, NULL);
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd': t->duration_s = strtoull(optarg, NULL, 0); break;
 		case 's': t->seed = strtoull(optarg, NULL, 0); break;
 		case 'v': t->nvcpu = (unsigned)strtoul(optarg, NULL, 0); break;
-		case 'a': t->nr_as = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 'a':
+			t->nr_as = (unsigned)strtoul(optarg, NULL, 0);
+			as_given = true;
+			break;
 		case 'm':
 			if (cli_parse_size(optarg, &t->mem))
 				t->mem = 0;
 			break;
 		case 'o':
-			if (parse_ops(t, optarg)) {
-				fprintf(stderr, "torture: bad --ops entry\n");
-				usage(stderr);
+			/* applied over the mode's default weights below */
+			if (nops_args ==
+			    sizeof(ops_args) / sizeof(ops_args[0])) {
+				fprintf(stderr, "torture: too many --ops\n");
 				return 2;
 			}
+			ops_args[nops_args++] = optarg;
 			break;
 		case 'i':
 			t->inject = tdp_inject_lookup(optarg);
@@ -1844,6 +2397,7 @@ int cmd_torture(int argc, char **argv)
 			}
 			break;
 		case 'l':
+			log_given = true;
 			if (!strcmp(optarg, "wp"))
 				t->log_mode = LOG_WP;
 			else if (!strcmp(optarg, "wp-lazy"))
@@ -1858,6 +2412,7 @@ int cmd_torture(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'c': t->confidential = true; break;
 		case 'q': t->quiet = true; break;
 		case 'j': t->json = true; break;
 		case 'h': usage(stdout); return 0;
@@ -1873,6 +2428,37 @@ int cmd_torture(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	/* confidential: one address space (no SMM), and private memslots
+	 * can be neither dirty-logged nor read-only */
+	if (t->confidential) {
+		if ((as_given && t->nr_as != 1) ||
+		    (log_given && t->log_mode != LOG_OFF)) {
+			fprintf(stderr,
+				"torture: --confidential needs --as 1 and "
+				"--log off (the defaults with it)\n");
+			return 2;
+		}
+		t->nr_as = 1;
+		t->log_mode = LOG_OFF;
+	}
+	memcpy(t->weights,
+	       t->confidential ? op_confidential_weight : op_default_weight,
+	       sizeof(t->weights));
+	for (unsigned i = 0; i < nops_args; i++)
+		if (parse_ops(t, ops_args[i])) {
+			fprintf(stderr, "torture: bad --ops entry\n");
+			usage(stderr);
+			return 2;
+		}
+	for (int o = 0; o < OP_COUNT; o++)
+		if (t->weights[o] &&
+		    (t->confidential ? op_not_confidential((enum op)o)
+				     : op_confidential_only((enum op)o))) {
+			fprintf(stderr, "torture: operation %s needs %s"
+					"--confidential\n",
+				op_names[o], t->confidential ? "no " : "");
+			return 2;
+		}
 	t->progress_tty = !t->quiet && !t->json && isatty(STDERR_FILENO);
 	g_torture = t;
 	signal(SIGABRT, on_abort);
