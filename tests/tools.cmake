@@ -29,6 +29,12 @@ if(TARGET tdpmmu_cli)
       PASS_REGULAR_EXPRESSION "verified: all [0-9]+ pages"
       FAIL_REGULAR_EXPRESSION "MISMATCH|FAILED" TIMEOUT 300)
   endforeach()
+  add_test(NAME cli_migrate_legacy
+           COMMAND tdpmmu_cli migrate --mem 64M --bandwidth 32M
+                   --engine legacy)
+  set_tests_properties(cli_migrate_legacy PROPERTIES
+    PASS_REGULAR_EXPRESSION "verified: all [0-9]+ pages"
+    FAIL_REGULAR_EXPRESSION "MISMATCH|FAILED" TIMEOUT 300)
   add_test(NAME cli_migrate_bad_option COMMAND tdpmmu_cli migrate --rate fast)
   set_tests_properties(cli_migrate_bad_option PROPERTIES WILL_FAIL TRUE)
 endif()
@@ -49,6 +55,12 @@ if(TARGET tdpmmu_cli)
     set_tests_properties(torture_clean_${mode}_20s PROPERTIES
       PASS_REGULAR_EXPRESSION "torture: PASSED" TIMEOUT 300)
   endforeach()
+  # the legacy engine (reverse maps, lockless rmap aging)
+  add_test(NAME torture_clean_legacy_20s
+           COMMAND tdpmmu_cli torture --duration 20 --vcpus 2 --seed 2
+                   --engine legacy --quiet)
+  set_tests_properties(torture_clean_legacy_20s PROPERTIES
+    PASS_REGULAR_EXPRESSION "torture: PASSED" TIMEOUT 300)
   # a confidential VM: private memslots, conversions, hole punches, mirror
   # roots and the external table (I11, I13)
   add_test(NAME torture_clean_confidential_20s

@@ -219,6 +219,7 @@ struct torture {
 	/* the model, per backing (B_PRIV in confidential mode only) */
 	uint32_t *gen[B_COUNT];		  /* owned pages, owner only */
 	struct shared_word *shared[B_COUNT]; /* [npages / CHUNK_PAGES][nvcpu] */
+	unsigned engine;		/* TDP_ENGINE_* (--engine) */
 	/* confidential mode */
 	bool confidential;
 	uint64_t shared_mask;		/* the VM's shared gpa bit, or 0 */
@@ -1943,6 +1944,7 @@ static int setup(struct torture *t)
 						   (1ull << 30) };
 	struct tdp_vm_config vc = { .nr_as = t->nr_as,
 				    .max_vcpus = t->nvcpu + 3,
+				    .engine = t->engine,
 				    .flags = t->log_mode == LOG_DBIT
 						     ? TDP_VM_DIRTY_DBIT
 						     : t->log_mode == LOG_WP_LAZY
@@ -2166,10 +2168,12 @@ static void print_summary(struct torture *t)
 	if (t->json) {
 		printf("{\"result\":\"%s\",\"seed\":%" PRIu64
 		       ",\"duration_s\":%.3f,\"vcpus\":%u,\"mem\":%" PRIu64
-		       ",\"inject\":\"%s\",\"confidential\":%s",
+		       ",\"inject\":\"%s\",\"confidential\":%s,"
+		       "\"engine\":\"%s\"",
 		       ok ? "pass" : "fail", t->seed, elapsed(t), t->nvcpu,
 		       t->mem, tdp_inject_name(t->inject),
-		       t->confidential ? "true" : "false");
+		       t->confidential ? "true" : "false",
+		       t->engine == TDP_ENGINE_LEGACY ? "legacy" : "tdp");
 		if (!ok) {
 			printf(",\"oracle\":\"%s\",\"detected_after_s\":%.3f,"
 			       "\"message\":\"",
@@ -2287,6 +2291,8 @@ static void usage(FILE *f)
 		"memslots, conversions,\n"
 		"                      hole punches; one address space, "
 		"--log off\n"
+		"  --engine NAME       tdp (default) or legacy "
+		"(TDP_ENGINE_LEGACY; not with --confidential)\n"
 		"  --quiet             only the verdict line\n"
 		"  --json              a JSON summary instead of text\n"
 		"operations:",
@@ -2339,6 +2345,7 @@ int cmd_torture(int argc, char **argv)
 		{ "inject", required_argument, NULL, 'i' },
 		{ "log", required_argument, NULL, 'l' },
 		{ "confidential", no_argument, NULL, 'c' },
+		{ "engine", required_argument, NULL, 'e' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
@@ -2413,6 +2420,13 @@ int cmd_torture(int argc, char **argv)
 			}
 			break;
 		case 'c': t->confidential = true; break;
+		case 'e':
+			if (cli_parse_engine(optarg, &t->engine)) {
+				fprintf(stderr, "tdpmmu torture: --engine must "
+						"be tdp or legacy\n");
+				return 2;
+			}
+			break;
 		case 'q': t->quiet = true; break;
 		case 'j': t->json = true; break;
 		case 'h': usage(stdout); return 0;
@@ -2430,6 +2444,11 @@ int cmd_torture(int argc, char **argv)
 	}
 	/* confidential: one address space (no SMM), and private memslots
 	 * can be neither dirty-logged nor read-only */
+	if (t->confidential && t->engine == TDP_ENGINE_LEGACY) {
+		fprintf(stderr, "torture: --confidential needs the tdp "
+				"engine\n");
+		return 2;
+	}
 	if (t->confidential) {
 		if ((as_given && t->nr_as != 1) ||
 		    (log_given && t->log_mode != LOG_OFF)) {
