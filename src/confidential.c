@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * confidential.c - the VM side of confidential VMs (TDP_VM_CONFIDENTIAL):
- * memory attributes and conversions, and the private invalidation path.
+ * memory attributes and conversions.
  * The MMU side (mirror entries and the external table) is in mmu.c and
  * ext.c; the vCPU side (two roots) in vcpu.c and hw.c.
  *
@@ -16,11 +16,8 @@
  * they are serialised with memslot updates and the bitmap cannot be freed
  * under them.
  *
- * Private invalidation: guest-private host memory (TDP_MAP_GUEST_PRIVATE)
- * is never reached by the hva notifier; the host calls
- * invalidate_private_start/end instead (punch hole, munmap).  They follow
- * the same begin / zap / end protocol on the mirror roots, under the write
- * lock, as the external table requires for removals (I11).
+ * The private invalidation path (guest-private host memory, zapped from
+ * mirror roots only) is vm.c's notifier with its private side.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -80,49 +77,6 @@ void vm_confidential_destroy(struct tdp_vm *vm)
 {
 	ext_destroy(vm->mmu.ext);
 	vm->mmu.ext = NULL;
-}
-
-/* ---------------------------------------------------------------- */
-/* Private invalidation                                              */
-/* ---------------------------------------------------------------- */
-
-static struct tdp_vm *hn_to_vm(struct tdp_host_notifier *n)
-{
-	return caa_container_of(n, struct tdp_vm, hn);
-}
-
-static void invalidate_private_slot(struct tdp_vm *vm, unsigned as,
-				    const struct memslot *s, uint64_t a,
-				    uint64_t b, void *arg)
-{
-	mn_range_add(&vm->mn, a, b);
-	vm_zap_gfns_locked(vm, as, a, b - a, ROOT_MIRROR | ROOT_INVALID);
-}
-
-void vm_private_invalidate_start(struct tdp_host_notifier *n, uint64_t start,
-				 uint64_t end)
-{
-	struct tdp_vm *vm = hn_to_vm(n);
-	unsigned idx;
-
-	stat_inc(vm->stats.invalidations);
-	tdp_write_lock(&vm->mmu.lock);
-	mn_begin(&vm->mn);
-	idx = tdp_srcu_read_lock(&vm->srcu);
-	for_each_slot_in_hva(vm, start, end, true, invalidate_private_slot,
-			     NULL);
-	tdp_srcu_read_unlock(&vm->srcu, idx);
-	tdp_write_unlock(&vm->mmu.lock);
-}
-
-void vm_private_invalidate_end(struct tdp_host_notifier *n, uint64_t start,
-			       uint64_t end)
-{
-	struct tdp_vm *vm = hn_to_vm(n);
-
-	tdp_write_lock(&vm->mmu.lock);
-	mn_end(&vm->mn);
-	tdp_write_unlock(&vm->mmu.lock);
 }
 
 /* ---------------------------------------------------------------- */

@@ -21,8 +21,8 @@
  * begins the invalidation, adds each affected slot's gfn range and zaps it
  * in every direct root of the address space (valid or not, so roots being
  * torn down are reached too), then flushes before unlocking (I1, I6).
- * Guest-private memory is invalidated through its own callbacks, which
- * zap mirror roots (confidential.c).
+ * Guest-private memory is invalidated through its own pair of callbacks
+ * (invalidate_private_start/end), the same protocol on mirror roots.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -107,24 +107,40 @@ static void invalidate_slot(struct tdp_vm *vm, unsigned as,
 			    void *arg)
 {
 	mn_range_add(&vm->mn, a, b);
-	/* hva mappings live in direct roots only: guest-private memory has
-	 * its own invalidation path (confidential.c) */
-	vm_zap_gfns_locked(vm, as, a, b - a, ROOT_DIRECT | ROOT_INVALID);
+	vm_zap_gfns_locked(vm, as, a, b - a, *(const unsigned *)arg);
 }
 
-static void vm_invalidate_start(struct tdp_host_notifier *n, uint64_t start,
-				uint64_t end)
+static void invalidate_start(struct tdp_vm *vm, uint64_t start, uint64_t end,
+			     bool private_side)
 {
-	struct tdp_vm *vm = hn_to_vm(n);
+	/* hva mappings live in direct roots only, guest-private memory in
+	 * mirror roots only: each side has its own notifier path */
+	unsigned types = (private_side ? ROOT_MIRROR : ROOT_DIRECT) |
+			 ROOT_INVALID;
 	unsigned idx;
 
 	stat_inc(vm->stats.invalidations);
 	tdp_write_lock(&vm->mmu.lock);
 	mn_begin(&vm->mn);
 	idx = tdp_srcu_read_lock(&vm->srcu);
-	for_each_slot_in_hva(vm, start, end, false, invalidate_slot, NULL);
+	for_each_slot_in_hva(vm, start, end, private_side, invalidate_slot,
+			     &types);
 	tdp_srcu_read_unlock(&vm->srcu, idx);
 	tdp_write_unlock(&vm->mmu.lock);
+}
+
+static void vm_invalidate_start(struct tdp_host_notifier *n, uint64_t start,
+				uint64_t end)
+{
+	invalidate_start(hn_to_vm(n), start, end, false);
+}
+
+/* Guest-private memory (punch hole, munmap): zaps mirror roots under the
+ * write lock, as the external table requires (I11). */
+static void vm_private_invalidate_start(struct tdp_host_notifier *n,
+					uint64_t start, uint64_t end)
+{
+	invalidate_start(hn_to_vm(n), start, end, true);
 }
 
 static void vm_invalidate_end(struct tdp_host_notifier *n, uint64_t start,
@@ -201,7 +217,7 @@ const struct tdp_host_notifier_ops vm_notifier_ops = {
 	.invalidate_end = vm_invalidate_end,
 	.age = vm_age,
 	.invalidate_private_start = vm_private_invalidate_start,
-	.invalidate_private_end = vm_private_invalidate_end,
+	.invalidate_private_end = vm_invalidate_end,
 };
 
 static void vm_mark_dirty(void *arg, uint64_t pfn, uint64_t npages)

@@ -208,10 +208,6 @@ bool memslot_gfn_private(const struct memslot *s, uint64_t gfn);
 int memslot_shared_level(const struct memslot *s, uint64_t gfn, int level);
 int vm_confidential_init(struct tdp_vm *vm);
 void vm_confidential_destroy(struct tdp_vm *vm);
-void vm_private_invalidate_start(struct tdp_host_notifier *n, uint64_t start,
-				 uint64_t end);
-void vm_private_invalidate_end(struct tdp_host_notifier *n, uint64_t start,
-			       uint64_t end);
 
 /* dirty_log.c */
 uint64_t *vm_log_bitmap_alloc(struct tdp_vm *vm, uint64_t npages);
