@@ -129,39 +129,41 @@ void ext_destroy(struct ext_table *x)
 	free(x);
 }
 
+/* The empty entry (gfn, level) that a link (@leaf false) or a leaf may
+ * fill: its table in *@n, its index in *@i; or the errno to reject with.
+ * Under x->lock. */
+static int empty_entry(struct ext_table *x, uint64_t gfn, int level,
+		       bool leaf, struct ext_node **n, unsigned *i)
+{
+	if ((leaf ? level != 1 : level < 2) || !entry_valid(x, gfn, level))
+		return -EINVAL;
+	*n = holder(x, gfn, level);
+	if (!*n)
+		return -ENOENT; /* its parent table first */
+	*i = entry_index(gfn, level);
+	return (*n)->kind[*i] != EXT_NONE ? -EEXIST : 0;
+}
+
 int ext_link_table(struct ext_table *x, uint64_t gfn, int level)
 {
-	struct ext_node *n, *child;
+	struct ext_node *n, *child = NULL;
 	unsigned i;
 	int ret;
 
 	TDP_ASSERT(x);
 	pthread_mutex_lock(&x->lock);
-	if (level < 2 || !entry_valid(x, gfn, level)) {
-		ret = reject(x, -EINVAL);
-		goto out;
+	ret = empty_entry(x, gfn, level, false, &n, &i);
+	if (!ret && !(child = node_alloc(level - 1)))
+		ret = -ENOMEM;
+	if (ret) {
+		ret = reject(x, ret);
+	} else {
+		n->kind[i] = EXT_TABLE;
+		n->e[i].child = child;
+		n->present++;
+		x->counts.tables++;
+		ret = done(x);
 	}
-	n = holder(x, gfn, level);
-	if (!n) {
-		ret = reject(x, -ENOENT);
-		goto out;
-	}
-	i = entry_index(gfn, level);
-	if (n->kind[i] != EXT_NONE) {
-		ret = reject(x, -EEXIST);
-		goto out;
-	}
-	child = node_alloc(level - 1);
-	if (!child) {
-		ret = reject(x, -ENOMEM);
-		goto out;
-	}
-	n->kind[i] = EXT_TABLE;
-	n->e[i].child = child;
-	n->present++;
-	x->counts.tables++;
-	ret = done(x);
-out:
 	pthread_mutex_unlock(&x->lock);
 	return ret;
 }
@@ -174,26 +176,16 @@ int ext_set_leaf(struct ext_table *x, uint64_t gfn, int level, uint64_t pfn)
 
 	TDP_ASSERT(x);
 	pthread_mutex_lock(&x->lock);
-	if (level != 1 || !entry_valid(x, gfn, level)) {
-		ret = reject(x, -EINVAL);
-		goto out;
+	ret = empty_entry(x, gfn, level, true, &n, &i);
+	if (ret) {
+		ret = reject(x, ret);
+	} else {
+		n->kind[i] = EXT_LEAF;
+		n->e[i].pfn = pfn;
+		n->present++;
+		x->counts.leaves++;
+		ret = done(x);
 	}
-	n = holder(x, gfn, level);
-	if (!n) {
-		ret = reject(x, -ENOENT);
-		goto out;
-	}
-	i = entry_index(gfn, level);
-	if (n->kind[i] != EXT_NONE) {
-		ret = reject(x, -EEXIST);
-		goto out;
-	}
-	n->kind[i] = EXT_LEAF;
-	n->e[i].pfn = pfn;
-	n->present++;
-	x->counts.leaves++;
-	ret = done(x);
-out:
 	pthread_mutex_unlock(&x->lock);
 	return ret;
 }

@@ -61,47 +61,44 @@ void legacy_rmap_update(struct tdp_mmu *mmu, unsigned as_id, uint64_t *sptep,
 		       "out of memory for a reverse-map descriptor");
 }
 
-/* Blocks of @level pages that intersect the range, by first gfn. */
-#define for_each_block(r, level, g)                                            \
-	for ((g) = gfn_round_for_level((r)->start, (level)); (g) < (r)->end;   \
-	     (g) += level_pages(level))
-
 static int max_level(struct tdp_mmu *mmu)
 {
 	return mmu->max_level < TDP_LEVEL_1G ? mmu->max_level : TDP_LEVEL_1G;
 }
 
+/* Every reverse-map head of the range: at each level a leaf can have, the
+ * head of each block of that level's size (first gfn @g) that intersects
+ * the range. */
+#define for_each_range_head(mmu, r, level, g, head)                            \
+	for ((level) = TDP_LEVEL_4K; (level) <= max_level(mmu); (level)++)     \
+		for ((g) = gfn_round_for_level((r)->start, (level));           \
+		     (g) < (r)->end &&                                         \
+		     ((head) = slot_rmap((r)->rm, (r)->base_gfn, (g),          \
+					 (level)));                            \
+		     (g) += level_pages(level))
+
 void legacy_zap_range(struct tdp_mmu *mmu, const struct legacy_range *r,
 		      struct tdp_flush_ctx *ctx)
 {
+	struct rmap_head *head;
+	struct rmap_iter it;
+	uint64_t g, *sptep;
+	int level;
+
 	tdp_assert_held_write(&mmu->lock);
-	for (int level = TDP_LEVEL_4K; level <= max_level(mmu); level++) {
-		uint64_t g;
+	for_each_range_head(mmu, r, level, g, head) {
+		/* each zap takes the entry out of this rmap
+		 * (handle_changed_spte), so start over each time */
+		while ((sptep = rmap_locked_first(&mmu->rmap, head, &it))) {
+			uint64_t old = __atomic_exchange_n(
+				sptep, SPTE_NONPRESENT, __ATOMIC_ACQ_REL);
 
-		for_each_block(r, level, g) {
-			struct rmap_head *head =
-				slot_rmap(r->rm, r->base_gfn, g, level);
-			struct rmap_iter it;
-			uint64_t *sptep;
-
-			/* each zap takes the entry out of this rmap
-			 * (handle_changed_spte), so start over each time */
-			while ((sptep = rmap_locked_first(&mmu->rmap, head,
-							  &it))) {
-				uint64_t old = __atomic_exchange_n(
-					sptep, SPTE_NONPRESENT,
-					__ATOMIC_ACQ_REL);
-
-				/* widen the window in which a lockless
-				 * walker meets the cleared entry (inject.h) */
-				if (INJECTED(mmu->inject,
-					     INJ_RMAP_LOCKLESS_ASSERT))
-					usleep(20);
-
-				handle_changed_spte(mmu, r->as_id, sptep, g,
-						    old, SPTE_NONPRESENT,
-						    level, ctx);
-			}
+			/* widen the window in which a lockless walker meets
+			 * the cleared entry (inject.h) */
+			if (INJECTED(mmu->inject, INJ_RMAP_LOCKLESS_ASSERT))
+				usleep(20);
+			handle_changed_spte(mmu, r->as_id, sptep, g, old,
+					    SPTE_NONPRESENT, level, ctx);
 		}
 	}
 }
@@ -111,32 +108,25 @@ uint64_t legacy_clear_bits(struct tdp_mmu *mmu, const struct legacy_range *r,
 			   uint64_t *found)
 {
 	struct tdp_flush_ctx ctx = { 0 };
-	uint64_t changed = 0;
+	struct rmap_head *head;
+	struct rmap_iter it;
+	uint64_t g, *sptep, changed = 0;
+	int level;
 
 	tdp_assert_held_write(&mmu->lock);
-	for (int level = TDP_LEVEL_4K; level <= max_level(mmu); level++) {
-		uint64_t g;
+	for_each_range_head(mmu, r, level, g, head) {
+		for_each_rmap_spte(&mmu->rmap, head, &it, sptep) {
+			uint64_t old = __atomic_load_n(sptep, __ATOMIC_ACQUIRE);
+			int res;
 
-		for_each_block(r, level, g) {
-			struct rmap_head *head =
-				slot_rmap(r->rm, r->base_gfn, g, level);
-			struct rmap_iter it;
-			uint64_t *sptep;
-
-			for_each_rmap_spte(&mmu->rmap, head, &it, sptep) {
-				uint64_t old = __atomic_load_n(
-					sptep, __ATOMIC_ACQUIRE);
-				int res;
-
-				/* the hardware walker may set A or D
-				 * meanwhile: retry on a lost exchange */
-				while ((res = clear_leaf_bit(
-						mmu, r->as_id, sptep, g, level,
-						&old, r->start, r->end, k,
-						mask, found, &ctx)) < 0)
-					;
-				changed += (uint64_t)res;
-			}
+			/* the hardware walker may set A or D meanwhile:
+			 * retry on a lost exchange */
+			while ((res = clear_leaf_bit(mmu, r->as_id, sptep, g,
+						     level, &old, r->start,
+						     r->end, k, mask, found,
+						     &ctx)) < 0)
+				;
+			changed += (uint64_t)res;
 		}
 	}
 	tdp_mmu_flush_and_free(mmu, &ctx);
@@ -177,29 +167,22 @@ uint64_t legacy_age_range(struct tdp_mmu *mmu, const struct legacy_range *r,
 			  void *arg)
 {
 	struct age_walk w = { mmu, r, 0, 0, test_only, young, arg, 0 };
+	struct rmap_head *head;
+	struct rmap_iter it;
+	uint64_t *sptep;
 
 	if (locked)
 		tdp_write_lock(&mmu->lock);
-	for (w.level = TDP_LEVEL_4K; w.level <= max_level(mmu); w.level++) {
-		for_each_block(r, w.level, w.g) {
-			struct rmap_head *head =
-				slot_rmap(r->rm, r->base_gfn, w.g, w.level);
-			struct rmap_iter it;
-			uint64_t *sptep;
-
-			if (!locked) {
-				/* seed 002: no mmu_lock, the head locked
-				 * read-only; zapped entries are skipped */
-				rmap_walk_lockless(&mmu->rmap, head, age_one,
-						   &w);
-				continue;
-			}
-			for_each_rmap_spte(&mmu->rmap, head, &it, sptep)
-				age_one(sptep,
-					__atomic_load_n(sptep,
-							__ATOMIC_ACQUIRE),
-					&w);
+	for_each_range_head(mmu, r, w.level, w.g, head) {
+		if (!locked) {
+			/* seed 002: no mmu_lock, the head locked read-only;
+			 * zapped entries are skipped */
+			rmap_walk_lockless(&mmu->rmap, head, age_one, &w);
+			continue;
 		}
+		for_each_rmap_spte(&mmu->rmap, head, &it, sptep)
+			age_one(sptep, __atomic_load_n(sptep, __ATOMIC_ACQUIRE),
+				&w);
 	}
 	if (locked)
 		tdp_write_unlock(&mmu->lock);
