@@ -190,6 +190,36 @@ int ext_set_leaf(struct ext_table *x, uint64_t gfn, int level, uint64_t pfn)
 	return ret;
 }
 
+/* The present entry (gfn, level) of @kind that a removal may clear: its
+ * table in *@n, its index in *@i; or the errno to reject with (removals
+ * need the write lock).  Under x->lock. */
+static int present_entry(struct ext_table *x, uint64_t gfn, int level,
+			 enum ext_kind kind, bool write_locked,
+			 struct ext_node **n, unsigned *i)
+{
+	if ((kind == EXT_LEAF ? level != 1 : level < 2) ||
+	    !entry_valid(x, gfn, level))
+		return -EINVAL;
+	if (!write_locked)
+		return -EPERM;
+	*n = holder(x, gfn, level);
+	*i = entry_index(gfn, level);
+	return !*n || (*n)->kind[*i] != kind ? -ENOENT : 0;
+}
+
+/* Clear entry @i of @n (present), counted in *@count. */
+static int clear_entry(struct ext_table *x, struct ext_node *n, unsigned i,
+		       uint64_t *count)
+{
+	n->kind[i] = EXT_NONE;
+	n->e[i].pfn = 0;
+	TDP_ASSERT(n->present > 0);
+	n->present--;
+	TDP_ASSERT(*count > 0);
+	(*count)--;
+	return done(x);
+}
+
 int ext_remove_leaf(struct ext_table *x, uint64_t gfn, int level, uint64_t pfn,
 		    bool write_locked)
 {
@@ -199,32 +229,10 @@ int ext_remove_leaf(struct ext_table *x, uint64_t gfn, int level, uint64_t pfn,
 
 	TDP_ASSERT(x);
 	pthread_mutex_lock(&x->lock);
-	if (level != 1 || !entry_valid(x, gfn, level)) {
-		ret = reject(x, -EINVAL);
-		goto out;
-	}
-	if (!write_locked) {
-		ret = reject(x, -EPERM);
-		goto out;
-	}
-	n = holder(x, gfn, level);
-	i = entry_index(gfn, level);
-	if (!n || n->kind[i] != EXT_LEAF) {
-		ret = reject(x, -ENOENT);
-		goto out;
-	}
-	if (n->e[i].pfn != pfn) {
-		ret = reject(x, -EINVAL);
-		goto out;
-	}
-	n->kind[i] = EXT_NONE;
-	n->e[i].pfn = 0;
-	TDP_ASSERT(n->present > 0);
-	n->present--;
-	TDP_ASSERT(x->counts.leaves > 0);
-	x->counts.leaves--;
-	ret = done(x);
-out:
+	ret = present_entry(x, gfn, level, EXT_LEAF, write_locked, &n, &i);
+	if (!ret && n->e[i].pfn != pfn)
+		ret = -EINVAL; /* not the page the caller thinks */
+	ret = ret ? reject(x, ret) : clear_entry(x, n, i, &x->counts.leaves);
 	pthread_mutex_unlock(&x->lock);
 	return ret;
 }
@@ -232,40 +240,21 @@ out:
 int ext_free_table(struct ext_table *x, uint64_t gfn, int level,
 		   bool write_locked)
 {
-	struct ext_node *n, *child;
+	struct ext_node *n, *child = NULL;
 	unsigned i;
 	int ret;
 
 	TDP_ASSERT(x);
 	pthread_mutex_lock(&x->lock);
-	if (level < 2 || !entry_valid(x, gfn, level)) {
-		ret = reject(x, -EINVAL);
-		goto out;
+	ret = present_entry(x, gfn, level, EXT_TABLE, write_locked, &n, &i);
+	if (!ret && (child = n->e[i].child)->present)
+		ret = -EBUSY; /* its leaves and tables go first */
+	if (ret) {
+		ret = reject(x, ret);
+	} else {
+		ret = clear_entry(x, n, i, &x->counts.tables);
+		free(child);
 	}
-	if (!write_locked) {
-		ret = reject(x, -EPERM);
-		goto out;
-	}
-	n = holder(x, gfn, level);
-	i = entry_index(gfn, level);
-	if (!n || n->kind[i] != EXT_TABLE) {
-		ret = reject(x, -ENOENT);
-		goto out;
-	}
-	child = n->e[i].child;
-	if (child->present) {
-		ret = reject(x, -EBUSY);
-		goto out;
-	}
-	n->kind[i] = EXT_NONE;
-	n->e[i].child = NULL;
-	TDP_ASSERT(n->present > 0);
-	n->present--;
-	TDP_ASSERT(x->counts.tables > 0);
-	x->counts.tables--;
-	free(child);
-	ret = done(x);
-out:
 	pthread_mutex_unlock(&x->lock);
 	return ret;
 }
