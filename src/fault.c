@@ -238,6 +238,16 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 		stat_inc(v->st.pf_attr_exit);
 		goto out_rcu;
 	}
+	/* an invalidation of this gfn is under way and would make the fault
+	 * retry under mmu_lock anyway: give up before asking the host and
+	 * contending for the lock (KVM's early, lockless check) */
+	if (mn_retry_gfn_unsafe(&vm->mn, mmu_seq, f.gfn) &&
+	    !INJECTED(mmu->inject, INJ_SKIP_INVALIDATE_RETRY)) {
+		r = 0;
+		stat_inc(v->st.pf_retry);
+		sched_yield();
+		goto out_rcu;
+	}
 	r = host_gup(vm->host,
 		     private ? memslot_gfn_to_private_hva(slot, f.gfn)
 			     : memslot_gfn_to_hva(slot, f.gfn),

@@ -36,7 +36,9 @@
 struct mn_state {
 	atomic_ullong seq;
 	atomic_long in_progress;
-	uint64_t range_start, range_end; /* gfns; valid while in_progress */
+	/* gfns; valid while in_progress; written under mmu_lock (write),
+	 * atomics only for mn_retry_gfn_unsafe's lockless hint */
+	_Atomic uint64_t range_start, range_end;
 	struct tdp_lock *mmu_lock;	  /* for assertions */
 	struct {
 		uint64_t seq, start, end;
@@ -52,8 +54,9 @@ static inline void mn_begin(struct mn_state *mn)
 {
 	tdp_assert_held_write(mn->mmu_lock);
 	if (atomic_fetch_add(&mn->in_progress, 1) == 0) {
-		mn->range_start = UINT64_MAX;
-		mn->range_end = 0;
+		atomic_store_explicit(&mn->range_start, UINT64_MAX,
+				      memory_order_relaxed);
+		atomic_store_explicit(&mn->range_end, 0, memory_order_relaxed);
 	}
 }
 
@@ -61,10 +64,12 @@ static inline void mn_range_add(struct mn_state *mn, uint64_t start,
 				uint64_t end)
 {
 	tdp_assert_held_write(mn->mmu_lock);
-	if (start < mn->range_start)
-		mn->range_start = start;
-	if (end > mn->range_end)
-		mn->range_end = end;
+	if (start < atomic_load_explicit(&mn->range_start, memory_order_relaxed))
+		atomic_store_explicit(&mn->range_start, start,
+				      memory_order_relaxed);
+	if (end > atomic_load_explicit(&mn->range_end, memory_order_relaxed))
+		atomic_store_explicit(&mn->range_end, end,
+				      memory_order_relaxed);
 }
 
 static inline void mn_end(struct mn_state *mn)
@@ -74,20 +79,41 @@ static inline void mn_end(struct mn_state *mn)
 	tdp_assert_held_write(mn->mmu_lock);
 	s = atomic_load(&mn->seq) + 1;
 	mn->hist[s % MN_HIST].seq = s;
-	mn->hist[s % MN_HIST].start = mn->range_start;
-	mn->hist[s % MN_HIST].end = mn->range_end;
+	mn->hist[s % MN_HIST].start =
+		atomic_load_explicit(&mn->range_start, memory_order_relaxed);
+	mn->hist[s % MN_HIST].end =
+		atomic_load_explicit(&mn->range_end, memory_order_relaxed);
 	atomic_fetch_add_explicit(&mn->seq, 1, memory_order_release);
 	TDP_ASSERT(atomic_fetch_sub(&mn->in_progress, 1) > 0);
+}
+
+static inline bool mn_gfn_in_progress(struct mn_state *mn, uint64_t gfn)
+{
+	return atomic_load(&mn->in_progress) &&
+	       gfn >= atomic_load_explicit(&mn->range_start,
+					   memory_order_relaxed) &&
+	       gfn < atomic_load_explicit(&mn->range_end, memory_order_relaxed);
 }
 
 static inline bool mn_retry_gfn(struct mn_state *mn, uint64_t mmu_seq,
 				uint64_t gfn)
 {
 	tdp_assert_held(mn->mmu_lock);
-	if (atomic_load(&mn->in_progress) && gfn >= mn->range_start &&
-	    gfn < mn->range_end)
+	if (mn_gfn_in_progress(mn, gfn))
 		return true;
 	return atomic_load(&mn->seq) != mmu_seq;
+}
+
+/* The same without mmu_lock: only a hint (KVM's
+ * mmu_invalidate_retry_gfn_unsafe), for a fault to give up early, before
+ * it asks the host for the frame and takes mmu_lock, instead of
+ * contending for the lock with the invalidation that will make it retry
+ * anyway.  A false "no" is caught by mn_retry_gfn under the lock. */
+static inline bool mn_retry_gfn_unsafe(struct mn_state *mn, uint64_t mmu_seq,
+				       uint64_t gfn)
+{
+	return mn_gfn_in_progress(mn, gfn) ||
+	       atomic_load(&mn->seq) != mmu_seq;
 }
 
 /* Did an invalidation overlapping [start, end) begin since @mmu_seq was
@@ -98,8 +124,9 @@ static inline bool mn_range_changed(struct mn_state *mn, uint64_t mmu_seq,
 	uint64_t cur;
 
 	tdp_assert_held(mn->mmu_lock);
-	if (atomic_load(&mn->in_progress) && start < mn->range_end &&
-	    mn->range_start < end)
+	if (atomic_load(&mn->in_progress) &&
+	    start < atomic_load_explicit(&mn->range_end, memory_order_relaxed) &&
+	    atomic_load_explicit(&mn->range_start, memory_order_relaxed) < end)
 		return true;
 	cur = atomic_load(&mn->seq);
 	if (cur - mmu_seq >= MN_HIST)
