@@ -526,6 +526,9 @@ struct tdp_stats {
 	uint64_t pf_spurious;	/* faults already fixed by someone else */
 	uint64_t pf_retry;	/* faults retried (invalidation race, lost
 				   compare-exchange, invalid slot or root) */
+	uint64_t pf_retry_early;/* of them, faults that gave up before asking
+				   the host, an invalidation covering the gfn
+				   being under way */
 	uint64_t pf_mmio;	/* accesses with no memslot (-EFAULT exits) */
 	uint64_t pf_ro_exit;	/* writes to read-only slots (-EACCES exits) */
 	uint64_t pf_mmio_spte_created; /* MMIO entries installed */

@@ -245,6 +245,7 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 	    !INJECTED(mmu->inject, INJ_SKIP_INVALIDATE_RETRY)) {
 		r = 0;
 		stat_inc(v->st.pf_retry);
+		stat_inc(v->st.pf_retry_early);
 		sched_yield();
 		goto out_rcu;
 	}

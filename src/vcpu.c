@@ -222,6 +222,7 @@ static void vcpu_stats_add(struct vcpu_stats *dst, struct vcpu_stats *src)
 	stat_add(dst->mmio_fast, stat_read(src->mmio_fast));
 	stat_add(dst->pf_private, stat_read(src->pf_private));
 	stat_add(dst->pf_attr_exit, stat_read(src->pf_attr_exit));
+	stat_add(dst->pf_retry_early, stat_read(src->pf_retry_early));
 }
 
 void vcpu_stats_sum(struct tdp_vm *vm, struct vcpu_stats *out)

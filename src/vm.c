@@ -722,6 +722,7 @@ void tdp_vm_get_stats(struct tdp_vm *vm, struct tdp_stats *o)
 	o->conversions = stat_read(s->conversions);
 	o->pf_private = stat_read(vs.pf_private);
 	o->pf_attr_exit = stat_read(vs.pf_attr_exit);
+	o->pf_retry_early = stat_read(vs.pf_retry_early);
 	o->mirror_roots = (uint64_t)atomic_load(&vm->mmu.roots.nr_mirror);
 	if (vm->mmu.ext) {
 		struct ext_counts c;

@@ -60,7 +60,7 @@ enum { REQ_TLB_FLUSH = 1u << 0, REQ_RELOAD_ROOTS = 1u << 1 };
 struct vcpu_stats {
 	atomic_ullong pf_taken, pf_fixed, pf_spurious, pf_retry, pf_mmio,
 		pf_ro_exit, tlb_hits, tlb_misses, pf_fast, pf_mmio_spte_created,
-		mmio_fast, pf_private, pf_attr_exit;
+		mmio_fast, pf_private, pf_attr_exit, pf_retry_early;
 };
 
 struct tdp_vcpu {
