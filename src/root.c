@@ -180,16 +180,16 @@ static struct tdp_pt_page *unpinned_lookup(struct tdp_roots *r,
 static void unpinned_save(struct tdp_roots *r, struct tdp_pt_page *root,
 			  struct tdp_pt_page *next)
 {
-	int found = -1, empty = -1, slot;
+	unsigned slot = r->unpinned_cursor;
 
-	/* this root's entry, else a free one, else the first */
-	for (int i = 0; i < 8 && found < 0; i++) {
-		if (r->unpinned[i].root == root)
-			found = i;
-		else if (!r->unpinned[i].root && empty < 0)
-			empty = i;
-	}
-	slot = found >= 0 ? found : empty >= 0 ? empty : 0;
+	/* this root's entry, else the oldest one (round robin) */
+	for (unsigned i = 0; i < 8; i++)
+		if (r->unpinned[i].root == root) {
+			slot = i;
+			break;
+		}
+	if (slot == r->unpinned_cursor)
+		r->unpinned_cursor = (r->unpinned_cursor + 1) % 8;
 	r->unpinned[slot].root = root;
 	r->unpinned[slot].next = next;
 }

@@ -52,6 +52,7 @@ struct tdp_roots {
 	struct {
 		struct tdp_pt_page *root, *next;
 	} unpinned[8];
+	unsigned unpinned_cursor;
 };
 
 int roots_init(struct tdp_roots *r, struct pt_alloc *alloc,
