@@ -85,23 +85,35 @@ static bool dbit_mode(const struct tdp_vm *vm)
 	return vm->cfg.flags & TDP_VM_DIRTY_DBIT;
 }
 
-static void eager_split(struct tdp_vm *vm, const struct memslot *s)
+/* Split the huge leaves over pages [first, first+npages) of @s, unless
+ * TDP_VM_NO_EAGER_SPLIT; the number split (0 if the table-page cache
+ * could not be filled: huge leaves stay, write faults split them). */
+static long split_range(struct tdp_vm *vm, const struct memslot *s,
+			uint64_t first, uint64_t npages)
 {
 	struct pt_cache cache = { 0 };
-	long n;
+	long n = 0;
 
 	if (vm->cfg.flags & TDP_VM_NO_EAGER_SPLIT)
-		return;
-	if (pt_cache_topup(&vm->mmu.alloc, &cache, PT_CACHE_MAX))
-		goto out; /* huge leaves stay; write faults split them */
-	vm_walk_lock(vm);
-	n = tdp_mmu_split_huge_range(&vm->mmu, s->as_id, s->base_gfn,
-				     memslot_end(s), &cache);
-	vm_walk_unlock(vm);
+		return 0;
+	if (!pt_cache_topup(&vm->mmu.alloc, &cache, PT_CACHE_MAX)) {
+		vm_walk_lock(vm);
+		n = tdp_mmu_split_huge_range(&vm->mmu, s->as_id,
+					     s->base_gfn + first,
+					     s->base_gfn + first + npages,
+					     &cache);
+		vm_walk_unlock(vm);
+	}
+	pt_cache_drain(&cache);
+	return n;
+}
+
+static void eager_split(struct tdp_vm *vm, const struct memslot *s)
+{
+	long n = split_range(vm, s, 0, s->npages);
+
 	if (n > 0)
 		stat_add(vm->stats.eager_splits, (uint64_t)n);
-out:
-	pt_cache_drain(&cache);
 }
 
 /* Write-protect (or clear D on) the slot's pages in @mask (NULL: all);
@@ -357,19 +369,7 @@ int tdp_vm_clear_dirty_log(struct tdp_vm *vm, unsigned as_id, unsigned slot,
 	if (npages % 64)
 		mask[words - 1] &= (1ull << (npages % 64)) - 1;
 	/* huge leaves first, so only the cleared pages are protected */
-	if (!(vm->cfg.flags & TDP_VM_NO_EAGER_SPLIT)) {
-		struct pt_cache cache = { 0 };
-
-		if (!pt_cache_topup(&vm->mmu.alloc, &cache, PT_CACHE_MAX)) {
-			vm_walk_lock(vm);
-			tdp_mmu_split_huge_range(&vm->mmu, s->as_id,
-						 s->base_gfn + first,
-						 s->base_gfn + first + npages,
-						 &cache);
-			vm_walk_unlock(vm);
-		}
-		pt_cache_drain(&cache);
-	}
+	split_range(vm, s, first, npages);
 	tdp_write_lock(&vm->mmu.lock);
 	for (uint64_t w = 0; w < words; w++)
 		__atomic_fetch_and(&s->dirty_bitmap[first / 64 + w], ~mask[w],
