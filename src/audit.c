@@ -260,19 +260,6 @@ static uint64_t lookup(struct tdp_pt_page *root, uint64_t gfn, int stop_level,
 	}
 }
 
-/* The root hardware walks for @gfn (a TLB key), and the gfn it looks up
- * there (hw.c). */
-static struct tdp_pt_page *vcpu_root_for(struct tdp_vcpu *v, uint64_t *gfn)
-{
-	uint64_t shared = v->vm->shared_gfn;
-
-	if (!vm_confidential(v->vm) || (*gfn & shared)) {
-		*gfn &= ~shared;
-		return v->root[v->as_id];
-	}
-	return v->mirror_root;
-}
-
 /*
  * What the simulated hardware still caches must agree with the tables
  * (I1, I2, I6, I7): a vCPU with no request pending may use any TLB entry

@@ -168,7 +168,7 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 	int r;
 
 	stat_inc(v->st.pf_taken);
-	private = vm_confidential(vm) && !((gpa >> 12) & vm->shared_gfn);
+	private = vm_gfn_private(vm, gpa >> 12);
 	f.gfn = (gpa >> 12) & ~vm->shared_gfn;
 	f.as_id = v->as_id;
 	f.write = acc == ACC_WRITE;

@@ -95,12 +95,9 @@ static bool hw_set_bits(uint64_t *sptep, uint64_t spte, uint64_t bits)
 static uint64_t hw_walk(struct tdp_vcpu *v, uint64_t key, enum tdp_access acc)
 {
 	struct tdp_tlb *t = &v->tlb;
-	struct tdp_pt_page *root = v->root[v->as_id];
 	struct psc_entry *pe = &t->psc[(key >> 9) % PSC_SETS];
-	uint64_t gfn = key & ~v->vm->shared_gfn;
-
-	if (vm_confidential(v->vm) && !(key & v->vm->shared_gfn))
-		root = v->mirror_root;
+	uint64_t gfn = key;
+	struct tdp_pt_page *root = vcpu_root_for(v, &gfn);
 
 	/* I3: once the invalidating thread saw every vCPU acknowledge the
 	 * reload request, no vCPU may walk the root any more. */

@@ -14,13 +14,10 @@
 static struct tdp_pt_page *valid_root_rcu(struct tdp_mmu *mmu, unsigned as_id,
 					  bool mirror)
 {
-	struct tdp_rcu_list *l;
+	struct tdp_pt_page *root;
 
 	TDP_ASSERT(tdp_rcu_read_held());
-	for (l = tdp_rcu_list_next(&mmu->roots.list); l != &mmu->roots.list;
-	     l = tdp_rcu_list_next(l)) {
-		struct tdp_pt_page *root = link_to_root(l);
-
+	for_each_root_rcu(&mmu->roots, root) {
 		if (root->as_id == as_id && root->mirror == mirror &&
 		    !root_invalid(root))
 			return root;
@@ -40,7 +37,7 @@ int tdp_vm_translate(struct tdp_vm *vm, unsigned as_id, uint64_t gpa,
 	if (!vm || !out || as_id >= vm->cfg.nr_as || gpa >= vm_max_gpa(vm))
 		return -EINVAL;
 	gfn = (gpa >> 12) & ~vm->shared_gfn;
-	mirror = vm_confidential(vm) && !((gpa >> 12) & vm->shared_gfn);
+	mirror = vm_gfn_private(vm, gpa >> 12);
 	tdp_rcu_read_lock();
 	root = valid_root_rcu(&vm->mmu, as_id, mirror);
 	if (!root)

@@ -120,6 +120,26 @@ static inline bool vm_confidential(const struct tdp_vm *vm)
 	return vm->shared_gfn != 0;
 }
 
+/* Is guest frame @gfn (shared bit included, as the guest gave it) a
+ * private access of a confidential VM? */
+static inline bool vm_gfn_private(const struct tdp_vm *vm, uint64_t gfn)
+{
+	return vm_confidential(vm) && !(gfn & vm->shared_gfn);
+}
+
+/* The root a vCPU's hardware walks for guest frame *@gfn (a TLB key:
+ * shared bit included): the mirror root for a private access, else the
+ * direct root; *@gfn becomes the frame looked up there (without the bit).
+ * hw.c walks with it, the audit checks TLBs with it. */
+static inline struct tdp_pt_page *vcpu_root_for(struct tdp_vcpu *v,
+						uint64_t *gfn)
+{
+	bool private = vm_gfn_private(v->vm, *gfn);
+
+	*gfn &= ~v->vm->shared_gfn;
+	return private ? v->mirror_root : v->root[v->as_id];
+}
+
 static inline bool vm_exclusive_faults(const struct tdp_vm *vm)
 {
 	return (vm->cfg.flags & TDP_VM_EXCLUSIVE_FAULTS) || vm->mmu.legacy;
