@@ -76,16 +76,13 @@ uint64_t tdp_mmu_age_range(struct tdp_mmu *mmu, unsigned as_id,
 			   void (*young)(void *arg, uint64_t gfn, uint64_t n),
 			   void *arg)
 {
-	struct tdp_rcu_list *l;
+	struct tdp_pt_page *root;
 	uint64_t n = 0;
 
 	if (locked)
 		tdp_write_lock(&mmu->lock);
 	tdp_rcu_read_lock();
-	for (l = tdp_rcu_list_next(&mmu->roots.list); l != &mmu->roots.list;
-	     l = tdp_rcu_list_next(l)) {
-		struct tdp_pt_page *root = link_to_root(l);
-
+	for_each_root_rcu(&mmu->roots, root) {
 		if (root->as_id != as_id || root_invalid(root) || root->mirror)
 			continue;
 		n += age_root(mmu, root, start, end, test_only, young, arg);

@@ -112,6 +112,14 @@ static inline struct tdp_pt_page *link_to_root(struct tdp_rcu_list *l)
 	return caa_container_of(l, struct tdp_pt_page, link);
 }
 
+/* Plain walk under RCU only, no references and no mmu_lock (lockless
+ * readers: aging, translation): a root met may be invalid or being freed,
+ * but its memory stays until the read-side section ends. */
+#define for_each_root_rcu(r, root)                                             \
+	for ((root) = link_to_root(tdp_rcu_list_next(&(r)->list));             \
+	     &(root)->link != &(r)->list;                                      \
+	     (root) = link_to_root(tdp_rcu_list_next(&(root)->link)))
+
 /* Plain walk, no references: mmu_lock must be held for write, which
  * excludes every put (they run under mmu_lock), so the list is stable. */
 #define for_each_root_locked(r, root)                                          \
