@@ -23,6 +23,7 @@
 #include <stdlib.h>
 
 #include "assert.h"
+#include "bitmap.h"
 #include "vm.h"
 
 bool memslot_gfn_private(const struct memslot *s, uint64_t gfn)
@@ -36,24 +37,6 @@ bool memslot_gfn_private(const struct memslot *s, uint64_t gfn)
 	return !(w & (1ull << (i % 64)));
 }
 
-/* Are bits [first, first+n) of @bm all set?  Word at a time. */
-static bool bits_all_set(const uint64_t *bm, uint64_t first, uint64_t n)
-{
-	for (uint64_t i = first; i < first + n;) {
-		unsigned off = i % 64;
-		uint64_t take = 64 - off < first + n - i ? 64 - off
-							 : first + n - i;
-		uint64_t mask = (take == 64 ? ~0ull : ((1ull << take) - 1))
-				<< off;
-
-		if ((__atomic_load_n(&bm[i / 64], __ATOMIC_ACQUIRE) & mask) !=
-		    mask)
-			return false;
-		i += take;
-	}
-	return true;
-}
-
 int memslot_shared_level(const struct memslot *s, uint64_t gfn, int level)
 {
 	if (!(s->flags & TDP_MEM_PRIVATE))
@@ -61,8 +44,8 @@ int memslot_shared_level(const struct memslot *s, uint64_t gfn, int level)
 	for (; level > TDP_LEVEL_4K; level--) {
 		uint64_t n = level_pages(level);
 
-		if (bits_all_set(s->shared_bitmap,
-				 (gfn & ~(n - 1)) - s->base_gfn, n))
+		if (bitmap_all_set(s->shared_bitmap,
+				   (gfn & ~(n - 1)) - s->base_gfn, n))
 			break;
 	}
 	return level;

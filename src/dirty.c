@@ -25,21 +25,8 @@
 #include <errno.h>
 
 #include "assert.h"
+#include "bitmap.h"
 #include "mmu_internal.h"
-
-static void set_bits(uint64_t *bm, uint64_t first, uint64_t n)
-{
-	for (uint64_t i = first; i < first + n; i++)
-		bm[i / 64] |= 1ull << (i % 64);
-}
-
-static bool any_bit(const uint64_t *bm, uint64_t first, uint64_t n)
-{
-	for (uint64_t i = first; i < first + n; i++)
-		if (bm[i / 64] & (1ull << (i % 64)))
-			return true;
-	return false;
-}
 
 int clear_leaf_bit(struct tdp_mmu *mmu, unsigned as_id, uint64_t *sptep,
 		   uint64_t gfn, int level, uint64_t *old, uint64_t start,
@@ -58,7 +45,7 @@ int clear_leaf_bit(struct tdp_mmu *mmu, unsigned as_id, uint64_t *sptep,
 	 * fault may be about to make writable */
 	if (!(*old & bit) && !(k == CLEAR_W && (*old & SPTE_MMU_WRITABLE)))
 		return 0;
-	if (mask && !any_bit(mask, a - start, b - a))
+	if (mask && !bitmap_any(mask, a - start, b - a))
 		return 0;
 	if (k == CLEAR_D && mmu->mark_dirty)
 		mmu->mark_dirty(mmu->cb_arg, spte_pfn(*old), level_pages(level));
@@ -74,7 +61,7 @@ int clear_leaf_bit(struct tdp_mmu *mmu, unsigned as_id, uint64_t *sptep,
 		if (!INJECTED(mmu->inject, INJ_DIRTY_CLEAR_NO_FLUSH))
 			owe_flush(mmu, ctx);
 		if (found)
-			set_bits(found, a - start, b - a);
+			bitmap_set(found, a - start, b - a);
 	}
 	return 1;
 }

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "assert.h"
+#include "bitmap.h"
 #include "vm.h"
 
 #define MAX_HVA (1ull << 47)
@@ -166,8 +167,7 @@ static void age_young(void *arg, uint64_t gfn, uint64_t n)
 	struct age_ctx *ac = arg;
 	uint64_t first = (memslot_gfn_to_hva(ac->slot, gfn) - ac->start) >> 12;
 
-	for (uint64_t i = first; i < first + n; i++)
-		ac->young[i / 64] |= 1ull << (i % 64);
+	bitmap_set(ac->young, first, n);
 	ac->pages += n;
 }
 
