@@ -33,6 +33,7 @@ struct audit {
 	bool in_invalid_root; /* leaves being collected come from one */
 	bool in_mirror;	      /* ... from a mirror root */
 	struct ext_table *ext;
+	struct sp_hash *hash; /* legacy engine: its shadow-page hash */
 	long mirror_tables, mirror_leaves;
 	struct leaf *leaves;
 	size_t nleaves, cap;
@@ -101,6 +102,30 @@ static void check_ext_entry(struct audit *a, uint64_t gfn, uint64_t s,
 								 : "a table");
 }
 
+/* Legacy engine: table @sp, met in the trees, is in the shadow-page hash;
+ * it is obsolete iff its root is invalid, and if valid, the one a lookup
+ * of its key finds (so no other valid page has its key). */
+static void check_shadow_page(struct audit *a, struct tdp_pt_page *sp)
+{
+	if (!a->hash)
+		return;
+	if (!sp_hash_contains(a->hash, sp))
+		problem(a, "table of gfn %#llx level %d is missing from the "
+			   "shadow-page hash",
+			(unsigned long long)sp->gfn, sp->level);
+	else if (sp_hash_obsolete(a->hash, sp) != a->in_invalid_root)
+		problem(a, "table of gfn %#llx level %d is %s in the hash "
+			   "but in %s root",
+			(unsigned long long)sp->gfn, sp->level,
+			a->in_invalid_root ? "valid" : "obsolete",
+			a->in_invalid_root ? "an invalid" : "a valid");
+	else if (!a->in_invalid_root &&
+		 sp_hash_find(a->hash, sp->gfn, sp_role_of(sp)) != sp)
+		problem(a, "the shadow-page hash finds another page for gfn "
+			   "%#llx level %d as %u",
+			(unsigned long long)sp->gfn, sp->level, sp->as_id);
+}
+
 static void walk_table(struct audit *a, uint64_t *spt, int level, uint64_t gfn,
 		       unsigned as_id)
 {
@@ -141,6 +166,7 @@ static void walk_table(struct audit *a, uint64_t *spt, int level, uint64_t gfn,
 				   "header (level %d gfn %#llx)",
 				(unsigned long long)g, level - 1, sp->level,
 				(unsigned long long)sp->gfn);
+		check_shadow_page(a, sp);
 		walk_table(a, sp->spt, level - 1, g, as_id);
 	}
 }
@@ -407,6 +433,7 @@ static void audit_roots(struct tdp_vm *vm, struct audit *a,
 				(void *)root->spt);
 		a->in_invalid_root = root_invalid(root);
 		a->in_mirror = root->mirror;
+		check_shadow_page(a, root);
 		walk_table(a, root->spt, root->level, 0, root->as_id);
 	}
 	a->in_mirror = false;
@@ -460,7 +487,8 @@ static void check_rmaps(struct tdp_vm *vm, struct audit *a)
 
 int tdp_vm_audit(struct tdp_vm *vm, char *report, size_t len)
 {
-	struct audit a = { .report = report, .len = len, .ext = vm->mmu.ext };
+	struct audit a = { .report = report, .len = len, .ext = vm->mmu.ext,
+			   .hash = vm->mmu.roots.hash };
 	struct tdp_mmu *mmu = &vm->mmu;
 	struct tdp_pt_page **vroots;
 	struct tdp_vcpu **vs;
@@ -508,6 +536,10 @@ int tdp_vm_audit(struct tdp_vm *vm, char *report, size_t len)
 	audit_roots(vm, &a, vroots, nvroots);
 	check_ext_counts(&a);
 	check_rmaps(vm, &a);
+	if (a.hash && a.hash->count != a.tables + a.roots)
+		problem(&a, "the shadow-page hash holds %ld pages, the trees "
+			    "%ld tables and %ld roots",
+			a.hash->count, a.tables, a.roots);
 	check_tlbs(&a, vs, nvs);
 	check_dirty_ledger(mmu, &a);
 	alloc = atomic_load(&mmu->alloc.allocated);

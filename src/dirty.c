@@ -189,7 +189,7 @@ retry:
 				pt_free_page(sp); /* never reachable */
 				goto retry;
 			}
-			stat_inc(mmu->stats->pt_pages);
+			account_new_table(mmu, sp);
 			account_split(mmu, sp);
 			split++;
 			/* the walk now descends into the new table, so a

@@ -7,6 +7,8 @@
  *  - every change of an entry runs with mmu_lock held for WRITE (faults,
  *    splits, huge-page recovery and the zap of invalidated roots too), as
  *    in KVM's legacy MMU;
+ *  - every table and root is in the shadow-page hash, indexed by (gfn,
+ *    role) (sp_hash.h), where vCPUs find their roots;
  *  - each present leaf is in the reverse map of its memslot, level and
  *    gfn (rmap.h), kept by handle_changed_spte (add when a leaf appears,
  *    remove when it goes, in the same write-locked section);

@@ -55,8 +55,23 @@ err_lock:
 	return r;
 }
 
+int tdp_mmu_enable_legacy(struct tdp_mmu *mmu)
+{
+	int r;
+
+	TDP_ASSERT(!atomic_load(&mmu->roots.nr_roots));
+	r = sp_hash_init(&mmu->sp_hash, &mmu->lock);
+	if (r)
+		return r;
+	mmu->legacy = true;
+	mmu->roots.hash = &mmu->sp_hash;
+	return 0;
+}
+
 void tdp_mmu_destroy(struct tdp_mmu *mmu)
 {
+	if (mmu->legacy)
+		sp_hash_destroy(&mmu->sp_hash);
 	roots_destroy(&mmu->roots);
 	pt_alloc_destroy(&mmu->alloc);
 	tdp_lock_destroy(&mmu->lock);
@@ -247,6 +262,13 @@ void account_leaf(struct tdp_mmu *mmu, int level, long delta)
 		stat_add(mmu->stats->pages[level], delta);
 }
 
+void account_new_table(struct tdp_mmu *mmu, struct tdp_pt_page *sp)
+{
+	stat_inc(mmu->stats->pt_pages);
+	if (mmu->legacy)
+		sp_hash_add(&mmu->sp_hash, sp);
+}
+
 void account_split(struct tdp_mmu *mmu, struct tdp_pt_page *sp)
 {
 	account_leaf(mmu, sp->level, SPTE_ENT_PER_PAGE);
@@ -328,6 +350,8 @@ static void handle_removed_pt(struct tdp_mmu *mmu, struct tdp_pt_page *sp,
 			ext_refused(mmu, r, "table free", sp->gfn, level + 1);
 	}
 	stat_add(mmu->stats->pt_pages, -1);
+	if (mmu->legacy)
+		sp_hash_del(&mmu->sp_hash, sp);
 	sp->next = ctx->removed;
 	ctx->removed = sp;
 }
@@ -607,7 +631,7 @@ enum tdp_map_ret tdp_mmu_map(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 			pt_free_page(sp); /* never reachable */
 			break;
 		}
-		stat_inc(mmu->stats->pt_pages);
+		account_new_table(mmu, sp);
 		if (split)
 			account_split(mmu, sp);
 	}

@@ -87,8 +87,10 @@ struct tdp_mmu {
 	struct pt_alloc alloc;
 	struct ext_table *ext; /* confidential VMs: what mirror roots mirror */
 	/* The legacy engine (legacy.h): every entry change under the write
-	 * lock, leaves kept in reverse maps found through rmap_of(). */
+	 * lock, tables in the shadow-page hash, leaves kept in reverse maps
+	 * found through rmap_of(). */
 	bool legacy;
+	struct sp_hash sp_hash;
 	struct rmap_ctx rmap;
 	struct rmap_head *(*rmap_of)(void *cb_arg, unsigned as_id,
 				     uint64_t gfn, int level);
@@ -159,6 +161,9 @@ struct tdp_fault {
 
 int tdp_mmu_init(struct tdp_mmu *mmu, int root_level, int max_level,
 		 struct vm_stats *stats, void (*flush)(void *), void *arg);
+/* Make this (new, rootless) MMU the legacy engine's: its tables go in a
+ * shadow-page hash, where roots are found.  -ENOMEM. */
+int tdp_mmu_enable_legacy(struct tdp_mmu *mmu);
 /* All roots must be gone (tdp_mmu_teardown first). */
 void tdp_mmu_destroy(struct tdp_mmu *mmu);
 

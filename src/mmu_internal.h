@@ -33,6 +33,9 @@ void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
 			 uint64_t new, int level, struct tdp_flush_ctx *ctx);
 void owe_flush(struct tdp_mmu *mmu, struct tdp_flush_ctx *ctx);
 void account_leaf(struct tdp_mmu *mmu, int level, long delta);
+/* Table @sp was just linked: count it, and enter it in the shadow-page
+ * hash (legacy engine; write lock). */
+void account_new_table(struct tdp_mmu *mmu, struct tdp_pt_page *sp);
 /* A huge leaf became table @sp (just linked) with the same translation
  * in its children: account them. */
 void account_split(struct tdp_mmu *mmu, struct tdp_pt_page *sp);

@@ -99,6 +99,8 @@ struct tdp_pt_page *pt_alloc_page(struct pt_alloc *a)
 	sp->as_id = 0;
 	sp->is_root = false;
 	sp->mirror = false;
+	sp->hash_next = NULL;
+	sp->hash_pprev = NULL;
 	atomic_init(&sp->scheduled_to_zap, false);
 	atomic_init(&sp->invalid, false);
 	atomic_init(&sp->acked, false);
@@ -113,6 +115,9 @@ void pt_free_page(struct tdp_pt_page *sp)
 	struct pt_alloc *a = sp->alloc;
 
 	TDP_ASSERT_MSG(sp->in_use, "double free of table page %p", sp->spt);
+	TDP_ASSERT_MSG(!sp->hash_pprev,
+		       "table page %p freed while in the shadow-page hash",
+		       sp->spt);
 	sp->in_use = 0;
 	fill(sp->spt, PT_POISON);
 	pt_poison(sp->spt, 4096);

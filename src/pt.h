@@ -52,6 +52,9 @@ struct tdp_pt_page {
 	struct tdp_rcu_list link; /* root: on mmu->roots (RCU list) */
 	struct rcu_head rcu;
 	struct tdp_pt_page *next; /* free list / deferred-free list */
+	/* legacy engine: the shadow-page hash chain (sp_hash.h) */
+	struct tdp_pt_page *hash_next, **hash_pprev;
+	uint32_t hash_gen;
 	struct pt_alloc *alloc;
 	uint8_t in_use;		/* 1 allocated, 0 free (debug) */
 };

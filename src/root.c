@@ -51,6 +51,8 @@ static void root_free(struct tdp_roots *r, struct tdp_pt_page *root)
 	/* The last reference: a valid root always holds the MMU's own. */
 	TDP_ASSERT_MSG(root_invalid(root), "last put of a valid root");
 	root_assert_empty(root);
+	if (r->hash)
+		sp_hash_del(r->hash, root); /* asserts the write lock */
 	pthread_mutex_lock(&r->list_lock);
 	tdp_rcu_list_del(&root->link);
 	pthread_mutex_unlock(&r->list_lock);
@@ -92,6 +94,34 @@ void root_put(struct tdp_roots *r, struct tdp_pt_page *root)
 		root_free(r, root);
 }
 
+/* The valid root of this role, with a reference taken, or NULL.  Cannot
+ * fail to take it: a valid root holds the MMU's reference, and
+ * invalidation needs mmu_lock for write, which the caller excludes. */
+static struct tdp_pt_page *get_valid_root(struct tdp_roots *r, unsigned as_id,
+					  int level, bool mirror)
+{
+	struct tdp_pt_page *root;
+
+	if (r->hash) {
+		TDP_ASSERT(!mirror); /* the legacy engine has none */
+		root = sp_hash_find(r->hash, 0, sp_role(level, as_id));
+		TDP_ASSERT(!root || (root->is_root && root_get(root)));
+		return root;
+	}
+	for_each_root_locked(r, root) {
+		if (root->as_id != as_id || root->level != level ||
+		    root->mirror != mirror)
+			continue;
+		if (root_invalid(root) &&
+		    !INJECTED(*r->inject, INJ_REF_INVALID_ROOT))
+			continue;
+		if (root_get(root))
+			return root;
+		TDP_ASSERT(INJECTED(*r->inject, INJ_REF_INVALID_ROOT));
+	}
+	return NULL;
+}
+
 struct tdp_pt_page *root_get_or_alloc(struct tdp_roots *r, unsigned as_id,
 				      int level, bool mirror,
 				      struct pt_cache *cache)
@@ -100,19 +130,9 @@ struct tdp_pt_page *root_get_or_alloc(struct tdp_roots *r, unsigned as_id,
 
 	tdp_assert_held(r->mmu_lock);
 	pthread_mutex_lock(&r->list_lock);
-	for_each_root_locked(r, root) {
-		if (root->as_id != as_id || root->level != level ||
-		    root->mirror != mirror)
-			continue;
-		if (root_invalid(root) &&
-		    !INJECTED(*r->inject, INJ_REF_INVALID_ROOT))
-			continue;
-		/* Cannot fail: a valid root holds the MMU's reference, and
-		 * invalidation needs mmu_lock for write, which we exclude. */
-		if (root_get(root))
-			goto out;
-		TDP_ASSERT(INJECTED(*r->inject, INJ_REF_INVALID_ROOT));
-	}
+	root = get_valid_root(r, as_id, level, mirror);
+	if (root)
+		goto out;
 	root = pt_cache_take(cache);
 	root->is_root = true;
 	root->level = (int8_t)level;
@@ -124,6 +144,8 @@ struct tdp_pt_page *root_get_or_alloc(struct tdp_roots *r, unsigned as_id,
 	atomic_fetch_add(&r->nr_roots, 1);
 	if (mirror)
 		atomic_fetch_add(&r->nr_mirror, 1);
+	if (r->hash)
+		sp_hash_add(r->hash, root);
 out:
 	pthread_mutex_unlock(&r->list_lock);
 	return root;
@@ -154,6 +176,10 @@ int roots_invalidate(struct tdp_roots *r, unsigned types)
 		atomic_store_explicit(&root->invalid, true,
 				      memory_order_release);
 		n++;
+	}
+	if (r->hash) {
+		TDP_ASSERT(types & ROOT_DIRECT);
+		sp_hash_obsolete_all(r->hash);
 	}
 	return n;
 }

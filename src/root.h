@@ -25,7 +25,9 @@
  * invalidated only at VM teardown, never by a fast zap (I11).
  *
  * Every put runs with mmu_lock held (read or write; vCPUs drop their roots
- * under the read lock, as KVM's kvm_mmu_free_roots does), so the root list,
+ * under the read lock, as KVM's kvm_mmu_free_roots does for TDP MMU roots;
+ * for write with a shadow-page hash, which the last put leaves), so the
+ * root list,
  * an RCU list modified only under list_lock, is stable under the write
  * lock and is walked under RCU otherwise (iterators).
  */
@@ -38,6 +40,7 @@
 
 #include "lock.h"
 #include "pt.h"
+#include "sp_hash.h"
 
 struct tdp_roots {
 	struct tdp_rcu_list list;
@@ -46,6 +49,10 @@ struct tdp_roots {
 	struct tdp_lock *mmu_lock; /* for assertions */
 	atomic_long nr_roots;
 	atomic_long nr_mirror;	   /* of them, mirror roots */
+	/* the legacy engine's shadow-page hash (sp_hash.h), where it finds
+	 * roots by role and enters them; NULL for the TDP engine, which
+	 * looks them up on the list */
+	struct sp_hash *hash;
 	const int *inject;	   /* the owning MMU's injection switch */
 	/* INJ_UNPINNED_NEXT_ROOT only: the next pointer each root had when an
 	 * iterator handed it out, kept without a reference */
@@ -71,7 +78,8 @@ enum root_types {
 };
 
 /* Find a valid root of this role and take a reference, or make one (with
- * the MMU's and the caller's references) from @cache.  mmu_lock held. */
+ * the MMU's and the caller's references) from @cache.  mmu_lock held;
+ * for write with a shadow-page hash. */
 struct tdp_pt_page *root_get_or_alloc(struct tdp_roots *r, unsigned as_id,
 				      int level, bool mirror,
 				      struct pt_cache *cache);
@@ -85,7 +93,9 @@ static inline bool root_invalid(struct tdp_pt_page *root)
 }
 
 /* Mark every valid root of @types invalid and schedule its zap.  Write
- * lock.  Returns the number of roots invalidated. */
+ * lock.  Returns the number of roots invalidated.  With a shadow-page
+ * hash, @types must take every valid root, and the whole hash becomes
+ * obsolete. */
 int roots_invalidate(struct tdp_roots *r, unsigned types);
 /* After every vCPU acknowledged the reload request sent in the same
  * write-locked section: mark the invalid roots acknowledged, so a vCPU

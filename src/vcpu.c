@@ -103,7 +103,9 @@ static int vcpu_load_roots(struct tdp_vcpu *v)
 		return r;
 	if (INJECTED(mmu->inject, INJ_MIRROR_RELOAD_WITH_DIRECT))
 		mirror_missing = !*direct; /* KVM before Yan Zhao's fix */
-	tdp_read_lock(&mmu->lock);
+	/* the write lock for the legacy engine, whose shadow-page hash
+	 * holds its roots (KVM's mmu_alloc_direct_roots) */
+	vm_walk_lock(v->vm);
 	/* mirror first, as KVM does */
 	if (vm_confidential(v->vm) && mirror_missing)
 		v->mirror_root = root_get_or_alloc(&mmu->roots, 0,
@@ -113,7 +115,7 @@ static int vcpu_load_roots(struct tdp_vcpu *v)
 		*direct = root_get_or_alloc(&mmu->roots, v->as_id,
 					    mmu->root_level, false, &v->cache);
 	TDP_ASSERT(!root_invalid(*direct));
-	tdp_read_unlock(&mmu->lock);
+	vm_walk_unlock(v->vm);
 	stat_inc(v->vm->stats.root_reloads);
 	/* A new root may reuse memory the TLB has seen: flush locally. */
 	tlb_flush_all(&v->tlb);
@@ -122,12 +124,10 @@ static int vcpu_load_roots(struct tdp_vcpu *v)
 
 static void vcpu_drop_roots(struct tdp_vcpu *v, bool only_invalid)
 {
-	struct tdp_lock *lock = &v->vm->mmu.lock;
-
 	struct tdp_pt_page **roots[3] = { &v->root[0], &v->root[1],
 					  &v->mirror_root };
 
-	tdp_read_lock(lock);
+	vm_walk_lock(v->vm); /* a last put frees; see vcpu_load_roots */
 	for (unsigned i = 0; i < 3; i++) {
 		struct tdp_pt_page *root = *roots[i];
 
@@ -136,7 +136,7 @@ static void vcpu_drop_roots(struct tdp_vcpu *v, bool only_invalid)
 		root_put(&v->vm->mmu.roots, root);
 		*roots[i] = NULL;
 	}
-	tdp_read_unlock(lock);
+	vm_walk_unlock(v->vm);
 }
 
 static int vcpu_handle_requests(struct tdp_vcpu *v)

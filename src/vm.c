@@ -338,6 +338,11 @@ int tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
 	if (r)
 		goto err_slots;
 	vm->mn.mmu_lock = &vm->mmu.lock;
+	if (vm->cfg.engine == TDP_ENGINE_LEGACY) {
+		r = tdp_mmu_enable_legacy(&vm->mmu);
+		if (r)
+			goto err_mmu;
+	}
 	if (vm->cfg.flags & TDP_VM_CONFIDENTIAL) {
 		vm->shared_gfn = 1ull << (vm->cfg.shared_bit - 12);
 		r = vm_confidential_init(vm);
@@ -351,7 +356,6 @@ int tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
 	if (vm->cfg.flags & TDP_VM_DIRTY_DBIT)
 		vm->mmu.mark_gfn_dirty = vm_mark_gfn_dirty;
 	vm->mmu.cb_arg = vm;
-	vm->mmu.legacy = vm->cfg.engine == TDP_ENGINE_LEGACY;
 	vm->mmu.rmap_of = vm_rmap_of;
 	pthread_mutex_init(&vm->slots_lock, NULL);
 	pthread_rwlock_init(&vm->vcpus_lock, NULL);

@@ -145,8 +145,10 @@ static inline bool vm_exclusive_faults(const struct tdp_vm *vm)
 	return (vm->cfg.flags & TDP_VM_EXCLUSIVE_FAULTS) || vm->mmu.legacy;
 }
 
-/* mmu_lock for a walk that changes entries by compare-exchange: for read,
- * or for write with the legacy engine, which changes nothing without it */
+/* mmu_lock for a walk that changes entries by compare-exchange, or for a
+ * vCPU's root load and drop: for read, or for write with the legacy
+ * engine, which changes nothing (entries, reverse maps, the shadow-page
+ * hash) without it */
 static inline void vm_walk_lock(struct tdp_vm *vm)
 {
 	if (vm->mmu.legacy)

@@ -7,6 +7,9 @@
  *  - every leaf is in its reverse map and nothing else is, across faults,
  *    splits, huge leaves, zaps, dirty logging, fast zaps and memslot moves
  *    (the audit counts both);
+ *  - the shadow-page hash holds every table and root by (gfn, role): vCPUs
+ *    find their shared root there, a fast zap makes every page obsolete
+ *    at once, and the audit notices a table missing from it;
  *  - aging walks the reverse maps without mmu_lock while zaps run: it never
  *    trips over a zapped entry and never misses a page that stays young;
  *  - the injected bugs (rmap-lockless-assert, rmap-unlocked-update) are
@@ -160,6 +163,80 @@ static void test_rmaps_follow_leaves(void **state)
 	env_fini(&e);
 }
 
+/* ---- the shadow-page hash ---- */
+
+static struct tdp_pt_page *hash_find(struct env *e, uint64_t gfn, int level)
+{
+	struct tdp_pt_page *sp;
+
+	tdp_write_lock(&e->vm->mmu.lock);
+	sp = sp_hash_find(&e->vm->mmu.sp_hash, gfn, sp_role(level, 0));
+	tdp_write_unlock(&e->vm->mmu.lock);
+	return sp;
+}
+
+static void test_shadow_page_hash(void **state)
+{
+	struct env e;
+	struct sp_hash *h;
+	struct tdp_vcpu *v2;
+	struct tdp_pt_page *root, *t4k;
+	struct tdp_stats st;
+	const int rl = 4; /* the default root level */
+	uint64_t gfn = GPA / PG, x = 0;
+	char rep[2048] = "";
+
+	(void)state;
+	env_init(&e, 0, TDP_PAGE_SIZE, 0); /* 4 KiB leaves only */
+	h = &e.vm->mmu.sp_hash;
+	assert_int_equal(tdp_vcpu_create(e.vm, 1, &v2), 0);
+	touch_all(&e, 1);
+	assert_int_equal(tdp_vcpu_read(v2, GPA, &x, 8), 0);
+	/* one root, found by both vCPUs through the hash */
+	root = hash_find(&e, 0, rl);
+	assert_non_null(root);
+	assert_ptr_equal(e.v->root[0], root);
+	assert_ptr_equal(v2->root[0], root);
+	/* a table per level on the way to GPA, each under its key */
+	t4k = hash_find(&e, gfn, TDP_LEVEL_4K);
+	assert_non_null(t4k);
+	assert_ptr_equal(sptep_to_sp(t4k->ptep)->level, TDP_LEVEL_2M);
+	assert_non_null(hash_find(&e, gfn, TDP_LEVEL_2M));
+	assert_non_null(hash_find(&e, 0, TDP_LEVEL_1G));
+	assert_null(hash_find(&e, gfn + SIZE / PG, TDP_LEVEL_4K));
+	tdp_vm_get_stats(e.vm, &st);
+	assert_int_equal(h->count, st.pt_pages + 1);
+	audit_clean(&e);
+
+	/* the audit notices a table the hash has lost */
+	tdp_write_lock(&e.vm->mmu.lock);
+	sp_hash_del(h, t4k);
+	tdp_write_unlock(&e.vm->mmu.lock);
+	assert_true(tdp_vm_audit(e.vm, rep, sizeof(rep)) >= 2);
+	assert_non_null(strstr(rep, "missing from the shadow-page hash"));
+	assert_non_null(strstr(rep, "the shadow-page hash holds"));
+	tdp_write_lock(&e.vm->mmu.lock);
+	sp_hash_add(h, t4k);
+	tdp_write_unlock(&e.vm->mmu.lock);
+	audit_clean(&e);
+
+	/* a fast zap: the old root stays (the vCPUs hold it) but is
+	 * obsolete; the first vCPU to reload makes the new one */
+	assert_int_equal(tdp_vm_zap_all_fast(e.vm), 0);
+	assert_null(hash_find(&e, 0, rl));
+	assert_int_equal(h->count, 1);
+	assert_int_equal(tdp_vcpu_read(e.v, GPA, &x, 8), 0);
+	assert_ptr_not_equal(e.v->root[0], root);
+	assert_ptr_equal(hash_find(&e, 0, rl), e.v->root[0]);
+	assert_int_equal(tdp_vcpu_read(v2, GPA, &x, 8), 0);
+	assert_ptr_equal(v2->root[0], e.v->root[0]);
+	tdp_vm_get_stats(e.vm, &st);
+	assert_int_equal(h->count, st.pt_pages + 1); /* the old root is gone */
+	audit_clean(&e);
+	tdp_vcpu_destroy(v2);
+	env_fini(&e); /* destroying the VM asserts the hash is empty */
+}
+
 /* ---- lockless aging against zaps ---- */
 
 struct race {
@@ -276,6 +353,7 @@ int main(void)
 		cmocka_unit_test(test_inject_rmap),
 #endif
 		cmocka_unit_test(test_rmaps_follow_leaves),
+		cmocka_unit_test(test_shadow_page_hash),
 		cmocka_unit_test(test_lockless_aging_vs_zaps),
 	};
 
