@@ -228,6 +228,49 @@ int bench_populate(struct bench *b)
 }
 
 /* ------------------------------------------------------------------ */
+/* vCPUs in the background of a main-thread operation                  */
+/* ------------------------------------------------------------------ */
+
+static bool bg_stop(struct bench *b)
+{
+	return atomic_load_explicit(&b->stop, memory_order_relaxed);
+}
+
+/* One background access of page @p of the vCPU's memory: read and verify
+ * its word and, on odd pages, write it back unchanged.  0, or the error
+ * of the access that failed (reported). */
+static int background_page(struct bench_vcpu *bv, uint64_t p)
+{
+	struct bench *b = bv->b;
+	uint64_t gpa = bv->gpa0 + p * BENCH_PAGE + bv->id * 8ull;
+	uint64_t want = bench_expect(gpa >> 12, bv->gen[p], bv->id);
+	uint64_t val;
+	int r = bench_access(bv, gpa, &val, false);
+
+	if (!r && val != want)
+		bench_mismatch(b, "guest read (background)", gpa, want, val);
+	if (!r && (p & 1))
+		r = bench_access(bv, gpa, &want, true);
+	if (r) {
+		bench_error(b, "guest access (background)", gpa, r);
+		return r;
+	}
+	bv->ops++;
+	return 0;
+}
+
+/* Read, verify and rewrite the vCPU's memory, round and round, until the
+ * main thread is done (access, memslot).  The memory stays mapped, so
+ * after the first round the vCPUs hardly fault. */
+static void vcpu_background(struct bench_vcpu *bv, void *arg)
+{
+	for (uint64_t p = 0; !bg_stop(bv->b);
+	     p = p + 1 < bv->npages ? p + 1 : 0)
+		if (background_page(bv, p))
+			return;
+}
+
+/* ------------------------------------------------------------------ */
 /* access (access_tracking_perf_test)                                  */
 /* ------------------------------------------------------------------ */
 
@@ -339,10 +382,6 @@ static const struct access_step {
 	{"Aging while vCPUs run", STEP_AGE_BUSY, true},
 	{"vCPUs run without aging", STEP_NO_AGE_BUSY, true},
 };
-
-/* vCPUs in the background: read, verify and rewrite their memory until
- * the main thread is done (bench_memslot's too). */
-static void vcpu_background(struct bench_vcpu *bv, void *arg);
 
 int bench_access_run(struct bench *b)
 {
@@ -530,31 +569,6 @@ static int set_slot(struct bench *b, unsigned id, uint64_t gpa, uint64_t hva,
 		.slot = id, .gpa = gpa, .hva = hva, .size = size};
 
 	return tdp_vm_set_memslot(b->vm, &s);
-}
-
-static void vcpu_background(struct bench_vcpu *bv, void *arg)
-{
-	struct bench *b = bv->b;
-
-	for (uint64_t p = 0;
-	     !atomic_load_explicit(&b->stop, memory_order_relaxed);
-	     p = p + 1 < bv->npages ? p + 1 : 0) {
-		uint64_t gpa = bv->gpa0 + p * BENCH_PAGE + bv->id * 8ull;
-		uint64_t want = bench_expect(gpa >> 12, bv->gen[p], bv->id);
-		uint64_t val;
-		int r = bench_access(bv, gpa, &val, false);
-
-		if (!r && val != want)
-			bench_mismatch(b, "guest read (background)", gpa, want,
-				       val);
-		if (!r && (p & 1))
-			r = bench_access(bv, gpa, &want, true);
-		if (r) {
-			bench_error(b, "guest access (background)", gpa, r);
-			return;
-		}
-		bv->ops++;
-	}
 }
 
 static int main_create(struct bench *b, struct bench_phase *p, void *arg)
