@@ -681,7 +681,10 @@ mmu_lock.  What remains is the cost of the pass itself, where the
 atomic bit clears of lockless aging and the plain clears under the write
 lock cost about the same; the contention that KVM's series removed would
 show here only with vCPUs that fault (take mmu_lock for read) during the
-aging pass, which this benchmark does not yet do.
+aging pass.  The last two phases of the same benchmark, *Aging while
+vCPUs fault* and *vCPUs fault without aging*, measure that: each vCPU
+zaps 2 MiB of its memory and refaults it, chunk after chunk (results:
+"Aging while vCPUs fault" in the legacy-engine section).
 
 ## Fast zap
 
@@ -711,8 +714,11 @@ cores), so both latencies include waiting for a CPU.
 - \`populate\`: fault in all guest memory (KVM's demand_paging_test and
   the populate phase of dirty_log_perf_test);
 - \`access\`: populate, then write and read populated memory, mark it
-  idle (\`tdp_host_age\`), write and read idle memory, age again, and age
-  while the vCPUs run (access_tracking_perf_test);
+  idle (\`tdp_host_age\`), write and read idle memory, age again, age
+  while the vCPUs run and while they keep faulting (each vCPU zaps 2 MiB
+  of its memory with \`tdp_vm_zap_gfn_range\` and refaults it, chunk
+  after chunk), each against the vCPUs running as long without aging
+  (access_tracking_perf_test);
 - \`memslot\`: create, map, move, create+delete and delete many memslots
   while the vCPUs run (memslot_perf_test, memslot_modification_stress_test);
 - \`mmu-stress\`: write all memory, reset the MMU, rewrite, make the host
@@ -737,8 +743,11 @@ thread), \`-r\` seed, \`--json\`, \`--baseline NAME[,NAME]\` and
 Baselines: \`exclusive\` (every fault under mmu_lock for write), \`floor\`
 (a bare radix table: the speed of light; populate, access and translate
 only), \`nofast\` and \`nosplit\` (dirty-log only: no lockless write
-faults, no eager split) and \`locked-aging\` (access only: aging under
-mmu_lock for write).  Every benchmark verifies what it touches (each vCPU owns one word
+faults, no eager split), \`locked-aging\` (access only: aging under
+mmu_lock for write), \`legacy\` (the legacy engine: every change under
+mmu_lock for write, reverse maps, lockless reverse-map aging; all but
+translate) and \`legacy-locked-aging\` (access only: the legacy engine
+aging under mmu_lock for write).  Every benchmark verifies what it touches (each vCPU owns one word
 of each page, written with a pattern of (gpa, generation, vCPU), checked
 on every read and through \`tdp_host_read\` at the end, plus a VM audit)
 and exits 1 on a mismatch; bad usage exits 2.

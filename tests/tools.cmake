@@ -119,12 +119,17 @@ if(TARGET tdpmmu_cli)
   add_test(NAME cli_bench_access_aging
            COMMAND tdpmmu_cli bench access -v 2 -b 8M
                    --baseline locked-aging --compare --json)
+  # aging while the vCPUs keep faulting, in the legacy engine with lockless
+  # and locked reverse-map aging (seed 002)
+  add_test(NAME cli_bench_access_legacy_fault
+           COMMAND tdpmmu_cli bench access -v 2 -b 8M
+                   --baseline legacy,legacy-locked-aging --compare --json)
   add_test(NAME cli_bench_fast_zap
            COMMAND tdpmmu_cli bench fast-zap -v 2 -b 64M -s 2m -i 3 --json)
   set_tests_properties(cli_bench_populate cli_bench_populate_compare
     cli_bench_access cli_bench_memslot cli_bench_mmu_stress cli_bench_translate
     cli_bench_dirty_log_wp cli_bench_dirty_log_dbit cli_bench_dirty_log_manual
-    cli_bench_access_aging cli_bench_fast_zap
+    cli_bench_access_aging cli_bench_access_legacy_fault cli_bench_fast_zap
     PROPERTIES PASS_REGULAR_EXPRESSION "${_bench_keys}" TIMEOUT 120)
   set_tests_properties(cli_bench_populate_compare PROPERTIES
     PASS_REGULAR_EXPRESSION "\"result\":\"pass\".*\"compare\":\\[{\"baseline\":\"exclusive\",\"ratios\":{[^}]*\"Populate memory\":.*\"baseline\":\"floor\"")
@@ -141,6 +146,8 @@ if(TARGET tdpmmu_cli)
     PASS_REGULAR_EXPRESSION "\"result\":\"pass\".*\"manual_protect\":true.*\"name\":\"Iteration 2 clear dirty log\".*\"clear_ms_avg\":")
   set_tests_properties(cli_bench_access_aging PROPERTIES
     PASS_REGULAR_EXPRESSION "\"result\":\"pass\".*\"impl\":\"tdp\".*\"name\":\"Mark memory idle\".*\"young_pct\":.*\"name\":\"Writing to idle memory\".*\"name\":\"Reading from idle memory\".*\"name\":\"Aging while vCPUs run\".*\"vcpu_accesses_per_s\":.*\"vcpu_rate_ratio\":.*\"impl\":\"locked-aging\".*\"compare\":\\[{\"baseline\":\"locked-aging\",\"ratios\":{[^}]*\"Mark memory idle\":.*\"vcpu_rate_ratios\":{\"Aging while vCPUs run\":")
+  set_tests_properties(cli_bench_access_legacy_fault PROPERTIES
+    PASS_REGULAR_EXPRESSION "\"result\":\"pass\".*\"impl\":\"tdp\".*\"name\":\"Aging while vCPUs fault\".*\"vcpu_faults_per_s\":[1-9].*\"name\":\"vCPUs fault without aging\".*\"vcpu_fault_rate_ratio\":.*\"impl\":\"legacy\".*\"impl\":\"legacy-locked-aging\".*\"fault_ms_per_pass\":.*\"compare\":\\[{\"baseline\":\"legacy\".*\"vcpu_fault_rate_ratios\":{\"Aging while vCPUs fault\":.*\"baseline\":\"legacy-locked-aging\"")
   set_tests_properties(cli_bench_fast_zap PROPERTIES
     PASS_REGULAR_EXPRESSION "\"bench\":\"fast-zap\",\"result\":\"pass\".*\"name\":\"Fast zap while vCPUs run\".*\"zapped_leaves_per_zap\":.*\"reload_us_p99\":.*\"summary\":{\"fast_zap_us_p50\":[0-9.e+-]+,\"fast_zap_us_p99\":[0-9.e+-]+,\"fast_zap_us_max\":[0-9.e+-]+,\"reload_us_p50\":[0-9.e+-]+,\"reload_us_p99\":[0-9.e+-]+,\"reload_us_max\":")
   # usage errors exit 2

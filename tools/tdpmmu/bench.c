@@ -80,7 +80,8 @@ static const char *const bench_help[BENCH_KINDS] = {
 			   "dirty_log_perf_test populate)",
 	[BENCH_ACCESS] = "populate, write and read populated memory, age it, "
 			 "write and read idle memory, aging while vCPUs run "
-			 "(access_tracking_perf_test)",
+			 "and while they fault (each zaps and refaults 2 MiB "
+			 "at a time) (access_tracking_perf_test)",
 	[BENCH_MEMSLOT] = "create, map, move, delete memslots while vCPUs run "
 			  "(memslot_perf_test, memslot_modification_stress)",
 	[BENCH_MMU_STRESS] = "write, reset the MMU, rewrite, read-only with "
@@ -660,22 +661,25 @@ static double phase_extra(const struct bench_phase *p, const char *key)
 }
 
 /* vCPU throughput in the phases where the vCPUs ran in the background of
- * a main-thread operation (aging, memslot changes): the baseline's rate
- * divided into tdp's (above 1: the vCPUs got more done under tdp). */
-static void print_vcpu_rates_text(struct bench *runs, unsigned n)
+ * a main-thread operation (aging, memslot changes), by extra @key
+ * (vCPU accesses or faults per second): the baseline's rate divided into
+ * tdp's (above 1: the vCPUs got more done under tdp).  Phases where tdp's
+ * rate is 0 (vCPUs that did not fault) are left out. */
+static void print_vcpu_rates_text(struct bench *runs, unsigned n,
+				  const char *key, const char *what)
 {
 	bool any = false;
 
 	for (unsigned i = 0; i < runs[0].nph; i++) {
 		const struct bench_phase *p = &runs[0].ph[i];
-		double a = phase_extra(p, "vcpu_accesses_per_s");
+		double a = phase_extra(p, key);
 
-		if (a < 0)
+		if (a <= 0)
 			continue;
 		if (!any) {
-			printf("== vCPU accesses/s in the background; ratio = "
+			printf("== vCPU %s/s in the background; ratio = "
 			       "%s / baseline ==\n",
-			       runs[0].impl->name);
+			       what, runs[0].impl->name);
 			printf("%-36s %12s", "phase", runs[0].impl->name);
 			for (unsigned k = 1; k < n; k++)
 				printf(" %12s %9s", runs[k].impl->name,
@@ -685,8 +689,8 @@ static void print_vcpu_rates_text(struct bench *runs, unsigned n)
 		}
 		printf("%-36.36s %12.4g", p->name, a);
 		for (unsigned k = 1; k < n; k++) {
-			double z = phase_extra(find_phase(&runs[k], p->name),
-					       "vcpu_accesses_per_s");
+			double z =
+				phase_extra(find_phase(&runs[k], p->name), key);
 
 			if (z > 0)
 				printf(" %12.4g %8.2fx", z, a / z);
@@ -723,7 +727,26 @@ static void print_compare_text(struct bench *runs, unsigned n)
 		}
 		printf("\n");
 	}
-	print_vcpu_rates_text(runs, n);
+	print_vcpu_rates_text(runs, n, "vcpu_accesses_per_s", "accesses");
+	print_vcpu_rates_text(runs, n, "vcpu_faults_per_s", "faults");
+}
+
+/* "phase":ratio members, tdp's extra @key over baseline @k's, for the
+ * phases where both are positive. */
+static void json_extra_ratios(struct bench *runs, unsigned k, const char *key)
+{
+	bool first = true;
+
+	for (unsigned i = 0; i < runs[0].nph; i++) {
+		const struct bench_phase *p = &runs[0].ph[i];
+		double a = phase_extra(p, key);
+		double z = phase_extra(find_phase(&runs[k], p->name), key);
+
+		if (a <= 0 || z <= 0)
+			continue;
+		printf("%s\"%s\":%.6g", first ? "" : ",", p->name, a / z);
+		first = false;
+	}
 }
 
 static void print_json(struct bench *runs, unsigned n, bool ok)
@@ -777,19 +800,9 @@ static void print_json(struct bench *runs, unsigned n, bool ok)
 			first = false;
 		}
 		printf("},\"vcpu_rate_ratios\":{");
-		first = true;
-		for (unsigned i = 0; i < runs[0].nph; i++) {
-			const struct bench_phase *p = &runs[0].ph[i];
-			double a = phase_extra(p, "vcpu_accesses_per_s");
-			double z = phase_extra(find_phase(&runs[k], p->name),
-					       "vcpu_accesses_per_s");
-
-			if (a < 0 || z <= 0)
-				continue;
-			printf("%s\"%s\":%.6g", first ? "" : ",", p->name,
-			       a / z);
-			first = false;
-		}
+		json_extra_ratios(runs, k, "vcpu_accesses_per_s");
+		printf("},\"vcpu_fault_rate_ratios\":{");
+		json_extra_ratios(runs, k, "vcpu_faults_per_s");
 		printf("}}");
 	}
 	printf("]}\n");

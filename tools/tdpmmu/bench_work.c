@@ -228,6 +228,81 @@ int bench_populate(struct bench *b)
 }
 
 /* ------------------------------------------------------------------ */
+/* vCPUs in the background of a main-thread operation                  */
+/* ------------------------------------------------------------------ */
+
+static bool bg_stop(struct bench *b)
+{
+	return atomic_load_explicit(&b->stop, memory_order_relaxed);
+}
+
+/* One background access of page @p of the vCPU's memory: read and verify
+ * its word and, on odd pages, write it back unchanged.  0, or the error
+ * of the access that failed (reported). */
+static int background_page(struct bench_vcpu *bv, uint64_t p)
+{
+	struct bench *b = bv->b;
+	uint64_t gpa = bv->gpa0 + p * BENCH_PAGE + bv->id * 8ull;
+	uint64_t want = bench_expect(gpa >> 12, bv->gen[p], bv->id);
+	uint64_t val;
+	int r = bench_access(bv, gpa, &val, false);
+
+	if (!r && val != want)
+		bench_mismatch(b, "guest read (background)", gpa, want, val);
+	if (!r && (p & 1))
+		r = bench_access(bv, gpa, &want, true);
+	if (r) {
+		bench_error(b, "guest access (background)", gpa, r);
+		return r;
+	}
+	bv->ops++;
+	return 0;
+}
+
+/* Read, verify and rewrite the vCPU's memory, round and round, until the
+ * main thread is done (access, memslot).  The memory stays mapped, so
+ * after the first round the vCPUs hardly fault. */
+static void vcpu_background(struct bench_vcpu *bv, void *arg)
+{
+	for (uint64_t p = 0; !bg_stop(bv->b);
+	     p = p + 1 < bv->npages ? p + 1 : 0)
+		if (background_page(bv, p))
+			return;
+}
+
+/* The guest memory a faulting vCPU has zapped at a time: 2 MiB, a host
+ * invalidation of one transparent huge page's worth. */
+#define REFAULT_CHUNK (2ull << 20)
+
+/* vCPUs that keep faulting (VM designs only): zap a chunk of the vCPU's
+ * memory (tdp_vm_zap_gfn_range, under mmu_lock for write as a host
+ * invalidation would be), then read, verify and rewrite every page of it,
+ * so the first access to each page faults and maps it again (mmu_lock for
+ * read in the TDP engine, for write in the legacy engine and with
+ * TDP_VM_EXCLUSIVE_FAULTS); then the next chunk, round and round.  At any
+ * time all but one chunk per vCPU is mapped. */
+static void vcpu_refault(struct bench_vcpu *bv, void *arg)
+{
+	struct bench *b = bv->b;
+	uint64_t step = REFAULT_CHUNK / BENCH_PAGE;
+
+	for (uint64_t c = 0; !bg_stop(b);
+	     c = c + step < bv->npages ? c + step : 0) {
+		uint64_t n = bv->npages - c < step ? bv->npages - c : step;
+		uint64_t gpa = bv->gpa0 + c * BENCH_PAGE;
+		int r = tdp_vm_zap_gfn_range(b->vm, 0, gpa, n * BENCH_PAGE);
+
+		if (r) {
+			bench_error(b, "zap (refault)", gpa, r);
+			return;
+		}
+		for (uint64_t p = c; p < c + n && !bg_stop(b); p++)
+			if (background_page(bv, p))
+				return;
+	}
+}
+
+/* ------------------------------------------------------------------ */
 /* access (access_tracking_perf_test)                                  */
 /* ------------------------------------------------------------------ */
 
@@ -324,32 +399,51 @@ enum access_step_kind {
 	STEP_NO_AGE_BUSY, /* the vCPUs run as long, without aging */
 };
 
+/* What the vCPUs do in the background of STEP_AGE_BUSY and
+ * STEP_NO_AGE_BUSY: run on mapped memory, or keep faulting. */
+enum access_bg { BG_RUN, BG_FAULT, BG_KINDS };
+
+static const bench_vcpu_fn access_bg_fn[BG_KINDS] = {
+	[BG_RUN] = vcpu_background,
+	[BG_FAULT] = vcpu_refault,
+};
+
 static const struct access_step {
 	const char *name;
 	enum access_step_kind kind;
 	bool aging; /* needs Accessed bits (not the floor) */
+	enum access_bg bg;
 } access_steps[] = {
-	{"Populating memory", STEP_POPULATE, false},
-	{"Writing to populated memory", STEP_WRITE, false},
-	{"Reading from populated memory", STEP_READ, false},
-	{"Mark memory idle", STEP_AGE, true},
-	{"Writing to idle memory", STEP_WRITE, true},
-	{"Reading from idle memory", STEP_READ, true},
-	{"Mark memory idle again", STEP_AGE, true},
-	{"Aging while vCPUs run", STEP_AGE_BUSY, true},
-	{"vCPUs run without aging", STEP_NO_AGE_BUSY, true},
+	{"Populating memory", STEP_POPULATE, false, BG_RUN},
+	{"Writing to populated memory", STEP_WRITE, false, BG_RUN},
+	{"Reading from populated memory", STEP_READ, false, BG_RUN},
+	{"Mark memory idle", STEP_AGE, true, BG_RUN},
+	{"Writing to idle memory", STEP_WRITE, true, BG_RUN},
+	{"Reading from idle memory", STEP_READ, true, BG_RUN},
+	{"Mark memory idle again", STEP_AGE, true, BG_RUN},
+	{"Aging while vCPUs run", STEP_AGE_BUSY, true, BG_RUN},
+	{"vCPUs run without aging", STEP_NO_AGE_BUSY, true, BG_RUN},
+	/* seed 002's case: vCPU faults contend with aging for mmu_lock */
+	{"Aging while vCPUs fault", STEP_AGE_BUSY, true, BG_FAULT},
+	{"vCPUs fault without aging", STEP_NO_AGE_BUSY, true, BG_FAULT},
 };
 
-/* vCPUs in the background: read, verify and rewrite their memory until
- * the main thread is done (bench_memslot's too). */
-static void vcpu_background(struct bench_vcpu *bv, void *arg);
+/* Faults per second of the vCPUs over a background phase. */
+static void add_fault_rate(struct bench_phase *p)
+{
+	bench_phase_extra(p, "vcpu_faults_per_s",
+			  p->wall_ns ? (double)p->d.pf_fixed * 1e9 /
+					       (double)p->wall_ns
+				     : 0);
+}
 
 int bench_access_run(struct bench *b)
 {
 	uint16_t gen = 0;
 	char name[96];
-	struct bench_phase *idle = NULL, *busy = NULL, *nobusy = NULL;
-	uint64_t busy_ns = 0;
+	struct bench_phase *idle = NULL, *busy[BG_KINDS] = {0},
+			   *nobusy[BG_KINDS] = {0};
+	uint64_t busy_ns[BG_KINDS] = {0};
 
 	measure_tick_overhead();
 	host_prefault(b);
@@ -389,17 +483,20 @@ int bench_access_run(struct bench *b)
 				 * vCPUs are running through whole passes */
 				ap.min_passes = 2;
 				ap.min_ns = 200000000ull;
-				p = age_phase(b, name, vcpu_background, &ap);
-				busy_ns = p->wall_ns;
-				if (!busy)
-					busy = p;
+				p = age_phase(b, name, access_bg_fn[st->bg],
+					      &ap);
+				add_fault_rate(p);
+				busy_ns[st->bg] = p->wall_ns;
+				if (!busy[st->bg])
+					busy[st->bg] = p;
 				break;
 			case STEP_NO_AGE_BUSY:
-				p = bench_phase_run(b, name, "page",
-						    vcpu_background, NULL,
-						    main_idle, &busy_ns);
-				if (!nobusy)
-					nobusy = p;
+				p = bench_phase_run(
+					b, name, "page", access_bg_fn[st->bg],
+					NULL, main_idle, &busy_ns[st->bg]);
+				add_fault_rate(p);
+				if (!nobusy[st->bg])
+					nobusy[st->bg] = p;
 				break;
 			}
 			if (atomic_load(&b->errors) ||
@@ -410,9 +507,10 @@ int bench_access_run(struct bench *b)
 	if (!b->vm) {
 		b->note = "Aging phases: not run (the floor has no Accessed "
 			  "bits)";
-	} else if (idle && busy && nobusy) {
-		double a = phase_extra_val(busy, "vcpu_accesses_per_s");
-		double z = phase_extra_val(nobusy, "vcpu_accesses_per_s");
+	} else if (idle && busy[BG_RUN] && nobusy[BG_RUN]) {
+		double a = phase_extra_val(busy[BG_RUN], "vcpu_accesses_per_s");
+		double z =
+			phase_extra_val(nobusy[BG_RUN], "vcpu_accesses_per_s");
 
 		bench_summary(b, "idle_ms", "Mark memory idle, ms per pass",
 			      (double)idle->wall_ns / 1e6);
@@ -421,7 +519,7 @@ int bench_access_run(struct bench *b)
 			      phase_extra_val(idle, "young_pct"));
 		bench_summary(b, "busy_ms_per_pass",
 			      "Aging while vCPUs run, ms per pass",
-			      phase_extra_val(busy, "ms_per_pass"));
+			      phase_extra_val(busy[BG_RUN], "ms_per_pass"));
 		bench_summary(b, "vcpu_rate_aging",
 			      "vCPU accesses/s during aging", a);
 		bench_summary(b, "vcpu_rate_no_aging",
@@ -429,6 +527,29 @@ int bench_access_run(struct bench *b)
 		bench_summary(b, "vcpu_rate_ratio",
 			      "vCPU throughput during aging / without",
 			      z > 0 ? a / z : 0);
+	}
+	if (b->vm && busy[BG_FAULT] && nobusy[BG_FAULT]) {
+		const struct bench_phase *fa = busy[BG_FAULT],
+					 *fz = nobusy[BG_FAULT];
+		double a = phase_extra_val(fa, "vcpu_faults_per_s");
+		double z = phase_extra_val(fz, "vcpu_faults_per_s");
+		double aa = phase_extra_val(fa, "vcpu_accesses_per_s");
+		double za = phase_extra_val(fz, "vcpu_accesses_per_s");
+
+		bench_summary(b, "fault_ms_per_pass",
+			      "Aging while vCPUs fault, ms per pass",
+			      phase_extra_val(fa, "ms_per_pass"));
+		bench_summary(b, "vcpu_faults_aging",
+			      "vCPU faults/s during aging", a);
+		bench_summary(b, "vcpu_faults_no_aging",
+			      "vCPU faults/s without aging", z);
+		bench_summary(b, "vcpu_fault_rate_ratio",
+			      "vCPU faults/s during aging / without",
+			      z > 0 ? a / z : 0);
+		bench_summary(b, "fault_vcpu_rate_ratio",
+			      "Faulting vCPUs' accesses/s during aging / "
+			      "without",
+			      za > 0 ? aa / za : 0);
 	}
 	return finish(b);
 }
@@ -530,31 +651,6 @@ static int set_slot(struct bench *b, unsigned id, uint64_t gpa, uint64_t hva,
 		.slot = id, .gpa = gpa, .hva = hva, .size = size};
 
 	return tdp_vm_set_memslot(b->vm, &s);
-}
-
-static void vcpu_background(struct bench_vcpu *bv, void *arg)
-{
-	struct bench *b = bv->b;
-
-	for (uint64_t p = 0;
-	     !atomic_load_explicit(&b->stop, memory_order_relaxed);
-	     p = p + 1 < bv->npages ? p + 1 : 0) {
-		uint64_t gpa = bv->gpa0 + p * BENCH_PAGE + bv->id * 8ull;
-		uint64_t want = bench_expect(gpa >> 12, bv->gen[p], bv->id);
-		uint64_t val;
-		int r = bench_access(bv, gpa, &val, false);
-
-		if (!r && val != want)
-			bench_mismatch(b, "guest read (background)", gpa, want,
-				       val);
-		if (!r && (p & 1))
-			r = bench_access(bv, gpa, &want, true);
-		if (r) {
-			bench_error(b, "guest access (background)", gpa, r);
-			return;
-		}
-		bv->ops++;
-	}
 }
 
 static int main_create(struct bench *b, struct bench_phase *p, void *arg)
