@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 #include "helpers.h"
 
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -88,4 +91,59 @@ int __wrap_tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
 	if (!c.engine && !(c.flags & TDP_VM_CONFIDENTIAL))
 		c.engine = TDP_ENGINE_LEGACY;
 	return __real_tdp_vm_create(h, &c, out);
+}
+
+void th_run_child(int (*fn)(int), int arg, unsigned secs, struct th_child *r)
+{
+	FILE *f = tmpfile();
+	pid_t pid;
+	size_t n;
+
+	assert_non_null(f);
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		dup2(fileno(f), 2);
+		alarm(secs);
+		_exit(fn(arg));
+	}
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &r->status, 0), pid);
+	rewind(f);
+	n = fread(r->err, 1, sizeof(r->err) - 1, f);
+	r->err[n] = 0;
+	fclose(f);
+}
+
+bool th_child_clean(const struct th_child *r)
+{
+	return WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0;
+}
+
+bool th_child_aborted_with(const struct th_child *r, const char *msg)
+{
+	return WIFSIGNALED(r->status) && WTERMSIG(r->status) == SIGABRT &&
+	       strstr(r->err, msg);
+}
+
+bool th_child_asan_report(const struct th_child *r)
+{
+	return !th_child_clean(r) && strstr(r->err, "AddressSanitizer");
+}
+
+void th_child_describe(const char *what, const struct th_child *r)
+{
+	char line[200] = "";
+	const char *bug = strstr(r->err, "tdpmmu BUG");
+
+	if (!bug)
+		bug = strstr(r->err, "ERROR: AddressSanitizer");
+	if (bug)
+		sscanf(bug, "%199[^\n]", line);
+	if (WIFSIGNALED(r->status))
+		print_message("%s: child killed by signal %d %s\n", what,
+			      WTERMSIG(r->status), line);
+	else
+		print_message("%s: child exit %d %s\n", what,
+			      WEXITSTATUS(r->status), line);
 }

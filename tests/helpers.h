@@ -5,6 +5,7 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
@@ -31,5 +32,26 @@ void ev_wait(struct event *e);
 
 /* xorshift64* PRNG */
 uint64_t th_rand(uint64_t *state);
+
+/* A forked child that runs one scenario, typically one that must abort.
+ * Fork before the test process has RCU helper threads (the child would
+ * not have them): such tests run first in their suite. */
+struct th_child {
+	int status;	/* as waitpid reports it */
+	char err[4096]; /* the head of the child's stderr */
+};
+/* Run @fn(@arg) in a child, killed after @secs (a livelock counts as a
+ * failure too); its exit code is what @fn returns. */
+void th_run_child(int (*fn)(int), int arg, unsigned secs,
+		  struct th_child *r);
+/* Exit code 0. */
+bool th_child_clean(const struct th_child *r);
+/* Killed by SIGABRT with @msg in its stderr. */
+bool th_child_aborted_with(const struct th_child *r, const char *msg);
+/* A sanitizer report (the Debug builds have the injections too, so a use
+ * after free may be reported by ASan before any assertion). */
+bool th_child_asan_report(const struct th_child *r);
+/* Print how the child ended and its first BUG or sanitizer line. */
+void th_child_describe(const char *what, const struct th_child *r);
 
 #endif

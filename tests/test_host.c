@@ -1839,28 +1839,30 @@ static void test_gup(void **state)
 	tdp_host_destroy(h);
 }
 
+static int destroy_with_notifier(int unused)
+{
+	struct tdp_host *h = NULL;
+	static struct rec r;
+
+	(void)unused;
+	if (tdp_host_create(NULL, &h))
+		return 3;
+	r.n.ops = &rec_ops;
+	host_notifier_register(h, &r.n);
+	tdp_host_destroy(h); /* must abort */
+	return 0;
+}
+
 static void test_destroy_with_notifier(void **state)
 {
-	pid_t pid = fork();
-	int status;
+	struct th_child c;
 
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		struct tdp_host *h = NULL;
-		static struct rec r;
-
-		if (tdp_host_create(NULL, &h))
-			_exit(3);
-		r.n.ops = &rec_ops;
-		host_notifier_register(h, &r.n);
-		if (!freopen("/dev/null", "w", stderr))
-			_exit(4);
-		tdp_host_destroy(h); /* must abort */
-		_exit(0);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFSIGNALED(status));
-	assert_int_equal(WTERMSIG(status), SIGABRT);
+	(void)state;
+	th_run_child(destroy_with_notifier, 0, 10, &c);
+	if (!WIFSIGNALED(c.status) || WTERMSIG(c.status) != SIGABRT)
+		th_child_describe("destroy with a notifier", &c);
+	assert_true(WIFSIGNALED(c.status));
+	assert_int_equal(WTERMSIG(c.status), SIGABRT);
 }
 
 /* ------------------------------------------------------------------ */

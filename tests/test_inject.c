@@ -86,23 +86,18 @@ static void touch(struct tdp_vcpu *v, uint64_t gpa)
 	CHECK(!tdp_vcpu_write(v, gpa, b, sizeof(b)));
 }
 
-/* Run @fn(@inject) in a child; return its exit code, or DETECTED if it
- * died (abort, sanitizer, time limit). */
+/* Run @fn(@inject) in a child: CLEAN only for a clean exit; anything
+ * else (our oracle's code, a sanitizer's exit code, a signal, the time
+ * limit: a livelock is a detection too) is DETECTED. */
 static int run_child(int (*fn)(int), int inject)
 {
-	pid_t pid = fork();
-	int st;
+	struct th_child c;
 
-	if (pid == 0) {
-		alarm(8); /* a livelock is a detection too */
-		_exit(fn(inject));
-	}
-	assert_true(pid > 0);
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	/* CLEAN only for a clean exit; anything else (our oracle's code, a
-	 * sanitizer's exit code, a signal) is a detection */
-	if (WIFEXITED(st) && WEXITSTATUS(st) == CLEAN)
+	th_run_child(fn, inject, 8, &c);
+	if (th_child_clean(&c))
 		return CLEAN;
+	if (inject == INJ_NONE)
+		th_child_describe("without an injection", &c);
 	return DETECTED;
 }
 

@@ -313,25 +313,26 @@ static void test_lockless_aging_vs_zaps(void **state)
 }
 
 #if TDP_INJECT_AVAILABLE
-/* Run the aging race with @inject in a child; true if it was caught (the
- * child died, or aging missed young pages, or the audit complained). */
+/* The aging race with @inject: 42 if aging missed young pages or the
+ * audit complained. */
+static int aging_race_child(int inject)
+{
+	struct env e;
+	struct race r = { 0 };
+
+	env_init(&e, TDP_VM_NO_FAST_FAULT, TDP_PAGE_SIZE, inject);
+	touch_all(&e, 1);
+	run_aging_race(&e, &r, 5000);
+	return r.missed || tdp_vm_audit(e.vm, NULL, 0) ? 42 : 0;
+}
+
+/* Caught: the child died, or its oracle said so. */
 static bool caught(int inject)
 {
-	pid_t pid = fork();
-	int st;
+	struct th_child c;
 
-	if (pid == 0) {
-		struct env e;
-		struct race r = { 0 };
-
-		alarm(60);
-		env_init(&e, TDP_VM_NO_FAST_FAULT, TDP_PAGE_SIZE, inject);
-		touch_all(&e, 1);
-		run_aging_race(&e, &r, 5000);
-		_exit(r.missed || tdp_vm_audit(e.vm, NULL, 0) ? 42 : 0);
-	}
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	return !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	th_run_child(aging_race_child, inject, 60, &c);
+	return !th_child_clean(&c);
 }
 
 static void test_inject_rmap(void **state)

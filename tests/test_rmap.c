@@ -502,71 +502,6 @@ static void test_writer_waits_for_reader(void **s)
 #define CLEAN	 0
 #define DETECTED 42
 
-struct child_result {
-	int status;
-	char err[4096]; /* the child's stderr (head) */
-};
-
-/* Run @fn(@arg) in a child with a time limit; collect its status and
- * stderr. */
-static void run_child(int (*fn)(int), int arg, unsigned secs,
-		      struct child_result *r)
-{
-	FILE *f = tmpfile();
-	pid_t pid;
-	size_t n;
-
-	assert_non_null(f);
-	fflush(NULL);
-	pid = fork();
-	if (pid == 0) {
-		dup2(fileno(f), 2);
-		alarm(secs);
-		_exit(fn(arg));
-	}
-	assert_true(pid > 0);
-	assert_int_equal(waitpid(pid, &r->status, 0), pid);
-	rewind(f);
-	n = fread(r->err, 1, sizeof(r->err) - 1, f);
-	r->err[n] = 0;
-	fclose(f);
-}
-
-static bool child_clean(const struct child_result *r)
-{
-	return WIFEXITED(r->status) && WEXITSTATUS(r->status) == CLEAN;
-}
-
-static bool child_aborted_with(const struct child_result *r, const char *msg)
-{
-	return WIFSIGNALED(r->status) && WTERMSIG(r->status) == SIGABRT &&
-	       strstr(r->err, msg);
-}
-
-/* The Debug ASan build has the injections too: a use after free is then
- * reported by ASan (exit 1, or abort with abort_on_error=1). */
-static bool asan_report(const struct child_result *r)
-{
-	return !child_clean(r) && strstr(r->err, "AddressSanitizer");
-}
-
-static void describe(const char *what, const struct child_result *r)
-{
-	char line[200] = "";
-	const char *bug = strstr(r->err, "tdpmmu BUG");
-
-	if (!bug)
-		bug = strstr(r->err, "ERROR: AddressSanitizer");
-	if (bug)
-		sscanf(bug, "%199[^\n]", line);
-	if (WIFSIGNALED(r->status))
-		print_message("%s: child killed by signal %d %s\n", what,
-			      WTERMSIG(r->status), line);
-	else
-		print_message("%s: child exit %d %s\n", what,
-			      WEXITSTATUS(r->status), line);
-}
-
 /* ---- the locked walker asserts that entries are present ------------ */
 
 /* @arg: bits 0-7 the rmap size, bit 8: zap one entry first. */
@@ -610,18 +545,18 @@ static int sc_locked_walk(int arg)
 static void test_locked_walker_asserts(void **s)
 {
 	unsigned sizes[] = {1, 2, CAP + 1, 3 * CAP};
-	struct child_result r;
+	struct th_child r;
 
 	(void)s;
 	for (unsigned k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
-		run_child(sc_locked_walk, (int)sizes[k], 10, &r);
-		if (!child_clean(&r))
-			describe("control", &r);
-		assert_true(child_clean(&r));
-		run_child(sc_locked_walk, (int)sizes[k] | 0x100, 10, &r);
-		if (!child_aborted_with(&r, "is not present"))
-			describe("zapped entry", &r);
-		assert_true(child_aborted_with(&r, "is not present"));
+		th_run_child(sc_locked_walk, (int)sizes[k], 10, &r);
+		if (!th_child_clean(&r))
+			th_child_describe("control", &r);
+		assert_true(th_child_clean(&r));
+		th_run_child(sc_locked_walk, (int)sizes[k] | 0x100, 10, &r);
+		if (!th_child_aborted_with(&r, "is not present"))
+			th_child_describe("zapped entry", &r);
+		assert_true(th_child_aborted_with(&r, "is not present"));
 	}
 }
 
@@ -910,21 +845,21 @@ static int sc_race(int inject)
 
 static void test_inject_lockless_assert(void **s)
 {
-	struct child_result r;
+	struct th_child r;
 
 	(void)s;
 	if (!TDP_INJECT_AVAILABLE) {
 		print_message("bug injection not compiled in: skipped\n");
 		return;
 	}
-	run_child(sc_race, INJ_RMAP_LOCKLESS_ASSERT, 20, &r);
-	describe("rmap-lockless-assert", &r);
-	assert_true(child_aborted_with(&r, "is not present"));
+	th_run_child(sc_race, INJ_RMAP_LOCKLESS_ASSERT, 20, &r);
+	th_child_describe("rmap-lockless-assert", &r);
+	assert_true(th_child_aborted_with(&r, "is not present"));
 }
 
 static void test_inject_unlocked_update(void **s)
 {
-	struct child_result r;
+	struct th_child r;
 	bool caught;
 
 	(void)s;
@@ -932,8 +867,8 @@ static void test_inject_unlocked_update(void **s)
 		print_message("bug injection not compiled in: skipped\n");
 		return;
 	}
-	run_child(sc_race, INJ_RMAP_UNLOCKED_UPDATE, 20, &r);
-	describe("rmap-unlocked-update", &r);
+	th_run_child(sc_race, INJ_RMAP_UNLOCKED_UPDATE, 20, &r);
+	th_child_describe("rmap-unlocked-update", &r);
 	/* an assertion of the walkers (head changed under the read-only
 	 * lock, a freed descriptor, a garbage pointer), a fault, or the
 	 * aging thread's oracle; not a time-out */
@@ -941,7 +876,7 @@ static void test_inject_unlocked_update(void **s)
 					    WTERMSIG(r.status) == SIGSEGV ||
 					    WTERMSIG(r.status) == SIGBUS)) ||
 		 (WIFEXITED(r.status) && WEXITSTATUS(r.status) == DETECTED) ||
-		 asan_report(&r);
+		 th_child_asan_report(&r);
 	assert_true(caught);
 }
 
@@ -984,16 +919,16 @@ static int sc_walk_freed(int inject)
 
 static void test_inject_unlocked_update_walk(void **s)
 {
-	struct child_result r;
+	struct th_child r;
 
 	(void)s;
 	if (!TDP_INJECT_AVAILABLE) {
 		print_message("bug injection not compiled in: skipped\n");
 		return;
 	}
-	run_child(sc_walk_freed, INJ_RMAP_UNLOCKED_UPDATE, 10, &r);
-	describe("rmap-unlocked-update (walk a freed descriptor)", &r);
-	assert_true(child_aborted_with(&r, "rmap") || asan_report(&r));
+	th_run_child(sc_walk_freed, INJ_RMAP_UNLOCKED_UPDATE, 10, &r);
+	th_child_describe("rmap-unlocked-update (walk a freed descriptor)", &r);
+	assert_true(th_child_aborted_with(&r, "rmap") || th_child_asan_report(&r));
 }
 
 int main(void)

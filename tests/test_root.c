@@ -499,31 +499,24 @@ static void test_held_root_survives_zap(void **state)
 
 /* The last put of a VALID root is a bug the library catches (root.h: "A
  * valid root can never reach zero"). */
+static int last_put_of_valid_root(int unused)
+{
+	struct mmu_fixture *f = fixture_new(4);
+	struct tdp_pt_page *a = get_root(f, 0, 4);
+
+	(void)unused;
+	put_root(f, a);
+	put_root(f, a); /* drops the MMU's reference */
+	return 0;
+}
+
 static void test_last_put_of_valid_root_aborts(void **state)
 {
-	pid_t pid;
-	int status;
+	struct th_child c;
 
 	(void)state;
-	fflush(NULL);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		struct mmu_fixture *f;
-		struct tdp_pt_page *a;
-
-		/* quiet child: only the abort matters */
-		if (!freopen("/dev/null", "w", stderr))
-			_exit(3);
-		f = fixture_new(4);
-		a = get_root(f, 0, 4);
-		put_root(f, a);
-		put_root(f, a); /* drops the MMU's reference */
-		_exit(0);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFSIGNALED(status));
-	assert_int_equal(WTERMSIG(status), SIGABRT);
+	th_run_child(last_put_of_valid_root, 0, 10, &c);
+	assert_true(th_child_aborted_with(&c, "last put of a valid root"));
 }
 
 /* ------------------------------------------------------------------ */

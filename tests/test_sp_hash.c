@@ -7,12 +7,8 @@
  * the rule's message): one valid page per key, the write lock, no free of
  * a page still in the hash, no destroy of a non-empty hash.
  */
-#include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "helpers.h"
 #include "lock.h"
@@ -154,7 +150,8 @@ static void test_obsolete(void **state)
 
 enum rule { TWO_VALID, READ_LOCKED_FIND, FREE_IN_HASH, DESTROY_NONEMPTY };
 
-static void break_rule(enum rule r)
+/* The child: returns only if the rule held. */
+static int break_rule(int r)
 {
 	struct env *e = malloc(sizeof(*e));
 	struct tdp_pt_page *sp;
@@ -162,7 +159,7 @@ static void break_rule(enum rule r)
 	env_init(e);
 	sp = page(e, 1024, 1, 1);
 	sp_hash_add(&e->h, sp);
-	switch (r) {
+	switch ((enum rule)r) {
 	case TWO_VALID:
 		sp_hash_add(&e->h, page(e, 1024, 1, 1));
 		break;
@@ -179,33 +176,18 @@ static void break_rule(enum rule r)
 		sp_hash_destroy(&e->h);
 		break;
 	}
+	return 0;
 }
 
 static void expect_abort(enum rule r, const char *msg)
 {
-	FILE *f = tmpfile();
-	char err[4096];
-	size_t n;
-	pid_t pid;
-	int st;
+	struct th_child c;
 
-	assert_non_null(f);
-	fflush(NULL);
-	pid = fork();
-	if (pid == 0) {
-		dup2(fileno(f), 2);
-		alarm(10);
-		break_rule(r);
-		_exit(0);
+	th_run_child(break_rule, r, 10, &c);
+	if (!th_child_aborted_with(&c, msg)) {
+		th_child_describe("rule", &c);
+		fail_msg("rule %d: expected an abort with \"%s\"", r, msg);
 	}
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	rewind(f);
-	n = fread(err, 1, sizeof(err) - 1, f);
-	err[n] = 0;
-	fclose(f);
-	if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGABRT || !strstr(err, msg))
-		fail_msg("rule %d: expected an abort with \"%s\"; got status "
-			 "%#x, stderr:\n%s", r, msg, st, err);
 }
 
 static void test_rules(void **state)
