@@ -1292,13 +1292,17 @@ enum refuse {
 	REFUSE_NORMAL,	/* punch_hole: pages that are not guest-private */
 };
 
-/* Write-lock @h and check that [hva, hva+len) is mapped (-ENOENT) and has
- * no page that @refuse names (-EPERM).  On error the lock is not held. */
+/* Check that [hva, hva+len) is a page range (-EINVAL), write-lock @h and
+ * check that the range is mapped (-ENOENT) and has no page that @refuse
+ * names (-EPERM).  On error the lock is not held. */
 static int lock_covered(struct tdp_host *h, uint64_t hva, uint64_t len,
 			enum refuse refuse)
 {
-	int ret = mmap_write_lock(h);
+	int ret = check_page_range(h, hva, len);
 
+	if (ret)
+		return ret;
+	ret = mmap_write_lock(h);
 	if (ret)
 		return ret;
 	if (!range_covered(h, hva, hva + len))
@@ -1315,11 +1319,7 @@ int tdp_host_munmap(struct tdp_host *h, uint64_t hva, uint64_t len)
 {
 	uint64_t end = hva + len, s = hva, e = end;
 	bool priv;
-	int ret = check_page_range(h, hva, len);
-
-	if (ret)
-		return ret;
-	ret = lock_covered(h, hva, len, REFUSE_NONE);
+	int ret = lock_covered(h, hva, len, REFUSE_NONE);
 	if (ret)
 		return ret;
 	ret = vma_reserve(h, 2);
@@ -1358,11 +1358,7 @@ static int punch_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte, void *arg)
 int tdp_host_punch_hole(struct tdp_host *h, uint64_t hva, uint64_t len)
 {
 	uint64_t end = hva + len, s = hva, e = end;
-	int ret = check_page_range(h, hva, len);
-
-	if (ret)
-		return ret;
-	ret = lock_covered(h, hva, len, REFUSE_NORMAL);
+	int ret = lock_covered(h, hva, len, REFUSE_NORMAL);
 	if (ret)
 		return ret;
 	widen_to_folios(h, &s, &e);
@@ -1394,10 +1390,8 @@ int tdp_host_mprotect(struct tdp_host *h, uint64_t hva, uint64_t len,
 {
 	uint64_t end = hva + len, s = hva, e = end;
 	bool notify;
-	int ret = check_page_range(h, hva, len);
+	int ret;
 
-	if (ret)
-		return ret;
 	if (prot & ~PROT_ALL)
 		return -EINVAL;
 	ret = lock_covered(h, hva, len, REFUSE_PRIVATE);
@@ -1428,11 +1422,7 @@ out:
 int tdp_host_split(struct tdp_host *h, uint64_t hva, uint64_t len)
 {
 	uint64_t end = hva + len, s = hva, e = end;
-	int ret = check_page_range(h, hva, len);
-
-	if (ret)
-		return ret;
-	ret = lock_covered(h, hva, len, REFUSE_PRIVATE);
+	int ret = lock_covered(h, hva, len, REFUSE_PRIVATE);
 	if (ret)
 		return ret;
 	widen_to_folios(h, &s, &e);
@@ -1571,11 +1561,7 @@ int tdp_host_migrate(struct tdp_host *h, uint64_t hva, uint64_t len)
 {
 	uint64_t end = hva + len, s = hva, e = end;
 	struct plan pl;
-	int ret = check_page_range(h, hva, len);
-
-	if (ret)
-		return ret;
-	ret = lock_covered(h, hva, len, REFUSE_PRIVATE);
+	int ret = lock_covered(h, hva, len, REFUSE_PRIVATE);
 	if (ret)
 		return ret;
 	ret = plan_build(h, &pl, hva, end, true);
@@ -1641,11 +1627,7 @@ int tdp_host_swap_out(struct tdp_host *h, uint64_t hva, uint64_t len)
 {
 	uint64_t end = hva + len, s = hva, e = end;
 	struct plan pl;
-	int ret = check_page_range(h, hva, len);
-
-	if (ret)
-		return ret;
-	ret = lock_covered(h, hva, len, REFUSE_PRIVATE);
+	int ret = lock_covered(h, hva, len, REFUSE_PRIVATE);
 	if (ret)
 		return ret;
 	ret = plan_build(h, &pl, hva, end, false);
