@@ -283,7 +283,9 @@ struct tdp_vm_config {
  *    of invalidated roots run in parallel under mmu_lock held for read,
  *    with atomic entry updates; zaps and aging walk the trees.
  *  - TDP_ENGINE_LEGACY: KVM's older MMU (tdp_mmu=N), for comparisons:
- *    every change of an entry runs under mmu_lock held for write; each
+ *    every change of an entry runs under mmu_lock held for write (vCPUs
+ *    load and drop roots under it too); tables are kept in a hash table
+ *    of shadow pages by (gfn, role), where vCPUs find their roots; each
  *    leaf is kept in a per-memslot reverse map, through which host
  *    invalidations, zaps of gfn ranges, dirty logging and aging reach
  *    leaves; aging walks the reverse maps without mmu_lock (a read-only
