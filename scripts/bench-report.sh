@@ -6,39 +6,76 @@
 # is reported: the machine may be shared.  Run by `make bench-report`.
 #
 # usage: scripts/bench-report.sh BUILD_DIR      (e.g. build/release)
+#
+# Environment: REPS (runs per measurement, default 3); SCALE (default 1)
+# divides every -b size by SCALE, for a quick dry run of the script
+# (\`REPS=1 SCALE=16 scripts/bench-report.sh build/release\`): its document
+# says so at the top, and is not one to commit.
 set -euo pipefail
 
 BUILD=${1:?usage: bench-report.sh BUILD_DIR}
 CLI=$BUILD/tdpmmu
 REPS=${REPS:-3}
+SCALE=${SCALE:-1}
 DOC=docs/benchmarks.md
 IMG=docs/img
 TMP=$(mktemp -d /tmp/bench-report.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 mkdir -p "$IMG"
 [ -x "$CLI" ] || { echo "bench-report: $CLI not built" >&2; exit 1; }
+[[ $REPS =~ ^[1-9][0-9]*$ && $SCALE =~ ^[1-9][0-9]*$ ]] ||
+	{ echo "bench-report: REPS and SCALE must be positive integers" >&2; exit 2; }
 t_start=$(date +%s)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 log() { echo "bench-report: $*" >&2; }
 
-# run NAME ARGS...: REPS runs of `tdpmmu bench ARGS --json` into
-# $TMP/NAME.N.json; a failed (unverified) run stops the report.
-run() {
-	local name=$1; shift
-	for i in $(seq 1 "$REPS"); do
-		log "$name ($i/$REPS): tdpmmu bench $*"
-		"$CLI" bench "$@" --json > "$TMP/$name.$i.json" ||
-			{ log "FAILED: tdpmmu bench $*"; exit 1; }
+# scaled ARGS...: the bench arguments, one a line, with the size after -b
+# divided by SCALE, rounded down to a granule (1 GiB with 1 GiB folios,
+# 64 MiB for memslot, else 2 MiB) and at least one granule
+scaled() {
+	local a prev='' g=2
+	case " $* " in
+	*" -s 1g "*) g=1024 ;;
+	*" memslot "*) g=64 ;;
+	esac
+	for a in "$@"; do
+		if [ "$prev" = -b ] && [ "$SCALE" != 1 ]; then
+			a=$(awk -v s="$a" -v k="$SCALE" -v g="$g" 'BEGIN {
+				m = s ~ /[Gg]$/ ? s * 1024 : s + 0
+				m = int(m / k / g) * g
+				printf "%dM", m < g ? g : m }')
+		fi
+		printf '%s\n' "$a"
+		prev=$a
 	done
+}
+
+# run NAME ARGS...: REPS runs of `tdpmmu bench ARGS --json` into
+# $TMP/NAME.N.json, the command line (scaled) into $TMP/NAME.cmd; a
+# failed (unverified) run stops the report.
+run() {
+	local name=$1 args; shift
+	mapfile -t args < <(scaled "$@")
+	echo "tdpmmu bench ${args[*]}" > "$TMP/$name.cmd"
+	for i in $(seq 1 "$REPS"); do
+		log "$name ($i/$REPS): tdpmmu bench ${args[*]}"
+		"$CLI" bench "${args[@]}" --json > "$TMP/$name.$i.json" ||
+			{ log "FAILED: tdpmmu bench ${args[*]}"; exit 1; }
+	done
+}
+
+# vals NAME JQ-EXPR: a number from each repetition, sorted
+vals() {
+	local name=$1 expr=$2
+	for i in $(seq 1 "$REPS"); do
+		jq -r "$expr" "$TMP/$name.$i.json"
+	done | sort -g
 }
 
 # med NAME JQ-EXPR: median over the repetitions of a number from each run
 med() {
-	local name=$1 expr=$2
-	for i in $(seq 1 "$REPS"); do
-		jq -r "$expr" "$TMP/$name.$i.json"
-	done | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+	vals "$1" "$2" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
 
 # phase NAME IMPL PHASE FIELD: median of a phase's field for one design
@@ -251,8 +288,9 @@ else
 	perf_ok=2
 fi
 profile() { # profile NAME ARGS...: top symbols of a run
-	local name=$1; shift
-	perf record -q -e cpu-clock -o "$TMP/$name.data" "$CLI" bench "$@" > /dev/null 2>&1 || true
+	local name=$1 args; shift
+	mapfile -t args < <(scaled "$@")
+	perf record -q -e cpu-clock -o "$TMP/$name.data" "$CLI" bench "${args[@]}" > /dev/null 2>&1 || true
 	perf report -i "$TMP/$name.data" --stdio --no-children --sort dso,symbol \
 		2> /dev/null | sed -e 's/[ -]*$//' |
 		grep -E '^ +[0-9]' | head -n 25 > "$TMP/$name.top" || true
@@ -360,6 +398,7 @@ $(date -u +%Y-%m-%d) from commit $(git rev-parse --short HEAD 2>/dev/null || ech
 Release build (\`$BUILD\`, TDP_INJECT off).  Every number is the median
 of $REPS runs; the whole report took ${t_total} s.  The machine may be
 shared with other work, so expect noise of several percent.
+$([ "$SCALE" = 1 ] || printf '\n**Dry run (SCALE=%s)**: every -b size was divided by %s, so the sizes\nthe text states are not the ones measured.  Do not commit this page.\n' "$SCALE" "$SCALE")
 
 ## Machine
 
