@@ -4,12 +4,15 @@
 # ratios, perf profiles where a target is missed) and docs/img/*.png
 # (gnuplot).  Each measurement runs REPS times (default 3) and the median
 # is reported: the machine may be shared.  Run by `make bench-report`.
+# On 2 cores the whole report takes about 4 minutes (estimated from its
+# parts: fast-zap about 65 s, the legacy-engine section about 70 s) and
+# touches 16 GiB of RAM (fast-zap); REPS=1 SCALE=16 about 1 minute.
 #
 # usage: scripts/bench-report.sh BUILD_DIR      (e.g. build/release)
 #
 # Environment: REPS (runs per measurement, default 3); SCALE (default 1)
 # divides every -b size by SCALE, for a quick dry run of the script
-# (\`REPS=1 SCALE=16 scripts/bench-report.sh build/release\`): its document
+# (`REPS=1 SCALE=16 scripts/bench-report.sh build/release`): its document
 # says so at the top, and is not one to commit.
 set -euo pipefail
 
@@ -1138,7 +1141,12 @@ first vCPU's start to the last one's end; ns per operation is the sum of
 the vCPUs' own per-operation times divided by the operations.
 
 \`make bench-report\` (Release build in build/release, gnuplot-nox,
-linux-perf and jq installed by \`make bench-deps\`) regenerates this page.
+linux-perf and jq installed by \`make bench-deps\`) regenerates this page:
+about 4 minutes on 2 cores with REPS=3 (this run's measurements took
+${t_total} s), touching 16 GiB of RAM in fast-zap.
+\`REPS=1 SCALE=16 scripts/bench-report.sh build/release\` is a dry run of
+the script in about a minute, with every \`-b\` size divided by 16; its
+page is not one to commit.
 MD
 } > "$DOC"
 log "wrote $DOC and $IMG/*.png in ${t_total}s"
