@@ -100,7 +100,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 # compare_table NAME: markdown table of every phase with ops: ns/op per
 # design (median), p99 latency of tdp, ratio tdp/baseline
 compare_table() {
-	local name=$1 impls names
+	local name=$1 impls
 	impls=$(jq -r '.runs[].impl' "$TMP/$name.1.json")
 	printf '| phase |'
 	for im in $impls; do printf ' %s ns/op |' "$im"; done
@@ -199,15 +199,16 @@ for im in tdp exclusive floor; do
 		eval "R_${im}_$v=$(refps "$im" "$v")"
 	done
 done
-s_tdp=$(ratio "$F_tdp_2" "$F_tdp_1")
-s_excl=$(ratio "$F_exclusive_2" "$F_exclusive_1")
-s_floor=$(ratio "$F_floor_2" "$F_floor_1")
-rs_tdp=$(ratio "$R_tdp_2" "$R_tdp_1")
-rs_excl=$(ratio "$R_exclusive_2" "$R_exclusive_1")
+# shellcheck disable=SC2154 # F_* and R_* are assigned by eval above
+{
+	s_tdp=$(ratio "$F_tdp_2" "$F_tdp_1")
+	s_excl=$(ratio "$F_exclusive_2" "$F_exclusive_1")
+	rs_tdp=$(ratio "$R_tdp_2" "$R_tdp_1")
+	rs_excl=$(ratio "$R_exclusive_2" "$R_exclusive_1")
+}
 
 tr_hit=$(med translate '.runs[] | select(.impl == "tdp") | .summary.hit_ns')
 tr_hot=$(med translate '.runs[] | select(.impl == "tdp") | .summary.walk_hot_ns')
-tr_cold=$(med translate '.runs[] | select(.impl == "tdp") | .summary.walk_cold_ns')
 tr_fl_hit=$(med translate '.runs[] | select(.impl == "floor") | .summary.hit_ns')
 tr_miss_hot=$(phase translate tdp "TLB miss, hot tables" tlb_misses)
 tr_miss_rate=$(med translate '.runs[] | select(.impl == "tdp") | .phases[] | select(.name == "TLB miss, hot tables") | .extra.tlb_misses_per_access')
@@ -516,6 +517,7 @@ done
 # ------------------------------------------------------------------
 # Plots
 # ------------------------------------------------------------------
+# shellcheck disable=SC2154 # F_* and R_* are assigned by eval
 {
 	echo "# vcpus tdp exclusive floor tdp_re exclusive_re ideal"
 	for v in 1 2 4; do
