@@ -1327,7 +1327,10 @@ static void vcpu_fast_zap(struct bench_vcpu *bv, void *arg)
 {
 	struct fzap *fz = arg;
 	struct bench *b = bv->b;
-	unsigned done = atomic_load(&fz->seq); /* last even seq handled */
+	/* the last even seq handled: this vCPU's own acknowledgement, not
+	 * fz->seq, which the main thread (not held back by the start
+	 * barrier's wake-ups) may already have moved past a whole zap */
+	unsigned done = atomic_load(&fz->ack[bv->id]);
 	bool win = false;
 	uint64_t worst = 0;
 
