@@ -147,3 +147,13 @@ void th_child_describe(const char *what, const struct th_child *r)
 		print_message("%s: child exit %d %s\n", what,
 			      WEXITSTATUS(r->status), line);
 }
+
+void th_audit_clean(struct tdp_vm *vm)
+{
+	char rep[2048] = "";
+	int n = tdp_vm_audit(vm, rep, sizeof(rep));
+
+	if (n)
+		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
+	assert_int_equal(n, 0);
+}

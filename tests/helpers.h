@@ -54,4 +54,10 @@ bool th_child_asan_report(const struct th_child *r);
 /* Print how the child ended and its first BUG or sanitizer line. */
 void th_child_describe(const char *what, const struct th_child *r);
 
+/* ---- VMs ---- */
+
+/* The audit of @vm finds no problem; else its report is printed and the
+ * test fails. */
+void th_audit_clean(struct tdp_vm *vm);
+
 #endif

@@ -88,16 +88,6 @@ static struct tdp_stats vstats(struct env *e)
 	return s;
 }
 
-static void audit_clean(struct env *e)
-{
-	char rep[2048];
-	int n = tdp_vm_audit(e->vm, rep, sizeof(rep));
-
-	if (n)
-		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
-	assert_int_equal(n, 0);
-}
-
 static uint64_t lookup_pfn(struct env *e, uint64_t hva, unsigned *order)
 {
 	uint64_t pfn = ~0ull;
@@ -353,7 +343,7 @@ static void test_rw_pages(void **state)
 
 	shadow_run(&e, &r, hot, 2, 1500, 0x1234567);
 	assert_true(vstats(&e).pages_4k > 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -415,7 +405,7 @@ static void test_rw_slots_and_2m(void **state)
 	assert_int_equal(leaf_pfn(&e, (4 * MiB) >> 12, &level),
 			 lookup_pfn(&e, r.s[1].hva + 2 * MiB, NULL));
 	assert_int_equal(level, TDP_LEVEL_2M);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* random ops: reset to zero first */
 	uint8_t *z = calloc(1, r.size);
@@ -427,7 +417,7 @@ static void test_rw_slots_and_2m(void **state)
 
 	shadow_run(&e, &r, hot, 3, 2000, 0xfeedbeef);
 	assert_int_equal(vstats(&e).pages_2m, 2);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	assert_int_equal(tdp_host_munmap(e.h, spacer, 2 * MiB), 0);
 	env_fini(&e);
 }
@@ -488,7 +478,7 @@ static void test_rw_1g(void **state)
 
 	shadow_run(&e, &w, hot, 1, 800, 0xabcdef);
 	assert_int_equal(vstats(&e).pages_1g, 2);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* one 4 KiB page migrated out of the second 1 GiB folio: the folio
 	 * is split, its 1 GiB leaf goes, the data stays */
@@ -505,7 +495,7 @@ static void test_rw_1g(void **state)
 	assert_true(new_pfn != old_pfn);
 	assert_true(frame_poisoned(&e, old_pfn));
 	assert_int_equal(vstats(&e).pages_1g, 1);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	memset(back, 0, sizeof(back));
 	assert_int_equal(tdp_vcpu_read(e.v, 2 * GiB + 77 * PG, back, PG), 0);
 	assert_memory_equal(back, buf, PG);
@@ -520,7 +510,7 @@ static void test_rw_1g(void **state)
 	assert_memory_equal(back, buf, 10000);
 	assert_int_equal(tdp_host_read(e.h, page, buf, PG), 0);
 	assert_memory_equal(buf, back + PG - 3, PG);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -586,7 +576,7 @@ static void test_fetch(void **state)
 	memset(back, 0, sizeof(back));
 	assert_int_equal(tdp_vcpu_fetch(e.v, 100, back, 64), 0);
 	assert_memory_equal(back, buf, 64);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -646,7 +636,7 @@ static void test_no_memslot(void **state)
 	assert_int_equal(tdp_vcpu_write(e.v, end + PG, buf, 16), 0);
 	assert_int_equal(tdp_vcpu_read(e.v, end - 16, back, 16), 0);
 	assert_memory_equal(back, buf + 2 * PG - 16 - 5, 16);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -683,7 +673,7 @@ static void test_munmapped_slot(void **state)
 	assert_int_equal(tdp_host_read(e.h, hva + 2 * PG + 4000, buf, 96), 0);
 	assert_memory_equal(back, buf, 96);
 	/* no leaf survives for unmapped memory */
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* new memory at the same hva: zero, not the old contents */
 	uint64_t fixed = hva;
@@ -696,7 +686,7 @@ static void test_munmapped_slot(void **state)
 	assert_int_equal(tdp_vcpu_read(e.v, gpa, back, PG), 0);
 	for (unsigned i = 0; i < PG; i++)
 		assert_int_equal(back[i], 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -737,7 +727,7 @@ static void test_readonly_slot(void **state)
 	/* reads still work */
 	assert_int_equal(tdp_vcpu_read(e.v, gpa + 2 * PG + 1, back, 10), 0);
 	assert_memory_equal(back, buf + 1, 10);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* a writable slot (with a dirty TLB entry) that becomes read-only */
 	assert_int_equal(tdp_vcpu_write(e.v, gpa, w, 8), 0);
@@ -745,13 +735,13 @@ static void test_readonly_slot(void **state)
 	assert_int_equal(tdp_vcpu_write(e.v, gpa, w + 8, 8), -EACCES);
 	assert_int_equal(tdp_vcpu_read(e.v, gpa, back, 8), 0);
 	assert_memory_equal(back, w, 8);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	/* and writable again */
 	slot_set(&e, 0, 0, gpa, 2 * PG, hrw, 0);
 	assert_int_equal(tdp_vcpu_write(e.v, gpa, w + 8, 8), 0);
 	assert_int_equal(tdp_host_read(e.h, hrw, back, 8), 0);
 	assert_memory_equal(back, w + 8, 8);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -779,14 +769,14 @@ static void test_mprotect(void **state)
 	/* the failed writes changed nothing */
 	assert_int_equal(tdp_host_read(e.h, hva, back, 4 * PG), 0);
 	assert_memory_equal(back, buf, 4 * PG);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	assert_int_equal(tdp_host_mprotect(e.h, hva, 4 * PG, rw), 0);
 	pat_fill(buf, sizeof(buf), 72);
 	assert_int_equal(tdp_vcpu_write(e.v, gpa + 1, buf, 4 * PG - 2), 0);
 	assert_int_equal(tdp_host_read(e.h, hva + 1, back, 4 * PG - 2), 0);
 	assert_memory_equal(back, buf, 4 * PG - 2);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* part of a 2 MiB folio (mapped by a 2 MiB leaf) goes read-only */
 	h2 = hmap(&e, 2 * MiB, rw, TDP_HUGE_2M);
@@ -805,7 +795,7 @@ static void test_mprotect(void **state)
 	assert_int_equal(tdp_host_read(e.h, h2 + 5 * PG, back, 8), 0);
 	assert_memory_equal(back, buf + 1, 8);
 	assert_int_equal(vstats(&e).pages_2m, 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	/* PROT_NONE: reads fail too */
 	assert_int_equal(tdp_host_mprotect(e.h, h2 + 6 * PG, PG, TDP_PROT_NONE),
 			 0);
@@ -815,7 +805,7 @@ static void test_mprotect(void **state)
 	assert_int_equal(tdp_vcpu_write(e.v, 2 * MiB + 6 * PG + 9, buf, 1), 0);
 	assert_int_equal(tdp_host_read(e.h, h2 + 6 * PG + 9, back, 1), 0);
 	assert_int_equal(back[0], buf[0]);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -864,7 +854,7 @@ static void test_einval(void **state)
 			 0);
 	assert_int_equal(tdp_host_read(e.h, hva + PG - 8, buf, 8), 0);
 	assert_memory_equal(buf, "abcdefgh", 8);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -921,7 +911,7 @@ static void test_huge_alignment(void **state)
 	assert_int_equal(leaf_pfn(&e, (35 * MiB) >> 12, &level),
 			 lookup_pfn(&e, h2 + 7 * MiB, NULL));
 	assert_int_equal(level, TDP_LEVEL_2M);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -952,7 +942,7 @@ static void test_huge_replaces_table(void **state)
 	s0 = vstats(&e);
 	assert_int_equal(s0.pages_2m, 0);
 	assert_int_equal(s0.pages_4k, 103);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	assert_int_equal(tdp_host_munmap(e.h, h2, 2 * MiB), 0);
 	fixed = h2;
@@ -981,7 +971,7 @@ static void test_huge_replaces_table(void **state)
 					 p == 5 ? th_pattern(gpa + 5 * PG, 2, i)
 						: 0);
 	}
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -1022,7 +1012,7 @@ static void test_max_huge(void **state)
 				 lookup_pfn(&e, h1 + 2 * MiB, NULL));
 		assert_int_equal(level, caps[c] == TDP_HUGE_2M ? TDP_LEVEL_2M
 							       : TDP_LEVEL_4K);
-		audit_clean(&e);
+		th_audit_clean(e.vm);
 		env_fini(&e);
 	}
 }
@@ -1062,7 +1052,7 @@ static void test_address_spaces(void **state)
 	assert_int_equal(tdp_host_read(e.h, h1, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, 0x30000, 101), 0);
 	assert_int_equal(vstats(&e).roots, 2);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -1089,7 +1079,7 @@ static void test_enomem(void **state)
 	/* the mapped memory is still fine */
 	assert_int_equal(tdp_vcpu_read(e.v, GiB, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, GiB, 1), 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	/* give the memory back: the other slot works */
 	assert_int_equal(tdp_host_munmap(e.h, h1, GiB), 0);
 	th_fill_page(buf, 0x10000, 2);
@@ -1097,7 +1087,7 @@ static void test_enomem(void **state)
 	assert_int_equal(tdp_vcpu_read(e.v, GiB, buf, 8), -EFAULT);
 	assert_int_equal(tdp_host_read(e.h, h2, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, 0x10000, 2), 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -1136,7 +1126,7 @@ static void test_migrate_new_pfn(void **state)
 	assert_true(frame_poisoned(&e, pfn1));
 	/* no leaf left for the old frame */
 	assert_int_equal(leaf_pfn(&e, (gpa >> 12) + 3, &level), ~0ull);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	memset(buf, 0, sizeof(buf));
 	assert_int_equal(tdp_vcpu_read(e.v, gpa + 3 * PG, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, gpa + 3 * PG, 1), 0);
@@ -1149,7 +1139,7 @@ static void test_migrate_new_pfn(void **state)
 	assert_int_equal(tdp_host_read(e.h, hva + 3 * PG, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, gpa + 3 * PG, 2), 0);
 	assert_true(frame_poisoned(&e, pfn1));
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* a whole 4 KiB-folio mapping, after the guest has it in its TLB */
 	uint64_t h4 = hmap(&e, 4 * PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
@@ -1178,7 +1168,7 @@ static void test_migrate_new_pfn(void **state)
 		assert_int_equal(leaf_pfn(&e, (0x1000000 >> 12) + p, &level),
 				 n);
 	}
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -1361,7 +1351,7 @@ static void test_contents_under_host_ops(void **state)
 	assert_true(hs1.splits > hs0.splits);
 
 	/* quiescent: nothing stale, everything intact both ways */
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	for (unsigned i = 0; i < npages; i++) {
 		assert_int_equal(tdp_vcpu_read(e.v, gpas[i], buf, PG), 0);
 		assert_int_equal(th_check_page(buf, gpas[i], 1), 0);
@@ -1370,7 +1360,7 @@ static void test_contents_under_host_ops(void **state)
 		assert_int_equal(tdp_host_read(e.h, h4 + i * PG, buf, PG), 0);
 		assert_int_equal(th_check_page(buf, g4 + i * PG, 1), 0);
 	}
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	free(gpas);
 	env_fini(&e);
 }

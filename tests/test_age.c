@@ -84,22 +84,12 @@ static void fx_init(struct fx *f, unsigned vmflags, uint64_t size,
 		assert_int_equal(tdp_vcpu_create(f->vm, i, &f->v[i]), 0);
 }
 
-static void audit_clean(struct tdp_vm *vm)
-{
-	char rep[2048];
-	int n = tdp_vm_audit(vm, rep, sizeof(rep));
-
-	if (n)
-		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
-	assert_int_equal(n, 0);
-}
-
 static void fx_fini(struct fx *f)
 {
 	struct tdp_host_stats hs;
 	struct tdp_stats s;
 
-	audit_clean(f->vm);
+	th_audit_clean(f->vm);
 	for (unsigned i = 0; i < NV; i++)
 		tdp_vcpu_destroy(f->v[i]);
 	assert_int_equal(tdp_vm_invalidate_roots(f->vm), 0);
@@ -410,7 +400,7 @@ static void test_age_two_vms(void **state)
 				 0);
 	age(&f, TDP_AGE_FLUSH, bm);
 	bm_assert_eq(bm, want, f.npages, "second VM, again");
-	audit_clean(vm2);
+	th_audit_clean(vm2);
 	tdp_vcpu_destroy(v2);
 	tdp_vm_destroy(vm2);
 	free(bm);

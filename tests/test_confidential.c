@@ -88,22 +88,6 @@ static struct tdp_stats vstats(struct env *e)
 	return s;
 }
 
-static int audit(struct env *e, char *rep, size_t len)
-{
-	int n = tdp_vm_audit(e->vm, rep, len);
-
-	if (n)
-		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
-	return n;
-}
-
-static void audit_clean(struct env *e)
-{
-	char rep[2048] = "";
-
-	assert_int_equal(audit(e, rep, sizeof(rep)), 0);
-}
-
 static int wr(struct tdp_vcpu *v, uint64_t gpa, uint64_t val)
 {
 	return tdp_vcpu_write(v, gpa, &val, 8);
@@ -213,7 +197,7 @@ static void test_memslot_errors(void **state)
 			 -EINVAL);
 	tdp_vm_destroy(plain);
 	tdp_host_destroy(h);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -246,7 +230,7 @@ static void test_private_and_shared(void **state)
 	assert_int_equal(st.mirror_roots, 1);
 	assert_true(st.ext_ops >= 2); /* tables and the leaf */
 	assert_int_equal(st.ext_errors, 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* to shared: the private mapping goes, the memory stays */
 	assert_int_equal(convert(&e, gpa, PG, false), 0);
@@ -256,7 +240,7 @@ static void test_private_and_shared(void **state)
 	assert_int_equal(tdp_host_read(e.h, e.hva + 5 * PG, &x, 8), 0);
 	assert_int_equal(x, 0x2222);
 	assert_true(mapped(&e, gpa | SHARED));
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* back to private: the shared mapping goes, private data is back */
 	assert_int_equal(convert(&e, gpa, PG, true), 0);
@@ -264,14 +248,14 @@ static void test_private_and_shared(void **state)
 	assert_int_equal(tdp_vcpu_read(e.v[0], gpa | SHARED, &x, 8), -EPERM);
 	assert_int_equal(rd_ok(e.v[0], gpa), 0x1111);
 	assert_int_equal(vstats(&e).conversions, 2);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* a private access with no private memory there: -EPERM, and a
 	 * shared access with no memslot is MMIO */
 	assert_int_equal(tdp_vcpu_read(e.v[0], 8 * GiB, &x, 8), -EPERM);
 	assert_int_equal(tdp_vcpu_read(e.v[0], (8 * GiB) | SHARED, &x, 8),
 			 -EFAULT);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -294,7 +278,7 @@ static void test_tlb_keeps_kinds_apart(void **state)
 				 -EPERM);
 		assert_int_equal(tdp_vcpu_read(e.v[0], b, &x, 8), -EPERM);
 	}
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -314,11 +298,11 @@ static void test_punch_hole(void **state)
 	for (unsigned i = 0; i < 4; i++)
 		assert_false(mapped(&e, SLOT_GPA + i * PG));
 	assert_true(mapped(&e, SLOT_GPA + 4 * PG));
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	for (unsigned i = 0; i < 8; i++)
 		assert_int_equal(rd_ok(e.v[0], SLOT_GPA + i * PG),
 				 i < 4 ? 0 : 0x100 + i);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -372,17 +356,17 @@ static void test_fast_zap_and_delete(void **state)
 	st = vstats(&e);
 	assert_int_equal(st.mirror_roots, 1);
 	assert_int_equal(st.ext_ops, st0.ext_ops); /* untouched */
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	assert_int_equal(rd_ok(e.v[0], p), 1);
 	assert_int_equal(rd_ok(e.v[0], s | SHARED), 2);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	assert_int_equal(tdp_vm_set_memslot(e.vm, &del), 0);
 	assert_false(mapped(&e, p));
 	st = vstats(&e);
 	assert_int_equal(st.mirror_roots, 1);
 	assert_int_equal(st.ext_errors, 0);
-	audit_clean(&e); /* the external table is empty again, too */
+	th_audit_clean(e.vm); /* the external table is empty again, too */
 	env_fini(&e);
 }
 
@@ -405,7 +389,7 @@ static void test_move(void **state)
 	assert_false(mapped(&e, SLOT_GPA));
 	assert_int_equal(rd_ok(e.v[0], 3 * GiB), 7);
 	assert_int_equal(rd_ok(e.v[0], (3 * GiB + PG) | SHARED), 8);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -492,7 +476,7 @@ static void test_seed003_generation_wrap(void **state)
 	assert_true(st.fast_zaps >= 20);
 	assert_int_equal(st.mirror_roots, 1);
 	assert_int_equal(st.ext_errors, 0);
-	audit_clean(&e); /* exact root references (I3, I11) */
+	th_audit_clean(e.vm); /* exact root references (I3, I11) */
 	env_fini(&e);
 }
 
@@ -501,6 +485,16 @@ static void test_seed003_generation_wrap(void **state)
 /* ------------------------------------------------------------------ */
 
 #if TDP_INJECT_AVAILABLE
+/* The audit's problem count; its report in @rep, printed too. */
+static int audit(struct env *e, char *rep, size_t len)
+{
+	int n = tdp_vm_audit(e->vm, rep, len);
+
+	if (n)
+		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
+	return n;
+}
+
 /* Seed 003 before the fix: the mirror root is loaded again whenever the
  * direct root is missing, taking a second reference; the audit's exact
  * reference count catches it. */

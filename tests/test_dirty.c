@@ -122,16 +122,6 @@ static struct tdp_stats vstats(struct fx *f)
 	return s;
 }
 
-static void audit_clean(struct fx *f)
-{
-	char rep[2048];
-	int n = tdp_vm_audit(f->vm, rep, sizeof(rep));
-
-	if (n)
-		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
-	assert_int_equal(n, 0);
-}
-
 /* Audit, then tear down counting: after the vCPUs are gone and the roots
  * invalidated, the MMU holds nothing; after munmap the host holds
  * nothing. */
@@ -140,7 +130,7 @@ static void fx_fini(struct fx *f)
 	struct tdp_host_stats hs;
 	struct tdp_stats s;
 
-	audit_clean(f);
+	th_audit_clean(f->vm);
 	for (unsigned i = 0; i < NV; i++)
 		tdp_vcpu_destroy(f->v[i]);
 	assert_int_equal(tdp_vm_invalidate_roots(f->vm), 0);
@@ -880,7 +870,7 @@ static void eager_split(unsigned vmflags, uint64_t huge)
 			assert_false(t.prot & TDP_PROT_WRITE);
 		}
 	}
-	audit_clean(&f);
+	th_audit_clean(f.vm);
 	/* no fault needed to read any of it, and the data is unchanged */
 	uint64_t taken = vstats(&f).pf_taken;
 
@@ -1076,7 +1066,7 @@ static void recovery_2m(unsigned vmflags)
 		assert_int_equal(tdp_vm_translate(f.vm, 0, gpa1 + off, &t), 0);
 		assert_int_equal(t.size, PG);
 	}
-	audit_clean(&f);
+	th_audit_clean(f.vm);
 	/* data unchanged; writes work and do not split anything */
 	for (uint64_t p = 0; p < f.npages; p++)
 		gread_check(&f, p & 1, p, gens[p]);
@@ -1136,7 +1126,7 @@ static void test_recovery_1g(void **s)
 		assert_int_equal(r, 0);
 		assert_int_equal(t.size, TDP_HUGE_1G);
 	}
-	audit_clean(&f);
+	th_audit_clean(f.vm);
 	for (uint64_t p = 0; p < f.npages; p += 1021)
 		gread_check(&f, 1, p, p % 4093 == 3 ? 2 : 1);
 	for (uint64_t p = 3; p < f.npages; p += 4093)

@@ -67,16 +67,6 @@ static void env_fini(struct env *e)
 	tdp_host_destroy(e->h);
 }
 
-static void audit_clean(struct env *e)
-{
-	char rep[2048] = "";
-	int n = tdp_vm_audit(e->vm, rep, sizeof(rep));
-
-	if (n)
-		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
-	assert_int_equal(n, 0);
-}
-
 static void touch_all(struct env *e, uint64_t seed)
 {
 	for (uint64_t off = 0; off < SIZE; off += PG)
@@ -133,7 +123,7 @@ static void test_rmaps_follow_leaves(void **state)
 	tdp_vm_get_stats(e.vm, &st);
 	assert_true(st.pages_2m > 0); /* huge leaves, rmapped at level 2 */
 	assert_int_equal(rmap_entries(&e), st.pages_4k + st.pages_2m);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	/* dirty logging: eager split under the write lock, then 4K leaves */
 	s.hva = e.hva;
 	s.flags = TDP_MEM_LOG_DIRTY;
@@ -141,25 +131,25 @@ static void test_rmaps_follow_leaves(void **state)
 	tdp_vm_get_stats(e.vm, &st);
 	assert_int_equal(st.pages_2m, 0);
 	assert_int_equal(rmap_entries(&e), st.pages_4k);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	touch_all(&e, 2);
 	assert_int_equal(tdp_vm_get_dirty_log(e.vm, 0, 0, bm), 0);
 	for (unsigned i = 0; i < SIZE / PG / 64; i++)
 		assert_true(bm[i] == ~0ull);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	/* host invalidation through the reverse maps */
 	assert_int_equal(tdp_host_migrate(e.h, e.hva, SIZE / 2), 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	s.flags = 0; /* logging off: huge leaves recovered in place */
 	assert_int_equal(tdp_vm_set_memslot(e.vm, &s), 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	assert_int_equal(tdp_vm_zap_all_fast(e.vm), 0);
 	assert_int_equal(rmap_entries(&e), 0);
 	touch_all(&e, 3);
 	s.gpa = 2 * GPA; /* move: the reverse maps move along, empty */
 	assert_int_equal(tdp_vm_set_memslot(e.vm, &s), 0);
 	assert_int_equal(rmap_entries(&e), 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -206,7 +196,7 @@ static void test_shadow_page_hash(void **state)
 	assert_null(hash_find(&e, gfn + SIZE / PG, TDP_LEVEL_4K));
 	tdp_vm_get_stats(e.vm, &st);
 	assert_int_equal(h->count, st.pt_pages + 1);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* the audit notices a table the hash has lost */
 	tdp_write_lock(&e.vm->mmu.lock);
@@ -218,7 +208,7 @@ static void test_shadow_page_hash(void **state)
 	tdp_write_lock(&e.vm->mmu.lock);
 	sp_hash_add(h, t4k);
 	tdp_write_unlock(&e.vm->mmu.lock);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* a fast zap: the old root stays (the vCPUs hold it) but is
 	 * obsolete; the first vCPU to reload makes the new one */
@@ -232,7 +222,7 @@ static void test_shadow_page_hash(void **state)
 	assert_ptr_equal(v2->root[0], e.v->root[0]);
 	tdp_vm_get_stats(e.vm, &st);
 	assert_int_equal(h->count, st.pt_pages + 1); /* the old root is gone */
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	tdp_vcpu_destroy(v2);
 	env_fini(&e); /* destroying the VM asserts the hash is empty */
 }
@@ -308,7 +298,7 @@ static void test_lockless_aging_vs_zaps(void **state)
 	touch_all(&e, 1);
 	run_aging_race(&e, &r, 200);
 	assert_int_equal(r.missed, 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 

@@ -50,18 +50,9 @@ static void env_init(struct env *e, const struct tdp_vm_config *cfg)
 	}
 }
 
-static void env_audit(struct env *e)
-{
-	char rep[512] = "";
-	int r = tdp_vm_audit(e->vm, rep, sizeof(rep));
-
-	if (r != 0)
-		fail_msg("audit: %d problems: %s", r, rep);
-}
-
 static void env_fini(struct env *e)
 {
-	env_audit(e);
+	th_audit_clean(e->vm);
 	tdp_vcpu_destroy(e->v[0]);
 	tdp_vcpu_destroy(e->v[1]);
 	tdp_vm_destroy(e->vm);
@@ -437,7 +428,7 @@ static void test_create_move_delete(void **state)
 	assert_int_equal(wr(e.v[0], 64 * MiB + 16, 0xbeef), 0);
 	assert_int_equal(tdp_host_read(e.h, e.hva + 16, &x, 8), 0);
 	assert_int_equal(x, 0xbeef);
-	env_audit(&e);
+	th_audit_clean(e.vm);
 
 	/* move back, by less than its size (overlapping its old range) */
 	assert_int_equal(set(&e, 0, 0, 65 * MiB, 2 * MiB, e.hva, 0), 0);
@@ -446,7 +437,7 @@ static void test_create_move_delete(void **state)
 	expect_maps(e.v[0], 66 * MiB, e.hva + MiB);
 	assert_int_equal(rd(e.v[0], 65 * MiB + 16, &x), 0);
 	assert_int_equal(x, 0xbeef);
-	env_audit(&e);
+	th_audit_clean(e.vm);
 
 	/* delete: access faults, mappings are gone */
 	snapshot(&e, 0, &s0);
@@ -493,7 +484,7 @@ static void test_readonly_toggle(void **state)
 	assert_int_equal(wr(e.v[0], 0, 4), -EACCES);
 	assert_int_equal(rd(e.v[0], 0, &x), 0);
 	assert_int_equal(x, 2);
-	env_audit(&e);
+	th_audit_clean(e.vm);
 
 	/* lose read-only: writes work again */
 	assert_int_equal(set(&e, 0, 0, 0, MiB, e.hva, 0), 0);
@@ -502,7 +493,7 @@ static void test_readonly_toggle(void **state)
 	assert_int_equal(x, 5);
 	assert_int_equal(tdp_host_read(e.h, e.hva, &x, 8), 0);
 	assert_int_equal(x, 5);
-	env_audit(&e);
+	th_audit_clean(e.vm);
 
 	/* read-only together with a move */
 	assert_int_equal(set(&e, 0, 0, 8 * MiB, MiB, e.hva, TDP_MEM_READONLY),

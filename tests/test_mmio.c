@@ -103,16 +103,6 @@ static struct tdp_stats vstats(struct env *e)
 	return s;
 }
 
-static void audit_clean(struct env *e)
-{
-	char rep[2048] = "";
-	int n = tdp_vm_audit(e->vm, rep, sizeof(rep));
-
-	if (n)
-		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
-	assert_int_equal(n, 0);
-}
-
 /* The tag kept in the first word of the host page at @hva in round @gen. */
 static uint64_t tag(uint64_t hva, uint64_t gen)
 {
@@ -242,7 +232,7 @@ static void test_mmio_entry(void **state)
 
 	/* the memory next to it is unaffected */
 	expect_val(e.v[0], 0, tag(hva, 1));
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* a memslot update elsewhere changes the generation: the old entry
 	 * is a miss (slow path), a new entry may be installed */
@@ -272,7 +262,7 @@ static void test_mmio_entry(void **state)
 	expect_val(e.v[0], PG, tag(hva + PG, 1));
 	assert_int_equal(tdp_vm_translate(e.vm, 0, x1, &tr), -ENOENT);
 	assert_int_equal(tdp_vm_translate(e.vm, 0, x2, &tr), -ENOENT);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -378,7 +368,7 @@ static void stale_mmio_loop(unsigned bits)
 		/* 18 bits: a few hundred updates never wrap */
 		assert_int_equal(s.mmio_gen_wraps, 0);
 	}
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -652,7 +642,7 @@ static void test_churn_threads(void **state)
 		assert_int_equal(tdp_host_read(e.h, c.hb + p * PG, &x, 8), 0);
 		assert_int_equal(x, tag(c.hb + p * PG, 2));
 	}
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -705,7 +695,7 @@ static void test_zap_all_fast(void **state)
 	s0 = vstats(&e);
 	assert_int_equal(s0.pages_2m, ZF_SIZE / TDP_HUGE_2M);
 	assert_int_equal(s0.fast_zaps, 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	assert_int_equal(tdp_vm_zap_all_fast(e.vm), 0);
 	s = vstats(&e);
@@ -741,13 +731,13 @@ static void test_zap_all_fast(void **state)
 				 0);
 		assert_int_equal(tr.pfn, pfn[i]);
 	}
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* a second one, with the vCPU idle since */
 	assert_int_equal(tdp_vm_zap_all_fast(e.vm), 0);
 	assert_int_equal(vstats(&e).fast_zaps, 2);
 	assert_int_equal(tdp_vm_translate(e.vm, 0, ZF_GPA, &tr), -ENOENT);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* teardown: nothing left behind */
 	tdp_vcpu_destroy(e.v[0]);
@@ -846,7 +836,7 @@ static void test_zap_all_fast_running(void **state)
 	s = vstats(&e);
 	assert_int_equal(s.fast_zaps, s0.fast_zaps + nzap);
 	assert_true(s.root_reloads > s0.root_reloads + ZT_NV);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -934,7 +924,7 @@ static void test_delete_move_fast_zap(void **state)
 		assert_int_equal(tdp_host_read(e.h, hs + i * PG + 16, &x, 8), 0);
 		assert_int_equal(x, 1000 + i + 10);
 	}
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -1034,7 +1024,7 @@ static void test_smm_address_spaces(void **state)
 	expect_val(e.v[0], g, tag(ha, 10));
 	assert_int_equal(tdp_vcpu_set_as(e.v[0], 1), 0);
 	expect_val(e.v[0], g, tag(hb, 11));
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 

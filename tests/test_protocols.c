@@ -42,11 +42,8 @@ static void fx_init(struct fx *f, uint64_t size, uint64_t folio)
 
 static void fx_fini(struct fx *f)
 {
-	char report[1024];
-
 	if (f->v)
-		assert_int_equal(tdp_vm_audit(f->vm, report, sizeof(report)),
-				 0);
+		th_audit_clean(f->vm);
 	tdp_vcpu_destroy(f->v);
 	tdp_vm_destroy(f->vm);
 	tdp_host_destroy(f->h);

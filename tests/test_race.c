@@ -92,16 +92,6 @@ static uint64_t pinned(struct env *e)
 	return hs.pinned_refs;
 }
 
-static void audit_clean(struct env *e)
-{
-	char rep[2048];
-	int n = tdp_vm_audit(e->vm, rep, sizeof(rep));
-
-	if (n)
-		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
-	assert_int_equal(n, 0);
-}
-
 static uint64_t lookup_pfn(struct env *e, uint64_t hva, unsigned *order)
 {
 	uint64_t pfn = ~0ull;
@@ -420,7 +410,7 @@ static void test_control(void **state)
 	assert_int_equal(atomic_load(&r.calls), 1);
 	race_check_window(&e, &r, pin0);
 	race_disarm(&e);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -497,7 +487,7 @@ static void race_one(enum race_op op, bool on_helper, bool write, int pre)
 	assert_int_equal(level, TDP_LEVEL_4K);
 	assert_int_equal(leaves_mapping(&e, old_pfn), 0);
 	assert_int_equal(tlb_entries_for(e.v, old_pfn), 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	/* nothing wrote the old frame after the op took it away */
 	assert_int_equal(th_check_page(frame(&e, old_pfn), gpa, 1), 0);
 	/* the first fault retried, the second mapped */
@@ -522,7 +512,7 @@ static void race_one(enum race_op op, bool on_helper, bool write, int pre)
 	memset(buf, 0, sizeof(buf));
 	assert_int_equal(tdp_host_read(e.h, hva, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, gpa, 3), 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -603,7 +593,7 @@ static void test_split(void **state)
 	assert_int_equal(leaf_pfn(e.vm, e.v, gpa >> 12, &level), pfn);
 	assert_int_equal(level, TDP_LEVEL_4K);
 	assert_int_equal(s1.pages_2m, 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	assert_int_equal(atomic_load(&r.calls), 2);
 	assert_int_equal(s1.pf_retry - s0.pf_retry, 1);
 	assert_int_equal(s1.pf_fixed - s0.pf_fixed, 1);
@@ -619,7 +609,7 @@ static void test_split(void **state)
 	assert_int_equal(tdp_vcpu_read(e.v, 8 * MiB + 7 * PG, buf, PG), 0);
 	assert_true(leaf_pfn(e.vm, e.v, (8 * MiB >> 12) + 7, &level) != ~0ull);
 	assert_int_equal(level, TDP_LEVEL_2M);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -658,7 +648,7 @@ static void test_mprotect_write(void **state)
 	assert_int_equal(th_check_page(buf, gpa, 1), 0);
 	assert_int_equal(tdp_vcpu_read(e.v, gpa, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, gpa, 1), 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -805,7 +795,7 @@ static void inprog_one(enum race_op op, bool write)
 	assert_int_equal(leaf_pfn(e.vm, e.v, gpa >> 12, &level), new_pfn);
 	assert_int_equal(leaves_mapping(&e, old_pfn), 0);
 	assert_int_equal(tlb_entries_for(e.v, old_pfn), 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	assert_int_equal(th_check_page(frame(&e, old_pfn), gpa, 1), 0);
 	/* the racing fault retried; so may the next one, which can sample
 	 * the sequence before the operation's invalidate_end and get the
@@ -912,7 +902,7 @@ static void test_many_rounds(void **state)
 	assert_int_equal(atomic_load(&m.calls), 2 * 4 * 16);
 	assert_int_equal(s1.pf_retry - s0.pf_retry, 4 * 16);
 	assert_int_equal(s1.pf_fixed - s0.pf_fixed, 4 * 16);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 

@@ -531,15 +531,6 @@ static struct tdp_stats vm_stats(struct tdp_vm *vm)
 	return s;
 }
 
-static void audit_clean(struct tdp_vm *vm)
-{
-	char rep[512] = "";
-	int r = tdp_vm_audit(vm, rep, sizeof(rep));
-
-	if (r != 0)
-		fail_msg("audit: %d problems: %s", r, rep);
-}
-
 static void test_public_roots(void **state)
 {
 	struct tdp_vm_config cfg = { .nr_as = 2 };
@@ -600,7 +591,7 @@ static void test_public_roots(void **state)
 	assert_ptr_equal(c->root[0], a->root[0]);
 	assert_int_equal(vm_stats(vm).roots, 2);
 	assert_int_equal(tdp_vcpu_set_as(c, 1), 0);
-	audit_clean(vm);
+	th_audit_clean(vm);
 
 	struct tdp_pt_page *old0 = a->root[0], *old1 = c->root[1];
 
@@ -625,7 +616,7 @@ static void test_public_roots(void **state)
 	assert_ptr_not_equal(c->root[1], old1);
 	assert_null(c->root[0]);
 	assert_int_equal(vm_stats(vm).roots, 2);
-	audit_clean(vm);
+	th_audit_clean(vm);
 
 	/* destroying a vCPU drops its roots; the MMU keeps valid ones */
 	tdp_vcpu_destroy(c);

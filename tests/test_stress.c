@@ -378,16 +378,6 @@ static void region_host_read(struct tdp_host *h, const struct region *rg,
 			 0);
 }
 
-static void audit_clean(struct tdp_vm *vm)
-{
-	char rep[2048];
-	int n = tdp_vm_audit(vm, rep, sizeof(rep));
-
-	if (n)
-		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
-	assert_int_equal(n, 0);
-}
-
 #define MIN_READS  1000
 #define MIN_WRITES 1000
 
@@ -540,7 +530,7 @@ static void test_private(void **state)
 	assert_true(hs1.swap_ins > hs0.swap_ins);
 	assert_true(hs1.splits > hs0.splits);
 
-	audit_clean(s.vm);
+	th_audit_clean(s.vm);
 	/* no write was lost or misplaced: the host has exactly the shadows,
 	 * and so does each guest */
 	for (unsigned i = 0; i < 2; i++) {
@@ -557,7 +547,7 @@ static void test_private(void **state)
 		free(copy);
 		free(w[i].shadow);
 	}
-	audit_clean(s.vm);
+	th_audit_clean(s.vm);
 	setup_fini(&s, 2);
 }
 
@@ -596,7 +586,7 @@ static void test_shared(void **state)
 	run(&sh, w, 2500000000ull);
 	report("shared", &sh, w, s.vm, s.h);
 	check_run(&sh, w);
-	audit_clean(s.vm);
+	th_audit_clean(s.vm);
 	for (uint64_t off = 0; off < s.rg[0].size; off += PG) {
 		for (unsigned i = 0; i < 2; i++) {
 			memset(page, 0, sizeof(page));
@@ -608,7 +598,7 @@ static void test_shared(void **state)
 				th_check_page(page, s.rg[0].gpa + off, 1), 0);
 		}
 	}
-	audit_clean(s.vm);
+	th_audit_clean(s.vm);
 	setup_fini(&s, 1);
 }
 

@@ -103,16 +103,6 @@ static struct tdp_host_stats hstats(struct world *w)
 	return s;
 }
 
-static void audit_clean(struct world *w)
-{
-	char rep[2048];
-	int n = tdp_vm_audit(w->vm, rep, sizeof(rep));
-
-	if (n)
-		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
-	assert_int_equal(n, 0);
-}
-
 /* One vCPU thread's work: write then verify a few pages in every slot of
  * the address spaces it is told to use. */
 struct job {
@@ -238,14 +228,14 @@ static void test_teardown_counts(void **state)
 	assert_int_equal(s.roots, 2);
 	assert_true(s.pt_pages > 0);
 	assert_true(s.pt_pages_alloc >= s.pt_pages + s.roots);
-	audit_clean(&w);
+	th_audit_clean(w.vm);
 
 	/* invalidate roots under live vCPUs; they reload and go on */
 	assert_int_equal(tdp_vm_invalidate_roots(w.vm), 0);
 	run_jobs(&w, 2);
 	s = vstats(&w);
 	assert_true(s.pages_1g > 0 && s.pages_2m > 0 && s.pages_4k > 0);
-	audit_clean(&w);
+	th_audit_clean(w.vm);
 
 	/* host operations leave swapped, migrated and split memory */
 	assert_int_equal(tdp_host_swap_out(w.h, w.m[0].hva, 4 * PG), 0);
@@ -256,7 +246,7 @@ static void test_teardown_counts(void **state)
 	s = vstats(&w);
 	assert_true(s.pages_1g > 0 && s.pages_2m > 0 && s.pages_4k > 0);
 	assert_true(s.roots >= 2);
-	audit_clean(&w);
+	th_audit_clean(w.vm);
 	assert_true(hstats(&w).frames_used > 0);
 
 	/* a vCPU that never ran, destroyed with the others */
@@ -298,7 +288,7 @@ static void test_destroy_direct(void **state)
 		tdp_vcpu_destroy(w.v[i]);
 	/* roots survive their vCPUs (the MMU's reference) */
 	assert_int_equal(vstats(&w).roots, 2);
-	audit_clean(&w);
+	th_audit_clean(w.vm);
 	tdp_vm_destroy(w.vm);
 	/* the host never noticed a leftover pin */
 	assert_int_equal(hstats(&w).pinned_refs, 0);
