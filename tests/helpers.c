@@ -148,6 +148,22 @@ void th_child_describe(const char *what, const struct th_child *r)
 			      WEXITSTATUS(r->status), line);
 }
 
+struct tdp_stats th_vm_stats(struct tdp_vm *vm)
+{
+	struct tdp_stats s;
+
+	tdp_vm_get_stats(vm, &s);
+	return s;
+}
+
+struct tdp_host_stats th_host_stats(struct tdp_host *h)
+{
+	struct tdp_host_stats s;
+
+	tdp_host_get_stats(h, &s);
+	return s;
+}
+
 void th_audit_clean(struct tdp_vm *vm)
 {
 	char rep[2048] = "";

@@ -56,6 +56,10 @@ void th_child_describe(const char *what, const struct th_child *r);
 
 /* ---- VMs ---- */
 
+/* Statistics now, of a VM and of a host. */
+struct tdp_stats th_vm_stats(struct tdp_vm *vm);
+struct tdp_host_stats th_host_stats(struct tdp_host *h);
+
 /* The audit of @vm finds no problem; else its report is printed and the
  * test fails. */
 void th_audit_clean(struct tdp_vm *vm);

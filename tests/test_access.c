@@ -80,14 +80,6 @@ static void slot_set(struct env *e, unsigned as, unsigned id, uint64_t gpa,
 	assert_int_equal(tdp_vm_set_memslot(e->vm, &s), 0);
 }
 
-static struct tdp_stats vstats(struct env *e)
-{
-	struct tdp_stats s;
-
-	tdp_vm_get_stats(e->vm, &s);
-	return s;
-}
-
 static uint64_t lookup_pfn(struct env *e, uint64_t hva, unsigned *order)
 {
 	uint64_t pfn = ~0ull;
@@ -342,7 +334,7 @@ static void test_rw_pages(void **state)
 	uint64_t hot[] = {r.gpa + PG, r.gpa + 8 * PG};
 
 	shadow_run(&e, &r, hot, 2, 1500, 0x1234567);
-	assert_true(vstats(&e).pages_4k > 0);
+	assert_true(th_vm_stats(e.vm).pages_4k > 0);
 	th_audit_clean(e.vm);
 	env_fini(&e);
 }
@@ -399,7 +391,7 @@ static void test_rw_slots_and_2m(void **state)
 		tdp_host_read(e.h, r.s[1].hva + 2 * MiB - 4097, back, 8191), 0);
 	assert_memory_equal(back, buf, 8191);
 	/* the 2 MiB folios are mapped by 2 MiB leaves */
-	assert_int_equal(vstats(&e).pages_2m, 2);
+	assert_int_equal(th_vm_stats(e.vm).pages_2m, 2);
 	int level;
 
 	assert_int_equal(leaf_pfn(&e, (4 * MiB) >> 12, &level),
@@ -416,7 +408,7 @@ static void test_rw_slots_and_2m(void **state)
 	uint64_t hot[] = {2 * MiB, 4 * MiB, 2 * MiB - 3 * PG};
 
 	shadow_run(&e, &r, hot, 3, 2000, 0xfeedbeef);
-	assert_int_equal(vstats(&e).pages_2m, 2);
+	assert_int_equal(th_vm_stats(e.vm).pages_2m, 2);
 	th_audit_clean(e.vm);
 	assert_int_equal(tdp_host_munmap(e.h, spacer, 2 * MiB), 0);
 	env_fini(&e);
@@ -449,7 +441,7 @@ static void test_rw_1g(void **state)
 	memset(back, 0, sizeof(back));
 	assert_int_equal(tdp_vcpu_read(e.v, 2 * GiB - 5, back, 10000), 0);
 	assert_memory_equal(back, buf, 10000);
-	assert_int_equal(vstats(&e).pages_1g, 2);
+	assert_int_equal(th_vm_stats(e.vm).pages_1g, 2);
 	assert_int_equal(leaf_pfn(&e, (2 * GiB + 5 * PG) >> 12, &level),
 			 lookup_pfn(&e, r.s[0].hva + GiB + 5 * PG, NULL));
 	assert_int_equal(level, TDP_LEVEL_1G);
@@ -477,7 +469,7 @@ static void test_rw_1g(void **state)
 	uint64_t hot[] = {2 * GiB};
 
 	shadow_run(&e, &w, hot, 1, 800, 0xabcdef);
-	assert_int_equal(vstats(&e).pages_1g, 2);
+	assert_int_equal(th_vm_stats(e.vm).pages_1g, 2);
 	th_audit_clean(e.vm);
 
 	/* one 4 KiB page migrated out of the second 1 GiB folio: the folio
@@ -494,7 +486,7 @@ static void test_rw_1g(void **state)
 	assert_int_equal(order, 0);
 	assert_true(new_pfn != old_pfn);
 	assert_true(frame_poisoned(&e, old_pfn));
-	assert_int_equal(vstats(&e).pages_1g, 1);
+	assert_int_equal(th_vm_stats(e.vm).pages_1g, 1);
 	th_audit_clean(e.vm);
 	memset(back, 0, sizeof(back));
 	assert_int_equal(tdp_vcpu_read(e.v, 2 * GiB + 77 * PG, back, PG), 0);
@@ -543,7 +535,7 @@ static void test_fetch(void **state)
 	assert_true(leaf_pfn(&e, 0, &level) != ~0ull);
 
 	/* not executable: -EFAULT, before and after a read mapped it */
-	struct tdp_stats s0 = vstats(&e);
+	struct tdp_stats s0 = th_vm_stats(e.vm);
 
 	assert_int_equal(tdp_vcpu_fetch(e.v, 4 * PG + 8, back, 16), -EFAULT);
 	assert_int_equal(tdp_vcpu_read(e.v, 4 * PG, back, PG), 0);
@@ -553,7 +545,7 @@ static void test_fetch(void **state)
 	/* a write mapping (D set, in the TLB) does not allow fetch either */
 	assert_int_equal(tdp_vcpu_write(e.v, 4 * PG + 8, buf, 16), 0);
 	assert_int_equal(tdp_vcpu_fetch(e.v, 4 * PG + 8, back, 16), -EFAULT);
-	assert_true(vstats(&e).pf_taken > s0.pf_taken);
+	assert_true(th_vm_stats(e.vm).pf_taken > s0.pf_taken);
 
 	/* fetch spanning the executable slot into the other: -EFAULT, the
 	 * executable part transferred */
@@ -595,7 +587,7 @@ static void test_no_memslot(void **state)
 
 	slot_set(&e, 0, 1, end + PG, PG, hva2, 0);
 
-	struct tdp_stats s0 = vstats(&e);
+	struct tdp_stats s0 = th_vm_stats(e.vm);
 
 	assert_int_equal(tdp_vcpu_read(e.v, 0x100000, back, 8), -EFAULT);
 	assert_int_equal(tdp_vcpu_write(e.v, 0x100000, buf, 8), -EFAULT);
@@ -603,7 +595,7 @@ static void test_no_memslot(void **state)
 	assert_int_equal(tdp_vcpu_read(e.v, end, back, 1), -EFAULT);
 	assert_int_equal(tdp_vcpu_read(e.v, (1ull << 48) - 8, back, 8),
 			 -EFAULT);
-	assert_int_equal(vstats(&e).pf_mmio, s0.pf_mmio + 5);
+	assert_int_equal(th_vm_stats(e.vm).pf_mmio, s0.pf_mmio + 5);
 
 	/* write from inside the slot into the hole: the bytes before the
 	 * faulting page are written, the call returns -EFAULT */
@@ -705,14 +697,14 @@ static void test_readonly_slot(void **state)
 	pat_fill(buf, sizeof(buf), 61);
 	assert_int_equal(tdp_host_write(e.h, hro, buf, 2 * PG), 0);
 
-	struct tdp_stats s0 = vstats(&e);
+	struct tdp_stats s0 = th_vm_stats(e.vm);
 
 	memset(back, 0, sizeof(back));
 	assert_int_equal(tdp_vcpu_read(e.v, gpa + 2 * PG, back, 2 * PG), 0);
 	assert_memory_equal(back, buf, 2 * PG);
 	assert_int_equal(tdp_vcpu_write(e.v, gpa + 2 * PG + 1, buf + 7, 10),
 			 -EACCES);
-	assert_int_equal(vstats(&e).pf_ro_exit, s0.pf_ro_exit + 1);
+	assert_int_equal(th_vm_stats(e.vm).pf_ro_exit, s0.pf_ro_exit + 1);
 	/* a write starting in the writable slot: its part lands */
 	uint8_t w[300];
 
@@ -782,7 +774,7 @@ static void test_mprotect(void **state)
 	h2 = hmap(&e, 2 * MiB, rw, TDP_HUGE_2M);
 	slot_set(&e, 0, 1, 2 * MiB, 2 * MiB, h2, 0);
 	assert_int_equal(tdp_vcpu_write(e.v, 2 * MiB + 5 * PG, buf, 3 * PG), 0);
-	assert_int_equal(vstats(&e).pages_2m, 1);
+	assert_int_equal(th_vm_stats(e.vm).pages_2m, 1);
 	assert_int_equal(tdp_host_mprotect(e.h, h2 + 6 * PG, PG, TDP_PROT_READ),
 			 0);
 	assert_int_equal(tdp_vcpu_write(e.v, 2 * MiB + 6 * PG + 9, back, 1),
@@ -794,7 +786,7 @@ static void test_mprotect(void **state)
 	assert_memory_equal(back, buf + PG, PG);
 	assert_int_equal(tdp_host_read(e.h, h2 + 5 * PG, back, 8), 0);
 	assert_memory_equal(back, buf + 1, 8);
-	assert_int_equal(vstats(&e).pages_2m, 0);
+	assert_int_equal(th_vm_stats(e.vm).pages_2m, 0);
 	th_audit_clean(e.vm);
 	/* PROT_NONE: reads fail too */
 	assert_int_equal(tdp_host_mprotect(e.h, h2 + 6 * PG, PG, TDP_PROT_NONE),
@@ -819,7 +811,7 @@ static void test_einval(void **state)
 	hva = hmap(&e, PG, TDP_PROT_READ | TDP_PROT_WRITE | TDP_PROT_EXEC, PG);
 	slot_set(&e, 0, 0, 0, PG, hva, 0);
 
-	struct tdp_stats s0 = vstats(&e);
+	struct tdp_stats s0 = th_vm_stats(e.vm);
 
 	assert_int_equal(tdp_vcpu_read(e.v, 0, NULL, 1), -EINVAL);
 	assert_int_equal(tdp_vcpu_write(e.v, 0, NULL, 1), -EINVAL);
@@ -837,7 +829,7 @@ static void test_einval(void **state)
 	assert_int_equal(tdp_vcpu_write(e.v, 1ull << 48, buf, 1), -EINVAL);
 	assert_int_equal(tdp_vcpu_fetch(e.v, 1ull << 52, buf, 1), -EINVAL);
 	/* nothing reached the fault handler */
-	assert_int_equal(vstats(&e).pf_taken, s0.pf_taken);
+	assert_int_equal(th_vm_stats(e.vm).pf_taken, s0.pf_taken);
 	/* the last bytes below the width are a plain MMIO exit */
 	assert_int_equal(tdp_vcpu_read(e.v, (1ull << 48) - 8, buf, 8), -EFAULT);
 	env_fini(&e);
@@ -891,8 +883,8 @@ static void test_huge_alignment(void **state)
 		assert_int_equal(
 			tdp_vcpu_write(e.v, 16 * MiB + p * PG, buf, PG), 0);
 	}
-	assert_int_equal(vstats(&e).pages_2m, 0);
-	assert_true(vstats(&e).pages_4k > 0);
+	assert_int_equal(th_vm_stats(e.vm).pages_2m, 0);
+	assert_true(th_vm_stats(e.vm).pages_4k > 0);
 	assert_int_equal(leaf_pfn(&e, (2 * MiB >> 12) + 37, &level),
 			 lookup_pfn(&e, h2 + PG + 37 * PG, NULL));
 	assert_int_equal(level, TDP_LEVEL_4K);
@@ -907,7 +899,7 @@ static void test_huge_alignment(void **state)
 		assert_int_equal(th_check_page(buf, 16 * MiB + p * PG, 1), 0);
 	}
 	assert_int_equal(tdp_vcpu_read(e.v, 32 * MiB + 3 * MiB, buf, 8), 0);
-	assert_int_equal(vstats(&e).pages_2m, 1);
+	assert_int_equal(th_vm_stats(e.vm).pages_2m, 1);
 	assert_int_equal(leaf_pfn(&e, (35 * MiB) >> 12, &level),
 			 lookup_pfn(&e, h2 + 7 * MiB, NULL));
 	assert_int_equal(level, TDP_LEVEL_2M);
@@ -934,12 +926,12 @@ static void test_huge_replaces_table(void **state)
 	slot_set(&e, 0, 0, gpa, 2 * MiB, h2, 0);
 	th_fill_page(buf, gpa + 3 * PG, 1);
 	assert_int_equal(tdp_vcpu_write(e.v, gpa + 3 * PG, buf, PG), 0);
-	assert_int_equal(vstats(&e).pages_2m, 1);
+	assert_int_equal(th_vm_stats(e.vm).pages_2m, 1);
 	assert_int_equal(tdp_host_split(e.h, h2, 2 * MiB), 0);
 	for (unsigned p = 0; p < 512; p += 5) {
 		assert_int_equal(tdp_vcpu_read(e.v, gpa + p * PG, buf, 64), 0);
 	}
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	assert_int_equal(s0.pages_2m, 0);
 	assert_int_equal(s0.pages_4k, 103);
 	th_audit_clean(e.vm);
@@ -955,7 +947,7 @@ static void test_huge_replaces_table(void **state)
 	memset(buf, 0, sizeof(buf));
 	assert_int_equal(tdp_vcpu_read(e.v, gpa + 5 * PG, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, gpa + 5 * PG, 2), 0);
-	s1 = vstats(&e);
+	s1 = th_vm_stats(e.vm);
 	assert_int_equal(s1.pages_2m, 1);
 	assert_int_equal(s1.pages_4k, 0);
 	assert_int_equal(s1.pt_pages, s0.pt_pages - 1);
@@ -999,7 +991,7 @@ static void test_max_huge(void **state)
 					       sizeof(back)),
 				 0);
 		assert_memory_equal(back, buf, sizeof(buf));
-		s = vstats(&e);
+		s = th_vm_stats(e.vm);
 		assert_int_equal(s.pages_1g, 0);
 		if (caps[c] == TDP_HUGE_2M) {
 			assert_int_equal(s.pages_2m, 2);
@@ -1051,7 +1043,7 @@ static void test_address_spaces(void **state)
 	assert_int_equal(tdp_vcpu_read(e.v, 0x90000, buf, 8), -EFAULT);
 	assert_int_equal(tdp_host_read(e.h, h1, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, 0x30000, 101), 0);
-	assert_int_equal(vstats(&e).roots, 2);
+	assert_int_equal(th_vm_stats(e.vm).roots, 2);
 	th_audit_clean(e.vm);
 	env_fini(&e);
 }
@@ -1265,7 +1257,7 @@ static void test_contents_under_host_ops(void **state)
 		assert_int_equal(tdp_vcpu_read(e.v, gpas[i], buf, PG), 0);
 		assert_int_equal(th_check_page(buf, gpas[i], 1), 0);
 	}
-	assert_int_equal(vstats(&e).pages_2m, n2);
+	assert_int_equal(th_vm_stats(e.vm).pages_2m, n2);
 	tdp_host_get_stats(e.h, &hs0);
 
 	rd.v = e.v;

@@ -80,14 +80,6 @@ static void env_fini(struct env *e)
 	tdp_host_destroy(e->h);
 }
 
-static struct tdp_stats vstats(struct env *e)
-{
-	struct tdp_stats s;
-
-	tdp_vm_get_stats(e->vm, &s);
-	return s;
-}
-
 static int wr(struct tdp_vcpu *v, uint64_t gpa, uint64_t val)
 {
 	return tdp_vcpu_write(v, gpa, &val, 8);
@@ -189,7 +181,7 @@ static void test_memslot_errors(void **state)
 			 -EINVAL);
 	assert_int_equal(tdp_vm_set_memory_attributes(e.vm, SLOT_GPA, PG, 2),
 			 -EINVAL);
-	assert_int_equal(vstats(&e).conversions, 0);
+	assert_int_equal(th_vm_stats(e.vm).conversions, 0);
 	/* and not in a plain VM; TDP_MEM_PRIVATE neither */
 	assert_int_equal(tdp_host_create(NULL, &h), 0);
 	assert_int_equal(tdp_vm_create(h, NULL, &plain), 0);
@@ -224,7 +216,7 @@ static void test_private_and_shared(void **state)
 	assert_int_equal(t.size, PG);
 	assert_int_equal(tdp_vm_translate(e.vm, 0, gpa | SHARED, &t),
 			 -ENOENT);
-	st = vstats(&e);
+	st = th_vm_stats(e.vm);
 	assert_int_equal(st.pf_private, 1);
 	assert_int_equal(st.pf_attr_exit, 1);
 	assert_int_equal(st.mirror_roots, 1);
@@ -247,7 +239,7 @@ static void test_private_and_shared(void **state)
 	assert_false(mapped(&e, gpa | SHARED));
 	assert_int_equal(tdp_vcpu_read(e.v[0], gpa | SHARED, &x, 8), -EPERM);
 	assert_int_equal(rd_ok(e.v[0], gpa), 0x1111);
-	assert_int_equal(vstats(&e).conversions, 2);
+	assert_int_equal(th_vm_stats(e.vm).conversions, 2);
 	th_audit_clean(e.vm);
 
 	/* a private access with no private memory there: -EPERM, and a
@@ -331,7 +323,7 @@ static void test_remapped_backing(void **state)
 			 -EFAULT);
 	assert_false(mapped(&e, SLOT_GPA | SHARED));
 	assert_false(mapped(&e, SLOT_GPA + PG));
-	assert_int_equal(vstats(&e).frame_refs, 0);
+	assert_int_equal(th_vm_stats(e.vm).frame_refs, 0);
 	env_fini(&e);
 }
 
@@ -349,11 +341,11 @@ static void test_fast_zap_and_delete(void **state)
 	assert_int_equal(convert(&e, s, PG, false), 0);
 	assert_int_equal(wr(e.v[0], p, 1), 0);
 	assert_int_equal(wr(e.v[0], s | SHARED, 2), 0);
-	st0 = vstats(&e);
+	st0 = th_vm_stats(e.vm);
 	assert_int_equal(tdp_vm_zap_all_fast(e.vm), 0);
 	assert_true(mapped(&e, p));
 	assert_false(mapped(&e, s | SHARED));
-	st = vstats(&e);
+	st = th_vm_stats(e.vm);
 	assert_int_equal(st.mirror_roots, 1);
 	assert_int_equal(st.ext_ops, st0.ext_ops); /* untouched */
 	th_audit_clean(e.vm);
@@ -363,7 +355,7 @@ static void test_fast_zap_and_delete(void **state)
 
 	assert_int_equal(tdp_vm_set_memslot(e.vm, &del), 0);
 	assert_false(mapped(&e, p));
-	st = vstats(&e);
+	st = th_vm_stats(e.vm);
 	assert_int_equal(st.mirror_roots, 1);
 	assert_int_equal(st.ext_errors, 0);
 	th_audit_clean(e.vm); /* the external table is empty again, too */
@@ -442,7 +434,7 @@ static void run_generation_wraps(struct env *e, unsigned min_wraps)
 		r[i] = (struct runner){ e, i, &stop, 0 };
 		pthread_create(&t[i], NULL, vcpu_loop, &r[i]);
 	}
-	while (vstats(e).mmio_gen_wraps < min_wraps) {
+	while (th_vm_stats(e->vm).mmio_gen_wraps < min_wraps) {
 		s.size = 64 * PG;
 		assert_int_equal(tdp_vm_set_memslot(e->vm, &s), 0);
 		s.size = 0;
@@ -472,7 +464,7 @@ static void test_seed003_generation_wrap(void **state)
 		assert_false(root_invalid(e.v[i]->root[0]));
 		assert_false(root_invalid(e.v[i]->mirror_root));
 	}
-	st = vstats(&e);
+	st = th_vm_stats(e.vm);
 	assert_true(st.fast_zaps >= 20);
 	assert_int_equal(st.mirror_roots, 1);
 	assert_int_equal(st.ext_errors, 0);
@@ -529,7 +521,7 @@ static void expect_dead(int inject, void (*trigger)(struct env *e),
 	env_init_cfg(&e, &cfg, 1, inject);
 	assert_int_equal(wr(e.v[0], SLOT_GPA, 1), 0);
 	trigger(&e);
-	assert_true(vstats(&e).ext_errors > 0);
+	assert_true(th_vm_stats(e.vm).ext_errors > 0);
 	assert_int_equal(tdp_vcpu_read(e.v[0], gpa, &x, 8), -EIO);
 	assert_true(audit(&e, rep, sizeof(rep)) > 0);
 	assert_non_null(strstr(rep, "external table"));

@@ -114,14 +114,6 @@ static void fx_init(struct fx *f, unsigned vmflags, uint64_t size,
 	fx_init_cfg(f, vmflags, size, folio, 0);
 }
 
-static struct tdp_stats vstats(struct fx *f)
-{
-	struct tdp_stats s;
-
-	tdp_vm_get_stats(f->vm, &s);
-	return s;
-}
-
 /* Audit, then tear down counting: after the vCPUs are gone and the roots
  * invalidated, the MMU holds nothing; after munmap the host holds
  * nothing. */
@@ -135,7 +127,7 @@ static void fx_fini(struct fx *f)
 		tdp_vcpu_destroy(f->v[i]);
 	assert_int_equal(tdp_vm_invalidate_roots(f->vm), 0);
 	tdp_rcu_barrier();
-	s = vstats(f);
+	s = th_vm_stats(f->vm);
 	assert_int_equal(s.roots, 0);
 	assert_int_equal(s.pt_pages, 0);
 	assert_int_equal(s.pt_pages_alloc, 0);
@@ -499,7 +491,7 @@ static void exact(unsigned vmflags)
 	gens = calloc(f.npages, sizeof(*gens));
 	assert_non_null(gens);
 	populate(&f, gens, 1);
-	assert_true(vstats(&f).pages_2m == 8);
+	assert_true(th_vm_stats(f.vm).pages_2m == 8);
 	fx_log(&f, true);
 
 	/* nothing written since logging began */
@@ -836,7 +828,7 @@ static void eager_split(unsigned vmflags, uint64_t huge)
 	assert_non_null(pfn);
 	for (uint64_t p = 0; p < f.npages; p += step)
 		gwrite(&f, p & 1, p, 1);
-	s0 = vstats(&f);
+	s0 = th_vm_stats(f.vm);
 	if (huge == TDP_HUGE_1G) {
 		assert_int_equal(s0.pages_1g, 1);
 		assert_int_equal(s0.pages_2m + s0.pages_4k, 0);
@@ -852,7 +844,7 @@ static void eager_split(unsigned vmflags, uint64_t huge)
 	}
 
 	fx_log(&f, true);
-	s1 = vstats(&f);
+	s1 = th_vm_stats(f.vm);
 	assert_true(s1.eager_splits - s0.eager_splits >=
 		    (huge == TDP_HUGE_1G ? 1 : size / TDP_HUGE_2M));
 	assert_int_equal(s1.pages_2m, 0);
@@ -872,17 +864,17 @@ static void eager_split(unsigned vmflags, uint64_t huge)
 	}
 	th_audit_clean(f.vm);
 	/* no fault needed to read any of it, and the data is unchanged */
-	uint64_t taken = vstats(&f).pf_taken;
+	uint64_t taken = th_vm_stats(f.vm).pf_taken;
 
 	for (uint64_t p = 0; p < f.npages; p += step)
 		gread_check(&f, p & 1, p, 1);
-	assert_int_equal(vstats(&f).pf_taken, taken);
+	assert_int_equal(th_vm_stats(f.vm).pf_taken, taken);
 	assert_int_equal(harvest(&f, bm), 0);
 	/* writes are logged and stay on 4 KiB leaves */
 	gwrite(&f, 0, 5, 2);
 	assert_int_equal(harvest(&f, bm), 1);
 	assert_true(bm_test(bm, 5));
-	assert_int_equal(vstats(&f).pages_4k, f.npages);
+	assert_int_equal(th_vm_stats(f.vm).pages_4k, f.npages);
 	free(pfn);
 	free(bm);
 	fx_fini(&f);
@@ -908,10 +900,10 @@ static void no_eager_split(unsigned vmflags)
 	bm = bm_new(f.nwords);
 	want = bm_new(f.nwords);
 	populate(&f, NULL, 1);
-	s0 = vstats(&f);
+	s0 = th_vm_stats(f.vm);
 	assert_int_equal(s0.pages_2m, 8);
 	fx_log(&f, true);
-	s1 = vstats(&f);
+	s1 = th_vm_stats(f.vm);
 	assert_int_equal(s1.eager_splits, s0.eager_splits);
 	assert_int_equal(s1.pages_2m, 8);
 	t = xlate(&f, 700, &r);
@@ -946,7 +938,7 @@ static void no_eager_split(unsigned vmflags)
 		for (uint64_t p = 0; p < 5 * 512; p++)
 			bm_set(want, p);
 		bm_assert_eq(bm, want, f.npages, "dirty huge leaves");
-		assert_int_equal(vstats(&f).pages_2m, 8);
+		assert_int_equal(th_vm_stats(f.vm).pages_2m, 8);
 		for (unsigned i = 0; i < nw; i++) {
 			assert_int_equal(rw[i], 0);
 			assert_int_equal(tw[i].size, TDP_HUGE_2M);
@@ -969,7 +961,7 @@ static void no_eager_split(unsigned vmflags)
 		assert_true(tw[i].prot & TDP_PROT_WRITE);
 	}
 	bm_assert_eq(bm, want, f.npages, "writes through huge leaves");
-	s1 = vstats(&f);
+	s1 = th_vm_stats(f.vm);
 	assert_int_equal(s1.pages_2m, 3); /* regions 5..7 */
 	for (uint64_t p = 0; p < 5 * 512; p++) {
 		t = xlate(&f, p, &r);
@@ -1022,14 +1014,14 @@ static void recovery_2m(unsigned vmflags)
 	for (uint64_t off = 0; off < size1; off += PG)
 		assert_int_equal(tdp_vcpu_write(f.v[1], gpa1 + off, &off, 8),
 				 0);
-	s0 = vstats(&f);
+	s0 = th_vm_stats(f.vm);
 	assert_int_equal(s0.pages_2m, 32);
 	assert_int_equal(s0.pages_4k, size1 / PG);
 
 	fx_log(&f, true);
 	assert_int_equal(
 		slot_flags(&f, 1, gpa1, size1, hva1, TDP_MEM_LOG_DIRTY), 0);
-	assert_int_equal(vstats(&f).pages_2m, 0);
+	assert_int_equal(th_vm_stats(f.vm).pages_2m, 0);
 	for (unsigned i = 0; i < 500; i++) {
 		uint64_t p = th_rand(&seed) % f.npages;
 
@@ -1042,10 +1034,10 @@ static void recovery_2m(unsigned vmflags)
 		gwrite(&f, i & 1, p, ++gens[p]);
 	}
 
-	s0 = vstats(&f);
+	s0 = th_vm_stats(f.vm);
 	fx_log(&f, false);
 	assert_int_equal(slot_flags(&f, 1, gpa1, size1, hva1, 0), 0);
-	s1 = vstats(&f);
+	s1 = th_vm_stats(f.vm);
 	uint64_t rec = s1.huge_recovered - s0.huge_recovered;
 	uint64_t fl = s1.recover_flushes - s0.recover_flushes;
 
@@ -1081,7 +1073,7 @@ static void recovery_2m(unsigned vmflags)
 		assert_int_equal(tdp_vcpu_read(f.v[0], gpa1 + off, &x, 8), 0);
 		assert_int_equal(x, off);
 	}
-	assert_int_equal(vstats(&f).pages_2m, 32);
+	assert_int_equal(th_vm_stats(f.vm).pages_2m, 32);
 	for (uint64_t p = 0; p < f.npages; p++)
 		hread_check(&f, p, gens[p]);
 	free(gens);
@@ -1103,14 +1095,14 @@ static void test_recovery_1g(void **s)
 	fx_init_cfg(&f, WP, GiB, TDP_HUGE_1G, TDP_HUGE_1G);
 	for (uint64_t p = 0; p < f.npages; p += 1021)
 		gwrite(&f, 0, p, 1);
-	assert_int_equal(vstats(&f).pages_1g, 1);
+	assert_int_equal(th_vm_stats(f.vm).pages_1g, 1);
 	fx_log(&f, true);
-	assert_int_equal(vstats(&f).pages_4k, f.npages);
+	assert_int_equal(th_vm_stats(f.vm).pages_4k, f.npages);
 	for (uint64_t p = 3; p < f.npages; p += 4093)
 		gwrite(&f, 1, p, 2);
-	s0 = vstats(&f);
+	s0 = th_vm_stats(f.vm);
 	fx_log(&f, false);
-	s1 = vstats(&f);
+	s1 = th_vm_stats(f.vm);
 	uint64_t rec = s1.huge_recovered - s0.huge_recovered;
 	uint64_t fl = s1.recover_flushes - s0.recover_flushes;
 
@@ -1155,10 +1147,10 @@ static void fault_counts(unsigned vmflags)
 		bm_set(want, i * 31 + 5);
 	for (unsigned cycle = 0; cycle < 6; cycle++) {
 		gen++;
-		s0 = vstats(&f);
+		s0 = th_vm_stats(f.vm);
 		for (uint64_t i = 0; i < 64; i++)
 			gwrite(&f, cycle & 1, i * 31 + 5, gen);
-		s1 = vstats(&f);
+		s1 = th_vm_stats(f.vm);
 		if (vmflags & DBIT) {
 			/* leaves stay writable: no fault at all */
 			assert_int_equal(s1.pf_taken, s0.pf_taken);
@@ -1171,11 +1163,13 @@ static void fault_counts(unsigned vmflags)
 		}
 		harvest(&f, bm);
 		bm_assert_eq(bm, want, f.npages, "rewrite cycle");
-		assert_int_equal(vstats(&f).dirty_harvests - s0.dirty_harvests,
+		assert_int_equal(th_vm_stats(f.vm).dirty_harvests -
+					 s0.dirty_harvests,
 				 1);
-		assert_int_equal(vstats(&f).dirty_pages - s0.dirty_pages, 64);
+		assert_int_equal(th_vm_stats(f.vm).dirty_pages - s0.dirty_pages,
+				 64);
 	}
-	s1 = vstats(&f);
+	s1 = th_vm_stats(f.vm);
 	if (vmflags & NOFAST)
 		assert_int_equal(s1.pf_fast, 0);
 	else if (!(vmflags & DBIT))
@@ -1212,27 +1206,27 @@ static void manual(unsigned vmflags)
 	assert_non_null(gens);
 	memset(ones, 0xff, f.nwords * 8);
 	populate(&f, gens, 1);
-	s0 = vstats(&f);
+	s0 = th_vm_stats(f.vm);
 	fx_log(&f, true);
 	/* initially all set; nothing split or protected yet */
 	assert_int_equal(harvest(&f, bm), f.npages);
 	assert_int_equal(harvest(&f, bm2), f.npages);
-	assert_int_equal(vstats(&f).pages_2m, 8);
-	assert_int_equal(vstats(&f).eager_splits, s0.eager_splits);
+	assert_int_equal(th_vm_stats(f.vm).pages_2m, 8);
+	assert_int_equal(th_vm_stats(f.vm).eager_splits, s0.eager_splits);
 	t = xlate(&f, 100, &r);
 	assert_int_equal(r, 0);
 	assert_int_equal(t.size, TDP_HUGE_2M);
 	assert_true(t.prot & TDP_PROT_WRITE);
 	/* writes before any clear: no fault needed */
-	uint64_t taken = vstats(&f).pf_taken;
+	uint64_t taken = th_vm_stats(f.vm).pf_taken;
 
 	gwrite(&f, 0, 100, ++gens[100]);
-	assert_int_equal(vstats(&f).pf_taken, taken);
+	assert_int_equal(th_vm_stats(f.vm).pf_taken, taken);
 
 	/* clear the first 4 MiB: its huge leaves are split (and only
 	 * those), its pages no longer reported */
 	assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 0, 0, 0, 1024, ones), 0);
-	assert_int_equal(vstats(&f).pages_2m, 6);
+	assert_int_equal(th_vm_stats(f.vm).pages_2m, 6);
 	t = xlate(&f, 100, &r);
 	assert_int_equal(r, 0);
 	assert_int_equal(t.size, PG);
@@ -1276,7 +1270,7 @@ static void manual(unsigned vmflags)
 	assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 0, 0, 0, f.npages, ones),
 			 0);
 	assert_int_equal(harvest(&f, bm), 0);
-	assert_int_equal(vstats(&f).pages_2m, 0);
+	assert_int_equal(th_vm_stats(f.vm).pages_2m, 0);
 	for (unsigned round = 0; round < 4; round++) {
 		uint64_t base = 64 * (th_rand(&seed) % (f.npages / 64));
 

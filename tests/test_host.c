@@ -48,14 +48,6 @@ static uint64_t map(struct tdp_host *h, uint64_t len, unsigned prot,
 	return hva;
 }
 
-static struct tdp_host_stats stats(struct tdp_host *h)
-{
-	struct tdp_host_stats s;
-
-	tdp_host_get_stats(h, &s);
-	return s;
-}
-
 static const uint64_t *frame_words(struct tdp_host *h, uint64_t pfn)
 {
 	return (const uint64_t *)(host_frame_base(h) + pfn * PG);
@@ -101,7 +93,7 @@ static uint64_t lookup_pfn(struct tdp_host *h, uint64_t hva, unsigned *order)
 
 static void assert_empty(struct tdp_host *h)
 {
-	struct tdp_host_stats s = stats(h);
+	struct tdp_host_stats s = th_host_stats(h);
 
 	assert_int_equal(s.frames_used, 0);
 	assert_int_equal(s.frame_refs, 0);
@@ -267,7 +259,7 @@ static void test_create(void **state)
 	/* defaults: 4 GiB, and reserving it costs (almost) nothing */
 	before = rss_kib();
 	assert_int_equal(tdp_host_create(NULL, &h), 0);
-	assert_int_equal(stats(h).frames_total, (4ull << 30) / PG);
+	assert_int_equal(th_host_stats(h).frames_total, (4ull << 30) / PG);
 	if (before > 0)
 		assert_true(rss_kib() - before < 8 * 1024);
 	assert_int_equal((uintptr_t)host_frame_base(h) % (1ull << 30), 0);
@@ -276,7 +268,7 @@ static void test_create(void **state)
 
 	cfg.mem_bytes = 1; /* rounded up to 1 GiB */
 	assert_int_equal(tdp_host_create(&cfg, &h), 0);
-	assert_int_equal(stats(h).frames_total, (1ull << 30) / PG);
+	assert_int_equal(th_host_stats(h).frames_total, (1ull << 30) / PG);
 	tdp_host_destroy(h);
 
 	cfg.mem_bytes = 1ull << 40; /* the largest pool */
@@ -287,7 +279,7 @@ static void test_create(void **state)
 		return;
 #endif
 	assert_int_equal(ret, 0);
-	assert_int_equal(stats(h).frames_total, (1ull << 40) / PG);
+	assert_int_equal(th_host_stats(h).frames_total, (1ull << 40) / PG);
 	tdp_host_destroy(h);
 	tdp_host_destroy(NULL);
 }
@@ -435,7 +427,7 @@ static void test_range_args(void **state)
 	pfn = lookup_pfn(h, a, &order);
 	assert_int_equal(order, 9);
 	rec_init(&r, h);
-	s0 = stats(h);
+	s0 = th_host_stats(h);
 	for (unsigned i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
 		range_op op = ops[i];
 
@@ -461,7 +453,7 @@ static void test_range_args(void **state)
 	assert_int_equal(pfn1, pfn + 1);
 	assert_int_equal(order, 9);
 	assert_int_equal(prot, 3);
-	s0 = stats(h);
+	s0 = th_host_stats(h);
 	assert_int_equal(s0.frames_used, 512);
 	assert_int_equal(s0.frame_refs, 1);
 	assert_int_equal(s0.splits + s0.migrations + s0.swap_outs, 0);
@@ -497,14 +489,14 @@ static void test_rw_args(void **state)
 	/* partly unmapped: -EFAULT and nothing copied or faulted in */
 	assert_int_equal(tdp_host_write(h, a + 3 * PG, buf, 2 * PG), -EFAULT);
 	assert_int_equal(tdp_host_write(h, a - 8, buf, 16), -EFAULT);
-	assert_int_equal(stats(h).frames_used, 0);
+	assert_int_equal(th_host_stats(h).frames_used, 0);
 	assert_int_equal(host_lookup(h, a + 3 * PG, NULL, NULL, NULL), -ENOENT);
 	assert_int_equal(tdp_host_read(h, a + 3 * PG, buf, 2 * PG), -EFAULT);
 	assert_int_equal(buf[0], 0x5a);
 	assert_int_equal(buf[2 * PG - 1], 0x5a);
 	assert_int_equal(tdp_host_read(h, a + 3 * PG, buf, PG), 0);
 	assert_memory_equal(buf, zero, PG);
-	assert_int_equal(stats(h).frames_used, 1);
+	assert_int_equal(th_host_stats(h).frames_used, 1);
 	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
 	assert_empty(h);
 	tdp_host_destroy(h);
@@ -549,7 +541,7 @@ static void test_rw_folios(void **state)
 	rw_span(h, a4 + 100, 5 * PG + 17, 1);
 	pfn = lookup_pfn(h, a4 + PG, &order);
 	assert_int_equal(order, 0);
-	assert_int_equal(stats(h).frames_used, 6);
+	assert_int_equal(th_host_stats(h).frames_used, 6);
 
 	/* 2 MiB: the first touch populates the whole folio */
 	rw_span(h, a2 + TDP_HUGE_2M - 3 * PG - 5, 6 * PG + 11, 2);
@@ -560,8 +552,8 @@ static void test_rw_folios(void **state)
 	pfn2 = lookup_pfn(h, a2 + TDP_HUGE_2M, &order);
 	assert_int_equal(order, 9);
 	assert_int_equal(pfn2 % 512, 0);
-	assert_int_equal(stats(h).frames_used, 6 + 1024);
-	assert_int_equal(stats(h).frame_refs, 6 + 2);
+	assert_int_equal(th_host_stats(h).frames_used, 6 + 1024);
+	assert_int_equal(th_host_stats(h).frame_refs, 6 + 2);
 
 	/* 1 GiB */
 	rw_span(h, a1 + TDP_HUGE_1G / 2 - 9, 3 * PG, 3);
@@ -569,7 +561,7 @@ static void test_rw_folios(void **state)
 	assert_int_equal(order, 18);
 	assert_int_equal((pfn - 131072) % (1u << 18), 0);
 	assert_int_equal(lookup_pfn(h, a1, NULL) % (1u << 18), 0);
-	assert_int_equal(stats(h).frames_used, 6 + 1024 + (1u << 18));
+	assert_int_equal(th_host_stats(h).frames_used, 6 + 1024 + (1u << 18));
 	/* untouched parts read as zero */
 	{
 		uint64_t buf[512];
@@ -581,8 +573,8 @@ static void test_rw_folios(void **state)
 	}
 	assert_int_equal(tdp_host_munmap(h, a4, 8 * PG), 0);
 	assert_int_equal(tdp_host_munmap(h, a2, 2 * TDP_HUGE_2M), 0);
-	assert_int_equal(stats(h).frames_used, 1u << 18);
-	assert_int_equal(stats(h).frame_refs, 1);
+	assert_int_equal(th_host_stats(h).frames_used, 1u << 18);
+	assert_int_equal(th_host_stats(h).frame_refs, 1);
 	/* destroy with the 1 GiB folio mapped (no 1 GiB poison fill) */
 	tdp_host_destroy(h);
 }
@@ -654,7 +646,7 @@ static void test_munmap(void **state)
 	assert_int_equal(tdp_host_munmap(h, a, 8 * PG), -ENOENT);
 	check_page(h, a + PG, 1);
 	check_page(h, a + 5 * PG, 5);
-	assert_int_equal(stats(h).frames_used, 5);
+	assert_int_equal(th_host_stats(h).frames_used, 5);
 
 	/* partial munmap of a 2 MiB folio splits it; the rest stays */
 	put_page(h, b + 10 * PG, 10);
@@ -662,7 +654,7 @@ static void test_munmap(void **state)
 	pfn = lookup_pfn(h, b, &order);
 	assert_int_equal(order, 9);
 	assert_int_equal(tdp_host_munmap(h, b + 256 * PG, 16 * PG), 0);
-	assert_int_equal(stats(h).splits, 1);
+	assert_int_equal(th_host_stats(h).splits, 1);
 	assert_int_equal(lookup_pfn(h, b + 10 * PG, &order), pfn + 10);
 	assert_int_equal(order, 0);
 	assert_int_equal(lookup_pfn(h, b + 300 * PG, &order), pfn + 300);
@@ -670,8 +662,8 @@ static void test_munmap(void **state)
 	check_page(h, b + 300 * PG, 300);
 	assert_true(frame_poisoned(h, pfn + 260));
 	assert_false(frame_poisoned(h, pfn + 255));
-	assert_int_equal(stats(h).frames_used, 5 + 512 - 16);
-	assert_int_equal(stats(h).frame_refs, 5 + 512 - 16);
+	assert_int_equal(th_host_stats(h).frames_used, 5 + 512 - 16);
+	assert_int_equal(th_host_stats(h).frame_refs, 5 + 512 - 16);
 	/* the untouched second folio is still populated huge on touch */
 	put_page(h, b + TDP_HUGE_2M, 1);
 	lookup_pfn(h, b + TDP_HUGE_2M + PG, &order);
@@ -713,7 +705,7 @@ static void test_mprotect(void **state)
 	assert_int_equal(r.starts, 1);
 	assert_int_equal(r.start, a + PG);
 	assert_int_equal(r.end, a + 2 * PG);
-	assert_int_equal(stats(h).notifier_calls, 1);
+	assert_int_equal(th_host_stats(h).notifier_calls, 1);
 	put_page(h, a, 3); /* neighbours keep their prot */
 	{
 		uint64_t buf[512];
@@ -788,8 +780,8 @@ static void test_migrate(void **state)
 	for (unsigned i = 0; i < 3; i++)
 		check_page(h, a + i * PG, 10 + i);
 	assert_int_equal(host_lookup(h, a + 3 * PG, NULL, NULL, NULL), -ENOENT);
-	assert_int_equal(stats(h).migrations, 3);
-	assert_int_equal(stats(h).frames_used, 3);
+	assert_int_equal(th_host_stats(h).migrations, 3);
+	assert_int_equal(th_host_stats(h).frames_used, 3);
 	/* the notifier saw the old frame at start and the new at end */
 	assert_int_equal(r.starts, 1);
 	assert_int_equal(r.ends, 1);
@@ -819,8 +811,8 @@ static void test_migrate(void **state)
 	assert_true(frame_poisoned(h, oldb));
 	assert_true(frame_poisoned(h, oldb + 511));
 	check_page(h, b + 33 * PG, 33);
-	assert_int_equal(stats(h).migrations, 3 + 512);
-	assert_int_equal(stats(h).splits, 0);
+	assert_int_equal(th_host_stats(h).migrations, 3 + 512);
+	assert_int_equal(th_host_stats(h).splits, 0);
 
 	/* part of a folio: split first, only the range moves */
 	oldb = lookup_pfn(h, b + TDP_HUGE_2M, NULL);
@@ -829,8 +821,8 @@ static void test_migrate(void **state)
 			 0);
 	assert_int_equal(r.start, b + TDP_HUGE_2M); /* widened to the folio */
 	assert_int_equal(r.end, b + 2 * TDP_HUGE_2M);
-	assert_int_equal(stats(h).splits, 1);
-	assert_int_equal(stats(h).migrations, 3 + 512 + 8);
+	assert_int_equal(th_host_stats(h).splits, 1);
+	assert_int_equal(th_host_stats(h).migrations, 3 + 512 + 8);
 	nw = lookup_pfn(h, b + TDP_HUGE_2M + 7 * PG, &order);
 	assert_int_equal(order, 0);
 	assert_true(nw != oldb + 7);
@@ -839,7 +831,7 @@ static void test_migrate(void **state)
 			 oldb + 3);
 	assert_int_equal(order, 0);
 	check_page(h, b + TDP_HUGE_2M + 7 * PG, 7);
-	assert_int_equal(stats(h).frames_used, 3 + 1024);
+	assert_int_equal(th_host_stats(h).frames_used, 3 + 1024);
 	rec_fini(&r);
 	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
 	assert_int_equal(tdp_host_munmap(h, b, 2 * TDP_HUGE_2M), 0);
@@ -869,10 +861,10 @@ static void test_migrate_enomem(void **state)
 		assert_int_equal(host_gup(h, a, false, &g), -ENOMEM);
 	}
 	rec_init(&r, h);
-	s0 = stats(h);
+	s0 = th_host_stats(h);
 	assert_int_equal(tdp_host_migrate(h, big, TDP_HUGE_1G), -ENOMEM);
 	assert_int_equal(tdp_host_migrate(h, big + PG, PG), -ENOMEM);
-	s1 = stats(h);
+	s1 = th_host_stats(h);
 	assert_memory_equal(&s0, &s1, sizeof(s0));
 	assert_int_equal(r.starts, 0);
 	assert_int_equal(lookup_pfn(h, big + 3 * PG, &order), pfn + 3);
@@ -881,13 +873,13 @@ static void test_migrate_enomem(void **state)
 	rec_fini(&r);
 	/* swap-out of one page splits the folio and frees the frame */
 	assert_int_equal(tdp_host_swap_out(h, big + PG, PG), 0);
-	assert_int_equal(stats(h).frames_used, (1u << 18) - 1);
+	assert_int_equal(th_host_stats(h).frames_used, (1u << 18) - 1);
 	assert_int_equal(tdp_host_write(h, a, &x, 8), 0);
 	assert_int_equal(tdp_host_munmap(h, a, PG), 0);
 	assert_int_equal(tdp_host_munmap(h, big, 16 * PG), 0);
-	assert_int_equal(stats(h).frames_used, (1u << 18) - 16);
-	assert_int_equal(stats(h).frame_refs, (1u << 18) - 16);
-	assert_int_equal(stats(h).swapped_pages, 0);
+	assert_int_equal(th_host_stats(h).frames_used, (1u << 18) - 16);
+	assert_int_equal(th_host_stats(h).frame_refs, (1u << 18) - 16);
+	assert_int_equal(th_host_stats(h).swapped_pages, 0);
 	tdp_host_destroy(h);
 }
 
@@ -910,7 +902,7 @@ static void test_swap(void **state)
 	assert_int_equal(r.start_ret, 0);
 	assert_int_equal(r.start_pfn, pfn);
 	assert_int_equal(r.end_ret, -ENOENT);
-	s = stats(h);
+	s = th_host_stats(h);
 	assert_int_equal(s.frames_used, 0);
 	assert_int_equal(s.frame_refs, 0);
 	assert_int_equal(s.swapped_pages, 3);
@@ -919,31 +911,31 @@ static void test_swap(void **state)
 	assert_int_equal(host_lookup(h, a + PG, NULL, NULL, NULL), -ENOENT);
 	/* swapping out again does nothing more */
 	assert_int_equal(tdp_host_swap_out(h, a, 4 * PG), 0);
-	assert_int_equal(stats(h).swap_outs, 3);
+	assert_int_equal(th_host_stats(h).swap_outs, 3);
 	check_page(h, a + PG, 21);
-	s = stats(h);
+	s = th_host_stats(h);
 	assert_int_equal(s.swap_ins, 1);
 	assert_int_equal(s.swapped_pages, 2);
 	assert_int_equal(s.frames_used, 1);
 	check_page(h, a, 20);
 	check_page(h, a + 2 * PG, 22);
-	assert_int_equal(stats(h).swap_ins, 3);
-	assert_int_equal(stats(h).swapped_pages, 0);
+	assert_int_equal(th_host_stats(h).swap_ins, 3);
+	assert_int_equal(th_host_stats(h).swapped_pages, 0);
 
 	/* a huge folio is split, its pages come back as 4 KiB frames */
 	put_page(h, b + 5 * PG, 5);
 	put_page(h, b + 500 * PG, 500);
 	assert_int_equal(tdp_host_swap_out(h, b, TDP_HUGE_2M), 0);
-	assert_int_equal(stats(h).splits, 1);
-	assert_int_equal(stats(h).swapped_pages, 512);
-	assert_int_equal(stats(h).frames_used, 3);
+	assert_int_equal(th_host_stats(h).splits, 1);
+	assert_int_equal(th_host_stats(h).swapped_pages, 512);
+	assert_int_equal(th_host_stats(h).frames_used, 3);
 	check_page(h, b + 500 * PG, 500);
 	lookup_pfn(h, b + 500 * PG, &order);
 	assert_int_equal(order, 0);
 	assert_int_equal(host_lookup(h, b + 5 * PG, NULL, NULL, NULL), -ENOENT);
 	/* munmap frees swapped copies */
 	assert_int_equal(tdp_host_munmap(h, b, TDP_HUGE_2M), 0);
-	assert_int_equal(stats(h).swapped_pages, 0);
+	assert_int_equal(th_host_stats(h).swapped_pages, 0);
 	rec_fini(&r);
 	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
 	assert_empty(h);
@@ -978,12 +970,12 @@ static void test_split(void **state)
 	lookup_pfn(h, b + TDP_HUGE_2M, &order);
 	assert_int_equal(order, 9);
 	check_page(h, b + 3 * PG, 3);
-	assert_int_equal(stats(h).splits, 1);
-	assert_int_equal(stats(h).frame_refs, 512 + 1);
-	assert_int_equal(stats(h).frames_used, 1024);
+	assert_int_equal(th_host_stats(h).splits, 1);
+	assert_int_equal(th_host_stats(h).frame_refs, 512 + 1);
+	assert_int_equal(th_host_stats(h).frames_used, 1024);
 	/* splitting split pages again changes nothing */
 	assert_int_equal(tdp_host_split(h, b, TDP_HUGE_2M), 0);
-	assert_int_equal(stats(h).splits, 1);
+	assert_int_equal(th_host_stats(h).splits, 1);
 	/* 1 GiB folio */
 	put_page(h, g + 1000 * PG, 1000);
 	pfn = lookup_pfn(h, g + 1000 * PG, &order);
@@ -992,11 +984,11 @@ static void test_split(void **state)
 	assert_int_equal(lookup_pfn(h, g + 1000 * PG, &order), pfn);
 	assert_int_equal(order, 0);
 	check_page(h, g + 1000 * PG, 1000);
-	assert_int_equal(stats(h).splits, 2);
+	assert_int_equal(th_host_stats(h).splits, 2);
 	/* the split frames are freed one by one */
 	assert_int_equal(tdp_host_munmap(h, g, TDP_HUGE_1G / 2), 0);
 	assert_true(frame_poisoned(h, pfn));
-	assert_int_equal(stats(h).frames_used, 1024 + (1u << 17));
+	assert_int_equal(th_host_stats(h).frames_used, 1024 + (1u << 17));
 	assert_int_equal(
 		tdp_host_munmap(h, g + TDP_HUGE_1G / 2, TDP_HUGE_1G / 2), 0);
 	check_page(h, b + TDP_HUGE_2M + 3 * PG, 4);
@@ -1015,7 +1007,7 @@ static void test_split(void **state)
 	/* destroy with memory populated and swapped (LSan checks that the
 	 * swap copies are freed); skips poisoning 2 GiB */
 	assert_int_equal(tdp_host_swap_out(h, g + 5 * PG, PG), 0);
-	assert_int_equal(stats(h).swapped_pages, 1);
+	assert_int_equal(th_host_stats(h).swapped_pages, 1);
 	tdp_host_destroy(h);
 }
 
@@ -1038,10 +1030,10 @@ static void frame_write(struct tdp_host *h, uint64_t hva, uint64_t gen)
 /* Swap out [hva, hva+len) and return how many clean pages it reused. */
 static uint64_t swap_out_clean(struct tdp_host *h, uint64_t hva, uint64_t len)
 {
-	uint64_t before = stats(h).swap_out_clean;
+	uint64_t before = th_host_stats(h).swap_out_clean;
 
 	assert_int_equal(tdp_host_swap_out(h, hva, len), 0);
-	return stats(h).swap_out_clean - before;
+	return th_host_stats(h).swap_out_clean - before;
 }
 
 /* A "guest" with a writable mapping of the page at @hva: in
@@ -1104,7 +1096,7 @@ static void test_swapcache_clean(void **state)
 	assert_int_equal(host_page_dirty(h, a + 2 * PG), -ENOENT);
 	assert_int_equal(host_page_dirty(h, a + 4 * PG), -EFAULT);
 	assert_int_equal(swap_out_clean(h, a, 4 * PG), 0);
-	s = stats(h);
+	s = th_host_stats(h);
 	assert_int_equal(s.swap_outs, 2);
 	assert_int_equal(s.swap_out_clean, 0);
 	assert_int_equal(host_swap_cached(h), 0);
@@ -1113,7 +1105,7 @@ static void test_swapcache_clean(void **state)
 	/* swap-in by read: the page is clean and keeps its copy */
 	check_page(h, a, 1);
 	assert_int_equal(host_page_dirty(h, a), 0);
-	s = stats(h);
+	s = th_host_stats(h);
 	assert_int_equal(s.swap_ins, 1);
 	assert_int_equal(s.swapped_pages, 1);
 	assert_int_equal(s.frames_used, 1);
@@ -1127,7 +1119,7 @@ static void test_swapcache_clean(void **state)
 	/* swap-out reuses the copy: the frame goes without being copied */
 	pfn = lookup_pfn(h, a, NULL);
 	assert_int_equal(swap_out_clean(h, a, 4 * PG), 1);
-	s = stats(h);
+	s = th_host_stats(h);
 	assert_int_equal(s.swap_outs, 3);
 	assert_int_equal(s.swapped_pages, 2);
 	assert_int_equal(s.frames_used, 0);
@@ -1144,7 +1136,7 @@ static void test_swapcache_clean(void **state)
 	assert_int_equal(swap_out_clean(h, a, 4 * PG), 1);
 	check_page(h, a, 1);
 	check_page(h, a + PG, 2);
-	s = stats(h);
+	s = th_host_stats(h);
 	assert_int_equal(s.swap_outs, 6);
 	assert_int_equal(s.swap_out_clean, 4);
 	assert_int_equal(s.swap_ins, 6);
@@ -1192,7 +1184,7 @@ static void test_swapcache_dirty(void **state)
 		assert_int_equal(host_page_dirty(h, a + i * PG), 0);
 	assert_int_equal(host_swap_cached(h), 8); /* stale copies are kept */
 	assert_int_equal(swap_out_clean(h, a, 8 * PG), 3);
-	assert_int_equal(stats(h).swapped_pages, 8);
+	assert_int_equal(th_host_stats(h).swapped_pages, 8);
 	assert_int_equal(host_swap_cached(h), 0);
 
 	check_page(h, a, 20);
@@ -1357,7 +1349,7 @@ static void test_swapcache_huge(void **state)
 	/* marks on a huge folio change nothing: it has no copies */
 	host_mark_dirty(h, lookup_pfn(h, b, NULL), 512);
 	assert_int_equal(swap_out_clean(h, b, TDP_HUGE_2M), 0);
-	assert_int_equal(stats(h).swapped_pages, 512);
+	assert_int_equal(th_host_stats(h).swapped_pages, 512);
 	/* pages come back one by one, as clean 4 KiB pages */
 	check_page(h, b + 5 * PG, 5);
 	check_page(h, b + 7 * PG, 7);
@@ -1368,7 +1360,7 @@ static void test_swapcache_huge(void **state)
 	put_page(h, b + 7 * PG, 8);
 	assert_int_equal(host_page_dirty(h, b + 7 * PG), 1);
 	assert_int_equal(swap_out_clean(h, b, TDP_HUGE_2M), 1);
-	assert_int_equal(stats(h).swapped_pages, 512);
+	assert_int_equal(th_host_stats(h).swapped_pages, 512);
 	check_page(h, b + 5 * PG, 5);
 	check_page(h, b + 7 * PG, 8);
 	assert_int_equal(tdp_host_munmap(h, b, TDP_HUGE_2M), 0);
@@ -1400,13 +1392,13 @@ static void test_swapcache_unmap(void **state)
 	assert_int_equal(host_gup(h, a + 2 * PG, false, &g), 0);
 	assert_int_equal(tdp_host_munmap(h, a + 2 * PG, 2 * PG), 0);
 	assert_int_equal(host_swap_cached(h), 4);
-	assert_int_equal(stats(h).frames_used, 5);
+	assert_int_equal(th_host_stats(h).frames_used, 5);
 	assert_int_equal(th_check_page(frame_words(h, g.pfn), a + 2 * PG, 62),
 			 0);
 	host_mark_dirty(h, g.pfn, 1); /* unmapped: ignored */
 	host_put_frame(h, g.ref_pfn);
 	assert_true(frame_poisoned(h, g.pfn));
-	assert_int_equal(stats(h).frames_used, 4);
+	assert_int_equal(th_host_stats(h).frames_used, 4);
 	/* destroy with retained copies (and a swapped page) left */
 	assert_int_equal(swap_out_clean(h, a + 4 * PG, PG), 1);
 	tdp_host_destroy(h);
@@ -1415,7 +1407,7 @@ static void test_swapcache_unmap(void **state)
 static void test_mark_dirty_args(void **state)
 {
 	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t n = stats(h).frames_total;
+	uint64_t n = th_host_stats(h).frames_total;
 	uint64_t a = map(h, 2 * PG, 3, PG), pfn;
 	uint64_t c = map(h, 80 * PG, 3, PG), lo = UINT64_MAX, hi = 0;
 
@@ -1666,7 +1658,7 @@ static void test_swapcache_concurrent(void **state)
 	pthread_join(t[1], NULL);
 	pthread_join(t[0], NULL);
 	host_notifier_unregister(v.h, &v.n);
-	s = stats(v.h);
+	s = th_host_stats(v.h);
 	print_message("swap cache: %llu guest accesses, %llu host ops, %llu "
 		      "marks, %llu swap-outs of which %llu clean\n",
 		      (unsigned long long)v.rounds, (unsigned long long)v.ops,
@@ -1714,13 +1706,13 @@ static void test_notifier(void **state)
 	assert_int_equal(r.hook_ret, 0);
 	assert_int_equal(r.end_ret, -EFAULT);
 	assert_int_equal(r2.end_ret, -EFAULT);
-	assert_int_equal(stats(h).notifier_calls, 2);
+	assert_int_equal(th_host_stats(h).notifier_calls, 2);
 
 	host_notifier_unregister(h, &r2.n);
 	assert_int_equal(tdp_host_split(h, a + PG, PG), 0);
 	assert_int_equal(r.starts, 2);
 	assert_int_equal(r2.starts, 1);
-	assert_int_equal(stats(h).notifier_calls, 3);
+	assert_int_equal(th_host_stats(h).notifier_calls, 3);
 	assert_int_equal(r.start_ret, -EFAULT); /* probe is unmapped */
 	rec_fini(&r);
 	assert_int_equal(tdp_host_munmap(h, a + PG, 3 * PG), 0);
@@ -1782,7 +1774,7 @@ static void test_gup(void **state)
 	assert_int_equal(host_gup(h, 4096 * PG, false, &g), -EFAULT);
 	assert_int_equal(host_gup(h, ro, true, &g), -EFAULT);
 	assert_int_equal(host_gup(h, no, false, &g), -EFAULT);
-	assert_int_equal(stats(h).frames_used, 0);
+	assert_int_equal(th_host_stats(h).frames_used, 0);
 
 	assert_int_equal(host_gup(h, ro + 100, false, &g), 0);
 	assert_false(g.writable);
@@ -1798,11 +1790,11 @@ static void test_gup(void **state)
 	assert_false(g.executable);
 	assert_int_equal(g.pfn, lookup_pfn(h, a, NULL));
 	assert_int_equal(g.ref_pfn, g.pfn);
-	s = stats(h);
+	s = th_host_stats(h);
 	assert_int_equal(s.pinned_refs, 1);
 	assert_int_equal(s.frame_refs, 3); /* a, ro and the pin */
 	assert_int_equal(tdp_host_munmap(h, a, 2 * PG), 0);
-	s = stats(h);
+	s = th_host_stats(h);
 	assert_int_equal(s.pinned_refs, 1);
 	assert_int_equal(s.frame_refs, 2);
 	assert_int_equal(s.frames_used, 2);
@@ -1810,7 +1802,7 @@ static void test_gup(void **state)
 	assert_int_equal(th_check_page(frame_words(h, g.pfn), a, 77), 0);
 	host_put_frame(h, g.ref_pfn);
 	assert_true(frame_poisoned(h, g.pfn));
-	s = stats(h);
+	s = th_host_stats(h);
 	assert_int_equal(s.pinned_refs, 0);
 	assert_int_equal(s.frames_used, 1);
 
@@ -1821,12 +1813,12 @@ static void test_gup(void **state)
 	assert_int_equal(g.pfn, g.ref_pfn + 5);
 	assert_int_equal(host_gup(h, b, false, &g2), 0);
 	assert_int_equal(g2.pfn, g.ref_pfn);
-	assert_int_equal(stats(h).frame_refs, 1 + 3);
+	assert_int_equal(th_host_stats(h).frame_refs, 1 + 3);
 	assert_int_equal(tdp_host_split(h, b, PG), 0);
-	assert_int_equal(stats(h).frame_refs, 1 + 3 + 511);
+	assert_int_equal(th_host_stats(h).frame_refs, 1 + 3 + 511);
 	assert_int_equal(tdp_host_munmap(h, b, TDP_HUGE_2M), 0);
 	/* the tails went with the mapping, the pinned head stays */
-	assert_int_equal(stats(h).frames_used, 1 + 1);
+	assert_int_equal(th_host_stats(h).frames_used, 1 + 1);
 	assert_true(frame_poisoned(h, g.pfn));
 	assert_false(frame_poisoned(h, g.ref_pfn));
 	host_put_frame(h, g.ref_pfn);
@@ -1971,10 +1963,10 @@ static void test_concurrent(void **state)
 	assert_true(c.rounds > 100);
 	assert_true(c.ops > 10);
 	assert_int_equal(r.starts, (int)c.ops);
-	assert_int_equal(stats(c.h).notifier_calls, c.ops);
+	assert_int_equal(th_host_stats(c.h).notifier_calls, c.ops);
 	host_notifier_unregister(c.h, &r.n);
 	{
-		struct tdp_host_stats s = stats(c.h);
+		struct tdp_host_stats s = th_host_stats(c.h);
 
 		print_message(
 			"concurrent: %llu accesses, %llu host ops: %llu pages "

@@ -50,14 +50,6 @@ static void map_at(struct tdp_host *h, uint64_t hva, uint64_t len,
 	assert_int_equal(a, hva);
 }
 
-static struct tdp_host_stats stats(struct tdp_host *h)
-{
-	struct tdp_host_stats s;
-
-	tdp_host_get_stats(h, &s);
-	return s;
-}
-
 static uint64_t *frame_words(struct tdp_host *h, uint64_t pfn)
 {
 	return (uint64_t *)(host_frame_base(h) + pfn * PG);
@@ -121,7 +113,7 @@ static void put_page(struct tdp_host *h, uint64_t hva, uint64_t gen)
 
 static void assert_empty(struct tdp_host *h)
 {
-	struct tdp_host_stats s = stats(h);
+	struct tdp_host_stats s = th_host_stats(h);
 
 	assert_int_equal(s.frames_used, 0);
 	assert_int_equal(s.frame_refs, 0);
@@ -305,7 +297,7 @@ static void test_mmap_gup(void **state)
 	assert_true(host_range_private(h, a, 4 * PG));
 	assert_true(host_range_private(h, b, 2 * M2));
 	assert_false(host_range_private(h, n, PG));
-	assert_int_equal(stats(h).frames_used, 0);
+	assert_int_equal(th_host_stats(h).frames_used, 0);
 
 	/* first touch allocates a zero-filled frame, as for normal memory */
 	assert_int_equal(host_lookup(h, a + PG, NULL, NULL, NULL), -ENOENT);
@@ -314,7 +306,7 @@ static void test_mmap_gup(void **state)
 	assert_true(g.writable);
 	assert_false(g.executable);
 	assert_int_equal(g.order, 0);
-	assert_int_equal(stats(h).frames_used, 1);
+	assert_int_equal(th_host_stats(h).frames_used, 1);
 	assert_true(frame_all(h, g.pfn, 0));
 	assert_int_equal(host_lookup(h, a + PG, &pfn, &order, &prot), 0);
 	assert_int_equal(pfn, g.pfn);
@@ -327,7 +319,7 @@ static void test_mmap_gup(void **state)
 	assert_true(g.guest_private);
 	assert_int_equal(g.order, 9);
 	assert_int_equal(g.pfn, g.ref_pfn + 5);
-	assert_int_equal(stats(h).frames_used, 1 + 512);
+	assert_int_equal(th_host_stats(h).frames_used, 1 + 512);
 	assert_true(frame_all(h, g.pfn, 0));
 	host_put_frame(h, g.ref_pfn);
 	assert_int_equal(lookup_pfn(h, b + 7 * PG, &order), g.ref_pfn + 7);
@@ -403,7 +395,7 @@ static void test_refused(void **state)
 	ppfn = lookup_pfn(h, p, &order);
 	assert_int_equal(order, 9);
 	log_init(&l, r, h);
-	s0 = stats(h);
+	s0 = th_host_stats(h);
 	memset(buf, 0x5a, sizeof(buf));
 	memcpy(orig, buf, sizeof(buf));
 
@@ -447,7 +439,7 @@ static void test_refused(void **state)
 
 	/* nothing changed, nobody was told, no VM was asked to age */
 	assert_int_equal(l.n, 0);
-	s1 = stats(h);
+	s1 = th_host_stats(h);
 	assert_int_equal(s1.frames_used, s0.frames_used);
 	assert_int_equal(s1.frame_refs, s0.frame_refs);
 	assert_int_equal(s1.notifier_calls, s0.notifier_calls);
@@ -500,15 +492,15 @@ static void test_refused(void **state)
 	assert_int_equal(tdp_host_write(h, ro, buf, 8), -EACCES);
 	assert_int_equal(tdp_host_read(h, ro, buf, 8), -EPERM);
 	assert_int_equal(l.n, 0);
-	assert_int_equal(stats(h).notifier_calls, s0.notifier_calls);
+	assert_int_equal(th_host_stats(h).notifier_calls, s0.notifier_calls);
 
 	/* normal memory alone is served as before */
 	assert_int_equal(tdp_host_read(h, n + 3 * PG, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, n + 3 * PG, 3), 0);
 	assert_int_equal(tdp_host_migrate(h, n + 3 * PG, PG), 0);
-	assert_int_equal(stats(h).migrations, 1);
+	assert_int_equal(th_host_stats(h).migrations, 1);
 	assert_int_equal(tdp_host_swap_out(h, n, 4 * PG), 0);
-	assert_int_equal(stats(h).swap_outs, 1);
+	assert_int_equal(th_host_stats(h).swap_outs, 1);
 
 	log_fini(&l, r);
 	assert_int_equal(tdp_host_munmap(h, n, 4 * PG + 2 * M2), 0);
@@ -547,24 +539,24 @@ static void test_munmap_private(void **state)
 	log_init(&l, r, h);
 
 	/* normal memory only: exactly as before, no private calls */
-	calls = stats(h).notifier_calls;
+	calls = th_host_stats(h).notifier_calls;
 	l.probe = n + 2 * PG;
 	l.watch = lookup_pfn(h, n + 2 * PG, NULL);
 	assert_int_equal(tdp_host_munmap(h, n + 2 * PG, PG), 0);
 	expect_seq(&l, n + 2 * PG, n + 3 * PG, plain, 5);
-	assert_int_equal(stats(h).notifier_calls, calls + 2);
+	assert_int_equal(th_host_stats(h).notifier_calls, calls + 2);
 	assert_false(l.c[0].poisoned);
 	assert_true(frame_poisoned(h, l.watch));
 	l.n = 0;
 
 	/* part of a private huge folio: start, private start, hook, private
 	 * end, end, all over the folio (it is split) */
-	calls = stats(h).notifier_calls;
+	calls = th_host_stats(h).notifier_calls;
 	l.probe = p + 260 * PG;
 	l.watch = pfn + 260;
 	assert_int_equal(tdp_host_munmap(h, p + 256 * PG, 16 * PG), 0);
 	expect_seq(&l, p, p + M2, both, 7);
-	assert_int_equal(stats(h).notifier_calls, calls + 3);
+	assert_int_equal(th_host_stats(h).notifier_calls, calls + 3);
 	/* the frames were there for the start callbacks and the hook */
 	for (int i = 0; i < 4; i++) {
 		assert_int_equal(l.c[i].probe_ret, 0);
@@ -573,8 +565,8 @@ static void test_munmap_private(void **state)
 	assert_int_equal(l.c[6].probe_ret, -EFAULT); /* unmapped at the end */
 	assert_true(frame_poisoned(h, pfn + 260));
 	assert_false(frame_poisoned(h, pfn + 255));
-	assert_int_equal(stats(h).splits, 1);
-	assert_int_equal(stats(h).frames_used, 1024 - 16 + 3);
+	assert_int_equal(th_host_stats(h).splits, 1);
+	assert_int_equal(th_host_stats(h).frames_used, 1024 - 16 + 3);
 	assert_int_equal(lookup_pfn(h, p + 10 * PG, &order), pfn + 10);
 	assert_int_equal(order, 0);
 	check_frame(h, p + 10 * PG, 10);
@@ -585,18 +577,18 @@ static void test_munmap_private(void **state)
 
 	/* private and normal in one range: the private pair over the whole
 	 * (widened) range */
-	calls = stats(h).notifier_calls;
+	calls = th_host_stats(h).notifier_calls;
 	l.probe = p + M2 + 7 * PG;
 	l.watch = lookup_pfn(h, p + M2 + 7 * PG, NULL);
 	assert_int_equal(tdp_host_munmap(h, p + 2 * M2 - PG, 2 * PG), 0);
 	expect_seq(&l, p + M2, n + PG, both, 7);
-	assert_int_equal(stats(h).notifier_calls, calls + 3);
+	assert_int_equal(th_host_stats(h).notifier_calls, calls + 3);
 	assert_false(l.c[0].range_private); /* mixed */
 	for (int i = 0; i < 4; i++)
 		assert_false(l.c[i].poisoned);
 	assert_false(frame_poisoned(h, l.watch)); /* split, still mapped */
 	check_frame(h, p + M2 + 7 * PG, 7);
-	assert_int_equal(stats(h).splits, 2);
+	assert_int_equal(th_host_stats(h).splits, 2);
 	l.n = 0;
 
 	log_fini(&l, r);
@@ -627,17 +619,17 @@ static void test_punch_hole(void **state)
 	map_at(h, q, 8 * PG, RW, PG, PRV);
 	for (unsigned i = 0; i < 8; i++)
 		fill_frame(h, q + i * PG, i);
-	assert_int_equal(stats(h).frames_used, 8);
+	assert_int_equal(th_host_stats(h).frames_used, 8);
 	log_init(&l, r, h);
 
 	/* only the private pair, and the hook between them */
-	calls = stats(h).notifier_calls;
+	calls = th_host_stats(h).notifier_calls;
 	l.probe = q + 3 * PG;
 	l.watch = lookup_pfn(h, q + 3 * PG, NULL);
 	assert_int_equal(tdp_host_punch_hole(h, q + 2 * PG, 3 * PG), 0);
 	expect_seq(&l, q + 2 * PG, q + 5 * PG, priv, 3);
 	assert_int_equal(l.c[0].who, 1);
-	assert_int_equal(stats(h).notifier_calls, calls + 1);
+	assert_int_equal(th_host_stats(h).notifier_calls, calls + 1);
 	/* frames present and intact for the start and the hook, freed
 	 * (poisoned) by the end; the range is still private memory */
 	assert_int_equal(l.c[0].probe_ret, 0);
@@ -651,8 +643,8 @@ static void test_punch_hole(void **state)
 	l.n = 0;
 
 	/* the frames are gone, the mapping and the other pages stay */
-	assert_int_equal(stats(h).frames_used, 5);
-	assert_int_equal(stats(h).frame_refs, 5);
+	assert_int_equal(th_host_stats(h).frames_used, 5);
+	assert_int_equal(th_host_stats(h).frame_refs, 5);
 	for (unsigned i = 2; i < 5; i++)
 		assert_int_equal(host_lookup(h, q + i * PG, NULL, NULL, NULL),
 				 -ENOENT);
@@ -668,13 +660,13 @@ static void test_punch_hole(void **state)
 	assert_int_equal(g.order, 0);
 	assert_true(frame_all(h, g.pfn, 0));
 	host_put_frame(h, g.ref_pfn);
-	assert_int_equal(stats(h).frames_used, 6);
+	assert_int_equal(th_host_stats(h).frames_used, 6);
 
 	/* a pinned frame outlives the hole until the pin goes */
 	assert_int_equal(host_gup(h, q + 7 * PG, true, &g), 0);
 	assert_int_equal(tdp_host_punch_hole(h, q + 7 * PG, PG), 0);
 	assert_int_equal(host_lookup(h, q + 7 * PG, NULL, NULL, NULL), -ENOENT);
-	s = stats(h);
+	s = th_host_stats(h);
 	assert_int_equal(s.frames_used, 6);
 	assert_int_equal(s.pinned_refs, 1);
 	assert_false(frame_poisoned(h, g.pfn));
@@ -682,20 +674,20 @@ static void test_punch_hole(void **state)
 			 0);
 	host_put_frame(h, g.ref_pfn);
 	assert_true(frame_poisoned(h, g.pfn));
-	assert_int_equal(stats(h).frames_used, 5);
+	assert_int_equal(th_host_stats(h).frames_used, 5);
 	l.n = 0;
 
 	/* an unpopulated range: still the private pair, nothing freed */
-	calls = stats(h).notifier_calls;
+	calls = th_host_stats(h).notifier_calls;
 	assert_int_equal(tdp_host_punch_hole(h, q + 2 * PG, PG), 0);
 	expect_seq(&l, q + 2 * PG, q + 3 * PG, priv, 3);
-	assert_int_equal(stats(h).notifier_calls, calls + 1);
-	assert_int_equal(stats(h).frames_used, 5);
+	assert_int_equal(th_host_stats(h).notifier_calls, calls + 1);
+	assert_int_equal(th_host_stats(h).frames_used, 5);
 	l.n = 0;
 
 	/* the whole mapping */
 	assert_int_equal(tdp_host_punch_hole(h, q, 8 * PG), 0);
-	assert_int_equal(stats(h).frames_used, 0);
+	assert_int_equal(th_host_stats(h).frames_used, 0);
 	log_fini(&l, r);
 	assert_int_equal(tdp_host_munmap(h, q, 8 * PG), 0);
 	assert_empty(h);
@@ -718,7 +710,7 @@ static void test_punch_errors(void **state)
 		put_page(h, n + i * PG, 10 + i);
 	}
 	log_init(&l, r, h);
-	s0 = stats(h);
+	s0 = th_host_stats(h);
 
 	/* -EINVAL: as munmap */
 	assert_int_equal(tdp_host_punch_hole(NULL, q, PG), -EINVAL);
@@ -743,7 +735,7 @@ static void test_punch_errors(void **state)
 
 	/* nothing changed, nobody was told */
 	assert_int_equal(l.n, 0);
-	s1 = stats(h);
+	s1 = th_host_stats(h);
 	assert_int_equal(s1.frames_used, s0.frames_used);
 	assert_int_equal(s1.frame_refs, s0.frame_refs);
 	assert_int_equal(s1.notifier_calls, s0.notifier_calls);
@@ -775,7 +767,7 @@ static void test_punch_huge(void **state)
 	assert_int_equal(order, 9);
 	pfn2 = lookup_pfn(h, q + M2, &order);
 	assert_int_equal(order, 9);
-	assert_int_equal(stats(h).frames_used, 1024);
+	assert_int_equal(th_host_stats(h).frames_used, 1024);
 	log_init(&l, r, h);
 
 	/* part of a folio: it is split, and the notifiers are told about
@@ -784,7 +776,7 @@ static void test_punch_huge(void **state)
 	assert_int_equal(tdp_host_punch_hole(h, q + 256 * PG, 16 * PG), 0);
 	expect_seq(&l, q, q + M2, priv, 3);
 	assert_int_equal(l.c[0].probe_ret, 0);
-	assert_int_equal(stats(h).splits, 1);
+	assert_int_equal(th_host_stats(h).splits, 1);
 	assert_int_equal(lookup_pfn(h, q + 10 * PG, &order), pfn + 10);
 	assert_int_equal(order, 0);
 	assert_int_equal(lookup_pfn(h, q + 300 * PG, &order), pfn + 300);
@@ -797,8 +789,8 @@ static void test_punch_huge(void **state)
 	assert_true(frame_poisoned(h, pfn + 271));
 	assert_false(frame_poisoned(h, pfn + 255));
 	assert_false(frame_poisoned(h, pfn + 272));
-	assert_int_equal(stats(h).frames_used, 1024 - 16);
-	assert_int_equal(stats(h).frame_refs, 1 + 512 - 16);
+	assert_int_equal(th_host_stats(h).frames_used, 1024 - 16);
+	assert_int_equal(th_host_stats(h).frame_refs, 1 + 512 - 16);
 	/* the other folio is untouched */
 	assert_int_equal(lookup_pfn(h, q + M2 + PG, &order), pfn2 + 1);
 	assert_int_equal(order, 9);
@@ -807,8 +799,8 @@ static void test_punch_huge(void **state)
 	/* a whole folio: freed as one, no split */
 	assert_int_equal(tdp_host_punch_hole(h, q + M2, M2), 0);
 	expect_seq(&l, q + M2, q + 2 * M2, priv, 3);
-	assert_int_equal(stats(h).splits, 1);
-	assert_int_equal(stats(h).frames_used, 512 - 16);
+	assert_int_equal(th_host_stats(h).splits, 1);
+	assert_int_equal(th_host_stats(h).frames_used, 512 - 16);
 	assert_true(frame_poisoned(h, pfn2));
 	assert_true(frame_poisoned(h, pfn2 + 511));
 	l.n = 0;
@@ -824,7 +816,7 @@ static void test_punch_huge(void **state)
 	assert_int_equal(g.order, 0);
 	assert_true(frame_all(h, g.pfn, 0));
 	host_put_frame(h, g.ref_pfn);
-	assert_int_equal(stats(h).frames_used, 512 - 16 + 512 + 1);
+	assert_int_equal(th_host_stats(h).frames_used, 512 - 16 + 512 + 1);
 
 	log_fini(&l, r);
 	assert_int_equal(tdp_host_munmap(h, q, 2 * M2), 0);
@@ -922,7 +914,7 @@ static void test_destroy(void **state)
 	fill_frame(h, q + M2, 2);
 	fill_frame(h, q + 2 * M2 + PG, 3);
 	assert_int_equal(tdp_host_punch_hole(h, q + 8 * PG, PG), 0);
-	assert_int_equal(stats(h).frames_used, 1024 - 1 + 1);
+	assert_int_equal(th_host_stats(h).frames_used, 1024 - 1 + 1);
 	tdp_host_destroy(h);
 }
 

@@ -71,14 +71,6 @@ static int fx_fini(struct fx *f)
 	return problems ? DETECTED : CLEAN;
 }
 
-static struct tdp_stats stats(struct fx *f)
-{
-	struct tdp_stats s;
-
-	tdp_vm_get_stats(f->vm, &s);
-	return s;
-}
-
 static void touch(struct tdp_vcpu *v, uint64_t gpa)
 {
 	uint8_t b[8] = { 1 };
@@ -127,7 +119,7 @@ static bool every_32(void *arg)
 static void check_flushed(void *arg)
 {
 	struct yctx *y = arg;
-	uint64_t now = stats(y->f).remote_tlb_flush;
+	uint64_t now = th_vm_stats(y->f->vm).remote_tlb_flush;
 
 	if (now <= y->flushes)
 		y->missed_flush = true;
@@ -142,7 +134,7 @@ static int sc_yield_flush(int inject)
 	fx_init(&f, inject, 4 * MiB, TDP_PAGE_SIZE, 1);
 	for (uint64_t p = 0; p < 1024; p++)
 		touch(f.v, p * 4096);
-	y.flushes = stats(&f).remote_tlb_flush;
+	y.flushes = th_vm_stats(f.vm).remote_tlb_flush;
 	f.vm->mmu.hooks = (struct tdp_mmu_hooks){ .force_yield = every_32,
 						  .in_yield = check_flushed,
 						  .arg = &y };
@@ -240,7 +232,7 @@ static int sc_root_leak(int inject)
 	CHECK(!root_next(&mmu->roots, root, -1, ROOTS_VALID));
 	tdp_read_unlock(&mmu->lock);
 	/* the audit's root accounting is the oracle */
-	if (tdp_vm_audit(f.vm, NULL, 0) || stats(&f).roots)
+	if (tdp_vm_audit(f.vm, NULL, 0) || th_vm_stats(f.vm).roots)
 		return DETECTED;
 	return fx_fini(&f);
 }

@@ -59,14 +59,6 @@ static void env_fini(struct env *e)
 	tdp_host_destroy(e->h);
 }
 
-static struct tdp_stats stats(struct env *e)
-{
-	struct tdp_stats s;
-
-	tdp_vm_get_stats(e->vm, &s);
-	return s;
-}
-
 static int rd(struct tdp_vcpu *v, uint64_t gpa, uint64_t *val)
 {
 	*val = 0;
@@ -126,7 +118,7 @@ static void snapshot(struct env *e, unsigned as, struct snap *s)
 	assert_true(set->n <= 64);
 	memcpy(s->slots, set->slots, set->n * sizeof(set->slots[0]));
 	tdp_srcu_read_unlock(&e->vm->srcu, idx);
-	s->updates = stats(e).memslot_updates;
+	s->updates = th_vm_stats(e->vm).memslot_updates;
 }
 
 static void expect_unchanged(struct env *e, unsigned as,
@@ -404,7 +396,7 @@ static void test_create_move_delete(void **state)
 	assert_int_equal(wr(e.v[0], MiB + 8, 0xfeed), 0);
 	assert_int_equal(tdp_host_read(e.h, e.hva + 8, &x, 8), 0);
 	assert_int_equal(x, 0xfeed);
-	assert_true(stats(&e).pages_4k > 0);
+	assert_true(th_vm_stats(e.vm).pages_4k > 0);
 
 	/* setting the same slot again changes nothing */
 	assert_int_equal(set(&e, 0, 0, MiB, 2 * MiB, e.hva, 0), 0);
@@ -419,7 +411,8 @@ static void test_create_move_delete(void **state)
 	assert_int_equal(s1.n, 1);
 	assert_int_equal(s1.slots[0].base_gfn, (64 * MiB) >> 12);
 	assert_false(s1.slots[0].invalid);
-	assert_int_equal(stats(&e).pages_4k, 0); /* old mappings zapped */
+	/* old mappings zapped */
+	assert_int_equal(th_vm_stats(e.vm).pages_4k, 0);
 	expect_unmapped(e.v[0], MiB);
 	expect_unmapped(e.v[0], 3 * MiB - PG);
 	expect_maps(e.v[0], 64 * MiB + PG, e.hva + PG);
@@ -448,8 +441,8 @@ static void test_create_move_delete(void **state)
 	assert_int_equal(s1.updates, s0.updates + 1);
 	expect_unmapped(e.v[0], 65 * MiB);
 	expect_unmapped(e.v[0], 66 * MiB);
-	assert_int_equal(stats(&e).pages_4k, 0);
-	assert_int_equal(stats(&e).frame_refs, 0);
+	assert_int_equal(th_vm_stats(e.vm).pages_4k, 0);
+	assert_int_equal(th_vm_stats(e.vm).frame_refs, 0);
 	/* host memory is untouched by the delete */
 	assert_int_equal(tdp_host_read(e.h, e.hva + 16, &x, 8), 0);
 	assert_int_equal(x, 0xbeef);
@@ -471,10 +464,10 @@ static void test_readonly_toggle(void **state)
 
 	/* gain read-only: writes exit with -EACCES and change nothing */
 	assert_int_equal(set(&e, 0, 0, 0, MiB, e.hva, TDP_MEM_READONLY), 0);
-	st = stats(&e);
+	st = th_vm_stats(e.vm);
 	assert_int_equal(wr(e.v[0], 0, 3), -EACCES);
 	assert_int_equal(wr(e.v[0], PG * 5, 3), -EACCES);
-	assert_int_equal(stats(&e).pf_ro_exit, st.pf_ro_exit + 2);
+	assert_int_equal(th_vm_stats(e.vm).pf_ro_exit, st.pf_ro_exit + 2);
 	assert_int_equal(tdp_host_read(e.h, e.hva, &x, 8), 0);
 	assert_int_equal(x, 2);
 	expect_maps(e.v[0], PG * 5, e.hva + PG * 5);

@@ -95,14 +95,6 @@ static void slot_del(struct env *e, unsigned as, unsigned id)
 	assert_int_equal(slot_op(e, as, id, 0, 0, 0, 0), 0);
 }
 
-static struct tdp_stats vstats(struct env *e)
-{
-	struct tdp_stats s;
-
-	tdp_vm_get_stats(e->vm, &s);
-	return s;
-}
-
 /* The tag kept in the first word of the host page at @hva in round @gen. */
 static uint64_t tag(uint64_t hva, uint64_t gen)
 {
@@ -185,14 +177,14 @@ static void test_mmio_entry(void **state)
 	slot_set(&e, 0, 0, 0, MiB, hva, 0);
 	expect_val(e.v[0], 0, tag(hva, 1));
 
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	assert_int_equal(s0.pf_mmio_spte_created, 0);
 	assert_int_equal(s0.mmio_fast, 0);
 
 	/* first access: the slow path installs one entry */
 	expect_mmio_read(e.v[0], x1);
 	nacc++;
-	s = vstats(&e);
+	s = th_vm_stats(e.vm);
 	assert_int_equal(s.pf_mmio_spte_created, 1);
 	assert_int_equal(s.mmio_fast, 0);
 	/* an MMIO entry is not a mapping */
@@ -201,7 +193,7 @@ static void test_mmio_entry(void **state)
 	/* 10 more reads: served by the entry, no new entry */
 	for (unsigned i = 0; i < 10; i++, nacc++)
 		expect_mmio_read(e.v[0], x1 + (i % 2) * 8);
-	s = vstats(&e);
+	s = th_vm_stats(e.vm);
 	assert_int_equal(s.pf_mmio_spte_created, 1);
 	assert_true(s.mmio_fast >= 10);
 	/* writes and fetches too */
@@ -209,7 +201,7 @@ static void test_mmio_entry(void **state)
 		expect_mmio_write(e.v[0], x1);
 	assert_int_equal(tdp_vcpu_fetch(e.v[0], x1, buf, 8), -EFAULT);
 	nacc++;
-	s = vstats(&e);
+	s = th_vm_stats(e.vm);
 	assert_int_equal(s.pf_mmio_spte_created, 1);
 	assert_true(s.mmio_fast >= 21);
 	/* every one of them was an MMIO exit */
@@ -218,14 +210,14 @@ static void test_mmio_entry(void **state)
 	/* a write first, at another gpa: a second entry */
 	expect_mmio_write(e.v[0], x2);
 	nacc++;
-	s = vstats(&e);
+	s = th_vm_stats(e.vm);
 	assert_int_equal(s.pf_mmio_spte_created, 2);
 	assert_true(s.mmio_fast >= 21);
 	uint64_t f = s.mmio_fast;
 
 	for (unsigned i = 0; i < 5; i++, nacc++)
 		expect_mmio_read(e.v[0], x2);
-	s = vstats(&e);
+	s = th_vm_stats(e.vm);
 	assert_int_equal(s.pf_mmio_spte_created, 2);
 	assert_true(s.mmio_fast >= f + 5);
 	assert_int_equal(s.pf_mmio, s0.pf_mmio + nacc);
@@ -240,9 +232,9 @@ static void test_mmio_entry(void **state)
 
 	tag_pages(&e, hva2, 16, 2);
 	slot_set(&e, 0, 1, 8 * MiB, 16 * PG, hva2, 0);
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	expect_mmio_read(e.v[0], x1);
-	s = vstats(&e);
+	s = th_vm_stats(e.vm);
 	if (s.mmio_fast != s0.mmio_fast)
 		fail_msg("an MMIO entry of the previous memslot generation "
 			 "was used as current (mmio_fast %llu -> %llu)",
@@ -252,12 +244,12 @@ static void test_mmio_entry(void **state)
 	if (s.pf_mmio_spte_created > s0.pf_mmio_spte_created) {
 		/* a new current entry: the next access uses it */
 		expect_mmio_read(e.v[0], x1);
-		assert_int_equal(vstats(&e).mmio_fast, s.mmio_fast + 1);
+		assert_int_equal(th_vm_stats(e.vm).mmio_fast, s.mmio_fast + 1);
 	}
 	/* x2's entry is old too */
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	expect_mmio_write(e.v[0], x2);
-	assert_int_equal(vstats(&e).mmio_fast, s0.mmio_fast);
+	assert_int_equal(th_vm_stats(e.vm).mmio_fast, s0.mmio_fast);
 	expect_val(e.v[0], 8 * MiB + 3 * PG, tag(hva2 + 3 * PG, 2));
 	expect_val(e.v[0], PG, tag(hva + PG, 1));
 	assert_int_equal(tdp_vm_translate(e.vm, 0, x1, &tr), -ENOENT);
@@ -297,11 +289,11 @@ static void stale_mmio_loop(unsigned bits)
 		tag_pages(&e, hb, 4, 2 * it + 1);
 
 		/* X is MMIO, and has a current MMIO entry */
-		s0 = vstats(&e);
+		s0 = th_vm_stats(e.vm);
 		expect_mmio_read(e.v[0], x);
 		expect_mmio_write(e.v[0], x);
 		expect_mmio_read(e.v[0], x);
-		s = vstats(&e);
+		s = th_vm_stats(e.vm);
 		if (s.mmio_fast < s0.mmio_fast + 2)
 			fail_msg("gen_bits %u iter %u: repeated MMIO accesses "
 				 "not served by an MMIO entry (mmio_fast %llu "
@@ -352,7 +344,7 @@ static void stale_mmio_loop(unsigned bits)
 		/* the unrelated slot is still fine */
 		expect_val(e.v[0], ugpa + 2 * PG, tag(hu + 2 * PG, 77));
 	}
-	s = vstats(&e);
+	s = th_vm_stats(e.vm);
 	fprintf(stderr,
 		"gen_bits %u: %u deletes, fast_zaps %llu, mmio_gen_wraps %llu, "
 		"mmio entries %llu, mmio_fast %llu\n",
@@ -587,7 +579,7 @@ static void test_churn_threads(void **state)
 	for (unsigned i = 0; i < CH_NV; i++)
 		assert_int_equal(pthread_join(t[i], NULL), 0);
 
-	struct tdp_stats s = vstats(&e);
+	struct tdp_stats s = th_vm_stats(e.vm);
 	uint64_t present = 0, absent = 0;
 
 	for (unsigned i = 0; i < CH_NV; i++) {
@@ -656,7 +648,7 @@ static void test_churn_threads(void **state)
 
 static void assert_mmu_empty(struct env *e)
 {
-	struct tdp_stats s = vstats(e);
+	struct tdp_stats s = th_vm_stats(e->vm);
 
 	assert_int_equal(s.roots, 0);
 	assert_int_equal(s.pt_pages, 0);
@@ -692,13 +684,13 @@ static void test_zap_all_fast(void **state)
 		assert_int_equal(tr.size, TDP_HUGE_2M);
 		pfn[i] = tr.pfn;
 	}
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	assert_int_equal(s0.pages_2m, ZF_SIZE / TDP_HUGE_2M);
 	assert_int_equal(s0.fast_zaps, 0);
 	th_audit_clean(e.vm);
 
 	assert_int_equal(tdp_vm_zap_all_fast(e.vm), 0);
-	s = vstats(&e);
+	s = th_vm_stats(e.vm);
 	assert_int_equal(s.fast_zaps, 1);
 	/* the old roots were zapped in this thread */
 	assert_int_equal(s.pages_4k + s.pages_2m + s.pages_1g, 0);
@@ -722,7 +714,7 @@ static void test_zap_all_fast(void **state)
 	/* the vCPU goes on: a new root, the same data, the same frames */
 	for (uint64_t i = 0; i < ZF_PAGES; i++)
 		expect_val(e.v[0], ZF_GPA + i * PG, tag(ZF_GPA + i * PG, 3));
-	s = vstats(&e);
+	s = th_vm_stats(e.vm);
 	assert_true(s.root_reloads > s0.root_reloads);
 	assert_int_equal(s.fast_zaps, 1);
 	assert_int_equal(s.pages_2m, ZF_SIZE / TDP_HUGE_2M);
@@ -735,7 +727,7 @@ static void test_zap_all_fast(void **state)
 
 	/* a second one, with the vCPU idle since */
 	assert_int_equal(tdp_vm_zap_all_fast(e.vm), 0);
-	assert_int_equal(vstats(&e).fast_zaps, 2);
+	assert_int_equal(th_vm_stats(e.vm).fast_zaps, 2);
 	assert_int_equal(tdp_vm_translate(e.vm, 0, ZF_GPA, &tr), -ENOENT);
 	th_audit_clean(e.vm);
 
@@ -817,7 +809,7 @@ static void test_zap_all_fast_running(void **state)
 	hva = hmap(&e, 2 * MiB, TDP_HUGE_2M);
 	slot_set(&e, 0, 0, 0, ZT_NV * ZT_PAGES * PG, hva, 0);
 	atomic_init(&stop, false);
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	for (unsigned i = 0; i < ZT_NV; i++) {
 		z[i] = (struct zt_cpu){.e = &e, .id = i, .stop = &stop};
 		assert_int_equal(pthread_create(&t[i], NULL, zt_main, &z[i]), 0);
@@ -833,7 +825,7 @@ static void test_zap_all_fast_running(void **state)
 			fail_msg("%s", z[i].err);
 		assert_true(z[i].ops > 0);
 	}
-	s = vstats(&e);
+	s = th_vm_stats(e.vm);
 	assert_int_equal(s.fast_zaps, s0.fast_zaps + nzap);
 	assert_true(s.root_reloads > s0.root_reloads + ZT_NV);
 	th_audit_clean(e.vm);
@@ -866,16 +858,16 @@ static void test_delete_move_fast_zap(void **state)
 	expect_val(e.v[0], perm + PG, tag(hp + PG, 5));
 
 	/* delete */
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	slot_del(&e, 0, 1);
-	s = vstats(&e);
+	s = th_vm_stats(e.vm);
 	assert_true(s.fast_zaps >= s0.fast_zaps + 1);
 	assert_int_equal(tdp_vm_translate(e.vm, 0, g1, &tr), -ENOENT);
 	assert_int_equal(tdp_vm_translate(e.vm, 0, perm, &tr), -ENOENT);
 	expect_mmio_read(e.v[0], g1);
 	expect_mmio_write(e.v[0], g1 + (np - 1) * PG);
 	expect_val(e.v[0], perm + PG, tag(hp + PG, 5));
-	assert_true(vstats(&e).root_reloads > s0.root_reloads);
+	assert_true(th_vm_stats(e.vm).root_reloads > s0.root_reloads);
 
 	/* back, then moved back and forth */
 	slot_set(&e, 0, 1, g1, np * PG, hs, 0);
@@ -891,9 +883,9 @@ static void test_delete_move_fast_zap(void **state)
 		expect_val(e.v[0], from, tag(hs, 6));
 		expect_mmio_read(e.v[0], to);
 		expect_mmio_read(e.v[0], to);
-		s0 = vstats(&e);
+		s0 = th_vm_stats(e.vm);
 		slot_set(&e, 0, 1, to, np * PG, hs, 0);
-		s = vstats(&e);
+		s = th_vm_stats(e.vm);
 		if (s.fast_zaps < s0.fast_zaps + 1)
 			fail_msg("move %u: fast_zaps %llu -> %llu", m,
 				 (unsigned long long)s0.fast_zaps,

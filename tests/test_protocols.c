@@ -49,14 +49,6 @@ static void fx_fini(struct fx *f)
 	tdp_host_destroy(f->h);
 }
 
-static struct tdp_stats stats(struct fx *f)
-{
-	struct tdp_stats s;
-
-	tdp_vm_get_stats(f->vm, &s);
-	return s;
-}
-
 static void write_pages(struct fx *f, uint64_t first, uint64_t n,
 			uint64_t gen)
 {
@@ -102,7 +94,7 @@ static void count_zap(void *arg, uint64_t *sptep)
 static void during_yield(void *arg)
 {
 	struct yield_ctx *y = arg;
-	struct tdp_stats s = stats(y->f);
+	struct tdp_stats s = th_vm_stats(y->f->vm);
 	uint8_t buf[64];
 
 	y->yields++;
@@ -131,9 +123,9 @@ static void test_zap_yield_restart(void **state)
 	fx_init(&f, 2 * MiB, TDP_PAGE_SIZE);
 	y.f = &f;
 	write_pages(&f, 0, 512, 1);
-	assert_int_equal(stats(&f).pages_4k, 512);
+	assert_int_equal(th_vm_stats(f.vm).pages_4k, 512);
 
-	y.flushes_at_yield = stats(&f).remote_tlb_flush;
+	y.flushes_at_yield = th_vm_stats(f.vm).remote_tlb_flush;
 	f.vm->mmu.hooks = (struct tdp_mmu_hooks){
 		.force_yield = force_every_16,
 		.in_yield = during_yield,
@@ -151,7 +143,7 @@ static void test_zap_yield_restart(void **state)
 	/* every original leaf written exactly once; the re-created one was
 	 * behind the restart point and stays, as do the two edges */
 	assert_int_equal(y.writes, 510);
-	assert_int_equal(stats(&f).pages_4k, 3);
+	assert_int_equal(th_vm_stats(f.vm).pages_4k, 3);
 	/* data survives the zap (refault) */
 	for (uint64_t p = 0; p < 512; p += 7) {
 		assert_int_equal(tdp_vcpu_read(f.v, p * 4096, buf, 4096), 0);
@@ -189,18 +181,18 @@ static void test_root_freed_after_iterator(void **state)
 	/* zapped, MMU reference gone, but the iterator's keeps it alive */
 	assert_true(root_invalid(root));
 	assert_int_equal(atomic_load(&root->refcount), 1);
-	assert_int_equal(stats(&f).roots, 1);
-	assert_int_equal(stats(&f).pt_pages, 0);
+	assert_int_equal(th_vm_stats(f.vm).roots, 1);
+	assert_int_equal(th_vm_stats(f.vm).pt_pages, 0);
 	assert_true(root->in_use);
 
 	tdp_read_lock(&mmu->lock);
 	next = root_next(&mmu->roots, root, -1, ROOTS_VALID); /* lets go: last put */
 	tdp_read_unlock(&mmu->lock);
 	assert_null(next);
-	assert_int_equal(stats(&f).roots, 0);
+	assert_int_equal(th_vm_stats(f.vm).roots, 0);
 	tdp_rcu_barrier();
 	assert_false(root->in_use); /* freed, once: a second free asserts */
-	assert_int_equal(stats(&f).pt_pages_alloc, 0);
+	assert_int_equal(th_vm_stats(f.vm).pt_pages_alloc, 0);
 	fx_fini(&f);
 }
 
@@ -284,7 +276,7 @@ static void test_rcu_defers_table_free(void **state)
 	ev_wait(&w.ready);
 	/* unlinks every table of the root (zap under the read lock) */
 	assert_int_equal(tdp_vm_invalidate_roots(f.vm), 0);
-	assert_int_equal(stats(&f).pt_pages, 0);
+	assert_int_equal(th_vm_stats(f.vm).pt_pages, 0);
 	usleep(100 * 1000);
 	assert_true(sp->in_use); /* the walker is still inside */
 	ev_set(&w.leave);
@@ -373,7 +365,7 @@ static void test_frozen_entry_not_overwritten(void **state)
 	tdp_read_lock(&mmu->lock);
 	assert_int_equal(tdp_mmu_map(mmu, r.root, &f4, &c), MAP_FIXED);
 	tdp_read_unlock(&mmu->lock);
-	assert_int_equal(stats(&f).pages_4k, 1);
+	assert_int_equal(th_vm_stats(f.vm).pages_4k, 1);
 
 	mmu->hooks = (struct tdp_mmu_hooks){ .map_before_set = b_before_set,
 					     .arg = &r };
@@ -391,8 +383,8 @@ static void test_frozen_entry_not_overwritten(void **state)
 
 	assert_true(r.b_entry_during == SPTE_FROZEN);
 	assert_int_equal(r.ret_b, MAP_RETRY); /* B's exchange failed */
-	assert_int_equal(stats(&f).pages_4k, 0);
-	assert_int_equal(stats(&f).pages_2m, 2);
+	assert_int_equal(th_vm_stats(f.vm).pages_4k, 0);
+	assert_int_equal(th_vm_stats(f.vm).pages_2m, 2);
 	fx_fini(&f); /* audit: counters equal the walk, no stray leaf */
 }
 
@@ -425,7 +417,7 @@ static void test_dirty_bit_survives_zap(void **state)
 	assert_int_equal(tdp_vm_zap_gfn_range(f.vm, 0, 0, 4096), 0);
 	memset(&f.vm->mmu.hooks, 0, sizeof(f.vm->mmu.hooks));
 	assert_int_equal(stat_read(f.vm->stats.zapped_dirty), 1);
-	assert_int_equal(stats(&f).pages_4k, 0);
+	assert_int_equal(th_vm_stats(f.vm).pages_4k, 0);
 	fx_fini(&f);
 }
 
@@ -495,7 +487,7 @@ static void test_vcpu_never_on_invalid_root(void **state)
 	inv.f = &f;
 	assert_int_equal(tdp_vcpu_read(f.v, 0, buf, sizeof(buf)), 0);
 	old_root = f.v->root[0];
-	reloads = stats(&f).root_reloads;
+	reloads = th_vm_stats(f.vm).root_reloads;
 
 	f.vm->hooks.in_guest = pause_in_guest;
 	f.vm->hooks.arg = &g;
@@ -520,8 +512,8 @@ static void test_vcpu_never_on_invalid_root(void **state)
 	 * acknowledged invalid root) */
 	assert_int_equal(tdp_vcpu_read(f.v, 0, buf, sizeof(buf)), 0);
 	assert_ptr_not_equal(f.v->root[0], old_root);
-	assert_int_equal(stats(&f).root_reloads, reloads + 1);
-	assert_int_equal(stats(&f).roots, 1); /* the old one is gone */
+	assert_int_equal(th_vm_stats(f.vm).root_reloads, reloads + 1);
+	assert_int_equal(th_vm_stats(f.vm).roots, 1); /* the old one is gone */
 	fx_fini(&f);
 }
 

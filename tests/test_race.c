@@ -76,14 +76,6 @@ static void env_fini(struct env *e)
 	tdp_host_destroy(e->h);
 }
 
-static struct tdp_stats vstats(struct env *e)
-{
-	struct tdp_stats s;
-
-	tdp_vm_get_stats(e->vm, &s);
-	return s;
-}
-
 static uint64_t pinned(struct env *e)
 {
 	struct tdp_host_stats hs;
@@ -369,10 +361,10 @@ static void test_control(void **state)
 	pin0 = pinned(&e);
 
 	race_arm(&e, &r, OP_NONE, false, GPA, 0, 0);
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	memset(buf, 0, sizeof(buf));
 	assert_int_equal(tdp_vcpu_read(e.v, GPA, buf, PG), 0);
-	s1 = vstats(&e);
+	s1 = th_vm_stats(e.vm);
 	assert_int_equal(th_check_page(buf, GPA, 1), 0);
 	assert_int_equal(atomic_load(&r.calls), 1);
 	race_check_window(&e, &r, pin0);
@@ -395,10 +387,10 @@ static void test_control(void **state)
 	assert_int_equal(tdp_host_write(e.h, e.hva + PG, buf, PG), 0);
 	assert_int_equal(tdp_host_migrate(e.h, e.hva + PG, PG), 0);
 	race_arm(&e, &r, OP_NONE, true, GPA + PG, 0, 0);
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	memset(buf, 0, sizeof(buf));
 	assert_int_equal(tdp_vcpu_read(e.v, GPA + PG, buf, PG), 0);
-	s1 = vstats(&e);
+	s1 = th_vm_stats(e.vm);
 	assert_int_equal(th_check_page(buf, GPA + PG, 1), 0);
 	assert_int_equal(atomic_load(&r.calls), 1);
 	assert_int_equal(s1.pf_retry - s0.pf_retry, 0);
@@ -452,7 +444,7 @@ static void race_one(enum race_op op, bool on_helper, bool write, int pre)
 	race_arm(&e, &r, op, on_helper, gpa, hva, PG);
 	if (pre == 1)
 		r.want_leaf = old_pfn; /* the read-only leaf */
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	if (write) {
 		th_fill_page(buf, gpa, 2);
 		assert_int_equal(tdp_vcpu_write(e.v, gpa, buf, PG), 0);
@@ -460,7 +452,7 @@ static void race_one(enum race_op op, bool on_helper, bool write, int pre)
 		memset(buf, 0, sizeof(buf));
 		assert_int_equal(tdp_vcpu_read(e.v, gpa, buf, PG), 0);
 	}
-	s1 = vstats(&e);
+	s1 = th_vm_stats(e.vm);
 	race_disarm(&e);
 
 	/* the race happened where it should */
@@ -581,10 +573,10 @@ static void test_split(void **state)
 	pin0 = pinned(&e);
 
 	race_arm(&e, &r, OP_SPLIT, true, gpa, e.hva2m, 2 * MiB);
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	memset(buf, 0, sizeof(buf));
 	assert_int_equal(tdp_vcpu_read(e.v, gpa, buf, PG), 0);
-	s1 = vstats(&e);
+	s1 = th_vm_stats(e.vm);
 	race_disarm(&e);
 	race_check_window(&e, &r, pin0);
 	assert_int_equal(th_check_page(buf, gpa, 1), 0);
@@ -633,10 +625,10 @@ static void test_mprotect_write(void **state)
 	pin0 = pinned(&e);
 
 	race_arm(&e, &r, OP_MPROTECT, true, gpa, e.hva + 9 * PG, PG);
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	th_fill_page(w, gpa, 2);
 	assert_int_equal(tdp_vcpu_write(e.v, gpa, w, PG), -EFAULT);
-	s1 = vstats(&e);
+	s1 = th_vm_stats(e.vm);
 	race_disarm(&e);
 	race_check_window(&e, &r, pin0);
 	assert_int_equal(atomic_load(&r.calls), 1); /* the retry's gup fails */
@@ -760,7 +752,7 @@ static void inprog_one(enum race_op op, bool write)
 	host_set_test_hook(e.h, inprog_host_hook, &ip);
 	e.vm->hooks.arg = &ip;
 	e.vm->hooks.fault_after_gup = inprog_fault_hook;
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	if (write) {
 		th_fill_page(buf, gpa, 2);
 		ret = tdp_vcpu_write(e.v, gpa, buf, PG);
@@ -768,7 +760,7 @@ static void inprog_one(enum race_op op, bool write)
 		memset(buf, 0, sizeof(buf));
 		ret = tdp_vcpu_read(e.v, gpa, buf, PG);
 	}
-	s1 = vstats(&e);
+	s1 = th_vm_stats(e.vm);
 	if (ip.helper_started)
 		pthread_join(ip.helper, NULL);
 	race_disarm(&e);
@@ -883,7 +875,7 @@ static void test_many_rounds(void **state)
 	}
 	e.vm->hooks.arg = &m;
 	e.vm->hooks.fault_after_gup = multi_hook;
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	for (unsigned round = 0; round < 4; round++) {
 		/* zap so that every access faults again */
 		assert_int_equal(tdp_vm_zap_gfn_range(e.vm, 0, GPA, 16 * PG),
@@ -896,7 +888,7 @@ static void test_many_rounds(void **state)
 					 0);
 		}
 	}
-	s1 = vstats(&e);
+	s1 = th_vm_stats(e.vm);
 	race_disarm(&e);
 	assert_int_equal(m.bad, 0);
 	assert_int_equal(atomic_load(&m.calls), 2 * 4 * 16);

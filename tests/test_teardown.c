@@ -87,22 +87,6 @@ static void world_init(struct world *w)
 		assert_int_equal(tdp_vcpu_create(w->vm, i * 2, &w->v[i]), 0);
 }
 
-static struct tdp_stats vstats(struct world *w)
-{
-	struct tdp_stats s;
-
-	tdp_vm_get_stats(w->vm, &s);
-	return s;
-}
-
-static struct tdp_host_stats hstats(struct world *w)
-{
-	struct tdp_host_stats s;
-
-	tdp_host_get_stats(w->h, &s);
-	return s;
-}
-
 /* One vCPU thread's work: write then verify a few pages in every slot of
  * the address spaces it is told to use. */
 struct job {
@@ -192,7 +176,7 @@ static void run_jobs(struct world *w, uint64_t gen)
 
 static void assert_mmu_empty(struct world *w)
 {
-	struct tdp_stats s = vstats(w);
+	struct tdp_stats s = th_vm_stats(w->vm);
 
 	assert_int_equal(s.roots, 0);
 	assert_int_equal(s.pt_pages, 0);
@@ -205,7 +189,7 @@ static void assert_mmu_empty(struct world *w)
 
 static void assert_host_empty(struct world *w)
 {
-	struct tdp_host_stats s = hstats(w);
+	struct tdp_host_stats s = th_host_stats(w->h);
 
 	assert_int_equal(s.frames_used, 0);
 	assert_int_equal(s.frame_refs, 0);
@@ -220,7 +204,7 @@ static void test_teardown_counts(void **state)
 
 	world_init(&w);
 	run_jobs(&w, 1);
-	s = vstats(&w);
+	s = th_vm_stats(w.vm);
 	/* mappings at every level, roots for both address spaces */
 	assert_true(s.pages_4k > 0);
 	assert_true(s.pages_2m > 0);
@@ -233,7 +217,7 @@ static void test_teardown_counts(void **state)
 	/* invalidate roots under live vCPUs; they reload and go on */
 	assert_int_equal(tdp_vm_invalidate_roots(w.vm), 0);
 	run_jobs(&w, 2);
-	s = vstats(&w);
+	s = th_vm_stats(w.vm);
 	assert_true(s.pages_1g > 0 && s.pages_2m > 0 && s.pages_4k > 0);
 	th_audit_clean(w.vm);
 
@@ -242,12 +226,12 @@ static void test_teardown_counts(void **state)
 	assert_int_equal(tdp_host_migrate(w.h, w.m[1].hva, 16 * PG), 0);
 	assert_int_equal(tdp_host_split(w.h, w.m[2].hva, 2 * MiB), 0);
 	run_jobs(&w, 3);
-	assert_true(hstats(&w).swap_ins > 0);
-	s = vstats(&w);
+	assert_true(th_host_stats(w.h).swap_ins > 0);
+	s = th_vm_stats(w.vm);
 	assert_true(s.pages_1g > 0 && s.pages_2m > 0 && s.pages_4k > 0);
 	assert_true(s.roots >= 2);
 	th_audit_clean(w.vm);
-	assert_true(hstats(&w).frames_used > 0);
+	assert_true(th_host_stats(w.h).frames_used > 0);
 
 	/* a vCPU that never ran, destroyed with the others */
 	struct tdp_vcpu *idle;
@@ -263,8 +247,8 @@ static void test_teardown_counts(void **state)
 	assert_mmu_empty(&w);
 	/* the pool frames are the host's, the VM holds no reference: the
 	 * same frames are still in use by the host mappings */
-	assert_true(hstats(&w).frames_used > 0);
-	assert_int_equal(hstats(&w).pinned_refs, 0);
+	assert_true(th_host_stats(w.h).frames_used > 0);
+	assert_int_equal(th_host_stats(w.h).pinned_refs, 0);
 	tdp_vm_destroy(w.vm);
 	for (unsigned i = 0; i < w.nm; i++)
 		assert_int_equal(tdp_host_munmap(w.h, w.m[i].hva, w.m[i].len),
@@ -283,15 +267,15 @@ static void test_destroy_direct(void **state)
 	run_jobs(&w, 1);
 	assert_int_equal(tdp_host_swap_out(w.h, w.m[2].hva, 2 * MiB), 0);
 	run_jobs(&w, 2);
-	assert_true(vstats(&w).roots == 2);
+	assert_true(th_vm_stats(w.vm).roots == 2);
 	for (unsigned i = 0; i < NVCPU; i++)
 		tdp_vcpu_destroy(w.v[i]);
 	/* roots survive their vCPUs (the MMU's reference) */
-	assert_int_equal(vstats(&w).roots, 2);
+	assert_int_equal(th_vm_stats(w.vm).roots, 2);
 	th_audit_clean(w.vm);
 	tdp_vm_destroy(w.vm);
 	/* the host never noticed a leftover pin */
-	assert_int_equal(hstats(&w).pinned_refs, 0);
+	assert_int_equal(th_host_stats(w.h).pinned_refs, 0);
 	for (unsigned i = 0; i < w.nm; i++)
 		assert_int_equal(tdp_host_munmap(w.h, w.m[i].hva, w.m[i].len),
 				 0);
