@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rcu.h"
+
 uint64_t th_pattern(uint64_t addr, uint64_t gen, unsigned i)
 {
 	uint64_t x = (addr >> 12) * 0x9e3779b97f4a7c15ull ^ (gen << 40) ^ i;
@@ -172,4 +174,36 @@ void th_audit_clean(struct tdp_vm *vm)
 	if (n)
 		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
 	assert_int_equal(n, 0);
+}
+
+void th_assert_mmu_empty(struct tdp_vm *vm)
+{
+	struct tdp_stats s = th_vm_stats(vm);
+
+	assert_int_equal(s.roots, 0);
+	assert_int_equal(s.pt_pages, 0);
+	assert_int_equal(s.pt_pages_alloc, 0);
+	assert_int_equal(s.frame_refs, 0);
+	assert_int_equal(s.pages_4k, 0);
+	assert_int_equal(s.pages_2m, 0);
+	assert_int_equal(s.pages_1g, 0);
+}
+
+void th_drain_mmu(struct tdp_vm *vm, struct tdp_vcpu **v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		tdp_vcpu_destroy(v[i]);
+	assert_int_equal(tdp_vm_invalidate_roots(vm), 0);
+	tdp_rcu_barrier();
+	th_assert_mmu_empty(vm);
+}
+
+void th_assert_host_empty(struct tdp_host *h)
+{
+	struct tdp_host_stats s = th_host_stats(h);
+
+	assert_int_equal(s.frames_used, 0);
+	assert_int_equal(s.frame_refs, 0);
+	assert_int_equal(s.pinned_refs, 0);
+	assert_int_equal(s.swapped_pages, 0);
 }

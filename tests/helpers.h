@@ -54,6 +54,18 @@ bool th_child_asan_report(const struct th_child *r);
 /* Print how the child ended and its first BUG or sanitizer line. */
 void th_child_describe(const char *what, const struct th_child *r);
 
+/* ---- teardown ---- */
+
+/* The MMU of @vm holds nothing: no root, table page, frame reference or
+ * leaf. */
+void th_assert_mmu_empty(struct tdp_vm *vm);
+/* Destroy the @n vCPUs @v of @vm, invalidate its roots and wait for the
+ * deferred frees: its MMU must then hold nothing (th_assert_mmu_empty). */
+void th_drain_mmu(struct tdp_vm *vm, struct tdp_vcpu **v, unsigned n);
+/* The host holds no frame, frame reference, pin or swapped page (its
+ * memory is all unmapped, or was never touched). */
+void th_assert_host_empty(struct tdp_host *h);
+
 /* ---- VMs ---- */
 
 /* Statistics now, of a VM and of a host. */

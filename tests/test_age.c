@@ -28,7 +28,6 @@
 #include <unistd.h>
 
 #include "helpers.h"
-#include "rcu.h"
 #include "vm.h"
 
 #define PG	 4096ull
@@ -86,26 +85,11 @@ static void fx_init(struct fx *f, unsigned vmflags, uint64_t size,
 
 static void fx_fini(struct fx *f)
 {
-	struct tdp_host_stats hs;
-	struct tdp_stats s;
-
 	th_audit_clean(f->vm);
-	for (unsigned i = 0; i < NV; i++)
-		tdp_vcpu_destroy(f->v[i]);
-	assert_int_equal(tdp_vm_invalidate_roots(f->vm), 0);
-	tdp_rcu_barrier();
-	tdp_vm_get_stats(f->vm, &s);
-	assert_int_equal(s.roots, 0);
-	assert_int_equal(s.pt_pages_alloc, 0);
-	assert_int_equal(s.frame_refs, 0);
-	assert_int_equal(s.pages_4k + s.pages_2m + s.pages_1g, 0);
+	th_drain_mmu(f->vm, f->v, NV);
 	tdp_vm_destroy(f->vm);
 	assert_int_equal(tdp_host_munmap(f->h, f->hva, f->size), 0);
-	tdp_host_get_stats(f->h, &hs);
-	assert_int_equal(hs.frames_used, 0);
-	assert_int_equal(hs.frame_refs, 0);
-	assert_int_equal(hs.pinned_refs, 0);
-	assert_int_equal(hs.swapped_pages, 0);
+	th_assert_host_empty(f->h);
 	tdp_host_destroy(f->h);
 }
 

@@ -91,16 +91,6 @@ static uint64_t lookup_pfn(struct tdp_host *h, uint64_t hva, unsigned *order)
 	return pfn;
 }
 
-static void assert_empty(struct tdp_host *h)
-{
-	struct tdp_host_stats s = th_host_stats(h);
-
-	assert_int_equal(s.frames_used, 0);
-	assert_int_equal(s.frame_refs, 0);
-	assert_int_equal(s.pinned_refs, 0);
-	assert_int_equal(s.swapped_pages, 0);
-}
-
 /* Recording notifier: checks from inside the callbacks what the host maps
  * at @probe. */
 struct rec {
@@ -263,7 +253,7 @@ static void test_create(void **state)
 	if (before > 0)
 		assert_true(rss_kib() - before < 8 * 1024);
 	assert_int_equal((uintptr_t)host_frame_base(h) % (1ull << 30), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 
 	cfg.mem_bytes = 1; /* rounded up to 1 GiB */
@@ -343,7 +333,7 @@ static void test_mmap_args(void **state)
 		assert_int_equal(tdp_host_munmap(h, b, 2 * TDP_HUGE_2M), 0);
 		assert_int_equal(tdp_host_munmap(h, c, TDP_HUGE_1G), 0);
 	}
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -395,7 +385,7 @@ static void test_mmap_fixed(void **state)
 	assert_int_equal(tdp_host_munmap(h, base - PG, TDP_HUGE_2M + 2 * PG),
 			 0);
 	assert_false(host_range_mapped(h, base - PG, PG));
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -460,7 +450,7 @@ static void test_range_args(void **state)
 	check_page(h, a, 7);
 	rec_fini(&r);
 	assert_int_equal(tdp_host_munmap(h, a, 2 * TDP_HUGE_2M), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -498,7 +488,7 @@ static void test_rw_args(void **state)
 	assert_memory_equal(buf, zero, PG);
 	assert_int_equal(th_host_stats(h).frames_used, 1);
 	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -618,7 +608,7 @@ static void test_rw_adjacent(void **state)
 	}
 	assert_int_equal(
 		tdp_host_munmap(h, base - 2 * PG, TDP_HUGE_2M + 4 * PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -678,7 +668,7 @@ static void test_munmap(void **state)
 	assert_int_equal(tdp_host_munmap(h, a, 2 * PG), 0);
 	assert_int_equal(tdp_host_munmap(h, a + 5 * PG, 3 * PG), 0);
 	assert_false(host_range_mapped(h, a, 8 * PG));
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -750,7 +740,7 @@ static void test_mprotect(void **state)
 	rec_fini(&r);
 	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
 	assert_int_equal(tdp_host_munmap(h, b, TDP_HUGE_2M), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -835,7 +825,7 @@ static void test_migrate(void **state)
 	rec_fini(&r);
 	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
 	assert_int_equal(tdp_host_munmap(h, b, 2 * TDP_HUGE_2M), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -938,7 +928,7 @@ static void test_swap(void **state)
 	assert_int_equal(th_host_stats(h).swapped_pages, 0);
 	rec_fini(&r);
 	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -995,7 +985,7 @@ static void test_split(void **state)
 	assert_int_equal(lookup_pfn(h, b + TDP_HUGE_2M + 3 * PG, NULL), pfn1);
 	rec_fini(&r);
 	assert_int_equal(tdp_host_munmap(h, b, 2 * TDP_HUGE_2M), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	/* the freed frames coalesced: a 1 GiB folio can be had again */
 	g = map(h, 2 * TDP_HUGE_1G, 3, TDP_HUGE_1G);
 	put_page(h, g, 1);
@@ -1142,7 +1132,7 @@ static void test_swapcache_clean(void **state)
 	assert_int_equal(s.swap_ins, 6);
 	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
 	assert_int_equal(host_swap_cached(h), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -1211,7 +1201,7 @@ static void test_swapcache_dirty(void **state)
 	check_page(h, a + 6 * PG, 26);
 	check_page(h, a + 7 * PG, 27);
 	assert_int_equal(tdp_host_munmap(h, a, 8 * PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	assert_int_equal(host_swap_cached(h), 0);
 	tdp_host_destroy(h);
 }
@@ -1250,7 +1240,7 @@ static void test_swapcache_lost_dirty(void **state)
 	check_page(h, a + PG, 5);
 	host_notifier_unregister(h, &m.n);
 	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -1329,7 +1319,7 @@ static void test_swapcache_migrate(void **state)
 	assert_int_equal(swap_out_clean(h, a, PG), 1);
 	check_page(h, a, 30);
 	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	assert_int_equal(host_swap_cached(h), 0);
 	tdp_host_destroy(h);
 }
@@ -1364,7 +1354,7 @@ static void test_swapcache_huge(void **state)
 	check_page(h, b + 5 * PG, 5);
 	check_page(h, b + 7 * PG, 8);
 	assert_int_equal(tdp_host_munmap(h, b, TDP_HUGE_2M), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	assert_int_equal(host_swap_cached(h), 0);
 	tdp_host_destroy(h);
 }
@@ -1472,7 +1462,7 @@ static void test_mark_dirty_args(void **state)
 	check_page(h, a, 1);
 	assert_int_equal(tdp_host_munmap(h, a, PG), 0);
 	assert_int_equal(tdp_host_munmap(h, c, 80 * PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -1672,7 +1662,7 @@ static void test_swapcache_concurrent(void **state)
 	assert_true(s.swap_out_clean > 0);
 	assert_true(s.swap_out_clean < s.swap_outs);
 	assert_int_equal(tdp_host_munmap(v.h, v.base, MV_PAGES * PG), 0);
-	assert_empty(v.h);
+	th_assert_host_empty(v.h);
 	assert_int_equal(host_swap_cached(v.h), 0);
 	pthread_mutex_destroy(&v.lock);
 	tdp_host_destroy(v.h);
@@ -1717,7 +1707,7 @@ static void test_notifier(void **state)
 	rec_fini(&r);
 	assert_int_equal(tdp_host_munmap(h, a + PG, 3 * PG), 0);
 	assert_int_equal(r.starts, 2);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -1755,7 +1745,7 @@ static void test_reentry(void **state)
 	assert_int_equal(tdp_host_read(h, a, &x, 8), 0);
 	assert_int_equal(x, 42);
 	assert_int_equal(tdp_host_munmap(h, a, 2 * PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -1827,7 +1817,7 @@ static void test_gup(void **state)
 	assert_true(frame_poisoned(h, g.ref_pfn));
 	assert_int_equal(tdp_host_munmap(h, ro, PG), 0);
 	assert_int_equal(tdp_host_munmap(h, no, PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -1981,7 +1971,7 @@ static void test_concurrent(void **state)
 	}
 	assert_int_equal(tdp_host_munmap(c.h, c.huge, 2 * TDP_HUGE_2M), 0);
 	assert_int_equal(tdp_host_munmap(c.h, c.small, 512 * PG), 0);
-	assert_empty(c.h);
+	th_assert_host_empty(c.h);
 	tdp_host_destroy(c.h);
 }
 

@@ -111,16 +111,6 @@ static void put_page(struct tdp_host *h, uint64_t hva, uint64_t gen)
 	assert_int_equal(tdp_host_write(h, hva, buf, PG), 0);
 }
 
-static void assert_empty(struct tdp_host *h)
-{
-	struct tdp_host_stats s = th_host_stats(h);
-
-	assert_int_equal(s.frames_used, 0);
-	assert_int_equal(s.frame_refs, 0);
-	assert_int_equal(s.pinned_refs, 0);
-	assert_int_equal(s.swapped_pages, 0);
-}
-
 /* ------------------------------------------------------------------ */
 /* recording notifiers                                                 */
 /* ------------------------------------------------------------------ */
@@ -342,7 +332,7 @@ static void test_mmap_gup(void **state)
 	assert_int_equal(tdp_host_munmap(h, a + 2 * PG, 2 * PG), 0);
 	assert_int_equal(tdp_host_munmap(h, b, 2 * M2), 0);
 	assert_int_equal(tdp_host_munmap(h, n, PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -505,7 +495,7 @@ static void test_refused(void **state)
 	log_fini(&l, r);
 	assert_int_equal(tdp_host_munmap(h, n, 4 * PG + 2 * M2), 0);
 	assert_int_equal(tdp_host_munmap(h, ro, PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -598,7 +588,7 @@ static void test_munmap_private(void **state)
 	assert_int_equal(tdp_host_munmap(h, n + PG, PG), 0);
 	assert_int_equal(tdp_host_munmap(h, n + 3 * PG, PG), 0);
 	assert_false(host_range_has_private(h, p, 2 * M2 + 4 * PG));
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -690,7 +680,7 @@ static void test_punch_hole(void **state)
 	assert_int_equal(th_host_stats(h).frames_used, 0);
 	log_fini(&l, r);
 	assert_int_equal(tdp_host_munmap(h, q, 8 * PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -745,7 +735,7 @@ static void test_punch_errors(void **state)
 	}
 	log_fini(&l, r);
 	assert_int_equal(tdp_host_munmap(h, q, 8 * PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -820,7 +810,7 @@ static void test_punch_huge(void **state)
 
 	log_fini(&l, r);
 	assert_int_equal(tdp_host_munmap(h, q, 2 * M2), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -897,7 +887,7 @@ static void test_range_queries(void **state)
 	assert_int_equal(tdp_host_munmap(h, p + 2 * PG, 6 * PG), 0);
 	assert_int_equal(tdp_host_munmap(h, b, M2), 0);
 	assert_false(host_range_has_private(h, p, b + M2 - p));
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 

@@ -64,15 +64,12 @@ static void env_init(struct levels_env *e)
 
 static void env_fini(struct levels_env *e)
 {
-	struct tdp_host_stats hs;
-
 	/* unmap explicitly (the 1G mapping first), then destroy */
 	assert_int_equal(tdp_host_munmap(e->h, HUGE_BASE, 2 * G1), 0);
 	assert_int_equal(tdp_host_munmap(e->h, HUGE_BASE - M2, M2), 0);
 	assert_int_equal(tdp_host_munmap(e->h, e->base[MAP_2M], 8 * MiB), 0);
 	assert_int_equal(tdp_host_munmap(e->h, e->base[MAP_4K], 8 * MiB), 0);
-	tdp_host_get_stats(e->h, &hs);
-	assert_int_equal(hs.frames_used, 0);
+	th_assert_host_empty(e->h);
 	tdp_host_destroy(e->h);
 }
 

@@ -26,7 +26,6 @@
 
 #include "helpers.h"
 #include "host/host.h"
-#include "rcu.h"
 
 #define PG TDP_PAGE_SIZE
 #define RW (TDP_PROT_READ | TDP_PROT_WRITE)
@@ -646,19 +645,6 @@ static void test_churn_threads(void **state)
 #define ZF_SIZE	 (64 * MiB)
 #define ZF_PAGES (ZF_SIZE / PG)
 
-static void assert_mmu_empty(struct env *e)
-{
-	struct tdp_stats s = th_vm_stats(e->vm);
-
-	assert_int_equal(s.roots, 0);
-	assert_int_equal(s.pt_pages, 0);
-	assert_int_equal(s.pt_pages_alloc, 0);
-	assert_int_equal(s.frame_refs, 0);
-	assert_int_equal(s.pages_4k, 0);
-	assert_int_equal(s.pages_2m, 0);
-	assert_int_equal(s.pages_1g, 0);
-}
-
 static void test_zap_all_fast(void **state)
 {
 	struct env e;
@@ -732,19 +718,11 @@ static void test_zap_all_fast(void **state)
 	th_audit_clean(e.vm);
 
 	/* teardown: nothing left behind */
-	tdp_vcpu_destroy(e.v[0]);
+	th_drain_mmu(e.vm, e.v, 1);
 	e.nv = 0;
-	assert_int_equal(tdp_vm_invalidate_roots(e.vm), 0);
-	tdp_rcu_barrier();
-	assert_mmu_empty(&e);
 	tdp_vm_destroy(e.vm);
 	assert_int_equal(tdp_host_munmap(e.h, hva, ZF_SIZE), 0);
-	struct tdp_host_stats hs;
-
-	tdp_host_get_stats(e.h, &hs);
-	assert_int_equal(hs.frames_used, 0);
-	assert_int_equal(hs.frame_refs, 0);
-	assert_int_equal(hs.pinned_refs, 0);
+	th_assert_host_empty(e.h);
 	tdp_host_destroy(e.h);
 	free(pfn);
 }

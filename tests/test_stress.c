@@ -347,13 +347,10 @@ static void setup_init(struct setup *s, unsigned nrg)
 
 static void setup_fini(struct setup *s, unsigned nrg)
 {
-	struct tdp_host_stats hs;
-
 	for (unsigned i = 0; i < 2; i++)
 		tdp_vcpu_destroy(s->v[i]);
 	tdp_vm_destroy(s->vm);
-	tdp_host_get_stats(s->h, &hs);
-	assert_int_equal(hs.pinned_refs, 0);
+	assert_int_equal(th_host_stats(s->h).pinned_refs, 0);
 	for (unsigned i = 0; i < nrg; i++) {
 		assert_int_equal(tdp_host_munmap(s->h, s->rg[i].huge_hva,
 						 s->rg[i].huge_size),
@@ -362,9 +359,7 @@ static void setup_fini(struct setup *s, unsigned nrg)
 						 s->rg[i].small_size),
 				 0);
 	}
-	tdp_host_get_stats(s->h, &hs);
-	assert_int_equal(hs.frames_used, 0);
-	assert_int_equal(hs.swapped_pages, 0);
+	th_assert_host_empty(s->h);
 	tdp_host_destroy(s->h);
 }
 

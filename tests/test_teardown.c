@@ -19,7 +19,6 @@
 
 #include "helpers.h"
 #include "host/host.h"
-#include "rcu.h"
 #include "vm.h"
 
 #define PG    4096ull
@@ -174,29 +173,6 @@ static void run_jobs(struct world *w, uint64_t gen)
 	}
 }
 
-static void assert_mmu_empty(struct world *w)
-{
-	struct tdp_stats s = th_vm_stats(w->vm);
-
-	assert_int_equal(s.roots, 0);
-	assert_int_equal(s.pt_pages, 0);
-	assert_int_equal(s.pt_pages_alloc, 0);
-	assert_int_equal(s.frame_refs, 0);
-	assert_int_equal(s.pages_4k, 0);
-	assert_int_equal(s.pages_2m, 0);
-	assert_int_equal(s.pages_1g, 0);
-}
-
-static void assert_host_empty(struct world *w)
-{
-	struct tdp_host_stats s = th_host_stats(w->h);
-
-	assert_int_equal(s.frames_used, 0);
-	assert_int_equal(s.frame_refs, 0);
-	assert_int_equal(s.pinned_refs, 0);
-	assert_int_equal(s.swapped_pages, 0);
-}
-
 static void test_teardown_counts(void **state)
 {
 	struct world w;
@@ -240,11 +216,7 @@ static void test_teardown_counts(void **state)
 
 	/* tear down, counting as we go */
 	tdp_vcpu_destroy(idle);
-	for (unsigned i = 0; i < NVCPU; i++)
-		tdp_vcpu_destroy(w.v[i]);
-	assert_int_equal(tdp_vm_invalidate_roots(w.vm), 0);
-	tdp_rcu_barrier();
-	assert_mmu_empty(&w);
+	th_drain_mmu(w.vm, w.v, NVCPU);
 	/* the pool frames are the host's, the VM holds no reference: the
 	 * same frames are still in use by the host mappings */
 	assert_true(th_host_stats(w.h).frames_used > 0);
@@ -253,7 +225,7 @@ static void test_teardown_counts(void **state)
 	for (unsigned i = 0; i < w.nm; i++)
 		assert_int_equal(tdp_host_munmap(w.h, w.m[i].hva, w.m[i].len),
 				 0);
-	assert_host_empty(&w);
+	th_assert_host_empty(w.h);
 	tdp_host_destroy(w.h);
 }
 
@@ -279,7 +251,7 @@ static void test_destroy_direct(void **state)
 	for (unsigned i = 0; i < w.nm; i++)
 		assert_int_equal(tdp_host_munmap(w.h, w.m[i].hva, w.m[i].len),
 				 0);
-	assert_host_empty(&w);
+	th_assert_host_empty(w.h);
 	tdp_host_destroy(w.h);
 }
 
@@ -298,7 +270,6 @@ static void test_repeat(void **state)
 		struct tdp_vcpu *v[2];
 		struct tdp_memslot s = {
 			.slot = 0, .gpa = 2 * MiB, .size = 4 * MiB, .hva = hva};
-		struct tdp_stats st;
 
 		assert_int_equal(tdp_vm_create(h, NULL, &vm), 0);
 		assert_int_equal(tdp_vm_set_memslot(vm, &s), 0);
@@ -321,25 +292,11 @@ static void test_repeat(void **state)
 		if (round % 2)
 			assert_int_equal(
 				tdp_host_split(h, hva + round * PG, PG), 0);
-		for (unsigned i = 0; i < 2; i++)
-			tdp_vcpu_destroy(v[i]);
-		assert_int_equal(tdp_vm_invalidate_roots(vm), 0);
-		tdp_rcu_barrier();
-		tdp_vm_get_stats(vm, &st);
-		assert_int_equal(st.roots, 0);
-		assert_int_equal(st.pt_pages, 0);
-		assert_int_equal(st.pt_pages_alloc, 0);
-		assert_int_equal(st.pages_4k + st.pages_2m + st.pages_1g, 0);
-		assert_int_equal(st.frame_refs, 0);
+		th_drain_mmu(vm, v, 2);
 		tdp_vm_destroy(vm);
 	}
 	assert_int_equal(tdp_host_munmap(h, hva, 4 * MiB), 0);
-	struct tdp_host_stats hs;
-
-	tdp_host_get_stats(h, &hs);
-	assert_int_equal(hs.frames_used, 0);
-	assert_int_equal(hs.frame_refs, 0);
-	assert_int_equal(hs.pinned_refs, 0);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
