@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "helpers.h"
 
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,6 +175,59 @@ void th_audit_clean(struct tdp_vm *vm)
 	if (n)
 		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
 	assert_int_equal(n, 0);
+}
+
+uint64_t *th_bm_new(uint64_t nwords)
+{
+	uint64_t *b = calloc(nwords ? nwords : 1, 8);
+
+	assert_non_null(b);
+	return b;
+}
+
+void th_bm_set(uint64_t *b, uint64_t i)
+{
+	b[i / 64] |= 1ull << (i % 64);
+}
+
+bool th_bm_test(const uint64_t *b, uint64_t i)
+{
+	return b[i / 64] >> (i % 64) & 1;
+}
+
+uint64_t th_bm_count(const uint64_t *b, uint64_t nwords)
+{
+	uint64_t n = 0;
+
+	for (uint64_t i = 0; i < nwords; i++)
+		n += (uint64_t)__builtin_popcountll(b[i]);
+	return n;
+}
+
+void th_bm_assert_eq(const uint64_t *got, const uint64_t *want, uint64_t npages,
+		     const char *what)
+{
+	uint64_t missing = 0, extra = 0, first = ~0ull;
+
+	for (uint64_t i = 0; i < npages; i++) {
+		if (th_bm_test(got, i) == th_bm_test(want, i))
+			continue;
+		if (first == ~0ull)
+			first = i;
+		if (th_bm_test(want, i))
+			missing++;
+		else
+			extra++;
+	}
+	if (missing || extra)
+		fprintf(stderr,
+			"%s: %" PRIu64 " page(s) missing, %" PRIu64
+			" extra; first difference page %" PRIu64
+			" (expected %d)\n",
+			what, missing, extra, first,
+			(int)th_bm_test(want, first));
+	assert_int_equal(missing, 0);
+	assert_int_equal(extra, 0);
 }
 
 void th_assert_mmu_empty(struct tdp_vm *vm)

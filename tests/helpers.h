@@ -54,6 +54,21 @@ bool th_child_asan_report(const struct th_child *r);
 /* Print how the child ended and its first BUG or sanitizer line. */
 void th_child_describe(const char *what, const struct th_child *r);
 
+/* ---- bitmaps of pages (bit i: page i), as tdp_vm_get_dirty_log and
+ * tdp_host_age fill them ---- */
+
+/* A zeroed bitmap of @nwords 64-bit words (at least one); free() it. */
+uint64_t *th_bm_new(uint64_t nwords);
+void th_bm_set(uint64_t *b, uint64_t i);
+bool th_bm_test(const uint64_t *b, uint64_t i);
+/* Bits set in the first @nwords words. */
+uint64_t th_bm_count(const uint64_t *b, uint64_t nwords);
+/* @got equals @want over the first @npages bits; else the pages missing
+ * from @got and extra in it, and the first difference, are printed after
+ * @what and the test fails. */
+void th_bm_assert_eq(const uint64_t *got, const uint64_t *want, uint64_t npages,
+		     const char *what);
+
 /* ---- teardown ---- */
 
 /* The MMU of @vm holds nothing: no root, table page, frame reference or

@@ -93,57 +93,6 @@ static void fx_fini(struct fx *f)
 	tdp_host_destroy(f->h);
 }
 
-static uint64_t *bm_new(uint64_t nwords)
-{
-	uint64_t *b = calloc(nwords, 8);
-
-	assert_non_null(b);
-	return b;
-}
-
-static void bm_set(uint64_t *b, uint64_t i)
-{
-	b[i / 64] |= 1ull << (i % 64);
-}
-
-static bool bm_test(const uint64_t *b, uint64_t i)
-{
-	return b[i / 64] >> (i % 64) & 1;
-}
-
-static uint64_t bm_count(const uint64_t *b, uint64_t nwords)
-{
-	uint64_t n = 0;
-
-	for (uint64_t i = 0; i < nwords; i++)
-		n += (uint64_t)__builtin_popcountll(b[i]);
-	return n;
-}
-
-static void bm_assert_eq(const uint64_t *got, const uint64_t *want,
-			 uint64_t npages, const char *what)
-{
-	uint64_t missing = 0, extra = 0, first = ~0ull;
-
-	for (uint64_t i = 0; i < npages; i++) {
-		if (bm_test(got, i) == bm_test(want, i))
-			continue;
-		if (first == ~0ull)
-			first = i;
-		if (bm_test(want, i))
-			missing++;
-		else
-			extra++;
-	}
-	if (missing || extra)
-		fprintf(stderr,
-			"%s: %" PRIu64 " young page(s) reported old, %" PRIu64
-			" old reported young; first page %" PRIu64 "\n",
-			what, missing, extra, first);
-	assert_int_equal(missing, 0);
-	assert_int_equal(extra, 0);
-}
-
 /* Age the whole slot; the return value is the bitmap's popcount. */
 static int age(struct fx *f, unsigned flags, uint64_t *bm)
 {
@@ -152,7 +101,7 @@ static int age(struct fx *f, unsigned flags, uint64_t *bm)
 	memset(bm, 0xa5, f->nwords * 8);
 	r = tdp_host_age(f->h, f->hva, f->size, flags, bm);
 	assert_true(r >= 0);
-	assert_int_equal((uint64_t)r, bm_count(bm, f->nwords));
+	assert_int_equal((uint64_t)r, th_bm_count(bm, f->nwords));
 	return r;
 }
 
@@ -198,8 +147,8 @@ static void age_script(unsigned vmflags, struct answers *ans)
 
 	fx_init(&f, vmflags, 4 * MiB, TDP_PAGE_SIZE); /* 1024 pages */
 	assert_true(f.nwords <= 16);
-	bm = bm_new(f.nwords);
-	want = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	want = th_bm_new(f.nwords);
 	memset(ans, 0, sizeof(*ans));
 	for (uint64_t p = 0; p < f.npages; p++)
 		touch(&f, 0, p, true);
@@ -221,21 +170,21 @@ static void age_script(unsigned vmflags, struct answers *ans)
 			uint64_t p = th_rand(&seed) % f.npages;
 
 			touch(&f, 0, p, i & 1);
-			bm_set(want, p);
+			th_bm_set(want, p);
 		}
 		/* test-only: young, and still young */
 		r = age(&f, TDP_AGE_TEST_ONLY, bm);
 		record(ans, r, bm);
-		bm_assert_eq(bm, want, f.npages, "test-only");
+		th_bm_assert_eq(bm, want, f.npages, "test-only");
 		r = age(&f, TDP_AGE_TEST_ONLY, bm);
-		bm_assert_eq(bm, want, f.npages, "test-only again");
+		th_bm_assert_eq(bm, want, f.npages, "test-only again");
 		assert_int_equal(tdp_host_age(f.h, f.hva, f.size,
 					      TDP_AGE_TEST_ONLY, NULL),
 				 r);
 		tdp_vm_get_stats(f.vm, &s0);
 		r = age(&f, TDP_AGE_FLUSH, bm);
 		record(ans, r, bm);
-		bm_assert_eq(bm, want, f.npages, "clear-flush");
+		th_bm_assert_eq(bm, want, f.npages, "clear-flush");
 		tdp_vm_get_stats(f.vm, &s1);
 		assert_true(s1.age_calls > s0.age_calls);
 		assert_int_equal(s1.age_young - s0.age_young, (uint64_t)r);
@@ -244,11 +193,12 @@ static void age_script(unsigned vmflags, struct answers *ans)
 		 * before the flush; the flush dropped them, so the walker
 		 * sets Accessed again */
 		for (uint64_t p = 0; p < f.npages; p++)
-			if (bm_test(want, p))
+			if (th_bm_test(want, p))
 				touch(&f, 0, p, p & 1);
 		r = age(&f, TDP_AGE_FLUSH, bm);
 		record(ans, r, bm);
-		bm_assert_eq(bm, want, f.npages, "touched again after flush");
+		th_bm_assert_eq(bm, want, f.npages,
+				"touched again after flush");
 		assert_int_equal(age(&f, 0, bm), 0);
 	}
 
@@ -263,27 +213,27 @@ static void age_script(unsigned vmflags, struct answers *ans)
 		else
 			assert_int_equal(
 				tdp_host_write(f.h, f.hva + p * PG, &x, 8), 0);
-		bm_set(want, p);
+		th_bm_set(want, p);
 	}
 	touch(&f, 1, 3, false);
-	bm_set(want, 3);
+	th_bm_set(want, 3);
 	r = age(&f, TDP_AGE_FLUSH, bm);
 	record(ans, r, bm);
-	bm_assert_eq(bm, want, f.npages, "host accesses");
+	th_bm_assert_eq(bm, want, f.npages, "host accesses");
 
 	/* zapped after being touched: still young; zapped untouched: old */
 	memset(want, 0, f.nwords * 8);
 	for (uint64_t p = 512; p < 640; p += 5) {
 		touch(&f, 1, p, p & 1);
-		bm_set(want, p);
+		th_bm_set(want, p);
 	}
 	touch(&f, 1, 900, false);
-	bm_set(want, 900);
+	th_bm_set(want, 900);
 	assert_int_equal(
 		tdp_vm_zap_gfn_range(f.vm, 0, f.gpa + 512 * PG, 128 * PG), 0);
 	r = age(&f, TDP_AGE_FLUSH, bm);
 	record(ans, r, bm);
-	bm_assert_eq(bm, want, f.npages, "zapped after touch");
+	th_bm_assert_eq(bm, want, f.npages, "zapped after touch");
 	assert_int_equal(age(&f, TDP_AGE_FLUSH, bm), 0);
 
 	/* a sub-range: bits relative to its start */
@@ -297,10 +247,10 @@ static void age_script(unsigned vmflags, struct answers *ans)
 	assert_int_equal(sub[0], 1ull << 6);
 	assert_int_equal(sub[1], 0);
 	memset(want, 0, f.nwords * 8);
-	bm_set(want, 200);
+	th_bm_set(want, 200);
 	r = age(&f, TDP_AGE_FLUSH, bm);
 	record(ans, r, bm);
-	bm_assert_eq(bm, want, f.npages, "outside the sub-range");
+	th_bm_assert_eq(bm, want, f.npages, "outside the sub-range");
 
 	free(bm);
 	free(want);
@@ -331,8 +281,8 @@ static void test_age_huge(void **state)
 
 	(void)state;
 	fx_init(&f, 0, 8 * MiB, TDP_HUGE_2M);
-	bm = bm_new(f.nwords);
-	want = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	want = th_bm_new(f.nwords);
 	for (uint64_t p = 0; p < f.npages; p += 512)
 		touch(&f, 0, p, true);
 	assert_int_equal(age(&f, TDP_AGE_FLUSH, bm), f.npages);
@@ -340,11 +290,11 @@ static void test_age_huge(void **state)
 	touch(&f, 0, 512 + 100, false);
 	touch(&f, 1, 3 * 512 + 511, true);
 	for (uint64_t p = 512; p < 1024; p++)
-		bm_set(want, p);
+		th_bm_set(want, p);
 	for (uint64_t p = 3 * 512; p < 4 * 512; p++)
-		bm_set(want, p);
+		th_bm_set(want, p);
 	age(&f, TDP_AGE_FLUSH, bm);
-	bm_assert_eq(bm, want, f.npages, "2 MiB leaves");
+	th_bm_assert_eq(bm, want, f.npages, "2 MiB leaves");
 	assert_int_equal(age(&f, 0, bm), 0);
 	free(bm);
 	free(want);
@@ -361,8 +311,8 @@ static void test_age_two_vms(void **state)
 
 	(void)state;
 	fx_init(&f, 0, 2 * MiB, TDP_PAGE_SIZE);
-	bm = bm_new(f.nwords);
-	want = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	want = th_bm_new(f.nwords);
 	assert_int_equal(tdp_vm_create(f.h, NULL, &vm2), 0);
 	struct tdp_memslot s = {
 		.slot = 3, .gpa = 0x200000, .size = f.size, .hva = f.hva};
@@ -374,16 +324,16 @@ static void test_age_two_vms(void **state)
 	for (uint64_t p = 0; p < f.npages; p += 9) {
 		assert_int_equal(tdp_vcpu_read(v2, 0x200000 + p * PG, &x, 8),
 				 0);
-		bm_set(want, p);
+		th_bm_set(want, p);
 	}
 	age(&f, TDP_AGE_FLUSH, bm);
-	bm_assert_eq(bm, want, f.npages, "second VM");
+	th_bm_assert_eq(bm, want, f.npages, "second VM");
 	/* and again through its TLB after the flush */
 	for (uint64_t p = 0; p < f.npages; p += 9)
 		assert_int_equal(tdp_vcpu_read(v2, 0x200000 + p * PG, &x, 8),
 				 0);
 	age(&f, TDP_AGE_FLUSH, bm);
-	bm_assert_eq(bm, want, f.npages, "second VM, again");
+	th_bm_assert_eq(bm, want, f.npages, "second VM, again");
 	th_audit_clean(vm2);
 	tdp_vcpu_destroy(v2);
 	tdp_vm_destroy(vm2);
@@ -403,8 +353,8 @@ static void test_age_errors(void **state)
 
 	(void)state;
 	fx_init(&f, 0, 2 * MiB, TDP_PAGE_SIZE);
-	bm = bm_new(f.nwords);
-	want = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	want = th_bm_new(f.nwords);
 	/* a hole: mapped, then unmapped again */
 	assert_int_equal(tdp_host_mmap(f.h, 64 * PG, RW, PG, 0, &hole), 0);
 	assert_int_equal(tdp_host_munmap(f.h, hole, 64 * PG), 0);
@@ -413,7 +363,7 @@ static void test_age_errors(void **state)
 	age(&f, TDP_AGE_FLUSH, bm);
 	for (uint64_t p = 1; p < f.npages; p += 2) {
 		touch(&f, 0, p, true);
-		bm_set(want, p);
+		th_bm_set(want, p);
 	}
 
 	memset(bm, 0xa5, f.nwords * 8);
@@ -440,9 +390,9 @@ static void test_age_errors(void **state)
 		assert_int_equal(bm[i], 0xa5a5a5a5a5a5a5a5ull);
 	/* nothing was cleared */
 	age(&f, TDP_AGE_TEST_ONLY, bm);
-	bm_assert_eq(bm, want, f.npages, "after failed calls");
+	th_bm_assert_eq(bm, want, f.npages, "after failed calls");
 	age(&f, 0, bm);
-	bm_assert_eq(bm, want, f.npages, "after failed calls, clear");
+	th_bm_assert_eq(bm, want, f.npages, "after failed calls, clear");
 	free(bm);
 	free(want);
 	fx_fini(&f);

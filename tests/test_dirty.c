@@ -149,67 +149,14 @@ static void fx_log(struct fx *f, bool on)
 			 0);
 }
 
-/* ---- bitmaps ---- */
-
-static uint64_t *bm_new(uint64_t nwords)
-{
-	uint64_t *b = calloc(nwords ? nwords : 1, 8);
-
-	assert_non_null(b);
-	return b;
-}
-
-static void bm_set(uint64_t *b, uint64_t i)
-{
-	b[i / 64] |= 1ull << (i % 64);
-}
-
-static bool bm_test(const uint64_t *b, uint64_t i)
-{
-	return b[i / 64] >> (i % 64) & 1;
-}
-
-static uint64_t bm_count(const uint64_t *b, uint64_t nwords)
-{
-	uint64_t n = 0;
-
-	for (uint64_t i = 0; i < nwords; i++)
-		n += (uint64_t)__builtin_popcountll(b[i]);
-	return n;
-}
-
-/* Assert @got == @want over @npages bits, printing the first difference. */
-static void bm_assert_eq(const uint64_t *got, const uint64_t *want,
-			 uint64_t npages, const char *what)
-{
-	uint64_t missing = 0, extra = 0, first = ~0ull;
-
-	for (uint64_t i = 0; i < npages; i++) {
-		if (bm_test(got, i) == bm_test(want, i))
-			continue;
-		if (first == ~0ull)
-			first = i;
-		if (bm_test(want, i))
-			missing++;
-		else
-			extra++;
-	}
-	if (missing || extra)
-		fprintf(stderr,
-			"%s: %" PRIu64 " page(s) missing, %" PRIu64
-			" extra; first difference page %" PRIu64
-			" (expected %d)\n",
-			what, missing, extra, first, (int)bm_test(want, first));
-	assert_int_equal(missing, 0);
-	assert_int_equal(extra, 0);
-}
+/* ---- harvests ---- */
 
 /* Harvest slot 0 into @bm; asserts success, returns the page count. */
 static uint64_t harvest(struct fx *f, uint64_t *bm)
 {
 	memset(bm, 0xa5, f->nwords * 8);
 	assert_int_equal(tdp_vm_get_dirty_log(f->vm, 0, 0, bm), 0);
-	return bm_count(bm, f->nwords);
+	return th_bm_count(bm, f->nwords);
 }
 
 /* Harvest and, with manual protect, clear what was reported. */
@@ -308,8 +255,8 @@ static void test_errors_get(void **state)
 
 	(void)state;
 	fx_init(&f, WP, 4 * MiB, TDP_HUGE_2M);
-	bm = bm_new(f.nwords);
-	want = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	want = th_bm_new(f.nwords);
 	/* slot 1: not logged */
 	assert_int_equal(tdp_host_mmap(f.h, 2 * MiB, RW, TDP_HUGE_2M, 0, &hva1),
 			 0);
@@ -325,7 +272,7 @@ static void test_errors_get(void **state)
 	fx_log(&f, true);
 	for (uint64_t p = 3; p < f.npages; p += 97) {
 		gwrite(&f, 0, p, 2);
-		bm_set(want, p);
+		th_bm_set(want, p);
 	}
 
 	memset(bm, 0xa5, f.nwords * 8);
@@ -348,7 +295,7 @@ static void test_errors_get(void **state)
 	/* nothing was consumed or re-protected: the writes are still there,
 	 * exactly */
 	harvest(&f, bm);
-	bm_assert_eq(bm, want, f.npages, "after failed calls");
+	th_bm_assert_eq(bm, want, f.npages, "after failed calls");
 	assert_int_equal(harvest(&f, bm), 0);
 
 	/* logging off again: -EINVAL again */
@@ -372,9 +319,9 @@ static void test_errors_clear(void **state)
 
 	(void)state;
 	fx_init(&f, MANUAL, 4 * MiB, TDP_HUGE_2M);
-	bm = bm_new(f.nwords);
-	snap = bm_new(f.nwords);
-	ones = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	snap = th_bm_new(f.nwords);
+	ones = th_bm_new(f.nwords);
 	memset(ones, 0xff, f.nwords * 8);
 	assert_int_equal(
 		tdp_host_mmap(f.h, n1 * PG, RW, TDP_PAGE_SIZE, 0, &hva1), 0);
@@ -425,7 +372,7 @@ static void test_errors_clear(void **state)
 			 -ENOENT);
 	/* nothing forgotten by the failed calls */
 	harvest(&f, bm);
-	bm_assert_eq(bm, snap, f.npages, "after failed clears");
+	th_bm_assert_eq(bm, snap, f.npages, "after failed clears");
 
 	/* slot 1: 100 pages; the bitmap's tail bits are written as zero */
 	uint64_t b1[2];
@@ -469,8 +416,8 @@ static void exact(unsigned vmflags)
 	int r;
 
 	fx_init(&f, vmflags, 16 * MiB, TDP_HUGE_2M);
-	bm = bm_new(f.nwords);
-	want = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	want = th_bm_new(f.nwords);
 	gens = calloc(f.npages, sizeof(*gens));
 	assert_non_null(gens);
 	populate(&f, gens, 1);
@@ -501,12 +448,12 @@ static void exact(unsigned vmflags)
 		uint64_t p = th_rand(&seed) % f.npages;
 
 		gwrite(&f, i & 1, p, ++gens[p]);
-		bm_set(want, p);
+		th_bm_set(want, p);
 		if (i % 3 == 0)
 			gwrite(&f, i & 1, p, ++gens[p]);
 	}
 	harvest(&f, bm);
-	bm_assert_eq(bm, want, f.npages, "random writes");
+	th_bm_assert_eq(bm, want, f.npages, "random writes");
 	assert_int_equal(harvest(&f, bm), 0);
 
 	/* a page rewritten while its translation is in the TLB: 32 pages
@@ -518,14 +465,14 @@ static void exact(unsigned vmflags)
 		memset(want, 0, f.nwords * 8);
 		for (uint64_t p = base; p < base + 32; p++) {
 			gwrite(&f, 0, p, ++gens[p]);
-			bm_set(want, p);
+			th_bm_set(want, p);
 		}
 		harvest(&f, bm);
-		bm_assert_eq(bm, want, f.npages, "hot pages");
+		th_bm_assert_eq(bm, want, f.npages, "hot pages");
 		for (uint64_t p = base; p < base + 32; p++)
 			gwrite(&f, 0, p, ++gens[p]);
 		harvest(&f, bm);
-		bm_assert_eq(bm, want, f.npages, "hot pages rewritten");
+		th_bm_assert_eq(bm, want, f.npages, "hot pages rewritten");
 		/* reading them back reports nothing */
 		for (uint64_t p = base; p < base + 32; p++)
 			gread_check(&f, 0, p, gens[p]);
@@ -539,23 +486,23 @@ static void exact(unsigned vmflags)
 		uint64_t p = th_rand(&seed) % f.npages;
 
 		gwrite(&f, 1, p, ++gens[p]);
-		bm_set(want, p);
+		th_bm_set(want, p);
 	}
 	assert_int_equal(tdp_vm_zap_gfn_range(f.vm, 0, f.gpa, f.size), 0);
 	harvest(&f, bm);
-	bm_assert_eq(bm, want, f.npages, "writes then zap");
+	th_bm_assert_eq(bm, want, f.npages, "writes then zap");
 	/* refaults while logging map 4 KiB leaves */
 	memset(want, 0, f.nwords * 8);
 	for (uint64_t p = 700; p < 720; p++) {
 		gwrite(&f, 0, p, ++gens[p]);
-		bm_set(want, p);
+		th_bm_set(want, p);
 		t = xlate(&f, p, &r);
 		assert_int_equal(r, 0);
 		assert_int_equal(t.size, PG);
 		assert_true(t.dirty);
 	}
 	harvest(&f, bm);
-	bm_assert_eq(bm, want, f.npages, "writes after zap");
+	th_bm_assert_eq(bm, want, f.npages, "writes after zap");
 
 	/* host migration of written pages loses nothing either */
 	memset(want, 0, f.nwords * 8);
@@ -563,11 +510,11 @@ static void exact(unsigned vmflags)
 		uint64_t p = 1024 + th_rand(&seed) % 1024; /* 4..8 MiB */
 
 		gwrite(&f, 0, p, ++gens[p]);
-		bm_set(want, p);
+		th_bm_set(want, p);
 	}
 	assert_int_equal(tdp_host_migrate(f.h, f.hva + 4 * MiB, 4 * MiB), 0);
 	harvest(&f, bm);
-	bm_assert_eq(bm, want, f.npages, "writes then host migrate");
+	th_bm_assert_eq(bm, want, f.npages, "writes then host migrate");
 	assert_int_equal(harvest(&f, bm), 0);
 
 	/* everything the guest wrote is there */
@@ -739,8 +686,8 @@ static void concurrent(unsigned vmflags)
 			assert_true(x->e >= x->k && x->e + 1 <= h);
 			for (unsigned k = x->k + 1; k <= x->e + 1 && !found;
 			     k++)
-				found = bm_test(bms + (size_t)k * f->nwords,
-						x->page);
+				found = th_bm_test(bms + (size_t)k * f->nwords,
+						   x->page);
 			writes++;
 			strict += x->e == x->k;
 			if (!found && lost++ < 3)
@@ -763,7 +710,7 @@ static void concurrent(unsigned vmflags)
 	/* and the last harvest reported everything it had to: nothing
 	 * more */
 	cc_harvest(c, bms);
-	assert_int_equal(bm_count(bms, f->nwords), 0);
+	assert_int_equal(th_bm_count(bms, f->nwords), 0);
 	for (uint64_t p = 0; p < f->npages; p++)
 		hread_check(f, p, c->gens[p]);
 	for (unsigned i = 0; i < NV; i++)
@@ -807,7 +754,7 @@ static void eager_split(unsigned vmflags, uint64_t huge)
 
 	fx_init_cfg(&f, vmflags, size, huge, TDP_HUGE_1G);
 	pfn = calloc(f.npages, sizeof(*pfn));
-	bm = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
 	assert_non_null(pfn);
 	for (uint64_t p = 0; p < f.npages; p += step)
 		gwrite(&f, p & 1, p, 1);
@@ -856,7 +803,7 @@ static void eager_split(unsigned vmflags, uint64_t huge)
 	/* writes are logged and stay on 4 KiB leaves */
 	gwrite(&f, 0, 5, 2);
 	assert_int_equal(harvest(&f, bm), 1);
-	assert_true(bm_test(bm, 5));
+	assert_true(th_bm_test(bm, 5));
 	assert_int_equal(th_vm_stats(f.vm).pages_4k, f.npages);
 	free(pfn);
 	free(bm);
@@ -880,8 +827,8 @@ static void no_eager_split(unsigned vmflags)
 	int r;
 
 	fx_init(&f, vmflags | NOEAGER, 16 * MiB, TDP_HUGE_2M);
-	bm = bm_new(f.nwords);
-	want = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	want = th_bm_new(f.nwords);
 	populate(&f, NULL, 1);
 	s0 = th_vm_stats(f.vm);
 	assert_int_equal(s0.pages_2m, 8);
@@ -908,19 +855,19 @@ static void no_eager_split(unsigned vmflags)
 
 	for (unsigned i = 0; i < nw; i++) {
 		gwrite(&f, i & 1, pages[i], 2);
-		bm_set(want, pages[i]);
+		th_bm_set(want, pages[i]);
 		tw[i] = xlate(&f, pages[i], &rw[i]);
 	}
 	harvest(&f, bm);
 	/* first: nothing lost */
 	for (unsigned i = 0; i < nw; i++)
-		assert_true(bm_test(bm, pages[i]));
+		assert_true(th_bm_test(bm, pages[i]));
 	if (vmflags & DBIT) {
 		/* Dirty-bit mode: no write fault; the huge leaves stay
 		 * writable and each dirty one reports all of its pages */
 		for (uint64_t p = 0; p < 5 * 512; p++)
-			bm_set(want, p);
-		bm_assert_eq(bm, want, f.npages, "dirty huge leaves");
+			th_bm_set(want, p);
+		th_bm_assert_eq(bm, want, f.npages, "dirty huge leaves");
 		assert_int_equal(th_vm_stats(f.vm).pages_2m, 8);
 		for (unsigned i = 0; i < nw; i++) {
 			assert_int_equal(rw[i], 0);
@@ -943,7 +890,7 @@ static void no_eager_split(unsigned vmflags)
 		assert_int_equal(tw[i].size, PG);
 		assert_true(tw[i].prot & TDP_PROT_WRITE);
 	}
-	bm_assert_eq(bm, want, f.npages, "writes through huge leaves");
+	th_bm_assert_eq(bm, want, f.npages, "writes through huge leaves");
 	s1 = th_vm_stats(f.vm);
 	assert_int_equal(s1.pages_2m, 3); /* regions 5..7 */
 	for (uint64_t p = 0; p < 5 * 512; p++) {
@@ -985,7 +932,7 @@ static void recovery_2m(unsigned vmflags)
 
 	fx_init(&f, vmflags, 64 * MiB, TDP_HUGE_2M);
 	gens = calloc(f.npages, sizeof(*gens));
-	bm = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
 	assert_non_null(gens);
 	/* slot 1: 2 MiB folios, but gpa off by 4 KiB */
 	assert_int_equal(tdp_host_mmap(f.h, size1, RW, TDP_HUGE_2M, 0, &hva1),
@@ -1120,14 +1067,14 @@ static void fault_counts(unsigned vmflags)
 	struct tdp_stats s0, s1;
 
 	fx_init(&f, vmflags, 8 * MiB, TDP_HUGE_2M);
-	bm = bm_new(f.nwords);
-	want = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	want = th_bm_new(f.nwords);
 	populate(&f, NULL, gen);
 	fx_log(&f, true);
 	assert_int_equal(harvest(&f, bm), 0);
 	/* 64 pages spread over the slot */
 	for (uint64_t i = 0; i < 64; i++)
-		bm_set(want, i * 31 + 5);
+		th_bm_set(want, i * 31 + 5);
 	for (unsigned cycle = 0; cycle < 6; cycle++) {
 		gen++;
 		s0 = th_vm_stats(f.vm);
@@ -1145,7 +1092,7 @@ static void fault_counts(unsigned vmflags)
 					 vmflags & NOFAST ? 0 : 64);
 		}
 		harvest(&f, bm);
-		bm_assert_eq(bm, want, f.npages, "rewrite cycle");
+		th_bm_assert_eq(bm, want, f.npages, "rewrite cycle");
 		assert_int_equal(th_vm_stats(f.vm).dirty_harvests -
 					 s0.dirty_harvests,
 				 1);
@@ -1181,10 +1128,10 @@ static void manual(unsigned vmflags)
 	int r;
 
 	fx_init(&f, vmflags | MANUAL, 16 * MiB, TDP_HUGE_2M);
-	bm = bm_new(f.nwords);
-	bm2 = bm_new(f.nwords);
-	want = bm_new(f.nwords);
-	ones = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	bm2 = th_bm_new(f.nwords);
+	want = th_bm_new(f.nwords);
+	ones = th_bm_new(f.nwords);
 	gens = calloc(f.npages, sizeof(*gens));
 	assert_non_null(gens);
 	memset(ones, 0xff, f.nwords * 8);
@@ -1219,26 +1166,26 @@ static void manual(unsigned vmflags)
 		assert_false(t.prot & TDP_PROT_WRITE);
 	memset(want, 0, f.nwords * 8);
 	for (uint64_t p = 1024; p < f.npages; p++)
-		bm_set(want, p);
+		th_bm_set(want, p);
 	harvest(&f, bm);
-	bm_assert_eq(bm, want, f.npages, "after clearing 4 MiB");
+	th_bm_assert_eq(bm, want, f.npages, "after clearing 4 MiB");
 	harvest(&f, bm);
-	bm_assert_eq(bm, want, f.npages, "snapshot again");
+	th_bm_assert_eq(bm, want, f.npages, "snapshot again");
 
 	/* writes after the clear are reported */
 	for (unsigned i = 0; i < 40; i++) {
 		uint64_t p = th_rand(&seed) % 1024;
 
 		gwrite(&f, i & 1, p, ++gens[p]);
-		bm_set(want, p);
+		th_bm_set(want, p);
 	}
 	harvest(&f, bm);
-	bm_assert_eq(bm, want, f.npages, "writes after clear");
+	th_bm_assert_eq(bm, want, f.npages, "writes after clear");
 
 	/* clear only some bits: only those are forgotten */
 	memset(bm2, 0, f.nwords * 8);
 	for (uint64_t p = 1024; p < f.npages; p += 3)
-		bm_set(bm2, p);
+		th_bm_set(bm2, p);
 	assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 0, 0, 1024,
 						f.npages - 1024,
 						bm2 + 1024 / 64),
@@ -1246,7 +1193,7 @@ static void manual(unsigned vmflags)
 	for (uint64_t p = 1024; p < f.npages; p += 3)
 		want[p / 64] &= ~(1ull << (p % 64));
 	harvest(&f, bm);
-	bm_assert_eq(bm, want, f.npages, "partial clear");
+	th_bm_assert_eq(bm, want, f.npages, "partial clear");
 
 	/* clear everything; then get, clear, write cycles with pages kept
 	 * in the TLB: a clear that forgot to flush misses the rewrites */
@@ -1260,17 +1207,18 @@ static void manual(unsigned vmflags)
 		memset(want, 0, f.nwords * 8);
 		for (uint64_t p = base; p < base + 32; p++) {
 			gwrite(&f, 1, p, ++gens[p]);
-			bm_set(want, p);
+			th_bm_set(want, p);
 		}
 		harvest(&f, bm);
-		bm_assert_eq(bm, want, f.npages, "manual hot pages");
+		th_bm_assert_eq(bm, want, f.npages, "manual hot pages");
 		assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 0, 0, 0,
 							f.npages, bm),
 				 0);
 		for (uint64_t p = base; p < base + 32; p++)
 			gwrite(&f, 1, p, ++gens[p]);
 		harvest(&f, bm);
-		bm_assert_eq(bm, want, f.npages, "manual hot pages rewritten");
+		th_bm_assert_eq(bm, want, f.npages,
+				"manual hot pages rewritten");
 		assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 0, 0, 0,
 							f.npages, bm),
 				 0);
@@ -1308,8 +1256,8 @@ static void reclaim_after_harvest(unsigned vmflags)
 	uint64_t *bm, *want, *gens;
 
 	fx_init(&f, vmflags, 2 * MiB, TDP_PAGE_SIZE);
-	bm = bm_new(f.nwords);
-	want = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	want = th_bm_new(f.nwords);
 	gens = calloc(f.npages, sizeof(*gens));
 	assert_non_null(gens);
 	populate(&f, gens, 1);
@@ -1323,10 +1271,10 @@ static void reclaim_after_harvest(unsigned vmflags)
 		memset(want, 0, f.nwords * 8);
 		for (uint64_t p = round; p < f.npages; p += 5) {
 			gwrite(&f, p & 1, p, ++gens[p]);
-			bm_set(want, p);
+			th_bm_set(want, p);
 		}
 		harvest_clear(&f, bm);
-		bm_assert_eq(bm, want, f.npages, "writes to clean pages");
+		th_bm_assert_eq(bm, want, f.npages, "writes to clean pages");
 		/* the harvest cleared D or write-protected: now reclaim */
 		assert_int_equal(tdp_host_swap_out(f.h, f.hva, f.size), 0);
 		for (uint64_t p = 0; p < f.npages; p++)
@@ -1388,8 +1336,8 @@ static void slow_fault_vs_harvest(unsigned vmflags, bool unmapped)
 	struct sf x;
 
 	fx_init(&f, vmflags, 2 * MiB, TDP_PAGE_SIZE);
-	bm = bm_new(f.nwords);
-	bm2 = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	bm2 = th_bm_new(f.nwords);
 	populate(&f, NULL, 1);
 	fx_log(&f, true);
 	if (unmapped)
@@ -1406,11 +1354,11 @@ static void slow_fault_vs_harvest(unsigned vmflags, bool unmapped)
 	assert_int_equal(x.r, 0);
 	harvest(&f, bm2);
 	/* the overlapping write: in one of the two */
-	assert_true(bm_test(bm, 0) || bm_test(bm2, 0));
+	assert_true(th_bm_test(bm, 0) || th_bm_test(bm2, 0));
 	/* a write after that: in the next one */
 	gwrite(&f, 1, 0, 3);
 	assert_int_equal(harvest(&f, bm), 1);
-	assert_true(bm_test(bm, 0));
+	assert_true(th_bm_test(bm, 0));
 	gread_check(&f, 0, 0, 3);
 	free(bm);
 	free(bm2);

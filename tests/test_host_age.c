@@ -66,20 +66,6 @@ static uint64_t pfn_of(struct tdp_host *h, uint64_t hva)
 	return pfn;
 }
 
-static bool bit(const uint64_t *bm, uint64_t i)
-{
-	return bm[i / 64] >> (i % 64) & 1;
-}
-
-static int popcount(const uint64_t *bm, uint64_t words)
-{
-	int n = 0;
-
-	for (uint64_t w = 0; w < words; w++)
-		n += __builtin_popcountll(bm[w]);
-	return n;
-}
-
 /* Age [hva, hva + npages pages) into @bm (npages <= 64 * 16); check that
  * the result equals the popcount of the bitmap and that every word was
  * written (sentinel gone beyond the range). */
@@ -94,7 +80,7 @@ static int age(struct tdp_host *h, uint64_t hva, uint64_t npages,
 		bm[w] = SENTINEL;
 	ret = tdp_host_age(h, hva, npages * PG, flags, bm);
 	assert_true(ret >= 0);
-	assert_int_equal(ret, popcount(bm, words));
+	assert_int_equal(ret, th_bm_count(bm, words));
 	if (npages % 64)
 		assert_int_equal(bm[words - 1] >> (npages % 64), 0);
 	return ret;
@@ -185,7 +171,8 @@ static void test_age_args(void **state)
 	touch_r(h, hole);
 	touch_w(h, b + 3 * PG);
 	assert_int_equal(peek(h, a, 12, bm), 9);
-	assert_true(bit(bm, 7) && bit(bm, 11) && !bit(bm, 8));
+	assert_true(th_bm_test(bm, 7) && th_bm_test(bm, 11) &&
+		    !th_bm_test(bm, 8));
 	assert_int_equal(tdp_host_age(h, a, 13 * PG, 0, NULL), -ENOENT);
 	/* both flags together are known flags */
 	assert_int_equal(age(h, a, 12, TDP_AGE_TEST_ONLY | TDP_AGE_FLUSH, bm),
@@ -219,17 +206,19 @@ static void test_age_basic(void **state)
 				 0);
 	}
 	assert_int_equal(peek(h, a, n, bm), 5);
-	assert_true(bit(bm, 0) && bit(bm, 3) && bit(bm, 70));
-	assert_true(bit(bm, 89) && bit(bm, 90));
-	assert_false(bit(bm, 1) || bit(bm, 71));
+	assert_true(th_bm_test(bm, 0) && th_bm_test(bm, 3) &&
+		    th_bm_test(bm, 70));
+	assert_true(th_bm_test(bm, 89) && th_bm_test(bm, 90));
+	assert_false(th_bm_test(bm, 1) || th_bm_test(bm, 71));
 
 	/* TEST_ONLY cleared nothing */
 	assert_int_equal(peek(h, a, n, bm), 5);
 	/* aging reports and clears */
 	assert_int_equal(age(h, a, n, 0, bm), 5);
-	assert_true(bit(bm, 0) && bit(bm, 3) && bit(bm, 70) && bit(bm, 89));
+	assert_true(th_bm_test(bm, 0) && th_bm_test(bm, 3) &&
+		    th_bm_test(bm, 70) && th_bm_test(bm, 89));
 	assert_int_equal(age(h, a, n, 0, bm), 0);
-	assert_int_equal(popcount(bm, 2), 0);
+	assert_int_equal(th_bm_count(bm, 2), 0);
 
 	/* a read makes a page young again; NULL @young clears too */
 	touch_r(h, a + 3 * PG);
@@ -239,16 +228,16 @@ static void test_age_basic(void **state)
 	/* TDP_AGE_FLUSH clears as well */
 	touch_r(h, a + 4 * PG);
 	assert_int_equal(age(h, a, n, TDP_AGE_FLUSH, bm), 1);
-	assert_true(bit(bm, 4));
+	assert_true(th_bm_test(bm, 4));
 	assert_int_equal(age(h, a, n, 0, bm), 0);
 
 	/* a sub-range reports relative to its start and clears only itself */
 	touch_w(h, a + 10 * PG);
 	touch_w(h, a + 20 * PG);
 	assert_int_equal(age(h, a + 10 * PG, 5, 0, bm), 1);
-	assert_true(bit(bm, 0));
+	assert_true(th_bm_test(bm, 0));
 	assert_int_equal(peek(h, a, n, bm), 1);
-	assert_true(bit(bm, 20));
+	assert_true(th_bm_test(bm, 20));
 	tdp_host_destroy(h);
 }
 
@@ -268,7 +257,7 @@ static void test_age_gup_and_mark(void **state)
 	pfn = pfn_of(h, a + PG);
 	host_mark_accessed(h, pfn, 1);
 	assert_int_equal(age(h, a, 8, 0, bm), 1);
-	assert_true(bit(bm, 1));
+	assert_true(th_bm_test(bm, 1));
 	assert_int_equal(age(h, a, 8, 0, bm), 0);
 
 	/* bad arguments are ignored */
@@ -311,7 +300,7 @@ static void test_age_migrate(void **state)
 	assert_int_equal(tdp_host_migrate(h, a, 8 * PG), 0);
 	assert_int_not_equal(pfn_of(h, a + 2 * PG), old_pfn);
 	assert_int_equal(peek(h, a, 8, bm), 2);
-	assert_true(bit(bm, 2) && bit(bm, 5));
+	assert_true(th_bm_test(bm, 2) && th_bm_test(bm, 5));
 	/* old pages stay old */
 	assert_int_equal(age(h, a, 8, 0, bm), 2);
 	assert_int_equal(tdp_host_migrate(h, a, 8 * PG), 0);
@@ -324,7 +313,7 @@ static void test_age_migrate(void **state)
 	host_mark_accessed(h, pfn_of(h, a + 7 * PG), 1);
 	assert_int_equal(tdp_host_migrate(h, a + 7 * PG, PG), 0);
 	assert_int_equal(age(h, a, 8, 0, bm), 1);
-	assert_true(bit(bm, 7));
+	assert_true(th_bm_test(bm, 7));
 	tdp_host_destroy(h);
 }
 
@@ -340,13 +329,13 @@ static void test_age_swap(void **state)
 	assert_int_equal(tdp_host_swap_out(h, a, 2 * PG), 0);
 	/* swapped out: old; still present and young: pages 2, 3 */
 	assert_int_equal(peek(h, a, 8, bm), 2);
-	assert_true(bit(bm, 2) && bit(bm, 3));
+	assert_true(th_bm_test(bm, 2) && th_bm_test(bm, 3));
 	assert_int_equal(age(h, a, 8, 0, bm), 2);
 
 	/* swap-in by a host read: young (the read marks it) */
 	touch_r(h, a);
 	assert_int_equal(age(h, a, 8, 0, bm), 1);
-	assert_true(bit(bm, 0));
+	assert_true(th_bm_test(bm, 0));
 	/* swap-in by host_gup (a guest fault): old on the host side */
 	assert_int_equal(host_gup(h, a + PG, false, &g), 0);
 	host_put_frame(h, g.ref_pfn);
@@ -380,16 +369,17 @@ static void test_age_huge(void **state)
 	head = pfn - 300;
 	/* every page of a folio ages on its own */
 	assert_int_equal(peek(h, a, 1024, bm), 5);
-	assert_true(bit(bm, 1) && bit(bm, 300) && bit(bm, 511) &&
-		    bit(bm, 512) && bit(bm, 600));
+	assert_true(th_bm_test(bm, 1) && th_bm_test(bm, 300) &&
+		    th_bm_test(bm, 511) && th_bm_test(bm, 512) &&
+		    th_bm_test(bm, 600));
 
 	/* a range across the folio boundary, covering both partly */
 	assert_int_equal(age(h, a + 256 * PG, 512, 0, bm), 4);
-	assert_true(bit(bm, 300 - 256) && bit(bm, 511 - 256) &&
-		    bit(bm, 512 - 256) && bit(bm, 600 - 256));
+	assert_true(th_bm_test(bm, 300 - 256) && th_bm_test(bm, 511 - 256) &&
+		    th_bm_test(bm, 512 - 256) && th_bm_test(bm, 600 - 256));
 	/* only the range was cleared; the folios were not split */
 	assert_int_equal(peek(h, a, 1024, bm), 1);
-	assert_true(bit(bm, 1));
+	assert_true(th_bm_test(bm, 1));
 	assert_int_equal(host_lookup(h, a + 300 * PG, &pfn, &order, NULL), 0);
 	assert_int_equal(order, HOST_ORDER_2M);
 	assert_int_equal(pfn, head + 300);
@@ -403,7 +393,8 @@ static void test_age_huge(void **state)
 	/* marks on part of a folio's frames */
 	host_mark_accessed(h, head + 10, 3);
 	assert_int_equal(peek(h, a, 1024, bm), 3);
-	assert_true(bit(bm, 10) && bit(bm, 11) && bit(bm, 12));
+	assert_true(th_bm_test(bm, 10) && th_bm_test(bm, 11) &&
+		    th_bm_test(bm, 12));
 
 	/* split keeps the bits per frame */
 	touch_r(h, a + 400 * PG);
@@ -412,7 +403,8 @@ static void test_age_huge(void **state)
 	assert_int_equal(order, 0);
 	assert_int_equal(pfn, head + 400);
 	assert_int_equal(peek(h, a, 1024, bm), 4);
-	assert_true(bit(bm, 10) && bit(bm, 11) && bit(bm, 12) && bit(bm, 400));
+	assert_true(th_bm_test(bm, 10) && th_bm_test(bm, 11) &&
+		    th_bm_test(bm, 12) && th_bm_test(bm, 400));
 	assert_int_equal(age(h, a, 1024, 0, bm), 4);
 
 	/* whole-folio migration keeps them frame by frame */
@@ -424,7 +416,7 @@ static void test_age_huge(void **state)
 	assert_int_equal(host_lookup(h, a + 513 * PG, &pfn, &order, NULL), 0);
 	assert_int_equal(order, HOST_ORDER_2M);
 	assert_int_equal(peek(h, a, 1024, bm), 2);
-	assert_true(bit(bm, 513) && bit(bm, 1023));
+	assert_true(th_bm_test(bm, 513) && th_bm_test(bm, 1023));
 
 	/* partial migration splits the folio and keeps them too */
 	touch_w(h, a + 700 * PG);
@@ -432,7 +424,8 @@ static void test_age_huge(void **state)
 	assert_int_equal(host_lookup(h, a + 513 * PG, &pfn, &order, NULL), 0);
 	assert_int_equal(order, 0);
 	assert_int_equal(peek(h, a, 1024, bm), 3);
-	assert_true(bit(bm, 513) && bit(bm, 700) && bit(bm, 1023));
+	assert_true(th_bm_test(bm, 513) && th_bm_test(bm, 700) &&
+		    th_bm_test(bm, 1023));
 
 	/* swapping out part of a folio makes that part old */
 	assert_int_equal(age(h, a, 1024, 0, bm), 3);
@@ -440,7 +433,7 @@ static void test_age_huge(void **state)
 	touch_r(h, a + 1001 * PG);
 	assert_int_equal(tdp_host_swap_out(h, a + 1000 * PG, PG), 0);
 	assert_int_equal(age(h, a, 1024, 0, bm), 1);
-	assert_true(bit(bm, 1001));
+	assert_true(th_bm_test(bm, 1001));
 	tdp_host_destroy(h);
 }
 
@@ -459,9 +452,9 @@ static void test_age_large_range(void **state)
 	touch_r(h, a + 77 * MiB + 5 * PG);
 	ret = tdp_host_age(h, a, len, 0, bm);
 	assert_int_equal(ret, 3);
-	assert_int_equal(popcount(bm, npages / 64), 3);
-	assert_true(bit(bm, 0) && bit(bm, npages - 1) &&
-		    bit(bm, 77 * MiB / PG + 5));
+	assert_int_equal(th_bm_count(bm, npages / 64), 3);
+	assert_true(th_bm_test(bm, 0) && th_bm_test(bm, npages - 1) &&
+		    th_bm_test(bm, 77 * MiB / PG + 5));
 	assert_int_equal(tdp_host_age(h, a, len, 0, NULL), 0);
 	free(bm);
 	tdp_host_destroy(h);
@@ -605,8 +598,9 @@ static void test_age_notifier(void **state)
 	v2.nr_report = 1;
 
 	assert_int_equal(age(h, a, n, TDP_AGE_TEST_ONLY, bm), 5);
-	assert_true(bit(bm, 0) && bit(bm, 3) && bit(bm, 5) && bit(bm, 65) &&
-		    bit(bm, 69));
+	assert_true(th_bm_test(bm, 0) && th_bm_test(bm, 3) &&
+		    th_bm_test(bm, 5) && th_bm_test(bm, 65) &&
+		    th_bm_test(bm, 69));
 	assert_int_equal(v1.last_flags, TDP_AGE_TEST_ONLY);
 	assert_int_equal(v2.last_flags, TDP_AGE_TEST_ONLY);
 	/* the VMs are asked first (a mapping zapped while they walk hands
@@ -634,7 +628,7 @@ static void test_age_notifier(void **state)
 	v1.report[1] = n + 3; /* still inside word 1 */
 	v1.nr_report = 2;
 	assert_int_equal(age(h, a, n, 0, bm), 1);
-	assert_true(bit(bm, 2));
+	assert_true(th_bm_test(bm, 2));
 
 	/* a sub-range is passed on as it is */
 	assert_int_equal(age(h, a + 64 * PG, 3, 0, bm), 0);
@@ -771,7 +765,7 @@ static void test_age_concurrent(void **state)
 
 		ret = tdp_host_age(h, s.a, s.npages * PG, flags, bm);
 		assert_true(ret >= 0 && ret <= (int)s.npages);
-		assert_int_equal(ret, popcount(bm, 4));
+		assert_int_equal(ret, th_bm_count(bm, 4));
 		rounds++;
 	}
 	__atomic_store_n(&s.stop, 1, __ATOMIC_RELAXED);
@@ -782,7 +776,7 @@ static void test_age_concurrent(void **state)
 	assert_true(tdp_host_age(h, s.a, s.npages * PG, 0, NULL) >= 0);
 	touch_r(h, s.a + 17 * PG);
 	assert_int_equal(age(h, s.a, s.npages, 0, bm), 1);
-	assert_true(bit(bm, 17));
+	assert_true(th_bm_test(bm, 17));
 	tdp_host_destroy(h);
 }
 
