@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "rcu.h"
+#include "vm.h"
 
 uint64_t th_pattern(uint64_t addr, uint64_t gen, unsigned i)
 {
@@ -165,6 +166,22 @@ struct tdp_host_stats th_host_stats(struct tdp_host *h)
 
 	tdp_host_get_stats(h, &s);
 	return s;
+}
+
+void th_maybe_inject(struct tdp_vm *vm)
+{
+#if TDP_INJECT_AVAILABLE
+	const char *name = getenv("TDP_TEST_INJECT");
+
+	if (name && *name) {
+		int id = tdp_inject_lookup(name);
+
+		assert_true(id > 0);
+		vm->mmu.inject = id;
+	}
+#else
+	(void)vm;
+#endif
 }
 
 void th_audit_clean(struct tdp_vm *vm)

@@ -83,6 +83,11 @@ void th_assert_host_empty(struct tdp_host *h);
 
 /* ---- VMs ---- */
 
+/* TDP_TEST_INJECT=<name> (builds with TDP_INJECT only): put back that bug
+ * of src/inject.h in @vm, to check that the tests catch it (they must
+ * then fail). */
+void th_maybe_inject(struct tdp_vm *vm);
+
 /* Statistics now, of a VM and of a host. */
 struct tdp_stats th_vm_stats(struct tdp_vm *vm);
 struct tdp_host_stats th_host_stats(struct tdp_host *h);

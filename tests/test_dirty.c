@@ -48,25 +48,6 @@
 #define MANUAL	 TDP_VM_MANUAL_PROTECT
 #define NOEAGER	 TDP_VM_NO_EAGER_SPLIT
 
-/* TDP_TEST_INJECT=<name> (builds with TDP_INJECT only): put back one of
- * the bugs of inject.h in every VM the tests create, to check that the
- * tests catch it (they must then fail). */
-static void maybe_inject(struct tdp_vm *vm)
-{
-#if TDP_INJECT_AVAILABLE
-	const char *name = getenv("TDP_TEST_INJECT");
-
-	if (name && *name) {
-		int id = tdp_inject_lookup(name);
-
-		assert_true(id > 0);
-		vm->mmu.inject = id;
-	}
-#else
-	(void)vm;
-#endif
-}
-
 /* ------------------------------------------------------------------ */
 /* fixture                                                             */
 /* ------------------------------------------------------------------ */
@@ -99,7 +80,7 @@ static void fx_init_cfg(struct fx *f, unsigned vmflags, uint64_t size,
 	assert_int_equal(tdp_host_create(&hc, &f->h), 0);
 	assert_int_equal(tdp_host_mmap(f->h, size, RW, folio, 0, &f->hva), 0);
 	assert_int_equal(tdp_vm_create(f->h, &vc, &f->vm), 0);
-	maybe_inject(f->vm);
+	th_maybe_inject(f->vm);
 	struct tdp_memslot s = {
 		.slot = 0, .gpa = f->gpa, .size = size, .hva = f->hva};
 	assert_int_equal(tdp_vm_set_memslot(f->vm, &s), 0);
