@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "host/host.h"
 #include "rcu.h"
 #include "vm.h"
 
@@ -192,6 +193,37 @@ void th_audit_clean(struct tdp_vm *vm)
 	if (n)
 		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
 	assert_int_equal(n, 0);
+}
+
+uint64_t th_lookup_pfn(struct tdp_host *h, uint64_t hva, unsigned *order)
+{
+	uint64_t pfn = ~0ull;
+	unsigned o = ~0u, prot;
+
+	assert_int_equal(host_lookup(h, hva, &pfn, &o, &prot), 0);
+	if (order)
+		*order = o;
+	return pfn;
+}
+
+uint64_t *th_frame(struct tdp_host *h, uint64_t pfn)
+{
+	return (uint64_t *)(host_frame_base(h) + pfn * TDP_PAGE_SIZE);
+}
+
+bool th_frame_all(struct tdp_host *h, uint64_t pfn, uint64_t word)
+{
+	const uint64_t *w = th_frame(h, pfn);
+
+	for (unsigned i = 0; i < 512; i++)
+		if (__atomic_load_n(&w[i], __ATOMIC_RELAXED) != word)
+			return false;
+	return true;
+}
+
+bool th_frame_poisoned(struct tdp_host *h, uint64_t pfn)
+{
+	return th_frame_all(h, pfn, HOST_POISON_WORD);
 }
 
 uint64_t *th_bm_new(uint64_t nwords)

@@ -54,6 +54,18 @@ bool th_child_asan_report(const struct th_child *r);
 /* Print how the child ended and its first BUG or sanitizer line. */
 void th_child_describe(const char *what, const struct th_child *r);
 
+/* ---- host frames (src/host/host.h) ---- */
+
+/* The frame backing @hva now (asserted populated); its folio order in
+ * *@order if not NULL. */
+uint64_t th_lookup_pfn(struct tdp_host *h, uint64_t hva, unsigned *order);
+/* The 512 words of frame @pfn in the host's pool. */
+uint64_t *th_frame(struct tdp_host *h, uint64_t pfn);
+/* Every word of frame @pfn is @word (read atomically). */
+bool th_frame_all(struct tdp_host *h, uint64_t pfn, uint64_t word);
+/* Frame @pfn holds the host's poison: it was freed. */
+bool th_frame_poisoned(struct tdp_host *h, uint64_t pfn);
+
 /* ---- bitmaps of pages (bit i: page i), as tdp_vm_get_dirty_log and
  * tdp_host_age fill them ---- */
 

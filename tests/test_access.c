@@ -22,7 +22,6 @@
 #include <unistd.h>
 
 #include "helpers.h"
-#include "host/host.h"
 #include "vm.h"
 
 #define PG 4096ull
@@ -80,17 +79,6 @@ static void slot_set(struct env *e, unsigned as, unsigned id, uint64_t gpa,
 	assert_int_equal(tdp_vm_set_memslot(e->vm, &s), 0);
 }
 
-static uint64_t lookup_pfn(struct env *e, uint64_t hva, unsigned *order)
-{
-	uint64_t pfn = ~0ull;
-	unsigned o = 0, prot = 0;
-
-	assert_int_equal(host_lookup(e->h, hva, &pfn, &o, &prot), 0);
-	if (order)
-		*order = o;
-	return pfn;
-}
-
 /* The leaf mapping @gfn in the vCPU's current root: returns the frame of
  * @gfn (or ~0 if not mapped) and its level.  Quiescent VM only. */
 static uint64_t leaf_pfn(struct env *e, uint64_t gfn, int *level)
@@ -120,18 +108,6 @@ static uint64_t leaf_pfn(struct env *e, uint64_t gfn, int *level)
 	tdp_rcu_read_unlock();
 	tdp_write_unlock(&e->vm->mmu.lock);
 	return ret;
-}
-
-static bool frame_poisoned(struct env *e, uint64_t pfn)
-{
-	const uint64_t *w =
-		(const uint64_t *)(host_frame_base(e->h) + pfn * PG);
-
-	for (unsigned i = 0; i < 512; i++)
-		if (__atomic_load_n(&w[i], __ATOMIC_RELAXED) !=
-		    HOST_POISON_WORD)
-			return false;
-	return true;
 }
 
 /* Byte @i of a deterministic stream tagged @tag (for odd-length data). */
@@ -395,7 +371,7 @@ static void test_rw_slots_and_2m(void **state)
 	int level;
 
 	assert_int_equal(leaf_pfn(&e, (4 * MiB) >> 12, &level),
-			 lookup_pfn(&e, r.s[1].hva + 2 * MiB, NULL));
+			 th_lookup_pfn(e.h, r.s[1].hva + 2 * MiB, NULL));
 	assert_int_equal(level, TDP_LEVEL_2M);
 	th_audit_clean(e.vm);
 
@@ -443,7 +419,7 @@ static void test_rw_1g(void **state)
 	assert_memory_equal(back, buf, 10000);
 	assert_int_equal(th_vm_stats(e.vm).pages_1g, 2);
 	assert_int_equal(leaf_pfn(&e, (2 * GiB + 5 * PG) >> 12, &level),
-			 lookup_pfn(&e, r.s[0].hva + GiB + 5 * PG, NULL));
+			 th_lookup_pfn(e.h, r.s[0].hva + GiB + 5 * PG, NULL));
 	assert_int_equal(level, TDP_LEVEL_1G);
 	/* far ends of the slot */
 	assert_int_equal(tdp_vcpu_write(e.v, GiB, buf, 3), 0);
@@ -479,13 +455,13 @@ static void test_rw_1g(void **state)
 
 	pat_fill(buf, PG, 23);
 	assert_int_equal(tdp_vcpu_write(e.v, 2 * GiB + 77 * PG, buf, PG), 0);
-	old_pfn = lookup_pfn(&e, page, &order);
+	old_pfn = th_lookup_pfn(e.h, page, &order);
 	assert_int_equal(order, HOST_ORDER_1G);
 	assert_int_equal(tdp_host_migrate(e.h, page, PG), 0);
-	new_pfn = lookup_pfn(&e, page, &order);
+	new_pfn = th_lookup_pfn(e.h, page, &order);
 	assert_int_equal(order, 0);
 	assert_true(new_pfn != old_pfn);
-	assert_true(frame_poisoned(&e, old_pfn));
+	assert_true(th_frame_poisoned(e.h, old_pfn));
 	assert_int_equal(th_vm_stats(e.vm).pages_1g, 1);
 	th_audit_clean(e.vm);
 	memset(back, 0, sizeof(back));
@@ -886,7 +862,7 @@ static void test_huge_alignment(void **state)
 	assert_int_equal(th_vm_stats(e.vm).pages_2m, 0);
 	assert_true(th_vm_stats(e.vm).pages_4k > 0);
 	assert_int_equal(leaf_pfn(&e, (2 * MiB >> 12) + 37, &level),
-			 lookup_pfn(&e, h2 + PG + 37 * PG, NULL));
+			 th_lookup_pfn(e.h, h2 + PG + 37 * PG, NULL));
 	assert_int_equal(level, TDP_LEVEL_4K);
 	for (unsigned p = 0; p < 512; p += 37) {
 		assert_int_equal(tdp_host_read(e.h, h2 + PG + p * PG, buf, PG),
@@ -901,7 +877,7 @@ static void test_huge_alignment(void **state)
 	assert_int_equal(tdp_vcpu_read(e.v, 32 * MiB + 3 * MiB, buf, 8), 0);
 	assert_int_equal(th_vm_stats(e.vm).pages_2m, 1);
 	assert_int_equal(leaf_pfn(&e, (35 * MiB) >> 12, &level),
-			 lookup_pfn(&e, h2 + 7 * MiB, NULL));
+			 th_lookup_pfn(e.h, h2 + 7 * MiB, NULL));
 	assert_int_equal(level, TDP_LEVEL_2M);
 	th_audit_clean(e.vm);
 	env_fini(&e);
@@ -952,7 +928,7 @@ static void test_huge_replaces_table(void **state)
 	assert_int_equal(s1.pages_4k, 0);
 	assert_int_equal(s1.pt_pages, s0.pt_pages - 1);
 	assert_int_equal(leaf_pfn(&e, (gpa >> 12) + 10, &level),
-			 lookup_pfn(&e, h2 + 10 * PG, NULL));
+			 th_lookup_pfn(e.h, h2 + 10 * PG, NULL));
 	assert_int_equal(level, TDP_LEVEL_2M);
 	/* pages behind the cached table: zero (fresh folio), not stale */
 	for (unsigned p = 0; p < 512; p += 5) {
@@ -1001,7 +977,7 @@ static void test_max_huge(void **state)
 			assert_int_equal(s.pages_4k, 2);
 		}
 		assert_int_equal(leaf_pfn(&e, (GiB + 2 * MiB) >> 12, &level),
-				 lookup_pfn(&e, h1 + 2 * MiB, NULL));
+				 th_lookup_pfn(e.h, h1 + 2 * MiB, NULL));
 		assert_int_equal(level, caps[c] == TDP_HUGE_2M ? TDP_LEVEL_2M
 							       : TDP_LEVEL_4K);
 		th_audit_clean(e.vm);
@@ -1106,16 +1082,16 @@ static void test_migrate_new_pfn(void **state)
 	}
 
 	/* one 4 KiB page out of the 2 MiB folio */
-	pfn1 = lookup_pfn(&e, hva + 3 * PG, &order);
+	pfn1 = th_lookup_pfn(e.h, hva + 3 * PG, &order);
 	assert_int_equal(order, HOST_ORDER_2M);
 	assert_int_equal(leaf_pfn(&e, (gpa >> 12) + 3, &level), pfn1);
 	assert_int_equal(level, TDP_LEVEL_2M);
 	assert_int_equal(tdp_host_migrate(e.h, hva + 3 * PG, PG), 0);
-	pfn2 = lookup_pfn(&e, hva + 3 * PG, &order);
+	pfn2 = th_lookup_pfn(e.h, hva + 3 * PG, &order);
 	assert_true(pfn2 != pfn1);
 	assert_int_equal(order, 0);
 	/* the old frame was freed (the guest holds no reference on it) */
-	assert_true(frame_poisoned(&e, pfn1));
+	assert_true(th_frame_poisoned(e.h, pfn1));
 	/* no leaf left for the old frame */
 	assert_int_equal(leaf_pfn(&e, (gpa >> 12) + 3, &level), ~0ull);
 	th_audit_clean(e.vm);
@@ -1130,7 +1106,7 @@ static void test_migrate_new_pfn(void **state)
 	memset(buf, 0, sizeof(buf));
 	assert_int_equal(tdp_host_read(e.h, hva + 3 * PG, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, gpa + 3 * PG, 2), 0);
-	assert_true(frame_poisoned(&e, pfn1));
+	assert_true(th_frame_poisoned(e.h, pfn1));
 	th_audit_clean(e.vm);
 
 	/* a whole 4 KiB-folio mapping, after the guest has it in its TLB */
@@ -1145,14 +1121,14 @@ static void test_migrate_new_pfn(void **state)
 	uint64_t old[4];
 
 	for (unsigned p = 0; p < 4; p++)
-		old[p] = lookup_pfn(&e, h4 + p * PG, NULL);
+		old[p] = th_lookup_pfn(e.h, h4 + p * PG, NULL);
 	assert_int_equal(tdp_host_migrate(e.h, h4, 4 * PG), 0);
 	for (unsigned p = 0; p < 4; p++) {
-		uint64_t n = lookup_pfn(&e, h4 + p * PG, NULL);
+		uint64_t n = th_lookup_pfn(e.h, h4 + p * PG, NULL);
 
 		for (unsigned q = 0; q < 4; q++)
 			assert_true(n != old[q]);
-		assert_true(frame_poisoned(&e, old[p]));
+		assert_true(th_frame_poisoned(e.h, old[p]));
 		memset(buf, 0, sizeof(buf));
 		assert_int_equal(
 			tdp_vcpu_read(e.v, 0x1000000 + p * PG, buf, PG), 0);

@@ -48,22 +48,6 @@ static uint64_t map(struct tdp_host *h, uint64_t len, unsigned prot,
 	return hva;
 }
 
-static const uint64_t *frame_words(struct tdp_host *h, uint64_t pfn)
-{
-	return (const uint64_t *)(host_frame_base(h) + pfn * PG);
-}
-
-static bool frame_poisoned(struct tdp_host *h, uint64_t pfn)
-{
-	const uint64_t *w = frame_words(h, pfn);
-
-	for (unsigned i = 0; i < 512; i++)
-		if (__atomic_load_n(&w[i], __ATOMIC_RELAXED) !=
-		    HOST_POISON_WORD)
-			return false;
-	return true;
-}
-
 static void put_page(struct tdp_host *h, uint64_t hva, uint64_t gen)
 {
 	uint64_t buf[512];
@@ -78,17 +62,6 @@ static void check_page(struct tdp_host *h, uint64_t hva, uint64_t gen)
 
 	assert_int_equal(tdp_host_read(h, hva, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, hva, gen), 0);
-}
-
-static uint64_t lookup_pfn(struct tdp_host *h, uint64_t hva, unsigned *order)
-{
-	uint64_t pfn = ~0ull;
-	unsigned o = ~0u, prot;
-
-	assert_int_equal(host_lookup(h, hva, &pfn, &o, &prot), 0);
-	if (order)
-		*order = o;
-	return pfn;
 }
 
 /* Recording notifier: checks from inside the callbacks what the host maps
@@ -414,7 +387,7 @@ static void test_range_args(void **state)
 	struct rec r;
 
 	put_page(h, a, 7);
-	pfn = lookup_pfn(h, a, &order);
+	pfn = th_lookup_pfn(h, a, &order);
 	assert_int_equal(order, 9);
 	rec_init(&r, h);
 	s0 = th_host_stats(h);
@@ -529,17 +502,17 @@ static void test_rw_folios(void **state)
 
 	/* 4 KiB: unaligned span across pages */
 	rw_span(h, a4 + 100, 5 * PG + 17, 1);
-	pfn = lookup_pfn(h, a4 + PG, &order);
+	pfn = th_lookup_pfn(h, a4 + PG, &order);
 	assert_int_equal(order, 0);
 	assert_int_equal(th_host_stats(h).frames_used, 6);
 
 	/* 2 MiB: the first touch populates the whole folio */
 	rw_span(h, a2 + TDP_HUGE_2M - 3 * PG - 5, 6 * PG + 11, 2);
-	pfn = lookup_pfn(h, a2, &order);
+	pfn = th_lookup_pfn(h, a2, &order);
 	assert_int_equal(order, 9);
 	assert_int_equal(pfn % 512, 0);
-	assert_int_equal(lookup_pfn(h, a2 + 77 * PG, NULL), pfn + 77);
-	pfn2 = lookup_pfn(h, a2 + TDP_HUGE_2M, &order);
+	assert_int_equal(th_lookup_pfn(h, a2 + 77 * PG, NULL), pfn + 77);
+	pfn2 = th_lookup_pfn(h, a2 + TDP_HUGE_2M, &order);
 	assert_int_equal(order, 9);
 	assert_int_equal(pfn2 % 512, 0);
 	assert_int_equal(th_host_stats(h).frames_used, 6 + 1024);
@@ -547,10 +520,10 @@ static void test_rw_folios(void **state)
 
 	/* 1 GiB */
 	rw_span(h, a1 + TDP_HUGE_1G / 2 - 9, 3 * PG, 3);
-	pfn = lookup_pfn(h, a1 + TDP_HUGE_1G / 2, &order);
+	pfn = th_lookup_pfn(h, a1 + TDP_HUGE_1G / 2, &order);
 	assert_int_equal(order, 18);
 	assert_int_equal((pfn - 131072) % (1u << 18), 0);
-	assert_int_equal(lookup_pfn(h, a1, NULL) % (1u << 18), 0);
+	assert_int_equal(th_lookup_pfn(h, a1, NULL) % (1u << 18), 0);
 	assert_int_equal(th_host_stats(h).frames_used, 6 + 1024 + (1u << 18));
 	/* untouched parts read as zero */
 	{
@@ -626,10 +599,10 @@ static void test_munmap(void **state)
 
 	for (unsigned i = 0; i < 8; i++)
 		put_page(h, a + i * PG, i);
-	pfn = lookup_pfn(h, a + 3 * PG, NULL);
+	pfn = th_lookup_pfn(h, a + 3 * PG, NULL);
 	/* hole in the middle */
 	assert_int_equal(tdp_host_munmap(h, a + 2 * PG, 3 * PG), 0);
-	assert_true(frame_poisoned(h, pfn));
+	assert_true(th_frame_poisoned(h, pfn));
 	assert_int_equal(tdp_host_read(h, a + 3 * PG, &x, 8), -EFAULT);
 	assert_int_equal(tdp_host_read(h, a + PG, buf, 2 * PG), -EFAULT);
 	assert_int_equal(host_lookup(h, a + 2 * PG, NULL, NULL, NULL), -EFAULT);
@@ -641,22 +614,22 @@ static void test_munmap(void **state)
 	/* partial munmap of a 2 MiB folio splits it; the rest stays */
 	put_page(h, b + 10 * PG, 10);
 	put_page(h, b + 300 * PG, 300);
-	pfn = lookup_pfn(h, b, &order);
+	pfn = th_lookup_pfn(h, b, &order);
 	assert_int_equal(order, 9);
 	assert_int_equal(tdp_host_munmap(h, b + 256 * PG, 16 * PG), 0);
 	assert_int_equal(th_host_stats(h).splits, 1);
-	assert_int_equal(lookup_pfn(h, b + 10 * PG, &order), pfn + 10);
+	assert_int_equal(th_lookup_pfn(h, b + 10 * PG, &order), pfn + 10);
 	assert_int_equal(order, 0);
-	assert_int_equal(lookup_pfn(h, b + 300 * PG, &order), pfn + 300);
+	assert_int_equal(th_lookup_pfn(h, b + 300 * PG, &order), pfn + 300);
 	check_page(h, b + 10 * PG, 10);
 	check_page(h, b + 300 * PG, 300);
-	assert_true(frame_poisoned(h, pfn + 260));
-	assert_false(frame_poisoned(h, pfn + 255));
+	assert_true(th_frame_poisoned(h, pfn + 260));
+	assert_false(th_frame_poisoned(h, pfn + 255));
 	assert_int_equal(th_host_stats(h).frames_used, 5 + 512 - 16);
 	assert_int_equal(th_host_stats(h).frame_refs, 5 + 512 - 16);
 	/* the untouched second folio is still populated huge on touch */
 	put_page(h, b + TDP_HUGE_2M, 1);
-	lookup_pfn(h, b + TDP_HUGE_2M + PG, &order);
+	th_lookup_pfn(h, b + TDP_HUGE_2M + PG, &order);
 	assert_int_equal(order, 9);
 
 	/* one munmap over several mappings (and the hole is refused) */
@@ -724,7 +697,7 @@ static void test_mprotect(void **state)
 
 	/* partial mprotect of a populated 2 MiB folio splits it */
 	put_page(h, b + 20 * PG, 20);
-	pfn = lookup_pfn(h, b, &order);
+	pfn = th_lookup_pfn(h, b, &order);
 	assert_int_equal(order, 9);
 	r.probe = b + 20 * PG;
 	r.starts = 0;
@@ -734,7 +707,7 @@ static void test_mprotect(void **state)
 	assert_int_equal(r.end, b + TDP_HUGE_2M);
 	assert_int_equal(r.start_order, 9);
 	assert_int_equal(r.end_order, 0);
-	assert_int_equal(lookup_pfn(h, b + 20 * PG, &order), pfn + 20);
+	assert_int_equal(th_lookup_pfn(h, b + 20 * PG, &order), pfn + 20);
 	assert_int_equal(order, 0);
 	check_page(h, b + 20 * PG, 20);
 	rec_fini(&r);
@@ -759,14 +732,14 @@ static void test_migrate(void **state)
 
 	for (unsigned i = 0; i < 3; i++) /* page 3 stays unpopulated */
 		put_page(h, a + i * PG, 10 + i);
-	old = lookup_pfn(h, a + PG, NULL);
+	old = th_lookup_pfn(h, a + PG, NULL);
 	rec_init(&r, h);
 	r.probe = a + PG;
 	assert_int_equal(tdp_host_migrate(h, a, 4 * PG), 0);
-	nw = lookup_pfn(h, a + PG, &order);
+	nw = th_lookup_pfn(h, a + PG, &order);
 	assert_true(nw != old);
 	assert_int_equal(order, 0);
-	assert_true(frame_poisoned(h, old));
+	assert_true(th_frame_poisoned(h, old));
 	for (unsigned i = 0; i < 3; i++)
 		check_page(h, a + i * PG, 10 + i);
 	assert_int_equal(host_lookup(h, a + 3 * PG, NULL, NULL, NULL), -ENOENT);
@@ -787,10 +760,10 @@ static void test_migrate(void **state)
 	/* a whole 2 MiB folio moves as a folio */
 	put_page(h, b + 33 * PG, 33);
 	put_page(h, b + TDP_HUGE_2M + 7 * PG, 7);
-	oldb = lookup_pfn(h, b, NULL);
+	oldb = th_lookup_pfn(h, b, NULL);
 	r.probe = b + 33 * PG;
 	assert_int_equal(tdp_host_migrate(h, b, TDP_HUGE_2M), 0);
-	nw = lookup_pfn(h, b, &order);
+	nw = th_lookup_pfn(h, b, &order);
 	assert_int_equal(order, 9);
 	assert_true(nw != oldb);
 	assert_int_equal(nw % 512, 0);
@@ -798,14 +771,14 @@ static void test_migrate(void **state)
 	assert_int_equal(r.start_order, 9);
 	assert_int_equal(r.end_pfn, nw + 33);
 	assert_int_equal(r.end_order, 9);
-	assert_true(frame_poisoned(h, oldb));
-	assert_true(frame_poisoned(h, oldb + 511));
+	assert_true(th_frame_poisoned(h, oldb));
+	assert_true(th_frame_poisoned(h, oldb + 511));
 	check_page(h, b + 33 * PG, 33);
 	assert_int_equal(th_host_stats(h).migrations, 3 + 512);
 	assert_int_equal(th_host_stats(h).splits, 0);
 
 	/* part of a folio: split first, only the range moves */
-	oldb = lookup_pfn(h, b + TDP_HUGE_2M, NULL);
+	oldb = th_lookup_pfn(h, b + TDP_HUGE_2M, NULL);
 	r.probe = b + TDP_HUGE_2M + 7 * PG;
 	assert_int_equal(tdp_host_migrate(h, b + TDP_HUGE_2M + 4 * PG, 8 * PG),
 			 0);
@@ -813,11 +786,11 @@ static void test_migrate(void **state)
 	assert_int_equal(r.end, b + 2 * TDP_HUGE_2M);
 	assert_int_equal(th_host_stats(h).splits, 1);
 	assert_int_equal(th_host_stats(h).migrations, 3 + 512 + 8);
-	nw = lookup_pfn(h, b + TDP_HUGE_2M + 7 * PG, &order);
+	nw = th_lookup_pfn(h, b + TDP_HUGE_2M + 7 * PG, &order);
 	assert_int_equal(order, 0);
 	assert_true(nw != oldb + 7);
-	assert_true(frame_poisoned(h, oldb + 7));
-	assert_int_equal(lookup_pfn(h, b + TDP_HUGE_2M + 3 * PG, &order),
+	assert_true(th_frame_poisoned(h, oldb + 7));
+	assert_int_equal(th_lookup_pfn(h, b + TDP_HUGE_2M + 3 * PG, &order),
 			 oldb + 3);
 	assert_int_equal(order, 0);
 	check_page(h, b + TDP_HUGE_2M + 7 * PG, 7);
@@ -840,7 +813,7 @@ static void test_migrate_enomem(void **state)
 
 	/* the 1 GiB folio takes the whole pool */
 	put_page(h, big + 12345 * PG, 5);
-	pfn = lookup_pfn(h, big, &order);
+	pfn = th_lookup_pfn(h, big, &order);
 	assert_int_equal(order, 18);
 	a = map(h, PG, 3, PG);
 	assert_int_equal(tdp_host_write(h, a, &x, 8), -ENOMEM);
@@ -857,7 +830,7 @@ static void test_migrate_enomem(void **state)
 	s1 = th_host_stats(h);
 	assert_memory_equal(&s0, &s1, sizeof(s0));
 	assert_int_equal(r.starts, 0);
-	assert_int_equal(lookup_pfn(h, big + 3 * PG, &order), pfn + 3);
+	assert_int_equal(th_lookup_pfn(h, big + 3 * PG, &order), pfn + 3);
 	assert_int_equal(order, 18);
 	check_page(h, big + 12345 * PG, 5);
 	rec_fini(&r);
@@ -885,7 +858,7 @@ static void test_swap(void **state)
 
 	for (unsigned i = 0; i < 3; i++)
 		put_page(h, a + i * PG, 20 + i);
-	pfn = lookup_pfn(h, a + PG, NULL);
+	pfn = th_lookup_pfn(h, a + PG, NULL);
 	rec_init(&r, h);
 	r.probe = a + PG;
 	assert_int_equal(tdp_host_swap_out(h, a, 4 * PG), 0);
@@ -897,7 +870,7 @@ static void test_swap(void **state)
 	assert_int_equal(s.frame_refs, 0);
 	assert_int_equal(s.swapped_pages, 3);
 	assert_int_equal(s.swap_outs, 3);
-	assert_true(frame_poisoned(h, pfn));
+	assert_true(th_frame_poisoned(h, pfn));
 	assert_int_equal(host_lookup(h, a + PG, NULL, NULL, NULL), -ENOENT);
 	/* swapping out again does nothing more */
 	assert_int_equal(tdp_host_swap_out(h, a, 4 * PG), 0);
@@ -920,7 +893,7 @@ static void test_swap(void **state)
 	assert_int_equal(th_host_stats(h).swapped_pages, 512);
 	assert_int_equal(th_host_stats(h).frames_used, 3);
 	check_page(h, b + 500 * PG, 500);
-	lookup_pfn(h, b + 500 * PG, &order);
+	th_lookup_pfn(h, b + 500 * PG, &order);
 	assert_int_equal(order, 0);
 	assert_int_equal(host_lookup(h, b + 5 * PG, NULL, NULL, NULL), -ENOENT);
 	/* munmap frees swapped copies */
@@ -943,8 +916,8 @@ static void test_split(void **state)
 
 	put_page(h, b + 3 * PG, 3);
 	put_page(h, b + TDP_HUGE_2M + 3 * PG, 4);
-	pfn = lookup_pfn(h, b + 3 * PG, NULL);
-	pfn1 = lookup_pfn(h, b + TDP_HUGE_2M + 3 * PG, NULL);
+	pfn = th_lookup_pfn(h, b + 3 * PG, NULL);
+	pfn1 = th_lookup_pfn(h, b + TDP_HUGE_2M + 3 * PG, NULL);
 	rec_init(&r, h);
 	r.probe = b + 3 * PG;
 	/* one page of the first folio: the whole folio is split */
@@ -955,9 +928,9 @@ static void test_split(void **state)
 	assert_int_equal(r.start_order, 9);
 	assert_int_equal(r.end_pfn, pfn);
 	assert_int_equal(r.end_order, 0);
-	assert_int_equal(lookup_pfn(h, b + 3 * PG, &order), pfn);
+	assert_int_equal(th_lookup_pfn(h, b + 3 * PG, &order), pfn);
 	assert_int_equal(order, 0);
-	lookup_pfn(h, b + TDP_HUGE_2M, &order);
+	th_lookup_pfn(h, b + TDP_HUGE_2M, &order);
 	assert_int_equal(order, 9);
 	check_page(h, b + 3 * PG, 3);
 	assert_int_equal(th_host_stats(h).splits, 1);
@@ -968,21 +941,22 @@ static void test_split(void **state)
 	assert_int_equal(th_host_stats(h).splits, 1);
 	/* 1 GiB folio */
 	put_page(h, g + 1000 * PG, 1000);
-	pfn = lookup_pfn(h, g + 1000 * PG, &order);
+	pfn = th_lookup_pfn(h, g + 1000 * PG, &order);
 	assert_int_equal(order, 18);
 	assert_int_equal(tdp_host_split(h, g, TDP_HUGE_1G), 0);
-	assert_int_equal(lookup_pfn(h, g + 1000 * PG, &order), pfn);
+	assert_int_equal(th_lookup_pfn(h, g + 1000 * PG, &order), pfn);
 	assert_int_equal(order, 0);
 	check_page(h, g + 1000 * PG, 1000);
 	assert_int_equal(th_host_stats(h).splits, 2);
 	/* the split frames are freed one by one */
 	assert_int_equal(tdp_host_munmap(h, g, TDP_HUGE_1G / 2), 0);
-	assert_true(frame_poisoned(h, pfn));
+	assert_true(th_frame_poisoned(h, pfn));
 	assert_int_equal(th_host_stats(h).frames_used, 1024 + (1u << 17));
 	assert_int_equal(
 		tdp_host_munmap(h, g + TDP_HUGE_1G / 2, TDP_HUGE_1G / 2), 0);
 	check_page(h, b + TDP_HUGE_2M + 3 * PG, 4);
-	assert_int_equal(lookup_pfn(h, b + TDP_HUGE_2M + 3 * PG, NULL), pfn1);
+	assert_int_equal(th_lookup_pfn(h, b + TDP_HUGE_2M + 3 * PG, NULL),
+			 pfn1);
 	rec_fini(&r);
 	assert_int_equal(tdp_host_munmap(h, b, 2 * TDP_HUGE_2M), 0);
 	th_assert_host_empty(h);
@@ -990,9 +964,9 @@ static void test_split(void **state)
 	g = map(h, 2 * TDP_HUGE_1G, 3, TDP_HUGE_1G);
 	put_page(h, g, 1);
 	put_page(h, g + TDP_HUGE_1G, 1);
-	lookup_pfn(h, g, &order);
+	th_lookup_pfn(h, g, &order);
 	assert_int_equal(order, 18);
-	lookup_pfn(h, g + TDP_HUGE_1G, &order);
+	th_lookup_pfn(h, g + TDP_HUGE_1G, &order);
 	assert_int_equal(order, 18);
 	/* destroy with memory populated and swapped (LSan checks that the
 	 * swap copies are freed); skips poisoning 2 GiB */
@@ -1013,7 +987,7 @@ static void frame_write(struct tdp_host *h, uint64_t hva, uint64_t gen)
 	uint64_t buf[512];
 
 	th_fill_page(buf, hva, gen);
-	wordcopy_to_frame(host_frame_base(h) + lookup_pfn(h, hva, NULL) * PG,
+	wordcopy_to_frame(host_frame_base(h) + th_lookup_pfn(h, hva, NULL) * PG,
 			  buf, PG);
 }
 
@@ -1107,14 +1081,14 @@ static void test_swapcache_clean(void **state)
 	assert_int_equal(host_page_dirty(h, a), 0);
 
 	/* swap-out reuses the copy: the frame goes without being copied */
-	pfn = lookup_pfn(h, a, NULL);
+	pfn = th_lookup_pfn(h, a, NULL);
 	assert_int_equal(swap_out_clean(h, a, 4 * PG), 1);
 	s = th_host_stats(h);
 	assert_int_equal(s.swap_outs, 3);
 	assert_int_equal(s.swapped_pages, 2);
 	assert_int_equal(s.frames_used, 0);
 	assert_int_equal(host_swap_cached(h), 0);
-	assert_true(frame_poisoned(h, pfn));
+	assert_true(th_frame_poisoned(h, pfn));
 	check_page(h, a, 1);
 	check_page(h, a + PG, 2);
 	assert_int_equal(host_swap_cached(h), 2);
@@ -1164,9 +1138,9 @@ static void test_swapcache_dirty(void **state)
 	host_put_frame(h, g.ref_pfn);
 	/* 3: a guest store whose Dirty bit the VM reports */
 	frame_write(h, a + 3 * PG, 23);
-	host_mark_dirty(h, lookup_pfn(h, a + 3 * PG, NULL), 1);
+	host_mark_dirty(h, th_lookup_pfn(h, a + 3 * PG, NULL), 1);
 	/* 4: host_mark_dirty alone (the VM saw D, content unchanged) */
-	host_mark_dirty(h, lookup_pfn(h, a + 4 * PG, NULL), 1);
+	host_mark_dirty(h, th_lookup_pfn(h, a + 4 * PG, NULL), 1);
 	/* 5, 6, 7: untouched, clean */
 	for (unsigned i = 0; i < 5; i++)
 		assert_int_equal(host_page_dirty(h, a + i * PG), 1);
@@ -1270,9 +1244,9 @@ static void test_swapcache_migrate(void **state)
 		check_page(h, a + i * PG, 30 + i);
 
 	/* page 0: clean, and the copy goes with it */
-	old = lookup_pfn(h, a, NULL);
+	old = th_lookup_pfn(h, a, NULL);
 	assert_int_equal(tdp_host_migrate(h, a, PG), 0);
-	nw = lookup_pfn(h, a, NULL);
+	nw = th_lookup_pfn(h, a, NULL);
 	assert_true(nw != old);
 	assert_int_equal(host_page_dirty(h, a), 0);
 	assert_int_equal(host_swap_cached(h), 4);
@@ -1282,7 +1256,7 @@ static void test_swapcache_migrate(void **state)
 	check_page(h, a, 30);
 
 	/* page 1: dirty before the migration, dirty after */
-	host_mark_dirty(h, lookup_pfn(h, a + PG, NULL), 1);
+	host_mark_dirty(h, th_lookup_pfn(h, a + PG, NULL), 1);
 	assert_int_equal(tdp_host_migrate(h, a + PG, PG), 0);
 	assert_int_equal(host_page_dirty(h, a + PG), 1);
 
@@ -1332,18 +1306,18 @@ static void test_swapcache_huge(void **state)
 
 	put_page(h, b + 5 * PG, 5);
 	put_page(h, b + 7 * PG, 7);
-	lookup_pfn(h, b, &order);
+	th_lookup_pfn(h, b, &order);
 	assert_int_equal(order, 9);
 	assert_int_equal(host_page_dirty(h, b + 5 * PG), 1);
 	assert_int_equal(host_page_dirty(h, b + 6 * PG), 1); /* zero, new */
 	/* marks on a huge folio change nothing: it has no copies */
-	host_mark_dirty(h, lookup_pfn(h, b, NULL), 512);
+	host_mark_dirty(h, th_lookup_pfn(h, b, NULL), 512);
 	assert_int_equal(swap_out_clean(h, b, TDP_HUGE_2M), 0);
 	assert_int_equal(th_host_stats(h).swapped_pages, 512);
 	/* pages come back one by one, as clean 4 KiB pages */
 	check_page(h, b + 5 * PG, 5);
 	check_page(h, b + 7 * PG, 7);
-	lookup_pfn(h, b + 5 * PG, &order);
+	th_lookup_pfn(h, b + 5 * PG, &order);
 	assert_int_equal(order, 0);
 	assert_int_equal(host_page_dirty(h, b + 5 * PG), 0);
 	assert_int_equal(host_page_dirty(h, b + 7 * PG), 0);
@@ -1383,11 +1357,10 @@ static void test_swapcache_unmap(void **state)
 	assert_int_equal(tdp_host_munmap(h, a + 2 * PG, 2 * PG), 0);
 	assert_int_equal(host_swap_cached(h), 4);
 	assert_int_equal(th_host_stats(h).frames_used, 5);
-	assert_int_equal(th_check_page(frame_words(h, g.pfn), a + 2 * PG, 62),
-			 0);
+	assert_int_equal(th_check_page(th_frame(h, g.pfn), a + 2 * PG, 62), 0);
 	host_mark_dirty(h, g.pfn, 1); /* unmapped: ignored */
 	host_put_frame(h, g.ref_pfn);
-	assert_true(frame_poisoned(h, g.pfn));
+	assert_true(th_frame_poisoned(h, g.pfn));
 	assert_int_equal(th_host_stats(h).frames_used, 4);
 	/* destroy with retained copies (and a swapped page) left */
 	assert_int_equal(swap_out_clean(h, a + 4 * PG, PG), 1);
@@ -1412,17 +1385,17 @@ static void test_mark_dirty_args(void **state)
 
 	/* bits set on free frames do not survive allocation */
 	put_page(h, a, 1);
-	pfn = lookup_pfn(h, a, NULL);
+	pfn = th_lookup_pfn(h, a, NULL);
 	assert_int_equal(swap_out_clean(h, a, PG), 0);
 	host_mark_dirty(h, pfn, 1); /* a stale mark of the freed frame */
 	host_mark_dirty(h, 0, n);
 	check_page(h, a, 1);
-	assert_int_equal(lookup_pfn(h, a, NULL), pfn); /* the same frame */
+	assert_int_equal(th_lookup_pfn(h, a, NULL), pfn); /* the same frame */
 	assert_int_equal(host_page_dirty(h, a), 0);
 	/* marking a neighbour frame leaves the page clean */
 	put_page(h, a + PG, 2);
-	assert_true(lookup_pfn(h, a + PG, NULL) != pfn);
-	host_mark_dirty(h, lookup_pfn(h, a + PG, NULL), 1);
+	assert_true(th_lookup_pfn(h, a + PG, NULL) != pfn);
+	host_mark_dirty(h, th_lookup_pfn(h, a + PG, NULL), 1);
 	assert_int_equal(host_page_dirty(h, a), 0);
 	host_mark_dirty(h, pfn, 1);
 	assert_int_equal(host_page_dirty(h, a), 1);
@@ -1436,7 +1409,7 @@ static void test_mark_dirty_args(void **state)
 		uint64_t p;
 
 		check_page(h, c + i * PG, i);
-		p = lookup_pfn(h, c + i * PG, NULL);
+		p = th_lookup_pfn(h, c + i * PG, NULL);
 		lo = p < lo ? p : lo;
 		hi = p > hi ? p : hi;
 	}
@@ -1444,7 +1417,7 @@ static void test_mark_dirty_args(void **state)
 		assert_int_equal(host_page_dirty(h, c + i * PG), 0);
 	host_mark_dirty(h, lo + 1, hi - lo - 1);
 	for (unsigned i = 0; i < 80; i++) {
-		uint64_t p = lookup_pfn(h, c + i * PG, NULL);
+		uint64_t p = th_lookup_pfn(h, c + i * PG, NULL);
 
 		assert_int_equal(host_page_dirty(h, c + i * PG),
 				 p != lo && p != hi);
@@ -1778,7 +1751,7 @@ static void test_gup(void **state)
 	assert_int_equal(host_gup(h, a + 8, true, &g), 0);
 	assert_true(g.writable);
 	assert_false(g.executable);
-	assert_int_equal(g.pfn, lookup_pfn(h, a, NULL));
+	assert_int_equal(g.pfn, th_lookup_pfn(h, a, NULL));
 	assert_int_equal(g.ref_pfn, g.pfn);
 	s = th_host_stats(h);
 	assert_int_equal(s.pinned_refs, 1);
@@ -1788,10 +1761,10 @@ static void test_gup(void **state)
 	assert_int_equal(s.pinned_refs, 1);
 	assert_int_equal(s.frame_refs, 2);
 	assert_int_equal(s.frames_used, 2);
-	assert_false(frame_poisoned(h, g.pfn));
-	assert_int_equal(th_check_page(frame_words(h, g.pfn), a, 77), 0);
+	assert_false(th_frame_poisoned(h, g.pfn));
+	assert_int_equal(th_check_page(th_frame(h, g.pfn), a, 77), 0);
 	host_put_frame(h, g.ref_pfn);
-	assert_true(frame_poisoned(h, g.pfn));
+	assert_true(th_frame_poisoned(h, g.pfn));
 	s = th_host_stats(h);
 	assert_int_equal(s.pinned_refs, 0);
 	assert_int_equal(s.frames_used, 1);
@@ -1809,12 +1782,12 @@ static void test_gup(void **state)
 	assert_int_equal(tdp_host_munmap(h, b, TDP_HUGE_2M), 0);
 	/* the tails went with the mapping, the pinned head stays */
 	assert_int_equal(th_host_stats(h).frames_used, 1 + 1);
-	assert_true(frame_poisoned(h, g.pfn));
-	assert_false(frame_poisoned(h, g.ref_pfn));
+	assert_true(th_frame_poisoned(h, g.pfn));
+	assert_false(th_frame_poisoned(h, g.ref_pfn));
 	host_put_frame(h, g.ref_pfn);
-	assert_false(frame_poisoned(h, g.ref_pfn));
+	assert_false(th_frame_poisoned(h, g.ref_pfn));
 	host_put_frame(h, g2.ref_pfn);
-	assert_true(frame_poisoned(h, g.ref_pfn));
+	assert_true(th_frame_poisoned(h, g.ref_pfn));
 	assert_int_equal(tdp_host_munmap(h, ro, PG), 0);
 	assert_int_equal(tdp_host_munmap(h, no, PG), 0);
 	th_assert_host_empty(h);

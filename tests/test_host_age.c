@@ -58,14 +58,6 @@ static void touch_r(struct tdp_host *h, uint64_t hva)
 	assert_int_equal(tdp_host_read(h, hva, &v, sizeof(v)), 0);
 }
 
-static uint64_t pfn_of(struct tdp_host *h, uint64_t hva)
-{
-	uint64_t pfn = ~0ull;
-
-	assert_int_equal(host_lookup(h, hva, &pfn, NULL, NULL), 0);
-	return pfn;
-}
-
 /* Age [hva, hva + npages pages) into @bm (npages <= 64 * 16); check that
  * the result equals the popcount of the bitmap and that every word was
  * written (sentinel gone beyond the range). */
@@ -254,7 +246,7 @@ static void test_age_gup_and_mark(void **state)
 	host_put_frame(h, g.ref_pfn);
 	assert_int_equal(peek(h, a, 8, bm), 0);
 
-	pfn = pfn_of(h, a + PG);
+	pfn = th_lookup_pfn(h, a + PG, NULL);
 	host_mark_accessed(h, pfn, 1);
 	assert_int_equal(age(h, a, 8, 0, bm), 1);
 	assert_true(th_bm_test(bm, 1));
@@ -296,9 +288,9 @@ static void test_age_migrate(void **state)
 	touch_r(h, a + 5 * PG);
 	touch_r(h, a + 6 * PG);
 	assert_int_equal(age(h, a + 6 * PG, 1, 0, bm), 1); /* 6 is old now */
-	old_pfn = pfn_of(h, a + 2 * PG);
+	old_pfn = th_lookup_pfn(h, a + 2 * PG, NULL);
 	assert_int_equal(tdp_host_migrate(h, a, 8 * PG), 0);
-	assert_int_not_equal(pfn_of(h, a + 2 * PG), old_pfn);
+	assert_int_not_equal(th_lookup_pfn(h, a + 2 * PG, NULL), old_pfn);
 	assert_int_equal(peek(h, a, 8, bm), 2);
 	assert_true(th_bm_test(bm, 2) && th_bm_test(bm, 5));
 	/* old pages stay old */
@@ -310,7 +302,7 @@ static void test_age_migrate(void **state)
 	assert_int_equal(host_gup(h, a + 7 * PG, false, &g), 0);
 	host_put_frame(h, g.ref_pfn);
 	assert_int_equal(peek(h, a, 8, bm), 0);
-	host_mark_accessed(h, pfn_of(h, a + 7 * PG), 1);
+	host_mark_accessed(h, th_lookup_pfn(h, a + 7 * PG, NULL), 1);
 	assert_int_equal(tdp_host_migrate(h, a + 7 * PG, PG), 0);
 	assert_int_equal(age(h, a, 8, 0, bm), 1);
 	assert_true(th_bm_test(bm, 7));
@@ -364,7 +356,7 @@ static void test_age_huge(void **state)
 	touch_r(h, a + 511 * PG);
 	touch_r(h, a + 512 * PG); /* second folio */
 	touch_w(h, a + 600 * PG);
-	assert_int_equal(host_lookup(h, a + 300 * PG, &pfn, &order, NULL), 0);
+	pfn = th_lookup_pfn(h, a + 300 * PG, &order);
 	assert_int_equal(order, HOST_ORDER_2M);
 	head = pfn - 300;
 	/* every page of a folio ages on its own */
@@ -380,7 +372,7 @@ static void test_age_huge(void **state)
 	/* only the range was cleared; the folios were not split */
 	assert_int_equal(peek(h, a, 1024, bm), 1);
 	assert_true(th_bm_test(bm, 1));
-	assert_int_equal(host_lookup(h, a + 300 * PG, &pfn, &order, NULL), 0);
+	pfn = th_lookup_pfn(h, a + 300 * PG, &order);
 	assert_int_equal(order, HOST_ORDER_2M);
 	assert_int_equal(pfn, head + 300);
 
@@ -399,7 +391,7 @@ static void test_age_huge(void **state)
 	/* split keeps the bits per frame */
 	touch_r(h, a + 400 * PG);
 	assert_int_equal(tdp_host_split(h, a, 2 * MiB), 0);
-	assert_int_equal(host_lookup(h, a + 400 * PG, &pfn, &order, NULL), 0);
+	pfn = th_lookup_pfn(h, a + 400 * PG, &order);
 	assert_int_equal(order, 0);
 	assert_int_equal(pfn, head + 400);
 	assert_int_equal(peek(h, a, 1024, bm), 4);
@@ -410,10 +402,10 @@ static void test_age_huge(void **state)
 	/* whole-folio migration keeps them frame by frame */
 	touch_w(h, a + 513 * PG);
 	touch_r(h, a + 1023 * PG);
-	pfn = pfn_of(h, a + 513 * PG);
+	pfn = th_lookup_pfn(h, a + 513 * PG, NULL);
 	assert_int_equal(tdp_host_migrate(h, a + 2 * MiB, 2 * MiB), 0);
-	assert_int_not_equal(pfn_of(h, a + 513 * PG), pfn);
-	assert_int_equal(host_lookup(h, a + 513 * PG, &pfn, &order, NULL), 0);
+	assert_int_not_equal(th_lookup_pfn(h, a + 513 * PG, NULL), pfn);
+	pfn = th_lookup_pfn(h, a + 513 * PG, &order);
 	assert_int_equal(order, HOST_ORDER_2M);
 	assert_int_equal(peek(h, a, 1024, bm), 2);
 	assert_true(th_bm_test(bm, 513) && th_bm_test(bm, 1023));
@@ -421,7 +413,7 @@ static void test_age_huge(void **state)
 	/* partial migration splits the folio and keeps them too */
 	touch_w(h, a + 700 * PG);
 	assert_int_equal(tdp_host_migrate(h, a + 512 * PG, 200 * PG), 0);
-	assert_int_equal(host_lookup(h, a + 513 * PG, &pfn, &order, NULL), 0);
+	pfn = th_lookup_pfn(h, a + 513 * PG, &order);
 	assert_int_equal(order, 0);
 	assert_int_equal(peek(h, a, 1024, bm), 3);
 	assert_true(th_bm_test(bm, 513) && th_bm_test(bm, 700) &&

@@ -50,38 +50,6 @@ static void map_at(struct tdp_host *h, uint64_t hva, uint64_t len,
 	assert_int_equal(a, hva);
 }
 
-static uint64_t *frame_words(struct tdp_host *h, uint64_t pfn)
-{
-	return (uint64_t *)(host_frame_base(h) + pfn * PG);
-}
-
-static bool frame_all(struct tdp_host *h, uint64_t pfn, uint64_t word)
-{
-	const uint64_t *w = frame_words(h, pfn);
-
-	for (unsigned i = 0; i < 512; i++)
-		if (__atomic_load_n(&w[i], __ATOMIC_RELAXED) != word)
-			return false;
-	return true;
-}
-
-static bool frame_poisoned(struct tdp_host *h, uint64_t pfn)
-{
-	return frame_all(h, pfn, HOST_POISON_WORD);
-}
-
-/* pfn that backs @hva now (must be populated) */
-static uint64_t lookup_pfn(struct tdp_host *h, uint64_t hva, unsigned *order)
-{
-	uint64_t pfn = ~0ull;
-	unsigned o = ~0u, prot;
-
-	assert_int_equal(host_lookup(h, hva, &pfn, &o, &prot), 0);
-	if (order)
-		*order = o;
-	return pfn;
-}
-
 /* Write generation @gen of the page at @hva as a VM would: through the
  * frame that host_gup returns. */
 static void fill_frame(struct tdp_host *h, uint64_t hva, uint64_t gen)
@@ -91,14 +59,14 @@ static void fill_frame(struct tdp_host *h, uint64_t hva, uint64_t gen)
 
 	assert_int_equal(host_gup(h, hva, true, &g), 0);
 	th_fill_page(buf, hva, gen);
-	wordcopy_to_frame((uint8_t *)frame_words(h, g.pfn), buf, PG);
+	wordcopy_to_frame((uint8_t *)th_frame(h, g.pfn), buf, PG);
 	host_put_frame(h, g.ref_pfn);
 }
 
 /* The page at @hva is populated and holds generation @gen (no fault-in). */
 static void check_frame(struct tdp_host *h, uint64_t hva, uint64_t gen)
 {
-	assert_int_equal(th_check_page(frame_words(h, lookup_pfn(h, hva, NULL)),
+	assert_int_equal(th_check_page(th_frame(h, th_lookup_pfn(h, hva, NULL)),
 				       hva, gen),
 			 0);
 }
@@ -152,7 +120,7 @@ static void log_call(struct log *l, int who, enum op op, uint64_t start,
 	/* the host holds its mmap lock for write (read for age): these
 	 * lookups must work from here */
 	c->probe_ret = host_lookup(l->h, l->probe, NULL, NULL, NULL);
-	c->poisoned = l->watch != ~0ull && frame_poisoned(l->h, l->watch);
+	c->poisoned = l->watch != ~0ull && th_frame_poisoned(l->h, l->watch);
 	c->range_private = host_range_private(l->h, start, end - start);
 }
 
@@ -297,7 +265,7 @@ static void test_mmap_gup(void **state)
 	assert_false(g.executable);
 	assert_int_equal(g.order, 0);
 	assert_int_equal(th_host_stats(h).frames_used, 1);
-	assert_true(frame_all(h, g.pfn, 0));
+	assert_true(th_frame_all(h, g.pfn, 0));
 	assert_int_equal(host_lookup(h, a + PG, &pfn, &order, &prot), 0);
 	assert_int_equal(pfn, g.pfn);
 	assert_int_equal(order, 0);
@@ -310,9 +278,9 @@ static void test_mmap_gup(void **state)
 	assert_int_equal(g.order, 9);
 	assert_int_equal(g.pfn, g.ref_pfn + 5);
 	assert_int_equal(th_host_stats(h).frames_used, 1 + 512);
-	assert_true(frame_all(h, g.pfn, 0));
+	assert_true(th_frame_all(h, g.pfn, 0));
 	host_put_frame(h, g.ref_pfn);
-	assert_int_equal(lookup_pfn(h, b + 7 * PG, &order), g.ref_pfn + 7);
+	assert_int_equal(th_lookup_pfn(h, b + 7 * PG, &order), g.ref_pfn + 7);
 	assert_int_equal(order, 9);
 
 	/* normal memory says so */
@@ -381,8 +349,8 @@ static void test_refused(void **state)
 	put_page(h, n + 3 * PG, 3); /* n, n+PG, n+2PG stay unpopulated */
 	fill_frame(h, p, 10);
 	fill_frame(h, p + PG, 11);
-	npfn = lookup_pfn(h, n + 3 * PG, NULL);
-	ppfn = lookup_pfn(h, p, &order);
+	npfn = th_lookup_pfn(h, n + 3 * PG, NULL);
+	ppfn = th_lookup_pfn(h, p, &order);
 	assert_int_equal(order, 9);
 	log_init(&l, r, h);
 	s0 = th_host_stats(h);
@@ -437,13 +405,13 @@ static void test_refused(void **state)
 	assert_int_equal(s1.migrations, 0);
 	assert_int_equal(s1.swap_outs, 0);
 	assert_int_equal(s1.swapped_pages, 0);
-	assert_int_equal(lookup_pfn(h, p + PG, &order), ppfn + 1);
+	assert_int_equal(th_lookup_pfn(h, p + PG, &order), ppfn + 1);
 	assert_int_equal(order, 9);
 	assert_int_equal(host_lookup(h, p, NULL, NULL, &prot), 0);
 	assert_int_equal(prot, RW);
 	assert_int_equal(host_lookup(h, n + 3 * PG, NULL, NULL, &prot), 0);
 	assert_int_equal(prot, RW);
-	assert_int_equal(lookup_pfn(h, n + 3 * PG, NULL), npfn);
+	assert_int_equal(th_lookup_pfn(h, n + 3 * PG, NULL), npfn);
 	check_frame(h, n + 3 * PG, 3);
 	check_frame(h, p, 10);
 	check_frame(h, p + PG, 11);
@@ -524,19 +492,19 @@ static void test_munmap_private(void **state)
 	fill_frame(h, p + M2 + 7 * PG, 7);
 	for (unsigned i = 0; i < 4; i++)
 		put_page(h, n + i * PG, i);
-	pfn = lookup_pfn(h, p, &order);
+	pfn = th_lookup_pfn(h, p, &order);
 	assert_int_equal(order, 9);
 	log_init(&l, r, h);
 
 	/* normal memory only: exactly as before, no private calls */
 	calls = th_host_stats(h).notifier_calls;
 	l.probe = n + 2 * PG;
-	l.watch = lookup_pfn(h, n + 2 * PG, NULL);
+	l.watch = th_lookup_pfn(h, n + 2 * PG, NULL);
 	assert_int_equal(tdp_host_munmap(h, n + 2 * PG, PG), 0);
 	expect_seq(&l, n + 2 * PG, n + 3 * PG, plain, 5);
 	assert_int_equal(th_host_stats(h).notifier_calls, calls + 2);
 	assert_false(l.c[0].poisoned);
-	assert_true(frame_poisoned(h, l.watch));
+	assert_true(th_frame_poisoned(h, l.watch));
 	l.n = 0;
 
 	/* part of a private huge folio: start, private start, hook, private
@@ -553,11 +521,11 @@ static void test_munmap_private(void **state)
 		assert_false(l.c[i].poisoned);
 	}
 	assert_int_equal(l.c[6].probe_ret, -EFAULT); /* unmapped at the end */
-	assert_true(frame_poisoned(h, pfn + 260));
-	assert_false(frame_poisoned(h, pfn + 255));
+	assert_true(th_frame_poisoned(h, pfn + 260));
+	assert_false(th_frame_poisoned(h, pfn + 255));
 	assert_int_equal(th_host_stats(h).splits, 1);
 	assert_int_equal(th_host_stats(h).frames_used, 1024 - 16 + 3);
-	assert_int_equal(lookup_pfn(h, p + 10 * PG, &order), pfn + 10);
+	assert_int_equal(th_lookup_pfn(h, p + 10 * PG, &order), pfn + 10);
 	assert_int_equal(order, 0);
 	check_frame(h, p + 10 * PG, 10);
 	check_frame(h, p + 300 * PG, 300);
@@ -569,14 +537,14 @@ static void test_munmap_private(void **state)
 	 * (widened) range */
 	calls = th_host_stats(h).notifier_calls;
 	l.probe = p + M2 + 7 * PG;
-	l.watch = lookup_pfn(h, p + M2 + 7 * PG, NULL);
+	l.watch = th_lookup_pfn(h, p + M2 + 7 * PG, NULL);
 	assert_int_equal(tdp_host_munmap(h, p + 2 * M2 - PG, 2 * PG), 0);
 	expect_seq(&l, p + M2, n + PG, both, 7);
 	assert_int_equal(th_host_stats(h).notifier_calls, calls + 3);
 	assert_false(l.c[0].range_private); /* mixed */
 	for (int i = 0; i < 4; i++)
 		assert_false(l.c[i].poisoned);
-	assert_false(frame_poisoned(h, l.watch)); /* split, still mapped */
+	assert_false(th_frame_poisoned(h, l.watch)); /* split, still mapped */
 	check_frame(h, p + M2 + 7 * PG, 7);
 	assert_int_equal(th_host_stats(h).splits, 2);
 	l.n = 0;
@@ -615,7 +583,7 @@ static void test_punch_hole(void **state)
 	/* only the private pair, and the hook between them */
 	calls = th_host_stats(h).notifier_calls;
 	l.probe = q + 3 * PG;
-	l.watch = lookup_pfn(h, q + 3 * PG, NULL);
+	l.watch = th_lookup_pfn(h, q + 3 * PG, NULL);
 	assert_int_equal(tdp_host_punch_hole(h, q + 2 * PG, 3 * PG), 0);
 	expect_seq(&l, q + 2 * PG, q + 5 * PG, priv, 3);
 	assert_int_equal(l.c[0].who, 1);
@@ -648,7 +616,7 @@ static void test_punch_hole(void **state)
 	assert_int_equal(host_gup(h, q + 3 * PG, false, &g), 0);
 	assert_true(g.guest_private);
 	assert_int_equal(g.order, 0);
-	assert_true(frame_all(h, g.pfn, 0));
+	assert_true(th_frame_all(h, g.pfn, 0));
 	host_put_frame(h, g.ref_pfn);
 	assert_int_equal(th_host_stats(h).frames_used, 6);
 
@@ -659,11 +627,10 @@ static void test_punch_hole(void **state)
 	s = th_host_stats(h);
 	assert_int_equal(s.frames_used, 6);
 	assert_int_equal(s.pinned_refs, 1);
-	assert_false(frame_poisoned(h, g.pfn));
-	assert_int_equal(th_check_page(frame_words(h, g.pfn), q + 7 * PG, 7),
-			 0);
+	assert_false(th_frame_poisoned(h, g.pfn));
+	assert_int_equal(th_check_page(th_frame(h, g.pfn), q + 7 * PG, 7), 0);
 	host_put_frame(h, g.ref_pfn);
-	assert_true(frame_poisoned(h, g.pfn));
+	assert_true(th_frame_poisoned(h, g.pfn));
 	assert_int_equal(th_host_stats(h).frames_used, 5);
 	l.n = 0;
 
@@ -753,9 +720,9 @@ static void test_punch_huge(void **state)
 	fill_frame(h, q + 10 * PG, 10);
 	fill_frame(h, q + 300 * PG, 300);
 	fill_frame(h, q + M2 + 5 * PG, 5);
-	pfn = lookup_pfn(h, q, &order);
+	pfn = th_lookup_pfn(h, q, &order);
 	assert_int_equal(order, 9);
-	pfn2 = lookup_pfn(h, q + M2, &order);
+	pfn2 = th_lookup_pfn(h, q + M2, &order);
 	assert_int_equal(order, 9);
 	assert_int_equal(th_host_stats(h).frames_used, 1024);
 	log_init(&l, r, h);
@@ -767,22 +734,22 @@ static void test_punch_huge(void **state)
 	expect_seq(&l, q, q + M2, priv, 3);
 	assert_int_equal(l.c[0].probe_ret, 0);
 	assert_int_equal(th_host_stats(h).splits, 1);
-	assert_int_equal(lookup_pfn(h, q + 10 * PG, &order), pfn + 10);
+	assert_int_equal(th_lookup_pfn(h, q + 10 * PG, &order), pfn + 10);
 	assert_int_equal(order, 0);
-	assert_int_equal(lookup_pfn(h, q + 300 * PG, &order), pfn + 300);
+	assert_int_equal(th_lookup_pfn(h, q + 300 * PG, &order), pfn + 300);
 	assert_int_equal(order, 0);
 	check_frame(h, q + 10 * PG, 10);
 	check_frame(h, q + 300 * PG, 300);
 	assert_int_equal(host_lookup(h, q + 260 * PG, NULL, NULL, NULL),
 			 -ENOENT);
-	assert_true(frame_poisoned(h, pfn + 256));
-	assert_true(frame_poisoned(h, pfn + 271));
-	assert_false(frame_poisoned(h, pfn + 255));
-	assert_false(frame_poisoned(h, pfn + 272));
+	assert_true(th_frame_poisoned(h, pfn + 256));
+	assert_true(th_frame_poisoned(h, pfn + 271));
+	assert_false(th_frame_poisoned(h, pfn + 255));
+	assert_false(th_frame_poisoned(h, pfn + 272));
 	assert_int_equal(th_host_stats(h).frames_used, 1024 - 16);
 	assert_int_equal(th_host_stats(h).frame_refs, 1 + 512 - 16);
 	/* the other folio is untouched */
-	assert_int_equal(lookup_pfn(h, q + M2 + PG, &order), pfn2 + 1);
+	assert_int_equal(th_lookup_pfn(h, q + M2 + PG, &order), pfn2 + 1);
 	assert_int_equal(order, 9);
 	l.n = 0;
 
@@ -791,8 +758,8 @@ static void test_punch_huge(void **state)
 	expect_seq(&l, q + M2, q + 2 * M2, priv, 3);
 	assert_int_equal(th_host_stats(h).splits, 1);
 	assert_int_equal(th_host_stats(h).frames_used, 512 - 16);
-	assert_true(frame_poisoned(h, pfn2));
-	assert_true(frame_poisoned(h, pfn2 + 511));
+	assert_true(th_frame_poisoned(h, pfn2));
+	assert_true(th_frame_poisoned(h, pfn2 + 511));
 	l.n = 0;
 
 	/* refaults: a huge zero-filled folio where the whole folio is empty,
@@ -800,11 +767,11 @@ static void test_punch_huge(void **state)
 	assert_int_equal(host_gup(h, q + M2 + 5 * PG, false, &g), 0);
 	assert_int_equal(g.order, 9);
 	assert_true(g.guest_private);
-	assert_true(frame_all(h, g.pfn, 0));
+	assert_true(th_frame_all(h, g.pfn, 0));
 	host_put_frame(h, g.ref_pfn);
 	assert_int_equal(host_gup(h, q + 260 * PG, false, &g), 0);
 	assert_int_equal(g.order, 0);
-	assert_true(frame_all(h, g.pfn, 0));
+	assert_true(th_frame_all(h, g.pfn, 0));
 	host_put_frame(h, g.ref_pfn);
 	assert_int_equal(th_host_stats(h).frames_used, 512 - 16 + 512 + 1);
 

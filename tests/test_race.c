@@ -84,33 +84,6 @@ static uint64_t pinned(struct env *e)
 	return hs.pinned_refs;
 }
 
-static uint64_t lookup_pfn(struct env *e, uint64_t hva, unsigned *order)
-{
-	uint64_t pfn = ~0ull;
-	unsigned o = 0, prot = 0;
-
-	assert_int_equal(host_lookup(e->h, hva, &pfn, &o, &prot), 0);
-	if (order)
-		*order = o;
-	return pfn;
-}
-
-static const uint64_t *frame(struct env *e, uint64_t pfn)
-{
-	return (const uint64_t *)(host_frame_base(e->h) + pfn * PG);
-}
-
-static bool frame_poisoned(struct env *e, uint64_t pfn)
-{
-	const uint64_t *w = frame(e, pfn);
-
-	for (unsigned i = 0; i < 512; i++)
-		if (__atomic_load_n(&w[i], __ATOMIC_RELAXED) !=
-		    HOST_POISON_WORD)
-			return false;
-	return true;
-}
-
 /* The frame mapped for @gfn by @root (~0 if none) and the leaf level. */
 static uint64_t root_leaf_pfn(struct tdp_pt_page *root, uint64_t gfn,
 			      int *level)
@@ -373,7 +346,7 @@ static void test_control(void **state)
 	assert_int_equal(s1.pf_retry - s0.pf_retry, 0);
 	assert_int_equal(pinned(&e), pin0);
 	assert_int_equal(leaf_pfn(e.vm, e.v, GPA >> 12, &level),
-			 lookup_pfn(&e, e.hva, NULL));
+			 th_lookup_pfn(e.h, e.hva, NULL));
 
 	/* a mapped page: no fault, no hook */
 	assert_int_equal(tdp_vcpu_read(e.v, GPA, buf, PG), 0);
@@ -435,7 +408,7 @@ static void race_one(enum race_op op, bool on_helper, bool write, int pre)
 		assert_int_equal(tdp_host_mprotect(e.h, hva, PG, RW), 0);
 		assert_true(leaf_pfn(e.vm, e.v, gpa >> 12, &level) != ~0ull);
 	}
-	old_pfn = lookup_pfn(&e, hva, NULL);
+	old_pfn = th_lookup_pfn(e.h, hva, NULL);
 	/* the test's own pin: the old frame cannot be recycled */
 	assert_int_equal(host_gup(e.h, hva, false, &pin), 0);
 	assert_int_equal(pin.pfn, old_pfn);
@@ -473,7 +446,7 @@ static void race_one(enum race_op op, bool on_helper, bool write, int pre)
 	}
 
 	/* the gfn maps the new frame, the old one is mapped nowhere */
-	new_pfn = lookup_pfn(&e, hva, NULL);
+	new_pfn = th_lookup_pfn(e.h, hva, NULL);
 	assert_true(new_pfn != old_pfn);
 	assert_int_equal(leaf_pfn(e.vm, e.v, gpa >> 12, &level), new_pfn);
 	assert_int_equal(level, TDP_LEVEL_4K);
@@ -481,7 +454,7 @@ static void race_one(enum race_op op, bool on_helper, bool write, int pre)
 	assert_int_equal(tlb_entries_for(e.v, old_pfn), 0);
 	th_audit_clean(e.vm);
 	/* nothing wrote the old frame after the op took it away */
-	assert_int_equal(th_check_page(frame(&e, old_pfn), gpa, 1), 0);
+	assert_int_equal(th_check_page(th_frame(e.h, old_pfn), gpa, 1), 0);
 	/* the first fault retried, the second mapped */
 	assert_int_equal(atomic_load(&r.calls), 2);
 	assert_int_equal(s1.pf_taken - s0.pf_taken, 2);
@@ -490,7 +463,7 @@ static void race_one(enum race_op op, bool on_helper, bool write, int pre)
 	assert_int_equal(pinned(&e), pin0);
 	/* dropping the test's pin frees it */
 	host_put_frame(e.h, pin.ref_pfn);
-	assert_true(frame_poisoned(&e, old_pfn));
+	assert_true(th_frame_poisoned(e.h, old_pfn));
 
 	/* and the guest keeps working on the new frame */
 	memset(buf, 0, sizeof(buf));
@@ -568,7 +541,7 @@ static void test_split(void **state)
 	env_init(&e);
 	th_fill_page(buf, gpa, 1);
 	assert_int_equal(tdp_host_write(e.h, e.hva2m + 7 * PG, buf, PG), 0);
-	pfn = lookup_pfn(&e, e.hva2m + 7 * PG, &order);
+	pfn = th_lookup_pfn(e.h, e.hva2m + 7 * PG, &order);
 	assert_int_equal(order, HOST_ORDER_2M);
 	pin0 = pinned(&e);
 
@@ -580,7 +553,7 @@ static void test_split(void **state)
 	race_disarm(&e);
 	race_check_window(&e, &r, pin0);
 	assert_int_equal(th_check_page(buf, gpa, 1), 0);
-	assert_int_equal(lookup_pfn(&e, e.hva2m + 7 * PG, &order), pfn);
+	assert_int_equal(th_lookup_pfn(e.h, e.hva2m + 7 * PG, &order), pfn);
 	assert_int_equal(order, 0);
 	assert_int_equal(leaf_pfn(e.vm, e.v, gpa >> 12, &level), pfn);
 	assert_int_equal(level, TDP_LEVEL_4K);
@@ -741,7 +714,7 @@ static void inprog_one(enum race_op op, bool write)
 	hva = e.hva + 11 * PG;
 	th_fill_page(buf, gpa, 1);
 	assert_int_equal(tdp_host_write(e.h, hva, buf, PG), 0);
-	old_pfn = lookup_pfn(&e, hva, NULL);
+	old_pfn = th_lookup_pfn(e.h, hva, NULL);
 	assert_int_equal(host_gup(e.h, hva, false, &pin), 0);
 
 	memset(&ip, 0, sizeof(ip));
@@ -782,13 +755,13 @@ static void inprog_one(enum race_op op, bool write)
 	} else {
 		assert_int_equal(th_check_page(buf, gpa, 1), 0);
 	}
-	new_pfn = lookup_pfn(&e, hva, NULL);
+	new_pfn = th_lookup_pfn(e.h, hva, NULL);
 	assert_true(new_pfn != old_pfn);
 	assert_int_equal(leaf_pfn(e.vm, e.v, gpa >> 12, &level), new_pfn);
 	assert_int_equal(leaves_mapping(&e, old_pfn), 0);
 	assert_int_equal(tlb_entries_for(e.v, old_pfn), 0);
 	th_audit_clean(e.vm);
-	assert_int_equal(th_check_page(frame(&e, old_pfn), gpa, 1), 0);
+	assert_int_equal(th_check_page(th_frame(e.h, old_pfn), gpa, 1), 0);
 	/* the racing fault retried; so may the next one, which can sample
 	 * the sequence before the operation's invalidate_end and get the
 	 * frame after it (a conservative retry); then one mapped.  Faults
@@ -803,7 +776,7 @@ static void inprog_one(enum race_op op, bool write)
 			 (uint64_t)calls - 1 + early);
 	assert_int_equal(s1.pf_fixed - s0.pf_fixed, 1);
 	host_put_frame(e.h, pin.ref_pfn);
-	assert_true(frame_poisoned(&e, old_pfn));
+	assert_true(th_frame_poisoned(e.h, old_pfn));
 	env_fini(&e);
 }
 
