@@ -279,6 +279,42 @@ void th_bm_assert_eq(const uint64_t *got, const uint64_t *want, uint64_t npages,
 	assert_int_equal(extra, 0);
 }
 
+void th_env_init(struct th_env *e, uint64_t mem_bytes,
+		 const struct tdp_vm_config *cfg, unsigned nv)
+{
+	struct tdp_host_config hc = {.mem_bytes = mem_bytes};
+
+	assert_true(nv <= TH_MAX_VCPUS);
+	memset(e, 0, sizeof(*e));
+	assert_int_equal(tdp_host_create(&hc, &e->h), 0);
+	assert_int_equal(tdp_vm_create(e->h, cfg, &e->vm), 0);
+	for (unsigned i = 0; i < nv; i++)
+		assert_int_equal(tdp_vcpu_create(e->vm, i, &e->v[i]), 0);
+	e->nv = nv;
+}
+
+void th_env_slot(struct th_env *e, uint64_t gpa, uint64_t size, uint64_t folio)
+{
+	struct tdp_memslot s = {.slot = 0, .gpa = gpa, .size = size};
+
+	assert_int_equal(tdp_host_mmap(e->h, size,
+				       TDP_PROT_READ | TDP_PROT_WRITE, folio, 0,
+				       &e->hva),
+			 0);
+	s.hva = e->hva;
+	assert_int_equal(tdp_vm_set_memslot(e->vm, &s), 0);
+	e->gpa = gpa;
+	e->size = size;
+}
+
+void th_env_fini(struct th_env *e)
+{
+	for (unsigned i = 0; i < e->nv; i++)
+		tdp_vcpu_destroy(e->v[i]);
+	tdp_vm_destroy(e->vm);
+	tdp_host_destroy(e->h);
+}
+
 void th_assert_mmu_empty(struct tdp_vm *vm)
 {
 	struct tdp_stats s = th_vm_stats(vm);

@@ -81,6 +81,27 @@ uint64_t th_bm_count(const uint64_t *b, uint64_t nwords);
 void th_bm_assert_eq(const uint64_t *got, const uint64_t *want, uint64_t npages,
 		     const char *what);
 
+/* ---- the usual fixture: a host, a VM on it, its vCPUs and a memslot ---- */
+
+#define TH_MAX_VCPUS 4
+
+struct th_env {
+	struct tdp_host *h;
+	struct tdp_vm *vm;
+	struct tdp_vcpu *v[TH_MAX_VCPUS]; /* vCPUs 0 .. nv-1 */
+	unsigned nv;
+	uint64_t gpa, size, hva; /* memslot 0, once th_env_slot made it */
+};
+/* A host of @mem_bytes (0: the default), a VM on it with @cfg (NULL: the
+ * defaults) and @nv vCPUs. */
+void th_env_init(struct th_env *e, uint64_t mem_bytes,
+		 const struct tdp_vm_config *cfg, unsigned nv);
+/* Memslot 0 of address space 0 at [@gpa, @gpa + @size), backed by a new
+ * read-write mapping of @folio folios. */
+void th_env_slot(struct th_env *e, uint64_t gpa, uint64_t size, uint64_t folio);
+/* Destroy the vCPUs, the VM and the host (which unmaps everything). */
+void th_env_fini(struct th_env *e);
+
 /* ---- teardown ---- */
 
 /* The MMU of @vm holds nothing: no root, table page, frame reference or

@@ -34,35 +34,7 @@
 /* helpers                                                             */
 /* ------------------------------------------------------------------ */
 
-struct env {
-	struct tdp_host *h;
-	struct tdp_vm *vm;
-	struct tdp_vcpu *v[4];
-	unsigned nv;
-};
-
-static void env_init(struct env *e, const struct tdp_vm_config *cfg,
-		     unsigned nvcpu)
-{
-	struct tdp_host_config hc = {.mem_bytes = 4 * GiB};
-
-	memset(e, 0, sizeof(*e));
-	assert_int_equal(tdp_host_create(&hc, &e->h), 0);
-	assert_int_equal(tdp_vm_create(e->h, cfg, &e->vm), 0);
-	for (unsigned i = 0; i < nvcpu; i++)
-		assert_int_equal(tdp_vcpu_create(e->vm, i, &e->v[i]), 0);
-	e->nv = nvcpu;
-}
-
-static void env_fini(struct env *e)
-{
-	for (unsigned i = 0; i < e->nv; i++)
-		tdp_vcpu_destroy(e->v[i]);
-	tdp_vm_destroy(e->vm);
-	tdp_host_destroy(e->h);
-}
-
-static uint64_t hmap(struct env *e, uint64_t len, uint64_t folio)
+static uint64_t hmap(struct th_env *e, uint64_t len, uint64_t folio)
 {
 	uint64_t hva = 0;
 
@@ -70,7 +42,7 @@ static uint64_t hmap(struct env *e, uint64_t len, uint64_t folio)
 	return hva;
 }
 
-static int slot_op(struct env *e, unsigned as, unsigned id, uint64_t gpa,
+static int slot_op(struct th_env *e, unsigned as, unsigned id, uint64_t gpa,
 		   uint64_t size, uint64_t hva, unsigned flags)
 {
 	struct tdp_memslot s = {.as_id = as,
@@ -83,13 +55,13 @@ static int slot_op(struct env *e, unsigned as, unsigned id, uint64_t gpa,
 	return tdp_vm_set_memslot(e->vm, &s);
 }
 
-static void slot_set(struct env *e, unsigned as, unsigned id, uint64_t gpa,
+static void slot_set(struct th_env *e, unsigned as, unsigned id, uint64_t gpa,
 		     uint64_t size, uint64_t hva, unsigned flags)
 {
 	assert_int_equal(slot_op(e, as, id, gpa, size, hva, flags), 0);
 }
 
-static void slot_del(struct env *e, unsigned as, unsigned id)
+static void slot_del(struct th_env *e, unsigned as, unsigned id)
 {
 	assert_int_equal(slot_op(e, as, id, 0, 0, 0, 0), 0);
 }
@@ -101,7 +73,7 @@ static uint64_t tag(uint64_t hva, uint64_t gen)
 }
 
 /* Write the round-@gen tags into the @n pages at @hva (host side). */
-static void tag_pages(struct env *e, uint64_t hva, unsigned n, uint64_t gen)
+static void tag_pages(struct th_env *e, uint64_t hva, unsigned n, uint64_t gen)
 {
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t t = tag(hva + i * PG, gen);
@@ -164,13 +136,13 @@ static void test_mmio_entry(void **state)
 	 * can never share one MMIO entry whatever its level */
 	const uint64_t x1 = 3 * GiB + 5 * PG, x2 = (1ull << 40) + 7 * PG;
 	struct tdp_translation tr;
-	struct env e;
+	struct th_env e;
 	struct tdp_stats s0, s;
 	uint64_t hva, buf[4];
 	unsigned nacc = 0;
 
 	(void)state;
-	env_init(&e, NULL, 1);
+	th_env_init(&e, 4 * GiB, NULL, 1);
 	hva = hmap(&e, MiB, PG);
 	tag_pages(&e, hva, 256, 1);
 	slot_set(&e, 0, 0, 0, MiB, hva, 0);
@@ -254,7 +226,7 @@ static void test_mmio_entry(void **state)
 	assert_int_equal(tdp_vm_translate(e.vm, 0, x1, &tr), -ENOENT);
 	assert_int_equal(tdp_vm_translate(e.vm, 0, x2, &tr), -ENOENT);
 	th_audit_clean(e.vm);
-	env_fini(&e);
+	th_env_fini(&e);
 }
 
 /* ------------------------------------------------------------------ */
@@ -266,12 +238,12 @@ static void stale_mmio_loop(unsigned bits)
 	struct tdp_vm_config cfg = {.mmio_gen_bits = bits};
 	const uint64_t xbase = 0x40000000ull + 0x200000ull, x = xbase + PG;
 	const uint64_t ugpa = 0x10000000ull;
-	struct env e;
+	struct th_env e;
 	uint64_t ha, hb, hu, val;
 	unsigned deletes = 0, ro = 0;
 	struct tdp_stats s0, s;
 
-	env_init(&e, &cfg, 1);
+	th_env_init(&e, 4 * GiB, &cfg, 1);
 	ha = hmap(&e, 4 * PG, PG);
 	hb = hmap(&e, 4 * PG, PG);
 	hu = hmap(&e, 4 * PG, PG);
@@ -360,7 +332,7 @@ static void stale_mmio_loop(unsigned bits)
 		assert_int_equal(s.mmio_gen_wraps, 0);
 	}
 	th_audit_clean(e.vm);
-	env_fini(&e);
+	th_env_fini(&e);
 }
 
 static void test_stale_mmio_bits1(void **state)
@@ -393,7 +365,7 @@ static void test_stale_mmio_default(void **state)
 #define CH_NS	    2000000000ull  /* 2 s */
 
 struct churn {
-	struct env *e;
+	struct th_env *e;
 	uint64_t hperm, ha, hb;
 	/* even: stable; phase / 2 = state number; state % 6: 0 absent,
 	 * 1 absent (an unrelated slot's flags changed: one more generation
@@ -512,7 +484,7 @@ static void *churn_main(void *arg)
 static void test_churn_threads(void **state)
 {
 	struct tdp_vm_config cfg = {.mmio_gen_bits = 1, .max_vcpus = 4};
-	struct env e;
+	struct th_env e;
 	struct churn c;
 	struct churn_cpu cc[CH_NV];
 	pthread_t t[CH_NV];
@@ -520,7 +492,7 @@ static void test_churn_threads(void **state)
 	uint64_t start, hu;
 
 	(void)state;
-	env_init(&e, &cfg, CH_NV);
+	th_env_init(&e, 4 * GiB, &cfg, CH_NV);
 	memset(&c, 0, sizeof(c));
 	c.e = &e;
 	c.hperm = hmap(&e, CH_NV * CH_PAGES * PG, PG);
@@ -634,7 +606,7 @@ static void test_churn_threads(void **state)
 		assert_int_equal(x, tag(c.hb + p * PG, 2));
 	}
 	th_audit_clean(e.vm);
-	env_fini(&e);
+	th_env_fini(&e);
 }
 
 /* ------------------------------------------------------------------ */
@@ -647,14 +619,14 @@ static void test_churn_threads(void **state)
 
 static void test_zap_all_fast(void **state)
 {
-	struct env e;
+	struct th_env e;
 	struct tdp_translation tr;
 	struct tdp_stats s0, s;
 	uint64_t hva, *pfn;
 	unsigned enoent = 0, bad = 0;
 
 	(void)state;
-	env_init(&e, NULL, 1);
+	th_env_init(&e, 4 * GiB, NULL, 1);
 	hva = hmap(&e, ZF_SIZE, TDP_HUGE_2M);
 	slot_set(&e, 0, 0, ZF_GPA, ZF_SIZE, hva, 0);
 	pfn = calloc(ZF_PAGES, sizeof(*pfn));
@@ -732,7 +704,7 @@ static void test_zap_all_fast(void **state)
 #define ZT_PAGES 64
 
 struct zt_cpu {
-	struct env *e;
+	struct th_env *e;
 	unsigned id;
 	atomic_bool *stop;
 	uint64_t ops;
@@ -774,7 +746,7 @@ static void *zt_main(void *arg)
 
 static void test_zap_all_fast_running(void **state)
 {
-	struct env e;
+	struct th_env e;
 	struct zt_cpu z[ZT_NV];
 	pthread_t t[ZT_NV];
 	atomic_bool stop;
@@ -783,7 +755,7 @@ static void test_zap_all_fast_running(void **state)
 	const unsigned nzap = 200;
 
 	(void)state;
-	env_init(&e, NULL, ZT_NV);
+	th_env_init(&e, 4 * GiB, NULL, ZT_NV);
 	hva = hmap(&e, 2 * MiB, TDP_HUGE_2M);
 	slot_set(&e, 0, 0, 0, ZT_NV * ZT_PAGES * PG, hva, 0);
 	atomic_init(&stop, false);
@@ -807,7 +779,7 @@ static void test_zap_all_fast_running(void **state)
 	assert_int_equal(s.fast_zaps, s0.fast_zaps + nzap);
 	assert_true(s.root_reloads > s0.root_reloads + ZT_NV);
 	th_audit_clean(e.vm);
-	env_fini(&e);
+	th_env_fini(&e);
 }
 
 /* ------------------------------------------------------------------ */
@@ -818,13 +790,13 @@ static void test_delete_move_fast_zap(void **state)
 {
 	const uint64_t perm = 0, g1 = 16 * MiB, g2 = 32 * MiB + 8 * PG;
 	const unsigned np = 16;
-	struct env e;
+	struct th_env e;
 	struct tdp_translation tr;
 	struct tdp_stats s0, s;
 	uint64_t hp, hs;
 
 	(void)state;
-	env_init(&e, NULL, 1);
+	th_env_init(&e, 4 * GiB, NULL, 1);
 	hp = hmap(&e, 2 * MiB, TDP_HUGE_2M);
 	hs = hmap(&e, np * PG, PG);
 	tag_pages(&e, hp, 4, 5);
@@ -895,14 +867,14 @@ static void test_delete_move_fast_zap(void **state)
 		assert_int_equal(x, 1000 + i + 10);
 	}
 	th_audit_clean(e.vm);
-	env_fini(&e);
+	th_env_fini(&e);
 }
 
 /* ------------------------------------------------------------------ */
 /* 6. two address spaces                                               */
 /* ------------------------------------------------------------------ */
 
-static uint64_t host_pfn(struct env *e, uint64_t hva)
+static uint64_t host_pfn(struct th_env *e, uint64_t hva)
 {
 	uint64_t pfn = ~0ull;
 	unsigned order = 0, prot = 0;
@@ -915,12 +887,12 @@ static void test_smm_address_spaces(void **state)
 {
 	struct tdp_vm_config cfg = {.nr_as = 2};
 	const uint64_t g = 0x300000, gsmm = 0x900000, gnorm = 0xa00000;
-	struct env e;
+	struct th_env e;
 	struct tdp_translation t0, t1;
 	uint64_t ha, hb, hsm, hn, x;
 
 	(void)state;
-	env_init(&e, &cfg, 1);
+	th_env_init(&e, 4 * GiB, &cfg, 1);
 	ha = hmap(&e, 8 * PG, PG);
 	hb = hmap(&e, 8 * PG, PG);
 	hsm = hmap(&e, PG, PG);
@@ -995,7 +967,7 @@ static void test_smm_address_spaces(void **state)
 	assert_int_equal(tdp_vcpu_set_as(e.v[0], 1), 0);
 	expect_val(e.v[0], g, tag(hb, 11));
 	th_audit_clean(e.vm);
-	env_fini(&e);
+	th_env_fini(&e);
 }
 
 /* ------------------------------------------------------------------ */

@@ -14,49 +14,32 @@
 #include "helpers.h"
 #include "vm.h"
 
-struct fx {
-	struct tdp_host *h;
-	struct tdp_vm *vm;
-	struct tdp_vcpu *v;
-	uint64_t hva, size;
-};
-
-static void fx_init(struct fx *f, uint64_t size, uint64_t folio)
+/* One vCPU; memslot 0 at gpa 0. */
+static void fx_init(struct th_env *f, uint64_t size, uint64_t folio)
 {
-	struct tdp_host_config hc = { .mem_bytes = 1 * GiB };
 	struct tdp_vm_config vc = { .max_vcpus = 4 };
 
-	memset(f, 0, sizeof(*f));
-	f->size = size;
-	assert_int_equal(tdp_host_create(&hc, &f->h), 0);
-	assert_int_equal(tdp_host_mmap(f->h, size,
-				       TDP_PROT_READ | TDP_PROT_WRITE, folio, 0,
-				       &f->hva),
-			 0);
-	assert_int_equal(tdp_vm_create(f->h, &vc, &f->vm), 0);
-	struct tdp_memslot s = { .slot = 0, .gpa = 0, .size = size,
-				 .hva = f->hva };
-	assert_int_equal(tdp_vm_set_memslot(f->vm, &s), 0);
-	assert_int_equal(tdp_vcpu_create(f->vm, 0, &f->v), 0);
+	th_env_init(f, 1 * GiB, &vc, 1);
+	th_env_slot(f, 0, size, folio);
 }
 
-static void fx_fini(struct fx *f)
+/* The audit is clean unless the test dropped the vCPU. */
+static void fx_fini(struct th_env *f)
 {
-	if (f->v)
+	if (f->v[0])
 		th_audit_clean(f->vm);
-	tdp_vcpu_destroy(f->v);
-	tdp_vm_destroy(f->vm);
-	tdp_host_destroy(f->h);
+	th_env_fini(f);
 }
 
-static void write_pages(struct fx *f, uint64_t first, uint64_t n,
+static void write_pages(struct th_env *f, uint64_t first, uint64_t n,
 			uint64_t gen)
 {
 	uint8_t buf[4096];
 
 	for (uint64_t p = first; p < first + n; p++) {
 		th_fill_page(buf, p * 4096, gen);
-		assert_int_equal(tdp_vcpu_write(f->v, p * 4096, buf, 4096), 0);
+		assert_int_equal(tdp_vcpu_write(f->v[0], p * 4096, buf, 4096),
+				 0);
 	}
 }
 
@@ -68,7 +51,7 @@ static void write_pages(struct fx *f, uint64_t first, uint64_t n,
 /* ------------------------------------------------------------------ */
 
 struct yield_ctx {
-	struct fx *f;
+	struct th_env *f;
 	unsigned calls, yields, writes;
 	uint64_t last_gfn, behind_gfn;
 	uint64_t flushes_at_yield;
@@ -101,13 +84,13 @@ static void during_yield(void *arg)
 	/* The walk zapped leaves before yielding: the flush it owed must
 	 * have been done, and the (idle) vCPU must have the request. */
 	if (s.remote_tlb_flush <= y->flushes_at_yield ||
-	    !(atomic_load(&y->f->v->requests) & REQ_TLB_FLUSH))
+	    !(atomic_load(&y->f->v[0]->requests) & REQ_TLB_FLUSH))
 		y->flush_pending_ok = false;
 	y->flushes_at_yield = s.remote_tlb_flush;
 	/* Re-create a leaf behind the walk (lock is dropped now). */
 	if (y->yields == 3) {
 		y->behind_gfn = y->last_gfn;
-		assert_int_equal(tdp_vcpu_read(y->f->v, y->behind_gfn * 4096,
+		assert_int_equal(tdp_vcpu_read(y->f->v[0], y->behind_gfn * 4096,
 					       buf, sizeof(buf)),
 				 0);
 	}
@@ -116,7 +99,7 @@ static void during_yield(void *arg)
 static void test_zap_yield_restart(void **state)
 {
 	struct yield_ctx y = { .flush_pending_ok = true };
-	struct fx f;
+	struct th_env f;
 	uint8_t buf[4096];
 
 	(void)state;
@@ -146,7 +129,7 @@ static void test_zap_yield_restart(void **state)
 	assert_int_equal(th_vm_stats(f.vm).pages_4k, 3);
 	/* data survives the zap (refault) */
 	for (uint64_t p = 0; p < 512; p += 7) {
-		assert_int_equal(tdp_vcpu_read(f.v, p * 4096, buf, 4096), 0);
+		assert_int_equal(tdp_vcpu_read(f.v[0], p * 4096, buf, 4096), 0);
 		assert_int_equal(th_check_page(buf, p * 4096, 1), 0);
 	}
 	fx_fini(&f);
@@ -162,14 +145,14 @@ static void test_root_freed_after_iterator(void **state)
 {
 	struct tdp_mmu *mmu;
 	struct tdp_pt_page *root, *next;
-	struct fx f;
+	struct th_env f;
 
 	(void)state;
 	fx_init(&f, 2 * MiB, TDP_PAGE_SIZE);
 	mmu = &f.vm->mmu;
 	write_pages(&f, 0, 4, 1);
-	tdp_vcpu_destroy(f.v); /* drops the vCPU's reference: MMU's left */
-	f.v = NULL;
+	tdp_vcpu_destroy(f.v[0]); /* drops the vCPU's reference: MMU's left */
+	f.v[0] = NULL;
 
 	tdp_read_lock(&mmu->lock);
 	root = root_next(&mmu->roots, NULL, -1, ROOTS_VALID);
@@ -201,7 +184,7 @@ static void test_root_iter_break(void **state)
 {
 	struct tdp_mmu *mmu;
 	struct tdp_pt_page *root, *seen = NULL;
-	struct fx f;
+	struct th_env f;
 	int inside = 0;
 
 	(void)state;
@@ -263,12 +246,12 @@ static void test_rcu_defers_table_free(void **state)
 	struct walker w = { 0 };
 	struct tdp_pt_page *sp;
 	pthread_t th;
-	struct fx f;
+	struct th_env f;
 
 	(void)state;
 	fx_init(&f, 2 * MiB, TDP_PAGE_SIZE);
 	write_pages(&f, 0, 1, 1);
-	w.table = find_table(f.v->root[0], 0, TDP_LEVEL_4K);
+	w.table = find_table(f.v[0]->root[0], 0, TDP_LEVEL_4K);
 	sp = sptep_to_sp(w.table);
 	assert_true(sp->in_use);
 
@@ -294,7 +277,7 @@ static void test_rcu_defers_table_free(void **state)
 /* ------------------------------------------------------------------ */
 
 struct race_ab {
-	struct fx *f;
+	struct th_env *f;
 	struct tdp_pt_page *root;
 	uint64_t pfn;
 	pthread_t b;
@@ -343,7 +326,7 @@ static void test_frozen_entry_not_overwritten(void **state)
 	struct race_ab r = { 0 };
 	struct pt_cache c = { 0 };
 	struct tdp_mmu *mmu;
-	struct fx f;
+	struct th_env f;
 	unsigned order, prot;
 	uint8_t buf[64] = { 1 };
 
@@ -354,10 +337,10 @@ static void test_frozen_entry_not_overwritten(void **state)
 	/* populate the first folio in the host, load a root through an
 	 * access to the second one */
 	assert_int_equal(tdp_host_write(f.h, f.hva, buf, sizeof(buf)), 0);
-	assert_int_equal(tdp_vcpu_read(f.v, 2 * MiB, buf, sizeof(buf)), 0);
+	assert_int_equal(tdp_vcpu_read(f.v[0], 2 * MiB, buf, sizeof(buf)), 0);
 	assert_int_equal(host_lookup(f.h, f.hva, &r.pfn, &order, &prot), 0);
 	assert_int_equal(order, HOST_ORDER_2M);
-	r.root = f.v->root[0];
+	r.root = f.v[0]->root[0];
 
 	/* a 4 KiB mapping puts a table under the first 2 MiB entry */
 	struct tdp_fault f4 = mkfault(0, r.pfn, TDP_LEVEL_4K);
@@ -404,13 +387,13 @@ static void hw_sets_dirty(void *arg, uint64_t *sptep)
 
 static void test_dirty_bit_survives_zap(void **state)
 {
-	struct fx f;
+	struct th_env f;
 	uint8_t buf[64];
 
 	(void)state;
 	fx_init(&f, 2 * MiB, TDP_PAGE_SIZE);
-	assert_int_equal(tdp_vcpu_read(f.v, 0, buf, sizeof(buf)), 0);
-	uint64_t *t = find_table(f.v->root[0], 0, TDP_LEVEL_4K);
+	assert_int_equal(tdp_vcpu_read(f.v[0], 0, buf, sizeof(buf)), 0);
+	uint64_t *t = find_table(f.v[0]->root[0], 0, TDP_LEVEL_4K);
 	assert_false(t[0] & SPTE_D); /* a read fault maps it clean */
 
 	f.vm->mmu.hooks.zap_before_write = hw_sets_dirty;
@@ -444,7 +427,7 @@ static void pause_in_guest(struct tdp_vcpu *v, uint64_t gpa, void *arg)
 }
 
 struct vaccess {
-	struct fx *f;
+	struct th_env *f;
 };
 
 static void *vcpu_read_once(void *arg)
@@ -452,12 +435,12 @@ static void *vcpu_read_once(void *arg)
 	struct vaccess *a = arg;
 	uint8_t buf[64];
 
-	assert_int_equal(tdp_vcpu_read(a->f->v, 0, buf, sizeof(buf)), 0);
+	assert_int_equal(tdp_vcpu_read(a->f->v[0], 0, buf, sizeof(buf)), 0);
 	return NULL;
 }
 
 struct inval {
-	struct fx *f;
+	struct th_env *f;
 	atomic_int done;
 };
 
@@ -478,15 +461,15 @@ static void test_vcpu_never_on_invalid_root(void **state)
 	struct tdp_pt_page *old_root;
 	pthread_t tv, ti;
 	uint64_t reloads;
-	struct fx f;
+	struct th_env f;
 	uint8_t buf[64];
 
 	(void)state;
 	fx_init(&f, 2 * MiB, TDP_PAGE_SIZE);
 	a.f = &f;
 	inv.f = &f;
-	assert_int_equal(tdp_vcpu_read(f.v, 0, buf, sizeof(buf)), 0);
-	old_root = f.v->root[0];
+	assert_int_equal(tdp_vcpu_read(f.v[0], 0, buf, sizeof(buf)), 0);
+	old_root = f.v[0]->root[0];
 	reloads = th_vm_stats(f.vm).root_reloads;
 
 	f.vm->hooks.in_guest = pause_in_guest;
@@ -510,8 +493,8 @@ static void test_vcpu_never_on_invalid_root(void **state)
 
 	/* the next access reloads (the walker asserts it never walks an
 	 * acknowledged invalid root) */
-	assert_int_equal(tdp_vcpu_read(f.v, 0, buf, sizeof(buf)), 0);
-	assert_ptr_not_equal(f.v->root[0], old_root);
+	assert_int_equal(tdp_vcpu_read(f.v[0], 0, buf, sizeof(buf)), 0);
+	assert_ptr_not_equal(f.v[0]->root[0], old_root);
 	assert_int_equal(th_vm_stats(f.vm).root_reloads, reloads + 1);
 	assert_int_equal(th_vm_stats(f.vm).roots, 1); /* the old one is gone */
 	fx_fini(&f);
