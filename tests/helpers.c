@@ -195,6 +195,34 @@ void th_audit_clean(struct tdp_vm *vm)
 	assert_int_equal(n, 0);
 }
 
+struct tdp_host *th_host_new(uint64_t mem_bytes)
+{
+	struct tdp_host_config cfg = {.mem_bytes = mem_bytes};
+	struct tdp_host *h = NULL;
+
+	assert_int_equal(tdp_host_create(&cfg, &h), 0);
+	assert_non_null(h);
+	return h;
+}
+
+uint64_t th_host_map(struct tdp_host *h, uint64_t len, unsigned prot,
+		     uint64_t folio)
+{
+	uint64_t hva = 0;
+
+	assert_int_equal(tdp_host_mmap(h, len, prot, folio, 0, &hva), 0);
+	assert_int_equal(hva % folio, 0);
+	return hva;
+}
+
+void th_host_put_page(struct tdp_host *h, uint64_t hva, uint64_t gen)
+{
+	uint64_t buf[512];
+
+	th_fill_page(buf, hva, gen);
+	assert_int_equal(tdp_host_write(h, hva, buf, TDP_PAGE_SIZE), 0);
+}
+
 uint64_t th_lookup_pfn(struct tdp_host *h, uint64_t hva, unsigned *order)
 {
 	uint64_t pfn = ~0ull;
@@ -282,11 +310,9 @@ void th_bm_assert_eq(const uint64_t *got, const uint64_t *want, uint64_t npages,
 void th_env_init(struct th_env *e, uint64_t mem_bytes,
 		 const struct tdp_vm_config *cfg, unsigned nv)
 {
-	struct tdp_host_config hc = {.mem_bytes = mem_bytes};
-
 	assert_true(nv <= TH_MAX_VCPUS);
 	memset(e, 0, sizeof(*e));
-	assert_int_equal(tdp_host_create(&hc, &e->h), 0);
+	e->h = th_host_new(mem_bytes);
 	assert_int_equal(tdp_vm_create(e->h, cfg, &e->vm), 0);
 	for (unsigned i = 0; i < nv; i++)
 		assert_int_equal(tdp_vcpu_create(e->vm, i, &e->v[i]), 0);
@@ -297,10 +323,7 @@ void th_env_slot(struct th_env *e, uint64_t gpa, uint64_t size, uint64_t folio)
 {
 	struct tdp_memslot s = {.slot = 0, .gpa = gpa, .size = size};
 
-	assert_int_equal(tdp_host_mmap(e->h, size,
-				       TDP_PROT_READ | TDP_PROT_WRITE, folio, 0,
-				       &e->hva),
-			 0);
+	e->hva = th_host_map(e->h, size, TDP_PROT_READ | TDP_PROT_WRITE, folio);
 	s.hva = e->hva;
 	assert_int_equal(tdp_vm_set_memslot(e->vm, &s), 0);
 	e->gpa = gpa;

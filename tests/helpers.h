@@ -54,6 +54,18 @@ bool th_child_asan_report(const struct th_child *r);
 /* Print how the child ended and its first BUG or sanitizer line. */
 void th_child_describe(const char *what, const struct th_child *r);
 
+/* ---- the host ---- */
+
+/* A host of @mem_bytes (0: the default, 4 GiB). */
+struct tdp_host *th_host_new(uint64_t mem_bytes);
+/* Map @len bytes of @folio folios with @prot anywhere; asserts success and
+ * the documented alignment of the hva to the folio size. */
+uint64_t th_host_map(struct tdp_host *h, uint64_t len, unsigned prot,
+		     uint64_t folio);
+/* Write generation @gen of the page at @hva (th_fill_page) through
+ * tdp_host_write. */
+void th_host_put_page(struct tdp_host *h, uint64_t hva, uint64_t gen);
+
 /* ---- host frames (src/host/host.h) ---- */
 
 /* The frame backing @hva now (asserted populated); its folio order in

@@ -25,19 +25,11 @@
 #include "vm.h"
 
 #define PG 4096ull
+#define RW (TDP_PROT_READ | TDP_PROT_WRITE)
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
 /* ------------------------------------------------------------------ */
-
-static uint64_t hmap(struct th_env *e, uint64_t len, unsigned prot,
-		     uint64_t folio)
-{
-	uint64_t hva = 0;
-
-	assert_int_equal(tdp_host_mmap(e->h, len, prot, folio, 0, &hva), 0);
-	return hva;
-}
 
 static void slot_set(struct th_env *e, unsigned as, unsigned id, uint64_t gpa,
 		     uint64_t size, uint64_t hva, unsigned flags)
@@ -234,7 +226,7 @@ static void test_rw_pages(void **state)
 	th_env_init(&e, 4 * GiB, NULL, 1);
 	r.s[0].gpa = r.gpa;
 	r.s[0].size = r.size;
-	r.s[0].hva = hmap(&e, r.size, TDP_PROT_READ | TDP_PROT_WRITE, PG);
+	r.s[0].hva = th_host_map(e.h, r.size, RW, PG);
 	slot_set(&e, 0, 0, r.gpa, r.size, r.s[0].hva, 0);
 
 	/* One fixed odd access first: guest write -> host read. */
@@ -304,13 +296,12 @@ static void test_rw_slots_and_2m(void **state)
 	th_env_init(&e, 4 * GiB, NULL, 1);
 	r.s[0].gpa = r.gpa;
 	r.s[0].size = 6 * PG;
-	r.s[0].hva = hmap(&e, 6 * PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
+	r.s[0].hva = th_host_map(e.h, 6 * PG, RW, PG);
 	/* a gap in hva, so that the two slots are not contiguous there */
-	uint64_t spacer = hmap(&e, 2 * MiB, TDP_PROT_READ, TDP_HUGE_2M);
+	uint64_t spacer = th_host_map(e.h, 2 * MiB, TDP_PROT_READ, TDP_HUGE_2M);
 	r.s[1].gpa = 2 * MiB;
 	r.s[1].size = 4 * MiB;
-	r.s[1].hva =
-		hmap(&e, 4 * MiB, TDP_PROT_READ | TDP_PROT_WRITE, TDP_HUGE_2M);
+	r.s[1].hva = th_host_map(e.h, 4 * MiB, RW, TDP_HUGE_2M);
 	assert_true(r.s[1].hva != r.s[0].hva + 6 * PG);
 	slot_set(&e, 0, 3, r.s[0].gpa, r.s[0].size, r.s[0].hva, 0);
 	slot_set(&e, 0, 7, r.s[1].gpa, r.s[1].size, r.s[1].hva, 0);
@@ -375,8 +366,7 @@ static void test_rw_1g(void **state)
 	th_env_init(&e, 4 * GiB, NULL, 1);
 	r.s[0].gpa = r.gpa;
 	r.s[0].size = r.size;
-	r.s[0].hva =
-		hmap(&e, 2 * GiB, TDP_PROT_READ | TDP_PROT_WRITE, TDP_HUGE_1G);
+	r.s[0].hva = th_host_map(e.h, 2 * GiB, RW, TDP_HUGE_1G);
 	slot_set(&e, 0, 1, r.gpa, r.size, r.s[0].hva, 0);
 
 	pat_fill(buf, sizeof(buf), 21);
@@ -470,9 +460,8 @@ static void test_fetch(void **state)
 	th_env_init(&e, 4 * GiB, NULL, 1);
 	/* slot 0: executable, 4 pages at gpa 0; slot 1: not executable,
 	 * adjacent, 4 pages */
-	hx = hmap(&e, 4 * PG, TDP_PROT_READ | TDP_PROT_WRITE | TDP_PROT_EXEC,
-		  PG);
-	hn = hmap(&e, 4 * PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
+	hx = th_host_map(e.h, 4 * PG, RW | TDP_PROT_EXEC, PG);
+	hn = th_host_map(e.h, 4 * PG, RW, PG);
 	slot_set(&e, 0, 0, 0, 4 * PG, hx, 0);
 	slot_set(&e, 0, 1, 4 * PG, 4 * PG, hn, 0);
 	pat_fill(buf, sizeof(buf), 31);
@@ -530,10 +519,10 @@ static void test_no_memslot(void **state)
 	const uint64_t base = 0x200000, end = base + 2 * PG;
 
 	th_env_init(&e, 4 * GiB, NULL, 1);
-	hva = hmap(&e, 2 * PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
+	hva = th_host_map(e.h, 2 * PG, RW, PG);
 	slot_set(&e, 0, 0, base, 2 * PG, hva, 0);
 	/* a second slot after a one-page hole */
-	uint64_t hva2 = hmap(&e, PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
+	uint64_t hva2 = th_host_map(e.h, PG, RW, PG);
 
 	slot_set(&e, 0, 1, end + PG, PG, hva2, 0);
 
@@ -592,7 +581,7 @@ static void test_munmapped_slot(void **state)
 	const uint64_t gpa = 0x40000;
 
 	th_env_init(&e, 4 * GiB, NULL, 1);
-	hva = hmap(&e, 4 * PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
+	hva = th_host_map(e.h, 4 * PG, RW, PG);
 	slot_set(&e, 0, 0, gpa, 4 * PG, hva, 0);
 
 	/* never accessed, then unmapped */
@@ -643,8 +632,8 @@ static void test_readonly_slot(void **state)
 	const uint64_t gpa = 0x10000;
 
 	th_env_init(&e, 4 * GiB, NULL, 1);
-	hrw = hmap(&e, 2 * PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
-	hro = hmap(&e, 2 * PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
+	hrw = th_host_map(e.h, 2 * PG, RW, PG);
+	hro = th_host_map(e.h, 2 * PG, RW, PG);
 	slot_set(&e, 0, 0, gpa, 2 * PG, hrw, 0);
 	slot_set(&e, 0, 1, gpa + 2 * PG, 2 * PG, hro, TDP_MEM_READONLY);
 	pat_fill(buf, sizeof(buf), 61);
@@ -699,7 +688,7 @@ static void test_mprotect(void **state)
 	const unsigned rw = TDP_PROT_READ | TDP_PROT_WRITE;
 
 	th_env_init(&e, 4 * GiB, NULL, 1);
-	hva = hmap(&e, 4 * PG, rw, PG);
+	hva = th_host_map(e.h, 4 * PG, rw, PG);
 	slot_set(&e, 0, 0, gpa, 4 * PG, hva, 0);
 	pat_fill(buf, sizeof(buf), 71);
 	/* writable leaves, dirty TLB entries */
@@ -725,7 +714,7 @@ static void test_mprotect(void **state)
 	th_audit_clean(e.vm);
 
 	/* part of a 2 MiB folio (mapped by a 2 MiB leaf) goes read-only */
-	h2 = hmap(&e, 2 * MiB, rw, TDP_HUGE_2M);
+	h2 = th_host_map(e.h, 2 * MiB, rw, TDP_HUGE_2M);
 	slot_set(&e, 0, 1, 2 * MiB, 2 * MiB, h2, 0);
 	assert_int_equal(tdp_vcpu_write(e.v[0], 2 * MiB + 5 * PG, buf, 3 * PG),
 			 0);
@@ -766,7 +755,7 @@ static void test_einval(void **state)
 	uint64_t hva;
 
 	th_env_init(&e, 4 * GiB, NULL, 1);
-	hva = hmap(&e, PG, TDP_PROT_READ | TDP_PROT_WRITE | TDP_PROT_EXEC, PG);
+	hva = th_host_map(e.h, PG, RW | TDP_PROT_EXEC, PG);
 	slot_set(&e, 0, 0, 0, PG, hva, 0);
 
 	struct tdp_stats s0 = th_vm_stats(e.vm);
@@ -801,7 +790,7 @@ static void test_einval(void **state)
 	assert_int_equal(tdp_vcpu_read(e.v[0], 1ull << 48, buf, 8), -EFAULT);
 	assert_int_equal(tdp_vcpu_read(e.v[0], (1ull << 57) - 4, buf, 8),
 			 -EINVAL);
-	hva = hmap(&e, PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
+	hva = th_host_map(e.h, PG, RW, PG);
 	slot_set(&e, 0, 0, (1ull << 57) - PG, PG, hva, 0);
 	assert_int_equal(
 		tdp_vcpu_write(e.v[0], (1ull << 57) - 8, "abcdefgh", 8), 0);
@@ -827,7 +816,7 @@ static void test_huge_alignment(void **state)
 	int level;
 
 	th_env_init(&e, 4 * GiB, NULL, 1);
-	h2 = hmap(&e, 8 * MiB, TDP_PROT_READ | TDP_PROT_WRITE, TDP_HUGE_2M);
+	h2 = th_host_map(e.h, 8 * MiB, RW, TDP_HUGE_2M);
 	/* slot 0: gpa 2 MiB-aligned, hva 4 KiB into a folio */
 	slot_set(&e, 0, 0, 2 * MiB, 2 * MiB, h2 + PG, 0);
 	/* slot 1: the second half of a folio only */
@@ -883,7 +872,7 @@ static void test_huge_replaces_table(void **state)
 	int level;
 
 	th_env_init(&e, 4 * GiB, NULL, 1);
-	h2 = hmap(&e, 2 * MiB, TDP_PROT_READ | TDP_PROT_WRITE, TDP_HUGE_2M);
+	h2 = th_host_map(e.h, 2 * MiB, RW, TDP_HUGE_2M);
 	slot_set(&e, 0, 0, gpa, 2 * MiB, h2, 0);
 	th_fill_page(buf, gpa + 3 * PG, 1);
 	assert_int_equal(tdp_vcpu_write(e.v[0], gpa + 3 * PG, buf, PG), 0);
@@ -944,7 +933,7 @@ static void test_max_huge(void **state)
 		struct tdp_stats s;
 
 		th_env_init(&e, 4 * GiB, &cfg, 1);
-		h1 = hmap(&e, GiB, TDP_PROT_READ | TDP_PROT_WRITE, TDP_HUGE_1G);
+		h1 = th_host_map(e.h, GiB, RW, TDP_HUGE_1G);
 		slot_set(&e, 0, 0, GiB, GiB, h1, 0);
 		pat_fill(buf, sizeof(buf), 81 + c);
 		assert_int_equal(tdp_vcpu_write(e.v[0], GiB + 2 * MiB - 2000,
@@ -981,9 +970,9 @@ static void test_address_spaces(void **state)
 	uint64_t h0, h1, hs, buf[512];
 
 	th_env_init(&e, 4 * GiB, &cfg, 1);
-	h0 = hmap(&e, 4 * PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
-	h1 = hmap(&e, 4 * PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
-	hs = hmap(&e, PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
+	h0 = th_host_map(e.h, 4 * PG, RW, PG);
+	h1 = th_host_map(e.h, 4 * PG, RW, PG);
+	hs = th_host_map(e.h, PG, RW, PG);
 	slot_set(&e, 0, 0, 0x30000, 4 * PG, h0, 0);
 	slot_set(&e, 1, 0, 0x30000, 4 * PG, h1, 0);
 	slot_set(&e, 1, 1, 0x90000, PG, hs, 0); /* SMM only */
@@ -1018,8 +1007,8 @@ static void test_enomem(void **state)
 	uint64_t h1, h2, buf[512];
 
 	th_env_init(&e, GiB, NULL, 1);
-	h1 = hmap(&e, GiB, TDP_PROT_READ | TDP_PROT_WRITE, TDP_HUGE_1G);
-	h2 = hmap(&e, 4 * PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
+	h1 = th_host_map(e.h, GiB, RW, TDP_HUGE_1G);
+	h2 = th_host_map(e.h, 4 * PG, RW, PG);
 	slot_set(&e, 0, 0, GiB, GiB, h1, 0);
 	slot_set(&e, 0, 1, 0x10000, 4 * PG, h2, 0);
 	/* the 1 GiB folio takes the whole pool */
@@ -1057,7 +1046,7 @@ static void test_migrate_new_pfn(void **state)
 	const uint64_t gpa = 4 * MiB;
 
 	th_env_init(&e, 4 * GiB, NULL, 1);
-	hva = hmap(&e, 2 * MiB, TDP_PROT_READ | TDP_PROT_WRITE, TDP_HUGE_2M);
+	hva = th_host_map(e.h, 2 * MiB, RW, TDP_HUGE_2M);
 	slot_set(&e, 0, 0, gpa, 2 * MiB, hva, 0);
 	for (unsigned p = 0; p < 8; p++) {
 		th_fill_page(buf, gpa + p * PG, 1);
@@ -1094,7 +1083,7 @@ static void test_migrate_new_pfn(void **state)
 	th_audit_clean(e.vm);
 
 	/* a whole 4 KiB-folio mapping, after the guest has it in its TLB */
-	uint64_t h4 = hmap(&e, 4 * PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
+	uint64_t h4 = th_host_map(e.h, 4 * PG, RW, PG);
 
 	slot_set(&e, 0, 1, 0x1000000, 4 * PG, h4, 0);
 	for (unsigned p = 0; p < 4; p++) {
@@ -1200,8 +1189,8 @@ static void test_contents_under_host_ops(void **state)
 
 	assert_non_null(gpas);
 	th_env_init(&e, 4 * GiB, NULL, 1);
-	h2 = hmap(&e, n2 * TDP_HUGE_2M, rw, TDP_HUGE_2M);
-	h4 = hmap(&e, n4 * PG, rw, PG);
+	h2 = th_host_map(e.h, n2 * TDP_HUGE_2M, rw, TDP_HUGE_2M);
+	h4 = th_host_map(e.h, n4 * PG, rw, PG);
 	slot_set(&e, 0, 0, g2, n2 * TDP_HUGE_2M, h2, 0);
 	slot_set(&e, 0, 1, g4, n4 * PG, h4, 0);
 	for (unsigned i = 0; i < npages; i++) {

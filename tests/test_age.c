@@ -45,7 +45,6 @@ struct fx {
 static void fx_init(struct fx *f, unsigned vmflags, uint64_t size,
 		    uint64_t folio)
 {
-	struct tdp_host_config hc = {.mem_bytes = size + GiB};
 	struct tdp_vm_config vc = {.max_vcpus = NV, .flags = vmflags};
 
 	memset(f, 0, sizeof(*f));
@@ -53,8 +52,8 @@ static void fx_init(struct fx *f, unsigned vmflags, uint64_t size,
 	f->size = size;
 	f->npages = size / PG;
 	f->nwords = (f->npages + 63) / 64;
-	assert_int_equal(tdp_host_create(&hc, &f->h), 0);
-	assert_int_equal(tdp_host_mmap(f->h, size, RW, folio, 0, &f->hva), 0);
+	f->h = th_host_new(size + GiB);
+	f->hva = th_host_map(f->h, size, RW, folio);
 	assert_int_equal(tdp_vm_create(f->h, &vc, &f->vm), 0);
 	th_maybe_inject(f->vm);
 	struct tdp_memslot s = {
@@ -337,7 +336,7 @@ static void test_age_errors(void **state)
 	bm = th_bm_new(f.nwords);
 	want = th_bm_new(f.nwords);
 	/* a hole: mapped, then unmapped again */
-	assert_int_equal(tdp_host_mmap(f.h, 64 * PG, RW, PG, 0, &hole), 0);
+	hole = th_host_map(f.h, 64 * PG, RW, PG);
 	assert_int_equal(tdp_host_munmap(f.h, hole, 64 * PG), 0);
 	for (uint64_t p = 0; p < f.npages; p++)
 		touch(&f, 0, p, false);

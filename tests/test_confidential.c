@@ -42,7 +42,6 @@ struct env {
 static void env_init_cfg(struct env *e, struct tdp_vm_config *cfg,
 			 unsigned nv, int inject)
 {
-	struct tdp_host_config hc = {.mem_bytes = 2 * GiB};
 	struct tdp_memslot s = {.slot = 0,
 				.gpa = SLOT_GPA,
 				.size = SLOT_SIZE,
@@ -50,11 +49,10 @@ static void env_init_cfg(struct env *e, struct tdp_vm_config *cfg,
 
 	memset(e, 0, sizeof(*e));
 	cfg->flags |= TDP_VM_CONFIDENTIAL;
-	assert_int_equal(tdp_host_create(&hc, &e->h), 0);
+	e->h = th_host_new(2 * GiB);
 	assert_int_equal(tdp_vm_create(e->h, cfg, &e->vm), 0);
 	e->vm->mmu.inject = inject;
-	assert_int_equal(tdp_host_mmap(e->h, SLOT_SIZE, RW, TDP_HUGE_2M, 0,
-				       &e->hva), 0);
+	e->hva = th_host_map(e->h, SLOT_SIZE, RW, TDP_HUGE_2M);
 	assert_int_equal(tdp_host_mmap(e->h, SLOT_SIZE, RW, PG,
 				       TDP_MAP_GUEST_PRIVATE, &e->phva), 0);
 	s.hva = e->hva;
@@ -144,7 +142,7 @@ static void test_memslot_errors(void **state)
 
 	(void)state;
 	env_init(&e);
-	assert_int_equal(tdp_host_mmap(e.h, SLOT_SIZE, RW, PG, 0, &other), 0);
+	other = th_host_map(e.h, SLOT_SIZE, RW, PG);
 	assert_int_equal(tdp_host_mmap(e.h, SLOT_SIZE, RW, PG,
 				       TDP_MAP_GUEST_PRIVATE, &phva2), 0);
 	s = (struct tdp_memslot){.slot = 1, .gpa = 2 * GiB, .size = SLOT_SIZE,
@@ -426,7 +424,7 @@ static void run_generation_wraps(struct env *e, unsigned min_wraps)
 	uint64_t other;
 	struct tdp_memslot s = {.slot = 9, .gpa = 6 * GiB, .size = 64 * PG};
 
-	assert_int_equal(tdp_host_mmap(e->h, 64 * PG, RW, PG, 0, &other), 0);
+	other = th_host_map(e->h, 64 * PG, RW, PG);
 	s.hva = other;
 	assert_int_equal(convert(e, SLOT_GPA + PG, PG, false), 0);
 	assert_int_equal(convert(e, SLOT_GPA + 3 * PG, PG, false), 0);

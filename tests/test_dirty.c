@@ -66,7 +66,6 @@ struct fx {
 static void fx_init_cfg(struct fx *f, unsigned vmflags, uint64_t size,
 			uint64_t folio, uint64_t max_huge)
 {
-	struct tdp_host_config hc = {.mem_bytes = size + 2 * GiB};
 	struct tdp_vm_config vc = {
 		.max_vcpus = NV, .max_huge = max_huge, .flags = vmflags};
 
@@ -77,8 +76,8 @@ static void fx_init_cfg(struct fx *f, unsigned vmflags, uint64_t size,
 	f->folio = folio;
 	f->npages = size / PG;
 	f->nwords = (f->npages + 63) / 64;
-	assert_int_equal(tdp_host_create(&hc, &f->h), 0);
-	assert_int_equal(tdp_host_mmap(f->h, size, RW, folio, 0, &f->hva), 0);
+	f->h = th_host_new(size + 2 * GiB);
+	f->hva = th_host_map(f->h, size, RW, folio);
 	assert_int_equal(tdp_vm_create(f->h, &vc, &f->vm), 0);
 	th_maybe_inject(f->vm);
 	struct tdp_memslot s = {
@@ -239,8 +238,7 @@ static void test_errors_get(void **state)
 	bm = th_bm_new(f.nwords);
 	want = th_bm_new(f.nwords);
 	/* slot 1: not logged */
-	assert_int_equal(tdp_host_mmap(f.h, 2 * MiB, RW, TDP_HUGE_2M, 0, &hva1),
-			 0);
+	hva1 = th_host_map(f.h, 2 * MiB, RW, TDP_HUGE_2M);
 	f.xhva[f.nx] = hva1;
 	f.xlen[f.nx++] = 2 * MiB;
 	assert_int_equal(slot_flags(&f, 1, 4 * GiB, 2 * MiB, hva1, 0), 0);
@@ -304,8 +302,7 @@ static void test_errors_clear(void **state)
 	snap = th_bm_new(f.nwords);
 	ones = th_bm_new(f.nwords);
 	memset(ones, 0xff, f.nwords * 8);
-	assert_int_equal(
-		tdp_host_mmap(f.h, n1 * PG, RW, TDP_PAGE_SIZE, 0, &hva1), 0);
+	hva1 = th_host_map(f.h, n1 * PG, RW, TDP_PAGE_SIZE);
 	f.xhva[f.nx] = hva1;
 	f.xlen[f.nx++] = n1 * PG;
 	assert_int_equal(slot_flags(&f, 1, 4 * GiB, n1 * PG, hva1, 0), 0);
@@ -916,8 +913,7 @@ static void recovery_2m(unsigned vmflags)
 	bm = th_bm_new(f.nwords);
 	assert_non_null(gens);
 	/* slot 1: 2 MiB folios, but gpa off by 4 KiB */
-	assert_int_equal(tdp_host_mmap(f.h, size1, RW, TDP_HUGE_2M, 0, &hva1),
-			 0);
+	hva1 = th_host_map(f.h, size1, RW, TDP_HUGE_2M);
 	f.xhva[f.nx] = hva1;
 	f.xlen[f.nx++] = size1;
 	assert_int_equal(slot_flags(&f, 1, gpa1, size1, hva1, 0), 0);

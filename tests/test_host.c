@@ -28,34 +28,6 @@
 /* helpers                                                             */
 /* ------------------------------------------------------------------ */
 
-static struct tdp_host *mkhost(uint64_t bytes)
-{
-	struct tdp_host_config cfg = {.mem_bytes = bytes};
-	struct tdp_host *h = NULL;
-
-	assert_int_equal(tdp_host_create(&cfg, &h), 0);
-	assert_non_null(h);
-	return h;
-}
-
-static uint64_t map(struct tdp_host *h, uint64_t len, unsigned prot,
-		    uint64_t folio)
-{
-	uint64_t hva = 0;
-
-	assert_int_equal(tdp_host_mmap(h, len, prot, folio, 0, &hva), 0);
-	assert_int_equal(hva % folio, 0);
-	return hva;
-}
-
-static void put_page(struct tdp_host *h, uint64_t hva, uint64_t gen)
-{
-	uint64_t buf[512];
-
-	th_fill_page(buf, hva, gen);
-	assert_int_equal(tdp_host_write(h, hva, buf, PG), 0);
-}
-
 static void check_page(struct tdp_host *h, uint64_t hva, uint64_t gen)
 {
 	uint64_t buf[512];
@@ -249,7 +221,7 @@ static void test_create(void **state)
 
 static void test_mmap_args(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
+	struct tdp_host *h = th_host_new(1ull << 30);
 	uint64_t hva = 0, fixed = 16ull << 30;
 
 	assert_int_equal(tdp_host_mmap(NULL, PG, 3, PG, 0, &hva), -EINVAL);
@@ -292,9 +264,9 @@ static void test_mmap_args(void **state)
 
 	/* non-fixed mappings are aligned and do not overlap */
 	{
-		uint64_t a = map(h, 3 * PG, 3, PG);
-		uint64_t b = map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
-		uint64_t c = map(h, TDP_HUGE_1G, 3, TDP_HUGE_1G);
+		uint64_t a = th_host_map(h, 3 * PG, 3, PG);
+		uint64_t b = th_host_map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
+		uint64_t c = th_host_map(h, TDP_HUGE_1G, 3, TDP_HUGE_1G);
 
 		assert_true(a >= (1ull << 30) && a + 3 * PG <= HVA_TOP);
 		assert_true(b >= a + 3 * PG || b + 2 * TDP_HUGE_2M <= a);
@@ -312,7 +284,7 @@ static void test_mmap_args(void **state)
 
 static void test_mmap_fixed(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
+	struct tdp_host *h = th_host_new(1ull << 30);
 	uint64_t base = 64ull << 30, hva;
 
 	hva = base;
@@ -320,7 +292,7 @@ static void test_mmap_fixed(void **state)
 				       TDP_MAP_FIXED, &hva),
 			 0);
 	assert_int_equal(hva, base);
-	put_page(h, base + 5 * PG, 1);
+	th_host_put_page(h, base + 5 * PG, 1);
 
 	/* any overlap: -EEXIST, and the old mapping is untouched */
 	hva = base + TDP_HUGE_2M - PG;
@@ -379,14 +351,14 @@ static void test_range_args(void **state)
 		tdp_host_munmap,   op_mprotect_ro, tdp_host_migrate,
 		tdp_host_swap_out, tdp_host_split,
 	};
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
 	struct tdp_host_stats s0;
 	uint64_t pfn, pfn1 = 0;
 	unsigned order, prot;
 	struct rec r;
 
-	put_page(h, a, 7);
+	th_host_put_page(h, a, 7);
 	pfn = th_lookup_pfn(h, a, &order);
 	assert_int_equal(order, 9);
 	rec_init(&r, h);
@@ -433,8 +405,8 @@ static void test_range_args(void **state)
 
 static void test_rw_args(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 4 * PG, 3, PG);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 4 * PG, 3, PG);
 	uint8_t buf[2 * PG], zero[2 * PG];
 
 	memset(buf, 0x5a, sizeof(buf));
@@ -493,10 +465,10 @@ static void rw_span(struct tdp_host *h, uint64_t hva, uint64_t len,
 
 static void test_rw_folios(void **state)
 {
-	struct tdp_host *h = mkhost(2ull << 30);
-	uint64_t a4 = map(h, 8 * PG, 3, PG);
-	uint64_t a2 = map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
-	uint64_t a1 = map(h, TDP_HUGE_1G, 3, TDP_HUGE_1G);
+	struct tdp_host *h = th_host_new(2ull << 30);
+	uint64_t a4 = th_host_map(h, 8 * PG, 3, PG);
+	uint64_t a2 = th_host_map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	uint64_t a1 = th_host_map(h, TDP_HUGE_1G, 3, TDP_HUGE_1G);
 	uint64_t pfn, pfn2;
 	unsigned order;
 
@@ -544,7 +516,7 @@ static void test_rw_folios(void **state)
 
 static void test_rw_adjacent(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
+	struct tdp_host *h = th_host_new(1ull << 30);
 	uint64_t base = 8ull << 30, hva;
 
 	/* 4K mapping | 2M mapping | 4K mapping, back to back */
@@ -591,14 +563,14 @@ static void test_rw_adjacent(void **state)
 
 static void test_munmap(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 8 * PG, 3, PG);
-	uint64_t b = map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 8 * PG, 3, PG);
+	uint64_t b = th_host_map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
 	uint64_t pfn, x, buf[1024];
 	unsigned order;
 
 	for (unsigned i = 0; i < 8; i++)
-		put_page(h, a + i * PG, i);
+		th_host_put_page(h, a + i * PG, i);
 	pfn = th_lookup_pfn(h, a + 3 * PG, NULL);
 	/* hole in the middle */
 	assert_int_equal(tdp_host_munmap(h, a + 2 * PG, 3 * PG), 0);
@@ -612,8 +584,8 @@ static void test_munmap(void **state)
 	assert_int_equal(th_host_stats(h).frames_used, 5);
 
 	/* partial munmap of a 2 MiB folio splits it; the rest stays */
-	put_page(h, b + 10 * PG, 10);
-	put_page(h, b + 300 * PG, 300);
+	th_host_put_page(h, b + 10 * PG, 10);
+	th_host_put_page(h, b + 300 * PG, 300);
 	pfn = th_lookup_pfn(h, b, &order);
 	assert_int_equal(order, 9);
 	assert_int_equal(tdp_host_munmap(h, b + 256 * PG, 16 * PG), 0);
@@ -628,7 +600,7 @@ static void test_munmap(void **state)
 	assert_int_equal(th_host_stats(h).frames_used, 5 + 512 - 16);
 	assert_int_equal(th_host_stats(h).frame_refs, 5 + 512 - 16);
 	/* the untouched second folio is still populated huge on touch */
-	put_page(h, b + TDP_HUGE_2M, 1);
+	th_host_put_page(h, b + TDP_HUGE_2M, 1);
 	th_lookup_pfn(h, b + TDP_HUGE_2M + PG, &order);
 	assert_int_equal(order, 9);
 
@@ -647,14 +619,14 @@ static void test_munmap(void **state)
 
 static void test_mprotect(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 4 * PG, 3, PG);
-	uint64_t b = map(h, TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 4 * PG, 3, PG);
+	uint64_t b = th_host_map(h, TDP_HUGE_2M, 3, TDP_HUGE_2M);
 	uint64_t x = 0, pfn;
 	unsigned order, prot;
 	struct rec r;
 
-	put_page(h, a + PG, 1);
+	th_host_put_page(h, a + PG, 1);
 	rec_init(&r, h);
 	r.probe = a + PG;
 
@@ -669,7 +641,7 @@ static void test_mprotect(void **state)
 	assert_int_equal(r.start, a + PG);
 	assert_int_equal(r.end, a + 2 * PG);
 	assert_int_equal(th_host_stats(h).notifier_calls, 1);
-	put_page(h, a, 3); /* neighbours keep their prot */
+	th_host_put_page(h, a, 3); /* neighbours keep their prot */
 	{
 		uint64_t buf[512];
 
@@ -696,7 +668,7 @@ static void test_mprotect(void **state)
 	assert_int_equal(x, 0);
 
 	/* partial mprotect of a populated 2 MiB folio splits it */
-	put_page(h, b + 20 * PG, 20);
+	th_host_put_page(h, b + 20 * PG, 20);
 	pfn = th_lookup_pfn(h, b, &order);
 	assert_int_equal(order, 9);
 	r.probe = b + 20 * PG;
@@ -723,15 +695,15 @@ static void test_mprotect(void **state)
 
 static void test_migrate(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 4 * PG, 3, PG);
-	uint64_t b = map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 4 * PG, 3, PG);
+	uint64_t b = th_host_map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
 	uint64_t old, nw, oldb;
 	unsigned order;
 	struct rec r;
 
 	for (unsigned i = 0; i < 3; i++) /* page 3 stays unpopulated */
-		put_page(h, a + i * PG, 10 + i);
+		th_host_put_page(h, a + i * PG, 10 + i);
 	old = th_lookup_pfn(h, a + PG, NULL);
 	rec_init(&r, h);
 	r.probe = a + PG;
@@ -758,8 +730,8 @@ static void test_migrate(void **state)
 	assert_int_equal(r.end_pfn, nw);
 
 	/* a whole 2 MiB folio moves as a folio */
-	put_page(h, b + 33 * PG, 33);
-	put_page(h, b + TDP_HUGE_2M + 7 * PG, 7);
+	th_host_put_page(h, b + 33 * PG, 33);
+	th_host_put_page(h, b + TDP_HUGE_2M + 7 * PG, 7);
 	oldb = th_lookup_pfn(h, b, NULL);
 	r.probe = b + 33 * PG;
 	assert_int_equal(tdp_host_migrate(h, b, TDP_HUGE_2M), 0);
@@ -804,18 +776,18 @@ static void test_migrate(void **state)
 
 static void test_migrate_enomem(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t big = map(h, TDP_HUGE_1G, 3, TDP_HUGE_1G);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t big = th_host_map(h, TDP_HUGE_1G, 3, TDP_HUGE_1G);
 	uint64_t a, pfn, x = 1;
 	struct tdp_host_stats s0, s1;
 	struct rec r;
 	unsigned order;
 
 	/* the 1 GiB folio takes the whole pool */
-	put_page(h, big + 12345 * PG, 5);
+	th_host_put_page(h, big + 12345 * PG, 5);
 	pfn = th_lookup_pfn(h, big, &order);
 	assert_int_equal(order, 18);
-	a = map(h, PG, 3, PG);
+	a = th_host_map(h, PG, 3, PG);
 	assert_int_equal(tdp_host_write(h, a, &x, 8), -ENOMEM);
 	assert_int_equal(tdp_host_read(h, a, &x, 8), -ENOMEM);
 	{
@@ -848,16 +820,16 @@ static void test_migrate_enomem(void **state)
 
 static void test_swap(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 4 * PG, 3, PG);
-	uint64_t b = map(h, TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 4 * PG, 3, PG);
+	uint64_t b = th_host_map(h, TDP_HUGE_2M, 3, TDP_HUGE_2M);
 	uint64_t pfn;
 	unsigned order;
 	struct tdp_host_stats s;
 	struct rec r;
 
 	for (unsigned i = 0; i < 3; i++)
-		put_page(h, a + i * PG, 20 + i);
+		th_host_put_page(h, a + i * PG, 20 + i);
 	pfn = th_lookup_pfn(h, a + PG, NULL);
 	rec_init(&r, h);
 	r.probe = a + PG;
@@ -886,8 +858,8 @@ static void test_swap(void **state)
 	assert_int_equal(th_host_stats(h).swapped_pages, 0);
 
 	/* a huge folio is split, its pages come back as 4 KiB frames */
-	put_page(h, b + 5 * PG, 5);
-	put_page(h, b + 500 * PG, 500);
+	th_host_put_page(h, b + 5 * PG, 5);
+	th_host_put_page(h, b + 500 * PG, 500);
 	assert_int_equal(tdp_host_swap_out(h, b, TDP_HUGE_2M), 0);
 	assert_int_equal(th_host_stats(h).splits, 1);
 	assert_int_equal(th_host_stats(h).swapped_pages, 512);
@@ -907,15 +879,15 @@ static void test_swap(void **state)
 
 static void test_split(void **state)
 {
-	struct tdp_host *h = mkhost(2ull << 30);
-	uint64_t b = map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
-	uint64_t g = map(h, TDP_HUGE_1G, 3, TDP_HUGE_1G);
+	struct tdp_host *h = th_host_new(2ull << 30);
+	uint64_t b = th_host_map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	uint64_t g = th_host_map(h, TDP_HUGE_1G, 3, TDP_HUGE_1G);
 	uint64_t pfn, pfn1;
 	unsigned order;
 	struct rec r;
 
-	put_page(h, b + 3 * PG, 3);
-	put_page(h, b + TDP_HUGE_2M + 3 * PG, 4);
+	th_host_put_page(h, b + 3 * PG, 3);
+	th_host_put_page(h, b + TDP_HUGE_2M + 3 * PG, 4);
 	pfn = th_lookup_pfn(h, b + 3 * PG, NULL);
 	pfn1 = th_lookup_pfn(h, b + TDP_HUGE_2M + 3 * PG, NULL);
 	rec_init(&r, h);
@@ -940,7 +912,7 @@ static void test_split(void **state)
 	assert_int_equal(tdp_host_split(h, b, TDP_HUGE_2M), 0);
 	assert_int_equal(th_host_stats(h).splits, 1);
 	/* 1 GiB folio */
-	put_page(h, g + 1000 * PG, 1000);
+	th_host_put_page(h, g + 1000 * PG, 1000);
 	pfn = th_lookup_pfn(h, g + 1000 * PG, &order);
 	assert_int_equal(order, 18);
 	assert_int_equal(tdp_host_split(h, g, TDP_HUGE_1G), 0);
@@ -961,9 +933,9 @@ static void test_split(void **state)
 	assert_int_equal(tdp_host_munmap(h, b, 2 * TDP_HUGE_2M), 0);
 	th_assert_host_empty(h);
 	/* the freed frames coalesced: a 1 GiB folio can be had again */
-	g = map(h, 2 * TDP_HUGE_1G, 3, TDP_HUGE_1G);
-	put_page(h, g, 1);
-	put_page(h, g + TDP_HUGE_1G, 1);
+	g = th_host_map(h, 2 * TDP_HUGE_1G, 3, TDP_HUGE_1G);
+	th_host_put_page(h, g, 1);
+	th_host_put_page(h, g + TDP_HUGE_1G, 1);
 	th_lookup_pfn(h, g, &order);
 	assert_int_equal(order, 18);
 	th_lookup_pfn(h, g + TDP_HUGE_1G, &order);
@@ -1047,15 +1019,15 @@ static void marker_init(struct marker *m, struct tdp_host *h, uint64_t hva,
 
 static void test_swapcache_clean(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 4 * PG, 3, PG);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 4 * PG, 3, PG);
 	uint64_t pfn;
 	struct host_gup g;
 	struct tdp_host_stats s;
 
 	assert_int_equal(host_page_dirty(NULL, a), -EINVAL);
-	put_page(h, a, 1);
-	put_page(h, a + PG, 2);
+	th_host_put_page(h, a, 1);
+	th_host_put_page(h, a + PG, 2);
 	assert_int_equal(host_page_dirty(h, a), 1); /* new: no copy */
 	assert_int_equal(host_page_dirty(h, a + 2 * PG), -ENOENT);
 	assert_int_equal(host_page_dirty(h, a + 4 * PG), -EFAULT);
@@ -1113,13 +1085,13 @@ static void test_swapcache_clean(void **state)
 /* Each way of dirtying a clean page makes swap-out write it again. */
 static void test_swapcache_dirty(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 8 * PG, 3, PG), x = 0x1234;
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 8 * PG, 3, PG), x = 0x1234;
 	uint64_t buf[512];
 	struct host_gup g;
 
 	for (unsigned i = 0; i < 8; i++)
-		put_page(h, a + i * PG, 10 + i);
+		th_host_put_page(h, a + i * PG, 10 + i);
 	assert_int_equal(swap_out_clean(h, a, 8 * PG), 0);
 	for (unsigned i = 0; i < 8; i++)
 		check_page(h, a + i * PG, 10 + i); /* clean */
@@ -1128,7 +1100,7 @@ static void test_swapcache_dirty(void **state)
 	assert_int_equal(host_swap_cached(h), 8);
 
 	/* 0: tdp_host_write of the whole page; 1: of 8 bytes */
-	put_page(h, a, 20);
+	th_host_put_page(h, a, 20);
 	assert_int_equal(tdp_host_write(h, a + PG + 16, &x, 8), 0);
 	/* 2: host_gup for write, the pinner writes the frame */
 	assert_int_equal(host_gup(h, a + 2 * PG, true, &g), 0);
@@ -1169,7 +1141,7 @@ static void test_swapcache_dirty(void **state)
 	wordcopy_to_frame(host_frame_base(h) + g.pfn * PG, buf, PG);
 	host_put_frame(h, g.ref_pfn);
 	/* so is swap-in by tdp_host_write */
-	put_page(h, a + 7 * PG, 27);
+	th_host_put_page(h, a + 7 * PG, 27);
 	assert_int_equal(host_page_dirty(h, a + 7 * PG), 1);
 	assert_int_equal(swap_out_clean(h, a, 8 * PG), 0);
 	check_page(h, a + 6 * PG, 26);
@@ -1184,11 +1156,11 @@ static void test_swapcache_dirty(void **state)
  * lost at the next swap-out, exactly as in Linux. */
 static void test_swapcache_lost_dirty(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 4 * PG, 3, PG);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 4 * PG, 3, PG);
 	struct marker m;
 
-	put_page(h, a, 1);
+	th_host_put_page(h, a, 1);
 	assert_int_equal(swap_out_clean(h, a, PG), 0);
 	check_page(h, a, 1);  /* clean, copy retained */
 	frame_write(h, a, 2); /* the guest writes, D is lost */
@@ -1199,7 +1171,7 @@ static void test_swapcache_lost_dirty(void **state)
 
 	/* a VM that writes the clean page and reports the Dirty bit from
 	 * invalidate_start: the write is kept */
-	put_page(h, a + PG, 4);
+	th_host_put_page(h, a + PG, 4);
 	assert_int_equal(swap_out_clean(h, a + PG, PG), 0);
 	check_page(h, a + PG, 4); /* clean */
 	marker_init(&m, h, a + PG, 5, true);
@@ -1232,13 +1204,13 @@ static void hook_mark(void *arg, uint64_t start, uint64_t end)
 
 static void test_swapcache_migrate(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 4 * PG, 3, PG);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 4 * PG, 3, PG);
 	uint64_t old, nw;
 	struct marker m;
 
 	for (unsigned i = 0; i < 4; i++)
-		put_page(h, a + i * PG, 30 + i);
+		th_host_put_page(h, a + i * PG, 30 + i);
 	assert_int_equal(swap_out_clean(h, a, 4 * PG), 0);
 	for (unsigned i = 0; i < 4; i++)
 		check_page(h, a + i * PG, 30 + i);
@@ -1300,12 +1272,12 @@ static void test_swapcache_migrate(void **state)
 
 static void test_swapcache_huge(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t b = map(h, TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t b = th_host_map(h, TDP_HUGE_2M, 3, TDP_HUGE_2M);
 	unsigned order;
 
-	put_page(h, b + 5 * PG, 5);
-	put_page(h, b + 7 * PG, 7);
+	th_host_put_page(h, b + 5 * PG, 5);
+	th_host_put_page(h, b + 7 * PG, 7);
 	th_lookup_pfn(h, b, &order);
 	assert_int_equal(order, 9);
 	assert_int_equal(host_page_dirty(h, b + 5 * PG), 1);
@@ -1321,7 +1293,7 @@ static void test_swapcache_huge(void **state)
 	assert_int_equal(order, 0);
 	assert_int_equal(host_page_dirty(h, b + 5 * PG), 0);
 	assert_int_equal(host_page_dirty(h, b + 7 * PG), 0);
-	put_page(h, b + 7 * PG, 8);
+	th_host_put_page(h, b + 7 * PG, 8);
 	assert_int_equal(host_page_dirty(h, b + 7 * PG), 1);
 	assert_int_equal(swap_out_clean(h, b, TDP_HUGE_2M), 1);
 	assert_int_equal(th_host_stats(h).swapped_pages, 512);
@@ -1336,17 +1308,17 @@ static void test_swapcache_huge(void **state)
 /* Retained copies go with the mapping (LSan checks that they are freed). */
 static void test_swapcache_unmap(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 8 * PG, 3, PG);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 8 * PG, 3, PG);
 	struct host_gup g;
 
 	for (unsigned i = 0; i < 8; i++)
-		put_page(h, a + i * PG, 60 + i);
+		th_host_put_page(h, a + i * PG, 60 + i);
 	assert_int_equal(swap_out_clean(h, a, 8 * PG), 0);
 	for (unsigned i = 0; i < 8; i++)
 		check_page(h, a + i * PG, 60 + i);
 	assert_int_equal(host_swap_cached(h), 8);
-	put_page(h, a + PG, 70); /* dirty: its stale copy is kept too */
+	th_host_put_page(h, a + PG, 70); /* dirty: its stale copy is kept too */
 	assert_int_equal(host_swap_cached(h), 8);
 
 	/* munmap of part of the range frees those copies */
@@ -1369,10 +1341,10 @@ static void test_swapcache_unmap(void **state)
 
 static void test_mark_dirty_args(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
+	struct tdp_host *h = th_host_new(1ull << 30);
 	uint64_t n = th_host_stats(h).frames_total;
-	uint64_t a = map(h, 2 * PG, 3, PG), pfn;
-	uint64_t c = map(h, 80 * PG, 3, PG), lo = UINT64_MAX, hi = 0;
+	uint64_t a = th_host_map(h, 2 * PG, 3, PG), pfn;
+	uint64_t c = th_host_map(h, 80 * PG, 3, PG), lo = UINT64_MAX, hi = 0;
 
 	/* out of range: ignored, never a crash (ASan checks the bitmap) */
 	host_mark_dirty(NULL, 0, 1);
@@ -1384,7 +1356,7 @@ static void test_mark_dirty_args(void **state)
 	assert_int_equal(host_swap_cached(NULL), 0);
 
 	/* bits set on free frames do not survive allocation */
-	put_page(h, a, 1);
+	th_host_put_page(h, a, 1);
 	pfn = th_lookup_pfn(h, a, NULL);
 	assert_int_equal(swap_out_clean(h, a, PG), 0);
 	host_mark_dirty(h, pfn, 1); /* a stale mark of the freed frame */
@@ -1393,7 +1365,7 @@ static void test_mark_dirty_args(void **state)
 	assert_int_equal(th_lookup_pfn(h, a, NULL), pfn); /* the same frame */
 	assert_int_equal(host_page_dirty(h, a), 0);
 	/* marking a neighbour frame leaves the page clean */
-	put_page(h, a + PG, 2);
+	th_host_put_page(h, a + PG, 2);
 	assert_true(th_lookup_pfn(h, a + PG, NULL) != pfn);
 	host_mark_dirty(h, th_lookup_pfn(h, a + PG, NULL), 1);
 	assert_int_equal(host_page_dirty(h, a), 0);
@@ -1403,7 +1375,7 @@ static void test_mark_dirty_args(void **state)
 	/* a range mark reaches every frame of it, across bitmap words, and
 	 * no further */
 	for (unsigned i = 0; i < 80; i++)
-		put_page(h, c + i * PG, i);
+		th_host_put_page(h, c + i * PG, i);
 	assert_int_equal(swap_out_clean(h, c, 80 * PG), 0);
 	for (unsigned i = 0; i < 80; i++) {
 		uint64_t p;
@@ -1429,7 +1401,7 @@ static void test_mark_dirty_args(void **state)
 	assert_int_equal(tdp_host_migrate(h, c, 80 * PG), 0);
 	assert_int_equal(swap_out_clean(h, c, 80 * PG), 2);
 	for (unsigned i = 0; i < 80; i++)
-		put_page(h, c + i * PG, 100 + i);
+		th_host_put_page(h, c + i * PG, 100 + i);
 	assert_int_equal(host_page_dirty(h, a), 1);
 	assert_int_equal(swap_out_clean(h, a, PG), 0);
 	check_page(h, a, 1);
@@ -1608,10 +1580,10 @@ static void test_swapcache_concurrent(void **state)
 	struct tdp_host_stats s;
 
 	memset(&v, 0, sizeof(v));
-	v.h = mkhost(1ull << 30);
-	v.base = map(v.h, MV_PAGES * PG, 3, TDP_HUGE_2M);
+	v.h = th_host_new(1ull << 30);
+	v.base = th_host_map(v.h, MV_PAGES * PG, 3, TDP_HUGE_2M);
 	for (unsigned i = 0; i < MV_PAGES; i++)
-		put_page(v.h, v.base + i * PG, 0);
+		th_host_put_page(v.h, v.base + i * PG, 0);
 	assert_int_equal(pthread_mutex_init(&v.lock, NULL), 0);
 	v.n.ops = &mv_ops;
 	host_notifier_register(v.h, &v.n);
@@ -1647,11 +1619,11 @@ static void test_swapcache_concurrent(void **state)
 
 static void test_notifier(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 4 * PG, 3, PG);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 4 * PG, 3, PG);
 	struct rec r, r2;
 
-	put_page(h, a, 1);
+	th_host_put_page(h, a, 1);
 	rec_init(&r, h);
 	memset(&r2, 0, sizeof(r2));
 	r2.n.ops = &rec_ops;
@@ -1702,8 +1674,8 @@ static void reentry_hook(void *arg, uint64_t start, uint64_t end)
 
 static void test_reentry(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 2 * PG, 3, PG), x = 42;
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 2 * PG, 3, PG), x = 42;
 
 	assert_int_equal(tdp_host_write(h, a, &x, 8), 0);
 	reentry_host = h;
@@ -1724,11 +1696,11 @@ static void test_reentry(void **state)
 
 static void test_gup(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 2 * PG, 3, PG);
-	uint64_t ro = map(h, PG, TDP_PROT_READ | TDP_PROT_EXEC, PG);
-	uint64_t no = map(h, PG, TDP_PROT_NONE, PG);
-	uint64_t b = map(h, TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 2 * PG, 3, PG);
+	uint64_t ro = th_host_map(h, PG, TDP_PROT_READ | TDP_PROT_EXEC, PG);
+	uint64_t no = th_host_map(h, PG, TDP_PROT_NONE, PG);
+	uint64_t b = th_host_map(h, TDP_HUGE_2M, 3, TDP_HUGE_2M);
 	struct host_gup g, g2;
 	struct tdp_host_stats s;
 
@@ -1747,7 +1719,7 @@ static void test_gup(void **state)
 	host_put_frame(h, g.ref_pfn);
 
 	/* pin: the frame outlives munmap, un-poisoned, until the put */
-	put_page(h, a, 77);
+	th_host_put_page(h, a, 77);
 	assert_int_equal(host_gup(h, a + 8, true, &g), 0);
 	assert_true(g.writable);
 	assert_false(g.executable);
@@ -1903,9 +1875,9 @@ static void test_concurrent(void **state)
 	pthread_t t[2];
 	struct rec r;
 
-	c.h = mkhost(1ull << 30);
-	c.huge = map(c.h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
-	c.small = map(c.h, 512 * PG, 3, PG);
+	c.h = th_host_new(1ull << 30);
+	c.huge = th_host_map(c.h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	c.small = th_host_map(c.h, 512 * PG, 3, PG);
 	/* generation 0: the pattern of gen 0, written before the start */
 	for (unsigned i = 0; i < CC_PAGES; i++) {
 		uint64_t buf[512];

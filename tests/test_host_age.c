@@ -18,31 +18,12 @@
 #include "host/host.h"
 
 #define PG	 4096ull
+#define RW	 (TDP_PROT_READ | TDP_PROT_WRITE)
 #define SENTINEL 0xa5a5a5a5a5a5a5a5ull
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
 /* ------------------------------------------------------------------ */
-
-static struct tdp_host *mkhost(void)
-{
-	struct tdp_host_config cfg = {.mem_bytes = 1 * GiB};
-	struct tdp_host *h = NULL;
-
-	assert_int_equal(tdp_host_create(&cfg, &h), 0);
-	assert_non_null(h);
-	return h;
-}
-
-static uint64_t map(struct tdp_host *h, uint64_t len, uint64_t folio)
-{
-	uint64_t hva = 0;
-
-	assert_int_equal(tdp_host_mmap(h, len, TDP_PROT_READ | TDP_PROT_WRITE,
-				       folio, 0, &hva),
-			 0);
-	return hva;
-}
 
 static void touch_w(struct tdp_host *h, uint64_t hva)
 {
@@ -97,9 +78,9 @@ static int peek(struct tdp_host *h, uint64_t hva, uint64_t npages,
 
 static void test_age_args(void **state)
 {
-	struct tdp_host *h = mkhost();
-	uint64_t a = map(h, 8 * PG, TDP_PAGE_SIZE);
-	uint64_t b = map(h, 4 * PG, TDP_PAGE_SIZE);
+	struct tdp_host *h = th_host_new(GiB);
+	uint64_t a = th_host_map(h, 8 * PG, RW, TDP_PAGE_SIZE);
+	uint64_t b = th_host_map(h, 4 * PG, RW, TDP_PAGE_SIZE);
 	uint64_t bm[16], hole;
 	struct {
 		struct tdp_host *h;
@@ -180,8 +161,8 @@ static void test_age_args(void **state)
 
 static void test_age_basic(void **state)
 {
-	struct tdp_host *h = mkhost();
-	uint64_t n = 100, a = map(h, n * PG, TDP_PAGE_SIZE);
+	struct tdp_host *h = th_host_new(GiB);
+	uint64_t n = 100, a = th_host_map(h, n * PG, RW, TDP_PAGE_SIZE);
 	uint64_t bm[16];
 
 	/* never touched: mapped, not populated, old */
@@ -236,8 +217,8 @@ static void test_age_basic(void **state)
 /* host_gup (a guest fault) does not mark; host_mark_accessed does */
 static void test_age_gup_and_mark(void **state)
 {
-	struct tdp_host *h = mkhost();
-	uint64_t a = map(h, 8 * PG, TDP_PAGE_SIZE);
+	struct tdp_host *h = th_host_new(GiB);
+	uint64_t a = th_host_map(h, 8 * PG, RW, TDP_PAGE_SIZE);
 	uint64_t bm[16], pfn;
 	struct host_gup g;
 	struct tdp_host_stats s;
@@ -279,8 +260,8 @@ static void test_age_gup_and_mark(void **state)
 
 static void test_age_migrate(void **state)
 {
-	struct tdp_host *h = mkhost();
-	uint64_t a = map(h, 8 * PG, TDP_PAGE_SIZE);
+	struct tdp_host *h = th_host_new(GiB);
+	uint64_t a = th_host_map(h, 8 * PG, RW, TDP_PAGE_SIZE);
 	uint64_t bm[16], old_pfn;
 	struct host_gup g;
 
@@ -311,8 +292,8 @@ static void test_age_migrate(void **state)
 
 static void test_age_swap(void **state)
 {
-	struct tdp_host *h = mkhost();
-	uint64_t a = map(h, 8 * PG, TDP_PAGE_SIZE);
+	struct tdp_host *h = th_host_new(GiB);
+	uint64_t a = th_host_map(h, 8 * PG, RW, TDP_PAGE_SIZE);
 	uint64_t bm[16];
 	struct host_gup g;
 
@@ -346,8 +327,9 @@ static void test_age_swap(void **state)
 
 static void test_age_huge(void **state)
 {
-	struct tdp_host *h = mkhost();
-	uint64_t a = map(h, 4 * MiB, TDP_HUGE_2M); /* two 2M folios */
+	struct tdp_host *h = th_host_new(GiB);
+	uint64_t a =
+		th_host_map(h, 4 * MiB, RW, TDP_HUGE_2M); /* two 2M folios */
 	uint64_t bm[16], head, pfn;
 	unsigned order;
 
@@ -432,9 +414,9 @@ static void test_age_huge(void **state)
 /* A long range: many pte leaves, mostly unpopulated. */
 static void test_age_large_range(void **state)
 {
-	struct tdp_host *h = mkhost();
+	struct tdp_host *h = th_host_new(GiB);
 	uint64_t len = 512 * MiB, npages = len / PG;
-	uint64_t a = map(h, len, TDP_HUGE_2M);
+	uint64_t a = th_host_map(h, len, RW, TDP_HUGE_2M);
 	uint64_t *bm = calloc((npages + 63) / 64, sizeof(*bm));
 	int ret;
 
@@ -561,8 +543,8 @@ static const struct tdp_host_notifier_ops noage_ops = {
 
 static void test_age_notifier(void **state)
 {
-	struct tdp_host *h = mkhost();
-	uint64_t n = 70, a = map(h, n * PG, TDP_PAGE_SIZE);
+	struct tdp_host *h = th_host_new(GiB);
+	uint64_t n = 70, a = th_host_map(h, n * PG, RW, TDP_PAGE_SIZE);
 	struct fake_vm v1 = {.n.ops = &fake_ops, .h = h};
 	struct fake_vm v2 = {.n.ops = &fake_ops, .h = h};
 	struct tdp_host_notifier nul = {.ops = &noage_ops};
@@ -673,8 +655,8 @@ static void hook_age_fn(void *arg, uint64_t start, uint64_t end)
 
 static void test_age_in_write_section(void **state)
 {
-	struct tdp_host *h = mkhost();
-	uint64_t a = map(h, 4 * PG, TDP_PAGE_SIZE);
+	struct tdp_host *h = th_host_new(GiB);
+	uint64_t a = th_host_map(h, 4 * PG, RW, TDP_PAGE_SIZE);
 	struct hook_age ha = {.h = h, .hva = a, .ret = -1};
 	uint64_t bm[16];
 
@@ -738,13 +720,13 @@ static void *stress_migrator(void *arg)
 
 static void test_age_concurrent(void **state)
 {
-	struct tdp_host *h = mkhost();
+	struct tdp_host *h = th_host_new(GiB);
 	struct age_stress s = {.h = h, .npages = 256};
 	pthread_t t[3];
 	uint64_t bm[4], t0 = th_now_ns();
 	unsigned rounds = 0;
 
-	s.a = map(h, s.npages * PG, TDP_PAGE_SIZE);
+	s.a = th_host_map(h, s.npages * PG, RW, TDP_PAGE_SIZE);
 	pthread_create(&t[0], NULL, stress_toucher, &s);
 	pthread_create(&t[1], NULL, stress_toucher, &s);
 	pthread_create(&t[2], NULL, stress_migrator, &s);

@@ -29,15 +29,6 @@
 /* helpers                                                             */
 /* ------------------------------------------------------------------ */
 
-static struct tdp_host *mkhost(void)
-{
-	struct tdp_host_config cfg = {.mem_bytes = 1ull << 30};
-	struct tdp_host *h = NULL;
-
-	assert_int_equal(tdp_host_create(&cfg, &h), 0);
-	return h;
-}
-
 /* Map [hva, hva+len) with TDP_MAP_FIXED | @flags. */
 static void map_at(struct tdp_host *h, uint64_t hva, uint64_t len,
 		   unsigned prot, uint64_t folio, unsigned flags)
@@ -69,14 +60,6 @@ static void check_frame(struct tdp_host *h, uint64_t hva, uint64_t gen)
 	assert_int_equal(th_check_page(th_frame(h, th_lookup_pfn(h, hva, NULL)),
 				       hva, gen),
 			 0);
-}
-
-static void put_page(struct tdp_host *h, uint64_t hva, uint64_t gen)
-{
-	uint64_t buf[512];
-
-	th_fill_page(buf, hva, gen);
-	assert_int_equal(tdp_host_write(h, hva, buf, PG), 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -238,7 +221,7 @@ static void expect_seq(const struct log *l, uint64_t start, uint64_t end,
 
 static void test_mmap_gup(void **state)
 {
-	struct tdp_host *h = mkhost();
+	struct tdp_host *h = th_host_new(GiB);
 	uint64_t base = 64ull << 30, a = 0, b = base, n = 0;
 	unsigned order, prot;
 	struct host_gup g;
@@ -333,7 +316,7 @@ static const range_op refusing_ops[] = {
 
 static void test_refused(void **state)
 {
-	struct tdp_host *h = mkhost();
+	struct tdp_host *h = th_host_new(GiB);
 	/* normal 4 pages [n, n+4PG), then private 2 x 2 MiB [p, p+4M) */
 	uint64_t p = 64ull << 30, n = p - 4 * PG, ro = p + 4 * M2;
 	uint64_t npfn, ppfn, young[2] = {0x1234, 0x5678};
@@ -346,7 +329,8 @@ static void test_refused(void **state)
 	map_at(h, n, 4 * PG, RW, PG, 0);
 	map_at(h, p, 2 * M2, RW, M2, PRV);
 	map_at(h, ro, PG, TDP_PROT_READ, PG, PRV);
-	put_page(h, n + 3 * PG, 3); /* n, n+PG, n+2PG stay unpopulated */
+	th_host_put_page(h, n + 3 * PG,
+			 3); /* n, n+PG, n+2PG stay unpopulated */
 	fill_frame(h, p, 10);
 	fill_frame(h, p + PG, 11);
 	npfn = th_lookup_pfn(h, n + 3 * PG, NULL);
@@ -479,7 +463,7 @@ static void test_munmap_private(void **state)
 					OP_END};
 	static const enum op both[] = {OP_START, OP_START, OP_PSTART, OP_HOOK,
 				       OP_PEND,	 OP_END,   OP_END};
-	struct tdp_host *h = mkhost();
+	struct tdp_host *h = th_host_new(GiB);
 	uint64_t pfn, calls;
 	unsigned order;
 	struct rec r[2];
@@ -491,7 +475,7 @@ static void test_munmap_private(void **state)
 	fill_frame(h, p + 300 * PG, 300);
 	fill_frame(h, p + M2 + 7 * PG, 7);
 	for (unsigned i = 0; i < 4; i++)
-		put_page(h, n + i * PG, i);
+		th_host_put_page(h, n + i * PG, i);
 	pfn = th_lookup_pfn(h, p, &order);
 	assert_int_equal(order, 9);
 	log_init(&l, r, h);
@@ -567,7 +551,7 @@ static void test_munmap_private(void **state)
 static void test_punch_hole(void **state)
 {
 	static const enum op priv[] = {OP_PSTART, OP_HOOK, OP_PEND};
-	struct tdp_host *h = mkhost();
+	struct tdp_host *h = th_host_new(GiB);
 	uint64_t q = 64ull << 30, calls;
 	struct tdp_host_stats s;
 	struct host_gup g;
@@ -653,7 +637,7 @@ static void test_punch_hole(void **state)
 
 static void test_punch_errors(void **state)
 {
-	struct tdp_host *h = mkhost();
+	struct tdp_host *h = th_host_new(GiB);
 	/* private 4 pages [q, q+4PG), normal 4 pages after, then a hole */
 	uint64_t q = 64ull << 30, n = q + 4 * PG;
 	struct tdp_host_stats s0, s1;
@@ -664,7 +648,7 @@ static void test_punch_errors(void **state)
 	map_at(h, n, 4 * PG, RW, PG, 0);
 	for (unsigned i = 0; i < 4; i++) {
 		fill_frame(h, q + i * PG, i);
-		put_page(h, n + i * PG, 10 + i);
+		th_host_put_page(h, n + i * PG, 10 + i);
 	}
 	log_init(&l, r, h);
 	s0 = th_host_stats(h);
@@ -709,7 +693,7 @@ static void test_punch_errors(void **state)
 static void test_punch_huge(void **state)
 {
 	static const enum op priv[] = {OP_PSTART, OP_HOOK, OP_PEND};
-	struct tdp_host *h = mkhost();
+	struct tdp_host *h = th_host_new(GiB);
 	uint64_t q = 64ull << 30, pfn, pfn2;
 	struct host_gup g;
 	unsigned order;
@@ -787,7 +771,7 @@ static void test_punch_huge(void **state)
 
 static void test_range_queries(void **state)
 {
-	struct tdp_host *h = mkhost();
+	struct tdp_host *h = th_host_new(GiB);
 	/* private [p, p+4PG), normal [p+4PG, p+8PG), hole, private 2 MiB */
 	uint64_t p = 64ull << 30, n = p + 4 * PG, hole = p + 8 * PG;
 	uint64_t b = p + M2;
@@ -862,7 +846,7 @@ static void test_range_queries(void **state)
  * it) frees everything: the sanitizer builds check for leaks. */
 static void test_destroy(void **state)
 {
-	struct tdp_host *h = mkhost();
+	struct tdp_host *h = th_host_new(GiB);
 	uint64_t q = 64ull << 30;
 
 	map_at(h, q, 2 * M2, RW, M2, PRV);

@@ -53,13 +53,8 @@ static void env_init(struct levels_env *e)
 				       &a),
 			 0);
 	e->base[MAP_1G] = HUGE_BASE;
-	assert_int_equal(tdp_host_mmap(e->h, 8 * MiB, RW, M2, 0,
-				       &e->base[MAP_2M]),
-			 0);
-	assert_int_equal(e->base[MAP_2M] % M2, 0);
-	assert_int_equal(tdp_host_mmap(e->h, 8 * MiB, RW, K4, 0,
-				       &e->base[MAP_4K]),
-			 0);
+	e->base[MAP_2M] = th_host_map(e->h, 8 * MiB, RW, M2);
+	e->base[MAP_4K] = th_host_map(e->h, 8 * MiB, RW, K4);
 }
 
 static void env_fini(struct levels_env *e)

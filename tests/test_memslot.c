@@ -35,7 +35,7 @@ static void env_init(struct env *e, const struct tdp_vm_config *cfg)
 {
 	memset(e, 0, sizeof(*e));
 	assert_int_equal(tdp_host_create(NULL, &e->h), 0);
-	assert_int_equal(tdp_host_mmap(e->h, 16 * MiB, RW, PG, 0, &e->hva), 0);
+	e->hva = th_host_map(e->h, 16 * MiB, RW, PG);
 	/* tag every page */
 	for (uint64_t off = 0; off < 16 * MiB; off += PG) {
 		uint64_t t = tag(e->hva + off);
@@ -325,14 +325,14 @@ static void test_errors_efault(void **state)
 	(void)state;
 	env_init(&e, NULL);
 	/* a range that was mapped and is not any more */
-	assert_int_equal(tdp_host_mmap(e.h, MiB, RW, PG, 0, &gone), 0);
+	gone = th_host_map(e.h, MiB, RW, PG);
 	assert_int_equal(tdp_host_munmap(e.h, gone, MiB), 0);
 	expect_set_err(&e, 0, 1, 0, MiB, gone, 0, -EFAULT);
 	expect_set_err(&e, 0, 1, 0, PG, gone + MiB - PG, 0, -EFAULT);
 
 	/* four pages, the second and the fourth unmapped: m+PG and m+3PG
 	 * are holes */
-	assert_int_equal(tdp_host_mmap(e.h, 4 * PG, RW, PG, 0, &m), 0);
+	m = th_host_map(e.h, 4 * PG, RW, PG);
 	assert_int_equal(tdp_host_munmap(e.h, m + PG, PG), 0);
 	assert_int_equal(tdp_host_munmap(e.h, m + 3 * PG, PG), 0);
 	expect_set_err(&e, 0, 1, 0, 3 * PG, m, 0, -EFAULT);

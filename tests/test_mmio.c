@@ -34,14 +34,6 @@
 /* helpers                                                             */
 /* ------------------------------------------------------------------ */
 
-static uint64_t hmap(struct th_env *e, uint64_t len, uint64_t folio)
-{
-	uint64_t hva = 0;
-
-	assert_int_equal(tdp_host_mmap(e->h, len, RW, folio, 0, &hva), 0);
-	return hva;
-}
-
 static int slot_op(struct th_env *e, unsigned as, unsigned id, uint64_t gpa,
 		   uint64_t size, uint64_t hva, unsigned flags)
 {
@@ -143,7 +135,7 @@ static void test_mmio_entry(void **state)
 
 	(void)state;
 	th_env_init(&e, 4 * GiB, NULL, 1);
-	hva = hmap(&e, MiB, PG);
+	hva = th_host_map(e.h, MiB, RW, PG);
 	tag_pages(&e, hva, 256, 1);
 	slot_set(&e, 0, 0, 0, MiB, hva, 0);
 	expect_val(e.v[0], 0, tag(hva, 1));
@@ -199,7 +191,7 @@ static void test_mmio_entry(void **state)
 
 	/* a memslot update elsewhere changes the generation: the old entry
 	 * is a miss (slow path), a new entry may be installed */
-	uint64_t hva2 = hmap(&e, 16 * PG, PG);
+	uint64_t hva2 = th_host_map(e.h, 16 * PG, RW, PG);
 
 	tag_pages(&e, hva2, 16, 2);
 	slot_set(&e, 0, 1, 8 * MiB, 16 * PG, hva2, 0);
@@ -244,9 +236,9 @@ static void stale_mmio_loop(unsigned bits)
 	struct tdp_stats s0, s;
 
 	th_env_init(&e, 4 * GiB, &cfg, 1);
-	ha = hmap(&e, 4 * PG, PG);
-	hb = hmap(&e, 4 * PG, PG);
-	hu = hmap(&e, 4 * PG, PG);
+	ha = th_host_map(e.h, 4 * PG, RW, PG);
+	hb = th_host_map(e.h, 4 * PG, RW, PG);
+	hu = th_host_map(e.h, 4 * PG, RW, PG);
 	tag_pages(&e, hu, 4, 77);
 	/* an unrelated slot whose flags we toggle: generation changes
 	 * without a fast zap */
@@ -495,13 +487,13 @@ static void test_churn_threads(void **state)
 	th_env_init(&e, 4 * GiB, &cfg, CH_NV);
 	memset(&c, 0, sizeof(c));
 	c.e = &e;
-	c.hperm = hmap(&e, CH_NV * CH_PAGES * PG, PG);
-	c.ha = hmap(&e, 4 * PG, PG);
-	c.hb = hmap(&e, 4 * PG, PG);
+	c.hperm = th_host_map(e.h, CH_NV * CH_PAGES * PG, RW, PG);
+	c.ha = th_host_map(e.h, 4 * PG, RW, PG);
+	c.hb = th_host_map(e.h, 4 * PG, RW, PG);
 	tag_pages(&e, c.ha, 4, 1);
 	tag_pages(&e, c.hb, 4, 2);
 	slot_set(&e, 0, 0, 0, CH_NV * CH_PAGES * PG, c.hperm, 0);
-	hu = hmap(&e, PG, PG);
+	hu = th_host_map(e.h, PG, RW, PG);
 	slot_set(&e, 0, 2, CH_UGPA, PG, hu, 0);
 	atomic_init(&c.phase, 0);
 	atomic_init(&c.stop, false);
@@ -627,7 +619,7 @@ static void test_zap_all_fast(void **state)
 
 	(void)state;
 	th_env_init(&e, 4 * GiB, NULL, 1);
-	hva = hmap(&e, ZF_SIZE, TDP_HUGE_2M);
+	hva = th_host_map(e.h, ZF_SIZE, RW, TDP_HUGE_2M);
 	slot_set(&e, 0, 0, ZF_GPA, ZF_SIZE, hva, 0);
 	pfn = calloc(ZF_PAGES, sizeof(*pfn));
 	assert_non_null(pfn);
@@ -756,7 +748,7 @@ static void test_zap_all_fast_running(void **state)
 
 	(void)state;
 	th_env_init(&e, 4 * GiB, NULL, ZT_NV);
-	hva = hmap(&e, 2 * MiB, TDP_HUGE_2M);
+	hva = th_host_map(e.h, 2 * MiB, RW, TDP_HUGE_2M);
 	slot_set(&e, 0, 0, 0, ZT_NV * ZT_PAGES * PG, hva, 0);
 	atomic_init(&stop, false);
 	s0 = th_vm_stats(e.vm);
@@ -797,8 +789,8 @@ static void test_delete_move_fast_zap(void **state)
 
 	(void)state;
 	th_env_init(&e, 4 * GiB, NULL, 1);
-	hp = hmap(&e, 2 * MiB, TDP_HUGE_2M);
-	hs = hmap(&e, np * PG, PG);
+	hp = th_host_map(e.h, 2 * MiB, RW, TDP_HUGE_2M);
+	hs = th_host_map(e.h, np * PG, RW, PG);
 	tag_pages(&e, hp, 4, 5);
 	tag_pages(&e, hs, np, 6);
 	slot_set(&e, 0, 0, perm, 2 * MiB, hp, 0);
@@ -893,10 +885,10 @@ static void test_smm_address_spaces(void **state)
 
 	(void)state;
 	th_env_init(&e, 4 * GiB, &cfg, 1);
-	ha = hmap(&e, 8 * PG, PG);
-	hb = hmap(&e, 8 * PG, PG);
-	hsm = hmap(&e, PG, PG);
-	hn = hmap(&e, PG, PG);
+	ha = th_host_map(e.h, 8 * PG, RW, PG);
+	hb = th_host_map(e.h, 8 * PG, RW, PG);
+	hsm = th_host_map(e.h, PG, RW, PG);
+	hn = th_host_map(e.h, PG, RW, PG);
 	tag_pages(&e, ha, 8, 10);
 	tag_pages(&e, hb, 8, 11);
 	tag_pages(&e, hsm, 1, 12);

@@ -45,18 +45,16 @@ struct env {
 
 static void env_init(struct env *e)
 {
-	struct tdp_host_config hc = {.mem_bytes = GiB};
 	struct tdp_memslot s = {.slot = 0, .gpa = GPA, .size = 16 * PG};
 
 	memset(e, 0, sizeof(*e));
-	assert_int_equal(tdp_host_create(&hc, &e->h), 0);
+	e->h = th_host_new(GiB);
 	assert_int_equal(tdp_vm_create(e->h, NULL, &e->vm), 0);
 	assert_int_equal(tdp_vcpu_create(e->vm, 0, &e->v), 0);
-	assert_int_equal(tdp_host_mmap(e->h, 16 * PG, RW, PG, 0, &e->hva), 0);
+	e->hva = th_host_map(e->h, 16 * PG, RW, PG);
 	s.hva = e->hva;
 	assert_int_equal(tdp_vm_set_memslot(e->vm, &s), 0);
-	assert_int_equal(
-		tdp_host_mmap(e->h, 2 * MiB, RW, TDP_HUGE_2M, 0, &e->hva2m), 0);
+	e->hva2m = th_host_map(e->h, 2 * MiB, RW, TDP_HUGE_2M);
 	s = (struct tdp_memslot){
 		.slot = 1, .gpa = GPA2M, .size = 2 * MiB, .hva = e->hva2m};
 	assert_int_equal(tdp_vm_set_memslot(e->vm, &s), 0);
@@ -567,8 +565,7 @@ static void test_split(void **state)
 	uint64_t h2;
 	struct tdp_memslot s = {.slot = 2, .gpa = 8 * MiB, .size = 2 * MiB};
 
-	assert_int_equal(tdp_host_mmap(e.h, 2 * MiB, RW, TDP_HUGE_2M, 0, &h2),
-			 0);
+	h2 = th_host_map(e.h, 2 * MiB, RW, TDP_HUGE_2M);
 	s.hva = h2;
 	assert_int_equal(tdp_vm_set_memslot(e.vm, &s), 0);
 	assert_int_equal(tdp_vcpu_read(e.v, 8 * MiB + 7 * PG, buf, PG), 0);

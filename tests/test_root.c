@@ -534,14 +534,10 @@ static void test_public_roots(void **state)
 
 	(void)state;
 	assert_int_equal(tdp_host_create(NULL, &h), 0);
-	assert_int_equal(tdp_host_mmap(h, 2 * MiB, TDP_PROT_READ |
-						      TDP_PROT_WRITE,
-				       TDP_PAGE_SIZE, 0, &hva0),
-			 0);
-	assert_int_equal(tdp_host_mmap(h, 2 * MiB, TDP_PROT_READ |
-						      TDP_PROT_WRITE,
-				       TDP_PAGE_SIZE, 0, &hva1),
-			 0);
+	hva0 = th_host_map(h, 2 * MiB, TDP_PROT_READ | TDP_PROT_WRITE,
+			   TDP_PAGE_SIZE);
+	hva1 = th_host_map(h, 2 * MiB, TDP_PROT_READ | TDP_PROT_WRITE,
+			   TDP_PAGE_SIZE);
 	assert_int_equal(tdp_host_write(h, hva0, &v0, 8), 0);
 	assert_int_equal(tdp_host_write(h, hva1, &v1, 8), 0);
 	assert_int_equal(tdp_vm_create(h, &cfg, &vm), 0);

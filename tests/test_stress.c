@@ -310,11 +310,10 @@ struct setup {
 
 static void setup_init(struct setup *s, unsigned nrg)
 {
-	struct tdp_host_config hc = {.mem_bytes = GiB};
 	struct tdp_vm_config vc = {.max_vcpus = 4};
 
 	memset(s, 0, sizeof(*s));
-	assert_int_equal(tdp_host_create(&hc, &s->h), 0);
+	s->h = th_host_new(GiB);
 	assert_int_equal(tdp_vm_create(s->h, &vc, &s->vm), 0);
 	for (unsigned i = 0; i < 2; i++)
 		assert_int_equal(tdp_vcpu_create(s->vm, i, &s->v[i]), 0);
@@ -326,12 +325,9 @@ static void setup_init(struct setup *s, unsigned nrg)
 		rg->huge_size = 4 * TDP_HUGE_2M;
 		rg->small_size = 256 * PG;
 		rg->size = rg->huge_size + rg->small_size;
-		assert_int_equal(tdp_host_mmap(s->h, rg->huge_size, RW,
-					       TDP_HUGE_2M, 0, &rg->huge_hva),
-				 0);
-		assert_int_equal(tdp_host_mmap(s->h, rg->small_size, RW, PG, 0,
-					       &rg->small_hva),
-				 0);
+		rg->huge_hva =
+			th_host_map(s->h, rg->huge_size, RW, TDP_HUGE_2M);
+		rg->small_hva = th_host_map(s->h, rg->small_size, RW, PG);
 		m = (struct tdp_memslot){.slot = 2 * i,
 					 .gpa = rg->gpa,
 					 .size = rg->huge_size,

@@ -47,9 +47,8 @@ struct world {
 
 static uint64_t wmap(struct world *w, uint64_t len, uint64_t folio)
 {
-	uint64_t hva = 0;
+	uint64_t hva = th_host_map(w->h, len, RW, folio);
 
-	assert_int_equal(tdp_host_mmap(w->h, len, RW, folio, 0, &hva), 0);
 	w->m[w->nm++] = (struct map){hva, len};
 	return hva;
 }
@@ -65,12 +64,11 @@ static void wslot(struct world *w, unsigned as, unsigned id, uint64_t gpa,
 
 static void world_init(struct world *w)
 {
-	struct tdp_host_config hc = {.mem_bytes = 4 * GiB};
 	struct tdp_vm_config vc = {.nr_as = 2, .max_vcpus = 8};
 	uint64_t h4a, h4b, h2, h1;
 
 	memset(w, 0, sizeof(*w));
-	assert_int_equal(tdp_host_create(&hc, &w->h), 0);
+	w->h = th_host_new(4 * GiB);
 	assert_int_equal(tdp_vm_create(w->h, &vc, &w->vm), 0);
 	h4a = wmap(w, 16 * PG, PG);
 	h4b = wmap(w, 16 * PG, PG);
@@ -258,13 +256,11 @@ static void test_destroy_direct(void **state)
 /* Repeated VM lifetimes on one host: nothing accumulates. */
 static void test_repeat(void **state)
 {
-	struct tdp_host_config hc = {.mem_bytes = GiB};
 	struct tdp_host *h;
 	uint64_t hva, buf[512];
 
-	assert_int_equal(tdp_host_create(&hc, &h), 0);
-	assert_int_equal(tdp_host_mmap(h, 4 * MiB, RW, TDP_HUGE_2M, 0, &hva),
-			 0);
+	h = th_host_new(GiB);
+	hva = th_host_map(h, 4 * MiB, RW, TDP_HUGE_2M);
 	for (unsigned round = 0; round < 8; round++) {
 		struct tdp_vm *vm;
 		struct tdp_vcpu *v[2];
