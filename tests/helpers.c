@@ -169,6 +169,25 @@ struct tdp_host_stats th_host_stats(struct tdp_host *h)
 	return s;
 }
 
+int th_try_set_slot(struct tdp_vm *vm, unsigned as, unsigned id, uint64_t gpa,
+		    uint64_t size, uint64_t hva, unsigned flags)
+{
+	struct tdp_memslot s = {.as_id = as,
+				.slot = id,
+				.gpa = gpa,
+				.size = size,
+				.hva = hva,
+				.flags = flags};
+
+	return tdp_vm_set_memslot(vm, &s);
+}
+
+void th_set_slot(struct tdp_vm *vm, unsigned as, unsigned id, uint64_t gpa,
+		 uint64_t size, uint64_t hva, unsigned flags)
+{
+	assert_int_equal(th_try_set_slot(vm, as, id, gpa, size, hva, flags), 0);
+}
+
 void th_maybe_inject(struct tdp_vm *vm)
 {
 #if TDP_INJECT_AVAILABLE
@@ -321,11 +340,8 @@ void th_env_init(struct th_env *e, uint64_t mem_bytes,
 
 void th_env_slot(struct th_env *e, uint64_t gpa, uint64_t size, uint64_t folio)
 {
-	struct tdp_memslot s = {.slot = 0, .gpa = gpa, .size = size};
-
 	e->hva = th_host_map(e->h, size, TDP_PROT_READ | TDP_PROT_WRITE, folio);
-	s.hva = e->hva;
-	assert_int_equal(tdp_vm_set_memslot(e->vm, &s), 0);
+	th_set_slot(e->vm, 0, 0, gpa, size, e->hva, 0);
 	e->gpa = gpa;
 	e->size = size;
 }

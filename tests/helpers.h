@@ -128,6 +128,13 @@ void th_assert_host_empty(struct tdp_host *h);
 
 /* ---- VMs ---- */
 
+/* Set memslot @id of address space @as to [@gpa, @gpa + @size) at @hva
+ * with @flags (@size 0 deletes it): what tdp_vm_set_memslot returns... */
+int th_try_set_slot(struct tdp_vm *vm, unsigned as, unsigned id, uint64_t gpa,
+		    uint64_t size, uint64_t hva, unsigned flags);
+/* ...which must be success. */
+void th_set_slot(struct tdp_vm *vm, unsigned as, unsigned id, uint64_t gpa,
+		 uint64_t size, uint64_t hva, unsigned flags);
 /* TDP_TEST_INJECT=<name> (builds with TDP_INJECT only): put back that bug
  * of src/inject.h in @vm, to check that the tests catch it (they must
  * then fail). */

@@ -31,19 +31,6 @@
 /* helpers                                                             */
 /* ------------------------------------------------------------------ */
 
-static void slot_set(struct th_env *e, unsigned as, unsigned id, uint64_t gpa,
-		     uint64_t size, uint64_t hva, unsigned flags)
-{
-	struct tdp_memslot s = {.as_id = as,
-				.slot = id,
-				.gpa = gpa,
-				.size = size,
-				.hva = hva,
-				.flags = flags};
-
-	assert_int_equal(tdp_vm_set_memslot(e->vm, &s), 0);
-}
-
 /* The leaf mapping @gfn in the vCPU's current root: returns the frame of
  * @gfn (or ~0 if not mapped) and its level.  Quiescent VM only. */
 static uint64_t leaf_pfn(struct th_env *e, uint64_t gfn, int *level)
@@ -227,7 +214,7 @@ static void test_rw_pages(void **state)
 	r.s[0].gpa = r.gpa;
 	r.s[0].size = r.size;
 	r.s[0].hva = th_host_map(e.h, r.size, RW, PG);
-	slot_set(&e, 0, 0, r.gpa, r.size, r.s[0].hva, 0);
+	th_set_slot(e.vm, 0, 0, r.gpa, r.size, r.s[0].hva, 0);
 
 	/* One fixed odd access first: guest write -> host read. */
 	pat_fill(buf, sizeof(buf), 1);
@@ -303,8 +290,8 @@ static void test_rw_slots_and_2m(void **state)
 	r.s[1].size = 4 * MiB;
 	r.s[1].hva = th_host_map(e.h, 4 * MiB, RW, TDP_HUGE_2M);
 	assert_true(r.s[1].hva != r.s[0].hva + 6 * PG);
-	slot_set(&e, 0, 3, r.s[0].gpa, r.s[0].size, r.s[0].hva, 0);
-	slot_set(&e, 0, 7, r.s[1].gpa, r.s[1].size, r.s[1].hva, 0);
+	th_set_slot(e.vm, 0, 3, r.s[0].gpa, r.s[0].size, r.s[0].hva, 0);
+	th_set_slot(e.vm, 0, 7, r.s[1].gpa, r.s[1].size, r.s[1].hva, 0);
 
 	/* one access spanning both slots: guest write, host reads each side */
 	pat_fill(buf, sizeof(buf), 11);
@@ -367,7 +354,7 @@ static void test_rw_1g(void **state)
 	r.s[0].gpa = r.gpa;
 	r.s[0].size = r.size;
 	r.s[0].hva = th_host_map(e.h, 2 * GiB, RW, TDP_HUGE_1G);
-	slot_set(&e, 0, 1, r.gpa, r.size, r.s[0].hva, 0);
+	th_set_slot(e.vm, 0, 1, r.gpa, r.size, r.s[0].hva, 0);
 
 	pat_fill(buf, sizeof(buf), 21);
 	assert_int_equal(tdp_vcpu_write(e.v[0], 2 * GiB - 3001, buf, 9999), 0);
@@ -462,8 +449,8 @@ static void test_fetch(void **state)
 	 * adjacent, 4 pages */
 	hx = th_host_map(e.h, 4 * PG, RW | TDP_PROT_EXEC, PG);
 	hn = th_host_map(e.h, 4 * PG, RW, PG);
-	slot_set(&e, 0, 0, 0, 4 * PG, hx, 0);
-	slot_set(&e, 0, 1, 4 * PG, 4 * PG, hn, 0);
+	th_set_slot(e.vm, 0, 0, 0, 4 * PG, hx, 0);
+	th_set_slot(e.vm, 0, 1, 4 * PG, 4 * PG, hn, 0);
 	pat_fill(buf, sizeof(buf), 31);
 	assert_int_equal(tdp_host_write(e.h, hx + 100, buf, 2 * PG), 0);
 	assert_int_equal(tdp_host_write(e.h, hn, buf, 3 * PG), 0);
@@ -520,11 +507,11 @@ static void test_no_memslot(void **state)
 
 	th_env_init(&e, 4 * GiB, NULL, 1);
 	hva = th_host_map(e.h, 2 * PG, RW, PG);
-	slot_set(&e, 0, 0, base, 2 * PG, hva, 0);
+	th_set_slot(e.vm, 0, 0, base, 2 * PG, hva, 0);
 	/* a second slot after a one-page hole */
 	uint64_t hva2 = th_host_map(e.h, PG, RW, PG);
 
-	slot_set(&e, 0, 1, end + PG, PG, hva2, 0);
+	th_set_slot(e.vm, 0, 1, end + PG, PG, hva2, 0);
 
 	struct tdp_stats s0 = th_vm_stats(e.vm);
 
@@ -582,7 +569,7 @@ static void test_munmapped_slot(void **state)
 
 	th_env_init(&e, 4 * GiB, NULL, 1);
 	hva = th_host_map(e.h, 4 * PG, RW, PG);
-	slot_set(&e, 0, 0, gpa, 4 * PG, hva, 0);
+	th_set_slot(e.vm, 0, 0, gpa, 4 * PG, hva, 0);
 
 	/* never accessed, then unmapped */
 	assert_int_equal(tdp_host_munmap(e.h, hva + 3 * PG, PG), 0);
@@ -634,8 +621,8 @@ static void test_readonly_slot(void **state)
 	th_env_init(&e, 4 * GiB, NULL, 1);
 	hrw = th_host_map(e.h, 2 * PG, RW, PG);
 	hro = th_host_map(e.h, 2 * PG, RW, PG);
-	slot_set(&e, 0, 0, gpa, 2 * PG, hrw, 0);
-	slot_set(&e, 0, 1, gpa + 2 * PG, 2 * PG, hro, TDP_MEM_READONLY);
+	th_set_slot(e.vm, 0, 0, gpa, 2 * PG, hrw, 0);
+	th_set_slot(e.vm, 0, 1, gpa + 2 * PG, 2 * PG, hro, TDP_MEM_READONLY);
 	pat_fill(buf, sizeof(buf), 61);
 	assert_int_equal(tdp_host_write(e.h, hro, buf, 2 * PG), 0);
 
@@ -665,13 +652,13 @@ static void test_readonly_slot(void **state)
 
 	/* a writable slot (with a dirty TLB entry) that becomes read-only */
 	assert_int_equal(tdp_vcpu_write(e.v[0], gpa, w, 8), 0);
-	slot_set(&e, 0, 0, gpa, 2 * PG, hrw, TDP_MEM_READONLY);
+	th_set_slot(e.vm, 0, 0, gpa, 2 * PG, hrw, TDP_MEM_READONLY);
 	assert_int_equal(tdp_vcpu_write(e.v[0], gpa, w + 8, 8), -EACCES);
 	assert_int_equal(tdp_vcpu_read(e.v[0], gpa, back, 8), 0);
 	assert_memory_equal(back, w, 8);
 	th_audit_clean(e.vm);
 	/* and writable again */
-	slot_set(&e, 0, 0, gpa, 2 * PG, hrw, 0);
+	th_set_slot(e.vm, 0, 0, gpa, 2 * PG, hrw, 0);
 	assert_int_equal(tdp_vcpu_write(e.v[0], gpa, w + 8, 8), 0);
 	assert_int_equal(tdp_host_read(e.h, hrw, back, 8), 0);
 	assert_memory_equal(back, w + 8, 8);
@@ -689,7 +676,7 @@ static void test_mprotect(void **state)
 
 	th_env_init(&e, 4 * GiB, NULL, 1);
 	hva = th_host_map(e.h, 4 * PG, rw, PG);
-	slot_set(&e, 0, 0, gpa, 4 * PG, hva, 0);
+	th_set_slot(e.vm, 0, 0, gpa, 4 * PG, hva, 0);
 	pat_fill(buf, sizeof(buf), 71);
 	/* writable leaves, dirty TLB entries */
 	assert_int_equal(tdp_vcpu_write(e.v[0], gpa, buf, 4 * PG), 0);
@@ -715,7 +702,7 @@ static void test_mprotect(void **state)
 
 	/* part of a 2 MiB folio (mapped by a 2 MiB leaf) goes read-only */
 	h2 = th_host_map(e.h, 2 * MiB, rw, TDP_HUGE_2M);
-	slot_set(&e, 0, 1, 2 * MiB, 2 * MiB, h2, 0);
+	th_set_slot(e.vm, 0, 1, 2 * MiB, 2 * MiB, h2, 0);
 	assert_int_equal(tdp_vcpu_write(e.v[0], 2 * MiB + 5 * PG, buf, 3 * PG),
 			 0);
 	assert_int_equal(th_vm_stats(e.vm).pages_2m, 1);
@@ -756,7 +743,7 @@ static void test_einval(void **state)
 
 	th_env_init(&e, 4 * GiB, NULL, 1);
 	hva = th_host_map(e.h, PG, RW | TDP_PROT_EXEC, PG);
-	slot_set(&e, 0, 0, 0, PG, hva, 0);
+	th_set_slot(e.vm, 0, 0, 0, PG, hva, 0);
 
 	struct tdp_stats s0 = th_vm_stats(e.vm);
 
@@ -791,7 +778,7 @@ static void test_einval(void **state)
 	assert_int_equal(tdp_vcpu_read(e.v[0], (1ull << 57) - 4, buf, 8),
 			 -EINVAL);
 	hva = th_host_map(e.h, PG, RW, PG);
-	slot_set(&e, 0, 0, (1ull << 57) - PG, PG, hva, 0);
+	th_set_slot(e.vm, 0, 0, (1ull << 57) - PG, PG, hva, 0);
 	assert_int_equal(
 		tdp_vcpu_write(e.v[0], (1ull << 57) - 8, "abcdefgh", 8), 0);
 	assert_int_equal(tdp_host_read(e.h, hva + PG - 8, buf, 8), 0);
@@ -818,11 +805,11 @@ static void test_huge_alignment(void **state)
 	th_env_init(&e, 4 * GiB, NULL, 1);
 	h2 = th_host_map(e.h, 8 * MiB, RW, TDP_HUGE_2M);
 	/* slot 0: gpa 2 MiB-aligned, hva 4 KiB into a folio */
-	slot_set(&e, 0, 0, 2 * MiB, 2 * MiB, h2 + PG, 0);
+	th_set_slot(e.vm, 0, 0, 2 * MiB, 2 * MiB, h2 + PG, 0);
 	/* slot 1: the second half of a folio only */
-	slot_set(&e, 0, 1, 16 * MiB, MiB, h2 + 2 * MiB + MiB, 0);
+	th_set_slot(e.vm, 0, 1, 16 * MiB, MiB, h2 + 2 * MiB + MiB, 0);
 	/* slot 2: congruent and whole: huge */
-	slot_set(&e, 0, 2, 32 * MiB, 4 * MiB, h2 + 4 * MiB, 0);
+	th_set_slot(e.vm, 0, 2, 32 * MiB, 4 * MiB, h2 + 4 * MiB, 0);
 	for (unsigned p = 0; p < 512; p += 37) {
 		th_fill_page(buf, 2 * MiB + p * PG, 1);
 		assert_int_equal(
@@ -873,7 +860,7 @@ static void test_huge_replaces_table(void **state)
 
 	th_env_init(&e, 4 * GiB, NULL, 1);
 	h2 = th_host_map(e.h, 2 * MiB, RW, TDP_HUGE_2M);
-	slot_set(&e, 0, 0, gpa, 2 * MiB, h2, 0);
+	th_set_slot(e.vm, 0, 0, gpa, 2 * MiB, h2, 0);
 	th_fill_page(buf, gpa + 3 * PG, 1);
 	assert_int_equal(tdp_vcpu_write(e.v[0], gpa + 3 * PG, buf, PG), 0);
 	assert_int_equal(th_vm_stats(e.vm).pages_2m, 1);
@@ -934,7 +921,7 @@ static void test_max_huge(void **state)
 
 		th_env_init(&e, 4 * GiB, &cfg, 1);
 		h1 = th_host_map(e.h, GiB, RW, TDP_HUGE_1G);
-		slot_set(&e, 0, 0, GiB, GiB, h1, 0);
+		th_set_slot(e.vm, 0, 0, GiB, GiB, h1, 0);
 		pat_fill(buf, sizeof(buf), 81 + c);
 		assert_int_equal(tdp_vcpu_write(e.v[0], GiB + 2 * MiB - 2000,
 						buf, sizeof(buf)),
@@ -973,9 +960,9 @@ static void test_address_spaces(void **state)
 	h0 = th_host_map(e.h, 4 * PG, RW, PG);
 	h1 = th_host_map(e.h, 4 * PG, RW, PG);
 	hs = th_host_map(e.h, PG, RW, PG);
-	slot_set(&e, 0, 0, 0x30000, 4 * PG, h0, 0);
-	slot_set(&e, 1, 0, 0x30000, 4 * PG, h1, 0);
-	slot_set(&e, 1, 1, 0x90000, PG, hs, 0); /* SMM only */
+	th_set_slot(e.vm, 0, 0, 0x30000, 4 * PG, h0, 0);
+	th_set_slot(e.vm, 1, 0, 0x30000, 4 * PG, h1, 0);
+	th_set_slot(e.vm, 1, 1, 0x90000, PG, hs, 0); /* SMM only */
 	assert_int_equal(tdp_vcpu_set_as(e.v[0], 2), -EINVAL);
 
 	th_fill_page(buf, 0x30000, 100);
@@ -1009,8 +996,8 @@ static void test_enomem(void **state)
 	th_env_init(&e, GiB, NULL, 1);
 	h1 = th_host_map(e.h, GiB, RW, TDP_HUGE_1G);
 	h2 = th_host_map(e.h, 4 * PG, RW, PG);
-	slot_set(&e, 0, 0, GiB, GiB, h1, 0);
-	slot_set(&e, 0, 1, 0x10000, 4 * PG, h2, 0);
+	th_set_slot(e.vm, 0, 0, GiB, GiB, h1, 0);
+	th_set_slot(e.vm, 0, 1, 0x10000, 4 * PG, h2, 0);
 	/* the 1 GiB folio takes the whole pool */
 	th_fill_page(buf, GiB, 1);
 	assert_int_equal(tdp_vcpu_write(e.v[0], GiB, buf, PG), 0);
@@ -1047,7 +1034,7 @@ static void test_migrate_new_pfn(void **state)
 
 	th_env_init(&e, 4 * GiB, NULL, 1);
 	hva = th_host_map(e.h, 2 * MiB, RW, TDP_HUGE_2M);
-	slot_set(&e, 0, 0, gpa, 2 * MiB, hva, 0);
+	th_set_slot(e.vm, 0, 0, gpa, 2 * MiB, hva, 0);
 	for (unsigned p = 0; p < 8; p++) {
 		th_fill_page(buf, gpa + p * PG, 1);
 		assert_int_equal(tdp_vcpu_write(e.v[0], gpa + p * PG, buf, PG),
@@ -1085,7 +1072,7 @@ static void test_migrate_new_pfn(void **state)
 	/* a whole 4 KiB-folio mapping, after the guest has it in its TLB */
 	uint64_t h4 = th_host_map(e.h, 4 * PG, RW, PG);
 
-	slot_set(&e, 0, 1, 0x1000000, 4 * PG, h4, 0);
+	th_set_slot(e.vm, 0, 1, 0x1000000, 4 * PG, h4, 0);
 	for (unsigned p = 0; p < 4; p++) {
 		th_fill_page(buf, 0x1000000 + p * PG, 5);
 		assert_int_equal(
@@ -1191,8 +1178,8 @@ static void test_contents_under_host_ops(void **state)
 	th_env_init(&e, 4 * GiB, NULL, 1);
 	h2 = th_host_map(e.h, n2 * TDP_HUGE_2M, rw, TDP_HUGE_2M);
 	h4 = th_host_map(e.h, n4 * PG, rw, PG);
-	slot_set(&e, 0, 0, g2, n2 * TDP_HUGE_2M, h2, 0);
-	slot_set(&e, 0, 1, g4, n4 * PG, h4, 0);
+	th_set_slot(e.vm, 0, 0, g2, n2 * TDP_HUGE_2M, h2, 0);
+	th_set_slot(e.vm, 0, 1, g4, n4 * PG, h4, 0);
 	for (unsigned i = 0; i < npages; i++) {
 		gpas[i] = i < n2 * 512 ? g2 + i * PG : g4 + (i - n2 * 512) * PG;
 		uint64_t hva =

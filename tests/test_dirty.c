@@ -109,24 +109,11 @@ static void fx_fini(struct fx *f)
 	tdp_host_destroy(f->h);
 }
 
-static int slot_flags(struct fx *f, unsigned slot, uint64_t gpa,
-		      uint64_t size, uint64_t hva, unsigned flags)
-{
-	struct tdp_memslot s = {.slot = slot,
-				.gpa = gpa,
-				.size = size,
-				.hva = hva,
-				.flags = flags};
-
-	return tdp_vm_set_memslot(f->vm, &s);
-}
-
 /* Turn logging of slot 0 on or off (a flags-only update). */
 static void fx_log(struct fx *f, bool on)
 {
-	assert_int_equal(slot_flags(f, 0, f->gpa, f->size, f->hva,
-				    on ? TDP_MEM_LOG_DIRTY : 0),
-			 0);
+	th_set_slot(f->vm, 0, 0, f->gpa, f->size, f->hva,
+		    on ? TDP_MEM_LOG_DIRTY : 0);
 }
 
 /* ---- harvests ---- */
@@ -241,7 +228,7 @@ static void test_errors_get(void **state)
 	hva1 = th_host_map(f.h, 2 * MiB, RW, TDP_HUGE_2M);
 	f.xhva[f.nx] = hva1;
 	f.xlen[f.nx++] = 2 * MiB;
-	assert_int_equal(slot_flags(&f, 1, 4 * GiB, 2 * MiB, hva1, 0), 0);
+	th_set_slot(f.vm, 0, 1, 4 * GiB, 2 * MiB, hva1, 0);
 	populate(&f, NULL, 1);
 
 	/* logging not on yet */
@@ -281,7 +268,7 @@ static void test_errors_get(void **state)
 	fx_log(&f, false);
 	assert_int_equal(tdp_vm_get_dirty_log(f.vm, 0, 0, bm), -EINVAL);
 	/* a deleted slot: -ENOENT */
-	assert_int_equal(slot_flags(&f, 1, 4 * GiB, 0, hva1, 0), 0);
+	th_set_slot(f.vm, 0, 1, 4 * GiB, 0, hva1, 0);
 	assert_int_equal(tdp_vm_get_dirty_log(f.vm, 0, 1, bm), -ENOENT);
 	free(bm);
 	free(want);
@@ -305,16 +292,14 @@ static void test_errors_clear(void **state)
 	hva1 = th_host_map(f.h, n1 * PG, RW, TDP_PAGE_SIZE);
 	f.xhva[f.nx] = hva1;
 	f.xlen[f.nx++] = n1 * PG;
-	assert_int_equal(slot_flags(&f, 1, 4 * GiB, n1 * PG, hva1, 0), 0);
+	th_set_slot(f.vm, 0, 1, 4 * GiB, n1 * PG, hva1, 0);
 	populate(&f, NULL, 1);
 
 	/* the slot is not logged yet */
 	assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 0, 0, 0, 64, ones),
 			 -EINVAL);
 	fx_log(&f, true);
-	assert_int_equal(slot_flags(&f, 1, 4 * GiB, n1 * PG, hva1,
-				    TDP_MEM_LOG_DIRTY),
-			 0);
+	th_set_slot(f.vm, 0, 1, 4 * GiB, n1 * PG, hva1, TDP_MEM_LOG_DIRTY);
 	/* forget the first 512 pages, keep the rest reported */
 	assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 0, 0, 0, 512, ones), 0);
 	assert_int_equal(harvest(&f, snap), f.npages - 512);
@@ -916,7 +901,7 @@ static void recovery_2m(unsigned vmflags)
 	hva1 = th_host_map(f.h, size1, RW, TDP_HUGE_2M);
 	f.xhva[f.nx] = hva1;
 	f.xlen[f.nx++] = size1;
-	assert_int_equal(slot_flags(&f, 1, gpa1, size1, hva1, 0), 0);
+	th_set_slot(f.vm, 0, 1, gpa1, size1, hva1, 0);
 	populate(&f, gens, 1);
 	for (uint64_t off = 0; off < size1; off += PG)
 		assert_int_equal(tdp_vcpu_write(f.v[1], gpa1 + off, &off, 8),
@@ -926,8 +911,7 @@ static void recovery_2m(unsigned vmflags)
 	assert_int_equal(s0.pages_4k, size1 / PG);
 
 	fx_log(&f, true);
-	assert_int_equal(
-		slot_flags(&f, 1, gpa1, size1, hva1, TDP_MEM_LOG_DIRTY), 0);
+	th_set_slot(f.vm, 0, 1, gpa1, size1, hva1, TDP_MEM_LOG_DIRTY);
 	assert_int_equal(th_vm_stats(f.vm).pages_2m, 0);
 	for (unsigned i = 0; i < 500; i++) {
 		uint64_t p = th_rand(&seed) % f.npages;
@@ -943,7 +927,7 @@ static void recovery_2m(unsigned vmflags)
 
 	s0 = th_vm_stats(f.vm);
 	fx_log(&f, false);
-	assert_int_equal(slot_flags(&f, 1, gpa1, size1, hva1, 0), 0);
+	th_set_slot(f.vm, 0, 1, gpa1, size1, hva1, 0);
 	s1 = th_vm_stats(f.vm);
 	uint64_t rec = s1.huge_recovered - s0.huge_recovered;
 	uint64_t fl = s1.recover_flushes - s0.recover_flushes;

@@ -87,15 +87,6 @@ static void expect_unmapped(struct tdp_vcpu *v, uint64_t gpa)
 	assert_int_equal(wr(v, gpa, 1), -EFAULT);
 }
 
-static int set(struct env *e, unsigned as, unsigned id, uint64_t gpa,
-	       uint64_t size, uint64_t hva, unsigned flags)
-{
-	struct tdp_memslot s = { .as_id = as, .slot = id, .gpa = gpa,
-				 .size = size, .hva = hva, .flags = flags };
-
-	return tdp_vm_set_memslot(e->vm, &s);
-}
-
 /* ---- snapshots of the published memslot sets ---- */
 
 struct snap {
@@ -169,7 +160,7 @@ static void test_errors_einval(void **state)
 	(void)state;
 	env_init(&e, NULL);
 	/* a baseline slot: gpa [0, 1M) */
-	assert_int_equal(set(&e, 0, 0, 0, MiB, e.hva, 0), 0);
+	th_set_slot(e.vm, 0, 0, 0, MiB, e.hva, 0);
 	expect_maps(e.v[0], 0, e.hva);
 
 	expect_err(&e, NULL, -EINVAL);
@@ -223,9 +214,7 @@ static void test_errors_einval(void **state)
 
 	/* the boundaries themselves are fine: the last page below 2^48 and
 	 * the last slot id */
-	assert_int_equal(set(&e, 0, TDP_MAX_MEMSLOTS - 1, top - PG, PG,
-			     e.hva + PG, 0),
-			 0);
+	th_set_slot(e.vm, 0, TDP_MAX_MEMSLOTS - 1, top - PG, PG, e.hva + PG, 0);
 	expect_maps(e.v[0], top - PG, e.hva + PG);
 	assert_int_equal(wr(e.v[0], top - 8, 0x1234), 0);
 	assert_int_equal(rd(e.v[0], top - 8, &x), 0);
@@ -242,8 +231,8 @@ static void test_errors_overlap(void **state)
 
 	(void)state;
 	env_init(&e, NULL);
-	assert_int_equal(set(&e, 0, 1, A, AEND - A, e.hva, 0), 0);
-	assert_int_equal(set(&e, 0, 3, 12 * MiB, MiB, e.hva + 4 * MiB, 0), 0);
+	th_set_slot(e.vm, 0, 1, A, AEND - A, e.hva, 0);
+	th_set_slot(e.vm, 0, 3, 12 * MiB, MiB, e.hva + 4 * MiB, 0);
 
 	/* partial overlap at the front, at the back, superset, subset, same
 	 * range, one page at each end */
@@ -265,20 +254,18 @@ static void test_errors_overlap(void **state)
 	expect_unmapped(e.v[0], AEND);
 
 	/* adjacent at both ends is fine */
-	assert_int_equal(set(&e, 0, 2, 3 * MiB, MiB, e.hva + 3 * MiB, 0), 0);
-	assert_int_equal(set(&e, 0, 4, AEND, MiB, e.hva + 2 * MiB, 0), 0);
+	th_set_slot(e.vm, 0, 2, 3 * MiB, MiB, e.hva + 3 * MiB, 0);
+	th_set_slot(e.vm, 0, 4, AEND, MiB, e.hva + 2 * MiB, 0);
 	expect_maps(e.v[0], A - PG, e.hva + 4 * MiB - PG);
 	expect_maps(e.v[0], A, e.hva);
 	expect_maps(e.v[0], AEND - PG, e.hva + 4 * MiB - PG);
 	expect_maps(e.v[0], AEND, e.hva + 2 * MiB);
 	/* a slot may move onto (part of) its own old range */
-	assert_int_equal(set(&e, 0, 3, 12 * MiB + 512 * 1024, MiB,
-			     e.hva + 4 * MiB, 0),
-			 0);
+	th_set_slot(e.vm, 0, 3, 12 * MiB + 512 * 1024, MiB, e.hva + 4 * MiB, 0);
 	expect_maps(e.v[0], 12 * MiB + 512 * 1024, e.hva + 4 * MiB);
 	expect_unmapped(e.v[0], 12 * MiB);
 	/* several slots may share host memory (hva ranges may overlap) */
-	assert_int_equal(set(&e, 0, 5, 32 * MiB, MiB, e.hva, 0), 0);
+	th_set_slot(e.vm, 0, 5, 32 * MiB, MiB, e.hva, 0);
 	expect_maps(e.v[0], 32 * MiB + PG, e.hva + PG);
 	env_fini(&e);
 }
@@ -289,7 +276,7 @@ static void test_errors_existing(void **state)
 
 	(void)state;
 	env_init(&e, NULL);
-	assert_int_equal(set(&e, 0, 7, 2 * MiB, MiB, e.hva, 0), 0);
+	th_set_slot(e.vm, 0, 7, 2 * MiB, MiB, e.hva, 0);
 
 	/* deleting a slot that does not exist */
 	expect_set_err(&e, 0, 8, 0, 0, 0, 0, -ENOENT);
@@ -308,11 +295,11 @@ static void test_errors_existing(void **state)
 	expect_unmapped(e.v[0], 8 * MiB);
 
 	/* delete, then the same delete again */
-	assert_int_equal(set(&e, 0, 7, 0, 0, 0, 0), 0);
+	th_set_slot(e.vm, 0, 7, 0, 0, 0, 0);
 	expect_unmapped(e.v[0], 2 * MiB);
 	expect_set_err(&e, 0, 7, 0, 0, 0, 0, -ENOENT);
 	/* the id is free again, with any size */
-	assert_int_equal(set(&e, 0, 7, 2 * MiB, 2 * MiB, e.hva + MiB, 0), 0);
+	th_set_slot(e.vm, 0, 7, 2 * MiB, 2 * MiB, e.hva + MiB, 0);
 	expect_maps(e.v[0], 2 * MiB, e.hva + MiB);
 	env_fini(&e);
 }
@@ -344,8 +331,8 @@ static void test_errors_efault(void **state)
 	expect_unmapped(e.v[0], 0);
 
 	/* the mapped parts alone are fine */
-	assert_int_equal(set(&e, 0, 1, 0, PG, m, 0), 0);
-	assert_int_equal(set(&e, 0, 2, PG, PG, m + 2 * PG, 0), 0);
+	th_set_slot(e.vm, 0, 1, 0, PG, m, 0);
+	th_set_slot(e.vm, 0, 2, PG, PG, m + 2 * PG, 0);
 	assert_int_equal(wr(e.v[0], 0, 11), 0);
 	assert_int_equal(wr(e.v[0], PG, 22), 0);
 	expect_unmapped(e.v[0], 2 * PG);
@@ -358,7 +345,7 @@ static void test_errors_efault(void **state)
 		assert_int_equal(b, 22);
 	}
 	/* a delete does not need the hva to be mapped */
-	assert_int_equal(set(&e, 0, 1, 0, 0, gone, 0), 0);
+	th_set_slot(e.vm, 0, 1, 0, 0, gone, 0);
 	expect_unmapped(e.v[0], 0);
 	env_fini(&e);
 }
@@ -379,7 +366,7 @@ static void test_create_move_delete(void **state)
 	assert_int_equal(s0.n, 0);
 
 	/* create */
-	assert_int_equal(set(&e, 0, 0, MiB, 2 * MiB, e.hva, 0), 0);
+	th_set_slot(e.vm, 0, 0, MiB, 2 * MiB, e.hva, 0);
 	snapshot(&e, 0, &s1);
 	assert_int_equal(s1.generation, s0.generation + 1);
 	assert_int_equal(s1.updates, s0.updates + 1);
@@ -399,12 +386,12 @@ static void test_create_move_delete(void **state)
 	assert_true(th_vm_stats(e.vm).pages_4k > 0);
 
 	/* setting the same slot again changes nothing */
-	assert_int_equal(set(&e, 0, 0, MiB, 2 * MiB, e.hva, 0), 0);
+	th_set_slot(e.vm, 0, 0, MiB, 2 * MiB, e.hva, 0);
 	expect_maps(e.v[0], MiB, e.hva);
 
 	/* move: the old gpa is gone, the new one shows the same memory */
 	snapshot(&e, 0, &s0);
-	assert_int_equal(set(&e, 0, 0, 64 * MiB, 2 * MiB, e.hva, 0), 0);
+	th_set_slot(e.vm, 0, 0, 64 * MiB, 2 * MiB, e.hva, 0);
 	snapshot(&e, 0, &s1);
 	/* an invalid set, then the final one (memslot.h) */
 	assert_int_equal(s1.generation, s0.generation + 2);
@@ -424,7 +411,7 @@ static void test_create_move_delete(void **state)
 	th_audit_clean(e.vm);
 
 	/* move back, by less than its size (overlapping its old range) */
-	assert_int_equal(set(&e, 0, 0, 65 * MiB, 2 * MiB, e.hva, 0), 0);
+	th_set_slot(e.vm, 0, 0, 65 * MiB, 2 * MiB, e.hva, 0);
 	expect_unmapped(e.v[0], 64 * MiB);
 	expect_maps(e.v[0], 65 * MiB, e.hva);
 	expect_maps(e.v[0], 66 * MiB, e.hva + MiB);
@@ -434,7 +421,7 @@ static void test_create_move_delete(void **state)
 
 	/* delete: access faults, mappings are gone */
 	snapshot(&e, 0, &s0);
-	assert_int_equal(set(&e, 0, 0, 0, 0, 0, 0), 0);
+	th_set_slot(e.vm, 0, 0, 0, 0, 0, 0);
 	snapshot(&e, 0, &s1);
 	assert_int_equal(s1.generation, s0.generation + 2);
 	assert_int_equal(s1.n, 0);
@@ -457,13 +444,13 @@ static void test_readonly_toggle(void **state)
 
 	(void)state;
 	env_init(&e, NULL);
-	assert_int_equal(set(&e, 0, 0, 0, MiB, e.hva, 0), 0);
+	th_set_slot(e.vm, 0, 0, 0, MiB, e.hva, 0);
 	/* write first, so the TLB holds a writable, dirty translation */
 	assert_int_equal(wr(e.v[0], 0, 1), 0);
 	assert_int_equal(wr(e.v[0], 0, 2), 0);
 
 	/* gain read-only: writes exit with -EACCES and change nothing */
-	assert_int_equal(set(&e, 0, 0, 0, MiB, e.hva, TDP_MEM_READONLY), 0);
+	th_set_slot(e.vm, 0, 0, 0, MiB, e.hva, TDP_MEM_READONLY);
 	st = th_vm_stats(e.vm);
 	assert_int_equal(wr(e.v[0], 0, 3), -EACCES);
 	assert_int_equal(wr(e.v[0], PG * 5, 3), -EACCES);
@@ -480,7 +467,7 @@ static void test_readonly_toggle(void **state)
 	th_audit_clean(e.vm);
 
 	/* lose read-only: writes work again */
-	assert_int_equal(set(&e, 0, 0, 0, MiB, e.hva, 0), 0);
+	th_set_slot(e.vm, 0, 0, 0, MiB, e.hva, 0);
 	assert_int_equal(wr(e.v[0], 0, 5), 0);
 	assert_int_equal(rd(e.v[0], 0, &x), 0);
 	assert_int_equal(x, 5);
@@ -489,16 +476,14 @@ static void test_readonly_toggle(void **state)
 	th_audit_clean(e.vm);
 
 	/* read-only together with a move */
-	assert_int_equal(set(&e, 0, 0, 8 * MiB, MiB, e.hva, TDP_MEM_READONLY),
-			 0);
+	th_set_slot(e.vm, 0, 0, 8 * MiB, MiB, e.hva, TDP_MEM_READONLY);
 	expect_unmapped(e.v[0], 0);
 	assert_int_equal(rd(e.v[0], 8 * MiB, &x), 0);
 	assert_int_equal(x, 5);
 	assert_int_equal(wr(e.v[0], 8 * MiB, 6), -EACCES);
 
 	/* a slot created read-only */
-	assert_int_equal(set(&e, 0, 1, 0, MiB, e.hva + MiB, TDP_MEM_READONLY),
-			 0);
+	th_set_slot(e.vm, 0, 1, 0, MiB, e.hva + MiB, TDP_MEM_READONLY);
 	expect_maps(e.v[0], 0, e.hva + MiB);
 	assert_int_equal(wr(e.v[0], 0, 7), -EACCES);
 	assert_int_equal(tdp_host_read(e.h, e.hva + MiB, &x, 8), 0);
@@ -515,9 +500,9 @@ static void test_two_address_spaces(void **state)
 	(void)state;
 	env_init(&e, &cfg);
 	/* overlapping slots (even the same id) in different address spaces */
-	assert_int_equal(set(&e, 0, 0, 0, 2 * MiB, e.hva, 0), 0);
-	assert_int_equal(set(&e, 1, 0, MiB, 2 * MiB, e.hva + 2 * MiB, 0), 0);
-	assert_int_equal(set(&e, 1, 1, 0, MiB, e.hva + MiB, 0), 0);
+	th_set_slot(e.vm, 0, 0, 0, 2 * MiB, e.hva, 0);
+	th_set_slot(e.vm, 1, 0, MiB, 2 * MiB, e.hva + 2 * MiB, 0);
+	th_set_slot(e.vm, 1, 1, 0, MiB, e.hva + MiB, 0);
 	expect_set_err(&e, 2, 0, 0, MiB, e.hva, 0, -EINVAL);
 	/* ...but not within one */
 	expect_set_err(&e, 1, 2, 2 * MiB, MiB, e.hva, 0, -EEXIST);
@@ -532,7 +517,7 @@ static void test_two_address_spaces(void **state)
 	expect_unmapped(e.v[1], 3 * MiB);
 
 	/* deleting in one space leaves the other alone */
-	assert_int_equal(set(&e, 1, 0, 0, 0, 0, 0), 0);
+	th_set_slot(e.vm, 1, 0, 0, 0, 0, 0);
 	expect_unmapped(e.v[1], MiB);
 	expect_maps(e.v[1], 0, e.hva + MiB);
 	expect_maps(e.v[0], MiB, e.hva + MiB);
@@ -552,9 +537,9 @@ static void test_five_level_width(void **state)
 	(void)state;
 	env_init(&e, &cfg);
 	/* above 2^48 is fine now */
-	assert_int_equal(set(&e, 0, 0, 1ull << 48, MiB, e.hva, 0), 0);
+	th_set_slot(e.vm, 0, 0, 1ull << 48, MiB, e.hva, 0);
 	expect_maps(e.v[0], (1ull << 48) + PG, e.hva + PG);
-	assert_int_equal(set(&e, 0, 1, top - MiB, MiB, e.hva + MiB, 0), 0);
+	th_set_slot(e.vm, 0, 1, top - MiB, MiB, e.hva + MiB, 0);
 	expect_maps(e.v[0], top - PG, e.hva + 2 * MiB - PG);
 	assert_int_equal(wr(e.v[0], top - 8, 99), 0);
 	assert_int_equal(rd(e.v[0], top - 8, &x), 0);
@@ -587,10 +572,8 @@ static void test_many_slots(void **state)
 	for (unsigned i = 0; i < 64; i++) {
 		unsigned k = order[i];
 
-		assert_int_equal(set(&e, 0, (k * 37) % TDP_MAX_MEMSLOTS,
-				     (uint64_t)k * 2 * MiB, 16 * PG,
-				     e.hva + k * PG, 0),
-				 0);
+		th_set_slot(e.vm, 0, (k * 37) % TDP_MAX_MEMSLOTS,
+			    (uint64_t)k * 2 * MiB, 16 * PG, e.hva + k * PG, 0);
 	}
 	snapshot(&e, 0, &s);
 	assert_int_equal(s.n, 64);
@@ -602,9 +585,7 @@ static void test_many_slots(void **state)
 	}
 	/* delete every other one */
 	for (unsigned k = 0; k < 64; k += 2)
-		assert_int_equal(set(&e, 0, (k * 37) % TDP_MAX_MEMSLOTS, 0, 0,
-				     0, 0),
-				 0);
+		th_set_slot(e.vm, 0, (k * 37) % TDP_MAX_MEMSLOTS, 0, 0, 0, 0);
 	snapshot(&e, 0, &s);
 	assert_int_equal(s.n, 32);
 	for (unsigned i = 0; i < s.n; i++)

@@ -34,28 +34,9 @@
 /* helpers                                                             */
 /* ------------------------------------------------------------------ */
 
-static int slot_op(struct th_env *e, unsigned as, unsigned id, uint64_t gpa,
-		   uint64_t size, uint64_t hva, unsigned flags)
-{
-	struct tdp_memslot s = {.as_id = as,
-				.slot = id,
-				.gpa = gpa,
-				.size = size,
-				.hva = hva,
-				.flags = flags};
-
-	return tdp_vm_set_memslot(e->vm, &s);
-}
-
-static void slot_set(struct th_env *e, unsigned as, unsigned id, uint64_t gpa,
-		     uint64_t size, uint64_t hva, unsigned flags)
-{
-	assert_int_equal(slot_op(e, as, id, gpa, size, hva, flags), 0);
-}
-
 static void slot_del(struct th_env *e, unsigned as, unsigned id)
 {
-	assert_int_equal(slot_op(e, as, id, 0, 0, 0, 0), 0);
+	th_set_slot(e->vm, as, id, 0, 0, 0, 0);
 }
 
 /* The tag kept in the first word of the host page at @hva in round @gen. */
@@ -137,7 +118,7 @@ static void test_mmio_entry(void **state)
 	th_env_init(&e, 4 * GiB, NULL, 1);
 	hva = th_host_map(e.h, MiB, RW, PG);
 	tag_pages(&e, hva, 256, 1);
-	slot_set(&e, 0, 0, 0, MiB, hva, 0);
+	th_set_slot(e.vm, 0, 0, 0, MiB, hva, 0);
 	expect_val(e.v[0], 0, tag(hva, 1));
 
 	s0 = th_vm_stats(e.vm);
@@ -194,7 +175,7 @@ static void test_mmio_entry(void **state)
 	uint64_t hva2 = th_host_map(e.h, 16 * PG, RW, PG);
 
 	tag_pages(&e, hva2, 16, 2);
-	slot_set(&e, 0, 1, 8 * MiB, 16 * PG, hva2, 0);
+	th_set_slot(e.vm, 0, 1, 8 * MiB, 16 * PG, hva2, 0);
 	s0 = th_vm_stats(e.vm);
 	expect_mmio_read(e.v[0], x1);
 	s = th_vm_stats(e.vm);
@@ -242,7 +223,7 @@ static void stale_mmio_loop(unsigned bits)
 	tag_pages(&e, hu, 4, 77);
 	/* an unrelated slot whose flags we toggle: generation changes
 	 * without a fast zap */
-	slot_set(&e, 0, 2, ugpa, 4 * PG, hu, 0);
+	th_set_slot(e.vm, 0, 2, ugpa, 4 * PG, hu, 0);
 
 	for (unsigned it = 0; it < 50; it++) {
 		const uint64_t hx = it % 2 ? hb : ha, hy = it % 2 ? ha : hb;
@@ -265,14 +246,14 @@ static void stale_mmio_loop(unsigned bits)
 				 (unsigned long long)s.mmio_fast);
 		/* a few more generations, an access in each */
 		for (unsigned k = 0; k < extra; k++) {
-			slot_set(&e, 0, 2, ugpa, 4 * PG, hu,
-				 (++ro % 2) ? TDP_MEM_READONLY : 0);
+			th_set_slot(e.vm, 0, 2, ugpa, 4 * PG, hu,
+				    (++ro % 2) ? TDP_MEM_READONLY : 0);
 			expect_mmio_read(e.v[0], x);
 			expect_mmio_read(e.v[0], x);
 		}
 
 		/* a slot over X: the guest reaches memory at once */
-		slot_set(&e, 0, 1, xbase, 4 * PG, hx, 0);
+		th_set_slot(e.vm, 0, 1, xbase, 4 * PG, hx, 0);
 		expect_val(e.v[0], x, tag(hx + PG, it % 2 ? 2 * it + 1
 							   : 2 * it));
 		expect_val(e.v[0], xbase, tag(hx, it % 2 ? 2 * it + 1
@@ -290,13 +271,13 @@ static void stale_mmio_loop(unsigned bits)
 		expect_mmio_write(e.v[0], x);
 		expect_mmio_read(e.v[0], xbase + 3 * PG);
 		for (unsigned k = 0; k < extra; k++) {
-			slot_set(&e, 0, 2, ugpa, 4 * PG, hu,
-				 (++ro % 2) ? TDP_MEM_READONLY : 0);
+			th_set_slot(e.vm, 0, 2, ugpa, 4 * PG, hu,
+				    (++ro % 2) ? TDP_MEM_READONLY : 0);
 			expect_mmio_read(e.v[0], x);
 		}
 
 		/* re-created over other memory: the new content */
-		slot_set(&e, 0, 1, xbase, 4 * PG, hy, 0);
+		th_set_slot(e.vm, 0, 1, xbase, 4 * PG, hy, 0);
 		expect_val(e.v[0], x, tag(hy + PG, it % 2 ? 2 * it
 							   : 2 * it + 1));
 		expect_val(e.v[0], xbase + 3 * PG,
@@ -492,9 +473,9 @@ static void test_churn_threads(void **state)
 	c.hb = th_host_map(e.h, 4 * PG, RW, PG);
 	tag_pages(&e, c.ha, 4, 1);
 	tag_pages(&e, c.hb, 4, 2);
-	slot_set(&e, 0, 0, 0, CH_NV * CH_PAGES * PG, c.hperm, 0);
+	th_set_slot(e.vm, 0, 0, 0, CH_NV * CH_PAGES * PG, c.hperm, 0);
 	hu = th_host_map(e.h, PG, RW, PG);
-	slot_set(&e, 0, 2, CH_UGPA, PG, hu, 0);
+	th_set_slot(e.vm, 0, 2, CH_UGPA, PG, hu, 0);
 	atomic_init(&c.phase, 0);
 	atomic_init(&c.stop, false);
 
@@ -514,14 +495,15 @@ static void test_churn_threads(void **state)
 		usleep(300);
 		atomic_store(&c.phase, ph + 1); /* update in progress */
 		if (next == 0 || next == 3) {
-			r = slot_op(&e, 0, 1, 0, 0, 0, 0);
+			r = th_try_set_slot(e.vm, 0, 1, 0, 0, 0, 0);
 			deletes++;
 		} else if (next == 1 || next == 4) {
-			r = slot_op(&e, 0, 2, CH_UGPA, PG, hu,
-				    ++toggles % 2 ? TDP_MEM_READONLY : 0);
+			r = th_try_set_slot(e.vm, 0, 2, CH_UGPA, PG, hu,
+					    ++toggles % 2 ? TDP_MEM_READONLY
+							  : 0);
 		} else {
-			r = slot_op(&e, 0, 1, CH_TGPA, 4 * PG,
-				    next == 2 ? c.ha : c.hb, 0);
+			r = th_try_set_slot(e.vm, 0, 1, CH_TGPA, 4 * PG,
+					    next == 2 ? c.ha : c.hb, 0);
 			creates++;
 		}
 		atomic_store(&c.phase, ph + 2); /* done */
@@ -620,7 +602,7 @@ static void test_zap_all_fast(void **state)
 	(void)state;
 	th_env_init(&e, 4 * GiB, NULL, 1);
 	hva = th_host_map(e.h, ZF_SIZE, RW, TDP_HUGE_2M);
-	slot_set(&e, 0, 0, ZF_GPA, ZF_SIZE, hva, 0);
+	th_set_slot(e.vm, 0, 0, ZF_GPA, ZF_SIZE, hva, 0);
 	pfn = calloc(ZF_PAGES, sizeof(*pfn));
 	assert_non_null(pfn);
 
@@ -749,7 +731,7 @@ static void test_zap_all_fast_running(void **state)
 	(void)state;
 	th_env_init(&e, 4 * GiB, NULL, ZT_NV);
 	hva = th_host_map(e.h, 2 * MiB, RW, TDP_HUGE_2M);
-	slot_set(&e, 0, 0, 0, ZT_NV * ZT_PAGES * PG, hva, 0);
+	th_set_slot(e.vm, 0, 0, 0, ZT_NV * ZT_PAGES * PG, hva, 0);
 	atomic_init(&stop, false);
 	s0 = th_vm_stats(e.vm);
 	for (unsigned i = 0; i < ZT_NV; i++) {
@@ -793,8 +775,8 @@ static void test_delete_move_fast_zap(void **state)
 	hs = th_host_map(e.h, np * PG, RW, PG);
 	tag_pages(&e, hp, 4, 5);
 	tag_pages(&e, hs, np, 6);
-	slot_set(&e, 0, 0, perm, 2 * MiB, hp, 0);
-	slot_set(&e, 0, 1, g1, np * PG, hs, 0);
+	th_set_slot(e.vm, 0, 0, perm, 2 * MiB, hp, 0);
+	th_set_slot(e.vm, 0, 1, g1, np * PG, hs, 0);
 	for (unsigned i = 0; i < np; i++)
 		expect_val(e.v[0], g1 + i * PG, tag(hs + i * PG, 6));
 	expect_val(e.v[0], perm + PG, tag(hp + PG, 5));
@@ -812,7 +794,7 @@ static void test_delete_move_fast_zap(void **state)
 	assert_true(th_vm_stats(e.vm).root_reloads > s0.root_reloads);
 
 	/* back, then moved back and forth */
-	slot_set(&e, 0, 1, g1, np * PG, hs, 0);
+	th_set_slot(e.vm, 0, 1, g1, np * PG, hs, 0);
 	for (unsigned i = 0; i < np; i++)
 		assert_int_equal(wr(e.v[0], g1 + i * PG + 16, 1000 + i), 0);
 	uint64_t from = g1, to = g2;
@@ -826,7 +808,7 @@ static void test_delete_move_fast_zap(void **state)
 		expect_mmio_read(e.v[0], to);
 		expect_mmio_read(e.v[0], to);
 		s0 = th_vm_stats(e.vm);
-		slot_set(&e, 0, 1, to, np * PG, hs, 0);
+		th_set_slot(e.vm, 0, 1, to, np * PG, hs, 0);
 		s = th_vm_stats(e.vm);
 		if (s.fast_zaps < s0.fast_zaps + 1)
 			fail_msg("move %u: fast_zaps %llu -> %llu", m,
@@ -893,8 +875,8 @@ static void test_smm_address_spaces(void **state)
 	tag_pages(&e, hb, 8, 11);
 	tag_pages(&e, hsm, 1, 12);
 	tag_pages(&e, hn, 1, 13);
-	slot_set(&e, 0, 0, g, 8 * PG, ha, 0);
-	slot_set(&e, 1, 0, g, 8 * PG, hb, 0);
+	th_set_slot(e.vm, 0, 0, g, 8 * PG, ha, 0);
+	th_set_slot(e.vm, 1, 0, g, 8 * PG, hb, 0);
 
 	/* MMIO entries first, in each space, at the gpas that only the
 	 * other space has memory at (the slots come after) */
@@ -904,8 +886,8 @@ static void test_smm_address_spaces(void **state)
 	expect_mmio_read(e.v[0], gnorm);
 	expect_mmio_read(e.v[0], gnorm);
 	assert_int_equal(tdp_vcpu_set_as(e.v[0], 0), 0);
-	slot_set(&e, 1, 1, gsmm, PG, hsm, 0);	 /* SMM only */
-	slot_set(&e, 0, 1, gnorm, PG, hn, 0);	 /* normal only */
+	th_set_slot(e.vm, 1, 1, gsmm, PG, hsm, 0); /* SMM only */
+	th_set_slot(e.vm, 0, 1, gnorm, PG, hn, 0); /* normal only */
 
 	/* as 0 sees A, as 1 sees B */
 	expect_val(e.v[0], g + 2 * PG, tag(ha + 2 * PG, 10));

@@ -53,15 +53,6 @@ static uint64_t wmap(struct world *w, uint64_t len, uint64_t folio)
 	return hva;
 }
 
-static void wslot(struct world *w, unsigned as, unsigned id, uint64_t gpa,
-		  uint64_t size, uint64_t hva)
-{
-	struct tdp_memslot s = {
-		.as_id = as, .slot = id, .gpa = gpa, .size = size, .hva = hva};
-
-	assert_int_equal(tdp_vm_set_memslot(w->vm, &s), 0);
-}
-
 static void world_init(struct world *w)
 {
 	struct tdp_vm_config vc = {.nr_as = 2, .max_vcpus = 8};
@@ -74,12 +65,12 @@ static void world_init(struct world *w)
 	h4b = wmap(w, 16 * PG, PG);
 	h2 = wmap(w, 4 * MiB, TDP_HUGE_2M);
 	h1 = wmap(w, GiB, TDP_HUGE_1G);
-	wslot(w, 0, 0, AS0_4K, 16 * PG, h4a);
-	wslot(w, 0, 1, AS0_2M, 4 * MiB, h2);
-	wslot(w, 0, 2, AS0_1G, GiB, h1);
-	wslot(w, 1, 0, AS1_4K, 16 * PG, h4b);
-	wslot(w, 1, 1, AS1_2M, 4 * MiB, h2);
-	wslot(w, 1, 2, AS1_1G, GiB, h1);
+	th_set_slot(w->vm, 0, 0, AS0_4K, 16 * PG, h4a, 0);
+	th_set_slot(w->vm, 0, 1, AS0_2M, 4 * MiB, h2, 0);
+	th_set_slot(w->vm, 0, 2, AS0_1G, GiB, h1, 0);
+	th_set_slot(w->vm, 1, 0, AS1_4K, 16 * PG, h4b, 0);
+	th_set_slot(w->vm, 1, 1, AS1_2M, 4 * MiB, h2, 0);
+	th_set_slot(w->vm, 1, 2, AS1_1G, GiB, h1, 0);
 	for (unsigned i = 0; i < NVCPU; i++)
 		assert_int_equal(tdp_vcpu_create(w->vm, i * 2, &w->v[i]), 0);
 }
