@@ -326,6 +326,17 @@ void th_bm_assert_eq(const uint64_t *got, const uint64_t *want, uint64_t npages,
 	assert_int_equal(extra, 0);
 }
 
+int th_read64(struct tdp_vcpu *v, uint64_t gpa, uint64_t *val)
+{
+	*val = 0;
+	return tdp_vcpu_read(v, gpa, val, 8);
+}
+
+int th_write64(struct tdp_vcpu *v, uint64_t gpa, uint64_t val)
+{
+	return tdp_vcpu_write(v, gpa, &val, 8);
+}
+
 void th_env_init(struct th_env *e, uint64_t mem_bytes,
 		 const struct tdp_vm_config *cfg, unsigned nv)
 {

@@ -93,6 +93,13 @@ uint64_t th_bm_count(const uint64_t *b, uint64_t nwords);
 void th_bm_assert_eq(const uint64_t *got, const uint64_t *want, uint64_t npages,
 		     const char *what);
 
+/* ---- guest accesses ---- */
+
+/* Read / write the 8 bytes at @gpa through vCPU @v (*@val zeroed first):
+ * what tdp_vcpu_read / tdp_vcpu_write return. */
+int th_read64(struct tdp_vcpu *v, uint64_t gpa, uint64_t *val);
+int th_write64(struct tdp_vcpu *v, uint64_t gpa, uint64_t val);
+
 /* ---- the usual fixture: a host, a VM on it, its vCPUs and a memslot ---- */
 
 #define TH_MAX_VCPUS 4

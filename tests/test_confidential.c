@@ -78,11 +78,6 @@ static void env_fini(struct env *e)
 	tdp_host_destroy(e->h);
 }
 
-static int wr(struct tdp_vcpu *v, uint64_t gpa, uint64_t val)
-{
-	return tdp_vcpu_write(v, gpa, &val, 8);
-}
-
 static uint64_t rd_ok(struct tdp_vcpu *v, uint64_t gpa)
 {
 	uint64_t x = 0;
@@ -205,7 +200,7 @@ static void test_private_and_shared(void **state)
 	(void)state;
 	env_init(&e);
 	/* every page starts private */
-	assert_int_equal(wr(e.v[0], gpa, 0x1111), 0);
+	assert_int_equal(th_write64(e.v[0], gpa, 0x1111), 0);
 	assert_int_equal(rd_ok(e.v[0], gpa), 0x1111);
 	assert_int_equal(tdp_vcpu_read(e.v[0], gpa | SHARED, &x, 8), -EPERM);
 	/* the host may not look at private memory */
@@ -226,7 +221,7 @@ static void test_private_and_shared(void **state)
 	assert_int_equal(convert(&e, gpa, PG, false), 0);
 	assert_false(mapped(&e, gpa));
 	assert_int_equal(tdp_vcpu_read(e.v[0], gpa, &x, 8), -EPERM);
-	assert_int_equal(wr(e.v[0], gpa | SHARED, 0x2222), 0);
+	assert_int_equal(th_write64(e.v[0], gpa | SHARED, 0x2222), 0);
 	assert_int_equal(tdp_host_read(e.h, e.hva + 5 * PG, &x, 8), 0);
 	assert_int_equal(x, 0x2222);
 	assert_true(mapped(&e, gpa | SHARED));
@@ -259,8 +254,8 @@ static void test_tlb_keeps_kinds_apart(void **state)
 	(void)state;
 	env_init(&e);
 	assert_int_equal(convert(&e, b, PG, false), 0);
-	assert_int_equal(wr(e.v[0], a, 0xaaaa), 0);
-	assert_int_equal(wr(e.v[0], b | SHARED, 0xbbbb), 0);
+	assert_int_equal(th_write64(e.v[0], a, 0xaaaa), 0);
+	assert_int_equal(th_write64(e.v[0], b | SHARED, 0xbbbb), 0);
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(rd_ok(e.v[0], a), 0xaaaa);
 		assert_int_equal(rd_ok(e.v[0], b | SHARED), 0xbbbb);
@@ -280,7 +275,8 @@ static void test_punch_hole(void **state)
 	(void)state;
 	env_init(&e);
 	for (unsigned i = 0; i < 8; i++)
-		assert_int_equal(wr(e.v[0], SLOT_GPA + i * PG, 0x100 + i), 0);
+		assert_int_equal(
+			th_write64(e.v[0], SLOT_GPA + i * PG, 0x100 + i), 0);
 	tdp_host_get_stats(e.h, &hs0);
 	assert_int_equal(tdp_host_punch_hole(e.h, e.phva, 4 * PG), 0);
 	tdp_host_get_stats(e.h, &hs1);
@@ -337,8 +333,8 @@ static void test_fast_zap_and_delete(void **state)
 	(void)state;
 	env_init(&e);
 	assert_int_equal(convert(&e, s, PG, false), 0);
-	assert_int_equal(wr(e.v[0], p, 1), 0);
-	assert_int_equal(wr(e.v[0], s | SHARED, 2), 0);
+	assert_int_equal(th_write64(e.v[0], p, 1), 0);
+	assert_int_equal(th_write64(e.v[0], s | SHARED, 2), 0);
 	st0 = th_vm_stats(e.vm);
 	assert_int_equal(tdp_vm_zap_all_fast(e.vm), 0);
 	assert_true(mapped(&e, p));
@@ -373,8 +369,8 @@ static void test_move(void **state)
 	mv.hva = e.hva;
 	mv.private_hva = e.phva;
 	assert_int_equal(convert(&e, SLOT_GPA + PG, PG, false), 0);
-	assert_int_equal(wr(e.v[0], SLOT_GPA, 7), 0);
-	assert_int_equal(wr(e.v[0], (SLOT_GPA + PG) | SHARED, 8), 0);
+	assert_int_equal(th_write64(e.v[0], SLOT_GPA, 7), 0);
+	assert_int_equal(th_write64(e.v[0], (SLOT_GPA + PG) | SHARED, 8), 0);
 	assert_int_equal(tdp_vm_set_memslot(e.vm, &mv), 0);
 	assert_false(mapped(&e, SLOT_GPA));
 	assert_int_equal(rd_ok(e.v[0], 3 * GiB), 7);
@@ -406,8 +402,9 @@ static void *vcpu_loop(void *arg)
 		uint64_t p = SLOT_GPA + 2 * r->id * PG;
 		uint64_t s = (p + PG) | SHARED, x = 0;
 
-		if (wr(v, p, n) || tdp_vcpu_read(v, p, &x, 8) || x != n ||
-		    wr(v, s, ~n) || tdp_vcpu_read(v, s, &x, 8) || x != ~n) {
+		if (th_write64(v, p, n) || tdp_vcpu_read(v, p, &x, 8) ||
+		    x != n || th_write64(v, s, ~n) ||
+		    tdp_vcpu_read(v, s, &x, 8) || x != ~n) {
 			r->err = 1;
 			break;
 		}
@@ -496,7 +493,7 @@ static void test_inject_mirror_reload(void **state)
 
 	(void)state;
 	env_init_cfg(&e, &cfg, 1, INJ_MIRROR_RELOAD_WITH_DIRECT);
-	assert_int_equal(wr(e.v[0], SLOT_GPA, 1), 0);
+	assert_int_equal(th_write64(e.v[0], SLOT_GPA, 1), 0);
 	assert_int_equal(tdp_vm_zap_all_fast(e.vm), 0);
 	assert_int_equal(rd_ok(e.v[0], SLOT_GPA), 1);
 	assert_true(audit(&e, rep, sizeof(rep)) > 0);
@@ -517,7 +514,7 @@ static void expect_dead(int inject, void (*trigger)(struct env *e),
 	uint64_t x;
 
 	env_init_cfg(&e, &cfg, 1, inject);
-	assert_int_equal(wr(e.v[0], SLOT_GPA, 1), 0);
+	assert_int_equal(th_write64(e.v[0], SLOT_GPA, 1), 0);
 	trigger(&e);
 	assert_true(th_vm_stats(e.vm).ext_errors > 0);
 	assert_int_equal(tdp_vcpu_read(e.v[0], gpa, &x, 8), -EIO);

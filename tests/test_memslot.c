@@ -59,23 +59,12 @@ static void env_fini(struct env *e)
 	tdp_host_destroy(e->h);
 }
 
-static int rd(struct tdp_vcpu *v, uint64_t gpa, uint64_t *val)
-{
-	*val = 0;
-	return tdp_vcpu_read(v, gpa, val, 8);
-}
-
-static int wr(struct tdp_vcpu *v, uint64_t gpa, uint64_t val)
-{
-	return tdp_vcpu_write(v, gpa, &val, 8);
-}
-
 /* The guest sees host page @hva at @gpa. */
 static void expect_maps(struct tdp_vcpu *v, uint64_t gpa, uint64_t hva)
 {
 	uint64_t x;
 
-	assert_int_equal(rd(v, gpa, &x), 0);
+	assert_int_equal(th_read64(v, gpa, &x), 0);
 	assert_int_equal(x, tag(hva));
 }
 
@@ -83,8 +72,8 @@ static void expect_unmapped(struct tdp_vcpu *v, uint64_t gpa)
 {
 	uint64_t x;
 
-	assert_int_equal(rd(v, gpa, &x), -EFAULT);
-	assert_int_equal(wr(v, gpa, 1), -EFAULT);
+	assert_int_equal(th_read64(v, gpa, &x), -EFAULT);
+	assert_int_equal(th_write64(v, gpa, 1), -EFAULT);
 }
 
 /* ---- snapshots of the published memslot sets ---- */
@@ -210,14 +199,14 @@ static void test_errors_einval(void **state)
 	expect_unmapped(e.v[0], top - PG);
 	expect_maps(e.v[0], 0, e.hva);
 	expect_maps(e.v[0], MiB - PG, e.hva + MiB - PG);
-	assert_int_equal(rd(e.v[0], MiB, &x), -EFAULT);
+	assert_int_equal(th_read64(e.v[0], MiB, &x), -EFAULT);
 
 	/* the boundaries themselves are fine: the last page below 2^48 and
 	 * the last slot id */
 	th_set_slot(e.vm, 0, TDP_MAX_MEMSLOTS - 1, top - PG, PG, e.hva + PG, 0);
 	expect_maps(e.v[0], top - PG, e.hva + PG);
-	assert_int_equal(wr(e.v[0], top - 8, 0x1234), 0);
-	assert_int_equal(rd(e.v[0], top - 8, &x), 0);
+	assert_int_equal(th_write64(e.v[0], top - 8, 0x1234), 0);
+	assert_int_equal(th_read64(e.v[0], top - 8, &x), 0);
 	assert_int_equal(x, 0x1234);
 	assert_int_equal(tdp_host_read(e.h, e.hva + 2 * PG - 8, &x, 8), 0);
 	assert_int_equal(x, 0x1234);
@@ -333,8 +322,8 @@ static void test_errors_efault(void **state)
 	/* the mapped parts alone are fine */
 	th_set_slot(e.vm, 0, 1, 0, PG, m, 0);
 	th_set_slot(e.vm, 0, 2, PG, PG, m + 2 * PG, 0);
-	assert_int_equal(wr(e.v[0], 0, 11), 0);
-	assert_int_equal(wr(e.v[0], PG, 22), 0);
+	assert_int_equal(th_write64(e.v[0], 0, 11), 0);
+	assert_int_equal(th_write64(e.v[0], PG, 22), 0);
 	expect_unmapped(e.v[0], 2 * PG);
 	{
 		uint64_t a, b;
@@ -380,7 +369,7 @@ static void test_create_move_delete(void **state)
 	expect_unmapped(e.v[0], 0);
 	expect_unmapped(e.v[0], 3 * MiB);
 	/* a guest write lands in host memory */
-	assert_int_equal(wr(e.v[0], MiB + 8, 0xfeed), 0);
+	assert_int_equal(th_write64(e.v[0], MiB + 8, 0xfeed), 0);
 	assert_int_equal(tdp_host_read(e.h, e.hva + 8, &x, 8), 0);
 	assert_int_equal(x, 0xfeed);
 	assert_true(th_vm_stats(e.vm).pages_4k > 0);
@@ -403,9 +392,9 @@ static void test_create_move_delete(void **state)
 	expect_unmapped(e.v[0], MiB);
 	expect_unmapped(e.v[0], 3 * MiB - PG);
 	expect_maps(e.v[0], 64 * MiB + PG, e.hva + PG);
-	assert_int_equal(rd(e.v[0], 64 * MiB + 8, &x), 0);
+	assert_int_equal(th_read64(e.v[0], 64 * MiB + 8, &x), 0);
 	assert_int_equal(x, 0xfeed);
-	assert_int_equal(wr(e.v[0], 64 * MiB + 16, 0xbeef), 0);
+	assert_int_equal(th_write64(e.v[0], 64 * MiB + 16, 0xbeef), 0);
 	assert_int_equal(tdp_host_read(e.h, e.hva + 16, &x, 8), 0);
 	assert_int_equal(x, 0xbeef);
 	th_audit_clean(e.vm);
@@ -415,7 +404,7 @@ static void test_create_move_delete(void **state)
 	expect_unmapped(e.v[0], 64 * MiB);
 	expect_maps(e.v[0], 65 * MiB, e.hva);
 	expect_maps(e.v[0], 66 * MiB, e.hva + MiB);
-	assert_int_equal(rd(e.v[0], 65 * MiB + 16, &x), 0);
+	assert_int_equal(th_read64(e.v[0], 65 * MiB + 16, &x), 0);
 	assert_int_equal(x, 0xbeef);
 	th_audit_clean(e.vm);
 
@@ -446,30 +435,30 @@ static void test_readonly_toggle(void **state)
 	env_init(&e, NULL);
 	th_set_slot(e.vm, 0, 0, 0, MiB, e.hva, 0);
 	/* write first, so the TLB holds a writable, dirty translation */
-	assert_int_equal(wr(e.v[0], 0, 1), 0);
-	assert_int_equal(wr(e.v[0], 0, 2), 0);
+	assert_int_equal(th_write64(e.v[0], 0, 1), 0);
+	assert_int_equal(th_write64(e.v[0], 0, 2), 0);
 
 	/* gain read-only: writes exit with -EACCES and change nothing */
 	th_set_slot(e.vm, 0, 0, 0, MiB, e.hva, TDP_MEM_READONLY);
 	st = th_vm_stats(e.vm);
-	assert_int_equal(wr(e.v[0], 0, 3), -EACCES);
-	assert_int_equal(wr(e.v[0], PG * 5, 3), -EACCES);
+	assert_int_equal(th_write64(e.v[0], 0, 3), -EACCES);
+	assert_int_equal(th_write64(e.v[0], PG * 5, 3), -EACCES);
 	assert_int_equal(th_vm_stats(e.vm).pf_ro_exit, st.pf_ro_exit + 2);
 	assert_int_equal(tdp_host_read(e.h, e.hva, &x, 8), 0);
 	assert_int_equal(x, 2);
 	expect_maps(e.v[0], PG * 5, e.hva + PG * 5);
-	assert_int_equal(rd(e.v[0], 0, &x), 0);
+	assert_int_equal(th_read64(e.v[0], 0, &x), 0);
 	assert_int_equal(x, 2);
 	/* still read-only after the read mapped it */
-	assert_int_equal(wr(e.v[0], 0, 4), -EACCES);
-	assert_int_equal(rd(e.v[0], 0, &x), 0);
+	assert_int_equal(th_write64(e.v[0], 0, 4), -EACCES);
+	assert_int_equal(th_read64(e.v[0], 0, &x), 0);
 	assert_int_equal(x, 2);
 	th_audit_clean(e.vm);
 
 	/* lose read-only: writes work again */
 	th_set_slot(e.vm, 0, 0, 0, MiB, e.hva, 0);
-	assert_int_equal(wr(e.v[0], 0, 5), 0);
-	assert_int_equal(rd(e.v[0], 0, &x), 0);
+	assert_int_equal(th_write64(e.v[0], 0, 5), 0);
+	assert_int_equal(th_read64(e.v[0], 0, &x), 0);
 	assert_int_equal(x, 5);
 	assert_int_equal(tdp_host_read(e.h, e.hva, &x, 8), 0);
 	assert_int_equal(x, 5);
@@ -478,14 +467,14 @@ static void test_readonly_toggle(void **state)
 	/* read-only together with a move */
 	th_set_slot(e.vm, 0, 0, 8 * MiB, MiB, e.hva, TDP_MEM_READONLY);
 	expect_unmapped(e.v[0], 0);
-	assert_int_equal(rd(e.v[0], 8 * MiB, &x), 0);
+	assert_int_equal(th_read64(e.v[0], 8 * MiB, &x), 0);
 	assert_int_equal(x, 5);
-	assert_int_equal(wr(e.v[0], 8 * MiB, 6), -EACCES);
+	assert_int_equal(th_write64(e.v[0], 8 * MiB, 6), -EACCES);
 
 	/* a slot created read-only */
 	th_set_slot(e.vm, 0, 1, 0, MiB, e.hva + MiB, TDP_MEM_READONLY);
 	expect_maps(e.v[0], 0, e.hva + MiB);
-	assert_int_equal(wr(e.v[0], 0, 7), -EACCES);
+	assert_int_equal(th_write64(e.v[0], 0, 7), -EACCES);
 	assert_int_equal(tdp_host_read(e.h, e.hva + MiB, &x, 8), 0);
 	assert_int_equal(x, tag(e.hva + MiB));
 	env_fini(&e);
@@ -523,7 +512,7 @@ static void test_two_address_spaces(void **state)
 	expect_maps(e.v[0], MiB, e.hva + MiB);
 	/* and ids are per address space */
 	expect_set_err(&e, 1, 0, 0, 0, 0, 0, -ENOENT);
-	assert_int_equal(rd(e.v[0], 0, &x), 0);
+	assert_int_equal(th_read64(e.v[0], 0, &x), 0);
 	env_fini(&e);
 }
 
@@ -541,8 +530,8 @@ static void test_five_level_width(void **state)
 	expect_maps(e.v[0], (1ull << 48) + PG, e.hva + PG);
 	th_set_slot(e.vm, 0, 1, top - MiB, MiB, e.hva + MiB, 0);
 	expect_maps(e.v[0], top - PG, e.hva + 2 * MiB - PG);
-	assert_int_equal(wr(e.v[0], top - 8, 99), 0);
-	assert_int_equal(rd(e.v[0], top - 8, &x), 0);
+	assert_int_equal(th_write64(e.v[0], top - 8, 99), 0);
+	assert_int_equal(th_read64(e.v[0], top - 8, &x), 0);
 	assert_int_equal(x, 99);
 	/* 2^57 is the limit */
 	expect_set_err(&e, 0, 2, top, PG, e.hva, 0, -EINVAL);

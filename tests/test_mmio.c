@@ -55,22 +55,11 @@ static void tag_pages(struct th_env *e, uint64_t hva, unsigned n, uint64_t gen)
 	}
 }
 
-static int rd(struct tdp_vcpu *v, uint64_t gpa, uint64_t *val)
-{
-	*val = 0;
-	return tdp_vcpu_read(v, gpa, val, 8);
-}
-
-static int wr(struct tdp_vcpu *v, uint64_t gpa, uint64_t val)
-{
-	return tdp_vcpu_write(v, gpa, &val, 8);
-}
-
 /* The guest reads @want at @gpa. */
 static void expect_val(struct tdp_vcpu *v, uint64_t gpa, uint64_t want)
 {
 	uint64_t x;
-	int r = rd(v, gpa, &x);
+	int r = th_read64(v, gpa, &x);
 
 	if (r != 0 || x != want)
 		fail_msg("read of gpa %#llx: ret %d value %#llx, expected 0 "
@@ -82,7 +71,7 @@ static void expect_val(struct tdp_vcpu *v, uint64_t gpa, uint64_t want)
 static void expect_mmio_read(struct tdp_vcpu *v, uint64_t gpa)
 {
 	uint64_t x;
-	int r = rd(v, gpa, &x);
+	int r = th_read64(v, gpa, &x);
 
 	if (r != -EFAULT)
 		fail_msg("read of gpa %#llx: ret %d (value %#llx), expected "
@@ -92,7 +81,7 @@ static void expect_mmio_read(struct tdp_vcpu *v, uint64_t gpa)
 
 static void expect_mmio_write(struct tdp_vcpu *v, uint64_t gpa)
 {
-	int r = wr(v, gpa, 0x1234567);
+	int r = th_write64(v, gpa, 0x1234567);
 
 	if (r != -EFAULT)
 		fail_msg("write of gpa %#llx: ret %d, expected -EFAULT (MMIO)",
@@ -258,8 +247,9 @@ static void stale_mmio_loop(unsigned bits)
 							   : 2 * it));
 		expect_val(e.v[0], xbase, tag(hx, it % 2 ? 2 * it + 1
 							 : 2 * it));
-		assert_int_equal(wr(e.v[0], x + 8, 0xabc0000ull + it), 0);
-		assert_int_equal(rd(e.v[0], x + 8, &val), 0);
+		assert_int_equal(th_write64(e.v[0], x + 8, 0xabc0000ull + it),
+				 0);
+		assert_int_equal(th_read64(e.v[0], x + 8, &val), 0);
 		assert_int_equal(val, 0xabc0000ull + it);
 		assert_int_equal(tdp_host_read(e.h, hx + PG + 8, &val, 8), 0);
 		assert_int_equal(val, 0xabc0000ull + it);
@@ -371,7 +361,7 @@ static void *churn_main(void *arg)
 		uint64_t val = ((uint64_t)cc->id << 56) | (it << 8) | p;
 
 		/* own pages in the permanent slot */
-		r = wr(v, pbase + p * PG, val);
+		r = th_write64(v, pbase + p * PG, val);
 		if (r) {
 			snprintf(cc->err, sizeof(cc->err),
 				 "vcpu %u: write perm page %u: %d", cc->id, p,
@@ -379,7 +369,7 @@ static void *churn_main(void *arg)
 			break;
 		}
 		cc->shadow[p] = val;
-		r = rd(v, pbase + q * PG, &x);
+		r = th_read64(v, pbase + q * PG, &x);
 		if (r || x != cc->shadow[q]) {
 			snprintf(cc->err, sizeof(cc->err),
 				 "vcpu %u: perm page %u: ret %d value %#llx, "
@@ -394,7 +384,7 @@ static void *churn_main(void *arg)
 		unsigned tp = th_rand(&seed) % 4;
 		uint64_t p1 = atomic_load(&c->phase);
 
-		r = rd(v, CH_TGPA + tp * PG, &x);
+		r = th_read64(v, CH_TGPA + tp * PG, &x);
 		uint64_t p2 = atomic_load(&c->phase);
 		uint64_t ea = tag(c->ha + tp * PG, 1),
 			 eb = tag(c->hb + tp * PG, 2);
@@ -442,7 +432,7 @@ static void *churn_main(void *arg)
 		}
 
 		/* a gpa that is always MMIO */
-		r = rd(v, CH_MMIO + (it % 3) * PG, &x);
+		r = th_read64(v, CH_MMIO + (it % 3) * PG, &x);
 		if (r != -EFAULT) {
 			snprintf(cc->err, sizeof(cc->err),
 				 "vcpu %u: MMIO gpa read ret %d value %#llx",
@@ -607,8 +597,8 @@ static void test_zap_all_fast(void **state)
 	assert_non_null(pfn);
 
 	for (uint64_t i = 0; i < ZF_PAGES; i++)
-		assert_int_equal(wr(e.v[0], ZF_GPA + i * PG,
-				    tag(ZF_GPA + i * PG, 3)),
+		assert_int_equal(th_write64(e.v[0], ZF_GPA + i * PG,
+					    tag(ZF_GPA + i * PG, 3)),
 				 0);
 	for (uint64_t i = 0; i < ZF_PAGES; i++) {
 		assert_int_equal(tdp_vm_translate(e.vm, 0, ZF_GPA + i * PG, &tr),
@@ -696,7 +686,7 @@ static void *zt_main(void *arg)
 		unsigned p = th_rand(&seed) % ZT_PAGES;
 		unsigned q = th_rand(&seed) % ZT_PAGES;
 		uint64_t val = ((uint64_t)(z->id + 1) << 48) | it;
-		int r = wr(v, base + p * PG, val);
+		int r = th_write64(v, base + p * PG, val);
 
 		if (r) {
 			snprintf(z->err, sizeof(z->err), "vcpu %u write: %d",
@@ -704,7 +694,7 @@ static void *zt_main(void *arg)
 			break;
 		}
 		shadow[p] = val;
-		r = rd(v, base + q * PG, &x);
+		r = th_read64(v, base + q * PG, &x);
 		if (r || x != shadow[q]) {
 			snprintf(z->err, sizeof(z->err),
 				 "vcpu %u page %u: ret %d value %#llx, "
@@ -796,7 +786,8 @@ static void test_delete_move_fast_zap(void **state)
 	/* back, then moved back and forth */
 	th_set_slot(e.vm, 0, 1, g1, np * PG, hs, 0);
 	for (unsigned i = 0; i < np; i++)
-		assert_int_equal(wr(e.v[0], g1 + i * PG + 16, 1000 + i), 0);
+		assert_int_equal(th_write64(e.v[0], g1 + i * PG + 16, 1000 + i),
+				 0);
 	uint64_t from = g1, to = g2;
 
 	for (unsigned m = 0; m < 10; m++) {
@@ -819,10 +810,11 @@ static void test_delete_move_fast_zap(void **state)
 		/* ... the new place shows the same memory, the old is MMIO */
 		for (unsigned i = 0; i < np; i++) {
 			expect_val(e.v[0], to + i * PG, tag(hs + i * PG, 6));
-			assert_int_equal(rd(e.v[0], to + i * PG + 16, &x), 0);
+			assert_int_equal(
+				th_read64(e.v[0], to + i * PG + 16, &x), 0);
 			assert_int_equal(x, 1000 + i + m);
-			assert_int_equal(wr(e.v[0], to + i * PG + 16,
-					    1000 + i + m + 1),
+			assert_int_equal(th_write64(e.v[0], to + i * PG + 16,
+						    1000 + i + m + 1),
 					 0);
 		}
 		expect_mmio_read(e.v[0], from);
@@ -900,13 +892,13 @@ static void test_smm_address_spaces(void **state)
 	expect_mmio_write(e.v[0], gnorm);
 
 	/* writes stay in their space */
-	assert_int_equal(wr(e.v[0], g + 2 * PG + 8, 0x1111), 0);
+	assert_int_equal(th_write64(e.v[0], g + 2 * PG + 8, 0x1111), 0);
 	assert_int_equal(tdp_vcpu_set_as(e.v[0], 0), 0);
-	assert_int_equal(rd(e.v[0], g + 2 * PG + 8, &x), 0);
+	assert_int_equal(th_read64(e.v[0], g + 2 * PG + 8, &x), 0);
 	assert_int_equal(x, 0);
-	assert_int_equal(wr(e.v[0], g + 2 * PG + 8, 0x2222), 0);
+	assert_int_equal(th_write64(e.v[0], g + 2 * PG + 8, 0x2222), 0);
 	assert_int_equal(tdp_vcpu_set_as(e.v[0], 1), 0);
-	assert_int_equal(rd(e.v[0], g + 2 * PG + 8, &x), 0);
+	assert_int_equal(th_read64(e.v[0], g + 2 * PG + 8, &x), 0);
 	assert_int_equal(x, 0x1111);
 	assert_int_equal(tdp_host_read(e.h, ha + 2 * PG + 8, &x, 8), 0);
 	assert_int_equal(x, 0x2222);
