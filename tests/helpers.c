@@ -337,6 +337,43 @@ int th_write64(struct tdp_vcpu *v, uint64_t gpa, uint64_t val)
 	return tdp_vcpu_write(v, gpa, &val, 8);
 }
 
+uint64_t th_root_leaf_pfn(struct tdp_pt_page *root, uint64_t gfn, int *level)
+{
+	uint64_t *t = root->spt;
+
+	if (level)
+		*level = 0;
+	for (int l = root->level; l >= TDP_LEVEL_4K; l--) {
+		uint64_t s = __atomic_load_n(&t[spte_index(gfn, l)],
+					     __ATOMIC_ACQUIRE);
+
+		if (!spte_present(s))
+			return ~0ull;
+		if (spte_is_leaf(s, l)) {
+			if (level)
+				*level = l;
+			return spte_pfn(s) + (gfn & (level_pages(l) - 1));
+		}
+		t = spte_to_table(s);
+	}
+	return ~0ull;
+}
+
+uint64_t th_leaf_pfn(struct tdp_vcpu *v, uint64_t gfn, int *level)
+{
+	struct tdp_vm *vm = v->vm;
+	uint64_t pfn = ~0ull;
+
+	*level = 0;
+	tdp_read_lock(&vm->mmu.lock);
+	tdp_rcu_read_lock();
+	if (v->root[v->as_id])
+		pfn = th_root_leaf_pfn(v->root[v->as_id], gfn, level);
+	tdp_rcu_read_unlock();
+	tdp_read_unlock(&vm->mmu.lock);
+	return pfn;
+}
+
 void th_env_init(struct th_env *e, uint64_t mem_bytes,
 		 const struct tdp_vm_config *cfg, unsigned nv)
 {

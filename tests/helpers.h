@@ -100,6 +100,16 @@ void th_bm_assert_eq(const uint64_t *got, const uint64_t *want, uint64_t npages,
 int th_read64(struct tdp_vcpu *v, uint64_t gpa, uint64_t *val);
 int th_write64(struct tdp_vcpu *v, uint64_t gpa, uint64_t val);
 
+/* ---- leaves ---- */
+
+struct tdp_pt_page;
+/* The frame mapped for @gfn by the table tree of @root (~0 if none), and
+ * the level of the leaf in *@level if not NULL (0 if none).  Under
+ * mmu_lock or the RCU read lock. */
+uint64_t th_root_leaf_pfn(struct tdp_pt_page *root, uint64_t gfn, int *level);
+/* The same in the current root of vCPU @v; takes mmu_lock (read). */
+uint64_t th_leaf_pfn(struct tdp_vcpu *v, uint64_t gfn, int *level);
+
 /* ---- the usual fixture: a host, a VM on it, its vCPUs and a memslot ---- */
 
 #define TH_MAX_VCPUS 4

@@ -31,37 +31,6 @@
 /* helpers                                                             */
 /* ------------------------------------------------------------------ */
 
-/* The leaf mapping @gfn in the vCPU's current root: returns the frame of
- * @gfn (or ~0 if not mapped) and its level.  Quiescent VM only. */
-static uint64_t leaf_pfn(struct th_env *e, uint64_t gfn, int *level)
-{
-	struct tdp_pt_page *root = e->v[0]->root[e->v[0]->as_id];
-	uint64_t ret = ~0ull;
-
-	*level = 0;
-	if (!root)
-		return ret;
-	tdp_write_lock(&e->vm->mmu.lock);
-	tdp_rcu_read_lock();
-	uint64_t *t = root->spt;
-	for (int l = root->level; l >= TDP_LEVEL_4K; l--) {
-		uint64_t s = __atomic_load_n(&t[spte_index(gfn, l)],
-					     __ATOMIC_ACQUIRE);
-
-		if (!spte_present(s))
-			break;
-		if (spte_is_leaf(s, l)) {
-			*level = l;
-			ret = spte_pfn(s) + (gfn & (level_pages(l) - 1));
-			break;
-		}
-		t = spte_to_table(s);
-	}
-	tdp_rcu_read_unlock();
-	tdp_write_unlock(&e->vm->mmu.lock);
-	return ret;
-}
-
 /* Byte @i of a deterministic stream tagged @tag (for odd-length data). */
 static uint8_t pat_byte(uint64_t tag, uint64_t i)
 {
@@ -322,7 +291,7 @@ static void test_rw_slots_and_2m(void **state)
 	assert_int_equal(th_vm_stats(e.vm).pages_2m, 2);
 	int level;
 
-	assert_int_equal(leaf_pfn(&e, (4 * MiB) >> 12, &level),
+	assert_int_equal(th_leaf_pfn(e.v[0], (4 * MiB) >> 12, &level),
 			 th_lookup_pfn(e.h, r.s[1].hva + 2 * MiB, NULL));
 	assert_int_equal(level, TDP_LEVEL_2M);
 	th_audit_clean(e.vm);
@@ -369,7 +338,7 @@ static void test_rw_1g(void **state)
 	assert_int_equal(tdp_vcpu_read(e.v[0], 2 * GiB - 5, back, 10000), 0);
 	assert_memory_equal(back, buf, 10000);
 	assert_int_equal(th_vm_stats(e.vm).pages_1g, 2);
-	assert_int_equal(leaf_pfn(&e, (2 * GiB + 5 * PG) >> 12, &level),
+	assert_int_equal(th_leaf_pfn(e.v[0], (2 * GiB + 5 * PG) >> 12, &level),
 			 th_lookup_pfn(e.h, r.s[0].hva + GiB + 5 * PG, NULL));
 	assert_int_equal(level, TDP_LEVEL_1G);
 	/* far ends of the slot */
@@ -418,7 +387,8 @@ static void test_rw_1g(void **state)
 	memset(back, 0, sizeof(back));
 	assert_int_equal(tdp_vcpu_read(e.v[0], 2 * GiB + 77 * PG, back, PG), 0);
 	assert_memory_equal(back, buf, PG);
-	assert_int_equal(leaf_pfn(&e, (2 * GiB >> 12) + 77, &level), new_pfn);
+	assert_int_equal(th_leaf_pfn(e.v[0], (2 * GiB >> 12) + 77, &level),
+			 new_pfn);
 	assert_int_equal(level, TDP_LEVEL_4K);
 	/* the neighbours, now 4 KiB folios of the split 1 GiB one */
 	assert_int_equal(
@@ -458,7 +428,7 @@ static void test_fetch(void **state)
 	memset(back, 0, sizeof(back));
 	assert_int_equal(tdp_vcpu_fetch(e.v[0], 100, back, 2 * PG), 0);
 	assert_memory_equal(back, buf, 2 * PG);
-	assert_true(leaf_pfn(&e, 0, &level) != ~0ull);
+	assert_true(th_leaf_pfn(e.v[0], 0, &level) != ~0ull);
 
 	/* not executable: -EFAULT, before and after a read mapped it */
 	struct tdp_stats s0 = th_vm_stats(e.vm);
@@ -466,7 +436,7 @@ static void test_fetch(void **state)
 	assert_int_equal(tdp_vcpu_fetch(e.v[0], 4 * PG + 8, back, 16), -EFAULT);
 	assert_int_equal(tdp_vcpu_read(e.v[0], 4 * PG, back, PG), 0);
 	assert_memory_equal(back, buf, PG);
-	assert_true(leaf_pfn(&e, 4, &level) != ~0ull);
+	assert_true(th_leaf_pfn(e.v[0], 4, &level) != ~0ull);
 	assert_int_equal(tdp_vcpu_fetch(e.v[0], 4 * PG + 8, back, 16), -EFAULT);
 	/* a write mapping (D set, in the TLB) does not allow fetch either */
 	assert_int_equal(tdp_vcpu_write(e.v[0], 4 * PG + 8, buf, 16), 0);
@@ -822,7 +792,7 @@ static void test_huge_alignment(void **state)
 	}
 	assert_int_equal(th_vm_stats(e.vm).pages_2m, 0);
 	assert_true(th_vm_stats(e.vm).pages_4k > 0);
-	assert_int_equal(leaf_pfn(&e, (2 * MiB >> 12) + 37, &level),
+	assert_int_equal(th_leaf_pfn(e.v[0], (2 * MiB >> 12) + 37, &level),
 			 th_lookup_pfn(e.h, h2 + PG + 37 * PG, NULL));
 	assert_int_equal(level, TDP_LEVEL_4K);
 	for (unsigned p = 0; p < 512; p += 37) {
@@ -837,7 +807,7 @@ static void test_huge_alignment(void **state)
 	}
 	assert_int_equal(tdp_vcpu_read(e.v[0], 32 * MiB + 3 * MiB, buf, 8), 0);
 	assert_int_equal(th_vm_stats(e.vm).pages_2m, 1);
-	assert_int_equal(leaf_pfn(&e, (35 * MiB) >> 12, &level),
+	assert_int_equal(th_leaf_pfn(e.v[0], (35 * MiB) >> 12, &level),
 			 th_lookup_pfn(e.h, h2 + 7 * MiB, NULL));
 	assert_int_equal(level, TDP_LEVEL_2M);
 	th_audit_clean(e.vm);
@@ -889,7 +859,7 @@ static void test_huge_replaces_table(void **state)
 	assert_int_equal(s1.pages_2m, 1);
 	assert_int_equal(s1.pages_4k, 0);
 	assert_int_equal(s1.pt_pages, s0.pt_pages - 1);
-	assert_int_equal(leaf_pfn(&e, (gpa >> 12) + 10, &level),
+	assert_int_equal(th_leaf_pfn(e.v[0], (gpa >> 12) + 10, &level),
 			 th_lookup_pfn(e.h, h2 + 10 * PG, NULL));
 	assert_int_equal(level, TDP_LEVEL_2M);
 	/* pages behind the cached table: zero (fresh folio), not stale */
@@ -939,8 +909,9 @@ static void test_max_huge(void **state)
 			assert_int_equal(s.pages_2m, 0);
 			assert_int_equal(s.pages_4k, 2);
 		}
-		assert_int_equal(leaf_pfn(&e, (GiB + 2 * MiB) >> 12, &level),
-				 th_lookup_pfn(e.h, h1 + 2 * MiB, NULL));
+		assert_int_equal(
+			th_leaf_pfn(e.v[0], (GiB + 2 * MiB) >> 12, &level),
+			th_lookup_pfn(e.h, h1 + 2 * MiB, NULL));
 		assert_int_equal(level, caps[c] == TDP_HUGE_2M ? TDP_LEVEL_2M
 							       : TDP_LEVEL_4K);
 		th_audit_clean(e.vm);
@@ -1044,7 +1015,7 @@ static void test_migrate_new_pfn(void **state)
 	/* one 4 KiB page out of the 2 MiB folio */
 	pfn1 = th_lookup_pfn(e.h, hva + 3 * PG, &order);
 	assert_int_equal(order, HOST_ORDER_2M);
-	assert_int_equal(leaf_pfn(&e, (gpa >> 12) + 3, &level), pfn1);
+	assert_int_equal(th_leaf_pfn(e.v[0], (gpa >> 12) + 3, &level), pfn1);
 	assert_int_equal(level, TDP_LEVEL_2M);
 	assert_int_equal(tdp_host_migrate(e.h, hva + 3 * PG, PG), 0);
 	pfn2 = th_lookup_pfn(e.h, hva + 3 * PG, &order);
@@ -1053,12 +1024,12 @@ static void test_migrate_new_pfn(void **state)
 	/* the old frame was freed (the guest holds no reference on it) */
 	assert_true(th_frame_poisoned(e.h, pfn1));
 	/* no leaf left for the old frame */
-	assert_int_equal(leaf_pfn(&e, (gpa >> 12) + 3, &level), ~0ull);
+	assert_int_equal(th_leaf_pfn(e.v[0], (gpa >> 12) + 3, &level), ~0ull);
 	th_audit_clean(e.vm);
 	memset(buf, 0, sizeof(buf));
 	assert_int_equal(tdp_vcpu_read(e.v[0], gpa + 3 * PG, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, gpa + 3 * PG, 1), 0);
-	assert_int_equal(leaf_pfn(&e, (gpa >> 12) + 3, &level), pfn2);
+	assert_int_equal(th_leaf_pfn(e.v[0], (gpa >> 12) + 3, &level), pfn2);
 	assert_int_equal(level, TDP_LEVEL_4K);
 	/* a write now lands in the new frame */
 	th_fill_page(buf, gpa + 3 * PG, 2);
@@ -1093,8 +1064,8 @@ static void test_migrate_new_pfn(void **state)
 		assert_int_equal(
 			tdp_vcpu_read(e.v[0], 0x1000000 + p * PG, buf, PG), 0);
 		assert_int_equal(th_check_page(buf, 0x1000000 + p * PG, 5), 0);
-		assert_int_equal(leaf_pfn(&e, (0x1000000 >> 12) + p, &level),
-				 n);
+		assert_int_equal(
+			th_leaf_pfn(e.v[0], (0x1000000 >> 12) + p, &level), n);
 	}
 	th_audit_clean(e.vm);
 	th_env_fini(&e);

@@ -82,44 +82,6 @@ static uint64_t pinned(struct env *e)
 	return hs.pinned_refs;
 }
 
-/* The frame mapped for @gfn by @root (~0 if none) and the leaf level. */
-static uint64_t root_leaf_pfn(struct tdp_pt_page *root, uint64_t gfn,
-			      int *level)
-{
-	uint64_t *t = root->spt;
-
-	*level = 0;
-	for (int l = root->level; l >= TDP_LEVEL_4K; l--) {
-		uint64_t s = __atomic_load_n(&t[spte_index(gfn, l)],
-					     __ATOMIC_ACQUIRE);
-
-		if (!spte_present(s))
-			return ~0ull;
-		if (spte_is_leaf(s, l)) {
-			*level = l;
-			return spte_pfn(s) + (gfn & (level_pages(l) - 1));
-		}
-		t = spte_to_table(s);
-	}
-	return ~0ull;
-}
-
-/* Leaf of @gfn in the vCPU's root; takes mmu_lock (read). */
-static uint64_t leaf_pfn(struct tdp_vm *vm, struct tdp_vcpu *v, uint64_t gfn,
-			 int *level)
-{
-	uint64_t pfn = ~0ull;
-
-	*level = 0;
-	tdp_read_lock(&vm->mmu.lock);
-	tdp_rcu_read_lock();
-	if (v->root[v->as_id])
-		pfn = root_leaf_pfn(v->root[v->as_id], gfn, level);
-	tdp_rcu_read_unlock();
-	tdp_read_unlock(&vm->mmu.lock);
-	return pfn;
-}
-
 /* Leaves (in any root) whose frame range contains @pfn. */
 static unsigned count_table(uint64_t *spt, int level, uint64_t pfn)
 {
@@ -249,7 +211,7 @@ static void race_hook(struct tdp_vcpu *v, uint64_t gfn, void *arg)
 	r->rcu_held = tdp_srcu_read_held(); /* the memslot read section */
 	r->in_guest = atomic_load(&v->mode) & 1;
 	r->pinned_in_hook = pinned(r->e);
-	r->leaf_in_hook = leaf_pfn(vm, v, gfn, &level);
+	r->leaf_in_hook = th_leaf_pfn(v, gfn, &level);
 	r->seq_before = atomic_load(&vm->mn.seq);
 	if (r->on_helper) {
 		pthread_t t;
@@ -343,7 +305,7 @@ static void test_control(void **state)
 	assert_int_equal(s1.pf_fixed - s0.pf_fixed, 1);
 	assert_int_equal(s1.pf_retry - s0.pf_retry, 0);
 	assert_int_equal(pinned(&e), pin0);
-	assert_int_equal(leaf_pfn(e.vm, e.v, GPA >> 12, &level),
+	assert_int_equal(th_leaf_pfn(e.v, GPA >> 12, &level),
 			 th_lookup_pfn(e.h, e.hva, NULL));
 
 	/* a mapped page: no fault, no hook */
@@ -404,7 +366,7 @@ static void race_one(enum race_op op, bool on_helper, bool write, int pre)
 				 0);
 		assert_int_equal(tdp_vcpu_read(e.v, gpa, buf, PG), 0);
 		assert_int_equal(tdp_host_mprotect(e.h, hva, PG, RW), 0);
-		assert_true(leaf_pfn(e.vm, e.v, gpa >> 12, &level) != ~0ull);
+		assert_true(th_leaf_pfn(e.v, gpa >> 12, &level) != ~0ull);
 	}
 	old_pfn = th_lookup_pfn(e.h, hva, NULL);
 	/* the test's own pin: the old frame cannot be recycled */
@@ -446,7 +408,7 @@ static void race_one(enum race_op op, bool on_helper, bool write, int pre)
 	/* the gfn maps the new frame, the old one is mapped nowhere */
 	new_pfn = th_lookup_pfn(e.h, hva, NULL);
 	assert_true(new_pfn != old_pfn);
-	assert_int_equal(leaf_pfn(e.vm, e.v, gpa >> 12, &level), new_pfn);
+	assert_int_equal(th_leaf_pfn(e.v, gpa >> 12, &level), new_pfn);
 	assert_int_equal(level, TDP_LEVEL_4K);
 	assert_int_equal(leaves_mapping(&e, old_pfn), 0);
 	assert_int_equal(tlb_entries_for(e.v, old_pfn), 0);
@@ -553,7 +515,7 @@ static void test_split(void **state)
 	assert_int_equal(th_check_page(buf, gpa, 1), 0);
 	assert_int_equal(th_lookup_pfn(e.h, e.hva2m + 7 * PG, &order), pfn);
 	assert_int_equal(order, 0);
-	assert_int_equal(leaf_pfn(e.vm, e.v, gpa >> 12, &level), pfn);
+	assert_int_equal(th_leaf_pfn(e.v, gpa >> 12, &level), pfn);
 	assert_int_equal(level, TDP_LEVEL_4K);
 	assert_int_equal(s1.pages_2m, 0);
 	th_audit_clean(e.vm);
@@ -569,7 +531,7 @@ static void test_split(void **state)
 	s.hva = h2;
 	assert_int_equal(tdp_vm_set_memslot(e.vm, &s), 0);
 	assert_int_equal(tdp_vcpu_read(e.v, 8 * MiB + 7 * PG, buf, PG), 0);
-	assert_true(leaf_pfn(e.vm, e.v, (8 * MiB >> 12) + 7, &level) != ~0ull);
+	assert_true(th_leaf_pfn(e.v, (8 * MiB >> 12) + 7, &level) != ~0ull);
 	assert_int_equal(level, TDP_LEVEL_2M);
 	th_audit_clean(e.vm);
 	env_fini(&e);
@@ -604,7 +566,7 @@ static void test_mprotect_write(void **state)
 	assert_int_equal(atomic_load(&r.calls), 1); /* the retry's gup fails */
 	assert_int_equal(s1.pf_retry - s0.pf_retry, 1);
 	assert_int_equal(s1.pf_fixed - s0.pf_fixed, 0);
-	assert_int_equal(leaf_pfn(e.vm, e.v, gpa >> 12, &level), ~0ull);
+	assert_int_equal(th_leaf_pfn(e.v, gpa >> 12, &level), ~0ull);
 	memset(buf, 0, sizeof(buf));
 	assert_int_equal(tdp_host_read(e.h, e.hva + 9 * PG, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, gpa, 1), 0);
@@ -754,7 +716,7 @@ static void inprog_one(enum race_op op, bool write)
 	}
 	new_pfn = th_lookup_pfn(e.h, hva, NULL);
 	assert_true(new_pfn != old_pfn);
-	assert_int_equal(leaf_pfn(e.vm, e.v, gpa >> 12, &level), new_pfn);
+	assert_int_equal(th_leaf_pfn(e.v, gpa >> 12, &level), new_pfn);
 	assert_int_equal(leaves_mapping(&e, old_pfn), 0);
 	assert_int_equal(tlb_entries_for(e.v, old_pfn), 0);
 	th_audit_clean(e.vm);

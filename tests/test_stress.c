@@ -83,23 +83,6 @@ struct shared {
  * host_gup earlier must see the invalidation and retry.  Walk every root
  * for every such gfn under mmu_lock (read; lock order host -> mmu).
  */
-static bool gfn_mapped(struct tdp_pt_page *root, uint64_t gfn)
-{
-	uint64_t *t = root->spt;
-
-	for (int l = root->level; l >= TDP_LEVEL_4K; l--) {
-		uint64_t e = __atomic_load_n(&t[spte_index(gfn, l)],
-					     __ATOMIC_ACQUIRE);
-
-		if (!spte_present(e))
-			return false;
-		if (spte_is_leaf(e, l))
-			return true;
-		t = spte_to_table(e);
-	}
-	return false;
-}
-
 static void check_range(struct shared *sh, uint64_t hva, uint64_t size,
 			uint64_t gpa, uint64_t start, uint64_t end)
 {
@@ -120,7 +103,7 @@ static void check_range(struct shared *sh, uint64_t hva, uint64_t size,
 		atomic_fetch_add(&sh->hook_gfns_checked, 1);
 		cds_list_for_each_entry(root, &sh->vm->mmu.roots.list, link)
 		{
-			if (gfn_mapped(root, gfn) &&
+			if (th_root_leaf_pfn(root, gfn, NULL) != ~0ull &&
 			    !atomic_fetch_add(&sh->stale_leaves, 1))
 				sh->first_stale_gfn = gfn;
 		}
