@@ -386,12 +386,25 @@ void th_env_init(struct th_env *e, uint64_t mem_bytes,
 	e->nv = nv;
 }
 
+uint64_t th_env_map(struct th_env *e, uint64_t len, uint64_t folio)
+{
+	uint64_t hva =
+		th_host_map(e->h, len, TDP_PROT_READ | TDP_PROT_WRITE, folio);
+
+	assert_true(e->nmap < sizeof(e->map) / sizeof(e->map[0]));
+	e->map[e->nmap].hva = hva;
+	e->map[e->nmap++].len = len;
+	return hva;
+}
+
 void th_env_slot(struct th_env *e, uint64_t gpa, uint64_t size, uint64_t folio)
 {
-	e->hva = th_host_map(e->h, size, TDP_PROT_READ | TDP_PROT_WRITE, folio);
+	e->hva = th_env_map(e, size, folio);
 	th_set_slot(e->vm, 0, 0, gpa, size, e->hva, 0);
 	e->gpa = gpa;
 	e->size = size;
+	e->npages = size / TDP_PAGE_SIZE;
+	e->nwords = (e->npages + 63) / 64;
 }
 
 void th_env_fini(struct th_env *e)
@@ -399,6 +412,18 @@ void th_env_fini(struct th_env *e)
 	for (unsigned i = 0; i < e->nv; i++)
 		tdp_vcpu_destroy(e->v[i]);
 	tdp_vm_destroy(e->vm);
+	tdp_host_destroy(e->h);
+}
+
+void th_env_fini_empty(struct th_env *e)
+{
+	th_audit_clean(e->vm);
+	th_drain_mmu(e->vm, e->v, e->nv);
+	tdp_vm_destroy(e->vm);
+	for (unsigned i = 0; i < e->nmap; i++)
+		assert_int_equal(
+			tdp_host_munmap(e->h, e->map[i].hva, e->map[i].len), 0);
+	th_assert_host_empty(e->h);
 	tdp_host_destroy(e->h);
 }
 

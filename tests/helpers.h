@@ -119,17 +119,30 @@ struct th_env {
 	struct tdp_vm *vm;
 	struct tdp_vcpu *v[TH_MAX_VCPUS]; /* vCPUs 0 .. nv-1 */
 	unsigned nv;
-	uint64_t gpa, size, hva; /* memslot 0, once th_env_slot made it */
+	/* memslot 0, once th_env_slot made it: npages pages, of which a
+	 * bitmap (th_bm_*) has nwords words */
+	uint64_t gpa, size, hva, npages, nwords;
+	/* the host mappings of th_env_map, th_env_slot's first */
+	struct {
+		uint64_t hva, len;
+	} map[4];
+	unsigned nmap;
 };
 /* A host of @mem_bytes (0: the default), a VM on it with @cfg (NULL: the
  * defaults) and @nv vCPUs. */
 void th_env_init(struct th_env *e, uint64_t mem_bytes,
 		 const struct tdp_vm_config *cfg, unsigned nv);
+/* A new read-write mapping of @len bytes of @folio folios (th_host_map),
+ * which th_env_fini_empty unmaps. */
+uint64_t th_env_map(struct th_env *e, uint64_t len, uint64_t folio);
 /* Memslot 0 of address space 0 at [@gpa, @gpa + @size), backed by a new
- * read-write mapping of @folio folios. */
+ * mapping of @folio folios (th_env_map). */
 void th_env_slot(struct th_env *e, uint64_t gpa, uint64_t size, uint64_t folio);
 /* Destroy the vCPUs, the VM and the host (which unmaps everything). */
 void th_env_fini(struct th_env *e);
+/* The same, counting: the audit is clean, th_drain_mmu, the VM destroyed,
+ * the mappings of th_env_map unmapped, then th_assert_host_empty. */
+void th_env_fini_empty(struct th_env *e);
 
 /* ---- teardown ---- */
 

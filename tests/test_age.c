@@ -35,46 +35,19 @@
 #define NV	 2
 #define SLOT_GPA GiB
 
-struct fx {
-	struct tdp_host *h;
-	struct tdp_vm *vm;
-	struct tdp_vcpu *v[NV];
-	uint64_t gpa, size, hva, npages, nwords;
-};
-
-static void fx_init(struct fx *f, unsigned vmflags, uint64_t size,
+/* NV vCPUs; memslot 0: @size bytes of @folio folios at SLOT_GPA. */
+static void fx_init(struct th_env *f, unsigned vmflags, uint64_t size,
 		    uint64_t folio)
 {
 	struct tdp_vm_config vc = {.max_vcpus = NV, .flags = vmflags};
 
-	memset(f, 0, sizeof(*f));
-	f->gpa = SLOT_GPA;
-	f->size = size;
-	f->npages = size / PG;
-	f->nwords = (f->npages + 63) / 64;
-	f->h = th_host_new(size + GiB);
-	f->hva = th_host_map(f->h, size, RW, folio);
-	assert_int_equal(tdp_vm_create(f->h, &vc, &f->vm), 0);
+	th_env_init(f, size + GiB, &vc, NV);
 	th_maybe_inject(f->vm);
-	struct tdp_memslot s = {
-		.slot = 0, .gpa = f->gpa, .size = size, .hva = f->hva};
-	assert_int_equal(tdp_vm_set_memslot(f->vm, &s), 0);
-	for (unsigned i = 0; i < NV; i++)
-		assert_int_equal(tdp_vcpu_create(f->vm, i, &f->v[i]), 0);
-}
-
-static void fx_fini(struct fx *f)
-{
-	th_audit_clean(f->vm);
-	th_drain_mmu(f->vm, f->v, NV);
-	tdp_vm_destroy(f->vm);
-	assert_int_equal(tdp_host_munmap(f->h, f->hva, f->size), 0);
-	th_assert_host_empty(f->h);
-	tdp_host_destroy(f->h);
+	th_env_slot(f, SLOT_GPA, size, folio);
 }
 
 /* Age the whole slot; the return value is the bitmap's popcount. */
-static int age(struct fx *f, unsigned flags, uint64_t *bm)
+static int age(struct th_env *f, unsigned flags, uint64_t *bm)
 {
 	int r;
 
@@ -85,7 +58,7 @@ static int age(struct fx *f, unsigned flags, uint64_t *bm)
 	return r;
 }
 
-static void touch(struct fx *f, unsigned v, uint64_t page, bool write)
+static void touch(struct th_env *f, unsigned v, uint64_t page, bool write)
 {
 	uint64_t x = page;
 
@@ -120,7 +93,7 @@ static void record(struct answers *a, int r, const uint64_t *bm)
 
 static void age_script(unsigned vmflags, struct answers *ans)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t *bm, *want, seed = 31;
 	struct tdp_stats s0, s1;
 	int r;
@@ -234,7 +207,7 @@ static void age_script(unsigned vmflags, struct answers *ans)
 
 	free(bm);
 	free(want);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 static void test_age_exact_and_locked_same(void **state)
@@ -256,7 +229,7 @@ static void test_age_exact_and_locked_same(void **state)
 /* 2 MiB leaves: one Accessed bit per leaf, so all its pages are young. */
 static void test_age_huge(void **state)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t *bm, *want;
 
 	(void)state;
@@ -278,13 +251,13 @@ static void test_age_huge(void **state)
 	assert_int_equal(age(&f, 0, bm), 0);
 	free(bm);
 	free(want);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 /* Two VMs map the same host memory: an access by either makes it young. */
 static void test_age_two_vms(void **state)
 {
-	struct fx f;
+	struct th_env f;
 	struct tdp_vm *vm2;
 	struct tdp_vcpu *v2;
 	uint64_t *bm, *want, x = 0;
@@ -319,7 +292,7 @@ static void test_age_two_vms(void **state)
 	tdp_vm_destroy(vm2);
 	free(bm);
 	free(want);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 /* ------------------------------------------------------------------ */
@@ -328,7 +301,7 @@ static void test_age_two_vms(void **state)
 
 static void test_age_errors(void **state)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t *bm, *want, hole;
 
 	(void)state;
@@ -375,7 +348,7 @@ static void test_age_errors(void **state)
 	th_bm_assert_eq(bm, want, f.npages, "after failed calls, clear");
 	free(bm);
 	free(want);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 /* ------------------------------------------------------------------ */
@@ -385,7 +358,7 @@ static void test_age_errors(void **state)
 #define DK_SIZE (1 * MiB)
 
 struct dk {
-	struct fx f;
+	struct th_env f;
 	uint64_t *model; /* last value written per page (owner only) */
 	atomic_bool stop;
 	atomic_ullong writes, ages, young, mismatches;
@@ -408,7 +381,7 @@ static void *dk_vcpu(void *arg)
 {
 	struct dkw *w = arg;
 	struct dk *d = w->d;
-	struct fx *f = &d->f;
+	struct th_env *f = &d->f;
 	uint64_t seed = 1000 + w->id, per = f->npages / NV;
 
 	while (!atomic_load_explicit(&d->stop, memory_order_relaxed)) {
@@ -474,7 +447,7 @@ static void dirty_survives(unsigned vmflags)
 
 	assert_non_null(d);
 	fx_init(&d->f, vmflags, DK_SIZE, TDP_PAGE_SIZE);
-	struct fx *f = &d->f;
+	struct th_env *f = &d->f;
 	d->model = calloc(f->npages, sizeof(*d->model));
 	assert_non_null(d->model);
 	for (uint64_t p = 0; p < f->npages; p++) {
@@ -542,7 +515,7 @@ static void dirty_survives(unsigned vmflags)
 	assert_true(atomic_load(&d->young) > 0);
 	assert_true(atomic_load(&d->writes) > 1000);
 	free(d->model);
-	fx_fini(f);
+	th_env_fini_empty(f);
 	free(d);
 }
 

@@ -38,7 +38,6 @@
 #include "vm.h"
 
 #define PG	 4096ull
-#define RW	 (TDP_PROT_READ | TDP_PROT_WRITE)
 #define NV	 2
 #define SLOT_GPA GiB /* 1 GiB aligned: gfn % 64 == page index % 64 */
 
@@ -52,65 +51,26 @@
 /* fixture                                                             */
 /* ------------------------------------------------------------------ */
 
-struct fx {
-	struct tdp_host *h;
-	struct tdp_vm *vm;
-	struct tdp_vcpu *v[NV];
-	unsigned vmflags;
-	uint64_t gpa, size, hva, folio, npages, nwords;
-	/* extra host mappings to unmap at the end */
-	uint64_t xhva[4], xlen[4];
-	unsigned nx;
-};
-
-static void fx_init_cfg(struct fx *f, unsigned vmflags, uint64_t size,
+/* NV vCPUs; memslot 0: @size bytes of @folio folios at SLOT_GPA. */
+static void fx_init_cfg(struct th_env *f, unsigned vmflags, uint64_t size,
 			uint64_t folio, uint64_t max_huge)
 {
 	struct tdp_vm_config vc = {
 		.max_vcpus = NV, .max_huge = max_huge, .flags = vmflags};
 
-	memset(f, 0, sizeof(*f));
-	f->vmflags = vmflags;
-	f->gpa = SLOT_GPA;
-	f->size = size;
-	f->folio = folio;
-	f->npages = size / PG;
-	f->nwords = (f->npages + 63) / 64;
-	f->h = th_host_new(size + 2 * GiB);
-	f->hva = th_host_map(f->h, size, RW, folio);
-	assert_int_equal(tdp_vm_create(f->h, &vc, &f->vm), 0);
+	th_env_init(f, size + 2 * GiB, &vc, NV);
 	th_maybe_inject(f->vm);
-	struct tdp_memslot s = {
-		.slot = 0, .gpa = f->gpa, .size = size, .hva = f->hva};
-	assert_int_equal(tdp_vm_set_memslot(f->vm, &s), 0);
-	for (unsigned i = 0; i < NV; i++)
-		assert_int_equal(tdp_vcpu_create(f->vm, i, &f->v[i]), 0);
+	th_env_slot(f, SLOT_GPA, size, folio);
 }
 
-static void fx_init(struct fx *f, unsigned vmflags, uint64_t size,
+static void fx_init(struct th_env *f, unsigned vmflags, uint64_t size,
 		    uint64_t folio)
 {
 	fx_init_cfg(f, vmflags, size, folio, 0);
 }
 
-/* Audit, then tear down counting: after the vCPUs are gone and the roots
- * invalidated, the MMU holds nothing; after munmap the host holds
- * nothing. */
-static void fx_fini(struct fx *f)
-{
-	th_audit_clean(f->vm);
-	th_drain_mmu(f->vm, f->v, NV);
-	tdp_vm_destroy(f->vm);
-	assert_int_equal(tdp_host_munmap(f->h, f->hva, f->size), 0);
-	for (unsigned i = 0; i < f->nx; i++)
-		assert_int_equal(tdp_host_munmap(f->h, f->xhva[i], f->xlen[i]),
-				 0);
-	th_assert_host_empty(f->h);
-	tdp_host_destroy(f->h);
-}
-
 /* Turn logging of slot 0 on or off (a flags-only update). */
-static void fx_log(struct fx *f, bool on)
+static void fx_log(struct th_env *f, bool on)
 {
 	th_set_slot(f->vm, 0, 0, f->gpa, f->size, f->hva,
 		    on ? TDP_MEM_LOG_DIRTY : 0);
@@ -119,7 +79,7 @@ static void fx_log(struct fx *f, bool on)
 /* ---- harvests ---- */
 
 /* Harvest slot 0 into @bm; asserts success, returns the page count. */
-static uint64_t harvest(struct fx *f, uint64_t *bm)
+static uint64_t harvest(struct th_env *f, uint64_t *bm)
 {
 	memset(bm, 0xa5, f->nwords * 8);
 	assert_int_equal(tdp_vm_get_dirty_log(f->vm, 0, 0, bm), 0);
@@ -127,11 +87,11 @@ static uint64_t harvest(struct fx *f, uint64_t *bm)
 }
 
 /* Harvest and, with manual protect, clear what was reported. */
-static uint64_t harvest_clear(struct fx *f, uint64_t *bm)
+static uint64_t harvest_clear(struct th_env *f, uint64_t *bm)
 {
 	uint64_t n = harvest(f, bm);
 
-	if (f->vmflags & MANUAL)
+	if (f->vm->cfg.flags & MANUAL)
 		assert_int_equal(tdp_vm_clear_dirty_log(f->vm, 0, 0, 0,
 							f->npages, bm),
 				 0);
@@ -140,7 +100,7 @@ static uint64_t harvest_clear(struct fx *f, uint64_t *bm)
 
 /* ---- guest accesses: a 16-byte header {gpa, gen} at the page start ---- */
 
-static void gwrite(struct fx *f, unsigned v, uint64_t page, uint64_t gen)
+static void gwrite(struct th_env *f, unsigned v, uint64_t page, uint64_t gen)
 {
 	uint64_t w[2] = {f->gpa + page * PG, gen};
 
@@ -149,7 +109,8 @@ static void gwrite(struct fx *f, unsigned v, uint64_t page, uint64_t gen)
 			 0);
 }
 
-static void gread_check(struct fx *f, unsigned v, uint64_t page, uint64_t gen)
+static void gread_check(struct th_env *f, unsigned v, uint64_t page,
+			uint64_t gen)
 {
 	uint64_t w[2] = {0, 0};
 
@@ -164,7 +125,7 @@ static void gread_check(struct fx *f, unsigned v, uint64_t page, uint64_t gen)
 	assert_int_equal(w[1], gen);
 }
 
-static void gread(struct fx *f, unsigned v, uint64_t page)
+static void gread(struct th_env *f, unsigned v, uint64_t page)
 {
 	uint64_t w[2];
 
@@ -172,7 +133,7 @@ static void gread(struct fx *f, unsigned v, uint64_t page)
 		tdp_vcpu_read(f->v[v], f->gpa + page * PG, w, sizeof(w)), 0);
 }
 
-static void hread_check(struct fx *f, uint64_t page, uint64_t gen)
+static void hread_check(struct th_env *f, uint64_t page, uint64_t gen)
 {
 	uint64_t w[2] = {0, 0};
 
@@ -183,7 +144,7 @@ static void hread_check(struct fx *f, uint64_t page, uint64_t gen)
 }
 
 /* Write every page (generation @gen) with vCPU 0; maps the slot. */
-static void populate(struct fx *f, uint64_t *gens, uint64_t gen)
+static void populate(struct th_env *f, uint64_t *gens, uint64_t gen)
 {
 	for (uint64_t p = 0; p < f->npages; p++) {
 		gwrite(f, 0, p, gen);
@@ -192,7 +153,7 @@ static void populate(struct fx *f, uint64_t *gens, uint64_t gen)
 	}
 }
 
-static struct tdp_translation xlate(struct fx *f, uint64_t page, int *ret)
+static struct tdp_translation xlate(struct th_env *f, uint64_t page, int *ret)
 {
 	struct tdp_translation t;
 
@@ -217,7 +178,7 @@ static bool all_sentinel(const uint64_t *b, uint64_t n)
  * return codes, the bitmap left alone, and no report consumed. */
 static void test_errors_get(void **state)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t hva1, *bm, *want;
 
 	(void)state;
@@ -225,9 +186,7 @@ static void test_errors_get(void **state)
 	bm = th_bm_new(f.nwords);
 	want = th_bm_new(f.nwords);
 	/* slot 1: not logged */
-	hva1 = th_host_map(f.h, 2 * MiB, RW, TDP_HUGE_2M);
-	f.xhva[f.nx] = hva1;
-	f.xlen[f.nx++] = 2 * MiB;
+	hva1 = th_env_map(&f, 2 * MiB, TDP_HUGE_2M);
 	th_set_slot(f.vm, 0, 1, 4 * GiB, 2 * MiB, hva1, 0);
 	populate(&f, NULL, 1);
 
@@ -272,14 +231,14 @@ static void test_errors_get(void **state)
 	assert_int_equal(tdp_vm_get_dirty_log(f.vm, 0, 1, bm), -ENOENT);
 	free(bm);
 	free(want);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 /* Errors of tdp_vm_clear_dirty_log with manual protect, and the tail of
  * a slot whose page count is not a multiple of 64. */
 static void test_errors_clear(void **state)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t hva1, *bm, *snap, *ones;
 	const uint64_t n1 = 100; /* pages of slot 1 */
 
@@ -289,9 +248,7 @@ static void test_errors_clear(void **state)
 	snap = th_bm_new(f.nwords);
 	ones = th_bm_new(f.nwords);
 	memset(ones, 0xff, f.nwords * 8);
-	hva1 = th_host_map(f.h, n1 * PG, RW, TDP_PAGE_SIZE);
-	f.xhva[f.nx] = hva1;
-	f.xlen[f.nx++] = n1 * PG;
+	hva1 = th_env_map(&f, n1 * PG, TDP_PAGE_SIZE);
 	th_set_slot(f.vm, 0, 1, 4 * GiB, n1 * PG, hva1, 0);
 	populate(&f, NULL, 1);
 
@@ -364,7 +321,7 @@ static void test_errors_clear(void **state)
 	free(bm);
 	free(snap);
 	free(ones);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 /* ------------------------------------------------------------------ */
@@ -373,7 +330,7 @@ static void test_errors_clear(void **state)
 
 static void exact(unsigned vmflags)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t *bm, *want, seed = 0x1234 + vmflags, *gens;
 	struct tdp_translation t;
 	int r;
@@ -487,7 +444,7 @@ static void exact(unsigned vmflags)
 	free(gens);
 	free(bm);
 	free(want);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 static void test_exact_wp(void **s) { (void)s; exact(WP); }
@@ -520,7 +477,7 @@ struct cwork {
 };
 
 struct cc {
-	struct fx f;
+	struct th_env f;
 	uint64_t *gens; /* per page, written only by the page's owner */
 	atomic_uint started, done;
 	atomic_bool stop;
@@ -544,7 +501,7 @@ static void *cc_vcpu(void *arg)
 {
 	struct cwork *w = arg;
 	struct cc *c = w->c;
-	struct fx *f = &c->f;
+	struct th_env *f = &c->f;
 
 	while (!atomic_load_explicit(&c->stop, memory_order_relaxed) &&
 	       w->n < CC_LOGCAP) {
@@ -577,10 +534,10 @@ static void *cc_vcpu(void *arg)
 
 static void cc_harvest(struct cc *c, uint64_t *bm)
 {
-	struct fx *f = &c->f;
+	struct th_env *f = &c->f;
 
 	assert_int_equal(tdp_vm_get_dirty_log(f->vm, 0, 0, bm), 0);
-	if (f->vmflags & MANUAL)
+	if (f->vm->cfg.flags & MANUAL)
 		assert_int_equal(tdp_vm_clear_dirty_log(f->vm, 0, 0, 0,
 							f->npages, bm),
 				 0);
@@ -596,7 +553,7 @@ static void concurrent(unsigned vmflags)
 
 	assert_non_null(c);
 	fx_init(&c->f, vmflags, CC_SIZE, TDP_HUGE_2M);
-	struct fx *f = &c->f;
+	struct th_env *f = &c->f;
 	c->gens = calloc(f->npages, sizeof(*c->gens));
 	bms = calloc((size_t)(CC_MAXH + 2) * f->nwords, 8);
 	assert_non_null(c->gens);
@@ -680,7 +637,7 @@ static void concurrent(unsigned vmflags)
 		free(w[i].log);
 	free(bms);
 	free(c->gens);
-	fx_fini(f);
+	th_env_fini_empty(f);
 	free(c);
 }
 
@@ -707,7 +664,7 @@ static void test_concurrent_manual_dbit(void **s)
  * Dirty bit), no huge leaf is left, the data is unchanged. */
 static void eager_split(unsigned vmflags, uint64_t huge)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t size = huge == TDP_HUGE_1G ? GiB : 16 * MiB;
 	uint64_t step = huge == TDP_HUGE_1G ? 509 : 1; /* pages written */
 	uint64_t *pfn, *bm;
@@ -770,7 +727,7 @@ static void eager_split(unsigned vmflags, uint64_t huge)
 	assert_int_equal(th_vm_stats(f.vm).pages_4k, f.npages);
 	free(pfn);
 	free(bm);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 static void test_eager_split_2m_wp(void **s) { (void)s; eager_split(WP, TDP_HUGE_2M); }
@@ -783,7 +740,7 @@ static void test_eager_split_1g_dbit(void **s) { (void)s; eager_split(DBIT, TDP_
  * logged, exactly. */
 static void no_eager_split(unsigned vmflags)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t *bm, *want;
 	struct tdp_stats s0, s1;
 	struct tdp_translation t;
@@ -843,7 +800,7 @@ static void no_eager_split(unsigned vmflags)
 			gread_check(&f, 0, pages[i], 2);
 		free(bm);
 		free(want);
-		fx_fini(&f);
+		th_env_fini_empty(&f);
 		return;
 	}
 	/* then: the write faults split the huge leaves, the written page
@@ -875,7 +832,7 @@ static void no_eager_split(unsigned vmflags)
 	assert_int_equal(harvest(&f, bm), 0);
 	free(bm);
 	free(want);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 static void test_no_eager_split_wp(void **s) { (void)s; no_eager_split(WP); }
@@ -886,7 +843,7 @@ static void test_no_eager_split_dbit(void **s) { (void)s; no_eager_split(DBIT); 
  * not congruent modulo 2 MiB stays on 4 KiB leaves. */
 static void recovery_2m(unsigned vmflags)
 {
-	struct fx f;
+	struct th_env f;
 	const uint64_t size1 = 4 * MiB, gpa1 = 8 * GiB + PG;
 	uint64_t hva1, *gens, *bm, seed = 5;
 	struct tdp_stats s0, s1;
@@ -898,9 +855,7 @@ static void recovery_2m(unsigned vmflags)
 	bm = th_bm_new(f.nwords);
 	assert_non_null(gens);
 	/* slot 1: 2 MiB folios, but gpa off by 4 KiB */
-	hva1 = th_host_map(f.h, size1, RW, TDP_HUGE_2M);
-	f.xhva[f.nx] = hva1;
-	f.xlen[f.nx++] = size1;
+	hva1 = th_env_map(&f, size1, TDP_HUGE_2M);
 	th_set_slot(f.vm, 0, 1, gpa1, size1, hva1, 0);
 	populate(&f, gens, 1);
 	for (uint64_t off = 0; off < size1; off += PG)
@@ -969,7 +924,7 @@ static void recovery_2m(unsigned vmflags)
 		hread_check(&f, p, gens[p]);
 	free(gens);
 	free(bm);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 static void test_recovery_2m_wp(void **s) { (void)s; recovery_2m(WP); }
@@ -977,7 +932,7 @@ static void test_recovery_2m_dbit(void **s) { (void)s; recovery_2m(DBIT); }
 
 static void test_recovery_1g(void **s)
 {
-	struct fx f;
+	struct th_env f;
 	struct tdp_stats s0, s1;
 	struct tdp_translation t;
 	int r;
@@ -1014,7 +969,7 @@ static void test_recovery_1g(void **s)
 		gread_check(&f, 1, p, p % 4093 == 3 ? 2 : 1);
 	for (uint64_t p = 3; p < f.npages; p += 4093)
 		gread_check(&f, 0, p, 2);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1023,7 +978,7 @@ static void test_recovery_1g(void **s)
 
 static void fault_counts(unsigned vmflags)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t *bm, *want, gen = 1;
 	struct tdp_stats s0, s1;
 
@@ -1069,7 +1024,7 @@ static void fault_counts(unsigned vmflags)
 		gread_check(&f, 0, i * 31 + 5, gen);
 	free(bm);
 	free(want);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 static void test_faults_wp(void **s) { (void)s; fault_counts(WP); }
@@ -1082,7 +1037,7 @@ static void test_faults_dbit(void **s) { (void)s; fault_counts(DBIT); }
 
 static void manual(unsigned vmflags)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t *bm, *bm2, *want, *ones, *gens, seed = 77;
 	struct tdp_translation t;
 	struct tdp_stats s0;
@@ -1192,7 +1147,7 @@ static void manual(unsigned vmflags)
 	free(want);
 	free(ones);
 	free(gens);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 static void test_manual_wp(void **s) { (void)s; manual(WP); }
@@ -1213,7 +1168,7 @@ static void test_manual_dbit(void **s) { (void)s; manual(DBIT); }
  */
 static void reclaim_after_harvest(unsigned vmflags)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t *bm, *want, *gens;
 
 	fx_init(&f, vmflags, 2 * MiB, TDP_PAGE_SIZE);
@@ -1244,7 +1199,7 @@ static void reclaim_after_harvest(unsigned vmflags)
 	free(bm);
 	free(want);
 	free(gens);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 static void test_reclaim_wp(void **s) { (void)s; reclaim_after_harvest(WP); }
@@ -1268,7 +1223,7 @@ static void test_reclaim_manual_dbit(void **s)
  * harvest after that.
  */
 struct sf {
-	struct fx *f;
+	struct th_env *f;
 	uint64_t *bm;
 	int r;
 };
@@ -1291,7 +1246,7 @@ static void *sf_harvest(void *arg)
 
 static void slow_fault_vs_harvest(unsigned vmflags, bool unmapped)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t *bm, *bm2;
 	pthread_t tw, th;
 	struct sf x;
@@ -1323,7 +1278,7 @@ static void slow_fault_vs_harvest(unsigned vmflags, bool unmapped)
 	gread_check(&f, 0, 0, 3);
 	free(bm);
 	free(bm2);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 static void test_slow_fault_vs_harvest_nofast(void **s)

@@ -586,13 +586,12 @@ static void test_zap_all_fast(void **state)
 	struct th_env e;
 	struct tdp_translation tr;
 	struct tdp_stats s0, s;
-	uint64_t hva, *pfn;
+	uint64_t *pfn;
 	unsigned enoent = 0, bad = 0;
 
 	(void)state;
 	th_env_init(&e, 4 * GiB, NULL, 1);
-	hva = th_host_map(e.h, ZF_SIZE, RW, TDP_HUGE_2M);
-	th_set_slot(e.vm, 0, 0, ZF_GPA, ZF_SIZE, hva, 0);
+	th_env_slot(&e, ZF_GPA, ZF_SIZE, TDP_HUGE_2M);
 	pfn = calloc(ZF_PAGES, sizeof(*pfn));
 	assert_non_null(pfn);
 
@@ -651,15 +650,8 @@ static void test_zap_all_fast(void **state)
 	assert_int_equal(tdp_vm_zap_all_fast(e.vm), 0);
 	assert_int_equal(th_vm_stats(e.vm).fast_zaps, 2);
 	assert_int_equal(tdp_vm_translate(e.vm, 0, ZF_GPA, &tr), -ENOENT);
-	th_audit_clean(e.vm);
-
 	/* teardown: nothing left behind */
-	th_drain_mmu(e.vm, e.v, 1);
-	e.nv = 0;
-	tdp_vm_destroy(e.vm);
-	assert_int_equal(tdp_host_munmap(e.h, hva, ZF_SIZE), 0);
-	th_assert_host_empty(e.h);
-	tdp_host_destroy(e.h);
+	th_env_fini_empty(&e);
 	free(pfn);
 }
 
