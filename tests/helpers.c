@@ -72,6 +72,23 @@ void ev_wait(struct event *e)
 		usleep(100);
 }
 
+void th_pause_arm(struct th_pause *p)
+{
+	__atomic_store_n(&p->armed, 1, __ATOMIC_SEQ_CST);
+}
+
+void th_pause_hook(struct tdp_vcpu *v, uint64_t gpa, void *arg)
+{
+	struct th_pause *p = arg;
+
+	(void)v;
+	(void)gpa;
+	if (!__atomic_exchange_n(&p->armed, 0, __ATOMIC_SEQ_CST))
+		return;
+	ev_set(&p->reached);
+	ev_wait(&p->release);
+}
+
 /*
  * The engine under test: every test's tdp_vm_create goes through here
  * (the tests link with --wrap=tdp_vm_create), so CTest can run the same

@@ -29,6 +29,16 @@ struct event {
 };
 void ev_set(struct event *e);
 void ev_wait(struct event *e);
+/* A one-shot stop in a vCPU's test hook (guest_entered or in_guest of
+ * struct vm_test_hooks, src/vm.h, with the struct th_pause as its arg):
+ * once armed, the first vCPU there sets @reached and waits for
+ * @release. */
+struct th_pause {
+	int armed; /* accessed atomically */
+	struct event reached, release;
+};
+void th_pause_arm(struct th_pause *p);
+void th_pause_hook(struct tdp_vcpu *v, uint64_t gpa, void *arg);
 
 /* xorshift64* PRNG */
 uint64_t th_rand(uint64_t *state);

@@ -416,21 +416,8 @@ static void test_free_without_grace(void **s)
 
 struct stale {
 	struct fx *f;
-	atomic_int armed;
-	struct event paused, release;
+	struct th_pause p; /* after guest entry */
 };
-
-static void pause_after_entry(struct tdp_vcpu *v, uint64_t gpa, void *arg)
-{
-	struct stale *s = arg;
-
-	(void)v;
-	(void)gpa;
-	if (!atomic_exchange(&s->armed, 0))
-		return;
-	ev_set(&s->paused);
-	ev_wait(&s->release);
-}
 
 static void *zapper(void *arg)
 {
@@ -460,18 +447,18 @@ static int sc_stale_psc(int inject)
 	s.f = &f;
 	touch(f.v, 0);
 	touch(f.v, 4096); /* now the PSC caches the level-1 table */
-	f.vm->hooks.guest_entered = pause_after_entry;
-	f.vm->hooks.arg = &s;
-	atomic_store(&s.armed, 1);
+	f.vm->hooks.guest_entered = th_pause_hook;
+	f.vm->hooks.arg = &s.p;
+	th_pause_arm(&s.p);
 	/* the vCPU enters guest mode for gpa 8192 (a TLB miss) and stops
 	 * before its walk */
 	pthread_create(&tv, NULL, vcpu_read_8192, &s);
-	ev_wait(&s.paused);
+	ev_wait(&s.p.reached);
 	/* the zap removes the table; it must not be freed before the flush,
 	 * which waits for this guest-mode window to end */
 	pthread_create(&tz, NULL, zapper, &s);
 	usleep(200 * 1000);
-	ev_set(&s.release); /* the vCPU walks through its cached pointer */
+	ev_set(&s.p.release); /* the vCPU walks through its cached pointer */
 	pthread_join(tv, NULL);
 	pthread_join(tz, NULL);
 	f.vm->hooks.guest_entered = NULL;

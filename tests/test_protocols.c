@@ -409,23 +409,6 @@ static void test_dirty_bit_survives_zap(void **state)
 /* after it the vCPU never walks the invalid root (I3).                  */
 /* ------------------------------------------------------------------ */
 
-struct guest_pause {
-	atomic_int armed;
-	struct event in_guest, release;
-};
-
-static void pause_in_guest(struct tdp_vcpu *v, uint64_t gpa, void *arg)
-{
-	struct guest_pause *g = arg;
-
-	(void)v;
-	(void)gpa;
-	if (!atomic_exchange(&g->armed, 0))
-		return;
-	ev_set(&g->in_guest);
-	ev_wait(&g->release);
-}
-
 struct vaccess {
 	struct th_env *f;
 };
@@ -455,7 +438,7 @@ static void *invalidate(void *arg)
 
 static void test_vcpu_never_on_invalid_root(void **state)
 {
-	struct guest_pause g = { 0 };
+	struct th_pause g = {0};
 	struct vaccess a;
 	struct inval inv = { 0 };
 	struct tdp_pt_page *old_root;
@@ -472,11 +455,11 @@ static void test_vcpu_never_on_invalid_root(void **state)
 	old_root = f.v[0]->root[0];
 	reloads = th_vm_stats(f.vm).root_reloads;
 
-	f.vm->hooks.in_guest = pause_in_guest;
+	f.vm->hooks.in_guest = th_pause_hook;
 	f.vm->hooks.arg = &g;
-	atomic_store(&g.armed, 1);
+	th_pause_arm(&g);
 	pthread_create(&tv, NULL, vcpu_read_once, &a);
-	ev_wait(&g.in_guest);
+	ev_wait(&g.reached);
 	pthread_create(&ti, NULL, invalidate, &inv);
 	usleep(100 * 1000);
 	/* marked invalid, but the request wait cannot end while the vCPU
