@@ -170,67 +170,6 @@ void th_child_describe(const char *what, const struct th_child *r)
 			      WEXITSTATUS(r->status), line);
 }
 
-struct tdp_stats th_vm_stats(struct tdp_vm *vm)
-{
-	struct tdp_stats s;
-
-	tdp_vm_get_stats(vm, &s);
-	return s;
-}
-
-struct tdp_host_stats th_host_stats(struct tdp_host *h)
-{
-	struct tdp_host_stats s;
-
-	tdp_host_get_stats(h, &s);
-	return s;
-}
-
-int th_try_set_slot(struct tdp_vm *vm, unsigned as, unsigned id, uint64_t gpa,
-		    uint64_t size, uint64_t hva, unsigned flags)
-{
-	struct tdp_memslot s = {.as_id = as,
-				.slot = id,
-				.gpa = gpa,
-				.size = size,
-				.hva = hva,
-				.flags = flags};
-
-	return tdp_vm_set_memslot(vm, &s);
-}
-
-void th_set_slot(struct tdp_vm *vm, unsigned as, unsigned id, uint64_t gpa,
-		 uint64_t size, uint64_t hva, unsigned flags)
-{
-	assert_int_equal(th_try_set_slot(vm, as, id, gpa, size, hva, flags), 0);
-}
-
-void th_maybe_inject(struct tdp_vm *vm)
-{
-#if TDP_INJECT_AVAILABLE
-	const char *name = getenv("TDP_TEST_INJECT");
-
-	if (name && *name) {
-		int id = tdp_inject_lookup(name);
-
-		assert_true(id > 0);
-		vm->mmu.inject = id;
-	}
-#else
-	(void)vm;
-#endif
-}
-
-void th_audit_clean(struct tdp_vm *vm)
-{
-	char rep[2048] = "";
-	int n = tdp_vm_audit(vm, rep, sizeof(rep));
-
-	if (n)
-		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
-	assert_int_equal(n, 0);
-}
-
 struct tdp_host *th_host_new(uint64_t mem_bytes)
 {
 	struct tdp_host_config cfg = {.mem_bytes = mem_bytes};
@@ -290,6 +229,115 @@ bool th_frame_poisoned(struct tdp_host *h, uint64_t pfn)
 	return th_frame_all(h, pfn, HOST_POISON_WORD);
 }
 
+int th_try_set_slot(struct tdp_vm *vm, unsigned as, unsigned id, uint64_t gpa,
+		    uint64_t size, uint64_t hva, unsigned flags)
+{
+	struct tdp_memslot s = {.as_id = as,
+				.slot = id,
+				.gpa = gpa,
+				.size = size,
+				.hva = hva,
+				.flags = flags};
+
+	return tdp_vm_set_memslot(vm, &s);
+}
+
+void th_set_slot(struct tdp_vm *vm, unsigned as, unsigned id, uint64_t gpa,
+		 uint64_t size, uint64_t hva, unsigned flags)
+{
+	assert_int_equal(th_try_set_slot(vm, as, id, gpa, size, hva, flags), 0);
+}
+
+void th_maybe_inject(struct tdp_vm *vm)
+{
+#if TDP_INJECT_AVAILABLE
+	const char *name = getenv("TDP_TEST_INJECT");
+
+	if (name && *name) {
+		int id = tdp_inject_lookup(name);
+
+		assert_true(id > 0);
+		vm->mmu.inject = id;
+	}
+#else
+	(void)vm;
+#endif
+}
+
+struct tdp_stats th_vm_stats(struct tdp_vm *vm)
+{
+	struct tdp_stats s;
+
+	tdp_vm_get_stats(vm, &s);
+	return s;
+}
+
+struct tdp_host_stats th_host_stats(struct tdp_host *h)
+{
+	struct tdp_host_stats s;
+
+	tdp_host_get_stats(h, &s);
+	return s;
+}
+
+void th_audit_clean(struct tdp_vm *vm)
+{
+	char rep[2048] = "";
+	int n = tdp_vm_audit(vm, rep, sizeof(rep));
+
+	if (n)
+		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
+	assert_int_equal(n, 0);
+}
+
+int th_read64(struct tdp_vcpu *v, uint64_t gpa, uint64_t *val)
+{
+	*val = 0;
+	return tdp_vcpu_read(v, gpa, val, 8);
+}
+
+int th_write64(struct tdp_vcpu *v, uint64_t gpa, uint64_t val)
+{
+	return tdp_vcpu_write(v, gpa, &val, 8);
+}
+
+uint64_t th_root_leaf_pfn(struct tdp_pt_page *root, uint64_t gfn, int *level)
+{
+	uint64_t *t = root->spt;
+
+	if (level)
+		*level = 0;
+	for (int l = root->level; l >= TDP_LEVEL_4K; l--) {
+		uint64_t s = __atomic_load_n(&t[spte_index(gfn, l)],
+					     __ATOMIC_ACQUIRE);
+
+		if (!spte_present(s))
+			return ~0ull;
+		if (spte_is_leaf(s, l)) {
+			if (level)
+				*level = l;
+			return spte_pfn(s) + (gfn & (level_pages(l) - 1));
+		}
+		t = spte_to_table(s);
+	}
+	return ~0ull;
+}
+
+uint64_t th_leaf_pfn(struct tdp_vcpu *v, uint64_t gfn, int *level)
+{
+	struct tdp_vm *vm = v->vm;
+	uint64_t pfn = ~0ull;
+
+	*level = 0;
+	tdp_read_lock(&vm->mmu.lock);
+	tdp_rcu_read_lock();
+	if (v->root[v->as_id])
+		pfn = th_root_leaf_pfn(v->root[v->as_id], gfn, level);
+	tdp_rcu_read_unlock();
+	tdp_read_unlock(&vm->mmu.lock);
+	return pfn;
+}
+
 uint64_t *th_bm_new(uint64_t nwords)
 {
 	uint64_t *b = calloc(nwords ? nwords : 1, 8);
@@ -343,52 +391,36 @@ void th_bm_assert_eq(const uint64_t *got, const uint64_t *want, uint64_t npages,
 	assert_int_equal(extra, 0);
 }
 
-int th_read64(struct tdp_vcpu *v, uint64_t gpa, uint64_t *val)
+void th_assert_mmu_empty(struct tdp_vm *vm)
 {
-	*val = 0;
-	return tdp_vcpu_read(v, gpa, val, 8);
+	struct tdp_stats s = th_vm_stats(vm);
+
+	assert_int_equal(s.roots, 0);
+	assert_int_equal(s.pt_pages, 0);
+	assert_int_equal(s.pt_pages_alloc, 0);
+	assert_int_equal(s.frame_refs, 0);
+	assert_int_equal(s.pages_4k, 0);
+	assert_int_equal(s.pages_2m, 0);
+	assert_int_equal(s.pages_1g, 0);
 }
 
-int th_write64(struct tdp_vcpu *v, uint64_t gpa, uint64_t val)
+void th_drain_mmu(struct tdp_vm *vm, struct tdp_vcpu **v, unsigned n)
 {
-	return tdp_vcpu_write(v, gpa, &val, 8);
+	for (unsigned i = 0; i < n; i++)
+		tdp_vcpu_destroy(v[i]);
+	assert_int_equal(tdp_vm_invalidate_roots(vm), 0);
+	tdp_rcu_barrier();
+	th_assert_mmu_empty(vm);
 }
 
-uint64_t th_root_leaf_pfn(struct tdp_pt_page *root, uint64_t gfn, int *level)
+void th_assert_host_empty(struct tdp_host *h)
 {
-	uint64_t *t = root->spt;
+	struct tdp_host_stats s = th_host_stats(h);
 
-	if (level)
-		*level = 0;
-	for (int l = root->level; l >= TDP_LEVEL_4K; l--) {
-		uint64_t s = __atomic_load_n(&t[spte_index(gfn, l)],
-					     __ATOMIC_ACQUIRE);
-
-		if (!spte_present(s))
-			return ~0ull;
-		if (spte_is_leaf(s, l)) {
-			if (level)
-				*level = l;
-			return spte_pfn(s) + (gfn & (level_pages(l) - 1));
-		}
-		t = spte_to_table(s);
-	}
-	return ~0ull;
-}
-
-uint64_t th_leaf_pfn(struct tdp_vcpu *v, uint64_t gfn, int *level)
-{
-	struct tdp_vm *vm = v->vm;
-	uint64_t pfn = ~0ull;
-
-	*level = 0;
-	tdp_read_lock(&vm->mmu.lock);
-	tdp_rcu_read_lock();
-	if (v->root[v->as_id])
-		pfn = th_root_leaf_pfn(v->root[v->as_id], gfn, level);
-	tdp_rcu_read_unlock();
-	tdp_read_unlock(&vm->mmu.lock);
-	return pfn;
+	assert_int_equal(s.frames_used, 0);
+	assert_int_equal(s.frame_refs, 0);
+	assert_int_equal(s.pinned_refs, 0);
+	assert_int_equal(s.swapped_pages, 0);
 }
 
 void th_env_init(struct th_env *e, uint64_t mem_bytes,
@@ -442,36 +474,4 @@ void th_env_fini_empty(struct th_env *e)
 			tdp_host_munmap(e->h, e->map[i].hva, e->map[i].len), 0);
 	th_assert_host_empty(e->h);
 	tdp_host_destroy(e->h);
-}
-
-void th_assert_mmu_empty(struct tdp_vm *vm)
-{
-	struct tdp_stats s = th_vm_stats(vm);
-
-	assert_int_equal(s.roots, 0);
-	assert_int_equal(s.pt_pages, 0);
-	assert_int_equal(s.pt_pages_alloc, 0);
-	assert_int_equal(s.frame_refs, 0);
-	assert_int_equal(s.pages_4k, 0);
-	assert_int_equal(s.pages_2m, 0);
-	assert_int_equal(s.pages_1g, 0);
-}
-
-void th_drain_mmu(struct tdp_vm *vm, struct tdp_vcpu **v, unsigned n)
-{
-	for (unsigned i = 0; i < n; i++)
-		tdp_vcpu_destroy(v[i]);
-	assert_int_equal(tdp_vm_invalidate_roots(vm), 0);
-	tdp_rcu_barrier();
-	th_assert_mmu_empty(vm);
-}
-
-void th_assert_host_empty(struct tdp_host *h)
-{
-	struct tdp_host_stats s = th_host_stats(h);
-
-	assert_int_equal(s.frames_used, 0);
-	assert_int_equal(s.frame_refs, 0);
-	assert_int_equal(s.pinned_refs, 0);
-	assert_int_equal(s.swapped_pages, 0);
 }

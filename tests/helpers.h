@@ -88,20 +88,27 @@ bool th_frame_all(struct tdp_host *h, uint64_t pfn, uint64_t word);
 /* Frame @pfn holds the host's poison: it was freed. */
 bool th_frame_poisoned(struct tdp_host *h, uint64_t pfn);
 
-/* ---- bitmaps of pages (bit i: page i), as tdp_vm_get_dirty_log and
- * tdp_host_age fill them ---- */
+/* ---- VMs ---- */
 
-/* A zeroed bitmap of @nwords 64-bit words (at least one); free() it. */
-uint64_t *th_bm_new(uint64_t nwords);
-void th_bm_set(uint64_t *b, uint64_t i);
-bool th_bm_test(const uint64_t *b, uint64_t i);
-/* Bits set in the first @nwords words. */
-uint64_t th_bm_count(const uint64_t *b, uint64_t nwords);
-/* @got equals @want over the first @npages bits; else the pages missing
- * from @got and extra in it, and the first difference, are printed after
- * @what and the test fails. */
-void th_bm_assert_eq(const uint64_t *got, const uint64_t *want, uint64_t npages,
-		     const char *what);
+/* Set memslot @id of address space @as to [@gpa, @gpa + @size) at @hva
+ * with @flags (@size 0 deletes it): what tdp_vm_set_memslot returns... */
+int th_try_set_slot(struct tdp_vm *vm, unsigned as, unsigned id, uint64_t gpa,
+		    uint64_t size, uint64_t hva, unsigned flags);
+/* ...which must be success. */
+void th_set_slot(struct tdp_vm *vm, unsigned as, unsigned id, uint64_t gpa,
+		 uint64_t size, uint64_t hva, unsigned flags);
+/* TDP_TEST_INJECT=<name> (builds with TDP_INJECT only): put back that bug
+ * of src/inject.h in @vm, to check that the tests catch it (they must
+ * then fail). */
+void th_maybe_inject(struct tdp_vm *vm);
+
+/* Statistics now, of a VM and of a host. */
+struct tdp_stats th_vm_stats(struct tdp_vm *vm);
+struct tdp_host_stats th_host_stats(struct tdp_host *h);
+
+/* The audit of @vm finds no problem; else its report is printed and the
+ * test fails. */
+void th_audit_clean(struct tdp_vm *vm);
 
 /* ---- guest accesses ---- */
 
@@ -119,6 +126,33 @@ struct tdp_pt_page;
 uint64_t th_root_leaf_pfn(struct tdp_pt_page *root, uint64_t gfn, int *level);
 /* The same in the current root of vCPU @v; takes mmu_lock (read). */
 uint64_t th_leaf_pfn(struct tdp_vcpu *v, uint64_t gfn, int *level);
+
+/* ---- bitmaps of pages (bit i: page i), as tdp_vm_get_dirty_log and
+ * tdp_host_age fill them ---- */
+
+/* A zeroed bitmap of @nwords 64-bit words (at least one); free() it. */
+uint64_t *th_bm_new(uint64_t nwords);
+void th_bm_set(uint64_t *b, uint64_t i);
+bool th_bm_test(const uint64_t *b, uint64_t i);
+/* Bits set in the first @nwords words. */
+uint64_t th_bm_count(const uint64_t *b, uint64_t nwords);
+/* @got equals @want over the first @npages bits; else the pages missing
+ * from @got and extra in it, and the first difference, are printed after
+ * @what and the test fails. */
+void th_bm_assert_eq(const uint64_t *got, const uint64_t *want, uint64_t npages,
+		     const char *what);
+
+/* ---- teardown ---- */
+
+/* The MMU of @vm holds nothing: no root, table page, frame reference or
+ * leaf. */
+void th_assert_mmu_empty(struct tdp_vm *vm);
+/* Destroy the @n vCPUs @v of @vm, invalidate its roots and wait for the
+ * deferred frees: its MMU must then hold nothing (th_assert_mmu_empty). */
+void th_drain_mmu(struct tdp_vm *vm, struct tdp_vcpu **v, unsigned n);
+/* The host holds no frame, frame reference, pin or swapped page (its
+ * memory is all unmapped, or was never touched). */
+void th_assert_host_empty(struct tdp_host *h);
 
 /* ---- the usual fixture: a host, a VM on it, its vCPUs and a memslot ---- */
 
@@ -153,39 +187,5 @@ void th_env_fini(struct th_env *e);
 /* The same, counting: the audit is clean, th_drain_mmu, the VM destroyed,
  * the mappings of th_env_map unmapped, then th_assert_host_empty. */
 void th_env_fini_empty(struct th_env *e);
-
-/* ---- teardown ---- */
-
-/* The MMU of @vm holds nothing: no root, table page, frame reference or
- * leaf. */
-void th_assert_mmu_empty(struct tdp_vm *vm);
-/* Destroy the @n vCPUs @v of @vm, invalidate its roots and wait for the
- * deferred frees: its MMU must then hold nothing (th_assert_mmu_empty). */
-void th_drain_mmu(struct tdp_vm *vm, struct tdp_vcpu **v, unsigned n);
-/* The host holds no frame, frame reference, pin or swapped page (its
- * memory is all unmapped, or was never touched). */
-void th_assert_host_empty(struct tdp_host *h);
-
-/* ---- VMs ---- */
-
-/* Set memslot @id of address space @as to [@gpa, @gpa + @size) at @hva
- * with @flags (@size 0 deletes it): what tdp_vm_set_memslot returns... */
-int th_try_set_slot(struct tdp_vm *vm, unsigned as, unsigned id, uint64_t gpa,
-		    uint64_t size, uint64_t hva, unsigned flags);
-/* ...which must be success. */
-void th_set_slot(struct tdp_vm *vm, unsigned as, unsigned id, uint64_t gpa,
-		 uint64_t size, uint64_t hva, unsigned flags);
-/* TDP_TEST_INJECT=<name> (builds with TDP_INJECT only): put back that bug
- * of src/inject.h in @vm, to check that the tests catch it (they must
- * then fail). */
-void th_maybe_inject(struct tdp_vm *vm);
-
-/* Statistics now, of a VM and of a host. */
-struct tdp_stats th_vm_stats(struct tdp_vm *vm);
-struct tdp_host_stats th_host_stats(struct tdp_host *h);
-
-/* The audit of @vm finds no problem; else its report is printed and the
- * test fails. */
-void th_audit_clean(struct tdp_vm *vm);
 
 #endif
