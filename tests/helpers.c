@@ -338,6 +338,15 @@ uint64_t th_leaf_pfn(struct tdp_vcpu *v, uint64_t gfn, int *level)
 	return pfn;
 }
 
+void th_hw_sets_dirty(void *arg, uint64_t *sptep)
+{
+	uint64_t s = __atomic_load_n(sptep, __ATOMIC_ACQUIRE);
+
+	(void)arg;
+	if (spte_present(s) && !(s & SPTE_D))
+		__atomic_fetch_or(sptep, SPTE_D, __ATOMIC_ACQ_REL);
+}
+
 uint64_t *th_bm_new(uint64_t nwords)
 {
 	uint64_t *b = calloc(nwords ? nwords : 1, 8);

@@ -127,6 +127,10 @@ uint64_t th_root_leaf_pfn(struct tdp_pt_page *root, uint64_t gfn, int *level);
 /* The same in the current root of vCPU @v; takes mmu_lock (read). */
 uint64_t th_leaf_pfn(struct tdp_vcpu *v, uint64_t gfn, int *level);
 
+/* A zap_before_write hook (struct tdp_mmu_hooks, src/mmu.h): the
+ * hardware sets Dirty in the present entry the zap is about to write. */
+void th_hw_sets_dirty(void *arg, uint64_t *sptep);
+
 /* ---- bitmaps of pages (bit i: page i), as tdp_vm_get_dirty_log and
  * tdp_host_age fill them ---- */
 

@@ -181,15 +181,6 @@ static void test_yield_without_progress(void **s)
 
 /* ---- plain-store-loses-dirty ---- */
 
-static void hw_sets_dirty(void *arg, uint64_t *sptep)
-{
-	uint64_t v = __atomic_load_n(sptep, __ATOMIC_ACQUIRE);
-
-	(void)arg;
-	if (spte_present(v) && !(v & SPTE_D))
-		__atomic_fetch_or(sptep, SPTE_D, __ATOMIC_ACQ_REL);
-}
-
 static int sc_dirty(int inject)
 {
 	struct fx f;
@@ -197,7 +188,7 @@ static int sc_dirty(int inject)
 
 	fx_init(&f, inject, 2 * MiB, TDP_PAGE_SIZE, 1);
 	CHECK(!tdp_vcpu_read(f.v, 0, b, sizeof(b)));
-	f.vm->mmu.hooks.zap_before_write = hw_sets_dirty;
+	f.vm->mmu.hooks.zap_before_write = th_hw_sets_dirty;
 	CHECK(!tdp_vm_zap_gfn_range(f.vm, 0, 0, 4096));
 	memset(&f.vm->mmu.hooks, 0, sizeof(f.vm->mmu.hooks));
 	if (stat_read(f.vm->stats.zapped_dirty) != 1)

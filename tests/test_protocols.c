@@ -376,15 +376,6 @@ static void test_frozen_entry_not_overwritten(void **state)
 /* snapshot and its write is not lost (I4; KVM ba3a6120a4e7).            */
 /* ------------------------------------------------------------------ */
 
-static void hw_sets_dirty(void *arg, uint64_t *sptep)
-{
-	uint64_t s = __atomic_load_n(sptep, __ATOMIC_ACQUIRE);
-
-	(void)arg;
-	if (spte_present(s) && !(s & SPTE_D))
-		__atomic_fetch_or(sptep, SPTE_D, __ATOMIC_ACQ_REL);
-}
-
 static void test_dirty_bit_survives_zap(void **state)
 {
 	struct th_env f;
@@ -396,7 +387,7 @@ static void test_dirty_bit_survives_zap(void **state)
 	uint64_t *t = find_table(f.v[0]->root[0], 0, TDP_LEVEL_4K);
 	assert_false(t[0] & SPTE_D); /* a read fault maps it clean */
 
-	f.vm->mmu.hooks.zap_before_write = hw_sets_dirty;
+	f.vm->mmu.hooks.zap_before_write = th_hw_sets_dirty;
 	assert_int_equal(tdp_vm_zap_gfn_range(f.vm, 0, 0, 4096), 0);
 	memset(&f.vm->mmu.hooks, 0, sizeof(f.vm->mmu.hooks));
 	assert_int_equal(stat_read(f.vm->stats.zapped_dirty), 1);
