@@ -22,135 +22,14 @@
 #include <unistd.h>
 
 #include "helpers.h"
-#include "host/host.h"
 #include "vm.h"
 
 #define PG 4096ull
+#define RW (TDP_PROT_READ | TDP_PROT_WRITE)
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
 /* ------------------------------------------------------------------ */
-
-struct env {
-	struct tdp_host *h;
-	struct tdp_vm *vm;
-	struct tdp_vcpu *v;
-};
-
-static void env_init_cfg(struct env *e, const struct tdp_vm_config *cfg)
-{
-	struct tdp_host_config hc = {.mem_bytes = 4 * GiB};
-
-	memset(e, 0, sizeof(*e));
-	assert_int_equal(tdp_host_create(&hc, &e->h), 0);
-	assert_int_equal(tdp_vm_create(e->h, cfg, &e->vm), 0);
-	assert_int_equal(tdp_vcpu_create(e->vm, 0, &e->v), 0);
-}
-
-static void env_init(struct env *e)
-{
-	env_init_cfg(e, NULL);
-}
-
-static void env_fini(struct env *e)
-{
-	tdp_vcpu_destroy(e->v);
-	tdp_vm_destroy(e->vm);
-	tdp_host_destroy(e->h);
-}
-
-static uint64_t hmap(struct env *e, uint64_t len, unsigned prot, uint64_t folio)
-{
-	uint64_t hva = 0;
-
-	assert_int_equal(tdp_host_mmap(e->h, len, prot, folio, 0, &hva), 0);
-	return hva;
-}
-
-static void slot_set(struct env *e, unsigned as, unsigned id, uint64_t gpa,
-		     uint64_t size, uint64_t hva, unsigned flags)
-{
-	struct tdp_memslot s = {.as_id = as,
-				.slot = id,
-				.gpa = gpa,
-				.size = size,
-				.hva = hva,
-				.flags = flags};
-
-	assert_int_equal(tdp_vm_set_memslot(e->vm, &s), 0);
-}
-
-static struct tdp_stats vstats(struct env *e)
-{
-	struct tdp_stats s;
-
-	tdp_vm_get_stats(e->vm, &s);
-	return s;
-}
-
-static void audit_clean(struct env *e)
-{
-	char rep[2048];
-	int n = tdp_vm_audit(e->vm, rep, sizeof(rep));
-
-	if (n)
-		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
-	assert_int_equal(n, 0);
-}
-
-static uint64_t lookup_pfn(struct env *e, uint64_t hva, unsigned *order)
-{
-	uint64_t pfn = ~0ull;
-	unsigned o = 0, prot = 0;
-
-	assert_int_equal(host_lookup(e->h, hva, &pfn, &o, &prot), 0);
-	if (order)
-		*order = o;
-	return pfn;
-}
-
-/* The leaf mapping @gfn in the vCPU's current root: returns the frame of
- * @gfn (or ~0 if not mapped) and its level.  Quiescent VM only. */
-static uint64_t leaf_pfn(struct env *e, uint64_t gfn, int *level)
-{
-	struct tdp_pt_page *root = e->v->root[e->v->as_id];
-	uint64_t ret = ~0ull;
-
-	*level = 0;
-	if (!root)
-		return ret;
-	tdp_write_lock(&e->vm->mmu.lock);
-	tdp_rcu_read_lock();
-	uint64_t *t = root->spt;
-	for (int l = root->level; l >= TDP_LEVEL_4K; l--) {
-		uint64_t s = __atomic_load_n(&t[spte_index(gfn, l)],
-					     __ATOMIC_ACQUIRE);
-
-		if (!spte_present(s))
-			break;
-		if (spte_is_leaf(s, l)) {
-			*level = l;
-			ret = spte_pfn(s) + (gfn & (level_pages(l) - 1));
-			break;
-		}
-		t = spte_to_table(s);
-	}
-	tdp_rcu_read_unlock();
-	tdp_write_unlock(&e->vm->mmu.lock);
-	return ret;
-}
-
-static bool frame_poisoned(struct env *e, uint64_t pfn)
-{
-	const uint64_t *w =
-		(const uint64_t *)(host_frame_base(e->h) + pfn * PG);
-
-	for (unsigned i = 0; i < 512; i++)
-		if (__atomic_load_n(&w[i], __ATOMIC_RELAXED) !=
-		    HOST_POISON_WORD)
-			return false;
-	return true;
-}
 
 /* Byte @i of a deterministic stream tagged @tag (for odd-length data). */
 static uint8_t pat_byte(uint64_t tag, uint64_t i)
@@ -183,7 +62,7 @@ struct region {
 };
 
 /* Host access to [gpa, gpa+len) of the region, split at slot boundaries. */
-static void host_rw_gpa(struct env *e, const struct region *r, uint64_t gpa,
+static void host_rw_gpa(struct th_env *e, const struct region *r, uint64_t gpa,
 			uint8_t *buf, uint64_t len, bool write)
 {
 	while (len) {
@@ -216,7 +95,7 @@ static void host_rw_gpa(struct env *e, const struct region *r, uint64_t gpa,
  * at the boundaries listed in @hot (slot and folio edges) so that crossing
  * them is not left to chance.
  */
-static void shadow_run(struct env *e, const struct region *r,
+static void shadow_run(struct th_env *e, const struct region *r,
 		       const uint64_t *hot, unsigned nhot, unsigned iters,
 		       uint64_t seed)
 {
@@ -252,7 +131,7 @@ static void shadow_run(struct env *e, const struct region *r,
 		case 0: /* guest write */
 			pat_fill(buf, len, th_rand(&rs));
 			assert_int_equal(
-				tdp_vcpu_write(e->v, r->gpa + off, buf, len),
+				tdp_vcpu_write(e->v[0], r->gpa + off, buf, len),
 				0);
 			memcpy(shadow + off, buf, len);
 			break;
@@ -264,7 +143,8 @@ static void shadow_run(struct env *e, const struct region *r,
 		case 2: /* guest read */
 			memset(buf, 0xa5, len);
 			assert_int_equal(
-				tdp_vcpu_read(e->v, r->gpa + off, buf, len), 0);
+				tdp_vcpu_read(e->v[0], r->gpa + off, buf, len),
+				0);
 			assert_memory_equal(buf, shadow + off, len);
 			break;
 		default: /* host read */
@@ -282,7 +162,7 @@ static void shadow_run(struct env *e, const struct region *r,
 
 	assert_non_null(all);
 	memset(all, 0xa5, r->size);
-	assert_int_equal(tdp_vcpu_read(e->v, r->gpa, all, r->size), 0);
+	assert_int_equal(tdp_vcpu_read(e->v[0], r->gpa, all, r->size), 0);
 	assert_memory_equal(all, shadow, r->size);
 	memset(all, 0x5a, r->size);
 	host_rw_gpa(e, r, r->gpa, all, r->size, false);
@@ -295,20 +175,20 @@ static void shadow_run(struct env *e, const struct region *r,
 /* 4 KiB folios, several pages, one slot. */
 static void test_rw_pages(void **state)
 {
-	struct env e;
+	struct th_env e;
 	struct region r = {.gpa = 0x100000, .size = 16 * PG, .n = 1};
 	uint8_t buf[3 * 4096 + 200], back[sizeof(buf)];
 
-	env_init(&e);
+	th_env_init(&e, 4 * GiB, NULL, 1);
 	r.s[0].gpa = r.gpa;
 	r.s[0].size = r.size;
-	r.s[0].hva = hmap(&e, r.size, TDP_PROT_READ | TDP_PROT_WRITE, PG);
-	slot_set(&e, 0, 0, r.gpa, r.size, r.s[0].hva, 0);
+	r.s[0].hva = th_host_map(e.h, r.size, RW, PG);
+	th_set_slot(e.vm, 0, 0, r.gpa, r.size, r.s[0].hva, 0);
 
 	/* One fixed odd access first: guest write -> host read. */
 	pat_fill(buf, sizeof(buf), 1);
-	assert_int_equal(tdp_vcpu_write(e.v, r.gpa + 0x7ff, buf, 3 * PG + 123),
-			 0);
+	assert_int_equal(
+		tdp_vcpu_write(e.v[0], r.gpa + 0x7ff, buf, 3 * PG + 123), 0);
 	memset(back, 0, sizeof(back));
 	assert_int_equal(
 		tdp_host_read(e.h, r.s[0].hva + 0x7ff, back, 3 * PG + 123), 0);
@@ -327,7 +207,7 @@ static void test_rw_pages(void **state)
 		0);
 	memset(back, 0, sizeof(back));
 	assert_int_equal(
-		tdp_vcpu_read(e.v, r.gpa + 5 * PG - 3, back, 2 * PG + 7), 0);
+		tdp_vcpu_read(e.v[0], r.gpa + 5 * PG - 3, back, 2 * PG + 7), 0);
 	assert_memory_equal(back, buf, 2 * PG + 7);
 	/* the guest now has these pages in its TLB: host writes must still
 	 * be seen (same frame) */
@@ -336,12 +216,12 @@ static void test_rw_pages(void **state)
 		tdp_host_write(e.h, r.s[0].hva + 5 * PG - 3, buf, 2 * PG + 7),
 		0);
 	assert_int_equal(
-		tdp_vcpu_read(e.v, r.gpa + 5 * PG - 3, back, 2 * PG + 7), 0);
+		tdp_vcpu_read(e.v[0], r.gpa + 5 * PG - 3, back, 2 * PG + 7), 0);
 	assert_memory_equal(back, buf, 2 * PG + 7);
 	/* and reading one byte, zero bytes */
-	assert_int_equal(tdp_vcpu_read(e.v, r.gpa + 5 * PG - 3, back, 1), 0);
+	assert_int_equal(tdp_vcpu_read(e.v[0], r.gpa + 5 * PG - 3, back, 1), 0);
 	assert_int_equal(back[0], buf[0]);
-	assert_int_equal(tdp_vcpu_read(e.v, r.gpa, back, 0), 0);
+	assert_int_equal(tdp_vcpu_read(e.v[0], r.gpa, back, 0), 0);
 
 	/* Random ops against a shadow; the fixed accesses above are not in
 	 * the shadow, so start from a known state. */
@@ -352,9 +232,9 @@ static void test_rw_pages(void **state)
 	uint64_t hot[] = {r.gpa + PG, r.gpa + 8 * PG};
 
 	shadow_run(&e, &r, hot, 2, 1500, 0x1234567);
-	assert_true(vstats(&e).pages_4k > 0);
-	audit_clean(&e);
-	env_fini(&e);
+	assert_true(th_vm_stats(e.vm).pages_4k > 0);
+	th_audit_clean(e.vm);
+	th_env_fini(&e);
 }
 
 /*
@@ -364,30 +244,29 @@ static void test_rw_pages(void **state)
  */
 static void test_rw_slots_and_2m(void **state)
 {
-	struct env e;
+	struct th_env e;
 	struct region r = {
 		.gpa = 2 * MiB - 6 * PG, .size = 6 * PG + 4 * MiB, .n = 2};
 	uint8_t buf[8192], back[8192];
 
-	env_init(&e);
+	th_env_init(&e, 4 * GiB, NULL, 1);
 	r.s[0].gpa = r.gpa;
 	r.s[0].size = 6 * PG;
-	r.s[0].hva = hmap(&e, 6 * PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
+	r.s[0].hva = th_host_map(e.h, 6 * PG, RW, PG);
 	/* a gap in hva, so that the two slots are not contiguous there */
-	uint64_t spacer = hmap(&e, 2 * MiB, TDP_PROT_READ, TDP_HUGE_2M);
+	uint64_t spacer = th_host_map(e.h, 2 * MiB, TDP_PROT_READ, TDP_HUGE_2M);
 	r.s[1].gpa = 2 * MiB;
 	r.s[1].size = 4 * MiB;
-	r.s[1].hva =
-		hmap(&e, 4 * MiB, TDP_PROT_READ | TDP_PROT_WRITE, TDP_HUGE_2M);
+	r.s[1].hva = th_host_map(e.h, 4 * MiB, RW, TDP_HUGE_2M);
 	assert_true(r.s[1].hva != r.s[0].hva + 6 * PG);
-	slot_set(&e, 0, 3, r.s[0].gpa, r.s[0].size, r.s[0].hva, 0);
-	slot_set(&e, 0, 7, r.s[1].gpa, r.s[1].size, r.s[1].hva, 0);
+	th_set_slot(e.vm, 0, 3, r.s[0].gpa, r.s[0].size, r.s[0].hva, 0);
+	th_set_slot(e.vm, 0, 7, r.s[1].gpa, r.s[1].size, r.s[1].hva, 0);
 
 	/* one access spanning both slots: guest write, host reads each side */
 	pat_fill(buf, sizeof(buf), 11);
 	uint64_t at = 2 * MiB - 1001;
 
-	assert_int_equal(tdp_vcpu_write(e.v, at, buf, 5001), 0);
+	assert_int_equal(tdp_vcpu_write(e.v[0], at, buf, 5001), 0);
 	memset(back, 0, sizeof(back));
 	assert_int_equal(
 		tdp_host_read(e.h, r.s[0].hva + 6 * PG - 1001, back, 1001), 0);
@@ -399,23 +278,23 @@ static void test_rw_slots_and_2m(void **state)
 			 0);
 	assert_int_equal(tdp_host_write(e.h, r.s[1].hva, buf + 77, 6000), 0);
 	memset(back, 0, sizeof(back));
-	assert_int_equal(tdp_vcpu_read(e.v, 2 * MiB - 77, back, 6077), 0);
+	assert_int_equal(tdp_vcpu_read(e.v[0], 2 * MiB - 77, back, 6077), 0);
 	assert_memory_equal(back, buf, 6077);
 
 	/* across the 2 MiB folio boundary at gpa 4 MiB */
 	pat_fill(buf, sizeof(buf), 13);
-	assert_int_equal(tdp_vcpu_write(e.v, 4 * MiB - 4097, buf, 8191), 0);
+	assert_int_equal(tdp_vcpu_write(e.v[0], 4 * MiB - 4097, buf, 8191), 0);
 	assert_int_equal(
 		tdp_host_read(e.h, r.s[1].hva + 2 * MiB - 4097, back, 8191), 0);
 	assert_memory_equal(back, buf, 8191);
 	/* the 2 MiB folios are mapped by 2 MiB leaves */
-	assert_int_equal(vstats(&e).pages_2m, 2);
+	assert_int_equal(th_vm_stats(e.vm).pages_2m, 2);
 	int level;
 
-	assert_int_equal(leaf_pfn(&e, (4 * MiB) >> 12, &level),
-			 lookup_pfn(&e, r.s[1].hva + 2 * MiB, NULL));
+	assert_int_equal(th_leaf_pfn(e.v[0], (4 * MiB) >> 12, &level),
+			 th_lookup_pfn(e.h, r.s[1].hva + 2 * MiB, NULL));
 	assert_int_equal(level, TDP_LEVEL_2M);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* random ops: reset to zero first */
 	uint8_t *z = calloc(1, r.size);
@@ -426,29 +305,28 @@ static void test_rw_slots_and_2m(void **state)
 	uint64_t hot[] = {2 * MiB, 4 * MiB, 2 * MiB - 3 * PG};
 
 	shadow_run(&e, &r, hot, 3, 2000, 0xfeedbeef);
-	assert_int_equal(vstats(&e).pages_2m, 2);
-	audit_clean(&e);
+	assert_int_equal(th_vm_stats(e.vm).pages_2m, 2);
+	th_audit_clean(e.vm);
 	assert_int_equal(tdp_host_munmap(e.h, spacer, 2 * MiB), 0);
-	env_fini(&e);
+	th_env_fini(&e);
 }
 
 /* 2 GiB of 1 GiB folios; accesses across the 1 GiB boundary. */
 static void test_rw_1g(void **state)
 {
-	struct env e;
+	struct th_env e;
 	struct region r = {.gpa = GiB, .size = 2 * GiB, .n = 1};
 	uint8_t buf[10000], back[10000];
 	int level;
 
-	env_init(&e);
+	th_env_init(&e, 4 * GiB, NULL, 1);
 	r.s[0].gpa = r.gpa;
 	r.s[0].size = r.size;
-	r.s[0].hva =
-		hmap(&e, 2 * GiB, TDP_PROT_READ | TDP_PROT_WRITE, TDP_HUGE_1G);
-	slot_set(&e, 0, 1, r.gpa, r.size, r.s[0].hva, 0);
+	r.s[0].hva = th_host_map(e.h, 2 * GiB, RW, TDP_HUGE_1G);
+	th_set_slot(e.vm, 0, 1, r.gpa, r.size, r.s[0].hva, 0);
 
 	pat_fill(buf, sizeof(buf), 21);
-	assert_int_equal(tdp_vcpu_write(e.v, 2 * GiB - 3001, buf, 9999), 0);
+	assert_int_equal(tdp_vcpu_write(e.v[0], 2 * GiB - 3001, buf, 9999), 0);
 	memset(back, 0, sizeof(back));
 	assert_int_equal(
 		tdp_host_read(e.h, r.s[0].hva + GiB - 3001, back, 9999), 0);
@@ -457,15 +335,15 @@ static void test_rw_1g(void **state)
 	assert_int_equal(tdp_host_write(e.h, r.s[0].hva + GiB - 5, buf, 10000),
 			 0);
 	memset(back, 0, sizeof(back));
-	assert_int_equal(tdp_vcpu_read(e.v, 2 * GiB - 5, back, 10000), 0);
+	assert_int_equal(tdp_vcpu_read(e.v[0], 2 * GiB - 5, back, 10000), 0);
 	assert_memory_equal(back, buf, 10000);
-	assert_int_equal(vstats(&e).pages_1g, 2);
-	assert_int_equal(leaf_pfn(&e, (2 * GiB + 5 * PG) >> 12, &level),
-			 lookup_pfn(&e, r.s[0].hva + GiB + 5 * PG, NULL));
+	assert_int_equal(th_vm_stats(e.vm).pages_1g, 2);
+	assert_int_equal(th_leaf_pfn(e.v[0], (2 * GiB + 5 * PG) >> 12, &level),
+			 th_lookup_pfn(e.h, r.s[0].hva + GiB + 5 * PG, NULL));
 	assert_int_equal(level, TDP_LEVEL_1G);
 	/* far ends of the slot */
-	assert_int_equal(tdp_vcpu_write(e.v, GiB, buf, 3), 0);
-	assert_int_equal(tdp_vcpu_write(e.v, 3 * GiB - 3, buf + 3, 3), 0);
+	assert_int_equal(tdp_vcpu_write(e.v[0], GiB, buf, 3), 0);
+	assert_int_equal(tdp_vcpu_write(e.v[0], 3 * GiB - 3, buf + 3, 3), 0);
 	assert_int_equal(tdp_host_read(e.h, r.s[0].hva, back, 3), 0);
 	assert_int_equal(
 		tdp_host_read(e.h, r.s[0].hva + 2 * GiB - 3, back + 3, 3), 0);
@@ -487,8 +365,8 @@ static void test_rw_1g(void **state)
 	uint64_t hot[] = {2 * GiB};
 
 	shadow_run(&e, &w, hot, 1, 800, 0xabcdef);
-	assert_int_equal(vstats(&e).pages_1g, 2);
-	audit_clean(&e);
+	assert_int_equal(th_vm_stats(e.vm).pages_1g, 2);
+	th_audit_clean(e.vm);
 
 	/* one 4 KiB page migrated out of the second 1 GiB folio: the folio
 	 * is split, its 1 GiB leaf goes, the data stays */
@@ -496,32 +374,33 @@ static void test_rw_1g(void **state)
 	unsigned order;
 
 	pat_fill(buf, PG, 23);
-	assert_int_equal(tdp_vcpu_write(e.v, 2 * GiB + 77 * PG, buf, PG), 0);
-	old_pfn = lookup_pfn(&e, page, &order);
+	assert_int_equal(tdp_vcpu_write(e.v[0], 2 * GiB + 77 * PG, buf, PG), 0);
+	old_pfn = th_lookup_pfn(e.h, page, &order);
 	assert_int_equal(order, HOST_ORDER_1G);
 	assert_int_equal(tdp_host_migrate(e.h, page, PG), 0);
-	new_pfn = lookup_pfn(&e, page, &order);
+	new_pfn = th_lookup_pfn(e.h, page, &order);
 	assert_int_equal(order, 0);
 	assert_true(new_pfn != old_pfn);
-	assert_true(frame_poisoned(&e, old_pfn));
-	assert_int_equal(vstats(&e).pages_1g, 1);
-	audit_clean(&e);
+	assert_true(th_frame_poisoned(e.h, old_pfn));
+	assert_int_equal(th_vm_stats(e.vm).pages_1g, 1);
+	th_audit_clean(e.vm);
 	memset(back, 0, sizeof(back));
-	assert_int_equal(tdp_vcpu_read(e.v, 2 * GiB + 77 * PG, back, PG), 0);
+	assert_int_equal(tdp_vcpu_read(e.v[0], 2 * GiB + 77 * PG, back, PG), 0);
 	assert_memory_equal(back, buf, PG);
-	assert_int_equal(leaf_pfn(&e, (2 * GiB >> 12) + 77, &level), new_pfn);
+	assert_int_equal(th_leaf_pfn(e.v[0], (2 * GiB >> 12) + 77, &level),
+			 new_pfn);
 	assert_int_equal(level, TDP_LEVEL_4K);
 	/* the neighbours, now 4 KiB folios of the split 1 GiB one */
-	assert_int_equal(tdp_vcpu_read(e.v, 2 * GiB + 76 * PG + 3, back, 10000),
-			 0);
+	assert_int_equal(
+		tdp_vcpu_read(e.v[0], 2 * GiB + 76 * PG + 3, back, 10000), 0);
 	assert_int_equal(
 		tdp_host_read(e.h, r.s[0].hva + GiB + 76 * PG + 3, buf, 10000),
 		0);
 	assert_memory_equal(back, buf, 10000);
 	assert_int_equal(tdp_host_read(e.h, page, buf, PG), 0);
 	assert_memory_equal(buf, back + PG - 3, PG);
-	audit_clean(&e);
-	env_fini(&e);
+	th_audit_clean(e.vm);
+	th_env_fini(&e);
 }
 
 /* ------------------------------------------------------------------ */
@@ -530,101 +409,100 @@ static void test_rw_1g(void **state)
 
 static void test_fetch(void **state)
 {
-	struct env e;
+	struct th_env e;
 	uint8_t buf[3 * 4096], back[3 * 4096];
 	uint64_t hx, hn;
 	int level;
 
-	env_init(&e);
+	th_env_init(&e, 4 * GiB, NULL, 1);
 	/* slot 0: executable, 4 pages at gpa 0; slot 1: not executable,
 	 * adjacent, 4 pages */
-	hx = hmap(&e, 4 * PG, TDP_PROT_READ | TDP_PROT_WRITE | TDP_PROT_EXEC,
-		  PG);
-	hn = hmap(&e, 4 * PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
-	slot_set(&e, 0, 0, 0, 4 * PG, hx, 0);
-	slot_set(&e, 0, 1, 4 * PG, 4 * PG, hn, 0);
+	hx = th_host_map(e.h, 4 * PG, RW | TDP_PROT_EXEC, PG);
+	hn = th_host_map(e.h, 4 * PG, RW, PG);
+	th_set_slot(e.vm, 0, 0, 0, 4 * PG, hx, 0);
+	th_set_slot(e.vm, 0, 1, 4 * PG, 4 * PG, hn, 0);
 	pat_fill(buf, sizeof(buf), 31);
 	assert_int_equal(tdp_host_write(e.h, hx + 100, buf, 2 * PG), 0);
 	assert_int_equal(tdp_host_write(e.h, hn, buf, 3 * PG), 0);
 
 	memset(back, 0, sizeof(back));
-	assert_int_equal(tdp_vcpu_fetch(e.v, 100, back, 2 * PG), 0);
+	assert_int_equal(tdp_vcpu_fetch(e.v[0], 100, back, 2 * PG), 0);
 	assert_memory_equal(back, buf, 2 * PG);
-	assert_true(leaf_pfn(&e, 0, &level) != ~0ull);
+	assert_true(th_leaf_pfn(e.v[0], 0, &level) != ~0ull);
 
 	/* not executable: -EFAULT, before and after a read mapped it */
-	struct tdp_stats s0 = vstats(&e);
+	struct tdp_stats s0 = th_vm_stats(e.vm);
 
-	assert_int_equal(tdp_vcpu_fetch(e.v, 4 * PG + 8, back, 16), -EFAULT);
-	assert_int_equal(tdp_vcpu_read(e.v, 4 * PG, back, PG), 0);
+	assert_int_equal(tdp_vcpu_fetch(e.v[0], 4 * PG + 8, back, 16), -EFAULT);
+	assert_int_equal(tdp_vcpu_read(e.v[0], 4 * PG, back, PG), 0);
 	assert_memory_equal(back, buf, PG);
-	assert_true(leaf_pfn(&e, 4, &level) != ~0ull);
-	assert_int_equal(tdp_vcpu_fetch(e.v, 4 * PG + 8, back, 16), -EFAULT);
+	assert_true(th_leaf_pfn(e.v[0], 4, &level) != ~0ull);
+	assert_int_equal(tdp_vcpu_fetch(e.v[0], 4 * PG + 8, back, 16), -EFAULT);
 	/* a write mapping (D set, in the TLB) does not allow fetch either */
-	assert_int_equal(tdp_vcpu_write(e.v, 4 * PG + 8, buf, 16), 0);
-	assert_int_equal(tdp_vcpu_fetch(e.v, 4 * PG + 8, back, 16), -EFAULT);
-	assert_true(vstats(&e).pf_taken > s0.pf_taken);
+	assert_int_equal(tdp_vcpu_write(e.v[0], 4 * PG + 8, buf, 16), 0);
+	assert_int_equal(tdp_vcpu_fetch(e.v[0], 4 * PG + 8, back, 16), -EFAULT);
+	assert_true(th_vm_stats(e.vm).pf_taken > s0.pf_taken);
 
 	/* fetch spanning the executable slot into the other: -EFAULT, the
 	 * executable part transferred */
 	memset(back, 0xee, sizeof(back));
 	assert_int_equal(tdp_host_write(e.h, hx + 3 * PG, buf + 5, PG), 0);
-	assert_int_equal(tdp_vcpu_fetch(e.v, 3 * PG, back, 2 * PG), -EFAULT);
+	assert_int_equal(tdp_vcpu_fetch(e.v[0], 3 * PG, back, 2 * PG), -EFAULT);
 	assert_memory_equal(back, buf + 5, PG);
 
 	/* host drops EXEC: fetch fails, reads work; restoring it works */
 	assert_int_equal(tdp_host_mprotect(e.h, hx, 4 * PG,
 					   TDP_PROT_READ | TDP_PROT_WRITE),
 			 0);
-	assert_int_equal(tdp_vcpu_fetch(e.v, 100, back, 64), -EFAULT);
-	assert_int_equal(tdp_vcpu_read(e.v, 100, back, 64), 0);
+	assert_int_equal(tdp_vcpu_fetch(e.v[0], 100, back, 64), -EFAULT);
+	assert_int_equal(tdp_vcpu_read(e.v[0], 100, back, 64), 0);
 	assert_memory_equal(back, buf, 64);
 	assert_int_equal(tdp_host_mprotect(e.h, hx, 4 * PG,
 					   TDP_PROT_READ | TDP_PROT_WRITE |
 						   TDP_PROT_EXEC),
 			 0);
 	memset(back, 0, sizeof(back));
-	assert_int_equal(tdp_vcpu_fetch(e.v, 100, back, 64), 0);
+	assert_int_equal(tdp_vcpu_fetch(e.v[0], 100, back, 64), 0);
 	assert_memory_equal(back, buf, 64);
-	audit_clean(&e);
-	env_fini(&e);
+	th_audit_clean(e.vm);
+	th_env_fini(&e);
 }
 
 static void test_no_memslot(void **state)
 {
-	struct env e;
+	struct th_env e;
 	uint8_t buf[3 * 4096], back[3 * 4096];
 	uint64_t hva;
 	const uint64_t base = 0x200000, end = base + 2 * PG;
 
-	env_init(&e);
-	hva = hmap(&e, 2 * PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
-	slot_set(&e, 0, 0, base, 2 * PG, hva, 0);
+	th_env_init(&e, 4 * GiB, NULL, 1);
+	hva = th_host_map(e.h, 2 * PG, RW, PG);
+	th_set_slot(e.vm, 0, 0, base, 2 * PG, hva, 0);
 	/* a second slot after a one-page hole */
-	uint64_t hva2 = hmap(&e, PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
+	uint64_t hva2 = th_host_map(e.h, PG, RW, PG);
 
-	slot_set(&e, 0, 1, end + PG, PG, hva2, 0);
+	th_set_slot(e.vm, 0, 1, end + PG, PG, hva2, 0);
 
-	struct tdp_stats s0 = vstats(&e);
+	struct tdp_stats s0 = th_vm_stats(e.vm);
 
-	assert_int_equal(tdp_vcpu_read(e.v, 0x100000, back, 8), -EFAULT);
-	assert_int_equal(tdp_vcpu_write(e.v, 0x100000, buf, 8), -EFAULT);
-	assert_int_equal(tdp_vcpu_fetch(e.v, 0x100000, back, 8), -EFAULT);
-	assert_int_equal(tdp_vcpu_read(e.v, end, back, 1), -EFAULT);
-	assert_int_equal(tdp_vcpu_read(e.v, (1ull << 48) - 8, back, 8),
+	assert_int_equal(tdp_vcpu_read(e.v[0], 0x100000, back, 8), -EFAULT);
+	assert_int_equal(tdp_vcpu_write(e.v[0], 0x100000, buf, 8), -EFAULT);
+	assert_int_equal(tdp_vcpu_fetch(e.v[0], 0x100000, back, 8), -EFAULT);
+	assert_int_equal(tdp_vcpu_read(e.v[0], end, back, 1), -EFAULT);
+	assert_int_equal(tdp_vcpu_read(e.v[0], (1ull << 48) - 8, back, 8),
 			 -EFAULT);
-	assert_int_equal(vstats(&e).pf_mmio, s0.pf_mmio + 5);
+	assert_int_equal(th_vm_stats(e.vm).pf_mmio, s0.pf_mmio + 5);
 
 	/* write from inside the slot into the hole: the bytes before the
 	 * faulting page are written, the call returns -EFAULT */
 	pat_fill(buf, sizeof(buf), 41);
-	assert_int_equal(tdp_vcpu_write(e.v, end - 100, buf, 300), -EFAULT);
+	assert_int_equal(tdp_vcpu_write(e.v[0], end - 100, buf, 300), -EFAULT);
 	memset(back, 0, sizeof(back));
 	assert_int_equal(tdp_host_read(e.h, hva + 2 * PG - 100, back, 100), 0);
 	assert_memory_equal(back, buf, 100);
 	/* over two pages */
 	pat_fill(buf, sizeof(buf), 42);
-	assert_int_equal(tdp_vcpu_write(e.v, base + 5, buf, 2 * PG + 50),
+	assert_int_equal(tdp_vcpu_write(e.v[0], base + 5, buf, 2 * PG + 50),
 			 -EFAULT);
 	assert_int_equal(tdp_host_read(e.h, hva + 5, back, 2 * PG - 5), 0);
 	assert_memory_equal(back, buf, 2 * PG - 5);
@@ -635,55 +513,58 @@ static void test_no_memslot(void **state)
 
 	/* read from inside the slot into the hole: prefix transferred */
 	memset(back, 0xcc, sizeof(back));
-	assert_int_equal(tdp_vcpu_read(e.v, base + 5, back, 3 * PG), -EFAULT);
+	assert_int_equal(tdp_vcpu_read(e.v[0], base + 5, back, 3 * PG),
+			 -EFAULT);
 	assert_memory_equal(back, buf, 2 * PG - 5);
 	/* starting in the hole: nothing transferred */
 	memset(back, 0xcc, sizeof(back));
-	assert_int_equal(tdp_vcpu_read(e.v, end + 10, back, 2 * PG), -EFAULT);
+	assert_int_equal(tdp_vcpu_read(e.v[0], end + 10, back, 2 * PG),
+			 -EFAULT);
 	assert_int_equal(back[0], 0xcc);
 	assert_int_equal(back[PG], 0xcc);
 	/* the pages around the hole still work */
-	assert_int_equal(tdp_vcpu_write(e.v, end + PG, buf, 16), 0);
-	assert_int_equal(tdp_vcpu_read(e.v, end - 16, back, 16), 0);
+	assert_int_equal(tdp_vcpu_write(e.v[0], end + PG, buf, 16), 0);
+	assert_int_equal(tdp_vcpu_read(e.v[0], end - 16, back, 16), 0);
 	assert_memory_equal(back, buf + 2 * PG - 16 - 5, 16);
-	audit_clean(&e);
-	env_fini(&e);
+	th_audit_clean(e.vm);
+	th_env_fini(&e);
 }
 
 static void test_munmapped_slot(void **state)
 {
-	struct env e;
+	struct th_env e;
 	uint8_t buf[4096], back[4096];
 	uint64_t hva;
 	const uint64_t gpa = 0x40000;
 
-	env_init(&e);
-	hva = hmap(&e, 4 * PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
-	slot_set(&e, 0, 0, gpa, 4 * PG, hva, 0);
+	th_env_init(&e, 4 * GiB, NULL, 1);
+	hva = th_host_map(e.h, 4 * PG, RW, PG);
+	th_set_slot(e.vm, 0, 0, gpa, 4 * PG, hva, 0);
 
 	/* never accessed, then unmapped */
 	assert_int_equal(tdp_host_munmap(e.h, hva + 3 * PG, PG), 0);
-	assert_int_equal(tdp_vcpu_read(e.v, gpa + 3 * PG, back, 8), -EFAULT);
-	assert_int_equal(tdp_vcpu_write(e.v, gpa + 3 * PG, buf, 8), -EFAULT);
+	assert_int_equal(tdp_vcpu_read(e.v[0], gpa + 3 * PG, back, 8), -EFAULT);
+	assert_int_equal(tdp_vcpu_write(e.v[0], gpa + 3 * PG, buf, 8), -EFAULT);
 
 	/* mapped by the guest (leaf + TLB), then unmapped */
 	pat_fill(buf, sizeof(buf), 51);
 	for (unsigned p = 0; p < 3; p++)
-		assert_int_equal(tdp_vcpu_write(e.v, gpa + p * PG, buf, PG), 0);
-	assert_int_equal(tdp_vcpu_read(e.v, gpa + PG, back, 8), 0);
+		assert_int_equal(tdp_vcpu_write(e.v[0], gpa + p * PG, buf, PG),
+				 0);
+	assert_int_equal(tdp_vcpu_read(e.v[0], gpa + PG, back, 8), 0);
 	assert_int_equal(tdp_host_munmap(e.h, hva, 2 * PG), 0);
-	assert_int_equal(tdp_vcpu_read(e.v, gpa, back, 8), -EFAULT);
-	assert_int_equal(tdp_vcpu_write(e.v, gpa + PG, buf, 8), -EFAULT);
-	assert_int_equal(tdp_vcpu_fetch(e.v, gpa, back, 8), -EFAULT);
+	assert_int_equal(tdp_vcpu_read(e.v[0], gpa, back, 8), -EFAULT);
+	assert_int_equal(tdp_vcpu_write(e.v[0], gpa + PG, buf, 8), -EFAULT);
+	assert_int_equal(tdp_vcpu_fetch(e.v[0], gpa, back, 8), -EFAULT);
 	/* page 2 is still mapped; an access from it into page 3 transfers
 	 * the page-2 part only */
 	memset(back, 0, sizeof(back));
-	assert_int_equal(tdp_vcpu_read(e.v, gpa + 2 * PG + 4000, back, 200),
+	assert_int_equal(tdp_vcpu_read(e.v[0], gpa + 2 * PG + 4000, back, 200),
 			 -EFAULT);
 	assert_int_equal(tdp_host_read(e.h, hva + 2 * PG + 4000, buf, 96), 0);
 	assert_memory_equal(back, buf, 96);
 	/* no leaf survives for unmapped memory */
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* new memory at the same hva: zero, not the old contents */
 	uint64_t fixed = hva;
@@ -693,41 +574,41 @@ static void test_munmapped_slot(void **state)
 				       TDP_MAP_FIXED, &fixed),
 			 0);
 	memset(back, 0xff, sizeof(back));
-	assert_int_equal(tdp_vcpu_read(e.v, gpa, back, PG), 0);
+	assert_int_equal(tdp_vcpu_read(e.v[0], gpa, back, PG), 0);
 	for (unsigned i = 0; i < PG; i++)
 		assert_int_equal(back[i], 0);
-	audit_clean(&e);
-	env_fini(&e);
+	th_audit_clean(e.vm);
+	th_env_fini(&e);
 }
 
 static void test_readonly_slot(void **state)
 {
-	struct env e;
+	struct th_env e;
 	uint8_t buf[2 * 4096], back[2 * 4096];
 	uint64_t hrw, hro;
 	const uint64_t gpa = 0x10000;
 
-	env_init(&e);
-	hrw = hmap(&e, 2 * PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
-	hro = hmap(&e, 2 * PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
-	slot_set(&e, 0, 0, gpa, 2 * PG, hrw, 0);
-	slot_set(&e, 0, 1, gpa + 2 * PG, 2 * PG, hro, TDP_MEM_READONLY);
+	th_env_init(&e, 4 * GiB, NULL, 1);
+	hrw = th_host_map(e.h, 2 * PG, RW, PG);
+	hro = th_host_map(e.h, 2 * PG, RW, PG);
+	th_set_slot(e.vm, 0, 0, gpa, 2 * PG, hrw, 0);
+	th_set_slot(e.vm, 0, 1, gpa + 2 * PG, 2 * PG, hro, TDP_MEM_READONLY);
 	pat_fill(buf, sizeof(buf), 61);
 	assert_int_equal(tdp_host_write(e.h, hro, buf, 2 * PG), 0);
 
-	struct tdp_stats s0 = vstats(&e);
+	struct tdp_stats s0 = th_vm_stats(e.vm);
 
 	memset(back, 0, sizeof(back));
-	assert_int_equal(tdp_vcpu_read(e.v, gpa + 2 * PG, back, 2 * PG), 0);
+	assert_int_equal(tdp_vcpu_read(e.v[0], gpa + 2 * PG, back, 2 * PG), 0);
 	assert_memory_equal(back, buf, 2 * PG);
-	assert_int_equal(tdp_vcpu_write(e.v, gpa + 2 * PG + 1, buf + 7, 10),
+	assert_int_equal(tdp_vcpu_write(e.v[0], gpa + 2 * PG + 1, buf + 7, 10),
 			 -EACCES);
-	assert_int_equal(vstats(&e).pf_ro_exit, s0.pf_ro_exit + 1);
+	assert_int_equal(th_vm_stats(e.vm).pf_ro_exit, s0.pf_ro_exit + 1);
 	/* a write starting in the writable slot: its part lands */
 	uint8_t w[300];
 
 	pat_fill(w, sizeof(w), 62);
-	assert_int_equal(tdp_vcpu_write(e.v, gpa + 2 * PG - 100, w, 300),
+	assert_int_equal(tdp_vcpu_write(e.v[0], gpa + 2 * PG - 100, w, 300),
 			 -EACCES);
 	assert_int_equal(tdp_host_read(e.h, hrw + 2 * PG - 100, back, 100), 0);
 	assert_memory_equal(back, w, 100);
@@ -735,137 +616,145 @@ static void test_readonly_slot(void **state)
 	assert_int_equal(tdp_host_read(e.h, hro, back, 2 * PG), 0);
 	assert_memory_equal(back, buf, 2 * PG);
 	/* reads still work */
-	assert_int_equal(tdp_vcpu_read(e.v, gpa + 2 * PG + 1, back, 10), 0);
+	assert_int_equal(tdp_vcpu_read(e.v[0], gpa + 2 * PG + 1, back, 10), 0);
 	assert_memory_equal(back, buf + 1, 10);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* a writable slot (with a dirty TLB entry) that becomes read-only */
-	assert_int_equal(tdp_vcpu_write(e.v, gpa, w, 8), 0);
-	slot_set(&e, 0, 0, gpa, 2 * PG, hrw, TDP_MEM_READONLY);
-	assert_int_equal(tdp_vcpu_write(e.v, gpa, w + 8, 8), -EACCES);
-	assert_int_equal(tdp_vcpu_read(e.v, gpa, back, 8), 0);
+	assert_int_equal(tdp_vcpu_write(e.v[0], gpa, w, 8), 0);
+	th_set_slot(e.vm, 0, 0, gpa, 2 * PG, hrw, TDP_MEM_READONLY);
+	assert_int_equal(tdp_vcpu_write(e.v[0], gpa, w + 8, 8), -EACCES);
+	assert_int_equal(tdp_vcpu_read(e.v[0], gpa, back, 8), 0);
 	assert_memory_equal(back, w, 8);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	/* and writable again */
-	slot_set(&e, 0, 0, gpa, 2 * PG, hrw, 0);
-	assert_int_equal(tdp_vcpu_write(e.v, gpa, w + 8, 8), 0);
+	th_set_slot(e.vm, 0, 0, gpa, 2 * PG, hrw, 0);
+	assert_int_equal(tdp_vcpu_write(e.v[0], gpa, w + 8, 8), 0);
 	assert_int_equal(tdp_host_read(e.h, hrw, back, 8), 0);
 	assert_memory_equal(back, w + 8, 8);
-	audit_clean(&e);
-	env_fini(&e);
+	th_audit_clean(e.vm);
+	th_env_fini(&e);
 }
 
 static void test_mprotect(void **state)
 {
-	struct env e;
+	struct th_env e;
 	uint8_t buf[4 * 4096], back[4 * 4096];
 	uint64_t hva, h2;
 	const uint64_t gpa = 0x80000;
 	const unsigned rw = TDP_PROT_READ | TDP_PROT_WRITE;
 
-	env_init(&e);
-	hva = hmap(&e, 4 * PG, rw, PG);
-	slot_set(&e, 0, 0, gpa, 4 * PG, hva, 0);
+	th_env_init(&e, 4 * GiB, NULL, 1);
+	hva = th_host_map(e.h, 4 * PG, rw, PG);
+	th_set_slot(e.vm, 0, 0, gpa, 4 * PG, hva, 0);
 	pat_fill(buf, sizeof(buf), 71);
 	/* writable leaves, dirty TLB entries */
-	assert_int_equal(tdp_vcpu_write(e.v, gpa, buf, 4 * PG), 0);
+	assert_int_equal(tdp_vcpu_write(e.v[0], gpa, buf, 4 * PG), 0);
 
 	assert_int_equal(tdp_host_mprotect(e.h, hva, 4 * PG, TDP_PROT_READ), 0);
-	assert_int_equal(tdp_vcpu_write(e.v, gpa + 10, back, 1), -EFAULT);
-	assert_int_equal(tdp_vcpu_write(e.v, gpa + 3 * PG, back, PG), -EFAULT);
+	assert_int_equal(tdp_vcpu_write(e.v[0], gpa + 10, back, 1), -EFAULT);
+	assert_int_equal(tdp_vcpu_write(e.v[0], gpa + 3 * PG, back, PG),
+			 -EFAULT);
 	memset(back, 0, sizeof(back));
-	assert_int_equal(tdp_vcpu_read(e.v, gpa, back, 4 * PG), 0);
+	assert_int_equal(tdp_vcpu_read(e.v[0], gpa, back, 4 * PG), 0);
 	assert_memory_equal(back, buf, 4 * PG);
 	/* the failed writes changed nothing */
 	assert_int_equal(tdp_host_read(e.h, hva, back, 4 * PG), 0);
 	assert_memory_equal(back, buf, 4 * PG);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	assert_int_equal(tdp_host_mprotect(e.h, hva, 4 * PG, rw), 0);
 	pat_fill(buf, sizeof(buf), 72);
-	assert_int_equal(tdp_vcpu_write(e.v, gpa + 1, buf, 4 * PG - 2), 0);
+	assert_int_equal(tdp_vcpu_write(e.v[0], gpa + 1, buf, 4 * PG - 2), 0);
 	assert_int_equal(tdp_host_read(e.h, hva + 1, back, 4 * PG - 2), 0);
 	assert_memory_equal(back, buf, 4 * PG - 2);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* part of a 2 MiB folio (mapped by a 2 MiB leaf) goes read-only */
-	h2 = hmap(&e, 2 * MiB, rw, TDP_HUGE_2M);
-	slot_set(&e, 0, 1, 2 * MiB, 2 * MiB, h2, 0);
-	assert_int_equal(tdp_vcpu_write(e.v, 2 * MiB + 5 * PG, buf, 3 * PG), 0);
-	assert_int_equal(vstats(&e).pages_2m, 1);
+	h2 = th_host_map(e.h, 2 * MiB, rw, TDP_HUGE_2M);
+	th_set_slot(e.vm, 0, 1, 2 * MiB, 2 * MiB, h2, 0);
+	assert_int_equal(tdp_vcpu_write(e.v[0], 2 * MiB + 5 * PG, buf, 3 * PG),
+			 0);
+	assert_int_equal(th_vm_stats(e.vm).pages_2m, 1);
 	assert_int_equal(tdp_host_mprotect(e.h, h2 + 6 * PG, PG, TDP_PROT_READ),
 			 0);
-	assert_int_equal(tdp_vcpu_write(e.v, 2 * MiB + 6 * PG + 9, back, 1),
+	assert_int_equal(tdp_vcpu_write(e.v[0], 2 * MiB + 6 * PG + 9, back, 1),
 			 -EFAULT);
-	assert_int_equal(tdp_vcpu_write(e.v, 2 * MiB + 5 * PG, buf + 1, 8), 0);
-	assert_int_equal(tdp_vcpu_write(e.v, 2 * MiB + 7 * PG, buf + 2, 8), 0);
+	assert_int_equal(tdp_vcpu_write(e.v[0], 2 * MiB + 5 * PG, buf + 1, 8),
+			 0);
+	assert_int_equal(tdp_vcpu_write(e.v[0], 2 * MiB + 7 * PG, buf + 2, 8),
+			 0);
 	memset(back, 0, sizeof(back));
-	assert_int_equal(tdp_vcpu_read(e.v, 2 * MiB + 6 * PG, back, PG), 0);
+	assert_int_equal(tdp_vcpu_read(e.v[0], 2 * MiB + 6 * PG, back, PG), 0);
 	assert_memory_equal(back, buf + PG, PG);
 	assert_int_equal(tdp_host_read(e.h, h2 + 5 * PG, back, 8), 0);
 	assert_memory_equal(back, buf + 1, 8);
-	assert_int_equal(vstats(&e).pages_2m, 0);
-	audit_clean(&e);
+	assert_int_equal(th_vm_stats(e.vm).pages_2m, 0);
+	th_audit_clean(e.vm);
 	/* PROT_NONE: reads fail too */
 	assert_int_equal(tdp_host_mprotect(e.h, h2 + 6 * PG, PG, TDP_PROT_NONE),
 			 0);
-	assert_int_equal(tdp_vcpu_read(e.v, 2 * MiB + 6 * PG, back, 1),
+	assert_int_equal(tdp_vcpu_read(e.v[0], 2 * MiB + 6 * PG, back, 1),
 			 -EFAULT);
 	assert_int_equal(tdp_host_mprotect(e.h, h2 + 6 * PG, PG, rw), 0);
-	assert_int_equal(tdp_vcpu_write(e.v, 2 * MiB + 6 * PG + 9, buf, 1), 0);
+	assert_int_equal(tdp_vcpu_write(e.v[0], 2 * MiB + 6 * PG + 9, buf, 1),
+			 0);
 	assert_int_equal(tdp_host_read(e.h, h2 + 6 * PG + 9, back, 1), 0);
 	assert_int_equal(back[0], buf[0]);
-	audit_clean(&e);
-	env_fini(&e);
+	th_audit_clean(e.vm);
+	th_env_fini(&e);
 }
 
 static void test_einval(void **state)
 {
-	struct env e;
+	struct th_env e;
 	uint8_t buf[16];
 	uint64_t hva;
 
-	env_init(&e);
-	hva = hmap(&e, PG, TDP_PROT_READ | TDP_PROT_WRITE | TDP_PROT_EXEC, PG);
-	slot_set(&e, 0, 0, 0, PG, hva, 0);
+	th_env_init(&e, 4 * GiB, NULL, 1);
+	hva = th_host_map(e.h, PG, RW | TDP_PROT_EXEC, PG);
+	th_set_slot(e.vm, 0, 0, 0, PG, hva, 0);
 
-	struct tdp_stats s0 = vstats(&e);
+	struct tdp_stats s0 = th_vm_stats(e.vm);
 
-	assert_int_equal(tdp_vcpu_read(e.v, 0, NULL, 1), -EINVAL);
-	assert_int_equal(tdp_vcpu_write(e.v, 0, NULL, 1), -EINVAL);
-	assert_int_equal(tdp_vcpu_fetch(e.v, 0, NULL, 1), -EINVAL);
+	assert_int_equal(tdp_vcpu_read(e.v[0], 0, NULL, 1), -EINVAL);
+	assert_int_equal(tdp_vcpu_write(e.v[0], 0, NULL, 1), -EINVAL);
+	assert_int_equal(tdp_vcpu_fetch(e.v[0], 0, NULL, 1), -EINVAL);
 	/* NULL with zero length is a no-op */
-	assert_int_equal(tdp_vcpu_read(e.v, 0, NULL, 0), 0);
-	assert_int_equal(tdp_vcpu_write(e.v, 0, NULL, 0), 0);
+	assert_int_equal(tdp_vcpu_read(e.v[0], 0, NULL, 0), 0);
+	assert_int_equal(tdp_vcpu_write(e.v[0], 0, NULL, 0), 0);
 	/* overflow of gpa + len */
-	assert_int_equal(tdp_vcpu_read(e.v, UINT64_MAX - 7, buf, 16), -EINVAL);
-	assert_int_equal(tdp_vcpu_write(e.v, UINT64_MAX, buf, 2), -EINVAL);
-	assert_int_equal(tdp_vcpu_read(e.v, 8, buf, UINT64_MAX), -EINVAL);
-	/* beyond the 48-bit gpa width of a 4-level VM */
-	assert_int_equal(tdp_vcpu_read(e.v, (1ull << 48) - 8, buf, 16),
+	assert_int_equal(tdp_vcpu_read(e.v[0], UINT64_MAX - 7, buf, 16),
 			 -EINVAL);
-	assert_int_equal(tdp_vcpu_write(e.v, 1ull << 48, buf, 1), -EINVAL);
-	assert_int_equal(tdp_vcpu_fetch(e.v, 1ull << 52, buf, 1), -EINVAL);
+	assert_int_equal(tdp_vcpu_write(e.v[0], UINT64_MAX, buf, 2), -EINVAL);
+	assert_int_equal(tdp_vcpu_read(e.v[0], 8, buf, UINT64_MAX), -EINVAL);
+	/* beyond the 48-bit gpa width of a 4-level VM */
+	assert_int_equal(tdp_vcpu_read(e.v[0], (1ull << 48) - 8, buf, 16),
+			 -EINVAL);
+	assert_int_equal(tdp_vcpu_write(e.v[0], 1ull << 48, buf, 1), -EINVAL);
+	assert_int_equal(tdp_vcpu_fetch(e.v[0], 1ull << 52, buf, 1), -EINVAL);
 	/* nothing reached the fault handler */
-	assert_int_equal(vstats(&e).pf_taken, s0.pf_taken);
+	assert_int_equal(th_vm_stats(e.vm).pf_taken, s0.pf_taken);
 	/* the last bytes below the width are a plain MMIO exit */
-	assert_int_equal(tdp_vcpu_read(e.v, (1ull << 48) - 8, buf, 8), -EFAULT);
-	env_fini(&e);
+	assert_int_equal(tdp_vcpu_read(e.v[0], (1ull << 48) - 8, buf, 8),
+			 -EFAULT);
+	th_env_fini(&e);
 
 	/* 5-level: 57 bits */
 	struct tdp_vm_config cfg = {.root_level = 5};
 
-	env_init_cfg(&e, &cfg);
-	assert_int_equal(tdp_vcpu_read(e.v, 1ull << 48, buf, 8), -EFAULT);
-	assert_int_equal(tdp_vcpu_read(e.v, (1ull << 57) - 4, buf, 8), -EINVAL);
-	hva = hmap(&e, PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
-	slot_set(&e, 0, 0, (1ull << 57) - PG, PG, hva, 0);
-	assert_int_equal(tdp_vcpu_write(e.v, (1ull << 57) - 8, "abcdefgh", 8),
-			 0);
+	th_env_init(&e, 4 * GiB, &cfg, 1);
+	assert_int_equal(tdp_vcpu_read(e.v[0], 1ull << 48, buf, 8), -EFAULT);
+	assert_int_equal(tdp_vcpu_read(e.v[0], (1ull << 57) - 4, buf, 8),
+			 -EINVAL);
+	hva = th_host_map(e.h, PG, RW, PG);
+	th_set_slot(e.vm, 0, 0, (1ull << 57) - PG, PG, hva, 0);
+	assert_int_equal(
+		tdp_vcpu_write(e.v[0], (1ull << 57) - 8, "abcdefgh", 8), 0);
 	assert_int_equal(tdp_host_read(e.h, hva + PG - 8, buf, 8), 0);
 	assert_memory_equal(buf, "abcdefgh", 8);
-	audit_clean(&e);
-	env_fini(&e);
+	th_audit_clean(e.vm);
+	th_env_fini(&e);
 }
 
 /* ------------------------------------------------------------------ */
@@ -879,32 +768,32 @@ static void test_einval(void **state)
  */
 static void test_huge_alignment(void **state)
 {
-	struct env e;
+	struct th_env e;
 	uint64_t h2, buf[512];
 	int level;
 
-	env_init(&e);
-	h2 = hmap(&e, 8 * MiB, TDP_PROT_READ | TDP_PROT_WRITE, TDP_HUGE_2M);
+	th_env_init(&e, 4 * GiB, NULL, 1);
+	h2 = th_host_map(e.h, 8 * MiB, RW, TDP_HUGE_2M);
 	/* slot 0: gpa 2 MiB-aligned, hva 4 KiB into a folio */
-	slot_set(&e, 0, 0, 2 * MiB, 2 * MiB, h2 + PG, 0);
+	th_set_slot(e.vm, 0, 0, 2 * MiB, 2 * MiB, h2 + PG, 0);
 	/* slot 1: the second half of a folio only */
-	slot_set(&e, 0, 1, 16 * MiB, MiB, h2 + 2 * MiB + MiB, 0);
+	th_set_slot(e.vm, 0, 1, 16 * MiB, MiB, h2 + 2 * MiB + MiB, 0);
 	/* slot 2: congruent and whole: huge */
-	slot_set(&e, 0, 2, 32 * MiB, 4 * MiB, h2 + 4 * MiB, 0);
+	th_set_slot(e.vm, 0, 2, 32 * MiB, 4 * MiB, h2 + 4 * MiB, 0);
 	for (unsigned p = 0; p < 512; p += 37) {
 		th_fill_page(buf, 2 * MiB + p * PG, 1);
-		assert_int_equal(tdp_vcpu_write(e.v, 2 * MiB + p * PG, buf, PG),
-				 0);
+		assert_int_equal(
+			tdp_vcpu_write(e.v[0], 2 * MiB + p * PG, buf, PG), 0);
 	}
 	for (unsigned p = 0; p < 256; p += 29) {
 		th_fill_page(buf, 16 * MiB + p * PG, 1);
 		assert_int_equal(
-			tdp_vcpu_write(e.v, 16 * MiB + p * PG, buf, PG), 0);
+			tdp_vcpu_write(e.v[0], 16 * MiB + p * PG, buf, PG), 0);
 	}
-	assert_int_equal(vstats(&e).pages_2m, 0);
-	assert_true(vstats(&e).pages_4k > 0);
-	assert_int_equal(leaf_pfn(&e, (2 * MiB >> 12) + 37, &level),
-			 lookup_pfn(&e, h2 + PG + 37 * PG, NULL));
+	assert_int_equal(th_vm_stats(e.vm).pages_2m, 0);
+	assert_true(th_vm_stats(e.vm).pages_4k > 0);
+	assert_int_equal(th_leaf_pfn(e.v[0], (2 * MiB >> 12) + 37, &level),
+			 th_lookup_pfn(e.h, h2 + PG + 37 * PG, NULL));
 	assert_int_equal(level, TDP_LEVEL_4K);
 	for (unsigned p = 0; p < 512; p += 37) {
 		assert_int_equal(tdp_host_read(e.h, h2 + PG + p * PG, buf, PG),
@@ -916,13 +805,13 @@ static void test_huge_alignment(void **state)
 			tdp_host_read(e.h, h2 + 3 * MiB + p * PG, buf, PG), 0);
 		assert_int_equal(th_check_page(buf, 16 * MiB + p * PG, 1), 0);
 	}
-	assert_int_equal(tdp_vcpu_read(e.v, 32 * MiB + 3 * MiB, buf, 8), 0);
-	assert_int_equal(vstats(&e).pages_2m, 1);
-	assert_int_equal(leaf_pfn(&e, (35 * MiB) >> 12, &level),
-			 lookup_pfn(&e, h2 + 7 * MiB, NULL));
+	assert_int_equal(tdp_vcpu_read(e.v[0], 32 * MiB + 3 * MiB, buf, 8), 0);
+	assert_int_equal(th_vm_stats(e.vm).pages_2m, 1);
+	assert_int_equal(th_leaf_pfn(e.v[0], (35 * MiB) >> 12, &level),
+			 th_lookup_pfn(e.h, h2 + 7 * MiB, NULL));
 	assert_int_equal(level, TDP_LEVEL_2M);
-	audit_clean(&e);
-	env_fini(&e);
+	th_audit_clean(e.vm);
+	th_env_fini(&e);
 }
 
 /*
@@ -933,26 +822,27 @@ static void test_huge_alignment(void **state)
  */
 static void test_huge_replaces_table(void **state)
 {
-	struct env e;
+	struct th_env e;
 	uint64_t h2, fixed, buf[512];
 	const uint64_t gpa = 8 * MiB;
 	struct tdp_stats s0, s1;
 	int level;
 
-	env_init(&e);
-	h2 = hmap(&e, 2 * MiB, TDP_PROT_READ | TDP_PROT_WRITE, TDP_HUGE_2M);
-	slot_set(&e, 0, 0, gpa, 2 * MiB, h2, 0);
+	th_env_init(&e, 4 * GiB, NULL, 1);
+	h2 = th_host_map(e.h, 2 * MiB, RW, TDP_HUGE_2M);
+	th_set_slot(e.vm, 0, 0, gpa, 2 * MiB, h2, 0);
 	th_fill_page(buf, gpa + 3 * PG, 1);
-	assert_int_equal(tdp_vcpu_write(e.v, gpa + 3 * PG, buf, PG), 0);
-	assert_int_equal(vstats(&e).pages_2m, 1);
+	assert_int_equal(tdp_vcpu_write(e.v[0], gpa + 3 * PG, buf, PG), 0);
+	assert_int_equal(th_vm_stats(e.vm).pages_2m, 1);
 	assert_int_equal(tdp_host_split(e.h, h2, 2 * MiB), 0);
 	for (unsigned p = 0; p < 512; p += 5) {
-		assert_int_equal(tdp_vcpu_read(e.v, gpa + p * PG, buf, 64), 0);
+		assert_int_equal(tdp_vcpu_read(e.v[0], gpa + p * PG, buf, 64),
+				 0);
 	}
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	assert_int_equal(s0.pages_2m, 0);
 	assert_int_equal(s0.pages_4k, 103);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	assert_int_equal(tdp_host_munmap(e.h, h2, 2 * MiB), 0);
 	fixed = h2;
@@ -963,26 +853,27 @@ static void test_huge_replaces_table(void **state)
 	th_fill_page(buf, gpa + 5 * PG, 2);
 	assert_int_equal(tdp_host_write(e.h, h2 + 5 * PG, buf, PG), 0);
 	memset(buf, 0, sizeof(buf));
-	assert_int_equal(tdp_vcpu_read(e.v, gpa + 5 * PG, buf, PG), 0);
+	assert_int_equal(tdp_vcpu_read(e.v[0], gpa + 5 * PG, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, gpa + 5 * PG, 2), 0);
-	s1 = vstats(&e);
+	s1 = th_vm_stats(e.vm);
 	assert_int_equal(s1.pages_2m, 1);
 	assert_int_equal(s1.pages_4k, 0);
 	assert_int_equal(s1.pt_pages, s0.pt_pages - 1);
-	assert_int_equal(leaf_pfn(&e, (gpa >> 12) + 10, &level),
-			 lookup_pfn(&e, h2 + 10 * PG, NULL));
+	assert_int_equal(th_leaf_pfn(e.v[0], (gpa >> 12) + 10, &level),
+			 th_lookup_pfn(e.h, h2 + 10 * PG, NULL));
 	assert_int_equal(level, TDP_LEVEL_2M);
 	/* pages behind the cached table: zero (fresh folio), not stale */
 	for (unsigned p = 0; p < 512; p += 5) {
 		memset(buf, 0xff, 64);
-		assert_int_equal(tdp_vcpu_read(e.v, gpa + p * PG, buf, 64), 0);
+		assert_int_equal(tdp_vcpu_read(e.v[0], gpa + p * PG, buf, 64),
+				 0);
 		for (unsigned i = 0; i < 8; i++)
 			assert_int_equal(buf[i],
 					 p == 5 ? th_pattern(gpa + 5 * PG, 2, i)
 						: 0);
 	}
-	audit_clean(&e);
-	env_fini(&e);
+	th_audit_clean(e.vm);
+	th_env_fini(&e);
 }
 
 /* max_huge caps the leaf size below the folio size. */
@@ -992,24 +883,24 @@ static void test_max_huge(void **state)
 
 	for (unsigned c = 0; c < 2; c++) {
 		struct tdp_vm_config cfg = {.max_huge = caps[c]};
-		struct env e;
+		struct th_env e;
 		uint64_t h1;
 		uint8_t buf[5000], back[5000];
 		int level;
 		struct tdp_stats s;
 
-		env_init_cfg(&e, &cfg);
-		h1 = hmap(&e, GiB, TDP_PROT_READ | TDP_PROT_WRITE, TDP_HUGE_1G);
-		slot_set(&e, 0, 0, GiB, GiB, h1, 0);
+		th_env_init(&e, 4 * GiB, &cfg, 1);
+		h1 = th_host_map(e.h, GiB, RW, TDP_HUGE_1G);
+		th_set_slot(e.vm, 0, 0, GiB, GiB, h1, 0);
 		pat_fill(buf, sizeof(buf), 81 + c);
-		assert_int_equal(tdp_vcpu_write(e.v, GiB + 2 * MiB - 2000, buf,
-						sizeof(buf)),
+		assert_int_equal(tdp_vcpu_write(e.v[0], GiB + 2 * MiB - 2000,
+						buf, sizeof(buf)),
 				 0);
 		assert_int_equal(tdp_host_read(e.h, h1 + 2 * MiB - 2000, back,
 					       sizeof(back)),
 				 0);
 		assert_memory_equal(back, buf, sizeof(buf));
-		s = vstats(&e);
+		s = th_vm_stats(e.vm);
 		assert_int_equal(s.pages_1g, 0);
 		if (caps[c] == TDP_HUGE_2M) {
 			assert_int_equal(s.pages_2m, 2);
@@ -1018,12 +909,13 @@ static void test_max_huge(void **state)
 			assert_int_equal(s.pages_2m, 0);
 			assert_int_equal(s.pages_4k, 2);
 		}
-		assert_int_equal(leaf_pfn(&e, (GiB + 2 * MiB) >> 12, &level),
-				 lookup_pfn(&e, h1 + 2 * MiB, NULL));
+		assert_int_equal(
+			th_leaf_pfn(e.v[0], (GiB + 2 * MiB) >> 12, &level),
+			th_lookup_pfn(e.h, h1 + 2 * MiB, NULL));
 		assert_int_equal(level, caps[c] == TDP_HUGE_2M ? TDP_LEVEL_2M
 							       : TDP_LEVEL_4K);
-		audit_clean(&e);
-		env_fini(&e);
+		th_audit_clean(e.vm);
+		th_env_fini(&e);
 	}
 }
 
@@ -1032,73 +924,69 @@ static void test_max_huge(void **state)
 static void test_address_spaces(void **state)
 {
 	struct tdp_vm_config cfg = {.nr_as = 2};
-	struct env e;
+	struct th_env e;
 	uint64_t h0, h1, hs, buf[512];
 
-	env_init_cfg(&e, &cfg);
-	h0 = hmap(&e, 4 * PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
-	h1 = hmap(&e, 4 * PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
-	hs = hmap(&e, PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
-	slot_set(&e, 0, 0, 0x30000, 4 * PG, h0, 0);
-	slot_set(&e, 1, 0, 0x30000, 4 * PG, h1, 0);
-	slot_set(&e, 1, 1, 0x90000, PG, hs, 0); /* SMM only */
-	assert_int_equal(tdp_vcpu_set_as(e.v, 2), -EINVAL);
+	th_env_init(&e, 4 * GiB, &cfg, 1);
+	h0 = th_host_map(e.h, 4 * PG, RW, PG);
+	h1 = th_host_map(e.h, 4 * PG, RW, PG);
+	hs = th_host_map(e.h, PG, RW, PG);
+	th_set_slot(e.vm, 0, 0, 0x30000, 4 * PG, h0, 0);
+	th_set_slot(e.vm, 1, 0, 0x30000, 4 * PG, h1, 0);
+	th_set_slot(e.vm, 1, 1, 0x90000, PG, hs, 0); /* SMM only */
+	assert_int_equal(tdp_vcpu_set_as(e.v[0], 2), -EINVAL);
 
 	th_fill_page(buf, 0x30000, 100);
-	assert_int_equal(tdp_vcpu_write(e.v, 0x30000, buf, PG), 0);
-	assert_int_equal(tdp_vcpu_read(e.v, 0x90000, buf, 8), -EFAULT);
-	assert_int_equal(tdp_vcpu_set_as(e.v, 1), 0);
+	assert_int_equal(tdp_vcpu_write(e.v[0], 0x30000, buf, PG), 0);
+	assert_int_equal(tdp_vcpu_read(e.v[0], 0x90000, buf, 8), -EFAULT);
+	assert_int_equal(tdp_vcpu_set_as(e.v[0], 1), 0);
 	/* the AS1 page is still zero, though AS0's is in the TLB */
-	assert_int_equal(tdp_vcpu_read(e.v, 0x30000, buf, PG), 0);
+	assert_int_equal(tdp_vcpu_read(e.v[0], 0x30000, buf, PG), 0);
 	for (unsigned i = 0; i < 512; i++)
 		assert_int_equal(buf[i], 0);
 	th_fill_page(buf, 0x30000, 101);
-	assert_int_equal(tdp_vcpu_write(e.v, 0x30000, buf, PG), 0);
-	assert_int_equal(tdp_vcpu_write(e.v, 0x90000, buf, 16), 0);
-	assert_int_equal(tdp_vcpu_set_as(e.v, 0), 0);
-	assert_int_equal(tdp_vcpu_read(e.v, 0x30000, buf, PG), 0);
+	assert_int_equal(tdp_vcpu_write(e.v[0], 0x30000, buf, PG), 0);
+	assert_int_equal(tdp_vcpu_write(e.v[0], 0x90000, buf, 16), 0);
+	assert_int_equal(tdp_vcpu_set_as(e.v[0], 0), 0);
+	assert_int_equal(tdp_vcpu_read(e.v[0], 0x30000, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, 0x30000, 100), 0);
-	assert_int_equal(tdp_vcpu_read(e.v, 0x90000, buf, 8), -EFAULT);
+	assert_int_equal(tdp_vcpu_read(e.v[0], 0x90000, buf, 8), -EFAULT);
 	assert_int_equal(tdp_host_read(e.h, h1, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, 0x30000, 101), 0);
-	assert_int_equal(vstats(&e).roots, 2);
-	audit_clean(&e);
-	env_fini(&e);
+	assert_int_equal(th_vm_stats(e.vm).roots, 2);
+	th_audit_clean(e.vm);
+	th_env_fini(&e);
 }
 
 /* No free frame: -ENOMEM, and the vCPU works again once memory is back. */
 static void test_enomem(void **state)
 {
-	struct tdp_host_config hc = {.mem_bytes = GiB};
-	struct env e;
+	struct th_env e;
 	uint64_t h1, h2, buf[512];
 
-	memset(&e, 0, sizeof(e));
-	assert_int_equal(tdp_host_create(&hc, &e.h), 0);
-	assert_int_equal(tdp_vm_create(e.h, NULL, &e.vm), 0);
-	assert_int_equal(tdp_vcpu_create(e.vm, 0, &e.v), 0);
-	h1 = hmap(&e, GiB, TDP_PROT_READ | TDP_PROT_WRITE, TDP_HUGE_1G);
-	h2 = hmap(&e, 4 * PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
-	slot_set(&e, 0, 0, GiB, GiB, h1, 0);
-	slot_set(&e, 0, 1, 0x10000, 4 * PG, h2, 0);
+	th_env_init(&e, GiB, NULL, 1);
+	h1 = th_host_map(e.h, GiB, RW, TDP_HUGE_1G);
+	h2 = th_host_map(e.h, 4 * PG, RW, PG);
+	th_set_slot(e.vm, 0, 0, GiB, GiB, h1, 0);
+	th_set_slot(e.vm, 0, 1, 0x10000, 4 * PG, h2, 0);
 	/* the 1 GiB folio takes the whole pool */
 	th_fill_page(buf, GiB, 1);
-	assert_int_equal(tdp_vcpu_write(e.v, GiB, buf, PG), 0);
-	assert_int_equal(tdp_vcpu_read(e.v, 0x10000, buf, 8), -ENOMEM);
-	assert_int_equal(tdp_vcpu_write(e.v, 0x10000, buf, 8), -ENOMEM);
+	assert_int_equal(tdp_vcpu_write(e.v[0], GiB, buf, PG), 0);
+	assert_int_equal(tdp_vcpu_read(e.v[0], 0x10000, buf, 8), -ENOMEM);
+	assert_int_equal(tdp_vcpu_write(e.v[0], 0x10000, buf, 8), -ENOMEM);
 	/* the mapped memory is still fine */
-	assert_int_equal(tdp_vcpu_read(e.v, GiB, buf, PG), 0);
+	assert_int_equal(tdp_vcpu_read(e.v[0], GiB, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, GiB, 1), 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	/* give the memory back: the other slot works */
 	assert_int_equal(tdp_host_munmap(e.h, h1, GiB), 0);
 	th_fill_page(buf, 0x10000, 2);
-	assert_int_equal(tdp_vcpu_write(e.v, 0x10000, buf, PG), 0);
-	assert_int_equal(tdp_vcpu_read(e.v, GiB, buf, 8), -EFAULT);
+	assert_int_equal(tdp_vcpu_write(e.v[0], 0x10000, buf, PG), 0);
+	assert_int_equal(tdp_vcpu_read(e.v[0], GiB, buf, 8), -EFAULT);
 	assert_int_equal(tdp_host_read(e.h, h2, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, 0x10000, 2), 0);
-	audit_clean(&e);
-	env_fini(&e);
+	th_audit_clean(e.vm);
+	th_env_fini(&e);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1108,78 +996,79 @@ static void test_enomem(void **state)
 /* After a migrate the guest follows the new frame; nothing stale. */
 static void test_migrate_new_pfn(void **state)
 {
-	struct env e;
+	struct th_env e;
 	uint64_t buf[512];
 	uint64_t hva, pfn1, pfn2;
 	unsigned order;
 	int level;
 	const uint64_t gpa = 4 * MiB;
 
-	env_init(&e);
-	hva = hmap(&e, 2 * MiB, TDP_PROT_READ | TDP_PROT_WRITE, TDP_HUGE_2M);
-	slot_set(&e, 0, 0, gpa, 2 * MiB, hva, 0);
+	th_env_init(&e, 4 * GiB, NULL, 1);
+	hva = th_host_map(e.h, 2 * MiB, RW, TDP_HUGE_2M);
+	th_set_slot(e.vm, 0, 0, gpa, 2 * MiB, hva, 0);
 	for (unsigned p = 0; p < 8; p++) {
 		th_fill_page(buf, gpa + p * PG, 1);
-		assert_int_equal(tdp_vcpu_write(e.v, gpa + p * PG, buf, PG), 0);
+		assert_int_equal(tdp_vcpu_write(e.v[0], gpa + p * PG, buf, PG),
+				 0);
 	}
 
 	/* one 4 KiB page out of the 2 MiB folio */
-	pfn1 = lookup_pfn(&e, hva + 3 * PG, &order);
+	pfn1 = th_lookup_pfn(e.h, hva + 3 * PG, &order);
 	assert_int_equal(order, HOST_ORDER_2M);
-	assert_int_equal(leaf_pfn(&e, (gpa >> 12) + 3, &level), pfn1);
+	assert_int_equal(th_leaf_pfn(e.v[0], (gpa >> 12) + 3, &level), pfn1);
 	assert_int_equal(level, TDP_LEVEL_2M);
 	assert_int_equal(tdp_host_migrate(e.h, hva + 3 * PG, PG), 0);
-	pfn2 = lookup_pfn(&e, hva + 3 * PG, &order);
+	pfn2 = th_lookup_pfn(e.h, hva + 3 * PG, &order);
 	assert_true(pfn2 != pfn1);
 	assert_int_equal(order, 0);
 	/* the old frame was freed (the guest holds no reference on it) */
-	assert_true(frame_poisoned(&e, pfn1));
+	assert_true(th_frame_poisoned(e.h, pfn1));
 	/* no leaf left for the old frame */
-	assert_int_equal(leaf_pfn(&e, (gpa >> 12) + 3, &level), ~0ull);
-	audit_clean(&e);
+	assert_int_equal(th_leaf_pfn(e.v[0], (gpa >> 12) + 3, &level), ~0ull);
+	th_audit_clean(e.vm);
 	memset(buf, 0, sizeof(buf));
-	assert_int_equal(tdp_vcpu_read(e.v, gpa + 3 * PG, buf, PG), 0);
+	assert_int_equal(tdp_vcpu_read(e.v[0], gpa + 3 * PG, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, gpa + 3 * PG, 1), 0);
-	assert_int_equal(leaf_pfn(&e, (gpa >> 12) + 3, &level), pfn2);
+	assert_int_equal(th_leaf_pfn(e.v[0], (gpa >> 12) + 3, &level), pfn2);
 	assert_int_equal(level, TDP_LEVEL_4K);
 	/* a write now lands in the new frame */
 	th_fill_page(buf, gpa + 3 * PG, 2);
-	assert_int_equal(tdp_vcpu_write(e.v, gpa + 3 * PG, buf, PG), 0);
+	assert_int_equal(tdp_vcpu_write(e.v[0], gpa + 3 * PG, buf, PG), 0);
 	memset(buf, 0, sizeof(buf));
 	assert_int_equal(tdp_host_read(e.h, hva + 3 * PG, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, gpa + 3 * PG, 2), 0);
-	assert_true(frame_poisoned(&e, pfn1));
-	audit_clean(&e);
+	assert_true(th_frame_poisoned(e.h, pfn1));
+	th_audit_clean(e.vm);
 
 	/* a whole 4 KiB-folio mapping, after the guest has it in its TLB */
-	uint64_t h4 = hmap(&e, 4 * PG, TDP_PROT_READ | TDP_PROT_WRITE, PG);
+	uint64_t h4 = th_host_map(e.h, 4 * PG, RW, PG);
 
-	slot_set(&e, 0, 1, 0x1000000, 4 * PG, h4, 0);
+	th_set_slot(e.vm, 0, 1, 0x1000000, 4 * PG, h4, 0);
 	for (unsigned p = 0; p < 4; p++) {
 		th_fill_page(buf, 0x1000000 + p * PG, 5);
 		assert_int_equal(
-			tdp_vcpu_write(e.v, 0x1000000 + p * PG, buf, PG), 0);
+			tdp_vcpu_write(e.v[0], 0x1000000 + p * PG, buf, PG), 0);
 	}
 	uint64_t old[4];
 
 	for (unsigned p = 0; p < 4; p++)
-		old[p] = lookup_pfn(&e, h4 + p * PG, NULL);
+		old[p] = th_lookup_pfn(e.h, h4 + p * PG, NULL);
 	assert_int_equal(tdp_host_migrate(e.h, h4, 4 * PG), 0);
 	for (unsigned p = 0; p < 4; p++) {
-		uint64_t n = lookup_pfn(&e, h4 + p * PG, NULL);
+		uint64_t n = th_lookup_pfn(e.h, h4 + p * PG, NULL);
 
 		for (unsigned q = 0; q < 4; q++)
 			assert_true(n != old[q]);
-		assert_true(frame_poisoned(&e, old[p]));
+		assert_true(th_frame_poisoned(e.h, old[p]));
 		memset(buf, 0, sizeof(buf));
 		assert_int_equal(
-			tdp_vcpu_read(e.v, 0x1000000 + p * PG, buf, PG), 0);
+			tdp_vcpu_read(e.v[0], 0x1000000 + p * PG, buf, PG), 0);
 		assert_int_equal(th_check_page(buf, 0x1000000 + p * PG, 5), 0);
-		assert_int_equal(leaf_pfn(&e, (0x1000000 >> 12) + p, &level),
-				 n);
+		assert_int_equal(
+			th_leaf_pfn(e.v[0], (0x1000000 >> 12) + p, &level), n);
 	}
-	audit_clean(&e);
-	env_fini(&e);
+	th_audit_clean(e.vm);
+	th_env_fini(&e);
 }
 
 /* The reading vCPU thread. */
@@ -1243,7 +1132,7 @@ out:
 
 static void test_contents_under_host_ops(void **state)
 {
-	struct env e;
+	struct th_env e;
 	const unsigned rw = TDP_PROT_READ | TDP_PROT_WRITE;
 	const uint64_t g2 = 16 * MiB, n2 = 8;  /* 8 folios of 2 MiB */
 	const uint64_t g4 = 64 * MiB, n4 = 64; /* 64 pages of 4 KiB */
@@ -1257,11 +1146,11 @@ static void test_contents_under_host_ops(void **state)
 	struct tdp_host_stats hs0, hs1;
 
 	assert_non_null(gpas);
-	env_init(&e);
-	h2 = hmap(&e, n2 * TDP_HUGE_2M, rw, TDP_HUGE_2M);
-	h4 = hmap(&e, n4 * PG, rw, PG);
-	slot_set(&e, 0, 0, g2, n2 * TDP_HUGE_2M, h2, 0);
-	slot_set(&e, 0, 1, g4, n4 * PG, h4, 0);
+	th_env_init(&e, 4 * GiB, NULL, 1);
+	h2 = th_host_map(e.h, n2 * TDP_HUGE_2M, rw, TDP_HUGE_2M);
+	h4 = th_host_map(e.h, n4 * PG, rw, PG);
+	th_set_slot(e.vm, 0, 0, g2, n2 * TDP_HUGE_2M, h2, 0);
+	th_set_slot(e.vm, 0, 1, g4, n4 * PG, h4, 0);
 	for (unsigned i = 0; i < npages; i++) {
 		gpas[i] = i < n2 * 512 ? g2 + i * PG : g4 + (i - n2 * 512) * PG;
 		uint64_t hva =
@@ -1272,13 +1161,13 @@ static void test_contents_under_host_ops(void **state)
 	}
 	/* the guest sees it all before the churn starts, with huge leaves */
 	for (unsigned i = 0; i < npages; i++) {
-		assert_int_equal(tdp_vcpu_read(e.v, gpas[i], buf, PG), 0);
+		assert_int_equal(tdp_vcpu_read(e.v[0], gpas[i], buf, PG), 0);
 		assert_int_equal(th_check_page(buf, gpas[i], 1), 0);
 	}
-	assert_int_equal(vstats(&e).pages_2m, n2);
+	assert_int_equal(th_vm_stats(e.vm).pages_2m, n2);
 	tdp_host_get_stats(e.h, &hs0);
 
-	rd.v = e.v;
+	rd.v = e.v[0];
 	rd.gpas = gpas;
 	rd.npages = npages;
 	assert_int_equal(pthread_create(&t, NULL, reader_main, &rd), 0);
@@ -1361,18 +1250,18 @@ static void test_contents_under_host_ops(void **state)
 	assert_true(hs1.splits > hs0.splits);
 
 	/* quiescent: nothing stale, everything intact both ways */
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	for (unsigned i = 0; i < npages; i++) {
-		assert_int_equal(tdp_vcpu_read(e.v, gpas[i], buf, PG), 0);
+		assert_int_equal(tdp_vcpu_read(e.v[0], gpas[i], buf, PG), 0);
 		assert_int_equal(th_check_page(buf, gpas[i], 1), 0);
 	}
 	for (unsigned i = 0; i < n4; i++) {
 		assert_int_equal(tdp_host_read(e.h, h4 + i * PG, buf, PG), 0);
 		assert_int_equal(th_check_page(buf, g4 + i * PG, 1), 0);
 	}
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	free(gpas);
-	env_fini(&e);
+	th_env_fini(&e);
 }
 
 int main(void)

@@ -28,7 +28,6 @@
 #include <unistd.h>
 
 #include "helpers.h"
-#include "rcu.h"
 #include "vm.h"
 
 #define PG	 4096ull
@@ -36,153 +35,30 @@
 #define NV	 2
 #define SLOT_GPA GiB
 
-/* TDP_TEST_INJECT=<name> (builds with TDP_INJECT only): put back one of
- * the bugs of inject.h in every VM the tests create, to check that the
- * tests catch it (they must then fail). */
-static void maybe_inject(struct tdp_vm *vm)
-{
-#if TDP_INJECT_AVAILABLE
-	const char *name = getenv("TDP_TEST_INJECT");
-
-	if (name && *name) {
-		int id = tdp_inject_lookup(name);
-
-		assert_true(id > 0);
-		vm->mmu.inject = id;
-	}
-#else
-	(void)vm;
-#endif
-}
-
-struct fx {
-	struct tdp_host *h;
-	struct tdp_vm *vm;
-	struct tdp_vcpu *v[NV];
-	uint64_t gpa, size, hva, npages, nwords;
-};
-
-static void fx_init(struct fx *f, unsigned vmflags, uint64_t size,
+/* NV vCPUs; memslot 0: @size bytes of @folio folios at SLOT_GPA. */
+static void fx_init(struct th_env *f, unsigned vmflags, uint64_t size,
 		    uint64_t folio)
 {
-	struct tdp_host_config hc = {.mem_bytes = size + GiB};
 	struct tdp_vm_config vc = {.max_vcpus = NV, .flags = vmflags};
 
-	memset(f, 0, sizeof(*f));
-	f->gpa = SLOT_GPA;
-	f->size = size;
-	f->npages = size / PG;
-	f->nwords = (f->npages + 63) / 64;
-	assert_int_equal(tdp_host_create(&hc, &f->h), 0);
-	assert_int_equal(tdp_host_mmap(f->h, size, RW, folio, 0, &f->hva), 0);
-	assert_int_equal(tdp_vm_create(f->h, &vc, &f->vm), 0);
-	maybe_inject(f->vm);
-	struct tdp_memslot s = {
-		.slot = 0, .gpa = f->gpa, .size = size, .hva = f->hva};
-	assert_int_equal(tdp_vm_set_memslot(f->vm, &s), 0);
-	for (unsigned i = 0; i < NV; i++)
-		assert_int_equal(tdp_vcpu_create(f->vm, i, &f->v[i]), 0);
-}
-
-static void audit_clean(struct tdp_vm *vm)
-{
-	char rep[2048];
-	int n = tdp_vm_audit(vm, rep, sizeof(rep));
-
-	if (n)
-		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
-	assert_int_equal(n, 0);
-}
-
-static void fx_fini(struct fx *f)
-{
-	struct tdp_host_stats hs;
-	struct tdp_stats s;
-
-	audit_clean(f->vm);
-	for (unsigned i = 0; i < NV; i++)
-		tdp_vcpu_destroy(f->v[i]);
-	assert_int_equal(tdp_vm_invalidate_roots(f->vm), 0);
-	tdp_rcu_barrier();
-	tdp_vm_get_stats(f->vm, &s);
-	assert_int_equal(s.roots, 0);
-	assert_int_equal(s.pt_pages_alloc, 0);
-	assert_int_equal(s.frame_refs, 0);
-	assert_int_equal(s.pages_4k + s.pages_2m + s.pages_1g, 0);
-	tdp_vm_destroy(f->vm);
-	assert_int_equal(tdp_host_munmap(f->h, f->hva, f->size), 0);
-	tdp_host_get_stats(f->h, &hs);
-	assert_int_equal(hs.frames_used, 0);
-	assert_int_equal(hs.frame_refs, 0);
-	assert_int_equal(hs.pinned_refs, 0);
-	assert_int_equal(hs.swapped_pages, 0);
-	tdp_host_destroy(f->h);
-}
-
-static uint64_t *bm_new(uint64_t nwords)
-{
-	uint64_t *b = calloc(nwords, 8);
-
-	assert_non_null(b);
-	return b;
-}
-
-static void bm_set(uint64_t *b, uint64_t i)
-{
-	b[i / 64] |= 1ull << (i % 64);
-}
-
-static bool bm_test(const uint64_t *b, uint64_t i)
-{
-	return b[i / 64] >> (i % 64) & 1;
-}
-
-static uint64_t bm_count(const uint64_t *b, uint64_t nwords)
-{
-	uint64_t n = 0;
-
-	for (uint64_t i = 0; i < nwords; i++)
-		n += (uint64_t)__builtin_popcountll(b[i]);
-	return n;
-}
-
-static void bm_assert_eq(const uint64_t *got, const uint64_t *want,
-			 uint64_t npages, const char *what)
-{
-	uint64_t missing = 0, extra = 0, first = ~0ull;
-
-	for (uint64_t i = 0; i < npages; i++) {
-		if (bm_test(got, i) == bm_test(want, i))
-			continue;
-		if (first == ~0ull)
-			first = i;
-		if (bm_test(want, i))
-			missing++;
-		else
-			extra++;
-	}
-	if (missing || extra)
-		fprintf(stderr,
-			"%s: %" PRIu64 " young page(s) reported old, %" PRIu64
-			" old reported young; first page %" PRIu64 "\n",
-			what, missing, extra, first);
-	assert_int_equal(missing, 0);
-	assert_int_equal(extra, 0);
+	th_env_init(f, size + GiB, &vc, NV);
+	th_maybe_inject(f->vm);
+	th_env_slot(f, SLOT_GPA, size, folio);
 }
 
 /* Age the whole slot; the return value is the bitmap's popcount. */
-static int age(struct fx *f, unsigned flags, uint64_t *bm)
+static int age(struct th_env *f, unsigned flags, uint64_t *bm)
 {
 	int r;
 
 	memset(bm, 0xa5, f->nwords * 8);
 	r = tdp_host_age(f->h, f->hva, f->size, flags, bm);
 	assert_true(r >= 0);
-	assert_int_equal((uint64_t)r, bm_count(bm, f->nwords));
+	assert_int_equal((uint64_t)r, th_bm_count(bm, f->nwords));
 	return r;
 }
 
-static void touch(struct fx *f, unsigned v, uint64_t page, bool write)
+static void touch(struct th_env *f, unsigned v, uint64_t page, bool write)
 {
 	uint64_t x = page;
 
@@ -217,15 +93,15 @@ static void record(struct answers *a, int r, const uint64_t *bm)
 
 static void age_script(unsigned vmflags, struct answers *ans)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t *bm, *want, seed = 31;
 	struct tdp_stats s0, s1;
 	int r;
 
 	fx_init(&f, vmflags, 4 * MiB, TDP_PAGE_SIZE); /* 1024 pages */
 	assert_true(f.nwords <= 16);
-	bm = bm_new(f.nwords);
-	want = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	want = th_bm_new(f.nwords);
 	memset(ans, 0, sizeof(*ans));
 	for (uint64_t p = 0; p < f.npages; p++)
 		touch(&f, 0, p, true);
@@ -247,21 +123,21 @@ static void age_script(unsigned vmflags, struct answers *ans)
 			uint64_t p = th_rand(&seed) % f.npages;
 
 			touch(&f, 0, p, i & 1);
-			bm_set(want, p);
+			th_bm_set(want, p);
 		}
 		/* test-only: young, and still young */
 		r = age(&f, TDP_AGE_TEST_ONLY, bm);
 		record(ans, r, bm);
-		bm_assert_eq(bm, want, f.npages, "test-only");
+		th_bm_assert_eq(bm, want, f.npages, "test-only");
 		r = age(&f, TDP_AGE_TEST_ONLY, bm);
-		bm_assert_eq(bm, want, f.npages, "test-only again");
+		th_bm_assert_eq(bm, want, f.npages, "test-only again");
 		assert_int_equal(tdp_host_age(f.h, f.hva, f.size,
 					      TDP_AGE_TEST_ONLY, NULL),
 				 r);
 		tdp_vm_get_stats(f.vm, &s0);
 		r = age(&f, TDP_AGE_FLUSH, bm);
 		record(ans, r, bm);
-		bm_assert_eq(bm, want, f.npages, "clear-flush");
+		th_bm_assert_eq(bm, want, f.npages, "clear-flush");
 		tdp_vm_get_stats(f.vm, &s1);
 		assert_true(s1.age_calls > s0.age_calls);
 		assert_int_equal(s1.age_young - s0.age_young, (uint64_t)r);
@@ -270,11 +146,12 @@ static void age_script(unsigned vmflags, struct answers *ans)
 		 * before the flush; the flush dropped them, so the walker
 		 * sets Accessed again */
 		for (uint64_t p = 0; p < f.npages; p++)
-			if (bm_test(want, p))
+			if (th_bm_test(want, p))
 				touch(&f, 0, p, p & 1);
 		r = age(&f, TDP_AGE_FLUSH, bm);
 		record(ans, r, bm);
-		bm_assert_eq(bm, want, f.npages, "touched again after flush");
+		th_bm_assert_eq(bm, want, f.npages,
+				"touched again after flush");
 		assert_int_equal(age(&f, 0, bm), 0);
 	}
 
@@ -289,27 +166,27 @@ static void age_script(unsigned vmflags, struct answers *ans)
 		else
 			assert_int_equal(
 				tdp_host_write(f.h, f.hva + p * PG, &x, 8), 0);
-		bm_set(want, p);
+		th_bm_set(want, p);
 	}
 	touch(&f, 1, 3, false);
-	bm_set(want, 3);
+	th_bm_set(want, 3);
 	r = age(&f, TDP_AGE_FLUSH, bm);
 	record(ans, r, bm);
-	bm_assert_eq(bm, want, f.npages, "host accesses");
+	th_bm_assert_eq(bm, want, f.npages, "host accesses");
 
 	/* zapped after being touched: still young; zapped untouched: old */
 	memset(want, 0, f.nwords * 8);
 	for (uint64_t p = 512; p < 640; p += 5) {
 		touch(&f, 1, p, p & 1);
-		bm_set(want, p);
+		th_bm_set(want, p);
 	}
 	touch(&f, 1, 900, false);
-	bm_set(want, 900);
+	th_bm_set(want, 900);
 	assert_int_equal(
 		tdp_vm_zap_gfn_range(f.vm, 0, f.gpa + 512 * PG, 128 * PG), 0);
 	r = age(&f, TDP_AGE_FLUSH, bm);
 	record(ans, r, bm);
-	bm_assert_eq(bm, want, f.npages, "zapped after touch");
+	th_bm_assert_eq(bm, want, f.npages, "zapped after touch");
 	assert_int_equal(age(&f, TDP_AGE_FLUSH, bm), 0);
 
 	/* a sub-range: bits relative to its start */
@@ -323,14 +200,14 @@ static void age_script(unsigned vmflags, struct answers *ans)
 	assert_int_equal(sub[0], 1ull << 6);
 	assert_int_equal(sub[1], 0);
 	memset(want, 0, f.nwords * 8);
-	bm_set(want, 200);
+	th_bm_set(want, 200);
 	r = age(&f, TDP_AGE_FLUSH, bm);
 	record(ans, r, bm);
-	bm_assert_eq(bm, want, f.npages, "outside the sub-range");
+	th_bm_assert_eq(bm, want, f.npages, "outside the sub-range");
 
 	free(bm);
 	free(want);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 static void test_age_exact_and_locked_same(void **state)
@@ -352,13 +229,13 @@ static void test_age_exact_and_locked_same(void **state)
 /* 2 MiB leaves: one Accessed bit per leaf, so all its pages are young. */
 static void test_age_huge(void **state)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t *bm, *want;
 
 	(void)state;
 	fx_init(&f, 0, 8 * MiB, TDP_HUGE_2M);
-	bm = bm_new(f.nwords);
-	want = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	want = th_bm_new(f.nwords);
 	for (uint64_t p = 0; p < f.npages; p += 512)
 		touch(&f, 0, p, true);
 	assert_int_equal(age(&f, TDP_AGE_FLUSH, bm), f.npages);
@@ -366,29 +243,29 @@ static void test_age_huge(void **state)
 	touch(&f, 0, 512 + 100, false);
 	touch(&f, 1, 3 * 512 + 511, true);
 	for (uint64_t p = 512; p < 1024; p++)
-		bm_set(want, p);
+		th_bm_set(want, p);
 	for (uint64_t p = 3 * 512; p < 4 * 512; p++)
-		bm_set(want, p);
+		th_bm_set(want, p);
 	age(&f, TDP_AGE_FLUSH, bm);
-	bm_assert_eq(bm, want, f.npages, "2 MiB leaves");
+	th_bm_assert_eq(bm, want, f.npages, "2 MiB leaves");
 	assert_int_equal(age(&f, 0, bm), 0);
 	free(bm);
 	free(want);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 /* Two VMs map the same host memory: an access by either makes it young. */
 static void test_age_two_vms(void **state)
 {
-	struct fx f;
+	struct th_env f;
 	struct tdp_vm *vm2;
 	struct tdp_vcpu *v2;
 	uint64_t *bm, *want, x = 0;
 
 	(void)state;
 	fx_init(&f, 0, 2 * MiB, TDP_PAGE_SIZE);
-	bm = bm_new(f.nwords);
-	want = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	want = th_bm_new(f.nwords);
 	assert_int_equal(tdp_vm_create(f.h, NULL, &vm2), 0);
 	struct tdp_memslot s = {
 		.slot = 3, .gpa = 0x200000, .size = f.size, .hva = f.hva};
@@ -400,22 +277,22 @@ static void test_age_two_vms(void **state)
 	for (uint64_t p = 0; p < f.npages; p += 9) {
 		assert_int_equal(tdp_vcpu_read(v2, 0x200000 + p * PG, &x, 8),
 				 0);
-		bm_set(want, p);
+		th_bm_set(want, p);
 	}
 	age(&f, TDP_AGE_FLUSH, bm);
-	bm_assert_eq(bm, want, f.npages, "second VM");
+	th_bm_assert_eq(bm, want, f.npages, "second VM");
 	/* and again through its TLB after the flush */
 	for (uint64_t p = 0; p < f.npages; p += 9)
 		assert_int_equal(tdp_vcpu_read(v2, 0x200000 + p * PG, &x, 8),
 				 0);
 	age(&f, TDP_AGE_FLUSH, bm);
-	bm_assert_eq(bm, want, f.npages, "second VM, again");
-	audit_clean(vm2);
+	th_bm_assert_eq(bm, want, f.npages, "second VM, again");
+	th_audit_clean(vm2);
 	tdp_vcpu_destroy(v2);
 	tdp_vm_destroy(vm2);
 	free(bm);
 	free(want);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 /* ------------------------------------------------------------------ */
@@ -424,22 +301,22 @@ static void test_age_two_vms(void **state)
 
 static void test_age_errors(void **state)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t *bm, *want, hole;
 
 	(void)state;
 	fx_init(&f, 0, 2 * MiB, TDP_PAGE_SIZE);
-	bm = bm_new(f.nwords);
-	want = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	want = th_bm_new(f.nwords);
 	/* a hole: mapped, then unmapped again */
-	assert_int_equal(tdp_host_mmap(f.h, 64 * PG, RW, PG, 0, &hole), 0);
+	hole = th_host_map(f.h, 64 * PG, RW, PG);
 	assert_int_equal(tdp_host_munmap(f.h, hole, 64 * PG), 0);
 	for (uint64_t p = 0; p < f.npages; p++)
 		touch(&f, 0, p, false);
 	age(&f, TDP_AGE_FLUSH, bm);
 	for (uint64_t p = 1; p < f.npages; p += 2) {
 		touch(&f, 0, p, true);
-		bm_set(want, p);
+		th_bm_set(want, p);
 	}
 
 	memset(bm, 0xa5, f.nwords * 8);
@@ -466,12 +343,12 @@ static void test_age_errors(void **state)
 		assert_int_equal(bm[i], 0xa5a5a5a5a5a5a5a5ull);
 	/* nothing was cleared */
 	age(&f, TDP_AGE_TEST_ONLY, bm);
-	bm_assert_eq(bm, want, f.npages, "after failed calls");
+	th_bm_assert_eq(bm, want, f.npages, "after failed calls");
 	age(&f, 0, bm);
-	bm_assert_eq(bm, want, f.npages, "after failed calls, clear");
+	th_bm_assert_eq(bm, want, f.npages, "after failed calls, clear");
 	free(bm);
 	free(want);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 /* ------------------------------------------------------------------ */
@@ -481,7 +358,7 @@ static void test_age_errors(void **state)
 #define DK_SIZE (1 * MiB)
 
 struct dk {
-	struct fx f;
+	struct th_env f;
 	uint64_t *model; /* last value written per page (owner only) */
 	atomic_bool stop;
 	atomic_ullong writes, ages, young, mismatches;
@@ -504,7 +381,7 @@ static void *dk_vcpu(void *arg)
 {
 	struct dkw *w = arg;
 	struct dk *d = w->d;
-	struct fx *f = &d->f;
+	struct th_env *f = &d->f;
 	uint64_t seed = 1000 + w->id, per = f->npages / NV;
 
 	while (!atomic_load_explicit(&d->stop, memory_order_relaxed)) {
@@ -570,7 +447,7 @@ static void dirty_survives(unsigned vmflags)
 
 	assert_non_null(d);
 	fx_init(&d->f, vmflags, DK_SIZE, TDP_PAGE_SIZE);
-	struct fx *f = &d->f;
+	struct th_env *f = &d->f;
 	d->model = calloc(f->npages, sizeof(*d->model));
 	assert_non_null(d->model);
 	for (uint64_t p = 0; p < f->npages; p++) {
@@ -638,7 +515,7 @@ static void dirty_survives(unsigned vmflags)
 	assert_true(atomic_load(&d->young) > 0);
 	assert_true(atomic_load(&d->writes) > 1000);
 	free(d->model);
-	fx_fini(f);
+	th_env_fini_empty(f);
 	free(d);
 }
 

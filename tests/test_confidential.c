@@ -42,7 +42,6 @@ struct env {
 static void env_init_cfg(struct env *e, struct tdp_vm_config *cfg,
 			 unsigned nv, int inject)
 {
-	struct tdp_host_config hc = {.mem_bytes = 2 * GiB};
 	struct tdp_memslot s = {.slot = 0,
 				.gpa = SLOT_GPA,
 				.size = SLOT_SIZE,
@@ -50,11 +49,10 @@ static void env_init_cfg(struct env *e, struct tdp_vm_config *cfg,
 
 	memset(e, 0, sizeof(*e));
 	cfg->flags |= TDP_VM_CONFIDENTIAL;
-	assert_int_equal(tdp_host_create(&hc, &e->h), 0);
+	e->h = th_host_new(2 * GiB);
 	assert_int_equal(tdp_vm_create(e->h, cfg, &e->vm), 0);
 	e->vm->mmu.inject = inject;
-	assert_int_equal(tdp_host_mmap(e->h, SLOT_SIZE, RW, TDP_HUGE_2M, 0,
-				       &e->hva), 0);
+	e->hva = th_host_map(e->h, SLOT_SIZE, RW, TDP_HUGE_2M);
 	assert_int_equal(tdp_host_mmap(e->h, SLOT_SIZE, RW, PG,
 				       TDP_MAP_GUEST_PRIVATE, &e->phva), 0);
 	s.hva = e->hva;
@@ -78,35 +76,6 @@ static void env_fini(struct env *e)
 		tdp_vcpu_destroy(e->v[i]);
 	tdp_vm_destroy(e->vm);
 	tdp_host_destroy(e->h);
-}
-
-static struct tdp_stats vstats(struct env *e)
-{
-	struct tdp_stats s;
-
-	tdp_vm_get_stats(e->vm, &s);
-	return s;
-}
-
-static int audit(struct env *e, char *rep, size_t len)
-{
-	int n = tdp_vm_audit(e->vm, rep, len);
-
-	if (n)
-		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
-	return n;
-}
-
-static void audit_clean(struct env *e)
-{
-	char rep[2048] = "";
-
-	assert_int_equal(audit(e, rep, sizeof(rep)), 0);
-}
-
-static int wr(struct tdp_vcpu *v, uint64_t gpa, uint64_t val)
-{
-	return tdp_vcpu_write(v, gpa, &val, 8);
 }
 
 static uint64_t rd_ok(struct tdp_vcpu *v, uint64_t gpa)
@@ -168,7 +137,7 @@ static void test_memslot_errors(void **state)
 
 	(void)state;
 	env_init(&e);
-	assert_int_equal(tdp_host_mmap(e.h, SLOT_SIZE, RW, PG, 0, &other), 0);
+	other = th_host_map(e.h, SLOT_SIZE, RW, PG);
 	assert_int_equal(tdp_host_mmap(e.h, SLOT_SIZE, RW, PG,
 				       TDP_MAP_GUEST_PRIVATE, &phva2), 0);
 	s = (struct tdp_memslot){.slot = 1, .gpa = 2 * GiB, .size = SLOT_SIZE,
@@ -205,7 +174,7 @@ static void test_memslot_errors(void **state)
 			 -EINVAL);
 	assert_int_equal(tdp_vm_set_memory_attributes(e.vm, SLOT_GPA, PG, 2),
 			 -EINVAL);
-	assert_int_equal(vstats(&e).conversions, 0);
+	assert_int_equal(th_vm_stats(e.vm).conversions, 0);
 	/* and not in a plain VM; TDP_MEM_PRIVATE neither */
 	assert_int_equal(tdp_host_create(NULL, &h), 0);
 	assert_int_equal(tdp_vm_create(h, NULL, &plain), 0);
@@ -213,7 +182,7 @@ static void test_memslot_errors(void **state)
 			 -EINVAL);
 	tdp_vm_destroy(plain);
 	tdp_host_destroy(h);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -231,7 +200,7 @@ static void test_private_and_shared(void **state)
 	(void)state;
 	env_init(&e);
 	/* every page starts private */
-	assert_int_equal(wr(e.v[0], gpa, 0x1111), 0);
+	assert_int_equal(th_write64(e.v[0], gpa, 0x1111), 0);
 	assert_int_equal(rd_ok(e.v[0], gpa), 0x1111);
 	assert_int_equal(tdp_vcpu_read(e.v[0], gpa | SHARED, &x, 8), -EPERM);
 	/* the host may not look at private memory */
@@ -240,38 +209,38 @@ static void test_private_and_shared(void **state)
 	assert_int_equal(t.size, PG);
 	assert_int_equal(tdp_vm_translate(e.vm, 0, gpa | SHARED, &t),
 			 -ENOENT);
-	st = vstats(&e);
+	st = th_vm_stats(e.vm);
 	assert_int_equal(st.pf_private, 1);
 	assert_int_equal(st.pf_attr_exit, 1);
 	assert_int_equal(st.mirror_roots, 1);
 	assert_true(st.ext_ops >= 2); /* tables and the leaf */
 	assert_int_equal(st.ext_errors, 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* to shared: the private mapping goes, the memory stays */
 	assert_int_equal(convert(&e, gpa, PG, false), 0);
 	assert_false(mapped(&e, gpa));
 	assert_int_equal(tdp_vcpu_read(e.v[0], gpa, &x, 8), -EPERM);
-	assert_int_equal(wr(e.v[0], gpa | SHARED, 0x2222), 0);
+	assert_int_equal(th_write64(e.v[0], gpa | SHARED, 0x2222), 0);
 	assert_int_equal(tdp_host_read(e.h, e.hva + 5 * PG, &x, 8), 0);
 	assert_int_equal(x, 0x2222);
 	assert_true(mapped(&e, gpa | SHARED));
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* back to private: the shared mapping goes, private data is back */
 	assert_int_equal(convert(&e, gpa, PG, true), 0);
 	assert_false(mapped(&e, gpa | SHARED));
 	assert_int_equal(tdp_vcpu_read(e.v[0], gpa | SHARED, &x, 8), -EPERM);
 	assert_int_equal(rd_ok(e.v[0], gpa), 0x1111);
-	assert_int_equal(vstats(&e).conversions, 2);
-	audit_clean(&e);
+	assert_int_equal(th_vm_stats(e.vm).conversions, 2);
+	th_audit_clean(e.vm);
 
 	/* a private access with no private memory there: -EPERM, and a
 	 * shared access with no memslot is MMIO */
 	assert_int_equal(tdp_vcpu_read(e.v[0], 8 * GiB, &x, 8), -EPERM);
 	assert_int_equal(tdp_vcpu_read(e.v[0], (8 * GiB) | SHARED, &x, 8),
 			 -EFAULT);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -285,8 +254,8 @@ static void test_tlb_keeps_kinds_apart(void **state)
 	(void)state;
 	env_init(&e);
 	assert_int_equal(convert(&e, b, PG, false), 0);
-	assert_int_equal(wr(e.v[0], a, 0xaaaa), 0);
-	assert_int_equal(wr(e.v[0], b | SHARED, 0xbbbb), 0);
+	assert_int_equal(th_write64(e.v[0], a, 0xaaaa), 0);
+	assert_int_equal(th_write64(e.v[0], b | SHARED, 0xbbbb), 0);
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(rd_ok(e.v[0], a), 0xaaaa);
 		assert_int_equal(rd_ok(e.v[0], b | SHARED), 0xbbbb);
@@ -294,7 +263,7 @@ static void test_tlb_keeps_kinds_apart(void **state)
 				 -EPERM);
 		assert_int_equal(tdp_vcpu_read(e.v[0], b, &x, 8), -EPERM);
 	}
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -306,7 +275,8 @@ static void test_punch_hole(void **state)
 	(void)state;
 	env_init(&e);
 	for (unsigned i = 0; i < 8; i++)
-		assert_int_equal(wr(e.v[0], SLOT_GPA + i * PG, 0x100 + i), 0);
+		assert_int_equal(
+			th_write64(e.v[0], SLOT_GPA + i * PG, 0x100 + i), 0);
 	tdp_host_get_stats(e.h, &hs0);
 	assert_int_equal(tdp_host_punch_hole(e.h, e.phva, 4 * PG), 0);
 	tdp_host_get_stats(e.h, &hs1);
@@ -314,11 +284,11 @@ static void test_punch_hole(void **state)
 	for (unsigned i = 0; i < 4; i++)
 		assert_false(mapped(&e, SLOT_GPA + i * PG));
 	assert_true(mapped(&e, SLOT_GPA + 4 * PG));
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	for (unsigned i = 0; i < 8; i++)
 		assert_int_equal(rd_ok(e.v[0], SLOT_GPA + i * PG),
 				 i < 4 ? 0 : 0x100 + i);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -347,7 +317,7 @@ static void test_remapped_backing(void **state)
 			 -EFAULT);
 	assert_false(mapped(&e, SLOT_GPA | SHARED));
 	assert_false(mapped(&e, SLOT_GPA + PG));
-	assert_int_equal(vstats(&e).frame_refs, 0);
+	assert_int_equal(th_vm_stats(e.vm).frame_refs, 0);
 	env_fini(&e);
 }
 
@@ -363,26 +333,26 @@ static void test_fast_zap_and_delete(void **state)
 	(void)state;
 	env_init(&e);
 	assert_int_equal(convert(&e, s, PG, false), 0);
-	assert_int_equal(wr(e.v[0], p, 1), 0);
-	assert_int_equal(wr(e.v[0], s | SHARED, 2), 0);
-	st0 = vstats(&e);
+	assert_int_equal(th_write64(e.v[0], p, 1), 0);
+	assert_int_equal(th_write64(e.v[0], s | SHARED, 2), 0);
+	st0 = th_vm_stats(e.vm);
 	assert_int_equal(tdp_vm_zap_all_fast(e.vm), 0);
 	assert_true(mapped(&e, p));
 	assert_false(mapped(&e, s | SHARED));
-	st = vstats(&e);
+	st = th_vm_stats(e.vm);
 	assert_int_equal(st.mirror_roots, 1);
 	assert_int_equal(st.ext_ops, st0.ext_ops); /* untouched */
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	assert_int_equal(rd_ok(e.v[0], p), 1);
 	assert_int_equal(rd_ok(e.v[0], s | SHARED), 2);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	assert_int_equal(tdp_vm_set_memslot(e.vm, &del), 0);
 	assert_false(mapped(&e, p));
-	st = vstats(&e);
+	st = th_vm_stats(e.vm);
 	assert_int_equal(st.mirror_roots, 1);
 	assert_int_equal(st.ext_errors, 0);
-	audit_clean(&e); /* the external table is empty again, too */
+	th_audit_clean(e.vm); /* the external table is empty again, too */
 	env_fini(&e);
 }
 
@@ -399,13 +369,13 @@ static void test_move(void **state)
 	mv.hva = e.hva;
 	mv.private_hva = e.phva;
 	assert_int_equal(convert(&e, SLOT_GPA + PG, PG, false), 0);
-	assert_int_equal(wr(e.v[0], SLOT_GPA, 7), 0);
-	assert_int_equal(wr(e.v[0], (SLOT_GPA + PG) | SHARED, 8), 0);
+	assert_int_equal(th_write64(e.v[0], SLOT_GPA, 7), 0);
+	assert_int_equal(th_write64(e.v[0], (SLOT_GPA + PG) | SHARED, 8), 0);
 	assert_int_equal(tdp_vm_set_memslot(e.vm, &mv), 0);
 	assert_false(mapped(&e, SLOT_GPA));
 	assert_int_equal(rd_ok(e.v[0], 3 * GiB), 7);
 	assert_int_equal(rd_ok(e.v[0], (3 * GiB + PG) | SHARED), 8);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -432,8 +402,9 @@ static void *vcpu_loop(void *arg)
 		uint64_t p = SLOT_GPA + 2 * r->id * PG;
 		uint64_t s = (p + PG) | SHARED, x = 0;
 
-		if (wr(v, p, n) || tdp_vcpu_read(v, p, &x, 8) || x != n ||
-		    wr(v, s, ~n) || tdp_vcpu_read(v, s, &x, 8) || x != ~n) {
+		if (th_write64(v, p, n) || tdp_vcpu_read(v, p, &x, 8) ||
+		    x != n || th_write64(v, s, ~n) ||
+		    tdp_vcpu_read(v, s, &x, 8) || x != ~n) {
 			r->err = 1;
 			break;
 		}
@@ -450,7 +421,7 @@ static void run_generation_wraps(struct env *e, unsigned min_wraps)
 	uint64_t other;
 	struct tdp_memslot s = {.slot = 9, .gpa = 6 * GiB, .size = 64 * PG};
 
-	assert_int_equal(tdp_host_mmap(e->h, 64 * PG, RW, PG, 0, &other), 0);
+	other = th_host_map(e->h, 64 * PG, RW, PG);
 	s.hva = other;
 	assert_int_equal(convert(e, SLOT_GPA + PG, PG, false), 0);
 	assert_int_equal(convert(e, SLOT_GPA + 3 * PG, PG, false), 0);
@@ -458,7 +429,7 @@ static void run_generation_wraps(struct env *e, unsigned min_wraps)
 		r[i] = (struct runner){ e, i, &stop, 0 };
 		pthread_create(&t[i], NULL, vcpu_loop, &r[i]);
 	}
-	while (vstats(e).mmio_gen_wraps < min_wraps) {
+	while (th_vm_stats(e->vm).mmio_gen_wraps < min_wraps) {
 		s.size = 64 * PG;
 		assert_int_equal(tdp_vm_set_memslot(e->vm, &s), 0);
 		s.size = 0;
@@ -488,11 +459,11 @@ static void test_seed003_generation_wrap(void **state)
 		assert_false(root_invalid(e.v[i]->root[0]));
 		assert_false(root_invalid(e.v[i]->mirror_root));
 	}
-	st = vstats(&e);
+	st = th_vm_stats(e.vm);
 	assert_true(st.fast_zaps >= 20);
 	assert_int_equal(st.mirror_roots, 1);
 	assert_int_equal(st.ext_errors, 0);
-	audit_clean(&e); /* exact root references (I3, I11) */
+	th_audit_clean(e.vm); /* exact root references (I3, I11) */
 	env_fini(&e);
 }
 
@@ -501,6 +472,16 @@ static void test_seed003_generation_wrap(void **state)
 /* ------------------------------------------------------------------ */
 
 #if TDP_INJECT_AVAILABLE
+/* The audit's problem count; its report in @rep, printed too. */
+static int audit(struct env *e, char *rep, size_t len)
+{
+	int n = tdp_vm_audit(e->vm, rep, len);
+
+	if (n)
+		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
+	return n;
+}
+
 /* Seed 003 before the fix: the mirror root is loaded again whenever the
  * direct root is missing, taking a second reference; the audit's exact
  * reference count catches it. */
@@ -512,7 +493,7 @@ static void test_inject_mirror_reload(void **state)
 
 	(void)state;
 	env_init_cfg(&e, &cfg, 1, INJ_MIRROR_RELOAD_WITH_DIRECT);
-	assert_int_equal(wr(e.v[0], SLOT_GPA, 1), 0);
+	assert_int_equal(th_write64(e.v[0], SLOT_GPA, 1), 0);
 	assert_int_equal(tdp_vm_zap_all_fast(e.vm), 0);
 	assert_int_equal(rd_ok(e.v[0], SLOT_GPA), 1);
 	assert_true(audit(&e, rep, sizeof(rep)) > 0);
@@ -533,9 +514,9 @@ static void expect_dead(int inject, void (*trigger)(struct env *e),
 	uint64_t x;
 
 	env_init_cfg(&e, &cfg, 1, inject);
-	assert_int_equal(wr(e.v[0], SLOT_GPA, 1), 0);
+	assert_int_equal(th_write64(e.v[0], SLOT_GPA, 1), 0);
 	trigger(&e);
-	assert_true(vstats(&e).ext_errors > 0);
+	assert_true(th_vm_stats(e.vm).ext_errors > 0);
 	assert_int_equal(tdp_vcpu_read(e.v[0], gpa, &x, 8), -EIO);
 	assert_true(audit(&e, rep, sizeof(rep)) > 0);
 	assert_non_null(strstr(rep, "external table"));

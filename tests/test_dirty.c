@@ -35,11 +35,9 @@
 #include <unistd.h>
 
 #include "helpers.h"
-#include "rcu.h"
 #include "vm.h"
 
 #define PG	 4096ull
-#define RW	 (TDP_PROT_READ | TDP_PROT_WRITE)
 #define NV	 2
 #define SLOT_GPA GiB /* 1 GiB aligned: gfn % 64 == page index % 64 */
 
@@ -49,210 +47,51 @@
 #define MANUAL	 TDP_VM_MANUAL_PROTECT
 #define NOEAGER	 TDP_VM_NO_EAGER_SPLIT
 
-/* TDP_TEST_INJECT=<name> (builds with TDP_INJECT only): put back one of
- * the bugs of inject.h in every VM the tests create, to check that the
- * tests catch it (they must then fail). */
-static void maybe_inject(struct tdp_vm *vm)
-{
-#if TDP_INJECT_AVAILABLE
-	const char *name = getenv("TDP_TEST_INJECT");
-
-	if (name && *name) {
-		int id = tdp_inject_lookup(name);
-
-		assert_true(id > 0);
-		vm->mmu.inject = id;
-	}
-#else
-	(void)vm;
-#endif
-}
-
 /* ------------------------------------------------------------------ */
 /* fixture                                                             */
 /* ------------------------------------------------------------------ */
 
-struct fx {
-	struct tdp_host *h;
-	struct tdp_vm *vm;
-	struct tdp_vcpu *v[NV];
-	unsigned vmflags;
-	uint64_t gpa, size, hva, folio, npages, nwords;
-	/* extra host mappings to unmap at the end */
-	uint64_t xhva[4], xlen[4];
-	unsigned nx;
-};
-
-static void fx_init_cfg(struct fx *f, unsigned vmflags, uint64_t size,
+/* NV vCPUs; memslot 0: @size bytes of @folio folios at SLOT_GPA. */
+static void fx_init_cfg(struct th_env *f, unsigned vmflags, uint64_t size,
 			uint64_t folio, uint64_t max_huge)
 {
-	struct tdp_host_config hc = {.mem_bytes = size + 2 * GiB};
 	struct tdp_vm_config vc = {
 		.max_vcpus = NV, .max_huge = max_huge, .flags = vmflags};
 
-	memset(f, 0, sizeof(*f));
-	f->vmflags = vmflags;
-	f->gpa = SLOT_GPA;
-	f->size = size;
-	f->folio = folio;
-	f->npages = size / PG;
-	f->nwords = (f->npages + 63) / 64;
-	assert_int_equal(tdp_host_create(&hc, &f->h), 0);
-	assert_int_equal(tdp_host_mmap(f->h, size, RW, folio, 0, &f->hva), 0);
-	assert_int_equal(tdp_vm_create(f->h, &vc, &f->vm), 0);
-	maybe_inject(f->vm);
-	struct tdp_memslot s = {
-		.slot = 0, .gpa = f->gpa, .size = size, .hva = f->hva};
-	assert_int_equal(tdp_vm_set_memslot(f->vm, &s), 0);
-	for (unsigned i = 0; i < NV; i++)
-		assert_int_equal(tdp_vcpu_create(f->vm, i, &f->v[i]), 0);
+	th_env_init(f, size + 2 * GiB, &vc, NV);
+	th_maybe_inject(f->vm);
+	th_env_slot(f, SLOT_GPA, size, folio);
 }
 
-static void fx_init(struct fx *f, unsigned vmflags, uint64_t size,
+static void fx_init(struct th_env *f, unsigned vmflags, uint64_t size,
 		    uint64_t folio)
 {
 	fx_init_cfg(f, vmflags, size, folio, 0);
 }
 
-static struct tdp_stats vstats(struct fx *f)
-{
-	struct tdp_stats s;
-
-	tdp_vm_get_stats(f->vm, &s);
-	return s;
-}
-
-static void audit_clean(struct fx *f)
-{
-	char rep[2048];
-	int n = tdp_vm_audit(f->vm, rep, sizeof(rep));
-
-	if (n)
-		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
-	assert_int_equal(n, 0);
-}
-
-/* Audit, then tear down counting: after the vCPUs are gone and the roots
- * invalidated, the MMU holds nothing; after munmap the host holds
- * nothing. */
-static void fx_fini(struct fx *f)
-{
-	struct tdp_host_stats hs;
-	struct tdp_stats s;
-
-	audit_clean(f);
-	for (unsigned i = 0; i < NV; i++)
-		tdp_vcpu_destroy(f->v[i]);
-	assert_int_equal(tdp_vm_invalidate_roots(f->vm), 0);
-	tdp_rcu_barrier();
-	s = vstats(f);
-	assert_int_equal(s.roots, 0);
-	assert_int_equal(s.pt_pages, 0);
-	assert_int_equal(s.pt_pages_alloc, 0);
-	assert_int_equal(s.frame_refs, 0);
-	assert_int_equal(s.pages_4k + s.pages_2m + s.pages_1g, 0);
-	tdp_vm_destroy(f->vm);
-	assert_int_equal(tdp_host_munmap(f->h, f->hva, f->size), 0);
-	for (unsigned i = 0; i < f->nx; i++)
-		assert_int_equal(tdp_host_munmap(f->h, f->xhva[i], f->xlen[i]),
-				 0);
-	tdp_host_get_stats(f->h, &hs);
-	assert_int_equal(hs.frames_used, 0);
-	assert_int_equal(hs.frame_refs, 0);
-	assert_int_equal(hs.pinned_refs, 0);
-	assert_int_equal(hs.swapped_pages, 0);
-	tdp_host_destroy(f->h);
-}
-
-static int slot_flags(struct fx *f, unsigned slot, uint64_t gpa,
-		      uint64_t size, uint64_t hva, unsigned flags)
-{
-	struct tdp_memslot s = {.slot = slot,
-				.gpa = gpa,
-				.size = size,
-				.hva = hva,
-				.flags = flags};
-
-	return tdp_vm_set_memslot(f->vm, &s);
-}
-
 /* Turn logging of slot 0 on or off (a flags-only update). */
-static void fx_log(struct fx *f, bool on)
+static void fx_log(struct th_env *f, bool on)
 {
-	assert_int_equal(slot_flags(f, 0, f->gpa, f->size, f->hva,
-				    on ? TDP_MEM_LOG_DIRTY : 0),
-			 0);
+	th_set_slot(f->vm, 0, 0, f->gpa, f->size, f->hva,
+		    on ? TDP_MEM_LOG_DIRTY : 0);
 }
 
-/* ---- bitmaps ---- */
-
-static uint64_t *bm_new(uint64_t nwords)
-{
-	uint64_t *b = calloc(nwords ? nwords : 1, 8);
-
-	assert_non_null(b);
-	return b;
-}
-
-static void bm_set(uint64_t *b, uint64_t i)
-{
-	b[i / 64] |= 1ull << (i % 64);
-}
-
-static bool bm_test(const uint64_t *b, uint64_t i)
-{
-	return b[i / 64] >> (i % 64) & 1;
-}
-
-static uint64_t bm_count(const uint64_t *b, uint64_t nwords)
-{
-	uint64_t n = 0;
-
-	for (uint64_t i = 0; i < nwords; i++)
-		n += (uint64_t)__builtin_popcountll(b[i]);
-	return n;
-}
-
-/* Assert @got == @want over @npages bits, printing the first difference. */
-static void bm_assert_eq(const uint64_t *got, const uint64_t *want,
-			 uint64_t npages, const char *what)
-{
-	uint64_t missing = 0, extra = 0, first = ~0ull;
-
-	for (uint64_t i = 0; i < npages; i++) {
-		if (bm_test(got, i) == bm_test(want, i))
-			continue;
-		if (first == ~0ull)
-			first = i;
-		if (bm_test(want, i))
-			missing++;
-		else
-			extra++;
-	}
-	if (missing || extra)
-		fprintf(stderr,
-			"%s: %" PRIu64 " page(s) missing, %" PRIu64
-			" extra; first difference page %" PRIu64
-			" (expected %d)\n",
-			what, missing, extra, first, (int)bm_test(want, first));
-	assert_int_equal(missing, 0);
-	assert_int_equal(extra, 0);
-}
+/* ---- harvests ---- */
 
 /* Harvest slot 0 into @bm; asserts success, returns the page count. */
-static uint64_t harvest(struct fx *f, uint64_t *bm)
+static uint64_t harvest(struct th_env *f, uint64_t *bm)
 {
 	memset(bm, 0xa5, f->nwords * 8);
 	assert_int_equal(tdp_vm_get_dirty_log(f->vm, 0, 0, bm), 0);
-	return bm_count(bm, f->nwords);
+	return th_bm_count(bm, f->nwords);
 }
 
 /* Harvest and, with manual protect, clear what was reported. */
-static uint64_t harvest_clear(struct fx *f, uint64_t *bm)
+static uint64_t harvest_clear(struct th_env *f, uint64_t *bm)
 {
 	uint64_t n = harvest(f, bm);
 
-	if (f->vmflags & MANUAL)
+	if (f->vm->cfg.flags & MANUAL)
 		assert_int_equal(tdp_vm_clear_dirty_log(f->vm, 0, 0, 0,
 							f->npages, bm),
 				 0);
@@ -261,7 +100,7 @@ static uint64_t harvest_clear(struct fx *f, uint64_t *bm)
 
 /* ---- guest accesses: a 16-byte header {gpa, gen} at the page start ---- */
 
-static void gwrite(struct fx *f, unsigned v, uint64_t page, uint64_t gen)
+static void gwrite(struct th_env *f, unsigned v, uint64_t page, uint64_t gen)
 {
 	uint64_t w[2] = {f->gpa + page * PG, gen};
 
@@ -270,7 +109,8 @@ static void gwrite(struct fx *f, unsigned v, uint64_t page, uint64_t gen)
 			 0);
 }
 
-static void gread_check(struct fx *f, unsigned v, uint64_t page, uint64_t gen)
+static void gread_check(struct th_env *f, unsigned v, uint64_t page,
+			uint64_t gen)
 {
 	uint64_t w[2] = {0, 0};
 
@@ -285,7 +125,7 @@ static void gread_check(struct fx *f, unsigned v, uint64_t page, uint64_t gen)
 	assert_int_equal(w[1], gen);
 }
 
-static void gread(struct fx *f, unsigned v, uint64_t page)
+static void gread(struct th_env *f, unsigned v, uint64_t page)
 {
 	uint64_t w[2];
 
@@ -293,7 +133,7 @@ static void gread(struct fx *f, unsigned v, uint64_t page)
 		tdp_vcpu_read(f->v[v], f->gpa + page * PG, w, sizeof(w)), 0);
 }
 
-static void hread_check(struct fx *f, uint64_t page, uint64_t gen)
+static void hread_check(struct th_env *f, uint64_t page, uint64_t gen)
 {
 	uint64_t w[2] = {0, 0};
 
@@ -304,7 +144,7 @@ static void hread_check(struct fx *f, uint64_t page, uint64_t gen)
 }
 
 /* Write every page (generation @gen) with vCPU 0; maps the slot. */
-static void populate(struct fx *f, uint64_t *gens, uint64_t gen)
+static void populate(struct th_env *f, uint64_t *gens, uint64_t gen)
 {
 	for (uint64_t p = 0; p < f->npages; p++) {
 		gwrite(f, 0, p, gen);
@@ -313,7 +153,7 @@ static void populate(struct fx *f, uint64_t *gens, uint64_t gen)
 	}
 }
 
-static struct tdp_translation xlate(struct fx *f, uint64_t page, int *ret)
+static struct tdp_translation xlate(struct th_env *f, uint64_t page, int *ret)
 {
 	struct tdp_translation t;
 
@@ -338,19 +178,16 @@ static bool all_sentinel(const uint64_t *b, uint64_t n)
  * return codes, the bitmap left alone, and no report consumed. */
 static void test_errors_get(void **state)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t hva1, *bm, *want;
 
 	(void)state;
 	fx_init(&f, WP, 4 * MiB, TDP_HUGE_2M);
-	bm = bm_new(f.nwords);
-	want = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	want = th_bm_new(f.nwords);
 	/* slot 1: not logged */
-	assert_int_equal(tdp_host_mmap(f.h, 2 * MiB, RW, TDP_HUGE_2M, 0, &hva1),
-			 0);
-	f.xhva[f.nx] = hva1;
-	f.xlen[f.nx++] = 2 * MiB;
-	assert_int_equal(slot_flags(&f, 1, 4 * GiB, 2 * MiB, hva1, 0), 0);
+	hva1 = th_env_map(&f, 2 * MiB, TDP_HUGE_2M);
+	th_set_slot(f.vm, 0, 1, 4 * GiB, 2 * MiB, hva1, 0);
 	populate(&f, NULL, 1);
 
 	/* logging not on yet */
@@ -360,7 +197,7 @@ static void test_errors_get(void **state)
 	fx_log(&f, true);
 	for (uint64_t p = 3; p < f.npages; p += 97) {
 		gwrite(&f, 0, p, 2);
-		bm_set(want, p);
+		th_bm_set(want, p);
 	}
 
 	memset(bm, 0xa5, f.nwords * 8);
@@ -383,48 +220,43 @@ static void test_errors_get(void **state)
 	/* nothing was consumed or re-protected: the writes are still there,
 	 * exactly */
 	harvest(&f, bm);
-	bm_assert_eq(bm, want, f.npages, "after failed calls");
+	th_bm_assert_eq(bm, want, f.npages, "after failed calls");
 	assert_int_equal(harvest(&f, bm), 0);
 
 	/* logging off again: -EINVAL again */
 	fx_log(&f, false);
 	assert_int_equal(tdp_vm_get_dirty_log(f.vm, 0, 0, bm), -EINVAL);
 	/* a deleted slot: -ENOENT */
-	assert_int_equal(slot_flags(&f, 1, 4 * GiB, 0, hva1, 0), 0);
+	th_set_slot(f.vm, 0, 1, 4 * GiB, 0, hva1, 0);
 	assert_int_equal(tdp_vm_get_dirty_log(f.vm, 0, 1, bm), -ENOENT);
 	free(bm);
 	free(want);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 /* Errors of tdp_vm_clear_dirty_log with manual protect, and the tail of
  * a slot whose page count is not a multiple of 64. */
 static void test_errors_clear(void **state)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t hva1, *bm, *snap, *ones;
 	const uint64_t n1 = 100; /* pages of slot 1 */
 
 	(void)state;
 	fx_init(&f, MANUAL, 4 * MiB, TDP_HUGE_2M);
-	bm = bm_new(f.nwords);
-	snap = bm_new(f.nwords);
-	ones = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	snap = th_bm_new(f.nwords);
+	ones = th_bm_new(f.nwords);
 	memset(ones, 0xff, f.nwords * 8);
-	assert_int_equal(
-		tdp_host_mmap(f.h, n1 * PG, RW, TDP_PAGE_SIZE, 0, &hva1), 0);
-	f.xhva[f.nx] = hva1;
-	f.xlen[f.nx++] = n1 * PG;
-	assert_int_equal(slot_flags(&f, 1, 4 * GiB, n1 * PG, hva1, 0), 0);
+	hva1 = th_env_map(&f, n1 * PG, TDP_PAGE_SIZE);
+	th_set_slot(f.vm, 0, 1, 4 * GiB, n1 * PG, hva1, 0);
 	populate(&f, NULL, 1);
 
 	/* the slot is not logged yet */
 	assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 0, 0, 0, 64, ones),
 			 -EINVAL);
 	fx_log(&f, true);
-	assert_int_equal(slot_flags(&f, 1, 4 * GiB, n1 * PG, hva1,
-				    TDP_MEM_LOG_DIRTY),
-			 0);
+	th_set_slot(f.vm, 0, 1, 4 * GiB, n1 * PG, hva1, TDP_MEM_LOG_DIRTY);
 	/* forget the first 512 pages, keep the rest reported */
 	assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 0, 0, 0, 512, ones), 0);
 	assert_int_equal(harvest(&f, snap), f.npages - 512);
@@ -460,7 +292,7 @@ static void test_errors_clear(void **state)
 			 -ENOENT);
 	/* nothing forgotten by the failed calls */
 	harvest(&f, bm);
-	bm_assert_eq(bm, snap, f.npages, "after failed clears");
+	th_bm_assert_eq(bm, snap, f.npages, "after failed clears");
 
 	/* slot 1: 100 pages; the bitmap's tail bits are written as zero */
 	uint64_t b1[2];
@@ -489,7 +321,7 @@ static void test_errors_clear(void **state)
 	free(bm);
 	free(snap);
 	free(ones);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 /* ------------------------------------------------------------------ */
@@ -498,18 +330,18 @@ static void test_errors_clear(void **state)
 
 static void exact(unsigned vmflags)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t *bm, *want, seed = 0x1234 + vmflags, *gens;
 	struct tdp_translation t;
 	int r;
 
 	fx_init(&f, vmflags, 16 * MiB, TDP_HUGE_2M);
-	bm = bm_new(f.nwords);
-	want = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	want = th_bm_new(f.nwords);
 	gens = calloc(f.npages, sizeof(*gens));
 	assert_non_null(gens);
 	populate(&f, gens, 1);
-	assert_true(vstats(&f).pages_2m == 8);
+	assert_true(th_vm_stats(f.vm).pages_2m == 8);
 	fx_log(&f, true);
 
 	/* nothing written since logging began */
@@ -536,12 +368,12 @@ static void exact(unsigned vmflags)
 		uint64_t p = th_rand(&seed) % f.npages;
 
 		gwrite(&f, i & 1, p, ++gens[p]);
-		bm_set(want, p);
+		th_bm_set(want, p);
 		if (i % 3 == 0)
 			gwrite(&f, i & 1, p, ++gens[p]);
 	}
 	harvest(&f, bm);
-	bm_assert_eq(bm, want, f.npages, "random writes");
+	th_bm_assert_eq(bm, want, f.npages, "random writes");
 	assert_int_equal(harvest(&f, bm), 0);
 
 	/* a page rewritten while its translation is in the TLB: 32 pages
@@ -553,14 +385,14 @@ static void exact(unsigned vmflags)
 		memset(want, 0, f.nwords * 8);
 		for (uint64_t p = base; p < base + 32; p++) {
 			gwrite(&f, 0, p, ++gens[p]);
-			bm_set(want, p);
+			th_bm_set(want, p);
 		}
 		harvest(&f, bm);
-		bm_assert_eq(bm, want, f.npages, "hot pages");
+		th_bm_assert_eq(bm, want, f.npages, "hot pages");
 		for (uint64_t p = base; p < base + 32; p++)
 			gwrite(&f, 0, p, ++gens[p]);
 		harvest(&f, bm);
-		bm_assert_eq(bm, want, f.npages, "hot pages rewritten");
+		th_bm_assert_eq(bm, want, f.npages, "hot pages rewritten");
 		/* reading them back reports nothing */
 		for (uint64_t p = base; p < base + 32; p++)
 			gread_check(&f, 0, p, gens[p]);
@@ -574,23 +406,23 @@ static void exact(unsigned vmflags)
 		uint64_t p = th_rand(&seed) % f.npages;
 
 		gwrite(&f, 1, p, ++gens[p]);
-		bm_set(want, p);
+		th_bm_set(want, p);
 	}
 	assert_int_equal(tdp_vm_zap_gfn_range(f.vm, 0, f.gpa, f.size), 0);
 	harvest(&f, bm);
-	bm_assert_eq(bm, want, f.npages, "writes then zap");
+	th_bm_assert_eq(bm, want, f.npages, "writes then zap");
 	/* refaults while logging map 4 KiB leaves */
 	memset(want, 0, f.nwords * 8);
 	for (uint64_t p = 700; p < 720; p++) {
 		gwrite(&f, 0, p, ++gens[p]);
-		bm_set(want, p);
+		th_bm_set(want, p);
 		t = xlate(&f, p, &r);
 		assert_int_equal(r, 0);
 		assert_int_equal(t.size, PG);
 		assert_true(t.dirty);
 	}
 	harvest(&f, bm);
-	bm_assert_eq(bm, want, f.npages, "writes after zap");
+	th_bm_assert_eq(bm, want, f.npages, "writes after zap");
 
 	/* host migration of written pages loses nothing either */
 	memset(want, 0, f.nwords * 8);
@@ -598,11 +430,11 @@ static void exact(unsigned vmflags)
 		uint64_t p = 1024 + th_rand(&seed) % 1024; /* 4..8 MiB */
 
 		gwrite(&f, 0, p, ++gens[p]);
-		bm_set(want, p);
+		th_bm_set(want, p);
 	}
 	assert_int_equal(tdp_host_migrate(f.h, f.hva + 4 * MiB, 4 * MiB), 0);
 	harvest(&f, bm);
-	bm_assert_eq(bm, want, f.npages, "writes then host migrate");
+	th_bm_assert_eq(bm, want, f.npages, "writes then host migrate");
 	assert_int_equal(harvest(&f, bm), 0);
 
 	/* everything the guest wrote is there */
@@ -612,7 +444,7 @@ static void exact(unsigned vmflags)
 	free(gens);
 	free(bm);
 	free(want);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 static void test_exact_wp(void **s) { (void)s; exact(WP); }
@@ -645,7 +477,7 @@ struct cwork {
 };
 
 struct cc {
-	struct fx f;
+	struct th_env f;
 	uint64_t *gens; /* per page, written only by the page's owner */
 	atomic_uint started, done;
 	atomic_bool stop;
@@ -669,7 +501,7 @@ static void *cc_vcpu(void *arg)
 {
 	struct cwork *w = arg;
 	struct cc *c = w->c;
-	struct fx *f = &c->f;
+	struct th_env *f = &c->f;
 
 	while (!atomic_load_explicit(&c->stop, memory_order_relaxed) &&
 	       w->n < CC_LOGCAP) {
@@ -702,10 +534,10 @@ static void *cc_vcpu(void *arg)
 
 static void cc_harvest(struct cc *c, uint64_t *bm)
 {
-	struct fx *f = &c->f;
+	struct th_env *f = &c->f;
 
 	assert_int_equal(tdp_vm_get_dirty_log(f->vm, 0, 0, bm), 0);
-	if (f->vmflags & MANUAL)
+	if (f->vm->cfg.flags & MANUAL)
 		assert_int_equal(tdp_vm_clear_dirty_log(f->vm, 0, 0, 0,
 							f->npages, bm),
 				 0);
@@ -721,7 +553,7 @@ static void concurrent(unsigned vmflags)
 
 	assert_non_null(c);
 	fx_init(&c->f, vmflags, CC_SIZE, TDP_HUGE_2M);
-	struct fx *f = &c->f;
+	struct th_env *f = &c->f;
 	c->gens = calloc(f->npages, sizeof(*c->gens));
 	bms = calloc((size_t)(CC_MAXH + 2) * f->nwords, 8);
 	assert_non_null(c->gens);
@@ -774,8 +606,8 @@ static void concurrent(unsigned vmflags)
 			assert_true(x->e >= x->k && x->e + 1 <= h);
 			for (unsigned k = x->k + 1; k <= x->e + 1 && !found;
 			     k++)
-				found = bm_test(bms + (size_t)k * f->nwords,
-						x->page);
+				found = th_bm_test(bms + (size_t)k * f->nwords,
+						   x->page);
 			writes++;
 			strict += x->e == x->k;
 			if (!found && lost++ < 3)
@@ -798,14 +630,14 @@ static void concurrent(unsigned vmflags)
 	/* and the last harvest reported everything it had to: nothing
 	 * more */
 	cc_harvest(c, bms);
-	assert_int_equal(bm_count(bms, f->nwords), 0);
+	assert_int_equal(th_bm_count(bms, f->nwords), 0);
 	for (uint64_t p = 0; p < f->npages; p++)
 		hread_check(f, p, c->gens[p]);
 	for (unsigned i = 0; i < NV; i++)
 		free(w[i].log);
 	free(bms);
 	free(c->gens);
-	fx_fini(f);
+	th_env_fini_empty(f);
 	free(c);
 }
 
@@ -832,7 +664,7 @@ static void test_concurrent_manual_dbit(void **s)
  * Dirty bit), no huge leaf is left, the data is unchanged. */
 static void eager_split(unsigned vmflags, uint64_t huge)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t size = huge == TDP_HUGE_1G ? GiB : 16 * MiB;
 	uint64_t step = huge == TDP_HUGE_1G ? 509 : 1; /* pages written */
 	uint64_t *pfn, *bm;
@@ -842,11 +674,11 @@ static void eager_split(unsigned vmflags, uint64_t huge)
 
 	fx_init_cfg(&f, vmflags, size, huge, TDP_HUGE_1G);
 	pfn = calloc(f.npages, sizeof(*pfn));
-	bm = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
 	assert_non_null(pfn);
 	for (uint64_t p = 0; p < f.npages; p += step)
 		gwrite(&f, p & 1, p, 1);
-	s0 = vstats(&f);
+	s0 = th_vm_stats(f.vm);
 	if (huge == TDP_HUGE_1G) {
 		assert_int_equal(s0.pages_1g, 1);
 		assert_int_equal(s0.pages_2m + s0.pages_4k, 0);
@@ -862,7 +694,7 @@ static void eager_split(unsigned vmflags, uint64_t huge)
 	}
 
 	fx_log(&f, true);
-	s1 = vstats(&f);
+	s1 = th_vm_stats(f.vm);
 	assert_true(s1.eager_splits - s0.eager_splits >=
 		    (huge == TDP_HUGE_1G ? 1 : size / TDP_HUGE_2M));
 	assert_int_equal(s1.pages_2m, 0);
@@ -880,22 +712,22 @@ static void eager_split(unsigned vmflags, uint64_t huge)
 			assert_false(t.prot & TDP_PROT_WRITE);
 		}
 	}
-	audit_clean(&f);
+	th_audit_clean(f.vm);
 	/* no fault needed to read any of it, and the data is unchanged */
-	uint64_t taken = vstats(&f).pf_taken;
+	uint64_t taken = th_vm_stats(f.vm).pf_taken;
 
 	for (uint64_t p = 0; p < f.npages; p += step)
 		gread_check(&f, p & 1, p, 1);
-	assert_int_equal(vstats(&f).pf_taken, taken);
+	assert_int_equal(th_vm_stats(f.vm).pf_taken, taken);
 	assert_int_equal(harvest(&f, bm), 0);
 	/* writes are logged and stay on 4 KiB leaves */
 	gwrite(&f, 0, 5, 2);
 	assert_int_equal(harvest(&f, bm), 1);
-	assert_true(bm_test(bm, 5));
-	assert_int_equal(vstats(&f).pages_4k, f.npages);
+	assert_true(th_bm_test(bm, 5));
+	assert_int_equal(th_vm_stats(f.vm).pages_4k, f.npages);
 	free(pfn);
 	free(bm);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 static void test_eager_split_2m_wp(void **s) { (void)s; eager_split(WP, TDP_HUGE_2M); }
@@ -908,20 +740,20 @@ static void test_eager_split_1g_dbit(void **s) { (void)s; eager_split(DBIT, TDP_
  * logged, exactly. */
 static void no_eager_split(unsigned vmflags)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t *bm, *want;
 	struct tdp_stats s0, s1;
 	struct tdp_translation t;
 	int r;
 
 	fx_init(&f, vmflags | NOEAGER, 16 * MiB, TDP_HUGE_2M);
-	bm = bm_new(f.nwords);
-	want = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	want = th_bm_new(f.nwords);
 	populate(&f, NULL, 1);
-	s0 = vstats(&f);
+	s0 = th_vm_stats(f.vm);
 	assert_int_equal(s0.pages_2m, 8);
 	fx_log(&f, true);
-	s1 = vstats(&f);
+	s1 = th_vm_stats(f.vm);
 	assert_int_equal(s1.eager_splits, s0.eager_splits);
 	assert_int_equal(s1.pages_2m, 8);
 	t = xlate(&f, 700, &r);
@@ -943,20 +775,20 @@ static void no_eager_split(unsigned vmflags)
 
 	for (unsigned i = 0; i < nw; i++) {
 		gwrite(&f, i & 1, pages[i], 2);
-		bm_set(want, pages[i]);
+		th_bm_set(want, pages[i]);
 		tw[i] = xlate(&f, pages[i], &rw[i]);
 	}
 	harvest(&f, bm);
 	/* first: nothing lost */
 	for (unsigned i = 0; i < nw; i++)
-		assert_true(bm_test(bm, pages[i]));
+		assert_true(th_bm_test(bm, pages[i]));
 	if (vmflags & DBIT) {
 		/* Dirty-bit mode: no write fault; the huge leaves stay
 		 * writable and each dirty one reports all of its pages */
 		for (uint64_t p = 0; p < 5 * 512; p++)
-			bm_set(want, p);
-		bm_assert_eq(bm, want, f.npages, "dirty huge leaves");
-		assert_int_equal(vstats(&f).pages_2m, 8);
+			th_bm_set(want, p);
+		th_bm_assert_eq(bm, want, f.npages, "dirty huge leaves");
+		assert_int_equal(th_vm_stats(f.vm).pages_2m, 8);
 		for (unsigned i = 0; i < nw; i++) {
 			assert_int_equal(rw[i], 0);
 			assert_int_equal(tw[i].size, TDP_HUGE_2M);
@@ -968,7 +800,7 @@ static void no_eager_split(unsigned vmflags)
 			gread_check(&f, 0, pages[i], 2);
 		free(bm);
 		free(want);
-		fx_fini(&f);
+		th_env_fini_empty(&f);
 		return;
 	}
 	/* then: the write faults split the huge leaves, the written page
@@ -978,8 +810,8 @@ static void no_eager_split(unsigned vmflags)
 		assert_int_equal(tw[i].size, PG);
 		assert_true(tw[i].prot & TDP_PROT_WRITE);
 	}
-	bm_assert_eq(bm, want, f.npages, "writes through huge leaves");
-	s1 = vstats(&f);
+	th_bm_assert_eq(bm, want, f.npages, "writes through huge leaves");
+	s1 = th_vm_stats(f.vm);
 	assert_int_equal(s1.pages_2m, 3); /* regions 5..7 */
 	for (uint64_t p = 0; p < 5 * 512; p++) {
 		t = xlate(&f, p, &r);
@@ -1000,7 +832,7 @@ static void no_eager_split(unsigned vmflags)
 	assert_int_equal(harvest(&f, bm), 0);
 	free(bm);
 	free(want);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 static void test_no_eager_split_wp(void **s) { (void)s; no_eager_split(WP); }
@@ -1011,7 +843,7 @@ static void test_no_eager_split_dbit(void **s) { (void)s; no_eager_split(DBIT); 
  * not congruent modulo 2 MiB stays on 4 KiB leaves. */
 static void recovery_2m(unsigned vmflags)
 {
-	struct fx f;
+	struct th_env f;
 	const uint64_t size1 = 4 * MiB, gpa1 = 8 * GiB + PG;
 	uint64_t hva1, *gens, *bm, seed = 5;
 	struct tdp_stats s0, s1;
@@ -1020,26 +852,22 @@ static void recovery_2m(unsigned vmflags)
 
 	fx_init(&f, vmflags, 64 * MiB, TDP_HUGE_2M);
 	gens = calloc(f.npages, sizeof(*gens));
-	bm = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
 	assert_non_null(gens);
 	/* slot 1: 2 MiB folios, but gpa off by 4 KiB */
-	assert_int_equal(tdp_host_mmap(f.h, size1, RW, TDP_HUGE_2M, 0, &hva1),
-			 0);
-	f.xhva[f.nx] = hva1;
-	f.xlen[f.nx++] = size1;
-	assert_int_equal(slot_flags(&f, 1, gpa1, size1, hva1, 0), 0);
+	hva1 = th_env_map(&f, size1, TDP_HUGE_2M);
+	th_set_slot(f.vm, 0, 1, gpa1, size1, hva1, 0);
 	populate(&f, gens, 1);
 	for (uint64_t off = 0; off < size1; off += PG)
 		assert_int_equal(tdp_vcpu_write(f.v[1], gpa1 + off, &off, 8),
 				 0);
-	s0 = vstats(&f);
+	s0 = th_vm_stats(f.vm);
 	assert_int_equal(s0.pages_2m, 32);
 	assert_int_equal(s0.pages_4k, size1 / PG);
 
 	fx_log(&f, true);
-	assert_int_equal(
-		slot_flags(&f, 1, gpa1, size1, hva1, TDP_MEM_LOG_DIRTY), 0);
-	assert_int_equal(vstats(&f).pages_2m, 0);
+	th_set_slot(f.vm, 0, 1, gpa1, size1, hva1, TDP_MEM_LOG_DIRTY);
+	assert_int_equal(th_vm_stats(f.vm).pages_2m, 0);
 	for (unsigned i = 0; i < 500; i++) {
 		uint64_t p = th_rand(&seed) % f.npages;
 
@@ -1052,10 +880,10 @@ static void recovery_2m(unsigned vmflags)
 		gwrite(&f, i & 1, p, ++gens[p]);
 	}
 
-	s0 = vstats(&f);
+	s0 = th_vm_stats(f.vm);
 	fx_log(&f, false);
-	assert_int_equal(slot_flags(&f, 1, gpa1, size1, hva1, 0), 0);
-	s1 = vstats(&f);
+	th_set_slot(f.vm, 0, 1, gpa1, size1, hva1, 0);
+	s1 = th_vm_stats(f.vm);
 	uint64_t rec = s1.huge_recovered - s0.huge_recovered;
 	uint64_t fl = s1.recover_flushes - s0.recover_flushes;
 
@@ -1076,7 +904,7 @@ static void recovery_2m(unsigned vmflags)
 		assert_int_equal(tdp_vm_translate(f.vm, 0, gpa1 + off, &t), 0);
 		assert_int_equal(t.size, PG);
 	}
-	audit_clean(&f);
+	th_audit_clean(f.vm);
 	/* data unchanged; writes work and do not split anything */
 	for (uint64_t p = 0; p < f.npages; p++)
 		gread_check(&f, p & 1, p, gens[p]);
@@ -1091,12 +919,12 @@ static void recovery_2m(unsigned vmflags)
 		assert_int_equal(tdp_vcpu_read(f.v[0], gpa1 + off, &x, 8), 0);
 		assert_int_equal(x, off);
 	}
-	assert_int_equal(vstats(&f).pages_2m, 32);
+	assert_int_equal(th_vm_stats(f.vm).pages_2m, 32);
 	for (uint64_t p = 0; p < f.npages; p++)
 		hread_check(&f, p, gens[p]);
 	free(gens);
 	free(bm);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 static void test_recovery_2m_wp(void **s) { (void)s; recovery_2m(WP); }
@@ -1104,7 +932,7 @@ static void test_recovery_2m_dbit(void **s) { (void)s; recovery_2m(DBIT); }
 
 static void test_recovery_1g(void **s)
 {
-	struct fx f;
+	struct th_env f;
 	struct tdp_stats s0, s1;
 	struct tdp_translation t;
 	int r;
@@ -1113,14 +941,14 @@ static void test_recovery_1g(void **s)
 	fx_init_cfg(&f, WP, GiB, TDP_HUGE_1G, TDP_HUGE_1G);
 	for (uint64_t p = 0; p < f.npages; p += 1021)
 		gwrite(&f, 0, p, 1);
-	assert_int_equal(vstats(&f).pages_1g, 1);
+	assert_int_equal(th_vm_stats(f.vm).pages_1g, 1);
 	fx_log(&f, true);
-	assert_int_equal(vstats(&f).pages_4k, f.npages);
+	assert_int_equal(th_vm_stats(f.vm).pages_4k, f.npages);
 	for (uint64_t p = 3; p < f.npages; p += 4093)
 		gwrite(&f, 1, p, 2);
-	s0 = vstats(&f);
+	s0 = th_vm_stats(f.vm);
 	fx_log(&f, false);
-	s1 = vstats(&f);
+	s1 = th_vm_stats(f.vm);
 	uint64_t rec = s1.huge_recovered - s0.huge_recovered;
 	uint64_t fl = s1.recover_flushes - s0.recover_flushes;
 
@@ -1136,12 +964,12 @@ static void test_recovery_1g(void **s)
 		assert_int_equal(r, 0);
 		assert_int_equal(t.size, TDP_HUGE_1G);
 	}
-	audit_clean(&f);
+	th_audit_clean(f.vm);
 	for (uint64_t p = 0; p < f.npages; p += 1021)
 		gread_check(&f, 1, p, p % 4093 == 3 ? 2 : 1);
 	for (uint64_t p = 3; p < f.npages; p += 4093)
 		gread_check(&f, 0, p, 2);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1150,25 +978,25 @@ static void test_recovery_1g(void **s)
 
 static void fault_counts(unsigned vmflags)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t *bm, *want, gen = 1;
 	struct tdp_stats s0, s1;
 
 	fx_init(&f, vmflags, 8 * MiB, TDP_HUGE_2M);
-	bm = bm_new(f.nwords);
-	want = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	want = th_bm_new(f.nwords);
 	populate(&f, NULL, gen);
 	fx_log(&f, true);
 	assert_int_equal(harvest(&f, bm), 0);
 	/* 64 pages spread over the slot */
 	for (uint64_t i = 0; i < 64; i++)
-		bm_set(want, i * 31 + 5);
+		th_bm_set(want, i * 31 + 5);
 	for (unsigned cycle = 0; cycle < 6; cycle++) {
 		gen++;
-		s0 = vstats(&f);
+		s0 = th_vm_stats(f.vm);
 		for (uint64_t i = 0; i < 64; i++)
 			gwrite(&f, cycle & 1, i * 31 + 5, gen);
-		s1 = vstats(&f);
+		s1 = th_vm_stats(f.vm);
 		if (vmflags & DBIT) {
 			/* leaves stay writable: no fault at all */
 			assert_int_equal(s1.pf_taken, s0.pf_taken);
@@ -1180,12 +1008,14 @@ static void fault_counts(unsigned vmflags)
 					 vmflags & NOFAST ? 0 : 64);
 		}
 		harvest(&f, bm);
-		bm_assert_eq(bm, want, f.npages, "rewrite cycle");
-		assert_int_equal(vstats(&f).dirty_harvests - s0.dirty_harvests,
+		th_bm_assert_eq(bm, want, f.npages, "rewrite cycle");
+		assert_int_equal(th_vm_stats(f.vm).dirty_harvests -
+					 s0.dirty_harvests,
 				 1);
-		assert_int_equal(vstats(&f).dirty_pages - s0.dirty_pages, 64);
+		assert_int_equal(th_vm_stats(f.vm).dirty_pages - s0.dirty_pages,
+				 64);
 	}
-	s1 = vstats(&f);
+	s1 = th_vm_stats(f.vm);
 	if (vmflags & NOFAST)
 		assert_int_equal(s1.pf_fast, 0);
 	else if (!(vmflags & DBIT))
@@ -1194,7 +1024,7 @@ static void fault_counts(unsigned vmflags)
 		gread_check(&f, 0, i * 31 + 5, gen);
 	free(bm);
 	free(want);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 static void test_faults_wp(void **s) { (void)s; fault_counts(WP); }
@@ -1207,42 +1037,42 @@ static void test_faults_dbit(void **s) { (void)s; fault_counts(DBIT); }
 
 static void manual(unsigned vmflags)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t *bm, *bm2, *want, *ones, *gens, seed = 77;
 	struct tdp_translation t;
 	struct tdp_stats s0;
 	int r;
 
 	fx_init(&f, vmflags | MANUAL, 16 * MiB, TDP_HUGE_2M);
-	bm = bm_new(f.nwords);
-	bm2 = bm_new(f.nwords);
-	want = bm_new(f.nwords);
-	ones = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	bm2 = th_bm_new(f.nwords);
+	want = th_bm_new(f.nwords);
+	ones = th_bm_new(f.nwords);
 	gens = calloc(f.npages, sizeof(*gens));
 	assert_non_null(gens);
 	memset(ones, 0xff, f.nwords * 8);
 	populate(&f, gens, 1);
-	s0 = vstats(&f);
+	s0 = th_vm_stats(f.vm);
 	fx_log(&f, true);
 	/* initially all set; nothing split or protected yet */
 	assert_int_equal(harvest(&f, bm), f.npages);
 	assert_int_equal(harvest(&f, bm2), f.npages);
-	assert_int_equal(vstats(&f).pages_2m, 8);
-	assert_int_equal(vstats(&f).eager_splits, s0.eager_splits);
+	assert_int_equal(th_vm_stats(f.vm).pages_2m, 8);
+	assert_int_equal(th_vm_stats(f.vm).eager_splits, s0.eager_splits);
 	t = xlate(&f, 100, &r);
 	assert_int_equal(r, 0);
 	assert_int_equal(t.size, TDP_HUGE_2M);
 	assert_true(t.prot & TDP_PROT_WRITE);
 	/* writes before any clear: no fault needed */
-	uint64_t taken = vstats(&f).pf_taken;
+	uint64_t taken = th_vm_stats(f.vm).pf_taken;
 
 	gwrite(&f, 0, 100, ++gens[100]);
-	assert_int_equal(vstats(&f).pf_taken, taken);
+	assert_int_equal(th_vm_stats(f.vm).pf_taken, taken);
 
 	/* clear the first 4 MiB: its huge leaves are split (and only
 	 * those), its pages no longer reported */
 	assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 0, 0, 0, 1024, ones), 0);
-	assert_int_equal(vstats(&f).pages_2m, 6);
+	assert_int_equal(th_vm_stats(f.vm).pages_2m, 6);
 	t = xlate(&f, 100, &r);
 	assert_int_equal(r, 0);
 	assert_int_equal(t.size, PG);
@@ -1252,26 +1082,26 @@ static void manual(unsigned vmflags)
 		assert_false(t.prot & TDP_PROT_WRITE);
 	memset(want, 0, f.nwords * 8);
 	for (uint64_t p = 1024; p < f.npages; p++)
-		bm_set(want, p);
+		th_bm_set(want, p);
 	harvest(&f, bm);
-	bm_assert_eq(bm, want, f.npages, "after clearing 4 MiB");
+	th_bm_assert_eq(bm, want, f.npages, "after clearing 4 MiB");
 	harvest(&f, bm);
-	bm_assert_eq(bm, want, f.npages, "snapshot again");
+	th_bm_assert_eq(bm, want, f.npages, "snapshot again");
 
 	/* writes after the clear are reported */
 	for (unsigned i = 0; i < 40; i++) {
 		uint64_t p = th_rand(&seed) % 1024;
 
 		gwrite(&f, i & 1, p, ++gens[p]);
-		bm_set(want, p);
+		th_bm_set(want, p);
 	}
 	harvest(&f, bm);
-	bm_assert_eq(bm, want, f.npages, "writes after clear");
+	th_bm_assert_eq(bm, want, f.npages, "writes after clear");
 
 	/* clear only some bits: only those are forgotten */
 	memset(bm2, 0, f.nwords * 8);
 	for (uint64_t p = 1024; p < f.npages; p += 3)
-		bm_set(bm2, p);
+		th_bm_set(bm2, p);
 	assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 0, 0, 1024,
 						f.npages - 1024,
 						bm2 + 1024 / 64),
@@ -1279,31 +1109,32 @@ static void manual(unsigned vmflags)
 	for (uint64_t p = 1024; p < f.npages; p += 3)
 		want[p / 64] &= ~(1ull << (p % 64));
 	harvest(&f, bm);
-	bm_assert_eq(bm, want, f.npages, "partial clear");
+	th_bm_assert_eq(bm, want, f.npages, "partial clear");
 
 	/* clear everything; then get, clear, write cycles with pages kept
 	 * in the TLB: a clear that forgot to flush misses the rewrites */
 	assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 0, 0, 0, f.npages, ones),
 			 0);
 	assert_int_equal(harvest(&f, bm), 0);
-	assert_int_equal(vstats(&f).pages_2m, 0);
+	assert_int_equal(th_vm_stats(f.vm).pages_2m, 0);
 	for (unsigned round = 0; round < 4; round++) {
 		uint64_t base = 64 * (th_rand(&seed) % (f.npages / 64));
 
 		memset(want, 0, f.nwords * 8);
 		for (uint64_t p = base; p < base + 32; p++) {
 			gwrite(&f, 1, p, ++gens[p]);
-			bm_set(want, p);
+			th_bm_set(want, p);
 		}
 		harvest(&f, bm);
-		bm_assert_eq(bm, want, f.npages, "manual hot pages");
+		th_bm_assert_eq(bm, want, f.npages, "manual hot pages");
 		assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 0, 0, 0,
 							f.npages, bm),
 				 0);
 		for (uint64_t p = base; p < base + 32; p++)
 			gwrite(&f, 1, p, ++gens[p]);
 		harvest(&f, bm);
-		bm_assert_eq(bm, want, f.npages, "manual hot pages rewritten");
+		th_bm_assert_eq(bm, want, f.npages,
+				"manual hot pages rewritten");
 		assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 0, 0, 0,
 							f.npages, bm),
 				 0);
@@ -1316,7 +1147,7 @@ static void manual(unsigned vmflags)
 	free(want);
 	free(ones);
 	free(gens);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 static void test_manual_wp(void **s) { (void)s; manual(WP); }
@@ -1337,12 +1168,12 @@ static void test_manual_dbit(void **s) { (void)s; manual(DBIT); }
  */
 static void reclaim_after_harvest(unsigned vmflags)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t *bm, *want, *gens;
 
 	fx_init(&f, vmflags, 2 * MiB, TDP_PAGE_SIZE);
-	bm = bm_new(f.nwords);
-	want = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	want = th_bm_new(f.nwords);
 	gens = calloc(f.npages, sizeof(*gens));
 	assert_non_null(gens);
 	populate(&f, gens, 1);
@@ -1356,10 +1187,10 @@ static void reclaim_after_harvest(unsigned vmflags)
 		memset(want, 0, f.nwords * 8);
 		for (uint64_t p = round; p < f.npages; p += 5) {
 			gwrite(&f, p & 1, p, ++gens[p]);
-			bm_set(want, p);
+			th_bm_set(want, p);
 		}
 		harvest_clear(&f, bm);
-		bm_assert_eq(bm, want, f.npages, "writes to clean pages");
+		th_bm_assert_eq(bm, want, f.npages, "writes to clean pages");
 		/* the harvest cleared D or write-protected: now reclaim */
 		assert_int_equal(tdp_host_swap_out(f.h, f.hva, f.size), 0);
 		for (uint64_t p = 0; p < f.npages; p++)
@@ -1368,7 +1199,7 @@ static void reclaim_after_harvest(unsigned vmflags)
 	free(bm);
 	free(want);
 	free(gens);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 static void test_reclaim_wp(void **s) { (void)s; reclaim_after_harvest(WP); }
@@ -1392,7 +1223,7 @@ static void test_reclaim_manual_dbit(void **s)
  * harvest after that.
  */
 struct sf {
-	struct fx *f;
+	struct th_env *f;
 	uint64_t *bm;
 	int r;
 };
@@ -1415,14 +1246,14 @@ static void *sf_harvest(void *arg)
 
 static void slow_fault_vs_harvest(unsigned vmflags, bool unmapped)
 {
-	struct fx f;
+	struct th_env f;
 	uint64_t *bm, *bm2;
 	pthread_t tw, th;
 	struct sf x;
 
 	fx_init(&f, vmflags, 2 * MiB, TDP_PAGE_SIZE);
-	bm = bm_new(f.nwords);
-	bm2 = bm_new(f.nwords);
+	bm = th_bm_new(f.nwords);
+	bm2 = th_bm_new(f.nwords);
 	populate(&f, NULL, 1);
 	fx_log(&f, true);
 	if (unmapped)
@@ -1439,15 +1270,15 @@ static void slow_fault_vs_harvest(unsigned vmflags, bool unmapped)
 	assert_int_equal(x.r, 0);
 	harvest(&f, bm2);
 	/* the overlapping write: in one of the two */
-	assert_true(bm_test(bm, 0) || bm_test(bm2, 0));
+	assert_true(th_bm_test(bm, 0) || th_bm_test(bm2, 0));
 	/* a write after that: in the next one */
 	gwrite(&f, 1, 0, 3);
 	assert_int_equal(harvest(&f, bm), 1);
-	assert_true(bm_test(bm, 0));
+	assert_true(th_bm_test(bm, 0));
 	gread_check(&f, 0, 0, 3);
 	free(bm);
 	free(bm2);
-	fx_fini(&f);
+	th_env_fini_empty(&f);
 }
 
 static void test_slow_fault_vs_harvest_nofast(void **s)

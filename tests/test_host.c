@@ -28,85 +28,12 @@
 /* helpers                                                             */
 /* ------------------------------------------------------------------ */
 
-static struct tdp_host *mkhost(uint64_t bytes)
-{
-	struct tdp_host_config cfg = {.mem_bytes = bytes};
-	struct tdp_host *h = NULL;
-
-	assert_int_equal(tdp_host_create(&cfg, &h), 0);
-	assert_non_null(h);
-	return h;
-}
-
-static uint64_t map(struct tdp_host *h, uint64_t len, unsigned prot,
-		    uint64_t folio)
-{
-	uint64_t hva = 0;
-
-	assert_int_equal(tdp_host_mmap(h, len, prot, folio, 0, &hva), 0);
-	assert_int_equal(hva % folio, 0);
-	return hva;
-}
-
-static struct tdp_host_stats stats(struct tdp_host *h)
-{
-	struct tdp_host_stats s;
-
-	tdp_host_get_stats(h, &s);
-	return s;
-}
-
-static const uint64_t *frame_words(struct tdp_host *h, uint64_t pfn)
-{
-	return (const uint64_t *)(host_frame_base(h) + pfn * PG);
-}
-
-static bool frame_poisoned(struct tdp_host *h, uint64_t pfn)
-{
-	const uint64_t *w = frame_words(h, pfn);
-
-	for (unsigned i = 0; i < 512; i++)
-		if (__atomic_load_n(&w[i], __ATOMIC_RELAXED) !=
-		    HOST_POISON_WORD)
-			return false;
-	return true;
-}
-
-static void put_page(struct tdp_host *h, uint64_t hva, uint64_t gen)
-{
-	uint64_t buf[512];
-
-	th_fill_page(buf, hva, gen);
-	assert_int_equal(tdp_host_write(h, hva, buf, PG), 0);
-}
-
 static void check_page(struct tdp_host *h, uint64_t hva, uint64_t gen)
 {
 	uint64_t buf[512];
 
 	assert_int_equal(tdp_host_read(h, hva, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, hva, gen), 0);
-}
-
-static uint64_t lookup_pfn(struct tdp_host *h, uint64_t hva, unsigned *order)
-{
-	uint64_t pfn = ~0ull;
-	unsigned o = ~0u, prot;
-
-	assert_int_equal(host_lookup(h, hva, &pfn, &o, &prot), 0);
-	if (order)
-		*order = o;
-	return pfn;
-}
-
-static void assert_empty(struct tdp_host *h)
-{
-	struct tdp_host_stats s = stats(h);
-
-	assert_int_equal(s.frames_used, 0);
-	assert_int_equal(s.frame_refs, 0);
-	assert_int_equal(s.pinned_refs, 0);
-	assert_int_equal(s.swapped_pages, 0);
 }
 
 /* Recording notifier: checks from inside the callbacks what the host maps
@@ -267,16 +194,16 @@ static void test_create(void **state)
 	/* defaults: 4 GiB, and reserving it costs (almost) nothing */
 	before = rss_kib();
 	assert_int_equal(tdp_host_create(NULL, &h), 0);
-	assert_int_equal(stats(h).frames_total, (4ull << 30) / PG);
+	assert_int_equal(th_host_stats(h).frames_total, (4ull << 30) / PG);
 	if (before > 0)
 		assert_true(rss_kib() - before < 8 * 1024);
 	assert_int_equal((uintptr_t)host_frame_base(h) % (1ull << 30), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 
 	cfg.mem_bytes = 1; /* rounded up to 1 GiB */
 	assert_int_equal(tdp_host_create(&cfg, &h), 0);
-	assert_int_equal(stats(h).frames_total, (1ull << 30) / PG);
+	assert_int_equal(th_host_stats(h).frames_total, (1ull << 30) / PG);
 	tdp_host_destroy(h);
 
 	cfg.mem_bytes = 1ull << 40; /* the largest pool */
@@ -287,14 +214,14 @@ static void test_create(void **state)
 		return;
 #endif
 	assert_int_equal(ret, 0);
-	assert_int_equal(stats(h).frames_total, (1ull << 40) / PG);
+	assert_int_equal(th_host_stats(h).frames_total, (1ull << 40) / PG);
 	tdp_host_destroy(h);
 	tdp_host_destroy(NULL);
 }
 
 static void test_mmap_args(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
+	struct tdp_host *h = th_host_new(1ull << 30);
 	uint64_t hva = 0, fixed = 16ull << 30;
 
 	assert_int_equal(tdp_host_mmap(NULL, PG, 3, PG, 0, &hva), -EINVAL);
@@ -337,9 +264,9 @@ static void test_mmap_args(void **state)
 
 	/* non-fixed mappings are aligned and do not overlap */
 	{
-		uint64_t a = map(h, 3 * PG, 3, PG);
-		uint64_t b = map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
-		uint64_t c = map(h, TDP_HUGE_1G, 3, TDP_HUGE_1G);
+		uint64_t a = th_host_map(h, 3 * PG, 3, PG);
+		uint64_t b = th_host_map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
+		uint64_t c = th_host_map(h, TDP_HUGE_1G, 3, TDP_HUGE_1G);
 
 		assert_true(a >= (1ull << 30) && a + 3 * PG <= HVA_TOP);
 		assert_true(b >= a + 3 * PG || b + 2 * TDP_HUGE_2M <= a);
@@ -351,13 +278,13 @@ static void test_mmap_args(void **state)
 		assert_int_equal(tdp_host_munmap(h, b, 2 * TDP_HUGE_2M), 0);
 		assert_int_equal(tdp_host_munmap(h, c, TDP_HUGE_1G), 0);
 	}
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
 static void test_mmap_fixed(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
+	struct tdp_host *h = th_host_new(1ull << 30);
 	uint64_t base = 64ull << 30, hva;
 
 	hva = base;
@@ -365,7 +292,7 @@ static void test_mmap_fixed(void **state)
 				       TDP_MAP_FIXED, &hva),
 			 0);
 	assert_int_equal(hva, base);
-	put_page(h, base + 5 * PG, 1);
+	th_host_put_page(h, base + 5 * PG, 1);
 
 	/* any overlap: -EEXIST, and the old mapping is untouched */
 	hva = base + TDP_HUGE_2M - PG;
@@ -403,7 +330,7 @@ static void test_mmap_fixed(void **state)
 	assert_int_equal(tdp_host_munmap(h, base - PG, TDP_HUGE_2M + 2 * PG),
 			 0);
 	assert_false(host_range_mapped(h, base - PG, PG));
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -424,18 +351,18 @@ static void test_range_args(void **state)
 		tdp_host_munmap,   op_mprotect_ro, tdp_host_migrate,
 		tdp_host_swap_out, tdp_host_split,
 	};
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
 	struct tdp_host_stats s0;
 	uint64_t pfn, pfn1 = 0;
 	unsigned order, prot;
 	struct rec r;
 
-	put_page(h, a, 7);
-	pfn = lookup_pfn(h, a, &order);
+	th_host_put_page(h, a, 7);
+	pfn = th_lookup_pfn(h, a, &order);
 	assert_int_equal(order, 9);
 	rec_init(&r, h);
-	s0 = stats(h);
+	s0 = th_host_stats(h);
 	for (unsigned i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
 		range_op op = ops[i];
 
@@ -461,14 +388,14 @@ static void test_range_args(void **state)
 	assert_int_equal(pfn1, pfn + 1);
 	assert_int_equal(order, 9);
 	assert_int_equal(prot, 3);
-	s0 = stats(h);
+	s0 = th_host_stats(h);
 	assert_int_equal(s0.frames_used, 512);
 	assert_int_equal(s0.frame_refs, 1);
 	assert_int_equal(s0.splits + s0.migrations + s0.swap_outs, 0);
 	check_page(h, a, 7);
 	rec_fini(&r);
 	assert_int_equal(tdp_host_munmap(h, a, 2 * TDP_HUGE_2M), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -478,8 +405,8 @@ static void test_range_args(void **state)
 
 static void test_rw_args(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 4 * PG, 3, PG);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 4 * PG, 3, PG);
 	uint8_t buf[2 * PG], zero[2 * PG];
 
 	memset(buf, 0x5a, sizeof(buf));
@@ -497,16 +424,16 @@ static void test_rw_args(void **state)
 	/* partly unmapped: -EFAULT and nothing copied or faulted in */
 	assert_int_equal(tdp_host_write(h, a + 3 * PG, buf, 2 * PG), -EFAULT);
 	assert_int_equal(tdp_host_write(h, a - 8, buf, 16), -EFAULT);
-	assert_int_equal(stats(h).frames_used, 0);
+	assert_int_equal(th_host_stats(h).frames_used, 0);
 	assert_int_equal(host_lookup(h, a + 3 * PG, NULL, NULL, NULL), -ENOENT);
 	assert_int_equal(tdp_host_read(h, a + 3 * PG, buf, 2 * PG), -EFAULT);
 	assert_int_equal(buf[0], 0x5a);
 	assert_int_equal(buf[2 * PG - 1], 0x5a);
 	assert_int_equal(tdp_host_read(h, a + 3 * PG, buf, PG), 0);
 	assert_memory_equal(buf, zero, PG);
-	assert_int_equal(stats(h).frames_used, 1);
+	assert_int_equal(th_host_stats(h).frames_used, 1);
 	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -538,38 +465,38 @@ static void rw_span(struct tdp_host *h, uint64_t hva, uint64_t len,
 
 static void test_rw_folios(void **state)
 {
-	struct tdp_host *h = mkhost(2ull << 30);
-	uint64_t a4 = map(h, 8 * PG, 3, PG);
-	uint64_t a2 = map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
-	uint64_t a1 = map(h, TDP_HUGE_1G, 3, TDP_HUGE_1G);
+	struct tdp_host *h = th_host_new(2ull << 30);
+	uint64_t a4 = th_host_map(h, 8 * PG, 3, PG);
+	uint64_t a2 = th_host_map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	uint64_t a1 = th_host_map(h, TDP_HUGE_1G, 3, TDP_HUGE_1G);
 	uint64_t pfn, pfn2;
 	unsigned order;
 
 	/* 4 KiB: unaligned span across pages */
 	rw_span(h, a4 + 100, 5 * PG + 17, 1);
-	pfn = lookup_pfn(h, a4 + PG, &order);
+	pfn = th_lookup_pfn(h, a4 + PG, &order);
 	assert_int_equal(order, 0);
-	assert_int_equal(stats(h).frames_used, 6);
+	assert_int_equal(th_host_stats(h).frames_used, 6);
 
 	/* 2 MiB: the first touch populates the whole folio */
 	rw_span(h, a2 + TDP_HUGE_2M - 3 * PG - 5, 6 * PG + 11, 2);
-	pfn = lookup_pfn(h, a2, &order);
+	pfn = th_lookup_pfn(h, a2, &order);
 	assert_int_equal(order, 9);
 	assert_int_equal(pfn % 512, 0);
-	assert_int_equal(lookup_pfn(h, a2 + 77 * PG, NULL), pfn + 77);
-	pfn2 = lookup_pfn(h, a2 + TDP_HUGE_2M, &order);
+	assert_int_equal(th_lookup_pfn(h, a2 + 77 * PG, NULL), pfn + 77);
+	pfn2 = th_lookup_pfn(h, a2 + TDP_HUGE_2M, &order);
 	assert_int_equal(order, 9);
 	assert_int_equal(pfn2 % 512, 0);
-	assert_int_equal(stats(h).frames_used, 6 + 1024);
-	assert_int_equal(stats(h).frame_refs, 6 + 2);
+	assert_int_equal(th_host_stats(h).frames_used, 6 + 1024);
+	assert_int_equal(th_host_stats(h).frame_refs, 6 + 2);
 
 	/* 1 GiB */
 	rw_span(h, a1 + TDP_HUGE_1G / 2 - 9, 3 * PG, 3);
-	pfn = lookup_pfn(h, a1 + TDP_HUGE_1G / 2, &order);
+	pfn = th_lookup_pfn(h, a1 + TDP_HUGE_1G / 2, &order);
 	assert_int_equal(order, 18);
 	assert_int_equal((pfn - 131072) % (1u << 18), 0);
-	assert_int_equal(lookup_pfn(h, a1, NULL) % (1u << 18), 0);
-	assert_int_equal(stats(h).frames_used, 6 + 1024 + (1u << 18));
+	assert_int_equal(th_lookup_pfn(h, a1, NULL) % (1u << 18), 0);
+	assert_int_equal(th_host_stats(h).frames_used, 6 + 1024 + (1u << 18));
 	/* untouched parts read as zero */
 	{
 		uint64_t buf[512];
@@ -581,15 +508,15 @@ static void test_rw_folios(void **state)
 	}
 	assert_int_equal(tdp_host_munmap(h, a4, 8 * PG), 0);
 	assert_int_equal(tdp_host_munmap(h, a2, 2 * TDP_HUGE_2M), 0);
-	assert_int_equal(stats(h).frames_used, 1u << 18);
-	assert_int_equal(stats(h).frame_refs, 1);
+	assert_int_equal(th_host_stats(h).frames_used, 1u << 18);
+	assert_int_equal(th_host_stats(h).frame_refs, 1);
 	/* destroy with the 1 GiB folio mapped (no 1 GiB poison fill) */
 	tdp_host_destroy(h);
 }
 
 static void test_rw_adjacent(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
+	struct tdp_host *h = th_host_new(1ull << 30);
 	uint64_t base = 8ull << 30, hva;
 
 	/* 4K mapping | 2M mapping | 4K mapping, back to back */
@@ -626,7 +553,7 @@ static void test_rw_adjacent(void **state)
 	}
 	assert_int_equal(
 		tdp_host_munmap(h, base - 2 * PG, TDP_HUGE_2M + 4 * PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -636,45 +563,45 @@ static void test_rw_adjacent(void **state)
 
 static void test_munmap(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 8 * PG, 3, PG);
-	uint64_t b = map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 8 * PG, 3, PG);
+	uint64_t b = th_host_map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
 	uint64_t pfn, x, buf[1024];
 	unsigned order;
 
 	for (unsigned i = 0; i < 8; i++)
-		put_page(h, a + i * PG, i);
-	pfn = lookup_pfn(h, a + 3 * PG, NULL);
+		th_host_put_page(h, a + i * PG, i);
+	pfn = th_lookup_pfn(h, a + 3 * PG, NULL);
 	/* hole in the middle */
 	assert_int_equal(tdp_host_munmap(h, a + 2 * PG, 3 * PG), 0);
-	assert_true(frame_poisoned(h, pfn));
+	assert_true(th_frame_poisoned(h, pfn));
 	assert_int_equal(tdp_host_read(h, a + 3 * PG, &x, 8), -EFAULT);
 	assert_int_equal(tdp_host_read(h, a + PG, buf, 2 * PG), -EFAULT);
 	assert_int_equal(host_lookup(h, a + 2 * PG, NULL, NULL, NULL), -EFAULT);
 	assert_int_equal(tdp_host_munmap(h, a, 8 * PG), -ENOENT);
 	check_page(h, a + PG, 1);
 	check_page(h, a + 5 * PG, 5);
-	assert_int_equal(stats(h).frames_used, 5);
+	assert_int_equal(th_host_stats(h).frames_used, 5);
 
 	/* partial munmap of a 2 MiB folio splits it; the rest stays */
-	put_page(h, b + 10 * PG, 10);
-	put_page(h, b + 300 * PG, 300);
-	pfn = lookup_pfn(h, b, &order);
+	th_host_put_page(h, b + 10 * PG, 10);
+	th_host_put_page(h, b + 300 * PG, 300);
+	pfn = th_lookup_pfn(h, b, &order);
 	assert_int_equal(order, 9);
 	assert_int_equal(tdp_host_munmap(h, b + 256 * PG, 16 * PG), 0);
-	assert_int_equal(stats(h).splits, 1);
-	assert_int_equal(lookup_pfn(h, b + 10 * PG, &order), pfn + 10);
+	assert_int_equal(th_host_stats(h).splits, 1);
+	assert_int_equal(th_lookup_pfn(h, b + 10 * PG, &order), pfn + 10);
 	assert_int_equal(order, 0);
-	assert_int_equal(lookup_pfn(h, b + 300 * PG, &order), pfn + 300);
+	assert_int_equal(th_lookup_pfn(h, b + 300 * PG, &order), pfn + 300);
 	check_page(h, b + 10 * PG, 10);
 	check_page(h, b + 300 * PG, 300);
-	assert_true(frame_poisoned(h, pfn + 260));
-	assert_false(frame_poisoned(h, pfn + 255));
-	assert_int_equal(stats(h).frames_used, 5 + 512 - 16);
-	assert_int_equal(stats(h).frame_refs, 5 + 512 - 16);
+	assert_true(th_frame_poisoned(h, pfn + 260));
+	assert_false(th_frame_poisoned(h, pfn + 255));
+	assert_int_equal(th_host_stats(h).frames_used, 5 + 512 - 16);
+	assert_int_equal(th_host_stats(h).frame_refs, 5 + 512 - 16);
 	/* the untouched second folio is still populated huge on touch */
-	put_page(h, b + TDP_HUGE_2M, 1);
-	lookup_pfn(h, b + TDP_HUGE_2M + PG, &order);
+	th_host_put_page(h, b + TDP_HUGE_2M, 1);
+	th_lookup_pfn(h, b + TDP_HUGE_2M + PG, &order);
 	assert_int_equal(order, 9);
 
 	/* one munmap over several mappings (and the hole is refused) */
@@ -686,20 +613,20 @@ static void test_munmap(void **state)
 	assert_int_equal(tdp_host_munmap(h, a, 2 * PG), 0);
 	assert_int_equal(tdp_host_munmap(h, a + 5 * PG, 3 * PG), 0);
 	assert_false(host_range_mapped(h, a, 8 * PG));
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
 static void test_mprotect(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 4 * PG, 3, PG);
-	uint64_t b = map(h, TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 4 * PG, 3, PG);
+	uint64_t b = th_host_map(h, TDP_HUGE_2M, 3, TDP_HUGE_2M);
 	uint64_t x = 0, pfn;
 	unsigned order, prot;
 	struct rec r;
 
-	put_page(h, a + PG, 1);
+	th_host_put_page(h, a + PG, 1);
 	rec_init(&r, h);
 	r.probe = a + PG;
 
@@ -713,8 +640,8 @@ static void test_mprotect(void **state)
 	assert_int_equal(r.starts, 1);
 	assert_int_equal(r.start, a + PG);
 	assert_int_equal(r.end, a + 2 * PG);
-	assert_int_equal(stats(h).notifier_calls, 1);
-	put_page(h, a, 3); /* neighbours keep their prot */
+	assert_int_equal(th_host_stats(h).notifier_calls, 1);
+	th_host_put_page(h, a, 3); /* neighbours keep their prot */
 	{
 		uint64_t buf[512];
 
@@ -741,8 +668,8 @@ static void test_mprotect(void **state)
 	assert_int_equal(x, 0);
 
 	/* partial mprotect of a populated 2 MiB folio splits it */
-	put_page(h, b + 20 * PG, 20);
-	pfn = lookup_pfn(h, b, &order);
+	th_host_put_page(h, b + 20 * PG, 20);
+	pfn = th_lookup_pfn(h, b, &order);
 	assert_int_equal(order, 9);
 	r.probe = b + 20 * PG;
 	r.starts = 0;
@@ -752,13 +679,13 @@ static void test_mprotect(void **state)
 	assert_int_equal(r.end, b + TDP_HUGE_2M);
 	assert_int_equal(r.start_order, 9);
 	assert_int_equal(r.end_order, 0);
-	assert_int_equal(lookup_pfn(h, b + 20 * PG, &order), pfn + 20);
+	assert_int_equal(th_lookup_pfn(h, b + 20 * PG, &order), pfn + 20);
 	assert_int_equal(order, 0);
 	check_page(h, b + 20 * PG, 20);
 	rec_fini(&r);
 	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
 	assert_int_equal(tdp_host_munmap(h, b, TDP_HUGE_2M), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -768,28 +695,28 @@ static void test_mprotect(void **state)
 
 static void test_migrate(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 4 * PG, 3, PG);
-	uint64_t b = map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 4 * PG, 3, PG);
+	uint64_t b = th_host_map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
 	uint64_t old, nw, oldb;
 	unsigned order;
 	struct rec r;
 
 	for (unsigned i = 0; i < 3; i++) /* page 3 stays unpopulated */
-		put_page(h, a + i * PG, 10 + i);
-	old = lookup_pfn(h, a + PG, NULL);
+		th_host_put_page(h, a + i * PG, 10 + i);
+	old = th_lookup_pfn(h, a + PG, NULL);
 	rec_init(&r, h);
 	r.probe = a + PG;
 	assert_int_equal(tdp_host_migrate(h, a, 4 * PG), 0);
-	nw = lookup_pfn(h, a + PG, &order);
+	nw = th_lookup_pfn(h, a + PG, &order);
 	assert_true(nw != old);
 	assert_int_equal(order, 0);
-	assert_true(frame_poisoned(h, old));
+	assert_true(th_frame_poisoned(h, old));
 	for (unsigned i = 0; i < 3; i++)
 		check_page(h, a + i * PG, 10 + i);
 	assert_int_equal(host_lookup(h, a + 3 * PG, NULL, NULL, NULL), -ENOENT);
-	assert_int_equal(stats(h).migrations, 3);
-	assert_int_equal(stats(h).frames_used, 3);
+	assert_int_equal(th_host_stats(h).migrations, 3);
+	assert_int_equal(th_host_stats(h).frames_used, 3);
 	/* the notifier saw the old frame at start and the new at end */
 	assert_int_equal(r.starts, 1);
 	assert_int_equal(r.ends, 1);
@@ -803,12 +730,12 @@ static void test_migrate(void **state)
 	assert_int_equal(r.end_pfn, nw);
 
 	/* a whole 2 MiB folio moves as a folio */
-	put_page(h, b + 33 * PG, 33);
-	put_page(h, b + TDP_HUGE_2M + 7 * PG, 7);
-	oldb = lookup_pfn(h, b, NULL);
+	th_host_put_page(h, b + 33 * PG, 33);
+	th_host_put_page(h, b + TDP_HUGE_2M + 7 * PG, 7);
+	oldb = th_lookup_pfn(h, b, NULL);
 	r.probe = b + 33 * PG;
 	assert_int_equal(tdp_host_migrate(h, b, TDP_HUGE_2M), 0);
-	nw = lookup_pfn(h, b, &order);
+	nw = th_lookup_pfn(h, b, &order);
 	assert_int_equal(order, 9);
 	assert_true(nw != oldb);
 	assert_int_equal(nw % 512, 0);
@@ -816,51 +743,51 @@ static void test_migrate(void **state)
 	assert_int_equal(r.start_order, 9);
 	assert_int_equal(r.end_pfn, nw + 33);
 	assert_int_equal(r.end_order, 9);
-	assert_true(frame_poisoned(h, oldb));
-	assert_true(frame_poisoned(h, oldb + 511));
+	assert_true(th_frame_poisoned(h, oldb));
+	assert_true(th_frame_poisoned(h, oldb + 511));
 	check_page(h, b + 33 * PG, 33);
-	assert_int_equal(stats(h).migrations, 3 + 512);
-	assert_int_equal(stats(h).splits, 0);
+	assert_int_equal(th_host_stats(h).migrations, 3 + 512);
+	assert_int_equal(th_host_stats(h).splits, 0);
 
 	/* part of a folio: split first, only the range moves */
-	oldb = lookup_pfn(h, b + TDP_HUGE_2M, NULL);
+	oldb = th_lookup_pfn(h, b + TDP_HUGE_2M, NULL);
 	r.probe = b + TDP_HUGE_2M + 7 * PG;
 	assert_int_equal(tdp_host_migrate(h, b + TDP_HUGE_2M + 4 * PG, 8 * PG),
 			 0);
 	assert_int_equal(r.start, b + TDP_HUGE_2M); /* widened to the folio */
 	assert_int_equal(r.end, b + 2 * TDP_HUGE_2M);
-	assert_int_equal(stats(h).splits, 1);
-	assert_int_equal(stats(h).migrations, 3 + 512 + 8);
-	nw = lookup_pfn(h, b + TDP_HUGE_2M + 7 * PG, &order);
+	assert_int_equal(th_host_stats(h).splits, 1);
+	assert_int_equal(th_host_stats(h).migrations, 3 + 512 + 8);
+	nw = th_lookup_pfn(h, b + TDP_HUGE_2M + 7 * PG, &order);
 	assert_int_equal(order, 0);
 	assert_true(nw != oldb + 7);
-	assert_true(frame_poisoned(h, oldb + 7));
-	assert_int_equal(lookup_pfn(h, b + TDP_HUGE_2M + 3 * PG, &order),
+	assert_true(th_frame_poisoned(h, oldb + 7));
+	assert_int_equal(th_lookup_pfn(h, b + TDP_HUGE_2M + 3 * PG, &order),
 			 oldb + 3);
 	assert_int_equal(order, 0);
 	check_page(h, b + TDP_HUGE_2M + 7 * PG, 7);
-	assert_int_equal(stats(h).frames_used, 3 + 1024);
+	assert_int_equal(th_host_stats(h).frames_used, 3 + 1024);
 	rec_fini(&r);
 	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
 	assert_int_equal(tdp_host_munmap(h, b, 2 * TDP_HUGE_2M), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
 static void test_migrate_enomem(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t big = map(h, TDP_HUGE_1G, 3, TDP_HUGE_1G);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t big = th_host_map(h, TDP_HUGE_1G, 3, TDP_HUGE_1G);
 	uint64_t a, pfn, x = 1;
 	struct tdp_host_stats s0, s1;
 	struct rec r;
 	unsigned order;
 
 	/* the 1 GiB folio takes the whole pool */
-	put_page(h, big + 12345 * PG, 5);
-	pfn = lookup_pfn(h, big, &order);
+	th_host_put_page(h, big + 12345 * PG, 5);
+	pfn = th_lookup_pfn(h, big, &order);
 	assert_int_equal(order, 18);
-	a = map(h, PG, 3, PG);
+	a = th_host_map(h, PG, 3, PG);
 	assert_int_equal(tdp_host_write(h, a, &x, 8), -ENOMEM);
 	assert_int_equal(tdp_host_read(h, a, &x, 8), -ENOMEM);
 	{
@@ -869,100 +796,100 @@ static void test_migrate_enomem(void **state)
 		assert_int_equal(host_gup(h, a, false, &g), -ENOMEM);
 	}
 	rec_init(&r, h);
-	s0 = stats(h);
+	s0 = th_host_stats(h);
 	assert_int_equal(tdp_host_migrate(h, big, TDP_HUGE_1G), -ENOMEM);
 	assert_int_equal(tdp_host_migrate(h, big + PG, PG), -ENOMEM);
-	s1 = stats(h);
+	s1 = th_host_stats(h);
 	assert_memory_equal(&s0, &s1, sizeof(s0));
 	assert_int_equal(r.starts, 0);
-	assert_int_equal(lookup_pfn(h, big + 3 * PG, &order), pfn + 3);
+	assert_int_equal(th_lookup_pfn(h, big + 3 * PG, &order), pfn + 3);
 	assert_int_equal(order, 18);
 	check_page(h, big + 12345 * PG, 5);
 	rec_fini(&r);
 	/* swap-out of one page splits the folio and frees the frame */
 	assert_int_equal(tdp_host_swap_out(h, big + PG, PG), 0);
-	assert_int_equal(stats(h).frames_used, (1u << 18) - 1);
+	assert_int_equal(th_host_stats(h).frames_used, (1u << 18) - 1);
 	assert_int_equal(tdp_host_write(h, a, &x, 8), 0);
 	assert_int_equal(tdp_host_munmap(h, a, PG), 0);
 	assert_int_equal(tdp_host_munmap(h, big, 16 * PG), 0);
-	assert_int_equal(stats(h).frames_used, (1u << 18) - 16);
-	assert_int_equal(stats(h).frame_refs, (1u << 18) - 16);
-	assert_int_equal(stats(h).swapped_pages, 0);
+	assert_int_equal(th_host_stats(h).frames_used, (1u << 18) - 16);
+	assert_int_equal(th_host_stats(h).frame_refs, (1u << 18) - 16);
+	assert_int_equal(th_host_stats(h).swapped_pages, 0);
 	tdp_host_destroy(h);
 }
 
 static void test_swap(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 4 * PG, 3, PG);
-	uint64_t b = map(h, TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 4 * PG, 3, PG);
+	uint64_t b = th_host_map(h, TDP_HUGE_2M, 3, TDP_HUGE_2M);
 	uint64_t pfn;
 	unsigned order;
 	struct tdp_host_stats s;
 	struct rec r;
 
 	for (unsigned i = 0; i < 3; i++)
-		put_page(h, a + i * PG, 20 + i);
-	pfn = lookup_pfn(h, a + PG, NULL);
+		th_host_put_page(h, a + i * PG, 20 + i);
+	pfn = th_lookup_pfn(h, a + PG, NULL);
 	rec_init(&r, h);
 	r.probe = a + PG;
 	assert_int_equal(tdp_host_swap_out(h, a, 4 * PG), 0);
 	assert_int_equal(r.start_ret, 0);
 	assert_int_equal(r.start_pfn, pfn);
 	assert_int_equal(r.end_ret, -ENOENT);
-	s = stats(h);
+	s = th_host_stats(h);
 	assert_int_equal(s.frames_used, 0);
 	assert_int_equal(s.frame_refs, 0);
 	assert_int_equal(s.swapped_pages, 3);
 	assert_int_equal(s.swap_outs, 3);
-	assert_true(frame_poisoned(h, pfn));
+	assert_true(th_frame_poisoned(h, pfn));
 	assert_int_equal(host_lookup(h, a + PG, NULL, NULL, NULL), -ENOENT);
 	/* swapping out again does nothing more */
 	assert_int_equal(tdp_host_swap_out(h, a, 4 * PG), 0);
-	assert_int_equal(stats(h).swap_outs, 3);
+	assert_int_equal(th_host_stats(h).swap_outs, 3);
 	check_page(h, a + PG, 21);
-	s = stats(h);
+	s = th_host_stats(h);
 	assert_int_equal(s.swap_ins, 1);
 	assert_int_equal(s.swapped_pages, 2);
 	assert_int_equal(s.frames_used, 1);
 	check_page(h, a, 20);
 	check_page(h, a + 2 * PG, 22);
-	assert_int_equal(stats(h).swap_ins, 3);
-	assert_int_equal(stats(h).swapped_pages, 0);
+	assert_int_equal(th_host_stats(h).swap_ins, 3);
+	assert_int_equal(th_host_stats(h).swapped_pages, 0);
 
 	/* a huge folio is split, its pages come back as 4 KiB frames */
-	put_page(h, b + 5 * PG, 5);
-	put_page(h, b + 500 * PG, 500);
+	th_host_put_page(h, b + 5 * PG, 5);
+	th_host_put_page(h, b + 500 * PG, 500);
 	assert_int_equal(tdp_host_swap_out(h, b, TDP_HUGE_2M), 0);
-	assert_int_equal(stats(h).splits, 1);
-	assert_int_equal(stats(h).swapped_pages, 512);
-	assert_int_equal(stats(h).frames_used, 3);
+	assert_int_equal(th_host_stats(h).splits, 1);
+	assert_int_equal(th_host_stats(h).swapped_pages, 512);
+	assert_int_equal(th_host_stats(h).frames_used, 3);
 	check_page(h, b + 500 * PG, 500);
-	lookup_pfn(h, b + 500 * PG, &order);
+	th_lookup_pfn(h, b + 500 * PG, &order);
 	assert_int_equal(order, 0);
 	assert_int_equal(host_lookup(h, b + 5 * PG, NULL, NULL, NULL), -ENOENT);
 	/* munmap frees swapped copies */
 	assert_int_equal(tdp_host_munmap(h, b, TDP_HUGE_2M), 0);
-	assert_int_equal(stats(h).swapped_pages, 0);
+	assert_int_equal(th_host_stats(h).swapped_pages, 0);
 	rec_fini(&r);
 	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
 static void test_split(void **state)
 {
-	struct tdp_host *h = mkhost(2ull << 30);
-	uint64_t b = map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
-	uint64_t g = map(h, TDP_HUGE_1G, 3, TDP_HUGE_1G);
+	struct tdp_host *h = th_host_new(2ull << 30);
+	uint64_t b = th_host_map(h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	uint64_t g = th_host_map(h, TDP_HUGE_1G, 3, TDP_HUGE_1G);
 	uint64_t pfn, pfn1;
 	unsigned order;
 	struct rec r;
 
-	put_page(h, b + 3 * PG, 3);
-	put_page(h, b + TDP_HUGE_2M + 3 * PG, 4);
-	pfn = lookup_pfn(h, b + 3 * PG, NULL);
-	pfn1 = lookup_pfn(h, b + TDP_HUGE_2M + 3 * PG, NULL);
+	th_host_put_page(h, b + 3 * PG, 3);
+	th_host_put_page(h, b + TDP_HUGE_2M + 3 * PG, 4);
+	pfn = th_lookup_pfn(h, b + 3 * PG, NULL);
+	pfn1 = th_lookup_pfn(h, b + TDP_HUGE_2M + 3 * PG, NULL);
 	rec_init(&r, h);
 	r.probe = b + 3 * PG;
 	/* one page of the first folio: the whole folio is split */
@@ -973,49 +900,50 @@ static void test_split(void **state)
 	assert_int_equal(r.start_order, 9);
 	assert_int_equal(r.end_pfn, pfn);
 	assert_int_equal(r.end_order, 0);
-	assert_int_equal(lookup_pfn(h, b + 3 * PG, &order), pfn);
+	assert_int_equal(th_lookup_pfn(h, b + 3 * PG, &order), pfn);
 	assert_int_equal(order, 0);
-	lookup_pfn(h, b + TDP_HUGE_2M, &order);
+	th_lookup_pfn(h, b + TDP_HUGE_2M, &order);
 	assert_int_equal(order, 9);
 	check_page(h, b + 3 * PG, 3);
-	assert_int_equal(stats(h).splits, 1);
-	assert_int_equal(stats(h).frame_refs, 512 + 1);
-	assert_int_equal(stats(h).frames_used, 1024);
+	assert_int_equal(th_host_stats(h).splits, 1);
+	assert_int_equal(th_host_stats(h).frame_refs, 512 + 1);
+	assert_int_equal(th_host_stats(h).frames_used, 1024);
 	/* splitting split pages again changes nothing */
 	assert_int_equal(tdp_host_split(h, b, TDP_HUGE_2M), 0);
-	assert_int_equal(stats(h).splits, 1);
+	assert_int_equal(th_host_stats(h).splits, 1);
 	/* 1 GiB folio */
-	put_page(h, g + 1000 * PG, 1000);
-	pfn = lookup_pfn(h, g + 1000 * PG, &order);
+	th_host_put_page(h, g + 1000 * PG, 1000);
+	pfn = th_lookup_pfn(h, g + 1000 * PG, &order);
 	assert_int_equal(order, 18);
 	assert_int_equal(tdp_host_split(h, g, TDP_HUGE_1G), 0);
-	assert_int_equal(lookup_pfn(h, g + 1000 * PG, &order), pfn);
+	assert_int_equal(th_lookup_pfn(h, g + 1000 * PG, &order), pfn);
 	assert_int_equal(order, 0);
 	check_page(h, g + 1000 * PG, 1000);
-	assert_int_equal(stats(h).splits, 2);
+	assert_int_equal(th_host_stats(h).splits, 2);
 	/* the split frames are freed one by one */
 	assert_int_equal(tdp_host_munmap(h, g, TDP_HUGE_1G / 2), 0);
-	assert_true(frame_poisoned(h, pfn));
-	assert_int_equal(stats(h).frames_used, 1024 + (1u << 17));
+	assert_true(th_frame_poisoned(h, pfn));
+	assert_int_equal(th_host_stats(h).frames_used, 1024 + (1u << 17));
 	assert_int_equal(
 		tdp_host_munmap(h, g + TDP_HUGE_1G / 2, TDP_HUGE_1G / 2), 0);
 	check_page(h, b + TDP_HUGE_2M + 3 * PG, 4);
-	assert_int_equal(lookup_pfn(h, b + TDP_HUGE_2M + 3 * PG, NULL), pfn1);
+	assert_int_equal(th_lookup_pfn(h, b + TDP_HUGE_2M + 3 * PG, NULL),
+			 pfn1);
 	rec_fini(&r);
 	assert_int_equal(tdp_host_munmap(h, b, 2 * TDP_HUGE_2M), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	/* the freed frames coalesced: a 1 GiB folio can be had again */
-	g = map(h, 2 * TDP_HUGE_1G, 3, TDP_HUGE_1G);
-	put_page(h, g, 1);
-	put_page(h, g + TDP_HUGE_1G, 1);
-	lookup_pfn(h, g, &order);
+	g = th_host_map(h, 2 * TDP_HUGE_1G, 3, TDP_HUGE_1G);
+	th_host_put_page(h, g, 1);
+	th_host_put_page(h, g + TDP_HUGE_1G, 1);
+	th_lookup_pfn(h, g, &order);
 	assert_int_equal(order, 18);
-	lookup_pfn(h, g + TDP_HUGE_1G, &order);
+	th_lookup_pfn(h, g + TDP_HUGE_1G, &order);
 	assert_int_equal(order, 18);
 	/* destroy with memory populated and swapped (LSan checks that the
 	 * swap copies are freed); skips poisoning 2 GiB */
 	assert_int_equal(tdp_host_swap_out(h, g + 5 * PG, PG), 0);
-	assert_int_equal(stats(h).swapped_pages, 1);
+	assert_int_equal(th_host_stats(h).swapped_pages, 1);
 	tdp_host_destroy(h);
 }
 
@@ -1031,17 +959,17 @@ static void frame_write(struct tdp_host *h, uint64_t hva, uint64_t gen)
 	uint64_t buf[512];
 
 	th_fill_page(buf, hva, gen);
-	wordcopy_to_frame(host_frame_base(h) + lookup_pfn(h, hva, NULL) * PG,
+	wordcopy_to_frame(host_frame_base(h) + th_lookup_pfn(h, hva, NULL) * PG,
 			  buf, PG);
 }
 
 /* Swap out [hva, hva+len) and return how many clean pages it reused. */
 static uint64_t swap_out_clean(struct tdp_host *h, uint64_t hva, uint64_t len)
 {
-	uint64_t before = stats(h).swap_out_clean;
+	uint64_t before = th_host_stats(h).swap_out_clean;
 
 	assert_int_equal(tdp_host_swap_out(h, hva, len), 0);
-	return stats(h).swap_out_clean - before;
+	return th_host_stats(h).swap_out_clean - before;
 }
 
 /* A "guest" with a writable mapping of the page at @hva: in
@@ -1091,20 +1019,20 @@ static void marker_init(struct marker *m, struct tdp_host *h, uint64_t hva,
 
 static void test_swapcache_clean(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 4 * PG, 3, PG);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 4 * PG, 3, PG);
 	uint64_t pfn;
 	struct host_gup g;
 	struct tdp_host_stats s;
 
 	assert_int_equal(host_page_dirty(NULL, a), -EINVAL);
-	put_page(h, a, 1);
-	put_page(h, a + PG, 2);
+	th_host_put_page(h, a, 1);
+	th_host_put_page(h, a + PG, 2);
 	assert_int_equal(host_page_dirty(h, a), 1); /* new: no copy */
 	assert_int_equal(host_page_dirty(h, a + 2 * PG), -ENOENT);
 	assert_int_equal(host_page_dirty(h, a + 4 * PG), -EFAULT);
 	assert_int_equal(swap_out_clean(h, a, 4 * PG), 0);
-	s = stats(h);
+	s = th_host_stats(h);
 	assert_int_equal(s.swap_outs, 2);
 	assert_int_equal(s.swap_out_clean, 0);
 	assert_int_equal(host_swap_cached(h), 0);
@@ -1113,7 +1041,7 @@ static void test_swapcache_clean(void **state)
 	/* swap-in by read: the page is clean and keeps its copy */
 	check_page(h, a, 1);
 	assert_int_equal(host_page_dirty(h, a), 0);
-	s = stats(h);
+	s = th_host_stats(h);
 	assert_int_equal(s.swap_ins, 1);
 	assert_int_equal(s.swapped_pages, 1);
 	assert_int_equal(s.frames_used, 1);
@@ -1125,14 +1053,14 @@ static void test_swapcache_clean(void **state)
 	assert_int_equal(host_page_dirty(h, a), 0);
 
 	/* swap-out reuses the copy: the frame goes without being copied */
-	pfn = lookup_pfn(h, a, NULL);
+	pfn = th_lookup_pfn(h, a, NULL);
 	assert_int_equal(swap_out_clean(h, a, 4 * PG), 1);
-	s = stats(h);
+	s = th_host_stats(h);
 	assert_int_equal(s.swap_outs, 3);
 	assert_int_equal(s.swapped_pages, 2);
 	assert_int_equal(s.frames_used, 0);
 	assert_int_equal(host_swap_cached(h), 0);
-	assert_true(frame_poisoned(h, pfn));
+	assert_true(th_frame_poisoned(h, pfn));
 	check_page(h, a, 1);
 	check_page(h, a + PG, 2);
 	assert_int_equal(host_swap_cached(h), 2);
@@ -1144,26 +1072,26 @@ static void test_swapcache_clean(void **state)
 	assert_int_equal(swap_out_clean(h, a, 4 * PG), 1);
 	check_page(h, a, 1);
 	check_page(h, a + PG, 2);
-	s = stats(h);
+	s = th_host_stats(h);
 	assert_int_equal(s.swap_outs, 6);
 	assert_int_equal(s.swap_out_clean, 4);
 	assert_int_equal(s.swap_ins, 6);
 	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
 	assert_int_equal(host_swap_cached(h), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
 /* Each way of dirtying a clean page makes swap-out write it again. */
 static void test_swapcache_dirty(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 8 * PG, 3, PG), x = 0x1234;
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 8 * PG, 3, PG), x = 0x1234;
 	uint64_t buf[512];
 	struct host_gup g;
 
 	for (unsigned i = 0; i < 8; i++)
-		put_page(h, a + i * PG, 10 + i);
+		th_host_put_page(h, a + i * PG, 10 + i);
 	assert_int_equal(swap_out_clean(h, a, 8 * PG), 0);
 	for (unsigned i = 0; i < 8; i++)
 		check_page(h, a + i * PG, 10 + i); /* clean */
@@ -1172,7 +1100,7 @@ static void test_swapcache_dirty(void **state)
 	assert_int_equal(host_swap_cached(h), 8);
 
 	/* 0: tdp_host_write of the whole page; 1: of 8 bytes */
-	put_page(h, a, 20);
+	th_host_put_page(h, a, 20);
 	assert_int_equal(tdp_host_write(h, a + PG + 16, &x, 8), 0);
 	/* 2: host_gup for write, the pinner writes the frame */
 	assert_int_equal(host_gup(h, a + 2 * PG, true, &g), 0);
@@ -1182,9 +1110,9 @@ static void test_swapcache_dirty(void **state)
 	host_put_frame(h, g.ref_pfn);
 	/* 3: a guest store whose Dirty bit the VM reports */
 	frame_write(h, a + 3 * PG, 23);
-	host_mark_dirty(h, lookup_pfn(h, a + 3 * PG, NULL), 1);
+	host_mark_dirty(h, th_lookup_pfn(h, a + 3 * PG, NULL), 1);
 	/* 4: host_mark_dirty alone (the VM saw D, content unchanged) */
-	host_mark_dirty(h, lookup_pfn(h, a + 4 * PG, NULL), 1);
+	host_mark_dirty(h, th_lookup_pfn(h, a + 4 * PG, NULL), 1);
 	/* 5, 6, 7: untouched, clean */
 	for (unsigned i = 0; i < 5; i++)
 		assert_int_equal(host_page_dirty(h, a + i * PG), 1);
@@ -1192,7 +1120,7 @@ static void test_swapcache_dirty(void **state)
 		assert_int_equal(host_page_dirty(h, a + i * PG), 0);
 	assert_int_equal(host_swap_cached(h), 8); /* stale copies are kept */
 	assert_int_equal(swap_out_clean(h, a, 8 * PG), 3);
-	assert_int_equal(stats(h).swapped_pages, 8);
+	assert_int_equal(th_host_stats(h).swapped_pages, 8);
 	assert_int_equal(host_swap_cached(h), 0);
 
 	check_page(h, a, 20);
@@ -1213,13 +1141,13 @@ static void test_swapcache_dirty(void **state)
 	wordcopy_to_frame(host_frame_base(h) + g.pfn * PG, buf, PG);
 	host_put_frame(h, g.ref_pfn);
 	/* so is swap-in by tdp_host_write */
-	put_page(h, a + 7 * PG, 27);
+	th_host_put_page(h, a + 7 * PG, 27);
 	assert_int_equal(host_page_dirty(h, a + 7 * PG), 1);
 	assert_int_equal(swap_out_clean(h, a, 8 * PG), 0);
 	check_page(h, a + 6 * PG, 26);
 	check_page(h, a + 7 * PG, 27);
 	assert_int_equal(tdp_host_munmap(h, a, 8 * PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	assert_int_equal(host_swap_cached(h), 0);
 	tdp_host_destroy(h);
 }
@@ -1228,11 +1156,11 @@ static void test_swapcache_dirty(void **state)
  * lost at the next swap-out, exactly as in Linux. */
 static void test_swapcache_lost_dirty(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 4 * PG, 3, PG);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 4 * PG, 3, PG);
 	struct marker m;
 
-	put_page(h, a, 1);
+	th_host_put_page(h, a, 1);
 	assert_int_equal(swap_out_clean(h, a, PG), 0);
 	check_page(h, a, 1);  /* clean, copy retained */
 	frame_write(h, a, 2); /* the guest writes, D is lost */
@@ -1243,7 +1171,7 @@ static void test_swapcache_lost_dirty(void **state)
 
 	/* a VM that writes the clean page and reports the Dirty bit from
 	 * invalidate_start: the write is kept */
-	put_page(h, a + PG, 4);
+	th_host_put_page(h, a + PG, 4);
 	assert_int_equal(swap_out_clean(h, a + PG, PG), 0);
 	check_page(h, a + PG, 4); /* clean */
 	marker_init(&m, h, a + PG, 5, true);
@@ -1258,7 +1186,7 @@ static void test_swapcache_lost_dirty(void **state)
 	check_page(h, a + PG, 5);
 	host_notifier_unregister(h, &m.n);
 	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -1276,21 +1204,21 @@ static void hook_mark(void *arg, uint64_t start, uint64_t end)
 
 static void test_swapcache_migrate(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 4 * PG, 3, PG);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 4 * PG, 3, PG);
 	uint64_t old, nw;
 	struct marker m;
 
 	for (unsigned i = 0; i < 4; i++)
-		put_page(h, a + i * PG, 30 + i);
+		th_host_put_page(h, a + i * PG, 30 + i);
 	assert_int_equal(swap_out_clean(h, a, 4 * PG), 0);
 	for (unsigned i = 0; i < 4; i++)
 		check_page(h, a + i * PG, 30 + i);
 
 	/* page 0: clean, and the copy goes with it */
-	old = lookup_pfn(h, a, NULL);
+	old = th_lookup_pfn(h, a, NULL);
 	assert_int_equal(tdp_host_migrate(h, a, PG), 0);
-	nw = lookup_pfn(h, a, NULL);
+	nw = th_lookup_pfn(h, a, NULL);
 	assert_true(nw != old);
 	assert_int_equal(host_page_dirty(h, a), 0);
 	assert_int_equal(host_swap_cached(h), 4);
@@ -1300,7 +1228,7 @@ static void test_swapcache_migrate(void **state)
 	check_page(h, a, 30);
 
 	/* page 1: dirty before the migration, dirty after */
-	host_mark_dirty(h, lookup_pfn(h, a + PG, NULL), 1);
+	host_mark_dirty(h, th_lookup_pfn(h, a + PG, NULL), 1);
 	assert_int_equal(tdp_host_migrate(h, a + PG, PG), 0);
 	assert_int_equal(host_page_dirty(h, a + PG), 1);
 
@@ -1337,42 +1265,42 @@ static void test_swapcache_migrate(void **state)
 	assert_int_equal(swap_out_clean(h, a, PG), 1);
 	check_page(h, a, 30);
 	assert_int_equal(tdp_host_munmap(h, a, 4 * PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	assert_int_equal(host_swap_cached(h), 0);
 	tdp_host_destroy(h);
 }
 
 static void test_swapcache_huge(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t b = map(h, TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t b = th_host_map(h, TDP_HUGE_2M, 3, TDP_HUGE_2M);
 	unsigned order;
 
-	put_page(h, b + 5 * PG, 5);
-	put_page(h, b + 7 * PG, 7);
-	lookup_pfn(h, b, &order);
+	th_host_put_page(h, b + 5 * PG, 5);
+	th_host_put_page(h, b + 7 * PG, 7);
+	th_lookup_pfn(h, b, &order);
 	assert_int_equal(order, 9);
 	assert_int_equal(host_page_dirty(h, b + 5 * PG), 1);
 	assert_int_equal(host_page_dirty(h, b + 6 * PG), 1); /* zero, new */
 	/* marks on a huge folio change nothing: it has no copies */
-	host_mark_dirty(h, lookup_pfn(h, b, NULL), 512);
+	host_mark_dirty(h, th_lookup_pfn(h, b, NULL), 512);
 	assert_int_equal(swap_out_clean(h, b, TDP_HUGE_2M), 0);
-	assert_int_equal(stats(h).swapped_pages, 512);
+	assert_int_equal(th_host_stats(h).swapped_pages, 512);
 	/* pages come back one by one, as clean 4 KiB pages */
 	check_page(h, b + 5 * PG, 5);
 	check_page(h, b + 7 * PG, 7);
-	lookup_pfn(h, b + 5 * PG, &order);
+	th_lookup_pfn(h, b + 5 * PG, &order);
 	assert_int_equal(order, 0);
 	assert_int_equal(host_page_dirty(h, b + 5 * PG), 0);
 	assert_int_equal(host_page_dirty(h, b + 7 * PG), 0);
-	put_page(h, b + 7 * PG, 8);
+	th_host_put_page(h, b + 7 * PG, 8);
 	assert_int_equal(host_page_dirty(h, b + 7 * PG), 1);
 	assert_int_equal(swap_out_clean(h, b, TDP_HUGE_2M), 1);
-	assert_int_equal(stats(h).swapped_pages, 512);
+	assert_int_equal(th_host_stats(h).swapped_pages, 512);
 	check_page(h, b + 5 * PG, 5);
 	check_page(h, b + 7 * PG, 8);
 	assert_int_equal(tdp_host_munmap(h, b, TDP_HUGE_2M), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	assert_int_equal(host_swap_cached(h), 0);
 	tdp_host_destroy(h);
 }
@@ -1380,17 +1308,17 @@ static void test_swapcache_huge(void **state)
 /* Retained copies go with the mapping (LSan checks that they are freed). */
 static void test_swapcache_unmap(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 8 * PG, 3, PG);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 8 * PG, 3, PG);
 	struct host_gup g;
 
 	for (unsigned i = 0; i < 8; i++)
-		put_page(h, a + i * PG, 60 + i);
+		th_host_put_page(h, a + i * PG, 60 + i);
 	assert_int_equal(swap_out_clean(h, a, 8 * PG), 0);
 	for (unsigned i = 0; i < 8; i++)
 		check_page(h, a + i * PG, 60 + i);
 	assert_int_equal(host_swap_cached(h), 8);
-	put_page(h, a + PG, 70); /* dirty: its stale copy is kept too */
+	th_host_put_page(h, a + PG, 70); /* dirty: its stale copy is kept too */
 	assert_int_equal(host_swap_cached(h), 8);
 
 	/* munmap of part of the range frees those copies */
@@ -1400,13 +1328,12 @@ static void test_swapcache_unmap(void **state)
 	assert_int_equal(host_gup(h, a + 2 * PG, false, &g), 0);
 	assert_int_equal(tdp_host_munmap(h, a + 2 * PG, 2 * PG), 0);
 	assert_int_equal(host_swap_cached(h), 4);
-	assert_int_equal(stats(h).frames_used, 5);
-	assert_int_equal(th_check_page(frame_words(h, g.pfn), a + 2 * PG, 62),
-			 0);
+	assert_int_equal(th_host_stats(h).frames_used, 5);
+	assert_int_equal(th_check_page(th_frame(h, g.pfn), a + 2 * PG, 62), 0);
 	host_mark_dirty(h, g.pfn, 1); /* unmapped: ignored */
 	host_put_frame(h, g.ref_pfn);
-	assert_true(frame_poisoned(h, g.pfn));
-	assert_int_equal(stats(h).frames_used, 4);
+	assert_true(th_frame_poisoned(h, g.pfn));
+	assert_int_equal(th_host_stats(h).frames_used, 4);
 	/* destroy with retained copies (and a swapped page) left */
 	assert_int_equal(swap_out_clean(h, a + 4 * PG, PG), 1);
 	tdp_host_destroy(h);
@@ -1414,10 +1341,10 @@ static void test_swapcache_unmap(void **state)
 
 static void test_mark_dirty_args(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t n = stats(h).frames_total;
-	uint64_t a = map(h, 2 * PG, 3, PG), pfn;
-	uint64_t c = map(h, 80 * PG, 3, PG), lo = UINT64_MAX, hi = 0;
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t n = th_host_stats(h).frames_total;
+	uint64_t a = th_host_map(h, 2 * PG, 3, PG), pfn;
+	uint64_t c = th_host_map(h, 80 * PG, 3, PG), lo = UINT64_MAX, hi = 0;
 
 	/* out of range: ignored, never a crash (ASan checks the bitmap) */
 	host_mark_dirty(NULL, 0, 1);
@@ -1429,18 +1356,18 @@ static void test_mark_dirty_args(void **state)
 	assert_int_equal(host_swap_cached(NULL), 0);
 
 	/* bits set on free frames do not survive allocation */
-	put_page(h, a, 1);
-	pfn = lookup_pfn(h, a, NULL);
+	th_host_put_page(h, a, 1);
+	pfn = th_lookup_pfn(h, a, NULL);
 	assert_int_equal(swap_out_clean(h, a, PG), 0);
 	host_mark_dirty(h, pfn, 1); /* a stale mark of the freed frame */
 	host_mark_dirty(h, 0, n);
 	check_page(h, a, 1);
-	assert_int_equal(lookup_pfn(h, a, NULL), pfn); /* the same frame */
+	assert_int_equal(th_lookup_pfn(h, a, NULL), pfn); /* the same frame */
 	assert_int_equal(host_page_dirty(h, a), 0);
 	/* marking a neighbour frame leaves the page clean */
-	put_page(h, a + PG, 2);
-	assert_true(lookup_pfn(h, a + PG, NULL) != pfn);
-	host_mark_dirty(h, lookup_pfn(h, a + PG, NULL), 1);
+	th_host_put_page(h, a + PG, 2);
+	assert_true(th_lookup_pfn(h, a + PG, NULL) != pfn);
+	host_mark_dirty(h, th_lookup_pfn(h, a + PG, NULL), 1);
 	assert_int_equal(host_page_dirty(h, a), 0);
 	host_mark_dirty(h, pfn, 1);
 	assert_int_equal(host_page_dirty(h, a), 1);
@@ -1448,13 +1375,13 @@ static void test_mark_dirty_args(void **state)
 	/* a range mark reaches every frame of it, across bitmap words, and
 	 * no further */
 	for (unsigned i = 0; i < 80; i++)
-		put_page(h, c + i * PG, i);
+		th_host_put_page(h, c + i * PG, i);
 	assert_int_equal(swap_out_clean(h, c, 80 * PG), 0);
 	for (unsigned i = 0; i < 80; i++) {
 		uint64_t p;
 
 		check_page(h, c + i * PG, i);
-		p = lookup_pfn(h, c + i * PG, NULL);
+		p = th_lookup_pfn(h, c + i * PG, NULL);
 		lo = p < lo ? p : lo;
 		hi = p > hi ? p : hi;
 	}
@@ -1462,7 +1389,7 @@ static void test_mark_dirty_args(void **state)
 		assert_int_equal(host_page_dirty(h, c + i * PG), 0);
 	host_mark_dirty(h, lo + 1, hi - lo - 1);
 	for (unsigned i = 0; i < 80; i++) {
-		uint64_t p = lookup_pfn(h, c + i * PG, NULL);
+		uint64_t p = th_lookup_pfn(h, c + i * PG, NULL);
 
 		assert_int_equal(host_page_dirty(h, c + i * PG),
 				 p != lo && p != hi);
@@ -1474,13 +1401,13 @@ static void test_mark_dirty_args(void **state)
 	assert_int_equal(tdp_host_migrate(h, c, 80 * PG), 0);
 	assert_int_equal(swap_out_clean(h, c, 80 * PG), 2);
 	for (unsigned i = 0; i < 80; i++)
-		put_page(h, c + i * PG, 100 + i);
+		th_host_put_page(h, c + i * PG, 100 + i);
 	assert_int_equal(host_page_dirty(h, a), 1);
 	assert_int_equal(swap_out_clean(h, a, PG), 0);
 	check_page(h, a, 1);
 	assert_int_equal(tdp_host_munmap(h, a, PG), 0);
 	assert_int_equal(tdp_host_munmap(h, c, 80 * PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -1653,10 +1580,10 @@ static void test_swapcache_concurrent(void **state)
 	struct tdp_host_stats s;
 
 	memset(&v, 0, sizeof(v));
-	v.h = mkhost(1ull << 30);
-	v.base = map(v.h, MV_PAGES * PG, 3, TDP_HUGE_2M);
+	v.h = th_host_new(1ull << 30);
+	v.base = th_host_map(v.h, MV_PAGES * PG, 3, TDP_HUGE_2M);
 	for (unsigned i = 0; i < MV_PAGES; i++)
-		put_page(v.h, v.base + i * PG, 0);
+		th_host_put_page(v.h, v.base + i * PG, 0);
 	assert_int_equal(pthread_mutex_init(&v.lock, NULL), 0);
 	v.n.ops = &mv_ops;
 	host_notifier_register(v.h, &v.n);
@@ -1666,7 +1593,7 @@ static void test_swapcache_concurrent(void **state)
 	pthread_join(t[1], NULL);
 	pthread_join(t[0], NULL);
 	host_notifier_unregister(v.h, &v.n);
-	s = stats(v.h);
+	s = th_host_stats(v.h);
 	print_message("swap cache: %llu guest accesses, %llu host ops, %llu "
 		      "marks, %llu swap-outs of which %llu clean\n",
 		      (unsigned long long)v.rounds, (unsigned long long)v.ops,
@@ -1680,7 +1607,7 @@ static void test_swapcache_concurrent(void **state)
 	assert_true(s.swap_out_clean > 0);
 	assert_true(s.swap_out_clean < s.swap_outs);
 	assert_int_equal(tdp_host_munmap(v.h, v.base, MV_PAGES * PG), 0);
-	assert_empty(v.h);
+	th_assert_host_empty(v.h);
 	assert_int_equal(host_swap_cached(v.h), 0);
 	pthread_mutex_destroy(&v.lock);
 	tdp_host_destroy(v.h);
@@ -1692,11 +1619,11 @@ static void test_swapcache_concurrent(void **state)
 
 static void test_notifier(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 4 * PG, 3, PG);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 4 * PG, 3, PG);
 	struct rec r, r2;
 
-	put_page(h, a, 1);
+	th_host_put_page(h, a, 1);
 	rec_init(&r, h);
 	memset(&r2, 0, sizeof(r2));
 	r2.n.ops = &rec_ops;
@@ -1714,18 +1641,18 @@ static void test_notifier(void **state)
 	assert_int_equal(r.hook_ret, 0);
 	assert_int_equal(r.end_ret, -EFAULT);
 	assert_int_equal(r2.end_ret, -EFAULT);
-	assert_int_equal(stats(h).notifier_calls, 2);
+	assert_int_equal(th_host_stats(h).notifier_calls, 2);
 
 	host_notifier_unregister(h, &r2.n);
 	assert_int_equal(tdp_host_split(h, a + PG, PG), 0);
 	assert_int_equal(r.starts, 2);
 	assert_int_equal(r2.starts, 1);
-	assert_int_equal(stats(h).notifier_calls, 3);
+	assert_int_equal(th_host_stats(h).notifier_calls, 3);
 	assert_int_equal(r.start_ret, -EFAULT); /* probe is unmapped */
 	rec_fini(&r);
 	assert_int_equal(tdp_host_munmap(h, a + PG, 3 * PG), 0);
 	assert_int_equal(r.starts, 2);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -1747,8 +1674,8 @@ static void reentry_hook(void *arg, uint64_t start, uint64_t end)
 
 static void test_reentry(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 2 * PG, 3, PG), x = 42;
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 2 * PG, 3, PG), x = 42;
 
 	assert_int_equal(tdp_host_write(h, a, &x, 8), 0);
 	reentry_host = h;
@@ -1763,17 +1690,17 @@ static void test_reentry(void **state)
 	assert_int_equal(tdp_host_read(h, a, &x, 8), 0);
 	assert_int_equal(x, 42);
 	assert_int_equal(tdp_host_munmap(h, a, 2 * PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
 static void test_gup(void **state)
 {
-	struct tdp_host *h = mkhost(1ull << 30);
-	uint64_t a = map(h, 2 * PG, 3, PG);
-	uint64_t ro = map(h, PG, TDP_PROT_READ | TDP_PROT_EXEC, PG);
-	uint64_t no = map(h, PG, TDP_PROT_NONE, PG);
-	uint64_t b = map(h, TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	struct tdp_host *h = th_host_new(1ull << 30);
+	uint64_t a = th_host_map(h, 2 * PG, 3, PG);
+	uint64_t ro = th_host_map(h, PG, TDP_PROT_READ | TDP_PROT_EXEC, PG);
+	uint64_t no = th_host_map(h, PG, TDP_PROT_NONE, PG);
+	uint64_t b = th_host_map(h, TDP_HUGE_2M, 3, TDP_HUGE_2M);
 	struct host_gup g, g2;
 	struct tdp_host_stats s;
 
@@ -1782,7 +1709,7 @@ static void test_gup(void **state)
 	assert_int_equal(host_gup(h, 4096 * PG, false, &g), -EFAULT);
 	assert_int_equal(host_gup(h, ro, true, &g), -EFAULT);
 	assert_int_equal(host_gup(h, no, false, &g), -EFAULT);
-	assert_int_equal(stats(h).frames_used, 0);
+	assert_int_equal(th_host_stats(h).frames_used, 0);
 
 	assert_int_equal(host_gup(h, ro + 100, false, &g), 0);
 	assert_false(g.writable);
@@ -1792,25 +1719,25 @@ static void test_gup(void **state)
 	host_put_frame(h, g.ref_pfn);
 
 	/* pin: the frame outlives munmap, un-poisoned, until the put */
-	put_page(h, a, 77);
+	th_host_put_page(h, a, 77);
 	assert_int_equal(host_gup(h, a + 8, true, &g), 0);
 	assert_true(g.writable);
 	assert_false(g.executable);
-	assert_int_equal(g.pfn, lookup_pfn(h, a, NULL));
+	assert_int_equal(g.pfn, th_lookup_pfn(h, a, NULL));
 	assert_int_equal(g.ref_pfn, g.pfn);
-	s = stats(h);
+	s = th_host_stats(h);
 	assert_int_equal(s.pinned_refs, 1);
 	assert_int_equal(s.frame_refs, 3); /* a, ro and the pin */
 	assert_int_equal(tdp_host_munmap(h, a, 2 * PG), 0);
-	s = stats(h);
+	s = th_host_stats(h);
 	assert_int_equal(s.pinned_refs, 1);
 	assert_int_equal(s.frame_refs, 2);
 	assert_int_equal(s.frames_used, 2);
-	assert_false(frame_poisoned(h, g.pfn));
-	assert_int_equal(th_check_page(frame_words(h, g.pfn), a, 77), 0);
+	assert_false(th_frame_poisoned(h, g.pfn));
+	assert_int_equal(th_check_page(th_frame(h, g.pfn), a, 77), 0);
 	host_put_frame(h, g.ref_pfn);
-	assert_true(frame_poisoned(h, g.pfn));
-	s = stats(h);
+	assert_true(th_frame_poisoned(h, g.pfn));
+	s = th_host_stats(h);
 	assert_int_equal(s.pinned_refs, 0);
 	assert_int_equal(s.frames_used, 1);
 
@@ -1821,21 +1748,21 @@ static void test_gup(void **state)
 	assert_int_equal(g.pfn, g.ref_pfn + 5);
 	assert_int_equal(host_gup(h, b, false, &g2), 0);
 	assert_int_equal(g2.pfn, g.ref_pfn);
-	assert_int_equal(stats(h).frame_refs, 1 + 3);
+	assert_int_equal(th_host_stats(h).frame_refs, 1 + 3);
 	assert_int_equal(tdp_host_split(h, b, PG), 0);
-	assert_int_equal(stats(h).frame_refs, 1 + 3 + 511);
+	assert_int_equal(th_host_stats(h).frame_refs, 1 + 3 + 511);
 	assert_int_equal(tdp_host_munmap(h, b, TDP_HUGE_2M), 0);
 	/* the tails went with the mapping, the pinned head stays */
-	assert_int_equal(stats(h).frames_used, 1 + 1);
-	assert_true(frame_poisoned(h, g.pfn));
-	assert_false(frame_poisoned(h, g.ref_pfn));
+	assert_int_equal(th_host_stats(h).frames_used, 1 + 1);
+	assert_true(th_frame_poisoned(h, g.pfn));
+	assert_false(th_frame_poisoned(h, g.ref_pfn));
 	host_put_frame(h, g.ref_pfn);
-	assert_false(frame_poisoned(h, g.ref_pfn));
+	assert_false(th_frame_poisoned(h, g.ref_pfn));
 	host_put_frame(h, g2.ref_pfn);
-	assert_true(frame_poisoned(h, g.ref_pfn));
+	assert_true(th_frame_poisoned(h, g.ref_pfn));
 	assert_int_equal(tdp_host_munmap(h, ro, PG), 0);
 	assert_int_equal(tdp_host_munmap(h, no, PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -1948,9 +1875,9 @@ static void test_concurrent(void **state)
 	pthread_t t[2];
 	struct rec r;
 
-	c.h = mkhost(1ull << 30);
-	c.huge = map(c.h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
-	c.small = map(c.h, 512 * PG, 3, PG);
+	c.h = th_host_new(1ull << 30);
+	c.huge = th_host_map(c.h, 2 * TDP_HUGE_2M, 3, TDP_HUGE_2M);
+	c.small = th_host_map(c.h, 512 * PG, 3, PG);
 	/* generation 0: the pattern of gen 0, written before the start */
 	for (unsigned i = 0; i < CC_PAGES; i++) {
 		uint64_t buf[512];
@@ -1971,10 +1898,10 @@ static void test_concurrent(void **state)
 	assert_true(c.rounds > 100);
 	assert_true(c.ops > 10);
 	assert_int_equal(r.starts, (int)c.ops);
-	assert_int_equal(stats(c.h).notifier_calls, c.ops);
+	assert_int_equal(th_host_stats(c.h).notifier_calls, c.ops);
 	host_notifier_unregister(c.h, &r.n);
 	{
-		struct tdp_host_stats s = stats(c.h);
+		struct tdp_host_stats s = th_host_stats(c.h);
 
 		print_message(
 			"concurrent: %llu accesses, %llu host ops: %llu pages "
@@ -1989,7 +1916,7 @@ static void test_concurrent(void **state)
 	}
 	assert_int_equal(tdp_host_munmap(c.h, c.huge, 2 * TDP_HUGE_2M), 0);
 	assert_int_equal(tdp_host_munmap(c.h, c.small, 512 * PG), 0);
-	assert_empty(c.h);
+	th_assert_host_empty(c.h);
 	tdp_host_destroy(c.h);
 }
 

@@ -18,31 +18,12 @@
 #include "host/host.h"
 
 #define PG	 4096ull
+#define RW	 (TDP_PROT_READ | TDP_PROT_WRITE)
 #define SENTINEL 0xa5a5a5a5a5a5a5a5ull
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
 /* ------------------------------------------------------------------ */
-
-static struct tdp_host *mkhost(void)
-{
-	struct tdp_host_config cfg = {.mem_bytes = 1 * GiB};
-	struct tdp_host *h = NULL;
-
-	assert_int_equal(tdp_host_create(&cfg, &h), 0);
-	assert_non_null(h);
-	return h;
-}
-
-static uint64_t map(struct tdp_host *h, uint64_t len, uint64_t folio)
-{
-	uint64_t hva = 0;
-
-	assert_int_equal(tdp_host_mmap(h, len, TDP_PROT_READ | TDP_PROT_WRITE,
-				       folio, 0, &hva),
-			 0);
-	return hva;
-}
 
 static void touch_w(struct tdp_host *h, uint64_t hva)
 {
@@ -56,28 +37,6 @@ static void touch_r(struct tdp_host *h, uint64_t hva)
 	uint64_t v;
 
 	assert_int_equal(tdp_host_read(h, hva, &v, sizeof(v)), 0);
-}
-
-static uint64_t pfn_of(struct tdp_host *h, uint64_t hva)
-{
-	uint64_t pfn = ~0ull;
-
-	assert_int_equal(host_lookup(h, hva, &pfn, NULL, NULL), 0);
-	return pfn;
-}
-
-static bool bit(const uint64_t *bm, uint64_t i)
-{
-	return bm[i / 64] >> (i % 64) & 1;
-}
-
-static int popcount(const uint64_t *bm, uint64_t words)
-{
-	int n = 0;
-
-	for (uint64_t w = 0; w < words; w++)
-		n += __builtin_popcountll(bm[w]);
-	return n;
 }
 
 /* Age [hva, hva + npages pages) into @bm (npages <= 64 * 16); check that
@@ -94,7 +53,7 @@ static int age(struct tdp_host *h, uint64_t hva, uint64_t npages,
 		bm[w] = SENTINEL;
 	ret = tdp_host_age(h, hva, npages * PG, flags, bm);
 	assert_true(ret >= 0);
-	assert_int_equal(ret, popcount(bm, words));
+	assert_int_equal(ret, th_bm_count(bm, words));
 	if (npages % 64)
 		assert_int_equal(bm[words - 1] >> (npages % 64), 0);
 	return ret;
@@ -119,9 +78,9 @@ static int peek(struct tdp_host *h, uint64_t hva, uint64_t npages,
 
 static void test_age_args(void **state)
 {
-	struct tdp_host *h = mkhost();
-	uint64_t a = map(h, 8 * PG, TDP_PAGE_SIZE);
-	uint64_t b = map(h, 4 * PG, TDP_PAGE_SIZE);
+	struct tdp_host *h = th_host_new(GiB);
+	uint64_t a = th_host_map(h, 8 * PG, RW, TDP_PAGE_SIZE);
+	uint64_t b = th_host_map(h, 4 * PG, RW, TDP_PAGE_SIZE);
 	uint64_t bm[16], hole;
 	struct {
 		struct tdp_host *h;
@@ -185,7 +144,8 @@ static void test_age_args(void **state)
 	touch_r(h, hole);
 	touch_w(h, b + 3 * PG);
 	assert_int_equal(peek(h, a, 12, bm), 9);
-	assert_true(bit(bm, 7) && bit(bm, 11) && !bit(bm, 8));
+	assert_true(th_bm_test(bm, 7) && th_bm_test(bm, 11) &&
+		    !th_bm_test(bm, 8));
 	assert_int_equal(tdp_host_age(h, a, 13 * PG, 0, NULL), -ENOENT);
 	/* both flags together are known flags */
 	assert_int_equal(age(h, a, 12, TDP_AGE_TEST_ONLY | TDP_AGE_FLUSH, bm),
@@ -201,8 +161,8 @@ static void test_age_args(void **state)
 
 static void test_age_basic(void **state)
 {
-	struct tdp_host *h = mkhost();
-	uint64_t n = 100, a = map(h, n * PG, TDP_PAGE_SIZE);
+	struct tdp_host *h = th_host_new(GiB);
+	uint64_t n = 100, a = th_host_map(h, n * PG, RW, TDP_PAGE_SIZE);
 	uint64_t bm[16];
 
 	/* never touched: mapped, not populated, old */
@@ -219,17 +179,19 @@ static void test_age_basic(void **state)
 				 0);
 	}
 	assert_int_equal(peek(h, a, n, bm), 5);
-	assert_true(bit(bm, 0) && bit(bm, 3) && bit(bm, 70));
-	assert_true(bit(bm, 89) && bit(bm, 90));
-	assert_false(bit(bm, 1) || bit(bm, 71));
+	assert_true(th_bm_test(bm, 0) && th_bm_test(bm, 3) &&
+		    th_bm_test(bm, 70));
+	assert_true(th_bm_test(bm, 89) && th_bm_test(bm, 90));
+	assert_false(th_bm_test(bm, 1) || th_bm_test(bm, 71));
 
 	/* TEST_ONLY cleared nothing */
 	assert_int_equal(peek(h, a, n, bm), 5);
 	/* aging reports and clears */
 	assert_int_equal(age(h, a, n, 0, bm), 5);
-	assert_true(bit(bm, 0) && bit(bm, 3) && bit(bm, 70) && bit(bm, 89));
+	assert_true(th_bm_test(bm, 0) && th_bm_test(bm, 3) &&
+		    th_bm_test(bm, 70) && th_bm_test(bm, 89));
 	assert_int_equal(age(h, a, n, 0, bm), 0);
-	assert_int_equal(popcount(bm, 2), 0);
+	assert_int_equal(th_bm_count(bm, 2), 0);
 
 	/* a read makes a page young again; NULL @young clears too */
 	touch_r(h, a + 3 * PG);
@@ -239,24 +201,24 @@ static void test_age_basic(void **state)
 	/* TDP_AGE_FLUSH clears as well */
 	touch_r(h, a + 4 * PG);
 	assert_int_equal(age(h, a, n, TDP_AGE_FLUSH, bm), 1);
-	assert_true(bit(bm, 4));
+	assert_true(th_bm_test(bm, 4));
 	assert_int_equal(age(h, a, n, 0, bm), 0);
 
 	/* a sub-range reports relative to its start and clears only itself */
 	touch_w(h, a + 10 * PG);
 	touch_w(h, a + 20 * PG);
 	assert_int_equal(age(h, a + 10 * PG, 5, 0, bm), 1);
-	assert_true(bit(bm, 0));
+	assert_true(th_bm_test(bm, 0));
 	assert_int_equal(peek(h, a, n, bm), 1);
-	assert_true(bit(bm, 20));
+	assert_true(th_bm_test(bm, 20));
 	tdp_host_destroy(h);
 }
 
 /* host_gup (a guest fault) does not mark; host_mark_accessed does */
 static void test_age_gup_and_mark(void **state)
 {
-	struct tdp_host *h = mkhost();
-	uint64_t a = map(h, 8 * PG, TDP_PAGE_SIZE);
+	struct tdp_host *h = th_host_new(GiB);
+	uint64_t a = th_host_map(h, 8 * PG, RW, TDP_PAGE_SIZE);
 	uint64_t bm[16], pfn;
 	struct host_gup g;
 	struct tdp_host_stats s;
@@ -265,10 +227,10 @@ static void test_age_gup_and_mark(void **state)
 	host_put_frame(h, g.ref_pfn);
 	assert_int_equal(peek(h, a, 8, bm), 0);
 
-	pfn = pfn_of(h, a + PG);
+	pfn = th_lookup_pfn(h, a + PG, NULL);
 	host_mark_accessed(h, pfn, 1);
 	assert_int_equal(age(h, a, 8, 0, bm), 1);
-	assert_true(bit(bm, 1));
+	assert_true(th_bm_test(bm, 1));
 	assert_int_equal(age(h, a, 8, 0, bm), 0);
 
 	/* bad arguments are ignored */
@@ -298,8 +260,8 @@ static void test_age_gup_and_mark(void **state)
 
 static void test_age_migrate(void **state)
 {
-	struct tdp_host *h = mkhost();
-	uint64_t a = map(h, 8 * PG, TDP_PAGE_SIZE);
+	struct tdp_host *h = th_host_new(GiB);
+	uint64_t a = th_host_map(h, 8 * PG, RW, TDP_PAGE_SIZE);
 	uint64_t bm[16], old_pfn;
 	struct host_gup g;
 
@@ -307,11 +269,11 @@ static void test_age_migrate(void **state)
 	touch_r(h, a + 5 * PG);
 	touch_r(h, a + 6 * PG);
 	assert_int_equal(age(h, a + 6 * PG, 1, 0, bm), 1); /* 6 is old now */
-	old_pfn = pfn_of(h, a + 2 * PG);
+	old_pfn = th_lookup_pfn(h, a + 2 * PG, NULL);
 	assert_int_equal(tdp_host_migrate(h, a, 8 * PG), 0);
-	assert_int_not_equal(pfn_of(h, a + 2 * PG), old_pfn);
+	assert_int_not_equal(th_lookup_pfn(h, a + 2 * PG, NULL), old_pfn);
 	assert_int_equal(peek(h, a, 8, bm), 2);
-	assert_true(bit(bm, 2) && bit(bm, 5));
+	assert_true(th_bm_test(bm, 2) && th_bm_test(bm, 5));
 	/* old pages stay old */
 	assert_int_equal(age(h, a, 8, 0, bm), 2);
 	assert_int_equal(tdp_host_migrate(h, a, 8 * PG), 0);
@@ -321,17 +283,17 @@ static void test_age_migrate(void **state)
 	assert_int_equal(host_gup(h, a + 7 * PG, false, &g), 0);
 	host_put_frame(h, g.ref_pfn);
 	assert_int_equal(peek(h, a, 8, bm), 0);
-	host_mark_accessed(h, pfn_of(h, a + 7 * PG), 1);
+	host_mark_accessed(h, th_lookup_pfn(h, a + 7 * PG, NULL), 1);
 	assert_int_equal(tdp_host_migrate(h, a + 7 * PG, PG), 0);
 	assert_int_equal(age(h, a, 8, 0, bm), 1);
-	assert_true(bit(bm, 7));
+	assert_true(th_bm_test(bm, 7));
 	tdp_host_destroy(h);
 }
 
 static void test_age_swap(void **state)
 {
-	struct tdp_host *h = mkhost();
-	uint64_t a = map(h, 8 * PG, TDP_PAGE_SIZE);
+	struct tdp_host *h = th_host_new(GiB);
+	uint64_t a = th_host_map(h, 8 * PG, RW, TDP_PAGE_SIZE);
 	uint64_t bm[16];
 	struct host_gup g;
 
@@ -340,13 +302,13 @@ static void test_age_swap(void **state)
 	assert_int_equal(tdp_host_swap_out(h, a, 2 * PG), 0);
 	/* swapped out: old; still present and young: pages 2, 3 */
 	assert_int_equal(peek(h, a, 8, bm), 2);
-	assert_true(bit(bm, 2) && bit(bm, 3));
+	assert_true(th_bm_test(bm, 2) && th_bm_test(bm, 3));
 	assert_int_equal(age(h, a, 8, 0, bm), 2);
 
 	/* swap-in by a host read: young (the read marks it) */
 	touch_r(h, a);
 	assert_int_equal(age(h, a, 8, 0, bm), 1);
-	assert_true(bit(bm, 0));
+	assert_true(th_bm_test(bm, 0));
 	/* swap-in by host_gup (a guest fault): old on the host side */
 	assert_int_equal(host_gup(h, a + PG, false, &g), 0);
 	host_put_frame(h, g.ref_pfn);
@@ -365,8 +327,9 @@ static void test_age_swap(void **state)
 
 static void test_age_huge(void **state)
 {
-	struct tdp_host *h = mkhost();
-	uint64_t a = map(h, 4 * MiB, TDP_HUGE_2M); /* two 2M folios */
+	struct tdp_host *h = th_host_new(GiB);
+	uint64_t a =
+		th_host_map(h, 4 * MiB, RW, TDP_HUGE_2M); /* two 2M folios */
 	uint64_t bm[16], head, pfn;
 	unsigned order;
 
@@ -375,22 +338,23 @@ static void test_age_huge(void **state)
 	touch_r(h, a + 511 * PG);
 	touch_r(h, a + 512 * PG); /* second folio */
 	touch_w(h, a + 600 * PG);
-	assert_int_equal(host_lookup(h, a + 300 * PG, &pfn, &order, NULL), 0);
+	pfn = th_lookup_pfn(h, a + 300 * PG, &order);
 	assert_int_equal(order, HOST_ORDER_2M);
 	head = pfn - 300;
 	/* every page of a folio ages on its own */
 	assert_int_equal(peek(h, a, 1024, bm), 5);
-	assert_true(bit(bm, 1) && bit(bm, 300) && bit(bm, 511) &&
-		    bit(bm, 512) && bit(bm, 600));
+	assert_true(th_bm_test(bm, 1) && th_bm_test(bm, 300) &&
+		    th_bm_test(bm, 511) && th_bm_test(bm, 512) &&
+		    th_bm_test(bm, 600));
 
 	/* a range across the folio boundary, covering both partly */
 	assert_int_equal(age(h, a + 256 * PG, 512, 0, bm), 4);
-	assert_true(bit(bm, 300 - 256) && bit(bm, 511 - 256) &&
-		    bit(bm, 512 - 256) && bit(bm, 600 - 256));
+	assert_true(th_bm_test(bm, 300 - 256) && th_bm_test(bm, 511 - 256) &&
+		    th_bm_test(bm, 512 - 256) && th_bm_test(bm, 600 - 256));
 	/* only the range was cleared; the folios were not split */
 	assert_int_equal(peek(h, a, 1024, bm), 1);
-	assert_true(bit(bm, 1));
-	assert_int_equal(host_lookup(h, a + 300 * PG, &pfn, &order, NULL), 0);
+	assert_true(th_bm_test(bm, 1));
+	pfn = th_lookup_pfn(h, a + 300 * PG, &order);
 	assert_int_equal(order, HOST_ORDER_2M);
 	assert_int_equal(pfn, head + 300);
 
@@ -403,36 +367,39 @@ static void test_age_huge(void **state)
 	/* marks on part of a folio's frames */
 	host_mark_accessed(h, head + 10, 3);
 	assert_int_equal(peek(h, a, 1024, bm), 3);
-	assert_true(bit(bm, 10) && bit(bm, 11) && bit(bm, 12));
+	assert_true(th_bm_test(bm, 10) && th_bm_test(bm, 11) &&
+		    th_bm_test(bm, 12));
 
 	/* split keeps the bits per frame */
 	touch_r(h, a + 400 * PG);
 	assert_int_equal(tdp_host_split(h, a, 2 * MiB), 0);
-	assert_int_equal(host_lookup(h, a + 400 * PG, &pfn, &order, NULL), 0);
+	pfn = th_lookup_pfn(h, a + 400 * PG, &order);
 	assert_int_equal(order, 0);
 	assert_int_equal(pfn, head + 400);
 	assert_int_equal(peek(h, a, 1024, bm), 4);
-	assert_true(bit(bm, 10) && bit(bm, 11) && bit(bm, 12) && bit(bm, 400));
+	assert_true(th_bm_test(bm, 10) && th_bm_test(bm, 11) &&
+		    th_bm_test(bm, 12) && th_bm_test(bm, 400));
 	assert_int_equal(age(h, a, 1024, 0, bm), 4);
 
 	/* whole-folio migration keeps them frame by frame */
 	touch_w(h, a + 513 * PG);
 	touch_r(h, a + 1023 * PG);
-	pfn = pfn_of(h, a + 513 * PG);
+	pfn = th_lookup_pfn(h, a + 513 * PG, NULL);
 	assert_int_equal(tdp_host_migrate(h, a + 2 * MiB, 2 * MiB), 0);
-	assert_int_not_equal(pfn_of(h, a + 513 * PG), pfn);
-	assert_int_equal(host_lookup(h, a + 513 * PG, &pfn, &order, NULL), 0);
+	assert_int_not_equal(th_lookup_pfn(h, a + 513 * PG, NULL), pfn);
+	pfn = th_lookup_pfn(h, a + 513 * PG, &order);
 	assert_int_equal(order, HOST_ORDER_2M);
 	assert_int_equal(peek(h, a, 1024, bm), 2);
-	assert_true(bit(bm, 513) && bit(bm, 1023));
+	assert_true(th_bm_test(bm, 513) && th_bm_test(bm, 1023));
 
 	/* partial migration splits the folio and keeps them too */
 	touch_w(h, a + 700 * PG);
 	assert_int_equal(tdp_host_migrate(h, a + 512 * PG, 200 * PG), 0);
-	assert_int_equal(host_lookup(h, a + 513 * PG, &pfn, &order, NULL), 0);
+	pfn = th_lookup_pfn(h, a + 513 * PG, &order);
 	assert_int_equal(order, 0);
 	assert_int_equal(peek(h, a, 1024, bm), 3);
-	assert_true(bit(bm, 513) && bit(bm, 700) && bit(bm, 1023));
+	assert_true(th_bm_test(bm, 513) && th_bm_test(bm, 700) &&
+		    th_bm_test(bm, 1023));
 
 	/* swapping out part of a folio makes that part old */
 	assert_int_equal(age(h, a, 1024, 0, bm), 3);
@@ -440,16 +407,16 @@ static void test_age_huge(void **state)
 	touch_r(h, a + 1001 * PG);
 	assert_int_equal(tdp_host_swap_out(h, a + 1000 * PG, PG), 0);
 	assert_int_equal(age(h, a, 1024, 0, bm), 1);
-	assert_true(bit(bm, 1001));
+	assert_true(th_bm_test(bm, 1001));
 	tdp_host_destroy(h);
 }
 
 /* A long range: many pte leaves, mostly unpopulated. */
 static void test_age_large_range(void **state)
 {
-	struct tdp_host *h = mkhost();
+	struct tdp_host *h = th_host_new(GiB);
 	uint64_t len = 512 * MiB, npages = len / PG;
-	uint64_t a = map(h, len, TDP_HUGE_2M);
+	uint64_t a = th_host_map(h, len, RW, TDP_HUGE_2M);
 	uint64_t *bm = calloc((npages + 63) / 64, sizeof(*bm));
 	int ret;
 
@@ -459,9 +426,9 @@ static void test_age_large_range(void **state)
 	touch_r(h, a + 77 * MiB + 5 * PG);
 	ret = tdp_host_age(h, a, len, 0, bm);
 	assert_int_equal(ret, 3);
-	assert_int_equal(popcount(bm, npages / 64), 3);
-	assert_true(bit(bm, 0) && bit(bm, npages - 1) &&
-		    bit(bm, 77 * MiB / PG + 5));
+	assert_int_equal(th_bm_count(bm, npages / 64), 3);
+	assert_true(th_bm_test(bm, 0) && th_bm_test(bm, npages - 1) &&
+		    th_bm_test(bm, 77 * MiB / PG + 5));
 	assert_int_equal(tdp_host_age(h, a, len, 0, NULL), 0);
 	free(bm);
 	tdp_host_destroy(h);
@@ -576,8 +543,8 @@ static const struct tdp_host_notifier_ops noage_ops = {
 
 static void test_age_notifier(void **state)
 {
-	struct tdp_host *h = mkhost();
-	uint64_t n = 70, a = map(h, n * PG, TDP_PAGE_SIZE);
+	struct tdp_host *h = th_host_new(GiB);
+	uint64_t n = 70, a = th_host_map(h, n * PG, RW, TDP_PAGE_SIZE);
 	struct fake_vm v1 = {.n.ops = &fake_ops, .h = h};
 	struct fake_vm v2 = {.n.ops = &fake_ops, .h = h};
 	struct tdp_host_notifier nul = {.ops = &noage_ops};
@@ -605,8 +572,9 @@ static void test_age_notifier(void **state)
 	v2.nr_report = 1;
 
 	assert_int_equal(age(h, a, n, TDP_AGE_TEST_ONLY, bm), 5);
-	assert_true(bit(bm, 0) && bit(bm, 3) && bit(bm, 5) && bit(bm, 65) &&
-		    bit(bm, 69));
+	assert_true(th_bm_test(bm, 0) && th_bm_test(bm, 3) &&
+		    th_bm_test(bm, 5) && th_bm_test(bm, 65) &&
+		    th_bm_test(bm, 69));
 	assert_int_equal(v1.last_flags, TDP_AGE_TEST_ONLY);
 	assert_int_equal(v2.last_flags, TDP_AGE_TEST_ONLY);
 	/* the VMs are asked first (a mapping zapped while they walk hands
@@ -634,7 +602,7 @@ static void test_age_notifier(void **state)
 	v1.report[1] = n + 3; /* still inside word 1 */
 	v1.nr_report = 2;
 	assert_int_equal(age(h, a, n, 0, bm), 1);
-	assert_true(bit(bm, 2));
+	assert_true(th_bm_test(bm, 2));
 
 	/* a sub-range is passed on as it is */
 	assert_int_equal(age(h, a + 64 * PG, 3, 0, bm), 0);
@@ -687,8 +655,8 @@ static void hook_age_fn(void *arg, uint64_t start, uint64_t end)
 
 static void test_age_in_write_section(void **state)
 {
-	struct tdp_host *h = mkhost();
-	uint64_t a = map(h, 4 * PG, TDP_PAGE_SIZE);
+	struct tdp_host *h = th_host_new(GiB);
+	uint64_t a = th_host_map(h, 4 * PG, RW, TDP_PAGE_SIZE);
 	struct hook_age ha = {.h = h, .hva = a, .ret = -1};
 	uint64_t bm[16];
 
@@ -752,13 +720,13 @@ static void *stress_migrator(void *arg)
 
 static void test_age_concurrent(void **state)
 {
-	struct tdp_host *h = mkhost();
+	struct tdp_host *h = th_host_new(GiB);
 	struct age_stress s = {.h = h, .npages = 256};
 	pthread_t t[3];
 	uint64_t bm[4], t0 = th_now_ns();
 	unsigned rounds = 0;
 
-	s.a = map(h, s.npages * PG, TDP_PAGE_SIZE);
+	s.a = th_host_map(h, s.npages * PG, RW, TDP_PAGE_SIZE);
 	pthread_create(&t[0], NULL, stress_toucher, &s);
 	pthread_create(&t[1], NULL, stress_toucher, &s);
 	pthread_create(&t[2], NULL, stress_migrator, &s);
@@ -771,7 +739,7 @@ static void test_age_concurrent(void **state)
 
 		ret = tdp_host_age(h, s.a, s.npages * PG, flags, bm);
 		assert_true(ret >= 0 && ret <= (int)s.npages);
-		assert_int_equal(ret, popcount(bm, 4));
+		assert_int_equal(ret, th_bm_count(bm, 4));
 		rounds++;
 	}
 	__atomic_store_n(&s.stop, 1, __ATOMIC_RELAXED);
@@ -782,7 +750,7 @@ static void test_age_concurrent(void **state)
 	assert_true(tdp_host_age(h, s.a, s.npages * PG, 0, NULL) >= 0);
 	touch_r(h, s.a + 17 * PG);
 	assert_int_equal(age(h, s.a, s.npages, 0, bm), 1);
-	assert_true(bit(bm, 17));
+	assert_true(th_bm_test(bm, 17));
 	tdp_host_destroy(h);
 }
 

@@ -29,15 +29,6 @@
 /* helpers                                                             */
 /* ------------------------------------------------------------------ */
 
-static struct tdp_host *mkhost(void)
-{
-	struct tdp_host_config cfg = {.mem_bytes = 1ull << 30};
-	struct tdp_host *h = NULL;
-
-	assert_int_equal(tdp_host_create(&cfg, &h), 0);
-	return h;
-}
-
 /* Map [hva, hva+len) with TDP_MAP_FIXED | @flags. */
 static void map_at(struct tdp_host *h, uint64_t hva, uint64_t len,
 		   unsigned prot, uint64_t folio, unsigned flags)
@@ -50,46 +41,6 @@ static void map_at(struct tdp_host *h, uint64_t hva, uint64_t len,
 	assert_int_equal(a, hva);
 }
 
-static struct tdp_host_stats stats(struct tdp_host *h)
-{
-	struct tdp_host_stats s;
-
-	tdp_host_get_stats(h, &s);
-	return s;
-}
-
-static uint64_t *frame_words(struct tdp_host *h, uint64_t pfn)
-{
-	return (uint64_t *)(host_frame_base(h) + pfn * PG);
-}
-
-static bool frame_all(struct tdp_host *h, uint64_t pfn, uint64_t word)
-{
-	const uint64_t *w = frame_words(h, pfn);
-
-	for (unsigned i = 0; i < 512; i++)
-		if (__atomic_load_n(&w[i], __ATOMIC_RELAXED) != word)
-			return false;
-	return true;
-}
-
-static bool frame_poisoned(struct tdp_host *h, uint64_t pfn)
-{
-	return frame_all(h, pfn, HOST_POISON_WORD);
-}
-
-/* pfn that backs @hva now (must be populated) */
-static uint64_t lookup_pfn(struct tdp_host *h, uint64_t hva, unsigned *order)
-{
-	uint64_t pfn = ~0ull;
-	unsigned o = ~0u, prot;
-
-	assert_int_equal(host_lookup(h, hva, &pfn, &o, &prot), 0);
-	if (order)
-		*order = o;
-	return pfn;
-}
-
 /* Write generation @gen of the page at @hva as a VM would: through the
  * frame that host_gup returns. */
 static void fill_frame(struct tdp_host *h, uint64_t hva, uint64_t gen)
@@ -99,34 +50,16 @@ static void fill_frame(struct tdp_host *h, uint64_t hva, uint64_t gen)
 
 	assert_int_equal(host_gup(h, hva, true, &g), 0);
 	th_fill_page(buf, hva, gen);
-	wordcopy_to_frame((uint8_t *)frame_words(h, g.pfn), buf, PG);
+	wordcopy_to_frame((uint8_t *)th_frame(h, g.pfn), buf, PG);
 	host_put_frame(h, g.ref_pfn);
 }
 
 /* The page at @hva is populated and holds generation @gen (no fault-in). */
 static void check_frame(struct tdp_host *h, uint64_t hva, uint64_t gen)
 {
-	assert_int_equal(th_check_page(frame_words(h, lookup_pfn(h, hva, NULL)),
+	assert_int_equal(th_check_page(th_frame(h, th_lookup_pfn(h, hva, NULL)),
 				       hva, gen),
 			 0);
-}
-
-static void put_page(struct tdp_host *h, uint64_t hva, uint64_t gen)
-{
-	uint64_t buf[512];
-
-	th_fill_page(buf, hva, gen);
-	assert_int_equal(tdp_host_write(h, hva, buf, PG), 0);
-}
-
-static void assert_empty(struct tdp_host *h)
-{
-	struct tdp_host_stats s = stats(h);
-
-	assert_int_equal(s.frames_used, 0);
-	assert_int_equal(s.frame_refs, 0);
-	assert_int_equal(s.pinned_refs, 0);
-	assert_int_equal(s.swapped_pages, 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -170,7 +103,7 @@ static void log_call(struct log *l, int who, enum op op, uint64_t start,
 	/* the host holds its mmap lock for write (read for age): these
 	 * lookups must work from here */
 	c->probe_ret = host_lookup(l->h, l->probe, NULL, NULL, NULL);
-	c->poisoned = l->watch != ~0ull && frame_poisoned(l->h, l->watch);
+	c->poisoned = l->watch != ~0ull && th_frame_poisoned(l->h, l->watch);
 	c->range_private = host_range_private(l->h, start, end - start);
 }
 
@@ -288,7 +221,7 @@ static void expect_seq(const struct log *l, uint64_t start, uint64_t end,
 
 static void test_mmap_gup(void **state)
 {
-	struct tdp_host *h = mkhost();
+	struct tdp_host *h = th_host_new(GiB);
 	uint64_t base = 64ull << 30, a = 0, b = base, n = 0;
 	unsigned order, prot;
 	struct host_gup g;
@@ -305,7 +238,7 @@ static void test_mmap_gup(void **state)
 	assert_true(host_range_private(h, a, 4 * PG));
 	assert_true(host_range_private(h, b, 2 * M2));
 	assert_false(host_range_private(h, n, PG));
-	assert_int_equal(stats(h).frames_used, 0);
+	assert_int_equal(th_host_stats(h).frames_used, 0);
 
 	/* first touch allocates a zero-filled frame, as for normal memory */
 	assert_int_equal(host_lookup(h, a + PG, NULL, NULL, NULL), -ENOENT);
@@ -314,8 +247,8 @@ static void test_mmap_gup(void **state)
 	assert_true(g.writable);
 	assert_false(g.executable);
 	assert_int_equal(g.order, 0);
-	assert_int_equal(stats(h).frames_used, 1);
-	assert_true(frame_all(h, g.pfn, 0));
+	assert_int_equal(th_host_stats(h).frames_used, 1);
+	assert_true(th_frame_all(h, g.pfn, 0));
 	assert_int_equal(host_lookup(h, a + PG, &pfn, &order, &prot), 0);
 	assert_int_equal(pfn, g.pfn);
 	assert_int_equal(order, 0);
@@ -327,10 +260,10 @@ static void test_mmap_gup(void **state)
 	assert_true(g.guest_private);
 	assert_int_equal(g.order, 9);
 	assert_int_equal(g.pfn, g.ref_pfn + 5);
-	assert_int_equal(stats(h).frames_used, 1 + 512);
-	assert_true(frame_all(h, g.pfn, 0));
+	assert_int_equal(th_host_stats(h).frames_used, 1 + 512);
+	assert_true(th_frame_all(h, g.pfn, 0));
 	host_put_frame(h, g.ref_pfn);
-	assert_int_equal(lookup_pfn(h, b + 7 * PG, &order), g.ref_pfn + 7);
+	assert_int_equal(th_lookup_pfn(h, b + 7 * PG, &order), g.ref_pfn + 7);
 	assert_int_equal(order, 9);
 
 	/* normal memory says so */
@@ -350,7 +283,7 @@ static void test_mmap_gup(void **state)
 	assert_int_equal(tdp_host_munmap(h, a + 2 * PG, 2 * PG), 0);
 	assert_int_equal(tdp_host_munmap(h, b, 2 * M2), 0);
 	assert_int_equal(tdp_host_munmap(h, n, PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -383,7 +316,7 @@ static const range_op refusing_ops[] = {
 
 static void test_refused(void **state)
 {
-	struct tdp_host *h = mkhost();
+	struct tdp_host *h = th_host_new(GiB);
 	/* normal 4 pages [n, n+4PG), then private 2 x 2 MiB [p, p+4M) */
 	uint64_t p = 64ull << 30, n = p - 4 * PG, ro = p + 4 * M2;
 	uint64_t npfn, ppfn, young[2] = {0x1234, 0x5678};
@@ -396,14 +329,15 @@ static void test_refused(void **state)
 	map_at(h, n, 4 * PG, RW, PG, 0);
 	map_at(h, p, 2 * M2, RW, M2, PRV);
 	map_at(h, ro, PG, TDP_PROT_READ, PG, PRV);
-	put_page(h, n + 3 * PG, 3); /* n, n+PG, n+2PG stay unpopulated */
+	th_host_put_page(h, n + 3 * PG,
+			 3); /* n, n+PG, n+2PG stay unpopulated */
 	fill_frame(h, p, 10);
 	fill_frame(h, p + PG, 11);
-	npfn = lookup_pfn(h, n + 3 * PG, NULL);
-	ppfn = lookup_pfn(h, p, &order);
+	npfn = th_lookup_pfn(h, n + 3 * PG, NULL);
+	ppfn = th_lookup_pfn(h, p, &order);
 	assert_int_equal(order, 9);
 	log_init(&l, r, h);
-	s0 = stats(h);
+	s0 = th_host_stats(h);
 	memset(buf, 0x5a, sizeof(buf));
 	memcpy(orig, buf, sizeof(buf));
 
@@ -447,7 +381,7 @@ static void test_refused(void **state)
 
 	/* nothing changed, nobody was told, no VM was asked to age */
 	assert_int_equal(l.n, 0);
-	s1 = stats(h);
+	s1 = th_host_stats(h);
 	assert_int_equal(s1.frames_used, s0.frames_used);
 	assert_int_equal(s1.frame_refs, s0.frame_refs);
 	assert_int_equal(s1.notifier_calls, s0.notifier_calls);
@@ -455,13 +389,13 @@ static void test_refused(void **state)
 	assert_int_equal(s1.migrations, 0);
 	assert_int_equal(s1.swap_outs, 0);
 	assert_int_equal(s1.swapped_pages, 0);
-	assert_int_equal(lookup_pfn(h, p + PG, &order), ppfn + 1);
+	assert_int_equal(th_lookup_pfn(h, p + PG, &order), ppfn + 1);
 	assert_int_equal(order, 9);
 	assert_int_equal(host_lookup(h, p, NULL, NULL, &prot), 0);
 	assert_int_equal(prot, RW);
 	assert_int_equal(host_lookup(h, n + 3 * PG, NULL, NULL, &prot), 0);
 	assert_int_equal(prot, RW);
-	assert_int_equal(lookup_pfn(h, n + 3 * PG, NULL), npfn);
+	assert_int_equal(th_lookup_pfn(h, n + 3 * PG, NULL), npfn);
 	check_frame(h, n + 3 * PG, 3);
 	check_frame(h, p, 10);
 	check_frame(h, p + PG, 11);
@@ -500,20 +434,20 @@ static void test_refused(void **state)
 	assert_int_equal(tdp_host_write(h, ro, buf, 8), -EACCES);
 	assert_int_equal(tdp_host_read(h, ro, buf, 8), -EPERM);
 	assert_int_equal(l.n, 0);
-	assert_int_equal(stats(h).notifier_calls, s0.notifier_calls);
+	assert_int_equal(th_host_stats(h).notifier_calls, s0.notifier_calls);
 
 	/* normal memory alone is served as before */
 	assert_int_equal(tdp_host_read(h, n + 3 * PG, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, n + 3 * PG, 3), 0);
 	assert_int_equal(tdp_host_migrate(h, n + 3 * PG, PG), 0);
-	assert_int_equal(stats(h).migrations, 1);
+	assert_int_equal(th_host_stats(h).migrations, 1);
 	assert_int_equal(tdp_host_swap_out(h, n, 4 * PG), 0);
-	assert_int_equal(stats(h).swap_outs, 1);
+	assert_int_equal(th_host_stats(h).swap_outs, 1);
 
 	log_fini(&l, r);
 	assert_int_equal(tdp_host_munmap(h, n, 4 * PG + 2 * M2), 0);
 	assert_int_equal(tdp_host_munmap(h, ro, PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -529,7 +463,7 @@ static void test_munmap_private(void **state)
 					OP_END};
 	static const enum op both[] = {OP_START, OP_START, OP_PSTART, OP_HOOK,
 				       OP_PEND,	 OP_END,   OP_END};
-	struct tdp_host *h = mkhost();
+	struct tdp_host *h = th_host_new(GiB);
 	uint64_t pfn, calls;
 	unsigned order;
 	struct rec r[2];
@@ -541,41 +475,41 @@ static void test_munmap_private(void **state)
 	fill_frame(h, p + 300 * PG, 300);
 	fill_frame(h, p + M2 + 7 * PG, 7);
 	for (unsigned i = 0; i < 4; i++)
-		put_page(h, n + i * PG, i);
-	pfn = lookup_pfn(h, p, &order);
+		th_host_put_page(h, n + i * PG, i);
+	pfn = th_lookup_pfn(h, p, &order);
 	assert_int_equal(order, 9);
 	log_init(&l, r, h);
 
 	/* normal memory only: exactly as before, no private calls */
-	calls = stats(h).notifier_calls;
+	calls = th_host_stats(h).notifier_calls;
 	l.probe = n + 2 * PG;
-	l.watch = lookup_pfn(h, n + 2 * PG, NULL);
+	l.watch = th_lookup_pfn(h, n + 2 * PG, NULL);
 	assert_int_equal(tdp_host_munmap(h, n + 2 * PG, PG), 0);
 	expect_seq(&l, n + 2 * PG, n + 3 * PG, plain, 5);
-	assert_int_equal(stats(h).notifier_calls, calls + 2);
+	assert_int_equal(th_host_stats(h).notifier_calls, calls + 2);
 	assert_false(l.c[0].poisoned);
-	assert_true(frame_poisoned(h, l.watch));
+	assert_true(th_frame_poisoned(h, l.watch));
 	l.n = 0;
 
 	/* part of a private huge folio: start, private start, hook, private
 	 * end, end, all over the folio (it is split) */
-	calls = stats(h).notifier_calls;
+	calls = th_host_stats(h).notifier_calls;
 	l.probe = p + 260 * PG;
 	l.watch = pfn + 260;
 	assert_int_equal(tdp_host_munmap(h, p + 256 * PG, 16 * PG), 0);
 	expect_seq(&l, p, p + M2, both, 7);
-	assert_int_equal(stats(h).notifier_calls, calls + 3);
+	assert_int_equal(th_host_stats(h).notifier_calls, calls + 3);
 	/* the frames were there for the start callbacks and the hook */
 	for (int i = 0; i < 4; i++) {
 		assert_int_equal(l.c[i].probe_ret, 0);
 		assert_false(l.c[i].poisoned);
 	}
 	assert_int_equal(l.c[6].probe_ret, -EFAULT); /* unmapped at the end */
-	assert_true(frame_poisoned(h, pfn + 260));
-	assert_false(frame_poisoned(h, pfn + 255));
-	assert_int_equal(stats(h).splits, 1);
-	assert_int_equal(stats(h).frames_used, 1024 - 16 + 3);
-	assert_int_equal(lookup_pfn(h, p + 10 * PG, &order), pfn + 10);
+	assert_true(th_frame_poisoned(h, pfn + 260));
+	assert_false(th_frame_poisoned(h, pfn + 255));
+	assert_int_equal(th_host_stats(h).splits, 1);
+	assert_int_equal(th_host_stats(h).frames_used, 1024 - 16 + 3);
+	assert_int_equal(th_lookup_pfn(h, p + 10 * PG, &order), pfn + 10);
 	assert_int_equal(order, 0);
 	check_frame(h, p + 10 * PG, 10);
 	check_frame(h, p + 300 * PG, 300);
@@ -585,18 +519,18 @@ static void test_munmap_private(void **state)
 
 	/* private and normal in one range: the private pair over the whole
 	 * (widened) range */
-	calls = stats(h).notifier_calls;
+	calls = th_host_stats(h).notifier_calls;
 	l.probe = p + M2 + 7 * PG;
-	l.watch = lookup_pfn(h, p + M2 + 7 * PG, NULL);
+	l.watch = th_lookup_pfn(h, p + M2 + 7 * PG, NULL);
 	assert_int_equal(tdp_host_munmap(h, p + 2 * M2 - PG, 2 * PG), 0);
 	expect_seq(&l, p + M2, n + PG, both, 7);
-	assert_int_equal(stats(h).notifier_calls, calls + 3);
+	assert_int_equal(th_host_stats(h).notifier_calls, calls + 3);
 	assert_false(l.c[0].range_private); /* mixed */
 	for (int i = 0; i < 4; i++)
 		assert_false(l.c[i].poisoned);
-	assert_false(frame_poisoned(h, l.watch)); /* split, still mapped */
+	assert_false(th_frame_poisoned(h, l.watch)); /* split, still mapped */
 	check_frame(h, p + M2 + 7 * PG, 7);
-	assert_int_equal(stats(h).splits, 2);
+	assert_int_equal(th_host_stats(h).splits, 2);
 	l.n = 0;
 
 	log_fini(&l, r);
@@ -606,7 +540,7 @@ static void test_munmap_private(void **state)
 	assert_int_equal(tdp_host_munmap(h, n + PG, PG), 0);
 	assert_int_equal(tdp_host_munmap(h, n + 3 * PG, PG), 0);
 	assert_false(host_range_has_private(h, p, 2 * M2 + 4 * PG));
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -617,7 +551,7 @@ static void test_munmap_private(void **state)
 static void test_punch_hole(void **state)
 {
 	static const enum op priv[] = {OP_PSTART, OP_HOOK, OP_PEND};
-	struct tdp_host *h = mkhost();
+	struct tdp_host *h = th_host_new(GiB);
 	uint64_t q = 64ull << 30, calls;
 	struct tdp_host_stats s;
 	struct host_gup g;
@@ -627,17 +561,17 @@ static void test_punch_hole(void **state)
 	map_at(h, q, 8 * PG, RW, PG, PRV);
 	for (unsigned i = 0; i < 8; i++)
 		fill_frame(h, q + i * PG, i);
-	assert_int_equal(stats(h).frames_used, 8);
+	assert_int_equal(th_host_stats(h).frames_used, 8);
 	log_init(&l, r, h);
 
 	/* only the private pair, and the hook between them */
-	calls = stats(h).notifier_calls;
+	calls = th_host_stats(h).notifier_calls;
 	l.probe = q + 3 * PG;
-	l.watch = lookup_pfn(h, q + 3 * PG, NULL);
+	l.watch = th_lookup_pfn(h, q + 3 * PG, NULL);
 	assert_int_equal(tdp_host_punch_hole(h, q + 2 * PG, 3 * PG), 0);
 	expect_seq(&l, q + 2 * PG, q + 5 * PG, priv, 3);
 	assert_int_equal(l.c[0].who, 1);
-	assert_int_equal(stats(h).notifier_calls, calls + 1);
+	assert_int_equal(th_host_stats(h).notifier_calls, calls + 1);
 	/* frames present and intact for the start and the hook, freed
 	 * (poisoned) by the end; the range is still private memory */
 	assert_int_equal(l.c[0].probe_ret, 0);
@@ -651,8 +585,8 @@ static void test_punch_hole(void **state)
 	l.n = 0;
 
 	/* the frames are gone, the mapping and the other pages stay */
-	assert_int_equal(stats(h).frames_used, 5);
-	assert_int_equal(stats(h).frame_refs, 5);
+	assert_int_equal(th_host_stats(h).frames_used, 5);
+	assert_int_equal(th_host_stats(h).frame_refs, 5);
 	for (unsigned i = 2; i < 5; i++)
 		assert_int_equal(host_lookup(h, q + i * PG, NULL, NULL, NULL),
 				 -ENOENT);
@@ -666,45 +600,44 @@ static void test_punch_hole(void **state)
 	assert_int_equal(host_gup(h, q + 3 * PG, false, &g), 0);
 	assert_true(g.guest_private);
 	assert_int_equal(g.order, 0);
-	assert_true(frame_all(h, g.pfn, 0));
+	assert_true(th_frame_all(h, g.pfn, 0));
 	host_put_frame(h, g.ref_pfn);
-	assert_int_equal(stats(h).frames_used, 6);
+	assert_int_equal(th_host_stats(h).frames_used, 6);
 
 	/* a pinned frame outlives the hole until the pin goes */
 	assert_int_equal(host_gup(h, q + 7 * PG, true, &g), 0);
 	assert_int_equal(tdp_host_punch_hole(h, q + 7 * PG, PG), 0);
 	assert_int_equal(host_lookup(h, q + 7 * PG, NULL, NULL, NULL), -ENOENT);
-	s = stats(h);
+	s = th_host_stats(h);
 	assert_int_equal(s.frames_used, 6);
 	assert_int_equal(s.pinned_refs, 1);
-	assert_false(frame_poisoned(h, g.pfn));
-	assert_int_equal(th_check_page(frame_words(h, g.pfn), q + 7 * PG, 7),
-			 0);
+	assert_false(th_frame_poisoned(h, g.pfn));
+	assert_int_equal(th_check_page(th_frame(h, g.pfn), q + 7 * PG, 7), 0);
 	host_put_frame(h, g.ref_pfn);
-	assert_true(frame_poisoned(h, g.pfn));
-	assert_int_equal(stats(h).frames_used, 5);
+	assert_true(th_frame_poisoned(h, g.pfn));
+	assert_int_equal(th_host_stats(h).frames_used, 5);
 	l.n = 0;
 
 	/* an unpopulated range: still the private pair, nothing freed */
-	calls = stats(h).notifier_calls;
+	calls = th_host_stats(h).notifier_calls;
 	assert_int_equal(tdp_host_punch_hole(h, q + 2 * PG, PG), 0);
 	expect_seq(&l, q + 2 * PG, q + 3 * PG, priv, 3);
-	assert_int_equal(stats(h).notifier_calls, calls + 1);
-	assert_int_equal(stats(h).frames_used, 5);
+	assert_int_equal(th_host_stats(h).notifier_calls, calls + 1);
+	assert_int_equal(th_host_stats(h).frames_used, 5);
 	l.n = 0;
 
 	/* the whole mapping */
 	assert_int_equal(tdp_host_punch_hole(h, q, 8 * PG), 0);
-	assert_int_equal(stats(h).frames_used, 0);
+	assert_int_equal(th_host_stats(h).frames_used, 0);
 	log_fini(&l, r);
 	assert_int_equal(tdp_host_munmap(h, q, 8 * PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
 static void test_punch_errors(void **state)
 {
-	struct tdp_host *h = mkhost();
+	struct tdp_host *h = th_host_new(GiB);
 	/* private 4 pages [q, q+4PG), normal 4 pages after, then a hole */
 	uint64_t q = 64ull << 30, n = q + 4 * PG;
 	struct tdp_host_stats s0, s1;
@@ -715,10 +648,10 @@ static void test_punch_errors(void **state)
 	map_at(h, n, 4 * PG, RW, PG, 0);
 	for (unsigned i = 0; i < 4; i++) {
 		fill_frame(h, q + i * PG, i);
-		put_page(h, n + i * PG, 10 + i);
+		th_host_put_page(h, n + i * PG, 10 + i);
 	}
 	log_init(&l, r, h);
-	s0 = stats(h);
+	s0 = th_host_stats(h);
 
 	/* -EINVAL: as munmap */
 	assert_int_equal(tdp_host_punch_hole(NULL, q, PG), -EINVAL);
@@ -743,7 +676,7 @@ static void test_punch_errors(void **state)
 
 	/* nothing changed, nobody was told */
 	assert_int_equal(l.n, 0);
-	s1 = stats(h);
+	s1 = th_host_stats(h);
 	assert_int_equal(s1.frames_used, s0.frames_used);
 	assert_int_equal(s1.frame_refs, s0.frame_refs);
 	assert_int_equal(s1.notifier_calls, s0.notifier_calls);
@@ -753,14 +686,14 @@ static void test_punch_errors(void **state)
 	}
 	log_fini(&l, r);
 	assert_int_equal(tdp_host_munmap(h, q, 8 * PG), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
 static void test_punch_huge(void **state)
 {
 	static const enum op priv[] = {OP_PSTART, OP_HOOK, OP_PEND};
-	struct tdp_host *h = mkhost();
+	struct tdp_host *h = th_host_new(GiB);
 	uint64_t q = 64ull << 30, pfn, pfn2;
 	struct host_gup g;
 	unsigned order;
@@ -771,11 +704,11 @@ static void test_punch_huge(void **state)
 	fill_frame(h, q + 10 * PG, 10);
 	fill_frame(h, q + 300 * PG, 300);
 	fill_frame(h, q + M2 + 5 * PG, 5);
-	pfn = lookup_pfn(h, q, &order);
+	pfn = th_lookup_pfn(h, q, &order);
 	assert_int_equal(order, 9);
-	pfn2 = lookup_pfn(h, q + M2, &order);
+	pfn2 = th_lookup_pfn(h, q + M2, &order);
 	assert_int_equal(order, 9);
-	assert_int_equal(stats(h).frames_used, 1024);
+	assert_int_equal(th_host_stats(h).frames_used, 1024);
 	log_init(&l, r, h);
 
 	/* part of a folio: it is split, and the notifiers are told about
@@ -784,33 +717,33 @@ static void test_punch_huge(void **state)
 	assert_int_equal(tdp_host_punch_hole(h, q + 256 * PG, 16 * PG), 0);
 	expect_seq(&l, q, q + M2, priv, 3);
 	assert_int_equal(l.c[0].probe_ret, 0);
-	assert_int_equal(stats(h).splits, 1);
-	assert_int_equal(lookup_pfn(h, q + 10 * PG, &order), pfn + 10);
+	assert_int_equal(th_host_stats(h).splits, 1);
+	assert_int_equal(th_lookup_pfn(h, q + 10 * PG, &order), pfn + 10);
 	assert_int_equal(order, 0);
-	assert_int_equal(lookup_pfn(h, q + 300 * PG, &order), pfn + 300);
+	assert_int_equal(th_lookup_pfn(h, q + 300 * PG, &order), pfn + 300);
 	assert_int_equal(order, 0);
 	check_frame(h, q + 10 * PG, 10);
 	check_frame(h, q + 300 * PG, 300);
 	assert_int_equal(host_lookup(h, q + 260 * PG, NULL, NULL, NULL),
 			 -ENOENT);
-	assert_true(frame_poisoned(h, pfn + 256));
-	assert_true(frame_poisoned(h, pfn + 271));
-	assert_false(frame_poisoned(h, pfn + 255));
-	assert_false(frame_poisoned(h, pfn + 272));
-	assert_int_equal(stats(h).frames_used, 1024 - 16);
-	assert_int_equal(stats(h).frame_refs, 1 + 512 - 16);
+	assert_true(th_frame_poisoned(h, pfn + 256));
+	assert_true(th_frame_poisoned(h, pfn + 271));
+	assert_false(th_frame_poisoned(h, pfn + 255));
+	assert_false(th_frame_poisoned(h, pfn + 272));
+	assert_int_equal(th_host_stats(h).frames_used, 1024 - 16);
+	assert_int_equal(th_host_stats(h).frame_refs, 1 + 512 - 16);
 	/* the other folio is untouched */
-	assert_int_equal(lookup_pfn(h, q + M2 + PG, &order), pfn2 + 1);
+	assert_int_equal(th_lookup_pfn(h, q + M2 + PG, &order), pfn2 + 1);
 	assert_int_equal(order, 9);
 	l.n = 0;
 
 	/* a whole folio: freed as one, no split */
 	assert_int_equal(tdp_host_punch_hole(h, q + M2, M2), 0);
 	expect_seq(&l, q + M2, q + 2 * M2, priv, 3);
-	assert_int_equal(stats(h).splits, 1);
-	assert_int_equal(stats(h).frames_used, 512 - 16);
-	assert_true(frame_poisoned(h, pfn2));
-	assert_true(frame_poisoned(h, pfn2 + 511));
+	assert_int_equal(th_host_stats(h).splits, 1);
+	assert_int_equal(th_host_stats(h).frames_used, 512 - 16);
+	assert_true(th_frame_poisoned(h, pfn2));
+	assert_true(th_frame_poisoned(h, pfn2 + 511));
 	l.n = 0;
 
 	/* refaults: a huge zero-filled folio where the whole folio is empty,
@@ -818,17 +751,17 @@ static void test_punch_huge(void **state)
 	assert_int_equal(host_gup(h, q + M2 + 5 * PG, false, &g), 0);
 	assert_int_equal(g.order, 9);
 	assert_true(g.guest_private);
-	assert_true(frame_all(h, g.pfn, 0));
+	assert_true(th_frame_all(h, g.pfn, 0));
 	host_put_frame(h, g.ref_pfn);
 	assert_int_equal(host_gup(h, q + 260 * PG, false, &g), 0);
 	assert_int_equal(g.order, 0);
-	assert_true(frame_all(h, g.pfn, 0));
+	assert_true(th_frame_all(h, g.pfn, 0));
 	host_put_frame(h, g.ref_pfn);
-	assert_int_equal(stats(h).frames_used, 512 - 16 + 512 + 1);
+	assert_int_equal(th_host_stats(h).frames_used, 512 - 16 + 512 + 1);
 
 	log_fini(&l, r);
 	assert_int_equal(tdp_host_munmap(h, q, 2 * M2), 0);
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -838,7 +771,7 @@ static void test_punch_huge(void **state)
 
 static void test_range_queries(void **state)
 {
-	struct tdp_host *h = mkhost();
+	struct tdp_host *h = th_host_new(GiB);
 	/* private [p, p+4PG), normal [p+4PG, p+8PG), hole, private 2 MiB */
 	uint64_t p = 64ull << 30, n = p + 4 * PG, hole = p + 8 * PG;
 	uint64_t b = p + M2;
@@ -905,7 +838,7 @@ static void test_range_queries(void **state)
 	assert_int_equal(tdp_host_munmap(h, p + 2 * PG, 6 * PG), 0);
 	assert_int_equal(tdp_host_munmap(h, b, M2), 0);
 	assert_false(host_range_has_private(h, p, b + M2 - p));
-	assert_empty(h);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 
@@ -913,7 +846,7 @@ static void test_range_queries(void **state)
  * it) frees everything: the sanitizer builds check for leaks. */
 static void test_destroy(void **state)
 {
-	struct tdp_host *h = mkhost();
+	struct tdp_host *h = th_host_new(GiB);
 	uint64_t q = 64ull << 30;
 
 	map_at(h, q, 2 * M2, RW, M2, PRV);
@@ -922,7 +855,7 @@ static void test_destroy(void **state)
 	fill_frame(h, q + M2, 2);
 	fill_frame(h, q + 2 * M2 + PG, 3);
 	assert_int_equal(tdp_host_punch_hole(h, q + 8 * PG, PG), 0);
-	assert_int_equal(stats(h).frames_used, 1024 - 1 + 1);
+	assert_int_equal(th_host_stats(h).frames_used, 1024 - 1 + 1);
 	tdp_host_destroy(h);
 }
 

@@ -71,14 +71,6 @@ static int fx_fini(struct fx *f)
 	return problems ? DETECTED : CLEAN;
 }
 
-static struct tdp_stats stats(struct fx *f)
-{
-	struct tdp_stats s;
-
-	tdp_vm_get_stats(f->vm, &s);
-	return s;
-}
-
 static void touch(struct tdp_vcpu *v, uint64_t gpa)
 {
 	uint8_t b[8] = { 1 };
@@ -127,7 +119,7 @@ static bool every_32(void *arg)
 static void check_flushed(void *arg)
 {
 	struct yctx *y = arg;
-	uint64_t now = stats(y->f).remote_tlb_flush;
+	uint64_t now = th_vm_stats(y->f->vm).remote_tlb_flush;
 
 	if (now <= y->flushes)
 		y->missed_flush = true;
@@ -142,7 +134,7 @@ static int sc_yield_flush(int inject)
 	fx_init(&f, inject, 4 * MiB, TDP_PAGE_SIZE, 1);
 	for (uint64_t p = 0; p < 1024; p++)
 		touch(f.v, p * 4096);
-	y.flushes = stats(&f).remote_tlb_flush;
+	y.flushes = th_vm_stats(f.vm).remote_tlb_flush;
 	f.vm->mmu.hooks = (struct tdp_mmu_hooks){ .force_yield = every_32,
 						  .in_yield = check_flushed,
 						  .arg = &y };
@@ -189,15 +181,6 @@ static void test_yield_without_progress(void **s)
 
 /* ---- plain-store-loses-dirty ---- */
 
-static void hw_sets_dirty(void *arg, uint64_t *sptep)
-{
-	uint64_t v = __atomic_load_n(sptep, __ATOMIC_ACQUIRE);
-
-	(void)arg;
-	if (spte_present(v) && !(v & SPTE_D))
-		__atomic_fetch_or(sptep, SPTE_D, __ATOMIC_ACQ_REL);
-}
-
 static int sc_dirty(int inject)
 {
 	struct fx f;
@@ -205,7 +188,7 @@ static int sc_dirty(int inject)
 
 	fx_init(&f, inject, 2 * MiB, TDP_PAGE_SIZE, 1);
 	CHECK(!tdp_vcpu_read(f.v, 0, b, sizeof(b)));
-	f.vm->mmu.hooks.zap_before_write = hw_sets_dirty;
+	f.vm->mmu.hooks.zap_before_write = th_hw_sets_dirty;
 	CHECK(!tdp_vm_zap_gfn_range(f.vm, 0, 0, 4096));
 	memset(&f.vm->mmu.hooks, 0, sizeof(f.vm->mmu.hooks));
 	if (stat_read(f.vm->stats.zapped_dirty) != 1)
@@ -240,7 +223,7 @@ static int sc_root_leak(int inject)
 	CHECK(!root_next(&mmu->roots, root, -1, ROOTS_VALID));
 	tdp_read_unlock(&mmu->lock);
 	/* the audit's root accounting is the oracle */
-	if (tdp_vm_audit(f.vm, NULL, 0) || stats(&f).roots)
+	if (tdp_vm_audit(f.vm, NULL, 0) || th_vm_stats(f.vm).roots)
 		return DETECTED;
 	return fx_fini(&f);
 }
@@ -424,21 +407,8 @@ static void test_free_without_grace(void **s)
 
 struct stale {
 	struct fx *f;
-	atomic_int armed;
-	struct event paused, release;
+	struct th_pause p; /* after guest entry */
 };
-
-static void pause_after_entry(struct tdp_vcpu *v, uint64_t gpa, void *arg)
-{
-	struct stale *s = arg;
-
-	(void)v;
-	(void)gpa;
-	if (!atomic_exchange(&s->armed, 0))
-		return;
-	ev_set(&s->paused);
-	ev_wait(&s->release);
-}
 
 static void *zapper(void *arg)
 {
@@ -468,18 +438,18 @@ static int sc_stale_psc(int inject)
 	s.f = &f;
 	touch(f.v, 0);
 	touch(f.v, 4096); /* now the PSC caches the level-1 table */
-	f.vm->hooks.guest_entered = pause_after_entry;
-	f.vm->hooks.arg = &s;
-	atomic_store(&s.armed, 1);
+	f.vm->hooks.guest_entered = th_pause_hook;
+	f.vm->hooks.arg = &s.p;
+	th_pause_arm(&s.p);
 	/* the vCPU enters guest mode for gpa 8192 (a TLB miss) and stops
 	 * before its walk */
 	pthread_create(&tv, NULL, vcpu_read_8192, &s);
-	ev_wait(&s.paused);
+	ev_wait(&s.p.reached);
 	/* the zap removes the table; it must not be freed before the flush,
 	 * which waits for this guest-mode window to end */
 	pthread_create(&tz, NULL, zapper, &s);
 	usleep(200 * 1000);
-	ev_set(&s.release); /* the vCPU walks through its cached pointer */
+	ev_set(&s.p.release); /* the vCPU walks through its cached pointer */
 	pthread_join(tv, NULL);
 	pthread_join(tz, NULL);
 	f.vm->hooks.guest_entered = NULL;

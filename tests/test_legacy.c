@@ -27,69 +27,40 @@
 #include "helpers.h"
 #include "vm.h"
 
-#define PG TDP_PAGE_SIZE
-#define RW (TDP_PROT_READ | TDP_PROT_WRITE)
+#define PG   TDP_PAGE_SIZE
 #define GPA (1ull << 30)
 #define SIZE (8 * MiB)
 
-struct env {
-	struct tdp_host *h;
-	struct tdp_vm *vm;
-	struct tdp_vcpu *v;
-	uint64_t hva;
-};
-
-static void env_init(struct env *e, unsigned flags, uint64_t max_huge,
+/* One vCPU on a legacy-engine VM; memslot 0: [GPA, GPA + SIZE) of 2 MiB
+ * folios. */
+static void env_init(struct th_env *e, unsigned flags, uint64_t max_huge,
 		     int inject)
 {
 	struct tdp_vm_config c = {.engine = TDP_ENGINE_LEGACY,
 				  .flags = flags,
 				  .max_huge = max_huge};
 
-	struct tdp_memslot s = {.gpa = GPA, .size = SIZE};
-
-	memset(e, 0, sizeof(*e));
-	assert_int_equal(tdp_host_create(NULL, &e->h), 0);
-	assert_int_equal(tdp_vm_create(e->h, &c, &e->vm), 0);
+	th_env_init(e, 0, &c, 1);
 	assert_true(e->vm->mmu.legacy);
 	e->vm->mmu.inject = inject;
-	assert_int_equal(tdp_host_mmap(e->h, SIZE, RW, TDP_HUGE_2M, 0,
-				       &e->hva), 0);
-	s.hva = e->hva;
-	assert_int_equal(tdp_vm_set_memslot(e->vm, &s), 0);
-	assert_int_equal(tdp_vcpu_create(e->vm, 0, &e->v), 0);
+	th_env_slot(e, GPA, SIZE, TDP_HUGE_2M);
 }
 
-static void env_fini(struct env *e)
-{
-	tdp_vcpu_destroy(e->v);
-	tdp_vm_destroy(e->vm);
-	tdp_host_destroy(e->h);
-}
-
-static void audit_clean(struct env *e)
-{
-	char rep[2048] = "";
-	int n = tdp_vm_audit(e->vm, rep, sizeof(rep));
-
-	if (n)
-		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
-	assert_int_equal(n, 0);
-}
-
-static void touch_all(struct env *e, uint64_t seed)
+static void touch_all(struct th_env *e, uint64_t seed)
 {
 	for (uint64_t off = 0; off < SIZE; off += PG)
-		assert_int_equal(tdp_vcpu_write(e->v, GPA + off, &seed, 8), 0);
+		assert_int_equal(tdp_vcpu_write(e->v[0], GPA + off, &seed, 8),
+				 0);
 }
 
-static void touch_all_half(struct env *e, uint64_t seed)
+static void touch_all_half(struct th_env *e, uint64_t seed)
 {
 	for (uint64_t off = 0; off < SIZE / 2; off += PG)
-		assert_int_equal(tdp_vcpu_write(e->v, GPA + off, &seed, 8), 0);
+		assert_int_equal(tdp_vcpu_write(e->v[0], GPA + off, &seed, 8),
+				 0);
 }
 
-static uint64_t rmap_entries(struct env *e)
+static uint64_t rmap_entries(struct th_env *e)
 {
 	const struct memslot *s;
 	uint64_t n;
@@ -122,7 +93,7 @@ static void test_config(void **state)
 /* The reverse maps follow every leaf through the life of a VM. */
 static void test_rmaps_follow_leaves(void **state)
 {
-	struct env e;
+	struct th_env e;
 	struct tdp_stats st;
 	struct tdp_memslot s = {.gpa = GPA, .size = SIZE, .flags = 0};
 	uint64_t bm[SIZE / PG / 64];
@@ -133,7 +104,7 @@ static void test_rmaps_follow_leaves(void **state)
 	tdp_vm_get_stats(e.vm, &st);
 	assert_true(st.pages_2m > 0); /* huge leaves, rmapped at level 2 */
 	assert_int_equal(rmap_entries(&e), st.pages_4k + st.pages_2m);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	/* dirty logging: eager split under the write lock, then 4K leaves */
 	s.hva = e.hva;
 	s.flags = TDP_MEM_LOG_DIRTY;
@@ -141,31 +112,31 @@ static void test_rmaps_follow_leaves(void **state)
 	tdp_vm_get_stats(e.vm, &st);
 	assert_int_equal(st.pages_2m, 0);
 	assert_int_equal(rmap_entries(&e), st.pages_4k);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	touch_all(&e, 2);
 	assert_int_equal(tdp_vm_get_dirty_log(e.vm, 0, 0, bm), 0);
 	for (unsigned i = 0; i < SIZE / PG / 64; i++)
 		assert_true(bm[i] == ~0ull);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	/* host invalidation through the reverse maps */
 	assert_int_equal(tdp_host_migrate(e.h, e.hva, SIZE / 2), 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	s.flags = 0; /* logging off: huge leaves recovered in place */
 	assert_int_equal(tdp_vm_set_memslot(e.vm, &s), 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	assert_int_equal(tdp_vm_zap_all_fast(e.vm), 0);
 	assert_int_equal(rmap_entries(&e), 0);
 	touch_all(&e, 3);
 	s.gpa = 2 * GPA; /* move: the reverse maps move along, empty */
 	assert_int_equal(tdp_vm_set_memslot(e.vm, &s), 0);
 	assert_int_equal(rmap_entries(&e), 0);
-	audit_clean(&e);
-	env_fini(&e);
+	th_audit_clean(e.vm);
+	th_env_fini(&e);
 }
 
 /* ---- the shadow-page hash ---- */
 
-static struct tdp_pt_page *hash_find(struct env *e, uint64_t gfn, int level)
+static struct tdp_pt_page *hash_find(struct th_env *e, uint64_t gfn, int level)
 {
 	struct tdp_pt_page *sp;
 
@@ -177,7 +148,7 @@ static struct tdp_pt_page *hash_find(struct env *e, uint64_t gfn, int level)
 
 static void test_shadow_page_hash(void **state)
 {
-	struct env e;
+	struct th_env e;
 	struct sp_hash *h;
 	struct tdp_vcpu *v2;
 	struct tdp_pt_page *root, *t4k;
@@ -195,7 +166,7 @@ static void test_shadow_page_hash(void **state)
 	/* one root, found by both vCPUs through the hash */
 	root = hash_find(&e, 0, rl);
 	assert_non_null(root);
-	assert_ptr_equal(e.v->root[0], root);
+	assert_ptr_equal(e.v[0]->root[0], root);
 	assert_ptr_equal(v2->root[0], root);
 	/* a table per level on the way to GPA, each under its key */
 	t4k = hash_find(&e, gfn, TDP_LEVEL_4K);
@@ -206,7 +177,7 @@ static void test_shadow_page_hash(void **state)
 	assert_null(hash_find(&e, gfn + SIZE / PG, TDP_LEVEL_4K));
 	tdp_vm_get_stats(e.vm, &st);
 	assert_int_equal(h->count, st.pt_pages + 1);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* the audit notices a table the hash has lost */
 	tdp_write_lock(&e.vm->mmu.lock);
@@ -218,29 +189,29 @@ static void test_shadow_page_hash(void **state)
 	tdp_write_lock(&e.vm->mmu.lock);
 	sp_hash_add(h, t4k);
 	tdp_write_unlock(&e.vm->mmu.lock);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* a fast zap: the old root stays (the vCPUs hold it) but is
 	 * obsolete; the first vCPU to reload makes the new one */
 	assert_int_equal(tdp_vm_zap_all_fast(e.vm), 0);
 	assert_null(hash_find(&e, 0, rl));
 	assert_int_equal(h->count, 1);
-	assert_int_equal(tdp_vcpu_read(e.v, GPA, &x, 8), 0);
-	assert_ptr_not_equal(e.v->root[0], root);
-	assert_ptr_equal(hash_find(&e, 0, rl), e.v->root[0]);
+	assert_int_equal(tdp_vcpu_read(e.v[0], GPA, &x, 8), 0);
+	assert_ptr_not_equal(e.v[0]->root[0], root);
+	assert_ptr_equal(hash_find(&e, 0, rl), e.v[0]->root[0]);
 	assert_int_equal(tdp_vcpu_read(v2, GPA, &x, 8), 0);
-	assert_ptr_equal(v2->root[0], e.v->root[0]);
+	assert_ptr_equal(v2->root[0], e.v[0]->root[0]);
 	tdp_vm_get_stats(e.vm, &st);
 	assert_int_equal(h->count, st.pt_pages + 1); /* the old root is gone */
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	tdp_vcpu_destroy(v2);
-	env_fini(&e); /* destroying the VM asserts the hash is empty */
+	th_env_fini(&e); /* destroying the VM asserts the hash is empty */
 }
 
 /* ---- lockless aging against zaps ---- */
 
 struct race {
-	struct env *e;
+	struct th_env *e;
 	atomic_bool stop;
 	int missed;
 };
@@ -272,7 +243,7 @@ static void *refaulter(void *arg)
 	return NULL;
 }
 
-static void run_aging_race(struct env *e, struct race *r, unsigned rounds)
+static void run_aging_race(struct th_env *e, struct race *r, unsigned rounds)
 {
 	pthread_t t[2];
 	uint64_t young[SIZE / PG / 64];
@@ -300,7 +271,7 @@ static void run_aging_race(struct env *e, struct race *r, unsigned rounds)
 
 static void test_lockless_aging_vs_zaps(void **state)
 {
-	struct env e;
+	struct th_env e;
 	struct race r = { 0 };
 
 	(void)state;
@@ -308,8 +279,8 @@ static void test_lockless_aging_vs_zaps(void **state)
 	touch_all(&e, 1);
 	run_aging_race(&e, &r, 200);
 	assert_int_equal(r.missed, 0);
-	audit_clean(&e);
-	env_fini(&e);
+	th_audit_clean(e.vm);
+	th_env_fini(&e);
 }
 
 #if TDP_INJECT_AVAILABLE
@@ -317,7 +288,7 @@ static void test_lockless_aging_vs_zaps(void **state)
  * audit complained. */
 static int aging_race_child(int inject)
 {
-	struct env e;
+	struct th_env e;
 	struct race r = { 0 };
 
 	env_init(&e, TDP_VM_NO_FAST_FAULT, TDP_PAGE_SIZE, inject);

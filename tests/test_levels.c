@@ -53,26 +53,18 @@ static void env_init(struct levels_env *e)
 				       &a),
 			 0);
 	e->base[MAP_1G] = HUGE_BASE;
-	assert_int_equal(tdp_host_mmap(e->h, 8 * MiB, RW, M2, 0,
-				       &e->base[MAP_2M]),
-			 0);
-	assert_int_equal(e->base[MAP_2M] % M2, 0);
-	assert_int_equal(tdp_host_mmap(e->h, 8 * MiB, RW, K4, 0,
-				       &e->base[MAP_4K]),
-			 0);
+	e->base[MAP_2M] = th_host_map(e->h, 8 * MiB, RW, M2);
+	e->base[MAP_4K] = th_host_map(e->h, 8 * MiB, RW, K4);
 }
 
 static void env_fini(struct levels_env *e)
 {
-	struct tdp_host_stats hs;
-
 	/* unmap explicitly (the 1G mapping first), then destroy */
 	assert_int_equal(tdp_host_munmap(e->h, HUGE_BASE, 2 * G1), 0);
 	assert_int_equal(tdp_host_munmap(e->h, HUGE_BASE - M2, M2), 0);
 	assert_int_equal(tdp_host_munmap(e->h, e->base[MAP_2M], 8 * MiB), 0);
 	assert_int_equal(tdp_host_munmap(e->h, e->base[MAP_4K], 8 * MiB), 0);
-	tdp_host_get_stats(e->h, &hs);
-	assert_int_equal(hs.frames_used, 0);
+	th_assert_host_empty(e->h);
 	tdp_host_destroy(e->h);
 }
 

@@ -35,7 +35,7 @@ static void env_init(struct env *e, const struct tdp_vm_config *cfg)
 {
 	memset(e, 0, sizeof(*e));
 	assert_int_equal(tdp_host_create(NULL, &e->h), 0);
-	assert_int_equal(tdp_host_mmap(e->h, 16 * MiB, RW, PG, 0, &e->hva), 0);
+	e->hva = th_host_map(e->h, 16 * MiB, RW, PG);
 	/* tag every page */
 	for (uint64_t off = 0; off < 16 * MiB; off += PG) {
 		uint64_t t = tag(e->hva + off);
@@ -50,41 +50,13 @@ static void env_init(struct env *e, const struct tdp_vm_config *cfg)
 	}
 }
 
-static void env_audit(struct env *e)
-{
-	char rep[512] = "";
-	int r = tdp_vm_audit(e->vm, rep, sizeof(rep));
-
-	if (r != 0)
-		fail_msg("audit: %d problems: %s", r, rep);
-}
-
 static void env_fini(struct env *e)
 {
-	env_audit(e);
+	th_audit_clean(e->vm);
 	tdp_vcpu_destroy(e->v[0]);
 	tdp_vcpu_destroy(e->v[1]);
 	tdp_vm_destroy(e->vm);
 	tdp_host_destroy(e->h);
-}
-
-static struct tdp_stats stats(struct env *e)
-{
-	struct tdp_stats s;
-
-	tdp_vm_get_stats(e->vm, &s);
-	return s;
-}
-
-static int rd(struct tdp_vcpu *v, uint64_t gpa, uint64_t *val)
-{
-	*val = 0;
-	return tdp_vcpu_read(v, gpa, val, 8);
-}
-
-static int wr(struct tdp_vcpu *v, uint64_t gpa, uint64_t val)
-{
-	return tdp_vcpu_write(v, gpa, &val, 8);
 }
 
 /* The guest sees host page @hva at @gpa. */
@@ -92,7 +64,7 @@ static void expect_maps(struct tdp_vcpu *v, uint64_t gpa, uint64_t hva)
 {
 	uint64_t x;
 
-	assert_int_equal(rd(v, gpa, &x), 0);
+	assert_int_equal(th_read64(v, gpa, &x), 0);
 	assert_int_equal(x, tag(hva));
 }
 
@@ -100,17 +72,8 @@ static void expect_unmapped(struct tdp_vcpu *v, uint64_t gpa)
 {
 	uint64_t x;
 
-	assert_int_equal(rd(v, gpa, &x), -EFAULT);
-	assert_int_equal(wr(v, gpa, 1), -EFAULT);
-}
-
-static int set(struct env *e, unsigned as, unsigned id, uint64_t gpa,
-	       uint64_t size, uint64_t hva, unsigned flags)
-{
-	struct tdp_memslot s = { .as_id = as, .slot = id, .gpa = gpa,
-				 .size = size, .hva = hva, .flags = flags };
-
-	return tdp_vm_set_memslot(e->vm, &s);
+	assert_int_equal(th_read64(v, gpa, &x), -EFAULT);
+	assert_int_equal(th_write64(v, gpa, 1), -EFAULT);
 }
 
 /* ---- snapshots of the published memslot sets ---- */
@@ -135,7 +98,7 @@ static void snapshot(struct env *e, unsigned as, struct snap *s)
 	assert_true(set->n <= 64);
 	memcpy(s->slots, set->slots, set->n * sizeof(set->slots[0]));
 	tdp_srcu_read_unlock(&e->vm->srcu, idx);
-	s->updates = stats(e).memslot_updates;
+	s->updates = th_vm_stats(e->vm).memslot_updates;
 }
 
 static void expect_unchanged(struct env *e, unsigned as,
@@ -186,7 +149,7 @@ static void test_errors_einval(void **state)
 	(void)state;
 	env_init(&e, NULL);
 	/* a baseline slot: gpa [0, 1M) */
-	assert_int_equal(set(&e, 0, 0, 0, MiB, e.hva, 0), 0);
+	th_set_slot(e.vm, 0, 0, 0, MiB, e.hva, 0);
 	expect_maps(e.v[0], 0, e.hva);
 
 	expect_err(&e, NULL, -EINVAL);
@@ -236,16 +199,14 @@ static void test_errors_einval(void **state)
 	expect_unmapped(e.v[0], top - PG);
 	expect_maps(e.v[0], 0, e.hva);
 	expect_maps(e.v[0], MiB - PG, e.hva + MiB - PG);
-	assert_int_equal(rd(e.v[0], MiB, &x), -EFAULT);
+	assert_int_equal(th_read64(e.v[0], MiB, &x), -EFAULT);
 
 	/* the boundaries themselves are fine: the last page below 2^48 and
 	 * the last slot id */
-	assert_int_equal(set(&e, 0, TDP_MAX_MEMSLOTS - 1, top - PG, PG,
-			     e.hva + PG, 0),
-			 0);
+	th_set_slot(e.vm, 0, TDP_MAX_MEMSLOTS - 1, top - PG, PG, e.hva + PG, 0);
 	expect_maps(e.v[0], top - PG, e.hva + PG);
-	assert_int_equal(wr(e.v[0], top - 8, 0x1234), 0);
-	assert_int_equal(rd(e.v[0], top - 8, &x), 0);
+	assert_int_equal(th_write64(e.v[0], top - 8, 0x1234), 0);
+	assert_int_equal(th_read64(e.v[0], top - 8, &x), 0);
 	assert_int_equal(x, 0x1234);
 	assert_int_equal(tdp_host_read(e.h, e.hva + 2 * PG - 8, &x, 8), 0);
 	assert_int_equal(x, 0x1234);
@@ -259,8 +220,8 @@ static void test_errors_overlap(void **state)
 
 	(void)state;
 	env_init(&e, NULL);
-	assert_int_equal(set(&e, 0, 1, A, AEND - A, e.hva, 0), 0);
-	assert_int_equal(set(&e, 0, 3, 12 * MiB, MiB, e.hva + 4 * MiB, 0), 0);
+	th_set_slot(e.vm, 0, 1, A, AEND - A, e.hva, 0);
+	th_set_slot(e.vm, 0, 3, 12 * MiB, MiB, e.hva + 4 * MiB, 0);
 
 	/* partial overlap at the front, at the back, superset, subset, same
 	 * range, one page at each end */
@@ -282,20 +243,18 @@ static void test_errors_overlap(void **state)
 	expect_unmapped(e.v[0], AEND);
 
 	/* adjacent at both ends is fine */
-	assert_int_equal(set(&e, 0, 2, 3 * MiB, MiB, e.hva + 3 * MiB, 0), 0);
-	assert_int_equal(set(&e, 0, 4, AEND, MiB, e.hva + 2 * MiB, 0), 0);
+	th_set_slot(e.vm, 0, 2, 3 * MiB, MiB, e.hva + 3 * MiB, 0);
+	th_set_slot(e.vm, 0, 4, AEND, MiB, e.hva + 2 * MiB, 0);
 	expect_maps(e.v[0], A - PG, e.hva + 4 * MiB - PG);
 	expect_maps(e.v[0], A, e.hva);
 	expect_maps(e.v[0], AEND - PG, e.hva + 4 * MiB - PG);
 	expect_maps(e.v[0], AEND, e.hva + 2 * MiB);
 	/* a slot may move onto (part of) its own old range */
-	assert_int_equal(set(&e, 0, 3, 12 * MiB + 512 * 1024, MiB,
-			     e.hva + 4 * MiB, 0),
-			 0);
+	th_set_slot(e.vm, 0, 3, 12 * MiB + 512 * 1024, MiB, e.hva + 4 * MiB, 0);
 	expect_maps(e.v[0], 12 * MiB + 512 * 1024, e.hva + 4 * MiB);
 	expect_unmapped(e.v[0], 12 * MiB);
 	/* several slots may share host memory (hva ranges may overlap) */
-	assert_int_equal(set(&e, 0, 5, 32 * MiB, MiB, e.hva, 0), 0);
+	th_set_slot(e.vm, 0, 5, 32 * MiB, MiB, e.hva, 0);
 	expect_maps(e.v[0], 32 * MiB + PG, e.hva + PG);
 	env_fini(&e);
 }
@@ -306,7 +265,7 @@ static void test_errors_existing(void **state)
 
 	(void)state;
 	env_init(&e, NULL);
-	assert_int_equal(set(&e, 0, 7, 2 * MiB, MiB, e.hva, 0), 0);
+	th_set_slot(e.vm, 0, 7, 2 * MiB, MiB, e.hva, 0);
 
 	/* deleting a slot that does not exist */
 	expect_set_err(&e, 0, 8, 0, 0, 0, 0, -ENOENT);
@@ -325,11 +284,11 @@ static void test_errors_existing(void **state)
 	expect_unmapped(e.v[0], 8 * MiB);
 
 	/* delete, then the same delete again */
-	assert_int_equal(set(&e, 0, 7, 0, 0, 0, 0), 0);
+	th_set_slot(e.vm, 0, 7, 0, 0, 0, 0);
 	expect_unmapped(e.v[0], 2 * MiB);
 	expect_set_err(&e, 0, 7, 0, 0, 0, 0, -ENOENT);
 	/* the id is free again, with any size */
-	assert_int_equal(set(&e, 0, 7, 2 * MiB, 2 * MiB, e.hva + MiB, 0), 0);
+	th_set_slot(e.vm, 0, 7, 2 * MiB, 2 * MiB, e.hva + MiB, 0);
 	expect_maps(e.v[0], 2 * MiB, e.hva + MiB);
 	env_fini(&e);
 }
@@ -342,14 +301,14 @@ static void test_errors_efault(void **state)
 	(void)state;
 	env_init(&e, NULL);
 	/* a range that was mapped and is not any more */
-	assert_int_equal(tdp_host_mmap(e.h, MiB, RW, PG, 0, &gone), 0);
+	gone = th_host_map(e.h, MiB, RW, PG);
 	assert_int_equal(tdp_host_munmap(e.h, gone, MiB), 0);
 	expect_set_err(&e, 0, 1, 0, MiB, gone, 0, -EFAULT);
 	expect_set_err(&e, 0, 1, 0, PG, gone + MiB - PG, 0, -EFAULT);
 
 	/* four pages, the second and the fourth unmapped: m+PG and m+3PG
 	 * are holes */
-	assert_int_equal(tdp_host_mmap(e.h, 4 * PG, RW, PG, 0, &m), 0);
+	m = th_host_map(e.h, 4 * PG, RW, PG);
 	assert_int_equal(tdp_host_munmap(e.h, m + PG, PG), 0);
 	assert_int_equal(tdp_host_munmap(e.h, m + 3 * PG, PG), 0);
 	expect_set_err(&e, 0, 1, 0, 3 * PG, m, 0, -EFAULT);
@@ -361,10 +320,10 @@ static void test_errors_efault(void **state)
 	expect_unmapped(e.v[0], 0);
 
 	/* the mapped parts alone are fine */
-	assert_int_equal(set(&e, 0, 1, 0, PG, m, 0), 0);
-	assert_int_equal(set(&e, 0, 2, PG, PG, m + 2 * PG, 0), 0);
-	assert_int_equal(wr(e.v[0], 0, 11), 0);
-	assert_int_equal(wr(e.v[0], PG, 22), 0);
+	th_set_slot(e.vm, 0, 1, 0, PG, m, 0);
+	th_set_slot(e.vm, 0, 2, PG, PG, m + 2 * PG, 0);
+	assert_int_equal(th_write64(e.v[0], 0, 11), 0);
+	assert_int_equal(th_write64(e.v[0], PG, 22), 0);
 	expect_unmapped(e.v[0], 2 * PG);
 	{
 		uint64_t a, b;
@@ -375,7 +334,7 @@ static void test_errors_efault(void **state)
 		assert_int_equal(b, 22);
 	}
 	/* a delete does not need the hva to be mapped */
-	assert_int_equal(set(&e, 0, 1, 0, 0, gone, 0), 0);
+	th_set_slot(e.vm, 0, 1, 0, 0, gone, 0);
 	expect_unmapped(e.v[0], 0);
 	env_fini(&e);
 }
@@ -396,7 +355,7 @@ static void test_create_move_delete(void **state)
 	assert_int_equal(s0.n, 0);
 
 	/* create */
-	assert_int_equal(set(&e, 0, 0, MiB, 2 * MiB, e.hva, 0), 0);
+	th_set_slot(e.vm, 0, 0, MiB, 2 * MiB, e.hva, 0);
 	snapshot(&e, 0, &s1);
 	assert_int_equal(s1.generation, s0.generation + 1);
 	assert_int_equal(s1.updates, s0.updates + 1);
@@ -410,55 +369,56 @@ static void test_create_move_delete(void **state)
 	expect_unmapped(e.v[0], 0);
 	expect_unmapped(e.v[0], 3 * MiB);
 	/* a guest write lands in host memory */
-	assert_int_equal(wr(e.v[0], MiB + 8, 0xfeed), 0);
+	assert_int_equal(th_write64(e.v[0], MiB + 8, 0xfeed), 0);
 	assert_int_equal(tdp_host_read(e.h, e.hva + 8, &x, 8), 0);
 	assert_int_equal(x, 0xfeed);
-	assert_true(stats(&e).pages_4k > 0);
+	assert_true(th_vm_stats(e.vm).pages_4k > 0);
 
 	/* setting the same slot again changes nothing */
-	assert_int_equal(set(&e, 0, 0, MiB, 2 * MiB, e.hva, 0), 0);
+	th_set_slot(e.vm, 0, 0, MiB, 2 * MiB, e.hva, 0);
 	expect_maps(e.v[0], MiB, e.hva);
 
 	/* move: the old gpa is gone, the new one shows the same memory */
 	snapshot(&e, 0, &s0);
-	assert_int_equal(set(&e, 0, 0, 64 * MiB, 2 * MiB, e.hva, 0), 0);
+	th_set_slot(e.vm, 0, 0, 64 * MiB, 2 * MiB, e.hva, 0);
 	snapshot(&e, 0, &s1);
 	/* an invalid set, then the final one (memslot.h) */
 	assert_int_equal(s1.generation, s0.generation + 2);
 	assert_int_equal(s1.n, 1);
 	assert_int_equal(s1.slots[0].base_gfn, (64 * MiB) >> 12);
 	assert_false(s1.slots[0].invalid);
-	assert_int_equal(stats(&e).pages_4k, 0); /* old mappings zapped */
+	/* old mappings zapped */
+	assert_int_equal(th_vm_stats(e.vm).pages_4k, 0);
 	expect_unmapped(e.v[0], MiB);
 	expect_unmapped(e.v[0], 3 * MiB - PG);
 	expect_maps(e.v[0], 64 * MiB + PG, e.hva + PG);
-	assert_int_equal(rd(e.v[0], 64 * MiB + 8, &x), 0);
+	assert_int_equal(th_read64(e.v[0], 64 * MiB + 8, &x), 0);
 	assert_int_equal(x, 0xfeed);
-	assert_int_equal(wr(e.v[0], 64 * MiB + 16, 0xbeef), 0);
+	assert_int_equal(th_write64(e.v[0], 64 * MiB + 16, 0xbeef), 0);
 	assert_int_equal(tdp_host_read(e.h, e.hva + 16, &x, 8), 0);
 	assert_int_equal(x, 0xbeef);
-	env_audit(&e);
+	th_audit_clean(e.vm);
 
 	/* move back, by less than its size (overlapping its old range) */
-	assert_int_equal(set(&e, 0, 0, 65 * MiB, 2 * MiB, e.hva, 0), 0);
+	th_set_slot(e.vm, 0, 0, 65 * MiB, 2 * MiB, e.hva, 0);
 	expect_unmapped(e.v[0], 64 * MiB);
 	expect_maps(e.v[0], 65 * MiB, e.hva);
 	expect_maps(e.v[0], 66 * MiB, e.hva + MiB);
-	assert_int_equal(rd(e.v[0], 65 * MiB + 16, &x), 0);
+	assert_int_equal(th_read64(e.v[0], 65 * MiB + 16, &x), 0);
 	assert_int_equal(x, 0xbeef);
-	env_audit(&e);
+	th_audit_clean(e.vm);
 
 	/* delete: access faults, mappings are gone */
 	snapshot(&e, 0, &s0);
-	assert_int_equal(set(&e, 0, 0, 0, 0, 0, 0), 0);
+	th_set_slot(e.vm, 0, 0, 0, 0, 0, 0);
 	snapshot(&e, 0, &s1);
 	assert_int_equal(s1.generation, s0.generation + 2);
 	assert_int_equal(s1.n, 0);
 	assert_int_equal(s1.updates, s0.updates + 1);
 	expect_unmapped(e.v[0], 65 * MiB);
 	expect_unmapped(e.v[0], 66 * MiB);
-	assert_int_equal(stats(&e).pages_4k, 0);
-	assert_int_equal(stats(&e).frame_refs, 0);
+	assert_int_equal(th_vm_stats(e.vm).pages_4k, 0);
+	assert_int_equal(th_vm_stats(e.vm).frame_refs, 0);
 	/* host memory is untouched by the delete */
 	assert_int_equal(tdp_host_read(e.h, e.hva + 16, &x, 8), 0);
 	assert_int_equal(x, 0xbeef);
@@ -473,50 +433,48 @@ static void test_readonly_toggle(void **state)
 
 	(void)state;
 	env_init(&e, NULL);
-	assert_int_equal(set(&e, 0, 0, 0, MiB, e.hva, 0), 0);
+	th_set_slot(e.vm, 0, 0, 0, MiB, e.hva, 0);
 	/* write first, so the TLB holds a writable, dirty translation */
-	assert_int_equal(wr(e.v[0], 0, 1), 0);
-	assert_int_equal(wr(e.v[0], 0, 2), 0);
+	assert_int_equal(th_write64(e.v[0], 0, 1), 0);
+	assert_int_equal(th_write64(e.v[0], 0, 2), 0);
 
 	/* gain read-only: writes exit with -EACCES and change nothing */
-	assert_int_equal(set(&e, 0, 0, 0, MiB, e.hva, TDP_MEM_READONLY), 0);
-	st = stats(&e);
-	assert_int_equal(wr(e.v[0], 0, 3), -EACCES);
-	assert_int_equal(wr(e.v[0], PG * 5, 3), -EACCES);
-	assert_int_equal(stats(&e).pf_ro_exit, st.pf_ro_exit + 2);
+	th_set_slot(e.vm, 0, 0, 0, MiB, e.hva, TDP_MEM_READONLY);
+	st = th_vm_stats(e.vm);
+	assert_int_equal(th_write64(e.v[0], 0, 3), -EACCES);
+	assert_int_equal(th_write64(e.v[0], PG * 5, 3), -EACCES);
+	assert_int_equal(th_vm_stats(e.vm).pf_ro_exit, st.pf_ro_exit + 2);
 	assert_int_equal(tdp_host_read(e.h, e.hva, &x, 8), 0);
 	assert_int_equal(x, 2);
 	expect_maps(e.v[0], PG * 5, e.hva + PG * 5);
-	assert_int_equal(rd(e.v[0], 0, &x), 0);
+	assert_int_equal(th_read64(e.v[0], 0, &x), 0);
 	assert_int_equal(x, 2);
 	/* still read-only after the read mapped it */
-	assert_int_equal(wr(e.v[0], 0, 4), -EACCES);
-	assert_int_equal(rd(e.v[0], 0, &x), 0);
+	assert_int_equal(th_write64(e.v[0], 0, 4), -EACCES);
+	assert_int_equal(th_read64(e.v[0], 0, &x), 0);
 	assert_int_equal(x, 2);
-	env_audit(&e);
+	th_audit_clean(e.vm);
 
 	/* lose read-only: writes work again */
-	assert_int_equal(set(&e, 0, 0, 0, MiB, e.hva, 0), 0);
-	assert_int_equal(wr(e.v[0], 0, 5), 0);
-	assert_int_equal(rd(e.v[0], 0, &x), 0);
+	th_set_slot(e.vm, 0, 0, 0, MiB, e.hva, 0);
+	assert_int_equal(th_write64(e.v[0], 0, 5), 0);
+	assert_int_equal(th_read64(e.v[0], 0, &x), 0);
 	assert_int_equal(x, 5);
 	assert_int_equal(tdp_host_read(e.h, e.hva, &x, 8), 0);
 	assert_int_equal(x, 5);
-	env_audit(&e);
+	th_audit_clean(e.vm);
 
 	/* read-only together with a move */
-	assert_int_equal(set(&e, 0, 0, 8 * MiB, MiB, e.hva, TDP_MEM_READONLY),
-			 0);
+	th_set_slot(e.vm, 0, 0, 8 * MiB, MiB, e.hva, TDP_MEM_READONLY);
 	expect_unmapped(e.v[0], 0);
-	assert_int_equal(rd(e.v[0], 8 * MiB, &x), 0);
+	assert_int_equal(th_read64(e.v[0], 8 * MiB, &x), 0);
 	assert_int_equal(x, 5);
-	assert_int_equal(wr(e.v[0], 8 * MiB, 6), -EACCES);
+	assert_int_equal(th_write64(e.v[0], 8 * MiB, 6), -EACCES);
 
 	/* a slot created read-only */
-	assert_int_equal(set(&e, 0, 1, 0, MiB, e.hva + MiB, TDP_MEM_READONLY),
-			 0);
+	th_set_slot(e.vm, 0, 1, 0, MiB, e.hva + MiB, TDP_MEM_READONLY);
 	expect_maps(e.v[0], 0, e.hva + MiB);
-	assert_int_equal(wr(e.v[0], 0, 7), -EACCES);
+	assert_int_equal(th_write64(e.v[0], 0, 7), -EACCES);
 	assert_int_equal(tdp_host_read(e.h, e.hva + MiB, &x, 8), 0);
 	assert_int_equal(x, tag(e.hva + MiB));
 	env_fini(&e);
@@ -531,9 +489,9 @@ static void test_two_address_spaces(void **state)
 	(void)state;
 	env_init(&e, &cfg);
 	/* overlapping slots (even the same id) in different address spaces */
-	assert_int_equal(set(&e, 0, 0, 0, 2 * MiB, e.hva, 0), 0);
-	assert_int_equal(set(&e, 1, 0, MiB, 2 * MiB, e.hva + 2 * MiB, 0), 0);
-	assert_int_equal(set(&e, 1, 1, 0, MiB, e.hva + MiB, 0), 0);
+	th_set_slot(e.vm, 0, 0, 0, 2 * MiB, e.hva, 0);
+	th_set_slot(e.vm, 1, 0, MiB, 2 * MiB, e.hva + 2 * MiB, 0);
+	th_set_slot(e.vm, 1, 1, 0, MiB, e.hva + MiB, 0);
 	expect_set_err(&e, 2, 0, 0, MiB, e.hva, 0, -EINVAL);
 	/* ...but not within one */
 	expect_set_err(&e, 1, 2, 2 * MiB, MiB, e.hva, 0, -EEXIST);
@@ -548,13 +506,13 @@ static void test_two_address_spaces(void **state)
 	expect_unmapped(e.v[1], 3 * MiB);
 
 	/* deleting in one space leaves the other alone */
-	assert_int_equal(set(&e, 1, 0, 0, 0, 0, 0), 0);
+	th_set_slot(e.vm, 1, 0, 0, 0, 0, 0);
 	expect_unmapped(e.v[1], MiB);
 	expect_maps(e.v[1], 0, e.hva + MiB);
 	expect_maps(e.v[0], MiB, e.hva + MiB);
 	/* and ids are per address space */
 	expect_set_err(&e, 1, 0, 0, 0, 0, 0, -ENOENT);
-	assert_int_equal(rd(e.v[0], 0, &x), 0);
+	assert_int_equal(th_read64(e.v[0], 0, &x), 0);
 	env_fini(&e);
 }
 
@@ -568,12 +526,12 @@ static void test_five_level_width(void **state)
 	(void)state;
 	env_init(&e, &cfg);
 	/* above 2^48 is fine now */
-	assert_int_equal(set(&e, 0, 0, 1ull << 48, MiB, e.hva, 0), 0);
+	th_set_slot(e.vm, 0, 0, 1ull << 48, MiB, e.hva, 0);
 	expect_maps(e.v[0], (1ull << 48) + PG, e.hva + PG);
-	assert_int_equal(set(&e, 0, 1, top - MiB, MiB, e.hva + MiB, 0), 0);
+	th_set_slot(e.vm, 0, 1, top - MiB, MiB, e.hva + MiB, 0);
 	expect_maps(e.v[0], top - PG, e.hva + 2 * MiB - PG);
-	assert_int_equal(wr(e.v[0], top - 8, 99), 0);
-	assert_int_equal(rd(e.v[0], top - 8, &x), 0);
+	assert_int_equal(th_write64(e.v[0], top - 8, 99), 0);
+	assert_int_equal(th_read64(e.v[0], top - 8, &x), 0);
 	assert_int_equal(x, 99);
 	/* 2^57 is the limit */
 	expect_set_err(&e, 0, 2, top, PG, e.hva, 0, -EINVAL);
@@ -603,10 +561,8 @@ static void test_many_slots(void **state)
 	for (unsigned i = 0; i < 64; i++) {
 		unsigned k = order[i];
 
-		assert_int_equal(set(&e, 0, (k * 37) % TDP_MAX_MEMSLOTS,
-				     (uint64_t)k * 2 * MiB, 16 * PG,
-				     e.hva + k * PG, 0),
-				 0);
+		th_set_slot(e.vm, 0, (k * 37) % TDP_MAX_MEMSLOTS,
+			    (uint64_t)k * 2 * MiB, 16 * PG, e.hva + k * PG, 0);
 	}
 	snapshot(&e, 0, &s);
 	assert_int_equal(s.n, 64);
@@ -618,9 +574,7 @@ static void test_many_slots(void **state)
 	}
 	/* delete every other one */
 	for (unsigned k = 0; k < 64; k += 2)
-		assert_int_equal(set(&e, 0, (k * 37) % TDP_MAX_MEMSLOTS, 0, 0,
-				     0, 0),
-				 0);
+		th_set_slot(e.vm, 0, (k * 37) % TDP_MAX_MEMSLOTS, 0, 0, 0, 0);
 	snapshot(&e, 0, &s);
 	assert_int_equal(s.n, 32);
 	for (unsigned i = 0; i < s.n; i++)

@@ -26,7 +26,6 @@
 
 #include "helpers.h"
 #include "host/host.h"
-#include "rcu.h"
 
 #define PG TDP_PAGE_SIZE
 #define RW (TDP_PROT_READ | TDP_PROT_WRITE)
@@ -35,82 +34,9 @@
 /* helpers                                                             */
 /* ------------------------------------------------------------------ */
 
-struct env {
-	struct tdp_host *h;
-	struct tdp_vm *vm;
-	struct tdp_vcpu *v[4];
-	unsigned nv;
-};
-
-static void env_init(struct env *e, const struct tdp_vm_config *cfg,
-		     unsigned nvcpu)
+static void slot_del(struct th_env *e, unsigned as, unsigned id)
 {
-	struct tdp_host_config hc = {.mem_bytes = 4 * GiB};
-
-	memset(e, 0, sizeof(*e));
-	assert_int_equal(tdp_host_create(&hc, &e->h), 0);
-	assert_int_equal(tdp_vm_create(e->h, cfg, &e->vm), 0);
-	for (unsigned i = 0; i < nvcpu; i++)
-		assert_int_equal(tdp_vcpu_create(e->vm, i, &e->v[i]), 0);
-	e->nv = nvcpu;
-}
-
-static void env_fini(struct env *e)
-{
-	for (unsigned i = 0; i < e->nv; i++)
-		tdp_vcpu_destroy(e->v[i]);
-	tdp_vm_destroy(e->vm);
-	tdp_host_destroy(e->h);
-}
-
-static uint64_t hmap(struct env *e, uint64_t len, uint64_t folio)
-{
-	uint64_t hva = 0;
-
-	assert_int_equal(tdp_host_mmap(e->h, len, RW, folio, 0, &hva), 0);
-	return hva;
-}
-
-static int slot_op(struct env *e, unsigned as, unsigned id, uint64_t gpa,
-		   uint64_t size, uint64_t hva, unsigned flags)
-{
-	struct tdp_memslot s = {.as_id = as,
-				.slot = id,
-				.gpa = gpa,
-				.size = size,
-				.hva = hva,
-				.flags = flags};
-
-	return tdp_vm_set_memslot(e->vm, &s);
-}
-
-static void slot_set(struct env *e, unsigned as, unsigned id, uint64_t gpa,
-		     uint64_t size, uint64_t hva, unsigned flags)
-{
-	assert_int_equal(slot_op(e, as, id, gpa, size, hva, flags), 0);
-}
-
-static void slot_del(struct env *e, unsigned as, unsigned id)
-{
-	assert_int_equal(slot_op(e, as, id, 0, 0, 0, 0), 0);
-}
-
-static struct tdp_stats vstats(struct env *e)
-{
-	struct tdp_stats s;
-
-	tdp_vm_get_stats(e->vm, &s);
-	return s;
-}
-
-static void audit_clean(struct env *e)
-{
-	char rep[2048] = "";
-	int n = tdp_vm_audit(e->vm, rep, sizeof(rep));
-
-	if (n)
-		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
-	assert_int_equal(n, 0);
+	th_set_slot(e->vm, as, id, 0, 0, 0, 0);
 }
 
 /* The tag kept in the first word of the host page at @hva in round @gen. */
@@ -120,7 +46,7 @@ static uint64_t tag(uint64_t hva, uint64_t gen)
 }
 
 /* Write the round-@gen tags into the @n pages at @hva (host side). */
-static void tag_pages(struct env *e, uint64_t hva, unsigned n, uint64_t gen)
+static void tag_pages(struct th_env *e, uint64_t hva, unsigned n, uint64_t gen)
 {
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t t = tag(hva + i * PG, gen);
@@ -129,22 +55,11 @@ static void tag_pages(struct env *e, uint64_t hva, unsigned n, uint64_t gen)
 	}
 }
 
-static int rd(struct tdp_vcpu *v, uint64_t gpa, uint64_t *val)
-{
-	*val = 0;
-	return tdp_vcpu_read(v, gpa, val, 8);
-}
-
-static int wr(struct tdp_vcpu *v, uint64_t gpa, uint64_t val)
-{
-	return tdp_vcpu_write(v, gpa, &val, 8);
-}
-
 /* The guest reads @want at @gpa. */
 static void expect_val(struct tdp_vcpu *v, uint64_t gpa, uint64_t want)
 {
 	uint64_t x;
-	int r = rd(v, gpa, &x);
+	int r = th_read64(v, gpa, &x);
 
 	if (r != 0 || x != want)
 		fail_msg("read of gpa %#llx: ret %d value %#llx, expected 0 "
@@ -156,7 +71,7 @@ static void expect_val(struct tdp_vcpu *v, uint64_t gpa, uint64_t want)
 static void expect_mmio_read(struct tdp_vcpu *v, uint64_t gpa)
 {
 	uint64_t x;
-	int r = rd(v, gpa, &x);
+	int r = th_read64(v, gpa, &x);
 
 	if (r != -EFAULT)
 		fail_msg("read of gpa %#llx: ret %d (value %#llx), expected "
@@ -166,7 +81,7 @@ static void expect_mmio_read(struct tdp_vcpu *v, uint64_t gpa)
 
 static void expect_mmio_write(struct tdp_vcpu *v, uint64_t gpa)
 {
-	int r = wr(v, gpa, 0x1234567);
+	int r = th_write64(v, gpa, 0x1234567);
 
 	if (r != -EFAULT)
 		fail_msg("write of gpa %#llx: ret %d, expected -EFAULT (MMIO)",
@@ -183,26 +98,26 @@ static void test_mmio_entry(void **state)
 	 * can never share one MMIO entry whatever its level */
 	const uint64_t x1 = 3 * GiB + 5 * PG, x2 = (1ull << 40) + 7 * PG;
 	struct tdp_translation tr;
-	struct env e;
+	struct th_env e;
 	struct tdp_stats s0, s;
 	uint64_t hva, buf[4];
 	unsigned nacc = 0;
 
 	(void)state;
-	env_init(&e, NULL, 1);
-	hva = hmap(&e, MiB, PG);
+	th_env_init(&e, 4 * GiB, NULL, 1);
+	hva = th_host_map(e.h, MiB, RW, PG);
 	tag_pages(&e, hva, 256, 1);
-	slot_set(&e, 0, 0, 0, MiB, hva, 0);
+	th_set_slot(e.vm, 0, 0, 0, MiB, hva, 0);
 	expect_val(e.v[0], 0, tag(hva, 1));
 
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	assert_int_equal(s0.pf_mmio_spte_created, 0);
 	assert_int_equal(s0.mmio_fast, 0);
 
 	/* first access: the slow path installs one entry */
 	expect_mmio_read(e.v[0], x1);
 	nacc++;
-	s = vstats(&e);
+	s = th_vm_stats(e.vm);
 	assert_int_equal(s.pf_mmio_spte_created, 1);
 	assert_int_equal(s.mmio_fast, 0);
 	/* an MMIO entry is not a mapping */
@@ -211,7 +126,7 @@ static void test_mmio_entry(void **state)
 	/* 10 more reads: served by the entry, no new entry */
 	for (unsigned i = 0; i < 10; i++, nacc++)
 		expect_mmio_read(e.v[0], x1 + (i % 2) * 8);
-	s = vstats(&e);
+	s = th_vm_stats(e.vm);
 	assert_int_equal(s.pf_mmio_spte_created, 1);
 	assert_true(s.mmio_fast >= 10);
 	/* writes and fetches too */
@@ -219,7 +134,7 @@ static void test_mmio_entry(void **state)
 		expect_mmio_write(e.v[0], x1);
 	assert_int_equal(tdp_vcpu_fetch(e.v[0], x1, buf, 8), -EFAULT);
 	nacc++;
-	s = vstats(&e);
+	s = th_vm_stats(e.vm);
 	assert_int_equal(s.pf_mmio_spte_created, 1);
 	assert_true(s.mmio_fast >= 21);
 	/* every one of them was an MMIO exit */
@@ -228,31 +143,31 @@ static void test_mmio_entry(void **state)
 	/* a write first, at another gpa: a second entry */
 	expect_mmio_write(e.v[0], x2);
 	nacc++;
-	s = vstats(&e);
+	s = th_vm_stats(e.vm);
 	assert_int_equal(s.pf_mmio_spte_created, 2);
 	assert_true(s.mmio_fast >= 21);
 	uint64_t f = s.mmio_fast;
 
 	for (unsigned i = 0; i < 5; i++, nacc++)
 		expect_mmio_read(e.v[0], x2);
-	s = vstats(&e);
+	s = th_vm_stats(e.vm);
 	assert_int_equal(s.pf_mmio_spte_created, 2);
 	assert_true(s.mmio_fast >= f + 5);
 	assert_int_equal(s.pf_mmio, s0.pf_mmio + nacc);
 
 	/* the memory next to it is unaffected */
 	expect_val(e.v[0], 0, tag(hva, 1));
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* a memslot update elsewhere changes the generation: the old entry
 	 * is a miss (slow path), a new entry may be installed */
-	uint64_t hva2 = hmap(&e, 16 * PG, PG);
+	uint64_t hva2 = th_host_map(e.h, 16 * PG, RW, PG);
 
 	tag_pages(&e, hva2, 16, 2);
-	slot_set(&e, 0, 1, 8 * MiB, 16 * PG, hva2, 0);
-	s0 = vstats(&e);
+	th_set_slot(e.vm, 0, 1, 8 * MiB, 16 * PG, hva2, 0);
+	s0 = th_vm_stats(e.vm);
 	expect_mmio_read(e.v[0], x1);
-	s = vstats(&e);
+	s = th_vm_stats(e.vm);
 	if (s.mmio_fast != s0.mmio_fast)
 		fail_msg("an MMIO entry of the previous memslot generation "
 			 "was used as current (mmio_fast %llu -> %llu)",
@@ -262,18 +177,18 @@ static void test_mmio_entry(void **state)
 	if (s.pf_mmio_spte_created > s0.pf_mmio_spte_created) {
 		/* a new current entry: the next access uses it */
 		expect_mmio_read(e.v[0], x1);
-		assert_int_equal(vstats(&e).mmio_fast, s.mmio_fast + 1);
+		assert_int_equal(th_vm_stats(e.vm).mmio_fast, s.mmio_fast + 1);
 	}
 	/* x2's entry is old too */
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	expect_mmio_write(e.v[0], x2);
-	assert_int_equal(vstats(&e).mmio_fast, s0.mmio_fast);
+	assert_int_equal(th_vm_stats(e.vm).mmio_fast, s0.mmio_fast);
 	expect_val(e.v[0], 8 * MiB + 3 * PG, tag(hva2 + 3 * PG, 2));
 	expect_val(e.v[0], PG, tag(hva + PG, 1));
 	assert_int_equal(tdp_vm_translate(e.vm, 0, x1, &tr), -ENOENT);
 	assert_int_equal(tdp_vm_translate(e.vm, 0, x2, &tr), -ENOENT);
-	audit_clean(&e);
-	env_fini(&e);
+	th_audit_clean(e.vm);
+	th_env_fini(&e);
 }
 
 /* ------------------------------------------------------------------ */
@@ -285,19 +200,19 @@ static void stale_mmio_loop(unsigned bits)
 	struct tdp_vm_config cfg = {.mmio_gen_bits = bits};
 	const uint64_t xbase = 0x40000000ull + 0x200000ull, x = xbase + PG;
 	const uint64_t ugpa = 0x10000000ull;
-	struct env e;
+	struct th_env e;
 	uint64_t ha, hb, hu, val;
 	unsigned deletes = 0, ro = 0;
 	struct tdp_stats s0, s;
 
-	env_init(&e, &cfg, 1);
-	ha = hmap(&e, 4 * PG, PG);
-	hb = hmap(&e, 4 * PG, PG);
-	hu = hmap(&e, 4 * PG, PG);
+	th_env_init(&e, 4 * GiB, &cfg, 1);
+	ha = th_host_map(e.h, 4 * PG, RW, PG);
+	hb = th_host_map(e.h, 4 * PG, RW, PG);
+	hu = th_host_map(e.h, 4 * PG, RW, PG);
 	tag_pages(&e, hu, 4, 77);
 	/* an unrelated slot whose flags we toggle: generation changes
 	 * without a fast zap */
-	slot_set(&e, 0, 2, ugpa, 4 * PG, hu, 0);
+	th_set_slot(e.vm, 0, 2, ugpa, 4 * PG, hu, 0);
 
 	for (unsigned it = 0; it < 50; it++) {
 		const uint64_t hx = it % 2 ? hb : ha, hy = it % 2 ? ha : hb;
@@ -307,11 +222,11 @@ static void stale_mmio_loop(unsigned bits)
 		tag_pages(&e, hb, 4, 2 * it + 1);
 
 		/* X is MMIO, and has a current MMIO entry */
-		s0 = vstats(&e);
+		s0 = th_vm_stats(e.vm);
 		expect_mmio_read(e.v[0], x);
 		expect_mmio_write(e.v[0], x);
 		expect_mmio_read(e.v[0], x);
-		s = vstats(&e);
+		s = th_vm_stats(e.vm);
 		if (s.mmio_fast < s0.mmio_fast + 2)
 			fail_msg("gen_bits %u iter %u: repeated MMIO accesses "
 				 "not served by an MMIO entry (mmio_fast %llu "
@@ -320,20 +235,21 @@ static void stale_mmio_loop(unsigned bits)
 				 (unsigned long long)s.mmio_fast);
 		/* a few more generations, an access in each */
 		for (unsigned k = 0; k < extra; k++) {
-			slot_set(&e, 0, 2, ugpa, 4 * PG, hu,
-				 (++ro % 2) ? TDP_MEM_READONLY : 0);
+			th_set_slot(e.vm, 0, 2, ugpa, 4 * PG, hu,
+				    (++ro % 2) ? TDP_MEM_READONLY : 0);
 			expect_mmio_read(e.v[0], x);
 			expect_mmio_read(e.v[0], x);
 		}
 
 		/* a slot over X: the guest reaches memory at once */
-		slot_set(&e, 0, 1, xbase, 4 * PG, hx, 0);
+		th_set_slot(e.vm, 0, 1, xbase, 4 * PG, hx, 0);
 		expect_val(e.v[0], x, tag(hx + PG, it % 2 ? 2 * it + 1
 							   : 2 * it));
 		expect_val(e.v[0], xbase, tag(hx, it % 2 ? 2 * it + 1
 							 : 2 * it));
-		assert_int_equal(wr(e.v[0], x + 8, 0xabc0000ull + it), 0);
-		assert_int_equal(rd(e.v[0], x + 8, &val), 0);
+		assert_int_equal(th_write64(e.v[0], x + 8, 0xabc0000ull + it),
+				 0);
+		assert_int_equal(th_read64(e.v[0], x + 8, &val), 0);
 		assert_int_equal(val, 0xabc0000ull + it);
 		assert_int_equal(tdp_host_read(e.h, hx + PG + 8, &val, 8), 0);
 		assert_int_equal(val, 0xabc0000ull + it);
@@ -345,13 +261,13 @@ static void stale_mmio_loop(unsigned bits)
 		expect_mmio_write(e.v[0], x);
 		expect_mmio_read(e.v[0], xbase + 3 * PG);
 		for (unsigned k = 0; k < extra; k++) {
-			slot_set(&e, 0, 2, ugpa, 4 * PG, hu,
-				 (++ro % 2) ? TDP_MEM_READONLY : 0);
+			th_set_slot(e.vm, 0, 2, ugpa, 4 * PG, hu,
+				    (++ro % 2) ? TDP_MEM_READONLY : 0);
 			expect_mmio_read(e.v[0], x);
 		}
 
 		/* re-created over other memory: the new content */
-		slot_set(&e, 0, 1, xbase, 4 * PG, hy, 0);
+		th_set_slot(e.vm, 0, 1, xbase, 4 * PG, hy, 0);
 		expect_val(e.v[0], x, tag(hy + PG, it % 2 ? 2 * it
 							   : 2 * it + 1));
 		expect_val(e.v[0], xbase + 3 * PG,
@@ -362,7 +278,7 @@ static void stale_mmio_loop(unsigned bits)
 		/* the unrelated slot is still fine */
 		expect_val(e.v[0], ugpa + 2 * PG, tag(hu + 2 * PG, 77));
 	}
-	s = vstats(&e);
+	s = th_vm_stats(e.vm);
 	fprintf(stderr,
 		"gen_bits %u: %u deletes, fast_zaps %llu, mmio_gen_wraps %llu, "
 		"mmio entries %llu, mmio_fast %llu\n",
@@ -378,8 +294,8 @@ static void stale_mmio_loop(unsigned bits)
 		/* 18 bits: a few hundred updates never wrap */
 		assert_int_equal(s.mmio_gen_wraps, 0);
 	}
-	audit_clean(&e);
-	env_fini(&e);
+	th_audit_clean(e.vm);
+	th_env_fini(&e);
 }
 
 static void test_stale_mmio_bits1(void **state)
@@ -412,7 +328,7 @@ static void test_stale_mmio_default(void **state)
 #define CH_NS	    2000000000ull  /* 2 s */
 
 struct churn {
-	struct env *e;
+	struct th_env *e;
 	uint64_t hperm, ha, hb;
 	/* even: stable; phase / 2 = state number; state % 6: 0 absent,
 	 * 1 absent (an unrelated slot's flags changed: one more generation
@@ -445,7 +361,7 @@ static void *churn_main(void *arg)
 		uint64_t val = ((uint64_t)cc->id << 56) | (it << 8) | p;
 
 		/* own pages in the permanent slot */
-		r = wr(v, pbase + p * PG, val);
+		r = th_write64(v, pbase + p * PG, val);
 		if (r) {
 			snprintf(cc->err, sizeof(cc->err),
 				 "vcpu %u: write perm page %u: %d", cc->id, p,
@@ -453,7 +369,7 @@ static void *churn_main(void *arg)
 			break;
 		}
 		cc->shadow[p] = val;
-		r = rd(v, pbase + q * PG, &x);
+		r = th_read64(v, pbase + q * PG, &x);
 		if (r || x != cc->shadow[q]) {
 			snprintf(cc->err, sizeof(cc->err),
 				 "vcpu %u: perm page %u: ret %d value %#llx, "
@@ -468,7 +384,7 @@ static void *churn_main(void *arg)
 		unsigned tp = th_rand(&seed) % 4;
 		uint64_t p1 = atomic_load(&c->phase);
 
-		r = rd(v, CH_TGPA + tp * PG, &x);
+		r = th_read64(v, CH_TGPA + tp * PG, &x);
 		uint64_t p2 = atomic_load(&c->phase);
 		uint64_t ea = tag(c->ha + tp * PG, 1),
 			 eb = tag(c->hb + tp * PG, 2);
@@ -516,7 +432,7 @@ static void *churn_main(void *arg)
 		}
 
 		/* a gpa that is always MMIO */
-		r = rd(v, CH_MMIO + (it % 3) * PG, &x);
+		r = th_read64(v, CH_MMIO + (it % 3) * PG, &x);
 		if (r != -EFAULT) {
 			snprintf(cc->err, sizeof(cc->err),
 				 "vcpu %u: MMIO gpa read ret %d value %#llx",
@@ -531,7 +447,7 @@ static void *churn_main(void *arg)
 static void test_churn_threads(void **state)
 {
 	struct tdp_vm_config cfg = {.mmio_gen_bits = 1, .max_vcpus = 4};
-	struct env e;
+	struct th_env e;
 	struct churn c;
 	struct churn_cpu cc[CH_NV];
 	pthread_t t[CH_NV];
@@ -539,17 +455,17 @@ static void test_churn_threads(void **state)
 	uint64_t start, hu;
 
 	(void)state;
-	env_init(&e, &cfg, CH_NV);
+	th_env_init(&e, 4 * GiB, &cfg, CH_NV);
 	memset(&c, 0, sizeof(c));
 	c.e = &e;
-	c.hperm = hmap(&e, CH_NV * CH_PAGES * PG, PG);
-	c.ha = hmap(&e, 4 * PG, PG);
-	c.hb = hmap(&e, 4 * PG, PG);
+	c.hperm = th_host_map(e.h, CH_NV * CH_PAGES * PG, RW, PG);
+	c.ha = th_host_map(e.h, 4 * PG, RW, PG);
+	c.hb = th_host_map(e.h, 4 * PG, RW, PG);
 	tag_pages(&e, c.ha, 4, 1);
 	tag_pages(&e, c.hb, 4, 2);
-	slot_set(&e, 0, 0, 0, CH_NV * CH_PAGES * PG, c.hperm, 0);
-	hu = hmap(&e, PG, PG);
-	slot_set(&e, 0, 2, CH_UGPA, PG, hu, 0);
+	th_set_slot(e.vm, 0, 0, 0, CH_NV * CH_PAGES * PG, c.hperm, 0);
+	hu = th_host_map(e.h, PG, RW, PG);
+	th_set_slot(e.vm, 0, 2, CH_UGPA, PG, hu, 0);
 	atomic_init(&c.phase, 0);
 	atomic_init(&c.stop, false);
 
@@ -569,14 +485,15 @@ static void test_churn_threads(void **state)
 		usleep(300);
 		atomic_store(&c.phase, ph + 1); /* update in progress */
 		if (next == 0 || next == 3) {
-			r = slot_op(&e, 0, 1, 0, 0, 0, 0);
+			r = th_try_set_slot(e.vm, 0, 1, 0, 0, 0, 0);
 			deletes++;
 		} else if (next == 1 || next == 4) {
-			r = slot_op(&e, 0, 2, CH_UGPA, PG, hu,
-				    ++toggles % 2 ? TDP_MEM_READONLY : 0);
+			r = th_try_set_slot(e.vm, 0, 2, CH_UGPA, PG, hu,
+					    ++toggles % 2 ? TDP_MEM_READONLY
+							  : 0);
 		} else {
-			r = slot_op(&e, 0, 1, CH_TGPA, 4 * PG,
-				    next == 2 ? c.ha : c.hb, 0);
+			r = th_try_set_slot(e.vm, 0, 1, CH_TGPA, 4 * PG,
+					    next == 2 ? c.ha : c.hb, 0);
 			creates++;
 		}
 		atomic_store(&c.phase, ph + 2); /* done */
@@ -597,7 +514,7 @@ static void test_churn_threads(void **state)
 	for (unsigned i = 0; i < CH_NV; i++)
 		assert_int_equal(pthread_join(t[i], NULL), 0);
 
-	struct tdp_stats s = vstats(&e);
+	struct tdp_stats s = th_vm_stats(e.vm);
 	uint64_t present = 0, absent = 0;
 
 	for (unsigned i = 0; i < CH_NV; i++) {
@@ -652,8 +569,8 @@ static void test_churn_threads(void **state)
 		assert_int_equal(tdp_host_read(e.h, c.hb + p * PG, &x, 8), 0);
 		assert_int_equal(x, tag(c.hb + p * PG, 2));
 	}
-	audit_clean(&e);
-	env_fini(&e);
+	th_audit_clean(e.vm);
+	th_env_fini(&e);
 }
 
 /* ------------------------------------------------------------------ */
@@ -664,37 +581,23 @@ static void test_churn_threads(void **state)
 #define ZF_SIZE	 (64 * MiB)
 #define ZF_PAGES (ZF_SIZE / PG)
 
-static void assert_mmu_empty(struct env *e)
-{
-	struct tdp_stats s = vstats(e);
-
-	assert_int_equal(s.roots, 0);
-	assert_int_equal(s.pt_pages, 0);
-	assert_int_equal(s.pt_pages_alloc, 0);
-	assert_int_equal(s.frame_refs, 0);
-	assert_int_equal(s.pages_4k, 0);
-	assert_int_equal(s.pages_2m, 0);
-	assert_int_equal(s.pages_1g, 0);
-}
-
 static void test_zap_all_fast(void **state)
 {
-	struct env e;
+	struct th_env e;
 	struct tdp_translation tr;
 	struct tdp_stats s0, s;
-	uint64_t hva, *pfn;
+	uint64_t *pfn;
 	unsigned enoent = 0, bad = 0;
 
 	(void)state;
-	env_init(&e, NULL, 1);
-	hva = hmap(&e, ZF_SIZE, TDP_HUGE_2M);
-	slot_set(&e, 0, 0, ZF_GPA, ZF_SIZE, hva, 0);
+	th_env_init(&e, 4 * GiB, NULL, 1);
+	th_env_slot(&e, ZF_GPA, ZF_SIZE, TDP_HUGE_2M);
 	pfn = calloc(ZF_PAGES, sizeof(*pfn));
 	assert_non_null(pfn);
 
 	for (uint64_t i = 0; i < ZF_PAGES; i++)
-		assert_int_equal(wr(e.v[0], ZF_GPA + i * PG,
-				    tag(ZF_GPA + i * PG, 3)),
+		assert_int_equal(th_write64(e.v[0], ZF_GPA + i * PG,
+					    tag(ZF_GPA + i * PG, 3)),
 				 0);
 	for (uint64_t i = 0; i < ZF_PAGES; i++) {
 		assert_int_equal(tdp_vm_translate(e.vm, 0, ZF_GPA + i * PG, &tr),
@@ -702,13 +605,13 @@ static void test_zap_all_fast(void **state)
 		assert_int_equal(tr.size, TDP_HUGE_2M);
 		pfn[i] = tr.pfn;
 	}
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	assert_int_equal(s0.pages_2m, ZF_SIZE / TDP_HUGE_2M);
 	assert_int_equal(s0.fast_zaps, 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	assert_int_equal(tdp_vm_zap_all_fast(e.vm), 0);
-	s = vstats(&e);
+	s = th_vm_stats(e.vm);
 	assert_int_equal(s.fast_zaps, 1);
 	/* the old roots were zapped in this thread */
 	assert_int_equal(s.pages_4k + s.pages_2m + s.pages_1g, 0);
@@ -732,7 +635,7 @@ static void test_zap_all_fast(void **state)
 	/* the vCPU goes on: a new root, the same data, the same frames */
 	for (uint64_t i = 0; i < ZF_PAGES; i++)
 		expect_val(e.v[0], ZF_GPA + i * PG, tag(ZF_GPA + i * PG, 3));
-	s = vstats(&e);
+	s = th_vm_stats(e.vm);
 	assert_true(s.root_reloads > s0.root_reloads);
 	assert_int_equal(s.fast_zaps, 1);
 	assert_int_equal(s.pages_2m, ZF_SIZE / TDP_HUGE_2M);
@@ -741,29 +644,14 @@ static void test_zap_all_fast(void **state)
 				 0);
 		assert_int_equal(tr.pfn, pfn[i]);
 	}
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 
 	/* a second one, with the vCPU idle since */
 	assert_int_equal(tdp_vm_zap_all_fast(e.vm), 0);
-	assert_int_equal(vstats(&e).fast_zaps, 2);
+	assert_int_equal(th_vm_stats(e.vm).fast_zaps, 2);
 	assert_int_equal(tdp_vm_translate(e.vm, 0, ZF_GPA, &tr), -ENOENT);
-	audit_clean(&e);
-
 	/* teardown: nothing left behind */
-	tdp_vcpu_destroy(e.v[0]);
-	e.nv = 0;
-	assert_int_equal(tdp_vm_invalidate_roots(e.vm), 0);
-	tdp_rcu_barrier();
-	assert_mmu_empty(&e);
-	tdp_vm_destroy(e.vm);
-	assert_int_equal(tdp_host_munmap(e.h, hva, ZF_SIZE), 0);
-	struct tdp_host_stats hs;
-
-	tdp_host_get_stats(e.h, &hs);
-	assert_int_equal(hs.frames_used, 0);
-	assert_int_equal(hs.frame_refs, 0);
-	assert_int_equal(hs.pinned_refs, 0);
-	tdp_host_destroy(e.h);
+	th_env_fini_empty(&e);
 	free(pfn);
 }
 
@@ -772,7 +660,7 @@ static void test_zap_all_fast(void **state)
 #define ZT_PAGES 64
 
 struct zt_cpu {
-	struct env *e;
+	struct th_env *e;
 	unsigned id;
 	atomic_bool *stop;
 	uint64_t ops;
@@ -790,7 +678,7 @@ static void *zt_main(void *arg)
 		unsigned p = th_rand(&seed) % ZT_PAGES;
 		unsigned q = th_rand(&seed) % ZT_PAGES;
 		uint64_t val = ((uint64_t)(z->id + 1) << 48) | it;
-		int r = wr(v, base + p * PG, val);
+		int r = th_write64(v, base + p * PG, val);
 
 		if (r) {
 			snprintf(z->err, sizeof(z->err), "vcpu %u write: %d",
@@ -798,7 +686,7 @@ static void *zt_main(void *arg)
 			break;
 		}
 		shadow[p] = val;
-		r = rd(v, base + q * PG, &x);
+		r = th_read64(v, base + q * PG, &x);
 		if (r || x != shadow[q]) {
 			snprintf(z->err, sizeof(z->err),
 				 "vcpu %u page %u: ret %d value %#llx, "
@@ -814,7 +702,7 @@ static void *zt_main(void *arg)
 
 static void test_zap_all_fast_running(void **state)
 {
-	struct env e;
+	struct th_env e;
 	struct zt_cpu z[ZT_NV];
 	pthread_t t[ZT_NV];
 	atomic_bool stop;
@@ -823,11 +711,11 @@ static void test_zap_all_fast_running(void **state)
 	const unsigned nzap = 200;
 
 	(void)state;
-	env_init(&e, NULL, ZT_NV);
-	hva = hmap(&e, 2 * MiB, TDP_HUGE_2M);
-	slot_set(&e, 0, 0, 0, ZT_NV * ZT_PAGES * PG, hva, 0);
+	th_env_init(&e, 4 * GiB, NULL, ZT_NV);
+	hva = th_host_map(e.h, 2 * MiB, RW, TDP_HUGE_2M);
+	th_set_slot(e.vm, 0, 0, 0, ZT_NV * ZT_PAGES * PG, hva, 0);
 	atomic_init(&stop, false);
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	for (unsigned i = 0; i < ZT_NV; i++) {
 		z[i] = (struct zt_cpu){.e = &e, .id = i, .stop = &stop};
 		assert_int_equal(pthread_create(&t[i], NULL, zt_main, &z[i]), 0);
@@ -843,11 +731,11 @@ static void test_zap_all_fast_running(void **state)
 			fail_msg("%s", z[i].err);
 		assert_true(z[i].ops > 0);
 	}
-	s = vstats(&e);
+	s = th_vm_stats(e.vm);
 	assert_int_equal(s.fast_zaps, s0.fast_zaps + nzap);
 	assert_true(s.root_reloads > s0.root_reloads + ZT_NV);
-	audit_clean(&e);
-	env_fini(&e);
+	th_audit_clean(e.vm);
+	th_env_fini(&e);
 }
 
 /* ------------------------------------------------------------------ */
@@ -858,39 +746,40 @@ static void test_delete_move_fast_zap(void **state)
 {
 	const uint64_t perm = 0, g1 = 16 * MiB, g2 = 32 * MiB + 8 * PG;
 	const unsigned np = 16;
-	struct env e;
+	struct th_env e;
 	struct tdp_translation tr;
 	struct tdp_stats s0, s;
 	uint64_t hp, hs;
 
 	(void)state;
-	env_init(&e, NULL, 1);
-	hp = hmap(&e, 2 * MiB, TDP_HUGE_2M);
-	hs = hmap(&e, np * PG, PG);
+	th_env_init(&e, 4 * GiB, NULL, 1);
+	hp = th_host_map(e.h, 2 * MiB, RW, TDP_HUGE_2M);
+	hs = th_host_map(e.h, np * PG, RW, PG);
 	tag_pages(&e, hp, 4, 5);
 	tag_pages(&e, hs, np, 6);
-	slot_set(&e, 0, 0, perm, 2 * MiB, hp, 0);
-	slot_set(&e, 0, 1, g1, np * PG, hs, 0);
+	th_set_slot(e.vm, 0, 0, perm, 2 * MiB, hp, 0);
+	th_set_slot(e.vm, 0, 1, g1, np * PG, hs, 0);
 	for (unsigned i = 0; i < np; i++)
 		expect_val(e.v[0], g1 + i * PG, tag(hs + i * PG, 6));
 	expect_val(e.v[0], perm + PG, tag(hp + PG, 5));
 
 	/* delete */
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	slot_del(&e, 0, 1);
-	s = vstats(&e);
+	s = th_vm_stats(e.vm);
 	assert_true(s.fast_zaps >= s0.fast_zaps + 1);
 	assert_int_equal(tdp_vm_translate(e.vm, 0, g1, &tr), -ENOENT);
 	assert_int_equal(tdp_vm_translate(e.vm, 0, perm, &tr), -ENOENT);
 	expect_mmio_read(e.v[0], g1);
 	expect_mmio_write(e.v[0], g1 + (np - 1) * PG);
 	expect_val(e.v[0], perm + PG, tag(hp + PG, 5));
-	assert_true(vstats(&e).root_reloads > s0.root_reloads);
+	assert_true(th_vm_stats(e.vm).root_reloads > s0.root_reloads);
 
 	/* back, then moved back and forth */
-	slot_set(&e, 0, 1, g1, np * PG, hs, 0);
+	th_set_slot(e.vm, 0, 1, g1, np * PG, hs, 0);
 	for (unsigned i = 0; i < np; i++)
-		assert_int_equal(wr(e.v[0], g1 + i * PG + 16, 1000 + i), 0);
+		assert_int_equal(th_write64(e.v[0], g1 + i * PG + 16, 1000 + i),
+				 0);
 	uint64_t from = g1, to = g2;
 
 	for (unsigned m = 0; m < 10; m++) {
@@ -901,9 +790,9 @@ static void test_delete_move_fast_zap(void **state)
 		expect_val(e.v[0], from, tag(hs, 6));
 		expect_mmio_read(e.v[0], to);
 		expect_mmio_read(e.v[0], to);
-		s0 = vstats(&e);
-		slot_set(&e, 0, 1, to, np * PG, hs, 0);
-		s = vstats(&e);
+		s0 = th_vm_stats(e.vm);
+		th_set_slot(e.vm, 0, 1, to, np * PG, hs, 0);
+		s = th_vm_stats(e.vm);
 		if (s.fast_zaps < s0.fast_zaps + 1)
 			fail_msg("move %u: fast_zaps %llu -> %llu", m,
 				 (unsigned long long)s0.fast_zaps,
@@ -913,10 +802,11 @@ static void test_delete_move_fast_zap(void **state)
 		/* ... the new place shows the same memory, the old is MMIO */
 		for (unsigned i = 0; i < np; i++) {
 			expect_val(e.v[0], to + i * PG, tag(hs + i * PG, 6));
-			assert_int_equal(rd(e.v[0], to + i * PG + 16, &x), 0);
+			assert_int_equal(
+				th_read64(e.v[0], to + i * PG + 16, &x), 0);
 			assert_int_equal(x, 1000 + i + m);
-			assert_int_equal(wr(e.v[0], to + i * PG + 16,
-					    1000 + i + m + 1),
+			assert_int_equal(th_write64(e.v[0], to + i * PG + 16,
+						    1000 + i + m + 1),
 					 0);
 		}
 		expect_mmio_read(e.v[0], from);
@@ -934,15 +824,15 @@ static void test_delete_move_fast_zap(void **state)
 		assert_int_equal(tdp_host_read(e.h, hs + i * PG + 16, &x, 8), 0);
 		assert_int_equal(x, 1000 + i + 10);
 	}
-	audit_clean(&e);
-	env_fini(&e);
+	th_audit_clean(e.vm);
+	th_env_fini(&e);
 }
 
 /* ------------------------------------------------------------------ */
 /* 6. two address spaces                                               */
 /* ------------------------------------------------------------------ */
 
-static uint64_t host_pfn(struct env *e, uint64_t hva)
+static uint64_t host_pfn(struct th_env *e, uint64_t hva)
 {
 	uint64_t pfn = ~0ull;
 	unsigned order = 0, prot = 0;
@@ -955,22 +845,22 @@ static void test_smm_address_spaces(void **state)
 {
 	struct tdp_vm_config cfg = {.nr_as = 2};
 	const uint64_t g = 0x300000, gsmm = 0x900000, gnorm = 0xa00000;
-	struct env e;
+	struct th_env e;
 	struct tdp_translation t0, t1;
 	uint64_t ha, hb, hsm, hn, x;
 
 	(void)state;
-	env_init(&e, &cfg, 1);
-	ha = hmap(&e, 8 * PG, PG);
-	hb = hmap(&e, 8 * PG, PG);
-	hsm = hmap(&e, PG, PG);
-	hn = hmap(&e, PG, PG);
+	th_env_init(&e, 4 * GiB, &cfg, 1);
+	ha = th_host_map(e.h, 8 * PG, RW, PG);
+	hb = th_host_map(e.h, 8 * PG, RW, PG);
+	hsm = th_host_map(e.h, PG, RW, PG);
+	hn = th_host_map(e.h, PG, RW, PG);
 	tag_pages(&e, ha, 8, 10);
 	tag_pages(&e, hb, 8, 11);
 	tag_pages(&e, hsm, 1, 12);
 	tag_pages(&e, hn, 1, 13);
-	slot_set(&e, 0, 0, g, 8 * PG, ha, 0);
-	slot_set(&e, 1, 0, g, 8 * PG, hb, 0);
+	th_set_slot(e.vm, 0, 0, g, 8 * PG, ha, 0);
+	th_set_slot(e.vm, 1, 0, g, 8 * PG, hb, 0);
 
 	/* MMIO entries first, in each space, at the gpas that only the
 	 * other space has memory at (the slots come after) */
@@ -980,8 +870,8 @@ static void test_smm_address_spaces(void **state)
 	expect_mmio_read(e.v[0], gnorm);
 	expect_mmio_read(e.v[0], gnorm);
 	assert_int_equal(tdp_vcpu_set_as(e.v[0], 0), 0);
-	slot_set(&e, 1, 1, gsmm, PG, hsm, 0);	 /* SMM only */
-	slot_set(&e, 0, 1, gnorm, PG, hn, 0);	 /* normal only */
+	th_set_slot(e.vm, 1, 1, gsmm, PG, hsm, 0); /* SMM only */
+	th_set_slot(e.vm, 0, 1, gnorm, PG, hn, 0); /* normal only */
 
 	/* as 0 sees A, as 1 sees B */
 	expect_val(e.v[0], g + 2 * PG, tag(ha + 2 * PG, 10));
@@ -994,13 +884,13 @@ static void test_smm_address_spaces(void **state)
 	expect_mmio_write(e.v[0], gnorm);
 
 	/* writes stay in their space */
-	assert_int_equal(wr(e.v[0], g + 2 * PG + 8, 0x1111), 0);
+	assert_int_equal(th_write64(e.v[0], g + 2 * PG + 8, 0x1111), 0);
 	assert_int_equal(tdp_vcpu_set_as(e.v[0], 0), 0);
-	assert_int_equal(rd(e.v[0], g + 2 * PG + 8, &x), 0);
+	assert_int_equal(th_read64(e.v[0], g + 2 * PG + 8, &x), 0);
 	assert_int_equal(x, 0);
-	assert_int_equal(wr(e.v[0], g + 2 * PG + 8, 0x2222), 0);
+	assert_int_equal(th_write64(e.v[0], g + 2 * PG + 8, 0x2222), 0);
 	assert_int_equal(tdp_vcpu_set_as(e.v[0], 1), 0);
-	assert_int_equal(rd(e.v[0], g + 2 * PG + 8, &x), 0);
+	assert_int_equal(th_read64(e.v[0], g + 2 * PG + 8, &x), 0);
 	assert_int_equal(x, 0x1111);
 	assert_int_equal(tdp_host_read(e.h, ha + 2 * PG + 8, &x, 8), 0);
 	assert_int_equal(x, 0x2222);
@@ -1034,8 +924,8 @@ static void test_smm_address_spaces(void **state)
 	expect_val(e.v[0], g, tag(ha, 10));
 	assert_int_equal(tdp_vcpu_set_as(e.v[0], 1), 0);
 	expect_val(e.v[0], g, tag(hb, 11));
-	audit_clean(&e);
-	env_fini(&e);
+	th_audit_clean(e.vm);
+	th_env_fini(&e);
 }
 
 /* ------------------------------------------------------------------ */

@@ -156,26 +156,20 @@ static void *host_thread(void *arg)
 
 static void run(unsigned nvcpu, uint64_t seconds)
 {
-	struct tdp_host_config hc = { .mem_bytes = 1 * GiB };
 	struct tdp_vm_config vc = { .max_vcpus = 8 };
 	struct stress *s = calloc(1, sizeof(*s));
 	pthread_t tv[4], tz, th;
 	struct vt vt[4];
 	uint8_t buf[4096];
-	char report[2048];
 
 	assert_non_null(s);
 	s->nvcpu = nvcpu;
 	s->seconds = seconds;
-	assert_int_equal(tdp_host_create(&hc, &s->h), 0);
-	assert_int_equal(tdp_host_mmap(s->h, SLOT_SIZE,
-				       TDP_PROT_READ | TDP_PROT_WRITE,
-				       TDP_HUGE_2M, 0, &s->hva[0]),
-			 0);
-	assert_int_equal(tdp_host_mmap(s->h, SLOT_SIZE,
-				       TDP_PROT_READ | TDP_PROT_WRITE,
-				       TDP_PAGE_SIZE, 0, &s->hva[1]),
-			 0);
+	s->h = th_host_new(1 * GiB);
+	s->hva[0] = th_host_map(s->h, SLOT_SIZE, TDP_PROT_READ | TDP_PROT_WRITE,
+				TDP_HUGE_2M);
+	s->hva[1] = th_host_map(s->h, SLOT_SIZE, TDP_PROT_READ | TDP_PROT_WRITE,
+				TDP_PAGE_SIZE);
 	assert_int_equal(tdp_vm_create(s->h, &vc, &s->vm), 0);
 	for (unsigned i = 0; i < 2; i++) {
 		struct tdp_memslot ms = { .slot = i, .gpa = i * SLOT_SIZE,
@@ -238,8 +232,7 @@ static void run(unsigned nvcpu, uint64_t seconds)
 				 0);
 		assert_int_equal(th_check_page(buf, p * 4096, gen), 0);
 	}
-	if (tdp_vm_audit(s->vm, report, sizeof(report)))
-		fail_msg("audit: %s", report);
+	th_audit_clean(s->vm);
 	for (unsigned i = 0; i < nvcpu; i++)
 		tdp_vcpu_destroy(s->v[i]);
 	tdp_vm_destroy(s->vm);

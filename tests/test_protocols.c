@@ -14,60 +14,32 @@
 #include "helpers.h"
 #include "vm.h"
 
-struct fx {
-	struct tdp_host *h;
-	struct tdp_vm *vm;
-	struct tdp_vcpu *v;
-	uint64_t hva, size;
-};
-
-static void fx_init(struct fx *f, uint64_t size, uint64_t folio)
+/* One vCPU; memslot 0 at gpa 0. */
+static void fx_init(struct th_env *f, uint64_t size, uint64_t folio)
 {
-	struct tdp_host_config hc = { .mem_bytes = 1 * GiB };
 	struct tdp_vm_config vc = { .max_vcpus = 4 };
 
-	memset(f, 0, sizeof(*f));
-	f->size = size;
-	assert_int_equal(tdp_host_create(&hc, &f->h), 0);
-	assert_int_equal(tdp_host_mmap(f->h, size,
-				       TDP_PROT_READ | TDP_PROT_WRITE, folio, 0,
-				       &f->hva),
-			 0);
-	assert_int_equal(tdp_vm_create(f->h, &vc, &f->vm), 0);
-	struct tdp_memslot s = { .slot = 0, .gpa = 0, .size = size,
-				 .hva = f->hva };
-	assert_int_equal(tdp_vm_set_memslot(f->vm, &s), 0);
-	assert_int_equal(tdp_vcpu_create(f->vm, 0, &f->v), 0);
+	th_env_init(f, 1 * GiB, &vc, 1);
+	th_env_slot(f, 0, size, folio);
 }
 
-static void fx_fini(struct fx *f)
+/* The audit is clean unless the test dropped the vCPU. */
+static void fx_fini(struct th_env *f)
 {
-	char report[1024];
-
-	if (f->v)
-		assert_int_equal(tdp_vm_audit(f->vm, report, sizeof(report)),
-				 0);
-	tdp_vcpu_destroy(f->v);
-	tdp_vm_destroy(f->vm);
-	tdp_host_destroy(f->h);
+	if (f->v[0])
+		th_audit_clean(f->vm);
+	th_env_fini(f);
 }
 
-static struct tdp_stats stats(struct fx *f)
-{
-	struct tdp_stats s;
-
-	tdp_vm_get_stats(f->vm, &s);
-	return s;
-}
-
-static void write_pages(struct fx *f, uint64_t first, uint64_t n,
+static void write_pages(struct th_env *f, uint64_t first, uint64_t n,
 			uint64_t gen)
 {
 	uint8_t buf[4096];
 
 	for (uint64_t p = first; p < first + n; p++) {
 		th_fill_page(buf, p * 4096, gen);
-		assert_int_equal(tdp_vcpu_write(f->v, p * 4096, buf, 4096), 0);
+		assert_int_equal(tdp_vcpu_write(f->v[0], p * 4096, buf, 4096),
+				 0);
 	}
 }
 
@@ -79,7 +51,7 @@ static void write_pages(struct fx *f, uint64_t first, uint64_t n,
 /* ------------------------------------------------------------------ */
 
 struct yield_ctx {
-	struct fx *f;
+	struct th_env *f;
 	unsigned calls, yields, writes;
 	uint64_t last_gfn, behind_gfn;
 	uint64_t flushes_at_yield;
@@ -105,20 +77,20 @@ static void count_zap(void *arg, uint64_t *sptep)
 static void during_yield(void *arg)
 {
 	struct yield_ctx *y = arg;
-	struct tdp_stats s = stats(y->f);
+	struct tdp_stats s = th_vm_stats(y->f->vm);
 	uint8_t buf[64];
 
 	y->yields++;
 	/* The walk zapped leaves before yielding: the flush it owed must
 	 * have been done, and the (idle) vCPU must have the request. */
 	if (s.remote_tlb_flush <= y->flushes_at_yield ||
-	    !(atomic_load(&y->f->v->requests) & REQ_TLB_FLUSH))
+	    !(atomic_load(&y->f->v[0]->requests) & REQ_TLB_FLUSH))
 		y->flush_pending_ok = false;
 	y->flushes_at_yield = s.remote_tlb_flush;
 	/* Re-create a leaf behind the walk (lock is dropped now). */
 	if (y->yields == 3) {
 		y->behind_gfn = y->last_gfn;
-		assert_int_equal(tdp_vcpu_read(y->f->v, y->behind_gfn * 4096,
+		assert_int_equal(tdp_vcpu_read(y->f->v[0], y->behind_gfn * 4096,
 					       buf, sizeof(buf)),
 				 0);
 	}
@@ -127,16 +99,16 @@ static void during_yield(void *arg)
 static void test_zap_yield_restart(void **state)
 {
 	struct yield_ctx y = { .flush_pending_ok = true };
-	struct fx f;
+	struct th_env f;
 	uint8_t buf[4096];
 
 	(void)state;
 	fx_init(&f, 2 * MiB, TDP_PAGE_SIZE);
 	y.f = &f;
 	write_pages(&f, 0, 512, 1);
-	assert_int_equal(stats(&f).pages_4k, 512);
+	assert_int_equal(th_vm_stats(f.vm).pages_4k, 512);
 
-	y.flushes_at_yield = stats(&f).remote_tlb_flush;
+	y.flushes_at_yield = th_vm_stats(f.vm).remote_tlb_flush;
 	f.vm->mmu.hooks = (struct tdp_mmu_hooks){
 		.force_yield = force_every_16,
 		.in_yield = during_yield,
@@ -154,10 +126,10 @@ static void test_zap_yield_restart(void **state)
 	/* every original leaf written exactly once; the re-created one was
 	 * behind the restart point and stays, as do the two edges */
 	assert_int_equal(y.writes, 510);
-	assert_int_equal(stats(&f).pages_4k, 3);
+	assert_int_equal(th_vm_stats(f.vm).pages_4k, 3);
 	/* data survives the zap (refault) */
 	for (uint64_t p = 0; p < 512; p += 7) {
-		assert_int_equal(tdp_vcpu_read(f.v, p * 4096, buf, 4096), 0);
+		assert_int_equal(tdp_vcpu_read(f.v[0], p * 4096, buf, 4096), 0);
 		assert_int_equal(th_check_page(buf, p * 4096, 1), 0);
 	}
 	fx_fini(&f);
@@ -173,14 +145,14 @@ static void test_root_freed_after_iterator(void **state)
 {
 	struct tdp_mmu *mmu;
 	struct tdp_pt_page *root, *next;
-	struct fx f;
+	struct th_env f;
 
 	(void)state;
 	fx_init(&f, 2 * MiB, TDP_PAGE_SIZE);
 	mmu = &f.vm->mmu;
 	write_pages(&f, 0, 4, 1);
-	tdp_vcpu_destroy(f.v); /* drops the vCPU's reference: MMU's left */
-	f.v = NULL;
+	tdp_vcpu_destroy(f.v[0]); /* drops the vCPU's reference: MMU's left */
+	f.v[0] = NULL;
 
 	tdp_read_lock(&mmu->lock);
 	root = root_next(&mmu->roots, NULL, -1, ROOTS_VALID);
@@ -192,18 +164,18 @@ static void test_root_freed_after_iterator(void **state)
 	/* zapped, MMU reference gone, but the iterator's keeps it alive */
 	assert_true(root_invalid(root));
 	assert_int_equal(atomic_load(&root->refcount), 1);
-	assert_int_equal(stats(&f).roots, 1);
-	assert_int_equal(stats(&f).pt_pages, 0);
+	assert_int_equal(th_vm_stats(f.vm).roots, 1);
+	assert_int_equal(th_vm_stats(f.vm).pt_pages, 0);
 	assert_true(root->in_use);
 
 	tdp_read_lock(&mmu->lock);
 	next = root_next(&mmu->roots, root, -1, ROOTS_VALID); /* lets go: last put */
 	tdp_read_unlock(&mmu->lock);
 	assert_null(next);
-	assert_int_equal(stats(&f).roots, 0);
+	assert_int_equal(th_vm_stats(f.vm).roots, 0);
 	tdp_rcu_barrier();
 	assert_false(root->in_use); /* freed, once: a second free asserts */
-	assert_int_equal(stats(&f).pt_pages_alloc, 0);
+	assert_int_equal(th_vm_stats(f.vm).pt_pages_alloc, 0);
 	fx_fini(&f);
 }
 
@@ -212,7 +184,7 @@ static void test_root_iter_break(void **state)
 {
 	struct tdp_mmu *mmu;
 	struct tdp_pt_page *root, *seen = NULL;
-	struct fx f;
+	struct th_env f;
 	int inside = 0;
 
 	(void)state;
@@ -274,12 +246,12 @@ static void test_rcu_defers_table_free(void **state)
 	struct walker w = { 0 };
 	struct tdp_pt_page *sp;
 	pthread_t th;
-	struct fx f;
+	struct th_env f;
 
 	(void)state;
 	fx_init(&f, 2 * MiB, TDP_PAGE_SIZE);
 	write_pages(&f, 0, 1, 1);
-	w.table = find_table(f.v->root[0], 0, TDP_LEVEL_4K);
+	w.table = find_table(f.v[0]->root[0], 0, TDP_LEVEL_4K);
 	sp = sptep_to_sp(w.table);
 	assert_true(sp->in_use);
 
@@ -287,7 +259,7 @@ static void test_rcu_defers_table_free(void **state)
 	ev_wait(&w.ready);
 	/* unlinks every table of the root (zap under the read lock) */
 	assert_int_equal(tdp_vm_invalidate_roots(f.vm), 0);
-	assert_int_equal(stats(&f).pt_pages, 0);
+	assert_int_equal(th_vm_stats(f.vm).pt_pages, 0);
 	usleep(100 * 1000);
 	assert_true(sp->in_use); /* the walker is still inside */
 	ev_set(&w.leave);
@@ -305,7 +277,7 @@ static void test_rcu_defers_table_free(void **state)
 /* ------------------------------------------------------------------ */
 
 struct race_ab {
-	struct fx *f;
+	struct th_env *f;
 	struct tdp_pt_page *root;
 	uint64_t pfn;
 	pthread_t b;
@@ -354,7 +326,7 @@ static void test_frozen_entry_not_overwritten(void **state)
 	struct race_ab r = { 0 };
 	struct pt_cache c = { 0 };
 	struct tdp_mmu *mmu;
-	struct fx f;
+	struct th_env f;
 	unsigned order, prot;
 	uint8_t buf[64] = { 1 };
 
@@ -365,10 +337,10 @@ static void test_frozen_entry_not_overwritten(void **state)
 	/* populate the first folio in the host, load a root through an
 	 * access to the second one */
 	assert_int_equal(tdp_host_write(f.h, f.hva, buf, sizeof(buf)), 0);
-	assert_int_equal(tdp_vcpu_read(f.v, 2 * MiB, buf, sizeof(buf)), 0);
+	assert_int_equal(tdp_vcpu_read(f.v[0], 2 * MiB, buf, sizeof(buf)), 0);
 	assert_int_equal(host_lookup(f.h, f.hva, &r.pfn, &order, &prot), 0);
 	assert_int_equal(order, HOST_ORDER_2M);
-	r.root = f.v->root[0];
+	r.root = f.v[0]->root[0];
 
 	/* a 4 KiB mapping puts a table under the first 2 MiB entry */
 	struct tdp_fault f4 = mkfault(0, r.pfn, TDP_LEVEL_4K);
@@ -376,7 +348,7 @@ static void test_frozen_entry_not_overwritten(void **state)
 	tdp_read_lock(&mmu->lock);
 	assert_int_equal(tdp_mmu_map(mmu, r.root, &f4, &c), MAP_FIXED);
 	tdp_read_unlock(&mmu->lock);
-	assert_int_equal(stats(&f).pages_4k, 1);
+	assert_int_equal(th_vm_stats(f.vm).pages_4k, 1);
 
 	mmu->hooks = (struct tdp_mmu_hooks){ .map_before_set = b_before_set,
 					     .arg = &r };
@@ -394,8 +366,8 @@ static void test_frozen_entry_not_overwritten(void **state)
 
 	assert_true(r.b_entry_during == SPTE_FROZEN);
 	assert_int_equal(r.ret_b, MAP_RETRY); /* B's exchange failed */
-	assert_int_equal(stats(&f).pages_4k, 0);
-	assert_int_equal(stats(&f).pages_2m, 2);
+	assert_int_equal(th_vm_stats(f.vm).pages_4k, 0);
+	assert_int_equal(th_vm_stats(f.vm).pages_2m, 2);
 	fx_fini(&f); /* audit: counters equal the walk, no stray leaf */
 }
 
@@ -404,31 +376,22 @@ static void test_frozen_entry_not_overwritten(void **state)
 /* snapshot and its write is not lost (I4; KVM ba3a6120a4e7).            */
 /* ------------------------------------------------------------------ */
 
-static void hw_sets_dirty(void *arg, uint64_t *sptep)
-{
-	uint64_t s = __atomic_load_n(sptep, __ATOMIC_ACQUIRE);
-
-	(void)arg;
-	if (spte_present(s) && !(s & SPTE_D))
-		__atomic_fetch_or(sptep, SPTE_D, __ATOMIC_ACQ_REL);
-}
-
 static void test_dirty_bit_survives_zap(void **state)
 {
-	struct fx f;
+	struct th_env f;
 	uint8_t buf[64];
 
 	(void)state;
 	fx_init(&f, 2 * MiB, TDP_PAGE_SIZE);
-	assert_int_equal(tdp_vcpu_read(f.v, 0, buf, sizeof(buf)), 0);
-	uint64_t *t = find_table(f.v->root[0], 0, TDP_LEVEL_4K);
+	assert_int_equal(tdp_vcpu_read(f.v[0], 0, buf, sizeof(buf)), 0);
+	uint64_t *t = find_table(f.v[0]->root[0], 0, TDP_LEVEL_4K);
 	assert_false(t[0] & SPTE_D); /* a read fault maps it clean */
 
-	f.vm->mmu.hooks.zap_before_write = hw_sets_dirty;
+	f.vm->mmu.hooks.zap_before_write = th_hw_sets_dirty;
 	assert_int_equal(tdp_vm_zap_gfn_range(f.vm, 0, 0, 4096), 0);
 	memset(&f.vm->mmu.hooks, 0, sizeof(f.vm->mmu.hooks));
 	assert_int_equal(stat_read(f.vm->stats.zapped_dirty), 1);
-	assert_int_equal(stats(&f).pages_4k, 0);
+	assert_int_equal(th_vm_stats(f.vm).pages_4k, 0);
 	fx_fini(&f);
 }
 
@@ -437,25 +400,8 @@ static void test_dirty_bit_survives_zap(void **state)
 /* after it the vCPU never walks the invalid root (I3).                  */
 /* ------------------------------------------------------------------ */
 
-struct guest_pause {
-	atomic_int armed;
-	struct event in_guest, release;
-};
-
-static void pause_in_guest(struct tdp_vcpu *v, uint64_t gpa, void *arg)
-{
-	struct guest_pause *g = arg;
-
-	(void)v;
-	(void)gpa;
-	if (!atomic_exchange(&g->armed, 0))
-		return;
-	ev_set(&g->in_guest);
-	ev_wait(&g->release);
-}
-
 struct vaccess {
-	struct fx *f;
+	struct th_env *f;
 };
 
 static void *vcpu_read_once(void *arg)
@@ -463,12 +409,12 @@ static void *vcpu_read_once(void *arg)
 	struct vaccess *a = arg;
 	uint8_t buf[64];
 
-	assert_int_equal(tdp_vcpu_read(a->f->v, 0, buf, sizeof(buf)), 0);
+	assert_int_equal(tdp_vcpu_read(a->f->v[0], 0, buf, sizeof(buf)), 0);
 	return NULL;
 }
 
 struct inval {
-	struct fx *f;
+	struct th_env *f;
 	atomic_int done;
 };
 
@@ -483,28 +429,28 @@ static void *invalidate(void *arg)
 
 static void test_vcpu_never_on_invalid_root(void **state)
 {
-	struct guest_pause g = { 0 };
+	struct th_pause g = {0};
 	struct vaccess a;
 	struct inval inv = { 0 };
 	struct tdp_pt_page *old_root;
 	pthread_t tv, ti;
 	uint64_t reloads;
-	struct fx f;
+	struct th_env f;
 	uint8_t buf[64];
 
 	(void)state;
 	fx_init(&f, 2 * MiB, TDP_PAGE_SIZE);
 	a.f = &f;
 	inv.f = &f;
-	assert_int_equal(tdp_vcpu_read(f.v, 0, buf, sizeof(buf)), 0);
-	old_root = f.v->root[0];
-	reloads = stats(&f).root_reloads;
+	assert_int_equal(tdp_vcpu_read(f.v[0], 0, buf, sizeof(buf)), 0);
+	old_root = f.v[0]->root[0];
+	reloads = th_vm_stats(f.vm).root_reloads;
 
-	f.vm->hooks.in_guest = pause_in_guest;
+	f.vm->hooks.in_guest = th_pause_hook;
 	f.vm->hooks.arg = &g;
-	atomic_store(&g.armed, 1);
+	th_pause_arm(&g);
 	pthread_create(&tv, NULL, vcpu_read_once, &a);
-	ev_wait(&g.in_guest);
+	ev_wait(&g.reached);
 	pthread_create(&ti, NULL, invalidate, &inv);
 	usleep(100 * 1000);
 	/* marked invalid, but the request wait cannot end while the vCPU
@@ -521,10 +467,10 @@ static void test_vcpu_never_on_invalid_root(void **state)
 
 	/* the next access reloads (the walker asserts it never walks an
 	 * acknowledged invalid root) */
-	assert_int_equal(tdp_vcpu_read(f.v, 0, buf, sizeof(buf)), 0);
-	assert_ptr_not_equal(f.v->root[0], old_root);
-	assert_int_equal(stats(&f).root_reloads, reloads + 1);
-	assert_int_equal(stats(&f).roots, 1); /* the old one is gone */
+	assert_int_equal(tdp_vcpu_read(f.v[0], 0, buf, sizeof(buf)), 0);
+	assert_ptr_not_equal(f.v[0]->root[0], old_root);
+	assert_int_equal(th_vm_stats(f.vm).root_reloads, reloads + 1);
+	assert_int_equal(th_vm_stats(f.vm).roots, 1); /* the old one is gone */
 	fx_fini(&f);
 }
 

@@ -45,18 +45,16 @@ struct env {
 
 static void env_init(struct env *e)
 {
-	struct tdp_host_config hc = {.mem_bytes = GiB};
 	struct tdp_memslot s = {.slot = 0, .gpa = GPA, .size = 16 * PG};
 
 	memset(e, 0, sizeof(*e));
-	assert_int_equal(tdp_host_create(&hc, &e->h), 0);
+	e->h = th_host_new(GiB);
 	assert_int_equal(tdp_vm_create(e->h, NULL, &e->vm), 0);
 	assert_int_equal(tdp_vcpu_create(e->vm, 0, &e->v), 0);
-	assert_int_equal(tdp_host_mmap(e->h, 16 * PG, RW, PG, 0, &e->hva), 0);
+	e->hva = th_host_map(e->h, 16 * PG, RW, PG);
 	s.hva = e->hva;
 	assert_int_equal(tdp_vm_set_memslot(e->vm, &s), 0);
-	assert_int_equal(
-		tdp_host_mmap(e->h, 2 * MiB, RW, TDP_HUGE_2M, 0, &e->hva2m), 0);
+	e->hva2m = th_host_map(e->h, 2 * MiB, RW, TDP_HUGE_2M);
 	s = (struct tdp_memslot){
 		.slot = 1, .gpa = GPA2M, .size = 2 * MiB, .hva = e->hva2m};
 	assert_int_equal(tdp_vm_set_memslot(e->vm, &s), 0);
@@ -76,95 +74,12 @@ static void env_fini(struct env *e)
 	tdp_host_destroy(e->h);
 }
 
-static struct tdp_stats vstats(struct env *e)
-{
-	struct tdp_stats s;
-
-	tdp_vm_get_stats(e->vm, &s);
-	return s;
-}
-
 static uint64_t pinned(struct env *e)
 {
 	struct tdp_host_stats hs;
 
 	tdp_host_get_stats(e->h, &hs);
 	return hs.pinned_refs;
-}
-
-static void audit_clean(struct env *e)
-{
-	char rep[2048];
-	int n = tdp_vm_audit(e->vm, rep, sizeof(rep));
-
-	if (n)
-		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
-	assert_int_equal(n, 0);
-}
-
-static uint64_t lookup_pfn(struct env *e, uint64_t hva, unsigned *order)
-{
-	uint64_t pfn = ~0ull;
-	unsigned o = 0, prot = 0;
-
-	assert_int_equal(host_lookup(e->h, hva, &pfn, &o, &prot), 0);
-	if (order)
-		*order = o;
-	return pfn;
-}
-
-static const uint64_t *frame(struct env *e, uint64_t pfn)
-{
-	return (const uint64_t *)(host_frame_base(e->h) + pfn * PG);
-}
-
-static bool frame_poisoned(struct env *e, uint64_t pfn)
-{
-	const uint64_t *w = frame(e, pfn);
-
-	for (unsigned i = 0; i < 512; i++)
-		if (__atomic_load_n(&w[i], __ATOMIC_RELAXED) !=
-		    HOST_POISON_WORD)
-			return false;
-	return true;
-}
-
-/* The frame mapped for @gfn by @root (~0 if none) and the leaf level. */
-static uint64_t root_leaf_pfn(struct tdp_pt_page *root, uint64_t gfn,
-			      int *level)
-{
-	uint64_t *t = root->spt;
-
-	*level = 0;
-	for (int l = root->level; l >= TDP_LEVEL_4K; l--) {
-		uint64_t s = __atomic_load_n(&t[spte_index(gfn, l)],
-					     __ATOMIC_ACQUIRE);
-
-		if (!spte_present(s))
-			return ~0ull;
-		if (spte_is_leaf(s, l)) {
-			*level = l;
-			return spte_pfn(s) + (gfn & (level_pages(l) - 1));
-		}
-		t = spte_to_table(s);
-	}
-	return ~0ull;
-}
-
-/* Leaf of @gfn in the vCPU's root; takes mmu_lock (read). */
-static uint64_t leaf_pfn(struct tdp_vm *vm, struct tdp_vcpu *v, uint64_t gfn,
-			 int *level)
-{
-	uint64_t pfn = ~0ull;
-
-	*level = 0;
-	tdp_read_lock(&vm->mmu.lock);
-	tdp_rcu_read_lock();
-	if (v->root[v->as_id])
-		pfn = root_leaf_pfn(v->root[v->as_id], gfn, level);
-	tdp_rcu_read_unlock();
-	tdp_read_unlock(&vm->mmu.lock);
-	return pfn;
 }
 
 /* Leaves (in any root) whose frame range contains @pfn. */
@@ -296,7 +211,7 @@ static void race_hook(struct tdp_vcpu *v, uint64_t gfn, void *arg)
 	r->rcu_held = tdp_srcu_read_held(); /* the memslot read section */
 	r->in_guest = atomic_load(&v->mode) & 1;
 	r->pinned_in_hook = pinned(r->e);
-	r->leaf_in_hook = leaf_pfn(vm, v, gfn, &level);
+	r->leaf_in_hook = th_leaf_pfn(v, gfn, &level);
 	r->seq_before = atomic_load(&vm->mn.seq);
 	if (r->on_helper) {
 		pthread_t t;
@@ -379,10 +294,10 @@ static void test_control(void **state)
 	pin0 = pinned(&e);
 
 	race_arm(&e, &r, OP_NONE, false, GPA, 0, 0);
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	memset(buf, 0, sizeof(buf));
 	assert_int_equal(tdp_vcpu_read(e.v, GPA, buf, PG), 0);
-	s1 = vstats(&e);
+	s1 = th_vm_stats(e.vm);
 	assert_int_equal(th_check_page(buf, GPA, 1), 0);
 	assert_int_equal(atomic_load(&r.calls), 1);
 	race_check_window(&e, &r, pin0);
@@ -390,8 +305,8 @@ static void test_control(void **state)
 	assert_int_equal(s1.pf_fixed - s0.pf_fixed, 1);
 	assert_int_equal(s1.pf_retry - s0.pf_retry, 0);
 	assert_int_equal(pinned(&e), pin0);
-	assert_int_equal(leaf_pfn(e.vm, e.v, GPA >> 12, &level),
-			 lookup_pfn(&e, e.hva, NULL));
+	assert_int_equal(th_leaf_pfn(e.v, GPA >> 12, &level),
+			 th_lookup_pfn(e.h, e.hva, NULL));
 
 	/* a mapped page: no fault, no hook */
 	assert_int_equal(tdp_vcpu_read(e.v, GPA, buf, PG), 0);
@@ -405,10 +320,10 @@ static void test_control(void **state)
 	assert_int_equal(tdp_host_write(e.h, e.hva + PG, buf, PG), 0);
 	assert_int_equal(tdp_host_migrate(e.h, e.hva + PG, PG), 0);
 	race_arm(&e, &r, OP_NONE, true, GPA + PG, 0, 0);
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	memset(buf, 0, sizeof(buf));
 	assert_int_equal(tdp_vcpu_read(e.v, GPA + PG, buf, PG), 0);
-	s1 = vstats(&e);
+	s1 = th_vm_stats(e.vm);
 	assert_int_equal(th_check_page(buf, GPA + PG, 1), 0);
 	assert_int_equal(atomic_load(&r.calls), 1);
 	assert_int_equal(s1.pf_retry - s0.pf_retry, 0);
@@ -420,7 +335,7 @@ static void test_control(void **state)
 	assert_int_equal(atomic_load(&r.calls), 1);
 	race_check_window(&e, &r, pin0);
 	race_disarm(&e);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -451,9 +366,9 @@ static void race_one(enum race_op op, bool on_helper, bool write, int pre)
 				 0);
 		assert_int_equal(tdp_vcpu_read(e.v, gpa, buf, PG), 0);
 		assert_int_equal(tdp_host_mprotect(e.h, hva, PG, RW), 0);
-		assert_true(leaf_pfn(e.vm, e.v, gpa >> 12, &level) != ~0ull);
+		assert_true(th_leaf_pfn(e.v, gpa >> 12, &level) != ~0ull);
 	}
-	old_pfn = lookup_pfn(&e, hva, NULL);
+	old_pfn = th_lookup_pfn(e.h, hva, NULL);
 	/* the test's own pin: the old frame cannot be recycled */
 	assert_int_equal(host_gup(e.h, hva, false, &pin), 0);
 	assert_int_equal(pin.pfn, old_pfn);
@@ -462,7 +377,7 @@ static void race_one(enum race_op op, bool on_helper, bool write, int pre)
 	race_arm(&e, &r, op, on_helper, gpa, hva, PG);
 	if (pre == 1)
 		r.want_leaf = old_pfn; /* the read-only leaf */
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	if (write) {
 		th_fill_page(buf, gpa, 2);
 		assert_int_equal(tdp_vcpu_write(e.v, gpa, buf, PG), 0);
@@ -470,7 +385,7 @@ static void race_one(enum race_op op, bool on_helper, bool write, int pre)
 		memset(buf, 0, sizeof(buf));
 		assert_int_equal(tdp_vcpu_read(e.v, gpa, buf, PG), 0);
 	}
-	s1 = vstats(&e);
+	s1 = th_vm_stats(e.vm);
 	race_disarm(&e);
 
 	/* the race happened where it should */
@@ -491,15 +406,15 @@ static void race_one(enum race_op op, bool on_helper, bool write, int pre)
 	}
 
 	/* the gfn maps the new frame, the old one is mapped nowhere */
-	new_pfn = lookup_pfn(&e, hva, NULL);
+	new_pfn = th_lookup_pfn(e.h, hva, NULL);
 	assert_true(new_pfn != old_pfn);
-	assert_int_equal(leaf_pfn(e.vm, e.v, gpa >> 12, &level), new_pfn);
+	assert_int_equal(th_leaf_pfn(e.v, gpa >> 12, &level), new_pfn);
 	assert_int_equal(level, TDP_LEVEL_4K);
 	assert_int_equal(leaves_mapping(&e, old_pfn), 0);
 	assert_int_equal(tlb_entries_for(e.v, old_pfn), 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	/* nothing wrote the old frame after the op took it away */
-	assert_int_equal(th_check_page(frame(&e, old_pfn), gpa, 1), 0);
+	assert_int_equal(th_check_page(th_frame(e.h, old_pfn), gpa, 1), 0);
 	/* the first fault retried, the second mapped */
 	assert_int_equal(atomic_load(&r.calls), 2);
 	assert_int_equal(s1.pf_taken - s0.pf_taken, 2);
@@ -508,7 +423,7 @@ static void race_one(enum race_op op, bool on_helper, bool write, int pre)
 	assert_int_equal(pinned(&e), pin0);
 	/* dropping the test's pin frees it */
 	host_put_frame(e.h, pin.ref_pfn);
-	assert_true(frame_poisoned(&e, old_pfn));
+	assert_true(th_frame_poisoned(e.h, old_pfn));
 
 	/* and the guest keeps working on the new frame */
 	memset(buf, 0, sizeof(buf));
@@ -522,7 +437,7 @@ static void race_one(enum race_op op, bool on_helper, bool write, int pre)
 	memset(buf, 0, sizeof(buf));
 	assert_int_equal(tdp_host_read(e.h, hva, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, gpa, 3), 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -586,24 +501,24 @@ static void test_split(void **state)
 	env_init(&e);
 	th_fill_page(buf, gpa, 1);
 	assert_int_equal(tdp_host_write(e.h, e.hva2m + 7 * PG, buf, PG), 0);
-	pfn = lookup_pfn(&e, e.hva2m + 7 * PG, &order);
+	pfn = th_lookup_pfn(e.h, e.hva2m + 7 * PG, &order);
 	assert_int_equal(order, HOST_ORDER_2M);
 	pin0 = pinned(&e);
 
 	race_arm(&e, &r, OP_SPLIT, true, gpa, e.hva2m, 2 * MiB);
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	memset(buf, 0, sizeof(buf));
 	assert_int_equal(tdp_vcpu_read(e.v, gpa, buf, PG), 0);
-	s1 = vstats(&e);
+	s1 = th_vm_stats(e.vm);
 	race_disarm(&e);
 	race_check_window(&e, &r, pin0);
 	assert_int_equal(th_check_page(buf, gpa, 1), 0);
-	assert_int_equal(lookup_pfn(&e, e.hva2m + 7 * PG, &order), pfn);
+	assert_int_equal(th_lookup_pfn(e.h, e.hva2m + 7 * PG, &order), pfn);
 	assert_int_equal(order, 0);
-	assert_int_equal(leaf_pfn(e.vm, e.v, gpa >> 12, &level), pfn);
+	assert_int_equal(th_leaf_pfn(e.v, gpa >> 12, &level), pfn);
 	assert_int_equal(level, TDP_LEVEL_4K);
 	assert_int_equal(s1.pages_2m, 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	assert_int_equal(atomic_load(&r.calls), 2);
 	assert_int_equal(s1.pf_retry - s0.pf_retry, 1);
 	assert_int_equal(s1.pf_fixed - s0.pf_fixed, 1);
@@ -612,14 +527,13 @@ static void test_split(void **state)
 	uint64_t h2;
 	struct tdp_memslot s = {.slot = 2, .gpa = 8 * MiB, .size = 2 * MiB};
 
-	assert_int_equal(tdp_host_mmap(e.h, 2 * MiB, RW, TDP_HUGE_2M, 0, &h2),
-			 0);
+	h2 = th_host_map(e.h, 2 * MiB, RW, TDP_HUGE_2M);
 	s.hva = h2;
 	assert_int_equal(tdp_vm_set_memslot(e.vm, &s), 0);
 	assert_int_equal(tdp_vcpu_read(e.v, 8 * MiB + 7 * PG, buf, PG), 0);
-	assert_true(leaf_pfn(e.vm, e.v, (8 * MiB >> 12) + 7, &level) != ~0ull);
+	assert_true(th_leaf_pfn(e.v, (8 * MiB >> 12) + 7, &level) != ~0ull);
 	assert_int_equal(level, TDP_LEVEL_2M);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -643,22 +557,22 @@ static void test_mprotect_write(void **state)
 	pin0 = pinned(&e);
 
 	race_arm(&e, &r, OP_MPROTECT, true, gpa, e.hva + 9 * PG, PG);
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	th_fill_page(w, gpa, 2);
 	assert_int_equal(tdp_vcpu_write(e.v, gpa, w, PG), -EFAULT);
-	s1 = vstats(&e);
+	s1 = th_vm_stats(e.vm);
 	race_disarm(&e);
 	race_check_window(&e, &r, pin0);
 	assert_int_equal(atomic_load(&r.calls), 1); /* the retry's gup fails */
 	assert_int_equal(s1.pf_retry - s0.pf_retry, 1);
 	assert_int_equal(s1.pf_fixed - s0.pf_fixed, 0);
-	assert_int_equal(leaf_pfn(e.vm, e.v, gpa >> 12, &level), ~0ull);
+	assert_int_equal(th_leaf_pfn(e.v, gpa >> 12, &level), ~0ull);
 	memset(buf, 0, sizeof(buf));
 	assert_int_equal(tdp_host_read(e.h, e.hva + 9 * PG, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, gpa, 1), 0);
 	assert_int_equal(tdp_vcpu_read(e.v, gpa, buf, PG), 0);
 	assert_int_equal(th_check_page(buf, gpa, 1), 0);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 
@@ -759,7 +673,7 @@ static void inprog_one(enum race_op op, bool write)
 	hva = e.hva + 11 * PG;
 	th_fill_page(buf, gpa, 1);
 	assert_int_equal(tdp_host_write(e.h, hva, buf, PG), 0);
-	old_pfn = lookup_pfn(&e, hva, NULL);
+	old_pfn = th_lookup_pfn(e.h, hva, NULL);
 	assert_int_equal(host_gup(e.h, hva, false, &pin), 0);
 
 	memset(&ip, 0, sizeof(ip));
@@ -770,7 +684,7 @@ static void inprog_one(enum race_op op, bool write)
 	host_set_test_hook(e.h, inprog_host_hook, &ip);
 	e.vm->hooks.arg = &ip;
 	e.vm->hooks.fault_after_gup = inprog_fault_hook;
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	if (write) {
 		th_fill_page(buf, gpa, 2);
 		ret = tdp_vcpu_write(e.v, gpa, buf, PG);
@@ -778,7 +692,7 @@ static void inprog_one(enum race_op op, bool write)
 		memset(buf, 0, sizeof(buf));
 		ret = tdp_vcpu_read(e.v, gpa, buf, PG);
 	}
-	s1 = vstats(&e);
+	s1 = th_vm_stats(e.vm);
 	if (ip.helper_started)
 		pthread_join(ip.helper, NULL);
 	race_disarm(&e);
@@ -800,13 +714,13 @@ static void inprog_one(enum race_op op, bool write)
 	} else {
 		assert_int_equal(th_check_page(buf, gpa, 1), 0);
 	}
-	new_pfn = lookup_pfn(&e, hva, NULL);
+	new_pfn = th_lookup_pfn(e.h, hva, NULL);
 	assert_true(new_pfn != old_pfn);
-	assert_int_equal(leaf_pfn(e.vm, e.v, gpa >> 12, &level), new_pfn);
+	assert_int_equal(th_leaf_pfn(e.v, gpa >> 12, &level), new_pfn);
 	assert_int_equal(leaves_mapping(&e, old_pfn), 0);
 	assert_int_equal(tlb_entries_for(e.v, old_pfn), 0);
-	audit_clean(&e);
-	assert_int_equal(th_check_page(frame(&e, old_pfn), gpa, 1), 0);
+	th_audit_clean(e.vm);
+	assert_int_equal(th_check_page(th_frame(e.h, old_pfn), gpa, 1), 0);
 	/* the racing fault retried; so may the next one, which can sample
 	 * the sequence before the operation's invalidate_end and get the
 	 * frame after it (a conservative retry); then one mapped.  Faults
@@ -821,7 +735,7 @@ static void inprog_one(enum race_op op, bool write)
 			 (uint64_t)calls - 1 + early);
 	assert_int_equal(s1.pf_fixed - s0.pf_fixed, 1);
 	host_put_frame(e.h, pin.ref_pfn);
-	assert_true(frame_poisoned(&e, old_pfn));
+	assert_true(th_frame_poisoned(e.h, old_pfn));
 	env_fini(&e);
 }
 
@@ -893,7 +807,7 @@ static void test_many_rounds(void **state)
 	}
 	e.vm->hooks.arg = &m;
 	e.vm->hooks.fault_after_gup = multi_hook;
-	s0 = vstats(&e);
+	s0 = th_vm_stats(e.vm);
 	for (unsigned round = 0; round < 4; round++) {
 		/* zap so that every access faults again */
 		assert_int_equal(tdp_vm_zap_gfn_range(e.vm, 0, GPA, 16 * PG),
@@ -906,13 +820,13 @@ static void test_many_rounds(void **state)
 					 0);
 		}
 	}
-	s1 = vstats(&e);
+	s1 = th_vm_stats(e.vm);
 	race_disarm(&e);
 	assert_int_equal(m.bad, 0);
 	assert_int_equal(atomic_load(&m.calls), 2 * 4 * 16);
 	assert_int_equal(s1.pf_retry - s0.pf_retry, 4 * 16);
 	assert_int_equal(s1.pf_fixed - s0.pf_fixed, 4 * 16);
-	audit_clean(&e);
+	th_audit_clean(e.vm);
 	env_fini(&e);
 }
 

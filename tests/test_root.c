@@ -523,23 +523,6 @@ static void test_last_put_of_valid_root_aborts(void **state)
 /* through the public API                                              */
 /* ------------------------------------------------------------------ */
 
-static struct tdp_stats vm_stats(struct tdp_vm *vm)
-{
-	struct tdp_stats s;
-
-	tdp_vm_get_stats(vm, &s);
-	return s;
-}
-
-static void audit_clean(struct tdp_vm *vm)
-{
-	char rep[512] = "";
-	int r = tdp_vm_audit(vm, rep, sizeof(rep));
-
-	if (r != 0)
-		fail_msg("audit: %d problems: %s", r, rep);
-}
-
 static void test_public_roots(void **state)
 {
 	struct tdp_vm_config cfg = { .nr_as = 2 };
@@ -551,14 +534,10 @@ static void test_public_roots(void **state)
 
 	(void)state;
 	assert_int_equal(tdp_host_create(NULL, &h), 0);
-	assert_int_equal(tdp_host_mmap(h, 2 * MiB, TDP_PROT_READ |
-						      TDP_PROT_WRITE,
-				       TDP_PAGE_SIZE, 0, &hva0),
-			 0);
-	assert_int_equal(tdp_host_mmap(h, 2 * MiB, TDP_PROT_READ |
-						      TDP_PROT_WRITE,
-				       TDP_PAGE_SIZE, 0, &hva1),
-			 0);
+	hva0 = th_host_map(h, 2 * MiB, TDP_PROT_READ | TDP_PROT_WRITE,
+			   TDP_PAGE_SIZE);
+	hva1 = th_host_map(h, 2 * MiB, TDP_PROT_READ | TDP_PROT_WRITE,
+			   TDP_PAGE_SIZE);
 	assert_int_equal(tdp_host_write(h, hva0, &v0, 8), 0);
 	assert_int_equal(tdp_host_write(h, hva1, &v1, 8), 0);
 	assert_int_equal(tdp_vm_create(h, &cfg, &vm), 0);
@@ -573,24 +552,24 @@ static void test_public_roots(void **state)
 	assert_int_equal(tdp_vcpu_create(vm, 0, &a), 0);
 	assert_int_equal(tdp_vcpu_create(vm, 1, &b), 0);
 	assert_int_equal(tdp_vcpu_create(vm, 2, &c), 0);
-	assert_int_equal(vm_stats(vm).roots, 0); /* loaded on first entry */
+	assert_int_equal(th_vm_stats(vm).roots, 0); /* loaded on first entry */
 
 	/* two vCPUs of one address space share one root */
 	assert_int_equal(tdp_vcpu_read(a, 0, &x, 8), 0);
 	assert_int_equal(x, v0);
-	assert_int_equal(vm_stats(vm).roots, 1);
+	assert_int_equal(th_vm_stats(vm).roots, 1);
 	assert_int_equal(tdp_vcpu_read(b, 8, &y, 8), 0);
-	assert_int_equal(vm_stats(vm).roots, 1);
+	assert_int_equal(th_vm_stats(vm).roots, 1);
 	assert_ptr_equal(a->root[0], b->root[0]);
 	assert_int_equal(refs(a->root[0]), 3); /* MMU + a + b */
-	assert_int_equal(vm_stats(vm).root_reloads, 2);
+	assert_int_equal(th_vm_stats(vm).root_reloads, 2);
 
 	/* a vCPU in address space 1 gets a second root and sees AS 1 */
 	assert_int_equal(tdp_vcpu_set_as(c, 1), 0);
 	assert_int_equal(tdp_vcpu_set_as(c, 2), -EINVAL);
 	assert_int_equal(tdp_vcpu_read(c, 0, &x, 8), 0);
 	assert_int_equal(x, v1);
-	assert_int_equal(vm_stats(vm).roots, 2);
+	assert_int_equal(th_vm_stats(vm).roots, 2);
 	assert_ptr_not_equal(c->root[1], a->root[0]);
 	assert_int_equal(c->root[1]->as_id, 1);
 	/* back to address space 0: shares a's root, keeps its AS 1 root */
@@ -598,9 +577,9 @@ static void test_public_roots(void **state)
 	assert_int_equal(tdp_vcpu_read(c, 0, &x, 8), 0);
 	assert_int_equal(x, v0);
 	assert_ptr_equal(c->root[0], a->root[0]);
-	assert_int_equal(vm_stats(vm).roots, 2);
+	assert_int_equal(th_vm_stats(vm).roots, 2);
 	assert_int_equal(tdp_vcpu_set_as(c, 1), 0);
-	audit_clean(vm);
+	th_audit_clean(vm);
 
 	struct tdp_pt_page *old0 = a->root[0], *old1 = c->root[1];
 
@@ -608,34 +587,34 @@ static void test_public_roots(void **state)
 	assert_int_equal(tdp_vm_invalidate_roots(vm), 0);
 	assert_true(root_invalid(old0));
 	assert_true(root_invalid(old1));
-	assert_int_equal(vm_stats(vm).roots, 2);
+	assert_int_equal(th_vm_stats(vm).roots, 2);
 	/* a reloads: a new root; b still holds the old one (and so does c) */
 	assert_int_equal(tdp_vcpu_read(a, 0, &x, 8), 0);
 	assert_int_equal(x, v0);
 	assert_ptr_not_equal(a->root[0], old0);
 	assert_false(root_invalid(a->root[0]));
-	assert_int_equal(vm_stats(vm).roots, 3);
+	assert_int_equal(th_vm_stats(vm).roots, 3);
 	/* b reloads: shares a's new root */
 	assert_int_equal(tdp_vcpu_read(b, 0, &x, 8), 0);
 	assert_ptr_equal(b->root[0], a->root[0]);
-	assert_int_equal(vm_stats(vm).roots, 3); /* c holds old0, old1 */
+	assert_int_equal(th_vm_stats(vm).roots, 3); /* c holds old0, old1 */
 	/* c (in AS 1) reloads: drops both invalid roots, loads a new AS 1 */
 	assert_int_equal(tdp_vcpu_read(c, 0, &x, 8), 0);
 	assert_int_equal(x, v1);
 	assert_ptr_not_equal(c->root[1], old1);
 	assert_null(c->root[0]);
-	assert_int_equal(vm_stats(vm).roots, 2);
-	audit_clean(vm);
+	assert_int_equal(th_vm_stats(vm).roots, 2);
+	th_audit_clean(vm);
 
 	/* destroying a vCPU drops its roots; the MMU keeps valid ones */
 	tdp_vcpu_destroy(c);
-	assert_int_equal(vm_stats(vm).roots, 2);
+	assert_int_equal(th_vm_stats(vm).roots, 2);
 	assert_int_equal(tdp_vm_invalidate_roots(vm), 0);
 	/* a and b still hold the AS 0 root; the AS 1 one had only the MMU */
-	assert_int_equal(vm_stats(vm).roots, 1);
+	assert_int_equal(th_vm_stats(vm).roots, 1);
 	tdp_vcpu_destroy(a);
 	tdp_vcpu_destroy(b);
-	assert_int_equal(vm_stats(vm).roots, 0);
+	assert_int_equal(th_vm_stats(vm).roots, 0);
 	tdp_vm_destroy(vm);
 	tdp_host_destroy(h);
 }

@@ -83,23 +83,6 @@ struct shared {
  * host_gup earlier must see the invalidation and retry.  Walk every root
  * for every such gfn under mmu_lock (read; lock order host -> mmu).
  */
-static bool gfn_mapped(struct tdp_pt_page *root, uint64_t gfn)
-{
-	uint64_t *t = root->spt;
-
-	for (int l = root->level; l >= TDP_LEVEL_4K; l--) {
-		uint64_t e = __atomic_load_n(&t[spte_index(gfn, l)],
-					     __ATOMIC_ACQUIRE);
-
-		if (!spte_present(e))
-			return false;
-		if (spte_is_leaf(e, l))
-			return true;
-		t = spte_to_table(e);
-	}
-	return false;
-}
-
 static void check_range(struct shared *sh, uint64_t hva, uint64_t size,
 			uint64_t gpa, uint64_t start, uint64_t end)
 {
@@ -120,7 +103,7 @@ static void check_range(struct shared *sh, uint64_t hva, uint64_t size,
 		atomic_fetch_add(&sh->hook_gfns_checked, 1);
 		cds_list_for_each_entry(root, &sh->vm->mmu.roots.list, link)
 		{
-			if (gfn_mapped(root, gfn) &&
+			if (th_root_leaf_pfn(root, gfn, NULL) != ~0ull &&
 			    !atomic_fetch_add(&sh->stale_leaves, 1))
 				sh->first_stale_gfn = gfn;
 		}
@@ -310,11 +293,10 @@ struct setup {
 
 static void setup_init(struct setup *s, unsigned nrg)
 {
-	struct tdp_host_config hc = {.mem_bytes = GiB};
 	struct tdp_vm_config vc = {.max_vcpus = 4};
 
 	memset(s, 0, sizeof(*s));
-	assert_int_equal(tdp_host_create(&hc, &s->h), 0);
+	s->h = th_host_new(GiB);
 	assert_int_equal(tdp_vm_create(s->h, &vc, &s->vm), 0);
 	for (unsigned i = 0; i < 2; i++)
 		assert_int_equal(tdp_vcpu_create(s->vm, i, &s->v[i]), 0);
@@ -326,12 +308,9 @@ static void setup_init(struct setup *s, unsigned nrg)
 		rg->huge_size = 4 * TDP_HUGE_2M;
 		rg->small_size = 256 * PG;
 		rg->size = rg->huge_size + rg->small_size;
-		assert_int_equal(tdp_host_mmap(s->h, rg->huge_size, RW,
-					       TDP_HUGE_2M, 0, &rg->huge_hva),
-				 0);
-		assert_int_equal(tdp_host_mmap(s->h, rg->small_size, RW, PG, 0,
-					       &rg->small_hva),
-				 0);
+		rg->huge_hva =
+			th_host_map(s->h, rg->huge_size, RW, TDP_HUGE_2M);
+		rg->small_hva = th_host_map(s->h, rg->small_size, RW, PG);
 		m = (struct tdp_memslot){.slot = 2 * i,
 					 .gpa = rg->gpa,
 					 .size = rg->huge_size,
@@ -347,13 +326,10 @@ static void setup_init(struct setup *s, unsigned nrg)
 
 static void setup_fini(struct setup *s, unsigned nrg)
 {
-	struct tdp_host_stats hs;
-
 	for (unsigned i = 0; i < 2; i++)
 		tdp_vcpu_destroy(s->v[i]);
 	tdp_vm_destroy(s->vm);
-	tdp_host_get_stats(s->h, &hs);
-	assert_int_equal(hs.pinned_refs, 0);
+	assert_int_equal(th_host_stats(s->h).pinned_refs, 0);
 	for (unsigned i = 0; i < nrg; i++) {
 		assert_int_equal(tdp_host_munmap(s->h, s->rg[i].huge_hva,
 						 s->rg[i].huge_size),
@@ -362,9 +338,7 @@ static void setup_fini(struct setup *s, unsigned nrg)
 						 s->rg[i].small_size),
 				 0);
 	}
-	tdp_host_get_stats(s->h, &hs);
-	assert_int_equal(hs.frames_used, 0);
-	assert_int_equal(hs.swapped_pages, 0);
+	th_assert_host_empty(s->h);
 	tdp_host_destroy(s->h);
 }
 
@@ -376,16 +350,6 @@ static void region_host_read(struct tdp_host *h, const struct region *rg,
 	assert_int_equal(tdp_host_read(h, rg->small_hva, dst + rg->huge_size,
 				       rg->small_size),
 			 0);
-}
-
-static void audit_clean(struct tdp_vm *vm)
-{
-	char rep[2048];
-	int n = tdp_vm_audit(vm, rep, sizeof(rep));
-
-	if (n)
-		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
-	assert_int_equal(n, 0);
 }
 
 #define MIN_READS  1000
@@ -540,7 +504,7 @@ static void test_private(void **state)
 	assert_true(hs1.swap_ins > hs0.swap_ins);
 	assert_true(hs1.splits > hs0.splits);
 
-	audit_clean(s.vm);
+	th_audit_clean(s.vm);
 	/* no write was lost or misplaced: the host has exactly the shadows,
 	 * and so does each guest */
 	for (unsigned i = 0; i < 2; i++) {
@@ -557,7 +521,7 @@ static void test_private(void **state)
 		free(copy);
 		free(w[i].shadow);
 	}
-	audit_clean(s.vm);
+	th_audit_clean(s.vm);
 	setup_fini(&s, 2);
 }
 
@@ -596,7 +560,7 @@ static void test_shared(void **state)
 	run(&sh, w, 2500000000ull);
 	report("shared", &sh, w, s.vm, s.h);
 	check_run(&sh, w);
-	audit_clean(s.vm);
+	th_audit_clean(s.vm);
 	for (uint64_t off = 0; off < s.rg[0].size; off += PG) {
 		for (unsigned i = 0; i < 2; i++) {
 			memset(page, 0, sizeof(page));
@@ -608,7 +572,7 @@ static void test_shared(void **state)
 				th_check_page(page, s.rg[0].gpa + off, 1), 0);
 		}
 	}
-	audit_clean(s.vm);
+	th_audit_clean(s.vm);
 	setup_fini(&s, 1);
 }
 

@@ -19,7 +19,6 @@
 
 #include "helpers.h"
 #include "host/host.h"
-#include "rcu.h"
 #include "vm.h"
 
 #define PG    4096ull
@@ -48,69 +47,32 @@ struct world {
 
 static uint64_t wmap(struct world *w, uint64_t len, uint64_t folio)
 {
-	uint64_t hva = 0;
+	uint64_t hva = th_host_map(w->h, len, RW, folio);
 
-	assert_int_equal(tdp_host_mmap(w->h, len, RW, folio, 0, &hva), 0);
 	w->m[w->nm++] = (struct map){hva, len};
 	return hva;
 }
 
-static void wslot(struct world *w, unsigned as, unsigned id, uint64_t gpa,
-		  uint64_t size, uint64_t hva)
-{
-	struct tdp_memslot s = {
-		.as_id = as, .slot = id, .gpa = gpa, .size = size, .hva = hva};
-
-	assert_int_equal(tdp_vm_set_memslot(w->vm, &s), 0);
-}
-
 static void world_init(struct world *w)
 {
-	struct tdp_host_config hc = {.mem_bytes = 4 * GiB};
 	struct tdp_vm_config vc = {.nr_as = 2, .max_vcpus = 8};
 	uint64_t h4a, h4b, h2, h1;
 
 	memset(w, 0, sizeof(*w));
-	assert_int_equal(tdp_host_create(&hc, &w->h), 0);
+	w->h = th_host_new(4 * GiB);
 	assert_int_equal(tdp_vm_create(w->h, &vc, &w->vm), 0);
 	h4a = wmap(w, 16 * PG, PG);
 	h4b = wmap(w, 16 * PG, PG);
 	h2 = wmap(w, 4 * MiB, TDP_HUGE_2M);
 	h1 = wmap(w, GiB, TDP_HUGE_1G);
-	wslot(w, 0, 0, AS0_4K, 16 * PG, h4a);
-	wslot(w, 0, 1, AS0_2M, 4 * MiB, h2);
-	wslot(w, 0, 2, AS0_1G, GiB, h1);
-	wslot(w, 1, 0, AS1_4K, 16 * PG, h4b);
-	wslot(w, 1, 1, AS1_2M, 4 * MiB, h2);
-	wslot(w, 1, 2, AS1_1G, GiB, h1);
+	th_set_slot(w->vm, 0, 0, AS0_4K, 16 * PG, h4a, 0);
+	th_set_slot(w->vm, 0, 1, AS0_2M, 4 * MiB, h2, 0);
+	th_set_slot(w->vm, 0, 2, AS0_1G, GiB, h1, 0);
+	th_set_slot(w->vm, 1, 0, AS1_4K, 16 * PG, h4b, 0);
+	th_set_slot(w->vm, 1, 1, AS1_2M, 4 * MiB, h2, 0);
+	th_set_slot(w->vm, 1, 2, AS1_1G, GiB, h1, 0);
 	for (unsigned i = 0; i < NVCPU; i++)
 		assert_int_equal(tdp_vcpu_create(w->vm, i * 2, &w->v[i]), 0);
-}
-
-static struct tdp_stats vstats(struct world *w)
-{
-	struct tdp_stats s;
-
-	tdp_vm_get_stats(w->vm, &s);
-	return s;
-}
-
-static struct tdp_host_stats hstats(struct world *w)
-{
-	struct tdp_host_stats s;
-
-	tdp_host_get_stats(w->h, &s);
-	return s;
-}
-
-static void audit_clean(struct world *w)
-{
-	char rep[2048];
-	int n = tdp_vm_audit(w->vm, rep, sizeof(rep));
-
-	if (n)
-		fprintf(stderr, "audit: %d problem(s):\n%s", n, rep);
-	assert_int_equal(n, 0);
 }
 
 /* One vCPU thread's work: write then verify a few pages in every slot of
@@ -200,29 +162,6 @@ static void run_jobs(struct world *w, uint64_t gen)
 	}
 }
 
-static void assert_mmu_empty(struct world *w)
-{
-	struct tdp_stats s = vstats(w);
-
-	assert_int_equal(s.roots, 0);
-	assert_int_equal(s.pt_pages, 0);
-	assert_int_equal(s.pt_pages_alloc, 0);
-	assert_int_equal(s.frame_refs, 0);
-	assert_int_equal(s.pages_4k, 0);
-	assert_int_equal(s.pages_2m, 0);
-	assert_int_equal(s.pages_1g, 0);
-}
-
-static void assert_host_empty(struct world *w)
-{
-	struct tdp_host_stats s = hstats(w);
-
-	assert_int_equal(s.frames_used, 0);
-	assert_int_equal(s.frame_refs, 0);
-	assert_int_equal(s.pinned_refs, 0);
-	assert_int_equal(s.swapped_pages, 0);
-}
-
 static void test_teardown_counts(void **state)
 {
 	struct world w;
@@ -230,7 +169,7 @@ static void test_teardown_counts(void **state)
 
 	world_init(&w);
 	run_jobs(&w, 1);
-	s = vstats(&w);
+	s = th_vm_stats(w.vm);
 	/* mappings at every level, roots for both address spaces */
 	assert_true(s.pages_4k > 0);
 	assert_true(s.pages_2m > 0);
@@ -238,26 +177,26 @@ static void test_teardown_counts(void **state)
 	assert_int_equal(s.roots, 2);
 	assert_true(s.pt_pages > 0);
 	assert_true(s.pt_pages_alloc >= s.pt_pages + s.roots);
-	audit_clean(&w);
+	th_audit_clean(w.vm);
 
 	/* invalidate roots under live vCPUs; they reload and go on */
 	assert_int_equal(tdp_vm_invalidate_roots(w.vm), 0);
 	run_jobs(&w, 2);
-	s = vstats(&w);
+	s = th_vm_stats(w.vm);
 	assert_true(s.pages_1g > 0 && s.pages_2m > 0 && s.pages_4k > 0);
-	audit_clean(&w);
+	th_audit_clean(w.vm);
 
 	/* host operations leave swapped, migrated and split memory */
 	assert_int_equal(tdp_host_swap_out(w.h, w.m[0].hva, 4 * PG), 0);
 	assert_int_equal(tdp_host_migrate(w.h, w.m[1].hva, 16 * PG), 0);
 	assert_int_equal(tdp_host_split(w.h, w.m[2].hva, 2 * MiB), 0);
 	run_jobs(&w, 3);
-	assert_true(hstats(&w).swap_ins > 0);
-	s = vstats(&w);
+	assert_true(th_host_stats(w.h).swap_ins > 0);
+	s = th_vm_stats(w.vm);
 	assert_true(s.pages_1g > 0 && s.pages_2m > 0 && s.pages_4k > 0);
 	assert_true(s.roots >= 2);
-	audit_clean(&w);
-	assert_true(hstats(&w).frames_used > 0);
+	th_audit_clean(w.vm);
+	assert_true(th_host_stats(w.h).frames_used > 0);
 
 	/* a vCPU that never ran, destroyed with the others */
 	struct tdp_vcpu *idle;
@@ -266,20 +205,16 @@ static void test_teardown_counts(void **state)
 
 	/* tear down, counting as we go */
 	tdp_vcpu_destroy(idle);
-	for (unsigned i = 0; i < NVCPU; i++)
-		tdp_vcpu_destroy(w.v[i]);
-	assert_int_equal(tdp_vm_invalidate_roots(w.vm), 0);
-	tdp_rcu_barrier();
-	assert_mmu_empty(&w);
+	th_drain_mmu(w.vm, w.v, NVCPU);
 	/* the pool frames are the host's, the VM holds no reference: the
 	 * same frames are still in use by the host mappings */
-	assert_true(hstats(&w).frames_used > 0);
-	assert_int_equal(hstats(&w).pinned_refs, 0);
+	assert_true(th_host_stats(w.h).frames_used > 0);
+	assert_int_equal(th_host_stats(w.h).pinned_refs, 0);
 	tdp_vm_destroy(w.vm);
 	for (unsigned i = 0; i < w.nm; i++)
 		assert_int_equal(tdp_host_munmap(w.h, w.m[i].hva, w.m[i].len),
 				 0);
-	assert_host_empty(&w);
+	th_assert_host_empty(w.h);
 	tdp_host_destroy(w.h);
 }
 
@@ -293,38 +228,35 @@ static void test_destroy_direct(void **state)
 	run_jobs(&w, 1);
 	assert_int_equal(tdp_host_swap_out(w.h, w.m[2].hva, 2 * MiB), 0);
 	run_jobs(&w, 2);
-	assert_true(vstats(&w).roots == 2);
+	assert_true(th_vm_stats(w.vm).roots == 2);
 	for (unsigned i = 0; i < NVCPU; i++)
 		tdp_vcpu_destroy(w.v[i]);
 	/* roots survive their vCPUs (the MMU's reference) */
-	assert_int_equal(vstats(&w).roots, 2);
-	audit_clean(&w);
+	assert_int_equal(th_vm_stats(w.vm).roots, 2);
+	th_audit_clean(w.vm);
 	tdp_vm_destroy(w.vm);
 	/* the host never noticed a leftover pin */
-	assert_int_equal(hstats(&w).pinned_refs, 0);
+	assert_int_equal(th_host_stats(w.h).pinned_refs, 0);
 	for (unsigned i = 0; i < w.nm; i++)
 		assert_int_equal(tdp_host_munmap(w.h, w.m[i].hva, w.m[i].len),
 				 0);
-	assert_host_empty(&w);
+	th_assert_host_empty(w.h);
 	tdp_host_destroy(w.h);
 }
 
 /* Repeated VM lifetimes on one host: nothing accumulates. */
 static void test_repeat(void **state)
 {
-	struct tdp_host_config hc = {.mem_bytes = GiB};
 	struct tdp_host *h;
 	uint64_t hva, buf[512];
 
-	assert_int_equal(tdp_host_create(&hc, &h), 0);
-	assert_int_equal(tdp_host_mmap(h, 4 * MiB, RW, TDP_HUGE_2M, 0, &hva),
-			 0);
+	h = th_host_new(GiB);
+	hva = th_host_map(h, 4 * MiB, RW, TDP_HUGE_2M);
 	for (unsigned round = 0; round < 8; round++) {
 		struct tdp_vm *vm;
 		struct tdp_vcpu *v[2];
 		struct tdp_memslot s = {
 			.slot = 0, .gpa = 2 * MiB, .size = 4 * MiB, .hva = hva};
-		struct tdp_stats st;
 
 		assert_int_equal(tdp_vm_create(h, NULL, &vm), 0);
 		assert_int_equal(tdp_vm_set_memslot(vm, &s), 0);
@@ -347,25 +279,11 @@ static void test_repeat(void **state)
 		if (round % 2)
 			assert_int_equal(
 				tdp_host_split(h, hva + round * PG, PG), 0);
-		for (unsigned i = 0; i < 2; i++)
-			tdp_vcpu_destroy(v[i]);
-		assert_int_equal(tdp_vm_invalidate_roots(vm), 0);
-		tdp_rcu_barrier();
-		tdp_vm_get_stats(vm, &st);
-		assert_int_equal(st.roots, 0);
-		assert_int_equal(st.pt_pages, 0);
-		assert_int_equal(st.pt_pages_alloc, 0);
-		assert_int_equal(st.pages_4k + st.pages_2m + st.pages_1g, 0);
-		assert_int_equal(st.frame_refs, 0);
+		th_drain_mmu(vm, v, 2);
 		tdp_vm_destroy(vm);
 	}
 	assert_int_equal(tdp_host_munmap(h, hva, 4 * MiB), 0);
-	struct tdp_host_stats hs;
-
-	tdp_host_get_stats(h, &hs);
-	assert_int_equal(hs.frames_used, 0);
-	assert_int_equal(hs.frame_refs, 0);
-	assert_int_equal(hs.pinned_refs, 0);
+	th_assert_host_empty(h);
 	tdp_host_destroy(h);
 }
 

@@ -12,26 +12,20 @@
 
 static void test_translate_results(void **state)
 {
-	struct tdp_host_config hc = { .mem_bytes = 1 * GiB };
 	struct tdp_vm_config vc = { .nr_as = 2 };
 	struct tdp_translation t;
-	struct tdp_host *h;
+	struct th_env e;
 	struct tdp_vm *vm;
 	struct tdp_vcpu *v;
-	uint64_t hva, pfn;
+	uint64_t pfn;
 	unsigned order, prot;
 	uint8_t b[8] = { 1 };
 
 	(void)state;
-	assert_int_equal(tdp_host_create(&hc, &h), 0);
-	assert_int_equal(tdp_host_mmap(h, 4 * MiB, TDP_PROT_READ | TDP_PROT_WRITE,
-				       TDP_HUGE_2M, 0, &hva),
-			 0);
-	assert_int_equal(tdp_vm_create(h, &vc, &vm), 0);
-	struct tdp_memslot s = { .slot = 0, .gpa = 0, .size = 4 * MiB,
-				 .hva = hva };
-	assert_int_equal(tdp_vm_set_memslot(vm, &s), 0);
-	assert_int_equal(tdp_vcpu_create(vm, 0, &v), 0);
+	th_env_init(&e, 1 * GiB, &vc, 1);
+	th_env_slot(&e, 0, 4 * MiB, TDP_HUGE_2M);
+	vm = e.vm;
+	v = e.v[0];
 
 	/* errors */
 	assert_int_equal(tdp_vm_translate(NULL, 0, 0, &t), -EINVAL);
@@ -43,7 +37,8 @@ static void test_translate_results(void **state)
 
 	assert_int_equal(tdp_vcpu_read(v, 0x1000, b, sizeof(b)), 0);
 	assert_int_equal(tdp_vm_translate(vm, 0, 0x3000, &t), 0);
-	assert_int_equal(host_lookup(h, hva + 0x3000, &pfn, &order, &prot), 0);
+	assert_int_equal(host_lookup(e.h, e.hva + 0x3000, &pfn, &order, &prot),
+			 0);
 	assert_int_equal(t.pfn, pfn);
 	assert_int_equal(t.size, TDP_HUGE_2M);
 	assert_int_equal(t.prot, TDP_PROT_READ | TDP_PROT_WRITE); /* no EXEC on the host mapping */
@@ -58,10 +53,7 @@ static void test_translate_results(void **state)
 	/* zapped: gone */
 	assert_int_equal(tdp_vm_zap_gfn_range(vm, 0, 0, 2 * MiB), 0);
 	assert_int_equal(tdp_vm_translate(vm, 0, 0x1000, &t), -ENOENT);
-
-	tdp_vcpu_destroy(v);
-	tdp_vm_destroy(vm);
-	tdp_host_destroy(h);
+	th_env_fini(&e);
 }
 
 struct race {
@@ -91,8 +83,8 @@ static void *translator(void *arg)
  * library asserts it), and finds mappings. */
 static void test_translate_races_table_removal(void **state)
 {
-	struct tdp_host_config hc = { .mem_bytes = 1 * GiB };
 	struct race r = { 0 };
+	struct th_env e;
 	struct tdp_host *h;
 	struct tdp_vcpu *v;
 	pthread_t th[2];
@@ -101,15 +93,12 @@ static void test_translate_races_table_removal(void **state)
 	uint64_t end = th_now_ns() + 2000000000ull;
 
 	(void)state;
-	assert_int_equal(tdp_host_create(&hc, &h), 0);
-	assert_int_equal(tdp_host_mmap(h, 8 * MiB, TDP_PROT_READ | TDP_PROT_WRITE,
-				       TDP_PAGE_SIZE, 0, &hva),
-			 0);
-	assert_int_equal(tdp_vm_create(h, NULL, &r.vm), 0);
-	struct tdp_memslot s = { .slot = 0, .gpa = 0, .size = 8 * MiB,
-				 .hva = hva };
-	assert_int_equal(tdp_vm_set_memslot(r.vm, &s), 0);
-	assert_int_equal(tdp_vcpu_create(r.vm, 0, &v), 0);
+	th_env_init(&e, 1 * GiB, NULL, 1);
+	th_env_slot(&e, 0, 8 * MiB, TDP_PAGE_SIZE);
+	h = e.h;
+	hva = e.hva;
+	r.vm = e.vm;
+	v = e.v[0];
 	for (int i = 0; i < 2; i++)
 		pthread_create(&th[i], NULL, translator, &r);
 	for (unsigned round = 0; th_now_ns() < end; round++) {
@@ -134,9 +123,7 @@ static void test_translate_races_table_removal(void **state)
 		      (unsigned long long)atomic_load(&r.walks),
 		      (unsigned long long)atomic_load(&r.hits));
 	assert_true(atomic_load(&r.hits) > 0);
-	tdp_vcpu_destroy(v);
-	tdp_vm_destroy(r.vm);
-	tdp_host_destroy(h);
+	th_env_fini(&e);
 }
 
 int main(void)
