@@ -328,7 +328,8 @@ uint64_t th_leaf_pfn(struct tdp_vcpu *v, uint64_t gfn, int *level)
 	struct tdp_vm *vm = v->vm;
 	uint64_t pfn = ~0ull;
 
-	*level = 0;
+	if (level)
+		*level = 0;
 	tdp_read_lock(&vm->mmu.lock);
 	tdp_rcu_read_lock();
 	if (v->root[v->as_id])
