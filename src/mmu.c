@@ -367,7 +367,6 @@ void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
 {
 	bool was_leaf = spte_is_present_leaf(old, level);
 	bool is_leaf = spte_is_present_leaf(new, level);
-	bool mirror = sptep_to_sp(sptep)->mirror;
 
 	if (old == new)
 		return;
@@ -406,7 +405,9 @@ void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
 		 * translation (and accounts the children); no flush owed. */
 		account_leaf(mmu, level, -1);
 	} else if (was_leaf && !is_leaf) {
-		if (mirror)
+		/* the table's header, read only here: every change of an
+		 * entry comes through this function */
+		if (sptep_to_sp(sptep)->mirror)
 			remove_mirror_leaf(mmu, gfn, old, level);
 		account_leaf(mmu, level, -1);
 		stat_inc(mmu->stats->zapped_leaves);
