@@ -194,26 +194,32 @@ void roots_mark_acked(struct tdp_roots *r)
 			atomic_store(&root->acked, true);
 }
 
+/* The entry saved for @root, or 8. */
+static unsigned unpinned_slot(struct tdp_roots *r, struct tdp_pt_page *root)
+{
+	unsigned i = 0;
+
+	while (i < 8 && r->unpinned[i].root != root)
+		i++;
+	return i;
+}
+
 static struct tdp_pt_page *unpinned_lookup(struct tdp_roots *r,
 					   struct tdp_pt_page *root)
 {
-	for (unsigned i = 0; i < 8; i++)
-		if (r->unpinned[i].root == root)
-			return r->unpinned[i].next;
-	return NULL;
+	unsigned i = unpinned_slot(r, root);
+
+	return i < 8 ? r->unpinned[i].next : NULL;
 }
 
 static void unpinned_save(struct tdp_roots *r, struct tdp_pt_page *root,
 			  struct tdp_pt_page *next)
 {
-	unsigned slot = r->unpinned_cursor;
+	unsigned slot = unpinned_slot(r, root);
 
 	/* this root's entry, else the oldest one (round robin) */
-	for (unsigned i = 0; i < 8; i++)
-		if (r->unpinned[i].root == root) {
-			slot = i;
-			break;
-		}
+	if (slot == 8)
+		slot = r->unpinned_cursor;
 	if (slot == r->unpinned_cursor)
 		r->unpinned_cursor = (r->unpinned_cursor + 1) % 8;
 	r->unpinned[slot].root = root;
