@@ -281,7 +281,7 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 		goto out_put;
 
 	fault_lock(mmu, exclusive);
-	root = private ? v->mirror_root : v->root[v->as_id];
+	root = vcpu_root(v, private);
 	if (!root || root_invalid(root) ||
 	    (mn_retry_gfn(&vm->mn, mmu_seq, f.gfn) &&
 	     !INJECTED(mmu->inject, INJ_SKIP_INVALIDATE_RETRY)))

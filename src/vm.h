@@ -127,17 +127,22 @@ static inline bool vm_gfn_private(const struct tdp_vm *vm, uint64_t gfn)
 	return vm_confidential(vm) && !(gfn & vm->shared_gfn);
 }
 
+/* The root a vCPU maps a private (mirror root) or shared access with. */
+static inline struct tdp_pt_page *vcpu_root(struct tdp_vcpu *v, bool private)
+{
+	return private ? v->mirror_root : v->root[v->as_id];
+}
+
 /* The root a vCPU's hardware walks for guest frame *@gfn (a TLB key:
- * shared bit included): the mirror root for a private access, else the
- * direct root; *@gfn becomes the frame looked up there (without the bit).
- * hw.c walks with it, the audit checks TLBs with it. */
+ * shared bit included); *@gfn becomes the frame looked up there (without
+ * the bit).  hw.c walks with it, the audit checks TLBs with it. */
 static inline struct tdp_pt_page *vcpu_root_for(struct tdp_vcpu *v,
 						uint64_t *gfn)
 {
 	bool private = vm_gfn_private(v->vm, *gfn);
 
 	*gfn &= ~v->vm->shared_gfn;
-	return private ? v->mirror_root : v->root[v->as_id];
+	return vcpu_root(v, private);
 }
 
 static inline bool vm_exclusive_faults(const struct tdp_vm *vm)
