@@ -131,8 +131,8 @@ static void protect_locked(struct tdp_vm *vm, const struct memslot *s,
 
 	tdp_assert_held_write(&vm->mmu.lock);
 	if (vm->mmu.legacy) {
-		struct legacy_range r = { s->rmaps, s->base_gfn, s->as_id,
-					  start, start + npages };
+		struct legacy_range r =
+			memslot_legacy_range(s, start, start + npages);
 
 		legacy_clear_bits(&vm->mmu, &r, k, mask, found);
 		return;

@@ -39,12 +39,36 @@ static struct tdp_vm *hn_to_vm(struct tdp_host_notifier *n)
 	return caa_container_of(n, struct tdp_vm, hn);
 }
 
-/* Legacy engine: zap [gfn, gfn+npages) through the reverse maps of every
- * slot it overlaps, in all roots. */
-static void legacy_zap_gfns(struct tdp_vm *vm, unsigned as_id, uint64_t gfn,
-			    uint64_t npages, struct tdp_flush_ctx *ctx)
+/* Zap [a, b), which lies in memslot @s, in the roots of @types; the
+ * legacy engine through @s's reverse maps (every root). */
+static void zap_slot_gfns(struct tdp_vm *vm, const struct memslot *s,
+			  uint64_t a, uint64_t b, unsigned types,
+			  struct tdp_flush_ctx *ctx)
 {
-	uint64_t end = gfn + npages;
+	if (vm->mmu.legacy) {
+		struct legacy_range r = memslot_legacy_range(s, a, b);
+
+		legacy_zap_range(&vm->mmu, &r, ctx);
+	} else {
+		tdp_mmu_zap_gfn_range(&vm->mmu, (int)s->as_id, a, b, types,
+				      true, ctx);
+	}
+}
+
+void vm_zap_slot_locked(struct tdp_vm *vm, const struct memslot *s,
+			uint64_t a, uint64_t b, unsigned types)
+{
+	struct tdp_flush_ctx ctx = { 0 };
+
+	zap_slot_gfns(vm, s, a, b, types, &ctx);
+	tdp_mmu_flush_and_free(&vm->mmu, &ctx);
+}
+
+/* Legacy engine: zap [gfn, end) through the reverse maps of every slot it
+ * overlaps, in all roots. */
+static void legacy_zap_gfns(struct tdp_vm *vm, unsigned as_id, uint64_t gfn,
+			    uint64_t end, struct tdp_flush_ctx *ctx)
+{
 	struct memslots *set;
 	unsigned idx;
 
@@ -52,13 +76,11 @@ static void legacy_zap_gfns(struct tdp_vm *vm, unsigned as_id, uint64_t gfn,
 	set = vm_memslots(vm, as_id);
 	for (unsigned i = 0; i < set->n; i++) {
 		const struct memslot *s = &set->slots[i];
-		struct legacy_range r = { s->rmaps, s->base_gfn, as_id,
-					  gfn > s->base_gfn ? gfn : s->base_gfn,
-					  end < memslot_end(s) ? end
-							       : memslot_end(s) };
+		uint64_t a = gfn > s->base_gfn ? gfn : s->base_gfn;
+		uint64_t b = end < memslot_end(s) ? end : memslot_end(s);
 
-		if (r.start < r.end)
-			legacy_zap_range(&vm->mmu, &r, ctx);
+		if (a < b)
+			zap_slot_gfns(vm, s, a, b, ROOTS_ALL, ctx);
 	}
 	tdp_srcu_read_unlock(&vm->srcu, idx);
 }
@@ -69,7 +91,7 @@ void vm_zap_gfns_locked(struct tdp_vm *vm, unsigned as_id, uint64_t gfn,
 	struct tdp_flush_ctx ctx = { 0 };
 
 	if (vm->mmu.legacy)
-		legacy_zap_gfns(vm, as_id, gfn, npages, &ctx);
+		legacy_zap_gfns(vm, as_id, gfn, gfn + npages, &ctx);
 	else
 		tdp_mmu_zap_gfn_range(&vm->mmu, (int)as_id, gfn, gfn + npages,
 				      types, true, &ctx);
@@ -107,8 +129,9 @@ static void invalidate_slot(struct tdp_vm *vm, unsigned as,
 			    const struct memslot *s, uint64_t a, uint64_t b,
 			    void *arg)
 {
+	(void)as; /* s->as_id */
 	mn_range_add(&vm->mn, a, b);
-	vm_zap_gfns_locked(vm, as, a, b - a, *(const unsigned *)arg);
+	vm_zap_slot_locked(vm, s, a, b, *(const unsigned *)arg);
 }
 
 static void invalidate_start(struct tdp_vm *vm, uint64_t start, uint64_t end,
@@ -179,7 +202,7 @@ static void age_slot(struct tdp_vm *vm, unsigned as, const struct memslot *s,
 
 	ac->slot = s;
 	if (vm->mmu.legacy) {
-		struct legacy_range r = { s->rmaps, s->base_gfn, as, a, b };
+		struct legacy_range r = memslot_legacy_range(s, a, b);
 
 		legacy_age_range(&vm->mmu, &r, ac->test_only, locked,
 				 age_young, ac);
@@ -592,8 +615,8 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 		}
 		if (!fast || (inv.flags & TDP_MEM_PRIVATE)) {
 			tdp_write_lock(&vm->mmu.lock);
-			vm_zap_gfns_locked(vm, s->as_id, inv.base_gfn,
-					   inv.npages,
+			vm_zap_slot_locked(vm, &inv, inv.base_gfn,
+					   memslot_end(&inv),
 					   fast ? ROOT_MIRROR : ROOTS_ALL);
 			tdp_write_unlock(&vm->mmu.lock);
 		}

@@ -210,7 +210,22 @@ static inline uint64_t vm_mmio_gen(struct tdp_vm *vm)
 	return g & 1 ? ~0ull : (g >> 1) & vm->mmio_gen_mask;
 }
 
+/* Legacy engine: [start, end), which lies in memslot @s, as the reverse
+ * maps see it. */
+static inline struct legacy_range memslot_legacy_range(const struct memslot *s,
+						       uint64_t start,
+						       uint64_t end)
+{
+	return (struct legacy_range){ s->rmaps, s->base_gfn, s->as_id, start,
+				      end };
+}
+
 void vm_zap_all_fast(struct tdp_vm *vm);
+/* Zap [a, b), which lies in memslot @s, in the roots of @types (the
+ * legacy engine: through @s's reverse maps, in every root) and flush.
+ * mmu_lock held for write. */
+void vm_zap_slot_locked(struct tdp_vm *vm, const struct memslot *s,
+			uint64_t a, uint64_t b, unsigned types);
 /* Zap [gfn, gfn+npages) of @as_id in the roots of @types (enum
  * root_types) and flush.  mmu_lock held for write. */
 void vm_zap_gfns_locked(struct tdp_vm *vm, unsigned as_id, uint64_t gfn,
