@@ -8,6 +8,7 @@
 
 #include "assert.h"
 #include "inject.h"
+#include "sched/sched.h"
 
 #ifdef __SANITIZE_ADDRESS__
 #include <sanitizer/asan_interface.h>
@@ -37,10 +38,14 @@ void pt_alloc_destroy(struct pt_alloc *a)
 	pthread_mutex_destroy(&a->lock);
 }
 
+/* Only on pages nobody else can reach: before they are linked, or after
+ * their grace period (so the controlled scheduler need not switch here). */
 static void fill(uint64_t *spt, uint64_t v)
 {
+	TDP_SCHED_PRIVATE_BEGIN();
 	for (int i = 0; i < SPTE_ENT_PER_PAGE; i++)
 		__atomic_store_n(&spt[i], v, __ATOMIC_RELAXED);
+	TDP_SCHED_PRIVATE_END();
 }
 
 /* Called with a->lock held. */

@@ -11,6 +11,14 @@ __thread bool tdp_rcu_registered;
 __thread int tdp_rcu_depth;
 char tdp_rcu_tsan_sync, tdp_rcu_tsan_done;
 
+#ifdef TDP_SCHED
+/* call_rcu, synchronize and barrier are src/sched/rcu.c's */
+void tdp_rcu_register_slow(void)
+{
+	tdp_rcu_registered = true;
+}
+#else
+
 static pthread_key_t rcu_key;
 static pthread_once_t rcu_once = PTHREAD_ONCE_INIT;
 
@@ -61,3 +69,4 @@ void tdp_rcu_barrier(void)
 	urcu_memb_barrier();
 	tdp_tsan_acquire(&tdp_rcu_tsan_done);
 }
+#endif

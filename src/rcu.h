@@ -34,9 +34,23 @@
 
 #include <stdbool.h>
 
+#ifdef TDP_SCHED
+/* The controlled scheduler's RCU (src/sched/rcu.c) replaces liburcu. */
+#include <stddef.h>
+
+struct rcu_head {
+	struct rcu_head *next;
+	void (*func)(struct rcu_head *head);
+};
+#define caa_container_of(ptr, type, member)                                    \
+	((type *)((char *)(ptr) - offsetof(type, member)))
+void tdp_sched_rcu_read_lock(void);
+void tdp_sched_rcu_read_unlock(void);
+#else
 #define RCU_MEMBARRIER
 #include <urcu/urcu-memb.h>
 #include <urcu/rculist.h>
+#endif
 
 void tdp_rcu_register_slow(void);
 extern __thread bool tdp_rcu_registered;
@@ -64,7 +78,11 @@ static inline void tdp_rcu_read_lock(void)
 {
 	tdp_rcu_ensure_registered();
 	tdp_rcu_depth++;
+#ifdef TDP_SCHED
+	tdp_sched_rcu_read_lock();
+#else
 	urcu_memb_read_lock();
+#endif
 }
 
 static inline void tdp_rcu_read_unlock(void)
@@ -73,7 +91,11 @@ static inline void tdp_rcu_read_unlock(void)
 	tdp_tsan_release(&tdp_rcu_tsan_sync);
 #endif
 	tdp_rcu_depth--;
+#ifdef TDP_SCHED
+	tdp_sched_rcu_read_unlock();
+#else
 	urcu_memb_read_unlock();
+#endif
 }
 
 /* lockdep-style: is the calling thread inside a read-side section? */

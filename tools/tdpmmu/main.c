@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "sched/sched.h"
 
 static void usage(FILE *f)
 {
@@ -25,6 +26,15 @@ int main(int argc, char **argv)
 {
 	if (argc < 2) {
 		usage(stderr);
+		return 2;
+	}
+	/* The controlled build's RCU and locks work only under the
+	 * scheduler, which only the torture starts. */
+	if (TDP_SCHED_AVAILABLE && strcmp(argv[1], "torture") &&
+	    strcmp(argv[1], "help") && strcmp(argv[1], "--help")) {
+		fprintf(stderr, "tdpmmu: this is a controlled-scheduler build "
+				"(TDP_SCHED): only 'tdpmmu torture --sched' "
+				"runs here\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "demo"))

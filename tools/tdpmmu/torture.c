@@ -76,6 +76,7 @@
 #include "cli.h"
 #include "host/host.h"
 #include "inject.h"
+#include "sched/sched.h"
 #include "vm.h"
 
 #define PAGE 4096ull
@@ -210,6 +211,12 @@ struct torture {
 	unsigned nvcpu, nr_as, weights[OP_COUNT];
 	int inject;
 	bool quiet, json, progress_tty;
+	/* --sched: the controlled scheduler (TDP_SCHED builds) */
+	struct tdp_sched_config sched;
+	uint64_t sched_checkpoint_steps;
+	char cmdline[1024];
+	uint64_t sched_steps, sched_hash; /* at the end of the run */
+	uint64_t t_end; /* --sched: the virtual clock at the end */
 	/* machine */
 	struct tdp_host *h;
 	struct tdp_vm *vm;
@@ -273,9 +280,26 @@ static void expect_mmio_exit(struct torture *t, struct thread *th,
 static void remember_write(struct torture *t, struct thread *th, uint64_t p,
 			   uint32_t ms);
 
+/* Under --sched: the decisions that led here, and how to replay them;
+ * printed where the failure is seen, before anything else runs. */
+static void sched_report_failure(struct torture *t)
+{
+#if TDP_SCHED_AVAILABLE
+	if (!t->sched.strategy)
+		return;
+	fflush(stdout);
+	if (t->sched.trace)
+		tdp_sched_dump(STDOUT_FILENO, t->sched.trace);
+	dprintf(STDOUT_FILENO, "torture: replay: %s\n", t->cmdline);
+#else
+	(void)t;
+#endif
+}
+
+/* Seconds since the start: virtual under --sched (frozen at its end). */
 static double elapsed(struct torture *t)
 {
-	return (cli_now_ns() - t->t0) / 1e9;
+	return ((t->t_end ? t->t_end : cli_now_ns()) - t->t0) / 1e9;
 }
 
 static uint32_t now_ms(struct torture *t)
@@ -299,6 +323,7 @@ __attribute__((format(printf, 3, 4))) static void fail(struct torture *t,
 		t->fail_at = elapsed(t);
 		atomic_store(&t->failed, true);
 		atomic_store(&t->stop, true);
+		sched_report_failure(t);
 	}
 	pthread_mutex_unlock(&t->fail_lock);
 }
@@ -1583,10 +1608,21 @@ static enum op pick_op(struct torture *t, struct thread *th)
 	return OP_COUNT;
 }
 
+static bool unpaused(void *arg)
+{
+	struct torture *t = arg;
+
+	return !atomic_load(&t->pause) || atomic_load(&t->stop);
+}
+
 static void park(struct torture *t, struct thread *th)
 {
 	atomic_fetch_add(&t->parked, 1);
-	while (atomic_load(&t->pause) && !atomic_load(&t->stop))
+#if TDP_SCHED_AVAILABLE
+	/* under the scheduler, wait in it: the checkpoint runs alone */
+	tdp_sched_wait_until(unpaused, t, SK_WAIT);
+#endif
+	while (!unpaused(t))
 		usleep(200);
 	atomic_fetch_sub(&t->parked, 1);
 	(void)th;
@@ -1605,6 +1641,10 @@ static void *thread_main(void *arg)
 			continue;
 		}
 		op = pick_op(t, th);
+#if TDP_SCHED_AVAILABLE
+		if (op != OP_COUNT)
+			tdp_sched_note(op_names[op], th->id);
+#endif
 		if (op == OP_COUNT) { /* nothing enabled for this thread */
 			usleep(1000);
 			atomic_fetch_add(&th->progress, 1);
@@ -1874,21 +1914,42 @@ static const char *kind_name(enum thread_kind k)
 	return n[k];
 }
 
+/* Under --sched: has the run made its --steps? */
+static bool sched_done(struct torture *t)
+{
+#if TDP_SCHED_AVAILABLE
+	return t->sched.strategy && tdp_sched_steps() >= t->sched.steps;
+#else
+	(void)t;
+	return false;
+#endif
+}
+
 /* Runs the clock; returns when time is up or something failed. */
 static void supervise(struct torture *t)
 {
 	uint64_t *seen = calloc(t->nthreads, sizeof(*seen));
 	uint64_t *since = calloc(t->nthreads, sizeof(*since));
 	uint64_t end = t->t0 + t->duration_s * 1000000000ull;
-	uint64_t next_cp = cli_now_ns() + 2000000000ull;
+	uint64_t cp_ns = 1000000000ull, tick_us = 100 * 1000;
+	uint64_t next_cp = cli_now_ns() + 2 * cp_ns;
 	uint64_t next_line = 0;
 
+	if (t->sched.strategy) {
+		/* time is virtual (TDP_SCHED_STEP_NS a step): run for
+		 * --steps, checkpoint every sched_checkpoint_steps */
+		cp_ns = t->sched_checkpoint_steps * TDP_SCHED_STEP_NS;
+		tick_us = cp_ns / 20000;
+		next_cp = cli_now_ns() + cp_ns;
+		end = UINT64_MAX;
+	}
 	for (unsigned i = 0; i < t->nthreads; i++)
 		since[i] = cli_now_ns();
-	while (!atomic_load(&t->stop) && cli_now_ns() < end) {
+	while (!atomic_load(&t->stop) && cli_now_ns() < end &&
+	       !sched_done(t)) {
 		uint64_t now = cli_now_ns();
 
-		usleep(100 * 1000);
+		usleep((useconds_t)tick_us);
 		for (unsigned i = 0; i < t->nthreads; i++) {
 			uint64_t pr = atomic_load(&t->threads[i].progress);
 
@@ -1903,13 +1964,13 @@ static void supervise(struct torture *t)
 				     t->threads[i].id, WATCHDOG_S);
 			}
 		}
-		if (now >= next_cp && now + 1000000000ull < end) {
+		if (now >= next_cp && now + cp_ns < end) {
 			if (!checkpoint(t))
 				break;
 			now = cli_now_ns();
 			for (unsigned i = 0; i < t->nthreads; i++)
 				since[i] = now;
-			next_cp = now + 1000000000ull;
+			next_cp = now + cp_ns;
 		}
 		if (t->progress_tty && now >= next_line) {
 			struct tdp_stats st;
@@ -2183,6 +2244,12 @@ static void print_summary(struct torture *t)
 				       *c);
 			printf("\"");
 		}
+		if (t->sched.strategy)
+			printf(",\"sched\":\"%s\",\"depth\":%u,\"steps\":%" PRIu64
+			       ",\"trace\":\"%016" PRIx64 "\"",
+			       t->sched.strategy == TDP_SCHED_PCT ? "pct"
+								   : "random",
+			       t->sched.depth, t->sched_steps, t->sched_hash);
 		printf(",\"checkpoints\":%" PRIu64 ",\"ops\":{", t->checkpoints);
 		for (int o = 0; o < OP_COUNT; o++)
 			printf("%s\"%s\":%" PRIu64, o ? "," : "", op_names[o],
@@ -2246,6 +2313,14 @@ static void print_summary(struct torture *t)
 		printf("torture: FAILED: oracle=%s at %.3f s (seed %" PRIu64
 		       "): %s\n",
 		       t->oracle, t->fail_at, t->seed, t->message);
+	if (t->sched.strategy) {
+		if (!ok)
+			printf("torture: replay: %s\n", t->cmdline);
+		printf("torture: sched %s depth %u: %" PRIu64
+		       " steps, trace=%016" PRIx64 "\n",
+		       t->sched.strategy == TDP_SCHED_PCT ? "pct" : "random",
+		       t->sched.depth, t->sched_steps, t->sched_hash);
+	}
 }
 
 /* A library assertion or a sanitizer aborts the process, a use of freed
@@ -2266,6 +2341,16 @@ static void on_abort(int sig)
 			     elapsed(t), t->seed);
 		if (n > 0 && write(STDOUT_FILENO, buf, (size_t)n) < 0)
 			n = 0;
+		if (t->sched.strategy) {
+#if TDP_SCHED_AVAILABLE
+			tdp_sched_dump(STDOUT_FILENO,
+				       t->sched.trace ? t->sched.trace : 32);
+#endif
+			n = snprintf(buf, sizeof(buf), "torture: replay: %s\n",
+				     t->cmdline);
+			if (n > 0 && write(STDOUT_FILENO, buf, (size_t)n) < 0)
+				n = 0;
+		}
 	}
 	signal(sig, SIG_DFL);
 	raise(sig);
@@ -2293,6 +2378,26 @@ static void usage(FILE *f)
 		"--log off\n"
 		"  --engine NAME       tdp (default) or legacy "
 		"(TDP_ENGINE_LEGACY; not with --confidential)\n"
+		"  --sched STRATEGY    run one thread at a time under the "
+		"controlled scheduler\n"
+		"                      (random or pct; builds configured "
+		"with -DTDP_SCHED=ON):\n"
+		"                      a switch can happen at every atomic, "
+		"lock, RCU, sleep and\n"
+		"                      thread operation; the run is a "
+		"function of --seed and the\n"
+		"                      options and ends after --steps "
+		"scheduling points\n"
+		"  --steps N           points in a --sched run (default "
+		"2000000)\n"
+		"  --depth D           pct: bug depth, D-1 priority change "
+		"points (default 3)\n"
+		"  --max-steps N       fail as a livelock past N points "
+		"(default 2 x --steps + 10^6)\n"
+		"  --checkpoint-steps N  points between checkpoints under "
+		"--sched (default 200000)\n"
+		"  --trace K           on a failure under --sched, print the "
+		"last K decisions\n"
 		"  --quiet             only the verdict line\n"
 		"  --json              a JSON summary instead of text\n"
 		"operations:",
@@ -2347,6 +2452,12 @@ int cmd_torture(int argc, char **argv)
 		{ "confidential", no_argument, NULL, 'c' },
 		{ "engine", required_argument, NULL, 'e' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "sched", required_argument, NULL, 'S' },
+		{ "steps", required_argument, NULL, 'N' },
+		{ "depth", required_argument, NULL, 'D' },
+		{ "max-steps", required_argument, NULL, 'M' },
+		{ "checkpoint-steps", required_argument, NULL, 'C' },
+		{ "trace", required_argument, NULL, 'T' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 } };
@@ -2365,7 +2476,19 @@ int cmd_torture(int argc, char **argv)
 	t->mem = 32ull << 20;
 	t->nr_as = 2;
 	t->log_mode = LOG_WP;
+	t->sched.steps = 2000000;
+	t->sched.depth = 3;
+	t->sched_checkpoint_steps = 200000;
 	pthread_mutex_init(&t->fail_lock, NULL);
+	{
+		size_t n = (size_t)snprintf(t->cmdline, sizeof(t->cmdline),
+					    "tdpmmu");
+
+		for (int i = 0; i < argc && n < sizeof(t->cmdline); i++)
+			n += (size_t)snprintf(t->cmdline + n,
+					      sizeof(t->cmdline) - n, " %s",
+					      argv[i]);
+	}
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd': t->duration_s = strtoull(optarg, NULL, 0); break;
@@ -2428,6 +2551,31 @@ int cmd_torture(int argc, char **argv)
 			}
 			break;
 		case 'q': t->quiet = true; break;
+		case 'S':
+			if (!strcmp(optarg, "random"))
+				t->sched.strategy = TDP_SCHED_RANDOM;
+			else if (!strcmp(optarg, "pct"))
+				t->sched.strategy = TDP_SCHED_PCT;
+			else {
+				fprintf(stderr, "torture: --sched must be "
+						"random or pct\n");
+				return 2;
+			}
+			break;
+		case 'N': t->sched.steps = strtoull(optarg, NULL, 0); break;
+		case 'D':
+			t->sched.depth = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'M':
+			t->sched.max_steps = strtoull(optarg, NULL, 0);
+			break;
+		case 'C':
+			t->sched_checkpoint_steps =
+				strtoull(optarg, NULL, 0);
+			break;
+		case 'T':
+			t->sched.trace = (unsigned)strtoul(optarg, NULL, 0);
+			break;
 		case 'j': t->json = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -2442,6 +2590,31 @@ int cmd_torture(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (t->sched.strategy && !TDP_SCHED_AVAILABLE) {
+		fprintf(stderr, "torture: --sched needs a build configured "
+				"with -DTDP_SCHED=ON (make check-sched builds "
+				"one in build/sched)\n");
+		return 2;
+	}
+	if (!t->sched.strategy && TDP_SCHED_AVAILABLE) {
+		fprintf(stderr, "torture: this controlled-scheduler build "
+				"runs only with --sched random|pct\n");
+		return 2;
+	}
+	if (t->sched.strategy &&
+	    (!t->sched.steps || t->sched.steps > (1ull << 40) ||
+	     !t->sched.depth || t->sched.depth > 16 ||
+	     t->sched_checkpoint_steps < 1000 ||
+	     t->sched.trace > 1000000 ||
+	     (t->sched.max_steps && t->sched.max_steps < t->sched.steps))) {
+		fprintf(stderr, "torture: bad --steps, --depth (1..16), "
+				"--max-steps (>= --steps), --checkpoint-steps "
+				"(>= 1000) or --trace\n");
+		return 2;
+	}
+	if (!t->sched.max_steps)
+		t->sched.max_steps = 2 * t->sched.steps + 1000000;
+	t->sched.seed = t->seed ^ 0x5c4ed51de5eedull;
 	/* confidential: one address space (no SMM), and private memslots
 	 * can be neither dirty-logged nor read-only */
 	if (t->confidential && t->engine == TDP_ENGINE_LEGACY) {
@@ -2489,6 +2662,14 @@ int cmd_torture(int argc, char **argv)
 		fprintf(stderr, "torture: setup failed: %s\n", strerror(-r));
 		return 1;
 	}
+#if TDP_SCHED_AVAILABLE
+	r = tdp_sched_start(&t->sched);
+	if (r) {
+		fprintf(stderr, "torture: scheduler: %s\n", strerror(-r));
+		return 1;
+	}
+	t->t0 = cli_now_ns(); /* virtual from here on */
+#endif
 	for (unsigned i = 0; i < t->nthreads; i++)
 		pthread_create(&t->threads[i].th, NULL, thread_main,
 			       &t->threads[i]);
@@ -2504,6 +2685,12 @@ int cmd_torture(int argc, char **argv)
 	}
 	for (unsigned i = 0; i < t->nthreads; i++)
 		pthread_join(t->threads[i].th, NULL);
+#if TDP_SCHED_AVAILABLE
+	t->t_end = cli_now_ns();
+	t->sched_steps = tdp_sched_steps();
+	t->sched_hash = tdp_sched_hash();
+	tdp_sched_stop();
+#endif
 	if (!atomic_load(&t->failed)) {
 		audit(t, "end");
 		verify_all(t);

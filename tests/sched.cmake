@@ -1,0 +1,1 @@
+# Tests of a controlled-scheduler build (TDP_SCHED): filled in below.
