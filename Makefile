@@ -2,20 +2,24 @@
 #   make deps   install missing build dependencies (apt-get, as root)
 #   make demo   deps + release build + run `tdpmmu demo`
 #   make check  deps + Debug ASan+UBSan build and TSan build, every test
-#               through CTest in both, and the bug-injection tortures in a
-#               Debug build
-#   make check-asan / make check-tsan   one of the two
+#               through CTest in both; the controlled-scheduler build
+#               (clean controlled tortures in every mode, every bug
+#               injection caught with a fixed seed); the spin models
+#   make check-asan / check-tsan / check-sched / check-models   one of them
+#   make check-inject   the injections free-running (on demand: whether
+#               the machine's interleaving meets a bug in 30 s is luck)
 #   make build  release build only
 #   make bench-report   run the benchmarks into docs/benchmarks.md (~5 min;
 #               installs gnuplot-nox, linux-perf and jq via bench-deps)
 
-DEBS := cmake ninja-build pkg-config liburcu-dev libcmocka-dev clang gcc
+DEBS := cmake ninja-build pkg-config liburcu-dev libcmocka-dev clang gcc spin
 # Only `make bench-report` needs these (bench-deps).
 BENCH_DEBS := gnuplot-nox linux-perf jq
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps bench-deps build demo check check-asan check-tsan check-inject torture-report \
+.PHONY: all deps bench-deps build demo check check-asan check-tsan check-sched \
+	check-models check-inject torture-report \
 	bench-report clean format
 
 all: build
@@ -67,16 +71,34 @@ check-tsan: deps $(BUILD)/tsan/build.ninja
 	  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
 	  ctest --output-on-failure -j 1 -E '_legacy$$'
 
-# The torture runs with a bug put back, each of which must be caught within
-# 30 s, run in a Debug build without sanitizers: the bugs are races, and at
-# sanitizer speed the torture meets them several times more slowly.  (The
-# clean tortures and the deterministic injection scenarios, test_inject,
-# run under both sanitizers above.)
+# The controlled scheduler (src/sched/sched.h): clean runs in every mode
+# under both strategies and every bug injection with a fixed seed, each
+# run twice and required to replay (tests/sched.cmake).  Deterministic:
+# the same outcome on every run and machine.  The runs are independent
+# single-threaded processes, so two run at once.
+$(BUILD)/sched/build.ninja:
+	cmake -S . -B $(BUILD)/sched -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+	  -DTDP_SCHED=ON -DTDP_INJECT=ON -DTDP_WERROR=ON
+
+check-sched: deps $(BUILD)/sched/build.ninja
+	cmake --build $(BUILD)/sched -j $(JOBS)
+	cd $(BUILD)/sched && ctest --output-on-failure -j $(JOBS)
+
+# The spin models of the root lifecycle and the rmap lock bit, and their
+# buggy variants (models/check.sh).
+check-models: deps
+	models/check.sh
+
+# The torture runs with a bug put back, free-running, each of which must be
+# caught within 30 s, in a Debug build without sanitizers.  On demand:
+# whether the machine's interleaving meets a race in 30 s is luck, so this
+# is a measurement, not a gate (make check runs the injections under the
+# controlled scheduler instead).
 check-inject: deps $(BUILD)/inject/build.ninja
 	cmake --build $(BUILD)/inject -j $(JOBS)
 	cd $(BUILD)/inject && ctest --output-on-failure -j 1 -R '^torture_inject_'
 
-check: check-asan check-tsan check-inject
+check: check-asan check-tsan check-sched check-models
 
 # Measure every bug injection over 5 seeds into docs/torture.md (~15 min);
 # INJ="name ..." measures only those and keeps the table's other rows.

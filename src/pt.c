@@ -128,8 +128,22 @@ void pt_free_page(struct tdp_pt_page *sp)
 	pt_poison(sp->spt, 4096);
 	atomic_fetch_sub(&a->allocated, 1);
 	pthread_mutex_lock(&a->lock);
-	sp->next = a->free;
-	a->free = sp;
+	if (TDP_SCHED_AVAILABLE && a->free) {
+		/* Under the controlled scheduler a freed page goes to the back
+		 * of the list, as a quarantine: a walker that reaches it too
+		 * late reads the poison, not a page already in use again.
+		 * (Free-running, the page freed last is reused first: it is
+		 * warm in the cache.) */
+		struct tdp_pt_page *last = a->free;
+
+		while (last->next)
+			last = last->next;
+		sp->next = NULL;
+		last->next = sp;
+	} else {
+		sp->next = a->free;
+		a->free = sp;
+	}
 	pthread_mutex_unlock(&a->lock);
 }
 

@@ -4,6 +4,7 @@
 
 #include "assert.h"
 #include "inject.h"
+#include "sched/sched.h"
 
 #include <unistd.h>
 
@@ -37,6 +38,8 @@ bool root_get(struct tdp_pt_page *root)
 
 static void root_assert_empty(struct tdp_pt_page *root)
 {
+	/* a check of a root nobody can reach any more: no switches in it */
+	TDP_SCHED_PRIVATE_BEGIN();
 	for (int i = 0; i < SPTE_ENT_PER_PAGE; i++) {
 		uint64_t s = __atomic_load_n(&root->spt[i], __ATOMIC_RELAXED);
 
@@ -44,6 +47,7 @@ static void root_assert_empty(struct tdp_pt_page *root)
 			       "freeing root %p with entry %d present (%#llx)",
 			       root->spt, i, (unsigned long long)s);
 	}
+	TDP_SCHED_PRIVATE_END();
 }
 
 static void root_free(struct tdp_roots *r, struct tdp_pt_page *root)

@@ -5,6 +5,19 @@
 #include <sched.h>
 
 #include "assert.h"
+#include "sched/sched.h"
+
+struct srcu_wait {
+	struct tdp_srcu *s;
+	unsigned idx;
+};
+
+static bool srcu_drained(void *arg)
+{
+	struct srcu_wait *w = arg;
+
+	return atomic_load(&w->s->count[w->idx]) == 0;
+}
 
 __thread int tdp_srcu_depth;
 
@@ -42,9 +55,13 @@ void tdp_srcu_read_unlock(struct tdp_srcu *s, unsigned idx)
 void tdp_srcu_synchronize(struct tdp_srcu *s)
 {
 	unsigned old = atomic_fetch_add(&s->idx, 1) & 1;
+	struct srcu_wait w = { s, old };
 
 	TDP_ASSERT_MSG(!tdp_srcu_read_held(),
 		       "srcu synchronize inside a read section");
-	while (atomic_load(&s->count[old]) != 0)
+
+	while (atomic_load(&s->count[old]) != 0) {
+		TDP_SCHED_WAIT_UNTIL(srcu_drained, &w, SK_WAIT);
 		sched_yield();
+	}
 }

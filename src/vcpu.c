@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "assert.h"
+#include "sched/sched.h"
 #include "vm.h"
 
 static uint64_t now_ns(void)
@@ -37,6 +38,19 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+struct mode_wait {
+	struct tdp_vcpu *v;
+	uint64_t w;
+};
+
+/* The vCPU has left the guest-mode window it was in. */
+static bool mode_changed(void *arg)
+{
+	struct mode_wait *mw = arg;
+
+	return atomic_load(&mw->v->mode) != mw->w;
 }
 
 void vm_kick_all(struct tdp_vm *vm, unsigned req)
@@ -61,8 +75,12 @@ void vm_kick_all(struct tdp_vm *vm, unsigned req)
 		w = atomic_load(&v->mode);
 		if (!(w & 1))
 			continue;
-		while (atomic_load(&v->mode) == w)
+		while (atomic_load(&v->mode) == w) {
+			struct mode_wait mw = { v, w };
+
+			TDP_SCHED_WAIT_UNTIL(mode_changed, &mw, SK_FLUSH_ACK);
 			sched_yield();
+		}
 	}
 	pthread_rwlock_unlock(&vm->vcpus_lock);
 }

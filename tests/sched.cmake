@@ -1,1 +1,47 @@
-# Tests of a controlled-scheduler build (TDP_SCHED): filled in below.
+# Tests of a controlled-scheduler build (TDP_SCHED; `make check-sched`,
+# part of `make check`).  Every test here is deterministic: a controlled
+# run is a function of its command line (src/sched/sched.h), so each gives
+# the same verdict and schedule hash every time, and each test runs its
+# command twice and requires both (tests/sched_replay.cmake).
+set(_replay ${PROJECT_SOURCE_DIR}/tests/sched_replay.cmake)
+set(_cli $<TARGET_FILE:tdpmmu_cli>)
+
+# Clean controlled runs in every mode, under both strategies: every oracle
+# must hold, and the run must replay.
+set(_modes "wp:" "wp-lazy:--log wp-lazy" "dbit:--log dbit" "off:--log off"
+           "legacy:--engine legacy" "confidential:--confidential")
+foreach(m ${_modes})
+  string(REPLACE ":" ";" m "${m}")
+  list(GET m 0 name)
+  list(LENGTH m n)
+  set(opts "")
+  if(n GREATER 1)
+    list(GET m 1 opts)
+  endif()
+  foreach(strat random pct)
+    add_test(NAME sched_clean_${name}_${strat}
+      COMMAND ${CMAKE_COMMAND} -DCLI=${_cli} -DEXPECT=PASSED
+              "-DARGS=--sched ${strat} --steps 1000000 --seed 1 --mem 8M ${opts}"
+              -P ${_replay})
+    set_tests_properties(sched_clean_${name}_${strat} PROPERTIES TIMEOUT 600)
+  endforeach()
+endforeach()
+
+# Every bug injection, under the controlled scheduler with a fixed seed
+# (tests/injections-sched.list): it must be caught, within the list's step
+# bound, and the failure must replay.
+file(STRINGS ${PROJECT_SOURCE_DIR}/tests/injections-sched.list _lines
+     REGEX "^[a-z]")
+foreach(line ${_lines})
+  string(REPLACE " " ";" words "${line}")
+  list(GET words 0 inj)
+  list(GET words 1 strat)
+  list(GET words 2 bound)
+  list(REMOVE_AT words 0 1 2)
+  string(REPLACE ";" " " opts "${words}")
+  add_test(NAME sched_inject_${inj}
+    COMMAND ${CMAKE_COMMAND} -DCLI=${_cli} -DEXPECT=FAILED -DMAX_STEPS=${bound}
+            "-DARGS=--sched ${strat} --steps ${bound} --seed 1 --inject ${inj} ${opts}"
+            -P ${_replay})
+  set_tests_properties(sched_inject_${inj} PROPERTIES TIMEOUT 600)
+endforeach()

@@ -18,6 +18,16 @@
  * Coyote, an explicit yield demotes the yielder too, and a thread that
  * ran FAIR_STEPS steps in a row while others could run is demoted (a
  * spinning thread must not starve the one it waits for).
+ *
+ * Random walk: a uniform choice among the runnable threads at every
+ * decision.  That alone never keeps one thread away for long, and most
+ * of the seeds' races need exactly that: a walker stopped between two
+ * loads while a zapper unlinks, empties and frees the table it stands
+ * on (hundreds of points).  So, as an OS preempts a thread for a time
+ * slice and as rr's chaos mode starves one, at one decision in
+ * PREEMPT_ONE_IN the running thread is put to sleep for a random time
+ * of up to PREEMPT_MAX_NS.  The choice is the schedule's generator's,
+ * so the run stays a function of the seed.
  */
 #define _GNU_SOURCE
 #include "sched/internal.h"
@@ -33,6 +43,10 @@
 #include <unistd.h>
 
 #define FAIR_STEPS 20000u
+/* random: one decision in PREEMPT_ONE_IN takes the running thread off for
+ * up to PREEMPT_MAX_NS of virtual time, as an OS's preemption would */
+#define PREEMPT_ONE_IN 512u
+#define PREEMPT_MAX_NS (8192u * TDP_SCHED_STEP_NS)
 #define WATCHDOG_S 60
 
 struct sched_state S;
@@ -173,6 +187,16 @@ void tdp_sched_dump(int fd, unsigned k)
 		k = S.ring_len;
 	out_s(&o, "sched: step ");
 	out_u(&o, S.step, 10);
+	out_s(&o, ", trace=");
+	{
+		/* zero-padded like the verdict's */
+		char hex[17];
+
+		for (int i = 15; i >= 0; i--)
+			hex[15 - i] = "0123456789abcdef"[(S.hash >> (4 * i)) & 15];
+		hex[16] = 0;
+		out_s(&o, hex);
+	}
 	out_s(&o, ", thread states:\n");
 	for (unsigned i = 0; i < S.nth; i++) {
 		struct sthread *t = S.th[i];
@@ -278,6 +302,21 @@ static int64_t demoted(void)
 	return S.low--;
 }
 
+/* A waiter's predicate, evaluated by whichever thread holds the baton:
+ * its atomics (it may live in instrumented code) must not be points. */
+static bool eval_pred(struct sthread *t)
+{
+	struct sthread *me = sched_self;
+	bool r;
+
+	if (me)
+		me->priv++;
+	r = t->pred(t->arg);
+	if (me)
+		me->priv--;
+	return r;
+}
+
 /* The runnable threads into @cand; returns how many.  May advance the
  * virtual clock past sleepers; fails the run when nothing can ever run
  * again. */
@@ -292,7 +331,7 @@ static unsigned runnable(struct sthread **cand)
 		for (unsigned i = 0; i < S.nth; i++) {
 			struct sthread *t = S.th[i];
 
-			if (t->state == ST_WAIT && t->pred(t->arg))
+			if (t->state == ST_WAIT && eval_pred(t))
 				t->state = ST_RUN;
 			if (t->state == ST_SLEEP) {
 				if (S.vnow >= t->wake_ns)
@@ -366,6 +405,17 @@ static void run_next(struct sthread *me, enum tdp_sched_kind k,
 	    S.change[S.next_change] == S.step) {
 		me->prio = demoted();
 		S.next_change++;
+	}
+	if (S.cfg.strategy == TDP_SCHED_RANDOM && me->state == ST_RUN &&
+	    n > 1 && rng_below(PREEMPT_ONE_IN) == 0) {
+		unsigned j = 0;
+
+		me->state = ST_SLEEP;
+		me->wake_ns = S.vnow + 1 + rng_below(PREEMPT_MAX_NS);
+		for (unsigned i = 0; i < n; i++)
+			if (cand[i] != me)
+				cand[j++] = cand[i];
+		n = j;
 	}
 	next = pick(me, cand, n);
 	hash_add((uint64_t)next->id << 8 | (uint64_t)k);
@@ -446,10 +496,13 @@ void tdp_sched_wait_until(bool (*pred)(void *), void *arg,
 			sched_yield();
 		return;
 	}
+	me->priv++;
 	if (pred(arg)) {
+		me->priv--;
 		step(me, k, arg, __builtin_return_address(0));
 		return;
 	}
+	me->priv--;
 	me->state = ST_WAIT;
 	me->pred = pred;
 	me->arg = arg;

@@ -61,7 +61,7 @@ struct tdp_sched_config {
 	unsigned trace;	   /* decisions kept for tdp_sched_dump() */
 };
 
-#define TDP_SCHED_STEP_NS 1000ull
+#define TDP_SCHED_STEP_NS 10ull
 
 #ifdef TDP_SCHED
 #define TDP_SCHED_AVAILABLE 1
@@ -78,7 +78,8 @@ void tdp_sched_point(enum tdp_sched_kind k, const void *obj);
 /* Record @what (a string literal) in the trace without a switch. */
 void tdp_sched_note(const char *what, uint64_t arg);
 /* Block until @pred(@arg) holds; @pred is evaluated by the scheduler,
- * between steps, and must only read memory. */
+ * between steps, and must only read memory (its atomics are not points).
+ * Uncontrolled, it spins with sched_yield(). */
 void tdp_sched_wait_until(bool (*pred)(void *), void *arg,
 			  enum tdp_sched_kind k);
 /* Print the last @k decisions and each thread's state to @fd (also from
@@ -89,11 +90,19 @@ void tdp_sched_dump(int fd, unsigned k);
  * before it is linked or after its grace period).  Nest. */
 void tdp_sched_private(int delta);
 #define TDP_SCHED_POINT(k, o) tdp_sched_point((k), (o))
+/* A spin-wait: block in the scheduler until @pred(@arg); compiled out in
+ * other builds, where the caller's own loop spins. */
+#define TDP_SCHED_WAIT_UNTIL(pred, arg, k)                                     \
+	do {                                                                   \
+		if (tdp_sched_controlled())                                    \
+			tdp_sched_wait_until((pred), (arg), (k));              \
+	} while (0)
 #define TDP_SCHED_PRIVATE_BEGIN() tdp_sched_private(1)
 #define TDP_SCHED_PRIVATE_END() tdp_sched_private(-1)
 #else
 #define TDP_SCHED_AVAILABLE 0
 #define TDP_SCHED_POINT(k, o) ((void)(o))
+#define TDP_SCHED_WAIT_UNTIL(pred, arg, k) ((void)(pred), (void)(arg))
 #define TDP_SCHED_PRIVATE_BEGIN() ((void)0)
 #define TDP_SCHED_PRIVATE_END() ((void)0)
 #endif

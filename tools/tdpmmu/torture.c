@@ -2678,6 +2678,11 @@ int cmd_torture(int argc, char **argv)
 	atomic_store(&t->pause, false);
 	if (atomic_load(&t->failed) && !strcmp(t->oracle, "watchdog")) {
 		/* threads may be stuck for good: report and leave */
+#if TDP_SCHED_AVAILABLE
+		t->t_end = cli_now_ns();
+		t->sched_steps = tdp_sched_steps();
+		t->sched_hash = tdp_sched_hash();
+#endif
 		tdp_vm_get_stats(t->vm, &t->final);
 		print_summary(t);
 		fflush(stdout);
