@@ -1,54 +1,102 @@
 #!/usr/bin/env bash
-# Measures, for every bug injection, which oracle catches it and how fast,
-# over 5 seeds, and writes docs/torture.md's table (between the markers).
-# Usage: scripts/torture-report.sh BUILD_DIR [NAME...]
-#   BUILD_DIR: a build with TDP_INJECT=ON.  With NAMEs, only those
-#   injections are measured; the table keeps its other rows as they are.
+# Measures the detection power of the torture for every bug injection,
+# over SEEDS seeds (default 20) in each of two modes, and writes the table
+# of docs/torture.md (between the markers):
+#   controlled: the build's controlled scheduler (TDP_SCHED), with the
+#     strategy, step bound and options of tests/injections-sched.list:
+#     caught or not within the bound, and at which step (deterministic:
+#     the same figures on every machine);
+#   free-running: a Debug build with TDP_INJECT, the options of
+#     tests/injections.list, 30 s a run: caught or not, and when (the
+#     machine's luck: these figures vary from run to run).
+# Usage: scripts/torture-report.sh SCHED_BUILD FREE_BUILD [NAME...]
+#   With NAMEs only those injections are measured; the table keeps its
+#   other rows.  SEEDS=n changes the seed count; FREE=0 skips the
+#   free-running runs (their columns then say "not measured").
 set -euo pipefail
-cli="$1/tdpmmu"
-shift
+sched_cli="$1/tdpmmu"
+free_cli="$2/tdpmmu"
+shift 2
 only=" $* "
-doc="$(dirname "$0")/../docs/torture.md"
-seeds="1 2 3 4 5"
+here="$(cd "$(dirname "$0")" && pwd)"
+doc="$here/../docs/torture.md"
+slist="$here/../tests/injections-sched.list"
+flist="$here/../tests/injections.list"
+nseeds=${SEEDS:-20}
+free=${FREE:-1}
 table=$(mktemp)
+work=$(mktemp -d)
+trap 'rm -rf "$work" "$table"' EXIT
+
+# p50 and p90 (nearest rank) of the numbers on stdin, or "-"
+pct() {
+  sort -g | awk '{a[NR] = $1}
+    END { if (!NR) { print "-"; exit }
+          i = int((NR + 1) / 2); j = int((NR * 9 + 9) / 10); if (j > NR) j = NR
+          print a[i] " / " a[j] }'
+}
+
+# One controlled run: prints "caught STEP ORACLE" or "missed STEPS".
+controlled() {
+  local inj=$1 strat=$2 bound=$3 seed=$4
+  shift 4
+  local out steps orc
+  out=$("$sched_cli" torture --sched "$strat" --steps "$bound" --seed "$seed" \
+        --inject "$inj" --quiet "$@" 2>/dev/null || true)
+  steps=$(echo "$out" | grep -oE "sched: step [0-9]+|[0-9]+ steps, trace" | head -1 | grep -oE "[0-9]+" | head -1)
+  if echo "$out" | grep -q "^torture: FAILED"; then
+    orc=$(echo "$out" | grep -m1 "^torture: FAILED" | sed -E 's/^torture: FAILED: oracle=([a-z ()I0-9]+).*/\1/; s/ \(.*//; s/ at [0-9.]+ s.*//')
+    echo "caught $steps $orc"
+  else
+    echo "missed $steps"
+  fi
+}
+export -f controlled
+export sched_cli
+
 {
-  echo "| injection | run with | caught by | detected (of 5 seeds, within 30 s) | median detection time |"
-  echo "|---|---|---|---|---|"
-  list="$(dirname "$0")/../tests/injections.list"
-  for inj in $("$cli" torture --help | sed -n 's/^injections[^:]*: //p'); do
-    args=$(awk -v n="$inj" '$1 == n { $1 = ""; print substr($0, 2) }' "$list")
-    grep -qE "^$inj( |$)" "$list" || { echo "$inj missing from $list" >&2; exit 1; }
+  echo "| injection | controlled: run with | caught (of $nseeds seeds) | steps to catch, p50 / p90 | caught by | free-running: caught (of $nseeds, 30 s) | seconds to catch, p50 / p90 |"
+  echo "|---|---|---|---|---|---|---|"
+  for inj in $("$sched_cli" torture --help | sed -n 's/^injections[^:]*: //p'); do
+    sline=$(awk -v n="$inj" '$1 == n' "$slist")
+    [ -n "$sline" ] || { echo "$inj missing from $slist" >&2; exit 1; }
+    grep -qE "^$inj( |$)" "$flist" || { echo "$inj missing from $flist" >&2; exit 1; }
     if [ "$only" != "  " ] && [[ "$only" != *" $inj "* ]]; then
-      # not asked for: keep its row (it must have one)
       row=$(grep -F "| \`$inj\` |" "$doc" || true)
       [ -n "$row" ] || { echo "$inj has no row in $doc: measure it too" >&2; exit 1; }
       echo "$row"
       continue
     fi
-    times=(); oracles=(); hits=0
-    err=$(mktemp)
-    for s in $seeds; do
-      # shellcheck disable=SC2086
-      out=$("$cli" torture --inject "$inj" --duration 30 --seed "$s" --quiet $args 2>"$err" || true)
-      line=$(echo "$out" | grep -E "^torture: FAILED: oracle=" | head -1 || true)
-      if [ -n "$line" ]; then
-        hits=$((hits + 1))
-        orc=$(echo "$line" | sed -E 's/^torture: FAILED: oracle=(.*) at [0-9.]+ s \(seed [0-9]+\).*/\1/')
-        # name the library check that fired: "file: condition: message"
-        bug=$(grep -m1 -E "tdpmmu BUG at " "$err" | sed -E 's|.*/src/([a-z_/]+\.[ch]):[0-9]+: |\1: |; s/ *\(?0x[0-9a-f]+\)?//g; s/ *\(gfn *\)//; s/: *$//' | cut -c1-90 || true)
-        case "$orc" in assertion*) [ -n "$bug" ] && orc="assertion ($bug)";; esac
-        oracles+=("$orc")
-        times+=("$(echo "$line" | sed -E 's/^torture: FAILED: oracle=.* at ([0-9.]+) s \(seed [0-9]+\).*/\1/')")
+    read -r _ strat bound sopts <<<"$sline"
+    # controlled: two at a time (each run is one thread at a time)
+    # shellcheck disable=SC2086
+    seq 1 "$nseeds" | xargs -P 2 -I{} bash -c \
+      "controlled $inj $strat $bound {} $sopts > $work/c.{}"
+    chits=0; : > "$work/csteps"; : > "$work/corc"
+    for s in $(seq 1 "$nseeds"); do
+      read -r verdict steps orc < "$work/c.$s" || true
+      if [ "$verdict" = caught ]; then
+        chits=$((chits + 1)); echo "$steps" >> "$work/csteps"; echo "$orc" >> "$work/corc"
       fi
     done
-    rm -f "$err"
-    if [ "$hits" -gt 0 ]; then
-      med=$(printf "%s\n" "${times[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-      orc=$(printf "%s\n" "${oracles[@]}" | sort | uniq -c | sort -rn | awk '{$1=""; print substr($0,2)}' | paste -sd ';' | sed 's/;/; /g')
-      echo "| \`$inj\` | ${args:-defaults} | $orc | $hits / 5 | ${med} s |"
-    else
-      echo "| \`$inj\` | ${args:-defaults} | (not detected) | 0 / 5 | - |"
+    corc=$(sort "$work/corc" | uniq -c | sort -rn | awk '{$1=""; print substr($0,2)}' | paste -sd ';' | sed 's/;/; /g')
+    # free-running, one at a time (they use every core)
+    fargs=$(awk -v n="$inj" '$1 == n { $1 = ""; print substr($0, 2) }' "$flist")
+    fhits="not measured"; ftimes="-"
+    if [ "$free" != 0 ]; then
+      fhits=0; : > "$work/ftimes"
+      for s in $(seq 1 "$nseeds"); do
+        # shellcheck disable=SC2086
+        line=$("$free_cli" torture --inject "$inj" --duration 30 --seed "$s" --quiet $fargs 2>/dev/null | grep -m1 "^torture: FAILED" || true)
+        if [ -n "$line" ]; then
+          fhits=$((fhits + 1))
+          echo "$line" | sed -E 's/.* at ([0-9.]+) s .*/\1/' >> "$work/ftimes"
+        fi
+      done
+      ftimes=$(pct < "$work/ftimes")
+      fhits="$fhits / $nseeds"
     fi
+    echo "| \`$inj\` | --sched $strat --steps $bound${sopts:+ $sopts} | $chits / $nseeds | $(pct < "$work/csteps") | ${corc:--} | $fhits | $ftimes |"
   done
 } > "$table"
 awk -v tf="$table" '

@@ -782,8 +782,17 @@ void tdp_mmu_zap_invalidated_roots(struct tdp_mmu *mmu, bool shared)
 		tdp_write_lock(&mmu->lock);
 	for_each_root_yield_safe(&mmu->roots, root, -1, ROOTS_ALL) {
 		/* Exactly one zapper takes each scheduled root. */
-		if (!atomic_exchange(&root->scheduled_to_zap, false))
+		if (INJECTED(mmu->inject, INJ_ZAP_TAKE_LOAD_STORE)) {
+			/* check-then-act (seed 001's subject): the exchange
+			 * written as a load and a store, so two zappers of
+			 * the same invalidated root may both take it and
+			 * both drop the MMU's reference */
+			if (!atomic_load(&root->scheduled_to_zap))
+				continue;
+			atomic_store(&root->scheduled_to_zap, false);
+		} else if (!atomic_exchange(&root->scheduled_to_zap, false)) {
 			continue;
+		}
 		zap_root(mmu, root, shared, &ctx);
 		/* Only now may the MMU's own reference go (root.h). */
 		root_put(&mmu->roots, root);

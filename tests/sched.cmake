@@ -45,3 +45,17 @@ foreach(line ${_lines})
             -P ${_replay})
   set_tests_properties(sched_inject_${inj} PROPERTIES TIMEOUT 600)
 endforeach()
+
+# Bad input: exit status 2 and a message, never a run.
+foreach(bad "--sched fifo" "--sched pct --depth 0" "--sched pct --depth 17"
+            "--sched random --steps 0" "--sched random --steps 10 --max-steps 5"
+            "--sched random --checkpoint-steps 10" "")
+  string(MAKE_C_IDENTIFIER "sched_bad_${bad}" name)
+  separate_arguments(args UNIX_COMMAND "${bad}")
+  add_test(NAME ${name} COMMAND tdpmmu_cli torture ${args} --quiet)
+  set_tests_properties(${name} PROPERTIES WILL_FAIL TRUE)
+endforeach()
+# this build runs nothing else
+add_test(NAME sched_only_torture COMMAND tdpmmu_cli demo)
+set_tests_properties(sched_only_torture PROPERTIES
+  PASS_REGULAR_EXPRESSION "only 'tdpmmu torture --sched' runs here")

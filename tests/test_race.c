@@ -29,6 +29,12 @@
 #include "host/host.h"
 #include "vm.h"
 
+/* How long a thread may take to reach a hook another thread waits for:
+ * a bound on a hang, not a speed requirement, so generous enough for a
+ * sanitizer build on a loaded 2-core machine (make check runs suites two
+ * at a time). */
+#define HANDSHAKE_NS 60000000000ull
+
 #define PG 4096ull
 #define RW (TDP_PROT_READ | TDP_PROT_WRITE)
 
@@ -628,7 +634,7 @@ static void inprog_host_hook(void *arg, uint64_t start, uint64_t end)
 	atomic_store(&ip->in_host_hook, 1);
 	/* hold the operation here until the fault passed mmu_lock */
 	while (fault_steps(ip->e->v) == ip->steps0) {
-		if (th_now_ns() - t0 > 5000000000ull) {
+		if (th_now_ns() - t0 > HANDSHAKE_NS) {
 			ip->hook_timeout = true;
 			return;
 		}
@@ -650,7 +656,7 @@ static void inprog_fault_hook(struct tdp_vcpu *v, uint64_t gfn, void *arg)
 		return;
 	ip->helper_started = true;
 	while (!atomic_load(&ip->in_host_hook)) {
-		if (th_now_ns() - t0 > 5000000000ull) {
+		if (th_now_ns() - t0 > HANDSHAKE_NS) {
 			ip->fault_timeout = true;
 			return;
 		}
@@ -850,7 +856,7 @@ static void busy_host_hook(void *arg, uint64_t start, uint64_t end)
 
 	atomic_store(&b->in_hook, 1);
 	while (!atomic_load(&b->release)) {
-		if (th_now_ns() - t0 > 5000000000ull) {
+		if (th_now_ns() - t0 > HANDSHAKE_NS) {
 			b->timeout = true;
 			return;
 		}
@@ -884,7 +890,7 @@ static void test_audit_busy_during_host_op(void **state)
 	host_set_test_hook(e.h, busy_host_hook, &b);
 	assert_int_equal(pthread_create(&t, NULL, busy_helper, &b), 0);
 	t0 = th_now_ns();
-	while (!atomic_load(&b.in_hook) && th_now_ns() - t0 < 5000000000ull)
+	while (!atomic_load(&b.in_hook) && th_now_ns() - t0 < HANDSHAKE_NS)
 		sched_yield();
 	assert_true(atomic_load(&b.in_hook));
 	/* the migrate is in flight: its invalidation is in progress */
