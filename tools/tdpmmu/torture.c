@@ -2507,7 +2507,7 @@ int cmd_torture(int argc, char **argv)
 			if (nops_args ==
 			    sizeof(ops_args) / sizeof(ops_args[0])) {
 				fprintf(stderr, "torture: too many --ops\n");
-				return 2;
+				goto bad;
 			}
 			ops_args[nops_args++] = optarg;
 			break;
@@ -2517,13 +2517,13 @@ int cmd_torture(int argc, char **argv)
 				fprintf(stderr, "torture: unknown injection "
 						"'%s'\n", optarg);
 				usage(stderr);
-				return 2;
+				goto bad;
 			}
 			if (t->inject && !TDP_INJECT_AVAILABLE) {
 				fprintf(stderr, "torture: bug injection is not "
 						"compiled into this build "
 						"(configure with -DTDP_INJECT=ON)\n");
-				return 2;
+				goto bad;
 			}
 			break;
 		case 'l':
@@ -2539,7 +2539,7 @@ int cmd_torture(int argc, char **argv)
 			else {
 				fprintf(stderr, "tdpmmu torture: --log must "
 						"be wp, wp-lazy, dbit or off\n");
-				return 2;
+				goto bad;
 			}
 			break;
 		case 'c': t->confidential = true; break;
@@ -2547,7 +2547,7 @@ int cmd_torture(int argc, char **argv)
 			if (cli_parse_engine(optarg, &t->engine)) {
 				fprintf(stderr, "tdpmmu torture: --engine must "
 						"be tdp or legacy\n");
-				return 2;
+				goto bad;
 			}
 			break;
 		case 'q': t->quiet = true; break;
@@ -2559,7 +2559,7 @@ int cmd_torture(int argc, char **argv)
 			else {
 				fprintf(stderr, "torture: --sched must be "
 						"random or pct\n");
-				return 2;
+				goto bad;
 			}
 			break;
 		case 'N': t->sched.steps = strtoull(optarg, NULL, 0); break;
@@ -2577,8 +2577,8 @@ int cmd_torture(int argc, char **argv)
 			t->sched.trace = (unsigned)strtoul(optarg, NULL, 0);
 			break;
 		case 'j': t->json = true; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'h': usage(stdout); goto help;
+		default: usage(stderr); goto bad;
 		}
 	}
 	if (!t->nvcpu || t->nvcpu > MAX_VCPUS || !t->mem ||
@@ -2588,18 +2588,18 @@ int cmd_torture(int argc, char **argv)
 		fprintf(stderr, "torture: bad --vcpus, --mem, --as or "
 				"--duration\n");
 		usage(stderr);
-		return 2;
+		goto bad;
 	}
 	if (t->sched.strategy && !TDP_SCHED_AVAILABLE) {
 		fprintf(stderr, "torture: --sched needs a build configured "
 				"with -DTDP_SCHED=ON (make check-sched builds "
 				"one in build/sched)\n");
-		return 2;
+		goto bad;
 	}
 	if (!t->sched.strategy && TDP_SCHED_AVAILABLE) {
 		fprintf(stderr, "torture: this controlled-scheduler build "
 				"runs only with --sched random|pct\n");
-		return 2;
+		goto bad;
 	}
 	if (t->sched.strategy &&
 	    (!t->sched.steps || t->sched.steps > (1ull << 40) ||
@@ -2610,7 +2610,7 @@ int cmd_torture(int argc, char **argv)
 		fprintf(stderr, "torture: bad --steps, --depth (1..16), "
 				"--max-steps (>= --steps), --checkpoint-steps "
 				"(>= 1000) or --trace\n");
-		return 2;
+		goto bad;
 	}
 	if (!t->sched.max_steps)
 		t->sched.max_steps = 2 * t->sched.steps + 1000000;
@@ -2620,7 +2620,7 @@ int cmd_torture(int argc, char **argv)
 	if (t->confidential && t->engine == TDP_ENGINE_LEGACY) {
 		fprintf(stderr, "torture: --confidential needs the tdp "
 				"engine\n");
-		return 2;
+		goto bad;
 	}
 	if (t->confidential) {
 		if ((as_given && t->nr_as != 1) ||
@@ -2628,7 +2628,7 @@ int cmd_torture(int argc, char **argv)
 			fprintf(stderr,
 				"torture: --confidential needs --as 1 and "
 				"--log off (the defaults with it)\n");
-			return 2;
+			goto bad;
 		}
 		t->nr_as = 1;
 		t->log_mode = LOG_OFF;
@@ -2640,7 +2640,7 @@ int cmd_torture(int argc, char **argv)
 		if (parse_ops(t, ops_args[i])) {
 			fprintf(stderr, "torture: bad --ops entry\n");
 			usage(stderr);
-			return 2;
+			goto bad;
 		}
 	for (int o = 0; o < OP_COUNT; o++)
 		if (t->weights[o] &&
@@ -2649,7 +2649,7 @@ int cmd_torture(int argc, char **argv)
 			fprintf(stderr, "torture: operation %s needs %s"
 					"--confidential\n",
 				op_names[o], t->confidential ? "no " : "");
-			return 2;
+			goto bad;
 		}
 	t->progress_tty = !t->quiet && !t->json && isatty(STDERR_FILENO);
 	g_torture = t;
@@ -2660,6 +2660,7 @@ int cmd_torture(int argc, char **argv)
 	r = setup(t);
 	if (r) {
 		fprintf(stderr, "torture: setup failed: %s\n", strerror(-r));
+		free(t);
 		return 1;
 	}
 #if TDP_SCHED_AVAILABLE
@@ -2719,4 +2720,12 @@ int cmd_torture(int argc, char **argv)
 	free(t->threads);
 	free(t);
 	return ok ? 0 : 1;
+help:
+	pthread_mutex_destroy(&t->fail_lock);
+	free(t);
+	return 0;
+bad:
+	pthread_mutex_destroy(&t->fail_lock);
+	free(t);
+	return 2;
 }
