@@ -12,7 +12,8 @@
 # Usage: scripts/torture-report.sh SCHED_BUILD FREE_BUILD [NAME...]
 #   With NAMEs only those injections are measured; the table keeps its
 #   other rows.  SEEDS=n changes the seed count; FREE=0 skips the
-#   free-running runs (their columns then say "not measured").
+#   free-running runs (their columns then say "not measured"); CONTROLLED=0
+#   skips the controlled runs and keeps the row's controlled columns.
 set -euo pipefail
 sched_cli="$1/tdpmmu"
 free_cli="$2/tdpmmu"
@@ -24,6 +25,7 @@ slist="$here/../tests/injections-sched.list"
 flist="$here/../tests/injections.list"
 nseeds=${SEEDS:-20}
 free=${FREE:-1}
+controlled=${CONTROLLED:-1}
 table=$(mktemp)
 work=$(mktemp -d)
 trap 'rm -rf "$work" "$table"' EXIT
@@ -45,7 +47,7 @@ controlled() {
         --inject "$inj" --quiet "$@" 2>/dev/null || true)
   steps=$(echo "$out" | grep -oE "sched: step [0-9]+|[0-9]+ steps, trace" | head -1 | grep -oE "[0-9]+" | head -1)
   if echo "$out" | grep -q "^torture: FAILED"; then
-    orc=$(echo "$out" | grep -m1 "^torture: FAILED" | sed -E 's/^torture: FAILED: oracle=([a-z ()I0-9]+).*/\1/; s/ \(.*//; s/ at [0-9.]+ s.*//')
+    orc=$(echo "$out" | grep -m1 "^torture: FAILED" | sed -E 's/^torture: FAILED: oracle=(.*) at [0-9.]+ s \(seed [0-9]+\).*/\1/; s/ \(library invariant check or sanitizer\)//')
     echo "caught $steps $orc"
   else
     echo "missed $steps"
@@ -68,12 +70,19 @@ export sched_cli
       continue
     fi
     read -r _ strat bound sopts <<<"$sline"
+    if [ "$controlled" = 0 ]; then
+      old=$(grep -F "| \`$inj\` |" "$doc" || true)
+      [ -n "$old" ] || { echo "$inj has no row in $doc to keep" >&2; exit 1; }
+      ccols=$(echo "$old" | awk -F' [|] ' '{print $2 " | " $3 " | " $4 " | " $5}')
+    fi
     # controlled: two at a time (each run is one thread at a time)
+    [ "$controlled" = 0 ] ||
     # shellcheck disable=SC2086
     seq 1 "$nseeds" | xargs -P 2 -I{} bash -c \
       "controlled $inj $strat $bound {} $sopts > $work/c.{}"
     chits=0; : > "$work/csteps"; : > "$work/corc"
     for s in $(seq 1 "$nseeds"); do
+      [ "$controlled" = 0 ] && break
       read -r verdict steps orc < "$work/c.$s" || true
       if [ "$verdict" = caught ]; then
         chits=$((chits + 1)); echo "$steps" >> "$work/csteps"; echo "$orc" >> "$work/corc"
@@ -96,7 +105,9 @@ export sched_cli
       ftimes=$(pct < "$work/ftimes")
       fhits="$fhits / $nseeds"
     fi
-    echo "| \`$inj\` | --sched $strat --steps $bound${sopts:+ $sopts} | $chits / $nseeds | $(pct < "$work/csteps") | ${corc:--} | $fhits | $ftimes |"
+    [ "$controlled" = 0 ] ||
+      ccols="--sched $strat --steps $bound${sopts:+ $sopts} | $chits / $nseeds | $(pct < "$work/csteps") | ${corc:--}"
+    echo "| \`$inj\` | $ccols | $fhits | $ftimes |"
   done
 } > "$table"
 awk -v tf="$table" '
