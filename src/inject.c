@@ -27,6 +27,7 @@ static const char *const names[INJ_COUNT] = {
 	[INJ_RMAP_LOCKLESS_ASSERT] = "rmap-lockless-assert",
 	[INJ_RMAP_UNLOCKED_UPDATE] = "rmap-unlocked-update",
 	[INJ_ZAP_TAKE_LOAD_STORE] = "zap-take-load-store",
+	[INJ_REMOVAL_LOAD_STORE] = "removal-load-store",
 };
 
 const char *tdp_inject_name(int id)

@@ -282,11 +282,12 @@ void account_split(struct tdp_mmu *mmu, struct tdp_pt_page *sp)
 /* @sp was unlinked by this thread: freeze and account its children. */
 /* plain-store-loses-dirty: the removed table as it was read, before the
  * children are written; the window is held open while a present leaf
- * without D is in it (hardware may set D meanwhile). */
-static uint64_t *plain_store_snapshot(struct tdp_pt_page *sp)
+ * without D is in it (hardware may set D meanwhile), or always when
+ * @shared (under the read lock faults may write any child). */
+static uint64_t *plain_store_snapshot(struct tdp_pt_page *sp, bool shared)
 {
 	uint64_t *snap = malloc(SPTE_ENT_PER_PAGE * sizeof(*snap));
-	bool window = false;
+	bool window = shared;
 
 	if (!snap)
 		return NULL;
@@ -300,7 +301,7 @@ static uint64_t *plain_store_snapshot(struct tdp_pt_page *sp)
 			  !(snap[i] & SPTE_D);
 	}
 	if (window)
-		usleep(500);
+		usleep(shared ? 2000 : 500);
 	return snap;
 }
 
@@ -312,7 +313,10 @@ static void handle_removed_pt(struct tdp_mmu *mmu, struct tdp_pt_page *sp,
 
 	if (INJECTED(mmu->inject, INJ_PLAIN_STORE_LOSES_DIRTY) &&
 	    tdp_lock_held_mode(&mmu->lock) == TDP_WRITE)
-		snap = plain_store_snapshot(sp);
+		snap = plain_store_snapshot(sp, false);
+	if (INJECTED(mmu->inject, INJ_REMOVAL_LOAD_STORE) &&
+	    tdp_lock_held_mode(&mmu->lock) == TDP_READ)
+		snap = plain_store_snapshot(sp, true);
 	for (int i = 0; i < SPTE_ENT_PER_PAGE; i++) {
 		uint64_t *sptep = &sp->spt[i];
 		uint64_t gfn = sp->gfn + (uint64_t)i * level_pages(level);
@@ -323,7 +327,10 @@ static void handle_removed_pt(struct tdp_mmu *mmu, struct tdp_pt_page *sp,
 		if (snap) {
 			/* KVM before ba3a6120a4e7: "we own the removed table
 			 * under the write lock": what was read is written
-			 * over with a plain store */
+			 * over with a plain store.  removal-load-store: the
+			 * same under the read lock, where faults, fast faults
+			 * and aging that walked in before the unlink write
+			 * too (blind spot 2) */
 			old = snap[i];
 			__atomic_store_n(sptep, SPTE_FROZEN, __ATOMIC_RELEASE);
 		} else for (;;) {

@@ -1287,6 +1287,19 @@ static void slots_op(struct torture *t, struct thread *th, enum op op)
 	 * aside) */
 	atomic_fetch_add(&t->resets_active, 1);
 	pthread_rwlock_wrlock(&s->lock);
+	/* Logging off runs with the slot's vCPUs faulting (blind spot 2):
+	 * huge-page recovery removes tables under the read lock while
+	 * faults, fast faults and the walkers' A/D updates reach into them.
+	 * log_off is set first, under the write lock, so no write racing
+	 * the change is owed to the dirty log. */
+	bool live = op == OP_SLOT_LOG && t->log_mode != LOG_OFF && !s->log_off;
+	if (live) {
+		s->log_off = true;
+		for (uint64_t q = first; q < first + t->slot_size / PAGE; q++)
+			atomic_store(&t->wpair[q], 0);
+		pthread_rwlock_unlock(&s->lock);
+		pthread_rwlock_rdlock(&s->lock);
+	}
 	/* a memslot needs all of its host memory mapped (-EFAULT otherwise):
 	 * hold the slot's regions against munmap */
 	for (uint64_t k = 0; k < nr; k++)
@@ -1314,7 +1327,8 @@ static void slots_op(struct torture *t, struct thread *th, enum op op)
 		 * lazily, write-protected huge leaves) */
 		if (t->log_mode == LOG_OFF)
 			break;
-		s->log_off = !s->log_off;
+		if (!live)
+			s->log_off = false;
 		set_slot_all(t, i, t->slot_size, 0,
 			     s->log_off ? "memslot logging off"
 					: "memslot logging on");
