@@ -21,6 +21,7 @@
  * The TLB belongs to its vCPU's thread; other threads only send requests.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "assert.h"
@@ -29,7 +30,51 @@
 
 void tlb_flush_all(struct tdp_tlb *t)
 {
-	memset(t, 0, sizeof(*t));
+	memset(t->e, 0, sizeof(t->e));
+	memset(t->psc, 0, sizeof(t->psc));
+	/* single writer: no read-modify-write needed */
+	atomic_store_explicit(&t->flushes,
+			      atomic_load_explicit(&t->flushes,
+						   memory_order_relaxed) + 1,
+			      memory_order_release);
+}
+
+unsigned vcpu_tlb_check(struct tdp_vcpu *v, uint64_t fills_before,
+			uint64_t gfn, uint64_t npages, unsigned forbid,
+			char *why, size_t len)
+{
+	struct tdp_tlb *t = &v->tlb;
+	unsigned bad = 0;
+
+	for (int level = TDP_LEVEL_4K; level <= TDP_LEVEL_1G; level++)
+		for (unsigned k = 0; k < TLB_SETS; k++) {
+			const struct tlb_entry *e = &t->e[level][k];
+			uint64_t g, n = level_pages(level);
+			unsigned broke;
+
+			if (!e->tag || e->fill >= fills_before)
+				continue;
+			g = ((e->tag - 1) << level_shift(level)) &
+			    ~v->vm->shared_gfn;
+			if (g + n <= gfn || g >= gfn + npages)
+				continue;
+			broke = forbid & (TLB_ANY |
+					  (e->perms & SPTE_W ? TLB_WRITABLE
+							     : 0) |
+					  (e->perms & SPTE_W && e->dirty
+						   ? TLB_DIRTY_WRITE
+						   : 0));
+			if (!broke)
+				continue;
+			if (!bad++ && why)
+				snprintf(why, len,
+					 "vCPU %u's TLB still maps gfn %#llx "
+					 "(level %d, frame %#llx, perms %#x%s)",
+					 v->id, (unsigned long long)g, level,
+					 (unsigned long long)e->pfn, e->perms,
+					 e->dirty ? ", dirty" : "");
+		}
+	return bad;
 }
 
 static struct tlb_entry *tlb_slot(struct tdp_tlb *t, uint64_t gfn, int level)
@@ -150,6 +195,10 @@ restart:;
 			e->pfn = spte_pfn(spte);
 			e->perms = (uint8_t)(spte & SPTE_RWX);
 			e->dirty = acc == ACC_WRITE || (spte & SPTE_D);
+			e->fill = atomic_load_explicit(&t->fills,
+						       memory_order_relaxed);
+			atomic_store_explicit(&t->fills, e->fill + 1,
+					      memory_order_release);
 		}
 		return spte_pfn(spte) + (gfn & (level_pages(level) - 1));
 	}

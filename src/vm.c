@@ -613,7 +613,20 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 			 * of the slot go under the write lock */
 			vm_zap_all_fast(vm);
 		}
-		if (!fast || (inv.flags & TDP_MEM_PRIVATE)) {
+		if (!fast && INJECTED(vm->mmu.inject, INJ_READONLY_NO_FLUSH)) {
+			/* "the slot's vCPUs fault anyway once it is
+			 * read-only": the zap borrows no_flush from the zap
+			 * of invalid roots, which vCPUs have already left,
+			 * and flushes only for removed tables (I2) */
+			struct tdp_flush_ctx ctx = { .no_flush = true };
+
+			tdp_write_lock(&vm->mmu.lock);
+			zap_slot_gfns(vm, &inv, inv.base_gfn,
+				      memslot_end(&inv), ROOTS_ALL, &ctx);
+			ctx.no_flush = ctx.removed == NULL;
+			tdp_mmu_flush_and_free(&vm->mmu, &ctx);
+			tdp_write_unlock(&vm->mmu.lock);
+		} else if (!fast || (inv.flags & TDP_MEM_PRIVATE)) {
 			tdp_write_lock(&vm->mmu.lock);
 			vm_zap_slot_locked(vm, &inv, inv.base_gfn,
 					   memslot_end(&inv),

@@ -40,6 +40,7 @@
 struct tlb_entry {
 	uint64_t tag;	/* gfn >> level_shift(level), +1 so 0 = empty */
 	uint64_t pfn;	/* first frame of the mapping */
+	uint64_t fill;	/* tdp_tlb.fills when it was filled */
 	uint8_t perms;	/* SPTE_R/W/X */
 	bool dirty;	/* D known set: writes need no walk */
 };
@@ -52,6 +53,9 @@ struct psc_entry {
 struct tdp_tlb {
 	struct tlb_entry e[4][TLB_SETS]; /* by level 1..3 */
 	struct psc_entry psc[PSC_SETS];
+	/* entries filled and whole flushes so far: written by the vCPU's
+	 * thread only, read by oracles (vcpu_tlb_check) */
+	atomic_ullong fills, flushes;
 };
 
 /* ---- vCPU ---- */
@@ -190,6 +194,17 @@ void vcpu_stats_sum(struct tdp_vm *vm, struct vcpu_stats *out);
 
 /* hw.c */
 void tlb_flush_all(struct tdp_tlb *t);
+
+/* Test oracle (the torture's TLB promises; blind spot 6): the entries of
+ * @v's TLB filled before fill number @fills_before that cover a gfn of
+ * [@gfn, @gfn + @npages) and break @forbid: TLB_ANY (an entry at all),
+ * TLB_WRITABLE (one allowing writes) or TLB_DIRTY_WRITE (one letting
+ * writes skip the Dirty bit).  Called by @v's own thread, outside guest
+ * mode.  Returns how many; the first is described in @why. */
+enum { TLB_ANY = 1, TLB_WRITABLE = 2, TLB_DIRTY_WRITE = 4 };
+unsigned vcpu_tlb_check(struct tdp_vcpu *v, uint64_t fills_before,
+			uint64_t gfn, uint64_t npages, unsigned forbid,
+			char *why, size_t len);
 
 /* fault.c: handle a violation at @gpa.  0: retry the access;
  * -EFAULT, -EACCES, -ENOMEM: exit to the caller. */

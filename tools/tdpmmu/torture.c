@@ -203,6 +203,40 @@ struct thread {
 	atomic_ullong progress;
 	pthread_t th;
 	uint64_t ops[OP_COUNT];
+	uint64_t promise_seen; /* vCPUs: promises checked up to here */
+};
+
+/*
+ * TLB promises (blind spot 6).  An operation that takes translations away
+ * (a gfn-range zap, a memslot made read-only) must have flushed every vCPU
+ * before it returns: each vCPU has either flushed since the operation
+ * began or has a flush request pending.  Later flushes by other
+ * operations would hide a missing one from the checkpoints, so the
+ * promise is checked at once: when it returns, the operation records for
+ * each vCPU that has neither flushed since it began nor a request pending
+ * what that vCPU's TLB may no longer hold (entries filled before the
+ * operation began, of its range, of a kind: any, writable, or letting
+ * writes skip the Dirty bit), and the vCPU checks its own TLB before its
+ * next access (the TLB is its thread's), unless it has flushed since.
+ * A promise is recorded only when the operation ran alone among the
+ * non-vCPU threads (ops_active, ops_gen), so that no other operation can
+ * owe a flush for what it removed; vCPU faults only remove tables under
+ * a huge leaf that the operation then zaps and flushes itself.
+ */
+#define PROMISES 64
+
+struct promise {
+	unsigned as, forbid; /* as ~0u: every address space */
+	uint64_t gfn, npages;
+	const char *what;
+	uint64_t fills[MAX_VCPUS], flushes[MAX_VCPUS];
+	bool check[MAX_VCPUS];
+};
+
+struct promise_mark {
+	uint64_t gen;
+	bool alone;
+	uint64_t fills[MAX_VCPUS], flushes[MAX_VCPUS];
 };
 
 struct torture {
@@ -256,6 +290,13 @@ struct torture {
 	/* threads */
 	struct thread *threads;
 	unsigned nthreads;
+	/* TLB promises (promise_begin): what an operation that ran alone
+	 * left each vCPU's TLB, checked by the vCPU at its next operation */
+	pthread_mutex_t promise_lock;
+	struct promise promises[PROMISES];
+	atomic_ullong promises_made, promises_checked;
+	atomic_uint ops_active;	  /* host/zapper/memslot/tracker ops now */
+	atomic_ullong ops_gen;	  /* +1 when one of those starts or ends */
 	/* each vCPU's working set: its current 2 MiB region (slot 0) and
 	 * the regions it worked in before (slots 1..WARM-1) */
 	atomic_ullong hot[MAX_VCPUS][WARM];
@@ -806,10 +847,105 @@ static void vcpu_wrong_kind(struct torture *t, struct thread *th, uint64_t p)
 	}
 }
 
+/* ------------------------------------------------------------------ */
+/* TLB promises (see struct promise)                                   */
+/* ------------------------------------------------------------------ */
+
+/* Before an operation that takes translations away; the operation has
+ * counted itself in ops_active already (thread_main). */
+static void promise_begin(struct torture *t, struct promise_mark *m)
+{
+	m->gen = atomic_load(&t->ops_gen);
+	m->alone = atomic_load(&t->ops_active) == 1;
+	for (unsigned i = 0; i < t->nvcpu; i++) {
+		struct tdp_tlb *tlb = &t->threads[i].vcpu->tlb;
+
+		m->flushes[i] = atomic_load(&tlb->flushes);
+		m->fills[i] = atomic_load(&tlb->fills);
+	}
+}
+
+/* It returned: what the vCPUs' TLBs may no longer hold. */
+static void promise_end(struct torture *t, const struct promise_mark *m,
+			unsigned as, uint64_t gpa, uint64_t size,
+			unsigned forbid, const char *what)
+{
+	struct promise *pr;
+	uint64_t no;
+
+	if (!m->alone || atomic_load(&t->ops_active) != 1 ||
+	    atomic_load(&t->ops_gen) != m->gen)
+		return; /* another operation may owe a flush */
+	pthread_mutex_lock(&t->promise_lock);
+	no = atomic_load(&t->promises_made);
+	pr = &t->promises[no % PROMISES];
+	pr->as = as;
+	pr->forbid = forbid;
+	pr->gfn = gpa / PAGE;
+	pr->npages = size / PAGE;
+	pr->what = what;
+	for (unsigned i = 0; i < t->nvcpu; i++) {
+		struct tdp_vcpu *v = t->threads[i].vcpu;
+
+		/* requests first: the vCPU clears them, then flushes */
+		unsigned req = atomic_load(&v->requests);
+
+		pr->fills[i] = m->fills[i];
+		pr->flushes[i] = m->flushes[i];
+		pr->check[i] = !req &&
+			       atomic_load(&v->tlb.flushes) == m->flushes[i];
+	}
+	atomic_store(&t->promises_made, no + 1);
+	pthread_mutex_unlock(&t->promise_lock);
+}
+
+/* A vCPU, between accesses: the promises made since its last check. */
+static void promise_check(struct torture *t, struct thread *th)
+{
+	struct tdp_vcpu *v = th->vcpu;
+	struct promise mine[PROMISES];
+	unsigned n = 0;
+	char why[256];
+
+	if (atomic_load(&t->promises_made) == th->promise_seen)
+		return;
+	pthread_mutex_lock(&t->promise_lock);
+	uint64_t made = atomic_load(&t->promises_made);
+
+	if (made - th->promise_seen > PROMISES)
+		th->promise_seen = made - PROMISES; /* overwritten */
+	for (; th->promise_seen < made; th->promise_seen++) {
+		const struct promise *pr =
+			&t->promises[th->promise_seen % PROMISES];
+
+		if (pr->check[th->id])
+			mine[n++] = *pr;
+	}
+	pthread_mutex_unlock(&t->promise_lock);
+	for (unsigned k = 0; k < n; k++) {
+		const struct promise *pr = &mine[k];
+		unsigned bad;
+
+		if (atomic_load(&v->tlb.flushes) != pr->flushes[th->id] ||
+		    (pr->as != ~0u && pr->as != v->as_id))
+			continue; /* flushed since: nothing left to see */
+		atomic_fetch_add(&t->promises_checked, 1);
+		bad = vcpu_tlb_check(v, pr->fills[th->id], pr->gfn,
+				     pr->npages, pr->forbid, why, sizeof(why));
+		if (bad)
+			fail(t, "TLB flush (I6)",
+			     "%s of gfns %#" PRIx64 "+%#" PRIx64 " returned "
+			     "with no flush done or pending for vCPU %u, "
+			     "and %s (%u such entries)",
+			     pr->what, pr->gfn, pr->npages, th->id, why, bad);
+	}
+}
+
 static void vcpu_op(struct torture *t, struct thread *th, enum op op)
 {
 	uint64_t p;
 
+	promise_check(t, th);
 	/* Locality, as real guests have: bursts of accesses within one
 	 * 2 MiB region, more pages than the TLB holds, so TLBs hold
 	 * translations that zaps must flush and walks go through cached
@@ -1161,7 +1297,11 @@ static void zapper_op(struct torture *t, struct thread *th, enum op op)
 	gpa &= ~(len - 1);
 	unsigned as = (unsigned)(cli_rand(&th->seed) % t->nr_as);
 
+	struct promise_mark m;
+
+	promise_begin(t, &m);
 	host_check(t, "zap", tdp_vm_zap_gfn_range(t->vm, as, gpa, len));
+	promise_end(t, &m, as, gpa, len, TLB_ANY, "a gfn-range zap");
 	for (uint64_t q = 0; q < t->npages; q++) {
 		uint64_t g = page_gpa(t, q);
 		if (g >= gpa && g < gpa + len)
@@ -1276,6 +1416,7 @@ static void slots_op(struct torture *t, struct thread *th, enum op op)
 	uint64_t first = i * t->slot_size / PAGE;
 	uint64_t p = first + cli_rand(&th->seed) % (t->slot_size / PAGE);
 	uint64_t old_gpa, b = 0;
+	struct promise_mark m;
 	int r;
 
 	uint64_t r0 = first * PAGE / REGION, nr = t->slot_size / REGION;
@@ -1327,11 +1468,22 @@ static void slots_op(struct torture *t, struct thread *th, enum op op)
 		 * lazily, write-protected huge leaves) */
 		if (t->log_mode == LOG_OFF)
 			break;
-		if (!live)
+		if (live) {
+			set_slot_all(t, i, t->slot_size, 0,
+				     "memslot logging off");
+		} else {
 			s->log_off = false;
-		set_slot_all(t, i, t->slot_size, 0,
-			     s->log_off ? "memslot logging off"
-					: "memslot logging on");
+			promise_begin(t, &m);
+			set_slot_all(t, i, t->slot_size, 0,
+				     "memslot logging on");
+			/* every leaf write-protected, or its Dirty bit
+			 * cleared */
+			promise_end(t, &m, ~0u, s->gpa[atomic_load(&s->where)],
+				    t->slot_size,
+				    t->log_mode == LOG_DBIT ? TLB_DIRTY_WRITE
+							    : TLB_WRITABLE,
+				    "turning dirty logging on");
+		}
 		/* writes before logging (re)started are not owed */
 		for (uint64_t q = first; q < first + t->slot_size / PAGE; q++)
 			atomic_store(&t->wpair[q], 0);
@@ -1345,8 +1497,12 @@ static void slots_op(struct torture *t, struct thread *th, enum op op)
 				  "after its memslot moved away");
 		break;
 	default: /* read-only toggle */
+		promise_begin(t, &m);
 		set_slot_all(t, i, t->slot_size, TDP_MEM_READONLY,
 			     "memslot read-only");
+		promise_end(t, &m, ~0u, s->gpa[atomic_load(&s->where)],
+			    t->slot_size, TLB_WRITABLE,
+			    "making a memslot read-only");
 		b = 0x1234;
 		if (!page_common(p) &&
 		    pthread_rwlock_tryrdlock(&t->regions[page_region(p)].lock) ==
@@ -1664,26 +1820,33 @@ static void *thread_main(void *arg)
 			atomic_fetch_add(&th->progress, 1);
 			continue;
 		}
+		if (th->kind != T_VCPU) {
+			atomic_fetch_add(&t->ops_active, 1);
+			atomic_fetch_add(&t->ops_gen, 1);
+		}
 		switch (th->kind) {
 		case T_VCPU:
 			vcpu_op(t, th, op);
 			break;
 		case T_HOST:
 			host_op(t, th, op);
-			usleep(100);
 			break;
 		case T_ZAPPER:
 			zapper_op(t, th, op);
-			usleep(100);
 			break;
 		case T_SLOTS:
 			slots_op(t, th, op);
-			usleep(500);
 			break;
 		default:
 			track_op(t, th, op);
-			usleep(200);
 			break;
+		}
+		if (th->kind != T_VCPU) {
+			atomic_fetch_add(&t->ops_gen, 1);
+			atomic_fetch_sub(&t->ops_active, 1);
+			usleep(th->kind == T_SLOTS	    ? 500
+			       : th->kind == T_TRACK ? 200
+						     : 100);
 		}
 		th->ops[op]++;
 		atomic_fetch_add(&th->progress, 1);
@@ -2295,10 +2458,13 @@ static void print_summary(struct torture *t)
 		       " pages verified), faults %" PRIu64 ", retries %" PRIu64
 		       ", flushes %" PRIu64 ", invalidations %" PRIu64
 		       ", root reloads %" PRIu64 ", walk yields %" PRIu64
-		       ", dirty leaves zapped %" PRIu64 "\n",
+		       ", dirty leaves zapped %" PRIu64
+		       ", TLB promises checked %" PRIu64 " of %" PRIu64 "\n",
 		       t->checkpoints, t->verified_pages, st.pf_fixed,
 		       st.pf_retry, st.remote_tlb_flush, st.invalidations,
-		       st.root_reloads, t->yields, t->zapped_dirty);
+		       st.root_reloads, t->yields, t->zapped_dirty,
+		       (uint64_t)atomic_load(&t->promises_checked),
+		       (uint64_t)atomic_load(&t->promises_made));
 		printf("  dirty log %s: %" PRIu64 " harvests reported %" PRIu64
 		       " pages, fast faults %" PRIu64 ", eager splits %" PRIu64
 		       ", huge pages recovered %" PRIu64 "; aging: %" PRIu64
@@ -2494,6 +2660,7 @@ int cmd_torture(int argc, char **argv)
 	t->sched.depth = 3;
 	t->sched_checkpoint_steps = 200000;
 	pthread_mutex_init(&t->fail_lock, NULL);
+	pthread_mutex_init(&t->promise_lock, NULL);
 	{
 		size_t n = (size_t)snprintf(t->cmdline, sizeof(t->cmdline),
 					    "tdpmmu");
@@ -2731,15 +2898,18 @@ int cmd_torture(int argc, char **argv)
 	ok = !atomic_load(&t->failed);
 	g_torture = NULL;
 	pthread_mutex_destroy(&t->fail_lock);
+	pthread_mutex_destroy(&t->promise_lock);
 	free(t->threads);
 	free(t);
 	return ok ? 0 : 1;
 help:
 	pthread_mutex_destroy(&t->fail_lock);
+	pthread_mutex_destroy(&t->promise_lock);
 	free(t);
 	return 0;
 bad:
 	pthread_mutex_destroy(&t->fail_lock);
+	pthread_mutex_destroy(&t->promise_lock);
 	free(t);
 	return 2;
 }
