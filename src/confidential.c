@@ -101,7 +101,7 @@ int tdp_vm_set_memory_attributes(struct tdp_vm *vm, uint64_t gpa,
 				 uint64_t size, unsigned attrs)
 {
 	uint64_t gfn = gpa >> 12, end = (gpa + size) >> 12;
-	bool private = attrs & TDP_MEMATTR_PRIVATE, buggy;
+	bool private = attrs & TDP_MEMATTR_PRIVATE, buggy, nomn;
 	const struct memslots *set;
 	int r = 0;
 
@@ -119,9 +119,15 @@ int tdp_vm_set_memory_attributes(struct tdp_vm *vm, uint64_t gpa,
 		r = -EINVAL;
 		goto out;
 	}
+	/* convert-no-invalidate: "the write lock keeps faults out while
+	 * the bits flip", but a fault that read the old bit before it waits
+	 * for the lock and then installs a mapping of the old kind */
+	nomn = INJECTED(vm->mmu.inject, INJ_CONVERT_NO_INVALIDATE);
 	tdp_write_lock(&vm->mmu.lock);
-	mn_begin(&vm->mn);
-	mn_range_add(&vm->mn, gfn, end);
+	if (!nomn) {
+		mn_begin(&vm->mn);
+		mn_range_add(&vm->mn, gfn, end);
+	}
 	/* to private: shared mappings go; to shared: private ones */
 	if (!buggy)
 		vm_zap_gfns_locked(vm, 0, gfn, end - gfn,
@@ -134,9 +140,11 @@ int tdp_vm_set_memory_attributes(struct tdp_vm *vm, uint64_t gpa,
 		vm_zap_gfns_locked(vm, 0, gfn, end - gfn, ROOT_MIRROR);
 		tdp_read_unlock(&vm->mmu.lock);
 	}
-	tdp_write_lock(&vm->mmu.lock);
-	mn_end(&vm->mn);
-	tdp_write_unlock(&vm->mmu.lock);
+	if (!nomn) {
+		tdp_write_lock(&vm->mmu.lock);
+		mn_end(&vm->mn);
+		tdp_write_unlock(&vm->mmu.lock);
+	}
 	stat_inc(vm->stats.conversions);
 out:
 	pthread_mutex_unlock(&vm->slots_lock);

@@ -29,6 +29,7 @@ static const char *const names[INJ_COUNT] = {
 	[INJ_ZAP_TAKE_LOAD_STORE] = "zap-take-load-store",
 	[INJ_REMOVAL_LOAD_STORE] = "removal-load-store",
 	[INJ_READONLY_NO_FLUSH] = "readonly-no-flush",
+	[INJ_CONVERT_NO_INVALIDATE] = "convert-no-invalidate",
 };
 
 const char *tdp_inject_name(int id)

@@ -94,6 +94,7 @@
 
 enum op {
 	OP_READ, OP_WRITE, OP_TRANSLATE, OP_ASSWITCH, OP_WRONG,	  /* vCPUs */
+	OP_PROBE,
 	OP_MIGRATE, OP_SWAPOUT, OP_SPLIT, OP_MPROTECT, OP_UNMAP, /* host */
 	OP_PUNCH,
 	OP_ZAP, OP_RESET, OP_FASTZAP,				  /* zapper */
@@ -103,7 +104,7 @@ enum op {
 };
 
 static const char *const op_names[OP_COUNT] = {
-	"read", "write", "translate", "asswitch", "wrong-kind", "migrate",
+	"read", "write", "translate", "asswitch", "wrong-kind", "probe", "migrate",
 	"swapout", "split", "mprotect", "unmap", "punch", "zap", "reset",
 	"fast-zap", "slot-delete", "slot-move", "slot-ro", "slot-log",
 	"harvest", "age", "convert",
@@ -125,7 +126,7 @@ static const unsigned op_default_weight[OP_COUNT] = {
  * conversions instead. */
 static const unsigned op_confidential_weight[OP_COUNT] = {
 	[OP_READ] = 6, [OP_WRITE] = 6, [OP_TRANSLATE] = 3, [OP_WRONG] = 1,
-	[OP_MIGRATE] = 4, [OP_SWAPOUT] = 4, [OP_SPLIT] = 1, [OP_MPROTECT] = 1,
+	[OP_PROBE] = 2, [OP_MIGRATE] = 4, [OP_SWAPOUT] = 4, [OP_SPLIT] = 1, [OP_MPROTECT] = 1,
 	[OP_UNMAP] = 2, [OP_PUNCH] = 2, [OP_ZAP] = 6, [OP_RESET] = 2,
 	[OP_FASTZAP] = 2, [OP_SLOT_DELETE] = 1, [OP_SLOT_MOVE] = 1,
 	[OP_AGE] = 3, [OP_CONVERT] = 6,
@@ -134,7 +135,8 @@ static const unsigned op_confidential_weight[OP_COUNT] = {
 /* Operations only one of the modes can run. */
 static bool op_confidential_only(enum op o)
 {
-	return o == OP_WRONG || o == OP_PUNCH || o == OP_CONVERT;
+	return o == OP_WRONG || o == OP_PROBE || o == OP_PUNCH ||
+	       o == OP_CONVERT;
 }
 
 static bool op_not_confidential(enum op o)
@@ -265,6 +267,9 @@ struct torture {
 	bool confidential;
 	uint64_t shared_mask;		/* the VM's shared gpa bit, or 0 */
 	atomic_uchar *attr_shared;	/* 1: the page is shared now */
+	/* per page, odd while a conversion or hole punch of it runs (probes
+	 * race both, holding neither plock nor the slot's write side) */
+	atomic_uint *pchange;
 	struct tdp_vcpu *ckpt_vcpu;	/* the main thread's, checkpoints */
 	uint64_t private_verified;
 	_Atomic uint64_t *log;		/* [npages][LOG_DEPTH] */
@@ -847,6 +852,60 @@ static void vcpu_wrong_kind(struct torture *t, struct thread *th, uint64_t p)
 	}
 }
 
+/*
+ * Confidential mode (blind spot 4): a read of @p of either kind that
+ * races conversions and hole punches of it.  It holds the slot's and the
+ * region's locks for read (no memslot churn, no munmap) but not plock,
+ * which conversions and punches hold for write.  When neither ran while
+ * it did (pchange even and unchanged), the outcome is exact: the right
+ * kind reaches memory, the wrong kind exits with -EPERM; a mapping of
+ * the old kind that a racing fault installed after a conversion shows
+ * here.  Otherwise any outcome but another error is allowed; contents
+ * are the ordinary accesses' business.
+ */
+static void vcpu_probe(struct torture *t, struct thread *th, uint64_t p)
+{
+	struct slot *s = &t->slots[page_slot(t, p)];
+	struct region *rg = &t->regions[page_region(p)];
+	bool right = cli_rand(&th->seed) & 1;
+	unsigned c0, c1;
+	enum backing b;
+	uint64_t w;
+	int r;
+
+	if (pthread_rwlock_tryrdlock(&s->lock))
+		return;
+	if (pthread_rwlock_tryrdlock(&rg->lock)) {
+		pthread_rwlock_unlock(&s->lock);
+		return;
+	}
+	c0 = atomic_load(&t->pchange[p]);
+	b = page_backing(t, p);
+	if (!right)
+		b = b == B_PRIV ? B_HVA : B_PRIV;
+	r = tdp_vcpu_read(th->vcpu, backing_gpa(t, p, b), &w, sizeof(w));
+	c1 = atomic_load(&t->pchange[p]);
+	if (r == -EIO)
+		unexpected(t, th, "probe", p, r);
+	else if (r && r != -EPERM)
+		fail(t, "memory attributes (I13)",
+		     "vCPU %u: probe of page %" PRIu64 " (%s) returned %d",
+		     th->id, p, b == B_PRIV ? "private" : "shared", r);
+	else if (c0 == c1 && !(c0 & 1) && (r == -EPERM) == right) {
+		char log[512];
+
+		describe_log(t, p, log, sizeof(log));
+		fail(t, "memory attributes (I13)",
+		     "vCPU %u: a %s read of page %" PRIu64 ", which is %s and "
+		     "was not being converted, returned %d; %s",
+		     th->id, b == B_PRIV ? "private" : "shared", p,
+		     right == (b == B_PRIV) ? "private" : "shared", r, log);
+	}
+	page_log(t, p, OP_PROBE, th->id, right);
+	pthread_rwlock_unlock(&rg->lock);
+	pthread_rwlock_unlock(&s->lock);
+}
+
 /* ------------------------------------------------------------------ */
 /* TLB promises (see struct promise)                                   */
 /* ------------------------------------------------------------------ */
@@ -1015,6 +1074,9 @@ static void vcpu_op(struct torture *t, struct thread *th, enum op op)
 		}
 		return;
 	}
+	case OP_PROBE:
+		vcpu_probe(t, th, p);
+		return;
 	default:
 		break;
 	}
@@ -1176,6 +1238,8 @@ static void host_punch(struct torture *t, struct thread *th)
 	rg = &t->regions[page_region(first)];
 	hva = page_private_hva(t, first);
 	pthread_rwlock_wrlock(&rg->plock);
+	for (uint64_t p = first; p < first + n; p++)
+		atomic_fetch_add(&t->pchange[p], 1);
 	host_check(t, "punch hole", tdp_host_punch_hole(t->h, hva, n * PAGE));
 	for (uint64_t p = first; p < first + n; p++) {
 		t->gen[B_PRIV][p] = 0;
@@ -1220,6 +1284,8 @@ static void host_punch(struct torture *t, struct thread *th)
 		     "host %s of guest-private memory at hva %#" PRIx64
 		     " (page %" PRIu64 ") returned %d, not -EPERM",
 		     what, hva, first, r);
+	for (uint64_t p = first; p < first + n; p++)
+		atomic_fetch_add(&t->pchange[p], 1);
 	pthread_rwlock_unlock(&rg->plock);
 }
 
@@ -1730,6 +1796,8 @@ static void convert_op(struct torture *t, struct thread *th)
 	rg = &t->regions[page_region(first)];
 	pthread_rwlock_rdlock(&s->lock);
 	pthread_rwlock_wrlock(&rg->plock);
+	for (uint64_t q = first; q < first + n; q++)
+		atomic_fetch_add(&t->pchange[q], 1);
 	to_private = page_backing(t, first) == B_HVA;
 	r = tdp_vm_set_memory_attributes(t->vm, page_gpa(t, first), n * PAGE,
 					 to_private ? TDP_MEMATTR_PRIVATE : 0);
@@ -1746,6 +1814,8 @@ static void convert_op(struct torture *t, struct thread *th)
 					      memory_order_relaxed);
 			page_log(t, q, OP_CONVERT, th->id, to_private);
 		}
+	for (uint64_t q = first; q < first + n; q++)
+		atomic_fetch_add(&t->pchange[q], 1);
 	pthread_rwlock_unlock(&rg->plock);
 	pthread_rwlock_unlock(&s->lock);
 }
@@ -2206,7 +2276,8 @@ static int setup(struct torture *t)
 	if (t->confidential) {
 		/* every page starts private */
 		t->attr_shared = calloc(t->npages, sizeof(*t->attr_shared));
-		if (!t->attr_shared)
+		t->pchange = calloc(t->npages, sizeof(*t->pchange));
+		if (!t->attr_shared || !t->pchange)
 			return -ENOMEM;
 		vc.flags |= TDP_VM_CONFIDENTIAL;
 	}
@@ -2378,6 +2449,7 @@ static void teardown(struct torture *t)
 		free(t->shared[b]);
 	}
 	free(t->attr_shared);
+	free(t->pchange);
 	free((void *)t->log);
 	free(t->log_pos);
 	free(t->last_write);
