@@ -32,6 +32,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "assert.h"
 #include "vm.h"
@@ -211,6 +212,7 @@ void vm_log_disable(struct tdp_vm *vm, const struct memslot *s)
 {
 	struct recover_ctx rc = { .vm = vm, .slot = s };
 	uint64_t end = memslot_end(s), flushes = 0, built;
+	bool late;
 
 	if (vm->mmu.max_level == TDP_LEVEL_4K)
 		return;
@@ -220,6 +222,7 @@ void vm_log_disable(struct tdp_vm *vm, const struct memslot *s)
 	if (!rc.ri)
 		return; /* huge pages come back through faults */
 	rc.mmu_seq = mn_seq_sample(&vm->mn);
+	late = INJECTED(vm->mmu.inject, INJ_RECOVER_LATE_SEQ);
 	for (uint64_t i = 0; i < rc.nr; i++) {
 		uint64_t gfn = rc.base + i * 512, pfn;
 		unsigned order, prot;
@@ -237,6 +240,13 @@ void vm_log_disable(struct tdp_vm *vm, const struct memslot *s)
 			.writable = (prot & TDP_PROT_WRITE) &&
 				    !(s->flags & TDP_MEM_READONLY),
 		};
+	}
+	if (late) {
+		/* "the sequence only matters once the lock is near": sampled
+		 * after the look-ups, so an invalidation between them and
+		 * the lock goes unseen (the sleep widens that window) */
+		usleep(500);
+		rc.mmu_seq = mn_seq_sample(&vm->mn);
 	}
 	vm_walk_lock(vm);
 	built = tdp_mmu_recover_huge(&vm->mmu, s->as_id, s->base_gfn, end,

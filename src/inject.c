@@ -30,6 +30,7 @@ static const char *const names[INJ_COUNT] = {
 	[INJ_REMOVAL_LOAD_STORE] = "removal-load-store",
 	[INJ_READONLY_NO_FLUSH] = "readonly-no-flush",
 	[INJ_CONVERT_NO_INVALIDATE] = "convert-no-invalidate",
+	[INJ_RECOVER_LATE_SEQ] = "recover-late-seq",
 };
 
 const char *tdp_inject_name(int id)
