@@ -31,6 +31,7 @@ static const char *const names[INJ_COUNT] = {
 	[INJ_READONLY_NO_FLUSH] = "readonly-no-flush",
 	[INJ_CONVERT_NO_INVALIDATE] = "convert-no-invalidate",
 	[INJ_RECOVER_LATE_SEQ] = "recover-late-seq",
+	[INJ_NESTED_RANGE_RESET] = "nested-range-reset",
 };
 
 const char *tdp_inject_name(int id)

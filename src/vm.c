@@ -146,6 +146,13 @@ static void invalidate_start(struct tdp_vm *vm, uint64_t start, uint64_t end,
 	stat_inc(vm->stats.invalidations);
 	tdp_write_lock(&vm->mmu.lock);
 	mn_begin(&vm->mn);
+	if (INJECTED(vm->mmu.inject, INJ_NESTED_RANGE_RESET)) {
+		/* "the range is this invalidation's own": one that nests
+		 * inside another forgets the outer one's range, so faults
+		 * there stop retrying before it ends */
+		atomic_store(&vm->mn.range_start, UINT64_MAX);
+		atomic_store(&vm->mn.range_end, 0);
+	}
 	idx = tdp_srcu_read_lock(&vm->srcu);
 	for_each_slot_in_hva(vm, start, end, private_side, invalidate_slot,
 			     &types);

@@ -348,6 +348,88 @@ static void test_skip_invalidate_retry(void **s)
 	expect(sc_retry, "skip-invalidate-retry");
 }
 
+/* ---- nested-range-reset: a fault retries against every invalidation in
+ * progress, including the outer one of two nested over different ranges
+ * (I5; blind spot 3).  A host that runs invalidations concurrently (Linux
+ * calls invalidate_range_start under the mmap lock held for read, or
+ * none) nests them; this one serialises its own, so the scenario plays
+ * that host: after the fault got its frame, invalidation A over the
+ * fault's page begins, then B over another page; the fault must retry
+ * until both ended. ---- */
+
+struct nest {
+	struct fx *f;
+	unsigned calls;
+	uint64_t retries; /* the vCPU's pf_retry when A began */
+	bool open, retried;
+};
+
+static void nest_end(struct nest *n)
+{
+	struct tdp_host_notifier *hn = &n->f->vm->hn;
+
+	if (!n->open)
+		return;
+	vm_notifier_ops.invalidate_end(hn, n->f->hva + 5 * 4096,
+				       n->f->hva + 6 * 4096);
+	vm_notifier_ops.invalidate_end(hn, n->f->hva, n->f->hva + 4096);
+	n->open = false;
+}
+
+static void nest_in_window(struct tdp_vcpu *v, uint64_t gfn, void *arg)
+{
+	struct nest *n = arg;
+	struct tdp_host_notifier *hn = &n->f->vm->hn;
+
+	(void)gfn;
+	if (n->calls++)
+		return;
+	n->retries = stat_read(v->st.pf_retry);
+	vm_notifier_ops.invalidate_start(hn, n->f->hva, n->f->hva + 4096);
+	vm_notifier_ops.invalidate_start(hn, n->f->hva + 5 * 4096,
+					 n->f->hva + 6 * 4096);
+	n->open = true;
+}
+
+/* Back in guest mode after the fault: it retried, or it mapped. */
+static void nest_reentered(struct tdp_vcpu *v, uint64_t gpa, void *arg)
+{
+	struct nest *n = arg;
+
+	(void)gpa;
+	if (!n->open)
+		return;
+	n->retried = stat_read(v->st.pf_retry) > n->retries;
+	nest_end(n);
+}
+
+static int sc_nested(int inject)
+{
+	struct nest n = { 0 };
+	struct fx f;
+	uint8_t b[8] = { 7 };
+	int r;
+
+	fx_init(&f, inject, 2 * MiB, TDP_PAGE_SIZE, 1);
+	n.f = &f;
+	CHECK(!tdp_host_write(f.h, f.hva, b, sizeof(b)));
+	f.vm->hooks.fault_after_gup = nest_in_window;
+	f.vm->hooks.guest_entered = nest_reentered;
+	f.vm->hooks.arg = &n;
+	CHECK(!tdp_vcpu_read(f.v, 0, b, sizeof(b)));
+	f.vm->hooks.fault_after_gup = NULL;
+	f.vm->hooks.guest_entered = NULL;
+	nest_end(&n); /* the fault mapped inside A's window */
+	r = fx_fini(&f);
+	return n.retried ? r : DETECTED;
+}
+
+static void test_nested_range_reset(void **s)
+{
+	(void)s;
+	expect(sc_nested, "nested-range-reset");
+}
+
 /* ---- free-without-grace: a software walker inside RCU ---- */
 
 struct walker {
@@ -479,6 +561,7 @@ int main(void)
 		cmocka_unit_test(test_ref_invalid_root),
 		cmocka_unit_test(test_teardown_below_max_gfn),
 		cmocka_unit_test(test_skip_invalidate_retry),
+		cmocka_unit_test(test_nested_range_reset),
 		cmocka_unit_test(test_free_without_grace),
 		cmocka_unit_test(test_free_before_flush),
 		cmocka_unit_test(test_rcu_exit_before_flush),

@@ -97,7 +97,7 @@ enum op {
 	OP_PROBE,
 	OP_MIGRATE, OP_SWAPOUT, OP_SPLIT, OP_MPROTECT, OP_UNMAP, /* host */
 	OP_PUNCH,
-	OP_ZAP, OP_RESET, OP_FASTZAP,				  /* zapper */
+	OP_ZAP, OP_RESET, OP_FASTZAP, OP_NOTIFY,		  /* zapper */
 	OP_SLOT_DELETE, OP_SLOT_MOVE, OP_SLOT_RO, OP_SLOT_LOG,	  /* memslots */
 	OP_HARVEST, OP_AGE, OP_CONVERT,				  /* tracker */
 	OP_COUNT
@@ -106,7 +106,7 @@ enum op {
 static const char *const op_names[OP_COUNT] = {
 	"read", "write", "translate", "asswitch", "wrong-kind", "probe", "migrate",
 	"swapout", "split", "mprotect", "unmap", "punch", "zap", "reset",
-	"fast-zap", "slot-delete", "slot-move", "slot-ro", "slot-log",
+	"fast-zap", "notify", "slot-delete", "slot-move", "slot-ro", "slot-log",
 	"harvest", "age", "convert",
 };
 
@@ -116,7 +116,8 @@ static const char *const op_names[OP_COUNT] = {
 static const unsigned op_default_weight[OP_COUNT] = {
 	[OP_READ] = 6, [OP_WRITE] = 6, [OP_TRANSLATE] = 3, [OP_ASSWITCH] = 1,
 	[OP_MIGRATE] = 4, [OP_SWAPOUT] = 4, [OP_SPLIT] = 1, [OP_MPROTECT] = 1,
-	[OP_UNMAP] = 2, [OP_ZAP] = 6, [OP_RESET] = 2, [OP_SLOT_DELETE] = 1,
+	[OP_UNMAP] = 2, [OP_ZAP] = 6, [OP_RESET] = 2, [OP_NOTIFY] = 2,
+	[OP_SLOT_DELETE] = 1,
 	[OP_SLOT_MOVE] = 1, [OP_SLOT_RO] = 1, [OP_SLOT_LOG] = 2,
 	[OP_HARVEST] = 3, [OP_AGE] = 3,
 };
@@ -128,7 +129,8 @@ static const unsigned op_confidential_weight[OP_COUNT] = {
 	[OP_READ] = 6, [OP_WRITE] = 6, [OP_TRANSLATE] = 3, [OP_WRONG] = 1,
 	[OP_PROBE] = 2, [OP_MIGRATE] = 4, [OP_SWAPOUT] = 4, [OP_SPLIT] = 1, [OP_MPROTECT] = 1,
 	[OP_UNMAP] = 2, [OP_PUNCH] = 2, [OP_ZAP] = 6, [OP_RESET] = 2,
-	[OP_FASTZAP] = 2, [OP_SLOT_DELETE] = 1, [OP_SLOT_MOVE] = 1,
+	[OP_FASTZAP] = 2, [OP_NOTIFY] = 2, [OP_SLOT_DELETE] = 1,
+	[OP_SLOT_MOVE] = 1,
 	[OP_AGE] = 3, [OP_CONVERT] = 6,
 };
 
@@ -1334,8 +1336,65 @@ static void host_op(struct torture *t, struct thread *th, enum op op)
 /* Zapper and memslot churn                                            */
 /* ------------------------------------------------------------------ */
 
+/*
+ * A host that runs invalidations concurrently (Linux calls
+ * invalidate_range_start under the mmap lock held for read, or none;
+ * blind spot 3): two nested invalidations that change nothing, called
+ * straight into the VM's notifier, the outer over a region, the
+ * inner over a different part of the guest, both also nesting with the
+ * host thread's own (which this host serialises) and with conversions.
+ * I5: while the outer one is in progress, faults in its range retry, so
+ * no leaf maps it, whatever began since.
+ */
+static void notify_op(struct torture *t, struct thread *th)
+{
+	uint64_t r = cli_rand(&th->seed) % t->nregions;
+	/* a whole region: a host invalidates all of a huge mapping before
+	 * it changes part of it (Linux splits the PMD first), so faults
+	 * elsewhere in it may map it whole only when no part is changing */
+	uint64_t len = REGION, first = r * REGION / PAGE;
+	uint64_t other = (first + t->npages / 2) % t->npages;
+	uint64_t hva = page_hva(t, first), hva2 = page_hva(t, other);
+	struct tdp_host_notifier *hn = &t->vm->hn;
+	struct slot *s = &t->slots[page_slot(t, first)];
+	struct region *rg = &t->regions[r];
+
+	/* no munmap, no memslot churn underneath */
+	pthread_rwlock_rdlock(&s->lock);
+	pthread_rwlock_rdlock(&rg->lock);
+	vm_notifier_ops.invalidate_start(hn, hva, hva + len);
+	vm_notifier_ops.invalidate_start(hn, hva2, hva2 + PAGE);
+	usleep(100); /* faults come and retry */
+	for (uint64_t p = first; p < first + len / PAGE; p++)
+		for (unsigned as = 0; as < t->nr_as; as++) {
+			struct tdp_translation tr;
+
+			if (tdp_vm_translate(t->vm, as,
+					     page_gpa(t, p) | t->shared_mask,
+					     &tr) == 0) {
+				char log[512];
+
+				describe_log(t, p, log, sizeof(log));
+				fail(t, "invalidation (I5)",
+				     "as %u gpa %#" PRIx64 " (page %" PRIu64
+				     ") is mapped (leaf %" PRIu64 " KiB) while an invalidation of "
+				     "it is in progress (another began "
+				     "inside it); %s",
+				     as, page_gpa(t, p), p, tr.size >> 10, log);
+				p = first + len / PAGE;
+				break;
+			}
+		}
+	vm_notifier_ops.invalidate_end(hn, hva2, hva2 + PAGE);
+	vm_notifier_ops.invalidate_end(hn, hva, hva + len);
+	pthread_rwlock_unlock(&rg->lock);
+	pthread_rwlock_unlock(&s->lock);
+}
+
 static void zapper_op(struct torture *t, struct thread *th, enum op op)
 {
+	if (op == OP_NOTIFY)
+		return notify_op(t, th);
 	if (op == OP_RESET || op == OP_FASTZAP) {
 		/* until the old roots are zapped, their Dirty bits are the
 		 * only record of some writes: the dirty check steps aside.
