@@ -12,7 +12,8 @@
 # Usage: scripts/torture-report.sh SCHED_BUILD FREE_BUILD [NAME...]
 #   With NAMEs only those injections are measured; the table keeps its
 #   other rows.  SEEDS=n changes the seed count; FREE=0 skips the
-#   free-running runs (their columns then say "not measured"); CONTROLLED=0
+#   free-running runs (a row keeps its free-running columns, or says "not
+#   measured"); CONTROLLED=0
 #   skips the controlled runs and keeps the row's controlled columns.
 set -euo pipefail
 sched_cli="$1/tdpmmu"
@@ -92,6 +93,11 @@ export sched_cli
     # free-running, one at a time (they use every core)
     fargs=$(awk -v n="$inj" '$1 == n { $1 = ""; print substr($0, 2) }' "$flist")
     fhits="not measured"; ftimes="-"
+    old=$(grep -F "| \`$inj\` |" "$doc" || true)
+    if [ "$free" = 0 ] && [ -n "$old" ]; then
+      fhits=$(echo "$old" | awk -F' [|] ' '{print $6}')
+      ftimes=$(echo "$old" | awk -F' [|] ' '{print $7}' | sed 's/ |$//')
+    fi
     if [ "$free" != 0 ]; then
       fhits=0; : > "$work/ftimes"
       for s in $(seq 1 "$nseeds"); do

@@ -18,7 +18,9 @@
  *    which is why tables are freed only after a remote flush (I2);
  *  - on a violation, drop the cached entries for that address (as x86 does
  *    on a fault), exit guest mode and let the fault handler run.
- * The TLB belongs to its vCPU's thread; other threads only send requests.
+ * The TLB belongs to its vCPU's thread; other threads only send requests
+ * and read its fill and flush counts (atomics with a single writer, for the
+ * torture's TLB promises: vcpu_tlb_check, which the vCPU's thread runs).
  */
 #include <errno.h>
 #include <stdio.h>

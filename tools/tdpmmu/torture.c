@@ -8,12 +8,13 @@
  * Threads
  *   vCPUs      random reads and writes of owned and common pages, lockless
  *              translations, address-space switches; in confidential mode
- *              accesses of the wrong kind, which must exit with -EPERM;
+ *              accesses of the wrong kind, which must exit with -EPERM,
+ *              and probes racing conversions (vcpu_probe);
  *   host       migrate, swap-out, split, mprotect, munmap + mmap again (of
  *              the ordinary, shared memory); in confidential mode hole
  *              punches in the guest-private memory;
  *   zappers    two of them: zap gfn ranges, invalidate and reload roots,
- *              fast zaps;
+ *              fast zaps, nested notifier invalidations (notify_op);
  *   memslots   delete + re-add, move, read-only toggle, dirty logging
  *              toggle;
  *   tracker    dirty-log harvests, aging; in confidential mode conversions
@@ -29,7 +30,9 @@
  * for read: a memslot re-add makes every page private again).  Everything
  * else (migrate, swap-out, split, mprotect, zaps, root resets, fast zaps,
  * other vCPUs, and host operations racing with conversions) races with
- * the accesses.
+ * the accesses.  Logging off holds its slot's lock for read (slots_op).
+ * Operations that take translations away check, as they return, that no
+ * vCPU TLB kept what they removed (struct promise).
  *
  * Content: in every 64 KiB chunk, page 0 is common (every vCPU writes it)
  * and pages 1..15 are owned by one vCPU.  An owned page holds a full-page
