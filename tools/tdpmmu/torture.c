@@ -107,10 +107,10 @@ enum op {
 };
 
 static const char *const op_names[OP_COUNT] = {
-	"read", "write", "translate", "asswitch", "wrong-kind", "probe", "migrate",
-	"swapout", "split", "mprotect", "unmap", "punch", "zap", "reset",
-	"fast-zap", "notify", "slot-delete", "slot-move", "slot-ro", "slot-log",
-	"harvest", "age", "convert",
+	"read", "write", "translate", "asswitch", "wrong-kind", "probe",
+	"migrate", "swapout", "split", "mprotect", "unmap", "punch", "zap",
+	"reset", "fast-zap", "notify", "slot-delete", "slot-move", "slot-ro",
+	"slot-log", "harvest", "age", "convert",
 };
 
 /* Operations at weight 0 change nothing in a run: the default mode keeps
@@ -130,7 +130,8 @@ static const unsigned op_default_weight[OP_COUNT] = {
  * conversions instead. */
 static const unsigned op_confidential_weight[OP_COUNT] = {
 	[OP_READ] = 6, [OP_WRITE] = 6, [OP_TRANSLATE] = 3, [OP_WRONG] = 1,
-	[OP_PROBE] = 2, [OP_MIGRATE] = 4, [OP_SWAPOUT] = 4, [OP_SPLIT] = 1, [OP_MPROTECT] = 1,
+	[OP_PROBE] = 2, [OP_MIGRATE] = 4, [OP_SWAPOUT] = 4, [OP_SPLIT] = 1,
+	[OP_MPROTECT] = 1,
 	[OP_UNMAP] = 2, [OP_PUNCH] = 2, [OP_ZAP] = 6, [OP_RESET] = 2,
 	[OP_FASTZAP] = 2, [OP_NOTIFY] = 2, [OP_SLOT_DELETE] = 1,
 	[OP_SLOT_MOVE] = 1,
@@ -436,6 +437,14 @@ static uint64_t owned_word(uint64_t p, enum backing b, uint32_t gen,
 }
 
 /* ---- confidential mode: attributes ---- */
+
+/* A conversion or hole punch of pages [first, first + n) begins or ends
+ * (pchange is odd in between; vcpu_probe). */
+static void pchange_bump(struct torture *t, uint64_t first, uint64_t n)
+{
+	for (uint64_t p = first; p < first + n; p++)
+		atomic_fetch_add(&t->pchange[p], 1);
+}
 
 /* Which memory an access of @p reaches now.  Stable while the caller
  * holds the page's plock (or its slot's lock) for read. */
@@ -1243,8 +1252,7 @@ static void host_punch(struct torture *t, struct thread *th)
 	rg = &t->regions[page_region(first)];
 	hva = page_private_hva(t, first);
 	pthread_rwlock_wrlock(&rg->plock);
-	for (uint64_t p = first; p < first + n; p++)
-		atomic_fetch_add(&t->pchange[p], 1);
+	pchange_bump(t, first, n);
 	host_check(t, "punch hole", tdp_host_punch_hole(t->h, hva, n * PAGE));
 	for (uint64_t p = first; p < first + n; p++) {
 		t->gen[B_PRIV][p] = 0;
@@ -1289,8 +1297,7 @@ static void host_punch(struct torture *t, struct thread *th)
 		     "host %s of guest-private memory at hva %#" PRIx64
 		     " (page %" PRIu64 ") returned %d, not -EPERM",
 		     what, hva, first, r);
-	for (uint64_t p = first; p < first + n; p++)
-		atomic_fetch_add(&t->pchange[p], 1);
+	pchange_bump(t, first, n);
 	pthread_rwlock_unlock(&rg->plock);
 }
 
@@ -1349,6 +1356,29 @@ static void host_op(struct torture *t, struct thread *th, enum op op)
  * I5: while the outer one is in progress, faults in its range retry, so
  * no leaf maps it, whatever began since.
  */
+/* I5: no page of [first, first + n) is mapped in any address space. */
+static void expect_unmapped(struct torture *t, uint64_t first, uint64_t n)
+{
+	struct tdp_translation tr;
+	char log[512];
+
+	for (uint64_t p = first; p < first + n; p++)
+		for (unsigned as = 0; as < t->nr_as; as++) {
+			if (tdp_vm_translate(t->vm, as,
+					     page_gpa(t, p) | t->shared_mask,
+					     &tr))
+				continue;
+			describe_log(t, p, log, sizeof(log));
+			fail(t, "invalidation (I5)",
+			     "as %u gpa %#" PRIx64 " (page %" PRIu64 ") is "
+			     "mapped (leaf %" PRIu64 " KiB) while an "
+			     "invalidation of it is in progress (another "
+			     "began inside it); %s",
+			     as, page_gpa(t, p), p, tr.size >> 10, log);
+			return;
+		}
+}
+
 static void notify_op(struct torture *t, struct thread *th)
 {
 	uint64_t r = cli_rand(&th->seed) % t->nregions;
@@ -1368,26 +1398,7 @@ static void notify_op(struct torture *t, struct thread *th)
 	vm_notifier_ops.invalidate_start(hn, hva, hva + len);
 	vm_notifier_ops.invalidate_start(hn, hva2, hva2 + PAGE);
 	usleep(100); /* faults come and retry */
-	for (uint64_t p = first; p < first + len / PAGE; p++)
-		for (unsigned as = 0; as < t->nr_as; as++) {
-			struct tdp_translation tr;
-
-			if (tdp_vm_translate(t->vm, as,
-					     page_gpa(t, p) | t->shared_mask,
-					     &tr) == 0) {
-				char log[512];
-
-				describe_log(t, p, log, sizeof(log));
-				fail(t, "invalidation (I5)",
-				     "as %u gpa %#" PRIx64 " (page %" PRIu64
-				     ") is mapped (leaf %" PRIu64 " KiB) while an invalidation of "
-				     "it is in progress (another began "
-				     "inside it); %s",
-				     as, page_gpa(t, p), p, tr.size >> 10, log);
-				p = first + len / PAGE;
-				break;
-			}
-		}
+	expect_unmapped(t, first, len / PAGE);
 	vm_notifier_ops.invalidate_end(hn, hva2, hva2 + PAGE);
 	vm_notifier_ops.invalidate_end(hn, hva, hva + len);
 	pthread_rwlock_unlock(&rg->lock);
@@ -1597,21 +1608,20 @@ static void slots_op(struct torture *t, struct thread *th, enum op op)
 		if (t->log_mode == LOG_OFF)
 			break;
 		if (live) {
+			/* its writes stopped being owed with log_off, above */
 			set_slot_all(t, i, t->slot_size, 0,
 				     "memslot logging off");
-		} else {
-			s->log_off = false;
-			promise_begin(t, &m);
-			set_slot_all(t, i, t->slot_size, 0,
-				     "memslot logging on");
-			/* every leaf write-protected, or its Dirty bit
-			 * cleared */
-			promise_end(t, &m, ~0u, s->gpa[atomic_load(&s->where)],
-				    t->slot_size,
-				    t->log_mode == LOG_DBIT ? TLB_DIRTY_WRITE
-							    : TLB_WRITABLE,
-				    "turning dirty logging on");
+			break;
 		}
+		s->log_off = false;
+		promise_begin(t, &m);
+		set_slot_all(t, i, t->slot_size, 0, "memslot logging on");
+		/* every leaf write-protected, or its Dirty bit cleared */
+		promise_end(t, &m, ~0u, s->gpa[atomic_load(&s->where)],
+			    t->slot_size,
+			    t->log_mode == LOG_DBIT ? TLB_DIRTY_WRITE
+						    : TLB_WRITABLE,
+			    "turning dirty logging on");
 		/* writes before logging (re)started are not owed */
 		for (uint64_t q = first; q < first + t->slot_size / PAGE; q++)
 			atomic_store(&t->wpair[q], 0);
@@ -1858,8 +1868,7 @@ static void convert_op(struct torture *t, struct thread *th)
 	rg = &t->regions[page_region(first)];
 	pthread_rwlock_rdlock(&s->lock);
 	pthread_rwlock_wrlock(&rg->plock);
-	for (uint64_t q = first; q < first + n; q++)
-		atomic_fetch_add(&t->pchange[q], 1);
+	pchange_bump(t, first, n);
 	to_private = page_backing(t, first) == B_HVA;
 	r = tdp_vm_set_memory_attributes(t->vm, page_gpa(t, first), n * PAGE,
 					 to_private ? TDP_MEMATTR_PRIVATE : 0);
@@ -1876,8 +1885,7 @@ static void convert_op(struct torture *t, struct thread *th)
 					      memory_order_relaxed);
 			page_log(t, q, OP_CONVERT, th->id, to_private);
 		}
-	for (uint64_t q = first; q < first + n; q++)
-		atomic_fetch_add(&t->pchange[q], 1);
+	pchange_bump(t, first, n);
 	pthread_rwlock_unlock(&rg->plock);
 	pthread_rwlock_unlock(&s->lock);
 }
