@@ -226,6 +226,22 @@ int bench_verify_host(struct bench *b)
 /* Phases                                                              */
 /* ------------------------------------------------------------------ */
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+/* Arrive at the start of a phase and spin until every participant has. */
+static void spin_start(struct bench *b)
+{
+	atomic_fetch_add_explicit(&b->arrived, 1, memory_order_acq_rel);
+	while (atomic_load_explicit(&b->arrived, memory_order_acquire) <
+	       b->participants)
+		cpu_relax();
+}
+
 static void *worker(void *arg)
 {
 	struct bench_vcpu *bv = arg;
@@ -242,7 +258,8 @@ static void *worker(void *arg)
 		pthread_barrier_wait(&b->start);
 		if (atomic_load(&b->quit))
 			break;
-		if (b->fn) {
+		if (b->fn && bv->id < b->active) {
+			spin_start(b);
 			bv->t0 = bench_ticks();
 			b->fn(bv, b->arg);
 			bv->t1 = bench_ticks();
@@ -290,24 +307,31 @@ struct bench_phase *bench_phase_run(struct bench *b, const char *name,
 		bv->t0 = bv->t1 = 0;
 		hist_init(&bv->lat);
 	}
+	if (!b->active || b->active > b->o->nvcpu)
+		b->active = b->o->nvcpu;
 	b->fn = fn;
 	b->arg = arg;
+	b->participants = (fn ? b->active : 0) + (mfn && fn ? 1 : 0);
+	atomic_store(&b->arrived, 0);
 	atomic_store(&b->stop, false);
 	get_stats(b, &s0);
 	pthread_barrier_wait(&b->start);
 	/* Wall time runs from the first participant's start to the last
-	 * one's end, on the workers' own clocks: the barrier's wake-ups
-	 * (slow on a virtual machine) are not part of the phase. */
+	 * one's end, on the participants' own clocks, and everybody starts
+	 * from a spin once all are awake: the barrier's wake-ups (slow on a
+	 * virtual machine) are not part of the phase. */
 	t0 = ~0ull;
 	t1 = 0;
 	if (mfn) {
+		if (fn)
+			spin_start(b);
 		t0 = bench_ticks();
 		mfn(b, p, marg);
 		t1 = bench_ticks();
 		atomic_store(&b->stop, true);
 	}
 	pthread_barrier_wait(&b->done);
-	for (unsigned i = 0; fn && i < b->o->nvcpu; i++) {
+	for (unsigned i = 0; fn && i < b->active; i++) {
 		if (!mfn && b->v[i].t0 < t0)
 			t0 = b->v[i].t0;
 		if (b->v[i].t1 > t1)
@@ -316,7 +340,7 @@ struct bench_phase *bench_phase_run(struct bench *b, const char *name,
 	get_stats(b, &s1);
 	stats_delta(&p->d, &s0, &s1);
 	p->wall_ns = t1 > t0 ? (uint64_t)bench_ticks_ns(t1 - t0) : 0;
-	for (unsigned i = 0; fn && i < b->o->nvcpu; i++) {
+	for (unsigned i = 0; fn && i < b->active; i++) {
 		struct bench_vcpu *bv = &b->v[i];
 
 		vops += bv->ops;
@@ -337,7 +361,7 @@ struct bench_phase *bench_phase_run(struct bench *b, const char *name,
 		if (fn) {
 			double rate = 0;
 
-			for (unsigned i = 0; i < b->o->nvcpu; i++) {
+			for (unsigned i = 0; i < b->active; i++) {
 				struct bench_vcpu *bv = &b->v[i];
 
 				if (bv->t1 > bv->t0)
@@ -347,12 +371,44 @@ struct bench_phase *bench_phase_run(struct bench *b, const char *name,
 			bench_phase_extra(p, "vcpu_accesses_per_s", rate);
 		}
 	} else {
-		p->threads = b->o->nvcpu;
+		p->threads = b->active;
 		p->ops = vops;
 		p->faults = b->vm ? p->d.pf_fixed : vfaults;
 		p->lat_what = "per access";
 	}
+	b->active = b->o->nvcpu;
 	return p;
+}
+
+struct bench_phase *bench_phase_new(struct bench *b, const char *name,
+				    const char *unit)
+{
+	struct bench_phase *p =
+		&b->ph[b->nph < BENCH_MAX_PHASES - 1 ? b->nph++ : b->nph];
+
+	memset(p, 0, sizeof(*p));
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	p->unit = unit;
+	hist_init(&p->lat);
+	return p;
+}
+
+void bench_phase_add(struct bench_phase *dst, const struct bench_phase *src)
+{
+	uint64_t *pd = (uint64_t *)&dst->d;
+	const uint64_t *ps = (const uint64_t *)&src->d;
+
+	dst->wall_ns += src->wall_ns;
+	dst->busy_ns += src->busy_ns;
+	dst->ops += src->ops;
+	dst->faults += src->faults;
+	dst->bytes += src->bytes;
+	dst->threads = src->threads;
+	if (!dst->lat_what)
+		dst->lat_what = src->lat_what;
+	hist_merge(&dst->lat, &src->lat);
+	for (size_t i = 0; i < sizeof(dst->d) / sizeof(uint64_t); i++)
+		pd[i] += ps[i];
 }
 
 /* ------------------------------------------------------------------ */
@@ -749,7 +805,224 @@ static void json_extra_ratios(struct bench *runs, unsigned k, const char *key)
 	}
 }
 
-static void print_json(struct bench *runs, unsigned n, bool ok)
+/* ------------------------------------------------------------------ */
+/* Rounds (--rounds): every design runs once per round, in an order     */
+/* rotated from round to round; figures are medians over the rounds and */
+/* a ratio is the median of the per-round ratios, with their spread.    */
+/* ------------------------------------------------------------------ */
+
+struct spread {
+	double med, min, max;
+	unsigned n;
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* median and range of the positive values among v[0..n) */
+static struct spread spread_of(double *v, unsigned n)
+{
+	struct spread s = {0};
+	unsigned k = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		if (v[i] > 0)
+			v[k++] = v[i];
+	if (!k)
+		return s;
+	qsort(v, k, sizeof(*v), cmp_double);
+	s.n = k;
+	s.min = v[0];
+	s.max = v[k - 1];
+	s.med = k & 1 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
+	return s;
+}
+
+static double summary_val(const struct bench *b, const char *key)
+{
+	for (unsigned i = 0; i < b->nsum; i++)
+		if (!strcmp(b->sum[i].key, key))
+			return b->sum[i].val;
+	return -1;
+}
+
+/* What one run gives for a phase or summary: ns/op, faults/s, or a
+ * summary value. */
+enum round_what { RW_NS_PER_OP, RW_FAULTS_PER_S, RW_SUMMARY };
+
+static double round_val(const struct bench *b, enum round_what w,
+			const char *name)
+{
+	const struct bench_phase *p;
+
+	if (w == RW_SUMMARY)
+		return summary_val(b, name);
+	p = find_phase(b, name);
+	if (!p || !p->ops)
+		return -1;
+	return w == RW_NS_PER_OP ? ns_per_op(p)
+				 : per_s(p->faults, p->wall_ns);
+}
+
+/* runs[r * nimpl + k]: round r, design k.  Design k's value over the
+ * rounds (@ratio_to < 0), or the per-round ratio of design k's value to
+ * design @ratio_to's. */
+static struct spread round_spread(struct bench *runs, unsigned nimpl,
+				  unsigned rounds, unsigned k, int ratio_to,
+				  enum round_what w, const char *name)
+{
+	double v[rounds];
+
+	for (unsigned r = 0; r < rounds; r++) {
+		double a = round_val(&runs[r * nimpl + k], w, name), z = 1;
+
+		if (ratio_to >= 0)
+			z = round_val(&runs[r * nimpl + (unsigned)ratio_to], w,
+				      name);
+		v[r] = a > 0 && z > 0 ? a / z : -1;
+	}
+	return spread_of(v, rounds);
+}
+
+static void print_rounds_text(struct bench *runs, unsigned nimpl,
+			      unsigned rounds)
+{
+	const struct bench *b0 = &runs[0];
+
+	printf("== %u rounds, designs interleaved; medians over the rounds; "
+	       "a ratio is the median of the per-round ratios [min-max] ==\n",
+	       rounds);
+	printf("%-36s", "phase: ns/op");
+	for (unsigned k = 0; k < nimpl; k++)
+		printf(" %12s", runs[k].impl->name);
+	for (unsigned k = 1; k < nimpl; k++)
+		printf(" %24s", runs[k].impl->name);
+	printf("\n");
+	for (unsigned i = 0; i < b0->nph; i++) {
+		const char *name = b0->ph[i].name;
+
+		if (!b0->ph[i].ops)
+			continue;
+		printf("%-36.36s", name);
+		for (unsigned k = 0; k < nimpl; k++) {
+			struct spread s = round_spread(runs, nimpl, rounds, k,
+						       -1, RW_NS_PER_OP, name);
+
+			if (s.n)
+				printf(" %12.1f", s.med);
+			else
+				printf(" %12s", "-");
+		}
+		for (unsigned k = 1; k < nimpl; k++) {
+			struct spread s = round_spread(runs, nimpl, rounds, 0,
+						       (int)k, RW_NS_PER_OP,
+						       name);
+
+			if (s.n)
+				printf("   %6.2fx [%5.2f-%5.2f]", s.med,
+				       s.min, s.max);
+			else
+				printf(" %24s", "-");
+		}
+		printf("\n");
+	}
+	for (unsigned j = 0; j < b0->nsum; j++) {
+		const char *key = b0->sum[j].key;
+
+		printf("%s:\n", b0->sum[j].label);
+		for (unsigned k = 0; k < nimpl; k++) {
+			struct spread s = round_spread(runs, nimpl, rounds, k,
+						       -1, RW_SUMMARY, key);
+
+			printf("    %-12s %.3f [%.3f-%.3f]", runs[k].impl->name,
+			       s.med, s.min, s.max);
+			if (k) {
+				struct spread q =
+					round_spread(runs, nimpl, rounds, 0,
+						     (int)k, RW_SUMMARY, key);
+
+				printf("; %s / %s per round %.3f "
+				       "[%.3f-%.3f]",
+				       runs[0].impl->name, runs[k].impl->name,
+				       q.med, q.min, q.max);
+			}
+			printf("\n");
+		}
+	}
+}
+
+static void json_spread(const char *key, struct spread s, bool *first)
+{
+	if (!s.n)
+		return;
+	printf("%s\"%s\":{\"median\":%.6g,\"min\":%.6g,\"max\":%.6g,"
+	       "\"n\":%u}",
+	       *first ? "" : ",", key, s.med, s.min, s.max, s.n);
+	*first = false;
+}
+
+/* "rounds": per design, its medians; per baseline, the per-round ratios */
+static void json_rounds(struct bench *runs, unsigned nimpl, unsigned rounds)
+{
+	const struct bench *b0 = &runs[0];
+
+	printf(",\"rounds\":{\"n\":%u,\"designs\":[", rounds);
+	for (unsigned k = 0; k < nimpl; k++) {
+		bool first = true;
+
+		printf("%s{\"impl\":\"%s\",\"ns_per_op\":{", k ? "," : "",
+		       runs[k].impl->name);
+		for (unsigned i = 0; i < b0->nph; i++)
+			json_spread(b0->ph[i].name,
+				    round_spread(runs, nimpl, rounds, k, -1,
+						 RW_NS_PER_OP, b0->ph[i].name),
+				    &first);
+		printf("},\"faults_per_s\":{");
+		first = true;
+		for (unsigned i = 0; i < b0->nph; i++)
+			json_spread(b0->ph[i].name,
+				    round_spread(runs, nimpl, rounds, k, -1,
+						 RW_FAULTS_PER_S,
+						 b0->ph[i].name),
+				    &first);
+		printf("},\"summary\":{");
+		first = true;
+		for (unsigned j = 0; j < b0->nsum; j++)
+			json_spread(b0->sum[j].key,
+				    round_spread(runs, nimpl, rounds, k, -1,
+						 RW_SUMMARY, b0->sum[j].key),
+				    &first);
+		printf("}");
+		if (k) {
+			printf(",\"ratio_ns_per_op\":{");
+			first = true;
+			for (unsigned i = 0; i < b0->nph; i++)
+				json_spread(b0->ph[i].name,
+					    round_spread(runs, nimpl, rounds, 0,
+							 (int)k, RW_NS_PER_OP,
+							 b0->ph[i].name),
+					    &first);
+			printf("},\"ratio_summary\":{");
+			first = true;
+			for (unsigned j = 0; j < b0->nsum; j++)
+				json_spread(b0->sum[j].key,
+					    round_spread(runs, nimpl, rounds, 0,
+							 (int)k, RW_SUMMARY,
+							 b0->sum[j].key),
+					    &first);
+			printf("}");
+		}
+		printf("}");
+	}
+	printf("]}");
+}
+
+static void print_json(struct bench *runs, unsigned n, unsigned rounds,
+		       bool ok)
 {
 	const struct bench_opts *o = runs[0].o;
 
@@ -763,12 +1036,12 @@ static void print_json(struct bench *runs, unsigned n, bool ok)
 	       o->overlap ? "true" : "false", o->slots,
 	       o->ncpus ? "true" : "false", o->dbit ? "dbit" : "wp",
 	       o->manual ? "true" : "false");
-	for (unsigned k = 0; k < n; k++) {
+	for (unsigned k = 0; k < n * rounds; k++) {
 		const struct bench *b = &runs[k];
 
-		printf("%s{\"impl\":\"%s\",\"mismatches\":%llu,\"errors\":%llu,"
-		       "\"phases\":[",
-		       k ? "," : "", b->impl->name,
+		printf("%s{\"impl\":\"%s\",\"round\":%u,\"mismatches\":%llu,"
+		       "\"errors\":%llu,\"phases\":[",
+		       k ? "," : "", b->impl->name, k / n + 1,
 		       (unsigned long long)atomic_load(&runs[k].mismatches),
 		       (unsigned long long)atomic_load(&runs[k].errors));
 		for (unsigned i = 0; i < b->nph; i++) {
@@ -793,10 +1066,14 @@ static void print_json(struct bench *runs, unsigned n, bool ok)
 			const struct bench_phase *q =
 				find_phase(&runs[k], p->name);
 
+			struct spread sp;
+
 			if (!p->ops || !q || !q->ops)
 				continue;
+			sp = round_spread(runs, n, rounds, 0, (int)k,
+					  RW_NS_PER_OP, p->name);
 			printf("%s\"%s\":%.6g", first ? "" : ",", p->name,
-			       phase_ratio(p, q));
+			       sp.n ? sp.med : phase_ratio(p, q));
 			first = false;
 		}
 		printf("},\"vcpu_rate_ratios\":{");
@@ -805,7 +1082,10 @@ static void print_json(struct bench *runs, unsigned n, bool ok)
 		json_extra_ratios(runs, k, "vcpu_faults_per_s");
 		printf("}}");
 	}
-	printf("]}\n");
+	printf("]");
+	if (rounds > 1)
+		json_rounds(runs, n, rounds);
+	printf("}\n");
 }
 
 /* ------------------------------------------------------------------ */
@@ -850,6 +1130,11 @@ static void usage(FILE *f)
 		"--compare: also)\n"
 		"  --compare    run tdp and the baseline(s) in one process; "
 		"print ratios\n"
+		"  --rounds N   run every design N times, interleaved (round r "
+		"starts with\n"
+		"               design r); report medians and the median of "
+		"per-round\n"
+		"               ratios with their range (default 1)\n"
 		"  --json       one JSON object instead of text\n"
 		"baselines:\n",
 		BENCH_MAX_VCPUS);
@@ -1031,6 +1316,7 @@ int cmd_bench(int argc, char **argv)
 		{"json", no_argument, NULL, 'J'},
 		{"baseline", required_argument, NULL, 'B'},
 		{"compare", no_argument, NULL, 'C'},
+		{"rounds", required_argument, NULL, 'R'},
 		{"help", no_argument, NULL, 'h'},
 		{0}};
 	struct bench_opts o = {
@@ -1151,6 +1437,12 @@ int cmd_bench(int argc, char **argv)
 		case 'C':
 			o.compare = true;
 			break;
+		case 'R':
+			if (parse_uint(optarg, 1000, &u) || !u)
+				return bad("--rounds wants 1..1000, not '%s'",
+					   optarg);
+			o.rounds = (unsigned)u;
+			break;
 		case 'B':
 			if (parse_baselines(&o, optarg, base, &nbase))
 				return 2;
@@ -1222,8 +1514,10 @@ int cmd_bench(int argc, char **argv)
 		CPU_SET(o.cpus[o.nvcpu], &set);
 		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 	}
+	if (!o.rounds)
+		o.rounds = 1;
 	calibrate();
-	runs = calloc(o.nimpl, sizeof(*runs));
+	runs = calloc((size_t)o.nimpl * o.rounds, sizeof(*runs));
 	if (!runs)
 		return 1;
 	if (o.kind == BENCH_DIRTY_LOG)
@@ -1243,21 +1537,33 @@ int cmd_bench(int argc, char **argv)
 		       o.kind == BENCH_DIRTY_LOG && o.manual
 			       ? ", manual protect"
 			       : "");
-	for (unsigned i = 0; i < o.nimpl; i++) {
-		struct bench *b = &runs[i];
+	/* Round r runs the designs starting from design r mod nimpl, so no
+	 * design always runs first (fresh machine) or last. */
+	for (unsigned r = 0; r < o.rounds; r++) {
+		for (unsigned j = 0; j < o.nimpl; j++) {
+			unsigned i = (j + r) % o.nimpl;
+			struct bench *b = &runs[r * o.nimpl + i];
 
-		b->o = &o;
-		b->impl = o.impls[i];
-		if (run_one(b))
-			ok = false;
-		teardown(b);
-		if (!o.json)
-			print_run_text(b);
+			b->o = &o;
+			b->impl = o.impls[i];
+			if (run_one(b))
+				ok = false;
+			teardown(b);
+			if (!o.json && o.rounds == 1)
+				print_run_text(b);
+		}
 	}
-	if (!o.json && o.nimpl > 1)
+	if (!o.json && o.rounds > 1) {
+		for (unsigned i = 0; i < o.nimpl; i++) {
+			printf("-- round 1 --\n");
+			print_run_text(&runs[i]);
+		}
+		print_rounds_text(runs, o.nimpl, o.rounds);
+	} else if (!o.json && o.nimpl > 1) {
 		print_compare_text(runs, o.nimpl);
+	}
 	if (o.json)
-		print_json(runs, o.nimpl, ok);
+		print_json(runs, o.nimpl, o.rounds, ok);
 	else
 		printf("bench %s: %s\n", bench_names[o.kind],
 		       ok ? "verified" : "FAILED");

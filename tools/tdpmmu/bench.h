@@ -6,7 +6,10 @@
  *
  * Threading: one main thread drives a run; each benchmark vCPU has its
  * own worker thread, released phase by phase through two barriers (start,
- * done).  Between the barriers a worker touches only its struct bench_vcpu
+ * done).  The start barrier only wakes the workers: the timed part of a
+ * phase begins from a spin (bench.arrived), once every participant is
+ * awake, because waking an idle thread of a virtual machine takes
+ * milliseconds.  Between the barriers a worker touches only its struct bench_vcpu
  * and the guest memory words it owns (word `id` of each page), the main
  * thread only its main-operation results; everything else is read after
  * the done barrier.  stop, mismatches and errors are atomics.
@@ -70,6 +73,7 @@ struct bench_opts {
 	int cpus[BENCH_MAX_VCPUS + 1];
 	unsigned ncpus;
 	uint64_t seed;
+	unsigned rounds; /* --rounds: runs of every design, interleaved */
 	const struct bench_impl *impls[BENCH_MAX_IMPLS]; /* [0] is measured */
 	unsigned nimpl;
 };
@@ -126,6 +130,15 @@ struct bench {
 	bool threads_up;
 	bench_vcpu_fn fn;
 	void *arg;
+	/* vCPUs taking part in the next phase: 0 .. active - 1 (set by the
+	 * workload between phases; bench_phase_run resets it to all) */
+	unsigned active;
+	/* the spin start of a phase: each participant (the active workers,
+	 * and the main thread when it has an operation loop) adds one, then
+	 * spins until all have: nobody starts while another is still being
+	 * woken from the barrier */
+	atomic_uint arrived;
+	unsigned participants;
 	atomic_bool stop, quit;
 	atomic_ullong mismatches, errors;
 	struct bench_phase ph[BENCH_MAX_PHASES];
@@ -156,6 +169,14 @@ struct bench_phase *bench_phase_run(struct bench *b, const char *name,
 				    const char *unit, bench_vcpu_fn fn,
 				    void *arg, bench_main_fn mfn, void *marg);
 void bench_phase_extra(struct bench_phase *p, const char *key, double val);
+/* Add phase @src's times, counts, latencies and counter deltas to @dst
+ * (the passes of one steady-state phase). */
+void bench_phase_add(struct bench_phase *dst, const struct bench_phase *src);
+/* A phase slot for a result assembled by the workload (bench_phase_add). */
+struct bench_phase *bench_phase_new(struct bench *b, const char *name,
+				    const char *unit);
+/* Steady-state phases last at least this long (summed over passes). */
+#define BENCH_STEADY_NS (50ull * 1000 * 1000)
 void bench_summary(struct bench *b, const char *key, const char *label,
 		   double val);
 int bench_host_word(struct bench *b, uint64_t gpa, uint64_t *val, bool write);
