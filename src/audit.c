@@ -492,6 +492,7 @@ int tdp_vm_audit(struct tdp_vm *vm, char *report, size_t len)
 	struct tdp_mmu *mmu = &vm->mmu;
 	struct tdp_pt_page **vroots;
 	struct tdp_vcpu **vs;
+	struct vcpu_stats vsum;
 	unsigned nvroots = 0, nvs = 0;
 	long cached = 0, alloc;
 
@@ -548,13 +549,13 @@ int tdp_vm_audit(struct tdp_vm *vm, char *report, size_t len)
 	free(vs);
 
 	for (int l = TDP_LEVEL_4K; l <= TDP_LEVEL_1G; l++)
-		if (a.leaves_by_level[l] != stat_read(vm->stats.pages[l]))
+		if (a.leaves_by_level[l] != stat_slot_sum(&vm->stats, pages[l]))
 			problem(&a, "pages at level %d: counter %lld, walk %ld",
-				l, (long long)stat_read(vm->stats.pages[l]),
+				l, (long long)stat_slot_sum(&vm->stats, pages[l]),
 				a.leaves_by_level[l]);
-	if (a.tables != stat_read(vm->stats.pt_pages))
+	if (a.tables != stat_slot_sum(&vm->stats, pt_pages))
 		problem(&a, "table pages: counter %lld, walk %ld",
-			(long long)stat_read(vm->stats.pt_pages), a.tables);
+			(long long)stat_slot_sum(&vm->stats, pt_pages), a.tables);
 	if (a.roots != atomic_load(&mmu->roots.nr_roots))
 		problem(&a, "roots: counter %ld, list %ld",
 			atomic_load(&mmu->roots.nr_roots), a.roots);
@@ -562,9 +563,10 @@ int tdp_vm_audit(struct tdp_vm *vm, char *report, size_t len)
 		problem(&a, "allocator: %ld pages out, %ld tables + %ld roots + "
 			    "%ld cached (leak)",
 			alloc, a.tables, a.roots, cached);
-	if (stat_read(vm->stats.frame_refs) != 0)
+	vcpu_stats_sum(vm, &vsum);
+	if (stat_read(vsum.frame_refs) != 0)
 		problem(&a, "%lld frame references held at quiescence",
-			(long long)stat_read(vm->stats.frame_refs));
+			(long long)stat_read(vsum.frame_refs));
 	for (size_t i = 0; i < a.nleaves; i++)
 		check_leaf(vm, &a, &a.leaves[i]);
 	free(a.leaves);

@@ -135,7 +135,7 @@ static void install_mmio(struct tdp_vcpu *v, struct tdp_fault *f,
 	root = v->root[v->as_id];
 	if (root && !root_invalid(root) &&
 	    tdp_mmu_map(mmu, root, f, &v->cache) == MAP_FIXED)
-		stat_inc(v->st.pf_mmio_spte_created);
+		stat_own_inc(v->st.pf_mmio_spte_created);
 	fault_unlock(mmu, exclusive);
 }
 
@@ -151,12 +151,14 @@ static void fast_mark(void *arg)
 	memslot_mark_dirty(fm->slot, fm->gfn, 1);
 }
 
-int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
+int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc,
+		   bool present)
 {
 	struct tdp_vm *vm = v->vm;
 	struct tdp_mmu *mmu = &vm->mmu;
 	bool exclusive = vm_exclusive_faults(vm);
 	const struct memslot *slot;
+	const struct memslots *set;
 	struct tdp_fault f = { 0 };
 	enum tdp_map_ret ret;
 	struct tdp_pt_page *root;
@@ -167,7 +169,7 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 	bool logged, wp_log, private;
 	int r;
 
-	stat_inc(v->st.pf_taken);
+	stat_own_inc(v->st.pf_taken);
 	private = vm_gfn_private(vm, gpa >> 12);
 	f.gfn = (gpa >> 12) & ~vm->shared_gfn;
 	f.as_id = v->as_id;
@@ -180,41 +182,48 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 	root = v->root[v->as_id];
 	if (mmio_gen != ~0ull && root && !root_invalid(root) &&
 	    mmio_entry_current(root, f.gfn, mmio_gen)) {
-		stat_inc(v->st.pf_mmio);
-		stat_inc(v->st.mmio_fast);
+		stat_own_inc(v->st.pf_mmio);
+		stat_own_inc(v->st.mmio_fast);
 		return -EFAULT;
 	}
 
 	/* sampled before the set is read: an MMIO entry made from this
 	 * lookup carries this generation or an older one (vm.c publish) */
 	srcu_idx = tdp_srcu_read_lock(&vm->srcu);
-	slot = memslots_lookup(vm_memslots(vm, v->as_id), f.gfn);
+	set = vm_memslots(vm, v->as_id);
+	slot = memslots_lookup(set, f.gfn);
 	if (!slot && private) {
 		r = -EPERM; /* no private memory there */
-		stat_inc(v->st.pf_attr_exit);
+		stat_own_inc(v->st.pf_attr_exit);
 		goto out_rcu;
 	}
 	if (!slot) {
 		r = -EFAULT;
-		stat_inc(v->st.pf_mmio);
+		stat_own_inc(v->st.pf_mmio);
 		if (mmio_gen != ~0ull)
 			install_mmio(v, &f, mmio_gen);
 		goto out_rcu;
 	}
 	if (slot->invalid) {
 		r = 0;
-		stat_inc(v->st.pf_retry);
+		stat_own_inc(v->st.pf_retry);
 		sched_yield();
 		goto out_rcu;
 	}
 	if (f.write && (slot->flags & TDP_MEM_READONLY)) {
 		r = -EACCES;
-		stat_inc(v->st.pf_ro_exit);
+		stat_own_inc(v->st.pf_ro_exit);
 		goto out_rcu;
 	}
 	logged = slot->flags & TDP_MEM_LOG_DIRTY;
 	wp_log = logged && !(vm->cfg.flags & TDP_VM_DIRTY_DBIT);
-	if (f.write && !private && !(vm->cfg.flags & TDP_VM_NO_FAST_FAULT)) {
+	/* KVM's page_fault_can_be_fast(): only a write to a present leaf
+	 * (write-protected for the dirty log, or made writable meanwhile)
+	 * can be fixed without mmu_lock; a not-present fault skips the
+	 * lockless walk (if a leaf appeared since, the map below finds it
+	 * and counts the fault spurious). */
+	if (f.write && present && !private &&
+	    !(vm->cfg.flags & TDP_VM_NO_FAST_FAULT)) {
 		struct fast_mark fm = { slot, f.gfn };
 
 		root = v->root[v->as_id];
@@ -223,9 +232,9 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 					       wp_log ? fast_mark : NULL, &fm);
 			if (r >= 0) {
 				if (r)
-					stat_inc(v->st.pf_fast);
+					stat_own_inc(v->st.pf_fast);
 				else
-					stat_inc(v->st.pf_spurious);
+					stat_own_inc(v->st.pf_spurious);
 				r = 0;
 				goto out_rcu;
 			}
@@ -235,7 +244,7 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 	mmu_seq = mn_seq_sample(&vm->mn);
 	if (vm_confidential(vm) && private != memslot_gfn_private(slot, f.gfn)) {
 		r = -EPERM;
-		stat_inc(v->st.pf_attr_exit);
+		stat_own_inc(v->st.pf_attr_exit);
 		goto out_rcu;
 	}
 	/* an invalidation of this gfn is under way and would make the fault
@@ -244,8 +253,8 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 	if (mn_retry_gfn_unsafe(&vm->mn, mmu_seq, f.gfn) &&
 	    !INJECTED(mmu->inject, INJ_SKIP_INVALIDATE_RETRY)) {
 		r = 0;
-		stat_inc(v->st.pf_retry);
-		stat_inc(v->st.pf_retry_early);
+		stat_own_inc(v->st.pf_retry);
+		stat_own_inc(v->st.pf_retry_early);
 		sched_yield();
 		goto out_rcu;
 	}
@@ -255,7 +264,7 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 		     f.write, &g);
 	if (r)
 		goto out_rcu;
-	stat_inc(vm->stats.frame_refs);
+	stat_own_inc(v->st.frame_refs);
 	/* I13: a shared access never reaches guest-private memory, nor a
 	 * private one ordinary memory (the host may have remapped the hva
 	 * since the memslot was checked) */
@@ -297,22 +306,27 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc)
 
 	switch (ret) {
 	case MAP_FIXED:
-		stat_inc(v->st.pf_fixed);
+		stat_own_inc(v->st.pf_fixed);
 		if (private)
-			stat_inc(v->st.pf_private);
+			stat_own_inc(v->st.pf_private);
 		break;
 	case MAP_SPURIOUS:
-		stat_inc(v->st.pf_spurious);
+		stat_own_inc(v->st.pf_spurious);
 		break;
 	case MAP_RETRY:
-		stat_inc(v->st.pf_retry);
+		stat_own_inc(v->st.pf_retry);
 		break;
 	}
 	r = 0;
 out_put:
 	host_put_frame(vm->host, g.ref_pfn);
-	stat_add(vm->stats.frame_refs, -1);
+	stat_own_add(v->st.frame_refs, -1);
 out_rcu:
+	/* SRCU's promise, checked where it is relied on */
+	TDP_ASSERT_MSG(!memslots_retired(set),
+		       "memslot set retired inside a read section that "
+		       "used it (gfn %#llx)",
+		       (unsigned long long)f.gfn);
 	tdp_srcu_read_unlock(&vm->srcu, srcu_idx);
 	return r;
 }

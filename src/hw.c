@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "assert.h"
+#include "percpu.h"
 #include "vm.h"
 #include "wordcopy.h"
 
@@ -148,7 +149,8 @@ static uint64_t hw_walk(struct tdp_vcpu *v, uint64_t key, enum tdp_access acc)
 
 	/* I3: once the invalidating thread saw every vCPU acknowledge the
 	 * reload request, no vCPU may walk the root any more. */
-	TDP_ASSERT_MSG(!(root_invalid(root) && atomic_load(&root->acked)),
+	TDP_ASSERT_MSG(!(root_invalid(root) &&
+			 root_acked(&v->vm->mmu.roots, root)),
 		       "vCPU %u walks invalid root %p after the reload request "
 		       "was acknowledged",
 		       v->id, (void *)root->spt);
@@ -169,8 +171,10 @@ restart:;
 		TDP_ASSERT_MSG(spte != PT_POISON,
 			       "vCPU %u walked freed table %p (gfn %#llx)",
 			       v->id, (void *)table, (unsigned long long)gfn);
-		if (!(spte & SPTE_RWX))
+		if (!(spte & SPTE_RWX)) {
+			v->exit_present = false;
 			goto violation;
+		}
 		if (!spte_is_leaf(spte, level)) {
 			if (!hw_set_bits(sptep, spte, SPTE_A))
 				goto restart;
@@ -182,8 +186,10 @@ restart:;
 			}
 			continue;
 		}
-		if (!perms_allow((uint8_t)(spte & SPTE_RWX), acc))
+		if (!perms_allow((uint8_t)(spte & SPTE_RWX), acc)) {
+			v->exit_present = true;
 			goto violation;
+		}
 		if (!hw_set_bits(sptep, spte,
 				 SPTE_A | (acc == ACC_WRITE ? SPTE_D : 0)))
 			goto restart;
@@ -215,15 +221,35 @@ static uint64_t hw_translate(struct tdp_vcpu *v, uint64_t gfn,
 	uint64_t pfn = tlb_lookup(&v->tlb, gfn, acc);
 
 	if (pfn != ~0ull) {
-		stat_inc(v->st.tlb_hits);
+		stat_own_inc(v->st.tlb_hits);
 		return pfn;
 	}
-	stat_inc(v->st.tlb_misses);
+	stat_own_inc(v->st.tlb_misses);
 	return hw_walk(v, gfn, acc);
 }
 
+static int vcpu_access_slot(struct tdp_vcpu *v, uint64_t gpa, void *buf,
+			    uint64_t len, enum tdp_access acc);
+
+/* The calling thread counts on its vCPU's slot (percpu.h) for the
+ * access, and on its previous one again afterwards (a test hook may run
+ * another vCPU inside a fault). */
 static int vcpu_access(struct tdp_vcpu *v, uint64_t gpa, void *buf,
 		       uint64_t len, enum tdp_access acc)
+{
+	unsigned old = tdp_this_slot();
+	int r;
+
+	if (!v)
+		return -EINVAL;
+	tdp_set_slot(tdp_vcpu_slot(v->id));
+	r = vcpu_access_slot(v, gpa, buf, len, acc);
+	tdp_set_slot(old);
+	return r;
+}
+
+static int vcpu_access_slot(struct tdp_vcpu *v, uint64_t gpa, void *buf,
+			    uint64_t len, enum tdp_access acc)
 {
 	uint8_t *base;
 	uint8_t *p = buf;
@@ -262,7 +288,7 @@ static int vcpu_access(struct tdp_vcpu *v, uint64_t gpa, void *buf,
 				break;
 			}
 			vcpu_exit_guest(v);
-			r = tdp_page_fault(v, gpa, acc);
+			r = tdp_page_fault(v, gpa, acc, v->exit_present);
 			if (r)
 				return r;
 		}

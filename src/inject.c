@@ -31,6 +31,9 @@ static const char *const names[INJ_COUNT] = {
 	[INJ_READONLY_NO_FLUSH] = "readonly-no-flush",
 	[INJ_CONVERT_NO_INVALIDATE] = "convert-no-invalidate",
 	[INJ_RECOVER_LATE_SEQ] = "recover-late-seq",
+	[INJ_BRLOCK_CHECK_FIRST] = "brlock-check-first",
+	[INJ_SRCU_NO_RECHECK] = "srcu-no-recheck",
+	[INJ_GUP_FAST_GET_FREED] = "gup-fast-get-freed",
 	[INJ_NESTED_RANGE_RESET] = "nested-range-reset",
 };
 

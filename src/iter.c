@@ -71,6 +71,20 @@ static bool try_step_up(struct tdp_iter *it)
 	return true;
 }
 
+void tdp_iter_skip_empty(struct tdp_iter *it)
+{
+	while (it->old_spte == SPTE_NONPRESENT &&
+	       spte_index(it->gfn, it->level) != SPTE_ENT_PER_PAGE - 1 &&
+	       it->gfn + level_pages(it->level) < it->end) {
+		uint64_t s = tdp_iter_load(it->sptep + 1);
+
+		it->gfn += level_pages(it->level);
+		it->next_gfn = it->gfn;
+		it->sptep++;
+		it->old_spte = s;
+	}
+}
+
 void tdp_iter_next(struct tdp_iter *it)
 {
 	if (it->yielded) {

@@ -55,6 +55,12 @@ void tdp_iter_start(struct tdp_iter *it, struct tdp_pt_page *root,
 		    int min_level, uint64_t start, uint64_t end);
 void tdp_iter_next(struct tdp_iter *it);
 void tdp_iter_restart(struct tdp_iter *it);
+/* At an entry equal to SPTE_NONPRESENT: move sideways over the empty
+ * entries after it in the same table, stopping at the first other entry,
+ * the table's last entry, or the last entry that starts below it->end
+ * (a walk that skips empty entries in a tight loop, without its per-entry
+ * yield check: at most one table's worth). */
+void tdp_iter_skip_empty(struct tdp_iter *it);
 
 static inline void tdp_iter_mark_yielded(struct tdp_iter *it)
 {

@@ -11,6 +11,7 @@ struct held {
 	const struct tdp_lock *lock;
 	enum tdp_lock_mode mode;
 	int flush_owed;
+	unsigned slot; /* TDP_READ: the brlock slot to give back */
 };
 
 static __thread struct held held[HELD_MAX];
@@ -23,7 +24,8 @@ enum tdp_lock_mode tdp_lock_held_mode(const struct tdp_lock *l)
 	return TDP_UNLOCKED;
 }
 
-static void held_add(const struct tdp_lock *l, enum tdp_lock_mode m)
+static void held_add(const struct tdp_lock *l, enum tdp_lock_mode m,
+		     unsigned slot)
 {
 	TDP_ASSERT_MSG(tdp_lock_held_mode(l) == TDP_UNLOCKED,
 		       "recursive mmu_lock acquisition");
@@ -32,6 +34,7 @@ static void held_add(const struct tdp_lock *l, enum tdp_lock_mode m)
 			held[i].lock = l;
 			held[i].mode = m;
 			held[i].flush_owed = 0;
+			held[i].slot = slot;
 			return;
 		}
 	}
@@ -62,7 +65,8 @@ void tdp_lock_paid_flush(struct tdp_lock *l)
 		h->flush_owed = 0;
 }
 
-static void held_del(const struct tdp_lock *l, enum tdp_lock_mode m)
+/* Returns the slot recorded by held_add. */
+static unsigned held_del(const struct tdp_lock *l, enum tdp_lock_mode m)
 {
 	for (int i = 0; i < HELD_MAX; i++) {
 		if (held[i].lock == l) {
@@ -73,79 +77,79 @@ static void held_del(const struct tdp_lock *l, enum tdp_lock_mode m)
 				       "a TLB flush still owed");
 			held[i].lock = NULL;
 			held[i].mode = TDP_UNLOCKED;
-			return;
+			return held[i].slot;
 		}
 	}
 	TDP_ASSERT_MSG(0, "unlock of a lock not held");
+	return 0;
 }
 
 int tdp_lock_init(struct tdp_lock *l)
 {
-	pthread_rwlockattr_t a;
-	int r;
-
 	atomic_init(&l->waiters, 0);
-	if (pthread_rwlockattr_init(&a))
-		return -ENOMEM;
-	pthread_rwlockattr_setkind_np(&a,
-				      PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	r = pthread_rwlock_init(&l->rw, &a);
-	pthread_rwlockattr_destroy(&a);
-	return r ? -r : 0;
+	return tdp_brlock_init(&l->br);
 }
 
 void tdp_lock_destroy(struct tdp_lock *l)
 {
-	pthread_rwlock_destroy(&l->rw);
+	tdp_brlock_destroy(&l->br);
 }
 
 void tdp_read_lock(struct tdp_lock *l)
 {
-	if (pthread_rwlock_tryrdlock(&l->rw)) {
+	int s = tdp_brlock_read_trylock(&l->br);
+
+	if (s < 0) {
 		atomic_fetch_add_explicit(&l->waiters, 1, memory_order_relaxed);
-		pthread_rwlock_rdlock(&l->rw);
+		s = (int)tdp_brlock_read_lock(&l->br);
 		atomic_fetch_sub_explicit(&l->waiters, 1, memory_order_relaxed);
 	}
-	held_add(l, TDP_READ);
+	held_add(l, TDP_READ, (unsigned)s);
 }
 
 void tdp_read_unlock(struct tdp_lock *l)
 {
-	held_del(l, TDP_READ);
-	pthread_rwlock_unlock(&l->rw);
+	tdp_brlock_read_unlock(&l->br, held_del(l, TDP_READ));
 }
 
 void tdp_write_lock(struct tdp_lock *l)
 {
-	if (pthread_rwlock_trywrlock(&l->rw)) {
+	if (!tdp_brlock_write_trylock(&l->br)) {
 		atomic_fetch_add_explicit(&l->waiters, 1, memory_order_relaxed);
-		pthread_rwlock_wrlock(&l->rw);
+		tdp_brlock_write_lock(&l->br);
 		atomic_fetch_sub_explicit(&l->waiters, 1, memory_order_relaxed);
 	}
-	held_add(l, TDP_WRITE);
+	held_add(l, TDP_WRITE, 0);
 }
 
 void tdp_lock_yield(struct tdp_lock *l, enum tdp_lock_mode mode,
 		    void (*away)(void *arg), void *arg)
 {
+	unsigned s;
+
 	TDP_ASSERT(tdp_lock_held_mode(l) == mode && mode != TDP_UNLOCKED);
 	atomic_fetch_add_explicit(&l->waiters, 1, memory_order_relaxed);
-	held_del(l, mode);
-	pthread_rwlock_unlock(&l->rw);
+	s = held_del(l, mode);
+	if (mode == TDP_READ)
+		tdp_brlock_read_unlock(&l->br, s);
+	else
+		tdp_brlock_write_unlock(&l->br);
 	if (away)
 		away(arg);
 	else
 		sched_yield();
-	if (mode == TDP_READ)
-		pthread_rwlock_rdlock(&l->rw);
-	else
-		pthread_rwlock_wrlock(&l->rw);
-	held_add(l, mode);
+	if (mode == TDP_READ) {
+		s = tdp_brlock_read_lock(&l->br);
+	} else {
+		tdp_brlock_write_lock(&l->br);
+		s = 0;
+	}
+	held_add(l, mode, s);
 	atomic_fetch_sub_explicit(&l->waiters, 1, memory_order_relaxed);
 }
 
 void tdp_write_unlock(struct tdp_lock *l)
 {
 	held_del(l, TDP_WRITE);
-	pthread_rwlock_unlock(&l->rw);
+	tdp_brlock_write_unlock(&l->br);
 }

@@ -13,8 +13,11 @@
  *  - not at all: the simulated hardware (TLB, page walker), which relies on
  *    atomic entries and on remote TLB flushes instead.
  *
- * The lock is writer-preferring so a stream of readers cannot starve a
- * notifier (I9).  tdp_lock_needbreak() reports a waiting thread of either
+ * The lock is a big-reader lock (brlock.h): taking it for read writes
+ * only the reader's own slot, so vCPUs faulting in parallel share no
+ * written line through it.  It is writer-preferring so a stream of
+ * readers cannot starve a notifier (I9): once a writer wants it, new
+ * readers wait.  tdp_lock_needbreak() reports a waiting thread of either
  * kind; long walks use it to yield (see mmu.c).
  *
  * Held-state tracking is per thread (a small thread-local table), so
@@ -28,10 +31,13 @@
 #include <stdbool.h>
 
 #include "assert.h"
+#include "brlock.h"
 
 struct tdp_lock {
-	pthread_rwlock_t rw;
-	atomic_int waiters;
+	struct tdp_brlock br;
+	/* threads blocked in an acquisition or away in tdp_lock_yield;
+	 * written only on those slow paths */
+	atomic_int waiters __attribute__((aligned(TDP_CACHE_LINE)));
 };
 
 enum tdp_lock_mode { TDP_UNLOCKED = 0, TDP_READ = 1, TDP_WRITE = 2 };
@@ -44,9 +50,23 @@ void tdp_write_lock(struct tdp_lock *l);
 void tdp_write_unlock(struct tdp_lock *l);
 
 /* Someone is waiting for the lock. */
+enum tdp_lock_mode tdp_lock_held_mode(const struct tdp_lock *l);
+
+/* For a holder in @mode (a writer counts itself among the brlock's
+ * writers): the cheap form for walks that know their mode. */
+static inline bool tdp_lock_needbreak_held(struct tdp_lock *l,
+					   enum tdp_lock_mode mode)
+{
+	int others = mode == TDP_WRITE ? 1 : 0;
+
+	return atomic_load_explicit(&l->waiters, memory_order_relaxed) > 0 ||
+	       atomic_load_explicit(&l->br.writers, memory_order_relaxed) >
+		       others;
+}
+
 static inline bool tdp_lock_needbreak(struct tdp_lock *l)
 {
-	return atomic_load_explicit(&l->waiters, memory_order_relaxed) > 0;
+	return tdp_lock_needbreak_held(l, tdp_lock_held_mode(l));
 }
 
 /*

@@ -58,6 +58,7 @@ struct memslots *memslots_replace(const struct memslots *old,
 	if (!set)
 		return NULL;
 	set->generation = old ? old->generation + 1 : 1;
+	atomic_init(&set->retired, 0);
 	for (unsigned i = 0; i < n; i++)
 		if (old->slots[i].id != remove_id)
 			set->slots[j++] = old->slots[i];

@@ -17,6 +17,7 @@
 #ifndef TDP_MEMSLOT_H
 #define TDP_MEMSLOT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -61,9 +62,19 @@ static inline void memslot_mark_dirty(const struct memslot *s, uint64_t gfn,
 
 struct memslots {
 	uint64_t generation;
+	/* set by the updater once synchronize returned and the set is no
+	 * longer anyone's: a reader that finds it set at the end of its
+	 * read section was not waited for (vm.c keeps the last few retired
+	 * sets unfreed so that the check reads live memory) */
+	atomic_int retired;
 	unsigned n;
 	struct memslot slots[]; /* sorted by base_gfn, non-overlapping */
 };
+
+static inline bool memslots_retired(const struct memslots *set)
+{
+	return atomic_load_explicit(&set->retired, memory_order_relaxed);
+}
 
 static inline uint64_t memslot_end(const struct memslot *s)
 {

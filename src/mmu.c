@@ -46,6 +46,7 @@ int tdp_mmu_init(struct tdp_mmu *mmu, int root_level, int max_level,
 		goto err_alloc;
 	mmu->alloc.inject = &mmu->inject;
 	mmu->roots.inject = &mmu->inject;
+	mmu->lock.br.inject = &mmu->inject;
 	rmap_ctx_init(&mmu->rmap, &mmu->lock, &mmu->inject);
 	return 0;
 err_alloc:
@@ -259,12 +260,12 @@ void owe_flush(struct tdp_mmu *mmu, struct tdp_flush_ctx *ctx)
 void account_leaf(struct tdp_mmu *mmu, int level, long delta)
 {
 	if (level <= TDP_LEVEL_1G)
-		stat_add(mmu->stats->pages[level], delta);
+		stat_add(stat_slot(mmu->stats)->pages[level], delta);
 }
 
 void account_new_table(struct tdp_mmu *mmu, struct tdp_pt_page *sp)
 {
-	stat_inc(mmu->stats->pt_pages);
+	stat_inc(stat_slot(mmu->stats)->pt_pages);
 	if (mmu->legacy)
 		sp_hash_add(&mmu->sp_hash, sp);
 }
@@ -356,7 +357,7 @@ static void handle_removed_pt(struct tdp_mmu *mmu, struct tdp_pt_page *sp,
 		if (r)
 			ext_refused(mmu, r, "table free", sp->gfn, level + 1);
 	}
-	stat_add(mmu->stats->pt_pages, -1);
+	stat_add(stat_slot(mmu->stats)->pt_pages, -1);
 	if (mmu->legacy)
 		sp_hash_del(&mmu->sp_hash, sp);
 	sp->next = ctx->removed;
@@ -477,7 +478,8 @@ static bool yield_wanted(struct tdp_mmu *mmu, struct yield_state *y)
 {
 	if (mmu->hooks.force_yield && mmu->hooks.force_yield(mmu->hooks.arg))
 		return true;
-	if (tdp_lock_needbreak(&mmu->lock))
+	if (tdp_lock_needbreak_held(&mmu->lock,
+				    y->shared ? TDP_READ : TDP_WRITE))
 		return true;
 	if (++y->steps < YIELD_CHECK_STEPS)
 		return false;
@@ -509,13 +511,15 @@ bool tdp_mmu_iter_cond_resched(struct tdp_mmu *mmu, struct tdp_iter *it,
 				      struct tdp_flush_ctx *ctx,
 				      struct yield_state *y)
 {
-	TDP_ASSERT(tdp_lock_held_mode(&mmu->lock) ==
-		   (y->shared ? TDP_READ : TDP_WRITE));
 	if (it->next_gfn == it->yielded_gfn &&
 	    !INJECTED(mmu->inject, INJ_YIELD_WITHOUT_PROGRESS))
 		return false;
 	if (!yield_wanted(mmu, y) && !y->must)
 		return false;
+	/* checked where it matters, when the lock is dropped (not on every
+	 * step: a walk of a sparse root takes thousands of them) */
+	TDP_ASSERT(tdp_lock_held_mode(&mmu->lock) ==
+		   (y->shared ? TDP_READ : TDP_WRITE));
 	y->must = false;
 	if (!INJECTED(mmu->inject, INJ_YIELD_WITHOUT_FLUSH) || ctx->removed)
 		tdp_mmu_flush_and_free(mmu, ctx);
@@ -753,6 +757,9 @@ static void zap_root(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 retry:
 			if (tdp_mmu_iter_cond_resched(mmu, &it, ctx, &y))
 				continue;
+			/* a sparse root is mostly empty entries */
+			if (it.old_spte == SPTE_NONPRESENT)
+				tdp_iter_skip_empty(&it);
 			if (!spte_present(it.old_spte) || it.level > zap_level)
 				continue;
 			if (bounded && tdp_iter_entry_end(&it) > end)

@@ -108,7 +108,7 @@ struct tdp_pt_page *pt_alloc_page(struct pt_alloc *a)
 	sp->hash_pprev = NULL;
 	atomic_init(&sp->scheduled_to_zap, false);
 	atomic_init(&sp->invalid, false);
-	atomic_init(&sp->acked, false);
+	atomic_init(&sp->invalid_gen, 0);
 	atomic_init(&sp->refcount, 0);
 	sp->in_use = 1;
 	atomic_fetch_add(&a->allocated, 1);

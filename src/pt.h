@@ -46,8 +46,9 @@ struct tdp_pt_page {
 				   change goes to the external table too */
 	atomic_bool scheduled_to_zap; /* root: invalidated, zap owed */
 	atomic_bool invalid;	/* root: obsolete (set under mmu_lock write) */
-	atomic_bool acked;	/* root: invalid, and every vCPU has seen the
-				   reload request (none may walk it now) */
+	/* root: the roots' invalidation generation that made it invalid
+	 * (root.h: roots_mark_acked) */
+	atomic_ullong invalid_gen;
 	atomic_int refcount;	/* root: references (root.c) */
 	struct tdp_rcu_list link; /* root: on mmu->roots (RCU list) */
 	struct rcu_head rcu;

@@ -15,6 +15,8 @@ int roots_init(struct tdp_roots *r, struct pt_alloc *alloc,
 	r->alloc = alloc;
 	r->mmu_lock = mmu_lock;
 	atomic_init(&r->nr_roots, 0);
+	atomic_init(&r->inval_gen, 0);
+	atomic_init(&r->acked_gen, 0);
 	atomic_init(&r->nr_mirror, 0);
 	return -pthread_mutex_init(&r->list_lock, NULL);
 }
@@ -170,12 +172,15 @@ static bool root_match(struct tdp_roots *r, struct tdp_pt_page *root,
 int roots_invalidate(struct tdp_roots *r, unsigned types)
 {
 	struct tdp_pt_page *root;
+	uint64_t gen;
 	int n = 0;
 
 	tdp_assert_held_write(r->mmu_lock);
+	gen = atomic_fetch_add(&r->inval_gen, 1) + 1;
 	for_each_root_locked(r, root) {
 		if (root_invalid(root) || !root_match(r, root, -1, types))
 			continue;
+		atomic_store(&root->invalid_gen, gen);
 		atomic_store(&root->scheduled_to_zap, true);
 		atomic_store_explicit(&root->invalid, true,
 				      memory_order_release);
@@ -188,14 +193,13 @@ int roots_invalidate(struct tdp_roots *r, unsigned types)
 	return n;
 }
 
-void roots_mark_acked(struct tdp_roots *r)
+void roots_mark_acked(struct tdp_roots *r, uint64_t gen)
 {
-	struct tdp_pt_page *root;
+	uint64_t cur = atomic_load(&r->acked_gen);
 
-	tdp_assert_held_write(r->mmu_lock);
-	for_each_root_locked(r, root)
-		if (root_invalid(root))
-			atomic_store(&root->acked, true);
+	while (cur < gen && !atomic_compare_exchange_weak(&r->acked_gen, &cur,
+							  gen))
+		;
 }
 
 /* The entry saved for @root, or 8. */

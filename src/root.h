@@ -49,6 +49,9 @@ struct tdp_roots {
 	struct tdp_lock *mmu_lock; /* for assertions */
 	atomic_long nr_roots;
 	atomic_long nr_mirror;	   /* of them, mirror roots */
+	/* invalidations so far (write lock to bump), and the newest of
+	 * them every vCPU has acknowledged (roots_mark_acked) */
+	atomic_ullong inval_gen, acked_gen;
 	/* the legacy engine's shadow-page hash (sp_hash.h), where it finds
 	 * roots by role and enters them; NULL for the TDP engine, which
 	 * looks them up on the list */
@@ -95,12 +98,23 @@ static inline bool root_invalid(struct tdp_pt_page *root)
 /* Mark every valid root of @types invalid and schedule its zap.  Write
  * lock.  Returns the number of roots invalidated.  With a shadow-page
  * hash, @types must take every valid root, and the whole hash becomes
- * obsolete. */
+ * obsolete.  The roots it invalidates carry invalidation generation
+ * r->inval_gen (read it in the same write-locked section). */
 int roots_invalidate(struct tdp_roots *r, unsigned types);
-/* After every vCPU acknowledged the reload request sent in the same
- * write-locked section: mark the invalid roots acknowledged, so a vCPU
- * found walking one is caught (hw.c).  Write lock. */
-void roots_mark_acked(struct tdp_roots *r);
+/* Every vCPU has acknowledged the reload request posted in the
+ * write-locked section that invalidated roots of generation @gen (and so
+ * of every older one): from now on a vCPU found walking one of them is a
+ * bug (hw.c).  No lock: the wait for the acknowledgements may run after
+ * mmu_lock is released. */
+void roots_mark_acked(struct tdp_roots *r, uint64_t gen);
+
+/* @root is invalid and every vCPU acknowledged its reload request. */
+static inline bool root_acked(struct tdp_roots *r, struct tdp_pt_page *root)
+{
+	uint64_t g = atomic_load(&root->invalid_gen);
+
+	return g && g <= atomic_load(&r->acked_gen);
+}
 
 /* as_id < 0: every address space.  @types: enum root_types. */
 struct tdp_pt_page *root_next(struct tdp_roots *r, struct tdp_pt_page *prev,

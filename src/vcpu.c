@@ -53,7 +53,7 @@ static bool mode_changed(void *arg)
 	return atomic_load(&mw->v->mode) != mw->w;
 }
 
-void vm_kick_all(struct tdp_vm *vm, unsigned req)
+void vm_request_all(struct tdp_vm *vm, unsigned req)
 {
 	unsigned n = vm->cfg.max_vcpus;
 
@@ -66,6 +66,14 @@ void vm_kick_all(struct tdp_vm *vm, unsigned req)
 			stat_inc(vm->stats.remote_tlb_flush_requests);
 		}
 	}
+	pthread_rwlock_unlock(&vm->vcpus_lock);
+}
+
+void vm_wait_guest_exits(struct tdp_vm *vm)
+{
+	unsigned n = vm->cfg.max_vcpus;
+
+	pthread_rwlock_rdlock(&vm->vcpus_lock);
 	for (unsigned i = 0; i < n; i++) {
 		struct tdp_vcpu *v = atomic_load(&vm->vcpus[i]);
 		uint64_t w;
@@ -83,6 +91,12 @@ void vm_kick_all(struct tdp_vm *vm, unsigned req)
 		}
 	}
 	pthread_rwlock_unlock(&vm->vcpus_lock);
+}
+
+void vm_kick_all(struct tdp_vm *vm, unsigned req)
+{
+	vm_request_all(vm, req);
+	vm_wait_guest_exits(vm);
 }
 
 void vm_flush_remote_tlbs(void *arg)
@@ -241,6 +255,7 @@ static void vcpu_stats_add(struct vcpu_stats *dst, struct vcpu_stats *src)
 	stat_add(dst->pf_private, stat_read(src->pf_private));
 	stat_add(dst->pf_attr_exit, stat_read(src->pf_attr_exit));
 	stat_add(dst->pf_retry_early, stat_read(src->pf_retry_early));
+	stat_add(dst->frame_refs, stat_read(src->frame_refs));
 }
 
 void vcpu_stats_sum(struct tdp_vm *vm, struct vcpu_stats *out)

@@ -347,9 +347,13 @@ int tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
 
 	if (!h || !out)
 		return -EINVAL;
-	vm = calloc(1, sizeof(*vm));
+	/* per-slot members (percpu.h) are cache-line aligned */
+	vm = aligned_alloc(_Alignof(struct tdp_vm),
+			   (sizeof(*vm) + _Alignof(struct tdp_vm) - 1) &
+				   ~(_Alignof(struct tdp_vm) - 1));
 	if (!vm)
 		return -ENOMEM;
+	memset(vm, 0, sizeof(*vm));
 	r = vm_config_normalize(cfg, &vm->cfg);
 	if (r)
 		goto err_free;
@@ -381,6 +385,7 @@ int tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
 	}
 	vm->mmio_gen_mask = (1ull << vm->cfg.mmio_gen_bits) - 1;
 	tdp_srcu_init(&vm->srcu);
+	vm->srcu.inject = &vm->mmu.inject;
 	vm->mmu.mark_dirty = vm_mark_dirty;
 	vm->mmu.mark_accessed = vm_mark_accessed;
 	if (vm->cfg.flags & TDP_VM_DIRTY_DBIT)
@@ -433,6 +438,8 @@ void tdp_vm_destroy(struct tdp_vm *vm)
 		}
 		free(set);
 	}
+	for (unsigned i = 0; i < VM_QUARANTINE; i++)
+		free(vm->quarantine[i]);
 	tdp_mmu_destroy(&vm->mmu);
 	pthread_mutex_destroy(&vm->slots_lock);
 	pthread_rwlock_destroy(&vm->vcpus_lock);
@@ -494,7 +501,14 @@ static void publish(struct tdp_vm *vm, unsigned as_id, struct memslots *set)
 	g = atomic_fetch_add(&vm->slots_gen, 1) + 1; /* odd */
 	tdp_rcu_assign_pointer(vm->memslots[as_id], set);
 	tdp_srcu_synchronize(&vm->srcu);
-	free(old);
+	if (old) {
+		struct memslots **q =
+			&vm->quarantine[vm->quarantine_next++ % VM_QUARANTINE];
+
+		atomic_store(&old->retired, 1);
+		free(*q);
+		*q = old;
+	}
 	if ((((g + 1) >> 1) & vm->mmio_gen_mask) == 0) {
 		stat_inc(vm->stats.mmio_gen_wraps);
 		vm_zap_all_fast(vm);
@@ -682,23 +696,39 @@ int tdp_vm_zap_gfn_range(struct tdp_vm *vm, unsigned as_id, uint64_t gpa,
 	return 0;
 }
 
-/* Invalidate every direct root and have vCPUs reload (write lock, short),
- * then zap the invalidated roots under the read lock in this thread,
- * yielding (KVM 0df9dab891ff), and drop the MMU's references.  Mirror
- * roots cannot be zapped under the read lock, nor rebuilt without the
- * firmware's help: they are left alone (I11). */
+/* Invalidate every direct root and post the reload requests (write lock,
+ * short: no wait in it), then wait for the vCPUs' acknowledgements with
+ * no lock held, then zap the invalidated roots under the read lock in
+ * this thread, yielding (KVM 0df9dab891ff), and drop the MMU's
+ * references.  Mirror roots cannot be zapped under the read lock, nor
+ * rebuilt without the firmware's help: they are left alone (I11).
+ *
+ * Why the wait may run after the write lock is gone (docs/protocols.md,
+ * "Fast zap"): the requests are posted in the section that invalidates,
+ * so a vCPU that enters guest mode after it sees them and reloads (I3);
+ * a vCPU still in a window that began earlier may go on walking the
+ * invalid root, as it could while the writer waited, until the window
+ * ends, and the wait covers exactly those windows.  Nothing else the
+ * write lock excluded depends on the wait: vCPUs that reload meanwhile
+ * take mmu_lock for read and find a valid root or make one, and the
+ * invalid roots' tables are freed only by the zap below, after the wait
+ * (its no-flush rule needs every vCPU to have flushed: it has). */
 static void invalidate_and_zap(struct tdp_vm *vm)
 {
+	uint64_t gen;
+
 	tdp_write_lock(&vm->mmu.lock);
 	tdp_mmu_invalidate_roots(&vm->mmu,
 				 INJECTED(vm->mmu.inject, INJ_FAST_ZAP_MIRROR)
 					 ? ROOTS_VALID
 					 : ROOT_DIRECT);
+	gen = atomic_load(&vm->mmu.roots.inval_gen);
 	/* Same critical section: no vCPU can enter guest mode on an invalid
 	 * root without seeing the request first (vcpu.c). */
-	vm_kick_all(vm, REQ_RELOAD_ROOTS | REQ_TLB_FLUSH);
-	roots_mark_acked(&vm->mmu.roots);
+	vm_request_all(vm, REQ_RELOAD_ROOTS | REQ_TLB_FLUSH);
 	tdp_write_unlock(&vm->mmu.lock);
+	vm_wait_guest_exits(vm);
+	roots_mark_acked(&vm->mmu.roots, gen);
 	/* the legacy engine zaps obsolete roots under the write lock */
 	tdp_mmu_zap_invalidated_roots(&vm->mmu, !vm->mmu.legacy);
 }
@@ -740,13 +770,13 @@ void tdp_vm_get_stats(struct tdp_vm *vm, struct tdp_stats *o)
 	o->pf_ro_exit = stat_read(vs.pf_ro_exit);
 	o->tlb_hits = stat_read(vs.tlb_hits);
 	o->tlb_misses = stat_read(vs.tlb_misses);
-	o->pages_4k = (uint64_t)stat_read(s->pages[TDP_LEVEL_4K]);
-	o->pages_2m = (uint64_t)stat_read(s->pages[TDP_LEVEL_2M]);
-	o->pages_1g = (uint64_t)stat_read(s->pages[TDP_LEVEL_1G]);
-	o->pt_pages = (uint64_t)stat_read(s->pt_pages);
+	o->pages_4k = (uint64_t)stat_slot_sum(s, pages[TDP_LEVEL_4K]);
+	o->pages_2m = (uint64_t)stat_slot_sum(s, pages[TDP_LEVEL_2M]);
+	o->pages_1g = (uint64_t)stat_slot_sum(s, pages[TDP_LEVEL_1G]);
+	o->pt_pages = (uint64_t)stat_slot_sum(s, pt_pages);
 	o->pt_pages_alloc = (uint64_t)atomic_load(&vm->mmu.alloc.allocated);
 	o->roots = (uint64_t)atomic_load(&vm->mmu.roots.nr_roots);
-	o->frame_refs = (uint64_t)stat_read(s->frame_refs);
+	o->frame_refs = stat_read(vs.frame_refs);
 	o->remote_tlb_flush = stat_read(s->remote_tlb_flush);
 	o->remote_tlb_flush_requests = stat_read(s->remote_tlb_flush_requests);
 	o->remote_tlb_flush_ns = stat_read(s->remote_tlb_flush_ns);

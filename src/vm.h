@@ -61,10 +61,13 @@ struct tdp_tlb {
 /* ---- vCPU ---- */
 enum { REQ_TLB_FLUSH = 1u << 0, REQ_RELOAD_ROOTS = 1u << 1 };
 
+/* Written only by the vCPU's thread (stat_own_add); read by anyone. */
 struct vcpu_stats {
 	atomic_ullong pf_taken, pf_fixed, pf_spurious, pf_retry, pf_mmio,
 		pf_ro_exit, tlb_hits, tlb_misses, pf_fast, pf_mmio_spte_created,
 		mmio_fast, pf_private, pf_attr_exit, pf_retry_early;
+	/* host frame references the vCPU's fault holds (0 or 1) */
+	atomic_ullong frame_refs;
 };
 
 struct tdp_vcpu {
@@ -81,6 +84,8 @@ struct tdp_vcpu {
 	struct tdp_pt_page *mirror_root;
 	struct pt_cache cache;
 	struct tdp_tlb tlb;
+	/* the last violation was at a present leaf (set by hw_walk) */
+	bool exit_present;
 	struct vcpu_stats st;
 	struct rcu_head rcu;
 };
@@ -107,6 +112,11 @@ struct tdp_vm {
 	pthread_mutex_t slots_lock;
 	struct tdp_srcu srcu;	      /* protects memslots[] (srcu.h) */
 	struct memslots *memslots[2]; /* published with release stores */
+	/* the last VM_QUARANTINE retired sets, freed late (memslot.h:
+	 * retired); slots_lock */
+#define VM_QUARANTINE 4
+	struct memslots *quarantine[VM_QUARANTINE];
+	unsigned quarantine_next;
 	/* memslot generation, +2 per update, odd while one is in progress
 	 * (MMIO entries never match then); slots_lock to change */
 	atomic_ullong slots_gen;
@@ -188,6 +198,13 @@ static inline uint64_t vm_max_gpa(const struct tdp_vm *vm)
 /* vcpu.c */
 void vm_flush_remote_tlbs(void *vm);
 void vm_kick_all(struct tdp_vm *vm, unsigned req);
+/* The two halves of vm_kick_all: post @req to every vCPU; wait until
+ * every vCPU that is in a guest-mode window now has left it.  After a
+ * post and then a wait, every vCPU has processed the request or will
+ * before its next guest access (the wait may start later than the post:
+ * a window it does not wait for began after the post, or has ended). */
+void vm_request_all(struct tdp_vm *vm, unsigned req);
+void vm_wait_guest_exits(struct tdp_vm *vm);
 int vcpu_enter_guest(struct tdp_vcpu *v);
 void vcpu_exit_guest(struct tdp_vcpu *v);
 void vcpu_stats_sum(struct tdp_vm *vm, struct vcpu_stats *out);
@@ -206,10 +223,14 @@ unsigned vcpu_tlb_check(struct tdp_vcpu *v, uint64_t fills_before,
 			uint64_t gfn, uint64_t npages, unsigned forbid,
 			char *why, size_t len);
 
-/* fault.c: handle a violation at @gpa.  0: retry the access;
+/* fault.c: handle a violation at @gpa.  @present: the walk that exited
+ * found a present leaf without the permission (the exit qualification's
+ * "readable/writable/executable" bits, KVM's PFERR_PRESENT); only such a
+ * fault may be fixed by the lockless fast path.  0: retry the access;
  * -EFAULT, -EACCES, -ENOMEM: exit to the caller. */
 enum tdp_access { ACC_READ, ACC_WRITE, ACC_FETCH };
-int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc);
+int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc,
+		   bool present);
 
 /* Largest level at which @gfn can be mapped: within the host folio, the
  * VM's limit, inside the slot, and with gfn and hva congruent (fault.c). */

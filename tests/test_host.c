@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1920,6 +1921,106 @@ static void test_concurrent(void **state)
 	tdp_host_destroy(c.h);
 }
 
+/* gup-fast: a present page is pinned without the mmap lock (here while
+ * another thread holds it for write, stopped in the test hook of a
+ * migration elsewhere), with the protection its pte carries after
+ * mprotect; a page that is not populated, or refused, goes to the locked
+ * path; pins are counted exactly either way. */
+struct gup_fast_ctx {
+	struct tdp_host *h;
+	uint64_t mig;
+	struct event in_hook, release;
+	atomic_int done;
+	uint64_t hva;
+	int ret;
+	struct host_gup g;
+};
+
+static void gup_fast_hook(void *arg, uint64_t start, uint64_t end)
+{
+	struct gup_fast_ctx *c = arg;
+
+	ev_set(&c->in_hook);
+	ev_wait(&c->release);
+}
+
+static void *gup_fast_migrate(void *arg)
+{
+	struct gup_fast_ctx *c = arg;
+
+	assert_int_equal(tdp_host_migrate(c->h, c->mig, PG), 0);
+	return NULL;
+}
+
+static void *gup_fast_pin(void *arg)
+{
+	struct gup_fast_ctx *c = arg;
+
+	c->ret = host_gup(c->h, c->hva, true, &c->g);
+	atomic_store(&c->done, 1);
+	return NULL;
+}
+
+static void test_gup_fast(void **state)
+{
+	struct gup_fast_ctx c;
+	struct host_gup g;
+	pthread_t tm, tp;
+	uint64_t a, t0, pfn;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	c.h = th_host_new(1ull << 30);
+	a = th_host_map(c.h, 2 * PG, 3, PG);
+	c.mig = th_host_map(c.h, PG, 3, PG);
+	th_host_put_page(c.h, a, 5);
+	th_host_put_page(c.h, c.mig, 6);
+	pfn = th_lookup_pfn(c.h, a, NULL);
+	host_set_test_hook(c.h, gup_fast_hook, &c);
+	pthread_create(&tm, NULL, gup_fast_migrate, &c);
+	ev_wait(&c.in_hook); /* the migration holds the mmap lock for write */
+	c.hva = a + 8;
+	pthread_create(&tp, NULL, gup_fast_pin, &c);
+	t0 = th_now_ns();
+	while (!atomic_load(&c.done) && th_now_ns() - t0 < 60000000000ull)
+		usleep(1000);
+	/* pinned while the lock is held: the lockless path */
+	assert_int_equal(atomic_load(&c.done), 1);
+	assert_int_equal(c.ret, 0);
+	assert_int_equal(c.g.pfn, pfn);
+	assert_true(c.g.writable);
+	ev_set(&c.release);
+	pthread_join(tm, NULL);
+	pthread_join(tp, NULL);
+	host_set_test_hook(c.h, NULL, NULL);
+	assert_int_equal(th_host_stats(c.h).pinned_refs, 1);
+	assert_int_equal(th_host_stats(c.h).frame_refs, 3);
+
+	/* the pte carries the protection mprotect set */
+	assert_int_equal(tdp_host_mprotect(c.h, a, 2 * PG, TDP_PROT_READ), 0);
+	assert_int_equal(host_gup(c.h, a, true, &g), -EFAULT);
+	assert_int_equal(host_gup(c.h, a, false, &g), 0);
+	assert_false(g.writable);
+	assert_false(g.executable);
+	assert_int_equal(g.pfn, c.g.pfn);
+	host_put_frame(c.h, g.ref_pfn);
+	assert_int_equal(tdp_host_mprotect(c.h, a, 2 * PG, 7), 0);
+	assert_int_equal(host_gup(c.h, a, true, &g), 0);
+	assert_true(g.writable && g.executable);
+	host_put_frame(c.h, g.ref_pfn);
+	/* not populated: the locked path populates it */
+	assert_int_equal(host_gup(c.h, a + PG, false, &g), 0);
+	assert_int_equal(g.pfn, th_lookup_pfn(c.h, a + PG, NULL));
+	host_put_frame(c.h, g.ref_pfn);
+	host_put_frame(c.h, c.g.ref_pfn);
+	assert_int_equal(th_host_stats(c.h).pinned_refs, 0);
+	assert_int_equal(th_host_stats(c.h).frame_refs, 3);
+	/* unmapped: refused by the locked path */
+	assert_int_equal(tdp_host_munmap(c.h, a, 2 * PG), 0);
+	assert_int_equal(host_gup(c.h, a, false, &g), -EFAULT);
+	tdp_host_destroy(c.h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1948,6 +2049,7 @@ int main(void)
 		cmocka_unit_test(test_notifier),
 		cmocka_unit_test(test_reentry),
 		cmocka_unit_test(test_gup),
+		cmocka_unit_test(test_gup_fast),
 		cmocka_unit_test(test_destroy_with_notifier),
 		cmocka_unit_test(test_concurrent),
 	};

@@ -456,13 +456,13 @@ static void test_vcpu_never_on_invalid_root(void **state)
 	/* marked invalid, but the request wait cannot end while the vCPU
 	 * is still in its guest-mode window */
 	assert_true(root_invalid(old_root));
-	assert_false(atomic_load(&old_root->acked));
+	assert_false(root_acked(&f.vm->mmu.roots, old_root));
 	assert_int_equal(atomic_load(&inv.done), 0);
 	ev_set(&g.release);
 	pthread_join(tv, NULL);
 	pthread_join(ti, NULL);
 	assert_int_equal(atomic_load(&inv.done), 1);
-	assert_true(atomic_load(&old_root->acked));
+	assert_true(root_acked(&f.vm->mmu.roots, old_root));
 	f.vm->hooks.in_guest = NULL;
 
 	/* the next access reloads (the walker asserts it never walks an

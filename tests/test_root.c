@@ -423,11 +423,11 @@ static void test_zap_and_last_put(void **state)
 	assert_int_equal(map_one(f, a, 0x40000, 0x80000, TDP_LEVEL_1G),
 			 MAP_FIXED);
 	assert_int_equal(map_one(f, b, 0x200, 0x400, TDP_LEVEL_2M), MAP_FIXED);
-	assert_int_equal(stat_read(f->stats.pages[1]), 1);
-	assert_int_equal(stat_read(f->stats.pages[2]), 1);
-	assert_int_equal(stat_read(f->stats.pages[3]), 1);
+	assert_int_equal(stat_slot_sum(&f->stats, pages[1]), 1);
+	assert_int_equal(stat_slot_sum(&f->stats, pages[2]), 1);
+	assert_int_equal(stat_slot_sum(&f->stats, pages[3]), 1);
 	/* a: L3, L2, L1 tables; b: L3, L2 */
-	assert_int_equal(stat_read(f->stats.pt_pages), 5);
+	assert_int_equal(stat_slot_sum(&f->stats, pt_pages), 5);
 	assert_int_equal(f->flushes, 0); /* installing owes no flush */
 
 	/* a zap of valid roots owes a flush, done before unlock */
@@ -437,8 +437,8 @@ static void test_zap_and_last_put(void **state)
 	tdp_mmu_flush_and_free(&f->mmu, &ctx);
 	tdp_write_unlock(&f->mmu.lock);
 	assert_int_equal(f->flushes, 1);
-	assert_int_equal(stat_read(f->stats.pages[1]), 0);
-	assert_int_equal(stat_read(f->stats.pages[3]), 1);
+	assert_int_equal(stat_slot_sum(&f->stats, pages[1]), 0);
+	assert_int_equal(stat_slot_sum(&f->stats, pages[3]), 1);
 	/* zapping an empty range: nothing owed */
 	tdp_write_lock(&f->mmu.lock);
 	tdp_mmu_zap_gfn_range(&f->mmu, 0, 0x12345, 0x12346, ROOTS_VALID, false, &ctx);
@@ -462,10 +462,10 @@ static void test_zap_and_last_put(void **state)
 	tdp_mmu_zap_invalidated_roots(&f->mmu, true);
 	assert_int_equal(f->flushes, 1);
 	assert_int_equal(atomic_load(&f->mmu.roots.nr_roots), 0);
-	assert_int_equal(stat_read(f->stats.pages[1]), 0);
-	assert_int_equal(stat_read(f->stats.pages[2]), 0);
-	assert_int_equal(stat_read(f->stats.pages[3]), 0);
-	assert_int_equal(stat_read(f->stats.pt_pages), 0);
+	assert_int_equal(stat_slot_sum(&f->stats, pages[1]), 0);
+	assert_int_equal(stat_slot_sum(&f->stats, pages[2]), 0);
+	assert_int_equal(stat_slot_sum(&f->stats, pages[3]), 0);
+	assert_int_equal(stat_slot_sum(&f->stats, pt_pages), 0);
 	tdp_rcu_barrier();
 	/* every table and both roots are back; only the cache remains */
 	assert_int_equal(allocated(f), f->cache.n);
@@ -490,8 +490,8 @@ static void test_held_root_survives_zap(void **state)
 	assert_int_equal(atomic_load(&f->mmu.roots.nr_roots), 1);
 	for (int i = 0; i < SPTE_ENT_PER_PAGE; i++)
 		assert_false(spte_present(a->spt[i]));
-	assert_int_equal(stat_read(f->stats.pt_pages), 0);
-	assert_int_equal(stat_read(f->stats.pages[1]), 0);
+	assert_int_equal(stat_slot_sum(&f->stats, pt_pages), 0);
+	assert_int_equal(stat_slot_sum(&f->stats, pages[1]), 0);
 	put_root(f, a);
 	assert_int_equal(atomic_load(&f->mmu.roots.nr_roots), 0);
 	fixture_free(f);

@@ -152,10 +152,16 @@ struct host_gup {
  * backs @hva and take a reference on it.  @write: the caller wants to
  * write; fails if the mapping is not writable.
  * Returns 0, -EFAULT (not mapped, or prot lacks READ, or lacks WRITE when
- * @write), or -ENOMEM.  Takes the mmap lock (read; write to populate).
+ * @write), or -ENOMEM.  A present page whose protection allows the access
+ * is found without the mmap lock (gup-fast, pool.c); otherwise takes the
+ * mmap lock (read; write to populate).
  */
 int host_gup(struct tdp_host *h, uint64_t hva, bool write,
 	     struct host_gup *out);
+
+/* Bug injection (inject.h) for the host's own code (gup-fast); set before
+ * the host is used, like a VM's. */
+void host_set_inject(struct tdp_host *h, int id);
 
 /* Drop the reference host_gup() took (pass out->ref_pfn).  Lock-free. */
 void host_put_frame(struct tdp_host *h, uint64_t ref_pfn);

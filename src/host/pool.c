@@ -50,10 +50,20 @@
  *    swap pte or a retained copy (punch_cb asserts it).
  *
  * Locking:
- *  - h->mmap_lock, a writer-preferring rwlock, protects the VMA array, the
+ *  - h->mmap_lock, a writer-preferring big-reader lock (brlock.h: its
+ *    read side writes only the reader's slot), protects the VMA array, the
  *    radix tree, the pte values, the notifier list and the test hook.
- *    Lookups (host_gup fast path, host_lookup, the host_range_* queries,
- *    the copy of tdp_host_read/write) take it for read.  Every operation
+ *    Lookups (host_gup when gup-fast falls back, host_lookup, the
+ *    host_range_* queries, the copy of tdp_host_read/write) take it for
+ *    read.
+ *  - gup-fast (host_gup's common path) takes no lock: it walks the radix
+ *    tree inside an RCU read section with atomic loads.  So every pte
+ *    store is atomic (pte_set), a node is published with a release store
+ *    after it is zeroed, and an unlinked node is freed after a grace
+ *    period (tdp_call_rcu).  Present ptes carry their VMA's protection
+ *    and guest_private flag (pte_mk_present; mprotect rewrites them), so
+ *    gup-fast needs no VMA.  See gup_fast() for why its pin is as good as
+ *    the locked one.  Every operation
  *    that changes hva -> pfn (munmap, mprotect, migrate, swap-out, split,
  *    punch-hole, populate) holds it for write from start to end, notifier
  *    calls included.  h->wr_owner records the writer so that host_lookup,
@@ -111,13 +121,17 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "assert.h"
+#include "brlock.h"
 #include "host/buddy.h"
+#include "inject.h"
+#include "rcu.h"
 #include "host/host.h"
 #include "wordcopy.h"
 
@@ -137,6 +151,11 @@
 #define PTE_SWAP	2ull
 #define PTE_ORDER_SHIFT 2
 #define PTE_ORDER_MASK	0x1full
+/* present ptes only: the VMA's protection and guest_private flag, kept in
+ * the pte so that the lockless lookup (gup_fast) needs no VMA */
+#define PTE_PROT_SHIFT 7 /* TDP_PROT_READ/WRITE/EXEC, 3 bits */
+#define PTE_PRIVATE    (1ull << 10)
+#define PTE_ATTRS      ((7ull << PTE_PROT_SHIFT) | PTE_PRIVATE)
 
 /* radix tree: 4 levels of 512, covering 2^48 bytes of hva */
 #define RADIX_BITS	 9
@@ -146,9 +165,10 @@
 
 struct rnode {
 	union {
-		struct rnode *child[RADIX_FANOUT];
-		uint64_t pte[RADIX_FANOUT];
+		struct rnode *child[RADIX_FANOUT]; /* atomic */
+		uint64_t pte[RADIX_FANOUT];	   /* atomic */
 	};
+	struct rcu_head rcu; /* freed after a grace period (gup_fast) */
 };
 
 struct host_vma {
@@ -161,8 +181,6 @@ struct host_vma {
 
 struct host_stats {
 	uint64_t frames_used;
-	uint64_t frame_refs;
-	uint64_t pinned_refs;
 	uint64_t swapped_pages;
 	uint64_t migrations;
 	uint64_t swap_outs;
@@ -174,7 +192,7 @@ struct host_stats {
 };
 
 struct tdp_host {
-	pthread_rwlock_t mmap_lock;
+	struct tdp_brlock mmap_lock;
 	pthread_t wr_owner; /* atomic; 0 when not write-locked */
 
 	uint8_t *pool;
@@ -197,11 +215,33 @@ struct tdp_host {
 	void *hook_arg;
 
 	struct host_stats st; /* atomics */
+	int inject; /* tdp_host_set_inject (inject.h): gup-fast's bug */
+	/* references per reader slot (percpu.h): a slot's value may go
+	 * negative, the sum is exact when no update is in flight */
+	struct {
+		int64_t frame_refs;
+		int64_t pinned_refs;
+	} __attribute__((aligned(TDP_CACHE_LINE))) slot_st[TDP_NR_SLOTS];
 };
 
 #define STAT_ADD(h, f, v) __atomic_add_fetch(&(h)->st.f, (v), __ATOMIC_RELAXED)
 #define STAT_SUB(h, f, v) __atomic_sub_fetch(&(h)->st.f, (v), __ATOMIC_RELAXED)
 #define STAT_GET(h, f)	  __atomic_load_n(&(h)->st.f, __ATOMIC_RELAXED)
+#define SLOT_ADD(h, f, v)                                                      \
+	__atomic_add_fetch(&(h)->slot_st[tdp_this_slot()].f, (int64_t)(v),    \
+			   __ATOMIC_RELAXED)
+
+static uint64_t slot_sum(const struct tdp_host *h, size_t off)
+{
+	int64_t sum = 0;
+
+	for (unsigned i = 0; i < TDP_NR_SLOTS; i++)
+		sum += __atomic_load_n(
+			(const int64_t *)((const char *)&h->slot_st[i] + off),
+			__ATOMIC_RELAXED);
+	return (uint64_t)sum;
+}
+#define SLOT_GET(h, f) slot_sum((h), offsetof(__typeof__((h)->slot_st[0]), f))
 
 /* ------------------------------------------------------------------ */
 /* small helpers                                                       */
@@ -228,10 +268,28 @@ static uint8_t *frame_ptr(struct tdp_host *h, uint64_t pfn)
 	return h->pool + (pfn << HOST_PAGE_SHIFT);
 }
 
-static uint64_t pte_mk_present(uint64_t pfn, unsigned order)
+static uint64_t pte_mk_present(uint64_t pfn, unsigned order, uint64_t attrs)
 {
 	return (pfn << HOST_PAGE_SHIFT) | ((uint64_t)order << PTE_ORDER_SHIFT) |
-	       PTE_PRESENT;
+	       (attrs & PTE_ATTRS) | PTE_PRESENT;
+}
+
+/* The pte attributes of the pages of @v */
+static uint64_t vma_attrs(const struct host_vma *v)
+{
+	return ((uint64_t)v->prot << PTE_PROT_SHIFT) |
+	       (v->guest_private ? PTE_PRIVATE : 0);
+}
+
+static unsigned pte_prot(uint64_t e)
+{
+	return (unsigned)(e >> PTE_PROT_SHIFT) & 7;
+}
+
+/* Every pte store: the lockless lookup reads ptes concurrently. */
+static void pte_set(uint64_t *pte, uint64_t e)
+{
+	__atomic_store_n(pte, e, __ATOMIC_RELEASE);
 }
 
 static uint64_t pte_mk_swap(void *copy)
@@ -297,7 +355,7 @@ static int mmap_write_lock(struct tdp_host *h)
 {
 	if (in_write_section(h))
 		return -EDEADLK;
-	pthread_rwlock_wrlock(&h->mmap_lock);
+	tdp_brlock_write_lock(&h->mmap_lock);
 	__atomic_store_n(&h->wr_owner, pthread_self(), __ATOMIC_RELAXED);
 	return 0;
 }
@@ -305,23 +363,23 @@ static int mmap_write_lock(struct tdp_host *h)
 static void mmap_write_unlock(struct tdp_host *h)
 {
 	__atomic_store_n(&h->wr_owner, (pthread_t)0, __ATOMIC_RELAXED);
-	pthread_rwlock_unlock(&h->mmap_lock);
+	tdp_brlock_write_unlock(&h->mmap_lock);
 }
 
-/* Returns false if the caller already holds the lock for write (inside a
- * notifier callback or the test hook): nothing is taken then. */
-static bool mmap_read_lock(struct tdp_host *h)
+/* Returns the brlock slot to give back, or -1 if the caller already holds
+ * the lock for write (inside a notifier callback or the test hook):
+ * nothing is taken then. */
+static int mmap_read_lock(struct tdp_host *h)
 {
 	if (in_write_section(h))
-		return false;
-	pthread_rwlock_rdlock(&h->mmap_lock);
-	return true;
+		return -1;
+	return (int)tdp_brlock_read_lock(&h->mmap_lock);
 }
 
-static void mmap_read_unlock(struct tdp_host *h, bool taken)
+static void mmap_read_unlock(struct tdp_host *h, int taken)
 {
-	if (taken)
-		pthread_rwlock_unlock(&h->mmap_lock);
+	if (taken >= 0)
+		tdp_brlock_read_unlock(&h->mmap_lock, (unsigned)taken);
 }
 
 /* ------------------------------------------------------------------ */
@@ -336,12 +394,27 @@ static uint64_t bits_mask(uint64_t first, uint64_t n)
 /* Set the bits of frames [pfn, pfn + n), all < nr_frames, in @map. */
 static void fbits_set(uint64_t *map, uint64_t pfn, uint64_t n)
 {
+	/* whole words (a huge folio: 4096 of them for 1 GiB), the common
+	 * case already set: a tight loop of plain-speed atomic loads */
+	if (!(pfn & 63) && n >= 64) {
+		uint64_t *w = &map[pfn >> 6], *e = w + (n >> 6);
+
+		for (; w < e; w++)
+			if (__atomic_load_n(w, __ATOMIC_RELAXED) != ~0ull)
+				__atomic_fetch_or(w, ~0ull, __ATOMIC_RELAXED);
+		pfn += n & ~63ull;
+		n &= 63;
+	}
 	while (n) {
 		uint64_t bit = pfn & 63;
 		uint64_t c = 64 - bit < n ? 64 - bit : n;
 
-		__atomic_fetch_or(&map[pfn >> 6], bits_mask(bit, c),
-				  __ATOMIC_RELAXED);
+		uint64_t m = bits_mask(bit, c);
+
+		/* already set: no locked instruction (the common case on the
+		 * fault path); a racing clear is ordered after this set */
+		if ((__atomic_load_n(&map[pfn >> 6], __ATOMIC_RELAXED) & m) != m)
+			__atomic_fetch_or(&map[pfn >> 6], m, __ATOMIC_RELAXED);
 		pfn += c;
 		n -= c;
 	}
@@ -459,7 +532,7 @@ static int64_t frame_alloc(struct tdp_host *h, unsigned order, bool zero)
 	frame_clear_state(h, (uint64_t)pfn, order);
 	__atomic_store_n(&h->refs[pfn], 1, __ATOMIC_RELAXED);
 	STAT_ADD(h, frames_used, 1ull << order);
-	STAT_ADD(h, frame_refs, 1);
+	SLOT_ADD(h, frame_refs, 1);
 	return pfn;
 }
 
@@ -467,16 +540,10 @@ static int64_t frame_alloc(struct tdp_host *h, unsigned order, bool zero)
 static void frame_unalloc(struct tdp_host *h, uint64_t pfn, unsigned order)
 {
 	__atomic_store_n(&h->refs[pfn], 0, __ATOMIC_RELAXED);
-	STAT_SUB(h, frame_refs, 1);
+	SLOT_ADD(h, frame_refs, -1);
 	STAT_SUB(h, frames_used, 1ull << order);
 	frame_clear_state(h, pfn, order);
 	buddy_free(&h->buddy, pfn);
-}
-
-static void frame_get(struct tdp_host *h, uint64_t head)
-{
-	__atomic_add_fetch(&h->refs[head], 1, __ATOMIC_RELAXED);
-	STAT_ADD(h, frame_refs, 1);
 }
 
 /* The last reference is gone: poison the folio and free it. */
@@ -484,12 +551,8 @@ static void frame_release(struct tdp_host *h, uint64_t head)
 {
 	int order = buddy_order(&h->buddy, head);
 
-	if (order < 0) {
-		fprintf(stderr,
-			"tdpmmu host: pfn %#llx freed but not allocated\n",
-			(unsigned long long)head);
-		return;
-	}
+	TDP_ASSERT_MSG(order >= 0, "host: pfn %#llx freed but not allocated",
+		       (unsigned long long)head);
 	wordfill_frame(frame_ptr(h, head), HOST_POISON_WORD,
 		       folio_bytes((unsigned)order));
 	frame_clear_state(h, head, (unsigned)order);
@@ -497,7 +560,17 @@ static void frame_release(struct tdp_host *h, uint64_t head)
 	buddy_free(&h->buddy, head);
 }
 
+static void frame_put_ref(struct tdp_host *h, uint64_t head);
+
 static void frame_put(struct tdp_host *h, uint64_t head)
+{
+	SLOT_ADD(h, frame_refs, -1);
+	frame_put_ref(h, head);
+}
+
+/* Drop a reference without counting it in frame_refs (a pin: counted in
+ * pinned_refs, which the reported frame_refs includes). */
+static void frame_put_ref(struct tdp_host *h, uint64_t head)
 {
 	uint32_t *ref = &h->refs[head];
 	uint32_t old = __atomic_load_n(ref, __ATOMIC_RELAXED);
@@ -512,7 +585,6 @@ static void frame_put(struct tdp_host *h, uint64_t head)
 		}
 	} while (!__atomic_compare_exchange_n(
 		ref, &old, old - 1, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
-	STAT_SUB(h, frame_refs, 1);
 	if (old == 1)
 		frame_release(h, head);
 }
@@ -589,7 +661,7 @@ static uint64_t pte_get(struct tdp_host *h, uint64_t hva)
 {
 	uint64_t *pte = pte_lookup(h, hva);
 
-	return pte ? *pte : 0;
+	return pte ? __atomic_load_n(pte, __ATOMIC_RELAXED) : 0;
 }
 
 /* Like pte_lookup, allocating missing nodes.  NULL on -ENOMEM. */
@@ -601,9 +673,12 @@ static uint64_t *pte_alloc(struct tdp_host *h, uint64_t hva)
 		struct rnode **slot = &n->child[radix_index(hva, level)];
 
 		if (!*slot) {
-			*slot = calloc(1, sizeof(struct rnode));
-			if (!*slot)
+			struct rnode *c = calloc(1, sizeof(struct rnode));
+
+			if (!c)
 				return NULL;
+			/* zeroed before it is reachable (gup_fast) */
+			__atomic_store_n(slot, c, __ATOMIC_RELEASE);
 		}
 		n = *slot;
 	}
@@ -616,6 +691,13 @@ static bool node_empty(const struct rnode *n)
 		if (n->pte[i])
 			return false;
 	return true;
+}
+
+static void rnode_free_rcu(struct rcu_head *head)
+{
+	tdp_rcu_cb_begin();
+	free(caa_container_of(head, struct rnode, rcu));
+	tdp_rcu_cb_end();
 }
 
 /* Free the empty nodes below @n (at @level) that intersect [start, end);
@@ -636,8 +718,11 @@ static bool radix_prune(struct rnode *n, unsigned level, uint64_t start,
 			next = end;
 		if (n->child[i] &&
 		    radix_prune(n->child[i], level + 1, a, next)) {
-			free(n->child[i]);
-			n->child[i] = NULL;
+			struct rnode *c = n->child[i];
+
+			__atomic_store_n(&n->child[i], NULL, __ATOMIC_RELEASE);
+			/* a lockless lookup may stand on it */
+			tdp_call_rcu(&c->rcu, rnode_free_rcu);
 		}
 	}
 	return node_empty(n);
@@ -912,11 +997,11 @@ static void split_folio(struct tdp_host *h, uint64_t hva)
 	buddy_split(&h->buddy, head);
 	for (uint64_t i = 1; i < n; i++)
 		__atomic_store_n(&h->refs[head + i], 1, __ATOMIC_RELAXED);
-	STAT_ADD(h, frame_refs, n - 1);
+	SLOT_ADD(h, frame_refs, n - 1);
 	STAT_ADD(h, splits, 1);
 	for (uint64_t i = 0; i < n; i++)
-		*pte_lookup(h, fs + (i << HOST_PAGE_SHIFT)) =
-			pte_mk_present(head + i, 0);
+		pte_set(pte_lookup(h, fs + (i << HOST_PAGE_SHIFT)),
+			pte_mk_present(head + i, 0, e));
 }
 
 /* Split the huge folios that [start, end) covers only partly. */
@@ -961,7 +1046,8 @@ static void widen_to_folios(struct tdp_host *h, uint64_t *start, uint64_t *end)
 /* population                                                          */
 /* ------------------------------------------------------------------ */
 
-static int swap_in(struct tdp_host *h, uint64_t *pte)
+static int swap_in(struct tdp_host *h, const struct host_vma *v,
+		   uint64_t *pte)
 {
 	void *copy = pte_swap_copy(*pte);
 	int64_t pfn = frame_alloc(h, 0, false);
@@ -971,7 +1057,7 @@ static int swap_in(struct tdp_host *h, uint64_t *pte)
 	wordcopy_to_frame(frame_ptr(h, (uint64_t)pfn), copy, PAGE_SIZE_);
 	/* keep the copy: the page is clean (frame_alloc cleared its bit) */
 	h->swapc[pfn] = copy;
-	*pte = pte_mk_present((uint64_t)pfn, 0);
+	pte_set(pte, pte_mk_present((uint64_t)pfn, 0, vma_attrs(v)));
 	STAT_SUB(h, swapped_pages, 1);
 	STAT_ADD(h, swap_ins, 1);
 	STAT_ADD(h, swap_cached, 1);
@@ -992,8 +1078,9 @@ static int populate_folio(struct tdp_host *h, const struct host_vma *v,
 	if (pfn < 0)
 		return -ENOMEM;
 	for (uint64_t i = 0; i < size >> HOST_PAGE_SHIFT; i++)
-		*pte_lookup(h, fs + (i << HOST_PAGE_SHIFT)) =
-			pte_mk_present((uint64_t)pfn + i, v->order);
+		pte_set(pte_lookup(h, fs + (i << HOST_PAGE_SHIFT)),
+			pte_mk_present((uint64_t)pfn + i, v->order,
+				       vma_attrs(v)));
 	return 0;
 }
 
@@ -1019,7 +1106,7 @@ static int populate_page(struct tdp_host *h, const struct host_vma *v,
 	if (!pte)
 		return -ENOMEM;
 	if (pte_swapped(*pte))
-		return swap_in(h, pte);
+		return swap_in(h, v, pte);
 	if (pte_present(*pte))
 		return 0;
 	if (folio_fits(h, v, hva) &&
@@ -1029,7 +1116,8 @@ static int populate_page(struct tdp_host *h, const struct host_vma *v,
 	pfn = frame_alloc(h, 0, true);
 	if (pfn < 0)
 		return -ENOMEM;
-	*pte_lookup(h, hva) = pte_mk_present((uint64_t)pfn, 0);
+	pte_set(pte_lookup(h, hva),
+		pte_mk_present((uint64_t)pfn, 0, vma_attrs(v)));
 	return 0;
 }
 
@@ -1072,20 +1160,6 @@ static int pool_reserve(struct tdp_host *h, uint64_t bytes)
 	return 0;
 }
 
-static int rwlock_init_writer_pref(pthread_rwlock_t *l)
-{
-	pthread_rwlockattr_t attr;
-	int ret;
-
-	if (pthread_rwlockattr_init(&attr))
-		return -ENOMEM;
-	pthread_rwlockattr_setkind_np(
-		&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	ret = pthread_rwlock_init(l, &attr);
-	pthread_rwlockattr_destroy(&attr);
-	return ret ? -ENOMEM : 0;
-}
-
 /* bytes of a per-frame bitmap (fdirty, faccessed) */
 static size_t fbits_len(const struct tdp_host *h)
 {
@@ -1107,9 +1181,13 @@ int tdp_host_create(const struct tdp_host_config *cfg, struct tdp_host **out)
 	if (!out || bytes > POOL_MAX)
 		return -EINVAL;
 	bytes = bytes ? ALIGN_UP(bytes, POOL_ALIGN) : POOL_DEFAULT;
-	h = calloc(1, sizeof(*h));
+	/* per-slot members (percpu.h) are cache-line aligned */
+	h = aligned_alloc(_Alignof(struct tdp_host),
+			  (sizeof(*h) + _Alignof(struct tdp_host) - 1) &
+				  ~(_Alignof(struct tdp_host) - 1));
 	if (!h)
 		return -ENOMEM;
+	memset(h, 0, sizeof(*h));
 	if (pool_reserve(h, bytes))
 		goto free_host;
 	refs_len = h->nr_frames * sizeof(*h->refs);
@@ -1134,7 +1212,7 @@ int tdp_host_create(const struct tdp_host_config *cfg, struct tdp_host **out)
 	h->root = calloc(1, sizeof(*h->root));
 	if (!h->root)
 		goto free_buddy;
-	if (rwlock_init_writer_pref(&h->mmap_lock))
+	if (tdp_brlock_init(&h->mmap_lock))
 		goto free_root;
 	h->mmap_cursor = HVA_FIRST;
 	*out = h;
@@ -1186,8 +1264,10 @@ void tdp_host_destroy(struct tdp_host *h)
 	}
 	pte_walk(h, 0, HVA_LIMIT, free_swap_cb, NULL);
 	radix_free_all(h->root, 0);
+	/* the nodes munmap unlinked: freed by their RCU callbacks */
+	tdp_rcu_barrier();
 	free(h->vmas);
-	pthread_rwlock_destroy(&h->mmap_lock);
+	tdp_brlock_destroy(&h->mmap_lock);
 	buddy_fini(&h->buddy);
 	munmap(h->swapc, swapc_len(h));
 	munmap(h->faccessed, fbits_len(h));
@@ -1204,8 +1284,8 @@ void tdp_host_get_stats(struct tdp_host *h, struct tdp_host_stats *out)
 	memset(out, 0, sizeof(*out));
 	out->frames_total = h->nr_frames;
 	out->frames_used = STAT_GET(h, frames_used);
-	out->frame_refs = STAT_GET(h, frame_refs);
-	out->pinned_refs = STAT_GET(h, pinned_refs);
+	out->frame_refs = SLOT_GET(h, frame_refs) + SLOT_GET(h, pinned_refs);
+	out->pinned_refs = SLOT_GET(h, pinned_refs);
 	out->swapped_pages = STAT_GET(h, swapped_pages);
 	out->migrations = STAT_GET(h, migrations);
 	out->swap_outs = STAT_GET(h, swap_outs);
@@ -1272,7 +1352,7 @@ static int unmap_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte, void *arg)
 {
 	uint64_t e = *pte;
 
-	*pte = 0;
+	pte_set(pte, 0);
 	if (pte_swapped(e)) {
 		free(pte_swap_copy(e));
 		STAT_SUB(h, swapped_pages, 1);
@@ -1385,6 +1465,19 @@ static bool prot_removed(struct tdp_host *h, uint64_t start, uint64_t end,
 	return false;
 }
 
+/* mprotect: the present ptes carry the new protection */
+static int reprot_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte,
+		     void *arg)
+{
+	uint64_t e = *pte;
+
+	if (pte_present(e))
+		pte_set(pte, (e & ~(7ull << PTE_PROT_SHIFT)) |
+				     ((uint64_t)*(const unsigned *)arg
+				      << PTE_PROT_SHIFT));
+	return 0;
+}
+
 int tdp_host_mprotect(struct tdp_host *h, uint64_t hva, uint64_t len,
 		      unsigned prot)
 {
@@ -1412,6 +1505,7 @@ int tdp_host_mprotect(struct tdp_host *h, uint64_t hva, uint64_t len,
 	for (size_t i = vma_lower(h, hva);
 	     i < h->nr_vmas && h->vmas[i].start < end; i++)
 		h->vmas[i].prot = prot;
+	pte_walk(h, hva, end, reprot_cb, &prot);
 	if (notify)
 		notify_end(h, s, e, false);
 out:
@@ -1551,9 +1645,11 @@ static void migrate_one(struct tdp_host *h, const struct move *m)
 	/* accessed bits are per 4 KiB frame for every folio order: the new
 	 * folio (born with clear bits) takes them frame by frame */
 	fbits_copy_folio(h->faccessed, m->old_pfn, m->new_pfn, m->order);
-	for (uint64_t i = 0; i < n; i++)
-		*pte_lookup(h, m->hva + (i << HOST_PAGE_SHIFT)) =
-			pte_mk_present(m->new_pfn + i, m->order);
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t *pte = pte_lookup(h, m->hva + (i << HOST_PAGE_SHIFT));
+
+		pte_set(pte, pte_mk_present(m->new_pfn + i, m->order, *pte));
+	}
 	STAT_ADD(h, migrations, n);
 }
 
@@ -1620,7 +1716,7 @@ static void swap_out_one(struct tdp_host *h, const struct move *m)
 	else
 		wordcopy_from_frame(m->copy, frame_ptr(h, m->old_pfn),
 				    PAGE_SIZE_);
-	*pte_lookup(h, m->hva) = pte_mk_swap(m->copy);
+	pte_set(pte_lookup(h, m->hva), pte_mk_swap(m->copy));
 }
 
 int tdp_host_swap_out(struct tdp_host *h, uint64_t hva, uint64_t len)
@@ -1711,7 +1807,7 @@ static int host_access(struct tdp_host *h, uint64_t hva, uint8_t *buf,
 	ps = ALIGN_DOWN(hva, PAGE_SIZE_);
 	pe = ALIGN_UP(hva + len, PAGE_SIZE_);
 	for (unsigned tries = 0;; tries++) {
-		bool taken = mmap_read_lock(h);
+		int taken = mmap_read_lock(h);
 		bool present = false;
 
 		ret = access_check(h, hva, hva + len, need);
@@ -1722,7 +1818,7 @@ static int host_access(struct tdp_host *h, uint64_t hva, uint8_t *buf,
 		mmap_read_unlock(h, taken);
 		if (ret || present)
 			return ret;
-		if (!taken)
+		if (taken < 0)
 			return -EDEADLK;
 
 		/* fault the range in, then copy under the read lock again;
@@ -1799,7 +1895,7 @@ int tdp_host_age(struct tdp_host *h, uint64_t hva, uint64_t len,
 	uint64_t end = hva + len, npages, words, count = 0;
 	struct age_walk aw;
 	uint64_t *bm;
-	bool taken;
+	int taken;
 	int ret = check_page_range(h, hva, len);
 
 	if (ret)
@@ -1881,8 +1977,9 @@ static int gup_locked(struct tdp_host *h, uint64_t hva, bool write,
 		e = pte_get(h, hva);
 	}
 	head = pte_head_pfn(e, hva);
-	frame_get(h, head);
-	STAT_ADD(h, pinned_refs, 1);
+	/* a pin: counted in pinned_refs only (frame_refs reports both) */
+	__atomic_add_fetch(&h->refs[head], 1, __ATOMIC_RELAXED);
+	SLOT_ADD(h, pinned_refs, 1);
 	/* Linux GUP for write dirties the page: the caller is going to write */
 	if (write)
 		frame_set_dirty(h, pte_pfn(e), 1);
@@ -1897,25 +1994,116 @@ static int gup_locked(struct tdp_host *h, uint64_t hva, bool write,
 	return 0;
 }
 
+/* The pte of @hva without the mmap lock: atomic loads from the root down,
+ * inside an RCU read section (nodes are freed after a grace period).  0 if
+ * there is none. */
+static uint64_t pte_get_lockless(struct tdp_host *h, uint64_t hva)
+{
+	struct rnode *n = h->root;
+
+	for (unsigned level = 0; level < RADIX_LEVELS - 1; level++) {
+		n = __atomic_load_n(&n->child[radix_index(hva, level)],
+				    __ATOMIC_ACQUIRE);
+		if (!n)
+			return 0;
+	}
+	return __atomic_load_n(&n->pte[radix_index(hva, RADIX_LEVELS - 1)],
+			       __ATOMIC_ACQUIRE);
+}
+
+/*
+ * gup-fast: pin the page at @hva without the mmap lock, as Linux's
+ * get_user_pages_fast walks the page tables locklessly.  Only a present
+ * pte whose protection allows the access qualifies; anything else (not
+ * populated, swapped, refused, or a race) returns -EAGAIN for the locked
+ * path, which decides.  The reference is taken only if the folio's count
+ * is not 0 (a frame being freed is never revived), and then the pte is
+ * read again: if it changed, the mapping that made the frame reachable
+ * may be gone, and the pin is given back.  If it did not, the frame was
+ * mapped at @hva at a moment after the pin was taken, which is all the
+ * locked lookup promises too: the caller's invalidation sequence (sampled
+ * before the lookup, checked after it under mmu_lock) covers a change of
+ * the pte after that moment, exactly as it covers one after the locked
+ * lookup drops the lock.
+ */
+static int gup_fast(struct tdp_host *h, uint64_t hva, bool write,
+		    struct host_gup *out)
+{
+	uint32_t *ref, old;
+	uint64_t e, head;
+
+	tdp_rcu_read_lock();
+	e = pte_get_lockless(h, hva);
+	if (!pte_present(e) || !(pte_prot(e) & TDP_PROT_READ) ||
+	    (write && !(pte_prot(e) & TDP_PROT_WRITE)))
+		goto slow;
+	head = pte_head_pfn(e, hva);
+	ref = &h->refs[head];
+	if (INJECTED(h->inject, INJ_GUP_FAST_GET_FREED)) {
+		/* the bug: a plain increment, as if the count could not be
+		 * 0, so a frame being freed gets a reference back */
+		sched_yield();
+		__atomic_add_fetch(ref, 1, __ATOMIC_SEQ_CST);
+	} else {
+		old = __atomic_load_n(ref, __ATOMIC_RELAXED);
+		do {
+			if (!old)
+				goto slow;
+		} while (!__atomic_compare_exchange_n(ref, &old, old + 1, false,
+						      __ATOMIC_SEQ_CST,
+						      __ATOMIC_RELAXED));
+	}
+	if (pte_get_lockless(h, hva) != e) {
+		frame_put_ref(h, head);
+		goto slow;
+	}
+	tdp_rcu_read_unlock();
+	SLOT_ADD(h, pinned_refs, 1);
+	if (write)
+		frame_set_dirty(h, pte_pfn(e), 1);
+	*out = (struct host_gup){
+		.pfn = pte_pfn(e),
+		.ref_pfn = head,
+		.order = pte_order(e),
+		.writable = pte_prot(e) & TDP_PROT_WRITE,
+		.executable = pte_prot(e) & TDP_PROT_EXEC,
+		.guest_private = e & PTE_PRIVATE,
+	};
+	return 0;
+slow:
+	tdp_rcu_read_unlock();
+	return -EAGAIN;
+}
+
 int host_gup(struct tdp_host *h, uint64_t hva, bool write, struct host_gup *out)
 {
-	bool taken;
+	int taken;
 	int ret;
 
 	if (!h || !out)
 		return -EINVAL;
 	hva = ALIGN_DOWN(hva, PAGE_SIZE_);
+	/* inside a notifier callback or the test hook the caller holds the
+	 * lock for write and the locked path knows what it may see */
+	if (!in_write_section(h) && !gup_fast(h, hva, write, out))
+		return 0;
 	taken = mmap_read_lock(h);
 	ret = gup_locked(h, hva, write, false, out);
 	mmap_read_unlock(h, taken);
 	if (ret != -EAGAIN)
 		return ret;
-	if (!taken)
+	if (taken < 0)
 		return -EDEADLK;
 	mmap_write_lock(h);
 	ret = gup_locked(h, hva, write, true, out);
 	mmap_write_unlock(h);
 	return ret;
+}
+
+void host_set_inject(struct tdp_host *h, int id)
+{
+	if (h)
+		h->inject = id;
 }
 
 void host_put_frame(struct tdp_host *h, uint64_t ref_pfn)
@@ -1925,8 +2113,8 @@ void host_put_frame(struct tdp_host *h, uint64_t ref_pfn)
 			(unsigned long long)ref_pfn);
 		return;
 	}
-	STAT_SUB(h, pinned_refs, 1);
-	frame_put(h, ref_pfn);
+	SLOT_ADD(h, pinned_refs, -1);
+	frame_put_ref(h, ref_pfn);
 }
 
 void host_mark_dirty(struct tdp_host *h, uint64_t pfn, uint64_t npages)
@@ -1949,7 +2137,7 @@ void host_mark_accessed(struct tdp_host *h, uint64_t pfn, uint64_t npages)
 
 int host_page_dirty(struct tdp_host *h, uint64_t hva)
 {
-	bool taken;
+	int taken;
 	uint64_t e;
 	int ret;
 
@@ -1981,7 +2169,7 @@ int host_lookup(struct tdp_host *h, uint64_t hva, uint64_t *pfn,
 		unsigned *order, unsigned *prot)
 {
 	struct host_vma *v;
-	bool taken;
+	int taken;
 	uint64_t e;
 	int ret = 0;
 
@@ -2009,7 +2197,8 @@ int host_lookup(struct tdp_host *h, uint64_t hva, uint64_t *pfn,
 
 bool host_range_mapped(struct tdp_host *h, uint64_t hva, uint64_t len)
 {
-	bool taken, ret;
+	int taken;
+	bool ret;
 
 	if (!h || len > UINT64_MAX - hva)
 		return false;
@@ -2024,7 +2213,8 @@ bool host_range_mapped(struct tdp_host *h, uint64_t hva, uint64_t len)
 bool host_range_private(struct tdp_host *h, uint64_t hva, uint64_t len)
 {
 	uint64_t start;
-	bool taken, ret;
+	int taken;
+	bool ret;
 
 	if (!h || len > UINT64_MAX - hva)
 		return false;
@@ -2040,7 +2230,8 @@ bool host_range_private(struct tdp_host *h, uint64_t hva, uint64_t len)
 
 bool host_range_has_private(struct tdp_host *h, uint64_t hva, uint64_t len)
 {
-	bool taken, ret;
+	int taken;
+	bool ret;
 
 	if (!h || !len || len > UINT64_MAX - hva)
 		return false;

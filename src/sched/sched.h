@@ -90,6 +90,7 @@ void tdp_sched_dump(int fd, unsigned k);
  * before it is linked or after its grace period).  Nest. */
 void tdp_sched_private(int delta);
 #define TDP_SCHED_POINT(k, o) tdp_sched_point((k), (o))
+#define TDP_SCHED_CONTROLLED() tdp_sched_controlled()
 /* A spin-wait: block in the scheduler until @pred(@arg); compiled out in
  * other builds, where the caller's own loop spins. */
 #define TDP_SCHED_WAIT_UNTIL(pred, arg, k)                                     \
@@ -102,6 +103,7 @@ void tdp_sched_private(int delta);
 #else
 #define TDP_SCHED_AVAILABLE 0
 #define TDP_SCHED_POINT(k, o) ((void)(o))
+#define TDP_SCHED_CONTROLLED() false
 #define TDP_SCHED_WAIT_UNTIL(pred, arg, k) ((void)(pred), (void)(arg))
 #define TDP_SCHED_PRIVATE_BEGIN() ((void)0)
 #define TDP_SCHED_PRIVATE_END() ((void)0)

@@ -2381,6 +2381,7 @@ static int setup(struct torture *t)
 	if (r)
 		return r;
 	t->vm->mmu.inject = t->inject;
+	host_set_inject(t->h, t->inject);
 	/* the shared bit the VM chose (the top gpa bit by default) */
 	if (t->confidential)
 		t->shared_mask = 1ull << t->vm->cfg.shared_bit;
