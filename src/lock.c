@@ -14,7 +14,8 @@ struct held {
 	unsigned slot; /* TDP_READ: the brlock slot to give back */
 };
 
-static __thread struct held held[HELD_MAX];
+static __thread struct held held[HELD_MAX]
+	__attribute__((tls_model("initial-exec")));
 
 enum tdp_lock_mode tdp_lock_held_mode(const struct tdp_lock *l)
 {

@@ -7,8 +7,8 @@
 
 #include "assert.h"
 
-__thread bool tdp_rcu_registered;
-__thread int tdp_rcu_depth;
+__thread bool tdp_rcu_registered __attribute__((tls_model("initial-exec")));
+__thread int tdp_rcu_depth __attribute__((tls_model("initial-exec")));
 char tdp_rcu_tsan_sync, tdp_rcu_tsan_done;
 
 #ifdef TDP_SCHED

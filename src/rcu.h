@@ -53,8 +53,9 @@ void tdp_sched_rcu_read_unlock(void);
 #endif
 
 void tdp_rcu_register_slow(void);
-extern __thread bool tdp_rcu_registered;
-extern __thread int tdp_rcu_depth;
+extern __thread bool tdp_rcu_registered
+	__attribute__((tls_model("initial-exec")));
+extern __thread int tdp_rcu_depth __attribute__((tls_model("initial-exec")));
 
 /* The sync objects of the TSan annotations. */
 extern char tdp_rcu_tsan_sync, tdp_rcu_tsan_done;
