@@ -130,6 +130,14 @@ if(TARGET tdpmmu_cli)
                    --baseline legacy,legacy-locked-aging --compare --json)
   add_test(NAME cli_bench_fast_zap
            COMMAND tdpmmu_cli bench fast-zap -v 2 -b 64M -s 2m -i 3 --json)
+  # interleaved rounds: every design once per round, medians and
+  # per-round ratios with their range; populate's steady phases and the
+  # scaling summary
+  add_test(NAME cli_bench_populate_rounds
+           COMMAND tdpmmu_cli bench populate -v 2 -b 8M --baseline floor
+                   --compare --rounds 2 --json)
+  set_tests_properties(cli_bench_populate_rounds PROPERTIES TIMEOUT 120
+    PASS_REGULAR_EXPRESSION "\"result\":\"pass\".*\"round\":2.*\"name\":\"Populate memory \\(steady\\)\".*\"passes\":.*\"name\":\"Populate memory, 1 vCPU \\(steady\\)\".*\"rounds\":{\"n\":2,\"designs\":\\[{\"impl\":\"tdp\".*\"summary\":{\"scaling\":{\"median\":.*\"impl\":\"floor\".*\"ratio_ns_per_op\":{.*\"ratio_summary\":{\"scaling\":{\"median\":")
   set_tests_properties(cli_bench_populate cli_bench_populate_compare
     cli_bench_access cli_bench_memslot cli_bench_mmu_stress cli_bench_translate
     cli_bench_dirty_log_wp cli_bench_dirty_log_dbit cli_bench_dirty_log_manual
@@ -163,7 +171,10 @@ if(TARGET tdpmmu_cli)
            COMMAND tdpmmu_cli bench dirty-log -b 8M -m pml)
   add_test(NAME cli_bench_baseline_unsupported
            COMMAND tdpmmu_cli bench populate -b 8M --baseline nofast)
-  set_tests_properties(cli_bench_bad_option cli_bench_unknown_baseline
+  add_test(NAME cli_bench_bad_rounds
+           COMMAND tdpmmu_cli bench populate -b 8M --rounds 0)
+  set_tests_properties(cli_bench_bad_rounds cli_bench_bad_option
+    cli_bench_unknown_baseline
     cli_bench_bad_cpus cli_bench_bad_dirty_mode cli_bench_baseline_unsupported
     PROPERTIES WILL_FAIL TRUE TIMEOUT 60)
   add_test(NAME cli_bench_help COMMAND tdpmmu_cli bench --help)

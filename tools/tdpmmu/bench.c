@@ -246,7 +246,11 @@ static void *worker(void *arg)
 {
 	struct bench_vcpu *bv = arg;
 	struct bench *b = bv->b;
+	char name[16];
 
+	/* "vcpuN": profiles can keep the vCPU threads apart (perf --comm) */
+	snprintf(name, sizeof(name), "vcpu%u", bv->id);
+	pthread_setname_np(pthread_self(), name);
 	if (b->o->ncpus) {
 		cpu_set_t set;
 
