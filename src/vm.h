@@ -88,7 +88,7 @@ struct tdp_vcpu {
 	bool exit_present;
 	struct vcpu_stats st;
 	struct rcu_head rcu;
-};
+} __attribute__((aligned(TDP_CACHE_LINE))); /* no line shared with another vCPU */
 
 /* ---- test hooks: deterministic races in tests ---- */
 struct vm_test_hooks {

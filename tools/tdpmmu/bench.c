@@ -502,9 +502,11 @@ static int setup(struct bench *b)
 	b->gpa = BENCH_GPA_BASE;
 	b->size = o->overlap ? per : per * o->nvcpu;
 	b->map_size = round_up(b->size, o->backing);
-	b->v = calloc(o->nvcpu, sizeof(*b->v));
+	b->v = aligned_alloc(_Alignof(struct bench_vcpu),
+			     o->nvcpu * sizeof(*b->v));
 	if (!b->v)
 		return -ENOMEM;
+	memset(b->v, 0, o->nvcpu * sizeof(*b->v));
 	if (b->impl->kind == IMPL_FLOOR) {
 		b->fbuf = aligned_alloc(BENCH_PAGE, b->map_size);
 		if (!b->fbuf)

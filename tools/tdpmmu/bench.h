@@ -112,7 +112,7 @@ struct bench_vcpu {
 	uint64_t t0, t1; /* ticks */
 	uint64_t ops, faults, busy_ticks;
 	struct hist lat;
-};
+} __attribute__((aligned(64))); /* workers write their own: no shared line */
 
 typedef void (*bench_vcpu_fn)(struct bench_vcpu *bv, void *arg);
 /* A main-thread operation loop; records ops and latencies in @p. */
