@@ -216,11 +216,13 @@ struct tdp_host {
 
 	struct host_stats st; /* atomics */
 	int inject; /* tdp_host_set_inject (inject.h): gup-fast's bug */
-	/* references per reader slot (percpu.h): a slot's value may go
-	 * negative, the sum is exact when no update is in flight */
+	/* mapping references per reader slot (percpu.h): a slot's value
+	 * may go negative, the sum is exact when no update is in flight.
+	 * Pins are not counted here: they are the rest of the frames'
+	 * reference counts (tdp_host_get_stats), so a pin costs no locked
+	 * instruction beyond the frame's own count. */
 	struct {
 		int64_t frame_refs;
-		int64_t pinned_refs;
 	} __attribute__((aligned(TDP_CACHE_LINE))) slot_st[TDP_NR_SLOTS];
 };
 
@@ -568,8 +570,9 @@ static void frame_put(struct tdp_host *h, uint64_t head)
 	frame_put_ref(h, head);
 }
 
-/* Drop a reference without counting it in frame_refs (a pin: counted in
- * pinned_refs, which the reported frame_refs includes). */
+/* Drop a reference without counting it in the mapping references (a
+ * pin: tdp_host_get_stats counts pins as the rest of the frames'
+ * counts). */
 static void frame_put_ref(struct tdp_host *h, uint64_t head)
 {
 	uint32_t *ref = &h->refs[head];
@@ -1284,8 +1287,16 @@ void tdp_host_get_stats(struct tdp_host *h, struct tdp_host_stats *out)
 	memset(out, 0, sizeof(*out));
 	out->frames_total = h->nr_frames;
 	out->frames_used = STAT_GET(h, frames_used);
-	out->frame_refs = SLOT_GET(h, frame_refs) + SLOT_GET(h, pinned_refs);
-	out->pinned_refs = SLOT_GET(h, pinned_refs);
+	{
+		/* every reference, summed over the frames (heads carry a
+		 * folio's): mapping references plus pins */
+		uint64_t all = 0;
+
+		for (uint64_t i = 0; i < h->nr_frames; i++)
+			all += __atomic_load_n(&h->refs[i], __ATOMIC_RELAXED);
+		out->frame_refs = all;
+		out->pinned_refs = all - SLOT_GET(h, frame_refs);
+	}
 	out->swapped_pages = STAT_GET(h, swapped_pages);
 	out->migrations = STAT_GET(h, migrations);
 	out->swap_outs = STAT_GET(h, swap_outs);
@@ -1977,9 +1988,8 @@ static int gup_locked(struct tdp_host *h, uint64_t hva, bool write,
 		e = pte_get(h, hva);
 	}
 	head = pte_head_pfn(e, hva);
-	/* a pin: counted in pinned_refs only (frame_refs reports both) */
+	/* a pin: the frame's count only (tdp_host_get_stats) */
 	__atomic_add_fetch(&h->refs[head], 1, __ATOMIC_RELAXED);
-	SLOT_ADD(h, pinned_refs, 1);
 	/* Linux GUP for write dirties the page: the caller is going to write */
 	if (write)
 		frame_set_dirty(h, pte_pfn(e), 1);
@@ -2058,7 +2068,6 @@ static int gup_fast(struct tdp_host *h, uint64_t hva, bool write,
 		goto slow;
 	}
 	tdp_rcu_read_unlock();
-	SLOT_ADD(h, pinned_refs, 1);
 	if (write)
 		frame_set_dirty(h, pte_pfn(e), 1);
 	*out = (struct host_gup){
@@ -2113,7 +2122,6 @@ void host_put_frame(struct tdp_host *h, uint64_t ref_pfn)
 			(unsigned long long)ref_pfn);
 		return;
 	}
-	SLOT_ADD(h, pinned_refs, -1);
 	frame_put_ref(h, ref_pfn);
 }
 
