@@ -49,11 +49,11 @@ void tdp_read_unlock(struct tdp_lock *l);
 void tdp_write_lock(struct tdp_lock *l);
 void tdp_write_unlock(struct tdp_lock *l);
 
-/* Someone is waiting for the lock. */
 enum tdp_lock_mode tdp_lock_held_mode(const struct tdp_lock *l);
 
-/* For a holder in @mode (a writer counts itself among the brlock's
- * writers): the cheap form for walks that know their mode. */
+/* Someone is waiting for the lock, as seen by a holder in @mode (a
+ * writer counts itself among the brlock's writers): the cheap form for
+ * walks that know their mode. */
 static inline bool tdp_lock_needbreak_held(struct tdp_lock *l,
 					   enum tdp_lock_mode mode)
 {
@@ -64,6 +64,7 @@ static inline bool tdp_lock_needbreak_held(struct tdp_lock *l,
 		       others;
 }
 
+/* Someone is waiting for the lock (the caller holds it). */
 static inline bool tdp_lock_needbreak(struct tdp_lock *l)
 {
 	return tdp_lock_needbreak_held(l, tdp_lock_held_mode(l));

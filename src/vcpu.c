@@ -13,8 +13,10 @@
  * guest access.  Guest-mode windows never block, so the wait is short.
  *
  * Roots: a vCPU holds a reference on each root it loaded.  Roots are
- * invalidated under mmu_lock (write) and REQ_RELOAD_ROOTS is sent in the
- * same critical section, with a wait; the vCPU drops invalid roots and
+ * invalidated under mmu_lock (write) and REQ_RELOAD_ROOTS is posted in the
+ * same critical section; the wait for the guest-mode windows then runs
+ * after the lock is released (vm.c, invalidate_and_zap); the vCPU drops
+ * invalid roots and
  * loads a valid one (under mmu_lock, so it cannot pick an invalid one)
  * before it enters guest mode, and flushes its TLB.  So a vCPU never
  * enters guest mode on an invalid root (I3).  In a confidential VM it also

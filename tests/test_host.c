@@ -2021,6 +2021,90 @@ static void test_gup_fast(void **state)
 	tdp_host_destroy(c.h);
 }
 
+/* Every pte change is inside its invalidation: once munmap's
+ * invalidate_end runs, gup-fast finds nothing in the range, and a pin
+ * taken then goes through the locked path, which waits for the munmap
+ * and refuses the hva (-EFAULT).  Had the ptes been cleared after
+ * invalidate_end (as before gup-fast existed), a fault starting after
+ * invalidate_end would pin the frame being unmapped and map it. */
+struct end_stop {
+	struct tdp_host_notifier n;
+	struct tdp_host *h;
+	uint64_t hva;
+	struct event in_end, release;
+	atomic_int done;
+	int ret;
+};
+
+static void end_stop_start(struct tdp_host_notifier *n, uint64_t s, uint64_t e)
+{
+}
+
+static void end_stop_end(struct tdp_host_notifier *n, uint64_t s, uint64_t e)
+{
+	struct end_stop *x = (struct end_stop *)n;
+
+	ev_set(&x->in_end);
+	ev_wait(&x->release);
+}
+
+static const struct tdp_host_notifier_ops end_stop_ops = {
+	.invalidate_start = end_stop_start,
+	.invalidate_end = end_stop_end,
+};
+
+static void *end_stop_munmap(void *arg)
+{
+	struct end_stop *x = arg;
+
+	assert_int_equal(tdp_host_munmap(x->h, x->hva, 2 * PG), 0);
+	return NULL;
+}
+
+static void *end_stop_pin(void *arg)
+{
+	struct end_stop *x = arg;
+	struct host_gup g;
+
+	x->ret = host_gup(x->h, x->hva + PG, false, &g);
+	if (!x->ret)
+		host_put_frame(x->h, g.ref_pfn);
+	atomic_store(&x->done, 1);
+	return NULL;
+}
+
+static void test_gup_fast_munmap_end(void **state)
+{
+	struct end_stop x;
+	pthread_t tm, tp;
+	uint64_t t0;
+	int early;
+
+	(void)state;
+	memset(&x, 0, sizeof(x));
+	x.h = th_host_new(1ull << 30);
+	x.hva = th_host_map(x.h, 2 * PG, 3, PG);
+	th_host_put_page(x.h, x.hva, 1);
+	th_host_put_page(x.h, x.hva + PG, 2);
+	x.n.ops = &end_stop_ops;
+	host_notifier_register(x.h, &x.n);
+	pthread_create(&tm, NULL, end_stop_munmap, &x);
+	ev_wait(&x.in_end);
+	pthread_create(&tp, NULL, end_stop_pin, &x);
+	t0 = th_now_ns();
+	while (!atomic_load(&x.done) && th_now_ns() - t0 < 200000000ull)
+		usleep(1000);
+	early = atomic_load(&x.done);
+	ev_set(&x.release);
+	pthread_join(tm, NULL);
+	pthread_join(tp, NULL);
+	assert_int_equal(early, 0);	  /* it waited for the munmap */
+	assert_int_equal(x.ret, -EFAULT); /* and found nothing there */
+	host_notifier_unregister(x.h, &x.n);
+	assert_int_equal(th_host_stats(x.h).frame_refs, 0);
+	tdp_host_destroy(x.h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2050,6 +2134,7 @@ int main(void)
 		cmocka_unit_test(test_reentry),
 		cmocka_unit_test(test_gup),
 		cmocka_unit_test(test_gup_fast),
+		cmocka_unit_test(test_gup_fast_munmap_end),
 		cmocka_unit_test(test_destroy_with_notifier),
 		cmocka_unit_test(test_concurrent),
 	};

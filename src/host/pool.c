@@ -96,7 +96,11 @@
  *    notifier's invalidate_start(), then the test hook, then changes the
  *    ptes (copying frame contents only now: guests may write until
  *    invalidate_start returns), then invalidate_end(), and only then drops
- *    the mapping references of the old frames.
+ *    the mapping references of the old frames; munmap, like punch_hole,
+ *    drops them as it clears the ptes, before invalidate_end.  Every pte
+ *    change is inside the invalidation: gup-fast reads ptes, so a pte
+ *    changed after invalidate_end could be pinned by a fault that has
+ *    nothing left to retry for.
  *  - The private path (host.h): munmap of a range with a guest-private
  *    page calls invalidate_private_start() right after invalidate_start()
  *    and invalidate_private_end() right before invalidate_end(), all over
@@ -532,20 +536,27 @@ static int64_t frame_alloc(struct tdp_host *h, unsigned order, bool zero)
 	if (zero && dirty)
 		frame_zero(h, (uint64_t)pfn, order);
 	frame_clear_state(h, (uint64_t)pfn, order);
-	__atomic_store_n(&h->refs[pfn], 1, __ATOMIC_RELAXED);
+	/* release: a gup-fast that takes a reference on the new folio sees
+	 * every pte change made before the frame was freed (its re-read of
+	 * the pte then fails) */
+	__atomic_store_n(&h->refs[pfn], 1, __ATOMIC_RELEASE);
 	STAT_ADD(h, frames_used, 1ull << order);
 	SLOT_ADD(h, frame_refs, 1);
 	return pfn;
 }
 
 /* Give back a folio from frame_alloc() that was never mapped. */
+static void frame_put(struct tdp_host *h, uint64_t head);
+
+/* Give back a folio from frame_alloc() that was never mapped.  Its count
+ * is dropped like any other reference, never overwritten: gup-fast may
+ * hold a speculative reference on it (taken through a pte that mapped
+ * the frame before it was freed and allocated again), and then the last
+ * of the two frees it. */
 static void frame_unalloc(struct tdp_host *h, uint64_t pfn, unsigned order)
 {
-	__atomic_store_n(&h->refs[pfn], 0, __ATOMIC_RELAXED);
-	SLOT_ADD(h, frame_refs, -1);
-	STAT_SUB(h, frames_used, 1ull << order);
-	frame_clear_state(h, pfn, order);
-	buddy_free(&h->buddy, pfn);
+	(void)order;
+	frame_put(h, pfn);
 }
 
 /* The last reference is gone: poison the folio and free it. */
@@ -999,7 +1010,7 @@ static void split_folio(struct tdp_host *h, uint64_t hva)
 	head = pte_head_pfn(e, hva);
 	buddy_split(&h->buddy, head);
 	for (uint64_t i = 1; i < n; i++)
-		__atomic_store_n(&h->refs[head + i], 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&h->refs[head + i], 1, __ATOMIC_RELEASE);
 	SLOT_ADD(h, frame_refs, n - 1);
 	STAT_ADD(h, splits, 1);
 	for (uint64_t i = 0; i < n; i++)
@@ -1424,12 +1435,17 @@ int tdp_host_munmap(struct tdp_host *h, uint64_t hva, uint64_t len)
 	call_hook(h, s, e);
 	split_partial(h, hva, end);
 	vma_remove_range(h, hva, end);
+	/* The ptes go inside the invalidation, before invalidate_end: gup-fast
+	 * reads ptes, not VMAs, and a fault that pinned through a pte still
+	 * present after invalidate_end would find nothing to retry for.  The
+	 * mapping references go with them (as punch_hole's do): every VM has
+	 * dropped its translations since invalidate_start returned, and a
+	 * fault's pin keeps its frame until it is put. */
+	pte_walk(h, hva, end, unmap_cb, NULL);
+	radix_prune(h->root, 0, hva, end);
 	if (priv)
 		notify_end(h, s, e, true);
 	notify_end(h, s, e, false);
-	/* nothing can reach the old frames now: drop the mapping refs */
-	pte_walk(h, hva, end, unmap_cb, NULL);
-	radix_prune(h->root, 0, hva, end);
 out:
 	mmap_write_unlock(h);
 	return ret;
