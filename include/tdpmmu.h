@@ -248,8 +248,9 @@ struct tdp_host_stats {
  * tdp_host_get_stats - snapshot the host's counters into @out.
  * frame_refs and pinned_refs are computed from every frame's reference
  * count (the fault path counts nothing else for a pin): the call reads
- * the whole pool's counts, 4 bytes per 4 KiB frame (a millisecond for
- * 4 GiB), so it is not for a hot loop.
+ * the counts of every frame up to the highest one ever allocated, 4
+ * bytes per 4 KiB frame (a millisecond for 4 GiB), so it is not for a
+ * hot loop.
  * Thread-safety: any thread; counters are read individually, not as one
  * atomic snapshot (while guests run, frame_refs and pinned_refs may mix
  * moments).

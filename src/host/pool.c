@@ -220,6 +220,9 @@ struct tdp_host {
 
 	struct host_stats st; /* atomics */
 	int inject; /* tdp_host_set_inject (inject.h): gup-fast's bug */
+	/* one past the highest frame ever allocated (atomic, only grows):
+	 * tdp_host_get_stats sums the counts below it */
+	uint64_t frames_hwm;
 	/* mapping references per reader slot (percpu.h): a slot's value
 	 * may go negative, the sum is exact when no update is in flight.
 	 * Pins are not counted here: they are the rest of the frames'
@@ -535,6 +538,16 @@ static int64_t frame_alloc(struct tdp_host *h, unsigned order, bool zero)
 		return pfn;
 	if (zero && dirty)
 		frame_zero(h, (uint64_t)pfn, order);
+	{
+		uint64_t end = (uint64_t)pfn + (1ull << order);
+		uint64_t cur = __atomic_load_n(&h->frames_hwm, __ATOMIC_RELAXED);
+
+		while (cur < end &&
+		       !__atomic_compare_exchange_n(&h->frames_hwm, &cur, end,
+						    false, __ATOMIC_RELAXED,
+						    __ATOMIC_RELAXED))
+			;
+	}
 	frame_clear_state(h, (uint64_t)pfn, order);
 	/* release: a gup-fast that takes a reference on the new folio sees
 	 * every pte change made before the frame was freed (its re-read of
@@ -1302,8 +1315,9 @@ void tdp_host_get_stats(struct tdp_host *h, struct tdp_host_stats *out)
 		/* every reference, summed over the frames (heads carry a
 		 * folio's): mapping references plus pins */
 		uint64_t all = 0;
+		uint64_t hwm = __atomic_load_n(&h->frames_hwm, __ATOMIC_RELAXED);
 
-		for (uint64_t i = 0; i < h->nr_frames; i++)
+		for (uint64_t i = 0; i < hwm && i < h->nr_frames; i++)
 			all += __atomic_load_n(&h->refs[i], __ATOMIC_RELAXED);
 		out->frame_refs = all;
 		out->pinned_refs = all - SLOT_GET(h, frame_refs);
