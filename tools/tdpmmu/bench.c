@@ -971,56 +971,48 @@ static void json_spread(const char *key, struct spread s, bool *first)
 	*first = false;
 }
 
+/* ,"@key":{name:spread,...}: design @k's value (@ratio_to < 0) or its
+ * per-round ratio to design @ratio_to's, for every phase of the first run
+ * (@w a phase measure) or every summary (@w == RW_SUMMARY) */
+static void json_spread_map(struct bench *runs, unsigned nimpl,
+			    unsigned rounds, const char *key, unsigned k,
+			    int ratio_to, enum round_what w)
+{
+	const struct bench *b0 = &runs[0];
+	unsigned n = w == RW_SUMMARY ? b0->nsum : b0->nph;
+	bool first = true;
+
+	printf(",\"%s\":{", key);
+	for (unsigned i = 0; i < n; i++) {
+		const char *name =
+			w == RW_SUMMARY ? b0->sum[i].key : b0->ph[i].name;
+
+		json_spread(name,
+			    round_spread(runs, nimpl, rounds, k, ratio_to, w,
+					 name),
+			    &first);
+	}
+	printf("}");
+}
+
 /* "rounds": per design, its medians; per baseline, the per-round ratios */
 static void json_rounds(struct bench *runs, unsigned nimpl, unsigned rounds)
 {
-	const struct bench *b0 = &runs[0];
-
 	printf(",\"rounds\":{\"n\":%u,\"designs\":[", rounds);
 	for (unsigned k = 0; k < nimpl; k++) {
-		bool first = true;
-
-		printf("%s{\"impl\":\"%s\",\"ns_per_op\":{", k ? "," : "",
-		       runs[k].impl->name);
-		for (unsigned i = 0; i < b0->nph; i++)
-			json_spread(b0->ph[i].name,
-				    round_spread(runs, nimpl, rounds, k, -1,
-						 RW_NS_PER_OP, b0->ph[i].name),
-				    &first);
-		printf("},\"faults_per_s\":{");
-		first = true;
-		for (unsigned i = 0; i < b0->nph; i++)
-			json_spread(b0->ph[i].name,
-				    round_spread(runs, nimpl, rounds, k, -1,
-						 RW_FAULTS_PER_S,
-						 b0->ph[i].name),
-				    &first);
-		printf("},\"summary\":{");
-		first = true;
-		for (unsigned j = 0; j < b0->nsum; j++)
-			json_spread(b0->sum[j].key,
-				    round_spread(runs, nimpl, rounds, k, -1,
-						 RW_SUMMARY, b0->sum[j].key),
-				    &first);
-		printf("}");
+		printf("%s{\"impl\":\"%s\"", k ? "," : "", runs[k].impl->name);
+		json_spread_map(runs, nimpl, rounds, "ns_per_op", k, -1,
+				RW_NS_PER_OP);
+		json_spread_map(runs, nimpl, rounds, "faults_per_s", k, -1,
+				RW_FAULTS_PER_S);
+		json_spread_map(runs, nimpl, rounds, "summary", k, -1,
+				RW_SUMMARY);
 		if (k) {
-			printf(",\"ratio_ns_per_op\":{");
-			first = true;
-			for (unsigned i = 0; i < b0->nph; i++)
-				json_spread(b0->ph[i].name,
-					    round_spread(runs, nimpl, rounds, 0,
-							 (int)k, RW_NS_PER_OP,
-							 b0->ph[i].name),
-					    &first);
-			printf("},\"ratio_summary\":{");
-			first = true;
-			for (unsigned j = 0; j < b0->nsum; j++)
-				json_spread(b0->sum[j].key,
-					    round_spread(runs, nimpl, rounds, 0,
-							 (int)k, RW_SUMMARY,
-							 b0->sum[j].key),
-					    &first);
-			printf("}");
+			/* tdp's over this design's, round by round */
+			json_spread_map(runs, nimpl, rounds, "ratio_ns_per_op",
+					0, (int)k, RW_NS_PER_OP);
+			json_spread_map(runs, nimpl, rounds, "ratio_summary", 0,
+					(int)k, RW_SUMMARY);
 		}
 		printf("}");
 	}

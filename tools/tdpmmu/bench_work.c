@@ -213,6 +213,26 @@ static int finish(struct bench *b)
 /* populate                                                            */
 /* ------------------------------------------------------------------ */
 
+/* One pass of a steady phase: zap, then the first @active vCPUs fault
+ * their memory in again.  The pass's phase slot is given back (the caller
+ * adds it up); the returned phase stays readable until the next one. */
+static struct bench_phase *steady_pass(struct bench *b, const char *name,
+				       unsigned active, uint16_t *gen)
+{
+	struct pass ps = {.mode = PASS_MIXED,
+			  .gen = ++*gen,
+			  .wpct = b->o->write_pct,
+			  .untimed = true};
+	struct bench_phase *p;
+
+	reset_mappings(b);
+	b->active = active;
+	p = bench_phase_run(b, name, "access", vcpu_pass, &ps, NULL, NULL);
+	p->bytes = p->threads * b->o->bytes;
+	b->nph--; /* the pass is part of a phase, not one itself */
+	return p;
+}
+
 /* A steady-state populate with the first @active vCPUs: zap the guest
  * memory and fault it in again (untimed per access), pass after pass,
  * until the passes add up to BENCH_STEADY_NS and there were at least -i of
@@ -229,30 +249,9 @@ static void steady_populate(struct bench *b, const char *name,
 	/* one pass that is not counted: the first refault after a zap may
 	 * still find the zapped tables on their way back to the allocator
 	 * (freed after an RCU grace period) and take fresh memory */
-	{
-		struct pass ps = {.mode = PASS_MIXED,
-				  .gen = ++*gen,
-				  .wpct = b->o->write_pct,
-				  .untimed = true};
-
-		reset_mappings(b);
-		b->active = active;
-		bench_phase_run(b, name, "access", vcpu_pass, &ps, NULL, NULL);
-		b->nph--;
-	}
+	steady_pass(b, name, active, gen);
 	do {
-		struct pass ps = {.mode = PASS_MIXED,
-				  .gen = ++*gen,
-				  .wpct = b->o->write_pct,
-				  .untimed = true};
-
-		reset_mappings(b);
-		b->active = active;
-		p = bench_phase_run(b, name, "access", vcpu_pass, &ps, NULL,
-				    NULL);
-		p->bytes = p->threads * b->o->bytes;
-		bench_phase_add(&acc, p);
-		b->nph--; /* the pass is part of the phase, not one itself */
+		bench_phase_add(&acc, steady_pass(b, name, active, gen));
 		n++;
 	} while (!atomic_load(&b->errors) && !atomic_load(&b->mismatches) &&
 		 (acc.wall_ns < BENCH_STEADY_NS || n < b->o->iters));
