@@ -163,6 +163,14 @@ long tdp_mmu_split_huge_range(struct tdp_mmu *mmu, unsigned as_id,
 retry:
 			if (tdp_mmu_iter_cond_resched(mmu, &it, &ctx, &y))
 				continue;
+			/* a fast zap may have invalidated the root while the
+			 * walk yielded (or refilled): no vCPU uses it now, and
+			 * a table linked into it would twin one a vCPU built
+			 * in the new root (the legacy engine's hash allows
+			 * one valid page per key).  Stable while the lock is
+			 * held: invalidation takes it for write. */
+			if (root_invalid(root))
+				break;
 			if (it.level == TDP_LEVEL_4K ||
 			    !spte_is_present_leaf(it.old_spte, it.level))
 				continue;

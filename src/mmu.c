@@ -263,8 +263,23 @@ void account_leaf(struct tdp_mmu *mmu, int level, long delta)
 		stat_add(stat_slot(mmu->stats)->pages[level], delta);
 }
 
+/* The root above the linked table @sp. */
+static struct tdp_pt_page *root_of(struct tdp_pt_page *sp)
+{
+	while (!sp->is_root)
+		sp = sptep_to_sp(sp->ptep);
+	return sp;
+}
+
 void account_new_table(struct tdp_mmu *mmu, struct tdp_pt_page *sp)
 {
+	/* faults and splits check under mmu_lock that their root is valid:
+	 * a table in an invalid root is wasted, and in the legacy engine a
+	 * twin of a valid shadow page (sp_hash.h) */
+	TDP_ASSERT_MSG(!root_invalid(root_of(sp)),
+		       "table for gfn %#llx level %d linked into an invalid "
+		       "root",
+		       (unsigned long long)sp->gfn, sp->level);
 	stat_inc(stat_slot(mmu->stats)->pt_pages);
 	if (mmu->legacy)
 		sp_hash_add(&mmu->sp_hash, sp);

@@ -474,6 +474,104 @@ static void test_vcpu_never_on_invalid_root(void **state)
 	fx_fini(&f);
 }
 
+/* ------------------------------------------------------------------ */
+/* A huge-page split that yields while a fast zap invalidates the roots  */
+/* stops at the invalid root: it splits nothing more there (a vCPU has   */
+/* meanwhile built the same tables in the new root; in the legacy engine */
+/* a second valid shadow page of one key breaks the hash, sp_hash.h).    */
+/* Both engines: the split is the same code (dirty.c).                   */
+/* ------------------------------------------------------------------ */
+
+struct split_race {
+	struct th_env *f;
+	struct tdp_pt_page *old_root;
+	int yields;
+};
+
+static bool yield_always(void *arg)
+{
+	(void)arg;
+	return true;
+}
+
+/* The first half of a fast zap (vm.c invalidate_and_zap), then a write
+ * to the last 2 MiB region, whose 4 KiB table the vCPU builds in the new
+ * root.  The invalid root stays unzapped until the test zaps it. */
+static void invalidate_then_fault(void *arg)
+{
+	struct split_race *r = arg;
+	struct tdp_vm *vm = r->f->vm;
+	uint8_t buf[64] = { 1 };
+	uint64_t gen;
+
+	if (r->yields++)
+		return;
+	tdp_write_lock(&vm->mmu.lock);
+	r->old_root = r->f->v[0]->root[0];
+	assert_true(root_get(r->old_root)); /* the test inspects it later */
+	tdp_mmu_invalidate_roots(&vm->mmu, ROOT_DIRECT);
+	gen = atomic_load(&vm->mmu.roots.inval_gen);
+	vm_request_all(vm, REQ_RELOAD_ROOTS | REQ_TLB_FLUSH);
+	tdp_write_unlock(&vm->mmu.lock);
+	vm_wait_guest_exits(vm);
+	roots_mark_acked(&vm->mmu.roots, gen);
+	assert_int_equal(tdp_vcpu_write(r->f->v[0], 6 * MiB, buf, sizeof(buf)),
+			 0);
+	assert_ptr_not_equal(r->f->v[0]->root[0], r->old_root);
+}
+
+static void split_stops_at_invalid_root(unsigned engine)
+{
+	struct tdp_vm_config vc = { .max_vcpus = 4, .engine = engine };
+	struct split_race r = { 0 };
+	struct tdp_mmu *mmu;
+	uint8_t buf[64] = { 1 };
+	struct th_env f;
+	uint64_t *pmd;
+
+	th_env_init(&f, 1 * GiB, &vc, 1);
+	th_env_slot(&f, 0, 8 * MiB, 2 * MiB);
+	mmu = &f.vm->mmu;
+	r.f = &f;
+	for (uint64_t gpa = 0; gpa < 8 * MiB; gpa += 2 * MiB)
+		assert_int_equal(tdp_vcpu_write(f.v[0], gpa, buf, sizeof(buf)),
+				 0);
+	assert_int_equal(th_vm_stats(f.vm).pages_2m, 4);
+
+	mmu->hooks = (struct tdp_mmu_hooks){
+		.force_yield = yield_always,
+		.in_yield = invalidate_then_fault,
+		.arg = &r,
+	};
+	th_set_slot(f.vm, 0, 0, f.gpa, f.size, f.hva, TDP_MEM_LOG_DIRTY);
+	memset(&mmu->hooks, 0, sizeof(mmu->hooks));
+	assert_true(r.yields >= 1);
+
+	/* the region the split had not reached when the root went invalid
+	 * is still one 2 MiB leaf there */
+	assert_true(root_invalid(r.old_root));
+	pmd = find_table(r.old_root, 0, TDP_LEVEL_2M);
+	assert_true(spte_is_present_leaf(pmd[3], TDP_LEVEL_2M));
+
+	tdp_read_lock(&mmu->lock);
+	root_put(&mmu->roots, r.old_root);
+	tdp_read_unlock(&mmu->lock);
+	tdp_mmu_zap_invalidated_roots(mmu, !mmu->legacy);
+	fx_fini(&f);
+}
+
+static void test_split_stops_at_invalid_root(void **state)
+{
+	(void)state;
+	split_stops_at_invalid_root(TDP_ENGINE_TDP);
+}
+
+static void test_split_stops_at_invalid_root_legacy(void **state)
+{
+	(void)state;
+	split_stops_at_invalid_root(TDP_ENGINE_LEGACY);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -484,6 +582,8 @@ int main(void)
 		cmocka_unit_test(test_frozen_entry_not_overwritten),
 		cmocka_unit_test(test_dirty_bit_survives_zap),
 		cmocka_unit_test(test_vcpu_never_on_invalid_root),
+		cmocka_unit_test(test_split_stops_at_invalid_root),
+		cmocka_unit_test(test_split_stops_at_invalid_root_legacy),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
