@@ -771,6 +771,25 @@ reported apart, designs are interleaved in rounds in one process, and a
 ratio is the median of per-round ratios.  The floor measured this way
 scales like the machine (about 2x) and costs 15-30 ns per fault.
 
+## What stands between the fault and 4x the floor
+
+Target 1 is not met (typically 5.5-6x in standalone runs).  A ceiling
+experiment (2026-12-07, 474f550, not committed) made seven locked
+instructions per fault plain: the brlock reader count in and out,
+the SRCU count in and out, the seq_cst store of the vCPU mode at guest
+entry (twice per fault) and the leaf gauge; that is what an
+asymmetric-fence design (membarrier on the writer side, single-writer
+per-vCPU slots) would at best buy.  Four alternating runs of
+\`populate -v 1 --baseline floor --compare --rounds 5\`: 152-163 ns per
+steady fault before, 127-131 ns after (one outlier 158), floor 25-28 ns:
+about 4.8x.  So each locked instruction costs about 4 ns here, and the
+rest of the fault (the guest walk that misses, the memslot and host
+frame lookups, the frame reference, the iterator's walk, the CAS, the
+walk after re-entry) is spread over many functions, none above 11% of
+the vCPU thread's samples (profile below).  Reaching 4x needs the read
+side made fence-free *and* about 20 ns more from the walks; this is left
+open.
+
 MD
 
 if [ -n "$BEFORE_CLI" ]; then
