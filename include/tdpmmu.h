@@ -35,9 +35,14 @@
 extern "C" {
 #endif
 
+/* Marks the functions the shared library exports: these and nothing else
+ * (the library is built with hidden visibility; tests/exports.cmake
+ * checks `nm -D` against this header). */
+#define TDP_API __attribute__((visibility("default")))
+
 #define TDP_PAGE_SIZE 4096ull
-#define TDP_HUGE_2M (2ull << 20)
-#define TDP_HUGE_1G (1ull << 30)
+#define TDP_HUGE_2M   (2ull << 20)
+#define TDP_HUGE_1G   (1ull << 30)
 
 /* ------------------------------------------------------------------ */
 /* Host                                                                */
@@ -46,10 +51,10 @@ extern "C" {
 struct tdp_host;
 
 /* Protection bits of a host mapping (tdp_host_mmap, tdp_host_mprotect). */
-#define TDP_PROT_NONE 0u
-#define TDP_PROT_READ 1u
+#define TDP_PROT_NONE  0u
+#define TDP_PROT_READ  1u
 #define TDP_PROT_WRITE 2u
-#define TDP_PROT_EXEC 4u
+#define TDP_PROT_EXEC  4u
 
 /* Flags of tdp_host_mmap */
 #define TDP_MAP_FIXED 1u
@@ -78,14 +83,15 @@ struct tdp_host_config {
  *         -ENOMEM the pool could not be reserved.
  * Thread-safety: any thread.
  */
-int tdp_host_create(const struct tdp_host_config *cfg, struct tdp_host **out);
+TDP_API int tdp_host_create(const struct tdp_host_config *cfg,
+			    struct tdp_host **out);
 
 /*
  * tdp_host_destroy - unmap everything and free the host.  Every VM created
  * on it must have been destroyed.  NULL is ignored.
  * Thread-safety: no other call on this host may run concurrently.
  */
-void tdp_host_destroy(struct tdp_host *h);
+TDP_API void tdp_host_destroy(struct tdp_host *h);
 
 /*
  * tdp_host_mmap - map @len bytes of anonymous memory backed by folios of
@@ -102,8 +108,8 @@ void tdp_host_destroy(struct tdp_host *h);
  *         -ENOMEM no hva space left (the hva space is 2^47 bytes).
  * Thread-safety: any thread.
  */
-int tdp_host_mmap(struct tdp_host *h, uint64_t len, unsigned prot,
-		  uint64_t folio_size, unsigned flags, uint64_t *hva);
+TDP_API int tdp_host_mmap(struct tdp_host *h, uint64_t len, unsigned prot,
+			  uint64_t folio_size, unsigned flags, uint64_t *hva);
 
 /*
  * tdp_host_munmap - unmap [hva, hva+len).  The range must lie inside
@@ -115,7 +121,7 @@ int tdp_host_mmap(struct tdp_host *h, uint64_t len, unsigned prot,
  *         the range is not mapped (nothing is changed).
  * Thread-safety: any thread.
  */
-int tdp_host_munmap(struct tdp_host *h, uint64_t hva, uint64_t len);
+TDP_API int tdp_host_munmap(struct tdp_host *h, uint64_t hva, uint64_t len);
 
 /*
  * tdp_host_punch_hole - free the frames of [hva, hva+len) of guest-private
@@ -128,7 +134,7 @@ int tdp_host_munmap(struct tdp_host *h, uint64_t hva, uint64_t len);
  *         TDP_MAP_GUEST_PRIVATE memory.  On error nothing changed.
  * Thread-safety: any thread.
  */
-int tdp_host_punch_hole(struct tdp_host *h, uint64_t hva, uint64_t len);
+TDP_API int tdp_host_punch_hole(struct tdp_host *h, uint64_t hva, uint64_t len);
 
 /*
  * tdp_host_mprotect - change the protection of [hva, hva+len).  Removing a
@@ -139,8 +145,8 @@ int tdp_host_punch_hole(struct tdp_host *h, uint64_t hva, uint64_t len);
  *         range is TDP_MAP_GUEST_PRIVATE memory.  On error nothing changed.
  * Thread-safety: any thread.
  */
-int tdp_host_mprotect(struct tdp_host *h, uint64_t hva, uint64_t len,
-		      unsigned prot);
+TDP_API int tdp_host_mprotect(struct tdp_host *h, uint64_t hva, uint64_t len,
+			      unsigned prot);
 
 /*
  * tdp_host_migrate - move the populated pages of [hva, hva+len) to new
@@ -152,7 +158,7 @@ int tdp_host_mprotect(struct tdp_host *h, uint64_t hva, uint64_t len,
  *         -ENOMEM no free frames for the copy.  On error nothing changed.
  * Thread-safety: any thread.
  */
-int tdp_host_migrate(struct tdp_host *h, uint64_t hva, uint64_t len);
+TDP_API int tdp_host_migrate(struct tdp_host *h, uint64_t hva, uint64_t len);
 
 /*
  * tdp_host_swap_out - write the populated pages of [hva, hva+len) to the
@@ -164,7 +170,7 @@ int tdp_host_migrate(struct tdp_host *h, uint64_t hva, uint64_t len);
  *         -ENOMEM the swap store could not grow.  On error nothing changed.
  * Thread-safety: any thread.
  */
-int tdp_host_swap_out(struct tdp_host *h, uint64_t hva, uint64_t len);
+TDP_API int tdp_host_swap_out(struct tdp_host *h, uint64_t hva, uint64_t len);
 
 /*
  * tdp_host_split - split every huge folio that intersects [hva, hva+len)
@@ -175,7 +181,7 @@ int tdp_host_swap_out(struct tdp_host *h, uint64_t hva, uint64_t len);
  *         error nothing changed.
  * Thread-safety: any thread.
  */
-int tdp_host_split(struct tdp_host *h, uint64_t hva, uint64_t len);
+TDP_API int tdp_host_split(struct tdp_host *h, uint64_t hva, uint64_t len);
 
 /*
  * tdp_host_read / tdp_host_write - copy between the host's memory at
@@ -189,9 +195,10 @@ int tdp_host_split(struct tdp_host *h, uint64_t hva, uint64_t len);
  * Thread-safety: any thread.  Concurrent guest accesses to the same bytes
  * are not ordered with the copy (as with real shared memory).
  */
-int tdp_host_read(struct tdp_host *h, uint64_t hva, void *buf, uint64_t len);
-int tdp_host_write(struct tdp_host *h, uint64_t hva, const void *buf,
-		   uint64_t len);
+TDP_API int tdp_host_read(struct tdp_host *h, uint64_t hva, void *buf,
+			  uint64_t len);
+TDP_API int tdp_host_write(struct tdp_host *h, uint64_t hva, const void *buf,
+			   uint64_t len);
 
 /*
  * tdp_host_age - the host's reclaim scan asks whether the pages of
@@ -221,10 +228,10 @@ int tdp_host_write(struct tdp_host *h, uint64_t hva, const void *buf,
  *         asked).
  * Thread-safety: any thread.
  */
-#define TDP_AGE_TEST_ONLY 1u	/* report only; clear nothing */
-#define TDP_AGE_FLUSH 2u	/* clear, then flush vCPU TLBs */
-int tdp_host_age(struct tdp_host *h, uint64_t hva, uint64_t len,
-		 unsigned flags, uint64_t *young);
+#define TDP_AGE_TEST_ONLY 1u /* report only; clear nothing */
+#define TDP_AGE_FLUSH	  2u /* clear, then flush vCPU TLBs */
+TDP_API int tdp_host_age(struct tdp_host *h, uint64_t hva, uint64_t len,
+			 unsigned flags, uint64_t *young);
 
 struct tdp_host_stats {
 	uint64_t frames_total;	 /* 4 KiB frames in the pool */
@@ -255,7 +262,7 @@ struct tdp_host_stats {
  * atomic snapshot (while guests run, frame_refs and pinned_refs may mix
  * moments).
  */
-void tdp_host_get_stats(struct tdp_host *h, struct tdp_host_stats *out);
+TDP_API void tdp_host_get_stats(struct tdp_host *h, struct tdp_host_stats *out);
 
 /* ------------------------------------------------------------------ */
 /* VM                                                                  */
@@ -264,14 +271,14 @@ void tdp_host_get_stats(struct tdp_host *h, struct tdp_host_stats *out);
 struct tdp_vm;
 
 #define TDP_MAX_MEMSLOTS 512u
-#define TDP_MAX_VCPUS 1024u
+#define TDP_MAX_VCPUS	 1024u
 
 struct tdp_vm_config {
-	unsigned root_level;	/* 4 (48-bit gpa) or 5 (57-bit gpa); 0 = 4 */
-	unsigned nr_as;		/* address spaces, 1 or 2 (SMM); 0 = 1 */
-	unsigned max_vcpus;	/* 1..TDP_MAX_VCPUS; 0 = 64 */
-	uint64_t max_huge;	/* largest leaf: 4 KiB, 2 MiB or 1 GiB; 0 = 1 GiB */
-	unsigned flags;		/* TDP_VM_* */
+	unsigned root_level; /* 4 (48-bit gpa) or 5 (57-bit gpa); 0 = 4 */
+	unsigned nr_as;	     /* address spaces, 1 or 2 (SMM); 0 = 1 */
+	unsigned max_vcpus;  /* 1..TDP_MAX_VCPUS; 0 = 64 */
+	uint64_t max_huge; /* largest leaf: 4 KiB, 2 MiB or 1 GiB; 0 = 1 GiB */
+	unsigned flags;	   /* TDP_VM_* */
 	/* Bits of the memslot generation stamped into MMIO entries, 1..30;
 	 * 0 = 18 (as KVM).  Small values make the generation wrap quickly
 	 * (tests): on every wrap all roots are fast-zapped (I10). */
@@ -296,7 +303,7 @@ struct tdp_vm_config {
  *    invalidations, zaps of gfn ranges, dirty logging and aging reach
  *    leaves; aging walks the reverse maps without mmu_lock (a read-only
  *    lock bit per reverse map, KVM 2025).  Not with TDP_VM_CONFIDENTIAL. */
-#define TDP_ENGINE_TDP 0u
+#define TDP_ENGINE_TDP	  0u
 #define TDP_ENGINE_LEGACY 1u
 
 /* Take mmu_lock for write in every fault, as KVM did before its
@@ -357,8 +364,8 @@ struct tdp_vm_config {
  *         -ENOMEM.
  * Thread-safety: any thread.
  */
-int tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
-		  struct tdp_vm **out);
+TDP_API int tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
+			  struct tdp_vm **out);
 
 /*
  * tdp_vm_destroy - tear the VM down: unsubscribe from the host, invalidate
@@ -366,7 +373,7 @@ int tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
  * been destroyed.  NULL is ignored.
  * Thread-safety: no other call on this VM may run concurrently.
  */
-void tdp_vm_destroy(struct tdp_vm *vm);
+TDP_API void tdp_vm_destroy(struct tdp_vm *vm);
 
 /* Memslot flags */
 #define TDP_MEM_READONLY 1u
@@ -384,13 +391,13 @@ void tdp_vm_destroy(struct tdp_vm *vm);
 #define TDP_MEM_PRIVATE 4u
 
 struct tdp_memslot {
-	unsigned as_id;	/* address space, < nr_as */
-	unsigned slot;	/* slot id, < TDP_MAX_MEMSLOTS */
-	uint64_t gpa;	/* 4 KiB aligned */
-	uint64_t size;	/* 4 KiB multiple; 0 deletes the slot */
-	uint64_t hva;	/* 4 KiB aligned; the whole range must be mapped,
-			   and not guest-private */
-	unsigned flags; /* TDP_MEM_* */
+	unsigned as_id;	      /* address space, < nr_as */
+	unsigned slot;	      /* slot id, < TDP_MAX_MEMSLOTS */
+	uint64_t gpa;	      /* 4 KiB aligned */
+	uint64_t size;	      /* 4 KiB multiple; 0 deletes the slot */
+	uint64_t hva;	      /* 4 KiB aligned; the whole range must be mapped,
+				 and not guest-private */
+	unsigned flags;	      /* TDP_MEM_* */
 	uint64_t private_hva; /* TDP_MEM_PRIVATE only: 4 KiB aligned, the
 				 whole range mapped TDP_MAP_GUEST_PRIVATE */
 };
@@ -416,7 +423,8 @@ struct tdp_memslot {
  *         [private_hva, private_hva+size) is not guest-private memory.
  * Thread-safety: any thread; memslot updates of one VM are serialised.
  */
-int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *slot);
+TDP_API int tdp_vm_set_memslot(struct tdp_vm *vm,
+			       const struct tdp_memslot *slot);
 
 /*
  * tdp_vm_set_memory_attributes - convert the pages of [gpa, gpa+size) to
@@ -433,8 +441,8 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *slot);
  * Thread-safety: any thread; serialised with memslot updates.
  */
 #define TDP_MEMATTR_PRIVATE 1u
-int tdp_vm_set_memory_attributes(struct tdp_vm *vm, uint64_t gpa,
-				 uint64_t size, unsigned attrs);
+TDP_API int tdp_vm_set_memory_attributes(struct tdp_vm *vm, uint64_t gpa,
+					 uint64_t size, unsigned attrs);
 
 /*
  * tdp_vm_zap_gfn_range - zap every mapping of [gpa, gpa+size) in every root
@@ -442,8 +450,8 @@ int tdp_vm_set_memory_attributes(struct tdp_vm *vm, uint64_t gpa,
  * Errors: -EINVAL bad as_id, unaligned, zero size or overflow.
  * Thread-safety: any thread.
  */
-int tdp_vm_zap_gfn_range(struct tdp_vm *vm, unsigned as_id, uint64_t gpa,
-			 uint64_t size);
+TDP_API int tdp_vm_zap_gfn_range(struct tdp_vm *vm, unsigned as_id,
+				 uint64_t gpa, uint64_t size);
 
 /*
  * tdp_vm_invalidate_roots - mark every root obsolete; vCPUs load new roots
@@ -452,7 +460,7 @@ int tdp_vm_zap_gfn_range(struct tdp_vm *vm, unsigned as_id, uint64_t gpa,
  * Errors: none today; returns 0.
  * Thread-safety: any thread.
  */
-int tdp_vm_invalidate_roots(struct tdp_vm *vm);
+TDP_API int tdp_vm_invalidate_roots(struct tdp_vm *vm);
 
 /*
  * tdp_vm_zap_all_fast - KVM's kvm_mmu_zap_all_fast: under mmu_lock held
@@ -465,7 +473,7 @@ int tdp_vm_invalidate_roots(struct tdp_vm *vm);
  * Errors: -EINVAL NULL vm.
  * Thread-safety: any thread.
  */
-int tdp_vm_zap_all_fast(struct tdp_vm *vm);
+TDP_API int tdp_vm_zap_all_fast(struct tdp_vm *vm);
 
 /*
  * tdp_vm_get_dirty_log - report the pages of memslot @slot of @as_id that
@@ -483,8 +491,8 @@ int tdp_vm_zap_all_fast(struct tdp_vm *vm);
  * Thread-safety: any thread; calls for one VM are serialised with each
  * other and with memslot updates.
  */
-int tdp_vm_get_dirty_log(struct tdp_vm *vm, unsigned as_id, unsigned slot,
-			 uint64_t *bitmap);
+TDP_API int tdp_vm_get_dirty_log(struct tdp_vm *vm, unsigned as_id,
+				 unsigned slot, uint64_t *bitmap);
 
 /*
  * tdp_vm_clear_dirty_log - with TDP_VM_MANUAL_PROTECT: for every page
@@ -500,16 +508,16 @@ int tdp_vm_get_dirty_log(struct tdp_vm *vm, unsigned as_id, unsigned slot,
  *         -ENOENT no such slot.
  * Thread-safety: as tdp_vm_get_dirty_log.
  */
-int tdp_vm_clear_dirty_log(struct tdp_vm *vm, unsigned as_id, unsigned slot,
-			   uint64_t first, uint64_t npages,
-			   const uint64_t *bitmap);
+TDP_API int tdp_vm_clear_dirty_log(struct tdp_vm *vm, unsigned as_id,
+				   unsigned slot, uint64_t first,
+				   uint64_t npages, const uint64_t *bitmap);
 
 struct tdp_translation {
-	uint64_t pfn;	    /* host frame backing the gpa's 4 KiB page */
-	uint64_t size;	    /* size of the leaf: 4 KiB, 2 MiB or 1 GiB */
-	unsigned prot;	    /* TDP_PROT_* the leaf allows */
-	bool accessed;	    /* Accessed bit of the leaf */
-	bool dirty;	    /* Dirty bit of the leaf */
+	uint64_t pfn;  /* host frame backing the gpa's 4 KiB page */
+	uint64_t size; /* size of the leaf: 4 KiB, 2 MiB or 1 GiB */
+	unsigned prot; /* TDP_PROT_* the leaf allows */
+	bool accessed; /* Accessed bit of the leaf */
+	bool dirty;    /* Dirty bit of the leaf */
 };
 
 /*
@@ -524,44 +532,44 @@ struct tdp_translation {
  *         it) or the gpa is not mapped.
  * Thread-safety: any thread, lock-free.
  */
-int tdp_vm_translate(struct tdp_vm *vm, unsigned as_id, uint64_t gpa,
-		     struct tdp_translation *out);
+TDP_API int tdp_vm_translate(struct tdp_vm *vm, unsigned as_id, uint64_t gpa,
+			     struct tdp_translation *out);
 
 struct tdp_stats {
 	/* faults (KVM vcpu stats, summed over vCPUs) */
-	uint64_t pf_taken;	/* faults that reached the fault handler */
-	uint64_t pf_fixed;	/* faults that installed a leaf */
-	uint64_t pf_spurious;	/* faults already fixed by someone else */
-	uint64_t pf_retry;	/* faults retried (invalidation race, lost
-				   compare-exchange, invalid slot or root) */
-	uint64_t pf_retry_early;/* of them, faults that gave up before asking
-				   the host, an invalidation covering the gfn
-				   being under way */
-	uint64_t pf_mmio;	/* accesses with no memslot (-EFAULT exits) */
-	uint64_t pf_ro_exit;	/* writes to read-only slots (-EACCES exits) */
+	uint64_t pf_taken;	 /* faults that reached the fault handler */
+	uint64_t pf_fixed;	 /* faults that installed a leaf */
+	uint64_t pf_spurious;	 /* faults already fixed by someone else */
+	uint64_t pf_retry;	 /* faults retried (invalidation race, lost
+				    compare-exchange, invalid slot or root) */
+	uint64_t pf_retry_early; /* of them, faults that gave up before asking
+				    the host, an invalidation covering the gfn
+				    being under way */
+	uint64_t pf_mmio;	 /* accesses with no memslot (-EFAULT exits) */
+	uint64_t pf_ro_exit;	 /* writes to read-only slots (-EACCES exits) */
 	uint64_t pf_mmio_spte_created; /* MMIO entries installed */
-	uint64_t mmio_fast;	/* MMIO exits served by a current MMIO entry,
-				   without a memslot lookup */
+	uint64_t mmio_fast; /* MMIO exits served by a current MMIO entry,
+			       without a memslot lookup */
 	/* mappings (KVM vm stats; instantaneous) */
 	uint64_t pages_4k, pages_2m, pages_1g;
 	/* tables and roots (instantaneous) */
-	uint64_t pt_pages;	/* non-root table pages linked */
-	uint64_t pt_pages_alloc;/* table pages allocated, incl. roots and
-				   pages waiting for a deferred free */
-	uint64_t roots;		/* roots allocated (valid and invalid) */
-	uint64_t frame_refs;	/* host frame references held by the VM */
+	uint64_t pt_pages;	 /* non-root table pages linked */
+	uint64_t pt_pages_alloc; /* table pages allocated, incl. roots and
+				    pages waiting for a deferred free */
+	uint64_t roots;		 /* roots allocated (valid and invalid) */
+	uint64_t frame_refs;	 /* host frame references held by the VM */
 	/* TLB */
-	uint64_t remote_tlb_flush;	   /* remote flushes performed */
-	uint64_t remote_tlb_flush_requests;/* flush requests sent to vCPUs */
-	uint64_t remote_tlb_flush_ns;	   /* total time spent in them */
-	uint64_t tlb_hits, tlb_misses;	   /* summed over vCPUs */
+	uint64_t remote_tlb_flush;	    /* remote flushes performed */
+	uint64_t remote_tlb_flush_requests; /* flush requests sent to vCPUs */
+	uint64_t remote_tlb_flush_ns;	    /* total time spent in them */
+	uint64_t tlb_hits, tlb_misses;	    /* summed over vCPUs */
 	/* notifiers and zaps */
-	uint64_t invalidations;	/* notifier invalidate-start calls */
-	uint64_t zapped_leaves;	/* leaves zapped for any reason */
+	uint64_t invalidations; /* notifier invalidate-start calls */
+	uint64_t zapped_leaves; /* leaves zapped for any reason */
 	uint64_t root_reloads;	/* vCPU root loads */
 	uint64_t memslot_updates;
-	uint64_t fast_zaps;	  /* tdp_vm_zap_all_fast, incl. internal use */
-	uint64_t mmio_gen_wraps;  /* MMIO generation wrap-arounds */
+	uint64_t fast_zaps;	 /* tdp_vm_zap_all_fast, incl. internal use */
+	uint64_t mmio_gen_wraps; /* MMIO generation wrap-arounds */
 	/* accessed and dirty tracking */
 	uint64_t pf_fast;	  /* write faults fixed without mmu_lock */
 	uint64_t dirty_harvests;  /* tdp_vm_get/clear_dirty_log calls */
@@ -572,20 +580,20 @@ struct tdp_stats {
 	uint64_t age_calls;	  /* aging notifier calls */
 	uint64_t age_young;	  /* pages found young by them */
 	/* confidential VMs */
-	uint64_t conversions;	  /* tdp_vm_set_memory_attributes calls */
-	uint64_t pf_private;	  /* private faults fixed (mirror root) */
-	uint64_t pf_attr_exit;	  /* -EPERM exits: access of the wrong kind */
-	uint64_t ext_ops;	  /* external table operations done */
-	uint64_t ext_errors;	  /* operations the external table rejected:
-				     non-zero means the VM is dead (-EIO) */
-	uint64_t mirror_roots;	  /* mirror roots allocated (instantaneous) */
+	uint64_t conversions;  /* tdp_vm_set_memory_attributes calls */
+	uint64_t pf_private;   /* private faults fixed (mirror root) */
+	uint64_t pf_attr_exit; /* -EPERM exits: access of the wrong kind */
+	uint64_t ext_ops;      /* external table operations done */
+	uint64_t ext_errors;   /* operations the external table rejected:
+				  non-zero means the VM is dead (-EIO) */
+	uint64_t mirror_roots; /* mirror roots allocated (instantaneous) */
 };
 
 /*
  * tdp_vm_get_stats - snapshot the VM's counters into @out.
  * Thread-safety: any thread; counters are read individually.
  */
-void tdp_vm_get_stats(struct tdp_vm *vm, struct tdp_stats *out);
+TDP_API void tdp_vm_get_stats(struct tdp_vm *vm, struct tdp_stats *out);
 
 /*
  * tdp_vm_audit - check the invariants of DESIGN.md that can be checked on
@@ -602,7 +610,7 @@ void tdp_vm_get_stats(struct tdp_vm *vm, struct tdp_stats *out);
  * Thread-safety: call with no guest access, memslot update or host
  * operation in flight on this VM's host.
  */
-int tdp_vm_audit(struct tdp_vm *vm, char *report, size_t len);
+TDP_API int tdp_vm_audit(struct tdp_vm *vm, char *report, size_t len);
 
 /* ------------------------------------------------------------------ */
 /* vCPU                                                                */
@@ -615,13 +623,14 @@ struct tdp_vcpu;
  * Errors: -EINVAL id >= max_vcpus;  -EEXIST id already in use;  -ENOMEM.
  * Thread-safety: any thread.
  */
-int tdp_vcpu_create(struct tdp_vm *vm, unsigned id, struct tdp_vcpu **out);
+TDP_API int tdp_vcpu_create(struct tdp_vm *vm, unsigned id,
+			    struct tdp_vcpu **out);
 
 /*
  * tdp_vcpu_destroy - drop the vCPU's roots and free it.  NULL is ignored.
  * Thread-safety: no other call on this vCPU may run concurrently.
  */
-void tdp_vcpu_destroy(struct tdp_vcpu *v);
+TDP_API void tdp_vcpu_destroy(struct tdp_vcpu *v);
 
 /*
  * tdp_vcpu_read / tdp_vcpu_write / tdp_vcpu_fetch - guest accesses of @len
@@ -645,10 +654,12 @@ void tdp_vcpu_destroy(struct tdp_vcpu *v);
  * different vCPUs run concurrently with each other and with everything
  * else.
  */
-int tdp_vcpu_read(struct tdp_vcpu *v, uint64_t gpa, void *buf, uint64_t len);
-int tdp_vcpu_write(struct tdp_vcpu *v, uint64_t gpa, const void *buf,
-		   uint64_t len);
-int tdp_vcpu_fetch(struct tdp_vcpu *v, uint64_t gpa, void *buf, uint64_t len);
+TDP_API int tdp_vcpu_read(struct tdp_vcpu *v, uint64_t gpa, void *buf,
+			  uint64_t len);
+TDP_API int tdp_vcpu_write(struct tdp_vcpu *v, uint64_t gpa, const void *buf,
+			   uint64_t len);
+TDP_API int tdp_vcpu_fetch(struct tdp_vcpu *v, uint64_t gpa, void *buf,
+			   uint64_t len);
 
 /*
  * tdp_vcpu_set_as - switch the vCPU to address space @as_id (0 normal, 1
@@ -656,7 +667,7 @@ int tdp_vcpu_fetch(struct tdp_vcpu *v, uint64_t gpa, void *buf, uint64_t len);
  * Errors: -EINVAL as_id >= nr_as.
  * Thread-safety: the vCPU's thread.
  */
-int tdp_vcpu_set_as(struct tdp_vcpu *v, unsigned as_id);
+TDP_API int tdp_vcpu_set_as(struct tdp_vcpu *v, unsigned as_id);
 
 #ifdef __cplusplus
 }
