@@ -465,27 +465,24 @@ static void check_ext_counts(struct audit *a)
  * entry is a leaf (each entry is checked present as it is counted). */
 static void check_rmaps(struct tdp_vm *vm, struct audit *a)
 {
-	uint64_t n = 0;
-	unsigned idx;
+	int64_t n = mmu_rmap_entries(vm);
 
-	if (!vm->mmu.legacy)
+	if (n < 0)
 		return;
-	idx = tdp_srcu_read_lock(&vm->srcu);
-	for (unsigned as = 0; as < vm->cfg.nr_as; as++) {
-		struct memslots *set = vm_memslots(vm, as);
-
-		for (unsigned i = 0; i < set->n; i++)
-			n += legacy_rmap_entries(&vm->mmu,
-						 set->slots[i].rmaps);
-	}
-	tdp_srcu_read_unlock(&vm->srcu, idx);
-	if (n != a->nleaves)
+	if ((uint64_t)n != a->nleaves)
 		problem(a, "reverse maps hold %llu entries, the roots %zu "
 			   "leaves (legacy engine)",
 			(unsigned long long)n, a->nleaves);
 }
 
+static int vm_audit(struct tdp_vm *vm, char *report, size_t len);
+
 int tdp_vm_audit(struct tdp_vm *vm, char *report, size_t len)
+{
+	return vm ? vm_audit(vm, report, len) : -EINVAL;
+}
+
+static int vm_audit(struct tdp_vm *vm, char *report, size_t len)
 {
 	struct audit a = { .report = report, .len = len, .ext = vm->mmu.ext,
 			   .hash = vm->mmu.roots.hash };

@@ -130,14 +130,14 @@ int tdp_vm_set_memory_attributes(struct tdp_vm *vm, uint64_t gpa,
 	}
 	/* to private: shared mappings go; to shared: private ones */
 	if (!buggy)
-		vm_zap_gfns_locked(vm, 0, gfn, end - gfn,
+		mmu_zap_gfns_locked(vm, 0, gfn, end - gfn,
 				   private ? ROOT_DIRECT | ROOT_INVALID
 					   : ROOT_MIRROR | ROOT_INVALID);
 	set_attr_bits(set, gfn, end, private);
 	tdp_write_unlock(&vm->mmu.lock);
 	if (buggy) {
 		tdp_read_lock(&vm->mmu.lock);
-		vm_zap_gfns_locked(vm, 0, gfn, end - gfn, ROOT_MIRROR);
+		mmu_zap_gfns_locked(vm, 0, gfn, end - gfn, ROOT_MIRROR);
 		tdp_read_unlock(&vm->mmu.lock);
 	}
 	if (!nomn) {

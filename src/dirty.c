@@ -47,8 +47,8 @@ int clear_leaf_bit(struct tdp_mmu *mmu, unsigned as_id, uint64_t *sptep,
 		return 0;
 	if (mask && !bitmap_any(mask, a - start, b - a))
 		return 0;
-	if (k == CLEAR_D && mmu->mark_dirty)
-		mmu->mark_dirty(mmu->cb_arg, spte_pfn(*old), level_pages(level));
+	if (k == CLEAR_D && tdp_mmu_has_op(mmu, mark_dirty))
+		tdp_mmu_op(mmu, mark_dirty, spte_pfn(*old), level_pages(level));
 	new = *old & ~bit;
 	if (k == CLEAR_W)
 		new ^= SPTE_LOG_SEQ;

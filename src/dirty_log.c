@@ -131,15 +131,10 @@ static void protect_locked(struct tdp_vm *vm, const struct memslot *s,
 	enum tdp_clear_kind k = dbit_mode(vm) ? CLEAR_D : CLEAR_W;
 
 	tdp_assert_held_write(&vm->mmu.lock);
-	if (vm->mmu.legacy) {
-		struct legacy_range r =
-			memslot_legacy_range(s, start, start + npages);
+	struct gfn_range r = { .slot = s, .start = start,
+			       .end = start + npages };
 
-		legacy_clear_bits(&vm->mmu, &r, k, mask, found);
-		return;
-	}
-	tdp_mmu_clear_bits(&vm->mmu, s->as_id, start, start + npages, k,
-			   mask, found);
+	mmu_clear_bits(vm, &r, k, mask, found);
 }
 
 /* protect_locked, taking mmu_lock for write */

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * hw.c - the simulated hardware: per-vCPU TLB, paging-structure cache, the
- * page walker, and the guest access entry points.
+ * page walker with its Accessed/Dirty setting, and the exits it reports.
+ * It calls nothing above it: the run loop that enters guest mode, calls
+ * hw_translate and handles the exit is vcpu.c's.
  *
  * What hardware may do concurrently with software (and so what software
  * must tolerate):
@@ -27,9 +29,7 @@
 #include <string.h>
 
 #include "assert.h"
-#include "percpu.h"
 #include "vm.h"
-#include "wordcopy.h"
 
 void tlb_flush_all(struct tdp_tlb *t)
 {
@@ -215,8 +215,7 @@ violation:
 	return ~0ull;
 }
 
-static uint64_t hw_translate(struct tdp_vcpu *v, uint64_t gfn,
-			     enum tdp_access acc)
+uint64_t hw_translate(struct tdp_vcpu *v, uint64_t gfn, enum tdp_access acc)
 {
 	uint64_t pfn = tlb_lookup(&v->tlb, gfn, acc);
 
@@ -226,91 +225,4 @@ static uint64_t hw_translate(struct tdp_vcpu *v, uint64_t gfn,
 	}
 	stat_own_inc(v->st.tlb_misses);
 	return hw_walk(v, gfn, acc);
-}
-
-static int vcpu_access_slot(struct tdp_vcpu *v, uint64_t gpa, void *buf,
-			    uint64_t len, enum tdp_access acc);
-
-/* The calling thread counts on its vCPU's slot (percpu.h) for the
- * access, and on its previous one again afterwards (a test hook may run
- * another vCPU inside a fault). */
-static int vcpu_access(struct tdp_vcpu *v, uint64_t gpa, void *buf,
-		       uint64_t len, enum tdp_access acc)
-{
-	unsigned old = tdp_this_slot();
-	int r;
-
-	if (!v)
-		return -EINVAL;
-	tdp_set_slot(tdp_vcpu_slot(v->id));
-	r = vcpu_access_slot(v, gpa, buf, len, acc);
-	tdp_set_slot(old);
-	return r;
-}
-
-static int vcpu_access_slot(struct tdp_vcpu *v, uint64_t gpa, void *buf,
-			    uint64_t len, enum tdp_access acc)
-{
-	uint8_t *base;
-	uint8_t *p = buf;
-
-	if (!v || (!buf && len))
-		return -EINVAL;
-	if (gpa + len < gpa || gpa + len > vm_max_gpa(v->vm))
-		return -EINVAL;
-	base = host_frame_base(v->vm->host);
-	while (len) {
-		uint64_t off = gpa & (TDP_PAGE_SIZE - 1);
-		uint64_t n = TDP_PAGE_SIZE - off < len ? TDP_PAGE_SIZE - off
-							: len;
-
-		for (;;) {
-			uint64_t pfn;
-			int r = vcpu_enter_guest(v);
-
-			if (r)
-				return r;
-			if (v->vm->hooks.guest_entered)
-				v->vm->hooks.guest_entered(v, gpa,
-							   v->vm->hooks.arg);
-			pfn = hw_translate(v, gpa >> 12, acc);
-			if (pfn != ~0ull) {
-				uint8_t *frame = base + (pfn << 12) + off;
-
-				if (v->vm->hooks.in_guest)
-					v->vm->hooks.in_guest(v, gpa,
-							      v->vm->hooks.arg);
-				if (acc == ACC_WRITE)
-					wordcopy_to_frame(frame, p, n);
-				else
-					wordcopy_from_frame(p, frame, n);
-				vcpu_exit_guest(v);
-				break;
-			}
-			vcpu_exit_guest(v);
-			r = tdp_page_fault(v, gpa, acc, v->exit_present);
-			if (r)
-				return r;
-		}
-		gpa += n;
-		p += n;
-		len -= n;
-	}
-	return 0;
-}
-
-int tdp_vcpu_read(struct tdp_vcpu *v, uint64_t gpa, void *buf, uint64_t len)
-{
-	return vcpu_access(v, gpa, buf, len, ACC_READ);
-}
-
-int tdp_vcpu_write(struct tdp_vcpu *v, uint64_t gpa, const void *buf,
-		   uint64_t len)
-{
-	return vcpu_access(v, gpa, (void *)buf, len, ACC_WRITE);
-}
-
-int tdp_vcpu_fetch(struct tdp_vcpu *v, uint64_t gpa, void *buf, uint64_t len)
-{
-	return vcpu_access(v, gpa, buf, len, ACC_FETCH);
 }

@@ -42,12 +42,15 @@ void slot_rmaps_free(struct slot_rmaps *rm)
 	free(rm);
 }
 
-void legacy_rmap_update(struct tdp_mmu *mmu, unsigned as_id, uint64_t *sptep,
-			uint64_t gfn, int level, bool present)
+/* The entry-change reports of mmu.c (struct tdp_mmu_entry_ops): the
+ * shadow-page hash follows tables, the reverse maps follow leaves. */
+static void legacy_leaf_changed(struct tdp_mmu *mmu, unsigned as_id,
+				uint64_t *sptep, uint64_t gfn, int level,
+				bool present)
 {
-	struct rmap_head *head = mmu->rmap_of(mmu->cb_arg, as_id,
-					      gfn_round_for_level(gfn, level),
-					      level);
+	struct rmap_head *head =
+		tdp_mmu_op(mmu, rmap_of, as_id, gfn_round_for_level(gfn, level),
+			   level);
 
 	TDP_ASSERT_MSG(head, "leaf of gfn %#llx outside every memslot",
 		       (unsigned long long)gfn);
@@ -59,6 +62,48 @@ void legacy_rmap_update(struct tdp_mmu *mmu, unsigned as_id, uint64_t *sptep,
 	 * cache topped up before mmu_lock is taken */
 	TDP_ASSERT_MSG(rmap_add(&mmu->rmap, head, sptep) >= 0,
 		       "out of memory for a reverse-map descriptor");
+}
+
+static void legacy_table_linked(struct tdp_mmu *mmu, struct tdp_pt_page *sp)
+{
+	sp_hash_add(&mmu->sp_hash, sp);
+}
+
+static void legacy_table_unlinked(struct tdp_mmu *mmu, struct tdp_pt_page *sp)
+{
+	sp_hash_del(&mmu->sp_hash, sp);
+}
+
+static void legacy_destroy(struct tdp_mmu *mmu)
+{
+	sp_hash_destroy(&mmu->sp_hash);
+}
+
+static const struct tdp_mmu_entry_ops legacy_entry_ops = {
+	.table_linked = legacy_table_linked,
+	.table_unlinked = legacy_table_unlinked,
+	.leaf_changed = legacy_leaf_changed,
+	.destroy = legacy_destroy,
+};
+
+int legacy_enable(struct tdp_mmu *mmu)
+{
+	int r;
+
+	TDP_ASSERT(!atomic_load(&mmu->roots.nr_roots));
+	TDP_ASSERT_MSG(tdp_mmu_has_op(mmu, rmap_of),
+		       "the legacy engine needs the rmap_of upcall");
+	r = sp_hash_init(&mmu->sp_hash, &mmu->lock);
+	if (r)
+		return r;
+	mmu->eops = &legacy_entry_ops;
+	mmu->roots.hash = &mmu->sp_hash;
+	return 0;
+}
+
+bool legacy_enabled(const struct tdp_mmu *mmu)
+{
+	return mmu->eops == &legacy_entry_ops;
 }
 
 static int max_level(struct tdp_mmu *mmu)

@@ -36,6 +36,13 @@ struct slot_rmaps {
 	struct rmap_head *head[TDP_LEVEL_1G + 1]; /* [level][i] */
 };
 
+/* Make this (new, rootless) MMU the legacy engine's: its tables go in a
+ * shadow-page hash, where roots are found, and its leaves in the reverse
+ * maps that the rmap_of upcall finds (struct tdp_mmu_ops).  -ENOMEM. */
+int legacy_enable(struct tdp_mmu *mmu);
+/* Whether legacy_enable() made @mmu the legacy engine's. */
+bool legacy_enabled(const struct tdp_mmu *mmu);
+
 /* NULL on -ENOMEM. */
 struct slot_rmaps *slot_rmaps_alloc(uint64_t npages);
 /* Every head must be empty. */

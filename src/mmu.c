@@ -25,7 +25,8 @@
 
 
 int tdp_mmu_init(struct tdp_mmu *mmu, int root_level, int max_level,
-		 struct vm_stats *stats, void (*flush)(void *), void *arg)
+		 struct vm_stats *stats, const struct tdp_mmu_ops *ops,
+		 void *ops_arg)
 {
 	int r;
 
@@ -33,8 +34,8 @@ int tdp_mmu_init(struct tdp_mmu *mmu, int root_level, int max_level,
 	mmu->root_level = root_level;
 	mmu->max_level = max_level;
 	mmu->stats = stats;
-	mmu->flush_remote_tlbs = flush;
-	mmu->flush_arg = arg;
+	mmu->ops = ops;
+	mmu->ops_arg = ops_arg;
 	r = tdp_lock_init(&mmu->lock);
 	if (r)
 		return r;
@@ -56,23 +57,10 @@ err_lock:
 	return r;
 }
 
-int tdp_mmu_enable_legacy(struct tdp_mmu *mmu)
-{
-	int r;
-
-	TDP_ASSERT(!atomic_load(&mmu->roots.nr_roots));
-	r = sp_hash_init(&mmu->sp_hash, &mmu->lock);
-	if (r)
-		return r;
-	mmu->legacy = true;
-	mmu->roots.hash = &mmu->sp_hash;
-	return 0;
-}
-
 void tdp_mmu_destroy(struct tdp_mmu *mmu)
 {
-	if (mmu->legacy)
-		sp_hash_destroy(&mmu->sp_hash);
+	if (mmu->eops)
+		mmu->eops->destroy(mmu);
 	roots_destroy(&mmu->roots);
 	pt_alloc_destroy(&mmu->alloc);
 	tdp_lock_destroy(&mmu->lock);
@@ -93,7 +81,8 @@ void tdp_mmu_flush_and_free(struct tdp_mmu *mmu, struct tdp_flush_ctx *ctx)
 		ctx->removed = NULL;
 	}
 	if ((ctx->flush || ctx->removed) && !ctx->no_flush) {
-		mmu->flush_remote_tlbs(mmu->flush_arg);
+		if (tdp_mmu_has_op(mmu, flush_remote_tlbs))
+			mmu->ops->flush_remote_tlbs(mmu->ops_arg);
 		tdp_lock_paid_flush(&mmu->lock);
 	}
 	ctx->flush = false;
@@ -281,18 +270,19 @@ void account_new_table(struct tdp_mmu *mmu, struct tdp_pt_page *sp)
 		       "root",
 		       (unsigned long long)sp->gfn, sp->level);
 	stat_inc(stat_slot(mmu->stats)->pt_pages);
-	if (mmu->legacy)
-		sp_hash_add(&mmu->sp_hash, sp);
+	if (mmu->eops)
+		mmu->eops->table_linked(mmu, sp);
 }
 
 void account_split(struct tdp_mmu *mmu, struct tdp_pt_page *sp)
 {
 	account_leaf(mmu, sp->level, SPTE_ENT_PER_PAGE);
-	if (mmu->legacy)
+	if (mmu->eops)
 		for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++)
-			legacy_rmap_update(mmu, sp->as_id, &sp->spt[i],
-					   sp->gfn + i * level_pages(sp->level),
-					   sp->level, true);
+			mmu->eops->leaf_changed(mmu, sp->as_id, &sp->spt[i],
+						sp->gfn +
+							i * level_pages(sp->level),
+						sp->level, true);
 }
 
 /* @sp was unlinked by this thread: freeze and account its children. */
@@ -373,8 +363,8 @@ static void handle_removed_pt(struct tdp_mmu *mmu, struct tdp_pt_page *sp,
 			ext_refused(mmu, r, "table free", sp->gfn, level + 1);
 	}
 	stat_add(stat_slot(mmu->stats)->pt_pages, -1);
-	if (mmu->legacy)
-		sp_hash_del(&mmu->sp_hash, sp);
+	if (mmu->eops)
+		mmu->eops->table_unlinked(mmu, sp);
 	sp->next = ctx->removed;
 	ctx->removed = sp;
 }
@@ -394,8 +384,8 @@ void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
 	if (old == new)
 		return;
 	/* the legacy engine's reverse maps follow every leaf (legacy.c) */
-	if (mmu->legacy && was_leaf != is_leaf)
-		legacy_rmap_update(mmu, as_id, sptep, gfn, level, is_leaf);
+	if (mmu->eops && was_leaf != is_leaf)
+		mmu->eops->leaf_changed(mmu, as_id, sptep, gfn, level, is_leaf);
 	TDP_ASSERT_MSG(!(was_leaf && is_leaf &&
 			 spte_pfn(old) != spte_pfn(new)),
 		       "leaf of gfn %#llx changed frame %#llx -> %#llx without "
@@ -439,19 +429,18 @@ void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
 			 * is about to go: hand it to the host (I4) and, when
 			 * Dirty bits are the dirty log, to the log (I7) */
 			stat_inc(mmu->stats->zapped_dirty);
-			if (mmu->mark_dirty)
-				mmu->mark_dirty(mmu->cb_arg, spte_pfn(old),
-						level_pages(level));
-			if (mmu->mark_gfn_dirty)
-				mmu->mark_gfn_dirty(mmu->cb_arg, as_id,
-						    gfn_round_for_level(gfn,
-									level),
-						    level_pages(level));
-		}
-		if ((old & SPTE_A) && mmu->mark_accessed)
-			/* and the record that it was used (I8) */
-			mmu->mark_accessed(mmu->cb_arg, spte_pfn(old),
+			if (tdp_mmu_has_op(mmu, mark_dirty))
+				tdp_mmu_op(mmu, mark_dirty, spte_pfn(old),
 					   level_pages(level));
+			if (tdp_mmu_has_op(mmu, mark_gfn_dirty))
+				tdp_mmu_op(mmu, mark_gfn_dirty, as_id,
+					   gfn_round_for_level(gfn, level),
+					   level_pages(level));
+		}
+		if ((old & SPTE_A) && tdp_mmu_has_op(mmu, mark_accessed))
+			/* and the record that it was used (I8) */
+			tdp_mmu_op(mmu, mark_accessed, spte_pfn(old),
+				   level_pages(level));
 		owe_flush(mmu, ctx);
 	} else if (!was_leaf && is_leaf) {
 		account_leaf(mmu, level, 1);

@@ -60,6 +60,57 @@
 #include "stats.h"
 
 /*
+ * The MMU's calls upward, into the VM that owns it: one table, fixed at
+ * VM creation (vm.c), every function called with tdp_mmu.ops_arg.  All are
+ * callable in any lock mode and inside an RCU read section; none may take
+ * mmu_lock.  A NULL member is not called.
+ */
+struct rmap_head;
+struct tdp_mmu_ops {
+	/* Remote TLB flush, returning when every vCPU has acknowledged it
+	 * (vcpu.c); tdp_mmu_flush_and_free calls it before freeing tables. */
+	void (*flush_remote_tlbs)(void *arg);
+	/* A leaf with the Dirty bit set went away or lost its Dirty bit: the
+	 * host's frames were written (KVM's kvm_set_pfn_dirty). */
+	void (*mark_dirty)(void *arg, uint64_t pfn, uint64_t npages);
+	/* A leaf with the Accessed bit set went away (kvm_set_pfn_accessed). */
+	void (*mark_accessed)(void *arg, uint64_t pfn, uint64_t npages);
+	/* Dirty-bit logging: a leaf with the Dirty bit set went away; record
+	 * its gfns in the dirty log. */
+	void (*mark_gfn_dirty)(void *arg, unsigned as_id, uint64_t gfn,
+			       uint64_t npages);
+	/* The legacy engine's only: the reverse-map head of @gfn (a leaf of
+	 * @level) in its memslot, or NULL outside every memslot. */
+	struct rmap_head *(*rmap_of)(void *arg, unsigned as_id, uint64_t gfn,
+				     int level);
+};
+
+/* Whether the MMU has the upward call @fn. */
+#define tdp_mmu_has_op(mmu, fn) ((mmu)->ops && (mmu)->ops->fn)
+#define tdp_mmu_op(mmu, fn, ...) (mmu)->ops->fn((mmu)->ops_arg, __VA_ARGS__)
+
+/*
+ * How an engine other than the TDP MMU follows the changes mmu.c makes:
+ * the shared code (handle_changed_spte and the table accounting) reports
+ * each change here, and only here.  The legacy engine's table (legacy.c)
+ * keeps the shadow-page hash and the reverse maps; the TDP engine has
+ * none (tdp_mmu.eops NULL).  Called with mmu_lock held as the change was
+ * made (for write, in the legacy engine).
+ */
+struct tdp_mmu;
+struct tdp_mmu_entry_ops {
+	/* @sp was linked into a tree / is leaving it */
+	void (*table_linked)(struct tdp_mmu *mmu, struct tdp_pt_page *sp);
+	void (*table_unlinked)(struct tdp_mmu *mmu, struct tdp_pt_page *sp);
+	/* a present leaf at @sptep appeared (@present) or went */
+	void (*leaf_changed)(struct tdp_mmu *mmu, unsigned as_id,
+			     uint64_t *sptep, uint64_t gfn, int level,
+			     bool present);
+	/* tdp_mmu_destroy: free the engine's state */
+	void (*destroy)(struct tdp_mmu *mmu);
+};
+
+/*
  * Test hooks: let tests stop a protocol at a chosen point to force a race
  * deterministically.  NULL in normal use; each call site costs one
  * predictable branch.
@@ -86,34 +137,20 @@ struct tdp_mmu {
 	struct tdp_roots roots;
 	struct pt_alloc alloc;
 	struct ext_table *ext; /* confidential VMs: what mirror roots mirror */
-	/* The legacy engine (legacy.h): every entry change under the write
-	 * lock, tables in the shadow-page hash, leaves kept in reverse maps
-	 * found through rmap_of(). */
-	bool legacy;
+	/* An engine that follows entry changes (the legacy engine:
+	 * legacy_enable) or NULL (the TDP engine). */
+	const struct tdp_mmu_entry_ops *eops;
+	/* the legacy engine's: tables in the shadow-page hash, leaves in
+	 * reverse maps found through ops->rmap_of */
 	struct sp_hash sp_hash;
 	struct rmap_ctx rmap;
-	struct rmap_head *(*rmap_of)(void *cb_arg, unsigned as_id,
-				     uint64_t gfn, int level);
 	atomic_bool dead;      /* the external table refused an operation */
 	struct vm_stats *stats;
 	int root_level;
 	int max_level; /* largest leaf level allowed */
-	/* Remote TLB flush with wait for acknowledgement (vcpu.c). */
-	void (*flush_remote_tlbs)(void *arg);
-	void *flush_arg;
-	/* Callbacks into the VM, all with @cb_arg, callable in any lock
-	 * mode and inside RCU; none may take mmu_lock.
-	 * A leaf with the Dirty bit set went away or lost its Dirty bit: tell
-	 * the host its frames were written (KVM's kvm_set_pfn_dirty;
-	 * host.h host_mark_dirty). */
-	void (*mark_dirty)(void *arg, uint64_t pfn, uint64_t npages);
-	/* A leaf with the Accessed bit set went away (kvm_set_pfn_accessed). */
-	void (*mark_accessed)(void *arg, uint64_t pfn, uint64_t npages);
-	/* Dirty-bit logging only (NULL otherwise): a leaf with the Dirty bit
-	 * set went away; record its gfns in the dirty log. */
-	void (*mark_gfn_dirty)(void *arg, unsigned as_id, uint64_t gfn,
-			       uint64_t npages);
-	void *cb_arg;
+	/* what the MMU asks of the VM above it (NULL: nothing) */
+	const struct tdp_mmu_ops *ops;
+	void *ops_arg;
 	/* Test instrumentation (NULL normally): per 4 KiB frame, Dirty bits
 	 * set on leaves mapping it (by the hardware walker or a fault) minus
 	 * Dirty bits taken off leaves with a report to the host or the log.
@@ -159,11 +196,11 @@ struct tdp_fault {
 	uint64_t mmio_gen;  /* its generation */
 };
 
+/* @ops (may be NULL) and @ops_arg: the calls upward (struct
+ * tdp_mmu_ops). */
 int tdp_mmu_init(struct tdp_mmu *mmu, int root_level, int max_level,
-		 struct vm_stats *stats, void (*flush)(void *), void *arg);
-/* Make this (new, rootless) MMU the legacy engine's: its tables go in a
- * shadow-page hash, where roots are found.  -ENOMEM. */
-int tdp_mmu_enable_legacy(struct tdp_mmu *mmu);
+		 struct vm_stats *stats, const struct tdp_mmu_ops *ops,
+		 void *ops_arg);
 /* All roots must be gone (tdp_mmu_teardown first). */
 void tdp_mmu_destroy(struct tdp_mmu *mmu);
 

@@ -59,9 +59,4 @@ int clear_leaf_bit(struct tdp_mmu *mmu, unsigned as_id, uint64_t *sptep,
 		   uint64_t end, enum tdp_clear_kind k, const uint64_t *mask,
 		   uint64_t *found, struct tdp_flush_ctx *ctx);
 
-/* legacy.c: add (@present) or remove the leaf at @sptep to/from its
- * reverse map.  mmu_lock held for write. */
-void legacy_rmap_update(struct tdp_mmu *mmu, unsigned as_id, uint64_t *sptep,
-			uint64_t gfn, int level, bool present);
-
 #endif

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vcpu.c - vCPU mode, requests, kicks with acknowledgement, root loading.
+ * vcpu.c - vCPU mode, requests, kicks with acknowledgement, root loading,
+ * and the run loop of a guest access: enter guest mode, translate through
+ * the simulated hardware (hw.c), copy, exit; on a violation exit, handle
+ * the fault (fault.c) and enter again.
  *
  * The request/mode ordering (a Dekker pair, both sides sequentially
  * consistent):
@@ -31,8 +34,10 @@
 #include <time.h>
 
 #include "assert.h"
+#include "percpu.h"
 #include "sched/sched.h"
 #include "vm.h"
+#include "wordcopy.h"
 
 static uint64_t now_ns(void)
 {
@@ -305,4 +310,95 @@ int tdp_vcpu_set_as(struct tdp_vcpu *v, unsigned as_id)
 		tlb_flush_all(&v->tlb);
 	}
 	return 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* The run loop                                                      */
+/* ---------------------------------------------------------------- */
+
+static int vcpu_access_slot(struct tdp_vcpu *v, uint64_t gpa, void *buf,
+			    uint64_t len, enum tdp_access acc);
+
+/* The calling thread counts on its vCPU's slot (percpu.h) for the
+ * access, and on its previous one again afterwards (a test hook may run
+ * another vCPU inside a fault). */
+static int vcpu_access(struct tdp_vcpu *v, uint64_t gpa, void *buf,
+		       uint64_t len, enum tdp_access acc)
+{
+	unsigned old = tdp_this_slot();
+	int r;
+
+	if (!v)
+		return -EINVAL;
+	tdp_set_slot(tdp_vcpu_slot(v->id));
+	r = vcpu_access_slot(v, gpa, buf, len, acc);
+	tdp_set_slot(old);
+	return r;
+}
+
+static int vcpu_access_slot(struct tdp_vcpu *v, uint64_t gpa, void *buf,
+			    uint64_t len, enum tdp_access acc)
+{
+	uint8_t *base;
+	uint8_t *p = buf;
+
+	if (!v || (!buf && len))
+		return -EINVAL;
+	if (gpa + len < gpa || gpa + len > vm_max_gpa(v->vm))
+		return -EINVAL;
+	base = host_frame_base(v->vm->host);
+	while (len) {
+		uint64_t off = gpa & (TDP_PAGE_SIZE - 1);
+		uint64_t n = TDP_PAGE_SIZE - off < len ? TDP_PAGE_SIZE - off
+							: len;
+
+		for (;;) {
+			uint64_t pfn;
+			int r = vcpu_enter_guest(v);
+
+			if (r)
+				return r;
+			if (v->vm->hooks.guest_entered)
+				v->vm->hooks.guest_entered(v, gpa,
+							   v->vm->hooks.arg);
+			pfn = hw_translate(v, gpa >> 12, acc);
+			if (pfn != ~0ull) {
+				uint8_t *frame = base + (pfn << 12) + off;
+
+				if (v->vm->hooks.in_guest)
+					v->vm->hooks.in_guest(v, gpa,
+							      v->vm->hooks.arg);
+				if (acc == ACC_WRITE)
+					wordcopy_to_frame(frame, p, n);
+				else
+					wordcopy_from_frame(p, frame, n);
+				vcpu_exit_guest(v);
+				break;
+			}
+			vcpu_exit_guest(v);
+			r = tdp_page_fault(v, gpa, acc, v->exit_present);
+			if (r)
+				return r;
+		}
+		gpa += n;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int tdp_vcpu_read(struct tdp_vcpu *v, uint64_t gpa, void *buf, uint64_t len)
+{
+	return vcpu_access(v, gpa, buf, len, ACC_READ);
+}
+
+int tdp_vcpu_write(struct tdp_vcpu *v, uint64_t gpa, const void *buf,
+		   uint64_t len)
+{
+	return vcpu_access(v, gpa, (void *)buf, len, ACC_WRITE);
+}
+
+int tdp_vcpu_fetch(struct tdp_vcpu *v, uint64_t gpa, void *buf, uint64_t len)
+{
+	return vcpu_access(v, gpa, buf, len, ACC_FETCH);
 }

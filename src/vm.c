@@ -39,62 +39,13 @@ static struct tdp_vm *hn_to_vm(struct tdp_host_notifier *n)
 	return caa_container_of(n, struct tdp_vm, hn);
 }
 
-/* Zap [a, b), which lies in memslot @s, in the roots of @types; the
- * legacy engine through @s's reverse maps (every root). */
-static void zap_slot_gfns(struct tdp_vm *vm, const struct memslot *s,
-			  uint64_t a, uint64_t b, unsigned types,
-			  struct tdp_flush_ctx *ctx)
-{
-	if (vm->mmu.legacy) {
-		struct legacy_range r = memslot_legacy_range(s, a, b);
-
-		legacy_zap_range(&vm->mmu, &r, ctx);
-	} else {
-		tdp_mmu_zap_gfn_range(&vm->mmu, (int)s->as_id, a, b, types,
-				      true, ctx);
-	}
-}
-
 void vm_zap_slot_locked(struct tdp_vm *vm, const struct memslot *s,
 			uint64_t a, uint64_t b, unsigned types)
 {
 	struct tdp_flush_ctx ctx = { 0 };
+	struct gfn_range r = { .slot = s, .start = a, .end = b };
 
-	zap_slot_gfns(vm, s, a, b, types, &ctx);
-	tdp_mmu_flush_and_free(&vm->mmu, &ctx);
-}
-
-/* Legacy engine: zap [gfn, end) through the reverse maps of every slot it
- * overlaps, in all roots. */
-static void legacy_zap_gfns(struct tdp_vm *vm, unsigned as_id, uint64_t gfn,
-			    uint64_t end, struct tdp_flush_ctx *ctx)
-{
-	struct memslots *set;
-	unsigned idx;
-
-	idx = tdp_srcu_read_lock(&vm->srcu);
-	set = vm_memslots(vm, as_id);
-	for (unsigned i = 0; i < set->n; i++) {
-		const struct memslot *s = &set->slots[i];
-		uint64_t a = gfn > s->base_gfn ? gfn : s->base_gfn;
-		uint64_t b = end < memslot_end(s) ? end : memslot_end(s);
-
-		if (a < b)
-			zap_slot_gfns(vm, s, a, b, ROOTS_ALL, ctx);
-	}
-	tdp_srcu_read_unlock(&vm->srcu, idx);
-}
-
-void vm_zap_gfns_locked(struct tdp_vm *vm, unsigned as_id, uint64_t gfn,
-			uint64_t npages, unsigned types)
-{
-	struct tdp_flush_ctx ctx = { 0 };
-
-	if (vm->mmu.legacy)
-		legacy_zap_gfns(vm, as_id, gfn, gfn + npages, &ctx);
-	else
-		tdp_mmu_zap_gfn_range(&vm->mmu, (int)as_id, gfn, gfn + npages,
-				      types, true, &ctx);
+	mmu_zap_range(vm, &r, types, &ctx);
 	tdp_mmu_flush_and_free(&vm->mmu, &ctx);
 }
 
@@ -207,16 +158,10 @@ static void age_slot(struct tdp_vm *vm, unsigned as, const struct memslot *s,
 	struct age_ctx *ac = arg;
 	bool locked = vm->cfg.flags & TDP_VM_LOCKED_AGING;
 
-	ac->slot = s;
-	if (vm->mmu.legacy) {
-		struct legacy_range r = memslot_legacy_range(s, a, b);
+	struct gfn_range r = { .slot = s, .start = a, .end = b };
 
-		legacy_age_range(&vm->mmu, &r, ac->test_only, locked,
-				 age_young, ac);
-		return;
-	}
-	tdp_mmu_age_range(&vm->mmu, as, a, b, ac->test_only, locked,
-			  age_young, ac);
+	ac->slot = s;
+	mmu_age_range(vm, &r, ac->test_only, locked, age_young, ac);
 }
 
 /* The host's reclaim scan: clear (or test) the young state of the hva
@@ -282,6 +227,23 @@ static struct rmap_head *vm_rmap_of(void *arg, unsigned as_id, uint64_t gfn,
 	tdp_srcu_read_unlock(&vm->srcu, idx);
 	return head;
 }
+
+/* The MMU's calls upward (struct tdp_mmu_ops); with Dirty-bit logging a
+ * dirty leaf that goes is recorded in the dirty log too. */
+static const struct tdp_mmu_ops vm_mmu_ops = {
+	.flush_remote_tlbs = vm_flush_remote_tlbs,
+	.mark_dirty = vm_mark_dirty,
+	.mark_accessed = vm_mark_accessed,
+	.rmap_of = vm_rmap_of,
+};
+
+static const struct tdp_mmu_ops vm_mmu_ops_dbit = {
+	.flush_remote_tlbs = vm_flush_remote_tlbs,
+	.mark_dirty = vm_mark_dirty,
+	.mark_accessed = vm_mark_accessed,
+	.mark_gfn_dirty = vm_mark_gfn_dirty,
+	.rmap_of = vm_rmap_of,
+};
 
 static int vm_config_normalize(const struct tdp_vm_config *in,
 			       struct tdp_vm_config *out)
@@ -368,15 +330,15 @@ int tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
 	}
 	r = tdp_mmu_init(&vm->mmu, (int)vm->cfg.root_level,
 			 huge_to_level(vm->cfg.max_huge), &vm->stats,
-			 vm_flush_remote_tlbs, vm);
+			 vm->cfg.flags & TDP_VM_DIRTY_DBIT ? &vm_mmu_ops_dbit
+							   : &vm_mmu_ops,
+			 vm);
 	if (r)
 		goto err_slots;
 	vm->mn.mmu_lock = &vm->mmu.lock;
-	if (vm->cfg.engine == TDP_ENGINE_LEGACY) {
-		r = tdp_mmu_enable_legacy(&vm->mmu);
-		if (r)
-			goto err_mmu;
-	}
+	r = mmu_engine_init(&vm->mmu, vm->cfg.engine, &vm->engine);
+	if (r)
+		goto err_mmu;
 	if (vm->cfg.flags & TDP_VM_CONFIDENTIAL) {
 		vm->shared_gfn = 1ull << (vm->cfg.shared_bit - 12);
 		r = vm_confidential_init(vm);
@@ -386,12 +348,6 @@ int tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
 	vm->mmio_gen_mask = (1ull << vm->cfg.mmio_gen_bits) - 1;
 	tdp_srcu_init(&vm->srcu);
 	vm->srcu.inject = &vm->mmu.inject;
-	vm->mmu.mark_dirty = vm_mark_dirty;
-	vm->mmu.mark_accessed = vm_mark_accessed;
-	if (vm->cfg.flags & TDP_VM_DIRTY_DBIT)
-		vm->mmu.mark_gfn_dirty = vm_mark_gfn_dirty;
-	vm->mmu.cb_arg = vm;
-	vm->mmu.rmap_of = vm_rmap_of;
 	pthread_mutex_init(&vm->slots_lock, NULL);
 	pthread_rwlock_init(&vm->vcpus_lock, NULL);
 	vm->host = h;
@@ -602,7 +558,7 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 	/* legacy engine: reverse maps, kept across moves (empty by then) */
 	if (old && s->size) {
 		new.rmaps = old->rmaps;
-	} else if (s->size && vm->mmu.legacy) {
+	} else if (s->size && vm->engine->slot_rmaps) {
 		new_rm = slot_rmaps_alloc(new.npages);
 		if (!new_rm)
 			goto out_bm;
@@ -640,10 +596,12 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 			 * of invalid roots, which vCPUs have already left,
 			 * and flushes only for removed tables (I2) */
 			struct tdp_flush_ctx ctx = { .no_flush = true };
+			struct gfn_range gr = { .slot = &inv,
+						.start = inv.base_gfn,
+						.end = memslot_end(&inv) };
 
 			tdp_write_lock(&vm->mmu.lock);
-			zap_slot_gfns(vm, &inv, inv.base_gfn,
-				      memslot_end(&inv), ROOTS_ALL, &ctx);
+			mmu_zap_range(vm, &gr, ROOTS_ALL, &ctx);
 			ctx.no_flush = ctx.removed == NULL;
 			tdp_mmu_flush_and_free(&vm->mmu, &ctx);
 			tdp_write_unlock(&vm->mmu.lock);
@@ -691,7 +649,7 @@ int tdp_vm_zap_gfn_range(struct tdp_vm *vm, unsigned as_id, uint64_t gpa,
 	if (gpa + size < gpa || gpa + size > vm_max_gpa(vm))
 		return -EINVAL;
 	tdp_write_lock(&vm->mmu.lock);
-	vm_zap_gfns_locked(vm, as_id, gpa >> 12, size >> 12, ROOTS_ALL);
+	mmu_zap_gfns_locked(vm, as_id, gpa >> 12, size >> 12, ROOTS_ALL);
 	tdp_write_unlock(&vm->mmu.lock);
 	return 0;
 }
@@ -729,8 +687,7 @@ static void invalidate_and_zap(struct tdp_vm *vm)
 	tdp_write_unlock(&vm->mmu.lock);
 	vm_wait_guest_exits(vm);
 	roots_mark_acked(&vm->mmu.roots, gen);
-	/* the legacy engine zaps obsolete roots under the write lock */
-	tdp_mmu_zap_invalidated_roots(&vm->mmu, !vm->mmu.legacy);
+	mmu_zap_invalidated_roots(vm);
 }
 
 int tdp_vm_invalidate_roots(struct tdp_vm *vm)
@@ -758,8 +715,11 @@ int tdp_vm_zap_all_fast(struct tdp_vm *vm)
 void tdp_vm_get_stats(struct tdp_vm *vm, struct tdp_stats *o)
 {
 	struct vcpu_stats vs;
-	struct vm_stats *s = &vm->stats;
+	struct vm_stats *s;
 
+	if (!vm || !o)
+		return;
+	s = &vm->stats;
 	memset(o, 0, sizeof(*o));
 	vcpu_stats_sum(vm, &vs);
 	o->pf_taken = stat_read(vs.pf_taken);

@@ -25,6 +25,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "frontend.h"
 #include "host/host.h"
 #include "legacy.h"
 #include "memslot.h"
@@ -107,6 +108,7 @@ struct tdp_vm {
 	struct tdp_host_notifier hn;
 	struct tdp_vm_config cfg;
 	struct tdp_mmu mmu;
+	const struct mmu_engine *engine; /* the front end's (frontend.h) */
 	struct vm_stats stats;
 	struct mn_state mn;
 	pthread_mutex_t slots_lock;
@@ -161,7 +163,8 @@ static inline struct tdp_pt_page *vcpu_root_for(struct tdp_vcpu *v,
 
 static inline bool vm_exclusive_faults(const struct tdp_vm *vm)
 {
-	return (vm->cfg.flags & TDP_VM_EXCLUSIVE_FAULTS) || vm->mmu.legacy;
+	return (vm->cfg.flags & TDP_VM_EXCLUSIVE_FAULTS) ||
+	       vm->engine->exclusive;
 }
 
 /* mmu_lock for a walk that changes entries by compare-exchange, or for a
@@ -170,7 +173,7 @@ static inline bool vm_exclusive_faults(const struct tdp_vm *vm)
  * hash) without it */
 static inline void vm_walk_lock(struct tdp_vm *vm)
 {
-	if (vm->mmu.legacy)
+	if (vm->engine->exclusive)
 		tdp_write_lock(&vm->mmu.lock);
 	else
 		tdp_read_lock(&vm->mmu.lock);
@@ -178,7 +181,7 @@ static inline void vm_walk_lock(struct tdp_vm *vm)
 
 static inline void vm_walk_unlock(struct tdp_vm *vm)
 {
-	if (vm->mmu.legacy)
+	if (vm->engine->exclusive)
 		tdp_write_unlock(&vm->mmu.lock);
 	else
 		tdp_read_unlock(&vm->mmu.lock);
@@ -229,6 +232,11 @@ unsigned vcpu_tlb_check(struct tdp_vcpu *v, uint64_t fills_before,
  * fault may be fixed by the lockless fast path.  0: retry the access;
  * -EFAULT, -EACCES, -ENOMEM: exit to the caller. */
 enum tdp_access { ACC_READ, ACC_WRITE, ACC_FETCH };
+/* hw.c: translate @gfn for @acc as the hardware does (TLB, then a walk
+ * that sets Accessed/Dirty and fills the TLB); ~0 on a violation, with
+ * v->exit_present saying whether the entry was present.  In guest mode
+ * only (between vcpu_enter_guest and vcpu_exit_guest). */
+uint64_t hw_translate(struct tdp_vcpu *v, uint64_t gfn, enum tdp_access acc);
 int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc,
 		   bool present);
 
@@ -246,27 +254,12 @@ static inline uint64_t vm_mmio_gen(struct tdp_vm *vm)
 	return g & 1 ? ~0ull : (g >> 1) & vm->mmio_gen_mask;
 }
 
-/* Legacy engine: [start, end), which lies in memslot @s, as the reverse
- * maps see it. */
-static inline struct legacy_range memslot_legacy_range(const struct memslot *s,
-						       uint64_t start,
-						       uint64_t end)
-{
-	return (struct legacy_range){ s->rmaps, s->base_gfn, s->as_id, start,
-				      end };
-}
-
 void vm_zap_all_fast(struct tdp_vm *vm);
 /* Zap [a, b), which lies in memslot @s, in the roots of @types (the
  * legacy engine: through @s's reverse maps, in every root) and flush.
  * mmu_lock held for write. */
 void vm_zap_slot_locked(struct tdp_vm *vm, const struct memslot *s,
 			uint64_t a, uint64_t b, unsigned types);
-/* Zap [gfn, gfn+npages) of @as_id in the roots of @types (enum
- * root_types) and flush.  mmu_lock held for write. */
-void vm_zap_gfns_locked(struct tdp_vm *vm, unsigned as_id, uint64_t gfn,
-			uint64_t npages, unsigned types);
-
 /* Call @fn for every memslot, in every address space, that the hva range
  * [start, end) covers part of (of its private memory if @private_side),
  * with the gfns [a, b) it covers.  Memslot srcu (or slots_lock) held. */

@@ -41,7 +41,7 @@ static void env_init(struct th_env *e, unsigned flags, uint64_t max_huge,
 				  .max_huge = max_huge};
 
 	th_env_init(e, 0, &c, 1);
-	assert_true(e->vm->mmu.legacy);
+	assert_true(legacy_enabled(&e->vm->mmu));
 	e->vm->mmu.inject = inject;
 	th_env_slot(e, GPA, SIZE, TDP_HUGE_2M);
 }

@@ -556,7 +556,7 @@ static void split_stops_at_invalid_root(unsigned engine)
 	tdp_read_lock(&mmu->lock);
 	root_put(&mmu->roots, r.old_root);
 	tdp_read_unlock(&mmu->lock);
-	tdp_mmu_zap_invalidated_roots(mmu, !mmu->legacy);
+	mmu_zap_invalidated_roots(f.vm);
 	fx_fini(&f);
 }
 

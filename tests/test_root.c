@@ -41,9 +41,13 @@ static struct mmu_fixture *fixture_new(int root_level)
 {
 	struct mmu_fixture *f = calloc(1, sizeof(*f));
 
+	static const struct tdp_mmu_ops ops = {
+		.flush_remote_tlbs = count_flush,
+	};
+
 	assert_non_null(f);
 	assert_int_equal(tdp_mmu_init(&f->mmu, root_level, TDP_LEVEL_1G,
-				      &f->stats, count_flush, &f->flushes),
+				      &f->stats, &ops, &f->flushes),
 			 0);
 	assert_int_equal(pt_cache_topup(&f->mmu.alloc, &f->cache,
 					 PT_CACHE_MAX),
