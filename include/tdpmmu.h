@@ -10,7 +10,12 @@
  *    and a negative errno value on failure.  Each function lists the errno
  *    values it returns and what each one means for it.  A failed call
  *    changes nothing.
- *  - Constructors return the new object through an out parameter.
+ *  - Constructors return the new object through an out parameter; a NULL
+ *    out parameter is -EINVAL.
+ *  - NULL objects: a function that returns int fails with -EINVAL, and
+ *    changes nothing, when its host, VM or vCPU pointer is NULL; the
+ *    destroy functions ignore NULL; tdp_host_get_stats and
+ *    tdp_vm_get_stats write nothing when their object or @out is NULL.
  *  - Addresses and sizes are bytes.  Guest-physical addresses (gpa) and host
  *    virtual addresses (hva) are in the simulated machine; they are not
  *    pointers in this process.
@@ -79,7 +84,7 @@ struct tdp_host_config {
  * tdp_host_create - create an embedded host with its own frame pool.
  * @cfg: configuration, may be NULL for defaults.
  * @out: receives the host.
- * Errors: -EINVAL bad configuration (mem_bytes above 1 TiB);
+ * Errors: -EINVAL bad configuration (mem_bytes above 1 TiB) or NULL @out;
  *         -ENOMEM the pool could not be reserved.
  * Thread-safety: any thread.
  */
@@ -192,6 +197,13 @@ TDP_API int tdp_host_split(struct tdp_host *h, uint64_t hva, uint64_t len);
  *         (read) or TDP_PROT_WRITE (write);  -EPERM the range is mapped
  *         and accessible but part of it is TDP_MAP_GUEST_PRIVATE memory;
  *         -ENOMEM no frame to fault in.  On error nothing was copied.
+ * Dirty logging: tdp_host_write is not recorded in the dirty log of a
+ * TDP_MEM_LOG_DIRTY memslot that maps the page (tdp_vm_get_dirty_log does
+ * not report it), as in KVM, where writes through the host virtual
+ * address bypass the log: the copy goes straight to the frame, past every
+ * VM's page tables.  A VMM that writes guest memory this way while it
+ * migrates must keep track of those pages itself and send them again, or
+ * write through a vCPU (tdp_vcpu_write), which is logged.
  * Thread-safety: any thread.  Concurrent guest accesses to the same bytes
  * are not ordered with the copy (as with real shared memory).
  */
@@ -208,24 +220,43 @@ TDP_API int tdp_host_write(struct tdp_host *h, uint64_t hva, const void *buf,
  * Accessed bit was set) or a VM's mapping of it has its Accessed bit set;
  * the VMs are asked through the notifier (Linux's clear_young/test_young).
  *
+ * Youth is per mapping (per leaf), not per 4 KiB page, as in KVM: a leaf
+ * has one Accessed bit, so one access anywhere in a 2 MiB (1 GiB) leaf
+ * makes every page of that leaf that lies in the range young, all 512
+ * (262144) of them; the zap of such a leaf marks all its frames accessed
+ * too.  Only the host's own tdp_host_read/write mark single pages.
+ *
  * VMs age without mmu_lock (RCU and atomic bit clears; the
  * TDP_VM_LOCKED_AGING baseline takes the lock) and, like KVM, do not flush
- * TLBs: a vCPU whose TLB still holds a translation made before the aging
- * keeps using it without setting Accessed again, so such accesses can go
- * unseen until the translation leaves the TLB.  This is the accuracy
- * trade-off of clear_young.  TDP_AGE_FLUSH (Linux's clear_flush_young)
- * flushes every vCPU TLB after clearing, and then every access that starts
- * after the call returns is seen by the next aging, or, when a zap of
- * that mapping runs at the same moment and is still handing its Accessed
- * bit to the host, by the one after.  Aging never loses a Dirty bit.
+ * TLBs.  The vCPU's page walker sets Accessed only when it walks, on a TLB
+ * miss (or a write through a translation cached clean, to set Dirty); a
+ * TLB hit sets nothing.  So after an aging, a vCPU whose TLB still holds
+ * a translation keeps using it without setting Accessed again, and its
+ * accesses go unseen until the translation leaves the TLB: evicted by
+ * another translation, or dropped by a remote TLB flush (TDP_AGE_FLUSH's,
+ * a zap's, a dirty-log harvest's), which empties every vCPU's whole TLB.
+ * This is the accuracy trade-off of clear_young, and huge leaves pay most:
+ * few TLB entries cover a large working set, so without TDP_AGE_FLUSH a
+ * 2 MiB or 1 GiB leaf in steady use is almost never seen young again once
+ * aged, where 4 KiB translations are evicted and re-walked much sooner.
+ *
+ * TDP_AGE_FLUSH (Linux's clear_flush_young) flushes every vCPU TLB after
+ * clearing, and then every access that starts after the call returns is
+ * seen by the next aging, or, when a zap of that mapping runs at the same
+ * moment and is still handing its Accessed bit to the host, by the one
+ * after.  Use it when precision matters (and with huge leaves); it costs,
+ * per VM and per call, a remote TLB flush (a request to every vCPU and a
+ * wait for those in guest mode) and the TLB misses that follow.  With
+ * TDP_AGE_TEST_ONLY it flushes nothing.  Aging never loses a Dirty bit.
  *
  * @young: if not NULL, one bit per 4 KiB page of the range (bit i of word
  * i / 64 for page i), set for young pages, cleared for the others.
  * Returns the number of young pages (>= 0).
- * Errors: -EINVAL unaligned or empty range, overflow, unknown flags;
- *         -ENOENT part of the range is not mapped;  -EPERM part of the
- *         range is TDP_MAP_GUEST_PRIVATE memory (nothing aged, no VM
- *         asked).
+ * Errors: -EINVAL unaligned or empty range, overflow, more than INT_MAX
+ *         pages, unknown flags;  -ENOENT part of the range is not mapped;
+ *         -EPERM part of the range is TDP_MAP_GUEST_PRIVATE memory
+ *         (nothing aged, no VM asked);  -ENOMEM @young is NULL and no
+ *         scratch bitmap could be allocated (nothing aged).
  * Thread-safety: any thread.
  */
 #define TDP_AGE_TEST_ONLY 1u /* report only; clear nothing */
@@ -252,7 +283,8 @@ struct tdp_host_stats {
 };
 
 /*
- * tdp_host_get_stats - snapshot the host's counters into @out.
+ * tdp_host_get_stats - snapshot the host's counters into @out (nothing is
+ * written if @h or @out is NULL).
  * frame_refs and pinned_refs are computed from every frame's reference
  * count (the fault path counts nothing else for a pin): the call reads
  * the counts of every frame up to the highest one ever allocated, 4
@@ -406,14 +438,17 @@ struct tdp_memslot {
  * tdp_vm_set_memslot - create, delete, move or re-flag a memslot.
  *  - new id:                      create;
  *  - size 0:                      delete (existing mappings are zapped);
- *  - same id, hva and size:       move (new gpa) and/or change flags;
- * Mappings that the change makes wrong are zapped and every vCPU TLB is
- * flushed before the call returns.
- * Errors: -EINVAL as_id >= nr_as, slot id out of range, gpa/size/hva not
- *         4 KiB aligned, gpa+size or hva+size overflow or exceed the gpa
- *         width of the root level (or, in a confidential VM, reach the
- *         shared bit), unknown flags, TDP_MEM_PRIVATE outside a
- *         confidential VM or with TDP_MEM_READONLY or TDP_MEM_LOG_DIRTY,
+ *  - same id, hva and size:       move (new gpa) and/or change flags
+ *                                 (TDP_MEM_READONLY and TDP_MEM_LOG_DIRTY
+ *                                 may be set or cleared);
+ * Mappings that the change makes wrong are zapped, and every vCPU TLB
+ * flushed of them, before the call returns.
+ * Errors: -EINVAL NULL @slot, as_id >= nr_as, slot id out of range,
+ *         gpa/size/hva not 4 KiB aligned, gpa+size or hva+size overflow
+ *         or exceed the gpa width of the root level (or, in a
+ *         confidential VM, reach the shared bit), unknown flags,
+ *         TDP_MEM_PRIVATE outside a confidential VM or with
+ *         TDP_MEM_READONLY or TDP_MEM_LOG_DIRTY,
  *         or an existing slot whose size, hva, private_hva or
  *         TDP_MEM_PRIVATE would change;
  *         -EEXIST the range overlaps another slot of the same address
@@ -457,7 +492,7 @@ TDP_API int tdp_vm_zap_gfn_range(struct tdp_vm *vm, unsigned as_id,
  * tdp_vm_invalidate_roots - mark every root obsolete; vCPUs load new roots
  * before their next guest access; the old roots are zapped and freed once
  * the last vCPU lets go.  (The slow reset of KVM's kvm_mmu_reset_context.)
- * Errors: none today; returns 0.
+ * Errors: -EINVAL NULL vm.
  * Thread-safety: any thread.
  */
 TDP_API int tdp_vm_invalidate_roots(struct tdp_vm *vm);
@@ -590,7 +625,8 @@ struct tdp_stats {
 };
 
 /*
- * tdp_vm_get_stats - snapshot the VM's counters into @out.
+ * tdp_vm_get_stats - snapshot the VM's counters into @out (nothing is
+ * written if @vm or @out is NULL).
  * Thread-safety: any thread; counters are read individually.
  */
 TDP_API void tdp_vm_get_stats(struct tdp_vm *vm, struct tdp_stats *out);
@@ -606,7 +642,8 @@ TDP_API void tdp_vm_get_stats(struct tdp_vm *vm, struct tdp_stats *out);
  * written there (NUL-terminated, truncated to @len).
  * Returns the number of problems found (0 = clean), -EBUSY if a vCPU is in
  * guest mode or a host invalidation is in progress (between a host
- * operation's notifier start and end), or -ENOMEM.
+ * operation's notifier start and end), -ENOMEM, or -EINVAL for a NULL
+ * @vm.
  * Thread-safety: call with no guest access, memslot update or host
  * operation in flight on this VM's host.
  */
