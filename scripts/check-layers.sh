@@ -1,0 +1,80 @@
+#!/bin/sh
+# check-layers.sh LAYERS SRCDIR OBJECT|DIR...  - fail when src/ breaks its
+# layering (src/LAYERS): an include of a higher layer's header, a symbol
+# of a higher layer's object, a module missing from the list, or a cycle
+# in the objects' call graph (defined vs undefined symbols, nm).
+set -eu
+layers=$1 src=$2
+shift 2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# a directory stands for the objects under it
+for a in "$@"; do
+	if [ -d "$a" ]; then find "$a" -name '*.o'; else echo "$a"; fi
+done | sort > "$tmp/objs"
+set -- $(cat "$tmp/objs")
+[ $# -gt 0 ] || { echo "layers: no objects" >&2; exit 1; }
+
+# module -> layer rank
+awk -F: '/^[a-z]/ { n++; split($2, m, " "); for (i in m) print m[i], n }' \
+	"$layers" | sort > "$tmp/rank"
+rank() { awk -v m="$1" '$1 == m { print $2 }' "$tmp/rank"; }
+mod_of() { # a path under src/ (or an object built from one) -> module
+	echo "$1" | sed -e 's|.*/src/||' -e 's|^src/||' -e 's|\.c\.o$||' \
+		-e 's|\.[ch]$||'
+}
+fail=0
+problem() { echo "layers: $*" >&2; fail=1; }
+
+# includes
+for f in "$src"/*.[ch] "$src"/host/*.[ch]; do
+	[ -e "$f" ] || continue
+	m=$(mod_of "$f")
+	r=$(rank "$m")
+	[ -n "$r" ] || { problem "$m is in no layer of $layers"; continue; }
+	for h in $(sed -n 's/^#include "\(.*\)"$/\1/p' "$f"); do
+		# as the compiler finds it: next to the file, in src/, in
+		# include/ (the public header, module tdpmmu)
+		if [ -e "$(dirname "$f")/$h" ]; then
+			hm=$(mod_of "$(dirname "$f")/$h")
+		elif [ -e "$src/$h" ]; then
+			hm=$(mod_of "$h")
+		else
+			hm=$(basename "$h" .h)
+		fi
+		[ "$hm" = "$m" ] && continue
+		hr=$(rank "$hm")
+		[ -n "$hr" ] || { problem "$f includes $h, in no layer"; continue; }
+		[ "$hr" -le "$r" ] ||
+			problem "$f (layer $r) includes $h (layer $hr, higher)"
+	done
+done
+
+# objects: who defines what, who uses what
+for o in "$@"; do
+	m=$(mod_of "$o")
+	nm --defined-only "$o" | awk -v m="$m" 'NF == 3 && $2 ~ /[TDBRV]/ {print $3, m}'
+done | sort > "$tmp/defs"
+for o in "$@"; do
+	m=$(mod_of "$o")
+	nm -u "$o" | awk -v m="$m" '{print $NF, m}'
+done | sort > "$tmp/uses"
+join "$tmp/uses" "$tmp/defs" | awk '$2 != $3 {print $2, $3}' | sort -u \
+	> "$tmp/edges"
+[ -s "$tmp/edges" ] || problem "no edges between objects: wrong object list?"
+while read -r a b; do
+	ra=$(rank "$a") rb=$(rank "$b")
+	[ -n "$ra" ] || { problem "object $a is in no layer"; continue; }
+	[ "$rb" -le "$ra" ] ||
+		problem "$a (layer $ra) uses $b (layer $rb, higher):" \
+			"$(join "$tmp/uses" "$tmp/defs" |
+			   awk -v a="$a" -v b="$b" '$2 == a && $3 == b {print $1}' |
+			   head -3 | tr '\n' ' ')"
+done < "$tmp/edges"
+if ! tsort "$tmp/edges" > /dev/null 2> "$tmp/loop"; then
+	problem "the objects' call graph has a cycle:" \
+		"$(grep -v 'input contains' "$tmp/loop" | sed 's/^tsort: //' | tr '\n' ' ')"
+fi
+n=$(wc -l < "$tmp/edges")
+[ "$fail" = 0 ] && echo "layers: $# objects, $n edges, no cycle, every include and call downward or within a layer"
+exit "$fail"
