@@ -30,17 +30,17 @@ bool clear_accessed(struct tdp_mmu *mmu, uint64_t *sptep, uint64_t *old,
 		 * cleared, losing a Dirty bit set in between */
 		uint64_t s = *old;
 
-		if (!(s & SPTE_D))
+		if (!spte_dirty(s))
 			usleep(200); /* widen: hardware may set D now */
-		__atomic_store_n(sptep, s & ~SPTE_A, __ATOMIC_RELEASE);
+		__atomic_store_n(sptep, spte_mkold(s), __ATOMIC_RELEASE);
 		return true;
 	}
 	for (;;) {
-		if (__atomic_compare_exchange_n(sptep, old, *old & ~SPTE_A,
+		if (__atomic_compare_exchange_n(sptep, old, spte_mkold(*old),
 						false, __ATOMIC_ACQ_REL,
 						__ATOMIC_ACQUIRE))
 			return true;
-		if (!spte_is_present_leaf(*old, level) || !(*old & SPTE_A))
+		if (!spte_is_present_leaf(*old, level) || !spte_accessed(*old))
 			return false;
 	}
 }
@@ -56,7 +56,7 @@ static uint64_t age_root(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 		uint64_t a, b;
 
 		if (!spte_is_present_leaf(it.old_spte, it.level) ||
-		    !(it.old_spte & SPTE_A))
+		    !spte_accessed(it.old_spte))
 			continue;
 		if (!test_only &&
 		    !clear_accessed(mmu, it.sptep, &it.old_spte, it.level))

@@ -211,14 +211,14 @@ static void check_leaf(struct tdp_vm *vm, struct audit *a, struct leaf *l)
 			l->as_id, (unsigned long long)l->gfn, l->level);
 		goto out;
 	}
-	if ((l->spte & SPTE_W) && (slot->flags & TDP_MEM_READONLY))
+	if (spte_writable(l->spte) && (slot->flags & TDP_MEM_READONLY))
 		problem(a, "as %u gfn %#llx: writable leaf in a read-only "
 			   "slot (I13)",
 			l->as_id, (unsigned long long)l->gfn);
 	/* I7, write-protect mode: W is granted only after the page is in
 	 * the log, and a harvest takes W away with the bit; no vCPU writes
 	 * through an invalid root */
-	if ((l->spte & SPTE_W) && (slot->flags & TDP_MEM_LOG_DIRTY) &&
+	if (spte_writable(l->spte) && (slot->flags & TDP_MEM_LOG_DIRTY) &&
 	    !(vm->cfg.flags & TDP_VM_DIRTY_DBIT) && !l->invalid_root) {
 		/* every page it maps (a huge leaf made writable by a write
 		 * to one page would log that page only) */
@@ -260,7 +260,7 @@ static void check_leaf(struct tdp_vm *vm, struct audit *a, struct leaf *l)
 		problem(a, "as %u gfn %#llx: level %d leaf over a host folio "
 			   "of order %u",
 			l->as_id, (unsigned long long)l->gfn, l->level, order);
-	if ((l->spte & SPTE_W) && !(prot & TDP_PROT_WRITE))
+	if (spte_writable(l->spte) && !(prot & TDP_PROT_WRITE))
 		problem(a, "as %u gfn %#llx: writable leaf, host mapping is "
 			   "not writable (I13)",
 			l->as_id, (unsigned long long)l->gfn);
@@ -331,16 +331,15 @@ static void check_tlbs(struct audit *a, struct tdp_vcpu **vs, unsigned n)
 						v->id, (unsigned long long)gfn,
 						(unsigned long long)e->pfn,
 						(unsigned long long)spte_pfn(s));
-				else if (e->perms & ~(s & SPTE_RWX))
+				else if (e->perms & ~spte_perms(s))
 					problem(a, "vCPU %u: TLB allows %#x at "
 						   "gfn %#llx, the leaf %#llx "
 						   "(flush missed, I6)",
 						v->id, e->perms,
 						(unsigned long long)gfn,
-						(unsigned long long)(s &
-								     SPTE_RWX));
-				else if (e->dirty && (e->perms & SPTE_W) &&
-					 !(s & SPTE_D))
+						(unsigned long long)spte_perms(s));
+				else if (e->dirty && (e->perms & SPTE_PERM_W) &&
+					 !spte_dirty(s))
 					problem(a, "vCPU %u: TLB lets writes to "
 						   "gfn %#llx skip the Dirty "
 						   "bit, which the leaf lost "
@@ -384,7 +383,7 @@ static void check_dirty_ledger(struct tdp_mmu *mmu, struct audit *a)
 	for (size_t i = 0; i < a->nleaves; i++) {
 		const struct leaf *l = &a->leaves[i];
 
-		if (!(l->spte & SPTE_D))
+		if (!spte_dirty(l->spte))
 			continue;
 		for (uint64_t f = spte_pfn(l->spte);
 		     f < spte_pfn(l->spte) + level_pages(l->level) &&

@@ -33,7 +33,6 @@ int clear_leaf_bit(struct tdp_mmu *mmu, unsigned as_id, uint64_t *sptep,
 		   uint64_t end, enum tdp_clear_kind k, const uint64_t *mask,
 		   uint64_t *found, struct tdp_flush_ctx *ctx)
 {
-	uint64_t bit = k == CLEAR_W ? SPTE_W : SPTE_D;
 	uint64_t a = gfn > start ? gfn : start;
 	uint64_t b = gfn + level_pages(level) < end ? gfn + level_pages(level)
 						    : end;
@@ -43,15 +42,14 @@ int clear_leaf_bit(struct tdp_mmu *mmu, unsigned as_id, uint64_t *sptep,
 		return 0;
 	/* write-protect: also an MMU-writable leaf without W, which a fast
 	 * fault may be about to make writable */
-	if (!(*old & bit) && !(k == CLEAR_W && (*old & SPTE_MMU_WRITABLE)))
+	if (k == CLEAR_W ? !spte_writable(*old) && !spte_mmu_writable(*old)
+			 : !spte_dirty(*old))
 		return 0;
 	if (mask && !bitmap_any(mask, a - start, b - a))
 		return 0;
 	if (k == CLEAR_D && tdp_mmu_has_op(mmu, mark_dirty))
 		tdp_mmu_op(mmu, mark_dirty, spte_pfn(*old), level_pages(level));
-	new = *old & ~bit;
-	if (k == CLEAR_W)
-		new ^= SPTE_LOG_SEQ;
+	new = k == CLEAR_W ? spte_log_wrprot(*old) : spte_mkclean(*old);
 	if (tdp_mmu_set_sptep_atomic(mmu, as_id, sptep, gfn, level, old, new,
 				     ctx))
 		return -EBUSY;
@@ -292,8 +290,8 @@ retry:
 			if (stop(arg, it.gfn, level_pages(it.level)))
 				continue;
 			new = make_leaf_spte(pfn, it.level, w,
-					     leaf & SPTE_HOST_WRITABLE,
-					     leaf & SPTE_X, false);
+					     spte_host_writable(leaf),
+					     spte_executable(leaf), false);
 			if (tdp_mmu_set_spte_atomic(mmu, &it, as_id, new,
 						    &ctx))
 				goto retry;
@@ -326,11 +324,11 @@ int tdp_mmu_fast_fault(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 
 		if (!spte_is_present_leaf(s, it.level))
 			continue;
-		if (s & SPTE_W) {
+		if (spte_writable(s)) {
 			r = 0;
 			break;
 		}
-		if (!(s & SPTE_MMU_WRITABLE) || !(s & SPTE_HOST_WRITABLE))
+		if (!spte_mmu_writable(s) || !spte_host_writable(s))
 			break;
 		/* one huge leaf made writable would log only one page */
 		if (logged && it.level > TDP_LEVEL_4K &&
@@ -338,7 +336,7 @@ int tdp_mmu_fast_fault(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 			break;
 		if (mark)
 			mark(arg);
-		if (__atomic_compare_exchange_n(it.sptep, &s, s | SPTE_W,
+		if (__atomic_compare_exchange_n(it.sptep, &s, spte_mkwrite(s),
 						false, __ATOMIC_ACQ_REL,
 						__ATOMIC_ACQUIRE))
 			r = 1;

@@ -62,9 +62,9 @@ unsigned vcpu_tlb_check(struct tdp_vcpu *v, uint64_t fills_before,
 			if (g + n <= gfn || g >= gfn + npages)
 				continue;
 			broke = forbid & (TLB_ANY |
-					  (e->perms & SPTE_W ? TLB_WRITABLE
+					  (e->perms & SPTE_PERM_W ? TLB_WRITABLE
 							     : 0) |
-					  (e->perms & SPTE_W && e->dirty
+					  (e->perms & SPTE_PERM_W && e->dirty
 						   ? TLB_DIRTY_WRITE
 						   : 0));
 			if (!broke)
@@ -100,11 +100,11 @@ static bool perms_allow(uint8_t perms, enum tdp_access acc)
 {
 	switch (acc) {
 	case ACC_WRITE:
-		return perms & SPTE_W;
+		return perms & SPTE_PERM_W;
 	case ACC_FETCH:
-		return perms & SPTE_X;
+		return perms & SPTE_PERM_X;
 	default:
-		return perms & SPTE_R;
+		return perms & SPTE_PERM_R;
 	}
 }
 
@@ -171,12 +171,12 @@ restart:;
 		TDP_ASSERT_MSG(spte != PT_POISON,
 			       "vCPU %u walked freed table %p (gfn %#llx)",
 			       v->id, (void *)table, (unsigned long long)gfn);
-		if (!(spte & SPTE_RWX)) {
+		if (!spte_hw_present(spte)) {
 			v->exit_present = false;
 			goto violation;
 		}
 		if (!spte_is_leaf(spte, level)) {
-			if (!hw_set_bits(sptep, spte, SPTE_A))
+			if (!hw_set_bits(sptep, spte, spte_hw_set_mask(false)))
 				goto restart;
 			table = spte_to_table(spte);
 			level--;
@@ -186,14 +186,14 @@ restart:;
 			}
 			continue;
 		}
-		if (!perms_allow((uint8_t)(spte & SPTE_RWX), acc)) {
+		if (!perms_allow((uint8_t)spte_perms(spte), acc)) {
 			v->exit_present = true;
 			goto violation;
 		}
 		if (!hw_set_bits(sptep, spte,
-				 SPTE_A | (acc == ACC_WRITE ? SPTE_D : 0)))
+				 spte_hw_set_mask(acc == ACC_WRITE)))
 			goto restart;
-		if (acc == ACC_WRITE && !(spte & SPTE_D))
+		if (acc == ACC_WRITE && !spte_dirty(spte))
 			dirty_ledger_add(&v->vm->mmu, spte_pfn(spte),
 					 level_pages(level), 1);
 		if (level <= TDP_LEVEL_1G) {
@@ -201,8 +201,8 @@ restart:;
 
 			e->tag = (key >> level_shift(level)) + 1;
 			e->pfn = spte_pfn(spte);
-			e->perms = (uint8_t)(spte & SPTE_RWX);
-			e->dirty = acc == ACC_WRITE || (spte & SPTE_D);
+			e->perms = (uint8_t)spte_perms(spte);
+			e->dirty = acc == ACC_WRITE || spte_dirty(spte);
 			e->fill = atomic_load_explicit(&t->fills,
 						       memory_order_relaxed);
 			atomic_store_explicit(&t->fills, e->fill + 1,

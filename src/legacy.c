@@ -194,7 +194,7 @@ static bool age_one(uint64_t *sptep, uint64_t spte, void *arg)
 	struct age_walk *w = arg;
 	uint64_t a, b, end = w->g + level_pages(w->level);
 
-	if (!spte_is_present_leaf(spte, w->level) || !(spte & SPTE_A))
+	if (!spte_is_present_leaf(spte, w->level) || !spte_accessed(spte))
 		return false;
 	if (!w->test_only &&
 	    !clear_accessed(w->mmu, sptep, &spte, w->level))

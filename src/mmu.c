@@ -111,7 +111,7 @@ static uint64_t write_spte(struct tdp_mmu *mmu, uint64_t *sptep, uint64_t old,
 	if (spte_needs_atomic_write(old, level)) {
 		if (!INJECTED(mmu->inject, INJ_PLAIN_STORE_LOSES_DIRTY))
 			return __atomic_exchange_n(sptep, new, __ATOMIC_ACQ_REL);
-		if (!(old & SPTE_D))
+		if (!spte_dirty(old))
 			usleep(200); /* widen: hardware may set D now */
 	}
 	__atomic_store_n(sptep, new, __ATOMIC_RELEASE);
@@ -304,7 +304,7 @@ static uint64_t *plain_store_snapshot(struct tdp_pt_page *sp, bool shared)
 			return NULL;
 		}
 		window |= spte_is_present_leaf(snap[i], sp->level) &&
-			  !(snap[i] & SPTE_D);
+			  !spte_dirty(snap[i]);
 	}
 	if (window)
 		usleep(shared ? 2000 : 500);
@@ -403,8 +403,8 @@ void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
 	/* the Dirty-bit ledger (test instrumentation, mmu.h): a split
 	 * moves D to the children, which carry it on */
 	if (!(was_leaf && spte_is_table(new, level))) {
-		bool was_d = was_leaf && (old & SPTE_D);
-		bool is_d = is_leaf && (new & SPTE_D);
+		bool was_d = was_leaf && spte_dirty(old);
+		bool is_d = is_leaf && spte_dirty(new);
 
 		if (was_d && !is_d)
 			dirty_ledger_add(mmu, spte_pfn(old), level_pages(level),
@@ -424,7 +424,7 @@ void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
 			remove_mirror_leaf(mmu, gfn, old, level);
 		account_leaf(mmu, level, -1);
 		stat_inc(mmu->stats->zapped_leaves);
-		if (old & SPTE_D) {
+		if (spte_dirty(old)) {
 			/* the only record that the guest wrote these frames
 			 * is about to go: hand it to the host (I4) and, when
 			 * Dirty bits are the dirty log, to the log (I7) */
@@ -437,7 +437,7 @@ void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
 					   gfn_round_for_level(gfn, level),
 					   level_pages(level));
 		}
-		if ((old & SPTE_A) && tdp_mmu_has_op(mmu, mark_accessed))
+		if (spte_accessed(old) && tdp_mmu_has_op(mmu, mark_accessed))
 			/* and the record that it was used (I8) */
 			tdp_mmu_op(mmu, mark_accessed, spte_pfn(old),
 				   level_pages(level));
@@ -553,11 +553,11 @@ bool tdp_mmu_iter_cond_resched(struct tdp_mmu *mmu, struct tdp_iter *it,
 
 static bool leaf_allows(uint64_t spte, const struct tdp_fault *f)
 {
-	if (f->write && !(spte & SPTE_W))
+	if (f->write && !spte_writable(spte))
 		return false;
-	if (f->exec && !(spte & SPTE_X))
+	if (f->exec && !spte_executable(spte))
 		return false;
-	return spte & SPTE_R;
+	return spte_readable(spte);
 }
 
 static enum tdp_map_ret map_target_level(struct tdp_mmu *mmu,
@@ -580,7 +580,7 @@ static enum tdp_map_ret map_target_level(struct tdp_mmu *mmu,
 	}
 
 	if (f->wrprot)
-		new &= ~(SPTE_W | SPTE_D);
+		new = spte_mkreadonly(new);
 
 	if (mmu->hooks.map_before_set)
 		mmu->hooks.map_before_set(mmu->hooks.arg, it->sptep);
@@ -594,7 +594,7 @@ static enum tdp_map_ret map_target_level(struct tdp_mmu *mmu,
 		if (leaf_allows(it->old_spte, f))
 			return MAP_SPURIOUS;
 		/* Permission upgrade: keep what hardware recorded. */
-		new |= it->old_spte & (SPTE_A | SPTE_D);
+		new = spte_keep_ad(new, it->old_spte);
 	}
 	if (tdp_mmu_set_spte_atomic(mmu, it, f->as_id, new, ctx))
 		return MAP_RETRY;

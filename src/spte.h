@@ -146,6 +146,104 @@ static inline bool spte_writable(uint64_t spte)
 	return spte & SPTE_W;
 }
 
+/*
+ * The format as the rest of the MMU sees it: every other file asks these
+ * (and the constructors below) and names no bit, so a second entry format
+ * (AMD NPT) is this file.
+ */
+static inline bool spte_readable(uint64_t spte)
+{
+	return spte & SPTE_R;
+}
+
+static inline bool spte_executable(uint64_t spte)
+{
+	return spte & SPTE_X;
+}
+
+static inline bool spte_accessed(uint64_t spte)
+{
+	return spte & SPTE_A;
+}
+
+static inline bool spte_dirty(uint64_t spte)
+{
+	return spte & SPTE_D;
+}
+
+/* the MMU did not write-protect it (the dirty log may have taken W) */
+static inline bool spte_mmu_writable(uint64_t spte)
+{
+	return spte & SPTE_MMU_WRITABLE;
+}
+
+/* the host mapping allows writes */
+static inline bool spte_host_writable(uint64_t spte)
+{
+	return spte & SPTE_HOST_WRITABLE;
+}
+
+/* The hardware treats the entry as present (any of R, W, X). */
+static inline bool spte_hw_present(uint64_t spte)
+{
+	return spte & SPTE_RWX;
+}
+
+/* Access permissions as the TLB keeps them: SPTE_PERM_* bits. */
+#define SPTE_PERM_R 1u
+#define SPTE_PERM_W 2u
+#define SPTE_PERM_X 4u
+static inline unsigned spte_perms(uint64_t spte)
+{
+	return (spte_readable(spte) ? SPTE_PERM_R : 0) |
+	       (spte_writable(spte) ? SPTE_PERM_W : 0) |
+	       (spte_executable(spte) ? SPTE_PERM_X : 0);
+}
+
+/* The bits the hardware walker sets: Accessed on every entry it uses,
+ * Dirty too on a leaf it writes through. */
+static inline uint64_t spte_hw_set_mask(bool leaf_write)
+{
+	return SPTE_A | (leaf_write ? SPTE_D : 0);
+}
+
+/* Without Accessed (aging). */
+static inline uint64_t spte_mkold(uint64_t spte)
+{
+	return spte & ~SPTE_A;
+}
+
+/* Without Dirty (a Dirty-bit harvest). */
+static inline uint64_t spte_mkclean(uint64_t spte)
+{
+	return spte & ~SPTE_D;
+}
+
+/* Write-protected for the dirty log: W taken away, MMU-writable kept, and
+ * the log sequence bit flipped (SPTE_LOG_SEQ). */
+static inline uint64_t spte_log_wrprot(uint64_t spte)
+{
+	return (spte & ~SPTE_W) ^ SPTE_LOG_SEQ;
+}
+
+/* Made writable again by a fast fault (only if MMU- and host-writable). */
+static inline uint64_t spte_mkwrite(uint64_t spte)
+{
+	return spte | SPTE_W;
+}
+
+/* Read-only, clean: a read fault's leaf must not allow writes. */
+static inline uint64_t spte_mkreadonly(uint64_t spte)
+{
+	return spte & ~(SPTE_W | SPTE_D);
+}
+
+/* @new with the Accessed and Dirty state of @old added. */
+static inline uint64_t spte_keep_ad(uint64_t new, uint64_t old)
+{
+	return new | (old & (SPTE_A | SPTE_D));
+}
+
 /* A leaf for @pfn at @level.  @w: slot and host allow writes (W and
  * MMU-writable; the dirty log may take W away again, keeping MMU-writable);
  * @host_w: host mapping is writable; @x: executable; @dirty: set D (write

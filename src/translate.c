@@ -49,11 +49,11 @@ int tdp_vm_translate(struct tdp_vm *vm, unsigned as_id, uint64_t gpa,
 			continue; /* descends into tables, else ends */
 		out->size = TDP_PAGE_SIZE << level_shift(it.level);
 		out->pfn = spte_pfn(s) + (gfn & (level_pages(it.level) - 1));
-		out->prot = ((s & SPTE_R) ? TDP_PROT_READ : 0) |
-			    ((s & SPTE_W) ? TDP_PROT_WRITE : 0) |
-			    ((s & SPTE_X) ? TDP_PROT_EXEC : 0);
-		out->accessed = s & SPTE_A;
-		out->dirty = s & SPTE_D;
+		out->prot = (spte_readable(s) ? TDP_PROT_READ : 0) |
+			    (spte_writable(s) ? TDP_PROT_WRITE : 0) |
+			    (spte_executable(s) ? TDP_PROT_EXEC : 0);
+		out->accessed = spte_accessed(s);
+		out->dirty = spte_dirty(s);
 		r = 0;
 		break;
 	}

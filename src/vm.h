@@ -42,7 +42,7 @@ struct tlb_entry {
 	uint64_t tag;	/* gfn >> level_shift(level), +1 so 0 = empty */
 	uint64_t pfn;	/* first frame of the mapping */
 	uint64_t fill;	/* tdp_tlb.fills when it was filled */
-	uint8_t perms;	/* SPTE_R/W/X */
+	uint8_t perms;	/* SPTE_PERM_R/W/X (spte_perms) */
 	bool dirty;	/* D known set: writes need no walk */
 };
 
