@@ -1,5 +1,5 @@
 #!/bin/sh
-# check-layers.sh LAYERS SRCDIR OBJECT|DIR...  - fail when src/ breaks its
+# check-layers.sh LAYERS SRCDIR OBJECT|DIR|LIST...  - fail when src/ breaks its
 # layering (src/LAYERS): an include of a higher layer's header, a symbol
 # of a higher layer's object, a module missing from the list, or a cycle
 # in the objects' call graph (defined vs undefined symbols, nm).
@@ -8,9 +8,13 @@ layers=$1 src=$2
 shift 2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-# a directory stands for the objects under it
+# a directory stands for the objects under it, a .list file for the
+# objects it names (one per line)
 for a in "$@"; do
-	if [ -d "$a" ]; then find "$a" -name '*.o'; else echo "$a"; fi
+	case $a in
+	*.list) grep . "$a" ;;
+	*) if [ -d "$a" ]; then find "$a" -name '*.o'; else echo "$a"; fi ;;
+	esac
 done | sort > "$tmp/objs"
 set -- $(cat "$tmp/objs")
 [ $# -gt 0 ] || { echo "layers: no objects" >&2; exit 1; }

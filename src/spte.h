@@ -193,11 +193,12 @@ static inline bool spte_hw_present(uint64_t spte)
 #define SPTE_PERM_R 1u
 #define SPTE_PERM_W 2u
 #define SPTE_PERM_X 4u
+_Static_assert(SPTE_PERM_R == SPTE_R && SPTE_PERM_W == SPTE_W &&
+		       SPTE_PERM_X == SPTE_X,
+	       "EPT keeps R/W/X where the TLB does: spte_perms is a mask");
 static inline unsigned spte_perms(uint64_t spte)
 {
-	return (spte_readable(spte) ? SPTE_PERM_R : 0) |
-	       (spte_writable(spte) ? SPTE_PERM_W : 0) |
-	       (spte_executable(spte) ? SPTE_PERM_X : 0);
+	return (unsigned)(spte & SPTE_RWX);
 }
 
 /* The bits the hardware walker sets: Accessed on every entry it uses,
