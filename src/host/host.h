@@ -75,15 +75,17 @@
 #ifndef TDP_HOST_HOST_H
 #define TDP_HOST_HOST_H
 
+#include <errno.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "tdpmmu.h"
 
 #define HOST_PAGE_SHIFT 12
-#define HOST_ORDER_4K 0u
-#define HOST_ORDER_2M 9u
-#define HOST_ORDER_1G 18u
+#define HOST_ORDER_4K	0u
+#define HOST_ORDER_2M	9u
+#define HOST_ORDER_1G	18u
 /* Freed frames are filled with this 64-bit word. */
 #define HOST_POISON_WORD 0x6b6b5a5adeadf00dull
 
@@ -133,19 +135,74 @@ struct tdp_host_notifier {
 	struct tdp_host_notifier *next; /* owned by the host */
 };
 
-/* Subscribe / unsubscribe.  Both take the mmap lock for write, so when
- * unregister returns no callback of @n is running or will run. */
-void host_notifier_register(struct tdp_host *h, struct tdp_host_notifier *n);
-void host_notifier_unregister(struct tdp_host *h, struct tdp_host_notifier *n);
-
 struct host_gup {
 	uint64_t pfn;	  /* the 4 KiB frame that backs the hva */
-	uint64_t ref_pfn; /* the frame holding the reference; for host_put_frame */
+	uint64_t ref_pfn; /* the frame holding the reference; for host_put_frame
+			   */
 	unsigned order;	  /* host mapping level of the folio: 0, 9 or 18 */
 	bool writable;	  /* the mapping allows writes */
 	bool executable;  /* the mapping allows instruction fetch */
 	bool guest_private; /* the mapping is TDP_MAP_GUEST_PRIVATE */
 };
+
+/*
+ * The backend interface: what the VM side needs of a host, one const
+ * table per backend.  A backend's host begins with struct tdp_host, whose
+ * ops point at its table; the VM calls only the host_* wrappers below.
+ * The embedded pool (pool*.c, pool_backend_ops) is the one backend today.
+ * The contract of each operation is the comment of its wrapper.
+ */
+struct host_backend_ops {
+	const char *name;
+	int (*gup)(struct tdp_host *h, uint64_t hva, bool write,
+		   struct host_gup *out);
+	void (*put_frame)(struct tdp_host *h, uint64_t ref_pfn);
+	void (*mark_dirty)(struct tdp_host *h, uint64_t pfn, uint64_t npages);
+	void (*mark_accessed)(struct tdp_host *h, uint64_t pfn,
+			      uint64_t npages);
+	uint8_t *(*frame_base)(struct tdp_host *h);
+	int (*lookup)(struct tdp_host *h, uint64_t hva, uint64_t *pfn,
+		      unsigned *order, unsigned *prot);
+	int (*page_dirty)(struct tdp_host *h, uint64_t hva);
+	uint64_t (*swap_cached)(struct tdp_host *h);
+	bool (*range_mapped)(struct tdp_host *h, uint64_t hva, uint64_t len);
+	bool (*range_private)(struct tdp_host *h, uint64_t hva, uint64_t len);
+	bool (*range_has_private)(struct tdp_host *h, uint64_t hva,
+				  uint64_t len);
+	void (*notifier_register)(struct tdp_host *h,
+				  struct tdp_host_notifier *n);
+	void (*notifier_unregister)(struct tdp_host *h,
+				    struct tdp_host_notifier *n);
+	void (*set_inject)(struct tdp_host *h, int id);
+	void (*set_test_hook)(struct tdp_host *h,
+			      void (*fn)(void *arg, uint64_t start,
+					 uint64_t end),
+			      void *arg);
+};
+
+struct tdp_host {
+	const struct host_backend_ops *ops;
+};
+
+/* Every wrapper below refuses a NULL host as the backends did: -EINVAL,
+ * false, 0, NULL, or nothing done. */
+
+/* Subscribe / unsubscribe.  Both take the mmap lock for write, so when
+ * unregister returns no callback of @n is running or will run. */
+static inline void host_notifier_register(struct tdp_host *h,
+					  struct tdp_host_notifier *n)
+{
+	if (!h)
+		return;
+	h->ops->notifier_register(h, n);
+}
+static inline void host_notifier_unregister(struct tdp_host *h,
+					    struct tdp_host_notifier *n)
+{
+	if (!h)
+		return;
+	h->ops->notifier_unregister(h, n);
+}
 
 /*
  * host_gup - look up (faulting in: allocate or swap in) the frame that
@@ -156,15 +213,30 @@ struct host_gup {
  * is found without the mmap lock (gup-fast, pool.c); otherwise takes the
  * mmap lock (read; write to populate).
  */
-int host_gup(struct tdp_host *h, uint64_t hva, bool write,
-	     struct host_gup *out);
+static inline int host_gup(struct tdp_host *h, uint64_t hva, bool write,
+			   struct host_gup *out)
+{
+	if (!h)
+		return -EINVAL;
+	return h->ops->gup(h, hva, write, out);
+}
 
 /* Bug injection (inject.h) for the host's own code (gup-fast); set before
  * the host is used, like a VM's. */
-void host_set_inject(struct tdp_host *h, int id);
+static inline void host_set_inject(struct tdp_host *h, int id)
+{
+	if (!h)
+		return;
+	h->ops->set_inject(h, id);
+}
 
 /* Drop the reference host_gup() took (pass out->ref_pfn).  Lock-free. */
-void host_put_frame(struct tdp_host *h, uint64_t ref_pfn);
+static inline void host_put_frame(struct tdp_host *h, uint64_t ref_pfn)
+{
+	if (!h)
+		return;
+	h->ops->put_frame(h, ref_pfn);
+}
 
 /*
  * host_mark_dirty - the VM saw a Dirty bit on a mapping of frames
@@ -179,7 +251,13 @@ void host_put_frame(struct tdp_host *h, uint64_t ref_pfn);
  * newly allocated page is dirty anyway); at worst a page is written to
  * swap that did not need to be.
  */
-void host_mark_dirty(struct tdp_host *h, uint64_t pfn, uint64_t npages);
+static inline void host_mark_dirty(struct tdp_host *h, uint64_t pfn,
+				   uint64_t npages)
+{
+	if (!h)
+		return;
+	h->ops->mark_dirty(h, pfn, npages);
+}
 
 /*
  * host_mark_accessed - the VM saw an Accessed bit on a mapping of frames
@@ -190,7 +268,13 @@ void host_mark_dirty(struct tdp_host *h, uint64_t pfn, uint64_t npages);
  * range are ignored, and marks on frames that are free or were reallocated
  * since only make one page look young once.
  */
-void host_mark_accessed(struct tdp_host *h, uint64_t pfn, uint64_t npages);
+static inline void host_mark_accessed(struct tdp_host *h, uint64_t pfn,
+				      uint64_t npages)
+{
+	if (!h)
+		return;
+	h->ops->mark_accessed(h, pfn, npages);
+}
 
 /*
  * host_page_dirty - without faulting anything in, report the reclaim state
@@ -200,14 +284,29 @@ void host_mark_accessed(struct tdp_host *h, uint64_t pfn, uint64_t npages);
  * the mmap lock for read (works from notifier callbacks).  For tests and
  * audits.
  */
-int host_page_dirty(struct tdp_host *h, uint64_t hva);
+static inline int host_page_dirty(struct tdp_host *h, uint64_t hva)
+{
+	if (!h)
+		return -EINVAL;
+	return h->ops->page_dirty(h, hva);
+}
 
 /* Swap copies retained by present pages (the swap cache; swapped-out pages
  * are counted by tdp_host_stats.swapped_pages).  Lock-free. */
-uint64_t host_swap_cached(struct tdp_host *h);
+static inline uint64_t host_swap_cached(struct tdp_host *h)
+{
+	if (!h)
+		return 0;
+	return h->ops->swap_cached(h);
+}
 
 /* Base of the frame pool: frame pfn lives at base + (pfn << 12). */
-uint8_t *host_frame_base(struct tdp_host *h);
+static inline uint8_t *host_frame_base(struct tdp_host *h)
+{
+	if (!h)
+		return NULL;
+	return h->ops->frame_base(h);
+}
 
 /*
  * host_lookup - without faulting anything in, report what backs @hva now.
@@ -215,22 +314,51 @@ uint8_t *host_frame_base(struct tdp_host *h);
  * it is mapped but not populated (never touched or swapped out); -EFAULT if
  * not mapped.  Takes the mmap lock for read.  Used by the audit.
  */
-int host_lookup(struct tdp_host *h, uint64_t hva, uint64_t *pfn,
-		unsigned *order, unsigned *prot);
+static inline int host_lookup(struct tdp_host *h, uint64_t hva, uint64_t *pfn,
+			      unsigned *order, unsigned *prot)
+{
+	if (!h)
+		return -EINVAL;
+	return h->ops->lookup(h, hva, pfn, order, prot);
+}
 
 /* true if every page of [hva, hva+len) is mapped (any prot).  Read lock. */
-bool host_range_mapped(struct tdp_host *h, uint64_t hva, uint64_t len);
+static inline bool host_range_mapped(struct tdp_host *h, uint64_t hva,
+				     uint64_t len)
+{
+	if (!h)
+		return false;
+	return h->ops->range_mapped(h, hva, len);
+}
 /* true if every page of [hva, hva+len) is mapped TDP_MAP_GUEST_PRIVATE.
  * Read lock. */
-bool host_range_private(struct tdp_host *h, uint64_t hva, uint64_t len);
+static inline bool host_range_private(struct tdp_host *h, uint64_t hva,
+				      uint64_t len)
+{
+	if (!h)
+		return false;
+	return h->ops->range_private(h, hva, len);
+}
 /* true if some page of [hva, hva+len) is mapped TDP_MAP_GUEST_PRIVATE.
  * Read lock. */
-bool host_range_has_private(struct tdp_host *h, uint64_t hva, uint64_t len);
+static inline bool host_range_has_private(struct tdp_host *h, uint64_t hva,
+					  uint64_t len)
+{
+	if (!h)
+		return false;
+	return h->ops->range_has_private(h, hva, len);
+}
 
 /* Test hook: when set, called by every host operation after
  * invalidate_start returned and before the mapping changes. */
-void host_set_test_hook(struct tdp_host *h,
-			void (*fn)(void *arg, uint64_t start, uint64_t end),
-			void *arg);
+static inline void host_set_test_hook(struct tdp_host *h,
+				      void (*fn)(void *arg, uint64_t start,
+						 uint64_t end),
+				      void *arg)
+{
+	if (!h)
+		return;
+	h->ops->set_test_hook(h, fn, arg);
+}
 
 #endif

@@ -10,7 +10,7 @@
 /* create / destroy / stats                                            */
 /* ------------------------------------------------------------------ */
 
-static int pool_reserve(struct tdp_host *h, uint64_t bytes)
+static int pool_reserve(struct pool *h, uint64_t bytes)
 {
 	uint64_t len = bytes + POOL_ALIGN;
 	uint8_t *p, *base;
@@ -31,12 +31,12 @@ static int pool_reserve(struct tdp_host *h, uint64_t bytes)
 }
 
 /* bytes of a per-frame bitmap (fdirty, faccessed) */
-static size_t fbits_len(const struct tdp_host *h)
+static size_t fbits_len(const struct pool *h)
 {
 	return (h->nr_frames + 63) / 64 * sizeof(uint64_t);
 }
 
-static size_t swapc_len(const struct tdp_host *h)
+static size_t swapc_len(const struct pool *h)
 {
 	return h->nr_frames * sizeof(*h->swapc);
 }
@@ -45,16 +45,16 @@ int tdp_host_create(const struct tdp_host_config *cfg, struct tdp_host **out)
 {
 	uint64_t bytes = cfg ? cfg->mem_bytes : 0;
 	size_t refs_len;
-	struct tdp_host *h;
+	struct pool *h;
 	int ret = -ENOMEM;
 
 	if (!out || bytes > POOL_MAX)
 		return -EINVAL;
 	bytes = bytes ? ALIGN_UP(bytes, POOL_ALIGN) : POOL_DEFAULT;
 	/* per-slot members (percpu.h) are cache-line aligned */
-	h = aligned_alloc(_Alignof(struct tdp_host),
-			  (sizeof(*h) + _Alignof(struct tdp_host) - 1) &
-				  ~(_Alignof(struct tdp_host) - 1));
+	h = aligned_alloc(_Alignof(struct pool),
+			  (sizeof(*h) + _Alignof(struct pool) - 1) &
+				  ~(_Alignof(struct pool) - 1));
 	if (!h)
 		return -ENOMEM;
 	memset(h, 0, sizeof(*h));
@@ -85,7 +85,8 @@ int tdp_host_create(const struct tdp_host_config *cfg, struct tdp_host **out)
 	if (tdp_brlock_init(&h->mmap_lock))
 		goto free_root;
 	h->mmap_cursor = HVA_FIRST;
-	*out = h;
+	h->host.ops = &pool_backend_ops;
+	*out = &h->host;
 	return 0;
 
 free_root:
@@ -107,8 +108,7 @@ free_host:
 	return ret;
 }
 
-static int free_swap_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte,
-			void *arg)
+static int free_swap_cb(struct pool *h, uint64_t hva, uint64_t *pte, void *arg)
 {
 	if (pte_swapped(*pte))
 		free(pte_swap_copy(*pte));
@@ -117,8 +117,10 @@ static int free_swap_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte,
 	return 0;
 }
 
-void tdp_host_destroy(struct tdp_host *h)
+void tdp_host_destroy(struct tdp_host *th)
 {
+	struct pool *h = to_pool(th);
+
 	unsigned nr = 0;
 
 	if (!h)
@@ -147,8 +149,10 @@ void tdp_host_destroy(struct tdp_host *h)
 	free(h);
 }
 
-void tdp_host_get_stats(struct tdp_host *h, struct tdp_host_stats *out)
+void tdp_host_get_stats(struct tdp_host *th, struct tdp_host_stats *out)
 {
+	struct pool *h = to_pool(th);
+
 	if (!h || !out)
 		return;
 	memset(out, 0, sizeof(*out));
@@ -158,7 +162,8 @@ void tdp_host_get_stats(struct tdp_host *h, struct tdp_host_stats *out)
 		/* every reference, summed over the frames (heads carry a
 		 * folio's): mapping references plus pins */
 		uint64_t all = 0;
-		uint64_t hwm = __atomic_load_n(&h->frames_hwm, __ATOMIC_RELAXED);
+		uint64_t hwm =
+			__atomic_load_n(&h->frames_hwm, __ATOMIC_RELAXED);
 
 		for (uint64_t i = 0; i < hwm && i < h->nr_frames; i++)
 			all += __atomic_load_n(&h->refs[i], __ATOMIC_RELAXED);
@@ -181,7 +186,7 @@ void tdp_host_get_stats(struct tdp_host *h, struct tdp_host_stats *out)
 /* 0, -EFAULT or -EACCES for an access to [start, end); the first problem
  * in address order wins.  An access that passes is -EPERM if the range has
  * a guest-private page. */
-static int access_check(struct tdp_host *h, uint64_t start, uint64_t end,
+static int access_check(struct pool *h, uint64_t start, uint64_t end,
 			unsigned need)
 {
 	size_t i = vma_lower(h, start);
@@ -196,7 +201,7 @@ static int access_check(struct tdp_host *h, uint64_t start, uint64_t end,
 	return range_has(h, start, end, true) ? -EPERM : 0;
 }
 
-static void access_copy(struct tdp_host *h, uint64_t hva, uint8_t *buf,
+static void access_copy(struct pool *h, uint64_t hva, uint8_t *buf,
 			uint64_t len, bool write)
 {
 	while (len) {
@@ -218,8 +223,8 @@ static void access_copy(struct tdp_host *h, uint64_t hva, uint8_t *buf,
 	}
 }
 
-static int host_access(struct tdp_host *h, uint64_t hva, uint8_t *buf,
-		       uint64_t len, bool write)
+static int host_access(struct pool *h, uint64_t hva, uint8_t *buf, uint64_t len,
+		       bool write)
 {
 	unsigned need = write ? TDP_PROT_WRITE : TDP_PROT_READ;
 	uint64_t ps, pe;
@@ -263,14 +268,18 @@ static int host_access(struct tdp_host *h, uint64_t hva, uint8_t *buf,
 	}
 }
 
-int tdp_host_read(struct tdp_host *h, uint64_t hva, void *buf, uint64_t len)
+int tdp_host_read(struct tdp_host *th, uint64_t hva, void *buf, uint64_t len)
 {
+	struct pool *h = to_pool(th);
+
 	return host_access(h, hva, buf, len, false);
 }
 
-int tdp_host_write(struct tdp_host *h, uint64_t hva, const void *buf,
+int tdp_host_write(struct tdp_host *th, uint64_t hva, const void *buf,
 		   uint64_t len)
 {
+	struct pool *h = to_pool(th);
+
 	return host_access(h, hva, (uint8_t *)buf, len, true);
 }
 
@@ -288,7 +297,7 @@ struct age_walk {
 
 /* Host side of aging: the present page at @hva is young if its frame's
  * accessed bit is set; clear it unless testing only. */
-static int age_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte, void *arg)
+static int age_cb(struct pool *h, uint64_t hva, uint64_t *pte, void *arg)
 {
 	struct age_walk *aw = arg;
 	uint64_t pfn, i;
@@ -306,7 +315,7 @@ static int age_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte, void *arg)
 	return 0;
 }
 
-static void notify_age(struct tdp_host *h, uint64_t start, uint64_t end,
+static void notify_age(struct pool *h, uint64_t start, uint64_t end,
 		       unsigned flags, uint64_t *young)
 {
 	for (struct tdp_host_notifier *n = h->notifiers; n; n = n->next)
@@ -314,9 +323,11 @@ static void notify_age(struct tdp_host *h, uint64_t start, uint64_t end,
 			n->ops->age(n, start, end, flags, young);
 }
 
-int tdp_host_age(struct tdp_host *h, uint64_t hva, uint64_t len,
+int tdp_host_age(struct tdp_host *th, uint64_t hva, uint64_t len,
 		 unsigned flags, uint64_t *young)
 {
+	struct pool *h = to_pool(th);
+
 	uint64_t end = hva + len, npages, words, count = 0;
 	struct age_walk aw;
 	uint64_t *bm;
@@ -359,8 +370,9 @@ int tdp_host_age(struct tdp_host *h, uint64_t hva, uint64_t len,
 	 * (host_mark_accessed) before the frames are read below, so no
 	 * access falls between the two (I8). */
 	notify_age(h, hva, end, flags, bm);
-	aw = (struct age_walk){
-		.start = hva, .bitmap = bm, .clear = !(flags & TDP_AGE_TEST_ONLY)};
+	aw = (struct age_walk){.start = hva,
+			       .bitmap = bm,
+			       .clear = !(flags & TDP_AGE_TEST_ONLY)};
 	pte_walk(h, hva, end, age_cb, &aw);
 	/* a VM must not report beyond the range; do not count it if it did */
 	if (npages & 63)
@@ -381,8 +393,8 @@ out:
 
 /* Pin the present page at @hva; -EAGAIN if it must be faulted in first
  * (only when !populate). */
-static int gup_locked(struct tdp_host *h, uint64_t hva, bool write,
-		      bool populate, struct host_gup *out)
+static int gup_locked(struct pool *h, uint64_t hva, bool write, bool populate,
+		      struct host_gup *out)
 {
 	struct host_vma *v = vma_find(h, hva);
 	uint64_t e, head;
@@ -421,7 +433,7 @@ static int gup_locked(struct tdp_host *h, uint64_t hva, bool write,
 /* The pte of @hva without the mmap lock: atomic loads from the root down,
  * inside an RCU read section (nodes are freed after a grace period).  0 if
  * there is none. */
-static uint64_t pte_get_lockless(struct tdp_host *h, uint64_t hva)
+static uint64_t pte_get_lockless(struct pool *h, uint64_t hva)
 {
 	struct rnode *n = h->root;
 
@@ -450,8 +462,7 @@ static uint64_t pte_get_lockless(struct tdp_host *h, uint64_t hva)
  * the pte after that moment, exactly as it covers one after the locked
  * lookup drops the lock.
  */
-int gup_fast(struct tdp_host *h, uint64_t hva, bool write,
-		    struct host_gup *out)
+int gup_fast(struct pool *h, uint64_t hva, bool write, struct host_gup *out)
 {
 	uint32_t *ref, old;
 	uint64_t e, head;
@@ -498,8 +509,11 @@ slow:
 	return -EAGAIN;
 }
 
-int host_gup(struct tdp_host *h, uint64_t hva, bool write, struct host_gup *out)
+static int pool_gup(struct tdp_host *th, uint64_t hva, bool write,
+		    struct host_gup *out)
 {
+	struct pool *h = to_pool(th);
+
 	int taken;
 	int ret;
 
@@ -523,14 +537,18 @@ int host_gup(struct tdp_host *h, uint64_t hva, bool write, struct host_gup *out)
 	return ret;
 }
 
-void host_set_inject(struct tdp_host *h, int id)
+static void pool_set_inject(struct tdp_host *th, int id)
 {
+	struct pool *h = to_pool(th);
+
 	if (h)
 		h->inject = id;
 }
 
-void host_put_frame(struct tdp_host *h, uint64_t ref_pfn)
+static void pool_put_frame(struct tdp_host *th, uint64_t ref_pfn)
 {
+	struct pool *h = to_pool(th);
+
 	if (!h || ref_pfn >= h->nr_frames) {
 		fprintf(stderr, "tdpmmu host: put of bad pfn %#llx\n",
 			(unsigned long long)ref_pfn);
@@ -539,8 +557,10 @@ void host_put_frame(struct tdp_host *h, uint64_t ref_pfn)
 	frame_put_ref(h, ref_pfn);
 }
 
-void host_mark_dirty(struct tdp_host *h, uint64_t pfn, uint64_t npages)
+static void pool_mark_dirty(struct tdp_host *th, uint64_t pfn, uint64_t npages)
 {
+	struct pool *h = to_pool(th);
+
 	if (!h || pfn >= h->nr_frames)
 		return;
 	if (npages > h->nr_frames - pfn)
@@ -548,8 +568,11 @@ void host_mark_dirty(struct tdp_host *h, uint64_t pfn, uint64_t npages)
 	frame_set_dirty(h, pfn, npages);
 }
 
-void host_mark_accessed(struct tdp_host *h, uint64_t pfn, uint64_t npages)
+static void pool_mark_accessed(struct tdp_host *th, uint64_t pfn,
+			       uint64_t npages)
 {
+	struct pool *h = to_pool(th);
+
 	if (!h || pfn >= h->nr_frames)
 		return;
 	if (npages > h->nr_frames - pfn)
@@ -557,8 +580,10 @@ void host_mark_accessed(struct tdp_host *h, uint64_t pfn, uint64_t npages)
 	frame_set_accessed(h, pfn, npages);
 }
 
-int host_page_dirty(struct tdp_host *h, uint64_t hva)
+static int pool_page_dirty(struct tdp_host *th, uint64_t hva)
 {
+	struct pool *h = to_pool(th);
+
 	int taken;
 	uint64_t e;
 	int ret;
@@ -577,19 +602,25 @@ int host_page_dirty(struct tdp_host *h, uint64_t hva)
 	return ret;
 }
 
-uint64_t host_swap_cached(struct tdp_host *h)
+static uint64_t pool_swap_cached(struct tdp_host *th)
 {
+	struct pool *h = to_pool(th);
+
 	return h ? STAT_GET(h, swap_cached) : 0;
 }
 
-uint8_t *host_frame_base(struct tdp_host *h)
+static uint8_t *pool_frame_base(struct tdp_host *th)
 {
+	struct pool *h = to_pool(th);
+
 	return h ? h->pool : NULL;
 }
 
-int host_lookup(struct tdp_host *h, uint64_t hva, uint64_t *pfn,
-		unsigned *order, unsigned *prot)
+static int pool_lookup(struct tdp_host *th, uint64_t hva, uint64_t *pfn,
+		       unsigned *order, unsigned *prot)
 {
+	struct pool *h = to_pool(th);
+
 	struct host_vma *v;
 	int taken;
 	uint64_t e;
@@ -617,8 +648,10 @@ int host_lookup(struct tdp_host *h, uint64_t hva, uint64_t *pfn,
 	return ret;
 }
 
-bool host_range_mapped(struct tdp_host *h, uint64_t hva, uint64_t len)
+static bool pool_range_mapped(struct tdp_host *th, uint64_t hva, uint64_t len)
 {
+	struct pool *h = to_pool(th);
+
 	int taken;
 	bool ret;
 
@@ -632,8 +665,10 @@ bool host_range_mapped(struct tdp_host *h, uint64_t hva, uint64_t len)
 	return ret;
 }
 
-bool host_range_private(struct tdp_host *h, uint64_t hva, uint64_t len)
+static bool pool_range_private(struct tdp_host *th, uint64_t hva, uint64_t len)
 {
+	struct pool *h = to_pool(th);
+
 	uint64_t start;
 	int taken;
 	bool ret;
@@ -650,8 +685,11 @@ bool host_range_private(struct tdp_host *h, uint64_t hva, uint64_t len)
 	return ret;
 }
 
-bool host_range_has_private(struct tdp_host *h, uint64_t hva, uint64_t len)
+static bool pool_range_has_private(struct tdp_host *th, uint64_t hva,
+				   uint64_t len)
 {
+	struct pool *h = to_pool(th);
+
 	int taken;
 	bool ret;
 
@@ -662,3 +700,23 @@ bool host_range_has_private(struct tdp_host *h, uint64_t hva, uint64_t len)
 	mmap_read_unlock(h, taken);
 	return ret;
 }
+
+/* The embedded pool as a host backend (host.h). */
+const struct host_backend_ops pool_backend_ops = {
+	.name = "pool",
+	.gup = pool_gup,
+	.put_frame = pool_put_frame,
+	.mark_dirty = pool_mark_dirty,
+	.mark_accessed = pool_mark_accessed,
+	.frame_base = pool_frame_base,
+	.lookup = pool_lookup,
+	.page_dirty = pool_page_dirty,
+	.swap_cached = pool_swap_cached,
+	.range_mapped = pool_range_mapped,
+	.range_private = pool_range_private,
+	.range_has_private = pool_range_has_private,
+	.notifier_register = pool_notifier_register,
+	.notifier_unregister = pool_notifier_unregister,
+	.set_inject = pool_set_inject,
+	.set_test_hook = pool_set_test_hook,
+};

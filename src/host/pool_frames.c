@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* host/pool_frames.c - the embedded host's frames: per-frame dirty/accessed bits, reference counts, allocation and release, retained swap copies.
- * Locking and lifetime rules: pool_internal.h. */
+/* host/pool_frames.c - the embedded host's frames: per-frame dirty/accessed
+ * bits, reference counts, allocation and release, retained swap copies. Locking
+ * and lifetime rules: pool_internal.h. */
 #define _GNU_SOURCE
 #include "host/pool_internal.h"
 
@@ -35,7 +36,8 @@ static void fbits_set(uint64_t *map, uint64_t pfn, uint64_t n)
 
 		/* already set: no locked instruction (the common case on the
 		 * fault path); a racing clear is ordered after this set */
-		if ((__atomic_load_n(&map[pfn >> 6], __ATOMIC_RELAXED) & m) != m)
+		if ((__atomic_load_n(&map[pfn >> 6], __ATOMIC_RELAXED) & m) !=
+		    m)
 			__atomic_fetch_or(&map[pfn >> 6], m, __ATOMIC_RELAXED);
 		pfn += c;
 		n -= c;
@@ -57,8 +59,7 @@ bool fbits_test_and_clear(uint64_t *map, uint64_t pfn)
 	 * would dirty the bitmap's cache line for nothing */
 	if (!(__atomic_load_n(&map[pfn >> 6], __ATOMIC_RELAXED) & bit))
 		return false;
-	return __atomic_fetch_and(&map[pfn >> 6], ~bit, __ATOMIC_RELAXED) &
-	       bit;
+	return __atomic_fetch_and(&map[pfn >> 6], ~bit, __ATOMIC_RELAXED) & bit;
 }
 
 /* Clear the bits of the folio [pfn, pfn + 2^order) in @map, naturally
@@ -80,14 +81,15 @@ static void fbits_clear_folio(uint64_t *map, uint64_t pfn, unsigned order)
 
 /* OR the bits of folio [from, from + 2^order) into those of the folio
  * [to, to + 2^order) (both naturally aligned), frame by frame. */
-void fbits_copy_folio(uint64_t *map, uint64_t from, uint64_t to,
-			     unsigned order)
+void fbits_copy_folio(uint64_t *map, uint64_t from, uint64_t to, unsigned order)
 {
 	uint64_t n = 1ull << order;
 
 	if (n < 64) {
-		uint64_t v = __atomic_load_n(&map[from >> 6], __ATOMIC_RELAXED) >>
-			     (from & 63) & bits_mask(0, n);
+		uint64_t v =
+			__atomic_load_n(&map[from >> 6], __ATOMIC_RELAXED) >>
+				(from & 63) &
+			bits_mask(0, n);
 
 		if (v)
 			__atomic_fetch_or(&map[to >> 6], v << (to & 63),
@@ -104,23 +106,23 @@ void fbits_copy_folio(uint64_t *map, uint64_t from, uint64_t to,
 	}
 }
 
-void frame_set_dirty(struct tdp_host *h, uint64_t pfn, uint64_t n)
+void frame_set_dirty(struct pool *h, uint64_t pfn, uint64_t n)
 {
 	fbits_set(h->fdirty, pfn, n);
 }
 
-bool frame_test_dirty(struct tdp_host *h, uint64_t pfn)
+bool frame_test_dirty(struct pool *h, uint64_t pfn)
 {
 	return fbits_test(h->fdirty, pfn);
 }
 
-void frame_set_accessed(struct tdp_host *h, uint64_t pfn, uint64_t n)
+void frame_set_accessed(struct pool *h, uint64_t pfn, uint64_t n)
 {
 	fbits_set(h->faccessed, pfn, n);
 }
 
 /* A folio is born and dies with all its dirty and accessed bits clear. */
-static void frame_clear_state(struct tdp_host *h, uint64_t pfn, unsigned order)
+static void frame_clear_state(struct pool *h, uint64_t pfn, unsigned order)
 {
 	fbits_clear_folio(h->fdirty, pfn, order);
 	fbits_clear_folio(h->faccessed, pfn, order);
@@ -130,7 +132,7 @@ static void frame_clear_state(struct tdp_host *h, uint64_t pfn, unsigned order)
 /* frames and references                                               */
 /* ------------------------------------------------------------------ */
 
-static void frame_zero(struct tdp_host *h, uint64_t pfn, unsigned order)
+static void frame_zero(struct pool *h, uint64_t pfn, unsigned order)
 {
 	uint8_t *p = frame_ptr(h, pfn);
 	uint64_t n = folio_bytes(order);
@@ -142,7 +144,7 @@ static void frame_zero(struct tdp_host *h, uint64_t pfn, unsigned order)
 }
 
 /* Allocate a folio with one reference.  Returns its pfn or -ENOMEM. */
-int64_t frame_alloc(struct tdp_host *h, unsigned order, bool zero)
+int64_t frame_alloc(struct pool *h, unsigned order, bool zero)
 {
 	bool dirty;
 	int64_t pfn = buddy_alloc(&h->buddy, order, &dirty);
@@ -153,12 +155,12 @@ int64_t frame_alloc(struct tdp_host *h, unsigned order, bool zero)
 		frame_zero(h, (uint64_t)pfn, order);
 	{
 		uint64_t end = (uint64_t)pfn + (1ull << order);
-		uint64_t cur = __atomic_load_n(&h->frames_hwm, __ATOMIC_RELAXED);
+		uint64_t cur =
+			__atomic_load_n(&h->frames_hwm, __ATOMIC_RELAXED);
 
-		while (cur < end &&
-		       !__atomic_compare_exchange_n(&h->frames_hwm, &cur, end,
-						    false, __ATOMIC_RELAXED,
-						    __ATOMIC_RELAXED))
+		while (cur < end && !__atomic_compare_exchange_n(
+					    &h->frames_hwm, &cur, end, false,
+					    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 			;
 	}
 	frame_clear_state(h, (uint64_t)pfn, order);
@@ -176,14 +178,14 @@ int64_t frame_alloc(struct tdp_host *h, unsigned order, bool zero)
  * hold a speculative reference on it (taken through a pte that mapped
  * the frame before it was freed and allocated again), and then the last
  * of the two frees it. */
-void frame_unalloc(struct tdp_host *h, uint64_t pfn, unsigned order)
+void frame_unalloc(struct pool *h, uint64_t pfn, unsigned order)
 {
 	(void)order;
 	frame_put(h, pfn);
 }
 
 /* The last reference is gone: poison the folio and free it. */
-static void frame_release(struct tdp_host *h, uint64_t head)
+static void frame_release(struct pool *h, uint64_t head)
 {
 	int order = buddy_order(&h->buddy, head);
 
@@ -196,7 +198,7 @@ static void frame_release(struct tdp_host *h, uint64_t head)
 	buddy_free(&h->buddy, head);
 }
 
-void frame_put(struct tdp_host *h, uint64_t head)
+void frame_put(struct pool *h, uint64_t head)
 {
 	SLOT_ADD(h, frame_refs, -1);
 	frame_put_ref(h, head);
@@ -205,7 +207,7 @@ void frame_put(struct tdp_host *h, uint64_t head)
 /* Drop a reference without counting it in the mapping references (a
  * pin: tdp_host_get_stats counts pins as the rest of the frames'
  * counts). */
-void frame_put_ref(struct tdp_host *h, uint64_t head)
+void frame_put_ref(struct pool *h, uint64_t head)
 {
 	uint32_t *ref = &h->refs[head];
 	uint32_t old = __atomic_load_n(ref, __ATOMIC_RELAXED);
@@ -229,7 +231,7 @@ void frame_put_ref(struct tdp_host *h, uint64_t head)
 /* ------------------------------------------------------------------ */
 
 /* Is the present page @e (mapping some hva) dirty?  mmap lock held. */
-bool page_dirty(struct tdp_host *h, uint64_t e)
+bool page_dirty(struct pool *h, uint64_t e)
 {
 	uint64_t pfn = pte_pfn(e);
 
@@ -237,7 +239,7 @@ bool page_dirty(struct tdp_host *h, uint64_t e)
 }
 
 /* Free the retained copy of the present page @e, if any.  Write lock. */
-void swapc_drop(struct tdp_host *h, uint64_t e)
+void swapc_drop(struct pool *h, uint64_t e)
 {
 	void **slot;
 

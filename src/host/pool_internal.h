@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pool_internal.h - the embedded host (src/host/pool*.c): a frame pool, a host virtual address space
- * (hva -> pfn, folios of 4 KiB / 2 MiB / 1 GiB) and the operations that
- * move memory under the guest (munmap, mprotect, migrate, swap-out, split,
- * and punch-hole for guest-private memory).
+ * pool_internal.h - the embedded host (src/host/pool*.c): a frame pool, a host
+ * virtual address space (hva -> pfn, folios of 4 KiB / 2 MiB / 1 GiB) and the
+ * operations that move memory under the guest (munmap, mprotect, migrate,
+ * swap-out, split, and punch-hole for guest-private memory).
  *
  * Data:
  *  - The pool is one MAP_NORESERVE reservation, 1 GiB aligned; pfn N lives
@@ -79,12 +79,12 @@
  *    (set, test-and-clear, or clear of a partial word) or atomic stores of
  *    whole words that belong to one folio being allocated or freed.
  *    host_mark_dirty() takes no lock at all, so it may be called under the
- *    write lock from invalidate_start or with no host lock held.  Setting a bit needs no lock because
- *    reclaim reads it only after invalidate_start has returned, and every
- *    legitimate mark (by a VM that still maps the frame, or the host's own
- *    writers under the mmap lock) happens before that.  host_mark_accessed()
- *    is lock-free the same way.  tdp_host_age holds the mmap lock for
- *    read: the hva -> pfn mapping of the range stays fixed while it tests
+ *    write lock from invalidate_start or with no host lock held.  Setting a bit
+ * needs no lock because reclaim reads it only after invalidate_start has
+ * returned, and every legitimate mark (by a VM that still maps the frame, or
+ * the host's own writers under the mmap lock) happens before that.
+ * host_mark_accessed() is lock-free the same way.  tdp_host_age holds the mmap
+ * lock for read: the hva -> pfn mapping of the range stays fixed while it tests
  *    and clears the accessed bits and while the notifiers' age ops run,
  *    but accesses (tdp_host_read/write, guests) go on; an access that
  *    races with the clear is seen by this aging or the next.
@@ -197,17 +197,19 @@ struct host_stats {
 	uint64_t swap_cached; /* retained copies (non-NULL swapc[]) */
 };
 
-struct tdp_host {
+/* The embedded host: struct tdp_host (host.h) is its first member. */
+struct pool {
+	struct tdp_host host; /* .ops = &pool_backend_ops */
 	struct tdp_brlock mmap_lock;
 	pthread_t wr_owner; /* atomic; 0 when not write-locked */
 
 	uint8_t *pool;
 	uint64_t pool_bytes;
 	uint64_t nr_frames;
-	uint32_t *refs;	  /* atomic, per frame */
-	uint64_t *fdirty; /* atomic bitmap, one dirty bit per frame */
+	uint32_t *refs;	     /* atomic, per frame */
+	uint64_t *fdirty;    /* atomic bitmap, one dirty bit per frame */
 	uint64_t *faccessed; /* atomic bitmap, one accessed bit per frame */
-	void **swapc;	  /* per frame: retained swap copy; under mmap_lock */
+	void **swapc; /* per frame: retained swap copy; under mmap_lock */
 	struct buddy buddy;
 
 	/* under mmap_lock */
@@ -239,10 +241,10 @@ struct tdp_host {
 #define STAT_SUB(h, f, v) __atomic_sub_fetch(&(h)->st.f, (v), __ATOMIC_RELAXED)
 #define STAT_GET(h, f)	  __atomic_load_n(&(h)->st.f, __ATOMIC_RELAXED)
 #define SLOT_ADD(h, f, v)                                                      \
-	__atomic_add_fetch(&(h)->slot_st[tdp_this_slot()].f, (int64_t)(v),    \
+	__atomic_add_fetch(&(h)->slot_st[tdp_this_slot()].f, (int64_t)(v),     \
 			   __ATOMIC_RELAXED)
 
-static inline uint64_t slot_sum(const struct tdp_host *h, size_t off)
+static inline uint64_t slot_sum(const struct pool *h, size_t off)
 {
 	int64_t sum = 0;
 
@@ -274,12 +276,13 @@ static inline int folio_order_of(uint64_t folio_size)
 	return -1;
 }
 
-static inline uint8_t *frame_ptr(struct tdp_host *h, uint64_t pfn)
+static inline uint8_t *frame_ptr(struct pool *h, uint64_t pfn)
 {
 	return h->pool + (pfn << HOST_PAGE_SHIFT);
 }
 
-static inline uint64_t pte_mk_present(uint64_t pfn, unsigned order, uint64_t attrs)
+static inline uint64_t pte_mk_present(uint64_t pfn, unsigned order,
+				      uint64_t attrs)
 {
 	return (pfn << HOST_PAGE_SHIFT) | ((uint64_t)order << PTE_ORDER_SHIFT) |
 	       (attrs & PTE_ATTRS) | PTE_PRESENT;
@@ -342,7 +345,7 @@ static inline uint64_t pte_head_pfn(uint64_t e, uint64_t hva)
 }
 
 /* -EINVAL for a bad page range of munmap & co, else 0 */
-static inline int check_page_range(struct tdp_host *h, uint64_t hva, uint64_t len)
+static inline int check_page_range(struct pool *h, uint64_t hva, uint64_t len)
 {
 	if (!h || !len || (hva | len) & (PAGE_SIZE_ - 1))
 		return -EINVAL;
@@ -355,14 +358,14 @@ static inline int check_page_range(struct tdp_host *h, uint64_t hva, uint64_t le
 /* mmap lock                                                           */
 /* ------------------------------------------------------------------ */
 
-static inline bool in_write_section(struct tdp_host *h)
+static inline bool in_write_section(struct pool *h)
 {
 	pthread_t owner = __atomic_load_n(&h->wr_owner, __ATOMIC_RELAXED);
 
 	return owner && pthread_equal(owner, pthread_self());
 }
 
-static inline int mmap_write_lock(struct tdp_host *h)
+static inline int mmap_write_lock(struct pool *h)
 {
 	if (in_write_section(h))
 		return -EDEADLK;
@@ -371,7 +374,7 @@ static inline int mmap_write_lock(struct tdp_host *h)
 	return 0;
 }
 
-static inline void mmap_write_unlock(struct tdp_host *h)
+static inline void mmap_write_unlock(struct pool *h)
 {
 	__atomic_store_n(&h->wr_owner, (pthread_t)0, __ATOMIC_RELAXED);
 	tdp_brlock_write_unlock(&h->mmap_lock);
@@ -380,80 +383,91 @@ static inline void mmap_write_unlock(struct tdp_host *h)
 /* Returns the brlock slot to give back, or -1 if the caller already holds
  * the lock for write (inside a notifier callback or the test hook):
  * nothing is taken then. */
-static inline int mmap_read_lock(struct tdp_host *h)
+static inline int mmap_read_lock(struct pool *h)
 {
 	if (in_write_section(h))
 		return -1;
 	return (int)tdp_brlock_read_lock(&h->mmap_lock);
 }
 
-static inline void mmap_read_unlock(struct tdp_host *h, int taken)
+static inline void mmap_read_unlock(struct pool *h, int taken)
 {
 	if (taken >= 0)
 		tdp_brlock_read_unlock(&h->mmap_lock, (unsigned)taken);
 }
 
+_Static_assert(offsetof(struct pool, host) == 0,
+	       "to_pool keeps NULL NULL: the host is the pool's first member");
+
+static inline struct pool *to_pool(struct tdp_host *h)
+{
+	return (struct pool *)h;
+}
+
+extern const struct host_backend_ops pool_backend_ops;
+
 /* ---- functions shared between the pool's files ---- */
 
+/* pool_notify.c: the backend ops of the notifier list and the test hook */
+void pool_notifier_register(struct tdp_host *th, struct tdp_host_notifier *n);
+void pool_notifier_unregister(struct tdp_host *th, struct tdp_host_notifier *n);
+void pool_set_test_hook(struct tdp_host *th,
+			void (*fn)(void *arg, uint64_t start, uint64_t end),
+			void *arg);
+
 /* pte_walk's callback */
-typedef int (*pte_fn)(struct tdp_host *h, uint64_t hva, uint64_t *pte,
-		      void *arg);
+typedef int (*pte_fn)(struct pool *h, uint64_t hva, uint64_t *pte, void *arg);
 
 /* pool.c */
-int gup_fast(struct tdp_host *h, uint64_t hva, bool write,
-		    struct host_gup *out);
+int gup_fast(struct pool *h, uint64_t hva, bool write, struct host_gup *out);
 
 /* pool_frames.c */
 uint64_t bits_mask(uint64_t first, uint64_t n);
 bool fbits_test(const uint64_t *map, uint64_t pfn);
 bool fbits_test_and_clear(uint64_t *map, uint64_t pfn);
 void fbits_copy_folio(uint64_t *map, uint64_t from, uint64_t to,
-			     unsigned order);
-void frame_set_dirty(struct tdp_host *h, uint64_t pfn, uint64_t n);
-bool frame_test_dirty(struct tdp_host *h, uint64_t pfn);
-void frame_set_accessed(struct tdp_host *h, uint64_t pfn, uint64_t n);
-int64_t frame_alloc(struct tdp_host *h, unsigned order, bool zero);
-void frame_unalloc(struct tdp_host *h, uint64_t pfn, unsigned order);
-void frame_put(struct tdp_host *h, uint64_t head);
-void frame_put_ref(struct tdp_host *h, uint64_t head);
-bool page_dirty(struct tdp_host *h, uint64_t e);
-void swapc_drop(struct tdp_host *h, uint64_t e);
+		      unsigned order);
+void frame_set_dirty(struct pool *h, uint64_t pfn, uint64_t n);
+bool frame_test_dirty(struct pool *h, uint64_t pfn);
+void frame_set_accessed(struct pool *h, uint64_t pfn, uint64_t n);
+int64_t frame_alloc(struct pool *h, unsigned order, bool zero);
+void frame_unalloc(struct pool *h, uint64_t pfn, unsigned order);
+void frame_put(struct pool *h, uint64_t head);
+void frame_put_ref(struct pool *h, uint64_t head);
+bool page_dirty(struct pool *h, uint64_t e);
+void swapc_drop(struct pool *h, uint64_t e);
 
 /* pool_move.c */
-int populate_page(struct tdp_host *h, const struct host_vma *v,
-			 uint64_t hva);
-int populate_range(struct tdp_host *h, uint64_t start, uint64_t end);
+int populate_page(struct pool *h, const struct host_vma *v, uint64_t hva);
+int populate_range(struct pool *h, uint64_t start, uint64_t end);
 
 /* pool_notify.c */
-void notify_start(struct tdp_host *h, uint64_t start, uint64_t end,
-			 bool priv);
-void notify_end(struct tdp_host *h, uint64_t start, uint64_t end,
-		       bool priv);
-void call_hook(struct tdp_host *h, uint64_t start, uint64_t end);
+void notify_start(struct pool *h, uint64_t start, uint64_t end, bool priv);
+void notify_end(struct pool *h, uint64_t start, uint64_t end, bool priv);
+void call_hook(struct pool *h, uint64_t start, uint64_t end);
 
 /* pool_tree.c */
 unsigned radix_index(uint64_t hva, unsigned level);
-uint64_t *pte_lookup(struct tdp_host *h, uint64_t hva);
-uint64_t pte_get(struct tdp_host *h, uint64_t hva);
-uint64_t *pte_alloc(struct tdp_host *h, uint64_t hva);
-bool radix_prune(struct rnode *n, unsigned level, uint64_t start,
-			uint64_t end);
+uint64_t *pte_lookup(struct pool *h, uint64_t hva);
+uint64_t pte_get(struct pool *h, uint64_t hva);
+uint64_t *pte_alloc(struct pool *h, uint64_t hva);
+bool radix_prune(struct rnode *n, unsigned level, uint64_t start, uint64_t end);
 void radix_free_all(struct rnode *n, unsigned level);
-int pte_walk(struct tdp_host *h, uint64_t start, uint64_t end, pte_fn fn,
-		    void *arg);
-bool range_empty(struct tdp_host *h, uint64_t start, uint64_t end);
-bool range_present(struct tdp_host *h, uint64_t start, uint64_t end);
-size_t vma_lower(struct tdp_host *h, uint64_t hva);
-struct host_vma *vma_find(struct tdp_host *h, uint64_t hva);
-bool range_covered(struct tdp_host *h, uint64_t start, uint64_t end);
-bool range_unmapped(struct tdp_host *h, uint64_t start, uint64_t end);
-bool range_has(struct tdp_host *h, uint64_t start, uint64_t end,
-		      bool guest_private);
-int vma_reserve(struct tdp_host *h, size_t extra);
-void vma_insert(struct tdp_host *h, size_t i, const struct host_vma *v);
-void vma_split_at(struct tdp_host *h, uint64_t addr);
-void vma_remove_range(struct tdp_host *h, uint64_t start, uint64_t end);
-bool find_gap(struct tdp_host *h, uint64_t from, uint64_t len,
-		     uint64_t align, uint64_t *out);
+int pte_walk(struct pool *h, uint64_t start, uint64_t end, pte_fn fn,
+	     void *arg);
+bool range_empty(struct pool *h, uint64_t start, uint64_t end);
+bool range_present(struct pool *h, uint64_t start, uint64_t end);
+size_t vma_lower(struct pool *h, uint64_t hva);
+struct host_vma *vma_find(struct pool *h, uint64_t hva);
+bool range_covered(struct pool *h, uint64_t start, uint64_t end);
+bool range_unmapped(struct pool *h, uint64_t start, uint64_t end);
+bool range_has(struct pool *h, uint64_t start, uint64_t end,
+	       bool guest_private);
+int vma_reserve(struct pool *h, size_t extra);
+void vma_insert(struct pool *h, size_t i, const struct host_vma *v);
+void vma_split_at(struct pool *h, uint64_t addr);
+void vma_remove_range(struct pool *h, uint64_t start, uint64_t end);
+bool find_gap(struct pool *h, uint64_t from, uint64_t len, uint64_t align,
+	      uint64_t *out);
 
 #endif

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* host/pool_move.c - the embedded host's the operations that move memory: population, splitting, mmap/munmap/mprotect/split, migration and swap-out.
+/* host/pool_move.c - the embedded host's the operations that move memory:
+ * population, splitting, mmap/munmap/mprotect/split, migration and swap-out.
  * Locking and lifetime rules: pool_internal.h. */
 #define _GNU_SOURCE
 #include "host/pool_internal.h"
@@ -9,7 +10,7 @@
 /* ------------------------------------------------------------------ */
 
 /* Split the huge folio that maps @hva (if any) into order-0 frames. */
-static void split_folio(struct tdp_host *h, uint64_t hva)
+static void split_folio(struct pool *h, uint64_t hva)
 {
 	uint64_t e = pte_get(h, hva);
 	unsigned order = pte_order(e);
@@ -31,7 +32,7 @@ static void split_folio(struct tdp_host *h, uint64_t hva)
 }
 
 /* Split the huge folios that [start, end) covers only partly. */
-static void split_partial(struct tdp_host *h, uint64_t start, uint64_t end)
+static void split_partial(struct pool *h, uint64_t start, uint64_t end)
 {
 	uint64_t e = pte_get(h, start);
 
@@ -42,7 +43,7 @@ static void split_partial(struct tdp_host *h, uint64_t start, uint64_t end)
 		split_folio(h, end - PAGE_SIZE_);
 }
 
-static int split_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte, void *arg)
+static int split_cb(struct pool *h, uint64_t hva, uint64_t *pte, void *arg)
 {
 	if (pte_present(*pte) && pte_order(*pte))
 		split_folio(h, hva);
@@ -50,14 +51,14 @@ static int split_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte, void *arg)
 }
 
 /* Split every huge folio that intersects [start, end). */
-static void split_all(struct tdp_host *h, uint64_t start, uint64_t end)
+static void split_all(struct pool *h, uint64_t start, uint64_t end)
 {
 	pte_walk(h, start, end, split_cb, NULL);
 }
 
 /* Widen [*start, *end) to the folios it covers partly: the range whose
  * mapping level changes when they are split. */
-static void widen_to_folios(struct tdp_host *h, uint64_t *start, uint64_t *end)
+static void widen_to_folios(struct pool *h, uint64_t *start, uint64_t *end)
 {
 	uint64_t e = pte_get(h, *start);
 
@@ -72,8 +73,7 @@ static void widen_to_folios(struct tdp_host *h, uint64_t *start, uint64_t *end)
 /* population                                                          */
 /* ------------------------------------------------------------------ */
 
-static int swap_in(struct tdp_host *h, const struct host_vma *v,
-		   uint64_t *pte)
+static int swap_in(struct pool *h, const struct host_vma *v, uint64_t *pte)
 {
 	void *copy = pte_swap_copy(*pte);
 	int64_t pfn = frame_alloc(h, 0, false);
@@ -91,8 +91,7 @@ static int swap_in(struct tdp_host *h, const struct host_vma *v,
 }
 
 /* Map a new zeroed huge folio at @fs (inside @v, all pages unpopulated). */
-static int populate_folio(struct tdp_host *h, const struct host_vma *v,
-			  uint64_t fs)
+static int populate_folio(struct pool *h, const struct host_vma *v, uint64_t fs)
 {
 	uint64_t size = folio_bytes(v->order);
 	int64_t pfn;
@@ -111,8 +110,7 @@ static int populate_folio(struct tdp_host *h, const struct host_vma *v,
 }
 
 /* Can the page at @hva be populated with a huge folio of @v? */
-static bool folio_fits(struct tdp_host *h, const struct host_vma *v,
-		       uint64_t hva)
+static bool folio_fits(struct pool *h, const struct host_vma *v, uint64_t hva)
 {
 	uint64_t size = folio_bytes(v->order);
 	uint64_t fs = ALIGN_DOWN(hva, size);
@@ -123,8 +121,7 @@ static bool folio_fits(struct tdp_host *h, const struct host_vma *v,
 }
 
 /* Fault in the page at @hva of @v.  Write lock held. */
-int populate_page(struct tdp_host *h, const struct host_vma *v,
-			 uint64_t hva)
+int populate_page(struct pool *h, const struct host_vma *v, uint64_t hva)
 {
 	uint64_t *pte = pte_alloc(h, hva);
 	int64_t pfn;
@@ -148,7 +145,7 @@ int populate_page(struct tdp_host *h, const struct host_vma *v,
 }
 
 /* Fault in every page of the covered range [start, end). */
-int populate_range(struct tdp_host *h, uint64_t start, uint64_t end)
+int populate_range(struct pool *h, uint64_t start, uint64_t end)
 {
 	for (uint64_t p = start; p < end; p += PAGE_SIZE_) {
 		int ret;
@@ -166,9 +163,11 @@ int populate_range(struct tdp_host *h, uint64_t start, uint64_t end)
 /* mmap / munmap / mprotect / split                                    */
 /* ------------------------------------------------------------------ */
 
-int tdp_host_mmap(struct tdp_host *h, uint64_t len, unsigned prot,
+int tdp_host_mmap(struct tdp_host *th, uint64_t len, unsigned prot,
 		  uint64_t folio_size, unsigned flags, uint64_t *hva)
 {
+	struct pool *h = to_pool(th);
+
 	int order = folio_order_of(folio_size);
 	struct host_vma v;
 	uint64_t a = 0;
@@ -215,7 +214,7 @@ out:
 	return ret;
 }
 
-static int unmap_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte, void *arg)
+static int unmap_cb(struct pool *h, uint64_t hva, uint64_t *pte, void *arg)
 {
 	uint64_t e = *pte;
 
@@ -242,7 +241,7 @@ enum refuse {
 /* Check that [hva, hva+len) is a page range (-EINVAL), write-lock @h and
  * check that the range is mapped (-ENOENT) and has no page that @refuse
  * names (-EPERM).  On error the lock is not held. */
-static int lock_covered(struct tdp_host *h, uint64_t hva, uint64_t len,
+static int lock_covered(struct pool *h, uint64_t hva, uint64_t len,
 			enum refuse refuse)
 {
 	int ret = check_page_range(h, hva, len);
@@ -262,8 +261,10 @@ static int lock_covered(struct tdp_host *h, uint64_t hva, uint64_t len,
 	return ret;
 }
 
-int tdp_host_munmap(struct tdp_host *h, uint64_t hva, uint64_t len)
+int tdp_host_munmap(struct tdp_host *th, uint64_t hva, uint64_t len)
 {
+	struct pool *h = to_pool(th);
+
 	uint64_t end = hva + len, s = hva, e = end;
 	bool priv;
 	int ret = lock_covered(h, hva, len, REFUSE_NONE);
@@ -298,7 +299,7 @@ out:
 
 /* punch_hole: unmap_cb on a guest-private page, which the host never
  * swaps (swap_out refuses it): so it has no swap pte or retained copy. */
-static int punch_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte, void *arg)
+static int punch_cb(struct pool *h, uint64_t hva, uint64_t *pte, void *arg)
 {
 	TDP_ASSERT_MSG(pte_present(*pte) &&
 			       (pte_order(*pte) || !h->swapc[pte_pfn(*pte)]),
@@ -307,8 +308,10 @@ static int punch_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte, void *arg)
 	return unmap_cb(h, hva, pte, arg);
 }
 
-int tdp_host_punch_hole(struct tdp_host *h, uint64_t hva, uint64_t len)
+int tdp_host_punch_hole(struct tdp_host *th, uint64_t hva, uint64_t len)
 {
+	struct pool *h = to_pool(th);
+
 	uint64_t end = hva + len, s = hva, e = end;
 	int ret = lock_covered(h, hva, len, REFUSE_NORMAL);
 	if (ret)
@@ -327,7 +330,7 @@ int tdp_host_punch_hole(struct tdp_host *h, uint64_t hva, uint64_t len)
 
 /* true if some VMA in the covered range [start, end) has a bit that
  * @prot lacks */
-static bool prot_removed(struct tdp_host *h, uint64_t start, uint64_t end,
+static bool prot_removed(struct pool *h, uint64_t start, uint64_t end,
 			 unsigned prot)
 {
 	for (size_t i = vma_lower(h, start);
@@ -338,21 +341,22 @@ static bool prot_removed(struct tdp_host *h, uint64_t start, uint64_t end,
 }
 
 /* mprotect: the present ptes carry the new protection */
-static int reprot_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte,
-		     void *arg)
+static int reprot_cb(struct pool *h, uint64_t hva, uint64_t *pte, void *arg)
 {
 	uint64_t e = *pte;
 
 	if (pte_present(e))
 		pte_set(pte, (e & ~(7ull << PTE_PROT_SHIFT)) |
-				     ((uint64_t)*(const unsigned *)arg
+				     ((uint64_t) * (const unsigned *)arg
 				      << PTE_PROT_SHIFT));
 	return 0;
 }
 
-int tdp_host_mprotect(struct tdp_host *h, uint64_t hva, uint64_t len,
+int tdp_host_mprotect(struct tdp_host *th, uint64_t hva, uint64_t len,
 		      unsigned prot)
 {
+	struct pool *h = to_pool(th);
+
 	uint64_t end = hva + len, s = hva, e = end;
 	bool notify;
 	int ret;
@@ -385,8 +389,10 @@ out:
 	return ret;
 }
 
-int tdp_host_split(struct tdp_host *h, uint64_t hva, uint64_t len)
+int tdp_host_split(struct tdp_host *th, uint64_t hva, uint64_t len)
 {
+	struct pool *h = to_pool(th);
+
 	uint64_t end = hva + len, s = hva, e = end;
 	int ret = lock_covered(h, hva, len, REFUSE_PRIVATE);
 	if (ret)
@@ -427,7 +433,7 @@ struct plan {
  * the range covers partly, or of any folio when !whole, are order-0 moves
  * of their own frame (which they will be once split).
  */
-static int plan_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte, void *arg)
+static int plan_cb(struct pool *h, uint64_t hva, uint64_t *pte, void *arg)
 {
 	struct plan *pl = arg;
 	uint64_t e = *pte;
@@ -458,7 +464,7 @@ static int plan_cb(struct tdp_host *h, uint64_t hva, uint64_t *pte, void *arg)
 }
 
 /* Build the list of moves of [start, end).  -ENOMEM on failure. */
-static int plan_build(struct tdp_host *h, struct plan *pl, uint64_t start,
+static int plan_build(struct pool *h, struct plan *pl, uint64_t start,
 		      uint64_t end, bool whole)
 {
 	*pl = (struct plan){.start = start, .end = end, .whole = whole};
@@ -473,14 +479,14 @@ static int plan_build(struct tdp_host *h, struct plan *pl, uint64_t start,
 	return 0;
 }
 
-static void plan_drop_old(struct tdp_host *h, struct plan *pl)
+static void plan_drop_old(struct pool *h, struct plan *pl)
 {
 	for (size_t i = 0; i < pl->n; i++)
 		frame_put(h, pl->m[i].old_pfn);
 }
 
 /* Allocate the new folios of a migration, all or nothing. */
-static int migrate_alloc(struct tdp_host *h, struct plan *pl)
+static int migrate_alloc(struct pool *h, struct plan *pl)
 {
 	size_t i;
 
@@ -498,7 +504,7 @@ undo:
 	return -ENOMEM;
 }
 
-static void migrate_one(struct tdp_host *h, const struct move *m)
+static void migrate_one(struct pool *h, const struct move *m)
 {
 	uint64_t n = 1ull << m->order;
 
@@ -525,8 +531,10 @@ static void migrate_one(struct tdp_host *h, const struct move *m)
 	STAT_ADD(h, migrations, n);
 }
 
-int tdp_host_migrate(struct tdp_host *h, uint64_t hva, uint64_t len)
+int tdp_host_migrate(struct tdp_host *th, uint64_t hva, uint64_t len)
 {
+	struct pool *h = to_pool(th);
+
 	uint64_t end = hva + len, s = hva, e = end;
 	struct plan pl;
 	int ret = lock_covered(h, hva, len, REFUSE_PRIVATE);
@@ -577,7 +585,7 @@ undo:
 /* After invalidate_start: the VMs have reported their Dirty bits.  A clean
  * page gives its retained copy to the swap pte as it is; anything else is
  * copied (into its stale retained copy if it has one). */
-static void swap_out_one(struct tdp_host *h, const struct move *m)
+static void swap_out_one(struct pool *h, const struct move *m)
 {
 	if (m->cached) {
 		h->swapc[m->old_pfn] = NULL;
@@ -591,8 +599,10 @@ static void swap_out_one(struct tdp_host *h, const struct move *m)
 	pte_set(pte_lookup(h, m->hva), pte_mk_swap(m->copy));
 }
 
-int tdp_host_swap_out(struct tdp_host *h, uint64_t hva, uint64_t len)
+int tdp_host_swap_out(struct tdp_host *th, uint64_t hva, uint64_t len)
 {
+	struct pool *h = to_pool(th);
+
 	uint64_t end = hva + len, s = hva, e = end;
 	struct plan pl;
 	int ret = lock_covered(h, hva, len, REFUSE_PRIVATE);

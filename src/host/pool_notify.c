@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* host/pool_notify.c - the embedded host's notifiers: the invalidation calls, registration and the test hook.
- * Locking and lifetime rules: pool_internal.h. */
+/* host/pool_notify.c - the embedded host's notifiers: the invalidation calls,
+ * registration and the test hook. Locking and lifetime rules: pool_internal.h.
+ */
 #define _GNU_SOURCE
 #include "host/pool_internal.h"
 
@@ -13,8 +14,7 @@ typedef void (*invalidate_fn)(struct tdp_host_notifier *n, uint64_t start,
 
 /* Every notifier's invalidate_start, or with @priv its
  * invalidate_private_start; notifiers without the op are skipped. */
-void notify_start(struct tdp_host *h, uint64_t start, uint64_t end,
-			 bool priv)
+void notify_start(struct pool *h, uint64_t start, uint64_t end, bool priv)
 {
 	for (struct tdp_host_notifier *n = h->notifiers; n; n = n->next) {
 		invalidate_fn fn = !n->ops ? NULL
@@ -29,8 +29,7 @@ void notify_start(struct tdp_host *h, uint64_t start, uint64_t end,
 }
 
 /* Every notifier's invalidate_end, or with @priv invalidate_private_end */
-void notify_end(struct tdp_host *h, uint64_t start, uint64_t end,
-		       bool priv)
+void notify_end(struct pool *h, uint64_t start, uint64_t end, bool priv)
 {
 	for (struct tdp_host_notifier *n = h->notifiers; n; n = n->next) {
 		invalidate_fn fn = !n->ops ? NULL
@@ -42,16 +41,16 @@ void notify_end(struct tdp_host *h, uint64_t start, uint64_t end,
 	}
 }
 
-void call_hook(struct tdp_host *h, uint64_t start, uint64_t end)
+void call_hook(struct pool *h, uint64_t start, uint64_t end)
 {
 	if (h->hook_fn)
 		h->hook_fn(h->hook_arg, start, end);
 }
 
-
-
-void host_notifier_register(struct tdp_host *h, struct tdp_host_notifier *n)
+void pool_notifier_register(struct tdp_host *th, struct tdp_host_notifier *n)
 {
+	struct pool *h = to_pool(th);
+
 	struct tdp_host_notifier *p;
 
 	if (!h || !n)
@@ -70,8 +69,10 @@ void host_notifier_register(struct tdp_host *h, struct tdp_host_notifier *n)
 	mmap_write_unlock(h);
 }
 
-void host_notifier_unregister(struct tdp_host *h, struct tdp_host_notifier *n)
+void pool_notifier_unregister(struct tdp_host *th, struct tdp_host_notifier *n)
 {
+	struct pool *h = to_pool(th);
+
 	struct tdp_host_notifier **pp;
 
 	if (!h || !n)
@@ -91,10 +92,12 @@ void host_notifier_unregister(struct tdp_host *h, struct tdp_host_notifier *n)
 	mmap_write_unlock(h);
 }
 
-void host_set_test_hook(struct tdp_host *h,
+void pool_set_test_hook(struct tdp_host *th,
 			void (*fn)(void *arg, uint64_t start, uint64_t end),
 			void *arg)
 {
+	struct pool *h = to_pool(th);
+
 	bool nested;
 
 	if (!h)

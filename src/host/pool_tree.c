@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* host/pool_tree.c - the embedded host's the mapping tree: the radix tree of ptes and the VMA array.
- * Locking and lifetime rules: pool_internal.h. */
+/* host/pool_tree.c - the embedded host's the mapping tree: the radix tree of
+ * ptes and the VMA array. Locking and lifetime rules: pool_internal.h. */
 #define _GNU_SOURCE
 #include "host/pool_internal.h"
 
@@ -22,7 +22,7 @@ unsigned radix_index(uint64_t hva, unsigned level)
  * The leaf covering @hva, or NULL.  *@next is set to the first hva after
  * the region the returned leaf (or the missing subtree) covers.
  */
-static uint64_t *leaf_find(struct tdp_host *h, uint64_t hva, uint64_t *next)
+static uint64_t *leaf_find(struct pool *h, uint64_t hva, uint64_t *next)
 {
 	struct rnode *n = h->root;
 
@@ -37,7 +37,7 @@ static uint64_t *leaf_find(struct tdp_host *h, uint64_t hva, uint64_t *next)
 	return n->pte;
 }
 
-uint64_t *pte_lookup(struct tdp_host *h, uint64_t hva)
+uint64_t *pte_lookup(struct pool *h, uint64_t hva)
 {
 	uint64_t next;
 	uint64_t *leaf = leaf_find(h, hva, &next);
@@ -45,7 +45,7 @@ uint64_t *pte_lookup(struct tdp_host *h, uint64_t hva)
 	return leaf ? &leaf[radix_index(hva, RADIX_LEVELS - 1)] : NULL;
 }
 
-uint64_t pte_get(struct tdp_host *h, uint64_t hva)
+uint64_t pte_get(struct pool *h, uint64_t hva)
 {
 	uint64_t *pte = pte_lookup(h, hva);
 
@@ -53,7 +53,7 @@ uint64_t pte_get(struct tdp_host *h, uint64_t hva)
 }
 
 /* Like pte_lookup, allocating missing nodes.  NULL on -ENOMEM. */
-uint64_t *pte_alloc(struct tdp_host *h, uint64_t hva)
+uint64_t *pte_alloc(struct pool *h, uint64_t hva)
 {
 	struct rnode *n = h->root;
 
@@ -90,8 +90,7 @@ static void rnode_free_rcu(struct rcu_head *head)
 
 /* Free the empty nodes below @n (at @level) that intersect [start, end);
  * returns true if @n is empty afterwards. */
-bool radix_prune(struct rnode *n, unsigned level, uint64_t start,
-			uint64_t end)
+bool radix_prune(struct rnode *n, unsigned level, uint64_t start, uint64_t end)
 {
 	uint64_t span, next;
 
@@ -128,8 +127,7 @@ void radix_free_all(struct rnode *n, unsigned level)
 /* Call @fn on every non-zero pte of [start, end), in address order.  @fn
  * may change ptes (also ptes ahead of it).  Stops at the first non-zero
  * return and returns it. */
-int pte_walk(struct tdp_host *h, uint64_t start, uint64_t end, pte_fn fn,
-		    void *arg)
+int pte_walk(struct pool *h, uint64_t start, uint64_t end, pte_fn fn, void *arg)
 {
 	uint64_t next;
 
@@ -154,19 +152,19 @@ int pte_walk(struct tdp_host *h, uint64_t start, uint64_t end, pte_fn fn,
 	return 0;
 }
 
-static int pte_any(struct tdp_host *h, uint64_t hva, uint64_t *pte, void *arg)
+static int pte_any(struct pool *h, uint64_t hva, uint64_t *pte, void *arg)
 {
 	return 1;
 }
 
 /* true if no page of [start, end) is populated or swapped */
-bool range_empty(struct tdp_host *h, uint64_t start, uint64_t end)
+bool range_empty(struct pool *h, uint64_t start, uint64_t end)
 {
 	return !pte_walk(h, start, end, pte_any, NULL);
 }
 
 /* true if every page of [start, end) is present */
-bool range_present(struct tdp_host *h, uint64_t start, uint64_t end)
+bool range_present(struct pool *h, uint64_t start, uint64_t end)
 {
 	uint64_t next;
 
@@ -187,7 +185,7 @@ bool range_present(struct tdp_host *h, uint64_t start, uint64_t end)
 /* ------------------------------------------------------------------ */
 
 /* index of the first VMA that ends above @hva (nr_vmas if none) */
-size_t vma_lower(struct tdp_host *h, uint64_t hva)
+size_t vma_lower(struct pool *h, uint64_t hva)
 {
 	size_t lo = 0, hi = h->nr_vmas;
 
@@ -202,7 +200,7 @@ size_t vma_lower(struct tdp_host *h, uint64_t hva)
 	return lo;
 }
 
-struct host_vma *vma_find(struct tdp_host *h, uint64_t hva)
+struct host_vma *vma_find(struct pool *h, uint64_t hva)
 {
 	size_t i = vma_lower(h, hva);
 
@@ -212,7 +210,7 @@ struct host_vma *vma_find(struct tdp_host *h, uint64_t hva)
 }
 
 /* true if every page of [start, end) is in some VMA */
-bool range_covered(struct tdp_host *h, uint64_t start, uint64_t end)
+bool range_covered(struct pool *h, uint64_t start, uint64_t end)
 {
 	size_t i = vma_lower(h, start);
 
@@ -225,7 +223,7 @@ bool range_covered(struct tdp_host *h, uint64_t start, uint64_t end)
 }
 
 /* true if no VMA intersects [start, end) */
-bool range_unmapped(struct tdp_host *h, uint64_t start, uint64_t end)
+bool range_unmapped(struct pool *h, uint64_t start, uint64_t end)
 {
 	size_t i = vma_lower(h, start);
 
@@ -234,8 +232,7 @@ bool range_unmapped(struct tdp_host *h, uint64_t start, uint64_t end)
 
 /* true if some VMA that intersects [start, end) has guest_private ==
  * @guest_private */
-bool range_has(struct tdp_host *h, uint64_t start, uint64_t end,
-		      bool guest_private)
+bool range_has(struct pool *h, uint64_t start, uint64_t end, bool guest_private)
 {
 	for (size_t i = vma_lower(h, start);
 	     i < h->nr_vmas && h->vmas[i].start < end; i++)
@@ -244,7 +241,7 @@ bool range_has(struct tdp_host *h, uint64_t start, uint64_t end,
 	return false;
 }
 
-int vma_reserve(struct tdp_host *h, size_t extra)
+int vma_reserve(struct pool *h, size_t extra)
 {
 	size_t cap = h->cap_vmas ? h->cap_vmas : 16;
 	struct host_vma *v;
@@ -262,7 +259,7 @@ int vma_reserve(struct tdp_host *h, size_t extra)
 }
 
 /* Insert at index @i; capacity must have been reserved. */
-void vma_insert(struct tdp_host *h, size_t i, const struct host_vma *v)
+void vma_insert(struct pool *h, size_t i, const struct host_vma *v)
 {
 	memmove(&h->vmas[i + 1], &h->vmas[i],
 		(h->nr_vmas - i) * sizeof(*h->vmas));
@@ -271,7 +268,7 @@ void vma_insert(struct tdp_host *h, size_t i, const struct host_vma *v)
 }
 
 /* Make @addr a VMA boundary; capacity for one more must be reserved. */
-void vma_split_at(struct tdp_host *h, uint64_t addr)
+void vma_split_at(struct pool *h, uint64_t addr)
 {
 	size_t i = vma_lower(h, addr);
 	struct host_vma upper;
@@ -285,7 +282,7 @@ void vma_split_at(struct tdp_host *h, uint64_t addr)
 }
 
 /* Remove the covered range [start, end); capacity for 2 more reserved. */
-void vma_remove_range(struct tdp_host *h, uint64_t start, uint64_t end)
+void vma_remove_range(struct pool *h, uint64_t start, uint64_t end)
 {
 	size_t i, j;
 
@@ -300,8 +297,8 @@ void vma_remove_range(struct tdp_host *h, uint64_t start, uint64_t end)
 
 /* First hva >= @from, aligned to @align, with [hva, hva+len) free and
  * below HVA_LIMIT.  Returns false if there is none. */
-bool find_gap(struct tdp_host *h, uint64_t from, uint64_t len,
-		     uint64_t align, uint64_t *out)
+bool find_gap(struct pool *h, uint64_t from, uint64_t len, uint64_t align,
+	      uint64_t *out)
 {
 	uint64_t a = ALIGN_UP(from, align);
 	size_t i = vma_lower(h, a);
