@@ -39,11 +39,11 @@ static struct tdp_vm *hn_to_vm(struct tdp_host_notifier *n)
 	return caa_container_of(n, struct tdp_vm, hn);
 }
 
-void vm_zap_slot_locked(struct tdp_vm *vm, const struct memslot *s,
-			uint64_t a, uint64_t b, unsigned types)
+void vm_zap_slot_locked(struct tdp_vm *vm, const struct memslot *s, uint64_t a,
+			uint64_t b, unsigned types)
 {
-	struct tdp_flush_ctx ctx = { 0 };
-	struct gfn_range r = { .slot = s, .start = a, .end = b };
+	struct tdp_flush_ctx ctx = {0};
+	struct gfn_range r = {.slot = s, .start = a, .end = b};
 
 	mmu_zap_range(vm, &r, types, &ctx);
 	tdp_mmu_flush_and_free(&vm->mmu, &ctx);
@@ -69,20 +69,32 @@ void for_each_slot_in_hva(struct tdp_vm *vm, uint64_t start, uint64_t end,
 			if (end <= hs || he <= start)
 				continue;
 			fn(vm, as, s,
-			   s->base_gfn + (((start > hs ? start : hs) - hs) >> 12),
+			   s->base_gfn +
+				   (((start > hs ? start : hs) - hs) >> 12),
 			   s->base_gfn + (((end < he ? end : he) - hs) >> 12),
 			   arg);
 		}
 	}
 }
 
+/* One host invalidation: the roots it zaps in, and the flush it owes
+ * (one for the whole call, as KVM's kvm_handle_hva_range, not one per
+ * memslot; a zap that yields flushes what it owes first). */
+struct inval_ctx {
+	unsigned types;
+	struct tdp_flush_ctx flush;
+};
+
 static void invalidate_slot(struct tdp_vm *vm, unsigned as,
 			    const struct memslot *s, uint64_t a, uint64_t b,
 			    void *arg)
 {
+	struct inval_ctx *ic = arg;
+	struct gfn_range r = {.slot = s, .start = a, .end = b};
+
 	(void)as; /* s->as_id */
 	mn_range_add(&vm->mn, a, b);
-	vm_zap_slot_locked(vm, s, a, b, *(const unsigned *)arg);
+	mmu_zap_range(vm, &r, ic->types, &ic->flush);
 }
 
 static void invalidate_start(struct tdp_vm *vm, uint64_t start, uint64_t end,
@@ -90,8 +102,10 @@ static void invalidate_start(struct tdp_vm *vm, uint64_t start, uint64_t end,
 {
 	/* hva mappings live in direct roots only, guest-private memory in
 	 * mirror roots only: each side has its own notifier path */
-	unsigned types = (private_side ? ROOT_MIRROR : ROOT_DIRECT) |
-			 ROOT_INVALID;
+	struct inval_ctx ic = {
+		.types = (private_side ? ROOT_MIRROR : ROOT_DIRECT) |
+			 ROOT_INVALID,
+	};
 	unsigned idx;
 
 	stat_inc(vm->stats.invalidations);
@@ -106,8 +120,9 @@ static void invalidate_start(struct tdp_vm *vm, uint64_t start, uint64_t end,
 	}
 	idx = tdp_srcu_read_lock(&vm->srcu);
 	for_each_slot_in_hva(vm, start, end, private_side, invalidate_slot,
-			     &types);
+			     &ic);
 	tdp_srcu_read_unlock(&vm->srcu, idx);
+	tdp_mmu_flush_and_free(&vm->mmu, &ic.flush);
 	tdp_write_unlock(&vm->mmu.lock);
 }
 
@@ -158,7 +173,7 @@ static void age_slot(struct tdp_vm *vm, unsigned as, const struct memslot *s,
 	struct age_ctx *ac = arg;
 	bool locked = vm->cfg.flags & TDP_VM_LOCKED_AGING;
 
-	struct gfn_range r = { .slot = s, .start = a, .end = b };
+	struct gfn_range r = {.slot = s, .start = a, .end = b};
 
 	ac->slot = s;
 	mmu_age_range(vm, &r, ac->test_only, locked, age_young, ac);
@@ -172,8 +187,8 @@ static void vm_age(struct tdp_host_notifier *n, uint64_t start, uint64_t end,
 {
 	struct tdp_vm *vm = hn_to_vm(n);
 	bool test_only = flags & TDP_AGE_TEST_ONLY;
-	struct age_ctx ac = { .start = start, .young = young,
-			      .test_only = test_only };
+	struct age_ctx ac = {
+		.start = start, .young = young, .test_only = test_only};
 	unsigned idx;
 
 	stat_inc(vm->stats.age_calls);
@@ -248,7 +263,7 @@ static const struct tdp_mmu_ops vm_mmu_ops_dbit = {
 static int vm_config_normalize(const struct tdp_vm_config *in,
 			       struct tdp_vm_config *out)
 {
-	struct tdp_vm_config c = { 0 };
+	struct tdp_vm_config c = {0};
 
 	if (in)
 		c = *in;
@@ -280,8 +295,7 @@ static int vm_config_normalize(const struct tdp_vm_config *in,
 		return -EINVAL;
 	}
 	if (c.engine > TDP_ENGINE_LEGACY ||
-	    (c.engine == TDP_ENGINE_LEGACY &&
-	     (c.flags & TDP_VM_CONFIDENTIAL)))
+	    (c.engine == TDP_ENGINE_LEGACY && (c.flags & TDP_VM_CONFIDENTIAL)))
 		return -EINVAL;
 	if (c.max_huge != TDP_PAGE_SIZE && c.max_huge != TDP_HUGE_2M &&
 	    c.max_huge != TDP_HUGE_1G)
@@ -296,7 +310,7 @@ static int vm_config_normalize(const struct tdp_vm_config *in,
 
 static int huge_to_level(uint64_t sz)
 {
-	return sz == TDP_HUGE_1G ? TDP_LEVEL_1G
+	return sz == TDP_HUGE_1G   ? TDP_LEVEL_1G
 	       : sz == TDP_HUGE_2M ? TDP_LEVEL_2M
 				   : TDP_LEVEL_4K;
 }
@@ -411,8 +425,8 @@ static int memslot_check_args(struct tdp_vm *vm, const struct tdp_memslot *s)
 {
 	if (!s || s->as_id >= vm->cfg.nr_as || s->slot >= TDP_MAX_MEMSLOTS)
 		return -EINVAL;
-	if (s->flags & ~(TDP_MEM_READONLY | TDP_MEM_LOG_DIRTY |
-			 TDP_MEM_PRIVATE))
+	if (s->flags &
+	    ~(TDP_MEM_READONLY | TDP_MEM_LOG_DIRTY | TDP_MEM_PRIVATE))
 		return -EINVAL;
 	if (!s->size)
 		return 0;
@@ -451,8 +465,8 @@ static void publish(struct tdp_vm *vm, unsigned as_id, struct memslots *set)
 	struct memslots *old = vm->memslots[as_id];
 	uint64_t g;
 
-	if (set->n && memslot_end(&set->slots[set->n - 1]) >
-			      vm->mmu.max_slot_gfn)
+	if (set->n &&
+	    memslot_end(&set->slots[set->n - 1]) > vm->mmu.max_slot_gfn)
 		vm->mmu.max_slot_gfn = memslot_end(&set->slots[set->n - 1]);
 	g = atomic_fetch_add(&vm->slots_gen, 1) + 1; /* odd */
 	tdp_rcu_assign_pointer(vm->memslots[as_id], set);
@@ -476,7 +490,7 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 {
 	struct memslots *cur, *set_inv = NULL, *set_final = NULL;
 	const struct memslot *old;
-	struct memslot new = { 0 }, inv;
+	struct memslot new = {0}, inv;
 	uint64_t *new_bm = NULL, *free_bm = NULL;
 	uint64_t *new_attr = NULL, *free_attr = NULL;
 	struct slot_rmaps *new_rm = NULL, *free_rm = NULL;
@@ -491,15 +505,14 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 	pthread_mutex_lock(&vm->slots_lock);
 	cur = vm->memslots[s->as_id];
 	old = memslots_find_id(cur, s->slot);
-	new = (struct memslot){ .base_gfn = s->gpa >> 12,
-				.npages = s->size >> 12,
-				.hva = s->hva,
-				.id = s->slot,
-				.as_id = s->as_id,
-				.flags = s->flags,
-				.private_hva = s->flags & TDP_MEM_PRIVATE
-						       ? s->private_hva
-						       : 0 };
+	new = (struct memslot){
+		.base_gfn = s->gpa >> 12,
+		.npages = s->size >> 12,
+		.hva = s->hva,
+		.id = s->slot,
+		.as_id = s->as_id,
+		.flags = s->flags,
+		.private_hva = s->flags & TDP_MEM_PRIVATE ? s->private_hva : 0};
 	if (!s->size) {
 		r = old ? 0 : -ENOENT;
 	} else if (old) {
@@ -520,17 +533,16 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 		}
 		if (!host_range_mapped(vm->host, s->hva, s->size) ||
 		    host_range_has_private(vm->host, s->hva, s->size) ||
-		    ((new.flags & TDP_MEM_PRIVATE) &&
-		     !host_range_private(vm->host, new.private_hva,
-					 s->size))) {
+		    ((new.flags &TDP_MEM_PRIVATE) &&
+		     !host_range_private(vm->host, new.private_hva, s->size))) {
 			r = -EFAULT;
 			goto out;
 		}
 	}
 	zap = old && (!s->size || old->base_gfn != new.base_gfn ||
-		      (new.flags & ~old->flags & TDP_MEM_READONLY));
+		      (new.flags & ~old->flags &TDP_MEM_READONLY));
 	/* the dirty log: a bitmap lives while logging stays on */
-	log_on = s->size && (new.flags & TDP_MEM_LOG_DIRTY);
+	log_on = s->size && (new.flags &TDP_MEM_LOG_DIRTY);
 	was_on = old && (old->flags & TDP_MEM_LOG_DIRTY);
 	r = -ENOMEM;
 	if (log_on && was_on) {
@@ -547,7 +559,7 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 	 * moves with the slot */
 	if (old && s->size) {
 		new.shared_bitmap = old->shared_bitmap;
-	} else if (s->size && (new.flags & TDP_MEM_PRIVATE)) {
+	} else if (s->size && (new.flags &TDP_MEM_PRIVATE)) {
 		new_attr = calloc((new.npages + 63) / 64, sizeof(uint64_t));
 		if (!new_attr)
 			goto out_bm;
@@ -595,10 +607,10 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 			 * read-only": the zap borrows no_flush from the zap
 			 * of invalid roots, which vCPUs have already left,
 			 * and flushes only for removed tables (I2) */
-			struct tdp_flush_ctx ctx = { .no_flush = true };
-			struct gfn_range gr = { .slot = &inv,
-						.start = inv.base_gfn,
-						.end = memslot_end(&inv) };
+			struct tdp_flush_ctx ctx = {.no_flush = true};
+			struct gfn_range gr = {.slot = &inv,
+					       .start = inv.base_gfn,
+					       .end = memslot_end(&inv)};
 
 			tdp_write_lock(&vm->mmu.lock);
 			mmu_zap_range(vm, &gr, ROOTS_ALL, &ctx);

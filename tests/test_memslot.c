@@ -22,7 +22,7 @@ struct env {
 	struct tdp_host *h;
 	struct tdp_vm *vm;
 	struct tdp_vcpu *v[2];
-	uint64_t hva;	/* a 16 MiB mapping of 4 KiB folios */
+	uint64_t hva; /* a 16 MiB mapping of 4 KiB folios */
 };
 
 /* The tag stored at the start of the host page at @hva. */
@@ -130,8 +130,12 @@ static void expect_set_err(struct env *e, unsigned as, unsigned id,
 			   uint64_t gpa, uint64_t size, uint64_t hva,
 			   unsigned flags, int err)
 {
-	struct tdp_memslot s = { .as_id = as, .slot = id, .gpa = gpa,
-				 .size = size, .hva = hva, .flags = flags };
+	struct tdp_memslot s = {.as_id = as,
+				.slot = id,
+				.gpa = gpa,
+				.size = size,
+				.hva = hva,
+				.flags = flags};
 
 	expect_err(e, &s, err);
 }
@@ -153,10 +157,10 @@ static void test_errors_einval(void **state)
 	expect_maps(e.v[0], 0, e.hva);
 
 	expect_err(&e, NULL, -EINVAL);
-	assert_int_equal(tdp_vm_set_memslot(NULL, &(struct tdp_memslot){
-							  .size = PG,
-							  .hva = e.hva }),
-			 -EINVAL);
+	assert_int_equal(
+		tdp_vm_set_memslot(
+			NULL, &(struct tdp_memslot){.size = PG, .hva = e.hva}),
+		-EINVAL);
 	/* as_id >= nr_as (1), also for a delete */
 	expect_set_err(&e, 1, 1, 2 * MiB, MiB, e.hva, 0, -EINVAL);
 	expect_set_err(&e, 1, 0, 0, 0, 0, 0, -EINVAL);
@@ -169,8 +173,7 @@ static void test_errors_einval(void **state)
 	/* unknown flags, also on an existing slot and for a delete */
 	expect_set_err(&e, 0, 1, 2 * MiB, MiB, e.hva, 16, -EINVAL);
 	expect_set_err(&e, 0, 1, 2 * MiB, MiB, e.hva, 1u << 31, -EINVAL);
-	expect_set_err(&e, 0, 0, 0, MiB, e.hva, TDP_MEM_READONLY | 4,
-		       -EINVAL);
+	expect_set_err(&e, 0, 0, 0, MiB, e.hva, TDP_MEM_READONLY | 4, -EINVAL);
 	expect_set_err(&e, 0, 0, 0, 0, 0, 8, -EINVAL);
 	/* unaligned gpa / size / hva */
 	expect_set_err(&e, 0, 1, 2 * MiB + 512, MiB, e.hva, 0, -EINVAL);
@@ -276,8 +279,8 @@ static void test_errors_existing(void **state)
 	expect_set_err(&e, 0, 7, 2 * MiB, MiB, e.hva + PG, 0, -EINVAL);
 	expect_set_err(&e, 0, 7, 8 * MiB, 2 * MiB, e.hva, 0, -EINVAL);
 	expect_set_err(&e, 0, 7, 8 * MiB, MiB, e.hva + MiB, 0, -EINVAL);
-	expect_set_err(&e, 0, 7, 2 * MiB, MiB, e.hva + MiB,
-		       TDP_MEM_READONLY, -EINVAL);
+	expect_set_err(&e, 0, 7, 2 * MiB, MiB, e.hva + MiB, TDP_MEM_READONLY,
+		       -EINVAL);
 	expect_maps(e.v[0], 2 * MiB, e.hva);
 	expect_maps(e.v[0], 3 * MiB - PG, e.hva + MiB - PG);
 	expect_unmapped(e.v[0], 3 * MiB);
@@ -482,7 +485,7 @@ static void test_readonly_toggle(void **state)
 
 static void test_two_address_spaces(void **state)
 {
-	struct tdp_vm_config cfg = { .nr_as = 2 };
+	struct tdp_vm_config cfg = {.nr_as = 2};
 	struct env e;
 	uint64_t x;
 
@@ -518,7 +521,7 @@ static void test_two_address_spaces(void **state)
 
 static void test_five_level_width(void **state)
 {
-	struct tdp_vm_config cfg = { .root_level = 5 };
+	struct tdp_vm_config cfg = {.root_level = 5};
 	struct env e;
 	const uint64_t top = 1ull << 57;
 	uint64_t x;
@@ -591,8 +594,10 @@ static void test_many_slots(void **state)
 
 static struct memslot ms(unsigned id, uint64_t gfn, uint64_t npages)
 {
-	return (struct memslot){ .base_gfn = gfn, .npages = npages,
-				 .hva = 0x100000 + gfn * 4096, .id = id };
+	return (struct memslot){.base_gfn = gfn,
+				.npages = npages,
+				.hva = 0x100000 + gfn * 4096,
+				.id = id};
 }
 
 static void test_set_helpers(void **state)
@@ -667,7 +672,7 @@ static void test_set_helpers(void **state)
 	assert_false(memslots_overlap(s4, 110, 90, ~0u));
 	assert_true(memslots_overlap(s4, 110, 91, ~0u));
 	assert_true(memslots_overlap(s4, 95, 10, ~0u));
-	assert_true(memslots_overlap(s4, 95, 10, 1));  /* still overlaps 4 */
+	assert_true(memslots_overlap(s4, 95, 10, 1));	/* still overlaps 4 */
 	assert_false(memslots_overlap(s4, 100, 10, 1)); /* only its own */
 	assert_true(memslots_overlap(s4, 0, 1000, 1));
 	assert_false(memslots_overlap(s4, 201, 1000, ~0u));
@@ -711,6 +716,36 @@ static void test_set_helpers(void **state)
 	free(s5);
 }
 
+/* A host invalidation over several memslots (here two slots mapping
+ * adjacent parts of one hva range) flushes the vCPU
+ * TLBs once for the whole notifier call, as KVM does, not once per slot;
+ * and the guest then sees the change in every slot. */
+static void test_invalidation_flushes_once(void **state)
+{
+	struct env e;
+	uint64_t before, x;
+
+	(void)state;
+	env_init(&e, NULL);
+	/* slot 1 maps the first MiB at gpa 0, slot 2 the second at 8 MiB */
+	th_set_slot(e.vm, 0, 1, 0, MiB, e.hva, 0);
+	th_set_slot(e.vm, 0, 2, 8 * MiB, MiB, e.hva + MiB, 0);
+	expect_maps(e.v[0], 0, e.hva);
+	expect_maps(e.v[0], 8 * MiB, e.hva + MiB);
+	before = th_vm_stats(e.vm).remote_tlb_flush;
+	/* one notifier call over both slots' pages */
+	assert_int_equal(tdp_host_mprotect(e.h, e.hva, 2 * MiB, TDP_PROT_READ),
+			 0);
+	assert_int_equal(th_vm_stats(e.vm).remote_tlb_flush, before + 1);
+	/* both read-only now (the write faults and is refused) */
+	x = 7;
+	assert_int_equal(tdp_vcpu_write(e.v[0], 0, &x, 8), -EFAULT);
+	assert_int_equal(tdp_vcpu_write(e.v[0], 8 * MiB, &x, 8), -EFAULT);
+	expect_maps(e.v[0], 0, e.hva);
+	expect_maps(e.v[0], 8 * MiB, e.hva + MiB);
+	env_fini(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -724,6 +759,7 @@ int main(void)
 		cmocka_unit_test(test_five_level_width),
 		cmocka_unit_test(test_many_slots),
 		cmocka_unit_test(test_set_helpers),
+		cmocka_unit_test(test_invalidation_flushes_once),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
