@@ -22,19 +22,21 @@
 #include "assert.h"
 #include "mmu_internal.h"
 
+/* aging-loses-dirty (inject.h), "only A changes": read, then store the
+ * value with A cleared, losing a Dirty bit set in between. */
+TDP_INJECT_FN bool inj_aging_loses_dirty(uint64_t *sptep, uint64_t s)
+{
+	if (!spte_dirty(s))
+		usleep(200); /* widen: hardware may set D now */
+	__atomic_store_n(sptep, spte_mkold(s), __ATOMIC_RELEASE);
+	return true;
+}
+
 bool clear_accessed(struct tdp_mmu *mmu, uint64_t *sptep, uint64_t *old,
 		    int level)
 {
-	if (INJECTED(mmu->inject, INJ_AGING_LOSES_DIRTY)) {
-		/* "only A changes": read, then store the value with A
-		 * cleared, losing a Dirty bit set in between */
-		uint64_t s = *old;
-
-		if (!spte_dirty(s))
-			usleep(200); /* widen: hardware may set D now */
-		__atomic_store_n(sptep, spte_mkold(s), __ATOMIC_RELEASE);
-		return true;
-	}
+	if (INJECTED(mmu->inject, INJ_AGING_LOSES_DIRTY))
+		return inj_aging_loses_dirty(sptep, *old);
 	for (;;) {
 		if (__atomic_compare_exchange_n(sptep, old, spte_mkold(*old),
 						false, __ATOMIC_ACQ_REL,
@@ -52,7 +54,8 @@ static uint64_t age_root(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 	uint64_t n = 0;
 	struct tdp_iter it;
 
-	for_each_tdp_pte(it, root, start, end) {
+	for_each_tdp_pte(it, root, start, end)
+	{
 		uint64_t a, b;
 
 		if (!spte_is_present_leaf(it.old_spte, it.level) ||
@@ -70,9 +73,8 @@ static uint64_t age_root(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 	return n;
 }
 
-uint64_t tdp_mmu_age_range(struct tdp_mmu *mmu, unsigned as_id,
-			   uint64_t start, uint64_t end, bool test_only,
-			   bool locked,
+uint64_t tdp_mmu_age_range(struct tdp_mmu *mmu, unsigned as_id, uint64_t start,
+			   uint64_t end, bool test_only, bool locked,
 			   void (*young)(void *arg, uint64_t gfn, uint64_t n),
 			   void *arg)
 {
@@ -82,7 +84,8 @@ uint64_t tdp_mmu_age_range(struct tdp_mmu *mmu, unsigned as_id,
 	if (locked)
 		tdp_write_lock(&mmu->lock);
 	tdp_rcu_read_lock();
-	for_each_root_rcu(&mmu->roots, root) {
+	for_each_root_rcu(&mmu->roots, root)
+	{
 		if (root->as_id != as_id || root_invalid(root) || root->mirror)
 			continue;
 		n += age_root(mmu, root, start, end, test_only, young, arg);

@@ -55,12 +55,17 @@ const char *tdp_inject_name(int id);
 /* The id of @name, or -1. */
 int tdp_inject_lookup(const char *name);
 
+/* The body of an injected bug, kept out of the hot path's own: a cold
+ * function the path calls under INJECTED().  Without TDP_INJECT the call
+ * is dead code, and the function, unused, is dropped. */
+#define TDP_INJECT_FN static __attribute__((cold, noinline, unused))
+
 #ifdef TDP_INJECT
 #define TDP_INJECT_AVAILABLE 1
-#define INJECTED(state, id) __builtin_expect((state) == (id), 0)
+#define INJECTED(state, id)  __builtin_expect((state) == (id), 0)
 #else
 #define TDP_INJECT_AVAILABLE 0
-#define INJECTED(state, id) ((void)(state), 0)
+#define INJECTED(state, id)  ((void)(state), 0)
 #endif
 
 #endif

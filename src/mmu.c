@@ -23,7 +23,6 @@
 
 #include "assert.h"
 
-
 int tdp_mmu_init(struct tdp_mmu *mmu, int root_level, int max_level,
 		 struct vm_stats *stats, const struct tdp_mmu_ops *ops,
 		 void *ops_arg)
@@ -66,20 +65,28 @@ void tdp_mmu_destroy(struct tdp_mmu *mmu)
 	tdp_lock_destroy(&mmu->lock);
 }
 
+/* free-before-flush, rcu-exit-before-flush (inject.h): the removed
+ * tables go back to the allocator at once. */
+TDP_INJECT_FN void inj_free_removed_now(struct tdp_flush_ctx *ctx)
+{
+	struct tdp_pt_page *sp, *next;
+
+	for (sp = ctx->removed; sp; sp = next) {
+		next = sp->next;
+		pt_free_page(sp);
+	}
+	ctx->removed = NULL;
+}
+
 void tdp_mmu_flush_and_free(struct tdp_mmu *mmu, struct tdp_flush_ctx *ctx)
 {
 	struct tdp_pt_page *sp, *next;
 
 	tdp_assert_held(&mmu->lock);
-	if (INJECTED(mmu->inject, INJ_FREE_BEFORE_FLUSH)) {
-		/* the tables go back to the allocator before any vCPU has
-		 * dropped its cached pointers to them */
-		for (sp = ctx->removed; sp; sp = next) {
-			next = sp->next;
-			pt_free_page(sp);
-		}
-		ctx->removed = NULL;
-	}
+	/* free-before-flush: the tables go back to the allocator before any
+	 * vCPU has dropped its cached pointers to them */
+	if (INJECTED(mmu->inject, INJ_FREE_BEFORE_FLUSH))
+		inj_free_removed_now(ctx);
 	if ((ctx->flush || ctx->removed) && !ctx->no_flush) {
 		if (tdp_mmu_has_op(mmu, flush_remote_tlbs))
 			mmu->ops->flush_remote_tlbs(mmu->ops_arg);
@@ -110,7 +117,8 @@ static uint64_t write_spte(struct tdp_mmu *mmu, uint64_t *sptep, uint64_t old,
 {
 	if (spte_needs_atomic_write(old, level)) {
 		if (!INJECTED(mmu->inject, INJ_PLAIN_STORE_LOSES_DIRTY))
-			return __atomic_exchange_n(sptep, new, __ATOMIC_ACQ_REL);
+			return __atomic_exchange_n(sptep, new,
+						   __ATOMIC_ACQ_REL);
 		if (!spte_dirty(old))
 			usleep(200); /* widen: hardware may set D now */
 	}
@@ -127,8 +135,7 @@ static void tdp_mmu_iter_set_spte(struct tdp_mmu *mmu, struct tdp_iter *it,
 	TDP_ASSERT(!spte_frozen(it->old_spte) && !spte_frozen(new));
 	if (mmu->hooks.zap_before_write)
 		mmu->hooks.zap_before_write(mmu->hooks.arg, it->sptep);
-	it->old_spte = write_spte(mmu, it->sptep, it->old_spte, new,
-				  it->level);
+	it->old_spte = write_spte(mmu, it->sptep, it->old_spte, new, it->level);
 	handle_changed_spte(mmu, as_id, it->sptep, it->gfn, it->old_spte, new,
 			    it->level, ctx);
 	it->old_spte = new;
@@ -182,8 +189,8 @@ static int set_mirror_present(struct tdp_mmu *mmu, struct tdp_iter *it,
 
 /* A mirror leaf went away: remove it from the external table, which
  * refuses unless mmu_lock is held for write. */
-static void remove_mirror_leaf(struct tdp_mmu *mmu, uint64_t gfn,
-			       uint64_t old, int level)
+static void remove_mirror_leaf(struct tdp_mmu *mmu, uint64_t gfn, uint64_t old,
+			       int level)
 {
 	bool wl = tdp_lock_held_mode(&mmu->lock) == TDP_WRITE;
 	int r = ext_remove_leaf(mmu->ext, gfn, level, spte_pfn(old), wl);
@@ -279,10 +286,10 @@ void account_split(struct tdp_mmu *mmu, struct tdp_pt_page *sp)
 	account_leaf(mmu, sp->level, SPTE_ENT_PER_PAGE);
 	if (mmu->eops)
 		for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++)
-			mmu->eops->leaf_changed(mmu, sp->as_id, &sp->spt[i],
-						sp->gfn +
-							i * level_pages(sp->level),
-						sp->level, true);
+			mmu->eops->leaf_changed(
+				mmu, sp->as_id, &sp->spt[i],
+				sp->gfn + i * level_pages(sp->level), sp->level,
+				true);
 }
 
 /* @sp was unlinked by this thread: freeze and account its children. */
@@ -339,15 +346,17 @@ static void handle_removed_pt(struct tdp_mmu *mmu, struct tdp_pt_page *sp,
 			 * too (blind spot 2) */
 			old = snap[i];
 			__atomic_store_n(sptep, SPTE_FROZEN, __ATOMIC_RELEASE);
-		} else for (;;) {
-			old = __atomic_exchange_n(sptep, SPTE_FROZEN,
-						  __ATOMIC_ACQ_REL);
-			if (!spte_frozen(old))
-				break;
-			sched_yield();
-		}
+		} else
+			for (;;) {
+				old = __atomic_exchange_n(sptep, SPTE_FROZEN,
+							  __ATOMIC_ACQ_REL);
+				if (!spte_frozen(old))
+					break;
+				sched_yield();
+			}
 		if (mmu->hooks.child_frozen)
-			mmu->hooks.child_frozen(mmu->hooks.arg, sp, (unsigned)i);
+			mmu->hooks.child_frozen(mmu->hooks.arg, sp,
+						(unsigned)i);
 		handle_changed_spte(mmu, sp->as_id, sptep, gfn, old,
 				    SPTE_FROZEN, level, ctx);
 	}
@@ -374,9 +383,9 @@ static void handle_removed_pt(struct tdp_mmu *mmu, struct tdp_pt_page *sp,
  * removed tables, flush owed.  A table is removed iff the entry was a
  * present table and is now not present or a leaf (KVM c8e5a0d0e9bc).
  */
-void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
-			 uint64_t *sptep, uint64_t gfn, uint64_t old,
-			 uint64_t new, int level, struct tdp_flush_ctx *ctx)
+void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id, uint64_t *sptep,
+			 uint64_t gfn, uint64_t old, uint64_t new, int level,
+			 struct tdp_flush_ctx *ctx)
 {
 	bool was_leaf = spte_is_present_leaf(old, level);
 	bool is_leaf = spte_is_present_leaf(new, level);
@@ -386,17 +395,16 @@ void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
 	/* the legacy engine's reverse maps follow every leaf (legacy.c) */
 	if (mmu->eops && was_leaf != is_leaf)
 		mmu->eops->leaf_changed(mmu, as_id, sptep, gfn, level, is_leaf);
-	TDP_ASSERT_MSG(!(was_leaf && is_leaf &&
-			 spte_pfn(old) != spte_pfn(new)),
+	TDP_ASSERT_MSG(!(was_leaf && is_leaf && spte_pfn(old) != spte_pfn(new)),
 		       "leaf of gfn %#llx changed frame %#llx -> %#llx without "
 		       "a zap (missed invalidation)",
 		       (unsigned long long)gfn,
 		       (unsigned long long)spte_pfn(old),
 		       (unsigned long long)spte_pfn(new));
-	TDP_ASSERT_MSG(!(spte_is_table(old, level) &&
-			 spte_is_table(new, level)),
-		       "table entry of gfn %#llx replaced by another table",
-		       (unsigned long long)gfn);
+	TDP_ASSERT_MSG(
+		!(spte_is_table(old, level) && spte_is_table(new, level)),
+		"table entry of gfn %#llx replaced by another table",
+		(unsigned long long)gfn);
 	if (is_leaf)
 		TDP_ASSERT(spte_writable_ok(new));
 
@@ -457,7 +465,7 @@ void handle_changed_spte(struct tdp_mmu *mmu, unsigned as_id,
 
 /* A walk yields when a thread waits for mmu_lock, or when it has held the
  * lock for longer than this (checked every YIELD_CHECK_STEPS entries). */
-#define YIELD_BUDGET_NS 1000000ull
+#define YIELD_BUDGET_NS	  1000000ull
 #define YIELD_CHECK_STEPS 64
 
 static uint64_t mono_ns(void)
@@ -512,8 +520,7 @@ static void yield_away(void *arg)
  * root.
  */
 bool tdp_mmu_iter_cond_resched(struct tdp_mmu *mmu, struct tdp_iter *it,
-				      struct tdp_flush_ctx *ctx,
-				      struct yield_state *y)
+			       struct tdp_flush_ctx *ctx, struct yield_state *y)
 {
 	if (it->next_gfn == it->yielded_gfn &&
 	    !INJECTED(mmu->inject, INJ_YIELD_WITHOUT_PROGRESS))
@@ -566,9 +573,9 @@ static enum tdp_map_ret map_target_level(struct tdp_mmu *mmu,
 					 struct tdp_flush_ctx *ctx)
 {
 	uint64_t pfn = f->pfn & ~(level_pages(it->level) - 1);
-	uint64_t new = make_leaf_spte(pfn, it->level, f->map_writable,
-				      f->host_writable, f->executable,
-				      f->write);
+	uint64_t new =
+		make_leaf_spte(pfn, it->level, f->map_writable,
+			       f->host_writable, f->executable, f->write);
 
 	if (f->mmio) {
 		new = make_mmio_spte(f->mmio_gen);
@@ -604,16 +611,17 @@ static enum tdp_map_ret map_target_level(struct tdp_mmu *mmu,
 enum tdp_map_ret tdp_mmu_map(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 			     const struct tdp_fault *f, struct pt_cache *cache)
 {
-	struct tdp_flush_ctx ctx = { 0 };
+	struct tdp_flush_ctx ctx = {0};
 	enum tdp_map_ret ret = MAP_RETRY;
 	struct tdp_iter it;
 
 	tdp_assert_held(&mmu->lock);
 	TDP_ASSERT(!root_invalid(root));
-	TDP_ASSERT(!(root->mirror && (f->goal_level != TDP_LEVEL_4K ||
-				      f->mmio)));
+	TDP_ASSERT(
+		!(root->mirror && (f->goal_level != TDP_LEVEL_4K || f->mmio)));
 	tdp_rcu_read_lock();
-	for_each_tdp_pte(it, root, f->gfn, f->gfn + 1) {
+	for_each_tdp_pte(it, root, f->gfn, f->gfn + 1)
+	{
 		struct tdp_pt_page *sp;
 		bool split;
 
@@ -658,6 +666,19 @@ enum tdp_map_ret tdp_mmu_map(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 	tdp_rcu_read_unlock();
 	return ret;
 }
+/* rcu-exit-before-flush (inject.h): leave the RCU section with the flush
+ * still owed; the frees run when the grace period ends, which here is at
+ * once (no reader is left to wait for), and the flush comes later, from
+ * the caller. */
+TDP_INJECT_FN void inj_rcu_exit_before_flush(struct tdp_mmu *mmu,
+					     struct tdp_flush_ctx *ctx)
+{
+	owe_flush(mmu, ctx);
+	tdp_rcu_read_unlock();
+	tdp_synchronize_rcu();
+	inj_free_removed_now(ctx);
+	usleep(2000); /* widen the window before the late flush */
+}
 
 /* ---------------------------------------------------------------- */
 /* Zap                                                               */
@@ -681,8 +702,9 @@ static void zap_range_root(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 
 	yield_init(&y, shared);
 	tdp_rcu_read_lock();
-	for_each_tdp_pte(it, root, start, end) {
-retry:
+	for_each_tdp_pte(it, root, start, end)
+	{
+	retry:
 		if (can_yield && tdp_mmu_iter_cond_resched(mmu, &it, ctx, &y))
 			continue;
 		if (!spte_present(it.old_spte))
@@ -698,21 +720,7 @@ retry:
 			goto retry;
 	}
 	if (ctx->removed && INJECTED(mmu->inject, INJ_RCU_EXIT_BEFORE_FLUSH)) {
-		/* leave the section with the flush still owed; the frees run
-		 * when the grace period ends, which here is at once (no
-		 * reader is left to wait for), and the flush comes later,
-		 * from the caller */
-		struct tdp_pt_page *sp, *next;
-
-		owe_flush(mmu, ctx);
-		tdp_rcu_read_unlock();
-		tdp_synchronize_rcu();
-		for (sp = ctx->removed; sp; sp = next) {
-			next = sp->next;
-			pt_free_page(sp);
-		}
-		ctx->removed = NULL;
-		usleep(2000); /* widen the window before the late flush */
+		inj_rcu_exit_before_flush(mmu, ctx);
 		return;
 	}
 	if (ctx->removed)
@@ -740,10 +748,10 @@ void tdp_mmu_zap_gfn_range(struct tdp_mmu *mmu, int as_id, uint64_t start,
  * removed tables frozen child by child (a lost exchange re-reads and
  * retries the same entry).
  */
-static void zap_root(struct tdp_mmu *mmu, struct tdp_pt_page *root,
-		     bool shared, struct tdp_flush_ctx *ctx)
+static void zap_root(struct tdp_mmu *mmu, struct tdp_pt_page *root, bool shared,
+		     struct tdp_flush_ctx *ctx)
 {
-	int passes[2] = { TDP_LEVEL_1G, root->level };
+	int passes[2] = {TDP_LEVEL_1G, root->level};
 	uint64_t end = tdp_mmu_max_gfn(mmu);
 	bool bounded = INJECTED(mmu->inject, INJ_TEARDOWN_BELOW_MAX_GFN);
 
@@ -757,8 +765,9 @@ static void zap_root(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 
 		yield_init(&y, shared);
 		tdp_rcu_read_lock();
-		for_each_tdp_pte_min_level(it, root, zap_level, 0, end) {
-retry:
+		for_each_tdp_pte_min_level(it, root, zap_level, 0, end)
+		{
+		retry:
 			if (tdp_mmu_iter_cond_resched(mmu, &it, ctx, &y))
 				continue;
 			/* a sparse root is mostly empty entries */
@@ -771,10 +780,9 @@ retry:
 			if (!shared) {
 				tdp_mmu_iter_set_spte(mmu, &it, root->as_id,
 						      SPTE_NONPRESENT, ctx);
-			} else if (tdp_mmu_set_spte_atomic(mmu, &it,
-							   root->as_id,
-							   SPTE_NONPRESENT,
-							   ctx)) {
+			} else if (tdp_mmu_set_spte_atomic(
+					   mmu, &it, root->as_id,
+					   SPTE_NONPRESENT, ctx)) {
 				goto retry;
 			}
 		}
@@ -789,25 +797,32 @@ int tdp_mmu_invalidate_roots(struct tdp_mmu *mmu, unsigned types)
 	return roots_invalidate(&mmu->roots, types);
 }
 
+/* zap-take-load-store (inject.h): check-then-act (seed 001's subject),
+ * the exchange written as a load and a store, so two zappers of the same
+ * invalidated root may both take it and both drop the MMU's reference. */
+TDP_INJECT_FN bool inj_zap_take_load_store(struct tdp_pt_page *root)
+{
+	if (!atomic_load(&root->scheduled_to_zap))
+		return false;
+	atomic_store(&root->scheduled_to_zap, false);
+	return true;
+}
+
 void tdp_mmu_zap_invalidated_roots(struct tdp_mmu *mmu, bool shared)
 {
-	struct tdp_flush_ctx ctx = { .no_flush = true };
+	struct tdp_flush_ctx ctx = {.no_flush = true};
 	struct tdp_pt_page *root;
 
 	if (shared)
 		tdp_read_lock(&mmu->lock);
 	else
 		tdp_write_lock(&mmu->lock);
-	for_each_root_yield_safe(&mmu->roots, root, -1, ROOTS_ALL) {
+	for_each_root_yield_safe(&mmu->roots, root, -1, ROOTS_ALL)
+	{
 		/* Exactly one zapper takes each scheduled root. */
 		if (INJECTED(mmu->inject, INJ_ZAP_TAKE_LOAD_STORE)) {
-			/* check-then-act (seed 001's subject): the exchange
-			 * written as a load and a store, so two zappers of
-			 * the same invalidated root may both take it and
-			 * both drop the MMU's reference */
-			if (!atomic_load(&root->scheduled_to_zap))
+			if (!inj_zap_take_load_store(root))
 				continue;
-			atomic_store(&root->scheduled_to_zap, false);
 		} else if (!atomic_exchange(&root->scheduled_to_zap, false)) {
 			continue;
 		}

@@ -400,6 +400,25 @@ size_t rmap_count(struct rmap_ctx *ctx, struct rmap_head *head)
 	return (size_t)d->count + d->tail;
 }
 
+/* rmap-lockless-assert (inject.h), seed 002 before the split: the walk
+ * meant for mmu_lock holders, asserting that every entry is present. */
+TDP_INJECT_FN size_t inj_rmap_lockless_assert(struct rmap_head *head,
+					      unsigned long val,
+					      rmap_spte_fn fn, void *arg)
+{
+	struct rmap_iter it;
+	uint64_t *sptep;
+	size_t n = 0;
+
+	for (sptep = assert_present(&it, rmap_iter_first(&it, head, val));
+	     sptep; sptep = assert_present(&it, rmap_iter_next(&it))) {
+		n++;
+		if (fn(sptep, __atomic_load_n(sptep, __ATOMIC_ACQUIRE), arg))
+			break;
+	}
+	return n;
+}
+
 size_t rmap_walk_lockless(struct rmap_ctx *ctx, struct rmap_head *head,
 			  rmap_spte_fn fn, void *arg)
 {
@@ -413,16 +432,7 @@ size_t rmap_walk_lockless(struct rmap_ctx *ctx, struct rmap_head *head,
 	if (INJECTED(*ctx->inject, INJ_RMAP_UNLOCKED_UPDATE))
 		usleep(20); /* widen: hold the head while writers ignore it */
 	if (INJECTED(*ctx->inject, INJ_RMAP_LOCKLESS_ASSERT)) {
-		/* seed 002, before the split: the walk meant for mmu_lock
-		 * holders, asserting that every entry is present */
-		for (sptep = assert_present(&it,
-					    rmap_iter_first(&it, head, val));
-		     sptep; sptep = assert_present(&it, rmap_iter_next(&it))) {
-			n++;
-			spte = __atomic_load_n(sptep, __ATOMIC_ACQUIRE);
-			if (fn(sptep, spte, arg))
-				break;
-		}
+		n = inj_rmap_lockless_assert(head, val, fn, arg);
 	} else {
 		for_each_rmap_spte_lockless(ctx, head, val, &it, sptep, spte)
 		{

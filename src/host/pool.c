@@ -447,6 +447,14 @@ static uint64_t pte_get_lockless(struct pool *h, uint64_t hva)
 			       __ATOMIC_ACQUIRE);
 }
 
+/* gup-fast-get-freed (inject.h): a plain increment, as if the count
+ * could not be 0, so a frame being freed gets a reference back. */
+TDP_INJECT_FN void inj_gup_fast_get_freed(uint32_t *ref)
+{
+	sched_yield();
+	__atomic_add_fetch(ref, 1, __ATOMIC_SEQ_CST);
+}
+
 /*
  * gup-fast: pin the page at @hva without the mmap lock, as Linux's
  * get_user_pages_fast walks the page tables locklessly.  Only a present
@@ -475,10 +483,7 @@ int gup_fast(struct pool *h, uint64_t hva, bool write, struct host_gup *out)
 	head = pte_head_pfn(e, hva);
 	ref = &h->refs[head];
 	if (INJECTED(h->inject, INJ_GUP_FAST_GET_FREED)) {
-		/* the bug: a plain increment, as if the count could not be
-		 * 0, so a frame being freed gets a reference back */
-		sched_yield();
-		__atomic_add_fetch(ref, 1, __ATOMIC_SEQ_CST);
+		inj_gup_fast_get_freed(ref);
 	} else {
 		old = __atomic_load_n(ref, __ATOMIC_RELAXED);
 		do {
