@@ -87,7 +87,8 @@ static bool mmio_entry_current(struct tdp_pt_page *root, uint64_t gfn,
 	bool hit = false;
 
 	tdp_rcu_read_lock();
-	for_each_tdp_pte(it, root, gfn, gfn + 1) {
+	for_each_tdp_pte(it, root, gfn, gfn + 1)
+	{
 		if (it.level == TDP_LEVEL_4K) {
 			hit = spte_is_mmio(it.old_spte) &&
 			      spte_mmio_gen(it.old_spte) == gen;
@@ -119,8 +120,7 @@ static void fault_unlock(struct tdp_mmu *mmu, bool exclusive)
 		tdp_read_unlock(&mmu->lock);
 }
 
-static void install_mmio(struct tdp_vcpu *v, struct tdp_fault *f,
-			 uint64_t gen)
+static void install_mmio(struct tdp_vcpu *v, struct tdp_fault *f, uint64_t gen)
 {
 	struct tdp_mmu *mmu = &v->vm->mmu;
 	bool exclusive = vm_exclusive_faults(v->vm);
@@ -151,163 +151,189 @@ static void fast_mark(void *arg)
 	memslot_mark_dirty(fm->slot, fm->gfn, 1);
 }
 
-int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc,
-		   bool present)
-{
-	struct tdp_vm *vm = v->vm;
-	struct tdp_mmu *mmu = &vm->mmu;
-	bool exclusive = vm_exclusive_faults(vm);
+/* What one fault knows beyond struct tdp_fault (KVM keeps it all in
+ * struct kvm_page_fault). */
+struct fault_state {
 	const struct memslot *slot;
-	const struct memslots *set;
-	struct tdp_fault f = { 0 };
-	enum tdp_map_ret ret;
-	struct tdp_pt_page *root;
-	struct host_gup g;
+	bool private, logged, wp_log;
+	uint64_t mmio_gen; /* ~0: no MMIO entry may be made */
 	uint64_t mmu_seq;
-	unsigned srcu_idx;
-	uint64_t mmio_gen;
-	bool logged, wp_log, private;
-	int r;
+	struct host_gup g;
+};
 
-	stat_own_inc(v->st.pf_taken);
-	private = vm_gfn_private(vm, gpa >> 12);
-	f.gfn = (gpa >> 12) & ~vm->shared_gfn;
-	f.as_id = v->as_id;
-	f.write = acc == ACC_WRITE;
-	f.exec = acc == ACC_FETCH;
+/* An MMIO entry of the current generation: exit at once (KVM's
+ * handle_mmio_page_fault). */
+static bool mmio_fast(struct tdp_vcpu *v, struct tdp_fault *f,
+		      struct fault_state *fs)
+{
+	struct tdp_pt_page *root = v->root[v->as_id];
 
-	/* an MMIO entry of the current generation: exit at once (KVM's
-	 * handle_mmio_page_fault) */
-	mmio_gen = private ? ~0ull : vm_mmio_gen(vm);
-	root = v->root[v->as_id];
-	if (mmio_gen != ~0ull && root && !root_invalid(root) &&
-	    mmio_entry_current(root, f.gfn, mmio_gen)) {
-		stat_own_inc(v->st.pf_mmio);
-		stat_own_inc(v->st.mmio_fast);
-		return -EFAULT;
-	}
+	fs->mmio_gen = fs->private ? ~0ull : vm_mmio_gen(v->vm);
+	if (fs->mmio_gen == ~0ull || !root || root_invalid(root) ||
+	    !mmio_entry_current(root, f->gfn, fs->mmio_gen))
+		return false;
+	stat_own_inc(v->st.pf_mmio);
+	stat_own_inc(v->st.mmio_fast);
+	return true;
+}
 
-	/* sampled before the set is read: an MMIO entry made from this
-	 * lookup carries this generation or an older one (vm.c publish) */
-	srcu_idx = tdp_srcu_read_lock(&vm->srcu);
-	set = vm_memslots(vm, v->as_id);
-	slot = memslots_lookup(set, f.gfn);
-	if (!slot && private) {
-		r = -EPERM; /* no private memory there */
+/* The memslot of the fault allows it: 1, or the fault's result (0 to
+ * retry, or an exit's errno). */
+static int check_slot(struct tdp_vcpu *v, struct tdp_fault *f,
+		      struct fault_state *fs)
+{
+	const struct memslot *slot = fs->slot;
+
+	if (!slot && fs->private) {
 		stat_own_inc(v->st.pf_attr_exit);
-		goto out_rcu;
+		return -EPERM; /* no private memory there */
 	}
 	if (!slot) {
-		r = -EFAULT;
 		stat_own_inc(v->st.pf_mmio);
-		if (mmio_gen != ~0ull)
-			install_mmio(v, &f, mmio_gen);
-		goto out_rcu;
+		if (fs->mmio_gen != ~0ull)
+			install_mmio(v, f, fs->mmio_gen);
+		return -EFAULT;
 	}
 	if (slot->invalid) {
-		r = 0;
 		stat_own_inc(v->st.pf_retry);
 		sched_yield();
-		goto out_rcu;
+		return 0;
 	}
-	if (f.write && (slot->flags & TDP_MEM_READONLY)) {
-		r = -EACCES;
+	if (f->write && (slot->flags & TDP_MEM_READONLY)) {
 		stat_own_inc(v->st.pf_ro_exit);
-		goto out_rcu;
+		return -EACCES;
 	}
-	logged = slot->flags & TDP_MEM_LOG_DIRTY;
-	wp_log = logged && !(vm->cfg.flags & TDP_VM_DIRTY_DBIT);
-	/* KVM's page_fault_can_be_fast(): only a write to a present leaf
-	 * (write-protected for the dirty log, or made writable meanwhile)
-	 * can be fixed without mmu_lock; a not-present fault skips the
-	 * lockless walk (if a leaf appeared since, the map below finds it
-	 * and counts the fault spurious). */
-	if (f.write && present && !private &&
-	    !(vm->cfg.flags & TDP_VM_NO_FAST_FAULT)) {
-		struct fast_mark fm = { slot, f.gfn };
+	fs->logged = slot->flags & TDP_MEM_LOG_DIRTY;
+	fs->wp_log = fs->logged && !(v->vm->cfg.flags & TDP_VM_DIRTY_DBIT);
+	return 1;
+}
 
-		root = v->root[v->as_id];
-		if (root && !root_invalid(root)) {
-			r = tdp_mmu_fast_fault(mmu, root, f.gfn, logged,
-					       wp_log ? fast_mark : NULL, &fm);
-			if (r >= 0) {
-				if (r)
-					stat_own_inc(v->st.pf_fast);
-				else
-					stat_own_inc(v->st.pf_spurious);
-				r = 0;
-				goto out_rcu;
-			}
-		}
-	}
+/* KVM's page_fault_can_be_fast(): only a write to a present leaf
+ * (write-protected for the dirty log, or made writable meanwhile) can be
+ * fixed without mmu_lock; a not-present fault skips the lockless walk (if
+ * a leaf appeared since, the map finds it and counts the fault
+ * spurious).  True if the fast path fixed the fault (or found it
+ * spurious). */
+static bool fast_fault(struct tdp_vcpu *v, struct tdp_fault *f,
+		       struct fault_state *fs, bool present)
+{
+	struct tdp_vm *vm = v->vm;
+	struct fast_mark fm = {fs->slot, f->gfn};
+	struct tdp_pt_page *root;
+	int r;
 
-	mmu_seq = mn_seq_sample(&vm->mn);
-	if (vm_confidential(vm) && private != memslot_gfn_private(slot, f.gfn)) {
-		r = -EPERM;
+	if (!f->write || !present || fs->private ||
+	    (vm->cfg.flags & TDP_VM_NO_FAST_FAULT))
+		return false;
+	root = v->root[v->as_id];
+	if (!root || root_invalid(root))
+		return false;
+	r = tdp_mmu_fast_fault(&vm->mmu, root, f->gfn, fs->logged,
+			       fs->wp_log ? fast_mark : NULL, &fm);
+	if (r < 0)
+		return false;
+	if (r)
+		stat_own_inc(v->st.pf_fast);
+	else
+		stat_own_inc(v->st.pf_spurious);
+	return true;
+}
+
+/* Drop the frame reference faultin_pfn took. */
+static void put_pfn(struct tdp_vcpu *v, struct fault_state *fs)
+{
+	host_put_frame(v->vm->host, fs->g.ref_pfn);
+	stat_own_add(v->st.frame_refs, -1);
+}
+
+/* KVM's kvm_faultin_pfn: sample the invalidation sequence, then take a
+ * reference on the host frame and fill @f from the host mapping.  1 with
+ * the reference held in fs->g, or the fault's result (0 to retry, or an
+ * exit's errno) with no reference. */
+static int faultin_pfn(struct tdp_vcpu *v, struct tdp_fault *f,
+		       struct fault_state *fs)
+{
+	struct tdp_vm *vm = v->vm;
+	const struct memslot *slot = fs->slot;
+	int r;
+
+	fs->mmu_seq = mn_seq_sample(&vm->mn);
+	if (vm_confidential(vm) &&
+	    fs->private != memslot_gfn_private(slot, f->gfn)) {
 		stat_own_inc(v->st.pf_attr_exit);
-		goto out_rcu;
+		return -EPERM;
 	}
 	/* an invalidation of this gfn is under way and would make the fault
 	 * retry under mmu_lock anyway: give up before asking the host and
 	 * contending for the lock (KVM's early, lockless check) */
-	if (mn_retry_gfn_unsafe(&vm->mn, mmu_seq, f.gfn) &&
-	    !INJECTED(mmu->inject, INJ_SKIP_INVALIDATE_RETRY)) {
-		r = 0;
+	if (mn_retry_gfn_unsafe(&vm->mn, fs->mmu_seq, f->gfn) &&
+	    !INJECTED(vm->mmu.inject, INJ_SKIP_INVALIDATE_RETRY)) {
 		stat_own_inc(v->st.pf_retry);
 		stat_own_inc(v->st.pf_retry_early);
 		sched_yield();
-		goto out_rcu;
+		return 0;
 	}
 	r = host_gup(vm->host,
-		     private ? memslot_gfn_to_private_hva(slot, f.gfn)
-			     : memslot_gfn_to_hva(slot, f.gfn),
-		     f.write, &g);
+		     fs->private ? memslot_gfn_to_private_hva(slot, f->gfn)
+				 : memslot_gfn_to_hva(slot, f->gfn),
+		     f->write, &fs->g);
 	if (r)
-		goto out_rcu;
+		return r;
 	stat_own_inc(v->st.frame_refs);
 	/* I13: a shared access never reaches guest-private memory, nor a
 	 * private one ordinary memory (the host may have remapped the hva
 	 * since the memslot was checked) */
-	if (g.guest_private != private || (f.exec && !g.executable)) {
-		r = -EFAULT;
-		goto out_put;
+	if (fs->g.guest_private != fs->private ||
+	    (f->exec && !fs->g.executable)) {
+		put_pfn(v, fs);
+		return -EFAULT;
 	}
 	if (vm->hooks.fault_after_gup)
-		vm->hooks.fault_after_gup(v, f.gfn, vm->hooks.arg);
-
-	f.pfn = g.pfn;
-	f.host_writable = g.writable;
-	f.map_writable = g.writable && !(slot->flags & TDP_MEM_READONLY);
-	f.executable = g.executable;
-	f.goal_level = vm_max_mapping_level(vm, slot, f.gfn, g.order);
-	if (logged || private) /* mirror roots map 4 KiB only */
-		f.goal_level = TDP_LEVEL_4K;
+		vm->hooks.fault_after_gup(v, f->gfn, vm->hooks.arg);
+	f->pfn = fs->g.pfn;
+	f->host_writable = fs->g.writable;
+	f->map_writable = fs->g.writable && !(slot->flags & TDP_MEM_READONLY);
+	f->executable = fs->g.executable;
+	f->goal_level = vm_max_mapping_level(vm, slot, f->gfn, fs->g.order);
+	if (fs->logged || fs->private) /* mirror roots map 4 KiB only */
+		f->goal_level = TDP_LEVEL_4K;
 	else if (vm_confidential(vm)) /* never over a private page (I13) */
-		f.goal_level = memslot_shared_level(slot, f.gfn, f.goal_level);
-	f.wrprot = wp_log && !f.write;
-	r = pt_cache_topup(&mmu->alloc, &v->cache, mmu->root_level);
-	if (r)
-		goto out_put;
+		f->goal_level =
+			memslot_shared_level(slot, f->gfn, f->goal_level);
+	f->wrprot = fs->wp_log && !f->write;
+	return 1;
+}
+
+/* Under mmu_lock: retry if the vCPU's root went invalid or an
+ * invalidation of the gfn began since the sample (I5), else map. */
+static void map_locked(struct tdp_vcpu *v, struct tdp_fault *f,
+		       struct fault_state *fs)
+{
+	struct tdp_vm *vm = v->vm;
+	struct tdp_mmu *mmu = &vm->mmu;
+	bool exclusive = vm_exclusive_faults(vm);
+	struct tdp_pt_page *root;
+	enum tdp_map_ret ret;
 
 	fault_lock(mmu, exclusive);
-	root = vcpu_root(v, private);
+	root = vcpu_root(v, fs->private);
 	if (!root || root_invalid(root) ||
-	    (mn_retry_gfn(&vm->mn, mmu_seq, f.gfn) &&
+	    (mn_retry_gfn(&vm->mn, fs->mmu_seq, f->gfn) &&
 	     !INJECTED(mmu->inject, INJ_SKIP_INVALIDATE_RETRY)))
 		ret = MAP_RETRY;
 	else {
 		/* in the log before W exists, and in the same mmu_lock
 		 * section, so a harvest (write lock) sees both or neither */
-		if (wp_log && f.write && f.map_writable)
-			memslot_mark_dirty(slot, f.gfn, 1);
-		ret = tdp_mmu_map(mmu, root, &f, &v->cache);
+		if (fs->wp_log && f->write && f->map_writable)
+			memslot_mark_dirty(fs->slot, f->gfn, 1);
+		ret = tdp_mmu_map(mmu, root, f, &v->cache);
 	}
 	fault_unlock(mmu, exclusive);
 
 	switch (ret) {
 	case MAP_FIXED:
 		stat_own_inc(v->st.pf_fixed);
-		if (private)
+		if (fs->private)
 			stat_own_inc(v->st.pf_private);
 		break;
 	case MAP_SPURIOUS:
@@ -317,11 +343,47 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc,
 		stat_own_inc(v->st.pf_retry);
 		break;
 	}
+}
+
+int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc,
+		   bool present)
+{
+	struct tdp_vm *vm = v->vm;
+	struct tdp_mmu *mmu = &vm->mmu;
+	struct fault_state fs = {0};
+	const struct memslots *set;
+	struct tdp_fault f = {0};
+	unsigned srcu_idx;
+	int r;
+
+	stat_own_inc(v->st.pf_taken);
+	fs.private = vm_gfn_private(vm, gpa >> 12);
+	f.gfn = (gpa >> 12) & ~vm->shared_gfn;
+	f.as_id = v->as_id;
+	f.write = acc == ACC_WRITE;
+	f.exec = acc == ACC_FETCH;
+	if (mmio_fast(v, &f, &fs))
+		return -EFAULT;
+
+	/* the MMIO generation was sampled before the set is read: an MMIO
+	 * entry made from this lookup carries it or an older one (vm.c) */
+	srcu_idx = tdp_srcu_read_lock(&vm->srcu);
+	set = vm_memslots(vm, v->as_id);
+	fs.slot = memslots_lookup(set, f.gfn);
+	r = check_slot(v, &f, &fs);
+	if (r <= 0)
+		goto out;
 	r = 0;
-out_put:
-	host_put_frame(vm->host, g.ref_pfn);
-	stat_own_add(v->st.frame_refs, -1);
-out_rcu:
+	if (fast_fault(v, &f, &fs, present))
+		goto out;
+	r = faultin_pfn(v, &f, &fs);
+	if (r <= 0)
+		goto out;
+	r = pt_cache_topup(&mmu->alloc, &v->cache, mmu->root_level);
+	if (!r)
+		map_locked(v, &f, &fs);
+	put_pfn(v, &fs);
+out:
 	/* SRCU's promise, checked where it is relied on */
 	TDP_ASSERT_MSG(!memslots_retired(set),
 		       "memslot set retired inside a read section that "

@@ -486,14 +486,123 @@ static void publish(struct tdp_vm *vm, unsigned as_id, struct memslots *set)
 	atomic_fetch_add(&vm->slots_gen, 1); /* even */
 }
 
+/* The arguments of a memslot update against the current set: 0 to go
+ * on, 1 if nothing changes, or the errno.  slots_lock held. */
+static int check_update(struct tdp_vm *vm, const struct tdp_memslot *s,
+			const struct memslots *cur, const struct memslot *old,
+			const struct memslot *new)
+{
+	if (!s->size)
+		return old ? 0 : -ENOENT;
+	if (old && (old->npages != new->npages || old->hva != new->hva ||
+		    old->private_hva != new->private_hva ||
+		    ((old->flags ^ new->flags) & TDP_MEM_PRIVATE)))
+		return -EINVAL;
+	if (old && old->base_gfn == new->base_gfn && old->flags == new->flags)
+		return 1; /* nothing changes */
+	if (memslots_overlap(cur, new->base_gfn, new->npages, s->slot))
+		return -EEXIST;
+	if (!host_range_mapped(vm->host, s->hva, s->size) ||
+	    host_range_has_private(vm->host, s->hva, s->size) ||
+	    ((new->flags &TDP_MEM_PRIVATE) &&
+	     !host_range_private(vm->host, new->private_hva, s->size)))
+		return -EFAULT;
+	return 0;
+}
+
+/* What a memslot update allocates for the new slot, and what it frees
+ * once the old one is gone. */
+struct slot_mem {
+	uint64_t *new_bm, *free_bm;	     /* dirty log */
+	uint64_t *new_attr, *free_attr;	     /* memory attributes */
+	struct slot_rmaps *new_rm, *free_rm; /* legacy engine */
+};
+
+/* Give @new its dirty bitmap (while logging stays on), attribute bitmap
+ * (moves with the slot) and reverse maps (kept across moves, empty by
+ * then), taking @old's or allocating.  -ENOMEM with nothing allocated
+ * left. */
+static int slot_mem_get(struct tdp_vm *vm, const struct memslot *old,
+			struct memslot *new, bool deleting, struct slot_mem *m)
+{
+	bool log_on = !deleting && (new->flags &TDP_MEM_LOG_DIRTY);
+	bool was_on = old && (old->flags & TDP_MEM_LOG_DIRTY);
+
+	if (log_on && was_on) {
+		new->dirty_bitmap = old->dirty_bitmap;
+	} else if (log_on) {
+		m->new_bm = vm_log_bitmap_alloc(vm, new->npages);
+		if (!m->new_bm)
+			goto nomem;
+		new->dirty_bitmap = m->new_bm;
+	}
+	if (was_on && !log_on)
+		m->free_bm = old->dirty_bitmap;
+	if (old && !deleting) {
+		new->shared_bitmap = old->shared_bitmap;
+	} else if (!deleting && (new->flags &TDP_MEM_PRIVATE)) {
+		m->new_attr = calloc((new->npages + 63) / 64, sizeof(uint64_t));
+		if (!m->new_attr)
+			goto nomem;
+		new->shared_bitmap = m->new_attr;
+	}
+	if (old && deleting)
+		m->free_attr = old->shared_bitmap;
+	if (old && !deleting) {
+		new->rmaps = old->rmaps;
+	} else if (!deleting && vm->engine->slot_rmaps) {
+		m->new_rm = slot_rmaps_alloc(new->npages);
+		if (!m->new_rm)
+			goto nomem;
+		new->rmaps = m->new_rm;
+	}
+	if (old && deleting)
+		m->free_rm = old->rmaps;
+	return 0;
+nomem:
+	free(m->new_bm);
+	free(m->new_attr);
+	return -ENOMEM;
+}
+
+/* The old slot @inv is published invalid: zap what maps it.  A delete or
+ * a move is KVM's kvm_mmu_zap_all_fast, which leaves mirror roots alone
+ * (their private mappings of the slot go under the write lock); a slot
+ * turning read-only zaps its range. */
+static void zap_old_slot(struct tdp_vm *vm, const struct memslot *inv,
+			 bool fast)
+{
+	if (fast)
+		vm_zap_all_fast(vm);
+	if (!fast && INJECTED(vm->mmu.inject, INJ_READONLY_NO_FLUSH)) {
+		/* "the slot's vCPUs fault anyway once it is read-only": the
+		 * zap borrows no_flush from the zap of invalid roots, which
+		 * vCPUs have already left, and flushes only for removed
+		 * tables (I2) */
+		struct tdp_flush_ctx ctx = {.no_flush = true};
+		struct gfn_range gr = {.slot = inv,
+				       .start = inv->base_gfn,
+				       .end = memslot_end(inv)};
+
+		tdp_write_lock(&vm->mmu.lock);
+		mmu_zap_range(vm, &gr, ROOTS_ALL, &ctx);
+		ctx.no_flush = ctx.removed == NULL;
+		tdp_mmu_flush_and_free(&vm->mmu, &ctx);
+		tdp_write_unlock(&vm->mmu.lock);
+	} else if (!fast || (inv->flags & TDP_MEM_PRIVATE)) {
+		tdp_write_lock(&vm->mmu.lock);
+		vm_zap_slot_locked(vm, inv, inv->base_gfn, memslot_end(inv),
+				   fast ? ROOT_MIRROR : ROOTS_ALL);
+		tdp_write_unlock(&vm->mmu.lock);
+	}
+}
+
 int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 {
 	struct memslots *cur, *set_inv = NULL, *set_final = NULL;
 	const struct memslot *old;
-	struct memslot new = {0}, inv;
-	uint64_t *new_bm = NULL, *free_bm = NULL;
-	uint64_t *new_attr = NULL, *free_attr = NULL;
-	struct slot_rmaps *new_rm = NULL, *free_rm = NULL;
+	struct memslot new, inv;
+	struct slot_mem m = {0};
 	bool zap, log_on, was_on;
 	int r;
 
@@ -513,117 +622,35 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 		.as_id = s->as_id,
 		.flags = s->flags,
 		.private_hva = s->flags & TDP_MEM_PRIVATE ? s->private_hva : 0};
-	if (!s->size) {
-		r = old ? 0 : -ENOENT;
-	} else if (old) {
-		if (old->npages != new.npages || old->hva != new.hva ||
-		    old->private_hva != new.private_hva ||
-		    ((old->flags ^ new.flags) & TDP_MEM_PRIVATE))
-			r = -EINVAL;
-	}
+	r = check_update(vm, s, cur, old, &new);
 	if (r)
 		goto out;
-	if (s->size) {
-		if (old && old->base_gfn == new.base_gfn &&
-		    old->flags == new.flags)
-			goto out; /* nothing changes */
-		if (memslots_overlap(cur, new.base_gfn, new.npages, s->slot)) {
-			r = -EEXIST;
-			goto out;
-		}
-		if (!host_range_mapped(vm->host, s->hva, s->size) ||
-		    host_range_has_private(vm->host, s->hva, s->size) ||
-		    ((new.flags &TDP_MEM_PRIVATE) &&
-		     !host_range_private(vm->host, new.private_hva, s->size))) {
-			r = -EFAULT;
-			goto out;
-		}
-	}
 	zap = old && (!s->size || old->base_gfn != new.base_gfn ||
 		      (new.flags & ~old->flags &TDP_MEM_READONLY));
-	/* the dirty log: a bitmap lives while logging stays on */
 	log_on = s->size && (new.flags &TDP_MEM_LOG_DIRTY);
 	was_on = old && (old->flags & TDP_MEM_LOG_DIRTY);
+	r = slot_mem_get(vm, old, &new, !s->size, &m);
+	if (r)
+		goto out;
 	r = -ENOMEM;
-	if (log_on && was_on) {
-		new.dirty_bitmap = old->dirty_bitmap;
-	} else if (log_on) {
-		new_bm = vm_log_bitmap_alloc(vm, new.npages);
-		if (!new_bm)
-			goto out;
-		new.dirty_bitmap = new_bm;
-	}
-	if (was_on && !log_on)
-		free_bm = old->dirty_bitmap;
-	/* memory attributes: every page starts private, and the bitmap
-	 * moves with the slot */
-	if (old && s->size) {
-		new.shared_bitmap = old->shared_bitmap;
-	} else if (s->size && (new.flags &TDP_MEM_PRIVATE)) {
-		new_attr = calloc((new.npages + 63) / 64, sizeof(uint64_t));
-		if (!new_attr)
-			goto out_bm;
-		new.shared_bitmap = new_attr;
-	}
-	if (old && !s->size)
-		free_attr = old->shared_bitmap;
-	/* legacy engine: reverse maps, kept across moves (empty by then) */
-	if (old && s->size) {
-		new.rmaps = old->rmaps;
-	} else if (s->size && vm->engine->slot_rmaps) {
-		new_rm = slot_rmaps_alloc(new.npages);
-		if (!new_rm)
-			goto out_bm;
-		new.rmaps = new_rm;
-	}
-	if (old && !s->size)
-		free_rm = old->rmaps;
 	if (zap) {
 		inv = *old;
 		inv.invalid = true;
 		set_inv = memslots_replace(cur, s->slot, &inv);
 		if (!set_inv)
-			goto out_bm;
+			goto out_mem;
 	}
 	set_final = memslots_replace(set_inv ? set_inv : cur, s->slot,
 				     s->size ? &new : NULL);
 	if (!set_final) {
 		free(set_inv);
-		goto out_bm;
+		goto out_mem;
 	}
 	if (zap) {
-		/* @old lives in the set publish() frees */
-		bool fast = !s->size || inv.base_gfn != new.base_gfn;
-
-		publish(vm, s->as_id, set_inv);
-		if (fast) {
-			/* delete, move: KVM's kvm_mmu_zap_all_fast, which
-			 * leaves mirror roots alone: their private mappings
-			 * of the slot go under the write lock */
-			vm_zap_all_fast(vm);
-		}
-		if (!fast && INJECTED(vm->mmu.inject, INJ_READONLY_NO_FLUSH)) {
-			/* "the slot's vCPUs fault anyway once it is
-			 * read-only": the zap borrows no_flush from the zap
-			 * of invalid roots, which vCPUs have already left,
-			 * and flushes only for removed tables (I2) */
-			struct tdp_flush_ctx ctx = {.no_flush = true};
-			struct gfn_range gr = {.slot = &inv,
-					       .start = inv.base_gfn,
-					       .end = memslot_end(&inv)};
-
-			tdp_write_lock(&vm->mmu.lock);
-			mmu_zap_range(vm, &gr, ROOTS_ALL, &ctx);
-			ctx.no_flush = ctx.removed == NULL;
-			tdp_mmu_flush_and_free(&vm->mmu, &ctx);
-			tdp_write_unlock(&vm->mmu.lock);
-		} else if (!fast || (inv.flags & TDP_MEM_PRIVATE)) {
-			tdp_write_lock(&vm->mmu.lock);
-			vm_zap_slot_locked(vm, &inv, inv.base_gfn,
-					   memslot_end(&inv),
-					   fast ? ROOT_MIRROR : ROOTS_ALL);
-			tdp_write_unlock(&vm->mmu.lock);
-		}
+		publish(vm, s->as_id, set_inv); /* @old lives in the set
+						 * publish() frees */
+		zap_old_slot(vm, &inv,
+			     !s->size || inv.base_gfn != new.base_gfn);
 	}
 	publish(vm, s->as_id, set_final);
 	/* publish() waited for every fault that saw the old slot: from here
@@ -632,19 +659,19 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 		vm_log_enable(vm, memslots_find_id(set_final, s->slot));
 	else if (was_on && !log_on && s->size)
 		vm_log_disable(vm, memslots_find_id(set_final, s->slot));
-	free(free_bm);
-	free(free_attr);
-	slot_rmaps_free(free_rm); /* the zap above emptied them */
+	free(m.free_bm);
+	free(m.free_attr);
+	slot_rmaps_free(m.free_rm); /* the zap above emptied them */
 	stat_inc(vm->stats.memslot_updates);
 	r = 0;
 	goto out;
-out_bm:
-	free(new_bm);
-	free(new_attr);
-	slot_rmaps_free(new_rm);
+out_mem:
+	free(m.new_bm);
+	free(m.new_attr);
+	slot_rmaps_free(m.new_rm);
 out:
 	pthread_mutex_unlock(&vm->slots_lock);
-	return r;
+	return r == 1 ? 0 : r;
 }
 
 /* ---------------------------------------------------------------- */
