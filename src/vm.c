@@ -226,19 +226,36 @@ static void vm_mark_accessed(void *arg, uint64_t pfn, uint64_t npages)
 
 /* Legacy engine: the reverse map of a leaf.  Every leaf lies in a slot of
  * the current set (or of the set with that slot marked invalid, while a
- * delete or move zaps it): zaps finish before a slot leaves the set. */
+ * delete or move zaps it): zaps finish before a slot leaves the set.
+ * The slot found last is remembered with the memslot generation it was
+ * found in: while the generation is the same, the set is the same, the
+ * slot is in it and its reverse maps live (they are freed only after the
+ * slot left the set), so most entry changes search no memslot. */
 static struct rmap_head *vm_rmap_of(void *arg, unsigned as_id, uint64_t gfn,
 				    int level)
 {
 	struct tdp_vm *vm = arg;
+	struct rmap_cache *c = &vm->rmap_cache;
+	uint64_t gen = atomic_load(&vm->slots_gen);
 	struct rmap_head *head = NULL;
 	const struct memslot *s;
 	unsigned idx;
 
+	/* the cache's lock: the legacy engine changes entries only under
+	 * mmu_lock held for write */
+	tdp_assert_held_write(&vm->mmu.lock);
+	if (c->rm && c->gen == gen && c->as_id == as_id &&
+	    gfn - c->base_gfn < c->npages)
+		return slot_rmap(c->rm, c->base_gfn, gfn, level);
 	idx = tdp_srcu_read_lock(&vm->srcu);
 	s = memslots_lookup(vm_memslots(vm, as_id), gfn);
-	if (s)
+	if (s) {
 		head = slot_rmap(s->rmaps, s->base_gfn, gfn, level);
+		/* not while an update is under way (odd generation) */
+		if (!(gen & 1))
+			*c = (struct rmap_cache){ gen, as_id, s->base_gfn,
+						  s->npages, s->rmaps };
+	}
 	tdp_srcu_read_unlock(&vm->srcu, idx);
 	return head;
 }

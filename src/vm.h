@@ -119,6 +119,14 @@ struct tdp_vm {
 #define VM_QUARANTINE 4
 	struct memslots *quarantine[VM_QUARANTINE];
 	unsigned quarantine_next;
+	/* the legacy engine's last reverse-map slot (vm_rmap_of): under
+	 * mmu_lock held for write */
+	struct rmap_cache {
+		uint64_t gen; /* slots_gen when found (even) */
+		unsigned as_id;
+		uint64_t base_gfn, npages;
+		struct slot_rmaps *rm;
+	} rmap_cache;
 	/* memslot generation, +2 per update, odd while one is in progress
 	 * (MMIO entries never match then); slots_lock to change */
 	atomic_ullong slots_gen;
