@@ -121,7 +121,7 @@ bench-report: build bench-deps
 	scripts/bench-report.sh $(BUILD)/release
 
 format:
-	clang-format -i include/*.h src/*.[ch] src/host/*.[ch] tools/tdpmmu/*.[ch] tests/*.[ch]
+	clang-format -i include/*.h src/*.[ch] src/host/*.[ch] tools/tdpmmu/*.[ch] tools/common/*.h tests/*.[ch]
 
 clean:
 	rm -rf $(BUILD)

@@ -7,22 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "host/host.h"
 #include "rcu.h"
 #include "vm.h"
-
-uint64_t th_pattern(uint64_t addr, uint64_t gen, unsigned i)
-{
-	uint64_t x = (addr >> 12) * 0x9e3779b97f4a7c15ull ^ (gen << 40) ^ i;
-
-	x ^= x >> 31;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 29;
-	return x | 1; /* odd: never the (even) poison word */
-}
 
 void th_fill_page(void *buf, uint64_t addr, uint64_t gen)
 {
@@ -40,25 +29,6 @@ int th_check_page(const void *buf, uint64_t addr, uint64_t gen)
 		if (w[i] != th_pattern(addr, gen, i))
 			return -1;
 	return 0;
-}
-
-uint64_t th_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
-uint64_t th_rand(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545f4914f6cdd1dull;
 }
 
 void ev_set(struct event *e)

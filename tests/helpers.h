@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "../tools/common/clock.h"
+#include "../tools/common/rng.h"
 #include "tdpmmu.h"
 
 #define MiB (1ull << 20)
@@ -17,12 +19,18 @@
 
 /* Deterministic content for a page: word i of the page at @addr in
  * generation @gen.  Never equals the host poison word. */
-uint64_t th_pattern(uint64_t addr, uint64_t gen, unsigned i);
+static inline uint64_t th_pattern(uint64_t addr, uint64_t gen, unsigned i)
+{
+	return rng_pattern(addr >> 12, gen, i);
+}
 /* Fill / check one 4 KiB page buffer with th_pattern. */
 void th_fill_page(void *buf, uint64_t addr, uint64_t gen);
 int th_check_page(const void *buf, uint64_t addr, uint64_t gen);
 /* Monotonic nanoseconds. */
-uint64_t th_now_ns(void);
+static inline uint64_t th_now_ns(void)
+{
+	return mono_now_ns();
+}
 /* A one-shot event between two threads of a test. */
 struct event {
 	int set; /* accessed atomically */
@@ -41,7 +49,10 @@ void th_pause_arm(struct th_pause *p);
 void th_pause_hook(struct tdp_vcpu *v, uint64_t gpa, void *arg);
 
 /* xorshift64* PRNG */
-uint64_t th_rand(uint64_t *state);
+static inline uint64_t th_rand(uint64_t *state)
+{
+	return rng_next(state);
+}
 
 /* A forked child that runs one scenario, typically one that must abort.
  * Fork before the test process has RCU helper threads (the child would

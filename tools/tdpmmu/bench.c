@@ -59,7 +59,8 @@ static const struct bench_impl bench_impls[] = {
 	{"legacy",
 	 "the legacy engine: every change under mmu_lock for write, leaves "
 	 "in reverse maps, lockless rmap aging (TDP_ENGINE_LEGACY)",
-	 IMPL_VM, 0, BENCH_ALL & ~BENCH_BIT(BENCH_TRANSLATE), TDP_ENGINE_LEGACY},
+	 IMPL_VM, 0, BENCH_ALL & ~BENCH_BIT(BENCH_TRANSLATE),
+	 TDP_ENGINE_LEGACY},
 	{"legacy-locked-aging",
 	 "the legacy engine aging its reverse maps under mmu_lock held for "
 	 "write (KVM before seed 002)",
@@ -870,8 +871,7 @@ static double round_val(const struct bench *b, enum round_what w,
 	p = find_phase(b, name);
 	if (!p || !p->ops)
 		return -1;
-	return w == RW_NS_PER_OP ? ns_per_op(p)
-				 : per_s(p->faults, p->wall_ns);
+	return w == RW_NS_PER_OP ? ns_per_op(p) : per_s(p->faults, p->wall_ns);
 }
 
 /* runs[r * nimpl + k]: round r, design k.  Design k's value over the
@@ -924,13 +924,13 @@ static void print_rounds_text(struct bench *runs, unsigned nimpl,
 				printf(" %12s", "-");
 		}
 		for (unsigned k = 1; k < nimpl; k++) {
-			struct spread s = round_spread(runs, nimpl, rounds, 0,
-						       (int)k, RW_NS_PER_OP,
-						       name);
+			struct spread s =
+				round_spread(runs, nimpl, rounds, 0, (int)k,
+					     RW_NS_PER_OP, name);
 
 			if (s.n)
-				printf("   %6.2fx [%5.2f-%5.2f]", s.med,
-				       s.min, s.max);
+				printf("   %6.2fx [%5.2f-%5.2f]", s.med, s.min,
+				       s.max);
 			else
 				printf(" %24s", "-");
 		}
@@ -974,9 +974,9 @@ static void json_spread(const char *key, struct spread s, bool *first)
 /* ,"@key":{name:spread,...}: design @k's value (@ratio_to < 0) or its
  * per-round ratio to design @ratio_to's, for every phase of the first run
  * (@w a phase measure) or every summary (@w == RW_SUMMARY) */
-static void json_spread_map(struct bench *runs, unsigned nimpl,
-			    unsigned rounds, const char *key, unsigned k,
-			    int ratio_to, enum round_what w)
+static void json_spread_map(struct bench *runs, unsigned nimpl, unsigned rounds,
+			    const char *key, unsigned k, int ratio_to,
+			    enum round_what w)
 {
 	const struct bench *b0 = &runs[0];
 	unsigned n = w == RW_SUMMARY ? b0->nsum : b0->nph;
@@ -987,10 +987,10 @@ static void json_spread_map(struct bench *runs, unsigned nimpl,
 		const char *name =
 			w == RW_SUMMARY ? b0->sum[i].key : b0->ph[i].name;
 
-		json_spread(name,
-			    round_spread(runs, nimpl, rounds, k, ratio_to, w,
-					 name),
-			    &first);
+		json_spread(
+			name,
+			round_spread(runs, nimpl, rounds, k, ratio_to, w, name),
+			&first);
 	}
 	printf("}");
 }
@@ -1019,8 +1019,7 @@ static void json_rounds(struct bench *runs, unsigned nimpl, unsigned rounds)
 	printf("]}");
 }
 
-static void print_json(struct bench *runs, unsigned n, unsigned rounds,
-		       bool ok)
+static void print_json(struct bench *runs, unsigned n, unsigned rounds, bool ok)
 {
 	const struct bench_opts *o = runs[0].o;
 
@@ -1165,20 +1164,6 @@ static int bad(const char *fmt, ...)
 	return 2;
 }
 
-static int parse_uint(const char *s, unsigned long long max,
-		      unsigned long long *out)
-{
-	char *end;
-
-	if (!s || *s < '0' || *s > '9')
-		return -1;
-	errno = 0;
-	*out = strtoull(s, &end, 10);
-	if (errno || *end || *out > max)
-		return -1;
-	return 0;
-}
-
 static int parse_cpus(struct bench_opts *o, const char *arg)
 {
 	char *copy = strdup(arg), *save = NULL;
@@ -1193,12 +1178,13 @@ static int parse_cpus(struct bench_opts *o, const char *arg)
 	for (char *tok = strtok_r(copy, ",", &save); tok && !r;
 	     tok = strtok_r(NULL, ",", &save)) {
 		char *dash = strchr(tok, '-');
-		unsigned long long lo, hi;
+		uint64_t lo, hi;
 
 		if (dash)
 			*dash = 0;
-		if (parse_uint(tok, CPU_SETSIZE - 1, &lo) ||
-		    parse_uint(dash ? dash + 1 : tok, CPU_SETSIZE - 1, &hi) ||
+		if (cli_parse_u64(tok, 10, CPU_SETSIZE - 1, &lo) ||
+		    cli_parse_u64(dash ? dash + 1 : tok, 10, CPU_SETSIZE - 1,
+				  &hi) ||
 		    hi < lo) {
 			r = -1;
 			break;
@@ -1323,7 +1309,7 @@ int cmd_bench(int argc, char **argv)
 	unsigned nbase = 0;
 	bool have_b = false, have_i = false, have_x = false, have_m = false;
 	bool have_s = false;
-	unsigned long long u;
+	uint64_t u;
 	struct bench *runs;
 	const char *dlmode = "";
 	bool ok = true;
@@ -1351,14 +1337,15 @@ int cmd_bench(int argc, char **argv)
 				NULL)) != -1) {
 		switch (c) {
 		case 'v':
-			if (parse_uint(optarg, BENCH_MAX_VCPUS, &u) || !u)
+			if (cli_parse_u64(optarg, 10, BENCH_MAX_VCPUS, &u) ||
+			    !u)
 				return bad("-v wants 1..512 vCPUs, not '%s'",
 					   optarg);
 			o.nvcpu = (unsigned)u;
 			break;
 		case 'b':
-			if (cli_parse_size(optarg, &o.bytes) || !o.bytes ||
-			    o.bytes % BENCH_PAGE || o.bytes > (64ull << 30))
+			if (cli_parse_size_in(optarg, BENCH_PAGE, 64ull << 30,
+					      &o.bytes))
 				return bad("-b wants a 4K multiple up to 64G, "
 					   "not '%s'",
 					   optarg);
@@ -1377,14 +1364,14 @@ int cmd_bench(int argc, char **argv)
 			have_s = true;
 			break;
 		case 'i':
-			if (parse_uint(optarg, 1000000, &u) || !u)
+			if (cli_parse_u64(optarg, 10, 1000000, &u) || !u)
 				return bad("-i wants 1..1000000, not '%s'",
 					   optarg);
 			o.iters = (unsigned)u;
 			have_i = true;
 			break;
 		case 'w':
-			if (parse_uint(optarg, 100, &u))
+			if (cli_parse_u64(optarg, 10, 100, &u))
 				return bad("-w wants a percentage 0..100, not "
 					   "'%s'",
 					   optarg);
@@ -1397,7 +1384,9 @@ int cmd_bench(int argc, char **argv)
 			o.overlap = true;
 			break;
 		case 'x':
-			if (parse_uint(optarg, TDP_MAX_MEMSLOTS - 2, &u) || !u)
+			if (cli_parse_u64(optarg, 10, TDP_MAX_MEMSLOTS - 2,
+					  &u) ||
+			    !u)
 				return bad("-x wants 1..510 memslots, not '%s'",
 					   optarg);
 			o.slots = (unsigned)u;
@@ -1410,7 +1399,7 @@ int cmd_bench(int argc, char **argv)
 					   optarg);
 			break;
 		case 'r':
-			if (parse_uint(optarg, UINT64_MAX, &u) || !u)
+			if (cli_parse_u64(optarg, 10, UINT64_MAX, &u) || !u)
 				return bad("-r wants a non-zero seed, not '%s'",
 					   optarg);
 			o.seed = u;
@@ -1436,7 +1425,7 @@ int cmd_bench(int argc, char **argv)
 			o.compare = true;
 			break;
 		case 'R':
-			if (parse_uint(optarg, 1000, &u) || !u)
+			if (cli_parse_u64(optarg, 10, 1000, &u) || !u)
 				return bad("--rounds wants 1..1000, not '%s'",
 					   optarg);
 			o.rounds = (unsigned)u;

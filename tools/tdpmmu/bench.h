@@ -9,9 +9,9 @@
  * done).  The start barrier only wakes the workers: the timed part of a
  * phase begins from a spin (bench.arrived), once every participant is
  * awake, because waking an idle thread of a virtual machine takes
- * milliseconds.  Between the barriers a worker touches only its struct bench_vcpu
- * and the guest memory words it owns (word `id` of each page), the main
- * thread only its main-operation results; everything else is read after
+ * milliseconds.  Between the barriers a worker touches only its struct
+ * bench_vcpu and the guest memory words it owns (word `id` of each page), the
+ * main thread only its main-operation results; everything else is read after
  * the done barrier.  stop, mismatches and errors are atomics.
  */
 #ifndef TDP_BENCH_H
@@ -181,14 +181,6 @@ void bench_summary(struct bench *b, const char *key, const char *label,
 		   double val);
 int bench_host_word(struct bench *b, uint64_t gpa, uint64_t *val, bool write);
 int bench_verify_host(struct bench *b);
-
-static inline uint64_t bench_mix(uint64_t x)
-{
-	x ^= x >> 31;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 29;
-	return x;
-}
 
 /* bench_floor.c */
 struct floor_table;

@@ -70,8 +70,8 @@ static bool pass_writes(const struct bench_vcpu *bv, const struct pass *ps,
 		return true;
 	if (ps->mode == PASS_READ)
 		return false;
-	return bench_mix(gpa ^ bv->b->o->seed * 0x9e3779b97f4a7c15ull ^
-			 (uint64_t)ps->gen << 48) %
+	return rng_mix(gpa ^ bv->b->o->seed * 0x9e3779b97f4a7c15ull ^
+		       (uint64_t)ps->gen << 48) %
 		       100 <
 	       ps->wpct;
 }
@@ -238,8 +238,8 @@ static struct bench_phase *steady_pass(struct bench *b, const char *name,
  * until the passes add up to BENCH_STEADY_NS and there were at least -i of
  * them, after one warm-up pass that is not counted.  Table pages freed by
  * the zap are reused, the host frames stay. */
-static void steady_populate(struct bench *b, const char *name,
-			    unsigned active, uint16_t *gen)
+static void steady_populate(struct bench *b, const char *name, unsigned active,
+			    uint16_t *gen)
 {
 	struct bench_phase acc = {0};
 	struct bench_phase *p;
@@ -1402,8 +1402,8 @@ static void vcpu_fast_zap(struct bench_vcpu *bv, void *arg)
 	for (uint64_t p = 0;
 	     !atomic_load_explicit(&b->stop, memory_order_relaxed);
 	     p = p + 1 < bv->npages ? p + 1 : 0) {
-		unsigned s = atomic_load_explicit(&fz->seq,
-						  memory_order_acquire);
+		unsigned s =
+			atomic_load_explicit(&fz->seq, memory_order_acquire);
 		uint64_t gpa = bv->gpa0 + p * BENCH_PAGE + bv->id * 8ull;
 		uint64_t want = bench_expect(gpa >> 12, bv->gen[p], bv->id);
 		uint64_t val, t0, d;
@@ -1450,8 +1450,7 @@ static void fast_zap_wait(struct bench *b, struct fzap *fz, unsigned s)
 	for (unsigned i = 0; i < b->o->nvcpu; i++)
 		while (atomic_load_explicit(&fz->ack[i],
 					    memory_order_acquire) != s &&
-		       !atomic_load(&b->errors) &&
-		       !atomic_load(&b->mismatches))
+		       !atomic_load(&b->errors) && !atomic_load(&b->mismatches))
 			sched_yield();
 }
 

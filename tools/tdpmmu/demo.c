@@ -24,7 +24,7 @@
 #include "tdpmmu.h"
 
 #define NVCPU 2
-#define PAGE ((uint64_t)4096)
+#define PAGE  ((uint64_t)4096)
 
 struct demo {
 	struct tdp_host *host;
@@ -124,7 +124,7 @@ static void start_threads(struct demo *d, void *(*fn)(void *),
 			  struct vthread *t, pthread_t *th)
 {
 	for (unsigned i = 0; i < NVCPU; i++) {
-		t[i] = (struct vthread){ .d = d, .id = i };
+		t[i] = (struct vthread){.d = d, .id = i};
 		pthread_create(&th[i], NULL, fn, &t[i]);
 	}
 }
@@ -213,8 +213,8 @@ static void usage(void)
 
 static int setup(struct demo *d, uint64_t mem)
 {
-	struct tdp_host_config hc = { .mem_bytes = 2 * mem + (1ull << 30) };
-	struct tdp_vm_config vc = { .nr_as = 1, .max_vcpus = NVCPU };
+	struct tdp_host_config hc = {.mem_bytes = 2 * mem + (1ull << 30)};
+	struct tdp_vm_config vc = {.nr_as = 1, .max_vcpus = NVCPU};
 	int r;
 
 	d->slot_size = mem / 2;
@@ -234,10 +234,10 @@ static int setup(struct demo *d, uint64_t mem)
 	if (!r)
 		r = tdp_vm_create(d->host, &vc, &d->vm);
 	for (unsigned s = 0; !r && s < 2; s++) {
-		struct tdp_memslot ms = { .slot = s,
-					  .gpa = s * d->slot_size,
-					  .size = d->slot_size,
-					  .hva = d->hva[s] };
+		struct tdp_memslot ms = {.slot = s,
+					 .gpa = s * d->slot_size,
+					 .size = d->slot_size,
+					 .hva = d->hva[s]};
 		r = tdp_vm_set_memslot(d->vm, &ms);
 	}
 	for (unsigned i = 0; !r && i < NVCPU; i++)
@@ -257,35 +257,43 @@ static void teardown(struct demo *d)
 int cmd_demo(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "seconds", required_argument, NULL, 't' },
-		{ "mem", required_argument, NULL, 'm' },
-		{ "seed", required_argument, NULL, 's' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 } };
-	struct demo d = { .seconds = 8, .seed = 1 };
+		{"seconds", required_argument, NULL, 't'},
+		{"mem", required_argument, NULL, 'm'},
+		{"seed", required_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'h'},
+		{0}};
+	struct demo d = {.seconds = 8, .seed = 1};
 	uint64_t mem = 1ull << 30, bytes = 0, t0;
 	struct vthread vt[NVCPU];
 	pthread_t th[NVCPU];
 	struct tdp_host_stats hs;
-	struct hostops ho = { 0 };
+	struct hostops ho = {0};
 	struct tdp_stats st;
 	char report[2048];
 	int c, r, bad, audit;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 't': d.seconds = strtoull(optarg, NULL, 0); break;
-		case 's': d.seed = strtoull(optarg, NULL, 0); break;
+		case 't':
+			d.seconds = strtoull(optarg, NULL, 0);
+			break;
+		case 's':
+			d.seed = strtoull(optarg, NULL, 0);
+			break;
 		case 'm':
-			if (cli_parse_size(optarg, &mem) || !mem ||
-			    mem % (4ull << 20)) {
+			if (cli_parse_size_in(optarg, 4ull << 20, UINT64_MAX,
+					      &mem)) {
 				fprintf(stderr, "demo: bad --mem '%s'\n",
 					optarg);
 				return 2;
 			}
 			break;
-		case 'h': usage(); return 0;
-		default: usage(); return 2;
+		case 'h':
+			usage();
+			return 0;
+		default:
+			usage();
+			return 2;
 		}
 	}
 	if (d.seconds > 3600) {
@@ -323,8 +331,7 @@ int cmd_demo(int argc, char **argv)
 	atomic_store(&d.stop, true);
 	r = join_threads(vt, th);
 	if (r)
-		fprintf(stderr, "demo: vCPU access failed: %s\n",
-			strerror(-r));
+		fprintf(stderr, "demo: vCPU access failed: %s\n", strerror(-r));
 	tdp_vm_get_stats(d.vm, &st);
 	tdp_host_get_stats(d.host, &hs);
 	printf("  vCPU page checks: %" PRIu64 " + %" PRIu64
@@ -343,8 +350,8 @@ int cmd_demo(int argc, char **argv)
 	audit = tdp_vm_audit(d.vm, report, sizeof(report));
 
 	printf("\nMMU statistics\n");
-	printf("  faults: taken %" PRIu64 ", fixed %" PRIu64 ", spurious %" PRIu64
-	       ", retried %" PRIu64 "\n",
+	printf("  faults: taken %" PRIu64 ", fixed %" PRIu64
+	       ", spurious %" PRIu64 ", retried %" PRIu64 "\n",
 	       st.pf_taken, st.pf_fixed, st.pf_spurious, st.pf_retry);
 	printf("  mappings now: %" PRIu64 " x 4k, %" PRIu64 " x 2m, %" PRIu64
 	       " x 1g; table pages %" PRIu64 ", roots %" PRIu64 "\n",
@@ -357,8 +364,7 @@ int cmd_demo(int argc, char **argv)
 	       st.remote_tlb_flush ? st.remote_tlb_flush_ns / 1e3 /
 					     (double)st.remote_tlb_flush
 				   : 0.0);
-	printf("  host invalidations: %" PRIu64 ", leaves zapped %" PRIu64
-	       "\n",
+	printf("  host invalidations: %" PRIu64 ", leaves zapped %" PRIu64 "\n",
 	       st.invalidations, st.zapped_leaves);
 	printf("  audit: %s\n", audit == 0 ? "clean" : report);
 	teardown(&d);

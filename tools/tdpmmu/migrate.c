@@ -150,15 +150,14 @@ static int copy_pages(struct mig *m, uint64_t first, uint64_t n)
 
 	m->copied += n * PAGE;
 	if (!r && m->bandwidth) {
-		uint64_t due = m->copy_t0 +
-			       (uint64_t)((double)m->copied * 1e9 /
-					  (double)m->bandwidth);
+		uint64_t due = m->copy_t0 + (uint64_t)((double)m->copied * 1e9 /
+						       (double)m->bandwidth);
 		uint64_t now = cli_now_ns();
 
 		if (due > now) {
 			struct timespec ts = {
 				.tv_sec = (time_t)((due - now) / 1000000000ull),
-				.tv_nsec = (long)((due - now) % 1000000000ull) };
+				.tv_nsec = (long)((due - now) % 1000000000ull)};
 
 			nanosleep(&ts, NULL);
 		}
@@ -254,8 +253,8 @@ static int verify(struct mig *m)
 			return 1;
 		}
 		for (unsigned i = 0; i < PAGE / 8; i++) {
-			uint64_t want = cli_pattern(GPA_BASE / PAGE + p,
-						    m->gen[p], i);
+			uint64_t want =
+				cli_pattern(GPA_BASE / PAGE + p, m->gen[p], i);
 			const char *what = NULL;
 			uint64_t exp = 0;
 
@@ -296,7 +295,8 @@ static void usage(FILE *f)
 		"(TDP_VM_MANUAL_PROTECT)\n"
 		"  --engine NAME     tdp (default) or legacy "
 		"(TDP_ENGINE_LEGACY)\n"
-		"  --max-iters N     at most N copy rounds before stop-and-copy "
+		"  --max-iters N     at most N copy rounds before "
+		"stop-and-copy "
 		"(default 30)\n"
 		"  --threshold PAGES stop-and-copy once a round reports fewer "
 		"pages (default: 1%% of the pages, at least 256)\n"
@@ -309,25 +309,14 @@ static void usage(FILE *f)
 		MAX_VCPUS);
 }
 
-static int parse_u64(const char *s, uint64_t *out)
-{
-	char *end;
-
-	if (!s || *s < '0' || *s > '9')
-		return -1;
-	errno = 0;
-	*out = strtoull(s, &end, 0);
-	return errno || *end ? -1 : 0;
-}
-
 static int setup(struct mig *m)
 {
-	struct tdp_host_config hc = { .mem_bytes = m->mem + (1ull << 30) };
-	struct tdp_vm_config vc = { .max_vcpus = m->vcpus,
-				    .engine = m->engine,
-				    .flags = (m->dbit ? TDP_VM_DIRTY_DBIT : 0) |
-					     (m->manual ? TDP_VM_MANUAL_PROTECT
-							: 0) };
+	struct tdp_host_config hc = {.mem_bytes = m->mem + (1ull << 30)};
+	struct tdp_vm_config vc = {
+		.max_vcpus = m->vcpus,
+		.engine = m->engine,
+		.flags = (m->dbit ? TDP_VM_DIRTY_DBIT : 0) |
+			 (m->manual ? TDP_VM_MANUAL_PROTECT : 0)};
 	int r;
 
 	m->npages = m->mem / PAGE;
@@ -346,8 +335,10 @@ static int setup(struct mig *m)
 	if (!r)
 		r = tdp_vm_create(m->host, &vc, &m->vm);
 	if (!r) {
-		struct tdp_memslot s = { .slot = 0, .gpa = GPA_BASE,
-					 .size = m->mem, .hva = m->hva };
+		struct tdp_memslot s = {.slot = 0,
+					.gpa = GPA_BASE,
+					.size = m->mem,
+					.hva = m->hva};
 		r = tdp_vm_set_memslot(m->vm, &s);
 	}
 	for (unsigned i = 0; !r && i < m->vcpus; i++)
@@ -369,9 +360,11 @@ static void teardown(struct mig *m)
 
 static int set_logging(struct mig *m, bool on)
 {
-	struct tdp_memslot s = { .slot = 0, .gpa = GPA_BASE, .size = m->mem,
-				 .hva = m->hva,
-				 .flags = on ? TDP_MEM_LOG_DIRTY : 0 };
+	struct tdp_memslot s = {.slot = 0,
+				.gpa = GPA_BASE,
+				.size = m->mem,
+				.hva = m->hva,
+				.flags = on ? TDP_MEM_LOG_DIRTY : 0};
 
 	return tdp_vm_set_memslot(m->vm, &s);
 }
@@ -380,7 +373,7 @@ static int run_threads(struct mig *m, void *(*fn)(void *), struct writer *w,
 		       pthread_t *th)
 {
 	for (unsigned i = 0; i < m->vcpus; i++) {
-		w[i] = (struct writer){ .m = m, .id = i };
+		w[i] = (struct writer){.m = m, .id = i};
 		if (pthread_create(&th[i], NULL, fn, &w[i])) {
 			atomic_store(&m->stop, true);
 			while (i--)
@@ -417,8 +410,7 @@ static void print_json(const struct mig *m, const struct tdp_stats *st,
 	       ", \"pages_per_iter\": [",
 	       m->mem, m->vcpus, m->rate,
 	       m->engine == TDP_ENGINE_LEGACY ? "legacy" : "tdp", mode_name(m),
-	       m->threshold,
-	       m->max_iters, m->bulk_pages, m->bulk_s, m->rounds);
+	       m->threshold, m->max_iters, m->bulk_pages, m->bulk_s, m->rounds);
 	for (uint64_t i = 0; i < m->rounds; i++)
 		printf("%s%" PRIu64, i ? ", " : "", m->sent[i]);
 	printf("], \"converged\": %s, \"final_pages\": %" PRIu64
@@ -427,30 +419,33 @@ static void print_json(const struct mig *m, const struct tdp_stats *st,
 	       ", \"eager_splits\": %" PRIu64 ", \"pf_fast\": %" PRIu64
 	       ", \"dirty_harvests\": %" PRIu64 ", \"huge_recovered\": %" PRIu64
 	       ", \"audit_problems\": %d, \"verified\": %s}\n",
-	       m->converged ? "true" : "false", m->final_pages,
-	       m->total_pages, m->downtime_ms, m->total_s, writes,
-	       st->eager_splits, st->pf_fast, st->dirty_harvests,
-	       st->huge_recovered, audit, verified ? "true" : "false");
+	       m->converged ? "true" : "false", m->final_pages, m->total_pages,
+	       m->downtime_ms, m->total_s, writes, st->eager_splits,
+	       st->pf_fast, st->dirty_harvests, st->huge_recovered, audit,
+	       verified ? "true" : "false");
 }
 
 int cmd_migrate(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "mem", required_argument, NULL, 'm' },
-		{ "vcpus", required_argument, NULL, 'v' },
-		{ "rate", required_argument, NULL, 'r' },
-		{ "dbit", no_argument, NULL, 'd' },
-		{ "manual", no_argument, NULL, 'M' },
-		{ "engine", required_argument, NULL, 'e' },
-		{ "max-iters", required_argument, NULL, 'i' },
-		{ "threshold", required_argument, NULL, 't' },
-		{ "seed", required_argument, NULL, 's' },
-		{ "bandwidth", required_argument, NULL, 'b' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 } };
-	struct mig m = { .mem = 1ull << 30, .vcpus = 2, .rate = 25,
-			 .max_iters = 30, .seed = 1 };
+		{"mem", required_argument, NULL, 'm'},
+		{"vcpus", required_argument, NULL, 'v'},
+		{"rate", required_argument, NULL, 'r'},
+		{"dbit", no_argument, NULL, 'd'},
+		{"manual", no_argument, NULL, 'M'},
+		{"engine", required_argument, NULL, 'e'},
+		{"max-iters", required_argument, NULL, 'i'},
+		{"threshold", required_argument, NULL, 't'},
+		{"seed", required_argument, NULL, 's'},
+		{"bandwidth", required_argument, NULL, 'b'},
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{0}};
+	struct mig m = {.mem = 1ull << 30,
+			.vcpus = 2,
+			.rate = 25,
+			.max_iters = 30,
+			.seed = 1};
 	struct writer w[MAX_VCPUS];
 	pthread_t th[MAX_VCPUS];
 	struct tdp_stats st;
@@ -463,63 +458,73 @@ int cmd_migrate(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
-			if (cli_parse_size(optarg, &m.mem) || !m.mem ||
-			    m.mem % (2ull << 20) || m.mem > (256ull << 30)) {
-				fprintf(stderr, "migrate: bad --mem '%s' (a "
-						"multiple of 2M, at most "
-						"256G)\n",
+			if (cli_parse_size_in(optarg, 2ull << 20, 256ull << 30,
+					      &m.mem)) {
+				fprintf(stderr,
+					"migrate: bad --mem '%s' (a "
+					"multiple of 2M, at most "
+					"256G)\n",
 					optarg);
 				return 2;
 			}
 			break;
 		case 'v':
-			if (parse_u64(optarg, &v) || !v || v > MAX_VCPUS) {
-				fprintf(stderr, "migrate: bad --vcpus '%s' "
-						"(1..%d)\n",
+			if (cli_parse_u64(optarg, 0, MAX_VCPUS, &v) || !v) {
+				fprintf(stderr,
+					"migrate: bad --vcpus '%s' "
+					"(1..%d)\n",
 					optarg, MAX_VCPUS);
 				return 2;
 			}
 			m.vcpus = (unsigned)v;
 			break;
 		case 'r':
-			if (parse_u64(optarg, &v) || v > 1000) {
-				fprintf(stderr, "migrate: bad --rate '%s' "
-						"(0..1000)\n",
+			if (cli_parse_u64(optarg, 0, 1000, &v)) {
+				fprintf(stderr,
+					"migrate: bad --rate '%s' "
+					"(0..1000)\n",
 					optarg);
 				return 2;
 			}
 			m.rate = (unsigned)v;
 			break;
-		case 'd': m.dbit = true; break;
-		case 'M': m.manual = true; break;
+		case 'd':
+			m.dbit = true;
+			break;
+		case 'M':
+			m.manual = true;
+			break;
 		case 'e':
 			if (cli_parse_engine(optarg, &m.engine)) {
-				fprintf(stderr, "migrate: bad --engine '%s' "
-						"(tdp or legacy)\n",
+				fprintf(stderr,
+					"migrate: bad --engine '%s' "
+					"(tdp or legacy)\n",
 					optarg);
 				return 2;
 			}
 			break;
 		case 'i':
-			if (parse_u64(optarg, &m.max_iters) || !m.max_iters ||
-			    m.max_iters > 100000) {
-				fprintf(stderr, "migrate: bad --max-iters '%s' "
-						"(1..100000)\n",
+			if (cli_parse_u64(optarg, 0, 100000, &m.max_iters) ||
+			    !m.max_iters) {
+				fprintf(stderr,
+					"migrate: bad --max-iters '%s' "
+					"(1..100000)\n",
 					optarg);
 				return 2;
 			}
 			break;
 		case 't':
-			if (parse_u64(optarg, &threshold)) {
-				fprintf(stderr, "migrate: bad --threshold "
-						"'%s'\n",
+			if (cli_parse_u64(optarg, 0, UINT64_MAX, &threshold)) {
+				fprintf(stderr,
+					"migrate: bad --threshold "
+					"'%s'\n",
 					optarg);
 				return 2;
 			}
 			have_threshold = true;
 			break;
 		case 's':
-			if (parse_u64(optarg, &m.seed)) {
+			if (cli_parse_u64(optarg, 0, UINT64_MAX, &m.seed)) {
 				fprintf(stderr, "migrate: bad --seed '%s'\n",
 					optarg);
 				return 2;
@@ -527,15 +532,22 @@ int cmd_migrate(int argc, char **argv)
 			break;
 		case 'b':
 			if (cli_parse_size(optarg, &m.bandwidth)) {
-				fprintf(stderr, "migrate: bad --bandwidth "
-						"'%s'\n",
+				fprintf(stderr,
+					"migrate: bad --bandwidth "
+					"'%s'\n",
 					optarg);
 				return 2;
 			}
 			break;
-		case 'j': m.json = true; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'j':
+			m.json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (optind < argc) {
@@ -544,7 +556,7 @@ int cmd_migrate(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	m.threshold = have_threshold ? threshold
+	m.threshold = have_threshold		 ? threshold
 		      : m.mem / PAGE / 100 > 256 ? m.mem / PAGE / 100
 						 : 256;
 
@@ -564,8 +576,8 @@ int cmd_migrate(int argc, char **argv)
 		       "%u%% of memory per second, %s dirty logging, "
 		       "threshold %" PRIu64 " pages, at most %" PRIu64
 		       " rounds, copy bandwidth %s\n",
-		       m.mem >> 20, m.vcpus, m.rate, mode_name(&m),
-		       m.threshold, m.max_iters, bw);
+		       m.mem >> 20, m.vcpus, m.rate, mode_name(&m), m.threshold,
+		       m.max_iters, bw);
 	}
 
 	/* populate through the guest: 2 MiB leaves */
@@ -573,8 +585,7 @@ int cmd_migrate(int argc, char **argv)
 	if (!r)
 		r = join_threads(&m, w, th, NULL);
 	if (r) {
-		fprintf(stderr, "migrate: populate failed: %s\n",
-			strerror(-r));
+		fprintf(stderr, "migrate: populate failed: %s\n", strerror(-r));
 		teardown(&m);
 		return 1;
 	}
@@ -599,8 +610,8 @@ int cmd_migrate(int argc, char **argv)
 	m.bulk_s = (cli_now_ns() - t0) / 1e9;
 	m.total_pages = m.bulk_pages;
 	if (!r && !m.json)
-		printf("bulk copy: %" PRIu64 " pages in %.3f s\n",
-		       m.bulk_pages, m.bulk_s);
+		printf("bulk copy: %" PRIu64 " pages in %.3f s\n", m.bulk_pages,
+		       m.bulk_s);
 	while (!r && m.rounds < m.max_iters) {
 		uint64_t t1 = cli_now_ns();
 		int64_t n;
@@ -657,8 +668,8 @@ int cmd_migrate(int argc, char **argv)
 		       m.final_pages, m.downtime_ms);
 		printf("total: %" PRIu64 " pages sent (%.2f x guest memory), "
 		       "%" PRIu64 " guest page writes, %.3f s\n",
-		       m.total_pages, (double)m.total_pages / m.npages,
-		       writes, m.total_s);
+		       m.total_pages, (double)m.total_pages / m.npages, writes,
+		       m.total_s);
 	}
 
 	bad = verify(&m);

@@ -1,30 +1,16 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * util.c - option parsing shared by the subcommands (cli.h).  The clock
+ * and the random numbers are header-only, shared with the tests
+ * (tools/common).
+ */
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 #include "tdpmmu.h"
-
-uint64_t cli_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t cli_rand(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545f4914f6cdd1dull;
-}
 
 int cli_parse_size(const char *s, uint64_t *out)
 {
@@ -35,10 +21,23 @@ int cli_parse_size(const char *s, uint64_t *out)
 		return -1;
 	v = strtoull(s, &end, 0);
 	switch (*end) {
-	case 'k': case 'K': v <<= 10; end++; break;
-	case 'm': case 'M': v <<= 20; end++; break;
-	case 'g': case 'G': v <<= 30; end++; break;
-	default: break;
+	case 'k':
+	case 'K':
+		v <<= 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		v <<= 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		v <<= 30;
+		end++;
+		break;
+	default:
+		break;
 	}
 	if (*end)
 		return -1;
@@ -46,14 +45,28 @@ int cli_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-uint64_t cli_pattern(uint64_t gfn, uint64_t gen, unsigned i)
+int cli_parse_size_in(const char *s, uint64_t align, uint64_t max,
+		      uint64_t *out)
 {
-	uint64_t x = gfn * 0x9e3779b97f4a7c15ull ^ (gen << 40) ^ i;
+	uint64_t v;
 
-	x ^= x >> 31;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 29;
-	return x | 1; /* odd: never the (even) poison word */
+	if (cli_parse_size(s, &v) || !v || v % align || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int cli_parse_u64(const char *s, int base, uint64_t max, uint64_t *out)
+{
+	char *end;
+
+	if (!s || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	*out = strtoull(s, &end, base);
+	if (errno || *end || *out > max)
+		return -1;
+	return 0;
 }
 
 int cli_parse_engine(const char *s, unsigned *out)
