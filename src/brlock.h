@@ -3,7 +3,7 @@
  * brlock.h - a big-reader lock: a reader/writer lock whose read side
  * writes only the reader's own slot (percpu.h), in the manner of Linux's
  * percpu-rwsem.  The lock under mmu_lock (lock.h) and the embedded host's
- * mmap lock (host/pool.c).
+ * mmap lock (host/pool_internal.h).
  *
  * Algorithm:
  *  - A reader increments its slot's count, then reads `writers`; if no

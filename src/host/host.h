@@ -4,7 +4,7 @@
  *
  * The host owns host-physical frames and a host virtual address space (hva
  * -> pfn with folio sizes 4 KiB / 2 MiB / 1 GiB).  The embedded backend
- * (pool.c) keeps all frames in one large reservation, so the frame of pfn
+ * (pool*.c) keeps all frames in one large reservation, so the frame of pfn
  * N lives at host_frame_base(h) + N * 4096 for all of the host's life.
  *
  * Locking:
