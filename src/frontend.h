@@ -68,7 +68,8 @@ void mmu_zap_range(struct tdp_vm *vm, const struct gfn_range *r,
 		   unsigned types, struct tdp_flush_ctx *ctx);
 /* Zap [gfn, gfn + npages) of @as_id in the roots of @types (the legacy
  * engine: through the reverse maps of every memslot the range meets, all
- * roots), and flush.  Write lock held. */
+ * roots), and flush.  Write lock held (the mirror-zap-shared injection
+ * calls it under the read lock: not asserted here). */
 void mmu_zap_gfns_locked(struct tdp_vm *vm, unsigned as_id, uint64_t gfn,
 			 uint64_t npages, unsigned types);
 uint64_t mmu_age_range(struct tdp_vm *vm, const struct gfn_range *r,
