@@ -154,6 +154,25 @@ struct host_gup {
  */
 struct host_backend_ops {
 	const char *name;
+	/* the public API (tdpmmu.h tdp_host_*), dispatched by host.c; the
+	 * contract of each is its comment there */
+	void (*destroy)(struct tdp_host *h);
+	void (*get_stats)(struct tdp_host *h, struct tdp_host_stats *out);
+	int (*mmap)(struct tdp_host *h, uint64_t len, unsigned prot,
+		    uint64_t folio_size, unsigned flags, uint64_t *hva);
+	int (*munmap)(struct tdp_host *h, uint64_t hva, uint64_t len);
+	int (*punch_hole)(struct tdp_host *h, uint64_t hva, uint64_t len);
+	int (*mprotect)(struct tdp_host *h, uint64_t hva, uint64_t len,
+			unsigned prot);
+	int (*migrate)(struct tdp_host *h, uint64_t hva, uint64_t len);
+	int (*swap_out)(struct tdp_host *h, uint64_t hva, uint64_t len);
+	int (*split)(struct tdp_host *h, uint64_t hva, uint64_t len);
+	int (*read)(struct tdp_host *h, uint64_t hva, void *buf, uint64_t len);
+	int (*write)(struct tdp_host *h, uint64_t hva, const void *buf,
+		     uint64_t len);
+	int (*age)(struct tdp_host *h, uint64_t hva, uint64_t len,
+		   unsigned flags, uint64_t *young);
+	/* what the VM side needs */
 	int (*gup)(struct tdp_host *h, uint64_t hva, bool write,
 		   struct host_gup *out);
 	void (*put_frame)(struct tdp_host *h, uint64_t ref_pfn);
@@ -183,6 +202,9 @@ struct host_backend_ops {
 struct tdp_host {
 	const struct host_backend_ops *ops;
 };
+
+/* The backends' constructors (tdp_host_create picks one). */
+int pool_host_create(const struct tdp_host_config *cfg, struct tdp_host **out);
 
 /* Every wrapper below refuses a NULL host as the backends did: -EINVAL,
  * false, 0, NULL, or nothing done. */

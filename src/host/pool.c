@@ -41,7 +41,7 @@ static size_t swapc_len(const struct pool *h)
 	return h->nr_frames * sizeof(*h->swapc);
 }
 
-int tdp_host_create(const struct tdp_host_config *cfg, struct tdp_host **out)
+int pool_host_create(const struct tdp_host_config *cfg, struct tdp_host **out)
 {
 	uint64_t bytes = cfg ? cfg->mem_bytes : 0;
 	size_t refs_len;
@@ -117,7 +117,7 @@ static int free_swap_cb(struct pool *h, uint64_t hva, uint64_t *pte, void *arg)
 	return 0;
 }
 
-void tdp_host_destroy(struct tdp_host *th)
+static void pool_destroy(struct tdp_host *th)
 {
 	struct pool *h = to_pool(th);
 
@@ -149,7 +149,7 @@ void tdp_host_destroy(struct tdp_host *th)
 	free(h);
 }
 
-void tdp_host_get_stats(struct tdp_host *th, struct tdp_host_stats *out)
+static void pool_get_stats(struct tdp_host *th, struct tdp_host_stats *out)
 {
 	struct pool *h = to_pool(th);
 
@@ -268,15 +268,15 @@ static int host_access(struct pool *h, uint64_t hva, uint8_t *buf, uint64_t len,
 	}
 }
 
-int tdp_host_read(struct tdp_host *th, uint64_t hva, void *buf, uint64_t len)
+static int pool_read(struct tdp_host *th, uint64_t hva, void *buf, uint64_t len)
 {
 	struct pool *h = to_pool(th);
 
 	return host_access(h, hva, buf, len, false);
 }
 
-int tdp_host_write(struct tdp_host *th, uint64_t hva, const void *buf,
-		   uint64_t len)
+static int pool_write(struct tdp_host *th, uint64_t hva, const void *buf,
+		      uint64_t len)
 {
 	struct pool *h = to_pool(th);
 
@@ -323,8 +323,8 @@ static void notify_age(struct pool *h, uint64_t start, uint64_t end,
 			n->ops->age(n, start, end, flags, young);
 }
 
-int tdp_host_age(struct tdp_host *th, uint64_t hva, uint64_t len,
-		 unsigned flags, uint64_t *young)
+static int pool_age(struct tdp_host *th, uint64_t hva, uint64_t len,
+		    unsigned flags, uint64_t *young)
 {
 	struct pool *h = to_pool(th);
 
@@ -724,4 +724,16 @@ const struct host_backend_ops pool_backend_ops = {
 	.notifier_unregister = pool_notifier_unregister,
 	.set_inject = pool_set_inject,
 	.set_test_hook = pool_set_test_hook,
+	.destroy = pool_destroy,
+	.get_stats = pool_get_stats,
+	.mmap = pool_mmap,
+	.munmap = pool_munmap,
+	.punch_hole = pool_punch_hole,
+	.mprotect = pool_mprotect,
+	.migrate = pool_migrate,
+	.swap_out = pool_swap_out,
+	.split = pool_split,
+	.read = pool_read,
+	.write = pool_write,
+	.age = pool_age,
 };

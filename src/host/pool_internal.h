@@ -408,6 +408,17 @@ extern const struct host_backend_ops pool_backend_ops;
 
 /* ---- functions shared between the pool's files ---- */
 
+/* pool_move.c: the backend ops of the operations that move memory */
+int pool_mmap(struct tdp_host *th, uint64_t len, unsigned prot,
+	      uint64_t folio_size, unsigned flags, uint64_t *hva);
+int pool_munmap(struct tdp_host *th, uint64_t hva, uint64_t len);
+int pool_punch_hole(struct tdp_host *th, uint64_t hva, uint64_t len);
+int pool_mprotect(struct tdp_host *th, uint64_t hva, uint64_t len,
+		  unsigned prot);
+int pool_migrate(struct tdp_host *th, uint64_t hva, uint64_t len);
+int pool_swap_out(struct tdp_host *th, uint64_t hva, uint64_t len);
+int pool_split(struct tdp_host *th, uint64_t hva, uint64_t len);
+
 /* pool_notify.c: the backend ops of the notifier list and the test hook */
 void pool_notifier_register(struct tdp_host *th, struct tdp_host_notifier *n);
 void pool_notifier_unregister(struct tdp_host *th, struct tdp_host_notifier *n);

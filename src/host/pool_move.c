@@ -163,8 +163,8 @@ int populate_range(struct pool *h, uint64_t start, uint64_t end)
 /* mmap / munmap / mprotect / split                                    */
 /* ------------------------------------------------------------------ */
 
-int tdp_host_mmap(struct tdp_host *th, uint64_t len, unsigned prot,
-		  uint64_t folio_size, unsigned flags, uint64_t *hva)
+int pool_mmap(struct tdp_host *th, uint64_t len, unsigned prot,
+	      uint64_t folio_size, unsigned flags, uint64_t *hva)
 {
 	struct pool *h = to_pool(th);
 
@@ -261,7 +261,7 @@ static int lock_covered(struct pool *h, uint64_t hva, uint64_t len,
 	return ret;
 }
 
-int tdp_host_munmap(struct tdp_host *th, uint64_t hva, uint64_t len)
+int pool_munmap(struct tdp_host *th, uint64_t hva, uint64_t len)
 {
 	struct pool *h = to_pool(th);
 
@@ -308,7 +308,7 @@ static int punch_cb(struct pool *h, uint64_t hva, uint64_t *pte, void *arg)
 	return unmap_cb(h, hva, pte, arg);
 }
 
-int tdp_host_punch_hole(struct tdp_host *th, uint64_t hva, uint64_t len)
+int pool_punch_hole(struct tdp_host *th, uint64_t hva, uint64_t len)
 {
 	struct pool *h = to_pool(th);
 
@@ -352,8 +352,8 @@ static int reprot_cb(struct pool *h, uint64_t hva, uint64_t *pte, void *arg)
 	return 0;
 }
 
-int tdp_host_mprotect(struct tdp_host *th, uint64_t hva, uint64_t len,
-		      unsigned prot)
+int pool_mprotect(struct tdp_host *th, uint64_t hva, uint64_t len,
+		  unsigned prot)
 {
 	struct pool *h = to_pool(th);
 
@@ -389,7 +389,7 @@ out:
 	return ret;
 }
 
-int tdp_host_split(struct tdp_host *th, uint64_t hva, uint64_t len)
+int pool_split(struct tdp_host *th, uint64_t hva, uint64_t len)
 {
 	struct pool *h = to_pool(th);
 
@@ -531,7 +531,7 @@ static void migrate_one(struct pool *h, const struct move *m)
 	STAT_ADD(h, migrations, n);
 }
 
-int tdp_host_migrate(struct tdp_host *th, uint64_t hva, uint64_t len)
+int pool_migrate(struct tdp_host *th, uint64_t hva, uint64_t len)
 {
 	struct pool *h = to_pool(th);
 
@@ -599,7 +599,7 @@ static void swap_out_one(struct pool *h, const struct move *m)
 	pte_set(pte_lookup(h, m->hva), pte_mk_swap(m->copy));
 }
 
-int tdp_host_swap_out(struct tdp_host *th, uint64_t hva, uint64_t len)
+int pool_swap_out(struct tdp_host *th, uint64_t hva, uint64_t len)
 {
 	struct pool *h = to_pool(th);
 
