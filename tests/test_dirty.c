@@ -41,11 +41,11 @@
 #define NV	 2
 #define SLOT_GPA GiB /* 1 GiB aligned: gfn % 64 == page index % 64 */
 
-#define WP	 0u
-#define DBIT	 TDP_VM_DIRTY_DBIT
-#define NOFAST	 TDP_VM_NO_FAST_FAULT
-#define MANUAL	 TDP_VM_MANUAL_PROTECT
-#define NOEAGER	 TDP_VM_NO_EAGER_SPLIT
+#define WP	0u
+#define DBIT	TDP_VM_DIRTY_DBIT
+#define NOFAST	TDP_VM_NO_FAST_FAULT
+#define MANUAL	TDP_VM_MANUAL_PROTECT
+#define NOEAGER TDP_VM_NO_EAGER_SPLIT
 
 /* ------------------------------------------------------------------ */
 /* fixture                                                             */
@@ -92,9 +92,9 @@ static uint64_t harvest_clear(struct th_env *f, uint64_t *bm)
 	uint64_t n = harvest(f, bm);
 
 	if (f->vm->cfg.flags & MANUAL)
-		assert_int_equal(tdp_vm_clear_dirty_log(f->vm, 0, 0, 0,
-							f->npages, bm),
-				 0);
+		assert_int_equal(
+			tdp_vm_clear_dirty_log(f->vm, 0, 0, 0, f->npages, bm),
+			0);
 	return n;
 }
 
@@ -104,9 +104,8 @@ static void gwrite(struct th_env *f, unsigned v, uint64_t page, uint64_t gen)
 {
 	uint64_t w[2] = {f->gpa + page * PG, gen};
 
-	assert_int_equal(tdp_vcpu_write(f->v[v], f->gpa + page * PG, w,
-					sizeof(w)),
-			 0);
+	assert_int_equal(
+		tdp_vcpu_write(f->v[v], f->gpa + page * PG, w, sizeof(w)), 0);
 }
 
 static void gread_check(struct th_env *f, unsigned v, uint64_t page,
@@ -269,18 +268,17 @@ static void test_errors_clear(void **state)
 			 -EINVAL); /* npages 0 */
 	assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 0, 0, 512, 1, ones),
 			 -EINVAL); /* not a multiple of 64, not at the end */
-	assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 0, 0, 512,
-						f.npages, ones),
-			 -EINVAL); /* beyond the slot */
-	assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 0, 0, f.npages, 64,
-						ones),
+	assert_int_equal(
+		tdp_vm_clear_dirty_log(f.vm, 0, 0, 512, f.npages, ones),
+		-EINVAL); /* beyond the slot */
+	assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 0, 0, f.npages, 64, ones),
 			 -EINVAL); /* starts at the end */
-	assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 0, 0, 512, 1ull << 62,
-						ones),
-			 -EINVAL); /* huge npages */
-	assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 0, 0,
-						~0ull - 63, 64, ones),
-			 -EINVAL); /* first + npages overflows */
+	assert_int_equal(
+		tdp_vm_clear_dirty_log(f.vm, 0, 0, 512, 1ull << 62, ones),
+		-EINVAL); /* huge npages */
+	assert_int_equal(
+		tdp_vm_clear_dirty_log(f.vm, 0, 0, ~0ull - 63, 64, ones),
+		-EINVAL); /* first + npages overflows */
 	assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 0, 0, 512, 64, NULL),
 			 -EINVAL);
 	assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 1, 0, 512, 64, ones),
@@ -447,17 +445,36 @@ static void exact(unsigned vmflags)
 	th_env_fini_empty(&f);
 }
 
-static void test_exact_wp(void **s) { (void)s; exact(WP); }
-static void test_exact_wp_nofast(void **s) { (void)s; exact(WP | NOFAST); }
-static void test_exact_dbit(void **s) { (void)s; exact(DBIT); }
+static void test_exact_wp(void **s)
+{
+	(void)s;
+	exact(WP);
+}
+static void test_exact_wp_nofast(void **s)
+{
+	(void)s;
+	exact(WP | NOFAST);
+}
+static void test_exact_dbit(void **s)
+{
+	(void)s;
+	exact(DBIT);
+}
 
 /* ------------------------------------------------------------------ */
 /* no false negatives under concurrency                                */
 /* ------------------------------------------------------------------ */
 
-#define CC_SIZE	 (16 * MiB)
-#define CC_MAXH	 20000u
-#define CC_LOGCAP (1u << 21)
+#define CC_SIZE (16 * MiB)
+#define CC_MAXH 20000u
+/* The run lasts until the oracle has enough to check, however slow the
+ * build or busy the machine (a wall-clock bound made it fail by chance
+ * under TSan): this many harvests, writes, and writes strictly between
+ * two harvests. */
+#define CC_MINH	     60u
+#define CC_MINWRITES 100000u
+#define CC_MINSTRICT 1000u
+#define CC_LOGCAP    (1u << 21)
 
 struct wrec {
 	uint32_t page;
@@ -482,6 +499,8 @@ struct cc {
 	atomic_uint started, done;
 	atomic_bool stop;
 	atomic_uint finished; /* writers that stopped (log full) */
+	atomic_uint strict;   /* writes strictly between two harvests */
+	atomic_uint writes;   /* writes logged */
 };
 
 /* Pages are owned in blocks of 64 by vCPU (block % NV); each vCPU's first
@@ -524,6 +543,10 @@ static void *cc_vcpu(void *arg)
 		}
 		c->gens[p]++;
 		w->log[w->n++] = (struct wrec){(uint32_t)p, k, e};
+		atomic_fetch_add_explicit(&c->writes, 1, memory_order_relaxed);
+		if (e == k)
+			atomic_fetch_add_explicit(&c->strict, 1,
+						  memory_order_relaxed);
 		/* leave the harvester some of the two CPUs */
 		if (w->n % 16 == 0)
 			usleep(20);
@@ -538,9 +561,9 @@ static void cc_harvest(struct cc *c, uint64_t *bm)
 
 	assert_int_equal(tdp_vm_get_dirty_log(f->vm, 0, 0, bm), 0);
 	if (f->vm->cfg.flags & MANUAL)
-		assert_int_equal(tdp_vm_clear_dirty_log(f->vm, 0, 0, 0,
-							f->npages, bm),
-				 0);
+		assert_int_equal(
+			tdp_vm_clear_dirty_log(f->vm, 0, 0, 0, f->npages, bm),
+			0);
 }
 
 static void concurrent(unsigned vmflags)
@@ -548,7 +571,7 @@ static void concurrent(unsigned vmflags)
 	struct cc *c = calloc(1, sizeof(*c));
 	struct cwork w[NV];
 	pthread_t th[NV];
-	uint64_t *bms, seed = 99 + vmflags, end;
+	uint64_t *bms, seed = 99 + vmflags;
 	unsigned h;
 
 	assert_non_null(c);
@@ -570,9 +593,10 @@ static void concurrent(unsigned vmflags)
 		assert_int_equal(pthread_create(&th[i], NULL, cc_vcpu, &w[i]),
 				 0);
 	}
-	end = th_now_ns() + 2000000000ull;
 	/* harvest k (1-based) goes to bms[k] */
-	for (h = 1; h <= CC_MAXH && th_now_ns() < end &&
+	for (h = 1; h <= CC_MAXH &&
+		    (h <= CC_MINH || atomic_load(&c->strict) <= CC_MINSTRICT ||
+		     atomic_load(&c->writes) < CC_MINWRITES) &&
 		    atomic_load(&c->finished) < NV;
 	     h++) {
 		atomic_store(&c->started, h);
@@ -625,8 +649,9 @@ static void concurrent(unsigned vmflags)
 		      h, writes, strict, lost);
 	assert_int_equal(lost, 0);
 	/* the oracle had something to check */
-	assert_true(h > 50);
-	assert_true(strict > 1000);
+	assert_true(h > CC_MINH);
+	assert_true(writes >= CC_MINWRITES);
+	assert_true(strict > CC_MINSTRICT);
 	/* and the last harvest reported everything it had to: nothing
 	 * more */
 	cc_harvest(c, bms);
@@ -641,14 +666,26 @@ static void concurrent(unsigned vmflags)
 	free(c);
 }
 
-static void test_concurrent_wp(void **s) { (void)s; concurrent(WP); }
+static void test_concurrent_wp(void **s)
+{
+	(void)s;
+	concurrent(WP);
+}
 static void test_concurrent_wp_nofast(void **s)
 {
 	(void)s;
 	concurrent(WP | NOFAST);
 }
-static void test_concurrent_dbit(void **s) { (void)s; concurrent(DBIT); }
-static void test_concurrent_manual(void **s) { (void)s; concurrent(MANUAL); }
+static void test_concurrent_dbit(void **s)
+{
+	(void)s;
+	concurrent(DBIT);
+}
+static void test_concurrent_manual(void **s)
+{
+	(void)s;
+	concurrent(MANUAL);
+}
 static void test_concurrent_manual_dbit(void **s)
 {
 	(void)s;
@@ -730,10 +767,26 @@ static void eager_split(unsigned vmflags, uint64_t huge)
 	th_env_fini_empty(&f);
 }
 
-static void test_eager_split_2m_wp(void **s) { (void)s; eager_split(WP, TDP_HUGE_2M); }
-static void test_eager_split_2m_dbit(void **s) { (void)s; eager_split(DBIT, TDP_HUGE_2M); }
-static void test_eager_split_1g_wp(void **s) { (void)s; eager_split(WP, TDP_HUGE_1G); }
-static void test_eager_split_1g_dbit(void **s) { (void)s; eager_split(DBIT, TDP_HUGE_1G); }
+static void test_eager_split_2m_wp(void **s)
+{
+	(void)s;
+	eager_split(WP, TDP_HUGE_2M);
+}
+static void test_eager_split_2m_dbit(void **s)
+{
+	(void)s;
+	eager_split(DBIT, TDP_HUGE_2M);
+}
+static void test_eager_split_1g_wp(void **s)
+{
+	(void)s;
+	eager_split(WP, TDP_HUGE_1G);
+}
+static void test_eager_split_1g_dbit(void **s)
+{
+	(void)s;
+	eager_split(DBIT, TDP_HUGE_1G);
+}
 
 /* TDP_VM_NO_EAGER_SPLIT: huge leaves stay after enabling logging; the
  * first write to each splits it, maps the written page 4 KiB and is
@@ -766,8 +819,8 @@ static void no_eager_split(unsigned vmflags)
 	assert_int_equal(harvest(&f, bm), 0);
 
 	/* one write in each of 2 MiB regions 0..3, two in region 4 */
-	static const uint64_t pages[] = {1, 512 + 77, 1024 + 511, 1536 + 256,
-					 2048 + 3, 2048 + 400};
+	static const uint64_t pages[] = {1,	     512 + 77, 1024 + 511,
+					 1536 + 256, 2048 + 3, 2048 + 400};
 	const unsigned nw = sizeof(pages) / sizeof(pages[0]);
 
 	struct tdp_translation tw[6];
@@ -835,8 +888,16 @@ static void no_eager_split(unsigned vmflags)
 	th_env_fini_empty(&f);
 }
 
-static void test_no_eager_split_wp(void **s) { (void)s; no_eager_split(WP); }
-static void test_no_eager_split_dbit(void **s) { (void)s; no_eager_split(DBIT); }
+static void test_no_eager_split_wp(void **s)
+{
+	(void)s;
+	no_eager_split(WP);
+}
+static void test_no_eager_split_dbit(void **s)
+{
+	(void)s;
+	no_eager_split(DBIT);
+}
 
 /* Disabling logging rebuilds huge leaves where folio and alignment allow,
  * with few TLB flushes, and keeps the data; a slot whose gpa and hva are
@@ -927,8 +988,16 @@ static void recovery_2m(unsigned vmflags)
 	th_env_fini_empty(&f);
 }
 
-static void test_recovery_2m_wp(void **s) { (void)s; recovery_2m(WP); }
-static void test_recovery_2m_dbit(void **s) { (void)s; recovery_2m(DBIT); }
+static void test_recovery_2m_wp(void **s)
+{
+	(void)s;
+	recovery_2m(WP);
+}
+static void test_recovery_2m_dbit(void **s)
+{
+	(void)s;
+	recovery_2m(DBIT);
+}
 
 static void test_recovery_1g(void **s)
 {
@@ -1027,9 +1096,21 @@ static void fault_counts(unsigned vmflags)
 	th_env_fini_empty(&f);
 }
 
-static void test_faults_wp(void **s) { (void)s; fault_counts(WP); }
-static void test_faults_wp_nofast(void **s) { (void)s; fault_counts(WP | NOFAST); }
-static void test_faults_dbit(void **s) { (void)s; fault_counts(DBIT); }
+static void test_faults_wp(void **s)
+{
+	(void)s;
+	fault_counts(WP);
+}
+static void test_faults_wp_nofast(void **s)
+{
+	(void)s;
+	fault_counts(WP | NOFAST);
+}
+static void test_faults_dbit(void **s)
+{
+	(void)s;
+	fault_counts(DBIT);
+}
 
 /* ------------------------------------------------------------------ */
 /* manual protect                                                      */
@@ -1127,17 +1208,15 @@ static void manual(unsigned vmflags)
 		}
 		harvest(&f, bm);
 		th_bm_assert_eq(bm, want, f.npages, "manual hot pages");
-		assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 0, 0, 0,
-							f.npages, bm),
-				 0);
+		assert_int_equal(
+			tdp_vm_clear_dirty_log(f.vm, 0, 0, 0, f.npages, bm), 0);
 		for (uint64_t p = base; p < base + 32; p++)
 			gwrite(&f, 1, p, ++gens[p]);
 		harvest(&f, bm);
 		th_bm_assert_eq(bm, want, f.npages,
 				"manual hot pages rewritten");
-		assert_int_equal(tdp_vm_clear_dirty_log(f.vm, 0, 0, 0,
-							f.npages, bm),
-				 0);
+		assert_int_equal(
+			tdp_vm_clear_dirty_log(f.vm, 0, 0, 0, f.npages, bm), 0);
 		assert_int_equal(harvest(&f, bm), 0);
 	}
 	for (uint64_t p = 0; p < f.npages; p++)
@@ -1150,8 +1229,16 @@ static void manual(unsigned vmflags)
 	th_env_fini_empty(&f);
 }
 
-static void test_manual_wp(void **s) { (void)s; manual(WP); }
-static void test_manual_dbit(void **s) { (void)s; manual(DBIT); }
+static void test_manual_wp(void **s)
+{
+	(void)s;
+	manual(WP);
+}
+static void test_manual_dbit(void **s)
+{
+	(void)s;
+	manual(DBIT);
+}
 
 /* ------------------------------------------------------------------ */
 /* harvests never lose what reclaim needs                              */
@@ -1202,8 +1289,16 @@ static void reclaim_after_harvest(unsigned vmflags)
 	th_env_fini_empty(&f);
 }
 
-static void test_reclaim_wp(void **s) { (void)s; reclaim_after_harvest(WP); }
-static void test_reclaim_dbit(void **s) { (void)s; reclaim_after_harvest(DBIT); }
+static void test_reclaim_wp(void **s)
+{
+	(void)s;
+	reclaim_after_harvest(WP);
+}
+static void test_reclaim_dbit(void **s)
+{
+	(void)s;
+	reclaim_after_harvest(DBIT);
+}
 static void test_reclaim_manual_dbit(void **s)
 {
 	(void)s;
