@@ -9,7 +9,6 @@ if(NOT m)
   message(FATAL_ERROR "README.md: no install-commands block")
 endif()
 string(REGEX REPLACE "\n```.*" "" script "${CMAKE_MATCH_1}")
-string(REGEX REPLACE "\n```.*" "" script "${script}")
 # the README builds in build/release; this test uses its own build dir
 string(REPLACE "build/release" "${BUILD}" script "${script}")
 file(REMOVE_RECURSE ${WORK})
