@@ -120,7 +120,6 @@ static int free_swap_cb(struct pool *h, uint64_t hva, uint64_t *pte, void *arg)
 static void pool_destroy(struct tdp_host *th)
 {
 	struct pool *h = to_pool(th);
-
 	unsigned nr = 0;
 
 	if (!h)
@@ -327,7 +326,6 @@ static int pool_age(struct tdp_host *th, uint64_t hva, uint64_t len,
 		    unsigned flags, uint64_t *young)
 {
 	struct pool *h = to_pool(th);
-
 	uint64_t end = hva + len, npages, words, count = 0;
 	struct age_walk aw;
 	uint64_t *bm;
@@ -518,7 +516,6 @@ static int pool_gup(struct tdp_host *th, uint64_t hva, bool write,
 		    struct host_gup *out)
 {
 	struct pool *h = to_pool(th);
-
 	int taken;
 	int ret;
 
@@ -588,7 +585,6 @@ static void pool_mark_accessed(struct tdp_host *th, uint64_t pfn,
 static int pool_page_dirty(struct tdp_host *th, uint64_t hva)
 {
 	struct pool *h = to_pool(th);
-
 	int taken;
 	uint64_t e;
 	int ret;
@@ -625,7 +621,6 @@ static int pool_lookup(struct tdp_host *th, uint64_t hva, uint64_t *pfn,
 		       unsigned *order, unsigned *prot)
 {
 	struct pool *h = to_pool(th);
-
 	struct host_vma *v;
 	int taken;
 	uint64_t e;
@@ -656,7 +651,6 @@ static int pool_lookup(struct tdp_host *th, uint64_t hva, uint64_t *pfn,
 static bool pool_range_mapped(struct tdp_host *th, uint64_t hva, uint64_t len)
 {
 	struct pool *h = to_pool(th);
-
 	int taken;
 	bool ret;
 
@@ -673,7 +667,6 @@ static bool pool_range_mapped(struct tdp_host *th, uint64_t hva, uint64_t len)
 static bool pool_range_private(struct tdp_host *th, uint64_t hva, uint64_t len)
 {
 	struct pool *h = to_pool(th);
-
 	uint64_t start;
 	int taken;
 	bool ret;
@@ -694,7 +687,6 @@ static bool pool_range_has_private(struct tdp_host *th, uint64_t hva,
 				   uint64_t len)
 {
 	struct pool *h = to_pool(th);
-
 	int taken;
 	bool ret;
 

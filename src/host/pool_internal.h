@@ -138,6 +138,7 @@
 #include "host/buddy.h"
 #include "inject.h"
 #include "rcu.h"
+#include "stats.h"
 #include "host/host.h"
 #include "wordcopy.h"
 
@@ -233,28 +234,16 @@ struct pool {
 	 * reference counts (tdp_host_get_stats), so a pin costs no locked
 	 * instruction beyond the frame's own count. */
 	struct {
-		int64_t frame_refs;
-	} __attribute__((aligned(TDP_CACHE_LINE))) slot_st[TDP_NR_SLOTS];
+		atomic_llong frame_refs;
+	} __attribute__((aligned(TDP_CACHE_LINE))) slot[TDP_NR_SLOTS];
 };
 
 #define STAT_ADD(h, f, v) __atomic_add_fetch(&(h)->st.f, (v), __ATOMIC_RELAXED)
 #define STAT_SUB(h, f, v) __atomic_sub_fetch(&(h)->st.f, (v), __ATOMIC_RELAXED)
 #define STAT_GET(h, f)	  __atomic_load_n(&(h)->st.f, __ATOMIC_RELAXED)
-#define SLOT_ADD(h, f, v)                                                      \
-	__atomic_add_fetch(&(h)->slot_st[tdp_this_slot()].f, (int64_t)(v),     \
-			   __ATOMIC_RELAXED)
-
-static inline uint64_t slot_sum(const struct pool *h, size_t off)
-{
-	int64_t sum = 0;
-
-	for (unsigned i = 0; i < TDP_NR_SLOTS; i++)
-		sum += __atomic_load_n(
-			(const int64_t *)((const char *)&h->slot_st[i] + off),
-			__ATOMIC_RELAXED);
-	return (uint64_t)sum;
-}
-#define SLOT_GET(h, f) slot_sum((h), offsetof(__typeof__((h)->slot_st[0]), f))
+/* the per-slot counters, as the VM's (stats.h) */
+#define SLOT_ADD(h, f, v) stat_add(stat_slot(h)->f, (int64_t)(v))
+#define SLOT_GET(h, f)	  ((uint64_t)stat_slot_sum((h), f))
 
 /* ------------------------------------------------------------------ */
 /* small helpers                                                       */

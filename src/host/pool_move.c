@@ -167,7 +167,6 @@ int pool_mmap(struct tdp_host *th, uint64_t len, unsigned prot,
 	      uint64_t folio_size, unsigned flags, uint64_t *hva)
 {
 	struct pool *h = to_pool(th);
-
 	int order = folio_order_of(folio_size);
 	struct host_vma v;
 	uint64_t a = 0;
@@ -264,7 +263,6 @@ static int lock_covered(struct pool *h, uint64_t hva, uint64_t len,
 int pool_munmap(struct tdp_host *th, uint64_t hva, uint64_t len)
 {
 	struct pool *h = to_pool(th);
-
 	uint64_t end = hva + len, s = hva, e = end;
 	bool priv;
 	int ret = lock_covered(h, hva, len, REFUSE_NONE);
@@ -311,7 +309,6 @@ static int punch_cb(struct pool *h, uint64_t hva, uint64_t *pte, void *arg)
 int pool_punch_hole(struct tdp_host *th, uint64_t hva, uint64_t len)
 {
 	struct pool *h = to_pool(th);
-
 	uint64_t end = hva + len, s = hva, e = end;
 	int ret = lock_covered(h, hva, len, REFUSE_NORMAL);
 	if (ret)
@@ -356,7 +353,6 @@ int pool_mprotect(struct tdp_host *th, uint64_t hva, uint64_t len,
 		  unsigned prot)
 {
 	struct pool *h = to_pool(th);
-
 	uint64_t end = hva + len, s = hva, e = end;
 	bool notify;
 	int ret;
@@ -392,7 +388,6 @@ out:
 int pool_split(struct tdp_host *th, uint64_t hva, uint64_t len)
 {
 	struct pool *h = to_pool(th);
-
 	uint64_t end = hva + len, s = hva, e = end;
 	int ret = lock_covered(h, hva, len, REFUSE_PRIVATE);
 	if (ret)
@@ -534,7 +529,6 @@ static void migrate_one(struct pool *h, const struct move *m)
 int pool_migrate(struct tdp_host *th, uint64_t hva, uint64_t len)
 {
 	struct pool *h = to_pool(th);
-
 	uint64_t end = hva + len, s = hva, e = end;
 	struct plan pl;
 	int ret = lock_covered(h, hva, len, REFUSE_PRIVATE);
@@ -602,7 +596,6 @@ static void swap_out_one(struct pool *h, const struct move *m)
 int pool_swap_out(struct tdp_host *th, uint64_t hva, uint64_t len)
 {
 	struct pool *h = to_pool(th);
-
 	uint64_t end = hva + len, s = hva, e = end;
 	struct plan pl;
 	int ret = lock_covered(h, hva, len, REFUSE_PRIVATE);

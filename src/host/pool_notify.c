@@ -50,7 +50,6 @@ void call_hook(struct pool *h, uint64_t start, uint64_t end)
 void pool_notifier_register(struct tdp_host *th, struct tdp_host_notifier *n)
 {
 	struct pool *h = to_pool(th);
-
 	struct tdp_host_notifier *p;
 
 	if (!h || !n)
@@ -72,7 +71,6 @@ void pool_notifier_register(struct tdp_host *th, struct tdp_host_notifier *n)
 void pool_notifier_unregister(struct tdp_host *th, struct tdp_host_notifier *n)
 {
 	struct pool *h = to_pool(th);
-
 	struct tdp_host_notifier **pp;
 
 	if (!h || !n)
@@ -97,7 +95,6 @@ void pool_set_test_hook(struct tdp_host *th,
 			void *arg)
 {
 	struct pool *h = to_pool(th);
-
 	bool nested;
 
 	if (!h)
