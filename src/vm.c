@@ -535,16 +535,15 @@ struct slot_mem {
 	struct slot_rmaps *new_rm, *free_rm; /* legacy engine */
 };
 
-/* Give @new its dirty bitmap (while logging stays on), attribute bitmap
+/* Give @new its dirty bitmap (while logging stays on: @log_on, @was_on
+ * as the caller computed them), attribute bitmap
  * (moves with the slot) and reverse maps (kept across moves, empty by
  * then), taking @old's or allocating.  -ENOMEM with nothing allocated
  * left. */
 static int slot_mem_get(struct tdp_vm *vm, const struct memslot *old,
-			struct memslot *new, bool deleting, struct slot_mem *m)
+			struct memslot *new, bool deleting, bool log_on,
+			bool was_on, struct slot_mem *m)
 {
-	bool log_on = !deleting && (new->flags &TDP_MEM_LOG_DIRTY);
-	bool was_on = old && (old->flags & TDP_MEM_LOG_DIRTY);
-
 	if (log_on && was_on) {
 		new->dirty_bitmap = old->dirty_bitmap;
 	} else if (log_on) {
@@ -646,7 +645,7 @@ int tdp_vm_set_memslot(struct tdp_vm *vm, const struct tdp_memslot *s)
 		      (new.flags & ~old->flags &TDP_MEM_READONLY));
 	log_on = s->size && (new.flags &TDP_MEM_LOG_DIRTY);
 	was_on = old && (old->flags & TDP_MEM_LOG_DIRTY);
-	r = slot_mem_get(vm, old, &new, !s->size, &m);
+	r = slot_mem_get(vm, old, &new, !s->size, log_on, was_on, &m);
 	if (r)
 		goto out;
 	r = -ENOMEM;
