@@ -16,9 +16,10 @@
  *    changes nothing, when its host, VM or vCPU pointer is NULL; the
  *    destroy functions ignore NULL; tdp_host_get_stats and
  *    tdp_vm_get_stats write nothing when their object or @out is NULL.
- *  - Addresses and sizes are bytes.  Guest-physical addresses (gpa) and host
- *    virtual addresses (hva) are in the simulated machine; they are not
- *    pointers in this process.
+ *  - Addresses and sizes are bytes.  Guest-physical addresses (gpa) are in
+ *    the simulated machine.  Host virtual addresses (hva) are numbers of
+ *    the embedded host's simulated address space, or, with the process
+ *    backend (TDP_HOST_PROCESS), pointers in this process.
  *  - There is no global state visible to the caller.  (Internally the
  *    library registers each thread that touches a VM with liburcu, once,
  *    and unregisters it at thread exit.)
@@ -73,19 +74,76 @@ struct tdp_host;
  * roots never reaches a private mapping. */
 #define TDP_MAP_GUEST_PRIVATE 2u
 
+/* Host backends (tdp_host_config.backend) */
+#define TDP_HOST_POOL	 0u /* the embedded pool (the default) */
+#define TDP_HOST_PROCESS 1u /* guest RAM is memory of this process */
+
 struct tdp_host_config {
 	/* Bytes of host-physical memory (the frame pool).  Rounded up to
 	 * 1 GiB.  The pool is reserved, not committed: untouched frames cost
 	 * nothing.  0 selects 4 GiB. */
 	uint64_t mem_bytes;
+	/*
+	 * TDP_HOST_POOL: the embedded host.  Its hvas are numbers of a
+	 * simulated address space; the program reaches guest RAM only
+	 * through tdp_host_read/write (and vCPUs).
+	 *
+	 * TDP_HOST_PROCESS ("bring your own memory", Linux only; needs
+	 * memfd_create and userfaultfd): the frames are the pages of a memfd
+	 * (pfn N at offset N * 4096) and every hva that tdp_host_mmap
+	 * returns is a real pointer into this process, mapped shared onto
+	 * the frames that back it, with the mapping's read and write
+	 * permission.  The program reads and writes guest RAM through it
+	 * directly; every host operation keeps its meaning and its notifier
+	 * protocol, and also changes the real mapping after VMs have been
+	 * told: migrate moves the pages to new frames and remaps the same
+	 * pointer onto them (same bytes); swap-out copies the pages out and
+	 * frees their frames; a touch through the
+	 * pointer of a page that is not present (never touched, swapped out,
+	 * or being migrated or swapped out at that moment) is caught by
+	 * userfaultfd and served by the host's own thread, which faults the
+	 * page in (or waits for the operation to finish) and lets the touch
+	 * go on.  munmap unmaps the real range; mprotect changes its real
+	 * protection (a touch that the new protection forbids gets SIGSEGV,
+	 * as with mprotect(2)); guest-private memory is never mapped in the
+	 * process (PROT_NONE).
+	 *
+	 * Rules for the program (the host cannot see what it does to its own
+	 * address space behind the library's back):
+	 *  - madvise(MADV_DONTNEED) on guest RAM is harmless: the mapping is
+	 *    shared, so it only drops the process's page table entries and
+	 *    the next touch maps the same frame again; no VM is affected.
+	 *  - Do not munmap, mremap, mprotect or mmap over guest RAM, and do
+	 *    not punch it (MADV_REMOVE): call tdp_host_munmap /
+	 *    tdp_host_mprotect, which tell the VMs first.  A VM keeps
+	 *    mapping the frames that the program took away behind its back.
+	 *  - The host never sees the program's own writes, so every page of
+	 *    a process host is dirty for reclaim (swap-out always copies;
+	 *    swap_out_clean stays 0) and a write through the pointer is not
+	 *    in any dirty log: call tdp_vm_mark_dirty for it.
+	 *  - Freed frames are poisoned, as in the pool, and stay in the
+	 *    memfd until they are allocated again (swap-out does not give
+	 *    memory back to the system before then).
+	 *  - A program touch blocks while a migrate or swap-out of its page
+	 *    runs, and while the host's thread faults the page in; a thread
+	 *    must not touch guest RAM through its pointers from inside a
+	 *    notifier callback or while it holds a direct-access window
+	 *    (tdp_vcpu_map), since the host operation it would wait for may
+	 *    be waiting for it.
+	 */
+	unsigned backend;
 };
 
 /*
- * tdp_host_create - create an embedded host with its own frame pool.
+ * tdp_host_create - create a host with its own frame pool, of the backend
+ * @cfg->backend (the embedded pool by default).
  * @cfg: configuration, may be NULL for defaults.
  * @out: receives the host.
- * Errors: -EINVAL bad configuration (mem_bytes above 1 TiB) or NULL @out;
- *         -ENOMEM the pool could not be reserved.
+ * Errors: -EINVAL bad configuration (mem_bytes above 1 TiB, unknown
+ *         backend) or NULL @out;  -ENOMEM the pool could not be reserved;
+ *         -EOPNOTSUPP TDP_HOST_PROCESS on a system without memfd_create or
+ *         without userfaultfd (neither the system call nor
+ *         /dev/userfaultfd is open to this process).
  * Thread-safety: any thread.
  */
 TDP_API int tdp_host_create(const struct tdp_host_config *cfg,

@@ -85,6 +85,46 @@ int __wrap_tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
 	return __real_tdp_vm_create(h, &c, out);
 }
 
+/*
+ * The host backend under test, likewise (--wrap=tdp_host_create):
+ * TDPMMU_TEST_HOST=process runs a suite on the process backend.  A
+ * configuration that names a backend is left alone.  Where the process
+ * backend cannot exist (no userfaultfd), the test exits 77, which CTest
+ * counts as skipped.
+ */
+int __real_tdp_host_create(const struct tdp_host_config *cfg,
+			   struct tdp_host **out);
+
+bool th_process_host(void)
+{
+	const char *e = getenv("TDPMMU_TEST_HOST");
+
+	return e && !strcmp(e, "process");
+}
+int __wrap_tdp_host_create(const struct tdp_host_config *cfg,
+			   struct tdp_host **out);
+
+int __wrap_tdp_host_create(const struct tdp_host_config *cfg,
+			   struct tdp_host **out)
+{
+	struct tdp_host_config c = { 0 };
+	int r;
+
+	if (!th_process_host())
+		return __real_tdp_host_create(cfg, out);
+	if (cfg)
+		c = *cfg;
+	if (!c.backend)
+		c.backend = TDP_HOST_PROCESS;
+	r = __real_tdp_host_create(&c, out);
+	if (r == -EOPNOTSUPP) {
+		fprintf(stderr, "skipped: no process backend here "
+				"(userfaultfd unavailable)\n");
+		exit(77);
+	}
+	return r;
+}
+
 void th_run_child(int (*fn)(int), int arg, unsigned secs, struct th_child *r)
 {
 	FILE *f = tmpfile();

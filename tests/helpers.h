@@ -96,6 +96,8 @@ uint64_t th_lookup_pfn(struct tdp_host *h, uint64_t hva, unsigned *order);
 uint64_t *th_frame(struct tdp_host *h, uint64_t pfn);
 /* Every word of frame @pfn is @word (read atomically). */
 bool th_frame_all(struct tdp_host *h, uint64_t pfn, uint64_t word);
+/* The suite runs on the process backend (TDPMMU_TEST_HOST=process). */
+bool th_process_host(void);
 /* Frame @pfn holds the host's poison: it was freed. */
 bool th_frame_poisoned(struct tdp_host *h, uint64_t pfn);
 

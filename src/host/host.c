@@ -2,7 +2,8 @@
 /*
  * host.c - the public host API (tdpmmu.h tdp_host_*), backend-neutral:
  * each call goes to the host's backend through its ops (host.h).  The
- * embedded pool is the one backend today; tdp_host_create makes one.
+ * configuration picks the backend: the embedded pool or the process
+ * backend (proc.c).
  * Locking and lifetime: the backend's (pool_internal.h).  A NULL host
  * fails with -EINVAL (destroy and get_stats: nothing done).
  */
@@ -12,6 +13,12 @@
 
 int tdp_host_create(const struct tdp_host_config *cfg, struct tdp_host **out)
 {
+	unsigned backend = cfg ? cfg->backend : TDP_HOST_POOL;
+
+	if (backend == TDP_HOST_PROCESS)
+		return proc_host_create(cfg, out);
+	if (backend != TDP_HOST_POOL)
+		return -EINVAL;
 	return pool_host_create(cfg, out);
 }
 

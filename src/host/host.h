@@ -149,7 +149,8 @@ struct host_gup {
  * The backend interface: what the VM side needs of a host, one const
  * table per backend.  A backend's host begins with struct tdp_host, whose
  * ops point at its table; the VM calls only the host_* wrappers below.
- * The embedded pool (pool*.c, pool_backend_ops) is the one backend today.
+ * The embedded pool (pool*.c, pool_backend_ops) implements it; the
+ * process backend (proc.c) is the pool with a mirror (pool_internal.h).
  * The contract of each operation is the comment of its wrapper.
  */
 struct host_backend_ops {
@@ -203,8 +204,11 @@ struct tdp_host {
 	const struct host_backend_ops *ops;
 };
 
-/* The backends' constructors (tdp_host_create picks one). */
+/* The backends' constructors (tdp_host_create picks one): the embedded
+ * pool (pool.c) and the process backend (proc.c, the pool with its frames
+ * in a memfd and its mapping mirrored into the process). */
 int pool_host_create(const struct tdp_host_config *cfg, struct tdp_host **out);
+int proc_host_create(const struct tdp_host_config *cfg, struct tdp_host **out);
 
 /* Every wrapper below refuses a NULL host as the backends did: -EINVAL,
  * false, 0, NULL, or nothing done. */

@@ -10,7 +10,7 @@
 /* create / destroy / stats                                            */
 /* ------------------------------------------------------------------ */
 
-static int pool_reserve(struct pool *h, uint64_t bytes)
+static int pool_reserve(struct pool *h, uint64_t bytes, int memfd)
 {
 	uint64_t len = bytes + POOL_ALIGN;
 	uint8_t *p, *base;
@@ -24,9 +24,19 @@ static int pool_reserve(struct pool *h, uint64_t bytes)
 		munmap(p, base - p);
 	if (p + len > base + bytes)
 		munmap(base + bytes, p + len - (base + bytes));
+	/* the process backend: the frames are the memfd's pages, pfn N at
+	 * offset N * 4096, mapped shared over the aligned reservation */
+	if (memfd >= 0 &&
+	    mmap(base, bytes, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_FIXED | MAP_NORESERVE, memfd,
+		 0) == MAP_FAILED) {
+		munmap(base, bytes);
+		return -ENOMEM;
+	}
 	h->pool = base;
 	h->pool_bytes = bytes;
 	h->nr_frames = bytes >> HOST_PAGE_SHIFT;
+	h->memfd = memfd;
 	return 0;
 }
 
@@ -44,13 +54,11 @@ static size_t swapc_len(const struct pool *h)
 int pool_host_create(const struct tdp_host_config *cfg, struct tdp_host **out)
 {
 	uint64_t bytes = cfg ? cfg->mem_bytes : 0;
-	size_t refs_len;
 	struct pool *h;
-	int ret = -ENOMEM;
+	int ret;
 
 	if (!out || bytes > POOL_MAX)
 		return -EINVAL;
-	bytes = bytes ? ALIGN_UP(bytes, POOL_ALIGN) : POOL_DEFAULT;
 	/* per-slot members (percpu.h) are cache-line aligned */
 	h = aligned_alloc(_Alignof(struct pool),
 			  (sizeof(*h) + _Alignof(struct pool) - 1) &
@@ -58,8 +66,23 @@ int pool_host_create(const struct tdp_host_config *cfg, struct tdp_host **out)
 	if (!h)
 		return -ENOMEM;
 	memset(h, 0, sizeof(*h));
-	if (pool_reserve(h, bytes))
-		goto free_host;
+	ret = pool_init(h, bytes ? ALIGN_UP(bytes, POOL_ALIGN) : POOL_DEFAULT,
+			-1);
+	if (ret) {
+		free(h);
+		return ret;
+	}
+	*out = &h->host;
+	return 0;
+}
+
+int pool_init(struct pool *h, uint64_t bytes, int memfd)
+{
+	size_t refs_len;
+	int ret = -ENOMEM;
+
+	if (pool_reserve(h, bytes, memfd))
+		return ret;
 	refs_len = h->nr_frames * sizeof(*h->refs);
 	h->refs = mmap(NULL, refs_len, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -86,7 +109,6 @@ int pool_host_create(const struct tdp_host_config *cfg, struct tdp_host **out)
 		goto free_root;
 	h->mmap_cursor = HVA_FIRST;
 	h->host.ops = &pool_backend_ops;
-	*out = &h->host;
 	return 0;
 
 free_root:
@@ -103,8 +125,6 @@ free_refs:
 	munmap(h->refs, refs_len);
 free_pool:
 	munmap(h->pool, h->pool_bytes);
-free_host:
-	free(h);
 	return ret;
 }
 
@@ -133,6 +153,8 @@ static void pool_destroy(struct tdp_host *th)
 			nr, (void *)h);
 		abort();
 	}
+	if (h->mirror)
+		h->mirror->fini(h);
 	pte_walk(h, 0, HVA_LIMIT, free_swap_cb, NULL);
 	radix_free_all(h->root, 0);
 	/* the nodes munmap unlinked: freed by their RCU callbacks */
@@ -145,6 +167,8 @@ static void pool_destroy(struct tdp_host *th)
 	munmap(h->fdirty, fbits_len(h));
 	munmap(h->refs, h->nr_frames * sizeof(*h->refs));
 	munmap(h->pool, h->pool_bytes);
+	if (h->memfd >= 0)
+		close(h->memfd);
 	free(h);
 }
 

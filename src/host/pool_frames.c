@@ -137,6 +137,12 @@ static void frame_zero(struct pool *h, uint64_t pfn, unsigned order)
 	uint8_t *p = frame_ptr(h, pfn);
 	uint64_t n = folio_bytes(order);
 
+	/* the process backend: punch the memfd's pages out (madvise would
+	 * only drop this mapping of them) */
+	if (h->memfd >= 0 &&
+	    !fallocate(h->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		       (off_t)(pfn << HOST_PAGE_SHIFT), (off_t)n))
+		return;
 	/* huge blocks: hand the memory back, it reads as zero afterwards */
 	if (order >= HOST_ORDER_2M && !madvise(p, n, MADV_DONTNEED))
 		return;
@@ -184,7 +190,10 @@ void frame_unalloc(struct pool *h, uint64_t pfn, unsigned order)
 	frame_put(h, pfn);
 }
 
-/* The last reference is gone: poison the folio and free it. */
+/* The last reference is gone: poison the folio and free it (in both
+ * backends: a stale access finds poison, which tests and the torture
+ * look for; the process backend's memfd keeps the page until the frame is
+ * allocated again and zeroed by a punch). */
 static void frame_release(struct pool *h, uint64_t head)
 {
 	int order = buddy_order(&h->buddy, head);
@@ -230,12 +239,14 @@ void frame_put_ref(struct pool *h, uint64_t head)
 /* retained swap copies (swap cache)                                   */
 /* ------------------------------------------------------------------ */
 
-/* Is the present page @e (mapping some hva) dirty?  mmap lock held. */
+/* Is the present page @e (mapping some hva) dirty?  mmap lock held.  In
+ * the process backend always: the program writes through its pointers
+ * without the host seeing it. */
 bool page_dirty(struct pool *h, uint64_t e)
 {
 	uint64_t pfn = pte_pfn(e);
 
-	return pte_order(e) || !h->swapc[pfn] || frame_test_dirty(h, pfn);
+	return h->memfd >= 0 || pte_order(e) || !h->swapc[pfn] || frame_test_dirty(h, pfn);
 }
 
 /* Free the retained copy of the present page @e, if any.  Write lock. */

@@ -125,6 +125,7 @@
 #define TDP_HOST_POOL_INTERNAL_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -132,6 +133,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "assert.h"
 #include "brlock.h"
@@ -198,6 +200,32 @@ struct host_stats {
 	uint64_t swap_cached; /* retained copies (non-NULL swapc[]) */
 };
 
+struct pool;
+
+/*
+ * The process backend (proc.c) is this pool with its frames in a memfd
+ * and its hva -> pfn mapping mirrored into the real address space of the
+ * process, so that an hva is a pointer.  The pool calls these at the
+ * points where that mapping changes, all with the mmap lock held for
+ * write; NULL for the embedded pool.
+ */
+struct pool_mirror_ops {
+	/* tdp_host_mmap: reserve [*hva, *hva+len) of the process's address
+	 * space (at *hva with TDP_MAP_FIXED, else anywhere, aligned to
+	 * @align).  -EEXIST (fixed range in use) or -ENOMEM. */
+	int (*reserve)(struct pool *h, uint64_t len, uint64_t align,
+		       bool fixed, uint64_t *hva);
+	/* a reservation that the pool could not use */
+	void (*unreserve)(struct pool *h, uint64_t hva, uint64_t len);
+	/* make the real mapping of [start, end) agree with the ptes;
+	 * @block: as if no page were present (touches wait for the lock) */
+	void (*sync)(struct pool *h, uint64_t start, uint64_t end, bool block);
+	/* munmap: the VMAs of [start, end) are gone */
+	void (*unmap)(struct pool *h, uint64_t start, uint64_t end);
+	/* tdp_host_destroy, before the pool's memory goes */
+	void (*fini)(struct pool *h);
+};
+
 /* The embedded host: struct tdp_host (host.h) is its first member. */
 struct pool {
 	struct tdp_host host; /* .ops = &pool_backend_ops */
@@ -206,6 +234,10 @@ struct pool {
 
 	uint8_t *pool;
 	uint64_t pool_bytes;
+	/* the process backend: the memfd that holds the frames (pool maps
+	 * it shared), and the mirror; -1 and NULL for the embedded pool */
+	int memfd;
+	const struct pool_mirror_ops *mirror;
 	uint64_t nr_frames;
 	uint32_t *refs;	     /* atomic, per frame */
 	uint64_t *fdirty;    /* atomic bitmap, one dirty bit per frame */
@@ -396,6 +428,18 @@ static inline struct pool *to_pool(struct tdp_host *h)
 extern const struct host_backend_ops pool_backend_ops;
 
 /* ---- functions shared between the pool's files ---- */
+
+/* pool.c: set up @h (zeroed by the caller) with a frame pool of @bytes
+ * (a multiple of POOL_ALIGN), in @memfd if it is not -1; undone by
+ * pool_destroy (the backend op), which frees @h. */
+int pool_init(struct pool *h, uint64_t bytes, int memfd);
+
+static inline void mirror_sync(struct pool *h, uint64_t start, uint64_t end,
+			       bool block)
+{
+	if (h->mirror)
+		h->mirror->sync(h, start, end, block);
+}
 
 /* pool_move.c: the backend ops of the operations that move memory */
 int pool_mmap(struct tdp_host *th, uint64_t len, unsigned prot,

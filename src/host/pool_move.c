@@ -121,11 +121,13 @@ static bool folio_fits(struct pool *h, const struct host_vma *v, uint64_t hva)
 }
 
 /* Fault in the page at @hva of @v.  Write lock held. */
-int populate_page(struct pool *h, const struct host_vma *v, uint64_t hva)
+static int populate_one(struct pool *h, const struct host_vma *v, uint64_t hva,
+			uint64_t *size)
 {
 	uint64_t *pte = pte_alloc(h, hva);
 	int64_t pfn;
 
+	*size = PAGE_SIZE_;
 	if (!pte)
 		return -ENOMEM;
 	if (pte_swapped(*pte))
@@ -133,8 +135,10 @@ int populate_page(struct pool *h, const struct host_vma *v, uint64_t hva)
 	if (pte_present(*pte))
 		return 0;
 	if (folio_fits(h, v, hva) &&
-	    !populate_folio(h, v, ALIGN_DOWN(hva, folio_bytes(v->order))))
+	    !populate_folio(h, v, ALIGN_DOWN(hva, folio_bytes(v->order)))) {
+		*size = folio_bytes(v->order);
 		return 0;
+	}
 	/* fall back to a small frame, as THP does */
 	pfn = frame_alloc(h, 0, true);
 	if (pfn < 0)
@@ -142,6 +146,20 @@ int populate_page(struct pool *h, const struct host_vma *v, uint64_t hva)
 	pte_set(pte_lookup(h, hva),
 		pte_mk_present((uint64_t)pfn, 0, vma_attrs(v)));
 	return 0;
+}
+
+/* ... and show it to the process (the process backend's mirror) */
+int populate_page(struct pool *h, const struct host_vma *v, uint64_t hva)
+{
+	uint64_t size;
+	int ret = populate_one(h, v, hva, &size);
+
+	if (!ret) {
+		uint64_t s = ALIGN_DOWN(hva, size);
+
+		mirror_sync(h, s, s + size, false);
+	}
+	return ret;
 }
 
 /* Fault in every page of the covered range [start, end). */
@@ -190,7 +208,15 @@ int pool_mmap(struct tdp_host *th, uint64_t len, unsigned prot,
 	ret = vma_reserve(h, 1);
 	if (ret)
 		goto out;
-	if (flags & TDP_MAP_FIXED) {
+	if (h->mirror) {
+		/* the process's address space decides where, and whether */
+		ret = h->mirror->reserve(h, len, folio_size,
+					 flags & TDP_MAP_FIXED, &a);
+		if (!ret && !range_unmapped(h, a, a + len)) {
+			h->mirror->unreserve(h, a, len);
+			ret = -EEXIST;
+		}
+	} else if (flags & TDP_MAP_FIXED) {
 		if (!range_unmapped(h, a, a + len))
 			ret = -EEXIST;
 	} else if (!find_gap(h, h->mmap_cursor, len, folio_size, &a) &&
@@ -205,6 +231,7 @@ int pool_mmap(struct tdp_host *th, uint64_t len, unsigned prot,
 			      .prot = prot,
 			      .guest_private = flags & TDP_MAP_GUEST_PRIVATE};
 	vma_insert(h, vma_lower(h, a), &v);
+	mirror_sync(h, a, a + len, false);
 	if (!(flags & TDP_MAP_FIXED))
 		h->mmap_cursor = a + len;
 	*hva = a;
@@ -287,6 +314,8 @@ int pool_munmap(struct tdp_host *th, uint64_t hva, uint64_t len)
 	 * fault's pin keeps its frame until it is put. */
 	pte_walk(h, hva, end, unmap_cb, NULL);
 	radix_prune(h->root, 0, hva, end);
+	if (h->mirror)
+		h->mirror->unmap(h, hva, end);
 	if (priv)
 		notify_end(h, s, e, true);
 	notify_end(h, s, e, false);
@@ -378,6 +407,7 @@ int pool_mprotect(struct tdp_host *th, uint64_t hva, uint64_t len,
 	     i < h->nr_vmas && h->vmas[i].start < end; i++)
 		h->vmas[i].prot = prot;
 	pte_walk(h, hva, end, reprot_cb, &prot);
+	mirror_sync(h, hva, end, false);
 	if (notify)
 		notify_end(h, s, e, false);
 out:
@@ -543,9 +573,12 @@ int pool_migrate(struct tdp_host *th, uint64_t hva, uint64_t len)
 	widen_to_folios(h, &s, &e);
 	notify_start(h, s, e, false);
 	call_hook(h, s, e);
+	/* the process's touches wait until the copies are done */
+	mirror_sync(h, hva, end, true);
 	split_partial(h, hva, end);
 	for (size_t i = 0; i < pl.n; i++)
 		migrate_one(h, &pl.m[i]);
+	mirror_sync(h, hva, end, false);
 	notify_end(h, s, e, false);
 	plan_drop_old(h, &pl);
 free_plan:
@@ -585,7 +618,8 @@ static void swap_out_one(struct pool *h, const struct move *m)
 		h->swapc[m->old_pfn] = NULL;
 		STAT_SUB(h, swap_cached, 1);
 	}
-	if (m->cached && !frame_test_dirty(h, m->old_pfn))
+	/* (the process backend's pages are never clean: page_dirty) */
+	if (m->cached && h->memfd < 0 && !frame_test_dirty(h, m->old_pfn))
 		STAT_ADD(h, swap_out_clean, 1);
 	else
 		wordcopy_from_frame(m->copy, frame_ptr(h, m->old_pfn),
@@ -610,9 +644,11 @@ int pool_swap_out(struct tdp_host *th, uint64_t hva, uint64_t len)
 	widen_to_folios(h, &s, &e);
 	notify_start(h, s, e, false);
 	call_hook(h, s, e);
+	mirror_sync(h, hva, end, true);
 	split_all(h, hva, end);
 	for (size_t i = 0; i < pl.n; i++)
 		swap_out_one(h, &pl.m[i]);
+	mirror_sync(h, hva, end, false);
 	notify_end(h, s, e, false);
 	plan_drop_old(h, &pl);
 	STAT_ADD(h, swapped_pages, pl.n);
