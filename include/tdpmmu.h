@@ -260,8 +260,8 @@ TDP_API int tdp_host_split(struct tdp_host *h, uint64_t hva, uint64_t len);
  * not report it), as in KVM, where writes through the host virtual
  * address bypass the log: the copy goes straight to the frame, past every
  * VM's page tables.  A VMM that writes guest memory this way while it
- * migrates must keep track of those pages itself and send them again, or
- * write through a vCPU (tdp_vcpu_write), which is logged.
+ * migrates must mark those pages itself (tdp_vm_mark_dirty), or write
+ * through a vCPU (tdp_vcpu_write), which is logged.
  * Thread-safety: any thread.  Concurrent guest accesses to the same bytes
  * are not ordered with the copy (as with real shared memory).
  */
@@ -605,6 +605,24 @@ TDP_API int tdp_vm_clear_dirty_log(struct tdp_vm *vm, unsigned as_id,
 				   unsigned slot, uint64_t first,
 				   uint64_t npages, const uint64_t *bitmap);
 
+/*
+ * tdp_vm_mark_dirty - the VMM wrote guest memory itself (through
+ * tdp_host_write, or through its own pointer with the process backend, as
+ * a device model does): record the pages of [gpa, gpa+len) in the dirty
+ * log of the TDP_MEM_LOG_DIRTY memslots that hold them (KVM's
+ * kvm_vcpu_mark_page_dirty), so the next tdp_vm_get_dirty_log reports
+ * them and migration sends them again.  @gpa and @len need not be page
+ * aligned: every page the range touches is marked.  Pages of slots
+ * without logging are left alone.  Call it after the write: a harvest
+ * that runs between the write and the mark reports the page at the next
+ * harvest.
+ * Errors: -EINVAL bad as_id, zero len, overflow or beyond the gpa width;
+ *         -EFAULT part of the range is in no memslot (nothing marked).
+ * Thread-safety: any thread.
+ */
+TDP_API int tdp_vm_mark_dirty(struct tdp_vm *vm, unsigned as_id, uint64_t gpa,
+			      uint64_t len);
+
 struct tdp_translation {
 	uint64_t pfn;  /* host frame backing the gpa's 4 KiB page */
 	uint64_t size; /* size of the leaf: 4 KiB, 2 MiB or 1 GiB */
@@ -755,6 +773,65 @@ TDP_API int tdp_vcpu_write(struct tdp_vcpu *v, uint64_t gpa, const void *buf,
 			   uint64_t len);
 TDP_API int tdp_vcpu_fetch(struct tdp_vcpu *v, uint64_t gpa, void *buf,
 			   uint64_t len);
+
+/*
+ * tdp_vcpu_map - direct access to guest RAM for an emulator: a pointer to
+ * the byte at @gpa, good for reads (TDP_PROT_READ), writes
+ * (TDP_PROT_WRITE) and instruction fetches (TDP_PROT_EXEC) as @access
+ * asks, up to the end of @gpa's 4 KiB page.  The vCPU translates @gpa for
+ * each requested access as its hardware would (faulting it in if needed):
+ * the Accessed bit is set, and for TDP_PROT_WRITE the Dirty bit or, in
+ * write-protect mode, the dirty log, exactly as a tdp_vcpu_write would.
+ * The pointer is into the host's frames (with either backend).
+ *
+ * The direct-access window: the first tdp_vcpu_map opens a window in
+ * which the vCPU stays in guest mode, so the translations it handed out
+ * cannot be zapped or flushed under it: every remote TLB flush of the VM
+ * (zaps, host invalidations, dirty-log harvests, aging with
+ * TDP_AGE_FLUSH) waits until the window ends.  The window ends, and every
+ * pointer returned in it becomes invalid, at the vCPU's next
+ * tdp_vcpu_check_requests, tdp_vcpu_read/write/fetch, tdp_vcpu_set_as or
+ * tdp_vcpu_destroy, or when a tdp_vcpu_map has to fault (see the return
+ * value).  An emulator calls tdp_vcpu_check_requests at every
+ * instruction or block boundary:
+ *
+ *     for (;;) {
+ *         void *insn, *data;
+ *         if (tdp_vcpu_map(v, rip, TDP_PROT_EXEC, &insn) < 0) exit...;
+ *         ... decode; for a store to gpa g:
+ *         r = tdp_vcpu_map(v, g, TDP_PROT_WRITE, &data);
+ *         if (r == 1) restart the instruction (insn is stale);
+ *         ... execute;
+ *         tdp_vcpu_check_requests(v);   flushes are acknowledged here
+ *     }
+ *
+ * While its window is open the vCPU's thread must not block on anything
+ * that may wait for a TLB flush: no host operation, memslot update, zap
+ * or harvest of this VM's host, and no touch of process-backend guest RAM
+ * through its hva pointers (which may wait for a host operation).
+ * Returns 0: mapped within the window that was open (earlier pointers of
+ * the window stay valid), or in a new window; 1: mapped, but the call had
+ * to leave the open window to fault, so the pointers returned before it
+ * are invalid (the new one is valid).
+ * Errors: as tdp_vcpu_read/write/fetch for one page (-EFAULT no memslot
+ *         or host memory, -EACCES write to a read-only slot, -EPERM,
+ *         -EIO, -ENOMEM), and -EINVAL NULL @ptr, @access 0 or with bits
+ *         other than TDP_PROT_READ/WRITE/EXEC, or @gpa beyond the gpa
+ *         width.  On error the window is closed.
+ * Thread-safety: the vCPU's thread.
+ */
+TDP_API int tdp_vcpu_map(struct tdp_vcpu *v, uint64_t gpa, unsigned access,
+			 void **ptr);
+
+/*
+ * tdp_vcpu_check_requests - end the vCPU's direct-access window (if one is
+ * open): pending TLB flushes and root reloads are acknowledged, and every
+ * pointer tdp_vcpu_map returned becomes invalid.  The next tdp_vcpu_map
+ * handles the requests before it translates again.
+ * Errors: -EINVAL NULL @v;  -EIO (confidential VMs) the VM is dead.
+ * Thread-safety: the vCPU's thread.
+ */
+TDP_API int tdp_vcpu_check_requests(struct tdp_vcpu *v);
 
 /*
  * tdp_vcpu_set_as - switch the vCPU to address space @as_id (0 normal, 1

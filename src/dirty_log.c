@@ -81,6 +81,45 @@ void vm_mark_gfn_dirty(void *arg, unsigned as_id, uint64_t gfn,
 	tdp_srcu_read_unlock(&vm->srcu, idx);
 }
 
+/* KVM's kvm_vcpu_mark_page_dirty, for a range: the VMM wrote guest memory
+ * itself.  All or nothing: every page must be in a memslot. */
+int tdp_vm_mark_dirty(struct tdp_vm *vm, unsigned as_id, uint64_t gpa,
+		      uint64_t len)
+{
+	uint64_t first, last;
+	struct memslots *set;
+	unsigned idx;
+	int r = 0;
+
+	if (!vm || as_id >= vm->cfg.nr_as || !len || gpa + len < gpa ||
+	    gpa + len > vm_max_gpa(vm))
+		return -EINVAL;
+	first = gpa >> 12;
+	last = (gpa + len - 1) >> 12;
+	idx = tdp_srcu_read_lock(&vm->srcu);
+	set = vm_memslots(vm, as_id);
+	for (uint64_t g = first; g <= last;) {
+		const struct memslot *s = memslots_lookup(set, g);
+
+		if (!s) {
+			r = -EFAULT;
+			break;
+		}
+		g = memslot_end(s);
+	}
+	for (uint64_t g = first; !r && g <= last;) {
+		const struct memslot *s = memslots_lookup(set, g);
+		uint64_t end = memslot_end(s) < last + 1 ? memslot_end(s)
+							 : last + 1;
+
+		if ((s->flags & TDP_MEM_LOG_DIRTY) && s->dirty_bitmap)
+			memslot_mark_dirty(s, g, end - g);
+		g = end;
+	}
+	tdp_srcu_read_unlock(&vm->srcu, idx);
+	return r;
+}
+
 static bool dbit_mode(const struct tdp_vm *vm)
 {
 	return vm->cfg.flags & TDP_VM_DIRTY_DBIT;

@@ -284,12 +284,22 @@ void vcpu_stats_sum(struct tdp_vm *vm, struct vcpu_stats *out)
 	pthread_rwlock_unlock(&vm->vcpus_lock);
 }
 
+/* End the vCPU's direct-access window, if one is open. */
+static void vcpu_close_window(struct tdp_vcpu *v)
+{
+	if (v->in_window) {
+		v->in_window = false;
+		vcpu_exit_guest(v);
+	}
+}
+
 void tdp_vcpu_destroy(struct tdp_vcpu *v)
 {
 	struct tdp_vm *vm;
 
 	if (!v)
 		return;
+	vcpu_close_window(v);
 	vm = v->vm;
 	/* Once this returns no flusher looks at v (vm.h). */
 	pthread_rwlock_wrlock(&vm->vcpus_lock);
@@ -305,6 +315,7 @@ int tdp_vcpu_set_as(struct tdp_vcpu *v, unsigned as_id)
 {
 	if (!v || as_id >= v->vm->cfg.nr_as)
 		return -EINVAL;
+	vcpu_close_window(v);
 	if (v->as_id != as_id) {
 		v->as_id = as_id;
 		tlb_flush_all(&v->tlb);
@@ -330,6 +341,7 @@ static int vcpu_access(struct tdp_vcpu *v, uint64_t gpa, void *buf,
 
 	if (!v)
 		return -EINVAL;
+	vcpu_close_window(v);
 	tdp_set_slot(tdp_vcpu_slot(v->id));
 	r = vcpu_access_slot(v, gpa, buf, len, acc);
 	tdp_set_slot(old);
@@ -401,4 +413,90 @@ int tdp_vcpu_write(struct tdp_vcpu *v, uint64_t gpa, const void *buf,
 int tdp_vcpu_fetch(struct tdp_vcpu *v, uint64_t gpa, void *buf, uint64_t len)
 {
 	return vcpu_access(v, gpa, buf, len, ACC_FETCH);
+}
+
+/* ---------------------------------------------------------------- */
+/* Direct access (emulators)                                         */
+/* ---------------------------------------------------------------- */
+
+/* Translate @gfn for every access of @access (TDP_PROT_*) inside the open
+ * window; ~0 and the first access that failed in *@failed otherwise. */
+static uint64_t window_translate(struct tdp_vcpu *v, uint64_t gfn,
+				 unsigned access, enum tdp_access *failed)
+{
+	static const struct {
+		unsigned prot;
+		enum tdp_access acc;
+	} kinds[] = {{TDP_PROT_READ, ACC_READ},
+		     {TDP_PROT_WRITE, ACC_WRITE},
+		     {TDP_PROT_EXEC, ACC_FETCH}};
+	uint64_t pfn = ~0ull;
+
+	for (unsigned i = 0; i < 3; i++) {
+		if (!(access & kinds[i].prot))
+			continue;
+		/* the window holds off every flush: one leaf for all */
+		pfn = hw_translate(v, gfn, kinds[i].acc);
+		if (pfn == ~0ull) {
+			*failed = kinds[i].acc;
+			return pfn;
+		}
+	}
+	return pfn;
+}
+
+static int vcpu_map_slot(struct tdp_vcpu *v, uint64_t gpa, unsigned access,
+			 void **ptr)
+{
+	bool had_window = v->in_window, left = false;
+
+	for (;;) {
+		enum tdp_access failed = ACC_READ;
+		uint64_t pfn;
+		int r;
+
+		if (!v->in_window) {
+			r = vcpu_enter_guest(v);
+			if (r)
+				return r;
+			v->in_window = true;
+		}
+		pfn = window_translate(v, gpa >> 12, access, &failed);
+		if (pfn != ~0ull) {
+			*ptr = host_frame_base(v->vm->host) + (pfn << 12) +
+			       (gpa & (TDP_PAGE_SIZE - 1));
+			return had_window && left;
+		}
+		/* the fault runs outside guest mode: the window ends */
+		vcpu_close_window(v);
+		left = true;
+		r = tdp_page_fault(v, gpa, failed, v->exit_present);
+		if (r)
+			return r; /* the window is closed */
+	}
+}
+
+int tdp_vcpu_map(struct tdp_vcpu *v, uint64_t gpa, unsigned access,
+		 void **ptr)
+{
+	unsigned old;
+	int r;
+
+	if (!v || !ptr || !access ||
+	    (access & ~(TDP_PROT_READ | TDP_PROT_WRITE | TDP_PROT_EXEC)) ||
+	    gpa >= vm_max_gpa(v->vm))
+		return -EINVAL;
+	old = tdp_this_slot();
+	tdp_set_slot(tdp_vcpu_slot(v->id));
+	r = vcpu_map_slot(v, gpa, access, ptr);
+	tdp_set_slot(old);
+	return r;
+}
+
+int tdp_vcpu_check_requests(struct tdp_vcpu *v)
+{
+	if (!v)
+		return -EINVAL;
+	vcpu_close_window(v);
+	return tdp_mmu_dead(&v->vm->mmu) ? -EIO : 0;
 }

@@ -87,6 +87,9 @@ struct tdp_vcpu {
 	struct tdp_tlb tlb;
 	/* the last violation was at a present leaf (set by hw_walk) */
 	bool exit_present;
+	/* a direct-access window is open (tdp_vcpu_map): the vCPU stays in
+	 * guest mode until tdp_vcpu_check_requests or its next access */
+	bool in_window;
 	struct vcpu_stats st;
 	struct rcu_head rcu;
 } __attribute__((aligned(TDP_CACHE_LINE))); /* no line shared with another vCPU */

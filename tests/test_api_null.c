@@ -77,6 +77,10 @@ static void test_null_vm_and_vcpu(void **state)
 	assert_int_equal(tdp_vcpu_write(NULL, 0, buf, sizeof(buf)), -EINVAL);
 	assert_int_equal(tdp_vcpu_fetch(NULL, 0, buf, sizeof(buf)), -EINVAL);
 	assert_int_equal(tdp_vcpu_set_as(NULL, 0), -EINVAL);
+	assert_int_equal(tdp_vcpu_map(NULL, 0, TDP_PROT_READ, &(void *){ 0 }),
+			 -EINVAL);
+	assert_int_equal(tdp_vcpu_check_requests(NULL), -EINVAL);
+	assert_int_equal(tdp_vm_mark_dirty(NULL, 0, 0, 4096), -EINVAL);
 	tdp_host_destroy(h);
 }
 
