@@ -61,7 +61,8 @@ if(TARGET tdpmmu_cli)
   # confidential VM (private memslots, conversions, hole punches, mirror
   # roots and the external table: I11, I13)
   foreach(mode "dbit:--log dbit" "wp-lazy:--log wp-lazy" "off:--log off"
-               "legacy:--engine legacy" "confidential:--confidential")
+               "legacy:--engine legacy" "confidential:--confidential"
+               "process:--host process")
     string(REPLACE ":" ";" m "${mode}")
     list(GET m 0 name)
     list(GET m 1 opts)
@@ -70,8 +71,18 @@ if(TARGET tdpmmu_cli)
              COMMAND tdpmmu_cli torture --duration 10 --vcpus 2 --seed 2
                      ${opts} --quiet)
     set_tests_properties(torture_clean_${name}_10s PROPERTIES
-      PASS_REGULAR_EXPRESSION "torture: PASSED" TIMEOUT 300)
+      PASS_REGULAR_EXPRESSION "torture: PASSED" TIMEOUT 300
+      SKIP_REGULAR_EXPRESSION "torture: SKIPPED")
   endforeach()
+  # --host: a bad name, and the process backend under --sched
+  add_test(NAME cli_torture_bad_host
+           COMMAND tdpmmu_cli torture --host nowhere --quiet)
+  set_tests_properties(cli_torture_bad_host PROPERTIES
+    PASS_REGULAR_EXPRESSION "--host must be pool or process")
+  add_test(NAME cli_torture_process_sched
+           COMMAND tdpmmu_cli torture --host process --sched random --quiet)
+  set_tests_properties(cli_torture_process_sched PROPERTIES
+    PASS_REGULAR_EXPRESSION "cannot run under --sched|needs a build configured")
   if(TDP_INJECT)
     # tests/injections.list: every injection, with the torture options
     # that run its code path

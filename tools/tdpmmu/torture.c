@@ -357,7 +357,8 @@ static int setup(struct torture *t)
 	/* guest memory (plus, confidential, as much guest-private memory),
 	 * and room for migration copies */
 	struct tdp_host_config hc = {
-		.mem_bytes = (t->confidential ? 3 : 2) * t->mem + (1ull << 30)};
+		.mem_bytes = (t->confidential ? 3 : 2) * t->mem + (1ull << 30),
+		.backend = t->host_backend};
 	struct tdp_vm_config vc = {
 		.nr_as = t->nr_as,
 		.max_vcpus = t->nvcpu + 3,
@@ -682,6 +683,10 @@ static void usage(FILE *f)
 		"--log off\n"
 		"  --engine NAME       tdp (default) or legacy "
 		"(TDP_ENGINE_LEGACY; not with --confidential)\n"
+		"  --host BACKEND      pool (the embedded host, default) or "
+		"process (guest RAM in\n"
+		"                      a memfd of this process, "
+		"userfaultfd; not with --sched)\n"
 		"  --sched STRATEGY    run one thread at a time under the "
 		"controlled scheduler\n"
 		"                      (random or pct; builds configured "
@@ -759,6 +764,7 @@ static const struct option torture_options[] = {
 	{"log", required_argument, NULL, 'l'},
 	{"confidential", no_argument, NULL, 'c'},
 	{"engine", required_argument, NULL, 'e'},
+	{"host", required_argument, NULL, 'H'},
 	{"quiet", no_argument, NULL, 'q'},
 	{"sched", required_argument, NULL, 'S'},
 	{"steps", required_argument, NULL, 'N'},
@@ -876,6 +882,17 @@ static int parse_args(struct torture *t, struct torture_args *a, int argc,
 				return 2;
 			}
 			break;
+		case 'H':
+			if (!strcmp(optarg, "pool"))
+				t->host_backend = TDP_HOST_POOL;
+			else if (!strcmp(optarg, "process"))
+				t->host_backend = TDP_HOST_PROCESS;
+			else {
+				fprintf(stderr, "tdpmmu torture: --host must "
+						"be pool or process\n");
+				return 2;
+			}
+			break;
 		case 'q':
 			t->quiet = true;
 			break;
@@ -958,6 +975,13 @@ static int check_args(struct torture *t, const struct torture_args *a)
 	t->sched.seed = t->seed ^ 0x5c4ed51de5eedull;
 	/* confidential: one address space (no SMM), and private memslots
 	 * can be neither dirty-logged nor read-only */
+	/* the process backend's own threads (userfaultfd) run outside the
+	 * controlled scheduler */
+	if (t->host_backend == TDP_HOST_PROCESS && t->sched.strategy) {
+		fprintf(stderr, "torture: --host process cannot run under "
+				"--sched\n");
+		return 2;
+	}
 	if (t->confidential && t->engine == TDP_ENGINE_LEGACY) {
 		fprintf(stderr, "torture: --confidential needs the tdp "
 				"engine\n");
@@ -1009,6 +1033,12 @@ static int run(struct torture *t)
 	signal(SIGBUS, on_abort);
 	t->t0 = cli_now_ns();
 	r = setup(t);
+	if (r == -EOPNOTSUPP && t->host_backend == TDP_HOST_PROCESS) {
+		printf("torture: SKIPPED: no process backend here "
+		       "(userfaultfd unavailable)\n");
+		free(t);
+		return 77;
+	}
 	if (r) {
 		fprintf(stderr, "torture: setup failed: %s\n", strerror(-r));
 		free(t);

@@ -184,6 +184,7 @@ struct torture {
 	uint32_t *gen[B_COUNT];		     /* owned pages, owner only */
 	struct shared_word *shared[B_COUNT]; /* [npages / CHUNK_PAGES][nvcpu] */
 	unsigned engine;		     /* TDP_ENGINE_* (--engine) */
+	unsigned host_backend;		     /* TDP_HOST_* (--host) */
 	/* confidential mode */
 	bool confidential;
 	uint64_t shared_mask;	   /* the VM's shared gpa bit, or 0 */
