@@ -61,6 +61,9 @@ check-asan: deps $(BUILD)/asan/build.ninja
 # concurrency (the lockless reverse-map walks) is raced under TSan by
 # test_legacy, test_rmap and torture_clean_legacy_10s, and the 2-core
 # budget of make check (12 min) has no room for running them twice.
+# Likewise the _process runs of the suites: the process backend's own
+# threads are raced under TSan by test_process, example_emulator and
+# torture_clean_process_10s.
 # Both sanitizer suites run two tests at a time (JOBS): most tests leave a
 # core idle part of the time, and none measures speed (their waits for
 # another thread are bounds on a hang, of a minute).
@@ -72,7 +75,7 @@ check-tsan: deps $(BUILD)/tsan/build.ninja
 	cmake --build $(BUILD)/tsan -j $(JOBS)
 	cd $(BUILD)/tsan && \
 	  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
-	  ctest --output-on-failure -j $(JOBS) -E '_legacy$$'
+	  ctest --output-on-failure -j $(JOBS) -E '_(legacy|process)$$'
 
 # The controlled scheduler (src/sched/sched.h): clean runs in every mode
 # under both strategies and every bug injection with a fixed seed, each

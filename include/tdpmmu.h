@@ -103,7 +103,9 @@ struct tdp_host_config {
 	 * or being migrated or swapped out at that moment) is caught by
 	 * userfaultfd and served by the host's own thread, which faults the
 	 * page in (or waits for the operation to finish) and lets the touch
-	 * go on.  munmap unmaps the real range; mprotect changes its real
+	 * go on.  munmap leaves the real range PROT_NONE (a touch gets
+	 * SIGSEGV) and reserved for this host until it is destroyed, so
+	 * that a TDP_MAP_FIXED mmap can map it again; mprotect changes its real
 	 * protection (a touch that the new protection forbids gets SIGSEGV,
 	 * as with mprotect(2)); guest-private memory is never mapped in the
 	 * process (PROT_NONE).

@@ -209,7 +209,7 @@ struct churn {
 	struct tdp_host *h;
 	uint64_t hva, len;
 	_Atomic int stop;
-	unsigned ops;
+	_Atomic unsigned ops;
 };
 
 static void *churn_fn(void *arg)
@@ -226,7 +226,7 @@ static void *churn_fn(void *arg)
 					 ? tdp_host_migrate(c->h, c->hva + off, n)
 					 : tdp_host_swap_out(c->h, c->hva + off, n),
 				 0);
-		c->ops++;
+		atomic_fetch_add(&c->ops, 1);
 	}
 	return NULL;
 }
@@ -242,13 +242,13 @@ static void test_touch_under_churn(void **state)
 	p = (volatile uint64_t *)(uintptr_t)c.hva;
 	fill(p, 256, 0);
 	assert_int_equal(pthread_create(&t, NULL, churn_fn, &c), 0);
-	for (uint64_t gen = 1; gen <= 40 || c.ops < 200; gen++) {
+	for (uint64_t gen = 1; gen <= 40 || atomic_load(&c.ops) < 200; gen++) {
 		fill(p, 256, gen);
 		check(p, 256, gen);
 	}
 	atomic_store(&c.stop, 1);
 	pthread_join(t, NULL);
-	print_message("%u host operations under the touches\n", c.ops);
+	print_message("%u host operations under the touches\n", atomic_load(&c.ops));
 	tdp_host_destroy(c.h);
 }
 

@@ -61,8 +61,18 @@ struct fault_queue {
 	bool stop;
 };
 
+/* hva ranges that tdp_host_munmap gave up, still reserved (PROT_NONE):
+ * nothing else in the process takes them while the host lives, so a
+ * TDP_MAP_FIXED mmap can map there again (the torture does).  Under the
+ * pool's mmap lock. */
+struct range {
+	uint64_t start, end;
+};
+
 struct proc {
 	struct pool pool; /* first: to_pool, and pool_destroy frees it */
+	struct range *retired;
+	size_t nr_retired, cap_retired;
 	int uffd;
 	int stop_fd; /* eventfd: the reader's stop signal */
 	pthread_t reader, server;
@@ -86,34 +96,88 @@ static int real_prot(unsigned prot)
 	return p;
 }
 
+/* Is [start, end) covered by retired ranges? */
+static bool retired_covers(struct proc *p, uint64_t start, uint64_t end)
+{
+	while (start < end) {
+		size_t i;
+
+		for (i = 0; i < p->nr_retired; i++)
+			if (p->retired[i].start <= start &&
+			    start < p->retired[i].end)
+				break;
+		if (i == p->nr_retired)
+			return false;
+		start = p->retired[i].end;
+	}
+	return true;
+}
+
+/* Take [start, end) out of the retired ranges.  -ENOMEM if a split found
+ * no room (nothing changed then). */
+static int retired_remove(struct proc *p, uint64_t start, uint64_t end)
+{
+	if (p->nr_retired + 1 > p->cap_retired) {
+		size_t cap = p->cap_retired ? 2 * p->cap_retired : 16;
+		struct range *r = realloc(p->retired, cap * sizeof(*r));
+
+		if (!r)
+			return -ENOMEM;
+		p->retired = r;
+		p->cap_retired = cap;
+	}
+	for (size_t i = 0; i < p->nr_retired; i++) {
+		struct range *r = &p->retired[i];
+
+		if (r->end <= start || end <= r->start)
+			continue;
+		if (r->start < start && end < r->end) {
+			p->retired[p->nr_retired++] =
+				(struct range){end, r->end};
+			r->end = start;
+		} else if (r->start < start) {
+			r->end = start;
+		} else if (end < r->end) {
+			r->start = end;
+		} else {
+			*r = p->retired[--p->nr_retired];
+			i--;
+		}
+	}
+	return 0;
+}
+
 static int proc_reserve(struct pool *h, uint64_t len, uint64_t align,
 			bool fixed, uint64_t *hva)
 {
 	const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
-	uint8_t *p, *a;
+	struct proc *p = to_proc(h);
+	uint8_t *m, *a;
 
-	(void)h;
 	if (fixed) {
-		p = mmap((void *)(uintptr_t)*hva, len, PROT_NONE,
+		if (retired_covers(p, *hva, *hva + len))
+			/* our own reservation, PROT_NONE already */
+			return retired_remove(p, *hva, *hva + len);
+		m = mmap((void *)(uintptr_t)*hva, len, PROT_NONE,
 			 flags | MAP_FIXED_NOREPLACE, -1, 0);
-		if (p == MAP_FAILED)
+		if (m == MAP_FAILED)
 			return errno == EEXIST ? -EEXIST : -ENOMEM;
-		if ((uintptr_t)p != *hva) { /* a kernel without NOREPLACE */
-			munmap(p, len);
+		if ((uintptr_t)m != *hva) { /* a kernel without NOREPLACE */
+			munmap(m, len);
 			return -EEXIST;
 		}
 		return 0;
 	}
 	if (len > UINT64_MAX - align)
 		return -ENOMEM;
-	p = mmap(NULL, len + align, PROT_NONE, flags, -1, 0);
-	if (p == MAP_FAILED)
+	m = mmap(NULL, len + align, PROT_NONE, flags, -1, 0);
+	if (m == MAP_FAILED)
 		return -ENOMEM;
-	a = (uint8_t *)ALIGN_UP((uintptr_t)p, align);
-	if (a > p)
-		munmap(p, (size_t)(a - p));
-	if (p + len + align > a + len)
-		munmap(a + len, (size_t)(p + len + align - (a + len)));
+	a = (uint8_t *)ALIGN_UP((uintptr_t)m, align);
+	if (a > m)
+		munmap(m, (size_t)(a - m));
+	if (m + len + align > a + len)
+		munmap(a + len, (size_t)(m + len + align - (a + len)));
 	*hva = (uintptr_t)a;
 	return 0;
 }
@@ -122,6 +186,28 @@ static void proc_unreserve(struct pool *h, uint64_t hva, uint64_t len)
 {
 	(void)h;
 	munmap((void *)(uintptr_t)hva, len);
+}
+
+/*
+ * The mirror changes the mapping of memory that other threads may be
+ * touching at that moment; the kernel orders each touch after the change
+ * (a touch of a missing page waits in userfaultfd until the server wakes
+ * it).  ThreadSanitizer's mmap interceptor takes the call for a write of
+ * the whole range, which it would then report against every concurrent
+ * touch: the mirror makes the system calls itself, which TSan does not
+ * see (and which change no byte of guest memory).
+ */
+static void *sys_mmap(void *addr, uint64_t len, int prot, int flags, int fd,
+		      off_t off)
+{
+	return (void *)syscall(SYS_mmap, addr, (size_t)len, prot, flags, fd,
+			       off);
+}
+
+static void *sys_mremap(void *old, uint64_t len, void *addr)
+{
+	return (void *)syscall(SYS_mremap, old, (size_t)len, (size_t)len,
+			       MREMAP_MAYMOVE | MREMAP_FIXED, addr);
 }
 
 static void map_or_die(void *want, void *got, uint64_t len)
@@ -141,16 +227,16 @@ static void map_run(struct proc *p, const struct host_vma *v, uint64_t start,
 	void *got;
 
 	if (present) {
-		got = mmap(a, end - start, prot, MAP_SHARED | MAP_FIXED,
-			   p->pool.memfd, (off_t)(pfn << HOST_PAGE_SHIFT));
+		got = sys_mmap(a, end - start, prot, MAP_SHARED | MAP_FIXED,
+			       p->pool.memfd, (off_t)(pfn << HOST_PAGE_SHIFT));
 		map_or_die(a, got, end - start);
 		return;
 	}
 	if (!prot) {
-		got = mmap(a, end - start, PROT_NONE,
-			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED |
-				   MAP_NORESERVE,
-			   -1, 0);
+		got = sys_mmap(a, end - start, PROT_NONE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED |
+				       MAP_NORESERVE,
+			       -1, 0);
 		map_or_die(a, got, end - start);
 		return;
 	}
@@ -175,8 +261,7 @@ static void map_run(struct proc *p, const struct host_vma *v, uint64_t start,
 		TDP_ASSERT_MSG(!ioctl(p->uffd, UFFDIO_REGISTER, &r),
 			       "process backend: userfaultfd register: %s",
 			       strerror(errno));
-		got = mremap(scratch, end - start, end - start,
-			     MREMAP_MAYMOVE | MREMAP_FIXED, a);
+		got = sys_mremap(scratch, end - start, a);
 		map_or_die(a, got, end - start);
 	}
 }
@@ -215,10 +300,31 @@ static void proc_sync(struct pool *h, uint64_t start, uint64_t end, bool block)
 	}
 }
 
+/* munmap: the range becomes PROT_NONE (a touch gets SIGSEGV, as after
+ * munmap(2)) and stays reserved for this host (struct range). */
 static void proc_unmap(struct pool *h, uint64_t start, uint64_t end)
 {
-	(void)h;
-	munmap((void *)(uintptr_t)start, end - start);
+	struct proc *p = to_proc(h);
+	void *a = (void *)(uintptr_t)start;
+
+	map_or_die(a,
+		   sys_mmap(a, end - start, PROT_NONE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED |
+				    MAP_NORESERVE,
+			    -1, 0),
+		   end - start);
+	if (p->nr_retired == p->cap_retired) {
+		size_t cap = p->cap_retired ? 2 * p->cap_retired : 16;
+		struct range *r = realloc(p->retired, cap * sizeof(*r));
+
+		if (!r) { /* give it back to the process instead */
+			munmap(a, end - start);
+			return;
+		}
+		p->retired = r;
+		p->cap_retired = cap;
+	}
+	p->retired[p->nr_retired++] = (struct range){start, end};
 }
 
 static void proc_fini(struct pool *h)
@@ -239,6 +345,10 @@ static void proc_fini(struct pool *h)
 	for (size_t i = 0; i < h->nr_vmas; i++)
 		munmap((void *)(uintptr_t)h->vmas[i].start,
 		       h->vmas[i].end - h->vmas[i].start);
+	for (size_t i = 0; i < p->nr_retired; i++)
+		munmap((void *)(uintptr_t)p->retired[i].start,
+		       p->retired[i].end - p->retired[i].start);
+	free(p->retired);
 	close(p->uffd);
 	close(p->stop_fd);
 }
