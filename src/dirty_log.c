@@ -56,14 +56,11 @@ uint64_t *vm_log_bitmap_alloc(struct tdp_vm *vm, uint64_t npages)
 	return bm;
 }
 
-/* Dirty-bit mode: a zapped leaf had D set; record it in its slot's log. */
-void vm_mark_gfn_dirty(void *arg, unsigned as_id, uint64_t gfn,
-		       uint64_t npages)
+/* Record [gfn, gfn + npages) in the logs of the dirty-logged slots of
+ * @set that hold those gfns (gfns in no slot are skipped).  SRCU held. */
+static void mark_gfns_dirty(struct memslots *set, uint64_t gfn,
+			    uint64_t npages)
 {
-	struct tdp_vm *vm = arg;
-	unsigned idx = tdp_srcu_read_lock(&vm->srcu);
-	struct memslots *set = vm_memslots(vm, as_id);
-
 	for (uint64_t g = gfn; g < gfn + npages;) {
 		const struct memslot *s = memslots_lookup(set, g);
 		uint64_t n;
@@ -78,6 +75,16 @@ void vm_mark_gfn_dirty(void *arg, unsigned as_id, uint64_t gfn,
 			memslot_mark_dirty(s, g, n);
 		g += n;
 	}
+}
+
+/* Dirty-bit mode: a zapped leaf had D set; record it in its slot's log. */
+void vm_mark_gfn_dirty(void *arg, unsigned as_id, uint64_t gfn,
+		       uint64_t npages)
+{
+	struct tdp_vm *vm = arg;
+	unsigned idx = tdp_srcu_read_lock(&vm->srcu);
+
+	mark_gfns_dirty(vm_memslots(vm, as_id), gfn, npages);
 	tdp_srcu_read_unlock(&vm->srcu, idx);
 }
 
@@ -107,15 +114,8 @@ int tdp_vm_mark_dirty(struct tdp_vm *vm, unsigned as_id, uint64_t gpa,
 		}
 		g = memslot_end(s);
 	}
-	for (uint64_t g = first; !r && g <= last;) {
-		const struct memslot *s = memslots_lookup(set, g);
-		uint64_t end = memslot_end(s) < last + 1 ? memslot_end(s)
-							 : last + 1;
-
-		if ((s->flags & TDP_MEM_LOG_DIRTY) && s->dirty_bitmap)
-			memslot_mark_dirty(s, g, end - g);
-		g = end;
-	}
+	if (!r)
+		mark_gfns_dirty(set, first, last - first + 1);
 	tdp_srcu_read_unlock(&vm->srcu, idx);
 	return r;
 }
