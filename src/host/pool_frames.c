@@ -246,7 +246,8 @@ bool page_dirty(struct pool *h, uint64_t e)
 {
 	uint64_t pfn = pte_pfn(e);
 
-	return h->memfd >= 0 || pte_order(e) || !h->swapc[pfn] || frame_test_dirty(h, pfn);
+	return h->memfd >= 0 || pte_order(e) || !h->swapc[pfn] ||
+	       frame_test_dirty(h, pfn);
 }
 
 /* Free the retained copy of the present page @e, if any.  Write lock. */

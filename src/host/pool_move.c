@@ -614,17 +614,24 @@ undo:
  * copied (into its stale retained copy if it has one). */
 static void swap_out_one(struct pool *h, const struct move *m)
 {
+	uint64_t *pte = pte_lookup(h, m->hva);
+	bool clean;
+
+	/* split already: the page is an order-0 folio at old_pfn */
+	TDP_ASSERT(pte_present(*pte) && !pte_order(*pte) &&
+		   pte_pfn(*pte) == m->old_pfn);
+	clean = !page_dirty(h, *pte);
+
 	if (m->cached) {
 		h->swapc[m->old_pfn] = NULL;
 		STAT_SUB(h, swap_cached, 1);
 	}
-	/* (the process backend's pages are never clean: page_dirty) */
-	if (m->cached && h->memfd < 0 && !frame_test_dirty(h, m->old_pfn))
+	if (clean)
 		STAT_ADD(h, swap_out_clean, 1);
 	else
 		wordcopy_from_frame(m->copy, frame_ptr(h, m->old_pfn),
 				    PAGE_SIZE_);
-	pte_set(pte_lookup(h, m->hva), pte_mk_swap(m->copy));
+	pte_set(pte, pte_mk_swap(m->copy));
 }
 
 int pool_swap_out(struct tdp_host *th, uint64_t hva, uint64_t len)
