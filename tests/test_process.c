@@ -43,23 +43,21 @@ static struct tdp_host *proc_host(void)
 	return h;
 }
 
-static uint64_t word(uint64_t page, unsigned i, uint64_t gen)
-{
-	return (page << 32) ^ ((uint64_t)i << 16) ^ gen;
-}
-
+/* The pages [p, p + npages) hold th_fill_page's pattern of generation
+ * @gen (keyed by the page's own address). */
 static void fill(volatile uint64_t *p, uint64_t npages, uint64_t gen)
 {
 	for (uint64_t pg = 0; pg < npages; pg++)
-		for (unsigned i = 0; i < 512; i += 64)
-			p[pg * 512 + i] = word(pg, i, gen);
+		th_fill_page((void *)(p + pg * 512), (uintptr_t)(p + pg * 512),
+			     gen);
 }
 
 static void check(volatile uint64_t *p, uint64_t npages, uint64_t gen)
 {
 	for (uint64_t pg = 0; pg < npages; pg++)
-		for (unsigned i = 0; i < 512; i += 64)
-			assert_int_equal(p[pg * 512 + i], word(pg, i, gen));
+		assert_int_equal(th_check_page((const void *)(p + pg * 512),
+					       (uintptr_t)(p + pg * 512), gen),
+				 0);
 }
 
 static void test_errors(void **state)
@@ -106,7 +104,7 @@ static void test_pointer_is_guest_ram(void **state)
 	fill(p, 1024, 1);
 	check(p, 1024, 1);
 	assert_int_equal(tdp_vcpu_read(e.v[0], GPA0 + 5 * PG, &v, 8), 0);
-	assert_int_equal(v, word(5, 0, 1));
+	assert_int_equal(v, th_pattern(e.hva + 5 * PG, 1, 0));
 	v = 42;
 	assert_int_equal(tdp_vcpu_write(e.v[0], GPA0 + 700 * PG, &v, 8), 0);
 	assert_int_equal(p[700 * 512], 42);
@@ -154,7 +152,7 @@ static void test_ops_keep_bytes(void **state)
 	assert_int_equal(tdp_host_swap_out(h, hva, 2 * M2), 0);
 	p[3 * 512] = 77;
 	assert_int_equal(p[3 * 512], 77);
-	p[3 * 512] = word(3, 0, 2);
+	p[3 * 512] = th_pattern(hva + 3 * PG, 2, 0);
 	check(p, 1024, 2);
 	/* mprotect read-only: reads go on */
 	assert_int_equal(tdp_host_mprotect(h, hva, 2 * M2, TDP_PROT_READ), 0);

@@ -113,19 +113,28 @@ static bool retired_covers(struct proc *p, uint64_t start, uint64_t end)
 	return true;
 }
 
+/* Room for one more retired range.  -ENOMEM if there is none. */
+static int retired_grow(struct proc *p)
+{
+	size_t cap = p->cap_retired ? 2 * p->cap_retired : 16;
+	struct range *r;
+
+	if (p->nr_retired < p->cap_retired)
+		return 0;
+	r = realloc(p->retired, cap * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	p->retired = r;
+	p->cap_retired = cap;
+	return 0;
+}
+
 /* Take [start, end) out of the retired ranges.  -ENOMEM if a split found
  * no room (nothing changed then). */
 static int retired_remove(struct proc *p, uint64_t start, uint64_t end)
 {
-	if (p->nr_retired + 1 > p->cap_retired) {
-		size_t cap = p->cap_retired ? 2 * p->cap_retired : 16;
-		struct range *r = realloc(p->retired, cap * sizeof(*r));
-
-		if (!r)
-			return -ENOMEM;
-		p->retired = r;
-		p->cap_retired = cap;
-	}
+	if (retired_grow(p))
+		return -ENOMEM;
 	for (size_t i = 0; i < p->nr_retired; i++) {
 		struct range *r = &p->retired[i];
 
@@ -313,16 +322,9 @@ static void proc_unmap(struct pool *h, uint64_t start, uint64_t end)
 				    MAP_NORESERVE,
 			    -1, 0),
 		   end - start);
-	if (p->nr_retired == p->cap_retired) {
-		size_t cap = p->cap_retired ? 2 * p->cap_retired : 16;
-		struct range *r = realloc(p->retired, cap * sizeof(*r));
-
-		if (!r) { /* give it back to the process instead */
-			munmap(a, end - start);
-			return;
-		}
-		p->retired = r;
-		p->cap_retired = cap;
+	if (retired_grow(p)) { /* give it back to the process instead */
+		munmap(a, end - start);
+		return;
 	}
 	p->retired[p->nr_retired++] = (struct range){start, end};
 }
