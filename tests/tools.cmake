@@ -74,6 +74,29 @@ if(TARGET tdpmmu_cli)
       PASS_REGULAR_EXPRESSION "torture: PASSED" TIMEOUT 300
       SKIP_REGULAR_EXPRESSION "torture: SKIPPED")
   endforeach()
+  # live migration between two processes over loopback TCP, verified
+  # byte for byte on both sides (tests/migrate_net.sh)
+  add_test(NAME migrate_two_process_precopy
+           COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/migrate_net.sh
+                   $<TARGET_FILE:tdpmmu_cli>
+                   ${CMAKE_CURRENT_BINARY_DIR}/migrate_precopy --mem 64M)
+  set_tests_properties(migrate_two_process_precopy PROPERTIES TIMEOUT 300)
+  # a recorded stream: replayed, then 200 mutations of it, every one
+  # refused (the destination never crashes nor accepts wrong memory)
+  add_test(NAME migrate_stream_fuzz
+           COMMAND sh -c "$0 migrate --mem 8M --rate 100 --record $1 && $0 migrate --replay $1 && $0 migrate --fuzz $1 --iterations 200"
+                   $<TARGET_FILE:tdpmmu_cli>
+                   ${CMAKE_CURRENT_BINARY_DIR}/migrate_fuzz.stream)
+  set_tests_properties(migrate_stream_fuzz PROPERTIES TIMEOUT 300
+    PASS_REGULAR_EXPRESSION "fuzz: all 200 corrupt streams refused")
+  add_test(NAME cli_migrate_exclusive
+           COMMAND tdpmmu_cli migrate --to 127.0.0.1:1 --listen 127.0.0.1:0)
+  set_tests_properties(cli_migrate_exclusive PROPERTIES
+    PASS_REGULAR_EXPRESSION "exclude each other")
+  add_test(NAME cli_migrate_bad_listen
+           COMMAND tdpmmu_cli migrate --listen nowhere)
+  set_tests_properties(cli_migrate_bad_listen PROPERTIES
+    PASS_REGULAR_EXPRESSION "bad --listen 'nowhere'")
   # --host: a bad name, and the process backend under --sched
   add_test(NAME cli_torture_bad_host
            COMMAND tdpmmu_cli torture --host nowhere --quiet)

@@ -19,6 +19,7 @@
  * get, clear, then copy.  With --dbit the log is kept in Dirty bits.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -28,47 +29,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "migrate.h"
 #include "tdpmmu.h"
-
-#define PAGE	  ((uint64_t)4096)
-#define MAX_VCPUS 64
-#define GPA_BASE  ((uint64_t)1 << 30)
-#define CHUNK	  (2ull << 20) /* bulk copy / manual clear granule */
-
-struct mig {
-	/* options */
-	uint64_t mem, seed, threshold, max_iters;
-	uint64_t bandwidth; /* bytes per second, 0 = unlimited */
-	unsigned vcpus, rate;
-	bool dbit, manual, json;
-	unsigned engine; /* TDP_ENGINE_* */
-	/* machine */
-	struct tdp_host *host;
-	struct tdp_vm *vm;
-	struct tdp_vcpu *vcpu[MAX_VCPUS];
-	uint64_t hva, npages, nwords;
-	/* the writers' model: generation of each page (owner-written) */
-	uint32_t *gen;
-	uint8_t *dst;
-	uint64_t copied, copy_t0; /* bytes copied since copy_t0 (pacing) */
-	uint64_t *bitmap;
-	atomic_bool stop;
-	/* results */
-	uint64_t *sent; /* per round */
-	uint64_t rounds, bulk_pages, final_pages, total_pages;
-	double bulk_s, downtime_ms, total_s;
-	bool converged;
-};
-
-struct writer {
-	struct mig *m;
-	unsigned id;
-	uint64_t writes;
-	int err;
-};
 
 static void fill(uint64_t *buf, uint64_t gfn, uint64_t gen)
 {
@@ -104,7 +70,7 @@ static void *populate_thread(void *arg)
  * rate% of guest memory per second shared by all vCPUs; paced against the
  * clock in 1 ms steps.
  */
-static void *writer_thread(void *arg)
+void *mig_writer_thread(void *arg)
 {
 	struct writer *w = arg;
 	struct mig *m = w->m;
@@ -142,11 +108,31 @@ static void *writer_thread(void *arg)
 	return NULL;
 }
 
+/* Send pages into the stream, through the scratch buffer. */
+static int send_pages(struct mig *m, uint64_t first, uint64_t n)
+{
+	while (n) {
+		uint64_t k = n < CHUNK / PAGE ? n : CHUNK / PAGE;
+		int r = tdp_host_read(m->host, m->hva + first * PAGE,
+				      m->scratch, k * PAGE);
+
+		for (uint64_t i = 0; !r && i < k; i++)
+			r = wire_put_page(m->out, first + i,
+					  m->scratch + i * PAGE);
+		if (r)
+			return r;
+		first += k;
+		n -= k;
+	}
+	return 0;
+}
+
 /* Copy pages to the destination, paced to --bandwidth. */
 static int copy_pages(struct mig *m, uint64_t first, uint64_t n)
 {
-	int r = tdp_host_read(m->host, m->hva + first * PAGE,
-			      m->dst + first * PAGE, n * PAGE);
+	int r = m->out ? send_pages(m, first, n)
+		       : tdp_host_read(m->host, m->hva + first * PAGE,
+				       m->dst + first * PAGE, n * PAGE);
 
 	m->copied += n * PAGE;
 	if (!r && m->bandwidth) {
@@ -239,16 +225,18 @@ static const char *mode_name(const struct mig *m)
 }
 
 /* Verify the destination against the source and the model. */
-static int verify(struct mig *m)
+int mig_verify(struct mig *m)
 {
 	uint64_t src[PAGE / 8];
 
 	for (uint64_t p = 0; p < m->npages; p++) {
-		const uint64_t *d = (const uint64_t *)(m->dst + p * PAGE);
+		const uint64_t *d = m->dst ? (const uint64_t *)(m->dst + p * PAGE)
+					   : src;
 		int r = tdp_host_read(m->host, m->hva + p * PAGE, src, PAGE);
 
 		if (r) {
-			fprintf(stderr, "migrate: source read failed: %s\n",
+			fprintf(stderr, "migrate: read of guest memory failed: "
+					"%s\n",
 				strerror(-r));
 			return 1;
 		}
@@ -278,12 +266,36 @@ static int verify(struct mig *m)
 	return 0;
 }
 
+/* The end of the stream: the model, END, and over a connection the
+ * destination's answer ('K': accepted; anything else: refused). */
+static int send_end(struct mig *m, bool answer)
+{
+	char c = 0;
+	int r = wire_put_model(m->out, m->gen, m->npages);
+
+	if (!r)
+		r = wire_put_end(m->out, m->total_pages);
+	if (r || !answer)
+		return r;
+	shutdown(m->out->fd, SHUT_WR);
+	while (read(m->out->fd, &c, 1) < 0 && errno == EINTR)
+		;
+	if (c != 'K') {
+		snprintf(m->out->err, sizeof(m->out->err),
+			 "the destination refused the stream");
+		return -EPROTO;
+	}
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: tdpmmu migrate [options]\n"
-		"Pre-copy live migration of a running VM into a buffer, "
-		"driven by the dirty log.\n"
+		"Pre-copy live migration of a running VM, driven by the "
+		"dirty log: into a buffer\n"
+		"of this process, or to another process (--to / --listen; "
+		"docs/migration.md).\n"
 		"  --mem SIZE        guest memory, a multiple of 2M "
 		"(default 1G)\n"
 		"  --vcpus N         vCPU writer threads, 1..%d (default 2)\n"
@@ -304,12 +316,23 @@ static void usage(FILE *f)
 		"64M (default 0: unlimited)\n"
 		"  --seed N          random seed (default 1)\n"
 		"  --json            print one JSON object\n"
+		"  --to HOST:PORT    send the VM to a destination "
+		"(tdpmmu migrate --listen)\n"
+		"  --record FILE     write the stream to FILE instead\n"
+		"  --listen HOST:PORT  be the destination: receive one VM, "
+		"verify it, run it on\n"
+		"                    (port 0: any free port; --port-file "
+		"FILE writes the port)\n"
+		"  --replay FILE     be the destination of a recorded stream\n"
+		"  --fuzz FILE       check that --iterations mutations of a "
+		"recorded stream\n"
+		"                    are all refused (default 200)\n"
 		"Exit status: 0 verified, 1 failure or mismatch, 2 usage "
 		"error.\n",
 		MAX_VCPUS);
 }
 
-static int setup(struct mig *m)
+int mig_setup(struct mig *m)
 {
 	struct tdp_host_config hc = {.mem_bytes = m->mem + (1ull << 30)};
 	struct tdp_vm_config vc = {
@@ -324,8 +347,11 @@ static int setup(struct mig *m)
 	m->gen = calloc(m->npages, sizeof(*m->gen));
 	m->bitmap = calloc(m->nwords, sizeof(*m->bitmap));
 	m->sent = calloc(m->max_iters + 1, sizeof(*m->sent));
-	m->dst = malloc(m->mem);
-	if (!m->gen || !m->bitmap || !m->sent || !m->dst)
+	if (m->remote)
+		m->scratch = malloc(CHUNK);
+	else
+		m->dst = malloc(m->mem);
+	if (!m->gen || !m->bitmap || !m->sent || !(m->dst || m->scratch))
 		return -ENOMEM;
 	r = tdp_host_create(&hc, &m->host);
 	if (!r)
@@ -346,7 +372,7 @@ static int setup(struct mig *m)
 	return r;
 }
 
-static void teardown(struct mig *m)
+void mig_teardown(struct mig *m)
 {
 	for (unsigned i = 0; i < m->vcpus; i++)
 		tdp_vcpu_destroy(m->vcpu[i]);
@@ -356,6 +382,7 @@ static void teardown(struct mig *m)
 	free(m->bitmap);
 	free(m->sent);
 	free(m->dst);
+	free(m->scratch);
 }
 
 static int set_logging(struct mig *m, bool on)
@@ -369,7 +396,7 @@ static int set_logging(struct mig *m, bool on)
 	return tdp_vm_set_memslot(m->vm, &s);
 }
 
-static int run_threads(struct mig *m, void *(*fn)(void *), struct writer *w,
+int mig_run_threads(struct mig *m, void *(*fn)(void *), struct writer *w,
 		       pthread_t *th)
 {
 	for (unsigned i = 0; i < m->vcpus; i++) {
@@ -384,7 +411,7 @@ static int run_threads(struct mig *m, void *(*fn)(void *), struct writer *w,
 	return 0;
 }
 
-static int join_threads(struct mig *m, struct writer *w, pthread_t *th,
+int mig_join_threads(struct mig *m, struct writer *w, pthread_t *th,
 			uint64_t *writes)
 {
 	int err = 0;
@@ -439,8 +466,19 @@ int cmd_migrate(int argc, char **argv)
 		{"seed", required_argument, NULL, 's'},
 		{"bandwidth", required_argument, NULL, 'b'},
 		{"json", no_argument, NULL, 'j'},
+		{"to", required_argument, NULL, 'T'},
+		{"record", required_argument, NULL, 'R'},
+		{"listen", required_argument, NULL, 'L'},
+		{"port-file", required_argument, NULL, 'P'},
+		{"replay", required_argument, NULL, 'Y'},
+		{"fuzz", required_argument, NULL, 'F'},
+		{"iterations", required_argument, NULL, 'I'},
 		{"help", no_argument, NULL, 'h'},
 		{0}};
+	const char *to = NULL, *record = NULL, *listen_addr = NULL,
+		   *port_file = NULL, *replay = NULL, *fuzz = NULL;
+	uint64_t iterations = 200;
+	struct wire *out = NULL;
 	struct mig m = {.mem = 1ull << 30,
 			.vcpus = 2,
 			.rate = 25,
@@ -542,6 +580,34 @@ int cmd_migrate(int argc, char **argv)
 		case 'j':
 			m.json = true;
 			break;
+		case 'T':
+			to = optarg;
+			break;
+		case 'R':
+			record = optarg;
+			break;
+		case 'L':
+			listen_addr = optarg;
+			break;
+		case 'P':
+			port_file = optarg;
+			break;
+		case 'Y':
+			replay = optarg;
+			break;
+		case 'F':
+			fuzz = optarg;
+			break;
+		case 'I':
+			if (cli_parse_u64(optarg, 0, 1000000, &iterations) ||
+			    !iterations) {
+				fprintf(stderr,
+					"migrate: bad --iterations '%s' "
+					"(1..1000000)\n",
+					optarg);
+				return 2;
+			}
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -556,14 +622,44 @@ int cmd_migrate(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (!!to + !!record + !!listen_addr + !!replay + !!fuzz > 1) {
+		fprintf(stderr, "migrate: --to, --record, --listen, --replay "
+				"and --fuzz exclude each other\n");
+		return 2;
+	}
+	if (listen_addr)
+		return migrate_listen(listen_addr, port_file);
+	if (replay)
+		return migrate_replay(replay);
+	if (fuzz)
+		return migrate_fuzz(fuzz, iterations, m.seed);
+	if (to || record) {
+		int fd = to ? mig_connect(to)
+			    : open(record, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+				   0644);
+
+		if (fd < 0) {
+			fprintf(stderr, "migrate: %s: %s\n", to ? to : record,
+				strerror(to ? -fd : errno));
+			return 1;
+		}
+		out = malloc(sizeof(*out));
+		if (!out) {
+			close(fd);
+			return 1;
+		}
+		wire_init_fd(out, fd);
+		m.out = out;
+		m.remote = true;
+	}
 	m.threshold = have_threshold		 ? threshold
 		      : m.mem / PAGE / 100 > 256 ? m.mem / PAGE / 100
 						 : 256;
 
-	r = setup(&m);
+	r = mig_setup(&m);
 	if (r) {
 		fprintf(stderr, "migrate: setup failed: %s\n", strerror(-r));
-		teardown(&m);
+		mig_teardown(&m);
 		return 1;
 	}
 	if (!m.json) {
@@ -581,15 +677,28 @@ int cmd_migrate(int argc, char **argv)
 	}
 
 	/* populate through the guest: 2 MiB leaves */
-	r = run_threads(&m, populate_thread, w, th);
+	r = mig_run_threads(&m, populate_thread, w, th);
 	if (!r)
-		r = join_threads(&m, w, th, NULL);
+		r = mig_join_threads(&m, w, th, NULL);
 	if (r) {
 		fprintf(stderr, "migrate: populate failed: %s\n", strerror(-r));
-		teardown(&m);
+		mig_teardown(&m);
 		return 1;
 	}
 
+	if (m.out) {
+		struct wire_hello h = {.npages = m.npages,
+				       .seed = m.seed,
+				       .vcpus = m.vcpus,
+				       .rate = m.rate};
+
+		r = wire_put_hello(m.out, &h);
+		if (r) {
+			fprintf(stderr, "migrate: %s\n", m.out->err);
+			mig_teardown(&m);
+			return 1;
+		}
+	}
 	/* migration starts: logging on, vCPUs running */
 	t0 = cli_now_ns();
 	m.copy_t0 = t0;
@@ -597,16 +706,18 @@ int cmd_migrate(int argc, char **argv)
 	if (r) {
 		fprintf(stderr, "migrate: enabling dirty logging failed: %s\n",
 			strerror(-r));
-		teardown(&m);
+		mig_teardown(&m);
 		return 1;
 	}
-	r = run_threads(&m, writer_thread, w, th);
+	r = mig_run_threads(&m, mig_writer_thread, w, th);
 	if (r) {
 		fprintf(stderr, "migrate: cannot start vCPU threads\n");
-		teardown(&m);
+		mig_teardown(&m);
 		return 1;
 	}
 	r = bulk_copy(&m);
+	if (!r && m.out)
+		r = wire_put_round(m.out, 1, m.bulk_pages);
 	m.bulk_s = (cli_now_ns() - t0) / 1e9;
 	m.total_pages = m.bulk_pages;
 	if (!r && !m.json)
@@ -626,6 +737,12 @@ int cmd_migrate(int argc, char **argv)
 		}
 		m.sent[m.rounds++] = (uint64_t)n;
 		m.total_pages += (uint64_t)n;
+		/* on the wire the bulk copy is round 1 */
+		if (m.out) {
+			r = wire_put_round(m.out, m.rounds + 1, (uint64_t)n);
+			if (r)
+				break;
+		}
 		if (!m.json)
 			printf("round %2" PRIu64 ": %7" PRId64
 			       " dirty pages copied in %.3f s\n",
@@ -639,7 +756,7 @@ int cmd_migrate(int argc, char **argv)
 	/* stop-and-copy */
 	tstop = cli_now_ns();
 	atomic_store(&m.stop, true);
-	c = join_threads(&m, w, th, &writes);
+	c = mig_join_threads(&m, w, th, &writes);
 	if (!r)
 		r = c;
 	if (!r)
@@ -652,12 +769,18 @@ int cmd_migrate(int argc, char **argv)
 		else
 			m.final_pages = (uint64_t)n;
 	}
+	m.total_pages += m.final_pages;
+	if (!r && m.out)
+		r = send_end(&m, to != NULL);
 	m.downtime_ms = (cli_now_ns() - tstop) / 1e6;
 	m.total_s = (cli_now_ns() - t0) / 1e9;
-	m.total_pages += m.final_pages;
 	if (r) {
-		fprintf(stderr, "migrate: failed: %s\n", strerror(-r));
-		teardown(&m);
+		fprintf(stderr, "migrate: failed: %s\n",
+			m.out && m.out->err[0] ? m.out->err : strerror(-r));
+		if (m.out)
+			close(m.out->fd);
+		free(out);
+		mig_teardown(&m);
 		return 1;
 	}
 	if (!m.json) {
@@ -672,7 +795,15 @@ int cmd_migrate(int argc, char **argv)
 		       m.total_s);
 	}
 
-	bad = verify(&m);
+	if (m.out) {
+		if (!m.json)
+			printf("stream: %" PRIu64 " bytes%s\n", m.out->bytes,
+			       to ? ", accepted by the destination" : "");
+		close(m.out->fd);
+		free(out);
+		m.out = NULL;
+	}
+	bad = mig_verify(&m);
 	/* migration over: logging off (huge pages come back) */
 	r = set_logging(&m, false);
 	if (r) {
@@ -695,7 +826,11 @@ int cmd_migrate(int argc, char **argv)
 		       st.eager_splits, st.pf_fast, st.dirty_harvests,
 		       st.huge_recovered, st.recover_flushes,
 		       audit ? "FAILED" : "clean");
-		if (!bad)
+		if (!bad && m.remote)
+			printf("verified: all %" PRIu64 " pages of the "
+			       "source match the writers' model\n",
+			       m.npages);
+		else if (!bad)
 			printf("verified: all %" PRIu64 " pages of the "
 			       "destination match the source and the "
 			       "writers' model\n",
@@ -703,6 +838,6 @@ int cmd_migrate(int argc, char **argv)
 		else
 			printf("FAILED: the destination does not match\n");
 	}
-	teardown(&m);
+	mig_teardown(&m);
 	return bad || audit ? 1 : 0;
 }
