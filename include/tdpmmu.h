@@ -249,6 +249,31 @@ TDP_API int tdp_host_swap_out(struct tdp_host *h, uint64_t hva, uint64_t len);
 TDP_API int tdp_host_split(struct tdp_host *h, uint64_t hva, uint64_t len);
 
 /*
+ * tdp_host_set_missing - post-copy migration's missing-page path: every
+ * page of [hva, hva+len) becomes missing.  Its frame, if it had one, is
+ * freed (VMs are told first, as for a swap-out; its content is lost), and
+ * the next time the page is faulted in (a vCPU's access,
+ * tdp_host_read/write, or with the process backend a touch through the
+ * pointer) the host calls @fn(@arg, page_hva, page) to fill its 4 KiB
+ * frame instead of zero-filling it.  @fn returns 0, or a negative errno
+ * that the faulting access fails with (tdp_vcpu_read/write/fetch and
+ * tdp_host_read/write return it; the page stays missing).
+ * @fn runs with the host's mmap lock held for write: it may wait (for
+ * the network), but must not call into this host, and every other fault-in
+ * of this host waits for it.  One fill function per host: each call
+ * replaces @fn and @arg for every missing page.  Huge folios in the range
+ * are split; filled pages are 4 KiB folios.
+ * Errors: -EINVAL NULL @fn, unaligned or empty range, overflow;
+ *         -ENOENT part of the range is not mapped;  -EPERM part of it is
+ *         TDP_MAP_GUEST_PRIVATE memory;  -ENOMEM.  On error nothing
+ *         changed.
+ * Thread-safety: any thread.
+ */
+typedef int (*tdp_host_fill_fn)(void *arg, uint64_t hva, void *page);
+TDP_API int tdp_host_set_missing(struct tdp_host *h, uint64_t hva,
+				 uint64_t len, tdp_host_fill_fn fn, void *arg);
+
+/*
  * tdp_host_read / tdp_host_write - copy between the host's memory at
  * [hva, hva+len) and @buf, faulting pages in (allocate or swap in) as
  * needed.  Ranges may cross pages, folios and mappings.
@@ -340,6 +365,8 @@ struct tdp_host_stats {
 	 * the host and the VMs' Dirty bits tell) whose retained swap copy was
 	 * reused: the frame was dropped without being written. */
 	uint64_t swap_out_clean;
+	/* missing pages (tdp_host_set_missing) filled by the fill function */
+	uint64_t missing_filled;
 };
 
 /*

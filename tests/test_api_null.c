@@ -30,6 +30,8 @@ static void test_null_host(void **state)
 	assert_int_equal(tdp_host_migrate(NULL, 0, 4096), -EINVAL);
 	assert_int_equal(tdp_host_swap_out(NULL, 0, 4096), -EINVAL);
 	assert_int_equal(tdp_host_split(NULL, 0, 4096), -EINVAL);
+	assert_int_equal(tdp_host_set_missing(NULL, 0, 4096, NULL, NULL),
+			 -EINVAL);
 	assert_int_equal(tdp_host_read(NULL, 0, buf, sizeof(buf)), -EINVAL);
 	assert_int_equal(tdp_host_write(NULL, 0, buf, sizeof(buf)), -EINVAL);
 	assert_int_equal(tdp_host_age(NULL, 0, 4096, 0, &young), -EINVAL);

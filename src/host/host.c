@@ -87,3 +87,9 @@ int tdp_host_age(struct tdp_host *h, uint64_t hva, uint64_t len, unsigned flags,
 {
 	return h ? h->ops->age(h, hva, len, flags, young) : -EINVAL;
 }
+
+int tdp_host_set_missing(struct tdp_host *h, uint64_t hva, uint64_t len,
+			 tdp_host_fill_fn fn, void *arg)
+{
+	return h ? h->ops->set_missing(h, hva, len, fn, arg) : -EINVAL;
+}

@@ -168,6 +168,8 @@ struct host_backend_ops {
 	int (*migrate)(struct tdp_host *h, uint64_t hva, uint64_t len);
 	int (*swap_out)(struct tdp_host *h, uint64_t hva, uint64_t len);
 	int (*split)(struct tdp_host *h, uint64_t hva, uint64_t len);
+	int (*set_missing)(struct tdp_host *h, uint64_t hva, uint64_t len,
+			   tdp_host_fill_fn fn, void *arg);
 	int (*read)(struct tdp_host *h, uint64_t hva, void *buf, uint64_t len);
 	int (*write)(struct tdp_host *h, uint64_t hva, const void *buf,
 		     uint64_t len);

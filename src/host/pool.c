@@ -131,7 +131,7 @@ free_pool:
 static int free_swap_cb(struct pool *h, uint64_t hva, uint64_t *pte, void *arg)
 {
 	if (pte_swapped(*pte))
-		free(pte_swap_copy(*pte));
+		free(pte_swap_copy(*pte)); /* NULL if missing */
 	else
 		swapc_drop(h, *pte);
 	return 0;
@@ -200,6 +200,7 @@ static void pool_get_stats(struct tdp_host *th, struct tdp_host_stats *out)
 	out->splits = STAT_GET(h, splits);
 	out->notifier_calls = STAT_GET(h, notifier_calls);
 	out->swap_out_clean = STAT_GET(h, swap_out_clean);
+	out->missing_filled = STAT_GET(h, missing_filled);
 }
 
 /* ------------------------------------------------------------------ */
@@ -749,6 +750,7 @@ const struct host_backend_ops pool_backend_ops = {
 	.migrate = pool_migrate,
 	.swap_out = pool_swap_out,
 	.split = pool_split,
+	.set_missing = pool_set_missing,
 	.read = pool_read,
 	.write = pool_write,
 	.age = pool_age,

@@ -198,6 +198,7 @@ struct host_stats {
 	uint64_t notifier_calls;
 	uint64_t swap_out_clean;
 	uint64_t swap_cached; /* retained copies (non-NULL swapc[]) */
+	uint64_t missing_filled;
 };
 
 struct pool;
@@ -254,6 +255,10 @@ struct pool {
 	struct tdp_host_notifier *notifiers;
 	void (*hook_fn)(void *arg, uint64_t start, uint64_t end);
 	void *hook_arg;
+
+	/* tdp_host_set_missing: fills a missing page; under mmap_lock */
+	tdp_host_fill_fn fill_fn;
+	void *fill_arg;
 
 	struct host_stats st; /* atomics */
 	int inject; /* tdp_host_set_inject (inject.h): gup-fast's bug */
@@ -357,6 +362,15 @@ static inline void *pte_swap_copy(uint64_t e)
 	return (void *)(uintptr_t)(e & ~PTE_SWAP);
 }
 
+/* A missing page (tdp_host_set_missing): a swap pte without a copy; its
+ * content comes from the host's fill function when it is faulted in. */
+#define PTE_MISSING PTE_SWAP
+
+static inline bool pte_missing(uint64_t e)
+{
+	return e == PTE_MISSING;
+}
+
 /* pfn of the head of the folio that maps the page at @hva through @e */
 static inline uint64_t pte_head_pfn(uint64_t e, uint64_t hva)
 {
@@ -451,6 +465,8 @@ int pool_mprotect(struct tdp_host *th, uint64_t hva, uint64_t len,
 int pool_migrate(struct tdp_host *th, uint64_t hva, uint64_t len);
 int pool_swap_out(struct tdp_host *th, uint64_t hva, uint64_t len);
 int pool_split(struct tdp_host *th, uint64_t hva, uint64_t len);
+int pool_set_missing(struct tdp_host *th, uint64_t hva, uint64_t len,
+		     tdp_host_fill_fn fn, void *arg);
 
 /* pool_notify.c: the backend ops of the notifier list and the test hook */
 void pool_notifier_register(struct tdp_host *th, struct tdp_host_notifier *n);

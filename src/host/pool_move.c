@@ -73,11 +73,35 @@ static void widen_to_folios(struct pool *h, uint64_t *start, uint64_t *end)
 /* population                                                          */
 /* ------------------------------------------------------------------ */
 
-static int swap_in(struct pool *h, const struct host_vma *v, uint64_t *pte)
+/* A missing page: its content from the fill function, straight into a
+ * new frame. */
+static int fill_in(struct pool *h, const struct host_vma *v, uint64_t hva,
+		   uint64_t *pte)
+{
+	int64_t pfn = frame_alloc(h, 0, false);
+	int r;
+
+	if (pfn < 0)
+		return -ENOMEM;
+	r = h->fill_fn(h->fill_arg, hva, frame_ptr(h, (uint64_t)pfn));
+	if (r) {
+		frame_unalloc(h, (uint64_t)pfn, 0);
+		return r < 0 ? r : -EIO;
+	}
+	pte_set(pte, pte_mk_present((uint64_t)pfn, 0, vma_attrs(v)));
+	STAT_ADD(h, missing_filled, 1);
+	return 0;
+}
+
+static int swap_in(struct pool *h, const struct host_vma *v, uint64_t hva,
+		   uint64_t *pte)
 {
 	void *copy = pte_swap_copy(*pte);
-	int64_t pfn = frame_alloc(h, 0, false);
+	int64_t pfn;
 
+	if (pte_missing(*pte))
+		return fill_in(h, v, hva, pte);
+	pfn = frame_alloc(h, 0, false);
 	if (pfn < 0)
 		return -ENOMEM;
 	wordcopy_to_frame(frame_ptr(h, (uint64_t)pfn), copy, PAGE_SIZE_);
@@ -131,7 +155,7 @@ static int populate_one(struct pool *h, const struct host_vma *v, uint64_t hva,
 	if (!pte)
 		return -ENOMEM;
 	if (pte_swapped(*pte))
-		return swap_in(h, v, pte);
+		return swap_in(h, v, hva, pte);
 	if (pte_present(*pte))
 		return 0;
 	if (folio_fits(h, v, hva) &&
@@ -245,6 +269,8 @@ static int unmap_cb(struct pool *h, uint64_t hva, uint64_t *pte, void *arg)
 	uint64_t e = *pte;
 
 	pte_set(pte, 0);
+	if (pte_missing(e))
+		return 0;
 	if (pte_swapped(e)) {
 		free(pte_swap_copy(e));
 		STAT_SUB(h, swapped_pages, 1);
@@ -661,6 +687,75 @@ int pool_swap_out(struct tdp_host *th, uint64_t hva, uint64_t len)
 	STAT_ADD(h, swapped_pages, pl.n);
 	STAT_ADD(h, swap_outs, pl.n);
 free_plan:
+	free(pl.m);
+out:
+	mmap_write_unlock(h);
+	return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* missing pages (post-copy)                                           */
+/* ------------------------------------------------------------------ */
+
+/* Make the page missing; collect the frame it had (to drop after the
+ * invalidation ends, as swap-out does). */
+static int missing_cb(struct pool *h, uint64_t hva, uint64_t *pte, void *arg)
+{
+	struct plan *pl = arg;
+	uint64_t e = *pte;
+
+	pte_set(pte, PTE_MISSING);
+	if (pte_missing(e))
+		return 0;
+	if (pte_swapped(e)) {
+		free(pte_swap_copy(e));
+		STAT_SUB(h, swapped_pages, 1);
+		return 0;
+	}
+	if (pte_present(e)) {
+		/* split already: an order-0 folio */
+		swapc_drop(h, e);
+		pl->m[pl->n++].old_pfn = pte_pfn(e);
+	}
+	return 0;
+}
+
+int pool_set_missing(struct tdp_host *th, uint64_t hva, uint64_t len,
+		     tdp_host_fill_fn fn, void *arg)
+{
+	struct pool *h = to_pool(th);
+	uint64_t end = hva + len, s = hva, e = end;
+	struct plan pl;
+	int ret;
+
+	if (!fn)
+		return -EINVAL;
+	ret = lock_covered(h, hva, len, REFUSE_PRIVATE);
+	if (ret)
+		return ret;
+	/* a pte for every page, and room for every frame to drop */
+	for (uint64_t p = hva; p < end; p += PAGE_SIZE_)
+		if (!pte_alloc(h, p)) {
+			ret = -ENOMEM;
+			goto out;
+		}
+	pl = (struct plan){.start = hva, .end = end};
+	pl.m = calloc(len / PAGE_SIZE_, sizeof(*pl.m));
+	if (!pl.m) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	h->fill_fn = fn;
+	h->fill_arg = arg;
+	widen_to_folios(h, &s, &e);
+	notify_start(h, s, e, false);
+	call_hook(h, s, e);
+	split_all(h, hva, end);
+	for (uint64_t p = hva; p < end; p += PAGE_SIZE_)
+		missing_cb(h, p, pte_lookup(h, p), &pl);
+	mirror_sync(h, hva, end, false);
+	notify_end(h, s, e, false);
+	plan_drop_old(h, &pl);
 	free(pl.m);
 out:
 	mmap_write_unlock(h);
