@@ -47,5 +47,8 @@ int cli_parse_u64(const char *s, int base, uint64_t max, uint64_t *out);
 /* Parse an engine name, "tdp" or "legacy", into TDP_ENGINE_*.  -1 on
  * error. */
 int cli_parse_engine(const char *s, unsigned *out);
+/* Parse a host backend name, "pool" or "process", into TDP_HOST_*.  -1
+ * on error. */
+int cli_parse_host(const char *s, unsigned *out);
 
 #endif

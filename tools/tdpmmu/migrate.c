@@ -266,11 +266,33 @@ int mig_verify(struct mig *m)
 	return 0;
 }
 
-/* The end of the stream: the model, END, and over a connection the
- * destination's answer ('K': accepted; anything else: refused). */
+/* Over a connection, the destination's last word: its ANSWER ('K':
+ * accepted).  REQUESTs that crossed the END are stale: skipped. */
+static int read_answer(struct mig *m)
+{
+	enum wire_type t;
+	uint64_t v;
+	int r;
+
+	do
+		r = wire_get_back(m->out->fd, &t, &v, m->out->err,
+				  sizeof(m->out->err));
+	while (!r && t == WIRE_REQUEST);
+	if (r == -ENODATA)
+		snprintf(m->out->err, sizeof(m->out->err),
+			 "the destination closed without an answer");
+	if (!r && v != 'K') {
+		snprintf(m->out->err, sizeof(m->out->err),
+			 "the destination refused the stream");
+		r = -EPROTO;
+	}
+	return r;
+}
+
+/* The end of a pre-copy stream: the model, END, and over a connection
+ * the destination's answer. */
 static int send_end(struct mig *m, bool answer)
 {
-	char c = 0;
 	int r = wire_put_model(m->out, m->gen, m->npages);
 
 	if (!r)
@@ -278,14 +300,104 @@ static int send_end(struct mig *m, bool answer)
 	if (r || !answer)
 		return r;
 	shutdown(m->out->fd, SHUT_WR);
-	while (read(m->out->fd, &c, 1) < 0 && errno == EINTR)
-		;
-	if (c != 'K') {
-		snprintf(m->out->err, sizeof(m->out->err),
-			 "the destination refused the stream");
-		return -EPROTO;
+	return read_answer(m);
+}
+
+/*
+ * Post-copy: the pages of m->bitmap (dirty since they were last sent)
+ * are what the destination lacks.  It runs already; this thread pushes
+ * them in order while another serves its REQUESTs (remote faults) first.
+ * Each page goes once; the stream's writer is shared under a mutex.
+ */
+struct postcopy {
+	struct mig *m;
+	pthread_mutex_t lock;
+	uint64_t requests, stale, pushed;
+	uint8_t page[PAGE];
+	int err;
+};
+
+/* Send page @i if it is still pending.  Lock held. */
+static int pc_send(struct postcopy *pc, uint64_t i)
+{
+	struct mig *m = pc->m;
+	uint64_t bit = 1ull << (i % 64);
+	int r;
+
+	if (!(m->bitmap[i / 64] & bit))
+		return 1;
+	m->bitmap[i / 64] &= ~bit;
+	r = tdp_host_read(m->host, m->hva + i * PAGE, pc->page, PAGE);
+	if (!r)
+		r = wire_put_page(m->out, i, pc->page);
+	if (!r)
+		r = wire_flush(m->out);
+	m->total_pages++;
+	m->final_pages++;
+	return r;
+}
+
+static void *pc_requests(void *arg)
+{
+	struct postcopy *pc = arg;
+	struct mig *m = pc->m;
+
+	for (;;) {
+		enum wire_type t;
+		uint64_t v;
+		int r = wire_get_back(m->out->fd, &t, &v, m->out->err,
+				      sizeof(m->out->err));
+
+		if (r || t != WIRE_REQUEST) {
+			pc->err = r ? r : v == 'K' ? 0 : -EPROTO;
+			if (!r && v != 'K')
+				snprintf(m->out->err, sizeof(m->out->err),
+					 "the destination refused the stream");
+			return NULL;
+		}
+		pthread_mutex_lock(&pc->lock);
+		if (v < m->npages) {
+			r = pc_send(pc, v);
+			pc->requests += r == 0;
+			pc->stale += r == 1;
+			if (r < 0 && !pc->err)
+				pc->err = r;
+		}
+		pthread_mutex_unlock(&pc->lock);
 	}
-	return 0;
+}
+
+static int send_postcopy(struct mig *m, uint64_t *requests)
+{
+	struct postcopy pc = {.m = m};
+	pthread_t th;
+	int r = wire_put_model(m->out, m->gen, m->npages);
+
+	if (!r)
+		r = wire_put_postcopy(m->out, m->bitmap, m->npages);
+	if (r)
+		return r;
+	/* the destination runs from here: the downtime ends */
+	m->downtime_ms = (cli_now_ns() - m->copy_t0) / 1e6;
+	pthread_mutex_init(&pc.lock, NULL);
+	if (pthread_create(&th, NULL, pc_requests, &pc))
+		return -EAGAIN;
+	for (uint64_t i = 0; !r && i < m->npages; i++) {
+		pthread_mutex_lock(&pc.lock);
+		r = pc_send(&pc, i);
+		pc.pushed += r == 0;
+		r = r < 0 ? r : 0;
+		pthread_mutex_unlock(&pc.lock);
+	}
+	pthread_mutex_lock(&pc.lock);
+	if (!r)
+		r = wire_put_end(m->out, m->total_pages);
+	pthread_mutex_unlock(&pc.lock);
+	shutdown(m->out->fd, SHUT_WR);
+	pthread_join(th, NULL);
+	pthread_mutex_destroy(&pc.lock);
+	*requests = pc.requests;
+	return r ? r : pc.err;
 }
 
 static void usage(FILE *f)
@@ -307,6 +419,8 @@ static void usage(FILE *f)
 		"(TDP_VM_MANUAL_PROTECT)\n"
 		"  --engine NAME     tdp (default) or legacy "
 		"(TDP_ENGINE_LEGACY)\n"
+		"  --host BACKEND    pool (default) or process "
+		"(TDP_HOST_PROCESS; also with --listen)\n"
 		"  --max-iters N     at most N copy rounds before "
 		"stop-and-copy "
 		"(default 30)\n"
@@ -324,6 +438,10 @@ static void usage(FILE *f)
 		"                    (port 0: any free port; --port-file "
 		"FILE writes the port)\n"
 		"  --replay FILE     be the destination of a recorded stream\n"
+		"  --postcopy N      with --to: after N rounds start the "
+		"destination at once;\n"
+		"                    it fetches the pages it lacks on first "
+		"touch\n"
 		"  --fuzz FILE       check that --iterations mutations of a "
 		"recorded stream\n"
 		"                    are all refused (default 200)\n"
@@ -334,7 +452,8 @@ static void usage(FILE *f)
 
 int mig_setup(struct mig *m)
 {
-	struct tdp_host_config hc = {.mem_bytes = m->mem + (1ull << 30)};
+	struct tdp_host_config hc = {.mem_bytes = m->mem + (1ull << 30),
+				     .backend = m->backend};
 	struct tdp_vm_config vc = {
 		.max_vcpus = m->vcpus,
 		.engine = m->engine,
@@ -473,11 +592,14 @@ int cmd_migrate(int argc, char **argv)
 		{"replay", required_argument, NULL, 'Y'},
 		{"fuzz", required_argument, NULL, 'F'},
 		{"iterations", required_argument, NULL, 'I'},
+		{"postcopy", required_argument, NULL, 'C'},
+		{"host", required_argument, NULL, 'H'},
 		{"help", no_argument, NULL, 'h'},
 		{0}};
 	const char *to = NULL, *record = NULL, *listen_addr = NULL,
 		   *port_file = NULL, *replay = NULL, *fuzz = NULL;
-	uint64_t iterations = 200;
+	uint64_t iterations = 200, postcopy = 0, requests = 0;
+	bool use_postcopy = false;
 	struct wire *out = NULL;
 	struct mig m = {.mem = 1ull << 30,
 			.vcpus = 2,
@@ -608,6 +730,25 @@ int cmd_migrate(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'H':
+			if (cli_parse_host(optarg, &m.backend)) {
+				fprintf(stderr,
+					"migrate: bad --host '%s' (pool or "
+					"process)\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'C':
+			if (cli_parse_u64(optarg, 0, 100000, &postcopy)) {
+				fprintf(stderr,
+					"migrate: bad --postcopy '%s' "
+					"(0..100000)\n",
+					optarg);
+				return 2;
+			}
+			use_postcopy = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -627,8 +768,12 @@ int cmd_migrate(int argc, char **argv)
 				"and --fuzz exclude each other\n");
 		return 2;
 	}
+	if (use_postcopy && !to) {
+		fprintf(stderr, "migrate: --postcopy needs --to\n");
+		return 2;
+	}
 	if (listen_addr)
-		return migrate_listen(listen_addr, port_file);
+		return migrate_listen(listen_addr, port_file, m.backend);
 	if (replay)
 		return migrate_replay(replay);
 	if (fuzz)
@@ -723,7 +868,8 @@ int cmd_migrate(int argc, char **argv)
 	if (!r && !m.json)
 		printf("bulk copy: %" PRIu64 " pages in %.3f s\n", m.bulk_pages,
 		       m.bulk_s);
-	while (!r && m.rounds < m.max_iters) {
+	while (!r && m.rounds < m.max_iters &&
+	       !(use_postcopy && m.rounds == postcopy)) {
 		uint64_t t1 = cli_now_ns();
 		int64_t n;
 
@@ -761,18 +907,24 @@ int cmd_migrate(int argc, char **argv)
 		r = c;
 	if (!r)
 		r = harvest(&m);
-	if (!r) {
-		int64_t n = copy_dirty(&m);
+	if (!r && use_postcopy) {
+		/* the destination starts now and faults in the rest */
+		m.copy_t0 = tstop;
+		r = send_postcopy(&m, &requests);
+	} else {
+		if (!r) {
+			int64_t n = copy_dirty(&m);
 
-		if (n < 0)
-			r = (int)n;
-		else
-			m.final_pages = (uint64_t)n;
+			if (n < 0)
+				r = (int)n;
+			else
+				m.final_pages = (uint64_t)n;
+		}
+		m.total_pages += m.final_pages;
+		if (!r && m.out)
+			r = send_end(&m, to != NULL);
+		m.downtime_ms = (cli_now_ns() - tstop) / 1e6;
 	}
-	m.total_pages += m.final_pages;
-	if (!r && m.out)
-		r = send_end(&m, to != NULL);
-	m.downtime_ms = (cli_now_ns() - tstop) / 1e6;
 	m.total_s = (cli_now_ns() - t0) / 1e9;
 	if (r) {
 		fprintf(stderr, "migrate: failed: %s\n",
@@ -784,11 +936,21 @@ int cmd_migrate(int argc, char **argv)
 		return 1;
 	}
 	if (!m.json) {
-		printf("%s after %" PRIu64 " round(s)\n",
-		       m.converged ? "converged" : "did not converge",
-		       m.rounds);
-		printf("stop-and-copy: %" PRIu64 " pages, downtime %.3f ms\n",
-		       m.final_pages, m.downtime_ms);
+		if (!use_postcopy)
+			printf("%s after %" PRIu64 " round(s)\n",
+			       m.converged ? "converged" : "did not converge",
+			       m.rounds);
+		if (use_postcopy)
+			printf("post-copy after %" PRIu64 " round(s): "
+			       "downtime %.3f ms, then %" PRIu64
+			       " pages sent while the destination ran (%" PRIu64
+			       " on its request)\n",
+			       postcopy, m.downtime_ms, m.final_pages,
+			       requests);
+		else
+			printf("stop-and-copy: %" PRIu64
+			       " pages, downtime %.3f ms\n",
+			       m.final_pages, m.downtime_ms);
 		printf("total: %" PRIu64 " pages sent (%.2f x guest memory), "
 		       "%" PRIu64 " guest page writes, %.3f s\n",
 		       m.total_pages, (double)m.total_pages / m.npages, writes,

@@ -29,6 +29,7 @@ struct mig {
 	unsigned vcpus, rate;
 	bool dbit, manual, json;
 	unsigned engine; /* TDP_ENGINE_* */
+	unsigned backend; /* TDP_HOST_* */
 	/* machine */
 	struct tdp_host *host;
 	struct tdp_vm *vm;
@@ -69,7 +70,8 @@ int mig_join_threads(struct mig *m, struct writer *w, pthread_t *th,
 int mig_verify(struct mig *m);
 
 /* migrate_dest.c: --listen, --replay, --fuzz */
-int migrate_listen(const char *addr, const char *port_file);
+int migrate_listen(const char *addr, const char *port_file,
+		   unsigned backend);
 /* the source's side of a connection: a connected socket, or -errno */
 int mig_connect(const char *addr);
 /* "HOST:PORT" into its parts (@host has room for 256 bytes); -EINVAL */

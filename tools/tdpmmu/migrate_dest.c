@@ -38,8 +38,23 @@ struct dest {
 	struct mig m;
 	bool ready;	   /* m is set up */
 	uint64_t max_mem;  /* refuse larger VMs */
+	unsigned backend;  /* TDP_HOST_* of the VM it builds */
 	uint64_t pages, rounds;
 	char err[160];	   /* a refusal of ours (else the stream's) */
+	int fd;		   /* the connection (REQUESTs, ANSWER); -1 none */
+	/* post-copy: the vCPUs run while the pages they lack arrive */
+	bool post;
+	bool broken;	   /* the stream failed: fills give up (-EIO) */
+	pthread_mutex_t lock; /* the fields below, and writes to fd */
+	pthread_cond_t arrived;
+	uint8_t **have;	   /* per page: received, not yet filled in */
+	uint8_t *filled;   /* per page: the host took it (fill) */
+	uint8_t *asked;	   /* per page: REQUEST sent */
+	uint64_t *lat_ns;  /* latency of each remote fault */
+	uint64_t nlat, post_pages;
+	uint64_t t_post;   /* when the vCPUs started */
+	struct writer w[MAX_VCPUS];
+	pthread_t th[MAX_VCPUS];
 };
 
 static int d_refuse(struct dest *d, const char *fmt, ...)
@@ -73,6 +88,7 @@ static int d_hello(void *arg, const struct wire_hello *h)
 			    .vcpus = h->vcpus,
 			    .rate = h->rate,
 			    .max_iters = 1,
+			    .backend = d->backend,
 			    .remote = true};
 	d->ready = true;
 	r = mig_setup(&d->m);
@@ -84,9 +100,24 @@ static int d_hello(void *arg, const struct wire_hello *h)
 static int d_page(void *arg, uint64_t index, const uint8_t *page)
 {
 	struct dest *d = arg;
-	int r = tdp_host_write(d->m.host, d->m.hva + index * PAGE, page, PAGE);
+	int r;
 
 	d->pages++;
+	if (d->post) { /* kept for the fill of the missing page */
+		uint8_t *copy = malloc(PAGE);
+
+		if (!copy)
+			return d_refuse(d, "no memory for page %" PRIu64,
+					index);
+		memcpy(copy, page, PAGE);
+		pthread_mutex_lock(&d->lock);
+		d->have[index] = copy;
+		d->post_pages++;
+		pthread_cond_broadcast(&d->arrived);
+		pthread_mutex_unlock(&d->lock);
+		return 0;
+	}
+	r = tdp_host_write(d->m.host, d->m.hva + index * PAGE, page, PAGE);
 	if (r)
 		return d_refuse(d, "writing page %" PRIu64 ": %s", index,
 				strerror(-r));
@@ -110,20 +141,150 @@ static int d_model(void *arg, const uint32_t *gen, uint64_t npages)
 	return 0;
 }
 
+/* The host's fill function for a missing page (its mmap lock held): the
+ * page from the stream, asked for first if it has not come yet. */
+static int d_fill(void *arg, uint64_t hva, void *page)
+{
+	struct dest *d = arg;
+	uint64_t i = (hva - d->m.hva) / PAGE, t0 = 0;
+	int r = 0;
+
+	pthread_mutex_lock(&d->lock);
+	if (!d->have[i]) {
+		t0 = cli_now_ns();
+		if (!d->asked[i]) {
+			d->asked[i] = 1;
+			r = wire_put_request(d->fd, i);
+		}
+		while (!r && !d->have[i] && !d->broken)
+			pthread_cond_wait(&d->arrived, &d->lock);
+		if (!d->have[i])
+			r = -EIO;
+		else
+			d->lat_ns[d->nlat++] = cli_now_ns() - t0;
+	}
+	if (!r) {
+		memcpy(page, d->have[i], PAGE);
+		free(d->have[i]);
+		d->have[i] = NULL;
+		d->filled[i] = 1;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return r;
+}
+
+/* POSTCOPY: the pages named are missing; the vCPUs start at once. */
+static int d_postcopy(void *arg, const uint64_t *pending, uint64_t npages)
+{
+	struct dest *d = arg;
+	int r = 0;
+
+	d->have = calloc(npages, sizeof(*d->have));
+	d->filled = calloc(npages, 1);
+	d->asked = calloc(npages, 1);
+	d->lat_ns = calloc(npages, sizeof(*d->lat_ns));
+	if (!d->have || !d->filled || !d->asked || !d->lat_ns)
+		return d_refuse(d, "no memory for post-copy");
+	for (uint64_t p = 0; !r && p < npages;) {
+		uint64_t q;
+
+		if (!(pending[p / 64] >> (p % 64) & 1)) {
+			d->filled[p++] = 1; /* present already */
+			continue;
+		}
+		for (q = p; q < npages && (pending[q / 64] >> (q % 64) & 1);)
+			q++;
+		r = tdp_host_set_missing(d->m.host, d->m.hva + p * PAGE,
+					 (q - p) * PAGE, d_fill, d);
+		p = q;
+	}
+	if (r)
+		return d_refuse(d, "tdp_host_set_missing: %s", strerror(-r));
+	d->post = true;
+	d->t_post = cli_now_ns();
+	r = mig_run_threads(&d->m, mig_writer_thread, d->w, d->th);
+	return r ? d_refuse(d, "cannot start the vCPUs") : 0;
+}
+
+/* Post-copy after END: the vCPUs stop (having run RUN_ON_MS at least),
+ * and the pages nobody touched are filled in: every page is present. */
+static int d_postcopy_finish(struct dest *d, uint64_t *writes)
+{
+	uint64_t due = d->t_post + RUN_ON_MS * 1000000ull, now, buf[PAGE / 8];
+	int r;
+
+	while ((now = cli_now_ns()) < due) {
+		struct timespec ts = {0, (long)(due - now)};
+
+		nanosleep(&ts, NULL);
+	}
+	atomic_store(&d->m.stop, true);
+	r = mig_join_threads(&d->m, d->w, d->th, writes);
+	for (uint64_t p = 0; !r && p < d->m.npages; p++)
+		if (!d->filled[p])
+			r = tdp_host_read(d->m.host, d->m.hva + p * PAGE, buf,
+					  PAGE);
+	return r;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void d_free_post(struct dest *d)
+{
+	if (d->have)
+		for (uint64_t p = 0; p < d->m.npages; p++)
+			free(d->have[p]);
+	free(d->have);
+	free(d->filled);
+	free(d->asked);
+	free(d->lat_ns);
+}
+
 /* Receive one stream into @d: 0 accepted (the stream is sound and every
- * page matches the model), else refused with the reason printed. */
-static int receive(struct dest *d, struct wire *w, bool quiet)
+ * page matches the model), else refused with the reason printed.  A
+ * post-copy stream's vCPUs have run (and stopped) when it returns;
+ * @writes counts their writes. */
+static int receive(struct dest *d, struct wire *w, bool quiet,
+		   uint64_t *writes)
 {
 	const struct wire_sink sink = {.arg = d,
 				       .hello = d_hello,
 				       .page = d_page,
 				       .round = d_round,
-				       .model = d_model};
+				       .model = d_model,
+				       .postcopy = d->fd >= 0 ? d_postcopy
+							      : NULL};
 	int r;
 
 	d->err[0] = 0;
 	d->pages = d->rounds = 0;
 	r = wire_recv(w, &sink);
+	if (d->post) {
+		int f = 0;
+
+		if (r) { /* the faults waiting for pages give up */
+			pthread_mutex_lock(&d->lock);
+			d->broken = true;
+			pthread_cond_broadcast(&d->arrived);
+			pthread_mutex_unlock(&d->lock);
+		}
+		f = d_postcopy_finish(d, writes);
+		if (r) {
+			fprintf(stderr, "migrate: stream refused: %s\n",
+				d->err[0] ? d->err : w->err);
+			return 1;
+		}
+		if (f) {
+			fprintf(stderr, "migrate: post-copy: %s\n",
+				strerror(-f));
+			return 1;
+		}
+	}
 	if (r) {
 		if (!quiet)
 			fprintf(stderr, "migrate: stream refused: %s\n",
@@ -156,31 +317,44 @@ static int run_on(struct dest *d, uint64_t *writes)
 }
 
 /* Receive, run on, report.  Returns the exit status. */
-static int destination(struct wire *w, int answer_fd)
+static int destination(struct wire *w, int fd, unsigned backend)
 {
-	struct dest d = {.max_mem = DEST_MAX_MEM};
+	struct dest d = {.max_mem = DEST_MAX_MEM, .fd = fd, .backend = backend};
 	uint64_t t0 = cli_now_ns(), writes = 0;
 	char report[512];
 	double recv_s;
-	int bad = receive(&d, w, false), audit;
+	int bad, audit;
 
+	pthread_mutex_init(&d.lock, NULL);
+	pthread_cond_init(&d.arrived, NULL);
+	bad = receive(&d, w, false, &writes);
 	recv_s = (cli_now_ns() - t0) / 1e9;
-	if (answer_fd >= 0) {
-		char c = bad ? 'X' : 'K';
-
-		if (write(answer_fd, &c, 1) != 1)
+	if (fd >= 0) {
+		pthread_mutex_lock(&d.lock);
+		if (wire_put_answer(fd, !bad))
 			bad = 1;
+		pthread_mutex_unlock(&d.lock);
 	}
-	if (bad) {
-		if (d.ready)
-			mig_teardown(&d.m);
-		return 1;
-	}
+	if (bad)
+		goto out;
 	printf("destination: received %" PRIu64 " MiB VM in %.3f s: %" PRIu64
-	       " pages in %" PRIu64 " rounds + stop-and-copy, %" PRIu64
+	       " pages in %" PRIu64 " rounds + %s, %" PRIu64
 	       " bytes; every page matches the writers' model\n",
-	       d.m.mem >> 20, recv_s, d.pages, d.rounds, w->bytes);
-	bad = run_on(&d, &writes) != 0;
+	       d.m.mem >> 20, recv_s, d.pages, d.rounds,
+	       d.post ? "post-copy" : "stop-and-copy", w->bytes);
+	if (d.post) {
+		uint64_t n = d.nlat;
+
+		qsort(d.lat_ns, n, sizeof(*d.lat_ns), cmp_u64);
+		printf("post-copy: the vCPUs ran from POSTCOPY on; %" PRIu64
+		       " pages arrived while they ran, %" PRIu64
+		       " remote faults waited for one: latency p50 %.1f us, "
+		       "p99 %.1f us\n",
+		       d.post_pages, n, n ? d.lat_ns[n / 2] / 1e3 : 0.0,
+		       n ? d.lat_ns[(n * 99) / 100] / 1e3 : 0.0);
+	} else {
+		bad = run_on(&d, &writes) != 0;
+	}
 	audit = tdp_vm_audit(d.m.vm, report, sizeof(report));
 	if (audit)
 		fprintf(stderr, "migrate: audit: %s\n",
@@ -192,8 +366,14 @@ static int destination(struct wire *w, int answer_fd)
 		       writes, d.m.npages);
 	else
 		printf("FAILED: the destination does not match\n");
-	mig_teardown(&d.m);
-	return bad || audit ? 1 : 0;
+	bad = bad || audit;
+out:
+	d_free_post(&d);
+	if (d.ready)
+		mig_teardown(&d.m);
+	pthread_cond_destroy(&d.arrived);
+	pthread_mutex_destroy(&d.lock);
+	return bad ? 1 : 0;
 }
 
 int mig_parse_addr(const char *addr, char *host, char *port)
@@ -268,7 +448,7 @@ static int write_port(int fd, const char *file, unsigned *port)
 	return 0;
 }
 
-int migrate_listen(const char *addr, const char *port_file)
+int migrate_listen(const char *addr, const char *port_file, unsigned backend)
 {
 	struct addrinfo *res;
 	struct wire *w;
@@ -305,7 +485,7 @@ int migrate_listen(const char *addr, const char *port_file)
 		return 1;
 	}
 	wire_init_fd(w, cfd);
-	rc = destination(w, cfd);
+	rc = destination(w, cfd, backend);
 	close(cfd);
 	free(w);
 	return rc;
@@ -352,7 +532,7 @@ int migrate_replay(const char *file)
 		return 1;
 	}
 	wire_init_buf(w, buf, len);
-	rc = destination(w, -1);
+	rc = destination(w, -1, TDP_HOST_POOL);
 	free(buf);
 	free(w);
 	return rc;
@@ -438,7 +618,7 @@ static size_t mutate(const uint8_t *buf, size_t len, const size_t *hdr,
 
 int migrate_fuzz(const char *file, uint64_t iterations, uint64_t seed)
 {
-	struct dest d = {.max_mem = 1ull << 30};
+	struct dest d = {.max_mem = 1ull << 30, .fd = -1};
 	uint64_t refused[NR_MUTATIONS] = {0}, by_checksum = 0;
 	uint64_t rng = seed * 0x9e3779b97f4a7c15ull + 1;
 	struct wire *w = malloc(sizeof(*w));
@@ -458,7 +638,7 @@ int migrate_fuzz(const char *file, uint64_t iterations, uint64_t seed)
 	}
 	/* the recorded stream itself is accepted */
 	wire_init_buf(w, buf, len);
-	if (receive(&d, w, false)) {
+	if (receive(&d, w, false, NULL)) {
 		fprintf(stderr, "migrate: --fuzz needs a sound stream\n");
 		goto out;
 	}
@@ -467,7 +647,7 @@ int migrate_fuzz(const char *file, uint64_t iterations, uint64_t seed)
 		size_t n = mutate(buf, len, hdr, nhdr, kind, &rng, copy);
 
 		wire_init_buf(w, copy, n);
-		if (!receive(&d, w, true)) {
+		if (!receive(&d, w, true, NULL)) {
 			fprintf(stderr,
 				"migrate: FAILED: mutation %" PRIu64
 				" (%s) was accepted\n",

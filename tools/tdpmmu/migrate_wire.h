@@ -16,11 +16,21 @@
  *   MODEL  4  4 * pages bytes: the writers' model, u32 generation per
  *             page (each >= 1);
  *   END    5  16 bytes: u64 pages sent in all, u64 FNV-1a 64 of every
- *             byte of the stream before this message.
+ *             byte of the stream before this message;
+ *   POSTCOPY 6  pages / 8 bytes: a bitmap (u64 words, bit i of word i/64
+ *             for page i) of the pages the destination does not have yet.
  *
  * Order: HELLO first; then PAGE and ROUND messages (the pages of the
  * stop-and-copy follow the last ROUND); one MODEL; END last,
- * followed by the end of the stream.  A destination applies PAGEs as they
+ * followed by the end of the stream.  Post-copy: right after MODEL, one
+ * POSTCOPY; then exactly one PAGE for each page it names (in any order),
+ * and no other message before END.
+ *
+ * The destination's messages back (same header; not checksummed):
+ *   REQUEST 7  8 bytes: u64 page index, post-copy only: send this page
+ *             next (a remote fault);
+ *   ANSWER  8  1 byte: 'K' the VM is accepted, anything else refused;
+ *             the last message, sent after END.  A destination applies PAGEs as they
  * come but accepts the memory only after END: a stream that breaks any
  * rule above, is cut short, or whose checksum or page count does not
  * match is refused with a message that says why.
@@ -44,6 +54,9 @@ enum wire_type {
 	WIRE_ROUND = 3,
 	WIRE_MODEL = 4,
 	WIRE_END = 5,
+	WIRE_POSTCOPY = 6,
+	WIRE_REQUEST = 7,
+	WIRE_ANSWER = 8,
 };
 
 struct wire_hello {
@@ -72,6 +85,8 @@ int wire_put_page(struct wire *w, uint64_t index, const void *page);
 int wire_put_round(struct wire *w, uint64_t round, uint64_t pages);
 int wire_put_model(struct wire *w, const uint32_t *gen, uint64_t npages);
 int wire_put_end(struct wire *w, uint64_t pages_sent);
+int wire_put_postcopy(struct wire *w, const uint64_t *bitmap,
+		      uint64_t npages);
 int wire_flush(struct wire *w);
 
 /*
@@ -87,7 +102,19 @@ struct wire_sink {
 	int (*round)(void *arg, uint64_t round, uint64_t pages);
 	/* @gen is valid during the call only */
 	int (*model)(void *arg, const uint32_t *gen, uint64_t npages);
+	/* @pending likewise */
+	int (*postcopy)(void *arg, const uint64_t *pending, uint64_t npages);
 };
 int wire_recv(struct wire *w, const struct wire_sink *s);
+
+/*
+ * The messages back, on the same socket: each written and flushed at
+ * once (0 or -EIO); wire_get_back reads one (0, or -EPROTO / -EIO with
+ * a message in @err, or -ENODATA at the end of the stream).
+ */
+int wire_put_request(int fd, uint64_t index);
+int wire_put_answer(int fd, bool accepted);
+int wire_get_back(int fd, enum wire_type *type, uint64_t *value,
+		  char *err, size_t errlen);
 
 #endif

@@ -883,11 +883,7 @@ static int parse_args(struct torture *t, struct torture_args *a, int argc,
 			}
 			break;
 		case 'H':
-			if (!strcmp(optarg, "pool"))
-				t->host_backend = TDP_HOST_POOL;
-			else if (!strcmp(optarg, "process"))
-				t->host_backend = TDP_HOST_PROCESS;
-			else {
+			if (cli_parse_host(optarg, &t->host_backend)) {
 				fprintf(stderr, "tdpmmu torture: --host must "
 						"be pool or process\n");
 				return 2;

@@ -79,3 +79,14 @@ int cli_parse_engine(const char *s, unsigned *out)
 		return -1;
 	return 0;
 }
+
+int cli_parse_host(const char *s, unsigned *out)
+{
+	if (!strcmp(s, "pool"))
+		*out = TDP_HOST_POOL;
+	else if (!strcmp(s, "process"))
+		*out = TDP_HOST_PROCESS;
+	else
+		return -1;
+	return 0;
+}
