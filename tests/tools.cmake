@@ -79,7 +79,7 @@ if(TARGET tdpmmu_cli)
   add_test(NAME migrate_two_process_precopy
            COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/migrate_net.sh
                    $<TARGET_FILE:tdpmmu_cli>
-                   ${CMAKE_CURRENT_BINARY_DIR}/migrate_precopy -- --mem 64M)
+                   ${CMAKE_CURRENT_BINARY_DIR}/migrate_precopy -- --mem 16M)
   set_tests_properties(migrate_two_process_precopy PROPERTIES TIMEOUT 300)
   # post-copy right after the bulk copy (many pages left to fault in),
   # into a destination on the process backend (its missing pages come
@@ -88,19 +88,19 @@ if(TARGET tdpmmu_cli)
            COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/migrate_net.sh
                    $<TARGET_FILE:tdpmmu_cli>
                    ${CMAKE_CURRENT_BINARY_DIR}/migrate_postcopy
-                   -- --mem 64M --rate 100 --postcopy 0)
+                   -- --mem 16M --rate 100 --postcopy 0)
   set_tests_properties(migrate_two_process_postcopy PROPERTIES TIMEOUT 300)
   add_test(NAME migrate_two_process_postcopy_process
            COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/migrate_net.sh
                    $<TARGET_FILE:tdpmmu_cli>
                    ${CMAKE_CURRENT_BINARY_DIR}/migrate_postcopy_process
-                   --host process -- --mem 64M --rate 100 --postcopy 1)
+                   --host process -- --mem 16M --rate 100 --postcopy 1)
   set_tests_properties(migrate_two_process_postcopy_process PROPERTIES
     TIMEOUT 300 SKIP_RETURN_CODE 77)
   # a recorded stream: replayed, then 200 mutations of it, every one
   # refused (the destination never crashes nor accepts wrong memory)
   add_test(NAME migrate_stream_fuzz
-           COMMAND sh -c "$0 migrate --mem 8M --rate 100 --record $1 && $0 migrate --replay $1 && $0 migrate --fuzz $1 --iterations 200"
+           COMMAND sh -c "$0 migrate --mem 2M --rate 100 --record $1 && $0 migrate --replay $1 && $0 migrate --fuzz $1 --iterations 200"
                    $<TARGET_FILE:tdpmmu_cli>
                    ${CMAKE_CURRENT_BINARY_DIR}/migrate_fuzz.stream)
   set_tests_properties(migrate_stream_fuzz PROPERTIES TIMEOUT 300
