@@ -913,10 +913,27 @@ int bench_memslot(struct bench *b)
 /* ------------------------------------------------------------------ */
 
 #define TR_BATCH       4096
-#define TR_PATTERNS    3
+#define TR_PATTERNS    4
 #define TR_INTERLEAVED TR_PATTERNS
 
-enum tr_pattern { TR_HIT, TR_HOT, TR_COLD };
+/* TR_DIRECT: the TLB-hit page again, through direct access
+ * (tdp_vcpu_map, a load, tdp_vcpu_check_requests: one emulated
+ * instruction); the floor has no direct access and reads as for TR_HIT */
+enum tr_pattern { TR_HIT, TR_HOT, TR_COLD, TR_DIRECT };
+
+static int direct_read(struct bench_vcpu *bv, uint64_t gpa, uint64_t *val)
+{
+	void *p;
+	int r;
+
+	if (bv->floor)
+		return bench_access(bv, gpa, val, false);
+	r = tdp_vcpu_map(bv->vcpu, gpa, TDP_PROT_READ, &p);
+	if (r < 0)
+		return r;
+	*val = *(const uint64_t *)p;
+	return tdp_vcpu_check_requests(bv->vcpu);
+}
 
 /* One batch of TR_BATCH reads of pattern @pat; its mean ns per access. */
 static double tr_batch(struct bench_vcpu *bv, unsigned pat, bool count)
@@ -928,9 +945,15 @@ static double tr_batch(struct bench_vcpu *bv, unsigned pat, bool count)
 	double ns;
 
 	t0 = bench_ticks();
-	for (unsigned k = 0; k < TR_BATCH; k++)
-		if (bench_access(bv, g[k], &out[k], false))
-			out[k] = ~0ull;
+	if (pat == TR_DIRECT) {
+		for (unsigned k = 0; k < TR_BATCH; k++)
+			if (direct_read(bv, g[k], &out[k]))
+				out[k] = ~0ull;
+	} else {
+		for (unsigned k = 0; k < TR_BATCH; k++)
+			if (bench_access(bv, g[k], &out[k], false))
+				out[k] = ~0ull;
+	}
 	t1 = bench_ticks();
 	ns = bench_ticks_ns(t1 - t0) / TR_BATCH;
 	if (count) {
@@ -1044,7 +1067,7 @@ int bench_translate(struct bench *b)
 			 * 2 MiB region (512 pages > 64 TLB sets, one
 			 * paging-structure-cache entry); cold: random pages */
 			uint64_t pg[TR_PATTERNS] = {
-				0, k % 512, cli_rand(&seed) % bv->npages};
+				0, k % 512, cli_rand(&seed) % bv->npages, 0};
 
 			for (unsigned t = 0; t < TR_PATTERNS; t++)
 				bv->tr_gpa[(size_t)t * TR_BATCH + k] =
@@ -1057,8 +1080,9 @@ int bench_translate(struct bench *b)
 	translate_phase(b, "TLB hit", TR_HIT);
 	hot = translate_phase(b, "TLB miss, hot tables", TR_HOT);
 	translate_phase(b, "TLB miss, cold tables", TR_COLD);
+	translate_phase(b, "TLB hit, direct access", TR_DIRECT);
 	/* the walk costs: from the interleaved rounds */
-	translate_phase(b, "TLB hit/hot/cold interleaved", TR_INTERLEAVED);
+	translate_phase(b, "TLB hit/hot/cold/direct interleaved", TR_INTERLEAVED);
 	bench_summary(b, "hit_ns", "TLB hit, ns per access (batch median)",
 		      batch_median(b, TR_HIT, -1));
 	bench_summary(b, "walk_hot_ns",
@@ -1067,6 +1091,14 @@ int bench_translate(struct bench *b)
 	bench_summary(b, "walk_cold_ns",
 		      "TLB-miss walk, cold tables, ns (median of miss - hit)",
 		      batch_median(b, TR_COLD, TR_HIT));
+	bench_summary(b, "direct_hit_ns",
+		      "TLB hit through tdp_vcpu_map + check_requests, ns "
+		      "(batch median)",
+		      batch_median(b, TR_DIRECT, -1));
+	bench_summary(b, "direct_minus_read_ns",
+		      "direct access minus tdp_vcpu_read, TLB hit, ns (median "
+		      "of per-batch differences)",
+		      batch_median(b, TR_DIRECT, TR_HIT));
 	if (b->vm && hot->nextra > 1 && hot->extra[1].val < 0.99)
 		fprintf(stderr,
 			"bench translate: warning: the hot-table pattern "
