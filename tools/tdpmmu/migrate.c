@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * migrate.c - `tdpmmu migrate`: pre-copy live migration of a running VM
- * into a destination buffer, driven by the dirty log.
+ * migrate.c - `tdpmmu migrate`: live migration of a running VM, driven by
+ * the dirty log, into a destination buffer of this process or, with --to
+ * (--record), to another process over a socket (a file), pre-copy or
+ * post-copy (docs/migration.md; the destination is migrate_dest.c).
  *
  * One memslot of 2 MiB folios, populated by the vCPUs.  Logging is turned
  * on (a flags-only memslot update: huge leaves are split eagerly), the
@@ -266,18 +268,10 @@ int mig_verify(struct mig *m)
 	return 0;
 }
 
-/* Over a connection, the destination's last word: its ANSWER ('K':
- * accepted).  REQUESTs that crossed the END are stale: skipped. */
-static int read_answer(struct mig *m)
+/* The destination's last word, ANSWER @v, or @r the error that came
+ * instead: 0 when it accepted ('K'), else -errno with m->out->err set. */
+static int answer_result(struct mig *m, int r, uint64_t v)
 {
-	enum wire_type t;
-	uint64_t v;
-	int r;
-
-	do
-		r = wire_get_back(m->out->fd, &t, &v, m->out->err,
-				  sizeof(m->out->err));
-	while (!r && t == WIRE_REQUEST);
 	if (r == -ENODATA)
 		snprintf(m->out->err, sizeof(m->out->err),
 			 "the destination closed without an answer");
@@ -287,6 +281,21 @@ static int read_answer(struct mig *m)
 		r = -EPROTO;
 	}
 	return r;
+}
+
+/* Over a connection, wait for the destination's ANSWER.  REQUESTs that
+ * crossed the END are stale: skipped. */
+static int read_answer(struct mig *m)
+{
+	enum wire_type t;
+	uint64_t v = 0;
+	int r;
+
+	do
+		r = wire_get_back(m->out->fd, &t, &v, m->out->err,
+				  sizeof(m->out->err));
+	while (!r && t == WIRE_REQUEST);
+	return answer_result(m, r, v);
 }
 
 /* The end of a pre-copy stream: the model, END, and over a connection
@@ -344,15 +353,12 @@ static void *pc_requests(void *arg)
 
 	for (;;) {
 		enum wire_type t;
-		uint64_t v;
+		uint64_t v = 0;
 		int r = wire_get_back(m->out->fd, &t, &v, m->out->err,
 				      sizeof(m->out->err));
 
 		if (r || t != WIRE_REQUEST) {
-			pc->err = r ? r : v == 'K' ? 0 : -EPROTO;
-			if (!r && v != 'K')
-				snprintf(m->out->err, sizeof(m->out->err),
-					 "the destination refused the stream");
+			pc->err = answer_result(m, r, v);
 			return NULL;
 		}
 		pthread_mutex_lock(&pc->lock);
@@ -367,7 +373,8 @@ static void *pc_requests(void *arg)
 	}
 }
 
-static int send_postcopy(struct mig *m, uint64_t *requests)
+/* @tstop: when the vCPUs were told to stop (the downtime's start) */
+static int send_postcopy(struct mig *m, uint64_t tstop, uint64_t *requests)
 {
 	struct postcopy pc = {.m = m};
 	pthread_t th;
@@ -378,7 +385,7 @@ static int send_postcopy(struct mig *m, uint64_t *requests)
 	if (r)
 		return r;
 	/* the destination runs from here: the downtime ends */
-	m->downtime_ms = (cli_now_ns() - m->copy_t0) / 1e6;
+	m->downtime_ms = (cli_now_ns() - tstop) / 1e6;
 	pthread_mutex_init(&pc.lock, NULL);
 	if (pthread_create(&th, NULL, pc_requests, &pc))
 		return -EAGAIN;
@@ -909,8 +916,7 @@ int cmd_migrate(int argc, char **argv)
 		r = harvest(&m);
 	if (!r && use_postcopy) {
 		/* the destination starts now and faults in the rest */
-		m.copy_t0 = tstop;
-		r = send_postcopy(&m, &requests);
+		r = send_postcopy(&m, tstop, &requests);
 	} else {
 		if (!r) {
 			int64_t n = copy_dirty(&m);
