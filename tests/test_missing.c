@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -23,7 +24,11 @@
 #define NPG  1024ull /* 4 MiB: two 2 MiB folios */
 
 struct filler {
-	uint64_t base, calls;
+	uint64_t base;
+	/* atomic: with the process backend a touch's fill runs in the
+	 * backend's thread, ordered before the touch by the kernel
+	 * (userfaultfd), which TSan cannot see */
+	_Atomic uint64_t calls;
 	uint8_t seen[NPG];
 	int fail_page; /* this page's fill fails (-EIO), or -1 */
 };
