@@ -544,6 +544,11 @@ struct tdp_memslot {
  *         part of it is guest-private, or (TDP_MEM_PRIVATE) part of
  *         [private_hva, private_hva+size) is not guest-private memory.
  * Thread-safety: any thread; memslot updates of one VM are serialised.
+ * The update waits while a host invalidation of any range is in progress
+ * (as KVM's memslot updates wait for mmu-notifier invalidations to end;
+ * memslot_waits in tdp_vm_stats counts it), so it must not be called
+ * from a host notifier callback or anything a host operation runs
+ * between its notifications: it would wait for itself.
  */
 TDP_API int tdp_vm_set_memslot(struct tdp_vm *vm,
 			       const struct tdp_memslot *slot);
@@ -708,6 +713,8 @@ struct tdp_stats {
 	uint64_t zapped_leaves; /* leaves zapped for any reason */
 	uint64_t root_reloads;	/* vCPU root loads */
 	uint64_t memslot_updates;
+	uint64_t memslot_waits;	 /* memslot sets that waited for host
+				    invalidations to end before publishing */
 	uint64_t fast_zaps;	 /* tdp_vm_zap_all_fast, incl. internal use */
 	uint64_t mmio_gen_wraps; /* MMIO generation wrap-arounds */
 	/* accessed and dirty tracking */

@@ -31,7 +31,7 @@ struct vm_stats {
 		remote_tlb_flush_ns;
 	atomic_ullong tlb_hits, tlb_misses;
 	atomic_ullong invalidations, zapped_leaves, root_reloads,
-		memslot_updates;
+		memslot_updates, memslot_waits;
 	atomic_ullong zapped_dirty; /* leaves zapped with D set */
 	atomic_ullong mmu_yields;   /* walks that dropped mmu_lock */
 	atomic_ullong dirty_harvests, dirty_pages, eager_splits,

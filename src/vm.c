@@ -13,7 +13,8 @@
  *     set -> srcu synchronize -> free the old sets;
  *   create / losing read-only: publish -> srcu synchronize -> free.
  * Every publish moves the memslot generation (odd while in progress) that
- * MMIO entries are stamped with; see publish().
+ * MMIO entries are stamped with; see publish().  No set is published while
+ * a host invalidation is in progress (store_memslots()).
  * Both new sets are allocated before anything is published, so -ENOMEM
  * changes nothing.
  *
@@ -25,11 +26,14 @@
  * (invalidate_private_start/end), the same protocol on mirror roots.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "assert.h"
 #include "bitmap.h"
+#include "sched/sched.h"
 #include "vm.h"
 
 #define MAX_HVA (1ull << 47)
@@ -124,6 +128,12 @@ static void invalidate_start(struct tdp_vm *vm, uint64_t start, uint64_t end,
 	tdp_srcu_read_unlock(&vm->srcu, idx);
 	tdp_mmu_flush_and_free(&vm->mmu, &ic.flush);
 	tdp_write_unlock(&vm->mmu.lock);
+	/* slots-during-invalidate (inject.h): widen the window, as a host
+	 * slow to finish what it began (a migration waiting on a page lock) */
+	if (INJECTED(vm->mmu.inject, INJ_SLOTS_DURING_INVALIDATE)) {
+		sched_yield();
+		usleep(1000);
+	}
 }
 
 static void vm_invalidate_start(struct tdp_host_notifier *n, uint64_t start,
@@ -477,6 +487,55 @@ static int memslot_check_args(struct tdp_vm *vm, const struct tdp_memslot *s)
  * entries could match again: every root is fast-zapped before the
  * generation becomes even.
  */
+static bool no_invalidation(void *arg)
+{
+	struct tdp_vm *vm = arg;
+
+	return !atomic_load(&vm->mn.in_progress);
+}
+
+/*
+ * Store the new set, but never while a host invalidation is between its
+ * start and end (KVM's mn_active_invalidate_count and
+ * mn_memslots_update_rcuwait).  An invalidation finds the slots its hva
+ * range backs in the sets of its start, and only their gfns make faults
+ * retry (notifier.h): a slot published after the start (created, or
+ * moved to new gfns) would let a fault there take the frame the host is
+ * about to free, pass the retry check and map it (I5).  invalidate_start
+ * counts itself in in_progress under mmu_lock (write) before it reads
+ * the sets, and the pointer is stored under the same lock with the count
+ * at 0: an invalidation either began first (and the store waits for its
+ * end) or reads the new set.  Conversions count there too but run under
+ * slots_lock, which the caller holds, so they are never waited for.  The
+ * caller must not be inside an invalidation (a host notifier or test
+ * hook): it would wait for itself.  slots_lock held.
+ */
+static void store_memslots(struct tdp_vm *vm, unsigned as_id,
+			   struct memslots *set)
+{
+	bool waited = false;
+
+	for (;;) {
+		tdp_write_lock(&vm->mmu.lock);
+		if (!atomic_load(&vm->mn.in_progress) ||
+		    INJECTED(vm->mmu.inject, INJ_SLOTS_DURING_INVALIDATE))
+			break;
+		tdp_write_unlock(&vm->mmu.lock);
+		if (!waited)
+			stat_inc(vm->stats.memslot_waits);
+		waited = true;
+		/* (under the controlled scheduler the wait returns with the
+		 * condition true: no yield, which would demote the updater) */
+		while (!no_invalidation(vm)) {
+			TDP_SCHED_WAIT_UNTIL(no_invalidation, vm, SK_WAIT);
+			if (!no_invalidation(vm))
+				sched_yield();
+		}
+	}
+	tdp_rcu_assign_pointer(vm->memslots[as_id], set);
+	tdp_write_unlock(&vm->mmu.lock);
+}
+
 static void publish(struct tdp_vm *vm, unsigned as_id, struct memslots *set)
 {
 	struct memslots *old = vm->memslots[as_id];
@@ -486,7 +545,7 @@ static void publish(struct tdp_vm *vm, unsigned as_id, struct memslots *set)
 	    memslot_end(&set->slots[set->n - 1]) > vm->mmu.max_slot_gfn)
 		vm->mmu.max_slot_gfn = memslot_end(&set->slots[set->n - 1]);
 	g = atomic_fetch_add(&vm->slots_gen, 1) + 1; /* odd */
-	tdp_rcu_assign_pointer(vm->memslots[as_id], set);
+	store_memslots(vm, as_id, set);
 	tdp_srcu_synchronize(&vm->srcu);
 	if (old) {
 		struct memslots **q =
@@ -799,6 +858,7 @@ void tdp_vm_get_stats(struct tdp_vm *vm, struct tdp_stats *o)
 	o->zapped_leaves = stat_read(s->zapped_leaves);
 	o->root_reloads = stat_read(s->root_reloads);
 	o->memslot_updates = stat_read(s->memslot_updates);
+	o->memslot_waits = stat_read(s->memslot_waits);
 	o->pf_fast = stat_read(vs.pf_fast);
 	o->dirty_harvests = stat_read(s->dirty_harvests);
 	o->dirty_pages = stat_read(s->dirty_pages);

@@ -10,6 +10,7 @@
  * put-dec-not-one needs a real race and is left to the torture test.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -430,6 +431,78 @@ static void test_nested_range_reset(void **s)
 	expect(sc_nested, "nested-range-reset");
 }
 
+/* ---- slots-during-invalidate: a memslot published while a host
+ * invalidation is in progress (I5; KVM's "Block memslot updates across
+ * range_start() and range_end()").  The invalidation found the slots of
+ * its hva range when it began; a slot created over the same hva after
+ * that is not in its range, so a fault there would map the frame the
+ * host is about to free without retrying.  The scenario plays the host:
+ * it begins invalidating a page, another thread creates a second slot
+ * over it, and the update must wait until the invalidation ends; if it
+ * lands inside, a fault through the new slot maps the page inside the
+ * window, which is what the torture saw as a read of a freed frame. ---- */
+
+struct sdi {
+	struct fx *f;
+	atomic_bool done;
+	int r;
+};
+
+#define SDI_GPA (8 * MiB)
+
+static void *sdi_create(void *arg)
+{
+	struct sdi *d = arg;
+	struct tdp_memslot s = { .slot = 1, .gpa = SDI_GPA, .size = 2 * MiB,
+				 .hva = d->f->hva };
+
+	d->r = tdp_vm_set_memslot(d->f->vm, &s);
+	atomic_store(&d->done, true);
+	return NULL;
+}
+
+static int sc_slots_inval(int inject)
+{
+	struct sdi d = { 0 };
+	struct tdp_host_notifier *hn;
+	bool mapped_inside = false;
+	uint8_t b[8] = { 9 };
+	pthread_t t;
+	struct fx f;
+	int level, r;
+
+	fx_init(&f, inject, 2 * MiB, TDP_PAGE_SIZE, 1);
+	d.f = &f;
+	hn = &f.vm->hn;
+	CHECK(!tdp_host_write(f.h, f.hva, b, sizeof(b)));
+	vm_notifier_ops.invalidate_start(hn, f.hva, f.hva + 4096);
+	CHECK(!pthread_create(&t, NULL, sdi_create, &d));
+	/* the update either waits or lands inside the invalidation */
+	while (!atomic_load(&d.done) && !th_vm_stats(f.vm).memslot_waits)
+		sched_yield();
+	if (atomic_load(&d.done)) {
+		CHECK(!tdp_vcpu_read(f.v, SDI_GPA, b, sizeof(b)));
+		mapped_inside =
+			th_leaf_pfn(f.v, SDI_GPA >> 12, &level) != ~0ull;
+	}
+	vm_notifier_ops.invalidate_end(hn, f.hva, f.hva + 4096);
+	CHECK(!pthread_join(t, NULL));
+	CHECK(d.r == 0);
+	if (!mapped_inside) {
+		/* after the end, the new slot works and waited exactly once */
+		CHECK(th_vm_stats(f.vm).memslot_waits == 1);
+		CHECK(!tdp_vcpu_read(f.v, SDI_GPA, b, sizeof(b)) && b[0] == 9);
+	}
+	r = fx_fini(&f);
+	return mapped_inside ? DETECTED : r;
+}
+
+static void test_slots_during_invalidate(void **s)
+{
+	(void)s;
+	expect(sc_slots_inval, "slots-during-invalidate");
+}
+
 /* ---- free-without-grace: a software walker inside RCU ---- */
 
 struct walker {
@@ -562,6 +635,7 @@ int main(void)
 		cmocka_unit_test(test_teardown_below_max_gfn),
 		cmocka_unit_test(test_skip_invalidate_retry),
 		cmocka_unit_test(test_nested_range_reset),
+		cmocka_unit_test(test_slots_during_invalidate),
 		cmocka_unit_test(test_free_without_grace),
 		cmocka_unit_test(test_free_before_flush),
 		cmocka_unit_test(test_rcu_exit_before_flush),
