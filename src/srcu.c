@@ -3,6 +3,7 @@
 #include "srcu.h"
 
 #include <sched.h>
+#include <unistd.h>
 
 #include "assert.h"
 #include "inject.h"
@@ -48,7 +49,7 @@ unsigned tdp_srcu_read_lock(struct tdp_srcu *s)
 		if (s->read_hook)
 			s->read_hook(s->read_hook_arg);
 		if (!recheck)
-			sched_yield(); /* the window between the two */
+			usleep(50); /* widen the window between the two */
 		atomic_fetch_add(&c->count[i], 1);
 		/* If the index flipped before our increment became visible,
 		 * a synchronize may already have seen our counter at zero:
