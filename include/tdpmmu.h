@@ -877,6 +877,53 @@ TDP_API int tdp_vcpu_check_requests(struct tdp_vcpu *v);
  */
 TDP_API int tdp_vcpu_set_as(struct tdp_vcpu *v, unsigned as_id);
 
+/*
+ * tdp_vcpu_pre_fault_memory - map [gpa, gpa+size) of the vCPU's current
+ * address space ahead of the first access (KVM_PRE_FAULT_MEMORY): page by
+ * page, as read faults of @v would, so the mappings are what an access
+ * would have made (huge where the host and the memslot allow, without
+ * write permission in a write-protect-logged slot, read-only in a
+ * read-only slot), but not Accessed.  A leaf may extend beyond the range
+ * on either side.  In a confidential VM @gpa is given without the shared
+ * bit and each page is mapped as its memory attribute says: private pages
+ * in the private (mirror) tables, shared ones through the shared alias.
+ * Works with both engines.
+ * @flags: must be 0.
+ * *@mapped: always set; the bytes from @gpa on that were mapped before
+ * the call returned.  Mapped pages may be zapped again at any time (by
+ * the host, a memslot update, a zap): the call promises only that each
+ * was mapped once.
+ * Returns 0 if anything was mapped: all of the range, or the start of it
+ * when the call stopped early (a page without memslot, an invalidation in
+ * progress, a stop request, an error after progress); call again for
+ * [gpa + *mapped, gpa + size) to go on, as with KVM's ioctl.  Otherwise
+ * (nothing mapped):
+ *   -EINVAL NULL @v or @mapped, @flags not 0, @gpa or @size not 4 KiB
+ *           aligned, @size 0, @gpa + @size overflows or exceeds the gpa
+ *           width (in a confidential VM: reaches the shared bit);
+ *   -ENOENT no memslot at @gpa;
+ *   -EAGAIN a host invalidation of the page at @gpa is in progress (or
+ *           ended during the attempt): call again;
+ *   -EINTR  a stop was requested (tdp_vcpu_request_stop);
+ *   -EFAULT the host has no memory at the page's hva (as an access);
+ *   -ENOMEM, -EIO as tdp_vcpu_read.
+ * Thread-safety: the vCPU's thread, like every vCPU call; vCPUs sharing
+ * tables may pre-fault concurrently (with each other and everything else).
+ */
+TDP_API int tdp_vcpu_pre_fault_memory(struct tdp_vcpu *v, uint64_t gpa,
+				      uint64_t size, unsigned flags,
+				      uint64_t *mapped);
+
+/*
+ * tdp_vcpu_request_stop - ask @v's running or next
+ * tdp_vcpu_pre_fault_memory to stop at its next page (the role of a
+ * signal for KVM's ioctl).  The request stays pending until a pre-fault
+ * consumes it; other calls ignore it.
+ * Errors: -EINVAL @v is NULL.
+ * Thread-safety: any thread, while @v exists.
+ */
+TDP_API int tdp_vcpu_request_stop(struct tdp_vcpu *v);
+
 #ifdef __cplusplus
 }
 #endif

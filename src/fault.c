@@ -346,7 +346,7 @@ static void map_locked(struct tdp_vcpu *v, struct tdp_fault *f,
 }
 
 int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc,
-		   bool present)
+		   bool present, bool prefetch)
 {
 	struct tdp_vm *vm = v->vm;
 	struct tdp_mmu *mmu = &vm->mmu;
@@ -362,6 +362,7 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc,
 	f.as_id = v->as_id;
 	f.write = acc == ACC_WRITE;
 	f.exec = acc == ACC_FETCH;
+	f.prefetch = prefetch;
 	if (mmio_fast(v, &f, &fs))
 		return -EFAULT;
 

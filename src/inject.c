@@ -35,6 +35,7 @@ static const char *const names[INJ_COUNT] = {
 	[INJ_SRCU_NO_RECHECK] = "srcu-no-recheck",
 	[INJ_GUP_FAST_GET_FREED] = "gup-fast-get-freed",
 	[INJ_SLOTS_DURING_INVALIDATE] = "slots-during-invalidate",
+	[INJ_PREFAULT_NO_RELOAD] = "prefault-no-reload",
 	[INJ_NESTED_RANGE_RESET] = "nested-range-reset",
 };
 

@@ -586,6 +586,8 @@ static enum tdp_map_ret map_target_level(struct tdp_mmu *mmu,
 		return MAP_FIXED;
 	}
 
+	if (f->prefetch) /* no access yet (KVM's prefetch) */
+		new = spte_mkold(new);
 	if (f->wrprot)
 		new = spte_mkreadonly(new);
 

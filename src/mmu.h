@@ -192,6 +192,7 @@ struct tdp_fault {
 	bool executable;
 	bool wrprot;	    /* map without W, keeping MMU-writable (dirty
 			       log, write-protect mode, read fault) */
+	bool prefetch;	    /* pre-fault: the leaf is not Accessed */
 	bool mmio;	    /* no memslot: install an MMIO entry */
 	uint64_t mmio_gen;  /* its generation */
 };

@@ -236,6 +236,7 @@ int tdp_vcpu_create(struct tdp_vm *vm, unsigned id, struct tdp_vcpu **out)
 	v->id = id;
 	atomic_init(&v->mode, 0);
 	atomic_init(&v->requests, 0);
+	atomic_init(&v->stop_request, false);
 	pthread_rwlock_wrlock(&vm->vcpus_lock);
 	if (atomic_load(&vm->vcpus[id]))
 		r = -EEXIST;
@@ -284,8 +285,7 @@ void vcpu_stats_sum(struct tdp_vm *vm, struct vcpu_stats *out)
 	pthread_rwlock_unlock(&vm->vcpus_lock);
 }
 
-/* End the vCPU's direct-access window, if one is open. */
-static void vcpu_close_window(struct tdp_vcpu *v)
+void vcpu_close_window(struct tdp_vcpu *v)
 {
 	if (v->in_window) {
 		v->in_window = false;
@@ -388,7 +388,7 @@ static int vcpu_access_slot(struct tdp_vcpu *v, uint64_t gpa, void *buf,
 				break;
 			}
 			vcpu_exit_guest(v);
-			r = tdp_page_fault(v, gpa, acc, v->exit_present);
+			r = tdp_page_fault(v, gpa, acc, v->exit_present, false);
 			if (r)
 				return r;
 		}
@@ -470,7 +470,7 @@ static int vcpu_map_slot(struct tdp_vcpu *v, uint64_t gpa, unsigned access,
 		/* the fault runs outside guest mode: the window ends */
 		vcpu_close_window(v);
 		left = true;
-		r = tdp_page_fault(v, gpa, failed, v->exit_present);
+		r = tdp_page_fault(v, gpa, failed, v->exit_present, false);
 		if (r)
 			return r; /* the window is closed */
 	}

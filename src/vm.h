@@ -90,6 +90,9 @@ struct tdp_vcpu {
 	/* a direct-access window is open (tdp_vcpu_map): the vCPU stays in
 	 * guest mode until tdp_vcpu_check_requests or its next access */
 	bool in_window;
+	/* tdp_vcpu_request_stop (any thread): the next pre-fault step ends
+	 * the call and clears it (prefault.c) */
+	atomic_bool stop_request;
 	struct vcpu_stats st;
 	struct rcu_head rcu;
 } __attribute__((aligned(TDP_CACHE_LINE))); /* no line shared with another vCPU */
@@ -221,6 +224,8 @@ void vm_request_all(struct tdp_vm *vm, unsigned req);
 void vm_wait_guest_exits(struct tdp_vm *vm);
 int vcpu_enter_guest(struct tdp_vcpu *v);
 void vcpu_exit_guest(struct tdp_vcpu *v);
+/* End the vCPU's direct-access window, if one is open (vCPU thread). */
+void vcpu_close_window(struct tdp_vcpu *v);
 void vcpu_stats_sum(struct tdp_vm *vm, struct vcpu_stats *out);
 
 /* hw.c */
@@ -240,7 +245,8 @@ unsigned vcpu_tlb_check(struct tdp_vcpu *v, uint64_t fills_before,
 /* fault.c: handle a violation at @gpa.  @present: the walk that exited
  * found a present leaf without the permission (the exit qualification's
  * "readable/writable/executable" bits, KVM's PFERR_PRESENT); only such a
- * fault may be fixed by the lockless fast path.  0: retry the access;
+ * fault may be fixed by the lockless fast path.  @prefetch: a pre-fault
+ * (prefault.c), whose leaf is not Accessed.  0: retry the access;
  * -EFAULT, -EACCES, -ENOMEM: exit to the caller. */
 enum tdp_access { ACC_READ, ACC_WRITE, ACC_FETCH };
 /* hw.c: translate @gfn for @acc as the hardware does (TLB, then a walk
@@ -249,7 +255,7 @@ enum tdp_access { ACC_READ, ACC_WRITE, ACC_FETCH };
  * only (between vcpu_enter_guest and vcpu_exit_guest). */
 uint64_t hw_translate(struct tdp_vcpu *v, uint64_t gfn, enum tdp_access acc);
 int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc,
-		   bool present);
+		   bool present, bool prefetch);
 
 /* Largest level at which @gfn can be mapped: within the host folio, the
  * VM's limit, inside the slot, and with gfn and hva congruent (fault.c). */

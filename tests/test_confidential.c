@@ -485,6 +485,48 @@ static int audit(struct env *e, char *rep, size_t len)
 /* Seed 003 before the fix: the mirror root is loaded again whenever the
  * direct root is missing, taking a second reference; the audit's exact
  * reference count catches it. */
+/* Pre-faulting (tdp_vcpu_pre_fault_memory): the gpa is given without the
+ * shared bit and each page is mapped as its attribute says, private pages
+ * in the mirror root, shared ones through the shared alias; a gpa with
+ * the shared bit is outside the memslots' gfns. */
+static void test_prefault(void **state)
+{
+	struct tdp_translation t;
+	struct env e;
+	uint64_t m;
+
+	(void)state;
+	env_init(&e);
+	assert_int_equal(tdp_vcpu_pre_fault_memory(e.v[0], SLOT_GPA | SHARED,
+						   PG, 0, &m),
+			 -EINVAL);
+	assert_int_equal(convert(&e, SLOT_GPA + 8 * PG, 8 * PG, false), 0);
+	assert_int_equal(tdp_vcpu_pre_fault_memory(e.v[0], SLOT_GPA, 16 * PG,
+						   0, &m),
+			 0);
+	assert_int_equal(m, 16 * PG);
+	for (uint64_t i = 0; i < 16; i++) {
+		uint64_t gpa = SLOT_GPA + i * PG;
+
+		if (i < 8) { /* private: the mirror root, never huge */
+			assert_int_equal(tdp_vm_translate(e.vm, 0, gpa, &t), 0);
+			assert_int_equal(t.size, PG);
+			assert_false(mapped(&e, gpa | SHARED));
+		} else {
+			assert_true(mapped(&e, gpa | SHARED));
+			assert_false(mapped(&e, gpa));
+		}
+	}
+	/* the pages read as mapped: no fault */
+	struct tdp_stats s0 = th_vm_stats(e.vm);
+
+	rd_ok(e.v[0], SLOT_GPA);
+	rd_ok(e.v[0], (SLOT_GPA + 8 * PG) | SHARED);
+	assert_int_equal(th_vm_stats(e.vm).pf_taken, s0.pf_taken);
+	th_audit_clean(e.vm);
+	env_fini(&e);
+}
+
 static void test_inject_mirror_reload(void **state)
 {
 	struct env e;
@@ -562,6 +604,7 @@ int main(void)
 		cmocka_unit_test(test_move),
 		cmocka_unit_test(test_seed003_generation_wrap),
 #if TDP_INJECT_AVAILABLE
+		cmocka_unit_test(test_prefault),
 		cmocka_unit_test(test_inject_mirror_reload),
 		cmocka_unit_test(test_inject_fast_zap_mirror),
 		cmocka_unit_test(test_inject_mirror_zap_shared),

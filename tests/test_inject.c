@@ -503,6 +503,47 @@ static void test_slots_during_invalidate(void **s)
 	expect(sc_slots_inval, "slots-during-invalidate");
 }
 
+/* ---- prefault-no-reload: pre-faulting without KVM's kvm_mmu_reload.
+ * After the roots were invalidated, a vCPU that does not enter guest mode
+ * keeps its invalid root: every fault retries (I3: nothing is mapped into
+ * an invalid root) and the call never ends.  The fault hook asks for a
+ * stop at the 100th attempt (a correct call makes 4), so the bug shows as
+ * -EINTR instead of a hang. ---- */
+
+static void stop_at_100(struct tdp_vcpu *v, uint64_t gfn, void *arg)
+{
+	unsigned *calls = arg;
+
+	(void)gfn;
+	if (++*calls == 100)
+		tdp_vcpu_request_stop(v);
+}
+
+static int sc_prefault_reload(int inject)
+{
+	unsigned calls = 0;
+	uint64_t m = 0;
+	struct fx f;
+	int r;
+
+	fx_init(&f, inject, 2 * MiB, TDP_PAGE_SIZE, 1);
+	touch(f.v, 0); /* a root loaded */
+	CHECK(!tdp_vm_invalidate_roots(f.vm));
+	f.vm->hooks.fault_after_gup = stop_at_100;
+	f.vm->hooks.arg = &calls;
+	r = tdp_vcpu_pre_fault_memory(f.v, 8 * 4096, 4 * 4096, 0, &m);
+	f.vm->hooks.fault_after_gup = NULL;
+	if (r || m != 4 * 4096)
+		return DETECTED;
+	return fx_fini(&f);
+}
+
+static void test_prefault_no_reload(void **s)
+{
+	(void)s;
+	expect(sc_prefault_reload, "prefault-no-reload");
+}
+
 /* ---- free-without-grace: a software walker inside RCU ---- */
 
 struct walker {
@@ -636,6 +677,7 @@ int main(void)
 		cmocka_unit_test(test_skip_invalidate_retry),
 		cmocka_unit_test(test_nested_range_reset),
 		cmocka_unit_test(test_slots_during_invalidate),
+		cmocka_unit_test(test_prefault_no_reload),
 		cmocka_unit_test(test_free_without_grace),
 		cmocka_unit_test(test_free_before_flush),
 		cmocka_unit_test(test_rcu_exit_before_flush),

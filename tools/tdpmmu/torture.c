@@ -96,7 +96,7 @@
 
 const char *const op_names[OP_COUNT] = {
 	"read",	   "write",	  "translate", "asswitch", "wrong-kind",
-	"probe",   "migrate",	  "swapout",   "split",	   "mprotect",
+	"probe",   "prefault",    "migrate",	  "swapout",   "split",	   "mprotect",
 	"unmap",   "punch",	  "zap",       "reset",	   "fast-zap",
 	"notify",  "slot-delete", "slot-move", "slot-ro",  "slot-log",
 	"harvest", "age",	  "convert",
@@ -112,6 +112,7 @@ static const unsigned op_default_weight[OP_COUNT] = {
 	[OP_ZAP] = 6,	      [OP_RESET] = 2,	  [OP_NOTIFY] = 2,
 	[OP_SLOT_DELETE] = 1, [OP_SLOT_MOVE] = 1, [OP_SLOT_RO] = 1,
 	[OP_SLOT_LOG] = 2,    [OP_HARVEST] = 3,	  [OP_AGE] = 3,
+	[OP_PREFAULT] = 1,
 };
 
 /* --confidential: no second address space, no read-only or dirty-logged
@@ -124,7 +125,7 @@ static const unsigned op_confidential_weight[OP_COUNT] = {
 	[OP_UNMAP] = 2,	      [OP_PUNCH] = 2,	  [OP_ZAP] = 6,
 	[OP_RESET] = 2,	      [OP_FASTZAP] = 2,	  [OP_NOTIFY] = 2,
 	[OP_SLOT_DELETE] = 1, [OP_SLOT_MOVE] = 1, [OP_AGE] = 3,
-	[OP_CONVERT] = 6,
+	[OP_CONVERT] = 6,     [OP_PREFAULT] = 1,
 };
 
 /* Operations only one of the modes can run. */

@@ -245,6 +245,51 @@ static void vcpu_wrong_kind(struct torture *t, struct thread *th, uint64_t p)
 }
 
 /*
+ * Pre-fault some pages of @p's chunk (tdp_vcpu_pre_fault_memory), then
+ * read its common page through what it mapped.  The slot and the region
+ * are locked for read (no memslot churn, no munmap), so the result is
+ * exact but for the host: progress (0 with 1..n pages mapped) or, with
+ * nothing mapped, -EAGAIN (a host invalidation of the first page in
+ * progress).  One call in eight asks first for a stop of its own vCPU:
+ * then -EINTR with nothing mapped, and the request is consumed.  In
+ * confidential mode the gpa is without the shared bit and each page is
+ * mapped as its attribute says (conversions hold plock, which
+ * access_begin takes).
+ */
+static void vcpu_prefault(struct torture *t, struct thread *th, uint64_t p)
+{
+	uint64_t first = p - p % CHUNK_PAGES, m = 77;
+	unsigned n = 1 + (unsigned)(cli_rand(&th->seed) % CHUNK_PAGES);
+	bool stop = (cli_rand(&th->seed) & 7) == 0;
+	uint64_t gpa = page_gpa(t, first);
+	int r;
+
+	if (!access_begin(t, first))
+		return;
+	if (stop)
+		tdp_vcpu_request_stop(th->vcpu);
+	r = tdp_vcpu_pre_fault_memory(th->vcpu, gpa, n * PAGE, 0, &m);
+	page_log(t, first, OP_PREFAULT, th->id, n);
+	if (stop ? r != -EINTR || m
+		 : r == -EAGAIN ? m != 0
+				: r || !m || m > n * PAGE || m % PAGE) {
+		char log[512];
+
+		describe_log(t, first, log, sizeof(log));
+		fail(t, "access result",
+		     "vCPU %u: pre-fault of gpa %#" PRIx64 ", %u pages%s, "
+		     "returned %d having mapped %#" PRIx64 " bytes; %s",
+		     th->id, gpa, n, stop ? " after a stop request" : "", r, m,
+		     log);
+	} else {
+		th->acc_h = atomic_load(&t->h_done);
+		th->acc_a = atomic_load(&t->a_done);
+		vcpu_read(t, th, first);
+	}
+	access_end(t, first);
+}
+
+/*
  * Confidential mode (blind spot 4): a read of @p of either kind that
  * races conversions and hole punches of it.  It holds the slot's and the
  * region's locks for read (no memslot churn, no munmap) but not plock,
@@ -375,6 +420,9 @@ void vcpu_op(struct torture *t, struct thread *th, enum op op)
 	}
 	case OP_PROBE:
 		vcpu_probe(t, th, p);
+		return;
+	case OP_PREFAULT:
+		vcpu_prefault(t, th, p);
 		return;
 	default:
 		break;
