@@ -408,6 +408,12 @@ struct tdp_vm_config {
 	unsigned shared_bit;
 	/* TDP_ENGINE_TDP (0, the default) or TDP_ENGINE_LEGACY. */
 	unsigned engine;
+	/* TDP_VM_NX_HUGE_PAGES only (else they must be 0): a recovery pass
+	 * zaps 1/ratio of the possible NX huge pages (0 = 60, KVM's
+	 * nx_huge_pages_recovery_ratio); with a period (ms, 0 = no worker) a
+	 * worker thread runs a pass every period until tdp_vm_destroy. */
+	unsigned nx_recovery_ratio;
+	unsigned nx_recovery_period_ms;
 };
 
 /* The MMU engines.  Both serve this whole API with the same results.
@@ -475,6 +481,22 @@ struct tdp_vm_config {
  * logging and aging apply to shared memory only.
  */
 #define TDP_VM_CONFIDENTIAL 64u
+/*
+ * NX huge pages (KVM's nx_huge_pages, the iTLB-multihit mitigation): a
+ * huge leaf is never executable.  An instruction fetch (tdp_vcpu_fetch)
+ * from memory that could be mapped huge maps 4 KiB instead (splitting a
+ * huge leaf there if there is one), and the table it needed in place of
+ * the huge leaf is recorded as a possible NX huge page (nx_lpage_splits in
+ * tdp_stats); a later data fault there maps below that table rather than
+ * over it.  Recovery (tdp_vm_recover_nx_huge_pages, or a worker every
+ * cfg.nx_recovery_period_ms) zaps a fraction of those tables so the memory
+ * can be mapped huge again.  Both engines: recovery runs under mmu_lock
+ * held for read in the TDP engine, for write in the legacy engine.
+ */
+#define TDP_VM_NX_HUGE_PAGES 128u
+/* With TDP_VM_NX_HUGE_PAGES: NX recovery takes mmu_lock for write in the
+ * TDP engine too (the benchmark baseline, KVM before 2025). */
+#define TDP_VM_NX_RECOVER_LOCKED 256u
 
 /*
  * tdp_vm_create - create a VM on host @h and subscribe it to the host's
@@ -734,6 +756,9 @@ struct tdp_stats {
 	uint64_t ext_errors;   /* operations the external table rejected:
 				  non-zero means the VM is dead (-EIO) */
 	uint64_t mirror_roots; /* mirror roots allocated (instantaneous) */
+	/* NX huge pages */
+	uint64_t nx_lpage_splits; /* possible NX huge pages (instantaneous) */
+	uint64_t nx_recovered;	  /* of them, zapped by recovery */
 };
 
 /*
@@ -876,6 +901,20 @@ TDP_API int tdp_vcpu_check_requests(struct tdp_vcpu *v);
  * Thread-safety: the vCPU's thread.
  */
 TDP_API int tdp_vcpu_set_as(struct tdp_vcpu *v, unsigned as_id);
+
+/*
+ * tdp_vm_recover_nx_huge_pages - one NX huge page recovery pass: zap
+ * ceil(n / @ratio) of the n possible NX huge pages (tables linked by
+ * fetches in place of huge leaves; TDP_VM_NX_HUGE_PAGES), flushing every
+ * vCPU TLB of them, so faults there may map huge, non-executable leaves
+ * again.  *@zapped (may be NULL): how many were zapped.
+ * Errors: -EINVAL NULL @vm or @ratio 0;  -EOPNOTSUPP the VM was created
+ *         without TDP_VM_NX_HUGE_PAGES.
+ * Thread-safety: any thread; concurrent with vCPUs (they fault again where
+ * it zapped) and with everything else.
+ */
+TDP_API int tdp_vm_recover_nx_huge_pages(struct tdp_vm *vm, unsigned ratio,
+					 uint64_t *zapped);
 
 /*
  * tdp_vcpu_pre_fault_memory - map [gpa, gpa+size) of the vCPU's current

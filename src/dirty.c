@@ -289,9 +289,12 @@ retry:
 				continue;
 			if (stop(arg, it.gfn, level_pages(it.level)))
 				continue;
+			/* NX huge pages: a huge leaf is never executable */
 			new = make_leaf_spte(pfn, it.level, w,
 					     spte_host_writable(leaf),
-					     spte_executable(leaf), false);
+					     spte_executable(leaf) &&
+						     !mmu->nx_huge_pages,
+					     false);
 			if (tdp_mmu_set_spte_atomic(mmu, &it, as_id, new,
 						    &ctx))
 				goto retry;

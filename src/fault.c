@@ -300,6 +300,17 @@ static int faultin_pfn(struct tdp_vcpu *v, struct tdp_fault *f,
 	else if (vm_confidential(vm)) /* never over a private page (I13) */
 		f->goal_level =
 			memslot_shared_level(slot, f->gfn, f->goal_level);
+	/* NX huge pages (KVM's iTLB multihit mitigation): a huge leaf is
+	 * never executable; a fetch maps 4 KiB and says what it gave up */
+	if (vm->mmu.nx_huge_pages && f->goal_level > TDP_LEVEL_4K) {
+		if (f->exec) {
+			f->nx_req_level = f->goal_level;
+			f->goal_level = TDP_LEVEL_4K;
+		} else if (!INJECTED(vm->mmu.inject, INJ_NX_HUGE_EXEC)) {
+			/* nx-huge-exec: "only fetches need care" */
+			f->executable = false;
+		}
+	}
 	f->wrprot = fs->wp_log && !f->write;
 	return 1;
 }

@@ -36,6 +36,7 @@ static const char *const names[INJ_COUNT] = {
 	[INJ_GUP_FAST_GET_FREED] = "gup-fast-get-freed",
 	[INJ_SLOTS_DURING_INVALIDATE] = "slots-during-invalidate",
 	[INJ_PREFAULT_NO_RELOAD] = "prefault-no-reload",
+	[INJ_NX_HUGE_EXEC] = "nx-huge-exec",
 	[INJ_NESTED_RANGE_RESET] = "nested-range-reset",
 };
 

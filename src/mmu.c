@@ -372,6 +372,8 @@ static void handle_removed_pt(struct tdp_mmu *mmu, struct tdp_pt_page *sp,
 			ext_refused(mmu, r, "table free", sp->gfn, level + 1);
 	}
 	stat_add(stat_slot(mmu->stats)->pt_pages, -1);
+	if (sp->nx_disallowed)
+		atomic_fetch_sub(&mmu->nx_tables, 1);
 	if (mmu->eops)
 		mmu->eops->table_unlinked(mmu, sp);
 	sp->next = ctx->removed;
@@ -615,6 +617,7 @@ enum tdp_map_ret tdp_mmu_map(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 {
 	struct tdp_flush_ctx ctx = {0};
 	enum tdp_map_ret ret = MAP_RETRY;
+	struct tdp_fault fl = *f;
 	struct tdp_iter it;
 
 	tdp_assert_held(&mmu->lock);
@@ -629,8 +632,18 @@ enum tdp_map_ret tdp_mmu_map(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 
 		if (spte_frozen(it.old_spte))
 			break;
-		if (it.level == f->goal_level) {
-			ret = map_target_level(mmu, &it, f, &ctx);
+		/* KVM's disallowed_hugepage_adjust: a table that a fetch put
+		 * where a huge leaf could be stays; the fault maps below it,
+		 * rather than zap the executable leaves and meet the fetch
+		 * again (recovery takes such tables away, nx.c) */
+		if (it.level == fl.goal_level && it.level > TDP_LEVEL_4K &&
+		    spte_is_table(it.old_spte, it.level) &&
+		    sptep_to_sp(spte_to_table(it.old_spte))->nx_disallowed) {
+			fl.goal_level--;
+			continue;
+		}
+		if (it.level == fl.goal_level) {
+			ret = map_target_level(mmu, &it, &fl, &ctx);
 			break;
 		}
 		if (spte_is_table(it.old_spte, it.level))
@@ -646,6 +659,7 @@ enum tdp_map_ret tdp_mmu_map(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 		sp->as_id = (uint8_t)f->as_id;
 		sp->mirror = root->mirror;
 		sp->ptep = it.sptep;
+		sp->nx_disallowed = f->nx_req_level >= it.level;
 		/* mirror trees map 4 KiB only: never split there */
 		TDP_ASSERT(!(root->mirror && split));
 		if (split)
@@ -658,6 +672,8 @@ enum tdp_map_ret tdp_mmu_map(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 			break;
 		}
 		account_new_table(mmu, sp);
+		if (sp->nx_disallowed)
+			atomic_fetch_add(&mmu->nx_tables, 1);
 		if (split)
 			account_split(mmu, sp);
 	}
@@ -728,6 +744,63 @@ static void zap_range_root(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 	if (ctx->removed)
 		tdp_mmu_flush_and_free(mmu, ctx);
 	tdp_rcu_read_unlock();
+}
+
+/*
+ * NX huge page recovery (KVM's kvm_recover_nx_huge_pages): zap the entries
+ * that link up to @budget tables flagged nx_disallowed, in every valid
+ * direct root, so that the next faults there may map huge (non-executable)
+ * leaves again.  Read lock (compare-exchanges, as KVM since 2025) or write
+ * lock (the legacy engine).  Yields; flushes what it zapped before
+ * returning.  Returns how many it zapped.
+ */
+uint64_t tdp_mmu_zap_nx_tables(struct tdp_mmu *mmu, uint64_t budget)
+{
+	bool shared = tdp_lock_held_mode(&mmu->lock) == TDP_READ;
+	struct tdp_flush_ctx ctx = {0};
+	struct tdp_pt_page *root;
+	uint64_t zapped = 0;
+
+	tdp_assert_held(&mmu->lock);
+	for_each_root_yield_safe(&mmu->roots, root, -1, ROOT_DIRECT) {
+		uint64_t end = tdp_mmu_max_gfn(mmu);
+		struct yield_state y;
+		struct tdp_iter it;
+
+		if (zapped >= budget) {
+			root_iter_break(&mmu->roots, root);
+			break;
+		}
+		yield_init(&y, shared);
+		tdp_rcu_read_lock();
+		for_each_tdp_pte_min_level(it, root, TDP_LEVEL_2M, 0, end)
+		{
+		retry:
+			if (zapped >= budget)
+				break;
+			if (tdp_mmu_iter_cond_resched(mmu, &it, &ctx, &y))
+				continue;
+			if (it.old_spte == SPTE_NONPRESENT)
+				tdp_iter_skip_empty(&it);
+			if (it.level < TDP_LEVEL_2M ||
+			    !spte_is_table(it.old_spte, it.level) ||
+			    !sptep_to_sp(spte_to_table(it.old_spte))
+				     ->nx_disallowed)
+				continue;
+			if (!shared)
+				tdp_mmu_iter_set_spte(mmu, &it, root->as_id,
+						      SPTE_NONPRESENT, &ctx);
+			else if (tdp_mmu_set_spte_atomic(mmu, &it, root->as_id,
+							 SPTE_NONPRESENT,
+							 &ctx))
+				goto retry;
+			zapped++;
+		}
+		if (ctx.removed || ctx.flush)
+			tdp_mmu_flush_and_free(mmu, &ctx);
+		tdp_rcu_read_unlock();
+	}
+	return zapped;
 }
 
 void tdp_mmu_zap_gfn_range(struct tdp_mmu *mmu, int as_id, uint64_t start,

@@ -145,6 +145,12 @@ struct tdp_mmu {
 	struct sp_hash sp_hash;
 	struct rmap_ctx rmap;
 	atomic_bool dead;      /* the external table refused an operation */
+	/* NX huge pages (TDP_VM_NX_HUGE_PAGES): huge leaves are never
+	 * executable; tables linked by a fetch in place of a huge mapping
+	 * are flagged (tdp_pt_page.nx_disallowed) and counted here until
+	 * they are removed (nx.c) */
+	bool nx_huge_pages;
+	atomic_llong nx_tables;
 	struct vm_stats *stats;
 	int root_level;
 	int max_level; /* largest leaf level allowed */
@@ -193,6 +199,10 @@ struct tdp_fault {
 	bool wrprot;	    /* map without W, keeping MMU-writable (dirty
 			       log, write-protect mode, read fault) */
 	bool prefetch;	    /* pre-fault: the leaf is not Accessed */
+	/* NX huge pages: an instruction fetch mapped at 4 KiB that could
+	 * have been mapped at this level (0: none); tables it creates at or
+	 * below it are possible NX huge pages (nx.c) */
+	int nx_req_level;
 	bool mmio;	    /* no memslot: install an MMIO entry */
 	uint64_t mmio_gen;  /* its generation */
 };
@@ -212,6 +222,9 @@ void tdp_mmu_flush_and_free(struct tdp_mmu *mmu, struct tdp_flush_ctx *ctx);
 enum tdp_map_ret tdp_mmu_map(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 			     const struct tdp_fault *f, struct pt_cache *cache);
 
+/* NX huge page recovery: zap up to @budget tables linked by fetches in
+ * place of huge leaves (mmu.c).  Read or write lock. */
+uint64_t tdp_mmu_zap_nx_tables(struct tdp_mmu *mmu, uint64_t budget);
 /* Zap [start, end) in every root of @as_id (-1: all) that matches @types
  * (enum root_types): leaves intersecting it and tables wholly inside it.
  * Write lock; or read lock (compare-exchanges), but never for mirror

@@ -104,6 +104,7 @@ struct tdp_pt_page *pt_alloc_page(struct pt_alloc *a)
 	sp->as_id = 0;
 	sp->is_root = false;
 	sp->mirror = false;
+	sp->nx_disallowed = false;
 	sp->hash_next = NULL;
 	sp->hash_pprev = NULL;
 	atomic_init(&sp->scheduled_to_zap, false);

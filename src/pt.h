@@ -44,6 +44,8 @@ struct tdp_pt_page {
 	bool is_root;
 	bool mirror;		/* in a mirror tree (confidential VMs): every
 				   change goes to the external table too */
+	bool nx_disallowed;	/* linked by a fetch where a huge leaf could
+				   be: a possible NX huge page (nx.c) */
 	atomic_bool scheduled_to_zap; /* root: invalidated, zap owed */
 	atomic_bool invalid;	/* root: obsolete (set under mmu_lock write) */
 	/* root: the roots' invalidation generation that made it invalid

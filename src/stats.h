@@ -37,6 +37,7 @@ struct vm_stats {
 	atomic_ullong dirty_harvests, dirty_pages, eager_splits,
 		huge_recovered, recover_flushes, age_calls, age_young,
 		fast_zaps, mmio_gen_wraps;
+	atomic_ullong nx_recovered; /* possible NX huge pages zapped */
 	atomic_ullong conversions; /* memory attribute changes */
 };
 

@@ -309,8 +309,16 @@ static int vm_config_normalize(const struct tdp_vm_config *in,
 	if (c.flags & ~(TDP_VM_EXCLUSIVE_FAULTS | TDP_VM_DIRTY_DBIT |
 			TDP_VM_MANUAL_PROTECT | TDP_VM_LOCKED_AGING |
 			TDP_VM_NO_FAST_FAULT | TDP_VM_NO_EAGER_SPLIT |
-			TDP_VM_CONFIDENTIAL))
+			TDP_VM_CONFIDENTIAL | TDP_VM_NX_HUGE_PAGES |
+			TDP_VM_NX_RECOVER_LOCKED))
 		return -EINVAL;
+	if (c.flags & TDP_VM_NX_HUGE_PAGES) {
+		if (!c.nx_recovery_ratio)
+			c.nx_recovery_ratio = 60; /* KVM's default */
+	} else if (c.nx_recovery_ratio || c.nx_recovery_period_ms ||
+		   (c.flags & TDP_VM_NX_RECOVER_LOCKED)) {
+		return -EINVAL;
+	}
 	if (c.flags & TDP_VM_CONFIDENTIAL) {
 		unsigned width = 12 + 9 * c.root_level;
 
@@ -377,6 +385,7 @@ int tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
 	if (r)
 		goto err_slots;
 	vm->mn.mmu_lock = &vm->mmu.lock;
+	vm->mmu.nx_huge_pages = vm->cfg.flags & TDP_VM_NX_HUGE_PAGES;
 	r = mmu_engine_init(&vm->mmu, vm->cfg.engine, &vm->engine);
 	if (r)
 		goto err_mmu;
@@ -394,6 +403,12 @@ int tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
 	vm->host = h;
 	vm->hn.ops = &vm_notifier_ops;
 	host_notifier_register(h, &vm->hn);
+	r = vm_nx_worker_start(vm);
+	if (r) {
+		host_notifier_unregister(h, &vm->hn);
+		vm_nx_worker_stop(vm);
+		goto err_mmu;
+	}
 	*out = vm;
 	return 0;
 err_mmu:
@@ -414,6 +429,7 @@ void tdp_vm_destroy(struct tdp_vm *vm)
 	for (unsigned i = 0; i < vm->cfg.max_vcpus; i++)
 		TDP_ASSERT_MSG(!atomic_load(&vm->vcpus[i]),
 			       "tdp_vm_destroy with vCPU %u still alive", i);
+	vm_nx_worker_stop(vm);
 	/* No notifier runs once this returns. */
 	host_notifier_unregister(vm->host, &vm->hn);
 	/* every root, mirror roots too, zapped under the write lock (the
@@ -859,6 +875,10 @@ void tdp_vm_get_stats(struct tdp_vm *vm, struct tdp_stats *o)
 	o->root_reloads = stat_read(s->root_reloads);
 	o->memslot_updates = stat_read(s->memslot_updates);
 	o->memslot_waits = stat_read(s->memslot_waits);
+	o->nx_lpage_splits = (uint64_t)(atomic_load(&vm->mmu.nx_tables) > 0
+					    ? atomic_load(&vm->mmu.nx_tables)
+					    : 0);
+	o->nx_recovered = stat_read(s->nx_recovered);
 	o->pf_fast = stat_read(vs.pf_fast);
 	o->dirty_harvests = stat_read(s->dirty_harvests);
 	o->dirty_pages = stat_read(s->dirty_pages);

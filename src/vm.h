@@ -138,6 +138,12 @@ struct tdp_vm {
 	atomic_ullong slots_gen;
 	uint64_t mmio_gen_mask;	      /* (1 << cfg.mmio_gen_bits) - 1 */
 	pthread_rwlock_t vcpus_lock;
+	/* NX huge page recovery worker (nx.c), if cfg.nx_recovery_period_ms:
+	 * nx_lock and nx_cond wake it early to stop */
+	pthread_t nx_worker;
+	bool nx_worker_running, nx_stop;
+	pthread_mutex_t nx_lock;
+	pthread_cond_t nx_cond;
 	struct tdp_vcpu *_Atomic *vcpus; /* [cfg.max_vcpus], vcpus_lock */
 	struct vcpu_stats retired;	  /* counters of destroyed vCPUs */
 	struct vm_test_hooks hooks;
@@ -224,6 +230,10 @@ void vm_request_all(struct tdp_vm *vm, unsigned req);
 void vm_wait_guest_exits(struct tdp_vm *vm);
 int vcpu_enter_guest(struct tdp_vcpu *v);
 void vcpu_exit_guest(struct tdp_vcpu *v);
+/* nx.c: start and stop the NX huge page recovery worker (vm.c, at create
+ * and destroy); start returns 0 or -errno. */
+int vm_nx_worker_start(struct tdp_vm *vm);
+void vm_nx_worker_stop(struct tdp_vm *vm);
 /* End the vCPU's direct-access window, if one is open (vCPU thread). */
 void vcpu_close_window(struct tdp_vcpu *v);
 void vcpu_stats_sum(struct tdp_vm *vm, struct vcpu_stats *out);

@@ -544,6 +544,46 @@ static void test_prefault_no_reload(void **s)
 	expect(sc_prefault_reload, "prefault-no-reload");
 }
 
+/* ---- nx-huge-exec: with NX huge pages, only fetches were taken care
+ * of; a read of memory backed by a 2 MiB folio maps an executable huge
+ * leaf. ---- */
+
+static int sc_nx_exec(int inject)
+{
+	struct tdp_host_config hc = { .mem_bytes = 1 * GiB };
+	struct tdp_vm_config vc = { .flags = TDP_VM_NX_HUGE_PAGES };
+	struct tdp_memslot s = { .size = 2 * MiB };
+	struct tdp_translation t;
+	struct tdp_host *h;
+	struct tdp_vm *vm;
+	struct tdp_vcpu *v;
+	uint8_t b[8];
+	bool bad;
+
+	CHECK(!tdp_host_create(&hc, &h));
+	CHECK(!tdp_host_mmap(h, 2 * MiB,
+			     TDP_PROT_READ | TDP_PROT_WRITE | TDP_PROT_EXEC,
+			     TDP_HUGE_2M, 0, &s.hva));
+	CHECK(!tdp_vm_create(h, &vc, &vm));
+	vm->mmu.inject = inject;
+	CHECK(!tdp_vm_set_memslot(vm, &s));
+	CHECK(!tdp_vcpu_create(vm, 0, &v));
+	CHECK(!tdp_vcpu_read(v, 4096, b, sizeof(b)));
+	CHECK(!tdp_vm_translate(vm, 0, 4096, &t));
+	CHECK(t.size == 2 * MiB); /* the folio is mapped huge either way */
+	bad = t.prot & TDP_PROT_EXEC;
+	tdp_vcpu_destroy(v);
+	tdp_vm_destroy(vm);
+	tdp_host_destroy(h);
+	return bad ? DETECTED : CLEAN;
+}
+
+static void test_nx_huge_exec(void **s)
+{
+	(void)s;
+	expect(sc_nx_exec, "nx-huge-exec");
+}
+
 /* ---- free-without-grace: a software walker inside RCU ---- */
 
 struct walker {
@@ -678,6 +718,7 @@ int main(void)
 		cmocka_unit_test(test_nested_range_reset),
 		cmocka_unit_test(test_slots_during_invalidate),
 		cmocka_unit_test(test_prefault_no_reload),
+		cmocka_unit_test(test_nx_huge_exec),
 		cmocka_unit_test(test_free_without_grace),
 		cmocka_unit_test(test_free_before_flush),
 		cmocka_unit_test(test_rcu_exit_before_flush),

@@ -59,10 +59,11 @@ if(TARGET tdpmmu_cli)
   # the other dirty-logging modes (the 20 s run uses write protection),
   # the legacy engine (reverse maps, lockless rmap aging) and a
   # confidential VM (private memslots, conversions, hole punches, mirror
-  # roots and the external table: I11, I13)
+  # roots and the external table: I11, I13), the process backend and NX
+  # huge pages (fetches, recovery passes)
   foreach(mode "dbit:--log dbit" "wp-lazy:--log wp-lazy" "off:--log off"
                "legacy:--engine legacy" "confidential:--confidential"
-               "process:--host process")
+               "process:--host process" "nx:--nx")
     string(REPLACE ":" ";" m "${mode}")
     list(GET m 0 name)
     list(GET m 1 opts)
@@ -180,6 +181,8 @@ if(TARGET tdpmmu_cli)
                    --baseline legacy,legacy-locked-aging --compare --json)
   add_test(NAME cli_bench_fast_zap
            COMMAND tdpmmu_cli bench fast-zap -v 2 -b 64M -s 2m -i 3 --json)
+  add_test(NAME cli_bench_nx_recovery
+           COMMAND tdpmmu_cli bench nx-recovery -v 1 -b 64M -i 3 --json)
   # interleaved rounds: every design once per round, medians and
   # per-round ratios with their range; populate's steady phases and the
   # scaling summary
@@ -210,6 +213,8 @@ if(TARGET tdpmmu_cli)
     PASS_REGULAR_EXPRESSION "\"result\":\"pass\".*\"impl\":\"tdp\".*\"name\":\"Mark memory idle\".*\"young_pct\":.*\"name\":\"Writing to idle memory\".*\"name\":\"Reading from idle memory\".*\"name\":\"Aging while vCPUs run\".*\"vcpu_accesses_per_s\":.*\"vcpu_rate_ratio\":.*\"impl\":\"locked-aging\".*\"compare\":\\[{\"baseline\":\"locked-aging\",\"ratios\":{[^}]*\"Mark memory idle\":.*\"vcpu_rate_ratios\":{\"Aging while vCPUs run\":")
   set_tests_properties(cli_bench_access_legacy_fault PROPERTIES
     PASS_REGULAR_EXPRESSION "\"result\":\"pass\".*\"impl\":\"tdp\".*\"name\":\"Aging while vCPUs fault\".*\"vcpu_faults_per_s\":[1-9].*\"name\":\"vCPUs fault without aging\".*\"vcpu_fault_rate_ratio\":.*\"impl\":\"legacy\".*\"impl\":\"legacy-locked-aging\".*\"fault_ms_per_pass\":.*\"compare\":\\[{\"baseline\":\"legacy\".*\"vcpu_fault_rate_ratios\":{\"Aging while vCPUs fault\":.*\"baseline\":\"legacy-locked-aging\"")
+  set_tests_properties(cli_bench_nx_recovery PROPERTIES TIMEOUT 120
+    PASS_REGULAR_EXPRESSION "\"bench\":\"nx-recovery\",\"result\":\"pass\".*\"name\":\"NX recovery while vCPUs fetch\".*\"zapped_per_pass\":.*\"summary\":{\"nx_pass_us_p50\":[0-9.e+-]+,\"nx_pass_us_p99\":[0-9.e+-]+,\"nx_zapped_per_pass\":[0-9.e+-]+,\"nx_vcpu_rate_in_pass\":[0-9.e+-]+,\"nx_vcpu_rate_between\":")
   set_tests_properties(cli_bench_fast_zap PROPERTIES
     PASS_REGULAR_EXPRESSION "\"bench\":\"fast-zap\",\"result\":\"pass\".*\"name\":\"Fast zap while vCPUs run\".*\"zapped_leaves_per_zap\":.*\"reload_us_p99\":.*\"summary\":{\"fast_zap_us_p50\":[0-9.e+-]+,\"fast_zap_us_p99\":[0-9.e+-]+,\"fast_zap_us_max\":[0-9.e+-]+,\"reload_us_p50\":[0-9.e+-]+,\"reload_us_p99\":[0-9.e+-]+,\"reload_us_max\":")
   # usage errors exit 2

@@ -61,6 +61,11 @@ static const struct bench_impl bench_impls[] = {
 	 "in reverse maps, lockless rmap aging (TDP_ENGINE_LEGACY)",
 	 IMPL_VM, 0, BENCH_ALL & ~BENCH_BIT(BENCH_TRANSLATE),
 	 TDP_ENGINE_LEGACY},
+	{"nx-locked",
+	 "NX huge page recovery under mmu_lock held for write "
+	 "(TDP_VM_NX_RECOVER_LOCKED; KVM before 2025)",
+	 IMPL_VM, TDP_VM_NX_RECOVER_LOCKED, BENCH_BIT(BENCH_NX_RECOVERY),
+	 TDP_ENGINE_TDP},
 	{"legacy-locked-aging",
 	 "the legacy engine aging its reverse maps under mmu_lock held for "
 	 "write (KVM before seed 002)",
@@ -73,7 +78,7 @@ static const char *const bench_names[BENCH_KINDS] = {
 	[BENCH_POPULATE] = "populate",	 [BENCH_ACCESS] = "access",
 	[BENCH_MEMSLOT] = "memslot",	 [BENCH_MMU_STRESS] = "mmu-stress",
 	[BENCH_DIRTY_LOG] = "dirty-log", [BENCH_TRANSLATE] = "translate",
-	[BENCH_FAST_ZAP] = "fast-zap",
+	[BENCH_FAST_ZAP] = "fast-zap",	 [BENCH_NX_RECOVERY] = "nx-recovery",
 };
 
 static const char *const bench_help[BENCH_KINDS] = {
@@ -92,6 +97,11 @@ static const char *const bench_help[BENCH_KINDS] = {
 	[BENCH_TRANSLATE] = "TLB hit and miss latency, hot and cold tables",
 	[BENCH_FAST_ZAP] = "populate, then zap all roots fast N times while "
 			   "vCPUs run: caller and vCPU root reload latency",
+	[BENCH_NX_RECOVERY] = "NX huge pages: vCPUs fetch from every 2 MiB page "
+			      "(mapping it 4 KiB) and read it, while an NX "
+			      "recovery pass (ratio 1) runs N times: pass time "
+			      "and the vCPUs' access and fault rates during "
+			      "passes and between them",
 };
 
 /* ------------------------------------------------------------------ */
@@ -524,12 +534,18 @@ static int setup(struct bench *b)
 			.engine = b->impl->engine,
 			.flags = b->impl->vm_flags |
 				 (o->dbit ? TDP_VM_DIRTY_DBIT : 0) |
-				 (o->manual ? TDP_VM_MANUAL_PROTECT : 0)};
+				 (o->manual ? TDP_VM_MANUAL_PROTECT : 0) |
+				 (o->kind == BENCH_NX_RECOVERY
+					  ? TDP_VM_NX_HUGE_PAGES
+					  : 0)};
 
 		r = tdp_host_create(&hc, &b->host);
 		if (!r)
 			r = tdp_host_mmap(b->host, b->map_size,
-					  TDP_PROT_READ | TDP_PROT_WRITE,
+					  TDP_PROT_READ | TDP_PROT_WRITE |
+						  (o->kind == BENCH_NX_RECOVERY
+							   ? TDP_PROT_EXEC
+							   : 0),
 					  o->backing, 0, &b->hva);
 		if (!r)
 			r = tdp_vm_create(b->host, &vc, &b->vm);
@@ -1275,6 +1291,9 @@ static int run_one(struct bench *b)
 	case BENCH_FAST_ZAP:
 		r = bench_fast_zap(b);
 		break;
+	case BENCH_NX_RECOVERY:
+		r = bench_nx_recovery(b);
+		break;
 	default:
 		r = -1;
 	}
@@ -1459,9 +1478,12 @@ int cmd_bench(int argc, char **argv)
 			  : o.kind == BENCH_TRANSLATE ? 200
 			  : o.kind == BENCH_DIRTY_LOG ? 2
 			  : o.kind == BENCH_FAST_ZAP  ? 20
+			  : o.kind == BENCH_NX_RECOVERY ? 20
 						      : 1;
 	if (!have_s && o.kind == BENCH_FAST_ZAP)
 		o.backing = TDP_HUGE_1G;
+	if (!have_s && o.kind == BENCH_NX_RECOVERY)
+		o.backing = TDP_HUGE_2M;
 	if (!have_x)
 		o.slots = o.kind == BENCH_MEMSLOT ? 64 : 1;
 	if (o.kind != BENCH_MEMSLOT &&

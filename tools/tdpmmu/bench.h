@@ -42,6 +42,7 @@ enum bench_kind {
 	BENCH_DIRTY_LOG,
 	BENCH_TRANSLATE,
 	BENCH_FAST_ZAP,
+	BENCH_NX_RECOVERY,
 	BENCH_KINDS
 };
 #define BENCH_BIT(k) (1u << (k))
@@ -212,5 +213,6 @@ int bench_mmu_stress(struct bench *b);
 int bench_translate(struct bench *b);
 int bench_dirty_log(struct bench *b);
 int bench_fast_zap(struct bench *b);
+int bench_nx_recovery(struct bench *b);
 
 #endif

@@ -1576,3 +1576,143 @@ int bench_fast_zap(struct bench *b)
 	free(fz);
 	return finish(b);
 }
+
+/*
+ * NX huge page recovery.  Every vCPU walks its memory 2 MiB page by 2 MiB
+ * page: it fetches the first word of the vCPU's own slot in the page (an
+ * instruction fetch maps 4 KiB there and makes the table a possible NX
+ * huge page) and reads a word 1 MiB further (a data fault maps 4 KiB below
+ * that table, KVM's disallowed_hugepage_adjust).  The main thread runs a
+ * recovery pass with ratio 1 (zap every such table) -i times, 2 ms apart;
+ * nx.seq is odd while a pass runs.  The vCPUs count the accesses they
+ * begin and end inside one pass: with recovery under
+ * the read lock they keep faulting through the pass, under the write lock
+ * (nx-locked, legacy) they wait for it.
+ */
+struct nxrec {
+	atomic_uint seq;
+	atomic_ullong pass_ticks;	       /* sum of pass durations */
+	atomic_ullong in_ops;		       /* while a pass runs */
+};
+
+static void vcpu_nx(struct bench_vcpu *bv, void *arg)
+{
+	struct nxrec *nx = arg;
+	struct bench *b = bv->b;
+	uint64_t step = (2ull << 20) / BENCH_PAGE, in_ops = 0;
+
+	for (uint64_t p = 0;
+	     !atomic_load_explicit(&b->stop, memory_order_relaxed);
+	     p = p + step < bv->npages ? p + step : 0) {
+		uint64_t gpa = bv->gpa0 + p * BENCH_PAGE + bv->id * 8ull;
+		uint64_t q = p + step / 2 < bv->npages ? p + step / 2 : p;
+		uint64_t gpa2 = bv->gpa0 + q * BENCH_PAGE + bv->id * 8ull;
+		uint64_t want = bench_expect(gpa >> 12, bv->gen[p], bv->id);
+		uint64_t want2 = bench_expect(gpa2 >> 12, bv->gen[q], bv->id);
+		unsigned s = atomic_load_explicit(&nx->seq,
+						  memory_order_acquire);
+		uint64_t val, val2, t0, d;
+		int r;
+
+		t0 = bench_ticks();
+		r = tdp_vcpu_fetch(bv->vcpu, gpa, &val, 8);
+		if (!r)
+			r = bench_access(bv, gpa2, &val2, false);
+		d = sample_ticks(t0, bench_ticks());
+		bv->busy_ticks += d;
+		if (r) {
+			bench_error(b, "guest fetch/read (nx)", gpa, r);
+			return;
+		}
+		if (val != want)
+			bench_mismatch(b, "guest fetch (nx)", gpa, want, val);
+		if (val2 != want2)
+			bench_mismatch(b, "guest read (nx)", gpa2, want2, val2);
+		bv->ops += 2;
+		hist_add(&bv->lat, (uint64_t)bench_ticks_ns(d));
+		if ((s & 1) &&
+		    atomic_load_explicit(&nx->seq, memory_order_acquire) == s)
+			in_ops += 2; /* began and ended inside one pass */
+	}
+	atomic_fetch_add(&nx->in_ops, in_ops);
+}
+
+static int main_nx(struct bench *b, struct bench_phase *p, void *arg)
+{
+	struct nxrec *nx = arg;
+	unsigned s = atomic_load(&nx->seq);
+	const struct timespec ts = {.tv_nsec = 2000000};
+
+	p->lat_what = "per recovery pass (caller)";
+	for (unsigned it = 0; it < b->o->iters; it++) {
+		uint64_t t0, zapped = 0, d;
+		int r;
+
+		nanosleep(&ts, NULL); /* the vCPUs fetch again */
+		if (atomic_load(&b->errors) || atomic_load(&b->mismatches))
+			return -1;
+		atomic_store_explicit(&nx->seq, ++s, memory_order_release);
+		t0 = bench_ticks();
+		r = tdp_vm_recover_nx_huge_pages(b->vm, 1, &zapped);
+		d = bench_ticks() - t0;
+		atomic_store_explicit(&nx->seq, ++s, memory_order_release);
+		atomic_fetch_add(&nx->pass_ticks, d);
+		hist_add(&p->lat, (uint64_t)bench_ticks_ns(d));
+		p->ops++;
+		if (r) {
+			bench_error(b, "nx recovery", b->gpa, r);
+			return r;
+		}
+	}
+	return 0;
+}
+
+int bench_nx_recovery(struct bench *b)
+{
+	struct nxrec *nx = calloc(1, sizeof(*nx));
+	struct bench_phase *p;
+
+	if (!nx)
+		return -1;
+	measure_tick_overhead();
+	run_pass(b, "Populate memory", PASS_WRITE, 1, 0);
+	if (!atomic_load(&b->errors) && !atomic_load(&b->mismatches)) {
+		uint64_t vops = 0, n;
+		double pass_ns, out_ns, in_rate, out_rate;
+
+		p = bench_phase_run(b, "NX recovery while vCPUs fetch",
+				    "pass", vcpu_nx, nx, main_nx, nx);
+		for (unsigned i = 0; i < b->o->nvcpu; i++)
+			vops += b->v[i].ops;
+		n = p->ops ? p->ops : 1;
+		pass_ns = bench_ticks_ns(atomic_load(&nx->pass_ticks));
+		out_ns = (double)p->wall_ns - pass_ns;
+		in_rate = pass_ns > 0 ? (double)atomic_load(&nx->in_ops) /
+						(pass_ns / 1e6)
+				      : 0;
+		out_rate = out_ns > 0
+				   ? (double)(vops - atomic_load(&nx->in_ops)) /
+					     (out_ns / 1e6)
+				   : 0;
+		bench_phase_extra(p, "zapped_per_pass",
+				  (double)p->d.nx_recovered / (double)n);
+		bench_phase_extra(p, "vcpu_accesses_per_ms_in_pass", in_rate);
+		bench_phase_extra(p, "vcpu_accesses_per_ms_between", out_rate);
+		bench_summary(b, "nx_pass_us_p50",
+			      "NX recovery pass p50, us",
+			      (double)hist_quantile(&p->lat, 0.5) / 1e3);
+		bench_summary(b, "nx_pass_us_p99",
+			      "NX recovery pass p99, us",
+			      (double)hist_quantile(&p->lat, 0.99) / 1e3);
+		bench_summary(b, "nx_zapped_per_pass",
+			      "Tables zapped per pass",
+			      (double)p->d.nx_recovered / (double)n);
+		bench_summary(b, "nx_vcpu_rate_in_pass",
+			      "vCPU accesses per ms during passes", in_rate);
+		bench_summary(b, "nx_vcpu_rate_between",
+			      "vCPU accesses per ms between passes", out_rate);
+		run_pass(b, "Read memory after recovery", PASS_READ, 1, 0);
+	}
+	free(nx);
+	return finish(b);
+}

@@ -96,10 +96,10 @@
 
 const char *const op_names[OP_COUNT] = {
 	"read",	   "write",	  "translate", "asswitch", "wrong-kind",
-	"probe",   "prefault",    "migrate",	  "swapout",   "split",	   "mprotect",
+	"probe",   "prefault",    "fetch",     "migrate",	  "swapout",   "split",	   "mprotect",
 	"unmap",   "punch",	  "zap",       "reset",	   "fast-zap",
 	"notify",  "slot-delete", "slot-move", "slot-ro",  "slot-log",
-	"harvest", "age",	  "convert",
+	"harvest", "age",	  "convert",   "nx-recover",
 };
 
 /* Operations at weight 0 change nothing in a run: the default mode keeps
@@ -138,8 +138,20 @@ static bool op_confidential_only(enum op o)
 static bool op_not_confidential(enum op o)
 {
 	return o == OP_ASSWITCH || o == OP_SLOT_RO || o == OP_SLOT_LOG ||
-	       o == OP_HARVEST;
+	       o == OP_HARVEST || o == OP_FETCH || o == OP_NX_RECOVER;
 }
+
+/* Operations only --nx runs (weight 0 otherwise, so default seeds keep
+ * their choices), and its weights for them. */
+static bool op_nx_only(enum op o)
+{
+	return o == OP_FETCH || o == OP_NX_RECOVER;
+}
+
+static const unsigned op_nx_weight[OP_COUNT] = {
+	[OP_FETCH] = 3,
+	[OP_NX_RECOVER] = 2,
+};
 
 static struct torture *g_torture; /* for the SIGABRT reporter only */
 
@@ -374,6 +386,8 @@ static int setup(struct torture *t)
 		return r;
 	if (t->confidential)
 		vc.flags |= TDP_VM_CONFIDENTIAL;
+	if (t->nx)
+		vc.flags |= TDP_VM_NX_HUGE_PAGES;
 	r = tdp_host_create(&hc, &t->h);
 	if (r)
 		return r;
@@ -404,7 +418,8 @@ static int setup(struct torture *t)
 		s->gpa[0] = 2ull * i * t->slot_size;
 		s->gpa[1] = s->gpa[0] + t->slot_size;
 		pthread_rwlock_init(&s->lock, NULL);
-		r = tdp_host_mmap(t->h, s->size, TDP_PROT_READ | TDP_PROT_WRITE,
+		r = tdp_host_mmap(t->h, s->size,
+				  host_prot(t, TDP_PROT_READ | TDP_PROT_WRITE),
 				  s->folio, 0, &s->hva);
 		/* its guest-private memory, 4 KiB folios */
 		if (!r && t->confidential)
@@ -684,6 +699,10 @@ static void usage(FILE *f)
 		"--log off\n"
 		"  --engine NAME       tdp (default) or legacy "
 		"(TDP_ENGINE_LEGACY; not with --confidential)\n"
+		"  --nx                NX huge pages (TDP_VM_NX_HUGE_PAGES): "
+		"executable memory,\n"
+		"                      vCPU fetches and recovery passes in "
+		"the mix; not with --confidential\n"
 		"  --host BACKEND      pool (the embedded host, default) or "
 		"process (guest RAM in\n"
 		"                      a memfd of this process, "
@@ -715,6 +734,10 @@ static void usage(FILE *f)
 	for (int o = 0; o < OP_COUNT; o++)
 		if (!op_confidential_only((enum op)o))
 			fprintf(f, " %s=%u", op_names[o], op_default_weight[o]);
+	fprintf(f, "\noperations with --nx, besides:");
+	for (int o = 0; o < OP_COUNT; o++)
+		if (op_nx_only((enum op)o))
+			fprintf(f, " %s=%u", op_names[o], op_nx_weight[o]);
 	fprintf(f, "\noperations with --confidential:");
 	for (int o = 0; o < OP_COUNT; o++)
 		if (!op_not_confidential((enum op)o))
@@ -764,6 +787,7 @@ static const struct option torture_options[] = {
 	{"inject", required_argument, NULL, 'i'},
 	{"log", required_argument, NULL, 'l'},
 	{"confidential", no_argument, NULL, 'c'},
+	{"nx", no_argument, NULL, 'X'},
 	{"engine", required_argument, NULL, 'e'},
 	{"host", required_argument, NULL, 'H'},
 	{"quiet", no_argument, NULL, 'q'},
@@ -875,6 +899,9 @@ static int parse_args(struct torture *t, struct torture_args *a, int argc,
 			break;
 		case 'c':
 			t->confidential = true;
+			break;
+		case 'X':
+			t->nx = true;
 			break;
 		case 'e':
 			if (cli_parse_engine(optarg, &t->engine)) {
@@ -995,13 +1022,28 @@ static int check_args(struct torture *t, const struct torture_args *a)
 		t->nr_as = 1;
 		t->log_mode = LOG_OFF;
 	}
+	if (t->nx && t->confidential) {
+		fprintf(stderr, "torture: --nx and --confidential do not "
+				"go together\n");
+		return 2;
+	}
 	memcpy(t->weights,
 	       t->confidential ? op_confidential_weight : op_default_weight,
 	       sizeof(t->weights));
+	if (t->nx)
+		for (int o = 0; o < OP_COUNT; o++)
+			if (op_nx_only((enum op)o))
+				t->weights[o] = op_nx_weight[o];
 	for (unsigned i = 0; i < a->nops_args; i++)
 		if (parse_ops(t, a->ops_args[i])) {
 			fprintf(stderr, "torture: bad --ops entry\n");
 			usage(stderr);
+			return 2;
+		}
+	for (int o = 0; o < OP_COUNT; o++)
+		if (t->weights[o] && !t->nx && op_nx_only((enum op)o)) {
+			fprintf(stderr, "torture: operation %s needs --nx\n",
+				op_names[o]);
 			return 2;
 		}
 	for (int o = 0; o < OP_COUNT; o++)

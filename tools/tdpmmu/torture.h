@@ -51,6 +51,7 @@ enum op {
 	OP_WRONG, /* vCPUs */
 	OP_PROBE,
 	OP_PREFAULT,
+	OP_FETCH, /* --nx only */
 	OP_MIGRATE,
 	OP_SWAPOUT,
 	OP_SPLIT,
@@ -68,6 +69,7 @@ enum op {
 	OP_HARVEST,
 	OP_AGE,
 	OP_CONVERT, /* tracker */
+	OP_NX_RECOVER, /* --nx only */
 	OP_COUNT
 };
 
@@ -188,6 +190,7 @@ struct torture {
 	unsigned host_backend;		     /* TDP_HOST_* (--host) */
 	/* confidential mode */
 	bool confidential;
+	bool nx; /* --nx: TDP_VM_NX_HUGE_PAGES, executable host memory */
 	uint64_t shared_mask;	   /* the VM's shared gpa bit, or 0 */
 	atomic_uchar *attr_shared; /* 1: the page is shared now */
 	/* per page, odd while a conversion or hole punch of it runs (probes
@@ -327,6 +330,13 @@ static inline uint64_t access_gpa(struct torture *t, uint64_t p)
 /* ------------------------------------------------------------------ */
 /* Functions of one file called in another                             */
 /* ------------------------------------------------------------------ */
+
+/* The protection of the ordinary (shared) host memory: @prot, and
+ * executable with --nx (where vCPUs fetch). */
+static inline unsigned host_prot(const struct torture *t, unsigned prot)
+{
+	return t->nx ? prot | TDP_PROT_EXEC : prot;
+}
 
 /* torture.c: the operations' names (OP_*) */
 extern const char *const op_names[OP_COUNT];

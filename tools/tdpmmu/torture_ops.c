@@ -121,7 +121,8 @@ static void host_unmap(struct torture *t, struct thread *th)
 		pthread_rwlock_unlock(&s->lock);
 	}
 	host_check(t, "mmap",
-		   tdp_host_mmap(t->h, REGION, TDP_PROT_READ | TDP_PROT_WRITE,
+		   tdp_host_mmap(t->h, REGION,
+				 host_prot(t, TDP_PROT_READ | TDP_PROT_WRITE),
 				 s->folio, TDP_MAP_FIXED, &at));
 	/* fresh memory: every page reads as zeroes */
 	for (uint64_t p = first; p < first + REGION / PAGE; p++) {
@@ -151,14 +152,16 @@ static void host_mprotect(struct torture *t, struct thread *th)
 	pthread_rwlock_rdlock(&rg->lock);
 	atomic_fetch_add(&rg->prot_seq, 1); /* 4k+1: RO asked */
 	host_check(t, "mprotect RO",
-		   tdp_host_mprotect(t->h, hva, REGION, TDP_PROT_READ));
+		   tdp_host_mprotect(t->h, hva, REGION,
+				     host_prot(t, TDP_PROT_READ)));
 	atomic_fetch_add(&rg->prot_seq, 1); /* 4k+2: RO in force */
 	log_range(t, first, REGION / PAGE, OP_MPROTECT, th->id);
 	usleep(200);
 	atomic_fetch_add(&rg->prot_seq, 1); /* 4k+3: RW asked */
 	host_check(t, "mprotect RW",
 		   tdp_host_mprotect(t->h, hva, REGION,
-				     TDP_PROT_READ | TDP_PROT_WRITE));
+				     host_prot(t, TDP_PROT_READ |
+						      TDP_PROT_WRITE)));
 	atomic_fetch_add(&rg->prot_seq, 1); /* 4k+4: RW in force */
 	pthread_rwlock_unlock(&rg->lock);
 }
@@ -758,12 +761,27 @@ static void convert_op(struct torture *t, struct thread *th)
 	pthread_rwlock_unlock(&s->lock);
 }
 
+/* --nx: an NX huge page recovery pass with a ratio of 1 to 8; it must
+ * not zap more than it may, and never fails. */
+static void nx_recover_op(struct torture *t, struct thread *th)
+{
+	unsigned ratio = 1 + (unsigned)(cli_rand(&th->seed) % 8);
+	uint64_t zapped = 0;
+	int r = tdp_vm_recover_nx_huge_pages(t->vm, ratio, &zapped);
+
+	if (r)
+		fail(t, "access result", "tdp_vm_recover_nx_huge_pages: %d",
+		     r);
+}
+
 static void track_op(struct torture *t, struct thread *th, enum op op)
 {
 	if (op == OP_HARVEST)
 		harvest_op(t, th);
 	else if (op == OP_CONVERT)
 		convert_op(t, th);
+	else if (op == OP_NX_RECOVER)
+		nx_recover_op(t, th);
 	else
 		age_op(t, th);
 }

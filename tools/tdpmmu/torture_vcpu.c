@@ -244,6 +244,35 @@ static void vcpu_wrong_kind(struct torture *t, struct thread *th, uint64_t p)
 	}
 }
 
+/* --nx: no huge leaf is ever executable (TDP_VM_NX_HUGE_PAGES). */
+static void check_nx(struct torture *t, unsigned as, uint64_t gpa,
+		     const struct tdp_translation *tr)
+{
+	if (t->nx && tr->size > PAGE && (tr->prot & TDP_PROT_EXEC))
+		fail(t, "NX huge pages",
+		     "as %u gpa %#" PRIx64 " is mapped by an executable %" PRIu64
+		     " KiB leaf", as, gpa, tr->size >> 10);
+}
+
+/* --nx: an instruction fetch of a word of @p (its memory is executable
+ * and stays so: mprotect keeps X), then the leaf that maps it: a fetch
+ * maps 4 KiB, and no huge leaf anywhere is executable. */
+static void vcpu_fetch(struct torture *t, struct thread *th, uint64_t p)
+{
+	struct tdp_translation tr;
+	uint64_t gpa = access_gpa(t, p), w;
+	int r;
+
+	if (!access_begin(t, p))
+		return;
+	r = tdp_vcpu_fetch(th->vcpu, gpa, &w, sizeof(w));
+	if (r)
+		unexpected(t, th, "fetch", p, r);
+	else if (!tdp_vm_translate(t->vm, th->vcpu->as_id, gpa, &tr))
+		check_nx(t, th->vcpu->as_id, gpa, &tr);
+	access_end(t, p);
+}
+
 /*
  * Pre-fault some pages of @p's chunk (tdp_vcpu_pre_fault_memory), then
  * read its common page through what it mapped.  The slot and the region
@@ -415,6 +444,8 @@ void vcpu_op(struct torture *t, struct thread *th, enum op op)
 			if (r && r != -ENOENT)
 				fail(t, "access result", "tdp_vm_translate: %d",
 				     r);
+			if (!r)
+				check_nx(t, as, page_gpa(t, first + i), &tr);
 		}
 		return;
 	}
@@ -423,6 +454,9 @@ void vcpu_op(struct torture *t, struct thread *th, enum op op)
 		return;
 	case OP_PREFAULT:
 		vcpu_prefault(t, th, p);
+		return;
+	case OP_FETCH:
+		vcpu_fetch(t, th, p);
 		return;
 	default:
 		break;
