@@ -209,6 +209,9 @@ run leg_fault2 access -v 2 -b 512M --compare --baseline legacy,legacy-locked-agi
 run fastzap fast-zap -v 2 -b 8G -s 1g -i 200
 # and with one vCPU, which does not oversubscribe 2 cores
 run fastzap1 fast-zap -v 1 -b 1G -s 1g -i 200
+# NX huge page recovery under the read lock (tdp) against the write lock
+# (nx-locked), interleaved rounds, 1 vCPU and the recovering thread
+run_once nxrec nx-recovery -v 1 -b 1G -i 20 --compare --baseline nx-locked --rounds "$ROUNDS"
 
 # ------------------------------------------------------------------
 # Derived numbers and the three targets
@@ -491,6 +494,11 @@ v2a=$(verdict "$s_rel >= 0.9" "tdp's scaling is $(fmt "$s_rel" 2)x the floor's, 
 v2b=$(verdict "$s_excl < 1.2" "exclusive scales $(fmt "$s_excl" 2)x")
 v3=$(verdict "$tr_hot < 15" "$(fmt "$(awk -v h="$tr_hot" 'BEGIN{print h - 15}')") ns over")
 fz1_p99=$(sumv fastzap1 tdp fast_zap_us_p99)
+# NX recovery: medians over the rounds, and tdp / nx-locked per round
+nxv() { rs nxrec "$1" summary "$2" median; }
+nxr() { printf '%s [%s-%s]' "$(rfmt "$(rs nxrec nx-locked ratio_summary "$1" median)")" \
+	"$(rfmt "$(rs nxrec nx-locked ratio_summary "$1" min)")" \
+	"$(rfmt "$(rs nxrec nx-locked ratio_summary "$1" max)")"; }
 rl1_p99=$(sumv fastzap1 tdp reload_us_p99)
 v_fz=$(verdict "$fz1_p99 <= 50" "p99 $(fmt "$fz1_p99") us")
 v_rl=$(verdict "$rl1_p99 <= 50" "p99 $(fmt "$rl1_p99") us")
@@ -1099,6 +1107,31 @@ caller waits for a vCPU that was preempted inside its guest-mode window
 lock is held during either wait any more, so the other vCPU reloads and
 runs meanwhile.
 
+## NX huge page recovery: read lock against write lock
+
+\`$(cmd nxrec)\` ($(threads 2)).  A VM with \`TDP_VM_NX_HUGE_PAGES\`
+over 2 MiB folios.  The vCPU walks its memory 2 MiB page by 2 MiB page,
+fetching one word (the fetch maps 4 KiB and leaves a possible NX huge
+page) and reading one 1 MiB further (a data fault that maps 4 KiB below
+that table); the main thread runs 20 recovery passes with ratio 1 (zap
+every such table), 2 ms apart.  \`tdp\` recovers under mmu_lock held for
+read (KVM since 2025); \`nx-locked\` (\`TDP_VM_NX_RECOVER_LOCKED\`) under
+the write lock, as KVM did before.  The vCPU's rate counts accesses that
+began and ended inside one pass.  Medians of $ROUNDS interleaved rounds;
+ratios are medians of per-round ratios [min-max].
+
+| | tdp (read lock) | nx-locked (write lock) | tdp / nx-locked |
+|---|---:|---:|---:|
+| tables zapped per pass | $(fmt "$(nxv tdp nx_zapped_per_pass)" 0) | $(fmt "$(nxv nx-locked nx_zapped_per_pass)" 0) | $(nxr nx_zapped_per_pass) |
+| pass p50 | $(fmt "$(nxv tdp nx_pass_us_p50)" 0) us | $(fmt "$(nxv nx-locked nx_pass_us_p50)" 0) us | $(nxr nx_pass_us_p50) |
+| pass p99 | $(fmt "$(nxv tdp nx_pass_us_p99)" 0) us | $(fmt "$(nxv nx-locked nx_pass_us_p99)" 0) us | $(nxr nx_pass_us_p99) |
+| vCPU accesses per ms during passes | $(fmt "$(nxv tdp nx_vcpu_rate_in_pass)" 0) | $(fmt "$(nxv nx-locked nx_vcpu_rate_in_pass)" 0) | **$(nxr nx_vcpu_rate_in_pass)** |
+| vCPU accesses per ms between passes | $(fmt "$(nxv tdp nx_vcpu_rate_between)" 0) | $(fmt "$(nxv nx-locked nx_vcpu_rate_between)" 0) | $(nxr nx_vcpu_rate_between) |
+
+Under the write lock the vCPU's faults wait for the whole pass; under the
+read lock they run beside it.  The legacy engine recovers under the write
+lock only (KVM's shadow MMU).
+
 ## The legacy engine against the TDP engine
 
 The \`legacy\` engine (KVM's tdp_mmu=N) faults and changes entries under
@@ -1273,7 +1306,10 @@ other for the write lock, so the aging thread gets a smaller share of it.")
   (get, then clear; KVM's \`-g\`);
 - \`fast-zap\`: map all memory, then \`-i\` times (default 20) zap all
   roots fast while the vCPUs run: caller and vCPU root reload latency
-  (default \`-s 1g\`).
+  (default \`-s 1g\`);
+- \`nx-recovery\`: with NX huge pages, vCPUs fetch from and read every
+  2 MiB page while \`-i\` recovery passes run (default 20, \`-s 2m\`):
+  pass time and the vCPUs' access rate during passes and between them.
 
 Options: \`-v\` vCPUs, \`-b\` bytes per vCPU, \`-s 4k|2m|1g\` host folios,
 \`-i\` iterations, \`-w\` percent of populate accesses that write, \`-a\`
@@ -1287,8 +1323,9 @@ only), \`nofast\` and \`nosplit\` (dirty-log only: no lockless write
 faults, no eager split), \`locked-aging\` (access only: aging under
 mmu_lock for write), \`legacy\` (the legacy engine: every change under
 mmu_lock for write, reverse maps, lockless reverse-map aging; all but
-translate) and \`legacy-locked-aging\` (access only: the legacy engine
-aging under mmu_lock for write).  Every benchmark verifies what it touches (each vCPU owns one word
+translate), \`legacy-locked-aging\` (access only: the legacy engine
+aging under mmu_lock for write) and \`nx-locked\` (nx-recovery only:
+recovery under mmu_lock for write).  Every benchmark verifies what it touches (each vCPU owns one word
 of each page, written with a pattern of (gpa, generation, vCPU), checked
 on every read and through \`tdp_host_read\` at the end, plus a VM audit)
 and exits 1 on a mismatch; bad usage exits 2.
