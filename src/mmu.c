@@ -617,7 +617,7 @@ enum tdp_map_ret tdp_mmu_map(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 {
 	struct tdp_flush_ctx ctx = {0};
 	enum tdp_map_ret ret = MAP_RETRY;
-	struct tdp_fault fl = *f;
+	int goal = f->goal_level; /* lowered below an NX table */
 	struct tdp_iter it;
 
 	tdp_assert_held(&mmu->lock);
@@ -636,14 +636,14 @@ enum tdp_map_ret tdp_mmu_map(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 		 * where a huge leaf could be stays; the fault maps below it,
 		 * rather than zap the executable leaves and meet the fetch
 		 * again (recovery takes such tables away, nx.c) */
-		if (it.level == fl.goal_level && it.level > TDP_LEVEL_4K &&
+		if (it.level == goal && it.level > TDP_LEVEL_4K &&
 		    spte_is_table(it.old_spte, it.level) &&
 		    sptep_to_sp(spte_to_table(it.old_spte))->nx_disallowed) {
-			fl.goal_level--;
+			goal--;
 			continue;
 		}
-		if (it.level == fl.goal_level) {
-			ret = map_target_level(mmu, &it, &fl, &ctx);
+		if (it.level == goal) {
+			ret = map_target_level(mmu, &it, f, &ctx);
 			break;
 		}
 		if (spte_is_table(it.old_spte, it.level))
@@ -702,6 +702,19 @@ TDP_INJECT_FN void inj_rcu_exit_before_flush(struct tdp_mmu *mmu,
 /* Zap                                                               */
 /* ---------------------------------------------------------------- */
 
+/* Zap the entry at @it: a store under the write lock, a compare-exchange
+ * under the read lock (@shared).  false if the exchange lost (it->old_spte
+ * re-read): the caller retries the entry. */
+static bool zap_spte(struct tdp_mmu *mmu, struct tdp_iter *it,
+		     unsigned as_id, bool shared, struct tdp_flush_ctx *ctx)
+{
+	if (!shared) {
+		tdp_mmu_iter_set_spte(mmu, it, as_id, SPTE_NONPRESENT, ctx);
+		return true;
+	}
+	return !tdp_mmu_set_spte_atomic(mmu, it, as_id, SPTE_NONPRESENT, ctx);
+}
+
 /*
  * Zap [start, end) in one root: every leaf that intersects the range, and
  * every table whose whole range lies inside it (so unmapping a large range
@@ -730,11 +743,7 @@ static void zap_range_root(struct tdp_mmu *mmu, struct tdp_pt_page *root,
 		if (!spte_is_leaf(it.old_spte, it.level) &&
 		    (it.gfn < start || tdp_iter_entry_end(&it) > end))
 			continue; /* partly covered table: descend */
-		if (!shared)
-			tdp_mmu_iter_set_spte(mmu, &it, root->as_id,
-					      SPTE_NONPRESENT, ctx);
-		else if (tdp_mmu_set_spte_atomic(mmu, &it, root->as_id,
-						 SPTE_NONPRESENT, ctx))
+		if (!zap_spte(mmu, &it, root->as_id, shared, ctx))
 			goto retry;
 	}
 	if (ctx->removed && INJECTED(mmu->inject, INJ_RCU_EXIT_BEFORE_FLUSH)) {
@@ -782,17 +791,11 @@ uint64_t tdp_mmu_zap_nx_tables(struct tdp_mmu *mmu, uint64_t budget)
 				continue;
 			if (it.old_spte == SPTE_NONPRESENT)
 				tdp_iter_skip_empty(&it);
-			if (it.level < TDP_LEVEL_2M ||
-			    !spte_is_table(it.old_spte, it.level) ||
+			if (!spte_is_table(it.old_spte, it.level) ||
 			    !sptep_to_sp(spte_to_table(it.old_spte))
 				     ->nx_disallowed)
 				continue;
-			if (!shared)
-				tdp_mmu_iter_set_spte(mmu, &it, root->as_id,
-						      SPTE_NONPRESENT, &ctx);
-			else if (tdp_mmu_set_spte_atomic(mmu, &it, root->as_id,
-							 SPTE_NONPRESENT,
-							 &ctx))
+			if (!zap_spte(mmu, &it, root->as_id, shared, &ctx))
 				goto retry;
 			zapped++;
 		}
@@ -852,14 +855,8 @@ static void zap_root(struct tdp_mmu *mmu, struct tdp_pt_page *root, bool shared,
 				continue;
 			if (bounded && tdp_iter_entry_end(&it) > end)
 				continue; /* "only entries wholly in range" */
-			if (!shared) {
-				tdp_mmu_iter_set_spte(mmu, &it, root->as_id,
-						      SPTE_NONPRESENT, ctx);
-			} else if (tdp_mmu_set_spte_atomic(
-					   mmu, &it, root->as_id,
-					   SPTE_NONPRESENT, ctx)) {
+			if (!zap_spte(mmu, &it, root->as_id, shared, ctx))
 				goto retry;
-			}
 		}
 		if (ctx->removed || ctx->flush)
 			tdp_mmu_flush_and_free(mmu, ctx);
