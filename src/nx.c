@@ -26,9 +26,11 @@
 
 #include "vm.h"
 
+/* The write lock where the engine changes entries only under it (the
+ * front end's exclusive engines: legacy) and for the baseline. */
 static bool nx_write_locked(const struct tdp_vm *vm)
 {
-	return vm->cfg.engine == TDP_ENGINE_LEGACY ||
+	return vm->engine->exclusive ||
 	       (vm->cfg.flags & TDP_VM_NX_RECOVER_LOCKED);
 }
 

@@ -37,6 +37,16 @@ static inline void tdp_set_slot(unsigned slot)
 	tdp_slot_tls = slot % TDP_NR_SLOTS;
 }
 
+/* Count on @slot from now on; returns the slot counted on before (for
+ * tdp_set_slot to restore). */
+static inline unsigned tdp_swap_slot(unsigned slot)
+{
+	unsigned old = tdp_slot_tls;
+
+	tdp_set_slot(slot);
+	return old;
+}
+
 /* The slot of vCPU @id: never 0, which is everybody else's. */
 static inline unsigned tdp_vcpu_slot(unsigned id)
 {

@@ -108,8 +108,7 @@ static int pre_fault_step(struct tdp_vcpu *v, uint64_t gfn, uint64_t left,
 			continue; /* converted since page_kind: again */
 		if (r)
 			return r;
-		level = leaf_level(private ? v->mirror_root : v->root[v->as_id],
-				   gfn);
+		level = leaf_level(vcpu_root(v, private), gfn);
 		if (level) {
 			uint64_t n = level_pages(level);
 			uint64_t end = ((gfn & ~(n - 1)) + n - gfn) << 12;
@@ -117,8 +116,7 @@ static int pre_fault_step(struct tdp_vcpu *v, uint64_t gfn, uint64_t left,
 			*done = end < left ? end : left;
 			return 0;
 		}
-		if (mn_gfn_in_progress(&vm->mn, gfn) ||
-		    mn_seq_sample(&vm->mn) != seq)
+		if (mn_retry_gfn_unsafe(&vm->mn, seq, gfn))
 			return -EAGAIN;
 		sched_yield(); /* a lost race or a reload: again */
 	}
@@ -161,8 +159,7 @@ int tdp_vcpu_pre_fault_memory(struct tdp_vcpu *v, uint64_t gpa, uint64_t size,
 	if (gpa + size > limit)
 		return -EINVAL;
 	vcpu_close_window(v);
-	old = tdp_this_slot();
-	tdp_set_slot(tdp_vcpu_slot(v->id));
+	old = tdp_swap_slot(tdp_vcpu_slot(v->id));
 	r = pre_fault(v, gpa, size, mapped);
 	tdp_set_slot(old);
 	return r;

@@ -336,13 +336,13 @@ static int vcpu_access_slot(struct tdp_vcpu *v, uint64_t gpa, void *buf,
 static int vcpu_access(struct tdp_vcpu *v, uint64_t gpa, void *buf,
 		       uint64_t len, enum tdp_access acc)
 {
-	unsigned old = tdp_this_slot();
+	unsigned old;
 	int r;
 
 	if (!v)
 		return -EINVAL;
 	vcpu_close_window(v);
-	tdp_set_slot(tdp_vcpu_slot(v->id));
+	old = tdp_swap_slot(tdp_vcpu_slot(v->id));
 	r = vcpu_access_slot(v, gpa, buf, len, acc);
 	tdp_set_slot(old);
 	return r;
@@ -486,8 +486,7 @@ int tdp_vcpu_map(struct tdp_vcpu *v, uint64_t gpa, unsigned access,
 	    (access & ~(TDP_PROT_READ | TDP_PROT_WRITE | TDP_PROT_EXEC)) ||
 	    gpa >= vm_max_gpa(v->vm))
 		return -EINVAL;
-	old = tdp_this_slot();
-	tdp_set_slot(tdp_vcpu_slot(v->id));
+	old = tdp_swap_slot(tdp_vcpu_slot(v->id));
 	r = vcpu_map_slot(v, gpa, access, ptr);
 	tdp_set_slot(old);
 	return r;

@@ -493,16 +493,6 @@ static int memslot_check_args(struct tdp_vm *vm, const struct tdp_memslot *s)
 	return 0;
 }
 
-/*
- * Publish a new memslot set.  The generation goes odd first, so no MMIO
- * entry matches while faults may still see either set, and even again
- * after the srcu grace period (every fault that saw the old set is done);
- * an MMIO entry made by a fault that sampled the even generation before
- * reading a set is therefore stamped with the generation of that set or
- * an older one (I10).  If the generation kept in MMIO entries wraps, old
- * entries could match again: every root is fast-zapped before the
- * generation becomes even.
- */
 static bool no_invalidation(void *arg)
 {
 	struct tdp_vm *vm = arg;
@@ -533,7 +523,7 @@ static void store_memslots(struct tdp_vm *vm, unsigned as_id,
 
 	for (;;) {
 		tdp_write_lock(&vm->mmu.lock);
-		if (!atomic_load(&vm->mn.in_progress) ||
+		if (no_invalidation(vm) ||
 		    INJECTED(vm->mmu.inject, INJ_SLOTS_DURING_INVALIDATE))
 			break;
 		tdp_write_unlock(&vm->mmu.lock);
@@ -552,6 +542,16 @@ static void store_memslots(struct tdp_vm *vm, unsigned as_id,
 	tdp_write_unlock(&vm->mmu.lock);
 }
 
+/*
+ * Publish a new memslot set.  The generation goes odd first, so no MMIO
+ * entry matches while faults may still see either set, and even again
+ * after the srcu grace period (every fault that saw the old set is done);
+ * an MMIO entry made by a fault that sampled the even generation before
+ * reading a set is therefore stamped with the generation of that set or
+ * an older one (I10).  If the generation kept in MMIO entries wraps, old
+ * entries could match again: every root is fast-zapped before the
+ * generation becomes even.
+ */
 static void publish(struct tdp_vm *vm, unsigned as_id, struct memslots *set)
 {
 	struct memslots *old = vm->memslots[as_id];
@@ -846,10 +846,12 @@ void tdp_vm_get_stats(struct tdp_vm *vm, struct tdp_stats *o)
 {
 	struct vcpu_stats vs;
 	struct vm_stats *s;
+	long long nx_tables;
 
 	if (!vm || !o)
 		return;
 	s = &vm->stats;
+	nx_tables = atomic_load(&vm->mmu.nx_tables);
 	memset(o, 0, sizeof(*o));
 	vcpu_stats_sum(vm, &vs);
 	o->pf_taken = stat_read(vs.pf_taken);
@@ -875,9 +877,9 @@ void tdp_vm_get_stats(struct tdp_vm *vm, struct tdp_stats *o)
 	o->root_reloads = stat_read(s->root_reloads);
 	o->memslot_updates = stat_read(s->memslot_updates);
 	o->memslot_waits = stat_read(s->memslot_waits);
-	o->nx_lpage_splits = (uint64_t)(atomic_load(&vm->mmu.nx_tables) > 0
-					    ? atomic_load(&vm->mmu.nx_tables)
-					    : 0);
+	/* a removal racing a link's count may take it below 0 a moment */
+	o->nx_lpage_splits =
+		(uint64_t)(nx_tables > 0 ? nx_tables : 0);
 	o->nx_recovered = stat_read(s->nx_recovered);
 	o->pf_fast = stat_read(vs.pf_fast);
 	o->dirty_harvests = stat_read(s->dirty_harvests);
