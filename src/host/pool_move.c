@@ -264,18 +264,27 @@ out:
 	return ret;
 }
 
+/* A pte that was just replaced held no frame: it was missing, or swapped
+ * out (its copy is freed here).  false if it may hold a frame. */
+static bool drop_frameless(struct pool *h, uint64_t e)
+{
+	if (pte_missing(e))
+		return true;
+	if (pte_swapped(e)) {
+		free(pte_swap_copy(e));
+		STAT_SUB(h, swapped_pages, 1);
+		return true;
+	}
+	return false;
+}
+
 static int unmap_cb(struct pool *h, uint64_t hva, uint64_t *pte, void *arg)
 {
 	uint64_t e = *pte;
 
 	pte_set(pte, 0);
-	if (pte_missing(e))
+	if (drop_frameless(h, e))
 		return 0;
-	if (pte_swapped(e)) {
-		free(pte_swap_copy(e));
-		STAT_SUB(h, swapped_pages, 1);
-		return 0;
-	}
 	swapc_drop(h, e);
 	/* huge folios are wholly inside the range: drop at the head */
 	if (hva % folio_bytes(pte_order(e)) == 0)
@@ -705,13 +714,8 @@ static int missing_cb(struct pool *h, uint64_t hva, uint64_t *pte, void *arg)
 	uint64_t e = *pte;
 
 	pte_set(pte, PTE_MISSING);
-	if (pte_missing(e))
+	if (drop_frameless(h, e))
 		return 0;
-	if (pte_swapped(e)) {
-		free(pte_swap_copy(e));
-		STAT_SUB(h, swapped_pages, 1);
-		return 0;
-	}
 	if (pte_present(e)) {
 		/* split already: an order-0 folio */
 		swapc_drop(h, e);
