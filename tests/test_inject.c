@@ -38,16 +38,18 @@ struct fx {
 			abort();                                               \
 	} while (0)
 
-static void fx_init(struct fx *f, int inject, uint64_t size, uint64_t folio,
-		    unsigned nr_as)
+/* @vm_flags: TDP_VM_*; @prot: the host mapping's */
+static void fx_init_flags(struct fx *f, int inject, uint64_t size,
+			  uint64_t folio, unsigned nr_as, unsigned vm_flags,
+			  unsigned prot)
 {
 	struct tdp_host_config hc = { .mem_bytes = 1 * GiB };
-	struct tdp_vm_config vc = { .max_vcpus = 4, .nr_as = nr_as };
+	struct tdp_vm_config vc = { .max_vcpus = 4, .nr_as = nr_as,
+				    .flags = vm_flags };
 
 	memset(f, 0, sizeof(*f));
 	CHECK(!tdp_host_create(&hc, &f->h));
-	CHECK(!tdp_host_mmap(f->h, size, TDP_PROT_READ | TDP_PROT_WRITE, folio,
-			     0, &f->hva));
+	CHECK(!tdp_host_mmap(f->h, size, prot, folio, 0, &f->hva));
 	CHECK(!tdp_vm_create(f->h, &vc, &f->vm));
 	f->vm->mmu.inject = inject;
 	for (unsigned as = 0; as < nr_as; as++) {
@@ -56,6 +58,13 @@ static void fx_init(struct fx *f, int inject, uint64_t size, uint64_t folio,
 		CHECK(!tdp_vm_set_memslot(f->vm, &s));
 	}
 	CHECK(!tdp_vcpu_create(f->vm, 0, &f->v));
+}
+
+static void fx_init(struct fx *f, int inject, uint64_t size, uint64_t folio,
+		    unsigned nr_as)
+{
+	fx_init_flags(f, inject, size, folio, nr_as, 0,
+		      TDP_PROT_READ | TDP_PROT_WRITE);
 }
 
 static int fx_fini(struct fx *f)
@@ -550,32 +559,19 @@ static void test_prefault_no_reload(void **s)
 
 static int sc_nx_exec(int inject)
 {
-	struct tdp_host_config hc = { .mem_bytes = 1 * GiB };
-	struct tdp_vm_config vc = { .flags = TDP_VM_NX_HUGE_PAGES };
-	struct tdp_memslot s = { .size = 2 * MiB };
 	struct tdp_translation t;
-	struct tdp_host *h;
-	struct tdp_vm *vm;
-	struct tdp_vcpu *v;
 	uint8_t b[8];
-	bool bad;
+	struct fx f;
+	int r;
 
-	CHECK(!tdp_host_create(&hc, &h));
-	CHECK(!tdp_host_mmap(h, 2 * MiB,
-			     TDP_PROT_READ | TDP_PROT_WRITE | TDP_PROT_EXEC,
-			     TDP_HUGE_2M, 0, &s.hva));
-	CHECK(!tdp_vm_create(h, &vc, &vm));
-	vm->mmu.inject = inject;
-	CHECK(!tdp_vm_set_memslot(vm, &s));
-	CHECK(!tdp_vcpu_create(vm, 0, &v));
-	CHECK(!tdp_vcpu_read(v, 4096, b, sizeof(b)));
-	CHECK(!tdp_vm_translate(vm, 0, 4096, &t));
+	fx_init_flags(&f, inject, 2 * MiB, TDP_HUGE_2M, 1,
+		      TDP_VM_NX_HUGE_PAGES,
+		      TDP_PROT_READ | TDP_PROT_WRITE | TDP_PROT_EXEC);
+	CHECK(!tdp_vcpu_read(f.v, 4096, b, sizeof(b)));
+	CHECK(!tdp_vm_translate(f.vm, 0, 4096, &t));
 	CHECK(t.size == 2 * MiB); /* the folio is mapped huge either way */
-	bad = t.prot & TDP_PROT_EXEC;
-	tdp_vcpu_destroy(v);
-	tdp_vm_destroy(vm);
-	tdp_host_destroy(h);
-	return bad ? DETECTED : CLEAN;
+	r = fx_fini(&f);
+	return (t.prot & TDP_PROT_EXEC) ? DETECTED : r;
 }
 
 static void test_nx_huge_exec(void **s)
