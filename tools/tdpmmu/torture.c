@@ -96,7 +96,8 @@
 
 const char *const op_names[OP_COUNT] = {
 	"read",	   "write",	  "translate", "asswitch", "wrong-kind",
-	"probe",   "prefault",    "fetch",     "migrate",	  "swapout",   "split",	   "mprotect",
+	"probe",   "prefault",	  "fetch",     "migrate",  "swapout",
+	"split",   "mprotect",
 	"unmap",   "punch",	  "zap",       "reset",	   "fast-zap",
 	"notify",  "slot-delete", "slot-move", "slot-ro",  "slot-log",
 	"harvest", "age",	  "convert",   "nx-recover",

@@ -255,8 +255,8 @@ static void check_nx(struct torture *t, unsigned as, uint64_t gpa,
 }
 
 /* --nx: an instruction fetch of a word of @p (its memory is executable
- * and stays so: mprotect keeps X), then the leaf that maps it: a fetch
- * maps 4 KiB, and no huge leaf anywhere is executable. */
+ * and stays so: mprotect keeps X), then the leaf that maps it now, which
+ * another fault may have replaced since: huge or executable, never both. */
 static void vcpu_fetch(struct torture *t, struct thread *th, uint64_t p)
 {
 	struct tdp_translation tr;
