@@ -414,6 +414,11 @@ struct tdp_vm_config {
 	 * worker thread runs a pass every period until tdp_vm_destroy. */
 	unsigned nx_recovery_ratio;
 	unsigned nx_recovery_period_ms;
+	/* The dirty ring (KVM_CAP_DIRTY_LOG_RING_ACQ_REL): entries per
+	 * vCPU ring, a power of two from TDP_DIRTY_RING_MIN to
+	 * TDP_DIRTY_RING_MAX; 0 = no ring (dirty pages go to the memslot
+	 * bitmaps).  See tdp_vcpu_dirty_ring. */
+	unsigned dirty_ring_size;
 };
 
 /* The MMU engines.  Both serve this whole API with the same results.
@@ -497,11 +502,34 @@ struct tdp_vm_config {
 /* With TDP_VM_NX_HUGE_PAGES: NX recovery takes mmu_lock for write in the
  * TDP engine too (the benchmark baseline, KVM before 2025). */
 #define TDP_VM_NX_RECOVER_LOCKED 256u
+/*
+ * Page-modification logging in the simulated hardware (Intel PML), with
+ * TDP_VM_DIRTY_DBIT only.  When a vCPU's walker sets the Dirty bit of a
+ * leaf in the direct root it appends the leaf (its gpa and size: a
+ * simulated extension, Intel's logs 4 KiB gpas) to a 512-entry log of
+ * that vCPU; when the log is full the write exits first (stat
+ * pml_full_exits) and the log is drained.  The MMU drains the log at every
+ * exit from guest mode into the memslot bitmaps or, with a dirty ring,
+ * into the vCPU's ring (KVM's vmx_flush_pml_buffer); a write fault that
+ * installs a leaf already Dirty logs the page itself.  A harvest then
+ * waits for every vCPU to leave guest mode and clears the Dirty bits of
+ * the reported pages only, instead of walking every leaf of the slot to
+ * find them.  Both engines.
+ */
+#define TDP_VM_PML 512u
+
+#define TDP_DIRTY_RING_MIN 1024u
+#define TDP_DIRTY_RING_MAX 65536u
 
 /*
  * tdp_vm_create - create a VM on host @h and subscribe it to the host's
  * notifiers.
- * Errors: -EINVAL a configuration field out of range or unknown flags;
+ * Errors: -EINVAL a configuration field out of range or unknown flags
+ *         (among them: TDP_VM_PML without TDP_VM_DIRTY_DBIT; a
+ *         dirty_ring_size that is not 0 or a power of two in
+ *         [TDP_DIRTY_RING_MIN, TDP_DIRTY_RING_MAX]; a dirty ring with
+ *         TDP_VM_MANUAL_PROTECT, or with TDP_VM_DIRTY_DBIT but without
+ *         TDP_VM_PML, whose Dirty bits no vCPU could be charged with);
  *         -ENOMEM.
  * Thread-safety: any thread.
  */
@@ -634,7 +662,10 @@ TDP_API int tdp_vm_zap_all_fast(struct tdp_vm *vm);
  * returns, so every write that starts after it returns is reported by the
  * next call (I7); a write that overlaps the call is reported by this call
  * or the next.  With TDP_VM_MANUAL_PROTECT the report is a snapshot that
- * re-protects nothing: use tdp_vm_clear_dirty_log, then copy.
+ * re-protects nothing: use tdp_vm_clear_dirty_log, then copy.  With a
+ * dirty ring the bitmap holds only what no vCPU wrote (see
+ * tdp_vcpu_dirty_ring).  With TDP_VM_PML the call first waits until
+ * every vCPU has left guest mode once (so their logs are drained).
  * Errors: -EINVAL as_id >= nr_as, slot id out of range, NULL bitmap, or
  *         the slot does not have TDP_MEM_LOG_DIRTY;  -ENOENT no such slot.
  * Thread-safety: any thread; calls for one VM are serialised with each
@@ -678,6 +709,84 @@ TDP_API int tdp_vm_clear_dirty_log(struct tdp_vm *vm, unsigned as_id,
  */
 TDP_API int tdp_vm_mark_dirty(struct tdp_vm *vm, unsigned as_id, uint64_t gpa,
 			      uint64_t len);
+
+/*
+ * The dirty ring (KVM's KVM_CAP_DIRTY_LOG_RING_ACQ_REL, with
+ * KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP always on), when cfg.dirty_ring_size
+ * is set.  Each vCPU has a ring of cfg.dirty_ring_size entries that the
+ * library fills and the VMM reads in place (KVM's mmap of the ring).  A
+ * page of a TDP_MEM_LOG_DIRTY memslot written through a vCPU goes to that
+ * vCPU's ring instead of the slot's bitmap: at the write fault that makes
+ * it writable (write-protect mode), or with TDP_VM_PML when the vCPU's
+ * page-modification log is drained (at its next exit from guest mode).
+ * The slot's bitmap still collects what no vCPU wrote, and
+ * tdp_vm_get_dirty_log harvests it as usual: pages marked by
+ * tdp_vm_mark_dirty, and entries that found a ring completely full (stat
+ * dirty_ring_overflows; the soft limit below keeps this from happening).
+ * A VMM harvests both, the bitmap at least before its final copy.
+ *
+ * An entry's protocol (all through the flags word, with acquire loads and
+ * release stores, as KVM's ACQ_REL variant):
+ *   1. the vCPU's thread writes slot and offset, then stores
+ *      flags = TDP_DIRTY_GFN_DIRTY (release);
+ *   2. the VMM, walking the ring from its own fetch index (starting at 0,
+ *      taken modulo the size), loads flags (acquire): not DIRTY means no
+ *      more entries for now; otherwise it reads slot and offset, records
+ *      the page, and stores flags = TDP_DIRTY_GFN_RESET (release);
+ *   3. tdp_vm_reset_dirty_rings re-protects the pages of the entries the
+ *      VMM marked RESET, in ring order up to the first that is not, and
+ *      makes those entries free (flags 0).
+ * The VMM copies a page only after the reset that re-protected it: a write
+ * after the reset makes a new entry, so nothing is lost (KVM's rule).
+ * slot = as_id << 16 | memslot id; offset = page index in the memslot.
+ * The same page may appear more than once.
+ *
+ * Soft limit: when a vCPU's ring holds size - TDP_DIRTY_RING_RSVD(vm)
+ * entries or more that are not yet reset, its guest accesses
+ * (tdp_vcpu_read/write/fetch/map) fail with -ENOSPC before touching
+ * memory (KVM_EXIT_DIRTY_RING_FULL) until the VMM harvests and resets;
+ * the reserve holds what can still arrive before the check (one fault,
+ * and with TDP_VM_PML one drained log of 512 entries).
+ */
+#define TDP_DIRTY_GFN_DIRTY 1u
+#define TDP_DIRTY_GFN_RESET 2u
+/* entries held back for what arrives between two soft-limit checks */
+#define TDP_DIRTY_RING_RSVD_ENTRIES 64u
+#define TDP_DIRTY_RING_PML_ENTRIES  512u
+
+struct tdp_vcpu;
+
+struct tdp_dirty_gfn {
+	uint32_t flags;	 /* TDP_DIRTY_GFN_*: atomic, see above */
+	uint32_t slot;	 /* as_id << 16 | memslot id */
+	uint64_t offset; /* page index in the memslot */
+};
+
+/*
+ * tdp_vcpu_dirty_ring - the vCPU's ring: *@ring points to *@size entries,
+ * valid until tdp_vcpu_destroy.  The VMM may read it from any thread and
+ * writes only TDP_DIRTY_GFN_RESET into the flags of entries it found DIRTY.
+ * Errors: -EINVAL NULL argument;  -ENXIO the VM has no dirty ring.
+ * Thread-safety: any thread.
+ */
+TDP_API int tdp_vcpu_dirty_ring(struct tdp_vcpu *v,
+				struct tdp_dirty_gfn **ring, uint32_t *size);
+
+/*
+ * tdp_vm_reset_dirty_rings - KVM_RESET_DIRTY_RINGS: for every vCPU, take
+ * the entries from the ring's reset index on, in order, while they are
+ * marked TDP_DIRTY_GFN_RESET; re-protect their pages (write-protect them,
+ * or with TDP_VM_PML clear their Dirty bits) under mmu_lock held for
+ * write, flush every vCPU TLB, and free the entries.  Entries naming a
+ * memslot that is gone, not dirty-logged, or an offset outside it are
+ * freed without effect (a VMM cannot make the reset touch other memory).
+ * *@reset (if not NULL): the number of entries freed.
+ * Errors: -EINVAL NULL @vm;  -ENXIO no dirty ring;  -ENOMEM.
+ * Thread-safety: any thread; serialised with harvests and memslot
+ * updates; vCPUs keep running (their soft-full exits end when it
+ * returns).
+ */
+TDP_API int tdp_vm_reset_dirty_rings(struct tdp_vm *vm, uint64_t *reset);
 
 struct tdp_translation {
 	uint64_t pfn;  /* host frame backing the gpa's 4 KiB page */
@@ -759,6 +868,13 @@ struct tdp_stats {
 	/* NX huge pages */
 	uint64_t nx_lpage_splits; /* possible NX huge pages (instantaneous) */
 	uint64_t nx_recovered;	  /* of them, zapped by recovery */
+	/* page-modification log and dirty ring */
+	uint64_t pml_logged;	 /* Dirty bits logged by the walkers */
+	uint64_t pml_full_exits; /* writes that found the log full */
+	uint64_t ring_pushes;	 /* entries put in dirty rings */
+	uint64_t ring_full_exits; /* accesses refused: ring soft-full */
+	uint64_t ring_overflows; /* pages that found a ring full: bitmap */
+	uint64_t ring_resets;	 /* entries freed by resets */
 };
 
 /*
@@ -822,6 +938,9 @@ TDP_API void tdp_vcpu_destroy(struct tdp_vcpu *v);
  *         to a private page: convert it (tdp_vm_set_memory_attributes)
  *         and retry;  -EIO (confidential VMs) the VM is dead: its external
  *         page table rejected an operation (a bug; KVM_BUG_ON).
+ *         -ENOSPC the vCPU's dirty ring is soft-full (tdp_vcpu_dirty_ring):
+ *         nothing of the page where it stopped was transferred; harvest,
+ *         reset and repeat the access.
  *         On -EFAULT/-EACCES the bytes before the faulting page have been
  *         transferred (as a real CPU would have done them).
  * Thread-safety: one thread at a time per vCPU (the vCPU's thread);
@@ -876,7 +995,7 @@ TDP_API int tdp_vcpu_fetch(struct tdp_vcpu *v, uint64_t gpa, void *buf,
  * are invalid (the new one is valid).
  * Errors: as tdp_vcpu_read/write/fetch for one page (-EFAULT no memslot
  *         or host memory, -EACCES write to a read-only slot, -EPERM,
- *         -EIO, -ENOMEM), and -EINVAL NULL @ptr, @access 0 or with bits
+ *         -EIO, -ENOMEM, -ENOSPC), and -EINVAL NULL @ptr, @access 0 or with bits
  *         other than TDP_PROT_READ/WRITE/EXEC, or @gpa beyond the gpa
  *         width.  On error the window is closed.
  * Thread-safety: the vCPU's thread.

@@ -38,7 +38,29 @@ struct audit {
 	struct leaf *leaves;
 	size_t nleaves, cap;
 	long tables, roots, leaves_by_level[4];
+	/* dirty rings: the pages of ring_slot with entries not yet reset */
+	const struct memslot *ring_slot;
+	uint64_t *ring_pages;
 };
+
+/* Is page @i of @slot in the log: its bitmap, or a vCPU's ring? */
+static bool audit_logged(struct tdp_vm *vm, struct audit *a,
+			 const struct memslot *slot, uint64_t i)
+{
+	if (__atomic_load_n(&slot->dirty_bitmap[i / 64], __ATOMIC_ACQUIRE) &
+	    (1ull << (i % 64)))
+		return true;
+	if (!vm->cfg.dirty_ring_size)
+		return false;
+	if (a->ring_slot != slot) {
+		free(a->ring_pages);
+		a->ring_pages = vm_ring_pages(vm, slot);
+		a->ring_slot = a->ring_pages ? slot : NULL;
+	}
+	/* no memory for the answer: do not report what is not known */
+	return !a->ring_pages ||
+	       (a->ring_pages[i / 64] & (1ull << (i % 64)));
+}
 
 __attribute__((format(printf, 2, 3))) static void problem(struct audit *a,
 							  const char *fmt, ...)
@@ -226,9 +248,7 @@ static void check_leaf(struct tdp_vm *vm, struct audit *a, struct leaf *l)
 		     g++) {
 			uint64_t i = g - slot->base_gfn;
 
-			if (__atomic_load_n(&slot->dirty_bitmap[i / 64],
-					    __ATOMIC_ACQUIRE) &
-			    (1ull << (i % 64)))
+			if (audit_logged(vm, a, slot, i))
 				continue;
 			problem(a, "as %u gfn %#llx: writable level %d leaf "
 				   "in a dirty-logged slot, page %#llx not in "
@@ -566,5 +586,6 @@ static int vm_audit(struct tdp_vm *vm, char *report, size_t len)
 	for (size_t i = 0; i < a.nleaves; i++)
 		check_leaf(vm, &a, &a.leaves[i]);
 	free(a.leaves);
+	free(a.ring_pages);
 	return a.problems;
 }

@@ -64,6 +64,24 @@ int clear_leaf_bit(struct tdp_mmu *mmu, unsigned as_id, uint64_t *sptep,
 	return 1;
 }
 
+/* The next run [*a, *b) of gfns from *@a on whose mask words (bit i is
+ * gfn @start + i) are non-zero, within @end; false if there is none. */
+static bool mask_run(const uint64_t *mask, uint64_t start, uint64_t end,
+		     uint64_t *a, uint64_t *b)
+{
+	uint64_t w = (*a - start) / 64, nw = (end - start + 63) / 64;
+
+	while (w < nw && !mask[w])
+		w++;
+	if (w == nw)
+		return false;
+	*a = start + w * 64;
+	while (w < nw && mask[w])
+		w++;
+	*b = start + w * 64 < end ? start + w * 64 : end;
+	return true;
+}
+
 uint64_t tdp_mmu_clear_bits(struct tdp_mmu *mmu, unsigned as_id,
 			    uint64_t start, uint64_t end, enum tdp_clear_kind k,
 			    const uint64_t *mask, uint64_t *found)
@@ -86,17 +104,27 @@ uint64_t tdp_mmu_clear_bits(struct tdp_mmu *mmu, unsigned as_id,
 
 		yield_init(&y, shared);
 		tdp_rcu_read_lock();
-		for_each_tdp_pte(it, root, start, end) {
-			int r;
+		/* with a mask, only the runs of its non-zero words (KVM's
+		 * clear_dirty_pt_masked walks per word too): a harvest fed
+		 * by the log (PML, rings) visits the dirty pages, not all */
+		for (uint64_t a = start, b; a < end; a = b) {
+			b = end;
+			if (mask && !mask_run(mask, start, end, &a, &b))
+				break;
+			for_each_tdp_pte(it, root, a, b) {
+				int r;
 retry:
-			if (tdp_mmu_iter_cond_resched(mmu, &it, &ctx, &y))
-				continue;
-			r = clear_leaf_bit(mmu, as_id, it.sptep, it.gfn,
-					   it.level, &it.old_spte, start, end,
-					   k, mask, found, &ctx);
-			if (r < 0)
-				goto retry;
-			changed += (uint64_t)r;
+				if (tdp_mmu_iter_cond_resched(mmu, &it, &ctx,
+							      &y))
+					continue;
+				r = clear_leaf_bit(mmu, as_id, it.sptep,
+						   it.gfn, it.level,
+						   &it.old_spte, start, end, k,
+						   mask, found, &ctx);
+				if (r < 0)
+					goto retry;
+				changed += (uint64_t)r;
+			}
 		}
 		if (ctx.flush || ctx.removed)
 			tdp_mmu_flush_and_free(mmu, &ctx);

@@ -27,6 +27,14 @@
  *    the same critical section in which it takes the leaf away, so no bit
  *    is ever in flight during the harvest.  Dirty bits of invalid roots
  *    not yet zapped are harvested too.
+ *  - PML (TDP_VM_PML): the walkers log the Dirty bits they set and the
+ *    faults log the leaves they install Dirty, so every Dirty bit's page
+ *    is in a vCPU's log or past it; a harvest waits until every vCPU's
+ *    guest-mode window has ended (each drains its log before its mode
+ *    word says so), then exchanges the words and clears the Dirty bits of
+ *    the pages it reports, and no others, under mmu_lock held for write.
+ *    A Dirty bit set after the wait is logged in a window not waited for
+ *    and reported next time; its leaf keeps the bit meanwhile.
  *  - every pass flushes vCPU TLBs before the call returns.
  */
 #include <errno.h>
@@ -123,6 +131,11 @@ int tdp_vm_mark_dirty(struct tdp_vm *vm, unsigned as_id, uint64_t gpa,
 static bool dbit_mode(const struct tdp_vm *vm)
 {
 	return vm->cfg.flags & TDP_VM_DIRTY_DBIT;
+}
+
+static bool pml_mode(const struct tdp_vm *vm)
+{
+	return vm->cfg.flags & TDP_VM_PML;
 }
 
 /* Split the huge leaves over pages [first, first+npages) of @s, unless
@@ -332,10 +345,14 @@ int tdp_vm_get_dirty_log(struct tdp_vm *vm, unsigned as_id, unsigned slot,
 	if (r)
 		goto out;
 	words = bitmap_words(s);
+	/* PML: every Dirty bit set before this point is in a vCPU's log
+	 * or, once its guest-mode window ended, in the bitmap (or ring) */
+	if (pml_mode(vm))
+		vm_wait_guest_exits(vm);
 	if (vm->cfg.flags & TDP_VM_MANUAL_PROTECT) {
 		/* a snapshot; Dirty bits move into the log first (handed to
 		 * the host, so nothing is lost) */
-		if (dbit_mode(vm)) {
+		if (dbit_mode(vm) && !pml_mode(vm)) {
 			uint64_t *found = calloc(words, sizeof(*found));
 
 			if (!found) {
@@ -353,6 +370,16 @@ int tdp_vm_get_dirty_log(struct tdp_vm *vm, unsigned as_id, unsigned slot,
 		for (uint64_t w = 0; w < words; w++)
 			bitmap[w] = __atomic_load_n(&s->dirty_bitmap[w],
 						    __ATOMIC_ACQUIRE);
+	} else if (pml_mode(vm)) {
+		/* the log told which pages are Dirty: clear those only; a
+		 * zap needs not hand its Dirty bits over (they were logged
+		 * when set), so no bit is in flight outside the log */
+		tdp_write_lock(&vm->mmu.lock);
+		for (uint64_t w = 0; w < words; w++)
+			bitmap[w] = __atomic_exchange_n(&s->dirty_bitmap[w], 0,
+							__ATOMIC_ACQ_REL);
+		protect_locked(vm, s, 0, s->npages, bitmap, NULL);
+		tdp_write_unlock(&vm->mmu.lock);
 	} else if (dbit_mode(vm)) {
 		/* bits of leaves zapped so far, the Dirty bits still in
 		 * leaves, then the bits of leaves zapped while the pass

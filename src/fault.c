@@ -22,7 +22,10 @@
  * only to the log); a read fault maps without W (MMU-writable kept), and a
  * write fault marks the page in the log BEFORE the leaf with W is
  * installed (I7).  In Dirty-bit mode leaves are mapped writable and the
- * harvest reads their Dirty bits.
+ * harvest reads their Dirty bits; with TDP_VM_PML the walker logs the
+ * Dirty bits it sets, and a write fault, whose leaf is installed Dirty,
+ * logs its page as write-protect mode does.  A page is logged into the
+ * vCPU's dirty ring if the VM has rings (dirty_ring.c).
  * The srcu section spans steps 1-5, so a memslot update that waits for it
  * (vm.c) knows every fault that saw the old slot has installed its
  * mapping, which its zap then removes.
@@ -140,6 +143,7 @@ static void install_mmio(struct tdp_vcpu *v, struct tdp_fault *f, uint64_t gen)
 }
 
 struct fast_mark {
+	struct tdp_vcpu *v;
 	const struct memslot *slot;
 	uint64_t gfn;
 };
@@ -148,14 +152,16 @@ static void fast_mark(void *arg)
 {
 	struct fast_mark *fm = arg;
 
-	memslot_mark_dirty(fm->slot, fm->gfn, 1);
+	mark_page_dirty_in_slot(fm->v, fm->slot, fm->gfn, 1);
 }
 
 /* What one fault knows beyond struct tdp_fault (KVM keeps it all in
  * struct kvm_page_fault). */
 struct fault_state {
 	const struct memslot *slot;
-	bool private, logged, wp_log;
+	/* wp_log: write-protect logging; pml_log: the walker logs Dirty
+	 * bits, so a leaf installed Dirty must be logged by the fault */
+	bool private, logged, wp_log, pml_log;
 	uint64_t mmio_gen; /* ~0: no MMIO entry may be made */
 	uint64_t mmu_seq;
 	struct host_gup g;
@@ -205,6 +211,8 @@ static int check_slot(struct tdp_vcpu *v, struct tdp_fault *f,
 	}
 	fs->logged = slot->flags & TDP_MEM_LOG_DIRTY;
 	fs->wp_log = fs->logged && !(v->vm->cfg.flags & TDP_VM_DIRTY_DBIT);
+	fs->pml_log = fs->logged && (v->vm->cfg.flags & TDP_VM_PML) &&
+		      !INJECTED(v->vm->mmu.inject, INJ_PML_FAULT_NO_MARK);
 	return 1;
 }
 
@@ -218,7 +226,7 @@ static bool fast_fault(struct tdp_vcpu *v, struct tdp_fault *f,
 		       struct fault_state *fs, bool present)
 {
 	struct tdp_vm *vm = v->vm;
-	struct fast_mark fm = {fs->slot, f->gfn};
+	struct fast_mark fm = {v, fs->slot, f->gfn};
 	struct tdp_pt_page *root;
 	int r;
 
@@ -333,10 +341,12 @@ static void map_locked(struct tdp_vcpu *v, struct tdp_fault *f,
 	     !INJECTED(mmu->inject, INJ_SKIP_INVALIDATE_RETRY)))
 		ret = MAP_RETRY;
 	else {
-		/* in the log before W exists, and in the same mmu_lock
-		 * section, so a harvest (write lock) sees both or neither */
-		if (fs->wp_log && f->write && f->map_writable)
-			memslot_mark_dirty(fs->slot, f->gfn, 1);
+		/* in the log before W (or, with PML, a Dirty bit the walker
+		 * will not log) exists, and in the same mmu_lock section, so
+		 * a harvest or ring reset (write lock) sees both or neither */
+		if ((fs->wp_log || fs->pml_log) && f->write &&
+		    f->map_writable)
+			mark_page_dirty_in_slot(v, fs->slot, f->gfn, 1);
 		ret = tdp_mmu_map(mmu, root, f, &v->cache);
 	}
 	fault_unlock(mmu, exclusive);

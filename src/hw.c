@@ -20,6 +20,10 @@
  *    which is why tables are freed only after a remote flush (I2);
  *  - on a violation, drop the cached entries for that address (as x86 does
  *    on a fault), exit guest mode and let the fault handler run.
+ *  - with TDP_VM_PML, log every Dirty bit it sets in the direct root in the
+ *    vCPU's page-modification log, and exit instead (exit_pml_full) when
+ *    the log is full; the log is the vCPU thread's, drained at its exits
+ *    (dirty_ring.c).
  * The TLB belongs to its vCPU's thread; other threads only send requests
  * and read its fill and flush counts (atomics with a single writer, for the
  * torture's TLB promises: vcpu_tlb_check, which the vCPU's thread runs).
@@ -190,9 +194,25 @@ restart:;
 			v->exit_present = true;
 			goto violation;
 		}
+		bool logs = acc == ACC_WRITE && !spte_dirty(spte) &&
+			    (v->vm->cfg.flags & TDP_VM_PML) &&
+			    !vm_gfn_private(v->vm, key);
+
+		/* PML: a full log exits before the Dirty bit is set */
+		if (logs && v->pml_n == PML_ENTRIES) {
+			v->exit_pml_full = true;
+			stat_own_inc(v->st.pml_full_exits);
+			goto violation;
+		}
 		if (!hw_set_bits(sptep, spte,
 				 spte_hw_set_mask(acc == ACC_WRITE)))
 			goto restart;
+		if (logs) {
+			uint64_t first = gfn & ~(level_pages(level) - 1);
+
+			v->pml[v->pml_n++] = first << 2 | (uint64_t)(level - 1);
+			stat_own_inc(v->st.pml_logged);
+		}
 		if (acc == ACC_WRITE && !spte_dirty(spte))
 			dirty_ledger_add(&v->vm->mmu, spte_pfn(spte),
 					 level_pages(level), 1);

@@ -38,6 +38,8 @@ struct vm_stats {
 		huge_recovered, recover_flushes, age_calls, age_young,
 		fast_zaps, mmio_gen_wraps;
 	atomic_ullong nx_recovered; /* possible NX huge pages zapped */
+	/* dirty rings (dirty_ring.c) */
+	atomic_ullong ring_overflows, ring_resets;
 	atomic_ullong conversions; /* memory attribute changes */
 };
 

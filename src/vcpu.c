@@ -210,8 +210,12 @@ int vcpu_enter_guest(struct tdp_vcpu *v)
 	}
 }
 
+/* The log is drained before the mode says the window ended: a harvest
+ * that saw the window end (vm_wait_guest_exits) sees what it logged. */
 void vcpu_exit_guest(struct tdp_vcpu *v)
 {
+	if (v->pml_n)
+		vcpu_flush_pml(v);
 	atomic_store_explicit(&v->mode, v->epoch << 1, memory_order_release);
 }
 
@@ -237,6 +241,11 @@ int tdp_vcpu_create(struct tdp_vm *vm, unsigned id, struct tdp_vcpu **out)
 	atomic_init(&v->mode, 0);
 	atomic_init(&v->requests, 0);
 	atomic_init(&v->stop_request, false);
+	atomic_init(&v->reset_index, 0);
+	if (vcpu_ring_alloc(v)) {
+		free(v);
+		return -ENOMEM;
+	}
 	pthread_rwlock_wrlock(&vm->vcpus_lock);
 	if (atomic_load(&vm->vcpus[id]))
 		r = -EEXIST;
@@ -244,6 +253,7 @@ int tdp_vcpu_create(struct tdp_vm *vm, unsigned id, struct tdp_vcpu **out)
 		atomic_store(&vm->vcpus[id], v);
 	pthread_rwlock_unlock(&vm->vcpus_lock);
 	if (r) {
+		vcpu_ring_free(v);
 		free(v);
 		return r;
 	}
@@ -268,6 +278,10 @@ static void vcpu_stats_add(struct vcpu_stats *dst, struct vcpu_stats *src)
 	stat_add(dst->pf_private, stat_read(src->pf_private));
 	stat_add(dst->pf_attr_exit, stat_read(src->pf_attr_exit));
 	stat_add(dst->pf_retry_early, stat_read(src->pf_retry_early));
+	stat_add(dst->pml_logged, stat_read(src->pml_logged));
+	stat_add(dst->pml_full_exits, stat_read(src->pml_full_exits));
+	stat_add(dst->ring_pushes, stat_read(src->ring_pushes));
+	stat_add(dst->ring_full_exits, stat_read(src->ring_full_exits));
 	stat_add(dst->frame_refs, stat_read(src->frame_refs));
 }
 
@@ -308,6 +322,8 @@ void tdp_vcpu_destroy(struct tdp_vcpu *v)
 	pthread_rwlock_unlock(&vm->vcpus_lock);
 	vcpu_drop_roots(v, false);
 	pt_cache_drain(&v->cache);
+	TDP_ASSERT(!v->pml_n); /* drained at every exit */
+	vcpu_ring_free(v);
 	free(v);
 }
 
@@ -366,8 +382,14 @@ static int vcpu_access_slot(struct tdp_vcpu *v, uint64_t gpa, void *buf,
 
 		for (;;) {
 			uint64_t pfn;
-			int r = vcpu_enter_guest(v);
+			int r;
 
+			/* KVM_EXIT_DIRTY_RING_FULL: before the page */
+			if (v->ring && vcpu_ring_soft_full(v)) {
+				stat_own_inc(v->st.ring_full_exits);
+				return -ENOSPC;
+			}
+			r = vcpu_enter_guest(v);
 			if (r)
 				return r;
 			if (v->vm->hooks.guest_entered)
@@ -388,6 +410,11 @@ static int vcpu_access_slot(struct tdp_vcpu *v, uint64_t gpa, void *buf,
 				break;
 			}
 			vcpu_exit_guest(v);
+			if (v->exit_pml_full) {
+				/* the exit drained the log: walk again */
+				v->exit_pml_full = false;
+				continue;
+			}
 			r = tdp_page_fault(v, gpa, acc, v->exit_present, false);
 			if (r)
 				return r;
@@ -456,6 +483,10 @@ static int vcpu_map_slot(struct tdp_vcpu *v, uint64_t gpa, unsigned access,
 		int r;
 
 		if (!v->in_window) {
+			if (v->ring && vcpu_ring_soft_full(v)) {
+				stat_own_inc(v->st.ring_full_exits);
+				return -ENOSPC;
+			}
 			r = vcpu_enter_guest(v);
 			if (r)
 				return r;
@@ -470,6 +501,10 @@ static int vcpu_map_slot(struct tdp_vcpu *v, uint64_t gpa, unsigned access,
 		/* the fault runs outside guest mode: the window ends */
 		vcpu_close_window(v);
 		left = true;
+		if (v->exit_pml_full) {
+			v->exit_pml_full = false; /* drained: again */
+			continue;
+		}
 		r = tdp_page_fault(v, gpa, failed, v->exit_present, false);
 		if (r)
 			return r; /* the window is closed */

@@ -271,7 +271,8 @@ static struct rmap_head *vm_rmap_of(void *arg, unsigned as_id, uint64_t gfn,
 }
 
 /* The MMU's calls upward (struct tdp_mmu_ops); with Dirty-bit logging a
- * dirty leaf that goes is recorded in the dirty log too. */
+ * dirty leaf that goes is recorded in the dirty log too (not with PML,
+ * which logged it when its Dirty bit was set). */
 static const struct tdp_mmu_ops vm_mmu_ops = {
 	.flush_remote_tlbs = vm_flush_remote_tlbs,
 	.mark_dirty = vm_mark_dirty,
@@ -310,7 +311,16 @@ static int vm_config_normalize(const struct tdp_vm_config *in,
 			TDP_VM_MANUAL_PROTECT | TDP_VM_LOCKED_AGING |
 			TDP_VM_NO_FAST_FAULT | TDP_VM_NO_EAGER_SPLIT |
 			TDP_VM_CONFIDENTIAL | TDP_VM_NX_HUGE_PAGES |
-			TDP_VM_NX_RECOVER_LOCKED))
+			TDP_VM_NX_RECOVER_LOCKED | TDP_VM_PML))
+		return -EINVAL;
+	if ((c.flags & TDP_VM_PML) && !(c.flags & TDP_VM_DIRTY_DBIT))
+		return -EINVAL;
+	if (c.dirty_ring_size &&
+	    (c.dirty_ring_size < TDP_DIRTY_RING_MIN ||
+	     c.dirty_ring_size > TDP_DIRTY_RING_MAX ||
+	     (c.dirty_ring_size & (c.dirty_ring_size - 1)) ||
+	     (c.flags & TDP_VM_MANUAL_PROTECT) ||
+	     ((c.flags & TDP_VM_DIRTY_DBIT) && !(c.flags & TDP_VM_PML))))
 		return -EINVAL;
 	if (c.flags & TDP_VM_NX_HUGE_PAGES) {
 		if (!c.nx_recovery_ratio)
@@ -379,8 +389,10 @@ int tdp_vm_create(struct tdp_host *h, const struct tdp_vm_config *cfg,
 	}
 	r = tdp_mmu_init(&vm->mmu, (int)vm->cfg.root_level,
 			 huge_to_level(vm->cfg.max_huge), &vm->stats,
-			 vm->cfg.flags & TDP_VM_DIRTY_DBIT ? &vm_mmu_ops_dbit
-							   : &vm_mmu_ops,
+			 (vm->cfg.flags & (TDP_VM_DIRTY_DBIT | TDP_VM_PML)) ==
+					 TDP_VM_DIRTY_DBIT
+				 ? &vm_mmu_ops_dbit
+				 : &vm_mmu_ops,
 			 vm);
 	if (r)
 		goto err_slots;
@@ -881,6 +893,8 @@ void tdp_vm_get_stats(struct tdp_vm *vm, struct tdp_stats *o)
 	o->nx_lpage_splits =
 		(uint64_t)(nx_tables > 0 ? nx_tables : 0);
 	o->nx_recovered = stat_read(s->nx_recovered);
+	o->ring_overflows = stat_read(s->ring_overflows);
+	o->ring_resets = stat_read(s->ring_resets);
 	o->pf_fast = stat_read(vs.pf_fast);
 	o->dirty_harvests = stat_read(s->dirty_harvests);
 	o->dirty_pages = stat_read(s->dirty_pages);
@@ -897,6 +911,10 @@ void tdp_vm_get_stats(struct tdp_vm *vm, struct tdp_stats *o)
 	o->pf_private = stat_read(vs.pf_private);
 	o->pf_attr_exit = stat_read(vs.pf_attr_exit);
 	o->pf_retry_early = stat_read(vs.pf_retry_early);
+	o->pml_logged = stat_read(vs.pml_logged);
+	o->pml_full_exits = stat_read(vs.pml_full_exits);
+	o->ring_pushes = stat_read(vs.ring_pushes);
+	o->ring_full_exits = stat_read(vs.ring_full_exits);
 	o->mirror_roots = (uint64_t)atomic_load(&vm->mmu.roots.nr_mirror);
 	if (vm->mmu.ext) {
 		struct ext_counts c;

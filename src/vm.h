@@ -60,13 +60,15 @@ struct tdp_tlb {
 };
 
 /* ---- vCPU ---- */
+#define PML_ENTRIES 512
 enum { REQ_TLB_FLUSH = 1u << 0, REQ_RELOAD_ROOTS = 1u << 1 };
 
 /* Written only by the vCPU's thread (stat_own_add); read by anyone. */
 struct vcpu_stats {
 	atomic_ullong pf_taken, pf_fixed, pf_spurious, pf_retry, pf_mmio,
 		pf_ro_exit, tlb_hits, tlb_misses, pf_fast, pf_mmio_spte_created,
-		mmio_fast, pf_private, pf_attr_exit, pf_retry_early;
+		mmio_fast, pf_private, pf_attr_exit, pf_retry_early,
+		pml_logged, pml_full_exits, ring_pushes, ring_full_exits;
 	/* host frame references the vCPU's fault holds (0 or 1) */
 	atomic_ullong frame_refs;
 };
@@ -87,6 +89,19 @@ struct tdp_vcpu {
 	struct tdp_tlb tlb;
 	/* the last violation was at a present leaf (set by hw_walk) */
 	bool exit_present;
+	/* TDP_VM_PML: the last exit was for a full log, not a violation */
+	bool exit_pml_full;
+	/* TDP_VM_PML: the page-modification log (hw.c appends, the vCPU's
+	 * thread drains it at every exit from guest mode: dirty_ring.c);
+	 * an entry is the leaf's first gfn << 2 | (level - 1) */
+	unsigned pml_n;
+	uint64_t pml[PML_ENTRIES];
+	/* the dirty ring (dirty_ring.c): dirty_index is the vCPU thread's;
+	 * reset_index is written by tdp_vm_reset_dirty_rings (slots_lock)
+	 * and read by the vCPU thread to find free entries */
+	struct tdp_dirty_gfn *ring;
+	uint32_t dirty_index;
+	_Atomic uint32_t reset_index;
 	/* a direct-access window is open (tdp_vcpu_map): the vCPU stays in
 	 * guest mode until tdp_vcpu_check_requests or its next access */
 	bool in_window;
@@ -306,6 +321,23 @@ bool memslot_gfn_private(const struct memslot *s, uint64_t gfn);
 int memslot_shared_level(const struct memslot *s, uint64_t gfn, int level);
 int vm_confidential_init(struct tdp_vm *vm);
 void vm_confidential_destroy(struct tdp_vm *vm);
+
+/* dirty_ring.c: where a vCPU's dirty pages go */
+/* KVM's mark_page_dirty_in_slot: pages [gfn, gfn + n) of @s (nothing if
+ * it is not dirty-logged) into @v's dirty ring, or with no ring (or no
+ * @v) into the slot's bitmap.  Memslot srcu held; @v's thread. */
+void mark_page_dirty_in_slot(struct tdp_vcpu *v, const struct memslot *s,
+			     uint64_t gfn, uint64_t n);
+/* Drain @v's page-modification log (vmx_flush_pml_buffer); the vCPU's
+ * thread, in guest mode or just out of it. */
+void vcpu_flush_pml(struct tdp_vcpu *v);
+/* Is @v's ring at or past its soft limit? (vCPU thread) */
+bool vcpu_ring_soft_full(struct tdp_vcpu *v);
+/* For the audit (quiescent VM): a bitmap of @s's pages that have an
+ * entry not yet reset in some vCPU's ring; NULL: no memory. */
+uint64_t *vm_ring_pages(struct tdp_vm *vm, const struct memslot *s);
+int vcpu_ring_alloc(struct tdp_vcpu *v);
+void vcpu_ring_free(struct tdp_vcpu *v);
 
 /* dirty_log.c */
 uint64_t *vm_log_bitmap_alloc(struct tdp_vm *vm, uint64_t npages);

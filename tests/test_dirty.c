@@ -46,6 +46,8 @@
 #define NOFAST	TDP_VM_NO_FAST_FAULT
 #define MANUAL	TDP_VM_MANUAL_PROTECT
 #define NOEAGER TDP_VM_NO_EAGER_SPLIT
+/* Dirty bits logged by the walkers (page-modification logging) */
+#define PML	(TDP_VM_DIRTY_DBIT | TDP_VM_PML)
 
 /* ------------------------------------------------------------------ */
 /* fixture                                                             */
@@ -460,6 +462,11 @@ static void test_exact_dbit(void **s)
 	(void)s;
 	exact(DBIT);
 }
+static void test_exact_pml(void **s)
+{
+	(void)s;
+	exact(PML);
+}
 
 /* ------------------------------------------------------------------ */
 /* no false negatives under concurrency                                */
@@ -691,6 +698,16 @@ static void test_concurrent_manual_dbit(void **s)
 	(void)s;
 	concurrent(MANUAL | DBIT);
 }
+static void test_concurrent_manual_pml(void **s)
+{
+	(void)s;
+	concurrent(MANUAL | PML);
+}
+static void test_concurrent_pml(void **s)
+{
+	(void)s;
+	concurrent(PML);
+}
 
 /* ------------------------------------------------------------------ */
 /* eager split and huge-page recovery                                  */
@@ -786,6 +803,11 @@ static void test_eager_split_1g_dbit(void **s)
 {
 	(void)s;
 	eager_split(DBIT, TDP_HUGE_1G);
+}
+static void test_eager_split_2m_pml(void **s)
+{
+	(void)s;
+	eager_split(PML, TDP_HUGE_2M);
 }
 
 /* TDP_VM_NO_EAGER_SPLIT: huge leaves stay after enabling logging; the
@@ -898,6 +920,11 @@ static void test_no_eager_split_dbit(void **s)
 	(void)s;
 	no_eager_split(DBIT);
 }
+static void test_no_eager_split_pml(void **s)
+{
+	(void)s;
+	no_eager_split(PML);
+}
 
 /* Disabling logging rebuilds huge leaves where folio and alignment allow,
  * with few TLB flushes, and keeps the data; a slot whose gpa and hva are
@@ -998,6 +1025,11 @@ static void test_recovery_2m_dbit(void **s)
 	(void)s;
 	recovery_2m(DBIT);
 }
+static void test_recovery_2m_pml(void **s)
+{
+	(void)s;
+	recovery_2m(PML);
+}
 
 static void test_recovery_1g(void **s)
 {
@@ -1069,6 +1101,9 @@ static void fault_counts(unsigned vmflags)
 		if (vmflags & DBIT) {
 			/* leaves stay writable: no fault at all */
 			assert_int_equal(s1.pf_taken, s0.pf_taken);
+			/* with PML, the walkers logged each Dirty bit */
+			assert_int_equal(s1.pml_logged - s0.pml_logged,
+					 vmflags & TDP_VM_PML ? 64 : 0);
 		} else {
 			/* one write fault per page, fixed without mmu_lock
 			 * unless the fast path is disabled */
@@ -1110,6 +1145,11 @@ static void test_faults_dbit(void **s)
 {
 	(void)s;
 	fault_counts(DBIT);
+}
+static void test_faults_pml(void **s)
+{
+	(void)s;
+	fault_counts(PML);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1239,6 +1279,11 @@ static void test_manual_dbit(void **s)
 	(void)s;
 	manual(DBIT);
 }
+static void test_manual_pml(void **s)
+{
+	(void)s;
+	manual(PML);
+}
 
 /* ------------------------------------------------------------------ */
 /* harvests never lose what reclaim needs                              */
@@ -1303,6 +1348,11 @@ static void test_reclaim_manual_dbit(void **s)
 {
 	(void)s;
 	reclaim_after_harvest(DBIT | MANUAL);
+}
+static void test_reclaim_pml(void **s)
+{
+	(void)s;
+	reclaim_after_harvest(PML);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1391,6 +1441,77 @@ static void test_slow_fault_vs_harvest_dbit(void **s)
 	(void)s;
 	slow_fault_vs_harvest(DBIT, true);
 }
+static void test_slow_fault_vs_harvest_pml(void **s)
+{
+	(void)s;
+	slow_fault_vs_harvest(PML, true);
+}
+
+/* ------------------------------------------------------------------ */
+/* page-modification logging                                           */
+/* ------------------------------------------------------------------ */
+
+/* TDP_VM_PML only with Dirty-bit logging. */
+static void test_pml_config(void **s)
+{
+	struct tdp_host *h = th_host_new(64 * MiB);
+	struct tdp_vm_config c = {.flags = TDP_VM_PML};
+	struct tdp_vm *vm = NULL;
+
+	(void)s;
+	assert_int_equal(tdp_vm_create(h, &c, &vm), -EINVAL);
+	assert_null(vm);
+	c.flags = TDP_VM_PML | TDP_VM_DIRTY_DBIT;
+	assert_int_equal(tdp_vm_create(h, &c, &vm), 0);
+	tdp_vm_destroy(vm);
+	tdp_host_destroy(h);
+}
+
+/*
+ * More Dirty bits in one guest-mode window than the log holds: the 513th
+ * write exits before it sets its Dirty bit (a direct-access window is one
+ * long stay in guest mode), the exit drains the log, and the write goes
+ * on; the harvest reports all 600 pages, each logged once.
+ */
+static void test_pml_full_log(void **s)
+{
+	struct th_env f;
+	uint64_t *bm, *want;
+	struct tdp_stats s0, s1;
+
+	(void)s;
+	fx_init(&f, PML, 4 * MiB, TDP_PAGE_SIZE);
+	bm = th_bm_new(f.nwords);
+	want = th_bm_new(f.nwords);
+	populate(&f, NULL, 1);
+	fx_log(&f, true);
+	for (uint64_t p = 0; p < 600; p++) {
+		gread(&f, 0, p); /* TLB and leaves: writable, not Dirty */
+		th_bm_set(want, p);
+	}
+	assert_int_equal(harvest(&f, bm), 0);
+	s0 = th_vm_stats(f.vm);
+	for (uint64_t p = 0; p < 600; p++) {
+		void *ptr;
+		int r = tdp_vcpu_map(f.v[0], f.gpa + p * PG, TDP_PROT_WRITE,
+				     &ptr);
+
+		/* the window is left once, at the full log */
+		assert_int_equal(r, p == 512);
+		((uint64_t *)ptr)[1] = 2;
+	}
+	assert_int_equal(tdp_vcpu_check_requests(f.v[0]), 0);
+	s1 = th_vm_stats(f.vm);
+	assert_int_equal(s1.pml_full_exits - s0.pml_full_exits, 1);
+	assert_int_equal(s1.pml_logged - s0.pml_logged, 600);
+	assert_int_equal(s1.pf_taken - s0.pf_taken, 0);
+	assert_int_equal(harvest(&f, bm), 600);
+	th_bm_assert_eq(bm, want, f.npages, "600 pages through one window");
+	assert_int_equal(harvest(&f, bm), 0);
+	free(bm);
+	free(want);
+	th_env_fini_empty(&f);
+}
 
 int main(void)
 {
@@ -1425,6 +1546,18 @@ int main(void)
 		cmocka_unit_test(test_reclaim_wp),
 		cmocka_unit_test(test_reclaim_dbit),
 		cmocka_unit_test(test_reclaim_manual_dbit),
+		cmocka_unit_test(test_pml_config),
+		cmocka_unit_test(test_pml_full_log),
+		cmocka_unit_test(test_exact_pml),
+		cmocka_unit_test(test_slow_fault_vs_harvest_pml),
+		cmocka_unit_test(test_concurrent_pml),
+		cmocka_unit_test(test_concurrent_manual_pml),
+		cmocka_unit_test(test_eager_split_2m_pml),
+		cmocka_unit_test(test_no_eager_split_pml),
+		cmocka_unit_test(test_recovery_2m_pml),
+		cmocka_unit_test(test_faults_pml),
+		cmocka_unit_test(test_manual_pml),
+		cmocka_unit_test(test_reclaim_pml),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
