@@ -918,6 +918,8 @@ TDP_API int tdp_vcpu_create(struct tdp_vm *vm, unsigned id,
 
 /*
  * tdp_vcpu_destroy - drop the vCPU's roots and free it.  NULL is ignored.
+ * The pages of its dirty ring's entries that were not reset yet go to
+ * their memslots' bitmaps (tdp_vm_get_dirty_log reports them).
  * Thread-safety: no other call on this vCPU may run concurrently.
  */
 TDP_API void tdp_vcpu_destroy(struct tdp_vcpu *v);

@@ -62,8 +62,30 @@ int vcpu_ring_alloc(struct tdp_vcpu *v)
 	return v->ring ? 0 : -ENOMEM;
 }
 
+/* The entries not yet reset go to their memslots' bitmaps: their pages
+ * may be writable and must stay in the log. */
 void vcpu_ring_free(struct tdp_vcpu *v)
 {
+	struct tdp_vm *vm = v->vm;
+	unsigned idx;
+
+	if (!v->ring)
+		return;
+	idx = tdp_srcu_read_lock(&vm->srcu);
+	for (uint32_t k = atomic_load(&v->reset_index); k != v->dirty_index;
+	     k++) {
+		const struct tdp_dirty_gfn *e = &v->ring[k & (ring_size(v) - 1)];
+		unsigned as = e->slot >> 16, id = e->slot & 0xffff;
+		const struct memslot *s;
+
+		if (as >= vm->cfg.nr_as || id >= TDP_MAX_MEMSLOTS)
+			continue;
+		s = memslots_find_id(vm_memslots(vm, as), id);
+		if (s && e->offset < s->npages)
+			mark_page_dirty_in_slot(NULL, s,
+						s->base_gfn + e->offset, 1);
+	}
+	tdp_srcu_read_unlock(&vm->srcu, idx);
 	free(v->ring);
 	v->ring = NULL;
 }
