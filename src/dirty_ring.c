@@ -147,8 +147,6 @@ void vcpu_flush_pml(struct tdp_vcpu *v)
 		uint64_t gfn = v->pml[i] >> 2;
 		uint64_t n = level_pages((int)(v->pml[i] & 3) + 1);
 
-		if (INJECTED(vm->mmu.inject, INJ_PML_HUGE_ONE_PAGE))
-			n = 1; /* as if the log held 4 KiB gpas only */
 		/* the leaf may span slots only if it is outside any (then
 		 * nothing is logged); a slot gone meanwhile logs nothing */
 		for (uint64_t g = gfn; g < gfn + n;) {

@@ -38,7 +38,6 @@ static const char *const names[INJ_COUNT] = {
 	[INJ_PREFAULT_NO_RELOAD] = "prefault-no-reload",
 	[INJ_NX_HUGE_EXEC] = "nx-huge-exec",
 	[INJ_PML_FAULT_NO_MARK] = "pml-fault-no-mark",
-	[INJ_PML_HUGE_ONE_PAGE] = "pml-huge-one-page",
 	[INJ_RING_RESET_UNHARVESTED] = "ring-reset-unharvested",
 	[INJ_NESTED_RANGE_RESET] = "nested-range-reset",
 };

@@ -9,6 +9,7 @@ set(_cli $<TARGET_FILE:tdpmmu_cli>)
 # Clean controlled runs in every mode, under both strategies: every oracle
 # must hold, and the run must replay.
 set(_modes "wp:" "wp-lazy:--log wp-lazy" "dbit:--log dbit" "off:--log off"
+           "dbit-walk:--log dbit-walk" "ring:--log ring" "ring-pml:--log ring-pml"
            "legacy:--engine legacy" "confidential:--confidential" "nx:--nx")
 foreach(m ${_modes})
   string(REPLACE ":" ";" m "${m}")

@@ -56,12 +56,15 @@ if(TARGET tdpmmu_cli)
            COMMAND tdpmmu_cli torture --duration 20 --vcpus 2 --seed 1 --quiet)
   set_tests_properties(torture_clean_20s PROPERTIES
     PASS_REGULAR_EXPRESSION "torture: PASSED" TIMEOUT 600)
-  # the other dirty-logging modes (the 20 s run uses write protection),
+  # the other dirty-logging modes (the 20 s run uses write protection;
+  # dbit is PML-fed, ring and ring-pml fill dirty rings that the tracker
+  # harvests and resets),
   # the legacy engine (reverse maps, lockless rmap aging) and a
   # confidential VM (private memslots, conversions, hole punches, mirror
   # roots and the external table: I11, I13), the process backend and NX
   # huge pages (fetches, recovery passes)
   foreach(mode "dbit:--log dbit" "wp-lazy:--log wp-lazy" "off:--log off"
+               "ring:--log ring" "ring-pml:--log ring-pml"
                "legacy:--engine legacy" "confidential:--confidential"
                "process:--host process" "nx:--nx")
     string(REPLACE ":" ";" m "${mode}")

@@ -94,6 +94,13 @@
 /* Operations                                                          */
 /* ------------------------------------------------------------------ */
 
+static const char *const log_mode_names[LOG_MODES] = {
+	[LOG_OFF] = "off",	     [LOG_WP] = "wp",
+	[LOG_WP_LAZY] = "wp-lazy",   [LOG_DBIT] = "dbit",
+	[LOG_DBIT_WALK] = "dbit-walk", [LOG_RING] = "ring",
+	[LOG_RING_PML] = "ring-pml",
+};
+
 const char *const op_names[OP_COUNT] = {
 	"read",	   "write",	  "translate", "asswitch", "wrong-kind",
 	"probe",   "prefault",	  "fetch",     "migrate",  "swapout",
@@ -377,9 +384,10 @@ static int setup(struct torture *t)
 		.nr_as = t->nr_as,
 		.max_vcpus = t->nvcpu + 3,
 		.engine = t->engine,
-		.flags = t->log_mode == LOG_DBIT      ? TDP_VM_DIRTY_DBIT
-			 : t->log_mode == LOG_WP_LAZY ? TDP_VM_NO_EAGER_SPLIT
-						      : 0};
+		.flags = log_mode_flags(t->log_mode),
+		/* the smallest: vCPUs meet the soft limit often */
+		.dirty_ring_size =
+			log_mode_ring(t->log_mode) ? TDP_DIRTY_RING_MIN : 0};
 	int r;
 
 	r = setup_model(t);
@@ -605,11 +613,22 @@ static void print_summary(struct torture *t)
 		       " pages, fast faults %" PRIu64 ", eager splits %" PRIu64
 		       ", huge pages recovered %" PRIu64 "; aging: %" PRIu64
 		       " calls found %" PRIu64 " young pages\n",
-		       (const char *[]){"off", "wp", "wp-lazy",
-					"dbit"}[t->log_mode],
+		       log_mode_names[t->log_mode],
 		       t->harvests, t->harvested_pages, st.pf_fast,
 		       st.eager_splits, st.huge_recovered, t->agings,
 		       t->young_pages);
+		if (t->log_mode == LOG_DBIT || t->log_mode == LOG_RING_PML)
+			printf("  PML: %" PRIu64 " Dirty bits logged, %" PRIu64
+			       " full-log exits\n",
+			       st.pml_logged, st.pml_full_exits);
+		if (log_mode_ring(t->log_mode))
+			printf("  dirty rings: %" PRIu64 " entries pushed, %" PRIu64
+			       " collected, %" PRIu64 " reset; %" PRIu64
+			       " accesses refused at the soft limit, %" PRIu64
+			       " overflows\n",
+			       st.ring_pushes, t->ring_entries, st.ring_resets,
+			       (uint64_t)atomic_load(&t->ring_full),
+			       st.ring_overflows);
 		if (t->confidential)
 			printf("  confidential: %" PRIu64
 			       " conversions, %" PRIu64
@@ -693,7 +712,10 @@ static void usage(FILE *f)
 		"builds)\n"
 		"  --log MODE          dirty logging of every memslot: wp "
 		"(write-protect, default), wp-lazy (no eager split),\n"
-		"                      dbit (Dirty bits) or off\n"
+		"                      dbit (Dirty bits, logged by PML), "
+		"dbit-walk (Dirty bits, no PML),\n"
+		"                      ring (dirty rings, write-protect), "
+		"ring-pml (dirty rings fed by PML) or off\n"
 		"  --confidential      a confidential VM (TDX-like): private "
 		"memslots, conversions,\n"
 		"                      hole punches; one address space, "
@@ -883,18 +905,15 @@ static int parse_args(struct torture *t, struct torture_args *a, int argc,
 			break;
 		case 'l':
 			a->log_given = true;
-			if (!strcmp(optarg, "wp"))
-				t->log_mode = LOG_WP;
-			else if (!strcmp(optarg, "wp-lazy"))
-				t->log_mode = LOG_WP_LAZY;
-			else if (!strcmp(optarg, "dbit"))
-				t->log_mode = LOG_DBIT;
-			else if (!strcmp(optarg, "off"))
-				t->log_mode = LOG_OFF;
-			else {
+			t->log_mode = LOG_MODES;
+			for (unsigned m = 0; m < LOG_MODES; m++)
+				if (!strcmp(optarg, log_mode_names[m]))
+					t->log_mode = m;
+			if (t->log_mode == LOG_MODES) {
 				fprintf(stderr,
-					"tdpmmu torture: --log must "
-					"be wp, wp-lazy, dbit or off\n");
+					"tdpmmu torture: --log must be wp, "
+					"wp-lazy, dbit, dbit-walk, ring, "
+					"ring-pml or off\n");
 				return 2;
 			}
 			break;

@@ -75,8 +75,40 @@ enum op {
 
 enum thread_kind { T_VCPU, T_HOST, T_ZAPPER, T_SLOTS, T_TRACK, T_KINDS };
 
-/* Dirty logging of every memslot (--log). */
-enum log_mode { LOG_OFF, LOG_WP, LOG_WP_LAZY, LOG_DBIT };
+/* Dirty logging of every memslot (--log): write-protect, write-protect
+ * without eager split, Dirty bits logged by PML, Dirty bits found by a
+ * walk (no PML), and dirty rings fed by write-protect faults or PML. */
+enum log_mode {
+	LOG_OFF,
+	LOG_WP,
+	LOG_WP_LAZY,
+	LOG_DBIT,
+	LOG_DBIT_WALK,
+	LOG_RING,
+	LOG_RING_PML,
+	LOG_MODES
+};
+
+/* The VM flags and ring size of a log mode. */
+static inline unsigned log_mode_flags(enum log_mode m)
+{
+	switch (m) {
+	case LOG_WP_LAZY:
+		return TDP_VM_NO_EAGER_SPLIT;
+	case LOG_DBIT:
+	case LOG_RING_PML:
+		return TDP_VM_DIRTY_DBIT | TDP_VM_PML;
+	case LOG_DBIT_WALK:
+		return TDP_VM_DIRTY_DBIT;
+	default:
+		return 0;
+	}
+}
+
+static inline bool log_mode_ring(enum log_mode m)
+{
+	return m == LOG_RING || m == LOG_RING_PML;
+}
 
 /* ------------------------------------------------------------------ */
 /* State                                                               */
@@ -211,6 +243,11 @@ struct torture {
 	 * (harvests/agings begun when it ended) in wpair[p] / apair[p];
 	 * evict[p] is odd while a swap-out or munmap of p runs */
 	enum log_mode log_mode;
+	/* dirty rings: the tracker's fetch index per vCPU id (tracker
+	 * only), entries collected, accesses refused at the soft limit */
+	uint32_t ring_fetch[MAX_VCPUS + 3];
+	uint64_t ring_entries;
+	atomic_ullong ring_full;
 	_Atomic uint64_t *wpair, *apair;
 	atomic_uint *evict;
 	atomic_uint h_started, h_done, a_started, a_done;

@@ -493,8 +493,9 @@ static void slots_op(struct torture *t, struct thread *th, enum op op)
 		/* every leaf write-protected, or its Dirty bit cleared */
 		promise_end(t, &m, ~0u, s->gpa[atomic_load(&s->where)],
 			    t->slot_size,
-			    t->log_mode == LOG_DBIT ? TLB_DIRTY_WRITE
-						    : TLB_WRITABLE,
+			    log_mode_flags(t->log_mode) & TDP_VM_DIRTY_DBIT
+				    ? TLB_DIRTY_WRITE
+				    : TLB_WRITABLE,
 			    "turning dirty logging on");
 		/* writes before logging (re)started are not owed */
 		for (uint64_t q = first; q < first + t->slot_size / PAGE; q++)
@@ -550,6 +551,57 @@ static void slots_op(struct torture *t, struct thread *th, enum op op)
  * holds the page's oldest write not yet seen reported, so later writes
  * cannot hide a lost one.
  */
+/* Dirty rings: take every vCPU's DIRTY entries (the VMM's side of the
+ * flags protocol, tdp_vcpu_dirty_ring) into round @j, then reset: the
+ * round reports what the rings held when it began. */
+static void harvest_rings(struct torture *t, uint32_t j)
+{
+	uint64_t slot_pages = t->slot_size / PAGE;
+	struct tdp_vcpu *vs[MAX_VCPUS + 4];
+	unsigned n = 0;
+	int r;
+
+	for (unsigned i = 0; i < t->nthreads; i++)
+		if (t->threads[i].vcpu)
+			vs[n++] = t->threads[i].vcpu;
+	if (t->ckpt_vcpu)
+		vs[n++] = t->ckpt_vcpu;
+	for (unsigned k = 0; k < n; k++) {
+		uint32_t *fetch = &t->ring_fetch[vs[k]->id], size;
+		struct tdp_dirty_gfn *ring;
+
+		r = tdp_vcpu_dirty_ring(vs[k], &ring, &size);
+		if (r) {
+			fail(t, "dirty log (I7)", "tdp_vcpu_dirty_ring: %d", r);
+			return;
+		}
+		for (;; (*fetch)++) {
+			struct tdp_dirty_gfn *e = &ring[*fetch & (size - 1)];
+			uint32_t id;
+
+			if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) &
+			      TDP_DIRTY_GFN_DIRTY))
+				break;
+			id = e->slot & 0xffff;
+			if (id >= NSLOTS || e->offset >= slot_pages) {
+				fail(t, "dirty log (I7)",
+				     "vCPU %u's ring entry %u names slot %#x "
+				     "offset %#" PRIx64 ": no such page",
+				     vs[k]->id, *fetch, e->slot, e->offset);
+				return;
+			}
+			t->reported[id * slot_pages + e->offset] = j;
+			t->harvested_pages++;
+			t->ring_entries++;
+			__atomic_store_n(&e->flags, TDP_DIRTY_GFN_RESET,
+					 __ATOMIC_RELEASE);
+		}
+	}
+	r = tdp_vm_reset_dirty_rings(t->vm, NULL);
+	if (r)
+		fail(t, "dirty log (I7)", "tdp_vm_reset_dirty_rings: %d", r);
+}
+
 static void harvest_op(struct torture *t, struct thread *th)
 {
 	uint64_t slot_pages = t->slot_size / PAGE,
@@ -559,6 +611,9 @@ static void harvest_op(struct torture *t, struct thread *th)
 	if (t->log_mode == LOG_OFF)
 		return;
 	j = atomic_fetch_add(&t->h_started, 1) + 1;
+	if (log_mode_ring(t->log_mode))
+		harvest_rings(t, j);
+	/* the bitmaps (with rings: what no vCPU wrote, overflows) */
 	for (unsigned i = 0; i < NSLOTS; i++) {
 		uint64_t first = i * slot_pages;
 
