@@ -34,6 +34,21 @@ if(TARGET tdpmmu_cli)
       PASS_REGULAR_EXPRESSION "verified: all [0-9]+ pages"
       FAIL_REGULAR_EXPRESSION "MISMATCH|FAILED" TIMEOUT 300)
   endforeach()
+  # dirty rings (collected, reset, then copied each round), fed by
+  # write-protect faults or by PML; writers meet the soft limit
+  add_test(NAME cli_migrate_ring
+           COMMAND tdpmmu_cli migrate --mem 64M --bandwidth 32M --ring)
+  add_test(NAME cli_migrate_ring_pml
+           COMMAND tdpmmu_cli migrate --mem 64M --bandwidth 32M --ring
+                   --dbit)
+  set_tests_properties(cli_migrate_ring cli_migrate_ring_pml PROPERTIES
+    PASS_REGULAR_EXPRESSION "verified: all [0-9]+ pages"
+    FAIL_REGULAR_EXPRESSION "MISMATCH|FAILED" TIMEOUT 300)
+  add_test(NAME cli_migrate_bad_ring
+           COMMAND tdpmmu_cli migrate --ring --manual)
+  add_test(NAME cli_migrate_bad_pml COMMAND tdpmmu_cli migrate --pml)
+  set_tests_properties(cli_migrate_bad_ring cli_migrate_bad_pml PROPERTIES
+    WILL_FAIL TRUE)
   add_test(NAME cli_migrate_legacy
            COMMAND tdpmmu_cli migrate --mem 64M --bandwidth 32M
                    --engine legacy)

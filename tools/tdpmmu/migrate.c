@@ -18,7 +18,12 @@
  *
  * With --manual (TDP_VM_MANUAL_PROTECT) every page starts out reported:
  * the bulk copy clears and copies 2 MiB at a time, and each round is
- * get, clear, then copy.  With --dbit the log is kept in Dirty bits.
+ * get, clear, then copy.  With --dbit the log is kept in Dirty bits
+ * (--pml: logged by the simulated hardware).  With --ring each round
+ * collects the vCPUs' dirty rings (and the bitmap, which holds what no
+ * vCPU wrote), resets the rings, then copies (KVM's order: a write after
+ * the reset makes a new entry); a writer whose ring is soft-full waits
+ * for the next round.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -101,6 +106,13 @@ void *mig_writer_thread(void *arg)
 		fill(buf, GPA_BASE / PAGE + p, g);
 		w->err = tdp_vcpu_write(m->vcpu[w->id], GPA_BASE + p * PAGE,
 					buf, PAGE);
+		if (w->err == -ENOSPC && m->ring) {
+			/* the ring is soft-full: the next round resets it */
+			w->err = 0;
+			w->ring_full++;
+			usleep(100);
+			continue;
+		}
 		if (w->err)
 			break;
 		/* the model changes once the write is done */
@@ -180,7 +192,37 @@ static int64_t copy_dirty(struct mig *m)
 	return (int64_t)count;
 }
 
-/* Harvest: get (and with --manual clear what was reported). */
+/* --ring: the DIRTY entries of every vCPU's ring into m->bitmap, each
+ * marked RESET (the VMM's side of the flags protocol), then the reset. */
+static int harvest_rings(struct mig *m)
+{
+	for (unsigned i = 0; i < m->vcpus; i++) {
+		struct tdp_dirty_gfn *ring;
+		uint32_t size;
+		int r = tdp_vcpu_dirty_ring(m->vcpu[i], &ring, &size);
+
+		if (r)
+			return r;
+		for (;; m->ring_fetch[i]++) {
+			struct tdp_dirty_gfn *e =
+				&ring[m->ring_fetch[i] & (size - 1)];
+
+			if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) &
+			      TDP_DIRTY_GFN_DIRTY))
+				break;
+			if (e->slot != 0 || e->offset >= m->npages)
+				return -EIO; /* not a page of memslot 0 */
+			m->bitmap[e->offset / 64] |= 1ull << (e->offset % 64);
+			m->ring_entries++;
+			__atomic_store_n(&e->flags, TDP_DIRTY_GFN_RESET,
+					 __ATOMIC_RELEASE);
+		}
+	}
+	return tdp_vm_reset_dirty_rings(m->vm, NULL);
+}
+
+/* Harvest: get (and with --manual clear what was reported; with --ring
+ * collect and reset the rings too). */
 static int harvest(struct mig *m)
 {
 	int r = tdp_vm_get_dirty_log(m->vm, 0, 0, m->bitmap);
@@ -188,6 +230,8 @@ static int harvest(struct mig *m)
 	if (!r && m->manual)
 		r = tdp_vm_clear_dirty_log(m->vm, 0, 0, 0, m->npages,
 					   m->bitmap);
+	if (!r && m->ring)
+		r = harvest_rings(m);
 	return r;
 }
 
@@ -221,9 +265,14 @@ static int bulk_copy(struct mig *m)
 static const char *mode_name(const struct mig *m)
 {
 	if (m->manual)
-		return m->dbit ? "manual-protect, dirty bits"
+		return m->dbit ? (m->pml ? "manual-protect, dirty bits, PML"
+					 : "manual-protect, dirty bits")
 			       : "manual-protect, write-protect";
-	return m->dbit ? "dirty bits" : "write-protect";
+	if (m->ring)
+		return m->dbit ? "dirty ring, dirty bits, PML"
+			       : "dirty ring, write-protect";
+	return m->dbit ? (m->pml ? "dirty bits, PML" : "dirty bits")
+		       : "write-protect";
 }
 
 /* Verify the destination against the source and the model. */
@@ -422,6 +471,12 @@ static void usage(FILE *f)
 		"second, 0..1000 (default 25)\n"
 		"  --dbit            dirty logging by Dirty bits "
 		"(TDP_VM_DIRTY_DBIT)\n"
+		"  --pml             with --dbit: Dirty bits logged by the "
+		"hardware (TDP_VM_PML)\n"
+		"  --ring            dirty rings of 4096 entries per vCPU "
+		"(cfg.dirty_ring_size;\n"
+		"                    with --dbit: fed by PML); not with "
+		"--manual\n"
 		"  --manual          manual protect: get, clear, then copy "
 		"(TDP_VM_MANUAL_PROTECT)\n"
 		"  --engine NAME     tdp (default) or legacy "
@@ -465,7 +520,9 @@ int mig_setup(struct mig *m)
 		.max_vcpus = m->vcpus,
 		.engine = m->engine,
 		.flags = (m->dbit ? TDP_VM_DIRTY_DBIT : 0) |
-			 (m->manual ? TDP_VM_MANUAL_PROTECT : 0)};
+			 (m->pml ? TDP_VM_PML : 0) |
+			 (m->manual ? TDP_VM_MANUAL_PROTECT : 0),
+		.dirty_ring_size = m->ring ? 4096 : 0};
 	int r;
 
 	m->npages = m->mem / PAGE;
@@ -586,6 +643,8 @@ int cmd_migrate(int argc, char **argv)
 		{"rate", required_argument, NULL, 'r'},
 		{"dbit", no_argument, NULL, 'd'},
 		{"manual", no_argument, NULL, 'M'},
+		{"pml", no_argument, NULL, 'p'},
+		{"ring", no_argument, NULL, 'g'},
 		{"engine", required_argument, NULL, 'e'},
 		{"max-iters", required_argument, NULL, 'i'},
 		{"threshold", required_argument, NULL, 't'},
@@ -660,6 +719,12 @@ int cmd_migrate(int argc, char **argv)
 			break;
 		case 'M':
 			m.manual = true;
+			break;
+		case 'p':
+			m.pml = true;
+			break;
+		case 'g':
+			m.ring = true;
 			break;
 		case 'e':
 			if (cli_parse_engine(optarg, &m.engine)) {
@@ -775,6 +840,17 @@ int cmd_migrate(int argc, char **argv)
 				"and --fuzz exclude each other\n");
 		return 2;
 	}
+	if (m.pml && !m.dbit) {
+		fprintf(stderr, "migrate: --pml needs --dbit\n");
+		return 2;
+	}
+	if (m.ring && m.manual) {
+		fprintf(stderr, "migrate: --ring and --manual exclude each "
+				"other (the ring has no manual protect)\n");
+		return 2;
+	}
+	if (m.ring && m.dbit)
+		m.pml = true; /* a ring takes Dirty bits from PML only */
 	if (use_postcopy && !to) {
 		fprintf(stderr, "migrate: --postcopy needs --to\n");
 		return 2;
@@ -994,6 +1070,12 @@ int cmd_migrate(int argc, char **argv)
 		       st.eager_splits, st.pf_fast, st.dirty_harvests,
 		       st.huge_recovered, st.recover_flushes,
 		       audit ? "FAILED" : "clean");
+		if (m.ring)
+			printf("rings: %" PRIu64 " entries pushed, %" PRIu64
+			       " collected and reset, %" PRIu64
+			       " overflows; PML logged %" PRIu64 "\n",
+			       st.ring_pushes, m.ring_entries,
+			       st.ring_overflows, st.pml_logged);
 		if (!bad && m.remote)
 			printf("verified: all %" PRIu64 " pages of the "
 			       "source match the writers' model\n",

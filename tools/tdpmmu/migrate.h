@@ -28,6 +28,8 @@ struct mig {
 	uint64_t bandwidth; /* bytes per second, 0 = unlimited */
 	unsigned vcpus, rate;
 	bool dbit, manual, json;
+	bool pml;  /* --pml: TDP_VM_PML (with --dbit) */
+	bool ring; /* --ring: dirty rings (with --dbit: fed by PML) */
 	unsigned engine; /* TDP_ENGINE_* */
 	unsigned backend; /* TDP_HOST_* */
 	/* machine */
@@ -43,6 +45,8 @@ struct mig {
 	uint8_t *scratch; /* ... and its read buffer (CHUNK bytes) */
 	uint64_t copied, copy_t0; /* bytes copied since copy_t0 (pacing) */
 	uint64_t *bitmap;
+	uint32_t ring_fetch[MAX_VCPUS]; /* --ring: the VMM's fetch index */
+	uint64_t ring_entries;		/* --ring: entries collected */
 	atomic_bool stop;
 	/* results */
 	uint64_t *sent; /* per round */
@@ -55,6 +59,7 @@ struct writer {
 	struct mig *m;
 	unsigned id;
 	uint64_t writes;
+	uint64_t ring_full; /* --ring: writes refused at the soft limit */
 	int err;
 };
 
