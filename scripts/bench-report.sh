@@ -212,6 +212,10 @@ run fastzap1 fast-zap -v 1 -b 1G -s 1g -i 200
 # NX huge page recovery under the read lock (tdp) against the write lock
 # (nx-locked), interleaved rounds, 1 vCPU and the recovering thread
 run_once nxrec nx-recovery -v 1 -b 1G -i 20 --compare --baseline nx-locked --rounds "$ROUNDS"
+# dirty-log harvests while the vCPU writes: bitmap by write protection
+# (tdp), Dirty bits found by a walk (dbit), Dirty bits logged by PML
+# (pml), dirty rings (ring, ring-pml); interleaved rounds, 1 vCPU
+run_once dharv dirty-harvest -v 1 -b 128M -i 20 -w 10 --compare --baseline dbit,pml,ring,ring-pml --rounds "$ROUNDS"
 
 # ------------------------------------------------------------------
 # Derived numbers and the three targets
@@ -495,6 +499,22 @@ v2b=$(verdict "$s_excl < 1.2" "exclusive scales $(fmt "$s_excl" 2)x")
 v3=$(verdict "$tr_hot < 15" "$(fmt "$(awk -v h="$tr_hot" 'BEGIN{print h - 15}')") ns over")
 fz1_p99=$(sumv fastzap1 tdp fast_zap_us_p99)
 # NX recovery: medians over the rounds, and tdp / nx-locked per round
+dhv() { rs dharv "$1" summary "$2" median; }
+# dhr DESIGN KEY: DESIGN / dbit per round, from the tdp / X ratios
+dhr() {
+	local a b
+	a=$(rs dharv dbit ratio_summary "$2" median)
+	if [ "$1" = tdp ]; then b=1; else b=$(rs dharv "$1" ratio_summary "$2" median); fi
+	awk -v a="$a" -v b="$b" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else printf "-" }'
+}
+dhrow() {
+	printf '| %s | %s | %s | %s | %s | %s |\n' "$1" \
+		"$(fmt "$(dhv "$1" harvest_us_p50)" 0) us" \
+		"$(fmt "$(dhv "$1" harvest_ns_per_dirty_page)" 1)" \
+		"$(dhr "$1" harvest_ns_per_dirty_page)" \
+		"$(fmt "$(dhv "$1" write_rate_in_harvest)" 0)" \
+		"$(fmt "$(dhv "$1" write_rate_between)" 0)"
+}
 nxv() { rs nxrec "$1" summary "$2" median; }
 nxr() { printf '%s [%s-%s]' "$(rfmt "$(rs nxrec nx-locked ratio_summary "$1" median)")" \
 	"$(rfmt "$(rs nxrec nx-locked ratio_summary "$1" min)")" \
@@ -1131,6 +1151,39 @@ ratios are medians of per-round ratios [min-max].
 Under the write lock the vCPU's faults wait for the whole pass; under the
 read lock they run beside it.  The legacy engine recovers under the write
 lock only (KVM's shadow MMU).
+
+## Dirty-log harvest: bitmap, Dirty-bit walk, PML, dirty rings
+
+\`$(cmd dharv)\` ($(threads 2)).  Dirty logging on a 128 MiB memslot
+(4 KiB folios); the vCPU writes its first 10 % (3276 pages, contiguous)
+over and over without pause while the main thread harvests all memory
+20 times, 20 ms apart.  \`tdp\`: the bitmap, write-protect mode (each
+harvest takes W away, the next write faults and logs);
+\`dbit\`: Dirty bits, found by a walk of every leaf of the slot;
+\`pml\`: Dirty bits logged by the simulated hardware
+(\`TDP_VM_PML\`), the harvest waits for the vCPU to leave guest mode
+once and clears the Dirty bits of the reported pages only;
+\`ring\` / \`ring-pml\`: each harvest collects the vCPU's dirty ring,
+marks the entries harvested and resets (re-protects them).  A harvest's
+time is divided by the pages it reported; the vCPU's write rate counts
+writes that began and ended inside one harvest, and between harvests.
+Medians of $ROUNDS interleaved rounds; the ratio column is each design's
+ns per dirty page over dbit's, from the medians of the per-round ratios
+to tdp.
+
+| design | harvest p50 | ns per dirty page | / dbit | vCPU writes per ms during harvests | between harvests |
+|---|---:|---:|---:|---:|---:|
+$(dhrow tdp)
+$(dhrow dbit)
+$(dhrow pml)
+$(dhrow ring)
+$(dhrow ring-pml)
+
+The walk of \`dbit\` visits all 32768 leaves of the slot whatever was
+written; with PML the harvest visits only the 64-page runs that hold
+reported pages, so at 10 % dirty it costs what the write-protect bitmap
+costs.  During a write-protect or ring harvest the vCPU's next writes
+fault (W was taken away); with Dirty bits they only set D again.
 
 ## The legacy engine against the TDP engine
 

@@ -199,6 +199,20 @@ if(TARGET tdpmmu_cli)
                    --baseline legacy,legacy-locked-aging --compare --json)
   add_test(NAME cli_bench_fast_zap
            COMMAND tdpmmu_cli bench fast-zap -v 2 -b 64M -s 2m -i 3 --json)
+  add_test(NAME cli_bench_dirty_log_ring
+           COMMAND tdpmmu_cli bench dirty-log -v 2 -b 8M -i 3 --ring --json)
+  add_test(NAME cli_bench_dirty_log_ring_pml
+           COMMAND tdpmmu_cli bench dirty-log -v 2 -b 8M -i 3 --ring -m pml
+                   --json)
+  add_test(NAME cli_bench_dirty_harvest
+           COMMAND tdpmmu_cli bench dirty-harvest -v 1 -b 16M -i 3
+                   --baseline dbit,pml,ring,ring-pml --compare --json)
+  add_test(NAME cli_bench_dirty_log_bad_ring
+           COMMAND tdpmmu_cli bench dirty-log --ring -M)
+  add_test(NAME cli_bench_dirty_harvest_bad_size
+           COMMAND tdpmmu_cli bench dirty-harvest -b 1G)
+  set_tests_properties(cli_bench_dirty_log_bad_ring
+    cli_bench_dirty_harvest_bad_size PROPERTIES WILL_FAIL TRUE)
   add_test(NAME cli_bench_nx_recovery
            COMMAND tdpmmu_cli bench nx-recovery -v 1 -b 64M -i 3 --json)
   # interleaved rounds: every design once per round, medians and
@@ -213,6 +227,7 @@ if(TARGET tdpmmu_cli)
     cli_bench_access cli_bench_memslot cli_bench_mmu_stress cli_bench_translate
     cli_bench_dirty_log_wp cli_bench_dirty_log_dbit cli_bench_dirty_log_manual
     cli_bench_access_aging cli_bench_access_legacy_fault cli_bench_fast_zap
+    cli_bench_dirty_log_ring cli_bench_dirty_log_ring_pml cli_bench_dirty_harvest
     PROPERTIES PASS_REGULAR_EXPRESSION "${_bench_keys}" TIMEOUT 120)
   set_tests_properties(cli_bench_populate_compare PROPERTIES
     PASS_REGULAR_EXPRESSION "\"result\":\"pass\".*\"compare\":\\[{\"baseline\":\"exclusive\",\"ratios\":{[^}]*\"Populate memory\":.*\"baseline\":\"floor\"")

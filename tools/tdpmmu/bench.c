@@ -32,45 +32,62 @@
 
 static const struct bench_impl bench_impls[] = {
 	{"tdp", "the TDP MMU: faults in parallel under mmu_lock for read",
-	 IMPL_VM, 0, BENCH_ALL, TDP_ENGINE_TDP},
+	 IMPL_VM, 0, BENCH_ALL, TDP_ENGINE_TDP, false},
 	{"exclusive",
 	 "every fault under mmu_lock for write (TDP_VM_EXCLUSIVE_FAULTS)",
-	 IMPL_VM, TDP_VM_EXCLUSIVE_FAULTS, BENCH_ALL, TDP_ENGINE_TDP},
+	 IMPL_VM, TDP_VM_EXCLUSIVE_FAULTS, BENCH_ALL, TDP_ENGINE_TDP, false},
 	{"floor",
 	 "a bare 4-level radix table, no locks/RCU/accounting: the speed "
 	 "of light",
 	 IMPL_FLOOR, 0,
 	 BENCH_BIT(BENCH_POPULATE) | BENCH_BIT(BENCH_ACCESS) |
 		 BENCH_BIT(BENCH_TRANSLATE),
-	 TDP_ENGINE_TDP},
+	 TDP_ENGINE_TDP, false},
 	{"nofast",
 	 "write faults on dirty-logged pages always take mmu_lock "
 	 "(TDP_VM_NO_FAST_FAULT)",
 	 IMPL_VM, TDP_VM_NO_FAST_FAULT, BENCH_BIT(BENCH_DIRTY_LOG),
-	 TDP_ENGINE_TDP},
+	 TDP_ENGINE_TDP, false},
 	{"nosplit",
 	 "no eager split of huge leaves when logging starts "
 	 "(TDP_VM_NO_EAGER_SPLIT)",
 	 IMPL_VM, TDP_VM_NO_EAGER_SPLIT, BENCH_BIT(BENCH_DIRTY_LOG),
-	 TDP_ENGINE_TDP},
+	 TDP_ENGINE_TDP, false},
 	{"locked-aging",
 	 "age under mmu_lock held for write (TDP_VM_LOCKED_AGING)", IMPL_VM,
-	 TDP_VM_LOCKED_AGING, BENCH_BIT(BENCH_ACCESS), TDP_ENGINE_TDP},
+	 TDP_VM_LOCKED_AGING, BENCH_BIT(BENCH_ACCESS), TDP_ENGINE_TDP, false},
 	{"legacy",
 	 "the legacy engine: every change under mmu_lock for write, leaves "
 	 "in reverse maps, lockless rmap aging (TDP_ENGINE_LEGACY)",
 	 IMPL_VM, 0, BENCH_ALL & ~BENCH_BIT(BENCH_TRANSLATE),
-	 TDP_ENGINE_LEGACY},
+	 TDP_ENGINE_LEGACY, false},
 	{"nx-locked",
 	 "NX huge page recovery under mmu_lock held for write "
 	 "(TDP_VM_NX_RECOVER_LOCKED; KVM before 2025)",
 	 IMPL_VM, TDP_VM_NX_RECOVER_LOCKED, BENCH_BIT(BENCH_NX_RECOVERY),
-	 TDP_ENGINE_TDP},
+	 TDP_ENGINE_TDP, false},
+	{"dbit",
+	 "dirty logging by Dirty bits, harvested by a walk of every leaf "
+	 "(TDP_VM_DIRTY_DBIT)",
+	 IMPL_VM, TDP_VM_DIRTY_DBIT, BENCH_BIT(BENCH_DIRTY_HARVEST),
+	 TDP_ENGINE_TDP, false},
+	{"pml",
+	 "Dirty bits logged by the simulated hardware (TDP_VM_PML): the "
+	 "harvest clears only the reported pages",
+	 IMPL_VM, TDP_VM_DIRTY_DBIT | TDP_VM_PML,
+	 BENCH_BIT(BENCH_DIRTY_HARVEST), TDP_ENGINE_TDP, false},
+	{"ring",
+	 "dirty rings fed by write-protect faults, collected and reset "
+	 "(cfg.dirty_ring_size)",
+	 IMPL_VM, 0, BENCH_BIT(BENCH_DIRTY_HARVEST), TDP_ENGINE_TDP, true},
+	{"ring-pml", "dirty rings fed by PML, collected and reset",
+	 IMPL_VM, TDP_VM_DIRTY_DBIT | TDP_VM_PML,
+	 BENCH_BIT(BENCH_DIRTY_HARVEST), TDP_ENGINE_TDP, true},
 	{"legacy-locked-aging",
 	 "the legacy engine aging its reverse maps under mmu_lock held for "
 	 "write (KVM before seed 002)",
 	 IMPL_VM, TDP_VM_LOCKED_AGING, BENCH_BIT(BENCH_ACCESS),
-	 TDP_ENGINE_LEGACY},
+	 TDP_ENGINE_LEGACY, false},
 };
 #define NR_IMPLS (sizeof(bench_impls) / sizeof(bench_impls[0]))
 
@@ -79,6 +96,7 @@ static const char *const bench_names[BENCH_KINDS] = {
 	[BENCH_MEMSLOT] = "memslot",	 [BENCH_MMU_STRESS] = "mmu-stress",
 	[BENCH_DIRTY_LOG] = "dirty-log", [BENCH_TRANSLATE] = "translate",
 	[BENCH_FAST_ZAP] = "fast-zap",	 [BENCH_NX_RECOVERY] = "nx-recovery",
+	[BENCH_DIRTY_HARVEST] = "dirty-harvest",
 };
 
 static const char *const bench_help[BENCH_KINDS] = {
@@ -97,6 +115,12 @@ static const char *const bench_help[BENCH_KINDS] = {
 	[BENCH_TRANSLATE] = "TLB hit and miss latency, hot and cold tables",
 	[BENCH_FAST_ZAP] = "populate, then zap all roots fast N times while "
 			   "vCPUs run: caller and vCPU root reload latency",
+	[BENCH_DIRTY_HARVEST] = "dirty logging on, vCPUs write the first "
+				"-w% of their memory over and over while "
+				"the main thread harvests N times (bitmap, "
+				"or rings with the ring baselines): harvest "
+				"time per dirty page and the vCPUs' write "
+				"rate during harvests and between them",
 	[BENCH_NX_RECOVERY] = "NX huge pages: vCPUs fetch from every 2 MiB page "
 			      "(mapping it 4 KiB) and read it, while an NX "
 			      "recovery pass (ratio 1) runs N times: pass time "
@@ -532,8 +556,12 @@ static int setup(struct bench *b)
 		struct tdp_vm_config vc = {
 			.max_vcpus = o->nvcpu,
 			.engine = b->impl->engine,
+			.dirty_ring_size = b->impl->ring || o->ring
+						   ? bench_ring_size(b)
+						   : 0,
 			.flags = b->impl->vm_flags |
 				 (o->dbit ? TDP_VM_DIRTY_DBIT : 0) |
+				 (o->pml ? TDP_VM_DIRTY_DBIT | TDP_VM_PML : 0) |
 				 (o->manual ? TDP_VM_MANUAL_PROTECT : 0) |
 				 (o->kind == BENCH_NX_RECOVERY
 					  ? TDP_VM_NX_HUGE_PAGES
@@ -1047,7 +1075,10 @@ static void print_json(struct bench *runs, unsigned n, unsigned rounds, bool ok)
 	       bench_names[o->kind], ok ? "pass" : "fail", o->nvcpu, o->bytes,
 	       o->backing, o->iters, o->write_pct, o->random ? "true" : "false",
 	       o->overlap ? "true" : "false", o->slots,
-	       o->ncpus ? "true" : "false", o->dbit ? "dbit" : "wp",
+	       o->ncpus ? "true" : "false",
+	       o->ring ? (o->pml ? "ring-pml" : "ring")
+	       : o->pml ? "pml"
+	       : o->dbit ? "dbit" : "wp",
 	       o->manual ? "true" : "false");
 	for (unsigned k = 0; k < n * rounds; k++) {
 		const struct bench *b = &runs[k];
@@ -1123,7 +1154,9 @@ static void usage(FILE *f)
 		"200 batches,\n"
 		"               dirty-log 2, fast-zap 20)\n"
 		"  -w PCT       percent of populate accesses that write "
-		"(default 100)\n"
+		"(default 100; dirty-harvest:\n"
+		"               the share of its memory each vCPU keeps "
+		"writing, default 10)\n"
 		"  -a           random access order instead of sequential\n"
 		"  -o           all vCPUs share (overlap) one region instead "
 		"of "
@@ -1135,8 +1168,13 @@ static void usage(FILE *f)
 		"0-1); one extra\n"
 		"               entry pins the main thread\n"
 		"  -r SEED      random seed (default 1)\n"
-		"  -m MODE      dirty-log: wp (write-protect, default) or dbit "
-		"(Dirty bits)\n"
+		"  -m MODE      dirty-log: wp (write-protect, default), dbit "
+		"(Dirty bits) or pml\n"
+		"               (Dirty bits logged by PML)\n"
+		"  --ring       dirty-log: dirty rings, collected and reset "
+		"at each harvest\n"
+		"               (each vCPU's writes of an iteration must fit "
+		"its ring: -b 252M at most)\n"
 		"  -M           dirty-log: manual protect (get, then clear; "
 		"KVM's -g)\n"
 		"  --baseline NAME[,NAME]  measure NAME instead of tdp (with "
@@ -1294,6 +1332,9 @@ static int run_one(struct bench *b)
 	case BENCH_NX_RECOVERY:
 		r = bench_nx_recovery(b);
 		break;
+	case BENCH_DIRTY_HARVEST:
+		r = bench_dirty_harvest(b);
+		break;
 	default:
 		r = -1;
 	}
@@ -1320,6 +1361,7 @@ int cmd_bench(int argc, char **argv)
 		{"baseline", required_argument, NULL, 'B'},
 		{"compare", no_argument, NULL, 'C'},
 		{"rounds", required_argument, NULL, 'R'},
+		{"ring", no_argument, NULL, 'G'},
 		{"help", no_argument, NULL, 'h'},
 		{0}};
 	struct bench_opts o = {
@@ -1327,7 +1369,7 @@ int cmd_bench(int argc, char **argv)
 	const struct bench_impl *base[BENCH_MAX_IMPLS];
 	unsigned nbase = 0;
 	bool have_b = false, have_i = false, have_x = false, have_m = false;
-	bool have_s = false;
+	bool have_s = false, have_w = false;
 	uint64_t u;
 	struct bench *runs;
 	const char *dlmode = "";
@@ -1395,6 +1437,7 @@ int cmd_bench(int argc, char **argv)
 					   "'%s'",
 					   optarg);
 			o.write_pct = (unsigned)u;
+			have_w = true;
 			break;
 		case 'a':
 			o.random = true;
@@ -1424,12 +1467,13 @@ int cmd_bench(int argc, char **argv)
 			o.seed = u;
 			break;
 		case 'm':
-			if (!strcmp(optarg, "wp"))
-				o.dbit = false;
-			else if (!strcmp(optarg, "dbit"))
+			o.dbit = o.pml = false;
+			if (!strcmp(optarg, "dbit"))
 				o.dbit = true;
-			else
-				return bad("-m wants wp or dbit, not '%s'",
+			else if (!strcmp(optarg, "pml"))
+				o.pml = true;
+			else if (strcmp(optarg, "wp"))
+				return bad("-m wants wp, dbit or pml, not '%s'",
 					   optarg);
 			have_m = true;
 			break;
@@ -1439,6 +1483,10 @@ int cmd_bench(int argc, char **argv)
 			break;
 		case 'J':
 			o.json = true;
+			break;
+		case 'G':
+			o.ring = true;
+			have_m = true;
 			break;
 		case 'C':
 			o.compare = true;
@@ -1465,21 +1513,42 @@ int cmd_bench(int argc, char **argv)
 	if (optind < argc)
 		return bad("unexpected argument '%s'", argv[optind]);
 	if (have_m && o.kind != BENCH_DIRTY_LOG)
-		return bad("-m and -M are options of dirty-log");
+		return bad("-m, -M and --ring are options of dirty-log "
+			   "(dirty-harvest compares modes as baselines)");
+	if (o.ring && (o.manual || o.dbit))
+		return bad("--ring goes with -m wp or -m pml (a ring takes "
+			   "Dirty bits from PML), not -M");
 	/* dirty-log tells written pages by their generation (16 bits) */
 	if (o.kind == BENCH_DIRTY_LOG && have_i && o.iters > 60000)
 		return bad("dirty-log: -i wants 1..60000");
 	if (!have_b)
 		o.bytes = o.kind == BENCH_MEMSLOT     ? 64ull << 20
 			  : o.kind == BENCH_TRANSLATE ? 256ull << 20
-						      : 1ull << 30;
+			  : o.ring || o.kind == BENCH_DIRTY_HARVEST
+				  ? 128ull << 20
+				  : 1ull << 30;
+	/* a vCPU's writes between two harvests must fit its ring */
+	if ((o.ring || o.kind == BENCH_DIRTY_HARVEST) &&
+	    o.bytes / BENCH_PAGE + TDP_DIRTY_RING_RSVD_ENTRIES +
+			    TDP_DIRTY_RING_PML_ENTRIES >
+		    TDP_DIRTY_RING_MAX)
+		return bad("%s: -b 252M at most (each vCPU's writes between "
+			   "harvests fit its dirty ring)",
+			   o.ring ? "--ring" : "dirty-harvest");
 	if (!have_i)
 		o.iters = o.kind == BENCH_MEMSLOT     ? 10
 			  : o.kind == BENCH_TRANSLATE ? 200
 			  : o.kind == BENCH_DIRTY_LOG ? 2
 			  : o.kind == BENCH_FAST_ZAP  ? 20
 			  : o.kind == BENCH_NX_RECOVERY ? 20
+			  : o.kind == BENCH_DIRTY_HARVEST ? 20
 						      : 1;
+	/* dirty-harvest: -w is the share of its memory a vCPU keeps
+	 * writing (its first pages) */
+	if (!have_w && o.kind == BENCH_DIRTY_HARVEST)
+		o.write_pct = 10;
+	if (o.kind == BENCH_DIRTY_HARVEST && !o.write_pct)
+		return bad("dirty-harvest: -w wants 1..100");
 	if (!have_s && o.kind == BENCH_FAST_ZAP)
 		o.backing = TDP_HUGE_1G;
 	if (!have_s && o.kind == BENCH_NX_RECOVERY)
@@ -1530,8 +1599,11 @@ int cmd_bench(int argc, char **argv)
 	if (!runs)
 		return 1;
 	if (o.kind == BENCH_DIRTY_LOG)
-		dlmode = o.dbit ? ", dirty log by Dirty bits"
-				: ", dirty log by write protection";
+		dlmode = o.ring ? (o.pml ? ", dirty rings fed by PML"
+					 : ", dirty rings, write protection")
+			 : o.pml ? ", dirty log by Dirty bits logged by PML"
+			 : o.dbit ? ", dirty log by Dirty bits"
+				  : ", dirty log by write protection";
 	if (!o.json)
 		printf("Testing %s: %u vCPU%s, %" PRIu64
 		       " MiB per vCPU (%s), %s backing, %s access, %u "

@@ -43,6 +43,7 @@ enum bench_kind {
 	BENCH_TRANSLATE,
 	BENCH_FAST_ZAP,
 	BENCH_NX_RECOVERY,
+	BENCH_DIRTY_HARVEST,
 	BENCH_KINDS
 };
 #define BENCH_BIT(k) (1u << (k))
@@ -58,6 +59,7 @@ struct bench_impl {
 	unsigned vm_flags; /* IMPL_VM: tdp_vm_config.flags */
 	unsigned benches;  /* BENCH_BIT()s of the subcommands it supports */
 	unsigned engine;   /* IMPL_VM: tdp_vm_config.engine (0: TDP) */
+	bool ring;	   /* IMPL_VM: dirty rings (bench_ring_size) */
 };
 
 struct bench_opts {
@@ -71,6 +73,8 @@ struct bench_opts {
 	unsigned slots; /* -x */
 	bool dbit;	/* dirty-log -m dbit: TDP_VM_DIRTY_DBIT */
 	bool manual;	/* dirty-log -M: TDP_VM_MANUAL_PROTECT */
+	bool pml;	/* dirty-log -m pml: TDP_VM_DIRTY_DBIT | TDP_VM_PML */
+	bool ring;	/* dirty-log --ring: dirty rings */
 	int cpus[BENCH_MAX_VCPUS + 1];
 	unsigned ncpus;
 	uint64_t seed;
@@ -212,6 +216,10 @@ int bench_memslot(struct bench *b);
 int bench_mmu_stress(struct bench *b);
 int bench_translate(struct bench *b);
 int bench_dirty_log(struct bench *b);
+int bench_dirty_harvest(struct bench *b);
+/* The dirty ring size of a run with rings: room for every page of a
+ * vCPU's region above the soft limit, up to TDP_DIRTY_RING_MAX. */
+unsigned bench_ring_size(const struct bench *b);
 int bench_fast_zap(struct bench *b);
 int bench_nx_recovery(struct bench *b);
 

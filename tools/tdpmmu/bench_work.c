@@ -1118,7 +1118,58 @@ struct dlog {
 	uint64_t reported;  /* pages the last harvest reported */
 	uint64_t pages;	    /* pages of guest memory */
 	unsigned log_flags; /* TDP_MEM_LOG_DIRTY or 0 */
+	/* dirty rings: the VMM's fetch index per vCPU; entries taken */
+	uint32_t fetch[BENCH_MAX_VCPUS];
+	uint64_t ring_entries;
 };
+
+static uint64_t slot_npages(const struct bench *b, unsigned k);
+
+static bool bench_has_ring(const struct bench *b)
+{
+	return b->impl->kind == IMPL_VM && (b->impl->ring || b->o->ring);
+}
+
+unsigned bench_ring_size(const struct bench *b)
+{
+	uint64_t want = b->o->bytes / BENCH_PAGE + TDP_DIRTY_RING_RSVD_ENTRIES +
+			TDP_DIRTY_RING_PML_ENTRIES;
+	unsigned n = TDP_DIRTY_RING_MIN;
+
+	while (n < want && n < TDP_DIRTY_RING_MAX)
+		n *= 2;
+	return n;
+}
+
+/* Dirty rings: every vCPU's DIRTY entries ORed into dl->bm (the VMM's
+ * side of the flags protocol), then the reset. */
+static int harvest_rings(struct bench *b, struct dlog *dl)
+{
+	for (unsigned i = 0; i < b->o->nvcpu; i++) {
+		struct tdp_dirty_gfn *ring;
+		uint32_t size, *f = &dl->fetch[i];
+		int r = tdp_vcpu_dirty_ring(b->v[i].vcpu, &ring, &size);
+
+		if (r)
+			return r;
+		for (;; (*f)++) {
+			struct tdp_dirty_gfn *e = &ring[*f & (size - 1)];
+			unsigned k;
+
+			if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) &
+			      TDP_DIRTY_GFN_DIRTY))
+				break;
+			k = e->slot & 0xffff;
+			if (k >= b->nslots || e->offset >= slot_npages(b, k))
+				return -EIO;
+			dl->bm[k][e->offset / 64] |= 1ull << (e->offset % 64);
+			dl->ring_entries++;
+			__atomic_store_n(&e->flags, TDP_DIRTY_GFN_RESET,
+					 __ATOMIC_RELEASE);
+		}
+	}
+	return tdp_vm_reset_dirty_rings(b->vm, NULL);
+}
 
 static uint64_t slot_npages(const struct bench *b, unsigned k)
 {
@@ -1171,6 +1222,16 @@ static int main_get_log(struct bench *b, struct bench_phase *p, void *arg)
 			return r;
 		}
 		p->ops += n;
+	}
+	if (bench_has_ring(b)) {
+		uint64_t t0 = bench_ticks();
+		int r = harvest_rings(b, dl);
+
+		hist_add(&p->lat, (uint64_t)bench_ticks_ns(bench_ticks() - t0));
+		if (r) {
+			bench_error(b, "dirty ring harvest", b->gpa, r);
+			return r;
+		}
 	}
 	return 0;
 }
@@ -1714,5 +1775,192 @@ int bench_nx_recovery(struct bench *b)
 		run_pass(b, "Read memory after recovery", PASS_READ, 1, 0);
 	}
 	free(nx);
+	return finish(b);
+}
+
+/* ------------------------------------------------------------------ */
+/* dirty-harvest: harvests while the vCPUs write                       */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Logging on, every vCPU writes the first -w% of its pages in order, over
+ * and over, without pause (a write
+ * fault per page after each harvest in write-protect mode, a Dirty bit in
+ * Dirty-bit modes), while the main thread harvests -i times, 20 ms apart:
+ * the bitmaps of every slot, and with rings every vCPU's ring (collect,
+ * reset).  dh.seq is odd while a harvest runs; a vCPU counts the writes
+ * that began and ended inside one harvest.  A write refused at a ring's
+ * soft limit is retried (counted: stalls).
+ */
+struct dharv {
+	struct dlog dl;
+	atomic_uint seq;
+	atomic_ullong pass_ticks, in_ops, stalls;
+	uint64_t reported;
+};
+
+static void vcpu_dharv(struct bench_vcpu *bv, void *arg)
+{
+	struct dharv *dh = arg;
+	struct bench *b = bv->b;
+	uint64_t in_ops = 0, stalls = 0;
+	uint64_t hot = bv->npages * b->o->write_pct / 100;
+	uint16_t gen = 2;
+
+	if (!hot)
+		hot = 1;
+	for (uint64_t p = 0;
+	     !atomic_load_explicit(&b->stop, memory_order_relaxed);) {
+		uint64_t gpa = bv->gpa0 + p * BENCH_PAGE + bv->id * 8ull;
+		uint64_t val = bench_expect(gpa >> 12, gen, bv->id);
+		unsigned s = atomic_load_explicit(&dh->seq,
+						  memory_order_acquire);
+		uint64_t t0 = bench_ticks(), d;
+		int r = bench_access(bv, gpa, &val, true);
+
+		d = sample_ticks(t0, bench_ticks());
+		if (r == -ENOSPC) {
+			stalls++; /* the ring is soft-full: the next harvest */
+			sched_yield();
+			continue;
+		}
+		if (r) {
+			bench_error(b, "guest write (dirty-harvest)", gpa, r);
+			break;
+		}
+		bv->gen[p] = gen;
+		bv->busy_ticks += d;
+		bv->ops++;
+		hist_add(&bv->lat, (uint64_t)bench_ticks_ns(d));
+		if ((s & 1) &&
+		    atomic_load_explicit(&dh->seq, memory_order_acquire) == s)
+			in_ops++; /* began and ended inside one harvest */
+		if (++p == hot) {
+			p = 0;
+			gen = gen == 60000 ? 2 : gen + 1;
+		}
+	}
+	atomic_fetch_add(&dh->in_ops, in_ops);
+	atomic_fetch_add(&dh->stalls, stalls);
+}
+
+/* One harvest of everything: the bitmap of every slot, then the rings. */
+static int dharv_once(struct bench *b, struct dharv *dh)
+{
+	for (unsigned k = 0; k < b->nslots; k++) {
+		int r = tdp_vm_get_dirty_log(b->vm, 0, k, dh->dl.bm[k]);
+
+		if (r)
+			return r;
+	}
+	if (bench_has_ring(b)) {
+		int r = harvest_rings(b, &dh->dl);
+
+		if (r)
+			return r;
+	}
+	for (unsigned k = 0; k < b->nslots; k++)
+		for (uint64_t w = 0; w < (slot_npages(b, k) + 63) / 64; w++)
+			dh->reported +=
+				(uint64_t)__builtin_popcountll(dh->dl.bm[k][w]);
+	return 0;
+}
+
+static int main_dharv(struct bench *b, struct bench_phase *p, void *arg)
+{
+	struct dharv *dh = arg;
+	unsigned s = atomic_load(&dh->seq);
+	const struct timespec ts = {.tv_nsec = 20000000};
+
+	p->lat_what = "per harvest of all memory (caller)";
+	for (unsigned it = 0; it < b->o->iters; it++) {
+		uint64_t t0, d;
+		int r;
+
+		nanosleep(&ts, NULL); /* the vCPUs dirty pages */
+		if (atomic_load(&b->errors) || atomic_load(&b->mismatches))
+			return -1;
+		atomic_store_explicit(&dh->seq, ++s, memory_order_release);
+		t0 = bench_ticks();
+		r = dharv_once(b, dh);
+		d = bench_ticks() - t0;
+		atomic_store_explicit(&dh->seq, ++s, memory_order_release);
+		atomic_fetch_add(&dh->pass_ticks, d);
+		hist_add(&p->lat, (uint64_t)bench_ticks_ns(d));
+		p->ops++;
+		if (r) {
+			bench_error(b, "harvest", b->gpa, r);
+			return r;
+		}
+	}
+	return 0;
+}
+
+int bench_dirty_harvest(struct bench *b)
+{
+	struct dharv *dh = calloc(1, sizeof(*dh));
+	struct bench_phase *p;
+
+	if (!dh)
+		return -1;
+	measure_tick_overhead();
+	dh->dl.pages = b->size / BENCH_PAGE;
+	dh->dl.bm = calloc(b->nslots, sizeof(*dh->dl.bm));
+	for (unsigned k = 0; dh->dl.bm && k < b->nslots; k++)
+		if (!(dh->dl.bm[k] = calloc((slot_npages(b, k) + 63) / 64, 8)))
+			goto out;
+	if (!dh->dl.bm)
+		goto out;
+	host_prefault(b);
+	run_pass(b, "Populate memory", PASS_WRITE, 1, 0);
+	dh->dl.log_flags = TDP_MEM_LOG_DIRTY;
+	bench_phase_run(b, "Enabling dirty logging", "memslot", NULL, NULL,
+			main_log_flags, &dh->dl);
+	if (!atomic_load(&b->errors) && !atomic_load(&b->mismatches)) {
+		uint64_t vops = 0, n;
+		double pass_ns, out_ns, in_rate, out_rate;
+
+		p = bench_phase_run(b, "Harvests while vCPUs write", "harvest",
+				    vcpu_dharv, dh, main_dharv, dh);
+		for (unsigned i = 0; i < b->o->nvcpu; i++)
+			vops += b->v[i].ops;
+		n = p->ops ? p->ops : 1;
+		pass_ns = bench_ticks_ns(atomic_load(&dh->pass_ticks));
+		out_ns = (double)p->wall_ns - pass_ns;
+		in_rate = pass_ns > 0 ? (double)atomic_load(&dh->in_ops) /
+						(pass_ns / 1e6)
+				      : 0;
+		out_rate = out_ns > 0
+				   ? (double)(vops - atomic_load(&dh->in_ops)) /
+					     (out_ns / 1e6)
+				   : 0;
+		bench_phase_extra(p, "dirty_pages_per_harvest",
+				  (double)dh->reported / (double)n);
+		bench_phase_extra(p, "ring_stalls",
+				  (double)atomic_load(&dh->stalls));
+		bench_summary(b, "harvest_us_p50", "Harvest p50, us",
+			      (double)hist_quantile(&p->lat, 0.5) / 1e3);
+		bench_summary(b, "harvest_ns_per_dirty_page",
+			      "Harvest ns per dirty page",
+			      dh->reported ? pass_ns / (double)dh->reported
+					   : 0);
+		bench_summary(b, "dirty_pages_per_harvest",
+			      "Dirty pages per harvest",
+			      (double)dh->reported / (double)n);
+		bench_summary(b, "write_rate_in_harvest",
+			      "vCPU writes per ms during harvests", in_rate);
+		bench_summary(b, "write_rate_between",
+			      "vCPU writes per ms between harvests",
+			      out_rate);
+		dh->dl.log_flags = 0;
+		bench_phase_run(b, "Disabling dirty logging", "memslot", NULL,
+				NULL, main_log_flags, &dh->dl);
+		run_pass(b, "Read memory after the harvests", PASS_READ, 1, 0);
+	}
+out:
+	for (unsigned k = 0; dh->dl.bm && k < b->nslots; k++)
+		free(dh->dl.bm[k]);
+	free(dh->dl.bm);
+	free(dh);
 	return finish(b);
 }
