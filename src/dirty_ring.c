@@ -72,8 +72,8 @@ void vcpu_ring_free(struct tdp_vcpu *v)
 	if (!v->ring)
 		return;
 	idx = tdp_srcu_read_lock(&vm->srcu);
-	for (uint32_t k = atomic_load(&v->reset_index); k != v->dirty_index;
-	     k++) {
+	for (uint32_t k = atomic_load(&v->reset_index);
+	     k != atomic_load(&v->dirty_index); k++) {
 		const struct tdp_dirty_gfn *e = &v->ring[k & (ring_size(v) - 1)];
 		unsigned as = e->slot >> 16, id = e->slot & 0xffff;
 		const struct memslot *s;
@@ -90,9 +90,10 @@ void vcpu_ring_free(struct tdp_vcpu *v)
 	v->ring = NULL;
 }
 
+/* producer's side: its own index needs no ordering */
 static uint32_t ring_used(struct tdp_vcpu *v)
 {
-	return v->dirty_index -
+	return atomic_load_explicit(&v->dirty_index, memory_order_relaxed) -
 	       atomic_load_explicit(&v->reset_index, memory_order_acquire);
 }
 
@@ -107,15 +108,18 @@ static bool ring_push(struct tdp_vcpu *v, const struct memslot *s,
 {
 	struct tdp_dirty_gfn *e;
 
+	uint32_t di = atomic_load_explicit(&v->dirty_index,
+					   memory_order_relaxed);
+
 	if (ring_used(v) == ring_size(v))
 		return false;
-	e = &v->ring[v->dirty_index & (ring_size(v) - 1)];
-	/* a free entry: the reset stored 0 before it moved reset_index */
-	TDP_ASSERT(!__atomic_load_n(&e->flags, __ATOMIC_RELAXED));
+	/* a free entry (the reset stored 0 before it moved reset_index;
+	 * the VMM may have scribbled on it since: it is ours now) */
+	e = &v->ring[di & (ring_size(v) - 1)];
 	e->slot = s->as_id << 16 | s->id;
 	e->offset = offset;
 	__atomic_store_n(&e->flags, TDP_DIRTY_GFN_DIRTY, __ATOMIC_RELEASE);
-	v->dirty_index++;
+	atomic_store_explicit(&v->dirty_index, di + 1, memory_order_release);
 	stat_own_inc(v->st.ring_pushes);
 	return true;
 }
@@ -192,7 +196,7 @@ uint64_t *vm_ring_pages(struct tdp_vm *vm, const struct memslot *s)
 		if (!v)
 			continue;
 		for (uint32_t k = atomic_load(&v->reset_index);
-		     k != v->dirty_index; k++) {
+		     k != atomic_load(&v->dirty_index); k++) {
 			const struct tdp_dirty_gfn *e =
 				&v->ring[k & (ring_size(v) - 1)];
 
@@ -220,8 +224,13 @@ static uint64_t ring_collect(struct tdp_vm *vm, struct tdp_vcpu *v,
 	uint32_t size = ring_size(v), ri;
 	uint64_t n = 0;
 
+	uint32_t di = atomic_load_explicit(&v->dirty_index,
+					   memory_order_acquire);
+
 	ri = atomic_load_explicit(&v->reset_index, memory_order_relaxed);
-	for (;; ri++, n++) {
+	/* never past the producer: a RESET the VMM wrote into a free entry
+	 * must not free entries that were never pushed */
+	for (; ri != di; ri++, n++) {
 		struct tdp_dirty_gfn *e = &v->ring[ri & (size - 1)];
 		uint32_t flags = __atomic_load_n(&e->flags, __ATOMIC_ACQUIRE);
 		uint32_t slot, as, id;

@@ -241,6 +241,7 @@ int tdp_vcpu_create(struct tdp_vm *vm, unsigned id, struct tdp_vcpu **out)
 	atomic_init(&v->mode, 0);
 	atomic_init(&v->requests, 0);
 	atomic_init(&v->stop_request, false);
+	atomic_init(&v->dirty_index, 0);
 	atomic_init(&v->reset_index, 0);
 	if (vcpu_ring_alloc(v)) {
 		free(v);

@@ -96,11 +96,12 @@ struct tdp_vcpu {
 	 * an entry is the leaf's first gfn << 2 | (level - 1) */
 	unsigned pml_n;
 	uint64_t pml[PML_ENTRIES];
-	/* the dirty ring (dirty_ring.c): dirty_index is the vCPU thread's;
+	/* the dirty ring (dirty_ring.c): dirty_index is written by the
+	 * vCPU thread only and read by the reset, to stop there;
 	 * reset_index is written by tdp_vm_reset_dirty_rings (slots_lock)
 	 * and read by the vCPU thread to find free entries */
 	struct tdp_dirty_gfn *ring;
-	uint32_t dirty_index;
+	_Atomic uint32_t dirty_index;
 	_Atomic uint32_t reset_index;
 	/* a direct-access window is open (tdp_vcpu_map): the vCPU stays in
 	 * guest mode until tdp_vcpu_check_requests or its next access */

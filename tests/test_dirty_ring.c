@@ -325,6 +325,10 @@ static void test_scribbled(void **s)
 	for (unsigned i = 0; i < 5; i++)
 		__atomic_store_n(&ring[i].flags, TDP_DIRTY_GFN_RESET,
 				 __ATOMIC_RELEASE);
+	/* and RESET on free entries: the reset stops at the last entry
+	 * pushed, and the next push takes the entry back */
+	ring[5].flags = TDP_DIRTY_GFN_RESET;
+	ring[6].flags = TDP_DIRTY_GFN_DIRTY | TDP_DIRTY_GFN_RESET;
 	s0 = th_vm_stats(f.vm);
 	assert_int_equal(reset(&f), 5);
 	s1 = th_vm_stats(f.vm);
@@ -334,7 +338,13 @@ static void test_scribbled(void **s)
 	assert_int_equal(s1.remote_tlb_flush, s0.remote_tlb_flush);
 	for (unsigned i = 0; i < 5; i++)
 		assert_int_equal(ring[i].flags, 0);
-	/* the VMM lost track of those pages: they are writable and in no
+	assert_int_equal(reset(&f), 0);
+	gwrite(&f, 0, 7, 1);
+	assert_int_equal(ring[5].flags, TDP_DIRTY_GFN_DIRTY);
+	assert_int_equal(ring[5].offset, 7);
+	__atomic_store_n(&ring[5].flags, TDP_DIRTY_GFN_RESET, __ATOMIC_RELEASE);
+	assert_int_equal(reset(&f), 1);
+	/* the VMM lost track of pages 0-4: they are writable and in no
 	 * log now (the audit would say so); take them away */
 	assert_int_equal(tdp_vm_zap_gfn_range(f.vm, 0, f.gpa, 5 * PG), 0);
 	th_env_fini_empty(&f);
