@@ -52,23 +52,34 @@ static uint32_t ring_rsvd(const struct tdp_vm *vm)
 	       (vm->cfg.flags & TDP_VM_PML ? TDP_DIRTY_RING_PML_ENTRIES : 0);
 }
 
-int vcpu_ring_alloc(struct tdp_vcpu *v)
+int vcpu_dirty_alloc(struct tdp_vcpu *v)
 {
 	uint32_t n = ring_size(v);
 
-	if (!n)
-		return 0;
-	v->ring = calloc(n, sizeof(*v->ring));
-	return v->ring ? 0 : -ENOMEM;
+	if (v->vm->cfg.flags & TDP_VM_PML) {
+		v->pml = calloc(PML_ENTRIES, sizeof(*v->pml));
+		if (!v->pml)
+			return -ENOMEM;
+	}
+	if (n) {
+		v->ring = calloc(n, sizeof(*v->ring));
+		if (!v->ring) {
+			free(v->pml);
+			return -ENOMEM;
+		}
+	}
+	return 0;
 }
 
 /* The entries not yet reset go to their memslots' bitmaps: their pages
  * may be writable and must stay in the log. */
-void vcpu_ring_free(struct tdp_vcpu *v)
+void vcpu_dirty_free(struct tdp_vcpu *v)
 {
 	struct tdp_vm *vm = v->vm;
 	unsigned idx;
 
+	free(v->pml);
+	v->pml = NULL;
 	if (!v->ring)
 		return;
 	idx = tdp_srcu_read_lock(&vm->srcu);

@@ -26,6 +26,13 @@
  * holds the mirror root, loaded with the first direct root and kept until
  * the vCPU is destroyed (mirror roots are never invalidated while the VM
  * lives); the reload loads whichever of the two is missing (I11).
+ *
+ * Dirty tracking at the edges of guest mode (dirty_ring.c): every exit
+ * drains the vCPU's page-modification log before its mode store, so a
+ * harvest that waited for the window to end sees the pages; a write that
+ * found the log full exits without a fault and walks again; with dirty
+ * rings, a vCPU whose ring is soft-full does not enter guest mode at all
+ * (-ENOSPC, KVM_EXIT_DIRTY_RING_FULL) until a reset frees entries.
  */
 #include <errno.h>
 #include <sched.h>
@@ -243,7 +250,7 @@ int tdp_vcpu_create(struct tdp_vm *vm, unsigned id, struct tdp_vcpu **out)
 	atomic_init(&v->stop_request, false);
 	atomic_init(&v->dirty_index, 0);
 	atomic_init(&v->reset_index, 0);
-	if (vcpu_ring_alloc(v)) {
+	if (vcpu_dirty_alloc(v)) {
 		free(v);
 		return -ENOMEM;
 	}
@@ -254,7 +261,7 @@ int tdp_vcpu_create(struct tdp_vm *vm, unsigned id, struct tdp_vcpu **out)
 		atomic_store(&vm->vcpus[id], v);
 	pthread_rwlock_unlock(&vm->vcpus_lock);
 	if (r) {
-		vcpu_ring_free(v);
+		vcpu_dirty_free(v);
 		free(v);
 		return r;
 	}
@@ -324,7 +331,7 @@ void tdp_vcpu_destroy(struct tdp_vcpu *v)
 	vcpu_drop_roots(v, false);
 	pt_cache_drain(&v->cache);
 	TDP_ASSERT(!v->pml_n); /* drained at every exit */
-	vcpu_ring_free(v);
+	vcpu_dirty_free(v);
 	free(v);
 }
 

@@ -91,11 +91,12 @@ struct tdp_vcpu {
 	bool exit_present;
 	/* TDP_VM_PML: the last exit was for a full log, not a violation */
 	bool exit_pml_full;
-	/* TDP_VM_PML: the page-modification log (hw.c appends, the vCPU's
-	 * thread drains it at every exit from guest mode: dirty_ring.c);
-	 * an entry is the leaf's first gfn << 2 | (level - 1) */
+	/* TDP_VM_PML: the page-modification log of PML_ENTRIES (hw.c
+	 * appends, the vCPU's thread drains it at every exit from guest
+	 * mode: dirty_ring.c); an entry is the leaf's first gfn << 2 |
+	 * (level - 1).  Allocated apart, so the vCPU stays compact. */
 	unsigned pml_n;
-	uint64_t pml[PML_ENTRIES];
+	uint64_t *pml;
 	/* the dirty ring (dirty_ring.c): dirty_index is written by the
 	 * vCPU thread only and read by the reset, to stop there;
 	 * reset_index is written by tdp_vm_reset_dirty_rings (slots_lock)
@@ -337,8 +338,10 @@ bool vcpu_ring_soft_full(struct tdp_vcpu *v);
 /* For the audit (quiescent VM): a bitmap of @s's pages that have an
  * entry not yet reset in some vCPU's ring; NULL: no memory. */
 uint64_t *vm_ring_pages(struct tdp_vm *vm, const struct memslot *s);
-int vcpu_ring_alloc(struct tdp_vcpu *v);
-void vcpu_ring_free(struct tdp_vcpu *v);
+/* The vCPU's PML log and dirty ring, as its VM has them (0 or -ENOMEM);
+ * freeing hands unreset ring entries to the bitmaps. */
+int vcpu_dirty_alloc(struct tdp_vcpu *v);
+void vcpu_dirty_free(struct tdp_vcpu *v);
 
 /* dirty_log.c */
 uint64_t *vm_log_bitmap_alloc(struct tdp_vm *vm, uint64_t npages);
