@@ -256,7 +256,7 @@ if(TARGET tdpmmu_cli)
            COMMAND tdpmmu_cli bench populate -b 8M --baseline nosuch)
   add_test(NAME cli_bench_bad_cpus COMMAND tdpmmu_cli bench populate -b 8M -c 99999)
   add_test(NAME cli_bench_bad_dirty_mode
-           COMMAND tdpmmu_cli bench dirty-log -b 8M -m pml)
+           COMMAND tdpmmu_cli bench dirty-log -b 8M -m dirty)
   add_test(NAME cli_bench_baseline_unsupported
            COMMAND tdpmmu_cli bench populate -b 8M --baseline nofast)
   add_test(NAME cli_bench_bad_rounds
