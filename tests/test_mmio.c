@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -663,7 +664,8 @@ struct zt_cpu {
 	struct th_env *e;
 	unsigned id;
 	atomic_bool *stop;
-	uint64_t ops;
+	atomic_ullong ops;
+	atomic_bool done;
 	char err[200];
 };
 
@@ -695,9 +697,26 @@ static void *zt_main(void *arg)
 				 (unsigned long long)shadow[q]);
 			break;
 		}
-		z->ops++;
+		atomic_fetch_add(&z->ops, 1);
 	}
+	atomic_store(&z->done, true);
 	return NULL;
+}
+
+/* Wait until every vCPU of @z finished two more operations than @before,
+ * sampled after the caller's zap returned (the second began after the
+ * first ended, so after the zap: it entered guest mode with the zap's
+ * reload request pending), or stopped; a minute bounds a hang. */
+static void zt_wait_ops(struct zt_cpu *z, const uint64_t *before)
+{
+	uint64_t t0 = th_now_ns();
+
+	for (unsigned i = 0; i < ZT_NV; i++)
+		while (atomic_load(&z[i].ops) < before[i] + 2 &&
+		       !atomic_load(&z[i].done)) {
+			assert_true(th_now_ns() - t0 < 60000000000ull);
+			sched_yield();
+		}
 }
 
 static void test_zap_all_fast_running(void **state)
@@ -718,11 +737,19 @@ static void test_zap_all_fast_running(void **state)
 	s0 = th_vm_stats(e.vm);
 	for (unsigned i = 0; i < ZT_NV; i++) {
 		z[i] = (struct zt_cpu){.e = &e, .id = i, .stop = &stop};
+		atomic_init(&z[i].ops, 0);
+		atomic_init(&z[i].done, false);
 		assert_int_equal(pthread_create(&t[i], NULL, zt_main, &z[i]), 0);
 	}
+	/* each zap is followed by accesses of every vCPU: each reloads
+	 * its root once per zap at least, whatever the scheduling */
 	for (unsigned n = 0; n < nzap; n++) {
+		uint64_t before[ZT_NV];
+
 		assert_int_equal(tdp_vm_zap_all_fast(e.vm), 0);
-		usleep(200);
+		for (unsigned i = 0; i < ZT_NV; i++)
+			before[i] = atomic_load(&z[i].ops);
+		zt_wait_ops(z, before);
 	}
 	atomic_store(&stop, true);
 	for (unsigned i = 0; i < ZT_NV; i++) {
@@ -733,7 +760,7 @@ static void test_zap_all_fast_running(void **state)
 	}
 	s = th_vm_stats(e.vm);
 	assert_int_equal(s.fast_zaps, s0.fast_zaps + nzap);
-	assert_true(s.root_reloads > s0.root_reloads + ZT_NV);
+	assert_true(s.root_reloads >= s0.root_reloads + ZT_NV * nzap);
 	th_audit_clean(e.vm);
 	th_env_fini(&e);
 }
