@@ -64,27 +64,6 @@ uint64_t *vm_log_bitmap_alloc(struct tdp_vm *vm, uint64_t npages)
 	return bm;
 }
 
-/* Record [gfn, gfn + npages) in the logs of the dirty-logged slots of
- * @set that hold those gfns (gfns in no slot are skipped).  SRCU held. */
-static void mark_gfns_dirty(struct memslots *set, uint64_t gfn,
-			    uint64_t npages)
-{
-	for (uint64_t g = gfn; g < gfn + npages;) {
-		const struct memslot *s = memslots_lookup(set, g);
-		uint64_t n;
-
-		if (!s) {
-			g++;
-			continue;
-		}
-		n = memslot_end(s) - g < gfn + npages - g ? memslot_end(s) - g
-							  : gfn + npages - g;
-		if ((s->flags & TDP_MEM_LOG_DIRTY) && s->dirty_bitmap)
-			memslot_mark_dirty(s, g, n);
-		g += n;
-	}
-}
-
 /* Dirty-bit mode: a zapped leaf had D set; record it in its slot's log. */
 void vm_mark_gfn_dirty(void *arg, unsigned as_id, uint64_t gfn,
 		       uint64_t npages)
@@ -92,7 +71,7 @@ void vm_mark_gfn_dirty(void *arg, unsigned as_id, uint64_t gfn,
 	struct tdp_vm *vm = arg;
 	unsigned idx = tdp_srcu_read_lock(&vm->srcu);
 
-	mark_gfns_dirty(vm_memslots(vm, as_id), gfn, npages);
+	mark_gfns_dirty(NULL, vm_memslots(vm, as_id), gfn, npages);
 	tdp_srcu_read_unlock(&vm->srcu, idx);
 }
 
@@ -123,7 +102,7 @@ int tdp_vm_mark_dirty(struct tdp_vm *vm, unsigned as_id, uint64_t gpa,
 		g = memslot_end(s);
 	}
 	if (!r)
-		mark_gfns_dirty(set, first, last - first + 1);
+		mark_gfns_dirty(NULL, set, first, last - first + 1);
 	tdp_srcu_read_unlock(&vm->srcu, idx);
 	return r;
 }
@@ -330,6 +309,17 @@ static uint64_t popcount_words(const uint64_t *bm, uint64_t n)
 	return c;
 }
 
+/* The slot's words into @bitmap (ORed if @or), each exchanged for 0. */
+static void take_words(const struct memslot *s, uint64_t *bitmap, bool or)
+{
+	for (uint64_t w = 0; w < bitmap_words(s); w++) {
+		uint64_t x = __atomic_exchange_n(&s->dirty_bitmap[w], 0,
+						 __ATOMIC_ACQ_REL);
+
+		bitmap[w] = or ? bitmap[w] | x : x;
+	}
+}
+
 int tdp_vm_get_dirty_log(struct tdp_vm *vm, unsigned as_id, unsigned slot,
 			 uint64_t *bitmap)
 {
@@ -375,9 +365,7 @@ int tdp_vm_get_dirty_log(struct tdp_vm *vm, unsigned as_id, unsigned slot,
 		 * zap needs not hand its Dirty bits over (they were logged
 		 * when set), so no bit is in flight outside the log */
 		tdp_write_lock(&vm->mmu.lock);
-		for (uint64_t w = 0; w < words; w++)
-			bitmap[w] = __atomic_exchange_n(&s->dirty_bitmap[w], 0,
-							__ATOMIC_ACQ_REL);
+		take_words(s, bitmap, false);
 		protect_locked(vm, s, 0, s->npages, bitmap, NULL);
 		tdp_write_unlock(&vm->mmu.lock);
 	} else if (dbit_mode(vm)) {
@@ -385,21 +373,15 @@ int tdp_vm_get_dirty_log(struct tdp_vm *vm, unsigned as_id, unsigned slot,
 		 * leaves, then the bits of leaves zapped while the pass
 		 * yielded; under the write lock, so no zap is half done */
 		tdp_write_lock(&vm->mmu.lock);
-		for (uint64_t w = 0; w < words; w++)
-			bitmap[w] = __atomic_exchange_n(&s->dirty_bitmap[w], 0,
-							__ATOMIC_ACQ_REL);
+		take_words(s, bitmap, false);
 		protect_locked(vm, s, 0, s->npages, NULL, bitmap);
-		for (uint64_t w = 0; w < words; w++)
-			bitmap[w] |= __atomic_exchange_n(&s->dirty_bitmap[w], 0,
-							 __ATOMIC_ACQ_REL);
+		take_words(s, bitmap, true);
 		tdp_write_unlock(&vm->mmu.lock);
 	} else {
 		/* exchange and write-protect in one write-locked section:
 		 * a slow fault marks and maps entirely before or after */
 		tdp_write_lock(&vm->mmu.lock);
-		for (uint64_t w = 0; w < words; w++)
-			bitmap[w] = __atomic_exchange_n(&s->dirty_bitmap[w], 0,
-							__ATOMIC_ACQ_REL);
+		take_words(s, bitmap, false);
 		protect_locked(vm, s, 0, s->npages, bitmap, NULL);
 		tdp_write_unlock(&vm->mmu.lock);
 	}

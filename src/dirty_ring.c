@@ -152,32 +152,34 @@ void mark_page_dirty_in_slot(struct tdp_vcpu *v, const struct memslot *s,
 		}
 }
 
+void mark_gfns_dirty(struct tdp_vcpu *v, struct memslots *set, uint64_t gfn,
+		     uint64_t npages)
+{
+	for (uint64_t g = gfn; g < gfn + npages;) {
+		const struct memslot *s = memslots_lookup(set, g);
+		uint64_t n;
+
+		if (!s) {
+			g++;
+			continue;
+		}
+		n = memslot_end(s) - g < gfn + npages - g ? memslot_end(s) - g
+							  : gfn + npages - g;
+		mark_page_dirty_in_slot(v, s, g, n);
+		g += n;
+	}
+}
+
 void vcpu_flush_pml(struct tdp_vcpu *v)
 {
 	struct tdp_vm *vm = v->vm;
 	unsigned idx = tdp_srcu_read_lock(&vm->srcu);
 	struct memslots *set = vm_memslots(vm, v->as_id);
 
-	for (unsigned i = 0; i < v->pml_n; i++) {
-		uint64_t gfn = v->pml[i] >> 2;
-		uint64_t n = level_pages((int)(v->pml[i] & 3) + 1);
-
-		/* the leaf may span slots only if it is outside any (then
-		 * nothing is logged); a slot gone meanwhile logs nothing */
-		for (uint64_t g = gfn; g < gfn + n;) {
-			const struct memslot *s = memslots_lookup(set, g);
-			uint64_t k;
-
-			if (!s) {
-				g++;
-				continue;
-			}
-			k = memslot_end(s) - g < gfn + n - g ? memslot_end(s) - g
-							     : gfn + n - g;
-			mark_page_dirty_in_slot(v, s, g, k);
-			g += k;
-		}
-	}
+	/* a slot gone meanwhile logs nothing */
+	for (unsigned i = 0; i < v->pml_n; i++)
+		mark_gfns_dirty(v, set, v->pml[i] >> 2,
+				level_pages((int)(v->pml[i] & 3) + 1));
 	v->pml_n = 0;
 	tdp_srcu_read_unlock(&vm->srcu, idx);
 }

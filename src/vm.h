@@ -330,6 +330,10 @@ void vm_confidential_destroy(struct tdp_vm *vm);
  * @v) into the slot's bitmap.  Memslot srcu held; @v's thread. */
 void mark_page_dirty_in_slot(struct tdp_vcpu *v, const struct memslot *s,
 			     uint64_t gfn, uint64_t n);
+/* mark_page_dirty_in_slot for [gfn, gfn + npages) of address space set
+ * @set, slot by slot (gfns in no slot are skipped).  Memslot srcu held. */
+void mark_gfns_dirty(struct tdp_vcpu *v, struct memslots *set, uint64_t gfn,
+		     uint64_t npages);
 /* Drain @v's page-modification log (vmx_flush_pml_buffer); the vCPU's
  * thread, in guest mode or just out of it. */
 void vcpu_flush_pml(struct tdp_vcpu *v);
