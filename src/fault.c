@@ -168,14 +168,18 @@ struct fault_state {
 };
 
 /* An MMIO entry of the current generation: exit at once (KVM's
- * handle_mmio_page_fault). */
+ * handle_mmio_page_fault).  Only a misconfiguration exit looks: the walk
+ * that exited met an MMIO entry (KVM looks only on EPT_MISCONFIG too), so
+ * an ordinary fault does not walk the tables twice.  The entry is looked
+ * up again because it may be of an older generation by now. */
 static bool mmio_fast(struct tdp_vcpu *v, struct tdp_fault *f,
-		      struct fault_state *fs)
+		      struct fault_state *fs, enum tdp_exit exit)
 {
 	struct tdp_pt_page *root = v->root[v->as_id];
 
 	fs->mmio_gen = fs->private ? ~0ull : vm_mmio_gen(v->vm);
-	if (fs->mmio_gen == ~0ull || !root || root_invalid(root) ||
+	if (exit != EXIT_MISCONFIG || fs->mmio_gen == ~0ull || !root ||
+	    root_invalid(root) ||
 	    !mmio_entry_current(root, f->gfn, fs->mmio_gen))
 		return false;
 	stat_own_inc(v->st.pf_mmio);
@@ -367,7 +371,7 @@ static void map_locked(struct tdp_vcpu *v, struct tdp_fault *f,
 }
 
 int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc,
-		   bool present, bool prefetch)
+		   enum tdp_exit exit, bool prefetch)
 {
 	struct tdp_vm *vm = v->vm;
 	struct tdp_mmu *mmu = &vm->mmu;
@@ -384,7 +388,7 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc,
 	f.write = acc == ACC_WRITE;
 	f.exec = acc == ACC_FETCH;
 	f.prefetch = prefetch;
-	if (mmio_fast(v, &f, &fs))
+	if (mmio_fast(v, &f, &fs, exit))
 		return -EFAULT;
 
 	/* the MMIO generation was sampled before the set is read: an MMIO
@@ -396,7 +400,7 @@ int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc,
 	if (r <= 0)
 		goto out;
 	r = 0;
-	if (fast_fault(v, &f, &fs, present))
+	if (fast_fault(v, &f, &fs, exit == EXIT_VIOLATION_PRESENT))
 		goto out;
 	r = faultin_pfn(v, &f, &fs);
 	if (r <= 0)

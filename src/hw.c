@@ -176,7 +176,8 @@ restart:;
 			       "vCPU %u walked freed table %p (gfn %#llx)",
 			       v->id, (void *)table, (unsigned long long)gfn);
 		if (!spte_hw_present(spte)) {
-			v->exit_present = false;
+			v->exit_kind = spte_is_mmio(spte) ? EXIT_MISCONFIG
+							   : EXIT_VIOLATION;
 			goto violation;
 		}
 		if (!spte_is_leaf(spte, level)) {
@@ -191,7 +192,7 @@ restart:;
 			continue;
 		}
 		if (!perms_allow((uint8_t)spte_perms(spte), acc)) {
-			v->exit_present = true;
+			v->exit_kind = EXIT_VIOLATION_PRESENT;
 			goto violation;
 		}
 		bool logs = acc == ACC_WRITE && !spte_dirty(spte) &&

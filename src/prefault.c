@@ -103,7 +103,7 @@ static int pre_fault_step(struct tdp_vcpu *v, uint64_t gfn, uint64_t left,
 			vcpu_exit_guest(v);
 		}
 		seq = mn_seq_sample(&vm->mn);
-		r = tdp_page_fault(v, gpa, ACC_READ, false, true);
+		r = tdp_page_fault(v, gpa, ACC_READ, EXIT_VIOLATION, true);
 		if (r == -EPERM)
 			continue; /* converted since page_kind: again */
 		if (r)

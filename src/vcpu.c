@@ -423,7 +423,7 @@ static int vcpu_access_slot(struct tdp_vcpu *v, uint64_t gpa, void *buf,
 				v->exit_pml_full = false;
 				continue;
 			}
-			r = tdp_page_fault(v, gpa, acc, v->exit_present, false);
+			r = tdp_page_fault(v, gpa, acc, v->exit_kind, false);
 			if (r)
 				return r;
 		}
@@ -513,7 +513,7 @@ static int vcpu_map_slot(struct tdp_vcpu *v, uint64_t gpa, unsigned access,
 			v->exit_pml_full = false; /* drained: again */
 			continue;
 		}
-		r = tdp_page_fault(v, gpa, failed, v->exit_present, false);
+		r = tdp_page_fault(v, gpa, failed, v->exit_kind, false);
 		if (r)
 			return r; /* the window is closed */
 	}

@@ -73,6 +73,16 @@ struct vcpu_stats {
 	atomic_ullong frame_refs;
 };
 
+/* What a walk that could not translate found: the exit's reason and
+ * qualification as VMX reports them.  EPT misconfiguration: an MMIO entry
+ * (its reserved bits are how KVM makes one exit fast); EPT violation: not
+ * present, or present without the permission (PFERR_PRESENT). */
+enum tdp_exit {
+	EXIT_VIOLATION,		/* not present */
+	EXIT_VIOLATION_PRESENT, /* present leaf, permission missing */
+	EXIT_MISCONFIG,		/* an MMIO entry */
+};
+
 struct tdp_vcpu {
 	struct tdp_vm *vm;
 	unsigned id;
@@ -87,8 +97,8 @@ struct tdp_vcpu {
 	struct tdp_pt_page *mirror_root;
 	struct pt_cache cache;
 	struct tdp_tlb tlb;
-	/* the last violation was at a present leaf (set by hw_walk) */
-	bool exit_present;
+	/* what the last walk that failed found (set by hw_walk) */
+	enum tdp_exit exit_kind;
 	/* TDP_VM_PML: the last exit was for a full log, not a violation */
 	bool exit_pml_full;
 	/* TDP_VM_PML: the page-modification log of PML_ENTRIES (hw.c
@@ -269,20 +279,20 @@ unsigned vcpu_tlb_check(struct tdp_vcpu *v, uint64_t fills_before,
 			uint64_t gfn, uint64_t npages, unsigned forbid,
 			char *why, size_t len);
 
-/* fault.c: handle a violation at @gpa.  @present: the walk that exited
- * found a present leaf without the permission (the exit qualification's
- * "readable/writable/executable" bits, KVM's PFERR_PRESENT); only such a
- * fault may be fixed by the lockless fast path.  @prefetch: a pre-fault
- * (prefault.c), whose leaf is not Accessed.  0: retry the access;
- * -EFAULT, -EACCES, -ENOMEM: exit to the caller. */
+/* fault.c: handle an exit at @gpa.  @exit: what the walk found
+ * (enum tdp_exit, vm.h); only a violation at a present leaf may be fixed
+ * by the lockless fast path, and only a misconfiguration is looked up as
+ * an MMIO entry.  @prefetch: a pre-fault (prefault.c), whose leaf is not
+ * Accessed.  0: retry the access; -EFAULT, -EACCES, -ENOMEM: exit to the
+ * caller. */
 enum tdp_access { ACC_READ, ACC_WRITE, ACC_FETCH };
 /* hw.c: translate @gfn for @acc as the hardware does (TLB, then a walk
- * that sets Accessed/Dirty and fills the TLB); ~0 on a violation, with
- * v->exit_present saying whether the entry was present.  In guest mode
- * only (between vcpu_enter_guest and vcpu_exit_guest). */
+ * that sets Accessed/Dirty and fills the TLB); ~0 on an exit, with
+ * v->exit_kind saying what the walk found.  In guest mode only (between
+ * vcpu_enter_guest and vcpu_exit_guest). */
 uint64_t hw_translate(struct tdp_vcpu *v, uint64_t gfn, enum tdp_access acc);
 int tdp_page_fault(struct tdp_vcpu *v, uint64_t gpa, enum tdp_access acc,
-		   bool present, bool prefetch);
+		   enum tdp_exit exit, bool prefetch);
 
 /* Largest level at which @gfn can be mapped: within the host folio, the
  * VM's limit, inside the slot, and with gfn and hva congruent (fault.c). */
