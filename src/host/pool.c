@@ -456,7 +456,9 @@ static int gup_locked(struct pool *h, uint64_t hva, bool write, bool populate,
 /* The pte of @hva without the mmap lock: atomic loads from the root down,
  * inside an RCU read section (nodes are freed after a grace period).  0 if
  * there is none. */
-static uint64_t pte_get_lockless(struct pool *h, uint64_t hva)
+/* The pte slot of @hva, or NULL; RCU read side (the leaf node stays
+ * allocated until the section ends, pool_tree.c). */
+static uint64_t *pte_lookup_lockless(struct pool *h, uint64_t hva)
 {
 	struct rnode *n = h->root;
 
@@ -464,10 +466,9 @@ static uint64_t pte_get_lockless(struct pool *h, uint64_t hva)
 		n = __atomic_load_n(&n->child[radix_index(hva, level)],
 				    __ATOMIC_ACQUIRE);
 		if (!n)
-			return 0;
+			return NULL;
 	}
-	return __atomic_load_n(&n->pte[radix_index(hva, RADIX_LEVELS - 1)],
-			       __ATOMIC_ACQUIRE);
+	return &n->pte[radix_index(hva, RADIX_LEVELS - 1)];
 }
 
 /* gup-fast-get-freed (inject.h): a plain increment, as if the count
@@ -485,7 +486,9 @@ TDP_INJECT_FN void inj_gup_fast_get_freed(uint32_t *ref)
  * populated, swapped, refused, or a race) returns -EAGAIN for the locked
  * path, which decides.  The reference is taken only if the folio's count
  * is not 0 (a frame being freed is never revived), and then the pte is
- * read again: if it changed, the mapping that made the frame reachable
+ * read again, through the slot found by the first read (Linux's recheck
+ * of ptep: only an empty leaf node is ever unlinked, so a slot whose node
+ * was unlinked reads 0 and fails the check): if it changed, the mapping that made the frame reachable
  * may be gone, and the pin is given back.  If it did not, the frame was
  * mapped at @hva at a moment after the pin was taken, which is all the
  * locked lookup promises too: the caller's invalidation sequence (sampled
@@ -496,10 +499,11 @@ TDP_INJECT_FN void inj_gup_fast_get_freed(uint32_t *ref)
 int gup_fast(struct pool *h, uint64_t hva, bool write, struct host_gup *out)
 {
 	uint32_t *ref, old;
-	uint64_t e, head;
+	uint64_t e, head, *ptep;
 
 	tdp_rcu_read_lock();
-	e = pte_get_lockless(h, hva);
+	ptep = pte_lookup_lockless(h, hva);
+	e = ptep ? __atomic_load_n(ptep, __ATOMIC_ACQUIRE) : 0;
 	if (!pte_present(e) || !(pte_prot(e) & TDP_PROT_READ) ||
 	    (write && !(pte_prot(e) & TDP_PROT_WRITE)))
 		goto slow;
@@ -516,7 +520,7 @@ int gup_fast(struct pool *h, uint64_t hva, bool write, struct host_gup *out)
 						      __ATOMIC_SEQ_CST,
 						      __ATOMIC_RELAXED));
 	}
-	if (pte_get_lockless(h, hva) != e) {
+	if (__atomic_load_n(ptep, __ATOMIC_ACQUIRE) != e) {
 		frame_put_ref(h, head);
 		goto slow;
 	}

@@ -507,7 +507,13 @@ void notify_end(struct pool *h, uint64_t start, uint64_t end, bool priv);
 void call_hook(struct pool *h, uint64_t start, uint64_t end);
 
 /* pool_tree.c */
-unsigned radix_index(uint64_t hva, unsigned level);
+/* The index of @hva in a node of @level (0: the root) */
+static inline unsigned radix_index(uint64_t hva, unsigned level)
+{
+	return (hva >> (HOST_PAGE_SHIFT +
+			RADIX_BITS * (RADIX_LEVELS - 1 - level))) &
+	       (RADIX_FANOUT - 1);
+}
 uint64_t *pte_lookup(struct pool *h, uint64_t hva);
 uint64_t pte_get(struct pool *h, uint64_t hva);
 uint64_t *pte_alloc(struct pool *h, uint64_t hva);

@@ -13,11 +13,6 @@ static unsigned level_shift(unsigned level)
 	return HOST_PAGE_SHIFT + RADIX_BITS * (RADIX_LEVELS - 1 - level);
 }
 
-unsigned radix_index(uint64_t hva, unsigned level)
-{
-	return (hva >> level_shift(level)) & (RADIX_FANOUT - 1);
-}
-
 /*
  * The leaf covering @hva, or NULL.  *@next is set to the first hva after
  * the region the returned leaf (or the missing subtree) covers.
