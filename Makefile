@@ -59,11 +59,11 @@ check-asan: deps $(BUILD)/asan/build.ninja
 # The second runs with the legacy engine (*_legacy: the public-API suites
 # and a migration) are left to the ASan build: the legacy engine's own
 # concurrency (the lockless reverse-map walks) is raced under TSan by
-# test_legacy, test_rmap and torture_clean_legacy_10s, and the 2-core
+# test_legacy, test_rmap and torture_clean_legacy_6s, and the 2-core
 # budget of make check (12 min) has no room for running them twice.
 # Likewise the _process runs of the suites: the process backend's own
 # threads are raced under TSan by test_process, example_emulator and
-# torture_clean_process_10s; and of the migrations between processes,
+# torture_clean_process_6s; and of the migrations between processes,
 # TSan runs the post-copy one (the destination's faults wait for the
 # stream's thread, the source serves requests beside its push), the
 # others (single-threaded stream code) run under ASan.

@@ -798,17 +798,7 @@ static void test_eager_split_2m_dbit(void **s)
  * RCU callback thread) over 1 GiB of guest memory: about 100 s under TSan
  * on 2 cores, a third of the TSan suite's time budget, for no race that
  * the 2 MiB cases (run under TSan too) do not have.  The ASan build runs
- * them. */
-#if defined(__SANITIZE_THREAD__)
-#define SKIP_UNDER_TSAN() skip()
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define SKIP_UNDER_TSAN() skip()
-#endif
-#endif
-#ifndef SKIP_UNDER_TSAN
-#define SKIP_UNDER_TSAN() ((void)0)
-#endif
+ * them (SKIP_UNDER_TSAN, helpers.h). */
 
 static void test_eager_split_1g_wp(void **s)
 {

@@ -63,15 +63,16 @@ endif()
 # the build (ASan+UBSan: use after free under real concurrency; TSan: the
 # orderings the controlled scheduler cannot see, since it runs one thread
 # at a time).  The controlled build (tests/sched.cmake) runs every mode
-# and every injection deterministically; these stay short.  In test builds
+# and every injection deterministically; these stay short (12 s and 6 s:
+# the 2-core budget of make check runs each under two sanitizers).  In test builds
 # also one run per injected historical bug, free-running (make
 # check-inject; tests/torture_inject.cmake).
 if(TARGET tdpmmu_cli)
-  add_test(NAME torture_clean_20s
-           COMMAND tdpmmu_cli torture --duration 20 --vcpus 2 --seed 1 --quiet)
-  set_tests_properties(torture_clean_20s PROPERTIES
+  add_test(NAME torture_clean_12s
+           COMMAND tdpmmu_cli torture --duration 12 --vcpus 2 --seed 1 --quiet)
+  set_tests_properties(torture_clean_12s PROPERTIES
     PASS_REGULAR_EXPRESSION "torture: PASSED" TIMEOUT 600)
-  # the other dirty-logging modes (the 20 s run uses write protection;
+  # the other dirty-logging modes (the 12 s run uses write protection;
   # dbit is PML-fed, ring and ring-pml fill dirty rings that the tracker
   # harvests and resets),
   # the legacy engine (reverse maps, lockless rmap aging) and a
@@ -86,10 +87,10 @@ if(TARGET tdpmmu_cli)
     list(GET m 0 name)
     list(GET m 1 opts)
     separate_arguments(opts UNIX_COMMAND "${opts}")
-    add_test(NAME torture_clean_${name}_10s
-             COMMAND tdpmmu_cli torture --duration 10 --vcpus 2 --seed 2
+    add_test(NAME torture_clean_${name}_6s
+             COMMAND tdpmmu_cli torture --duration 6 --vcpus 2 --seed 2
                      ${opts} --quiet)
-    set_tests_properties(torture_clean_${name}_10s PROPERTIES
+    set_tests_properties(torture_clean_${name}_6s PROPERTIES
       PASS_REGULAR_EXPRESSION "torture: PASSED" TIMEOUT 300
       SKIP_REGULAR_EXPRESSION "torture: SKIPPED")
   endforeach()
