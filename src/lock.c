@@ -14,40 +14,36 @@ struct held {
 	unsigned slot; /* TDP_READ: the brlock slot to give back */
 };
 
+/* The thread's held locks: held[0 .. nheld - 1], packed (an unlock
+ * moves the last entry into the hole), so a lookup reads as many entries
+ * as the thread holds locks, usually one: it runs several times per
+ * fault. */
 static __thread struct held held[HELD_MAX]
 	__attribute__((tls_model("initial-exec")));
+static __thread int nheld __attribute__((tls_model("initial-exec")));
+
+static struct held *held_find(const struct tdp_lock *l)
+{
+	for (int i = 0; i < nheld; i++)
+		if (held[i].lock == l)
+			return &held[i];
+	return NULL;
+}
 
 enum tdp_lock_mode tdp_lock_held_mode(const struct tdp_lock *l)
 {
-	for (int i = 0; i < HELD_MAX; i++)
-		if (held[i].lock == l)
-			return held[i].mode;
-	return TDP_UNLOCKED;
+	struct held *h = held_find(l);
+
+	return h ? h->mode : TDP_UNLOCKED;
 }
 
 static void held_add(const struct tdp_lock *l, enum tdp_lock_mode m,
 		     unsigned slot)
 {
-	TDP_ASSERT_MSG(tdp_lock_held_mode(l) == TDP_UNLOCKED,
-		       "recursive mmu_lock acquisition");
-	for (int i = 0; i < HELD_MAX; i++) {
-		if (!held[i].lock) {
-			held[i].lock = l;
-			held[i].mode = m;
-			held[i].flush_owed = 0;
-			held[i].slot = slot;
-			return;
-		}
-	}
-	TDP_ASSERT_MSG(0, "too many locks held");
-}
-
-static struct held *held_find(const struct tdp_lock *l)
-{
-	for (int i = 0; i < HELD_MAX; i++)
-		if (held[i].lock == l)
-			return &held[i];
-	return NULL;
+	TDP_ASSERT_MSG(!held_find(l), "recursive mmu_lock acquisition");
+	TDP_ASSERT_MSG(nheld < HELD_MAX, "too many locks held");
+	held[nheld++] = (struct held){
+		.lock = l, .mode = m, .flush_owed = 0, .slot = slot};
 }
 
 void tdp_lock_owe_flush(struct tdp_lock *l)
@@ -69,20 +65,18 @@ void tdp_lock_paid_flush(struct tdp_lock *l)
 /* Returns the slot recorded by held_add. */
 static unsigned held_del(const struct tdp_lock *l, enum tdp_lock_mode m)
 {
-	for (int i = 0; i < HELD_MAX; i++) {
-		if (held[i].lock == l) {
-			TDP_ASSERT_MSG(held[i].mode == m,
-				       "unlock mode differs from lock mode");
-			TDP_ASSERT_MSG(!held[i].flush_owed,
-				       "I6: mmu_lock released or yielded with "
-				       "a TLB flush still owed");
-			held[i].lock = NULL;
-			held[i].mode = TDP_UNLOCKED;
-			return held[i].slot;
-		}
-	}
-	TDP_ASSERT_MSG(0, "unlock of a lock not held");
-	return 0;
+	struct held *h = held_find(l);
+	unsigned slot;
+
+	TDP_ASSERT_MSG(h, "unlock of a lock not held");
+	TDP_ASSERT_MSG(h->mode == m, "unlock mode differs from lock mode");
+	TDP_ASSERT_MSG(!h->flush_owed,
+		       "I6: mmu_lock released or yielded with a TLB flush "
+		       "still owed");
+	slot = h->slot;
+	*h = held[--nheld];
+	held[nheld] = (struct held){.lock = NULL, .mode = TDP_UNLOCKED};
+	return slot;
 }
 
 int tdp_lock_init(struct tdp_lock *l)
