@@ -1143,30 +1143,33 @@ unsigned bench_ring_size(const struct bench *b)
 
 /* Dirty rings: every vCPU's DIRTY entries ORed into dl->bm (the VMM's
  * side of the flags protocol), then the reset. */
+struct ring_take {
+	struct bench *b;
+	struct dlog *dl;
+};
+
+static int ring_take(void *arg, uint32_t slot, uint64_t offset)
+{
+	struct ring_take *rt = arg;
+	unsigned k = slot & 0xffff;
+
+	if (k >= rt->b->nslots || offset >= slot_npages(rt->b, k))
+		return -EIO;
+	rt->dl->bm[k][offset / 64] |= 1ull << (offset % 64);
+	rt->dl->ring_entries++;
+	return 0;
+}
+
 static int harvest_rings(struct bench *b, struct dlog *dl)
 {
+	struct ring_take rt = {b, dl};
+
 	for (unsigned i = 0; i < b->o->nvcpu; i++) {
-		struct tdp_dirty_gfn *ring;
-		uint32_t size, *f = &dl->fetch[i];
-		int r = tdp_vcpu_dirty_ring(b->v[i].vcpu, &ring, &size);
+		int r = cli_ring_collect(b->v[i].vcpu, &dl->fetch[i],
+					 ring_take, &rt);
 
 		if (r)
 			return r;
-		for (;; (*f)++) {
-			struct tdp_dirty_gfn *e = &ring[*f & (size - 1)];
-			unsigned k;
-
-			if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) &
-			      TDP_DIRTY_GFN_DIRTY))
-				break;
-			k = e->slot & 0xffff;
-			if (k >= b->nslots || e->offset >= slot_npages(b, k))
-				return -EIO;
-			dl->bm[k][e->offset / 64] |= 1ull << (e->offset % 64);
-			dl->ring_entries++;
-			__atomic_store_n(&e->flags, TDP_DIRTY_GFN_RESET,
-					 __ATOMIC_RELEASE);
-		}
 	}
 	return tdp_vm_reset_dirty_rings(b->vm, NULL);
 }

@@ -194,29 +194,25 @@ static int64_t copy_dirty(struct mig *m)
 
 /* --ring: the DIRTY entries of every vCPU's ring into m->bitmap, each
  * marked RESET (the VMM's side of the flags protocol), then the reset. */
+static int ring_take(void *arg, uint32_t slot, uint64_t offset)
+{
+	struct mig *m = arg;
+
+	if (slot != 0 || offset >= m->npages)
+		return -EIO; /* not a page of memslot 0 */
+	m->bitmap[offset / 64] |= 1ull << (offset % 64);
+	m->ring_entries++;
+	return 0;
+}
+
 static int harvest_rings(struct mig *m)
 {
 	for (unsigned i = 0; i < m->vcpus; i++) {
-		struct tdp_dirty_gfn *ring;
-		uint32_t size;
-		int r = tdp_vcpu_dirty_ring(m->vcpu[i], &ring, &size);
+		int r = cli_ring_collect(m->vcpu[i], &m->ring_fetch[i],
+					 ring_take, m);
 
 		if (r)
 			return r;
-		for (;; m->ring_fetch[i]++) {
-			struct tdp_dirty_gfn *e =
-				&ring[m->ring_fetch[i] & (size - 1)];
-
-			if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) &
-			      TDP_DIRTY_GFN_DIRTY))
-				break;
-			if (e->slot != 0 || e->offset >= m->npages)
-				return -EIO; /* not a page of memslot 0 */
-			m->bitmap[e->offset / 64] |= 1ull << (e->offset % 64);
-			m->ring_entries++;
-			__atomic_store_n(&e->flags, TDP_DIRTY_GFN_RESET,
-					 __ATOMIC_RELEASE);
-		}
 	}
 	return tdp_vm_reset_dirty_rings(m->vm, NULL);
 }

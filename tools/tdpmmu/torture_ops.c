@@ -554,9 +554,34 @@ static void slots_op(struct torture *t, struct thread *th, enum op op)
 /* Dirty rings: take every vCPU's DIRTY entries (the VMM's side of the
  * flags protocol, tdp_vcpu_dirty_ring) into round @j, then reset: the
  * round reports what the rings held when it began. */
+struct ring_take {
+	struct torture *t;
+	uint32_t j, *fetch;
+	unsigned vcpu;
+};
+
+static int ring_take(void *arg, uint32_t slot, uint64_t offset)
+{
+	struct ring_take *rt = arg;
+	struct torture *t = rt->t;
+	uint64_t slot_pages = t->slot_size / PAGE;
+	uint32_t id = slot & 0xffff;
+
+	if (id >= NSLOTS || offset >= slot_pages) {
+		fail(t, "dirty log (I7)",
+		     "vCPU %u's ring entry %u names slot %#x offset %#" PRIx64
+		     ": no such page",
+		     rt->vcpu, *rt->fetch, slot, offset);
+		return -EIO;
+	}
+	t->reported[id * slot_pages + offset] = rt->j;
+	t->harvested_pages++;
+	t->ring_entries++;
+	return 0;
+}
+
 static void harvest_rings(struct torture *t, uint32_t j)
 {
-	uint64_t slot_pages = t->slot_size / PAGE;
 	struct tdp_vcpu *vs[MAX_VCPUS + 4];
 	unsigned n = 0;
 	int r;
@@ -567,34 +592,15 @@ static void harvest_rings(struct torture *t, uint32_t j)
 	if (t->ckpt_vcpu)
 		vs[n++] = t->ckpt_vcpu;
 	for (unsigned k = 0; k < n; k++) {
-		uint32_t *fetch = &t->ring_fetch[vs[k]->id], size;
-		struct tdp_dirty_gfn *ring;
+		struct ring_take rt = {t, j, &t->ring_fetch[vs[k]->id],
+				       vs[k]->id};
 
-		r = tdp_vcpu_dirty_ring(vs[k], &ring, &size);
+		r = cli_ring_collect(vs[k], rt.fetch, ring_take, &rt);
+		if (r == -EIO)
+			return; /* ring_take failed the run */
 		if (r) {
 			fail(t, "dirty log (I7)", "tdp_vcpu_dirty_ring: %d", r);
 			return;
-		}
-		for (;; (*fetch)++) {
-			struct tdp_dirty_gfn *e = &ring[*fetch & (size - 1)];
-			uint32_t id;
-
-			if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) &
-			      TDP_DIRTY_GFN_DIRTY))
-				break;
-			id = e->slot & 0xffff;
-			if (id >= NSLOTS || e->offset >= slot_pages) {
-				fail(t, "dirty log (I7)",
-				     "vCPU %u's ring entry %u names slot %#x "
-				     "offset %#" PRIx64 ": no such page",
-				     vs[k]->id, *fetch, e->slot, e->offset);
-				return;
-			}
-			t->reported[id * slot_pages + e->offset] = j;
-			t->harvested_pages++;
-			t->ring_entries++;
-			__atomic_store_n(&e->flags, TDP_DIRTY_GFN_RESET,
-					 __ATOMIC_RELEASE);
 		}
 	}
 	r = tdp_vm_reset_dirty_rings(t->vm, NULL);
