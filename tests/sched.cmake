@@ -31,6 +31,9 @@ endforeach()
 # Every bug injection, under the controlled scheduler with a fixed seed
 # (tests/injections-sched.list): it must be caught, within the list's step
 # bound, and the failure must replay.
+# (an edit of the list configures again)
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
+             ${PROJECT_SOURCE_DIR}/tests/injections-sched.list)
 file(STRINGS ${PROJECT_SOURCE_DIR}/tests/injections-sched.list _lines
      REGEX "^[a-z]")
 foreach(line ${_lines})
