@@ -1642,26 +1642,94 @@ int bench_fast_zap(struct bench *b)
 }
 
 /*
+ * Passes of the main thread while the vCPUs run (nx-recovery,
+ * dirty-harvest): -i passes, period_ns apart; seq is odd while a pass
+ * runs; a vCPU samples seq before an access (bg_seq) and counts the
+ * access as inside a pass if seq is the same odd value after it
+ * (bg_inside), so the two rates compare the vCPUs' progress during the
+ * passes with their progress between them.
+ */
+struct bg_passes {
+	atomic_uint seq;
+	atomic_ullong pass_ticks; /* sum of pass durations */
+	atomic_ullong in_ops;	  /* vCPU accesses inside one pass */
+	long period_ns;
+	const char *lat_what, *what; /* the latency's and an error's label */
+	int (*pass)(struct bench *b, void *arg); /* 0 or an errno */
+	void *arg;
+};
+
+static unsigned bg_seq(struct bg_passes *bp)
+{
+	return atomic_load_explicit(&bp->seq, memory_order_acquire);
+}
+
+static bool bg_inside(struct bg_passes *bp, unsigned s)
+{
+	return (s & 1) && bg_seq(bp) == s;
+}
+
+static int main_bg_passes(struct bench *b, struct bench_phase *p, void *arg)
+{
+	struct bg_passes *bp = arg;
+	unsigned s = atomic_load(&bp->seq);
+	const struct timespec ts = {.tv_nsec = bp->period_ns};
+
+	p->lat_what = bp->lat_what;
+	for (unsigned it = 0; it < b->o->iters; it++) {
+		uint64_t t0, d;
+		int r;
+
+		nanosleep(&ts, NULL); /* the vCPUs run between passes */
+		if (atomic_load(&b->errors) || atomic_load(&b->mismatches))
+			return -1;
+		atomic_store_explicit(&bp->seq, ++s, memory_order_release);
+		t0 = bench_ticks();
+		r = bp->pass(b, bp->arg);
+		d = bench_ticks() - t0;
+		atomic_store_explicit(&bp->seq, ++s, memory_order_release);
+		atomic_fetch_add(&bp->pass_ticks, d);
+		hist_add(&p->lat, (uint64_t)bench_ticks_ns(d));
+		p->ops++;
+		if (r) {
+			bench_error(b, bp->what, b->gpa, r);
+			return r;
+		}
+	}
+	return 0;
+}
+
+/* After the phase @p of @bp: the passes' total time, and the vCPUs'
+ * accesses per ms inside and outside them. */
+static void bg_rates(struct bench *b, const struct bench_phase *p,
+		     struct bg_passes *bp, double *pass_ns, double *in_rate,
+		     double *out_rate)
+{
+	uint64_t vops = 0, in = atomic_load(&bp->in_ops);
+	double out_ns;
+
+	for (unsigned i = 0; i < b->o->nvcpu; i++)
+		vops += b->v[i].ops;
+	*pass_ns = bench_ticks_ns(atomic_load(&bp->pass_ticks));
+	out_ns = (double)p->wall_ns - *pass_ns;
+	*in_rate = *pass_ns > 0 ? (double)in / (*pass_ns / 1e6) : 0;
+	*out_rate = out_ns > 0 ? (double)(vops - in) / (out_ns / 1e6) : 0;
+}
+
+/*
  * NX huge page recovery.  Every vCPU walks its memory 2 MiB page by 2 MiB
  * page: it fetches the first word of the vCPU's own slot in the page (an
  * instruction fetch maps 4 KiB there and makes the table a possible NX
  * huge page) and reads a word 1 MiB further (a data fault maps 4 KiB below
  * that table, KVM's disallowed_hugepage_adjust).  The main thread runs a
- * recovery pass with ratio 1 (zap every such table) -i times, 2 ms apart;
- * nx.seq is odd while a pass runs.  The vCPUs count the accesses they
- * begin and end inside one pass: with recovery under
+ * recovery pass with ratio 1 (zap every such table) -i times, 2 ms apart
+ * (struct bg_passes).  With recovery under
  * the read lock they keep faulting through the pass, under the write lock
  * (nx-locked, legacy) they wait for it.
  */
-struct nxrec {
-	atomic_uint seq;
-	atomic_ullong pass_ticks;	       /* sum of pass durations */
-	atomic_ullong in_ops;		       /* while a pass runs */
-};
-
 static void vcpu_nx(struct bench_vcpu *bv, void *arg)
 {
-	struct nxrec *nx = arg;
+	struct bg_passes *nx = arg;
 	struct bench *b = bv->b;
 	uint64_t step = (2ull << 20) / BENCH_PAGE, in_ops = 0;
 
@@ -1673,8 +1741,7 @@ static void vcpu_nx(struct bench_vcpu *bv, void *arg)
 		uint64_t gpa2 = bv->gpa0 + q * BENCH_PAGE + bv->id * 8ull;
 		uint64_t want = bench_expect(gpa >> 12, bv->gen[p], bv->id);
 		uint64_t want2 = bench_expect(gpa2 >> 12, bv->gen[q], bv->id);
-		unsigned s = atomic_load_explicit(&nx->seq,
-						  memory_order_acquire);
+		unsigned s = bg_seq(nx);
 		uint64_t val, val2, t0, d;
 		int r;
 
@@ -1694,70 +1761,41 @@ static void vcpu_nx(struct bench_vcpu *bv, void *arg)
 			bench_mismatch(b, "guest read (nx)", gpa2, want2, val2);
 		bv->ops += 2;
 		hist_add(&bv->lat, (uint64_t)bench_ticks_ns(d));
-		if ((s & 1) &&
-		    atomic_load_explicit(&nx->seq, memory_order_acquire) == s)
-			in_ops += 2; /* began and ended inside one pass */
+		if (bg_inside(nx, s))
+			in_ops += 2;
 	}
 	atomic_fetch_add(&nx->in_ops, in_ops);
 }
 
-static int main_nx(struct bench *b, struct bench_phase *p, void *arg)
+static int nx_pass(struct bench *b, void *arg)
 {
-	struct nxrec *nx = arg;
-	unsigned s = atomic_load(&nx->seq);
-	const struct timespec ts = {.tv_nsec = 2000000};
+	uint64_t zapped = 0;
 
-	p->lat_what = "per recovery pass (caller)";
-	for (unsigned it = 0; it < b->o->iters; it++) {
-		uint64_t t0, zapped = 0, d;
-		int r;
-
-		nanosleep(&ts, NULL); /* the vCPUs fetch again */
-		if (atomic_load(&b->errors) || atomic_load(&b->mismatches))
-			return -1;
-		atomic_store_explicit(&nx->seq, ++s, memory_order_release);
-		t0 = bench_ticks();
-		r = tdp_vm_recover_nx_huge_pages(b->vm, 1, &zapped);
-		d = bench_ticks() - t0;
-		atomic_store_explicit(&nx->seq, ++s, memory_order_release);
-		atomic_fetch_add(&nx->pass_ticks, d);
-		hist_add(&p->lat, (uint64_t)bench_ticks_ns(d));
-		p->ops++;
-		if (r) {
-			bench_error(b, "nx recovery", b->gpa, r);
-			return r;
-		}
-	}
-	return 0;
+	(void)arg;
+	return tdp_vm_recover_nx_huge_pages(b->vm, 1, &zapped);
 }
 
 int bench_nx_recovery(struct bench *b)
 {
-	struct nxrec *nx = calloc(1, sizeof(*nx));
+	struct bg_passes *nx = calloc(1, sizeof(*nx));
 	struct bench_phase *p;
 
 	if (!nx)
 		return -1;
+	nx->period_ns = 2000000; /* the vCPUs fetch again */
+	nx->lat_what = "per recovery pass (caller)";
+	nx->what = "nx recovery";
+	nx->pass = nx_pass;
 	measure_tick_overhead();
 	run_pass(b, "Populate memory", PASS_WRITE, 1, 0);
 	if (!atomic_load(&b->errors) && !atomic_load(&b->mismatches)) {
-		uint64_t vops = 0, n;
-		double pass_ns, out_ns, in_rate, out_rate;
+		uint64_t n;
+		double pass_ns, in_rate, out_rate;
 
 		p = bench_phase_run(b, "NX recovery while vCPUs fetch",
-				    "pass", vcpu_nx, nx, main_nx, nx);
-		for (unsigned i = 0; i < b->o->nvcpu; i++)
-			vops += b->v[i].ops;
+				    "pass", vcpu_nx, nx, main_bg_passes, nx);
 		n = p->ops ? p->ops : 1;
-		pass_ns = bench_ticks_ns(atomic_load(&nx->pass_ticks));
-		out_ns = (double)p->wall_ns - pass_ns;
-		in_rate = pass_ns > 0 ? (double)atomic_load(&nx->in_ops) /
-						(pass_ns / 1e6)
-				      : 0;
-		out_rate = out_ns > 0
-				   ? (double)(vops - atomic_load(&nx->in_ops)) /
-					     (out_ns / 1e6)
-				   : 0;
+		bg_rates(b, p, nx, &pass_ns, &in_rate, &out_rate);
 		bench_phase_extra(p, "zapped_per_pass",
 				  (double)p->d.nx_recovered / (double)n);
 		bench_phase_extra(p, "vcpu_accesses_per_ms_in_pass", in_rate);
@@ -1789,16 +1827,15 @@ int bench_nx_recovery(struct bench *b)
  * Logging on, every vCPU writes the first -w% of its pages in order, over
  * and over, without pause (a write
  * fault per page after each harvest in write-protect mode, a Dirty bit in
- * Dirty-bit modes), while the main thread harvests -i times, 20 ms apart:
- * the bitmaps of every slot, and with rings every vCPU's ring (collect,
- * reset).  dh.seq is odd while a harvest runs; a vCPU counts the writes
- * that began and ended inside one harvest.  A write refused at a ring's
- * soft limit is retried (counted: stalls).
+ * Dirty-bit modes), while the main thread harvests -i times, 20 ms apart
+ * (struct bg_passes): the bitmaps of every slot, and with rings every
+ * vCPU's ring (collect, reset).  A write refused at a ring's soft limit
+ * is retried (counted: stalls).
  */
 struct dharv {
+	struct bg_passes bp; /* the harvests */
 	struct dlog dl;
-	atomic_uint seq;
-	atomic_ullong pass_ticks, in_ops, stalls;
+	atomic_ullong stalls;
 	uint64_t reported;
 };
 
@@ -1816,8 +1853,7 @@ static void vcpu_dharv(struct bench_vcpu *bv, void *arg)
 	     !atomic_load_explicit(&b->stop, memory_order_relaxed);) {
 		uint64_t gpa = bv->gpa0 + p * BENCH_PAGE + bv->id * 8ull;
 		uint64_t val = bench_expect(gpa >> 12, gen, bv->id);
-		unsigned s = atomic_load_explicit(&dh->seq,
-						  memory_order_acquire);
+		unsigned s = bg_seq(&dh->bp);
 		uint64_t t0 = bench_ticks(), d;
 		int r = bench_access(bv, gpa, &val, true);
 
@@ -1835,21 +1871,22 @@ static void vcpu_dharv(struct bench_vcpu *bv, void *arg)
 		bv->busy_ticks += d;
 		bv->ops++;
 		hist_add(&bv->lat, (uint64_t)bench_ticks_ns(d));
-		if ((s & 1) &&
-		    atomic_load_explicit(&dh->seq, memory_order_acquire) == s)
-			in_ops++; /* began and ended inside one harvest */
+		if (bg_inside(&dh->bp, s))
+			in_ops++;
 		if (++p == hot) {
 			p = 0;
 			gen = gen == 60000 ? 2 : gen + 1;
 		}
 	}
-	atomic_fetch_add(&dh->in_ops, in_ops);
+	atomic_fetch_add(&dh->bp.in_ops, in_ops);
 	atomic_fetch_add(&dh->stalls, stalls);
 }
 
 /* One harvest of everything: the bitmap of every slot, then the rings. */
-static int dharv_once(struct bench *b, struct dharv *dh)
+static int dharv_once(struct bench *b, void *arg)
 {
+	struct dharv *dh = arg;
+
 	for (unsigned k = 0; k < b->nslots; k++) {
 		int r = tdp_vm_get_dirty_log(b->vm, 0, k, dh->dl.bm[k]);
 
@@ -1869,36 +1906,6 @@ static int dharv_once(struct bench *b, struct dharv *dh)
 	return 0;
 }
 
-static int main_dharv(struct bench *b, struct bench_phase *p, void *arg)
-{
-	struct dharv *dh = arg;
-	unsigned s = atomic_load(&dh->seq);
-	const struct timespec ts = {.tv_nsec = 20000000};
-
-	p->lat_what = "per harvest of all memory (caller)";
-	for (unsigned it = 0; it < b->o->iters; it++) {
-		uint64_t t0, d;
-		int r;
-
-		nanosleep(&ts, NULL); /* the vCPUs dirty pages */
-		if (atomic_load(&b->errors) || atomic_load(&b->mismatches))
-			return -1;
-		atomic_store_explicit(&dh->seq, ++s, memory_order_release);
-		t0 = bench_ticks();
-		r = dharv_once(b, dh);
-		d = bench_ticks() - t0;
-		atomic_store_explicit(&dh->seq, ++s, memory_order_release);
-		atomic_fetch_add(&dh->pass_ticks, d);
-		hist_add(&p->lat, (uint64_t)bench_ticks_ns(d));
-		p->ops++;
-		if (r) {
-			bench_error(b, "harvest", b->gpa, r);
-			return r;
-		}
-	}
-	return 0;
-}
-
 int bench_dirty_harvest(struct bench *b)
 {
 	struct dharv *dh = calloc(1, sizeof(*dh));
@@ -1906,6 +1913,11 @@ int bench_dirty_harvest(struct bench *b)
 
 	if (!dh)
 		return -1;
+	dh->bp.period_ns = 20000000; /* the vCPUs dirty pages */
+	dh->bp.lat_what = "per harvest of all memory (caller)";
+	dh->bp.what = "harvest";
+	dh->bp.pass = dharv_once;
+	dh->bp.arg = dh;
 	measure_tick_overhead();
 	dh->dl.pages = b->size / BENCH_PAGE;
 	dh->dl.bm = calloc(b->nslots, sizeof(*dh->dl.bm));
@@ -1920,23 +1932,13 @@ int bench_dirty_harvest(struct bench *b)
 	bench_phase_run(b, "Enabling dirty logging", "memslot", NULL, NULL,
 			main_log_flags, &dh->dl);
 	if (!atomic_load(&b->errors) && !atomic_load(&b->mismatches)) {
-		uint64_t vops = 0, n;
-		double pass_ns, out_ns, in_rate, out_rate;
+		uint64_t n;
+		double pass_ns, in_rate, out_rate;
 
 		p = bench_phase_run(b, "Harvests while vCPUs write", "harvest",
-				    vcpu_dharv, dh, main_dharv, dh);
-		for (unsigned i = 0; i < b->o->nvcpu; i++)
-			vops += b->v[i].ops;
+				    vcpu_dharv, dh, main_bg_passes, &dh->bp);
 		n = p->ops ? p->ops : 1;
-		pass_ns = bench_ticks_ns(atomic_load(&dh->pass_ticks));
-		out_ns = (double)p->wall_ns - pass_ns;
-		in_rate = pass_ns > 0 ? (double)atomic_load(&dh->in_ops) /
-						(pass_ns / 1e6)
-				      : 0;
-		out_rate = out_ns > 0
-				   ? (double)(vops - atomic_load(&dh->in_ops)) /
-					     (out_ns / 1e6)
-				   : 0;
+		bg_rates(b, p, &dh->bp, &pass_ns, &in_rate, &out_rate);
 		bench_phase_extra(p, "dirty_pages_per_harvest",
 				  (double)dh->reported / (double)n);
 		bench_phase_extra(p, "ring_stalls",
