@@ -4,9 +4,9 @@
 # ratios, perf profiles where a target is missed) and docs/img/*.png
 # (gnuplot).  Each measurement runs REPS times (default 3) and the median
 # is reported: the machine may be shared.  Run by `make bench-report`.
-# On 2 cores the whole report takes about 4 minutes (estimated from its
-# parts: fast-zap about 65 s, the legacy-engine section about 70 s) and
-# touches 16 GiB of RAM (fast-zap); REPS=1 SCALE=16 about 1 minute.
+# On 2 cores the whole report took 14-22 minutes in the sessions of
+# 2026-12-07 (with BEFORE_CLI), and it touches 16 GiB of RAM (fast-zap);
+# REPS=1 SCALE=16 about 1 minute.
 #
 # usage: scripts/bench-report.sh BUILD_DIR      (e.g. build/release)
 #
@@ -801,22 +801,52 @@ scales like the machine (about 2x) and costs 15-30 ns per fault.
 
 ## What stands between the fault and 4x the floor
 
-Target 1 is not met (typically 5.5-6x in standalone runs).  A ceiling
-experiment (2026-12-07, 474f550, not committed) made seven locked
-instructions per fault plain: the brlock reader count in and out,
-the SRCU count in and out, the seq_cst store of the vCPU mode at guest
-entry (twice per fault) and the leaf gauge; that is what an
-asymmetric-fence design (membarrier on the writer side, single-writer
-per-vCPU slots) would at best buy.  Four alternating runs of
-\`populate -v 1 --baseline floor --compare --rounds 5\`: 152-163 ns per
-steady fault before, 127-131 ns after (one outlier 158), floor 25-28 ns:
-about 4.8x.  So each locked instruction costs about 4 ns here, and the
-rest of the fault (the guest walk that misses, the memslot and host
-frame lookups, the frame reference, the iterator's walk, the CAS, the
-walk after re-entry) is spread over many functions, none above 11% of
-the vCPU thread's samples (profile below).  Reaching 4x needs the read
-side made fence-free *and* about 20 ns more from the walks; this is left
-open.
+Measured on 2026-12-08 on an Intel Xeon VM (2 cores; the page's earlier
+reports came from an AMD EPYC VM).  The figures below are from
+alternating runs of \`populate -v 1 -b 1G --baseline floor --compare
+--rounds 5\`.
+
+A steady fault there first cost 500-580 ns against a floor of 52-62 ns,
+about 8-9x.  perf put 31% of the vCPU thread's samples on one
+instruction: the seq_cst store of the vCPU mode at the next guest entry.
+That is the first locked instruction after the guest's store to a cold
+line.  It waits for that store's cache miss and host TLB miss, which the
+floor overlaps with its next insert.  Three changes answered it:
+
+- **No second walk for MMIO entries.**  The fault no longer walks the
+  root again to look for an MMIO entry.  The walker reports a
+  misconfiguration exit, and only that exit is looked up, as on KVM's
+  EPT_MISCONFIG path.  Steady ns per fault went from 524-589 to 406-475.
+- **One radix walk in gup-fast.**  gup-fast rechecks its pte through
+  the slot it found instead of walking the host's radix tree again.
+- **The retried access is prefetched.**  The fault prefetches the line
+  that the retried access will touch (PREFETCHW for a write).  Steady
+  ns per fault went from 429-579 to 249-332, and the ratio to the floor
+  from 7.8-8.2x to 5.7-5.9x.
+
+Under callgrind (\`populate -v 1 -b 4M -i 100\`: counts, the same on
+every run), a fault plus its retried access took 2415 instructions at
+e3f1870 and 2026 after these changes.
+
+Tried and dropped:
+- **membarrier(2) on the waiter's side of the vCPU-mode Dekker pair.**
+  It bought nothing measurable, and one membarrier call costs tens of
+  microseconds on this VM: the fast-zap caller's p50 went from 18.4 us
+  to 51.2 us.
+- **Removing five locked instructions.**  A ceiling experiment made the
+  mode store, the SRCU count in and out and the brlock count in and out
+  plain.  With the prefetch in place it made no difference beyond the
+  noise: three alternating runs gave 5.08, 5.86 and 5.58x before and
+  5.04, 5.43 and 5.27x after.
+
+What is left is spread over the walks, the lookups and the bookkeeping;
+no vCPU-thread symbol is above 14% of the samples.
+
+Noise on this VM decides a run more than the remaining changes do.  Six
+runs of the same binary within minutes gave 3.56-5.40x, and the
+per-round ratios of one run span 3-8x.  Both the floor and the fault
+vary by 20% from process to process, with where the memory lands.
+Reaching 4x in a median, rather than in a lucky run, is left open.
 
 MD
 
