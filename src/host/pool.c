@@ -453,11 +453,10 @@ static int gup_locked(struct pool *h, uint64_t hva, bool write, bool populate,
 	return 0;
 }
 
-/* The pte of @hva without the mmap lock: atomic loads from the root down,
- * inside an RCU read section (nodes are freed after a grace period).  0 if
- * there is none. */
-/* The pte slot of @hva, or NULL; RCU read side (the leaf node stays
- * allocated until the section ends, pool_tree.c). */
+/* The pte slot of @hva without the mmap lock, or NULL if there is none:
+ * atomic loads from the root down, inside an RCU read section (nodes are
+ * freed after a grace period, so the slot's node stays allocated until
+ * the section ends; pool_tree.c). */
 static uint64_t *pte_lookup_lockless(struct pool *h, uint64_t hva)
 {
 	struct rnode *n = h->root;
@@ -488,13 +487,13 @@ TDP_INJECT_FN void inj_gup_fast_get_freed(uint32_t *ref)
  * is not 0 (a frame being freed is never revived), and then the pte is
  * read again, through the slot found by the first read (Linux's recheck
  * of ptep: only an empty leaf node is ever unlinked, so a slot whose node
- * was unlinked reads 0 and fails the check): if it changed, the mapping that made the frame reachable
- * may be gone, and the pin is given back.  If it did not, the frame was
- * mapped at @hva at a moment after the pin was taken, which is all the
- * locked lookup promises too: the caller's invalidation sequence (sampled
- * before the lookup, checked after it under mmu_lock) covers a change of
- * the pte after that moment, exactly as it covers one after the locked
- * lookup drops the lock.
+ * was unlinked reads 0 and fails the check).  If it changed, the mapping
+ * that made the frame reachable may be gone, and the pin is given back.
+ * If it did not, the frame was mapped at @hva at a moment after the pin
+ * was taken, which is all the locked lookup promises too: the caller's
+ * invalidation sequence (sampled before the lookup, checked after it
+ * under mmu_lock) covers a change of the pte after that moment, exactly as
+ * it covers one after the locked lookup drops the lock.
  */
 int gup_fast(struct pool *h, uint64_t hva, bool write, struct host_gup *out)
 {
