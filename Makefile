@@ -9,7 +9,7 @@
 #   make check-inject   the injections free-running (on demand: whether
 #               the machine's interleaving meets a bug in 30 s is luck)
 #   make build  release build only
-#   make bench-report   run the benchmarks into docs/benchmarks.md (~5 min;
+#   make bench-report   run the benchmarks into docs/benchmarks.md (8-22 min;
 #               installs gnuplot-nox, linux-perf and jq via bench-deps)
 
 DEBS := cmake ninja-build pkg-config liburcu-dev libcmocka-dev clang gcc spin
@@ -123,7 +123,8 @@ torture-report: deps $(BUILD)/sched/build.ninja $(BUILD)/inject/build.ninja
 	scripts/torture-report.sh $(BUILD)/sched $(BUILD)/inject $(INJ)
 
 # Benchmarks on the Release build (TDP_INJECT is off in Release) into
-# docs/benchmarks.md and docs/img/*.png; under 10 minutes on 2 cores.
+# docs/benchmarks.md and docs/img/*.png; 8-22 minutes on 2 cores
+# (scripts/bench-report.sh says where each figure came from).
 bench-report: build bench-deps
 	scripts/bench-report.sh $(BUILD)/release
 

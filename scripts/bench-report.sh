@@ -4,9 +4,10 @@
 # ratios, perf profiles where a target is missed) and docs/img/*.png
 # (gnuplot).  Each measurement runs REPS times (default 3) and the median
 # is reported: the machine may be shared.  Run by `make bench-report`.
-# On 2 cores the whole report took 14-22 minutes in the sessions of
-# 2026-12-07 (with BEFORE_CLI), and it touches 16 GiB of RAM (fast-zap);
-# REPS=1 SCALE=16 about 1 minute.
+# On 2 cores the whole report took 14-22 minutes on the AMD VM of
+# 2026-12-07 and 465 s on the Intel VM of 2026-12-08 (both with
+# BEFORE_CLI), and it touches 16 GiB of RAM (fast-zap); REPS=1 SCALE=16
+# about 1 minute.
 #
 # usage: scripts/bench-report.sh BUILD_DIR      (e.g. build/release)
 #
@@ -839,8 +840,10 @@ Tried and dropped:
   noise: three alternating runs gave 5.08, 5.86 and 5.58x before and
   5.04, 5.43 and 5.27x after.
 
-What is left is spread over the walks, the lookups and the bookkeeping;
-no vCPU-thread symbol is above 14% of the samples.
+What is left is spread over the walks, the lookups and the
+bookkeeping.  The largest vCPU-thread symbol is tdp_page_fault's own
+code, 15-21% of the samples.  perf puts most of that on the prefetch
+instruction, which waits for the host TLB walk to the frame.
 
 Noise on this VM decides a run more than the remaining changes do.  Six
 runs of the same binary within minutes gave 3.56-5.40x, and the
@@ -911,11 +914,14 @@ invalidation-sequence sample, host frame lookup (gup-fast: a lockless
 walk of the host's tables, a reference taken and, after the map,
 dropped), table-cache top-up, mmu_lock for read, the compare-exchange
 install with statistics, and the access retried through the walker.
-Every locked instruction costs about 6 ns on this machine (a
-\`lock add\` to a line in the L1 cache); a fault still makes about ten: guest entry (twice, the request/mode Dekker pair), the SRCU and
-mmu_lock read sides (in and out, on the vCPU's own lines), the frame's
-reference count (get and put), the entry's compare-exchange, the leaf-count statistic, and the
-Accessed/Dirty update of the walk that follows.
+A locked instruction with an empty store buffer cost about 9 ns on the
+Intel VM of 2026-12-08: a loop measured \`lock add\` at 8.9 ns, \`xchg\`
+at 7.5 ns and \`lock cmpxchg\` at 12.1 ns.  On the AMD VM of the earlier
+reports it cost about 6 ns.  A fault still makes about ten: the guest
+entry (twice: the request/mode Dekker pair), the SRCU and mmu_lock read
+sides (in and out, on the vCPU's own lines), the frame's reference count
+(get and put), the entry's compare-exchange and the leaf-count
+statistic.
 
 | part | 1 vCPU | 2 vCPUs |
 |---|---|---|
@@ -926,6 +932,18 @@ threads' samples: a symbol whose share grows from 1 to 2 vCPUs would be
 a line the two vCPUs fight over.
 
 $(lock_table)
+
+The SRCU, brlock and frame-reference symbols did grow a little from 1
+to 2 vCPUs in the run of 2026-12-08 (tdp_srcu_read_lock 3.54% to 4.34%,
+frame_put_ref 2.57% to 2.95%).  That is not a shared line.  Each writes
+only the vCPU's own slot line (slot 1 + id) or the reference count of a
+frame the other vCPU never touches (the vCPUs fault disjoint halves of
+the memory: 1 GiB each, so their counts lie 1 MiB apart).  Each is a locked
+instruction, which waits until the store buffer has drained, and with
+two vCPUs missing to memory at once a store's miss takes longer.  The
+fault as a whole costs 48% more per thread with two vCPUs (264.7 against
+392.4 ns in that report's before/after table), and these symbols'
+shares grew by less than that.
 
 MD
 		if awk "BEGIN { exit !($tr_hot >= 15) }"; then
