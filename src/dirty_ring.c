@@ -45,6 +45,34 @@ static uint32_t ring_size(const struct tdp_vcpu *v)
 	return v->vm->cfg.dirty_ring_size;
 }
 
+/* Entry @k of @v's ring: the indexes run freely, the size is a power of
+ * two. */
+static struct tdp_dirty_gfn *ring_entry(const struct tdp_vcpu *v, uint32_t k)
+{
+	return &v->ring[k & (ring_size(v) - 1)];
+}
+
+/* An entry's slot field for memslot @s: address space << 16 | id. */
+static uint32_t entry_slot_of(const struct memslot *s)
+{
+	return (uint32_t)s->as_id << 16 | s->id;
+}
+
+/* The memslot an entry's slot and offset name, if it exists and the
+ * offset is inside it; the VMM may have scribbled on the entry, so
+ * nothing in it is trusted.  Memslot srcu or slots_lock held. */
+static const struct memslot *entry_memslot(struct tdp_vm *vm, uint32_t slot,
+					   uint64_t off)
+{
+	unsigned as = slot >> 16, id = slot & 0xffff;
+	const struct memslot *s;
+
+	if (as >= vm->cfg.nr_as || id >= TDP_MAX_MEMSLOTS)
+		return NULL;
+	s = memslots_find_id(tdp_rcu_dereference(vm->memslots[as]), id);
+	return s && off < s->npages ? s : NULL;
+}
+
 /* KVM's kvm_dirty_ring_get_rsvd_entries */
 static uint32_t ring_rsvd(const struct tdp_vm *vm)
 {
@@ -85,14 +113,10 @@ void vcpu_dirty_free(struct tdp_vcpu *v)
 	idx = tdp_srcu_read_lock(&vm->srcu);
 	for (uint32_t k = atomic_load(&v->reset_index);
 	     k != atomic_load(&v->dirty_index); k++) {
-		const struct tdp_dirty_gfn *e = &v->ring[k & (ring_size(v) - 1)];
-		unsigned as = e->slot >> 16, id = e->slot & 0xffff;
-		const struct memslot *s;
+		const struct tdp_dirty_gfn *e = ring_entry(v, k);
+		const struct memslot *s = entry_memslot(vm, e->slot, e->offset);
 
-		if (as >= vm->cfg.nr_as || id >= TDP_MAX_MEMSLOTS)
-			continue;
-		s = memslots_find_id(vm_memslots(vm, as), id);
-		if (s && e->offset < s->npages)
+		if (s)
 			mark_page_dirty_in_slot(NULL, s,
 						s->base_gfn + e->offset, 1);
 	}
@@ -117,17 +141,16 @@ bool vcpu_ring_soft_full(struct tdp_vcpu *v)
 static bool ring_push(struct tdp_vcpu *v, const struct memslot *s,
 		      uint64_t offset)
 {
-	struct tdp_dirty_gfn *e;
-
 	uint32_t di = atomic_load_explicit(&v->dirty_index,
 					   memory_order_relaxed);
+	struct tdp_dirty_gfn *e;
 
 	if (ring_used(v) == ring_size(v))
 		return false;
 	/* a free entry (the reset stored 0 before it moved reset_index;
 	 * the VMM may have scribbled on it since: it is ours now) */
-	e = &v->ring[di & (ring_size(v) - 1)];
-	e->slot = s->as_id << 16 | s->id;
+	e = ring_entry(v, di);
+	e->slot = entry_slot_of(s);
 	e->offset = offset;
 	__atomic_store_n(&e->flags, TDP_DIRTY_GFN_DIRTY, __ATOMIC_RELEASE);
 	atomic_store_explicit(&v->dirty_index, di + 1, memory_order_release);
@@ -210,10 +233,9 @@ uint64_t *vm_ring_pages(struct tdp_vm *vm, const struct memslot *s)
 			continue;
 		for (uint32_t k = atomic_load(&v->reset_index);
 		     k != atomic_load(&v->dirty_index); k++) {
-			const struct tdp_dirty_gfn *e =
-				&v->ring[k & (ring_size(v) - 1)];
+			const struct tdp_dirty_gfn *e = ring_entry(v, k);
 
-			if (e->slot == (s->as_id << 16 | s->id) &&
+			if (e->slot == entry_slot_of(s) &&
 			    e->offset < s->npages)
 				bitmap_set(bm, e->offset, 1);
 		}
@@ -234,19 +256,18 @@ struct reset_masks {
 static uint64_t ring_collect(struct tdp_vm *vm, struct tdp_vcpu *v,
 			     struct reset_masks *m, int *err)
 {
-	uint32_t size = ring_size(v), ri;
-	uint64_t n = 0;
-
 	uint32_t di = atomic_load_explicit(&v->dirty_index,
 					   memory_order_acquire);
+	uint32_t ri = atomic_load_explicit(&v->reset_index,
+					   memory_order_relaxed);
+	uint64_t n = 0;
 
-	ri = atomic_load_explicit(&v->reset_index, memory_order_relaxed);
 	/* never past the producer: a RESET the VMM wrote into a free entry
 	 * must not free entries that were never pushed */
 	for (; ri != di; ri++, n++) {
-		struct tdp_dirty_gfn *e = &v->ring[ri & (size - 1)];
+		struct tdp_dirty_gfn *e = ring_entry(v, ri);
 		uint32_t flags = __atomic_load_n(&e->flags, __ATOMIC_ACQUIRE);
-		uint32_t slot, as, id;
+		uint32_t slot;
 		uint64_t off;
 		const struct memslot *s;
 
@@ -259,13 +280,9 @@ static uint64_t ring_collect(struct tdp_vm *vm, struct tdp_vcpu *v,
 		/* read once: the VMM may scribble on them */
 		slot = __atomic_load_n(&e->slot, __ATOMIC_RELAXED);
 		off = __atomic_load_n(&e->offset, __ATOMIC_RELAXED);
-		as = slot >> 16;
-		id = slot & 0xffff;
-		if (as < vm->cfg.nr_as && id < TDP_MAX_MEMSLOTS &&
-		    (s = memslots_find_id(vm->memslots[as], id)) &&
-		    (s->flags & TDP_MEM_LOG_DIRTY) && s->dirty_bitmap &&
-		    off < s->npages) {
-			uint64_t **bm = &m->bm[as][id];
+		s = entry_memslot(vm, slot, off);
+		if (s && (s->flags & TDP_MEM_LOG_DIRTY) && s->dirty_bitmap) {
+			uint64_t **bm = &m->bm[s->as_id][s->id];
 
 			if (!*bm)
 				*bm = calloc((s->npages + 63) / 64,
