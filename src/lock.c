@@ -75,7 +75,6 @@ static unsigned held_del(const struct tdp_lock *l, enum tdp_lock_mode m)
 		       "still owed");
 	slot = h->slot;
 	*h = held[--nheld];
-	held[nheld] = (struct held){.lock = NULL, .mode = TDP_UNLOCKED};
 	return slot;
 }
 
