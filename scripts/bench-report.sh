@@ -12,7 +12,9 @@
 # usage: scripts/bench-report.sh BUILD_DIR      (e.g. build/release)
 #
 # Environment: REPS (runs per measurement, default 3); ROUNDS (default 5:
-# rounds of the interleaved populate comparison, which is run once);
+# rounds of the interleaved comparisons that run once); POP_ROUNDS
+# (default 9: rounds of the populate comparison, whose per-round ratios
+# to the floor spread over 3-8x on this VM, so its median needs more);
 # BEFORE_CLI (optional: the tdpmmu binary of an earlier commit, built
 # Release; the report then measures it and this build in alternation and
 # adds a before/after table); SCALE (default 1)
@@ -25,6 +27,7 @@ BUILD=${1:?usage: bench-report.sh BUILD_DIR}
 CLI=$BUILD/tdpmmu
 REPS=${REPS:-3}
 ROUNDS=${ROUNDS:-5}
+POP_ROUNDS=${POP_ROUNDS:-9}
 BEFORE_CLI=${BEFORE_CLI:-}
 SCALE=${SCALE:-1}
 DOC=docs/benchmarks.md
@@ -178,9 +181,9 @@ compare_table() {
 # ------------------------------------------------------------------
 : > "$TMP/ratios.txt"
 # populate: 1 GiB of 4 KiB pages per vCPU, the designs interleaved in
-# ROUNDS rounds, each with a cold populate and steady-state phases of at
-# least 50 ms with 2 vCPUs and with 1 (bench.c, bench_work.c)
-run_once popscale populate -v 2 -b 1G --baseline floor,exclusive,legacy --compare --rounds "$ROUNDS"
+# POP_ROUNDS rounds, each with a cold populate and steady-state phases of
+# at least 50 ms with 2 vCPUs and with 1 (bench.c, bench_work.c)
+run_once popscale populate -v 2 -b 1G --baseline floor,exclusive,legacy --compare --rounds "$POP_ROUNDS"
 run translate translate -b 1G --baseline floor --compare
 run access access -v 2 -b 512M --baseline exclusive,floor --compare
 run memslot memslot -v 2 -b 64M --baseline exclusive --compare
@@ -660,7 +663,7 @@ done
 gnuplot <<GP
 set terminal pngcairo size 800,500 font ",10"
 set output "$IMG/populate-scaling.png"
-set title "steady populate (4 KiB faults): accesses/s with 2 vCPUs / with 1\n(median of $ROUNDS interleaved rounds, bars: range; 2 cores, not oversubscribed)"
+set title "steady populate (4 KiB faults): accesses/s with 2 vCPUs / with 1\n(median of $POP_ROUNDS interleaved rounds, bars: range; 2 cores, not oversubscribed)"
 set ylabel "2 vCPUs / 1 vCPU"
 set style fill solid 0.6 border -1
 set boxwidth 0.6
@@ -751,7 +754,7 @@ so 4 vCPUs on $cores cores measure time-sharing, not parallelism.
 How they are measured:
 
 - *populate* and *scaling*: \`$(cmd popscale)\`: one process, every
-  design once per round for $ROUNDS rounds, round r starting with design
+  design once per round for $POP_ROUNDS rounds, round r starting with design
   r (so none always runs first or last), each on a fresh machine.  Host
   memory is written by the host first (\`Populate host memory\`, not MMU
   work).  Then the first, *cold*, populate (it allocates every table page
@@ -840,15 +843,45 @@ Tried and dropped:
   noise: three alternating runs gave 5.08, 5.86 and 5.58x before and
   5.04, 5.43 and 5.27x after.
 
-What is left is spread over the walks, the lookups and the
-bookkeeping.  The largest vCPU-thread symbol is tdp_page_fault's own
-code, 15-21% of the samples.  perf puts most of that on the prefetch
-instruction, which waits for the host TLB walk to the frame.
+Later the same day (before and after figures in the commit messages):
+
+- **Link-time optimisation** of the library and the tool (Release
+  builds).  A fault crosses a dozen files; inlined across them it takes
+  1323 instructions where it took 1425 (tdp_page_fault inclusive, under
+  callgrind), and at 4 MiB, five alternating pairs of runs took 0.80-0.95x
+  the time (median 0.85x).  At 1 GiB three alternating pairs gave 6.13,
+  5.57 and 5.99x the floor without it and 4.78, 5.21 and 5.84x with it.
+- **A second ceiling experiment**, on top of link-time optimisation: the
+  same five locked instructions plain and gup-fast without its RCU
+  section (about 80 instructions fewer per fault).  At 1 GiB three
+  alternating pairs gave 4.63, 5.26 and 4.09x without it and 5.49, 5.22
+  and 5.23x with it: nothing.
+- **Transparent huge pages for both sides** (THP "always", so the pool
+  of frames and the floor's buffer alike): the fault took 216-237 ns
+  instead of 237-275 ns, the floor 36-45 ns instead of 49-52 ns, and the
+  ratio stayed where it was (5.29-6.44x against 5.28-5.56x).
+
+Why trimming does not move the 1 GiB figure: the floor's loop has no
+serialising instruction, so the CPU runs ahead into the next pages and
+keeps several of their cache and TLB misses in flight.  A fault has about
+ten locked instructions, and each one waits for everything before it.
+So a fault exposes its page's miss, less whatever the prefetch overlapped.
+perf at 1 GiB (with link-time optimisation) puts 87% of
+vcpu_enter_guest's samples on its mode store and 65% of tdp_page_fault's
+on the prefetch.  Together that is about a third of the vCPU thread's
+samples, spent waiting for one page.  The ceiling experiments fit this:
+removing some locked instructions moves the wait to the next one, and
+KVM's order of a fault (SRCU, the frame reference, mmu_lock, the
+compare-exchange, the mode store at entry) keeps several of them between
+the prefetch and the next access.
 
 Noise on this VM decides a run more than the remaining changes do.  Six
 runs of the same binary within minutes gave 3.56-5.40x, and the
 per-round ratios of one run span 3-8x.  Both the floor and the fault
-vary by 20% from process to process, with where the memory lands.
+vary by 20% from process to process, and the hypervisor steals time:
+seven runs of one binary's \`populate -v 1 -b 4M -i 300 --baseline floor
+--compare --rounds 5\` within ten minutes put its steady fault at 182-269
+ns.
 Reaching 4x in a median, rather than in a lucky run, is left open.
 
 MD
@@ -991,7 +1024,7 @@ cat <<MD
 
 ![populate scaling](img/populate-scaling.png)
 
-\`$(cmd popscale)\`: 1 GiB of 4 KiB pages per vCPU, $ROUNDS rounds.
+\`$(cmd popscale)\`: 1 GiB of 4 KiB pages per vCPU, $POP_ROUNDS rounds.
 ns per fault (per thread; the floor: per access, each of which inserts)
 is the median over the rounds; the scaling is accesses per second of the
 steady phase with 2 vCPUs over the one with 1, median [lowest-highest]
