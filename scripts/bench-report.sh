@@ -999,17 +999,18 @@ a line the two vCPUs fight over.
 
 $(lock_table)
 
-The SRCU, brlock and frame-reference symbols did grow a little from 1
-to 2 vCPUs in the run of 2026-12-08 (tdp_srcu_read_lock 3.54% to 4.34%,
-frame_put_ref 2.57% to 2.95%).  That is not a shared line.  Each writes
+Where the SRCU, brlock or frame-reference symbols grow a little from 1
+to 2 vCPUs, as they do in some runs (in the report of ce9bf2c,
+tdp_srcu_read_lock 3.54% to 4.34% and frame_put_ref 2.57% to 2.95%; in
+the report of 4eed205, frame_put_ref 2.89% to 3.21% while
+tdp_srcu_read_lock shrank), that is not a shared line.  Each writes
 only the vCPU's own slot line (slot 1 + id) or the reference count of a
 frame the other vCPU never touches (the vCPUs fault disjoint halves of
 the memory: 1 GiB each, so their counts lie 1 MiB apart).  Each is a locked
 instruction, which waits until the store buffer has drained, and with
-two vCPUs missing to memory at once a store's miss takes longer.  The
-fault as a whole costs 48% more per thread with two vCPUs (264.7 against
-392.4 ns in that report's before/after table), and these symbols'
-shares grew by less than that.
+two vCPUs missing to memory at once a store's miss takes longer: the
+fault as a whole costs more per thread with two vCPUs (the before/after
+table's populate rows), and these symbols' shares grow by less than that.
 
 MD
 		if awk "BEGIN { exit !($tr_hot >= 15) }"; then
