@@ -908,6 +908,14 @@ vary by 20% from process to process, and the hypervisor steals time:
 seven runs of one binary's \`populate -v 1 -b 4M -i 300 --baseline floor
 --compare --rounds 5\` within ten minutes put its steady fault at 182-269
 ns.
+The machine's speed itself moves: a fixed integer loop (400M dependent
+adds through memory, one thread) took 0.137-0.146 s in ten runs, and
+0.144-0.576 s in six runs two minutes earlier, with no steal time
+counted in /proc/stat, and thread CPU time equal to wall time.  The
+vCPU's core appears to be shared with other tenants' hyperthreads, or
+clocked down.  The fault is bound by instructions and the floor by
+memory, so their ratio moves with the core's speed; interleaving the
+designs in rounds cancels slow drifts, not changes within a round.
 Reaching 4x in a median, rather than in a lucky run, is left open.
 
 MD
