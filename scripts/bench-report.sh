@@ -904,10 +904,11 @@ the prefetch and the next access.
 Noise on this VM decides a run more than the remaining changes do.  Six
 runs of the same binary within minutes gave 3.56-5.40x, and the
 per-round ratios of one run span 3-8x.  Both the floor and the fault
-vary by 20% from process to process, and the hypervisor steals time:
+vary by 20% from process to process, and from minute to minute:
 seven runs of one binary's \`populate -v 1 -b 4M -i 300 --baseline floor
 --compare --rounds 5\` within ten minutes put its steady fault at 182-269
 ns.
+
 The machine's speed itself moves: a fixed integer loop (400M dependent
 adds through memory, one thread) took 0.137-0.146 s in ten runs, and
 0.144-0.576 s in six runs two minutes earlier, with no steal time
