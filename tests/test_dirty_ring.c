@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../tools/common/ring.h"
 #include "helpers.h"
 #include "vm.h"
 
@@ -53,31 +54,31 @@ struct collector {
 	uint32_t fetch[2];
 };
 
-/* Take the DIRTY entries of vCPU @v's ring: their offsets in @out (if
- * not NULL), each marked RESET.  Returns how many. */
+struct take {
+	uint64_t *out;
+	unsigned max, n;
+};
+
+static int take_one(void *arg, uint32_t slot, uint64_t offset)
+{
+	struct take *t = arg;
+
+	assert_int_equal(slot, 0); /* as 0, memslot 0 */
+	if (t->out && t->n < t->max)
+		t->out[t->n] = offset;
+	t->n++;
+	return 0;
+}
+
+/* Take the DIRTY entries of vCPU @v's ring (the tools' collector): their
+ * offsets in @out (if not NULL), each marked RESET.  Returns how many. */
 static unsigned collect(struct th_env *f, struct collector *c, unsigned v,
 			uint64_t *out, unsigned max)
 {
-	struct tdp_dirty_gfn *ring;
-	uint32_t size;
-	unsigned n = 0;
+	struct take t = {out, max, 0};
 
-	assert_int_equal(tdp_vcpu_dirty_ring(f->v[v], &ring, &size), 0);
-	for (;;) {
-		struct tdp_dirty_gfn *e = &ring[c->fetch[v] & (size - 1)];
-
-		if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) &
-		      TDP_DIRTY_GFN_DIRTY))
-			break;
-		assert_int_equal(e->slot, 0); /* as 0, memslot 0 */
-		if (out && n < max)
-			out[n] = e->offset;
-		__atomic_store_n(&e->flags, TDP_DIRTY_GFN_RESET,
-				 __ATOMIC_RELEASE);
-		c->fetch[v]++;
-		n++;
-	}
-	return n;
+	assert_int_equal(ring_collect(f->v[v], &c->fetch[v], take_one, &t), 0);
+	return t.n;
 }
 
 static uint64_t reset(struct th_env *f)

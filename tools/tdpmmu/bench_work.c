@@ -1165,7 +1165,7 @@ static int harvest_rings(struct bench *b, struct dlog *dl)
 	struct ring_take rt = {b, dl};
 
 	for (unsigned i = 0; i < b->o->nvcpu; i++) {
-		int r = cli_ring_collect(b->v[i].vcpu, &dl->fetch[i],
+		int r = ring_collect(b->v[i].vcpu, &dl->fetch[i],
 					 ring_take, &rt);
 
 		if (r)

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "../common/clock.h"
+#include "../common/ring.h"
 #include "../common/rng.h"
 
 int cmd_demo(int argc, char **argv);
@@ -50,18 +51,5 @@ int cli_parse_engine(const char *s, unsigned *out);
 /* Parse a host backend name, "pool" or "process", into TDP_HOST_*.  -1
  * on error. */
 int cli_parse_host(const char *s, unsigned *out);
-
-/* The VMM's side of a dirty ring (ring.c), shared by torture, migrate and
- * bench.  Collect @v's harvested entries from *@fetch on, in order: @fn
- * gets each entry's slot and offset and returns 0 to take it (the entry
- * is marked reset and *@fetch moves on) or a value to stop with (the
- * entry stays, *@fetch on it).  The caller resets the rings afterwards
- * (tdp_vm_reset_dirty_rings).  Returns 0, @fn's value, or
- * tdp_vcpu_dirty_ring's error.  The vCPU's ring, not its thread: any
- * thread, one collector per ring at a time. */
-struct tdp_vcpu;
-int cli_ring_collect(struct tdp_vcpu *v, uint32_t *fetch,
-		     int (*fn)(void *arg, uint32_t slot, uint64_t offset),
-		     void *arg);
 
 #endif

@@ -208,7 +208,7 @@ static int ring_take(void *arg, uint32_t slot, uint64_t offset)
 static int harvest_rings(struct mig *m)
 {
 	for (unsigned i = 0; i < m->vcpus; i++) {
-		int r = cli_ring_collect(m->vcpu[i], &m->ring_fetch[i],
+		int r = ring_collect(m->vcpu[i], &m->ring_fetch[i],
 					 ring_take, m);
 
 		if (r)

@@ -595,7 +595,7 @@ static void harvest_rings(struct torture *t, uint32_t j)
 		struct ring_take rt = {t, j, &t->ring_fetch[vs[k]->id],
 				       vs[k]->id};
 
-		r = cli_ring_collect(vs[k], rt.fetch, ring_take, &rt);
+		r = ring_collect(vs[k], rt.fetch, ring_take, &rt);
 		if (r == -EIO)
 			return; /* ring_take failed the run */
 		if (r) {
