@@ -360,15 +360,7 @@ int tdp_vm_get_dirty_log(struct tdp_vm *vm, unsigned as_id, unsigned slot,
 		for (uint64_t w = 0; w < words; w++)
 			bitmap[w] = __atomic_load_n(&s->dirty_bitmap[w],
 						    __ATOMIC_ACQUIRE);
-	} else if (pml_mode(vm)) {
-		/* the log told which pages are Dirty: clear those only; a
-		 * zap needs not hand its Dirty bits over (they were logged
-		 * when set), so no bit is in flight outside the log */
-		tdp_write_lock(&vm->mmu.lock);
-		take_words(s, bitmap, false);
-		protect_locked(vm, s, 0, s->npages, bitmap, NULL);
-		tdp_write_unlock(&vm->mmu.lock);
-	} else if (dbit_mode(vm)) {
+	} else if (dbit_mode(vm) && !pml_mode(vm)) {
 		/* bits of leaves zapped so far, the Dirty bits still in
 		 * leaves, then the bits of leaves zapped while the pass
 		 * yielded; under the write lock, so no zap is half done */
@@ -378,8 +370,12 @@ int tdp_vm_get_dirty_log(struct tdp_vm *vm, unsigned as_id, unsigned slot,
 		take_words(s, bitmap, true);
 		tdp_write_unlock(&vm->mmu.lock);
 	} else {
-		/* exchange and write-protect in one write-locked section:
-		 * a slow fault marks and maps entirely before or after */
+		/* exchange, then write-protect (with PML: clear the Dirty bits
+		 * of) the pages taken, in one write-locked section: a slow
+		 * fault marks and maps entirely before or after.  With PML the
+		 * log told which pages are Dirty, and a zap needs not hand its
+		 * Dirty bits over (they were logged when set), so no bit is in
+		 * flight outside the log */
 		tdp_write_lock(&vm->mmu.lock);
 		take_words(s, bitmap, false);
 		protect_locked(vm, s, 0, s->npages, bitmap, NULL);
