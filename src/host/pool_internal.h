@@ -507,12 +507,16 @@ void notify_end(struct pool *h, uint64_t start, uint64_t end, bool priv);
 void call_hook(struct pool *h, uint64_t start, uint64_t end);
 
 /* pool_tree.c */
-/* The index of @hva in a node of @level (0: the root) */
+/* log2 of the bytes an entry of a node of @level (0: the root) covers */
+static inline unsigned radix_shift(unsigned level)
+{
+	return HOST_PAGE_SHIFT + RADIX_BITS * (RADIX_LEVELS - 1 - level);
+}
+
+/* The index of @hva in a node of @level */
 static inline unsigned radix_index(uint64_t hva, unsigned level)
 {
-	return (hva >> (HOST_PAGE_SHIFT +
-			RADIX_BITS * (RADIX_LEVELS - 1 - level))) &
-	       (RADIX_FANOUT - 1);
+	return (hva >> radix_shift(level)) & (RADIX_FANOUT - 1);
 }
 uint64_t *pte_lookup(struct pool *h, uint64_t hva);
 uint64_t pte_get(struct pool *h, uint64_t hva);

@@ -8,11 +8,6 @@
 /* radix tree of ptes                                                  */
 /* ------------------------------------------------------------------ */
 
-static unsigned level_shift(unsigned level)
-{
-	return HOST_PAGE_SHIFT + RADIX_BITS * (RADIX_LEVELS - 1 - level);
-}
-
 /*
  * The leaf covering @hva, or NULL.  *@next is set to the first hva after
  * the region the returned leaf (or the missing subtree) covers.
@@ -24,7 +19,7 @@ static uint64_t *leaf_find(struct pool *h, uint64_t hva, uint64_t *next)
 	for (unsigned level = 0; level < RADIX_LEVELS - 1; level++) {
 		n = n->child[radix_index(hva, level)];
 		if (!n) {
-			*next = (hva | ((1ull << level_shift(level)) - 1)) + 1;
+			*next = (hva | ((1ull << radix_shift(level)) - 1)) + 1;
 			return NULL;
 		}
 	}
@@ -91,7 +86,7 @@ bool radix_prune(struct rnode *n, unsigned level, uint64_t start, uint64_t end)
 
 	if (level == RADIX_LEVELS - 1)
 		return node_empty(n);
-	span = 1ull << level_shift(level);
+	span = 1ull << radix_shift(level);
 	for (uint64_t a = start; a < end; a = next) {
 		unsigned i = radix_index(a, level);
 
