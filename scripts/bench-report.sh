@@ -630,21 +630,22 @@ if [ -n "$BEFORE_CLI" ]; then
 		local n=$1 name=$2 args; shift 2
 		mapfile -t args < <(scaled "$@")
 		echo "tdpmmu bench ${args[*]}" > "$TMP/ba_$name.cmd"
+		local i side order
 		for i in $(seq 1 "$n"); do
 			log "before/after $name ($i/$n)"
-			if [ $((i % 2)) = 1 ]; then
-				"$BEFORE_CLI" bench "${args[@]}" --json > "$TMP/bb_$name.$i.json" || exit 1
-				"$CLI" bench "${args[@]}" --json > "$TMP/ba_$name.$i.json" || exit 1
-			else
-				"$CLI" bench "${args[@]}" --json > "$TMP/ba_$name.$i.json" || exit 1
-				"$BEFORE_CLI" bench "${args[@]}" --json > "$TMP/bb_$name.$i.json" || exit 1
-			fi
+			order="bb ba"
+			[ $((i % 2)) = 1 ] || order="ba bb"
+			for side in $order; do
+				local cli=$CLI
+				[ "$side" = bb ] && cli=$BEFORE_CLI
+				"$cli" bench "${args[@]}" --json > "$TMP/${side}_$name.$i.json" || exit 1
+			done
 		done
 	}
 	# translate: a process's TLB hit costs either about 18.6 ns or 25-31
-	# ns on this VM (which, decided per process by where its memory
-	# lands), so three runs' median is a coin toss: seven runs, and the
-	# fastest run reported beside the median
+	# ns on this VM (which one is decided per process, by where its
+	# memory lands), so three runs' median is a coin toss: seven runs,
+	# and the fastest run reported beside the median
 	ba_run $((REPS > 7 ? REPS : 7)) translate translate -b 1G
 	ba_run "$REPS" access access -v 2 -b 512M
 	ba_run "$REPS" dlog dirty-log -v 2 -b 256M -i 3
@@ -653,21 +654,17 @@ if [ -n "$BEFORE_CLI" ]; then
 	ba_run "$REPS" fz1 fast-zap -v 1 -b 1G -s 1g -i 200
 	ba_run "$REPS" fz2 fast-zap -v 2 -b 8G -s 1g -i 200
 fi
-# ba_row LABEL NAME JQ-EXPR UNIT: median before, after, after / before
-ba_row() {
-	local b a
-	b=$(med "bb_$2" "$3 // empty")
-	a=$(med "ba_$2" "$3 // empty")
-	[ -n "$b" ] || b=0
-	printf '| %s | %s %s | %s %s | %sx |\n' "$1" "$(fmt "$b" 1)" "$4" "$(fmt "$a" 1)" "$4" "$(ratio "$a" "$b")"
+# ba_line LABEL BEFORE AFTER UNIT: a table row, after / before
+ba_line() {
+	printf '| %s | %s %s | %s %s | %sx |\n' "$1" "$(fmt "${2:-0}" 1)" "$4" "$(fmt "$3" 1)" "$4" "$(ratio "$3" "${2:-0}")"
 }
-# ba_row_min LABEL NAME JQ-EXPR UNIT: the same with the fastest run
+# ba_row LABEL NAME JQ-EXPR UNIT: the medians before and after
+ba_row() {
+	ba_line "$1" "$(med "bb_$2" "$3 // empty")" "$(med "ba_$2" "$3 // empty")" "$4"
+}
+# ba_row_min LABEL NAME JQ-EXPR UNIT: the fastest runs before and after
 ba_row_min() {
-	local b a
-	b=$(vals "bb_$2" "$3 // empty" | head -1)
-	a=$(vals "ba_$2" "$3 // empty" | head -1)
-	[ -n "$b" ] || b=0
-	printf '| %s | %s %s | %s %s | %sx |\n' "$1" "$(fmt "$b" 1)" "$4" "$(fmt "$a" 1)" "$4" "$(ratio "$a" "$b")"
+	ba_line "$1" "$(vals "bb_$2" "$3 // empty" | head -1)" "$(vals "ba_$2" "$3 // empty" | head -1)" "$4"
 }
 
 # the comparison tables (they also collect the ratios for the plot)
